@@ -1,0 +1,329 @@
+"""The inbound event contract: what the broker's signup system publishes, validated strictly.
+
+An event is one JSON object::
+
+    {"id": "...", "type": "customer.kyc_approved", "customer_id": "...", "occurred_at": "2026-11-22T10:00:00Z",
+     "data": {...}}
+
+Unknown types and unknown fields are refused; strings and lists are bounded; amounts are decimal *strings*
+(a JSON number is refused: floats lose money); timestamps are RFC 3339 in UTC within the intake window; IP
+addresses are single, valid addresses. ``parse_event`` is the only door in: it raises ``EventRejected`` with
+the field path and the reason, and never anything else. ``schema()`` is the JSON Schema published in
+``schema/events.schema.json``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "CustomerCreated",
+    "CustomerOffboarded",
+    "Event",
+    "EventRejected",
+    "EventType",
+    "FundingLine",
+    "IntakePolicy",
+    "IpChanged",
+    "KeyRotationRequested",
+    "KycApproved",
+    "KycDocuments",
+    "Permission",
+    "parse_event",
+    "schema",
+]
+
+MAX_EVENT_BYTES = 10 * 1024 * 1024
+"""Largest accepted event: three KYC photos of ≤ 2 MB each, base64-encoded, plus the rest."""
+MAX_PLAIN_EVENT_BYTES = 16 * 1024
+"""Largest accepted event without KYC documents."""
+AMOUNT_DECIMALS = 8
+"""Funding amounts may carry at most this many decimal places (KuCoin's transfer precision)."""
+MAX_FUNDING_LINES = 10
+MAX_IPS = 20
+
+
+class EventType(StrEnum):
+    CREATED = "customer.created"
+    KYC_APPROVED = "customer.kyc_approved"
+    IP_CHANGED = "customer.ip_changed"
+    KEY_ROTATION_REQUESTED = "customer.key_rotation_requested"
+    OFFBOARDED = "customer.offboarded"
+
+
+class Permission(StrEnum):
+    """What a customer's key may do. Withdrawal is never grantable to a broker sub-account."""
+
+    GENERAL = "general"
+    SPOT = "spot"
+    FUTURES = "futures"
+
+
+@dataclass(frozen=True)
+class IntakePolicy:
+    """What intake checks against the outside world: the clock and the configured currencies."""
+
+    now: datetime
+    currencies: frozenset[str]
+    max_age: timedelta = timedelta(days=365)
+    max_skew: timedelta = timedelta(minutes=5)
+
+
+class EventRejected(ValueError):  # noqa: N818 - a verdict, read as "event rejected"
+    """An event was refused. ``field`` is the path of the offending field (``data.funding.0.amount``)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _ip(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value[:64]!r} is not a valid IP address") from None
+    return str(address)
+
+
+def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not contain duplicates")
+    return values
+
+
+_AMOUNT = re.compile(rf"^(0|[1-9][0-9]{{0,15}})(\.[0-9]{{1,{AMOUNT_DECIMALS}}})?$")
+
+
+def _amount(value: str) -> str:
+    if not _AMOUNT.match(value):
+        raise ValueError(f"must be a plain positive decimal string with at most {AMOUNT_DECIMALS} decimals")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the pattern already rules this out
+        raise ValueError("is not a decimal") from None
+    if amount <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+IpAddress = Annotated[str, Field(min_length=2, max_length=45), AfterValidator(_ip)]
+IpWhitelist = Annotated[tuple[IpAddress, ...], Field(min_length=1, max_length=MAX_IPS), AfterValidator(_unique)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@+/=-]+$")]
+"""An upstream's opaque id: UUIDs, numbers, e-mail addresses, URNs, base64. No quotes, braces, spaces or
+control characters, so nothing that looks like markup or JSON gets in."""
+
+
+class FundingLine(Strict):
+    currency: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,16}$")]
+    amount: Annotated[str, Field(max_length=32), AfterValidator(_amount)]
+
+    @field_validator("currency")
+    @classmethod
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        policy = info.context.get("policy") if isinstance(info.context, dict) else None
+        if isinstance(policy, IntakePolicy) and value not in policy.currencies:
+            raise ValueError(f"unknown currency {value!r}; configured: {', '.join(sorted(policy.currencies))}")
+        return value
+
+    @property
+    def decimal_amount(self) -> Decimal:
+        return Decimal(self.amount)
+
+
+Photo = Annotated[str, Field(max_length=2_900_000, pattern=r"^data:image/(png|jpe?g);base64,[A-Za-z0-9+/=]+$")]
+IsoDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class KycDocuments(Strict):
+    """Identity documents for proxy KYC. Personal data: never logged, encrypted at rest, deleted once submitted."""
+
+    first_name: Annotated[str, Field(min_length=1, max_length=64)]
+    last_name: Annotated[str, Field(min_length=1, max_length=64)]
+    issue_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    birth_date: IsoDate
+    identity_type: Literal["idcard", "drivinglicense", "passport", "bvn"]
+    identity_number: Annotated[str, Field(min_length=1, max_length=64)]
+    expire_date: IsoDate
+    front_photo: Photo | None = None
+    backend_photo: Photo | None = None
+    face_photo: Photo
+
+    def __repr__(self) -> str:
+        return "KycDocuments(<redacted>)"
+
+    __str__ = __repr__
+
+
+class EmptyData(Strict):
+    pass
+
+
+class KycApprovedData(Strict):
+    permissions: Annotated[tuple[Permission, ...], Field(min_length=1, max_length=3), AfterValidator(_unique)]
+    ip_whitelist: IpWhitelist
+    funding: Annotated[tuple[FundingLine, ...], Field(max_length=MAX_FUNDING_LINES)] = ()
+    kyc: KycDocuments | None = None
+
+
+class IpChangedData(Strict):
+    ip_whitelist: IpWhitelist
+
+
+class EventBase(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    customer_id: CustomerId
+    occurred_at: Annotated[str, Field(max_length=40)]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _rfc3339_utc(cls, value: str, info: ValidationInfo) -> str:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$", value):
+            raise ValueError("must be an RFC 3339 timestamp in UTC, like 2026-11-22T10:00:00Z")
+        try:
+            moment = _parse_time(value)
+        except ValueError as exc:
+            raise ValueError(f"is not a valid timestamp: {exc}") from None
+        policy = info.context.get("policy") if isinstance(info.context, dict) else None
+        if isinstance(policy, IntakePolicy):
+            if moment > policy.now + policy.max_skew:
+                raise ValueError("lies in the future")
+            if moment < policy.now - policy.max_age:
+                raise ValueError(f"is older than {policy.max_age.days} days")
+        return value
+
+    @property
+    def occurred(self) -> datetime:
+        return _parse_time(self.occurred_at)
+
+    @property
+    def order_key(self) -> tuple[datetime, str]:
+        """Events of one customer are ordered by when they occurred, then by id."""
+        return (self.occurred, self.id)
+
+
+class CustomerCreated(EventBase):
+    type: Literal[EventType.CREATED]
+    data: EmptyData
+
+
+class KycApproved(EventBase):
+    type: Literal[EventType.KYC_APPROVED]
+    data: KycApprovedData
+
+
+class IpChanged(EventBase):
+    type: Literal[EventType.IP_CHANGED]
+    data: IpChangedData
+
+
+class KeyRotationRequested(EventBase):
+    type: Literal[EventType.KEY_ROTATION_REQUESTED]
+    data: EmptyData
+
+
+class CustomerOffboarded(EventBase):
+    type: Literal[EventType.OFFBOARDED]
+    data: EmptyData
+
+
+Event = Annotated[
+    CustomerCreated | KycApproved | IpChanged | KeyRotationRequested | CustomerOffboarded,
+    Field(discriminator="type"),
+]
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def _parse_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone(UTC)
+
+
+def parse_event(raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) -> Event:
+    """Validate one event from its JSON text (or an already decoded object).
+
+    ``policy`` adds the checks that need the outside world (timestamp window, configured currencies); pass
+    ``None`` only to re-read an event that was already accepted. Raises ``EventRejected`` naming the field.
+    """
+    text = raw if isinstance(raw, str | bytes) else json.dumps(raw, separators=(",", ":"))
+    size = len(text.encode("utf-8") if isinstance(text, str) else text)
+    if size > MAX_EVENT_BYTES:
+        raise EventRejected("$", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}")
+    try:
+        event = _EVENT.validate_json(text, context={"policy": policy}, strict=True)
+    except ValidationError as exc:
+        raise _rejection(exc.errors()[0]) from None
+    if size > MAX_PLAIN_EVENT_BYTES and not (isinstance(event, KycApproved) and event.data.kyc is not None):
+        raise EventRejected("$", f"event is {size} bytes; without KYC documents the limit is {MAX_PLAIN_EVENT_BYTES}")
+    return event
+
+
+_TAGS = {t.value for t in EventType}
+_PATTERN_HELP = {
+    "id": "must be 1-64 characters from A-Z a-z 0-9 . _ : -",
+    "customer_id": "must be 1-64 characters from A-Z a-z 0-9 . _ : @ + / = -",
+    "currency": "must be 2-16 upper-case letters or digits",
+    "issue_country": "must be an ISO 3166 alpha-2 country code",
+    "birth_date": "must be a date YYYY-MM-DD",
+    "expire_date": "must be a date YYYY-MM-DD",
+    "front_photo": "must be a data:image/png or data:image/jpeg base64 URI",
+    "backend_photo": "must be a data:image/png or data:image/jpeg base64 URI",
+    "face_photo": "must be a data:image/png or data:image/jpeg base64 URI",
+}
+
+
+def _rejection(err: Any) -> EventRejected:
+    loc = [str(p) for p in err["loc"] if str(p) not in _TAGS]
+    field = ".".join(loc) or "$"
+    kind = err.get("type", "")
+    if kind == "json_invalid":
+        return EventRejected("$", f"not valid JSON: {err.get('ctx', {}).get('error', 'syntax error')}")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return EventRejected("type", "unknown or missing event type; expected one of " + ", ".join(sorted(_TAGS)))
+    if kind == "model_type" or (kind == "model_attributes_type" and not loc):
+        return EventRejected(field, "must be a JSON object")
+    if kind == "extra_forbidden":
+        return EventRejected(field, "unknown field")
+    if kind == "missing":
+        return EventRejected(field, "required field is missing")
+    if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HELP:
+        return EventRejected(field, _PATTERN_HELP[loc[-1]])
+    if loc and loc[-1] == "amount" and kind == "string_type":
+        return EventRejected(field, 'must be a decimal string such as "250.5", not a JSON number')
+    return EventRejected(field, str(err.get("msg", "invalid")).removeprefix("Value error, "))
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of one event, for publishers in other languages."""
+    document = _EVENT.json_schema(mode="validation")
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["$id"] = "https://github.com/kucoin-nd-provisioner/schema/events.schema.json"
+    document["title"] = "Onboarding event"
+    document["description"] = (
+        "One onboarding event published to the provisioning worker. Amounts are decimal strings; timestamps are "
+        "RFC 3339 in UTC; unknown fields are refused."
+    )
+    return document

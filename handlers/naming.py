@@ -1,0 +1,57 @@
+"""Deterministic, pseudonymous names: derived from the customer id with a secret, revealing nothing of it.
+
+- ``customer_ref``: our key for a customer in Redis, logs and metrics (the upstream id may be personal).
+- ``account_name``: the sub-account's name, unique exchange-wide; valid under KuCoin's ordinary sub-account rule
+  (7–32 characters, letters and digits, at least one of each): ``<prefix><attempt><16 base32 chars>``. A name
+  taken by someone else moves to the next attempt.
+- ``key_label``: one label per key generation of a customer (4–32 characters).
+- ``funding_client_oid`` / ``sweep_client_oid``: one clientOid per funding line or sweep, per attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+__all__ = ["Naming"]
+
+MAX_NAME_ATTEMPTS = 10
+
+
+class Naming:
+    """All derived names of one deployment; ``secret`` must stay the same for the deployment's lifetime."""
+
+    def __init__(self, secret: str, *, prefix: str = "nd") -> None:
+        if not prefix.isalnum() or not prefix[:1].isalpha() or not 1 <= len(prefix) <= 8:
+            raise ValueError("prefix must be 1-8 letters or digits, starting with a letter")
+        self._secret = secret.encode("utf-8")
+        self._prefix = prefix.lower()
+
+    def __repr__(self) -> str:
+        return f"Naming(prefix={self._prefix!r})"
+
+    def _mac(self, *parts: str) -> bytes:
+        return hmac.new(self._secret, "\x00".join(parts).encode("utf-8"), hashlib.sha256).digest()
+
+    def customer_ref(self, customer_id: str) -> str:
+        """A 21-character pseudonym for ``customer_id``, stable for the deployment."""
+        return "c" + self._mac("ref", customer_id).hex()[:20]
+
+    def account_name(self, customer_id: str, attempt: int) -> str:
+        """The sub-account name for ``attempt`` (0–9)."""
+        if not 0 <= attempt < MAX_NAME_ATTEMPTS:
+            raise ValueError(f"attempt must be 0-{MAX_NAME_ATTEMPTS - 1}")
+        digest = base64.b32encode(self._mac("account", customer_id, str(attempt))).decode("ascii").lower()
+        return f"{self._prefix}{attempt}{digest[:16]}"
+
+    @staticmethod
+    def key_label(generation: int) -> str:
+        """The label of a customer's key of ``generation`` (0 for the first key)."""
+        return f"prov-g{generation:04d}"
+
+    def funding_client_oid(self, ref: str, line_key: str, attempt: int) -> str:
+        return "f" + self._mac("fund", ref, line_key, str(attempt)).hex()[:40]
+
+    def sweep_client_oid(self, ref: str, sweep_round: int, attempt: int) -> str:
+        return "s" + self._mac("sweep", ref, str(sweep_round), str(attempt)).hex()[:40]
