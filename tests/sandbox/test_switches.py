@@ -1,0 +1,149 @@
+"""Each switch for undocumented behaviour, at its default and at its alternatives (changed at runtime)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sandbox import Exchange, SandboxConfig, SandboxCredentials
+from tests.sandbox.conftest import (
+    FakeClock,
+    client_for,
+    management_key,
+    new_key,
+    new_sub,
+    partner_of,
+    transfer_body,
+)
+from tests.sandbox.kc import fails, ok
+
+TRANSFER = "/api/v1/broker/nd/transfer"
+ACCOUNT = "/api/v1/broker/nd/account"
+
+
+def sub_usdt(exchange: Exchange, uid: str) -> str | None:
+    sub = next(s for s in exchange.state_snapshot()["subAccounts"] if s["uid"] == uid)
+    return sub["balances"]["TRADE"].get("USDT")
+
+
+def test_duplicate_client_oid_dedupe_is_the_default(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """dedupe: a repeat with equal parameters returns the first orderId; other parameters get 400100."""
+    uid = new_sub(mgmt)
+    first = ok(mgmt.post(TRANSFER, json=transfer_body(uid)))["orderId"]
+    assert ok(mgmt.post(TRANSFER, json=transfer_body(uid)))["orderId"] == first
+    assert sub_usdt(exchange, uid) == "10"
+    fails(mgmt.post(TRANSFER, json=transfer_body(uid, amount="11")), "400100", msg="clientOid duplicated")
+    assert len(exchange.state_snapshot()["transfers"]) == 1
+
+
+def test_duplicate_client_oid_reject(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """reject: any repeated clientOid fails with 400100 "clientOid duplicated" and nothing moves."""
+    exchange.update_config({"duplicate_client_oid": "reject"})
+    uid = new_sub(mgmt)
+    ok(mgmt.post(TRANSFER, json=transfer_body(uid)))
+    fails(mgmt.post(TRANSFER, json=transfer_body(uid)), "400100", msg="clientOid duplicated")
+    assert sub_usdt(exchange, uid) == "10"
+
+
+def test_duplicate_client_oid_accept(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """accept: no uniqueness; the repeat executes again with a new orderId (kucoin-api-docs#468)."""
+    exchange.update_config({"duplicate_client_oid": "accept"})
+    uid = new_sub(mgmt)
+    first = ok(mgmt.post(TRANSFER, json=transfer_body(uid)))["orderId"]
+    assert ok(mgmt.post(TRANSFER, json=transfer_body(uid)))["orderId"] != first
+    assert sub_usdt(exchange, uid) == "20"
+
+
+def test_own_names_are_unique_case_insensitively(mgmt: httpx.Client) -> None:
+    """Adding a name we already use (any case) fails with 400100 "accountName already exists"."""
+    new_sub(mgmt, "Account15")
+    fails(mgmt.post(ACCOUNT, json={"accountName": "ACCOUNT15"}), "400100", msg="accountName already exists")
+
+
+def test_taken_names_and_share(
+    mgmt: httpx.Client, exchange: Exchange, creds: SandboxCredentials, clock: FakeClock
+) -> None:
+    """taken_names and a seeded taken_name_share make names "already exist" deterministically."""
+    exchange.update_config({"taken_names": ["Taken001"]})
+    fails(mgmt.post(ACCOUNT, json={"accountName": "taken001"}), "400100", msg="accountName already exists")
+    exchange.update_config({"taken_name_share": 1.0})
+    fails(mgmt.post(ACCOUNT, json={"accountName": "Fresh001"}), "400100")
+    exchange.update_config({"taken_name_share": 0.5})
+    names = [f"Name{i:04d}" for i in range(40)]
+    outcomes = [mgmt.post(ACCOUNT, json={"accountName": n}).json()["code"] for n in names]
+    assert 5 < outcomes.count("400100") < 35
+    twin = Exchange(SandboxConfig(taken_name_share=0.5), creds, clock=clock)
+    with client_for(twin, management_key(creds), partner_of(creds), clock=clock) as twin_client:
+        assert [twin_client.post(ACCOUNT, json={"accountName": n}).json()["code"] for n in names] == outcomes
+
+
+@pytest.mark.parametrize("name", ["short1", "abcdefgh", "12345678", "has space1", "x" * 31 + "1a"])
+def test_name_rules(mgmt: httpx.Client, exchange: Exchange, name: str) -> None:
+    """enforce_name_rules (default on): 7-32 letters and digits with both; off accepts anything."""
+    fails(mgmt.post(ACCOUNT, json={"accountName": name}), "400100")
+    exchange.update_config({"enforce_name_rules": False})
+    ok(mgmt.post(ACCOUNT, json={"accountName": name}))
+
+
+def test_max_keys_per_subaccount(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """The 6th live key fails with 400100 "api key count exceeds the limit"; deleting one frees a slot."""
+    uid = new_sub(mgmt)
+    keys = [new_key(mgmt, uid, label=f"key-{i}") for i in range(5)]
+    fails(mgmt.post("/api/v1/broker/nd/account/apikey", json={
+        "uid": uid, "passphrase": "Aa12345678", "ipWhitelist": [], "permissions": ["general"], "label": "key-6",
+    }), "400100", msg="api key count exceeds the limit")  # fmt: skip
+    ok(mgmt.delete("/api/v1/broker/nd/account/apikey", params={"uid": uid, "apiKey": keys[0]["apiKey"]}))
+    new_key(mgmt, uid, label="key-6")
+    exchange.update_config({"max_keys_per_subaccount": 7})
+    new_key(mgmt, uid, label="key-7")
+
+
+def test_broker_info_requires_dates(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """broker_info_requires_dates (default off) makes begin/end/tradeType mandatory."""
+    ok(mgmt.get("/api/v1/broker/nd/info"))
+    exchange.update_config({"broker_info_requires_dates": True})
+    fails(mgmt.get("/api/v1/broker/nd/info", params={"tradeType": "1"}), "400100", msg="begin is required")
+    ok(mgmt.get("/api/v1/broker/nd/info", params={"begin": "20240601", "end": "20240610", "tradeType": "1"}))
+
+
+def test_subaccount_order(mgmt: httpx.Client, exchange: Exchange, clock: FakeClock) -> None:
+    """subaccount_order asc (default) or desc by creation."""
+    first = new_sub(mgmt, "Account01")
+    clock.advance(1)
+    second = new_sub(mgmt, "Account02")
+    assert [i["uid"] for i in ok(mgmt.get(ACCOUNT))["items"]] == [first, second]
+    exchange.update_config({"subaccount_order": "desc"})
+    assert [i["uid"] for i in ok(mgmt.get(ACCOUNT))["items"]] == [second, first]
+
+
+def test_transfer_processing_ms(mgmt: httpx.Client, exchange: Exchange, clock: FakeClock) -> None:
+    """transfer_processing_ms: the detail reads PROCESSING for that long, then SUCCESS."""
+    exchange.update_config({"transfer_processing_ms": 3000})
+    order_id = ok(mgmt.post(TRANSFER, json=transfer_body(new_sub(mgmt))))["orderId"]
+    detail = "/api/v3/broker/nd/transfer/detail"
+    assert ok(mgmt.get(detail, params={"orderId": order_id}))["status"] == "PROCESSING"
+    clock.advance(3)
+    assert ok(mgmt.get(detail, params={"orderId": order_id}))["status"] == "SUCCESS"
+
+
+def test_max_account_size(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """max_account_size caps sub-accounts (400100 "sub-account count exceeds the limit") and shows in broker info."""
+    exchange.update_config({"max_account_size": 1})
+    new_sub(mgmt, "Account01")
+    fails(mgmt.post(ACCOUNT, json={"accountName": "Account02"}), "400100", msg="sub-account count exceeds the limit")
+    assert ok(mgmt.get("/api/v1/broker/nd/info"))["maxAccountSize"] == 1
+
+
+def test_business_error_status(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """business_error_status: business/validation failures use HTTP 200 (default) or 400."""
+    fails(mgmt.post(ACCOUNT, json={}), "400100", 200)
+    exchange.update_config({"business_error_status": 400})
+    fails(mgmt.post(ACCOUNT, json={}), "400100", 400)
+
+
+def test_update_config_refuses_bad_patches_and_keeps_the_old_config(exchange: Exchange) -> None:
+    """A bad patch raises ValueError and changes nothing."""
+    before = exchange.config
+    with pytest.raises(ValueError, match="max_account_size"):
+        exchange.update_config({"subaccount_order": "desc", "max_account_size": -1})
+    assert exchange.config is before
