@@ -1,0 +1,151 @@
+"""The composition root: the one place that builds concrete adapters (Redis, exchange client, keyrings) from
+``Settings``. Everything else receives what it needs as arguments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+import httpx
+import redis
+
+from handlers.naming import Naming
+from handlers.planner import Policy
+from worker.crypto import Keyring
+from worker.exchange import ExchangeClient
+from worker.exchange.endpoints import ENDPOINTS
+from worker.exchange.http import Observer, RateGate
+from worker.intake import Intake
+from worker.provisioning.context import Services
+from worker.provisioning.reconciler import Reconciler, StepObserver
+from worker.ratelimit import PoolQuota, SharedRateLimiter
+from worker.settings import Settings
+from worker.store.customers import CustomerStore
+from worker.store.due import DueSchedule
+from worker.store.keys import Keys
+from worker.store.ledger import FundingLedger
+
+__all__ = ["App", "build_app", "policy_from", "redis_client"]
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """Our own Redis client (strings, not bytes), with time-outs so a dead Redis cannot hang a worker."""
+    return redis.Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def policy_from(settings: Settings) -> Policy:
+    """The planner's rules, from the settings."""
+    read_bound_ms = int(
+        1000
+        * (
+            settings.http_connect_timeout
+            + settings.http_write_timeout
+            + settings.http_read_timeout
+            + settings.http_pool_timeout
+        )
+    )
+    return Policy(
+        naming=Naming(settings.secret("name_secret"), prefix=settings.account_name_prefix),
+        funding_caps=settings.funding_cap_per_customer,
+        broker_wallet=settings.funding_from_wallet,
+        sub_wallet=settings.funding_to_wallet,
+        key_max_age_ms=settings.key_max_age_seconds * 1000,
+        rotation_grace_ms=settings.rotation_grace_seconds * 1000,
+        proxy_kyc=settings.proxy_kyc,
+        kyc_poll_ms=settings.kyc_poll_seconds * 1000,
+        resolve_delay_ms=read_bound_ms + settings.unknown_outcome_settle_ms,
+    )
+
+
+def _admission(limiter: SharedRateLimiter) -> Callable[[str], None]:
+    def admit(endpoint: str) -> None:
+        limiter.preadmit(ENDPOINTS[endpoint])
+
+    return admit
+
+
+@dataclass
+class App:
+    """Every long-lived object of one worker process (or one CLI invocation)."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys
+    store: CustomerStore
+    due: DueSchedule
+    ledger: FundingLedger
+    exchange: ExchangeClient
+    keyring: Keyring
+    delivery: Keyring
+    policy: Policy
+    reconciler: Reconciler
+    intake: Intake
+    clock: Callable[[], float]
+
+    def close(self) -> None:
+        self.exchange.close()
+        self.redis.close()
+
+
+def build_app(
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    gate: RateGate | None = None,
+    observers: Sequence[Observer] = (),
+    on_step: StepObserver | None = None,
+    on_transfer: Callable[[str, str, Decimal], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    client: redis.Redis | None = None,
+) -> App:
+    """Build the app. ``transport`` replaces the network (the simulator in tests); ``clock`` is epoch seconds."""
+    r = client or redis_client(settings)
+    keys = Keys(settings.key_prefix)
+    store = CustomerStore(r, keys)
+    due = DueSchedule(r, keys)
+    ledger = FundingLedger(r, keys)
+    limiter = None
+    if gate is None and settings.rate_limit:
+        limiter = SharedRateLimiter(
+            r,
+            keys,
+            {
+                "Broker": PoolQuota(settings.broker_quota, settings.rate_window_ms),
+                "Management": PoolQuota(settings.management_quota, settings.rate_window_ms),
+            },
+            headroom=settings.rate_headroom,
+        )
+        gate = limiter
+    exchange = ExchangeClient.from_settings(settings, transport=transport, gate=gate, observers=observers, clock=clock)
+    keyring = Keyring.parse(settings.secret("encryption_keys"), name="PROVISIONER_ENCRYPTION_KEYS")
+    delivery = Keyring.parse(settings.secret("delivery_keys"), name="PROVISIONER_DELIVERY_KEYS")
+    policy = policy_from(settings)
+    services = Services(
+        store=store,
+        exchange=exchange,
+        keyring=keyring,
+        delivery=delivery,
+        ledger=ledger,
+        policy=policy,
+        daily_caps=settings.funding_cap_per_day,
+        clock=clock,
+    )
+    if on_transfer is not None:
+        services = replace(services, on_transfer=on_transfer)
+    request_bound_s = (
+        settings.http_connect_timeout
+        + settings.http_write_timeout
+        + settings.http_read_timeout
+        + settings.http_pool_timeout
+    )
+    services = replace(services, send_window_s=max(1.0, settings.lock_ttl_ms / 1000 - request_bound_s - 2))
+    if limiter is not None:
+        services = replace(services, admit=_admission(limiter))
+    reconciler = Reconciler(services, due, lock_ttl_ms=settings.lock_ttl_ms, on_step=on_step)
+    intake = Intake(store, policy.naming, keyring, currencies=frozenset(settings.currencies), clock=clock)
+    return App(settings, r, keys, store, due, ledger, exchange, keyring, delivery, policy, reconciler, intake, clock)

@@ -1,0 +1,23 @@
+"""The KuCoin ND-broker client: typed endpoint families over one signed, pooled HTTP core."""
+
+from worker.exchange.client import ExchangeClient
+from worker.exchange.errors import (
+    AuthConfigError,
+    ExchangeError,
+    OutcomeUnknownError,
+    PermanentError,
+    RateLimitedError,
+    RequestValidationError,
+    RetryableError,
+)
+
+__all__ = [
+    "AuthConfigError",
+    "ExchangeClient",
+    "ExchangeError",
+    "OutcomeUnknownError",
+    "PermanentError",
+    "RateLimitedError",
+    "RequestValidationError",
+    "RetryableError",
+]

@@ -1,0 +1,84 @@
+"""Sub-account API keys: create (the only time the secret is shown), list, modify, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from worker.exchange.endpoints import ENDPOINTS
+from worker.exchange.http import KucoinHttp
+from worker.exchange.models import ApiKey, ApiKeyCreated, Permission, boolean, list_of
+from worker.exchange.requests import AddApiKeyRequest, ModifyApiKeyRequest, build
+
+__all__ = ["ApiKeys"]
+
+
+class ApiKeys:
+    def __init__(self, http: KucoinHttp) -> None:
+        self._http = http
+
+    def add(
+        self,
+        *,
+        uid: str,
+        passphrase: str,
+        ip_whitelist: Sequence[str],
+        permissions: Sequence[Permission],
+        label: str,
+    ) -> ApiKeyCreated:
+        """Add SubAccount API — ``POST /api/v1/broker/nd/account/apikey``; management key; Broker, weight 3.
+
+        Returns the key *with its secret*, which the exchange never shows again. Not idempotent: after a lost
+        response, list the keys and delete any carrying ``label`` whose secret you do not hold. Raises
+        ``RequestValidationError`` for a label outside 4–32 characters, more than 20 or invalid IPs,
+        permissions other than general/spot/futures, or a passphrase outside 7–32 characters.
+        """
+        request = build(
+            AddApiKeyRequest,
+            "add_api_key",
+            uid=uid,
+            passphrase=passphrase,
+            ip_whitelist=list(ip_whitelist),
+            permissions=list(permissions),
+            label=label,
+        )
+        return self._http.call(ENDPOINTS["add_api_key"], ApiKeyCreated.model_validate, body=request.body())
+
+    def list(self, *, uid: str, api_key: str | None = None) -> tuple[ApiKey, ...]:
+        """Get SubAccount API — ``GET /api/v1/broker/nd/account/apikey``; management key; Broker, weight 2.
+
+        All keys of one sub-account (not paginated), optionally only ``api_key``. IPs come back masked.
+        """
+        query = [("uid", uid)] + ([("apiKey", api_key)] if api_key else [])
+        return self._http.call(ENDPOINTS["get_api_keys"], list_of(ApiKey), query=query)
+
+    def modify(
+        self,
+        *,
+        uid: str,
+        api_key: str,
+        ip_whitelist: Sequence[str],
+        permissions: Sequence[Permission],
+        label: str,
+    ) -> ApiKey:
+        """Modify SubAccount API — ``POST /api/v1/broker/nd/account/update-apikey``; Broker, weight 3.
+
+        Replaces the key's whitelist, permissions and label as a whole, so repeating it is harmless. Raises
+        ``RequestValidationError`` on the same rules as ``add``.
+        """
+        request = build(
+            ModifyApiKeyRequest,
+            "modify_api_key",
+            uid=uid,
+            api_key=api_key,
+            ip_whitelist=list(ip_whitelist),
+            permissions=list(permissions),
+            label=label,
+        )
+        return self._http.call(ENDPOINTS["modify_api_key"], ApiKey.model_validate, body=request.body())
+
+    def delete(self, *, uid: str, api_key: str) -> bool:
+        """Delete SubAccount API — ``DELETE /api/v1/broker/nd/account/apikey``; Broker, weight 3.
+
+        Parameters travel in the query string. Returns the exchange's boolean.
+        """
+        return self._http.call(ENDPOINTS["delete_api_key"], boolean, query=[("uid", uid), ("apiKey", api_key)])

@@ -1,0 +1,284 @@
+"""The wire: one pooled ``httpx.Client``, request signing, the envelope, and error classification in one place.
+
+``KucoinHttp.call`` sends one request to one endpoint and returns the envelope's ``data`` or raises exactly
+one of the classes in ``worker.exchange.errors``. Transport exceptions are translated in ``_transport_errors``,
+responses in ``classify``; both are the only places that decide what an exchange failure means.
+
+Rate-limit headers are read from every response before its status is looked at, and handed to the optional
+``RateGate`` (the shared limiter) and to observers (metrics).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from worker.exchange.endpoints import Endpoint, Host, KeyRole
+from worker.exchange.errors import (
+    AuthConfigError,
+    ExchangeError,
+    OutcomeUnknownError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+)
+from worker.exchange.signing import sign_headers
+from worker.settings import KucoinCredentials
+
+__all__ = ["CallRecord", "KucoinHttp", "RateGate", "RateLimitInfo", "classify", "send_deadline"]
+
+send_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("send_deadline", default=None)
+"""``time.monotonic()`` after which a write must not be sent: set when its intent is recorded, to the moment the
+customer lock (renewed then) could expire before the request could finish. A process frozen between the two
+(GC, swap, SIGSTOP) then does not send into a customer another worker may already be settling."""
+
+_log = logging.getLogger(__name__)
+
+SUCCESS = "200000"
+RATE_LIMITED = "429000"
+_AUTH_CODES = {f"4000{n:02d}" for n in range(1, 13)}
+_CONFIG_CODES = {"404000", "415000"}
+_USER_AGENT = "kucoin-nd-provisioner/0.1"
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """The ``gw-ratelimit-*`` headers of one response (``None`` where a header was absent or malformed)."""
+
+    limit: int | None
+    remaining: int | None
+    reset_ms: int | None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo:
+        def read(name: str) -> int | None:
+            try:
+                return int(headers[name])
+            except (KeyError, ValueError):
+                return None
+
+        return cls(read("gw-ratelimit-limit"), read("gw-ratelimit-remaining"), read("gw-ratelimit-reset"))
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What observers learn about each call: endpoint, outcome class, status, code, duration, rate limit."""
+
+    endpoint: Endpoint
+    outcome: str
+    http_status: int | None
+    code: str | None
+    duration_s: float
+    rate_limit: RateLimitInfo | None
+
+
+class RateGate(Protocol):
+    """A shared rate limiter: ``acquire`` before sending (raises ``RateLimitedError`` to say wait), ``observe``
+    after each response with what the exchange said about the pool."""
+
+    def acquire(self, endpoint: Endpoint) -> None: ...
+
+    def observe(self, endpoint: Endpoint, info: RateLimitInfo, http_status: int) -> None: ...
+
+
+Observer = Callable[[CallRecord], None]
+T = TypeVar("T")
+
+
+def _raw(data: Any) -> Any:
+    return data
+
+
+def classify(endpoint: Endpoint, http_status: int, payload: object, rate: RateLimitInfo) -> ExchangeError | None:
+    """The error a response means, or ``None`` for success. Pure; the single source of that decision.
+
+    ``payload`` is the decoded JSON body, or ``None`` when the body was not JSON.
+    """
+    code = payload.get("code") if isinstance(payload, dict) else None
+    code = str(code) if code is not None else None
+    msg = payload.get("msg") if isinstance(payload, dict) else None
+    message = str(msg) if msg else f"HTTP {http_status}"
+    ctx: dict[str, Any] = {"endpoint": endpoint.name, "http_status": http_status, "code": code}
+
+    if http_status == 200 and code == SUCCESS:
+        return None
+    if http_status == 429 or code == RATE_LIMITED:
+        return RateLimitedError(message, retry_after_ms=rate.reset_ms, **ctx)
+    if http_status >= 500 or (code is not None and code.startswith("5")):
+        if endpoint.write:
+            return OutcomeUnknownError(f"server error after sending a write: {message}", **ctx)
+        return RetryableError(message, **ctx)
+    if code is None:
+        if http_status == 200:  # a 200 we cannot read: for a write, it may well have been applied
+            text = "unreadable response body"
+            return OutcomeUnknownError(text, **ctx) if endpoint.write else RetryableError(text, **ctx)
+        if http_status in (401, 403, 404, 405, 415):
+            return AuthConfigError(message, **ctx)
+        return PermanentError(message, **ctx)
+    if code in _AUTH_CODES or code.startswith("4002") or code in _CONFIG_CODES:
+        return AuthConfigError(message, **ctx)
+    return PermanentError(message, **ctx)
+
+
+class KucoinHttp:
+    """Signs, sends and classifies requests for both KuCoin hosts through one pooled ``httpx.Client``.
+
+    ``transport`` replaces the network (the simulator's in-process transport in tests). ``clock`` returns
+    seconds since the epoch; it stamps ``KC-API-TIMESTAMP``.
+    """
+
+    def __init__(
+        self,
+        *,
+        broker_base_url: str,
+        spot_base_url: str,
+        management: KucoinCredentials,
+        trading: KucoinCredentials | None,
+        timeout: httpx.Timeout,
+        limits: httpx.Limits | None = None,
+        transport: httpx.BaseTransport | None = None,
+        gate: RateGate | None = None,
+        observers: Sequence[Observer] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bases = {Host.BROKER: broker_base_url.rstrip("/"), Host.SPOT: spot_base_url.rstrip("/")}
+        self._keys = {KeyRole.MANAGEMENT: management, KeyRole.TRADING: trading}
+        self._gate = gate
+        self._observers = list(observers)
+        self._clock = clock
+        self._client = httpx.Client(
+            timeout=timeout,
+            limits=limits or httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            transport=transport,
+            headers={"User-Agent": _USER_AGENT},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(
+        self,
+        endpoint: Endpoint,
+        parse: Callable[[Any], T] = _raw,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Mapping[str, Any] | None = None,
+        path_params: Mapping[str, str] | None = None,
+    ) -> T:
+        """Send one request; return ``parse(data)`` of the envelope or raise an ``ExchangeError``.
+
+        A ``data`` that ``parse`` rejects (pydantic ``ValidationError``, ``ValueError``, ``KeyError``) is an
+        error too: retryable for a read, outcome unknown for a write, never an empty object.
+        """
+        credentials = self._keys[endpoint.key]
+        if credentials is None:
+            raise AuthConfigError(f"no {endpoint.key} key configured", endpoint=endpoint.name)
+        path = endpoint.path.format(**{k: quote(v, safe="") for k, v in (path_params or {}).items()})
+        body_text = json.dumps(dict(body), separators=(",", ":")) if body is not None else ""
+        headers = sign_headers(
+            credentials,
+            timestamp_ms=int(self._clock() * 1000),
+            method=endpoint.method,
+            path=path,
+            query=query,
+            body=body_text,
+            broker=endpoint.key is KeyRole.MANAGEMENT,
+        )
+        headers["Content-Type"] = "application/json"
+        if self._gate is not None:
+            self._gate.acquire(endpoint)
+        deadline = send_deadline.get()
+        if endpoint.write and deadline is not None and time.monotonic() > deadline:
+            raise RetryableError(
+                "not sent: too long since the write's intent was recorded (this process may "
+                "have stalled past its customer lock)",
+                endpoint=endpoint.name,
+            )
+        url = self._bases[endpoint.host] + path
+        started = time.perf_counter()
+        response: httpx.Response | None = None
+        try:
+            with _transport_errors(endpoint):
+                response = self._client.request(
+                    endpoint.method,
+                    url,
+                    params=list(query) or None,
+                    content=body_text or None,
+                    headers=headers,
+                )
+            rate = RateLimitInfo.from_headers(response.headers)
+            if self._gate is not None:
+                self._gate.observe(endpoint, rate, response.status_code)
+            try:
+                payload: object = response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                payload = None
+            error = classify(endpoint, response.status_code, payload, rate)
+        except ExchangeError as exc:
+            self._notify(endpoint, exc.kind, status=None, code=None, started=started, rate=None)
+            raise
+        self._notify(
+            endpoint,
+            error.kind if error else "ok",
+            status=response.status_code,
+            code=error.code if error else SUCCESS,
+            started=started,
+            rate=rate,
+        )
+        if error is not None:
+            raise error
+        assert isinstance(payload, dict)
+        try:
+            return parse(payload.get("data"))
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            ctx: dict[str, Any] = {
+                "endpoint": endpoint.name,
+                "http_status": response.status_code,
+                "code": SUCCESS,
+            }
+            text = f"response data does not match the documented shape: {type(exc).__name__}"
+            if endpoint.write:
+                raise OutcomeUnknownError(text, **ctx) from None
+            raise RetryableError(text, **ctx) from None
+
+    def _notify(
+        self,
+        endpoint: Endpoint,
+        outcome: str,
+        *,
+        status: int | None,
+        code: str | None,
+        started: float,
+        rate: RateLimitInfo | None,
+    ) -> None:
+        record = CallRecord(endpoint, outcome, status, code, time.perf_counter() - started, rate)
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:  # an observer (metrics) must never break a call
+                _log.exception("exchange call observer failed")
+
+
+@contextmanager
+def _transport_errors(endpoint: Endpoint) -> Iterator[None]:
+    """Translate httpx transport failures: not sent → retryable; maybe sent → unknown for writes."""
+    ctx: dict[str, Any] = {"endpoint": endpoint.name}
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:
+        raise RetryableError(f"request not sent: {type(exc).__name__}", **ctx) from exc
+    except httpx.RequestError as exc:  # read/write time-outs, dropped connections, protocol/decoding errors
+        text = f"no response: {type(exc).__name__}"
+        if endpoint.write:
+            raise OutcomeUnknownError(text, **ctx) from exc
+        raise RetryableError(text, **ctx) from exc

@@ -1,0 +1,225 @@
+"""Typed, frozen results of exchange calls. Amounts are ``Decimal``; every id is a ``str``.
+
+KuCoin returns uids as strings in sub-account payloads and as integers in transfer, deposit and KYC payloads
+(facts file §7.10); ``Id`` normalises both to strings. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "AccountType",
+    "ApiKey",
+    "ApiKeyCreated",
+    "Balance",
+    "BrokerInfo",
+    "Deposit",
+    "Direction",
+    "KycState",
+    "KycStatus",
+    "Page",
+    "Permission",
+    "RebateLink",
+    "SubAccount",
+    "SubAccountBalances",
+    "TransferDetail",
+    "TransferOrder",
+    "TransferStatus",
+    "Withdrawal",
+    "boolean",
+    "list_of",
+]
+
+
+def _to_str(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Id = Annotated[str, BeforeValidator(_to_str)]
+"""An identifier that KuCoin sends either as a string or as an integer."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Permission(StrEnum):
+    """What a broker may grant a sub-account key (never withdrawal). Requests use lower case."""
+
+    GENERAL = "general"
+    SPOT = "spot"
+    FUTURES = "futures"
+
+
+class Direction(StrEnum):
+    OUT = "OUT"
+    """Special Account → sub-account."""
+    IN = "IN"
+    """Sub-account → Special Account."""
+
+
+class AccountType(StrEnum):
+    MAIN = "MAIN"
+    TRADE = "TRADE"
+
+
+class TransferStatus(StrEnum):
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+
+class KycState(StrEnum):
+    NONE = "NONE"
+    PROCESS = "PROCESS"
+    PASS = "PASS"  # noqa: S105 - a KYC verdict, not a password
+    REJECT = "REJECT"
+
+
+T = TypeVar("T")
+
+
+class Page(Model, Generic[T]):
+    current_page: int
+    page_size: int
+    total_num: int
+    total_page: int
+    items: tuple[T, ...]
+
+
+class SubAccount(Model):
+    account_name: str
+    uid: Id
+    created_at: int
+    level: int = 0
+
+
+def _lower(values: object) -> object:
+    if isinstance(values, list | tuple):
+        return tuple(str(v).lower() for v in values)
+    return values
+
+
+class ApiKey(Model):
+    """A sub-account API key as listed (IP addresses come back masked, e.g. ``127.**.1``; no secret)."""
+
+    uid: Id
+    label: str
+    api_key: str
+    api_version: int = 3
+    permissions: Annotated[tuple[str, ...], BeforeValidator(_lower)]
+    ip_whitelist: tuple[str, ...] = ()
+    created_at: int
+
+
+class ApiKeyCreated(ApiKey):
+    """The response of Add SubAccount API: the only time the exchange shows the secret."""
+
+    secret_key: SecretStr
+
+
+class TransferOrder(Model):
+    order_id: str
+
+
+class TransferDetail(Model):
+    order_id: str
+    currency: str
+    amount: Decimal
+    from_uid: Id
+    from_account_type: str
+    from_account_tag: str | None = None
+    to_uid: Id
+    to_account_type: str
+    to_account_tag: str | None = None
+    status: TransferStatus
+    reason: str | None = None
+    created_at: int
+
+
+class Deposit(Model):
+    uid: Id | None = None
+    hash: str | None = None
+    address: str | None = None
+    memo: str | None = None
+    amount: Decimal
+    fee: Decimal | None = None
+    currency: str
+    is_inner: bool | None = None
+    wallet_tx_id: str | None = None
+    status: str
+    remark: str | None = None
+    chain: str | None = None
+    created_at: int
+    updated_at: int | None = None
+
+
+class Withdrawal(Deposit):
+    id: str
+
+
+class BrokerInfo(Model):
+    account_size: int
+    max_account_size: int | None = None
+    level: int
+
+
+class KycStatus(Model):
+    client_uid: Id
+    status: KycState
+    reject_reason: str | None = None
+
+
+class Balance(Model):
+    currency: str
+    balance: Decimal
+    available: Decimal
+    holds: Decimal = Decimal(0)
+
+
+class SubAccountBalances(Model):
+    """KuCoin's "Get sub-account Detail - Balance", read with the Special Account's trading key."""
+
+    sub_user_id: Id
+    sub_name: str | None = None
+    main_accounts: tuple[Balance, ...] = ()
+    trade_accounts: tuple[Balance, ...] = ()
+    margin_accounts: tuple[Balance, ...] = ()
+    trade_hf_accounts: tuple[Balance, ...] = Field(default=(), alias="tradeHFAccounts")
+
+    def wallet(self, account_type: AccountType) -> dict[str, Balance]:
+        """Balances of one wallet by currency (MAIN = main accounts, TRADE = trade accounts)."""
+        rows = self.main_accounts if account_type is AccountType.MAIN else self.trade_accounts
+        return {b.currency: b for b in rows}
+
+
+class RebateLink(Model):
+    url: str
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def list_of(model: type[M]) -> Callable[[Any], tuple[M, ...]]:
+    """A parser for a plain JSON array of ``model`` items; ``null`` is an error, not an empty list."""
+
+    def parse(data: Any) -> tuple[M, ...]:
+        if not isinstance(data, list):
+            raise TypeError(f"expected a list, got {type(data).__name__}")
+        return tuple(model.model_validate(item) for item in data)
+
+    return parse
+
+
+def boolean(data: Any) -> bool:
+    """A parser for a JSON boolean ``data``."""
+    if not isinstance(data, bool):
+        raise TypeError(f"expected a boolean, got {type(data).__name__}")
+    return data

@@ -1,0 +1,1 @@
+"""The imperative shell of provisioning: performs the planner's steps against the exchange and records them."""

@@ -1,0 +1,185 @@
+"""What a step needs: the services (exchange, store, keyrings, ledger, policy) and the customer's run state.
+
+``StepContext`` holds the current record and is the only path to a commit: it stamps the journal entries,
+threads the record version, and remembers the steps this run blocked (the run ends as a dead letter with
+their reasons, for an operator to fix and replay).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from handlers.planner import Policy
+from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
+from worker.crypto import Keyring
+from worker.exchange import ExchangeClient
+from worker.exchange.http import send_deadline
+from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
+from worker.store.ledger import FundingLedger
+from worker.store.lock import CustomerLock
+
+__all__ = ["INTENT_ENDPOINTS", "Services", "StepContext", "new_passphrase"]
+
+INTENT_ENDPOINTS = {
+    IntentKind.CREATE_SUB_ACCOUNT: "add_sub_account",
+    IntentKind.ISSUE_KEY: "add_api_key",
+    IntentKind.UPDATE_KEY: "modify_api_key",
+    IntentKind.REVOKE_KEY: "delete_api_key",
+    IntentKind.TRANSFER: "transfer",
+    IntentKind.SUBMIT_KYC: "submit_kyc",
+}
+"""The endpoint each kind of intent is about to call."""
+
+
+def new_passphrase() -> str:
+    """A strong random passphrase for a new sub-account key: 32 url-safe characters (KuCoin: 7–32, no spaces)."""
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class Services:
+    store: CustomerStore
+    exchange: ExchangeClient
+    keyring: Keyring
+    """Seals secrets at rest."""
+    delivery: Keyring
+    """Seals credentials delivered to the upstream through the outbound stream."""
+    ledger: FundingLedger
+    policy: Policy
+    daily_caps: Mapping[str, Decimal]
+    clock: Callable[[], float] = time.time
+    passphrase: Callable[[], str] = new_passphrase
+    on_transfer: Callable[[str, str, Decimal], None] = lambda currency, direction, amount: None
+    """Told of every committed transfer (currency, direction, amount): metrics."""
+    send_window_s: float = 15.0
+    """How long after its intent is recorded a write may still be sent: the lock's time-to-live minus the
+    longest a request can take (HTTP time-outs), so the lock outlives the request."""
+    admit: Callable[[str], None] = lambda endpoint: None
+    """Take the rate-limit weight of the write about to be recorded (raises ``RateLimitedError`` to say wait)."""
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+@dataclass
+class StepContext:
+    services: Services
+    lock: CustomerLock
+    previous: CustomerRecord | None
+    record: CustomerRecord
+    seen_events: frozenset[str] = frozenset()
+    """Ids of the events the plans of this run are based on."""
+    blocked_now: list[str] = field(default_factory=list)
+    """Reasons of the steps this run blocked (for the log; ``unreported_blocks`` decides the dead letter)."""
+
+    @property
+    def ref(self) -> str:
+        return self.record.ref
+
+    def now_ms(self) -> int:
+        return self.services.now_ms()
+
+    def heartbeat(self) -> None:
+        """Renew the customer lock (before every exchange call of a long step). Raises ``LockLost``."""
+        self.lock.renew(take_dirty=False)
+
+    def commit(
+        self,
+        record: CustomerRecord,
+        *,
+        journal: Sequence[tuple[str, dict[str, Any]]] = (),
+        outbound: Sequence[OutboundEvent] = (),
+        drop_documents: Sequence[str] = (),
+        close: bool = False,
+        stats: dict[str, int] | None = None,
+        renew_lock_ms: int = 0,
+    ) -> CustomerRecord:
+        """Write ``record`` with journal entries ``(action, detail)`` and outbound events, atomically, fenced
+        (and, with ``renew_lock_ms``, extend the lock in the same script)."""
+        assert self.lock.token is not None
+        now = self.now_ms()
+        written = self.services.store.commit(
+            self.lock.token,
+            self.previous,
+            record,
+            journal=[JournalEntry(now, action, detail) for action, detail in journal],
+            outbound=outbound,
+            drop_documents=drop_documents,
+            close=close,
+            stats=stats,
+            now_ms=now,
+            renew_lock_ms=renew_lock_ms,
+        )
+        self.previous = self.record = written
+        return written
+
+    def write_intent(self, kind: IntentKind, token: str, details: dict[str, Any]) -> Intent:
+        """Record an exchange write *before* sending it (write-ahead), once the rate limiter admits it. The lock
+        is renewed first; the write may only be sent while that renewal certainly still holds."""
+        self.services.admit(INTENT_ENDPOINTS[kind])
+        intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
+        renewed = time.monotonic()
+        self.commit(
+            self.record.model_copy(update={"pending": intent}),
+            journal=[("intent", {"kind": kind.value, "token": token, **_public(details)})],
+            renew_lock_ms=self.lock.ttl_ms,
+        )
+        send_deadline.set(renewed + self.services.send_window_s)
+        return intent
+
+    def settle(
+        self,
+        record: CustomerRecord,
+        action: str,
+        detail: dict[str, Any],
+        *,
+        outbound: Sequence[OutboundEvent] = (),
+        drop_documents: Sequence[str] = (),
+        close: bool = False,
+        stats: dict[str, int] | None = None,
+    ) -> CustomerRecord:
+        """Record an outcome and clear the pending intent, in one commit."""
+        return self.commit(
+            record.model_copy(update={"pending": None}),
+            journal=[(action, detail)],
+            outbound=outbound,
+            drop_documents=drop_documents,
+            close=close,
+            stats=stats,
+        )
+
+    def block(
+        self,
+        record: CustomerRecord,
+        step: str,
+        reason: str,
+        *,
+        manual: bool = False,
+        outbound: Sequence[OutboundEvent] = (),
+    ) -> CustomerRecord:
+        """Mark ``step`` blocked (the exchange refused it for good) and clear the intent; the run will end as
+        a dead letter carrying ``reason``. A ``manual`` block keeps the pending intent for the operator."""
+        kept = record.pending if manual else None
+        blocked = {**record.blocked, step: Blocked(reason=reason, at_ms=self.now_ms(), manual=manual, intent=kept)}
+        self.blocked_now.append(f"{step}: {reason}")
+        return self.settle(
+            record.model_copy(update={"blocked": blocked}),
+            "blocked",
+            {"step": step, "reason": reason, "manual": manual},
+            outbound=outbound,
+        )
+
+
+def _public(details: dict[str, Any]) -> dict[str, Any]:
+    """Intent details fit for the journal (they never hold secrets; this drops anything secret-named anyway)."""
+    return {k: v for k, v in details.items() if "secret" not in k and "passphrase" not in k}
+
+
+def utc_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")

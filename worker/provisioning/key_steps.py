@@ -1,0 +1,232 @@
+"""API-key steps: issue (capture and seal the secret at once), resolve a lost issue, align, revoke, rotate."""
+
+from __future__ import annotations
+
+from handlers.commands import IssueApiKey, ResolveApiKey, ResolveRevoke, RevokeApiKey, RotateForAge, UpdateApiKey
+from handlers.records import IntentKind, KeyRecord
+from worker.exchange import OutcomeUnknownError, PermanentError
+from worker.exchange.models import Permission
+from worker.provisioning.context import StepContext
+from worker.provisioning.outbound import outcome
+
+__all__ = [
+    "fail",
+    "issue_api_key",
+    "resolve_api_key",
+    "resolve_revoke",
+    "revoke_api_key",
+    "rotate_for_age",
+    "update_api_key",
+]
+
+
+def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
+    """Add SubAccount API with a fresh random passphrase. The secret is sealed and recorded in the same commit
+    that emits ``api_key.issued``; if that commit never happens, the intent stays and the key is deleted by
+    ``resolve_api_key`` before a new one is issued, so no key ever lives without its secret held."""
+    s = ctx.services
+    passphrase = s.passphrase()
+    ctx.write_intent(
+        IntentKind.ISSUE_KEY,
+        cmd.label,
+        {
+            "uid": cmd.uid,
+            "generation": cmd.generation,
+            "permissions": list(cmd.permissions),
+            "ip_whitelist": list(cmd.ip_whitelist),
+        },
+    )
+    try:
+        created = s.exchange.api_keys.add(
+            uid=cmd.uid,
+            passphrase=passphrase,
+            ip_whitelist=cmd.ip_whitelist,
+            permissions=[Permission(p) for p in cmd.permissions],
+            label=cmd.label,
+        )
+    except PermanentError as exc:
+        fail(ctx, f"key:{cmd.generation}", f"the exchange refused to issue the key: {exc}")
+        return
+    now = ctx.now_ms()
+    secret = created.secret_key.get_secret_value()
+    key = KeyRecord(
+        generation=cmd.generation,
+        label=cmd.label,
+        api_key=created.api_key,
+        permissions=cmd.permissions,
+        ip_whitelist=cmd.ip_whitelist,
+        created_at_ms=now,
+        sealed=s.keyring.seal({"secret": secret, "passphrase": passphrase}),
+    )
+    credentials = s.delivery.seal({"api_key": created.api_key, "secret": secret, "passphrase": passphrase})
+    record = ctx.record.model_copy(update={"keys": (*ctx.record.keys, key)})
+    ctx.settle(
+        record,
+        "api_key.issued",
+        {
+            "api_key": key.api_key,
+            "generation": key.generation,
+            "label": key.label,
+            "permissions": list(key.permissions),
+            "ip_whitelist": list(key.ip_whitelist),
+        },
+        outbound=[
+            outcome(
+                record,
+                "api_key.issued",
+                key.api_key,
+                now,
+                uid=cmd.uid,
+                api_key=key.api_key,
+                label=key.label,
+                generation=key.generation,
+                permissions=list(key.permissions),
+                ip_whitelist=list(key.ip_whitelist),
+                credentials={"key_id": credentials.key_id, "token": credentials.token},
+            )
+        ],
+        stats={"keys_active": 1, "keys_issued": 1},
+    )
+
+
+def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
+    """After a lost issue: list the sub-account's keys and delete every key labelled ``cmd.label`` that we do not
+    hold (its secret is lost). Only when none is left is the intent cleared, so the key is issued again."""
+    s = ctx.services
+    ctx.heartbeat()
+    held = {k.api_key for k in ctx.record.live_keys}
+    orphans = [k for k in s.exchange.api_keys.list(uid=cmd.uid) if k.label == cmd.label and k.api_key not in held]
+    deleted: list[str] = []
+    uncertain = False
+    for orphan in orphans:
+        ctx.heartbeat()
+        try:
+            s.exchange.api_keys.delete(uid=cmd.uid, api_key=orphan.api_key)
+            deleted.append(orphan.api_key)
+        except (OutcomeUnknownError, PermanentError):
+            uncertain = True  # list again after the settle delay
+    record = ctx.record
+    pending = record.pending
+    assert pending is not None
+    detail = {"label": cmd.label, "orphans_deleted": deleted}
+    if uncertain:
+        restarted = pending.model_copy(update={"started_at_ms": ctx.now_ms()})
+        ctx.commit(record.model_copy(update={"pending": restarted}), journal=[("orphan_keys_pending", detail)])
+        return
+    ctx.settle(record, "not_committed" if not deleted else "orphan_keys_deleted", detail)
+
+
+def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
+    """Modify SubAccount API: whole replacement of whitelist and permissions, so repeating it is the resolution."""
+    s = ctx.services
+    ctx.write_intent(
+        IntentKind.UPDATE_KEY,
+        cmd.api_key,
+        {
+            "uid": cmd.uid,
+            "label": cmd.label,
+            "permissions": list(cmd.permissions),
+            "ip_whitelist": list(cmd.ip_whitelist),
+        },
+    )
+    try:
+        s.exchange.api_keys.modify(
+            uid=cmd.uid,
+            api_key=cmd.api_key,
+            ip_whitelist=cmd.ip_whitelist,
+            permissions=[Permission(p) for p in cmd.permissions],
+            label=cmd.label,
+        )
+    except PermanentError as exc:
+        fail(ctx, f"update:{cmd.api_key}", f"the exchange refused to update the key: {exc}")
+        return
+    now = ctx.now_ms()
+    keys = tuple(
+        k.model_copy(update={"permissions": cmd.permissions, "ip_whitelist": cmd.ip_whitelist})
+        if k.api_key == cmd.api_key
+        else k
+        for k in ctx.record.keys
+    )
+    record = ctx.record.model_copy(update={"keys": keys})
+    ctx.settle(
+        record,
+        "api_key.updated",
+        {"api_key": cmd.api_key, "permissions": list(cmd.permissions), "ip_whitelist": list(cmd.ip_whitelist)},
+        outbound=[
+            outcome(
+                record,
+                "api_key.updated",
+                f"{cmd.api_key}:{record.version + 1}",
+                now,
+                api_key=cmd.api_key,
+                permissions=list(cmd.permissions),
+                ip_whitelist=list(cmd.ip_whitelist),
+            )
+        ],
+    )
+
+
+def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
+    """Delete SubAccount API. A refusal (e.g. the key is already gone) is checked by listing, not trusted."""
+    ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, {"uid": cmd.uid, "reason": cmd.reason})
+    try:
+        ctx.services.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
+    except PermanentError as exc:
+        pending = ctx.record.pending
+        assert pending is not None
+        refused = pending.model_copy(update={"details": {**pending.details, "refused": exc.message[:200]}})
+        ctx.commit(
+            ctx.record.model_copy(update={"pending": refused}),
+            journal=[("refused", {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
+        )
+        return
+    _revoked(ctx, cmd.api_key, cmd.reason)
+
+
+def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
+    """List the keys: gone → revoked; still there → delete again (or block if the exchange keeps refusing)."""
+    ctx.heartbeat()
+    present = any(k.api_key == cmd.api_key for k in ctx.services.exchange.api_keys.list(uid=cmd.uid))
+    if not present:
+        _revoked(ctx, cmd.api_key, cmd.reason)
+        return
+    pending = ctx.record.pending
+    if pending is not None and pending.details.get("refused"):
+        fail(ctx, f"revoke:{cmd.api_key}", f"the exchange refused to delete the key: {pending.details['refused']}")
+        return
+    ctx.settle(ctx.record, "not_committed", {"kind": "revoke_key", "token": cmd.api_key})
+
+
+def rotate_for_age(cmd: RotateForAge, ctx: StepContext) -> None:
+    record = ctx.record.model_copy(update={"age_rotations": ctx.record.age_rotations + 1})
+    ctx.settle(record, "rotation_due_to_age", {"generation": cmd.generation})
+
+
+def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
+    now = ctx.now_ms()
+    keys = tuple(
+        k.model_copy(update={"revoked_at_ms": now, "revoke_reason": reason, "sealed": None})
+        if k.api_key == api_key
+        else k
+        for k in ctx.record.keys
+    )
+    record = ctx.record.model_copy(update={"keys": keys})
+    ctx.settle(
+        record,
+        "api_key.revoked",
+        {"api_key": api_key, "reason": reason},
+        outbound=[outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason=reason)],
+        stats={"keys_active": -1, "keys_revoked": 1},
+    )
+
+
+def fail(ctx: StepContext, step: str, reason: str, *, manual: bool = False) -> None:
+    """Block ``step`` with ``reason`` and tell the upstream (``provisioning.failed``)."""
+    now = ctx.now_ms()
+    ctx.block(
+        ctx.record,
+        step,
+        reason,
+        manual=manual,
+        outbound=[outcome(ctx.record, "provisioning.failed", f"{step}:{now}", now, step=step, reason=reason)],
+    )

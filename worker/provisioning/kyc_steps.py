@@ -1,0 +1,102 @@
+"""Proxy KYC steps: submit the sealed documents once, then follow the review until PASS or REJECT.
+
+Documents are opened only to build the request, never logged, and deleted in the same commit that records the
+submission (they are "not kept after submission").
+"""
+
+from __future__ import annotations
+
+from handlers.commands import CheckKyc, SubmitKyc
+from handlers.records import IntentKind, KycProgress, KycStage
+from worker.exchange import PermanentError, RequestValidationError
+from worker.exchange.models import KycState
+from worker.exchange.requests import KycSubmission, build
+from worker.provisioning.context import StepContext
+from worker.provisioning.key_steps import fail
+from worker.provisioning.outbound import outcome
+
+__all__ = ["check_kyc", "submit_kyc"]
+
+
+def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
+    s = ctx.services
+    sealed = s.store.sealed_documents(ctx.ref, cmd.event_id)
+    if sealed is None:
+        fail(ctx, "kyc", "the KYC documents are no longer held; publish the approval again with its documents")
+        return
+    try:
+        submission = build(KycSubmission, "submit_kyc", client_uid=cmd.uid, **s.keyring.open(sealed))
+    except RequestValidationError as exc:
+        fail(ctx, "kyc", f"the KYC documents do not meet KuCoin's rules: {exc.field}")
+        return
+    ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, {"uid": cmd.uid, "event_id": cmd.event_id})
+    try:
+        s.exchange.kyc.submit(submission)
+    except PermanentError as exc:
+        fail(ctx, "kyc", f"the exchange refused the KYC submission: {exc}")
+        return
+    _submitted(ctx, cmd.event_id, KycStage.SUBMITTED)
+
+
+def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
+    """Read the KYC status. With a submission intent pending, it tells whether the submission arrived."""
+    ctx.heartbeat()
+    rows = ctx.services.exchange.kyc.status(client_uids=[cmd.uid])
+    state = next((r for r in rows if r.client_uid == cmd.uid), None)
+    status = state.status if state is not None else KycState.NONE
+    record = ctx.record
+    if record.pending is not None and record.pending.kind is IntentKind.SUBMIT_KYC:
+        previous = record.kyc
+        reason = state.reject_reason if state is not None else None
+        # A resubmission after a REJECT: the old verdict still showing is no evidence that the new one arrived.
+        stale = (
+            previous is not None
+            and previous.stage is KycStage.REJECT
+            and status is KycState.REJECT
+            and reason == previous.reason
+        )
+        if status is KycState.NONE or stale:
+            ctx.settle(record, "not_committed", {"kind": "submit_kyc", "token": record.pending.token})
+        else:
+            _submitted(ctx, record.pending.token, KycStage.SUBMITTED)
+        return
+    progress = record.kyc
+    assert progress is not None
+    now = ctx.now_ms()
+    if status is KycState.PASS:
+        record = record.model_copy(update={"kyc": progress.model_copy(update={"stage": KycStage.PASS})})
+        ctx.settle(
+            record,
+            "kyc.passed",
+            {"event_id": progress.event_id},
+            outbound=[outcome(record, "kyc.passed", progress.event_id, now, event_id=progress.event_id)],
+        )
+    elif status is KycState.REJECT:
+        reason = (state.reject_reason if state is not None else None) or "rejected without a reason"
+        record = record.model_copy(
+            update={"kyc": progress.model_copy(update={"stage": KycStage.REJECT, "reason": reason})}
+        )
+        ctx.settle(
+            record,
+            "kyc.rejected",
+            {"event_id": progress.event_id, "reason": reason},
+            outbound=[
+                outcome(record, "kyc.rejected", progress.event_id, now, event_id=progress.event_id, reason=reason)
+            ],
+        )
+    else:
+        later = now + ctx.services.policy.kyc_poll_ms
+        record = record.model_copy(
+            update={"kyc": progress.model_copy(update={"stage": KycStage.PROCESS, "next_check_ms": later})}
+        )
+        ctx.commit(record, journal=[("kyc.checked", {"status": status.value})])
+
+
+def _submitted(ctx: StepContext, event_id: str, stage: KycStage) -> None:
+    progress = KycProgress(event_id=event_id, stage=stage, next_check_ms=ctx.now_ms() + ctx.services.policy.kyc_poll_ms)
+    ctx.settle(
+        ctx.record.model_copy(update={"kyc": progress}),
+        "kyc.submitted",
+        {"event_id": event_id},
+        drop_documents=[event_id],
+    )

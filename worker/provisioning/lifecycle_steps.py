@@ -1,0 +1,44 @@
+"""Closing a customer: the last step of offboarding (or of a customer offboarded before it was created)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from handlers.commands import CloseCustomer, HoldOffboarding
+from handlers.records import TransferPurpose, TransferStatus
+from worker.provisioning.context import StepContext
+from worker.provisioning.outbound import outcome
+
+__all__ = ["close_customer", "hold_offboarding"]
+
+
+def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
+    """Mark the record closed (intake refuses later events) and report what was moved back, by currency."""
+    now = ctx.now_ms()
+    swept: dict[str, Decimal] = defaultdict(Decimal)
+    for t in ctx.record.transfers.values():
+        if t.purpose is TransferPurpose.SWEEP and t.status is TransferStatus.COMMITTED:
+            swept[t.currency] += t.amount
+    totals = {currency: str(amount) for currency, amount in sorted(swept.items())}
+    record = ctx.record.model_copy(update={"closed_at_ms": now, "events_at_close": tuple(sorted(ctx.seen_events))})
+    uid = record.sub_account.uid if record.sub_account else None
+    ctx.settle(
+        record,
+        "customer.closed",
+        {"reason": cmd.reason, "swept": totals},
+        outbound=[outcome(record, "customer.offboarded", "closed", now, reason=cmd.reason, uid=uid, swept=totals)],
+        close=True,
+    )
+
+
+def hold_offboarding(cmd: HoldOffboarding, ctx: StepContext) -> None:
+    """Block the sweep (dead letter, alert) until a human has freed the funds; a replay reads the balances again."""
+    now = ctx.now_ms()
+    record = ctx.record.model_copy(update={"balances": None})
+    ctx.block(
+        record,
+        "sweep",
+        cmd.reason,
+        outbound=[outcome(record, "provisioning.failed", f"sweep:{now}", now, step="sweep", reason=cmd.reason)],
+    )

@@ -1,0 +1,289 @@
+"""The reconcile loop for one customer: lock, plan, perform, record, until the planner says ``Idle``.
+
+Errors, by class (``worker.exchange.errors``):
+
+- outcome unknown: the intent stays; its settle clock restarts; the planner waits, then resolves it by reading.
+- retryable / auth-config during a write: the request was not applied, so the fresh intent is cleared; the
+  error propagates (the runtime retries with backoff, or slowly for auth/config).
+- rate limited: as above, but the customer is re-scheduled for exactly the wait, and the run ends cleanly, so
+  waiting for quota uses no retry.
+- permanent: the step executors block the step (``Blocked``); at the end of the run ``StepsBlocked`` carries the
+  reasons, so the message is dead-lettered for an operator to fix the cause and replay.
+
+A busy lock (another reconcile of the same customer) re-schedules the customer a moment later: the event that
+woke us is already stored, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from handlers import commands as c
+from handlers.desired import DesiredState, fold
+from handlers.planner import plan
+from handlers.records import CustomerRecord
+from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
+from worker.exchange.endpoints import ENDPOINTS
+from worker.exchange.http import send_deadline
+from worker.provisioning import key_steps as keys
+from worker.provisioning import kyc_steps, lifecycle_steps, money_steps, subaccount_steps
+from worker.provisioning.context import Services, StepContext, utc_iso
+from worker.ratelimit import clear_admission, rate_key, urgent
+from worker.store.customers import CustomerStore, OutboundEvent, Snapshot
+from worker.store.due import DueSchedule
+from worker.store.lock import CustomerLock
+
+__all__ = ["Reconciler", "RunReport", "StepsBlocked"]
+
+_log = structlog.get_logger(__name__)
+
+EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
+    c.CreateSubAccount: subaccount_steps.create_sub_account,
+    c.ResolveSubAccount: subaccount_steps.resolve_sub_account,
+    c.IssueApiKey: keys.issue_api_key,
+    c.ResolveApiKey: keys.resolve_api_key,
+    c.UpdateApiKey: keys.update_api_key,
+    c.RevokeApiKey: keys.revoke_api_key,
+    c.ResolveRevoke: keys.resolve_revoke,
+    c.RotateForAge: keys.rotate_for_age,
+    c.Transfer: money_steps.transfer,
+    c.ResolveTransfer: money_steps.resolve_transfer,
+    c.RefuseFunding: money_steps.refuse_funding,
+    c.ReadBalances: money_steps.read_balances,
+    c.SubmitKyc: kyc_steps.submit_kyc,
+    c.CheckKyc: kyc_steps.check_kyc,
+    c.HoldOffboarding: lifecycle_steps.hold_offboarding,
+    c.CloseCustomer: lifecycle_steps.close_customer,
+}
+
+
+class StepsBlocked(Exception):  # noqa: N818 - reads as what happened
+    """The exchange refused one or more steps for good; ``reasons`` say which and why."""
+
+    def __init__(self, ref: str, reasons: list[str]) -> None:
+        super().__init__(f"customer {ref}: " + "; ".join(reasons))
+        self.ref = ref
+        self.reasons = reasons
+
+
+@dataclass
+class RunReport:
+    ref: str
+    steps: list[str] = field(default_factory=list)
+    outcome: str = "idle"
+    """idle, busy, rate_limited, step_limit."""
+    reason: str = ""
+    wake_at_ms: int | None = None
+    waited_pool: str | None = None
+    """When rate limited: the pool that said wait (the wait is ``wake_at_ms`` minus now)."""
+    waited_ms: int = 0
+
+
+StepObserver = Callable[[str, str], None]
+"""Called with (command name, outcome) after every step: ok, outcome_unknown, not_sent, rate_limited, ..."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        services: Services,
+        due: DueSchedule,
+        *,
+        lock_ttl_ms: int,
+        busy_delay_ms: int = 1_000,
+        max_steps: int = 64,
+        on_step: StepObserver | None = None,
+    ) -> None:
+        self.services = services
+        self.due = due
+        self._lock_ttl_ms = lock_ttl_ms
+        self._busy_delay_ms = busy_delay_ms
+        self._max_steps = max_steps
+        self._on_step = on_step or (lambda name, outcome: None)
+
+    def run(self, ref: str, *, retry_blocked: bool = False) -> RunReport:
+        """Reconcile ``ref`` until idle. Raises ``StepsBlocked``, ``RetryableError``, ``AuthConfigError``,
+        ``LockLost`` or ``CommitRejected`` as described in the module docstring."""
+        report = RunReport(ref)
+        key_token = rate_key.set(ref)
+        try:
+            return self._run(ref, report, retry_blocked)
+        finally:
+            rate_key.reset(key_token)
+
+    def _run(self, ref: str, report: RunReport, retry_blocked: bool) -> RunReport:
+        store = self.services.store
+        lock = CustomerLock(store.redis, store.keys, ref, ttl_ms=self._lock_ttl_ms)
+        if not lock.acquire():
+            # The holder looks again before it lets go (the flag); the wake-up is the backstop for the moment
+            # between its last look and its release.
+            store.redis.set(store.keys.dirty(ref), "1", px=self._lock_ttl_ms)
+            self.due.schedule(ref, self.services.now_ms() + self._busy_delay_ms)
+            report.outcome = "busy"
+            return report
+        try:
+            opened = self._context(ref, lock, retry_blocked)
+            if opened is None:
+                report.reason = "no events"
+                self.due.cancel(ref)
+                return report
+            ctx, snapshot = opened
+            seen_seq, desired = self._take_in(ctx, snapshot)
+            for _ in range(self._max_steps):
+                # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
+                # the dirty flag that a reconcile finding us busy raises: only then are they read again.
+                step = plan(desired, ctx.record, now_ms=self.services.now_ms(), policy=self.services.policy)
+                if isinstance(step, c.Idle):
+                    if lock.renew():
+                        seen_seq, desired = self._reread(ctx, store, ref)
+                        continue
+                    report.reason, report.wake_at_ms = step.reason, step.wake_at_ms
+                    self.due.finish(ref, step.wake_at_ms, seen_seq=seen_seq, now_ms=self.services.now_ms())
+                    break
+                report.steps.append(type(step).__name__)
+                urgent_token = urgent.set(desired.offboarded or isinstance(step, c.RevokeApiKey | c.ResolveRevoke))
+                try:
+                    carry_on = self._perform(step, ctx, report)
+                finally:
+                    urgent.reset(urgent_token)
+                    clear_admission()
+                    send_deadline.set(None)
+                if not carry_on:
+                    break
+                if lock.renew():
+                    seen_seq, desired = self._reread(ctx, store, ref)
+            else:
+                report.outcome = "step_limit"
+                self.due.schedule(ref, self.services.now_ms())
+            self._report_blocks(ctx)
+            return report
+        finally:
+            lock.release()
+
+    def _reread(self, ctx: StepContext, store: CustomerStore, ref: str) -> tuple[int, DesiredState]:
+        """Events arrived while we held the customer: read them (and the record) again."""
+        snapshot = store.snapshot(ref)
+        if snapshot.record is not None:
+            ctx.previous = ctx.record = snapshot.record
+        return self._take_in(ctx, snapshot)
+
+    def _take_in(self, ctx: StepContext, snapshot: Snapshot) -> tuple[int, DesiredState]:
+        """Base the next plans on ``snapshot``. Events that reached a closed customer after its closing run had
+        looked (intake refuses them afterwards) are reported as ignored, once."""
+        ctx.seen_events = frozenset(e.id for e in snapshot.events)
+        record = ctx.record
+        if record.closed_at_ms is not None:
+            late = sorted(ctx.seen_events - set(record.events_at_close))
+            if late:
+                now = self.services.now_ms()
+                reports = [
+                    OutboundEvent(
+                        id=f"event.ignored:{event_id}",
+                        type="event.ignored",
+                        payload={
+                            "event_id": event_id,
+                            "customer_ref": record.ref,
+                            "field": "customer_id",
+                            "reason": "the customer was offboarded and closed; event ignored",
+                            "occurred_at": utc_iso(now),
+                        },
+                    )
+                    for event_id in late
+                ]
+                ctx.commit(
+                    record.model_copy(update={"events_at_close": tuple(sorted(ctx.seen_events))}),
+                    journal=[("events.ignored", {"events": late})],
+                    outbound=reports,
+                )
+        return snapshot.seq, fold(snapshot.events, documents_held=snapshot.documents)
+
+    def _context(self, ref: str, lock: CustomerLock, retry_blocked: bool) -> tuple[StepContext, Snapshot] | None:
+        snapshot = self.services.store.snapshot(ref)
+        record = snapshot.record
+        if record is None:
+            if not snapshot.events:
+                return None
+            record = CustomerRecord.new(ref, snapshot.events[0].customer_id)
+        ctx = StepContext(self.services, lock, snapshot.record, record)
+        if snapshot.record is None:
+            ctx.commit(record, journal=[("customer.opened", {})])
+        if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):
+            self._unblock(ctx)
+        return ctx, snapshot
+
+    @staticmethod
+    def _report_blocks(ctx: StepContext) -> None:
+        """Raise every block no run has reported yet (this run's, or one left by a run that died after blocking),
+        so each ends as exactly one dead letter for an operator."""
+        record = ctx.record
+        fresh = {step: b for step, b in record.blocked.items() if not b.reported}
+        if not fresh:
+            return
+        marked = {**record.blocked, **{step: b.model_copy(update={"reported": True}) for step, b in fresh.items()}}
+        ctx.commit(record.model_copy(update={"blocked": marked}), journal=[("blocks.reported", {"steps": list(fresh)})])
+        raise StepsBlocked(ctx.ref, [f"{step}: {b.reason}" for step, b in fresh.items()])
+
+    @staticmethod
+    def _unblock(ctx: StepContext) -> None:
+        """An operator replayed a dead letter: retry every blocked step (not those awaiting a manual decision),
+        with new clientOids where money is involved (``retry_counts``)."""
+        record = ctx.record
+        retried = [step for step, b in record.blocked.items() if not b.manual]
+        counts = dict(record.retry_counts)
+        for step in retried:
+            counts[step] = counts.get(step, 0) + 1
+        blocked = {step: b for step, b in record.blocked.items() if b.manual}
+        if "sweep" in retried:
+            record = record.model_copy(update={"balances": None})  # read again what is there now
+        ctx.commit(
+            record.model_copy(update={"blocked": blocked, "retry_counts": counts}),
+            journal=[("replayed", {"retried": retried})],
+        )
+
+    def _perform(self, step: c.Command, ctx: StepContext, report: RunReport) -> bool:
+        """Run one step. Returns False when the run must end now (rate limited)."""
+        name = type(step).__name__
+        intent_before = ctx.record.pending
+        log = _log.bind(customer_ref=ctx.ref, step=name)
+        try:
+            EXECUTORS[type(step)](step, ctx)
+        except OutcomeUnknownError as exc:
+            pending = ctx.record.pending
+            if pending is not None:
+                restarted = pending.model_copy(update={"started_at_ms": self.services.now_ms()})
+                ctx.commit(
+                    ctx.record.model_copy(update={"pending": restarted}),
+                    journal=[
+                        ("outcome_unknown", {"kind": pending.kind.value, "token": pending.token, "error": str(exc)})
+                    ],
+                )
+            log.warning("exchange outcome unknown", error=str(exc))
+            self._on_step(name, "outcome_unknown")
+            return True
+        except RateLimitedError as exc:
+            self._clear_fresh_intent(ctx, intent_before, exc)
+            wait_ms = exc.retry_after_ms if exc.retry_after_ms is not None else 1_000
+            report.outcome = "rate_limited"
+            known = ENDPOINTS.get(exc.endpoint)
+            report.waited_pool, report.waited_ms = (known.pool if known else "unknown"), max(wait_ms, 1)
+            report.wake_at_ms = self.services.now_ms() + max(wait_ms, 1)
+            self.due.schedule(ctx.ref, report.wake_at_ms)
+            self._on_step(name, "rate_limited")
+            return False
+        except (RetryableError, AuthConfigError) as exc:
+            self._clear_fresh_intent(ctx, intent_before, exc)
+            self._on_step(name, exc.kind)
+            raise
+        self._on_step(name, "ok")
+        return True
+
+    @staticmethod
+    def _clear_fresh_intent(ctx: StepContext, before: object, exc: Exception) -> None:
+        """The write this step recorded was not applied (not sent, refused at the gateway, rate limited)."""
+        pending = ctx.record.pending
+        if pending is not None and pending is not before:
+            ctx.settle(ctx.record, "not_sent", {"kind": pending.kind.value, "token": pending.token, "error": str(exc)})

@@ -1,0 +1,85 @@
+"""Sub-account steps: create it under its pseudonymous name, or find out what became of a create."""
+
+from __future__ import annotations
+
+from handlers.commands import CreateSubAccount, ResolveSubAccount
+from handlers.naming import MAX_NAME_ATTEMPTS
+from handlers.records import IntentKind, SubAccountRecord
+from worker.exchange import PermanentError
+from worker.exchange.models import SubAccount
+from worker.provisioning.context import StepContext
+from worker.provisioning.outbound import outcome
+
+__all__ = ["create_sub_account", "resolve_sub_account"]
+
+
+def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
+    """Add SubAccount under the name of this attempt. A refusal is *not* trusted to mean "taken by someone
+    else": the intent stays, marked refused, and ``resolve_sub_account`` lists our sub-accounts to find out."""
+    intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, {"attempt": cmd.attempt})
+    try:
+        created = ctx.services.exchange.sub_accounts.add(account_name=cmd.account_name)
+    except PermanentError as exc:
+        refused = intent.model_copy(update={"details": {**intent.details, "refused": exc.message[:200]}})
+        ctx.commit(
+            ctx.record.model_copy(update={"pending": refused}),
+            journal=[("refused", {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
+        )
+        return
+    _adopt(ctx, created, how="created")
+
+
+def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
+    """List our sub-accounts for the intent's name. Ours → adopt it. Absent after a refusal → the name is taken
+    by someone else (or invalid): next attempt. Absent after a lost response → it never happened: create again."""
+    found = _find_by_name(ctx, cmd.account_name)
+    if found is not None:
+        _adopt(ctx, found, how="found")
+        return
+    record = ctx.record
+    pending = record.pending
+    assert pending is not None
+    if not pending.details.get("refused"):
+        ctx.settle(record, "not_committed", {"kind": pending.kind.value, "token": pending.token})
+        return
+    if cmd.attempt + 1 >= MAX_NAME_ATTEMPTS:
+        ctx.block(
+            record,
+            "subaccount",
+            f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {pending.details['refused']}",
+        )
+        return
+    ctx.settle(
+        record.model_copy(update={"name_attempt": cmd.attempt + 1}),
+        "name_unavailable",
+        {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": pending.details["refused"]},
+    )
+
+
+def _find_by_name(ctx: StepContext, name: str) -> SubAccount | None:
+    accounts = ctx.services.exchange.sub_accounts
+    current = 1
+    while True:
+        ctx.heartbeat()
+        page = accounts.page(current_page=current, page_size=100)
+        for sub in page.items:
+            if sub.account_name == name:
+                return sub
+        if current >= page.total_page or not page.items:
+            return None
+        current += 1
+
+
+def _adopt(ctx: StepContext, sub: SubAccount, *, how: str) -> None:
+    now = ctx.now_ms()
+    record = ctx.record.model_copy(
+        update={
+            "sub_account": SubAccountRecord(uid=sub.uid, account_name=sub.account_name, created_at_ms=sub.created_at)
+        }
+    )
+    ctx.settle(
+        record,
+        "sub_account.created",
+        {"uid": sub.uid, "account_name": sub.account_name, "how": how},
+        outbound=[outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)],
+    )

@@ -1,0 +1,195 @@
+"""The shared, weighted rate limiter in front of KuCoin's per-pool quota: one Lua script on Redis' clock.
+
+KuCoin counts the weight of every request of a key against its pool's quota per 30 s window; every worker
+process on every host shares that quota, so the limiter lives in Redis. Design:
+
+- **GCRA** (generic cell rate algorithm) per pool, at ``quota × (1 − headroom)`` per window, with a burst
+  tolerance of ``headroom × quota`` that a request's whole weight must fit in: any span of the exchange's window
+  length then carries at most ``quota`` weight, so the exchange never has to say 429, while a pool with no
+  backlog still sends at once.
+- **Reservations.** A caller that must wait is given its own slot in the schedule (keyed by customer) and is
+  admitted when it comes back at that time. A backlog of N customers is thus spread over the future with one
+  wait each — not N callers re-trying at every window reset (O(N²) work for a drain).
+- **Feedback from the exchange.** A 429, or a ``gw-ratelimit-remaining`` below the low-water mark, blocks the
+  pool until ``gw-ratelimit-reset`` for everyone, and shifts every reservation and the schedule by the block's
+  length (someone else used the key, or clocks drifted). ``gw-ratelimit-limit`` replaces the configured quota.
+- **Urgent lane.** Revocations and offboarding are not queued behind sign-ups: an urgent caller is admitted as
+  soon as the pool's *urgent* schedule allows (bounded by the full rate) and pushes the normal schedule (and
+  its reservations) back by exactly its own cost, so the total still never exceeds the quota.
+
+All times come from Redis ``TIME``, never from the hosts' clocks.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+
+import redis
+
+from worker.exchange.endpoints import Endpoint
+from worker.exchange.errors import RateLimitedError
+from worker.exchange.http import RateLimitInfo
+from worker.store.keys import Keys
+
+__all__ = ["PoolQuota", "SharedRateLimiter", "clear_admission", "rate_key", "urgent"]
+
+rate_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("rate_key", default=None)
+"""Who is asking (a customer ref): a caller told to wait keeps its reserved slot under this key."""
+urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("rate_urgent", default=False)
+"""Whether the current work is urgent (revocation, offboarding)."""
+_admitted: contextvars.ContextVar[str | None] = contextvars.ContextVar("rate_admitted", default=None)
+
+
+def clear_admission() -> None:
+    """Forget a pre-admission that was not used (the step ended before its request): never carry it over."""
+    _admitted.set(None)
+
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_ACQUIRE = (
+    _NOW
+    + """
+-- KEYS[1] pool state hash; KEYS[2] reservation key of the caller (may be '')
+-- Replies are integers (Redis truncates Lua numbers): every wait is rounded *up*, or 0.4 ms would read "go".
+-- ARGV: weight, ms per weight unit, tolerance ms, urgent (0/1), reservation ttl ms
+local weight, per, tau = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local st = redis.call('HMGET', KEYS[1], 'tat', 'blocked', 'shift', 'utat')
+local tat, blocked, shift, utat = tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0'),
+  tonumber(st[4] or '0')
+local cost = weight * per
+if ARGV[4] == '1' then
+  -- urgent: its own schedule at the full rate; admitted once the pool is not blocked
+  local base = math.max(utat, now)
+  local send = math.max(base + cost - tau, now, blocked)
+  if send > now then return {math.ceil(send - now), 0} end
+  redis.call('HSET', KEYS[1], 'utat', base + cost, 'tat', math.max(tat, now) + cost, 'shift', shift + cost)
+  redis.call('PEXPIRE', KEYS[1], 3600000)
+  return {0, 0}
+end
+if KEYS[2] ~= '' then
+  local held = redis.call('GET', KEYS[2])
+  if held then
+    local slot, at_shift = string.match(held, '^(%-?%d+%.?%d*):(%-?%d+%.?%d*)$')
+    local due = tonumber(slot) + (shift - tonumber(at_shift))
+    redis.call('PEXPIRE', KEYS[1], 3600000)
+    if now >= due and now >= blocked then
+      redis.call('DEL', KEYS[2])
+      return {0, 1}
+    end
+    local wait = math.ceil(math.max(due, blocked) - now)
+    redis.call('PEXPIRE', KEYS[2], wait + tonumber(ARGV[5]))  -- a shifted slot keeps its place
+    return {wait, 1}
+  end
+end
+local base = math.max(tat, now, blocked)
+local send = math.max(base + cost - tau, now)
+if blocked > now then send = math.max(send, blocked) end
+if send > now and KEYS[2] == '' then return {math.ceil(send - now), 0} end  -- nobody to hold a slot for: no reservation
+redis.call('HSET', KEYS[1], 'tat', base + cost)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+if send <= now then return {0, 0} end
+redis.call('SET', KEYS[2], string.format('%d:%d', send, shift), 'PX', math.floor(send - now + tonumber(ARGV[5])))
+return {math.ceil(send - now), 0}
+"""
+)
+
+_BLOCK = (
+    _NOW
+    + """
+-- KEYS[1] pool state; ARGV[1] block for this many ms from now
+local until_ms = now + tonumber(ARGV[1])
+local st = redis.call('HMGET', KEYS[1], 'tat', 'blocked', 'shift')
+local tat, blocked, shift = tonumber(st[1] or '0'), tonumber(st[2] or '0'), tonumber(st[3] or '0')
+if until_ms <= blocked then return 0 end
+local delta = until_ms - math.max(blocked, now)
+redis.call('HSET', KEYS[1], 'blocked', until_ms, 'shift', shift + delta, 'tat', math.max(tat, now) + delta)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return delta
+"""
+)
+
+
+@dataclass(frozen=True)
+class PoolQuota:
+    """A pool's quota (weight per window) as configured; learnt values from the exchange override it."""
+
+    quota: int
+    window_ms: int = 30_000
+
+
+@dataclass
+class SharedRateLimiter:
+    """The ``RateGate`` of the exchange client (``acquire`` before each request, ``observe`` after)."""
+
+    client: redis.Redis
+    keys: Keys
+    pools: dict[str, PoolQuota]
+    headroom: float = 0.03
+    low_water: int = 30
+    """Below this many units left in the exchange's window, the pool is blocked until its reset."""
+    reservation_ttl_ms: int = 120_000
+    _learnt: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._acquire = self.client.register_script(_ACQUIRE)
+        self._block = self.client.register_script(_BLOCK)
+
+    def _key(self, pool: str) -> str:
+        return f"{self.keys.prefix}:rl:{pool}"
+
+    def _rate(self, pool: str) -> tuple[float, float]:
+        """(ms per weight unit, burst tolerance ms) for ``pool``."""
+        spec = self.pools.get(pool) or PoolQuota(2000)
+        quota = self._learnt.get(pool, spec.quota)
+        usable = quota * (1 - self.headroom)
+        per = spec.window_ms / usable
+        return per, self.headroom * quota * per
+
+    def wait_ms(self, endpoint: Endpoint) -> int:
+        """Ask for ``endpoint``'s weight now: 0 means go; otherwise the milliseconds to wait (a slot is reserved
+        for the caller named by ``rate_key``, if any)."""
+        per, tau = self._rate(endpoint.pool)
+        who = rate_key.get()
+        reservation = f"{self._key(endpoint.pool)}:res:{who}" if who else ""
+        wait, _ = self._acquire(
+            keys=[self._key(endpoint.pool), reservation],
+            args=[endpoint.weight, repr(per), repr(tau), "1" if urgent.get() else "0", self.reservation_ttl_ms],
+        )
+        return int(wait)
+
+    def preadmit(self, endpoint: Endpoint) -> None:
+        """Take the weight for the next ``endpoint`` request of this context *now* (before recording a write's
+        intent, so that a wait costs no intent): ``acquire`` for that request then passes without counting
+        again. Raises ``RateLimitedError`` like ``acquire``."""
+        self.acquire(endpoint)
+        _admitted.set(endpoint.name)
+
+    def acquire(self, endpoint: Endpoint) -> None:
+        """Raise ``RateLimitedError`` with the exact wait if ``endpoint`` may not be called now."""
+        if _admitted.get() == endpoint.name:
+            _admitted.set(None)
+            return
+        wait = self.wait_ms(endpoint)
+        if wait > 0:
+            raise RateLimitedError(
+                f"{endpoint.pool} pool: wait {wait} ms for quota", endpoint=endpoint.name, retry_after_ms=wait
+            )
+
+    def observe(self, endpoint: Endpoint, info: RateLimitInfo, http_status: int) -> None:
+        """Learn from the exchange's headers: its quota, and when it says (or nearly says) stop, block the pool
+        until its window resets, for every process."""
+        if info.limit is not None and info.limit > 0:
+            self._learnt[endpoint.pool] = info.limit
+        if http_status == 429:
+            self.block(endpoint.pool, info.reset_ms if info.reset_ms is not None else 1_000)
+        elif info.remaining is not None and info.reset_ms is not None and info.remaining < self.low_water:
+            self.block(endpoint.pool, info.reset_ms)
+
+    def block(self, pool: str, for_ms: int) -> int:
+        """Block ``pool`` for ``for_ms`` from now (Redis' clock); returns by how much the schedule moved."""
+        return int(self._block(keys=[self._key(pool)], args=[max(0, int(for_ms))]))

@@ -1,0 +1,1 @@
+"""The worker as a service: dramatiq broker and actors, retries, dead letters, the due scheduler, metrics."""

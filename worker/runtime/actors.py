@@ -1,0 +1,151 @@
+"""The actors. Thin: validate and store the event, then reconcile its customer; everything else is elsewhere.
+
+Queues, and why three: ``urgent`` carries offboarding (revocations, money back) so it never waits behind a
+campaign's backlog of sign-ups in ``events``; ``reconcile`` carries scheduled follow-ups (grace ends, settle
+waits, KYC checks, rate-limit waits, customers found busy). Each queue has its own consumer and prefetch in
+every worker process, so a long ``events`` queue cannot starve the other two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.middleware import CurrentMessage
+
+from handlers.events import EventType
+from handlers.records import SealedSecret
+from worker.crypto import CryptoError
+from worker.intake import Refused
+from worker.provisioning.reconciler import Reconciler, StepsBlocked
+from worker.runtime.errors import InvalidEvent
+from worker.runtime.holder import AppHolder
+from worker.runtime.metrics import Metrics, field_label
+from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
+
+__all__ = ["QUEUE_EVENTS", "QUEUE_RECONCILE", "QUEUE_URGENT", "Actors", "declare_actors", "queue_for"]
+
+QUEUE_EVENTS = "events"
+QUEUE_URGENT = "urgent"
+QUEUE_RECONCILE = "reconcile"
+SEALED = "$sealed"
+"""Marks KYC documents that the publisher sealed before enqueueing: they never sit in Redis in the clear."""
+
+_log = structlog.get_logger(__name__)
+_TYPES = {t.value for t in EventType}
+
+
+def queue_for(event: dict[str, Any]) -> str:
+    return QUEUE_URGENT if event.get("type") == EventType.OFFBOARDED else QUEUE_EVENTS
+
+
+@dataclass(frozen=True)
+class Actors:
+    handle_event: dramatiq.Actor[[dict[str, Any]], None]
+    handle_urgent_event: dramatiq.Actor[[dict[str, Any]], None]
+    reconcile: dramatiq.Actor[[str], None]
+    noop: dramatiq.Actor[[str], None]
+
+    def for_event(self, event: dict[str, Any]) -> dramatiq.Actor[[dict[str, Any]], None]:
+        return self.handle_urgent_event if queue_for(event) == QUEUE_URGENT else self.handle_event
+
+
+def declare_actors(broker: dramatiq.Broker, holder: AppHolder, policy: RetryPolicy, metrics: Metrics) -> Actors:
+    options: dict[str, Any] = {
+        "retry_when": policy.retry_when,
+        "throws": DEAD_AT_ONCE,
+        "min_backoff": policy.min_backoff_ms,
+        "max_backoff": policy.max_backoff_ms,
+    }
+
+    def handle(event: dict[str, Any]) -> None:
+        try:
+            _handle_event(holder, metrics, event)
+        except Exception as exc:
+            translated = policy.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def reconcile(ref: str) -> None:
+        structlog.contextvars.bind_contextvars(customer_ref=ref)
+        try:
+            _reconcile(holder.get().reconciler, metrics, ref)
+        except Exception as exc:
+            translated = policy.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def noop(payload: str) -> None:
+        """Does nothing: the framework's own cost, for the benchmark's floor."""
+
+    def declare(name: str, queue: str, **extra: Any) -> Any:
+        return dramatiq.actor(actor_name=name, queue_name=queue, broker=broker, **extra)
+
+    return Actors(
+        handle_event=declare("handle_event", QUEUE_EVENTS, **options)(handle),
+        handle_urgent_event=declare("handle_urgent_event", QUEUE_URGENT, **options)(handle),
+        reconcile=declare("reconcile_customer", QUEUE_RECONCILE, **options)(reconcile),
+        noop=declare("noop", "noop", max_retries=0)(noop),
+    )
+
+
+def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) -> None:
+    app = holder.get()
+    event_id = event.get("id") if isinstance(event, dict) else None
+    structlog.contextvars.bind_contextvars(
+        event_id=str(event_id)[:64] if event_id else None,
+        event_type=str(event.get("type"))[:64] if isinstance(event, dict) else None,
+    )
+    outcome = app.intake.accept(_unseal(holder, event))
+    kind = str(event.get("type"))[:40] if isinstance(event, dict) and str(event.get("type")) in _TYPES else "unknown"
+    if isinstance(outcome, Refused):
+        reason = "customer_closed" if outcome.ignored else "id_conflict" if outcome.field == "id" else "invalid"
+        metrics.events_refused.labels(kind, reason, field_label(outcome.field)).inc()
+        structlog.contextvars.bind_contextvars(customer_ref=outcome.ref, refused=outcome.reason)
+        if outcome.ignored:
+            _log.info("event ignored: customer closed", field=outcome.field)
+            return
+        raise InvalidEvent(outcome.field, outcome.reason, outcome.event_id)
+    metrics.events_received.labels(kind).inc()
+    structlog.contextvars.bind_contextvars(customer_ref=outcome.ref, intake=outcome.result.value)
+    _reconcile(app.reconciler, metrics, outcome.ref)
+
+
+def _reconcile(reconciler: Reconciler, metrics: Metrics, ref: str) -> None:
+    try:
+        report = reconciler.run(ref, retry_blocked=_replayed())
+    except StepsBlocked:
+        metrics.reconciles.labels("blocked").inc()
+        raise
+    except Exception:
+        metrics.reconciles.labels("error").inc()
+        raise
+    metrics.reconciles.labels(report.outcome).inc()
+    if report.outcome == "rate_limited" and report.waited_pool is not None:
+        metrics.ratelimit_waits.labels(report.waited_pool).inc()
+        metrics.ratelimit_wait_seconds.labels(report.waited_pool).inc(report.waited_ms / 1000)
+
+
+def _unseal(holder: AppHolder, event: dict[str, Any]) -> dict[str, Any]:
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(data, dict):
+        return event
+    kyc = data.get("kyc")
+    if not (isinstance(kyc, dict) and SEALED in kyc):
+        return event
+    try:
+        documents = holder.get().keyring.open(SealedSecret.model_validate(kyc[SEALED]))
+    except (CryptoError, ValueError):
+        raise InvalidEvent(
+            "data.kyc", "sealed KYC documents cannot be opened with our keys", str(event.get("id"))
+        ) from None
+    return {**event, "data": {**data, "kyc": documents}}
+
+
+def _replayed() -> bool:
+    message = CurrentMessage.get_current_message()
+    return bool(message is not None and message.options.get("replayed_at"))

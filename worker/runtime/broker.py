@@ -1,0 +1,142 @@
+"""Building the runtime of one process: the dramatiq Redis broker with our middleware, the actors, the app.
+
+``build_runtime`` is used by the dramatiq CLI entry point (one per worker process), by ``provisioner`` commands
+that enqueue or inspect messages, and by tests (with the simulator's transport and a private registry).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from prometheus_client import CollectorRegistry
+
+from worker.bootstrap import App, build_app
+from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT, Actors, declare_actors
+from worker.runtime.deadletters import DeadLetterMiddleware, DeadLetters
+from worker.runtime.holder import AppHolder
+from worker.runtime.logcontext import LogContextMiddleware
+from worker.runtime.metrics import Metrics, MetricsMiddleware
+from worker.runtime.retry_policy import RetryPolicy
+from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
+from worker.settings import Settings
+from worker.store.keys import Keys
+
+__all__ = ["QUEUES", "Runtime", "build_runtime", "recovery_tuning"]
+
+QUEUES = (QUEUE_URGENT, QUEUE_EVENTS, QUEUE_RECONCILE)
+MAINTENANCE_SCALE = 1_000_000
+TIME_LIMIT_MS = 15 * 60 * 1000
+"""The longest a message may run: far above the longest reconcile (a few exchange calls, each bounded by the
+HTTP time-outs); only a bug reaches it."""
+
+
+def recovery_tuning(recovery_seconds: int) -> tuple[int, int]:
+    """dramatiq (heartbeat_timeout ms, maintenance_chance per million) that redeliver a dead worker's messages
+    within ``recovery_seconds``: the heartbeat expires after half the bound, and maintenance runs on one call in
+    ten (each idle consumer calls Redis about once a second), leaving the other half as margin."""
+    return recovery_seconds * 500, MAINTENANCE_SCALE // 10
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    broker: RedisBroker
+    actors: Actors
+    holder: AppHolder
+    metrics: Metrics
+    scheduler: DueScheduler
+
+    @property
+    def app(self) -> App:
+        return self.holder.get()
+
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.broker, self.app.redis, self.app.keys, QUEUES)
+
+    def close(self) -> None:
+        self.holder.close()
+        self.broker.close()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+    scheduler_interval_s: float = 0.25,
+) -> Runtime:
+    """The broker, actors and (lazily) the app of one process. ``registry=None`` means multiprocess metrics."""
+    metrics = Metrics(registry)
+    holder = AppHolder(
+        lambda: build_app(
+            settings,
+            transport=transport,
+            clock=clock,
+            observers=[metrics.observe_call],
+            on_step=metrics.observe_step,
+            on_transfer=metrics.observe_transfer,
+        )
+    )
+    policy = RetryPolicy(
+        max_retries=settings.max_retries,
+        min_backoff_ms=settings.min_backoff_ms,
+        max_backoff_ms=settings.max_backoff_ms,
+        auth_retry_delay_ms=settings.auth_retry_delay_ms,
+    )
+    heartbeat_timeout, maintenance_chance = recovery_tuning(settings.recovery_seconds)
+    metrics_middleware = MetricsMiddleware(lambda: metrics)
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
+        url=settings.redis_url,
+        namespace=f"{settings.key_prefix}-dramatiq",
+        heartbeat_timeout=heartbeat_timeout,
+        maintenance_chance=maintenance_chance,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        # dramatiq runs "after" hooks in reverse order: ours come before Retries so that they see its verdict
+        # (message.failed, retries) when a message has been processed.
+        middleware=[
+            CurrentMessage(),
+            LogContextMiddleware(),
+            metrics_middleware,
+            AgeLimit(),
+            TimeLimit(time_limit=TIME_LIMIT_MS),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(
+                max_retries=settings.max_retries,
+                min_backoff=settings.min_backoff_ms,
+                max_backoff=settings.max_backoff_ms,
+                retry_when=policy.retry_when,
+            ),
+            DeadLetterMiddleware(
+                lambda: holder.get().redis, Keys(settings.key_prefix), on_dead=metrics_middleware.on_dead
+            ),
+        ],
+    )
+    actors = declare_actors(broker, holder, policy, metrics)
+    scheduler = DueScheduler(
+        lambda: holder.get().due,
+        actors.reconcile.send,
+        interval_s=scheduler_interval_s,
+        clock=clock,
+        stale_ms=settings.sweep_stale_seconds * 1000,
+    )
+    broker.add_middleware(SchedulerMiddleware(scheduler))
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    return Runtime(settings, broker, actors, holder, metrics, scheduler)

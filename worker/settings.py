@@ -1,0 +1,310 @@
+"""Configuration: one frozen value read once from the environment (``Settings.from_env()``).
+
+Nothing here runs at import time. ``from_env`` reads ``os.environ`` (or a mapping given for tests), fills
+development defaults for missing secrets in development mode (and reports each one so the caller can warn),
+refuses to start in production mode when a secret is missing, and turns any malformed value into a
+``SettingsError`` that names the variable.
+
+The ``KUCOIN_*`` names are a public interface: the simulator (``provisioner sandbox``) reads the same names with
+the same development defaults, so worker and simulator agree with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "DEV_DEFAULT_SECRETS",
+    "Environment",
+    "KucoinCredentials",
+    "Settings",
+    "SettingsError",
+]
+
+KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
+"""KuCoin's host for the 16 ND-broker endpoints (facts file §1)."""
+KUCOIN_SPOT_HOST = "https://api.kucoin.com"
+"""KuCoin's spot host, used for the one spot read the worker needs (a sub-account's balances)."""
+
+DEV_DEFAULT_SECRETS: Mapping[str, str] = {
+    "KUCOIN_API_KEY": "sandbox-management-key",
+    "KUCOIN_API_SECRET": "sandbox-management-secret",
+    "KUCOIN_API_PASSPHRASE": "sandbox-management-passphrase",
+    "KUCOIN_BROKER_PARTNER": "sandbox-partner",
+    "KUCOIN_BROKER_KEY": "sandbox-broker-key",
+    "KUCOIN_BROKER_NAME": "sandboxND",
+    "KUCOIN_TRADING_API_KEY": "sandbox-trading-key",
+    "KUCOIN_TRADING_API_SECRET": "sandbox-trading-secret",
+    "KUCOIN_TRADING_API_PASSPHRASE": "sandbox-trading-passphrase",
+    "PROVISIONER_NAME_SECRET": "development-name-secret-do-not-use-in-production",
+    # Fernet keys (url-safe base64 of 32 bytes), as "key_id=key" pairs; the first one encrypts.
+    "PROVISIONER_ENCRYPTION_KEYS": "dev1=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdCE=",
+    "PROVISIONER_DELIVERY_KEYS": "dev1=ZGVsaXZlcnkta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE=",
+}
+"""Development defaults for every secret. Used only when ``PROVISIONER_ENV=development`` (the default) and
+the variable is unset; production refuses to start without them. Shared with the simulator."""
+
+
+class SettingsError(Exception):
+    """A setting is missing (production) or malformed; the message names every offending variable."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+def _parse_amount_map(raw: str, *, name: str) -> dict[str, Decimal]:
+    """Parse ``"USDT=1000,BTC=0.05"`` into ``{"USDT": Decimal("1000"), ...}``; amounts must be > 0."""
+    result: dict[str, Decimal] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        currency, sep, amount = part.partition("=")
+        currency = currency.strip().upper()
+        if not sep or not currency.isalnum():
+            raise ValueError(f"{name}: expected CURRENCY=AMOUNT pairs, got {part!r}")
+        try:
+            value = Decimal(amount.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"{name}: {amount.strip()!r} is not a decimal amount") from exc
+        if not value.is_finite() or value <= 0:
+            raise ValueError(f"{name}: amount for {currency} must be positive")
+        result[currency] = value
+    return result
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker, the CLI and the demo. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
+
+    environment: Environment = Field(Environment.DEVELOPMENT, alias="PROVISIONER_ENV")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    key_prefix: str = Field("prov", alias="PROVISIONER_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+
+    # --- exchange ---------------------------------------------------------------------------------------
+    broker_base_url: str = Field(KUCOIN_BROKER_HOST, alias="KUCOIN_BROKER_BASE_URL", pattern=r"^https?://")
+    spot_base_url: str = Field(KUCOIN_SPOT_HOST, alias="KUCOIN_SPOT_BASE_URL", pattern=r"^https?://")
+    api_key: SecretStr | None = Field(None, alias="KUCOIN_API_KEY")
+    api_secret: SecretStr | None = Field(None, alias="KUCOIN_API_SECRET")
+    api_passphrase: SecretStr | None = Field(None, alias="KUCOIN_API_PASSPHRASE")
+    broker_partner: SecretStr | None = Field(None, alias="KUCOIN_BROKER_PARTNER")
+    broker_key: SecretStr | None = Field(None, alias="KUCOIN_BROKER_KEY")
+    broker_name: SecretStr | None = Field(None, alias="KUCOIN_BROKER_NAME")
+    trading_api_key: SecretStr | None = Field(None, alias="KUCOIN_TRADING_API_KEY")
+    trading_api_secret: SecretStr | None = Field(None, alias="KUCOIN_TRADING_API_SECRET")
+    trading_api_passphrase: SecretStr | None = Field(None, alias="KUCOIN_TRADING_API_PASSPHRASE")
+    http_connect_timeout: float = Field(3.0, alias="KUCOIN_HTTP_CONNECT_TIMEOUT", gt=0, le=60)
+    http_read_timeout: float = Field(10.0, alias="KUCOIN_HTTP_READ_TIMEOUT", gt=0, le=120)
+    http_write_timeout: float = Field(5.0, alias="KUCOIN_HTTP_WRITE_TIMEOUT", gt=0, le=60)
+    http_pool_timeout: float = Field(5.0, alias="KUCOIN_HTTP_POOL_TIMEOUT", gt=0, le=60)
+    http_max_connections: int = Field(20, alias="KUCOIN_HTTP_MAX_CONNECTIONS", ge=1, le=1000)
+
+    # --- provisioning policy ----------------------------------------------------------------------------
+    name_secret: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRET")
+    account_name_prefix: str = Field("nd", alias="PROVISIONER_ACCOUNT_PREFIX", pattern=r"^[a-z][a-z0-9]{1,7}$")
+    encryption_keys: SecretStr | None = Field(None, alias="PROVISIONER_ENCRYPTION_KEYS")
+    delivery_keys: SecretStr | None = Field(None, alias="PROVISIONER_DELIVERY_KEYS")
+    currencies: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("USDT", "USDC", "BTC", "ETH", "KCS"), alias="PROVISIONER_CURRENCIES"
+    )
+    funding_cap_per_customer: Annotated[dict[str, Decimal], NoDecode] = Field(
+        default_factory=lambda: {
+            "USDT": Decimal("10000"),
+            "USDC": Decimal("10000"),
+            "BTC": Decimal("0.5"),
+            "ETH": Decimal("5"),
+            "KCS": Decimal("1000"),
+        },
+        alias="PROVISIONER_FUNDING_CAP_PER_CUSTOMER",
+    )
+    funding_cap_per_day: Annotated[dict[str, Decimal], NoDecode] = Field(
+        default_factory=lambda: {
+            "USDT": Decimal("1000000"),
+            "USDC": Decimal("1000000"),
+            "BTC": Decimal("50"),
+            "ETH": Decimal("500"),
+            "KCS": Decimal("100000"),
+        },
+        alias="PROVISIONER_FUNDING_CAP_PER_DAY",
+    )
+    funding_from_wallet: str = Field("MAIN", alias="PROVISIONER_FUNDING_FROM_WALLET", pattern="^(MAIN|TRADE)$")
+    funding_to_wallet: str = Field("TRADE", alias="PROVISIONER_FUNDING_TO_WALLET", pattern="^(MAIN|TRADE)$")
+    key_max_age_seconds: int = Field(90 * 86400, alias="PROVISIONER_KEY_MAX_AGE_SECONDS", ge=60)
+    rotation_grace_seconds: int = Field(3600, alias="PROVISIONER_ROTATION_GRACE_SECONDS", ge=0)
+    proxy_kyc: bool = Field(False, alias="PROVISIONER_PROXY_KYC")
+    kyc_poll_seconds: int = Field(60, alias="PROVISIONER_KYC_POLL_SECONDS", ge=1)
+    lock_ttl_ms: int = Field(45_000, alias="PROVISIONER_LOCK_TTL_MS", ge=5_000)
+    unknown_outcome_settle_ms: int = Field(15_000, alias="PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS", ge=0)
+
+    broker_quota: int = Field(2000, alias="PROVISIONER_BROKER_QUOTA", ge=1)
+    management_quota: int = Field(2000, alias="PROVISIONER_MANAGEMENT_QUOTA", ge=1)
+    rate_window_ms: int = Field(30_000, alias="PROVISIONER_RATE_WINDOW_MS", ge=100)
+    rate_headroom: float = Field(0.03, alias="PROVISIONER_RATE_HEADROOM", ge=0, le=0.5)
+    rate_limit: bool = Field(True, alias="PROVISIONER_RATE_LIMIT")
+
+    # --- runtime -----------------------------------------------------------------------------------------
+    worker_processes: int = Field(2, alias="PROVISIONER_WORKER_PROCESSES", ge=1, le=64)
+    worker_threads: int = Field(8, alias="PROVISIONER_WORKER_THREADS", ge=1, le=256)
+    recovery_seconds: int = Field(30, alias="PROVISIONER_RECOVERY_SECONDS", ge=5, le=3600)
+    sweep_stale_seconds: int = Field(120, alias="PROVISIONER_SWEEP_STALE_SECONDS", ge=5)
+    max_retries: int = Field(8, alias="PROVISIONER_MAX_RETRIES", ge=0, le=100)
+    min_backoff_ms: int = Field(1_000, alias="PROVISIONER_MIN_BACKOFF_MS", ge=10)
+    max_backoff_ms: int = Field(300_000, alias="PROVISIONER_MAX_BACKOFF_MS", ge=100)
+    auth_retry_delay_ms: int = Field(300_000, alias="PROVISIONER_AUTH_RETRY_DELAY_MS", ge=1_000)
+    metrics_host: str = Field("127.0.0.1", alias="PROVISIONER_METRICS_HOST")
+    metrics_port: int = Field(9464, alias="PROVISIONER_METRICS_PORT", ge=0, le=65535)
+    log_format: str = Field("auto", alias="PROVISIONER_LOG_FORMAT", pattern="^(auto|json|console)$")
+    log_level: str = Field("INFO", alias="PROVISIONER_LOG_LEVEL", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = tuple(c.strip().upper() for c in value.split(",") if c.strip())
+            if not items or not all(c.isalnum() and len(c) <= 16 for c in items):
+                raise ValueError("expected a comma-separated list of currency codes")
+            return items
+        return value
+
+    @field_validator("funding_cap_per_customer", "funding_cap_per_day", mode="before")
+    @classmethod
+    def _parse_caps(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            return _parse_amount_map(value, name=info.field_name)
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+        """Read the settings once from ``environ`` (default ``os.environ``).
+
+        Returns the settings and the names of the variables that fell back to a development default (the
+        caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
+        mode, each missing secret.
+        """
+        env = dict(os.environ if environ is None else environ)
+        try:
+            settings = cls.model_validate({k: v for k, v in env.items() if v != ""})
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                problems.append(f"{_alias_of(field)}: {err['msg']}")
+            raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+        missing = [name for name in DEV_DEFAULT_SECRETS if not env.get(name)]
+        if missing and settings.environment is Environment.PRODUCTION:
+            raise SettingsError("production mode needs these secrets, which are unset: " + ", ".join(missing))
+        if missing:
+            settings = cls.model_validate(
+                {**{k: v for k, v in env.items() if v != ""}, **{m: DEV_DEFAULT_SECRETS[m] for m in missing}}
+            )
+        settings._check_consistency()
+        return settings, missing
+
+    def _check_consistency(self) -> None:
+        problems = []
+        unknown_caps = sorted(
+            set(self.funding_cap_per_customer) - set(self.currencies)
+            | set(self.funding_cap_per_day) - set(self.currencies)
+        )
+        if unknown_caps:
+            problems.append(
+                f"PROVISIONER_FUNDING_CAP_*: caps for currencies not in PROVISIONER_CURRENCIES: "
+                f"{', '.join(unknown_caps)}"
+            )
+        if self.min_backoff_ms > self.max_backoff_ms:
+            problems.append("PROVISIONER_MIN_BACKOFF_MS: must not exceed PROVISIONER_MAX_BACKOFF_MS")
+        request_bound_s = (
+            self.http_connect_timeout + self.http_write_timeout + self.http_read_timeout + self.http_pool_timeout
+        )
+        if self.lock_ttl_ms / 1000 < request_bound_s + 3:
+            problems.append(
+                f"PROVISIONER_LOCK_TTL_MS: must exceed the longest request ({request_bound_s:g} s of "
+                "KUCOIN_HTTP_* time-outs) by at least 3 s, so that a customer's lock outlives its writes"
+            )
+        for name, caps in (
+            ("PROVISIONER_FUNDING_CAP_PER_CUSTOMER", self.funding_cap_per_customer),
+            ("PROVISIONER_FUNDING_CAP_PER_DAY", self.funding_cap_per_day),
+        ):
+            too_big = [c for c, v in caps.items() if v >= Decimal(90_000_000)]
+            if too_big:
+                problems.append(
+                    f"{name}: caps must stay below 90,000,000 per currency (the ledger counts 10^-8 "
+                    f"units exactly only below 2^53): {', '.join(too_big)}"
+                )
+        from worker.crypto import CryptoError, Keyring  # the keyrings' format is the crypto module's to judge
+
+        for field, alias in (
+            ("encryption_keys", "PROVISIONER_ENCRYPTION_KEYS"),
+            ("delivery_keys", "PROVISIONER_DELIVERY_KEYS"),
+        ):
+            value = getattr(self, field)
+            if value is not None:
+                try:
+                    Keyring.parse(value.get_secret_value(), name=alias)
+                except CryptoError as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+
+    def secret(self, name: str) -> str:
+        """The plain value of a secret field (e.g. ``"api_secret"``). Raises ``SettingsError`` if unset."""
+        value = getattr(self, name)
+        if not isinstance(value, SecretStr):
+            raise SettingsError(f"{_alias_of(name)} is not set")
+        return value.get_secret_value()
+
+    def management_credentials(self) -> KucoinCredentials:
+        """The ND-broker management key plus the broker's partner credentials."""
+        return KucoinCredentials(
+            api_key=self.secret("api_key"),
+            api_secret=self.secret("api_secret"),
+            api_passphrase=self.secret("api_passphrase"),
+            partner=self.secret("broker_partner"),
+            broker_key=self.secret("broker_key"),
+            broker_name=self.secret("broker_name"),
+        )
+
+    def trading_credentials(self) -> KucoinCredentials:
+        """The Special Account's trading key (asset reads). It carries no broker headers."""
+        return KucoinCredentials(
+            api_key=self.secret("trading_api_key"),
+            api_secret=self.secret("trading_api_secret"),
+            api_passphrase=self.secret("trading_api_passphrase"),
+        )
+
+
+def _alias_of(field_name: str) -> str:
+    info = Settings.model_fields.get(field_name)
+    return info.alias if info is not None and info.alias else field_name
+
+
+@dataclass(frozen=True, repr=False)
+class KucoinCredentials:
+    """One KuCoin API key and, for the management key, the broker's partner credentials.
+
+    ``repr`` shows only the public key id, so credentials never reach a log or a traceback by accident.
+    """
+
+    api_key: str
+    api_secret: str
+    api_passphrase: str
+    partner: str | None = None
+    broker_key: str | None = None
+    broker_name: str | None = None
+
+    def __repr__(self) -> str:
+        return f"KucoinCredentials(api_key={self.api_key!r}, partner={self.partner!r})"
+
+    @property
+    def is_broker(self) -> bool:
+        return bool(self.partner and self.broker_key and self.broker_name)

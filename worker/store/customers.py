@@ -1,0 +1,266 @@
+"""The customer store: intake of events, snapshots for the planner, and fenced atomic commits.
+
+``commit`` is the only way a record changes. One Lua script checks the lock token (fencing) and the record
+version, writes the record, appends the journal entries and the outbound events, and applies the side effects
+(drop submitted KYC documents, mark closed) — all or nothing, so a crash can never leave a key recorded
+without its outbound delivery, or a journal without its state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from handlers.events import Event, KycApproved, parse_event
+from handlers.records import CustomerRecord, SealedSecret
+from worker.store.keys import Keys
+
+__all__ = ["CommitRejected", "CustomerStore", "IngestResult", "JournalEntry", "OutboundEvent", "Snapshot"]
+
+# The outbound stream is never trimmed here: it carries sealed credentials that a lagging consumer must not
+# lose. The consumer trims what it has processed (``XTRIM <key> MINID <id>``).
+
+
+_INGEST = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'closed' end
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then
+  if existing == ARGV[2] then return 'duplicate' end
+  return 'conflict'
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3])
+  redis.call('SADD', KEYS[6], ARGV[1])
+end
+redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[5], 'GT', ARGV[5], ARGV[4])
+redis.call('INCR', KEYS[7])
+return 'new'
+"""
+
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lock no longer held') end
+if tonumber(ARGV[9]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[9]) end
+local current = redis.call('GET', KEYS[2])
+local version = 0
+if current then version = tonumber(cjson.decode(current)['version']) end
+if version ~= tonumber(ARGV[2]) then return redis.error_reply('STALE record version changed') end
+redis.call('SET', KEYS[2], ARGV[3])
+for _, entry in ipairs(cjson.decode(ARGV[4])) do
+  redis.call('XADD', KEYS[3], '*', 'entry', entry)
+end
+for _, event in ipairs(cjson.decode(ARGV[5])) do
+  redis.call('XADD', KEYS[4], '*', 'id', event[1], 'type', event[2], 'event', event[3])
+end
+local effects = cjson.decode(ARGV[6])
+for _, event_id in ipairs(effects['drop_documents']) do redis.call('HDEL', KEYS[5], event_id) end
+if effects['close'] then
+  redis.call('SET', KEYS[6], ARGV[7])
+  redis.call('ZREM', KEYS[7], ARGV[8])
+end
+if tonumber(effects['blocked_since']) > 0 then
+  redis.call('ZADD', KEYS[10], effects['blocked_since'], ARGV[8])
+else
+  redis.call('ZREM', KEYS[10], ARGV[8])
+end
+if tonumber(effects['pending_since']) > 0 then
+  redis.call('ZADD', KEYS[8], effects['pending_since'], ARGV[8])
+else
+  redis.call('ZREM', KEYS[8], ARGV[8])
+end
+for field, delta in pairs(effects['stats']) do redis.call('HINCRBY', KEYS[9], field, delta) end
+return version + 1
+"""
+
+
+class IngestResult(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    """Same event id, different content: refused."""
+    CLOSED = "closed"
+    """The customer was offboarded and closed: the event is ignored (and reported)."""
+
+
+class CommitRejected(Exception):  # noqa: N818 - reads as what happened
+    """The commit was refused: the lock was lost (fencing) or the record changed underneath (version)."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One line of a customer's audit journal. ``detail`` must never hold a secret."""
+
+    at_ms: int
+    action: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    actor: str = "worker"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"at_ms": self.at_ms, "actor": self.actor, "action": self.action, **self.detail},
+            separators=(",", ":"),
+            default=str,
+        )
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """An outcome event for the upstream. ``id`` is deterministic so the consumer can drop duplicates."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "type": self.type, **self.payload}, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    record: CustomerRecord | None
+    events: tuple[Event, ...]
+    documents: frozenset[str]
+    seq: int = 0
+    """How many events had been stored when this was read: a run that finishes on it saw exactly those."""
+
+
+class CustomerStore:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._ingest = client.register_script(_INGEST)
+        self._commit = client.register_script(_COMMIT)
+
+    def ingest(self, ref: str, event: Event, *, sealed_documents: SealedSecret | None, now_ms: int) -> IngestResult:
+        """Store an accepted event for ``ref`` unless it is a duplicate, a conflicting reuse of its id, or the
+        customer is closed. KYC documents are stored only sealed, and only with a new event."""
+        stored = _without_documents(event)
+        docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
+        k = self.keys
+        result = self._ingest(
+            keys=[k.closed(ref), k.events(ref), k.docs(ref), k.customers, k.inbox, k.docs_received(ref), k.seq(ref)],
+            args=[event.id, stored, docs, ref, now_ms],
+        )
+        return IngestResult(_text(result))
+
+    def snapshot(self, ref: str) -> Snapshot:
+        """The record (or ``None`` before the first commit), the accepted events, and which approvals came with
+        KYC documents (whether or not those are still held: they are deleted once submitted)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.record(ref))
+        pipe.hvals(self.keys.events(ref))
+        pipe.smembers(self.keys.docs_received(ref))
+        pipe.get(self.keys.seq(ref))
+        raw_record, raw_events, doc_ids, seq = pipe.execute()
+        record = CustomerRecord.model_validate_json(raw_record) if raw_record else None
+        events = tuple(parse_event(_text(e), None) for e in raw_events)
+        return Snapshot(record, events, frozenset(_text(d) for d in doc_ids), int(seq or 0))
+
+    def load(self, ref: str) -> CustomerRecord | None:
+        raw = self.redis.get(self.keys.record(ref))
+        return CustomerRecord.model_validate_json(raw) if raw else None
+
+    def sealed_documents(self, ref: str, event_id: str) -> SealedSecret | None:
+        raw = self.redis.hget(self.keys.docs(ref), event_id)
+        return SealedSecret.model_validate_json(raw) if raw else None
+
+    def commit(
+        self,
+        token: str,
+        previous: CustomerRecord | None,
+        record: CustomerRecord,
+        *,
+        journal: Sequence[JournalEntry] = (),
+        outbound: Sequence[OutboundEvent] = (),
+        drop_documents: Sequence[str] = (),
+        close: bool = False,
+        stats: dict[str, int] | None = None,
+        now_ms: int = 0,
+        renew_lock_ms: int = 0,
+    ) -> CustomerRecord:
+        """Write ``record`` (as version previous+1) with its journal, outbound events and side effects, atomically.
+
+        Side effects: drop submitted KYC documents, mark the customer closed, keep the pending-intents index in
+        step with the record, and add ``stats`` deltas to the shared counters (active keys, ...).
+
+        Raises ``CommitRejected`` if ``token`` no longer holds the lock or the stored version is not
+        ``previous``'s. Returns the record as written.
+        """
+        expected = previous.version if previous is not None else 0
+        written = record.model_copy(update={"version": expected + 1})
+        k, ref = self.keys, record.ref
+        try:
+            self._commit(
+                keys=[
+                    k.lock(ref),
+                    k.record(ref),
+                    k.journal(ref),
+                    k.outbound,
+                    k.docs(ref),
+                    k.closed(ref),
+                    k.due,
+                    k.pending,
+                    k.stats,
+                    k.blocked,
+                ],
+                args=[
+                    token,
+                    expected,
+                    written.model_dump_json(),
+                    json.dumps([e.to_json() for e in journal]),
+                    json.dumps([[o.id, o.type, o.to_json()] for o in outbound]),
+                    json.dumps(
+                        {
+                            "drop_documents": list(drop_documents),
+                            "close": close,
+                            "pending_since": written.pending.started_at_ms if written.pending else 0,
+                            "blocked_since": min((b.at_ms for b in written.blocked.values()), default=0),
+                            "stats": stats or {"_": 0},
+                        }
+                    ),
+                    now_ms,
+                    ref,
+                    renew_lock_ms,
+                ],
+            )
+        except redis.ResponseError as exc:
+            raise CommitRejected(str(exc)) from None
+        return written
+
+    def journal(self, ref: str, *, count: int = 1000) -> list[dict[str, Any]]:
+        """The customer's journal, oldest first."""
+        rows: Any = self.redis.xrange(self.keys.journal(ref), count=count)
+        return [json.loads(fields["entry"]) for _, fields in rows]
+
+    def record_refusal(
+        self, *, event_id: str | None, ref: str | None, reason: str, field_path: str, now_ms: int
+    ) -> None:
+        """Append a refused event (id, customer ref, reason; never the payload) to the refused stream."""
+        self.redis.xadd(
+            self.keys.refused,
+            {
+                "event_id": event_id or "",
+                "ref": ref or "",
+                "field": field_path,
+                "reason": reason[:500],
+                "at_ms": str(now_ms),
+            },
+            maxlen=100_000,
+            approximate=True,
+        )
+
+
+def _without_documents(event: Event) -> str:
+    if isinstance(event, KycApproved) and event.data.kyc is not None:
+        event = event.model_copy(update={"data": event.data.model_copy(update={"kyc": None})})
+    return event.model_dump_json()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

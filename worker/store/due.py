@@ -1,0 +1,146 @@
+"""When each customer must be reconciled next: a sorted set of ref → time (ms), safe under crashes and races.
+
+- ``schedule(ref, at)`` asks for a reconcile at ``at`` at the latest (an earlier wake-up already asked for wins).
+- ``finish(ref, wake, seen_seq)`` is called by a reconcile that ended idle having seen the customer's first
+  ``seen_seq`` events (intake counts them). If no event arrived since, its wake-up replaces the customer's and
+  the customer leaves the inbox; if one did, the customer is due at once. Only this customer's own runs (one at a
+  time, under its lock) schedule its later wake-ups, so nothing else can be lost by the replacement. No clock is
+  compared, so hosts' clock skew cannot lose a wake-up.
+- ``sweep`` re-schedules customers whose events or intents have waited too long: convergence does not depend
+  on a dramatiq message surviving (dramatiq loses a retry whose enqueue fails while Redis is down).
+- ``claim_due`` moves due entries into an in-flight set (leased), atomically, so concurrent schedulers never
+  claim an entry twice; ``done`` drops the in-flight entry once its reconcile message is enqueued;
+  ``recover_expired`` puts back entries whose scheduler died between claim and enqueue.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from worker.store.keys import Keys
+
+__all__ = ["SWEEP_COVER_MS", "DueSchedule"]
+
+SWEEP_COVER_MS = 3_600_000
+"""A wake-up due within this long counts as looking after a customer the sweep would otherwise re-schedule."""
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, ref in ipairs(due) do
+  redis.call('ZREM', KEYS[1], ref)
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[3]), ref)
+end
+return due
+"""
+_RECOVER = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, ref in ipairs(expired) do
+  redis.call('ZADD', KEYS[1], 'LT', ARGV[1], ref)
+  redis.call('ZREM', KEYS[2], ref)
+end
+return #expired
+"""
+_SWEEP = """
+local count = 0
+for _, source in ipairs({{KEYS[2], ARGV[2]}, {KEYS[3], ARGV[3]}}) do
+  local stale = redis.call('ZRANGEBYSCORE', source[1], '-inf', source[2], 'LIMIT', 0, 1000)
+  for _, ref in ipairs(stale) do
+    -- a customer with a wake-up due soon (a rate-limit slot, a settle wait) is not orphaned; a far one (a key's
+    -- age) does not cover an event nobody has seen
+    local due = redis.call('ZSCORE', KEYS[1], ref)
+    if (not due or tonumber(due) > tonumber(ARGV[4])) and not redis.call('ZSCORE', KEYS[4], ref) then
+      redis.call('ZADD', KEYS[1], ARGV[1], ref)
+      count = count + 1
+    end
+  end
+end
+return count
+"""
+_FINISH = """
+-- KEYS: due, inbox, the customer's event sequence. ARGV: ref, wake ('' for none), seq seen, now
+if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], 'LT', ARGV[4], ARGV[1])  -- an event arrived after the run looked: go again now
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if ARGV[2] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+return 1
+"""
+
+
+class DueSchedule:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._key = keys.due
+        self._inflight = keys.due + ":inflight"
+        self._workers = keys.workers
+        self._inbox = keys.inbox
+        self._pending = keys.pending
+        self._sweep = client.register_script(_SWEEP)
+        self._seq_key = keys.seq
+        self._claim = client.register_script(_CLAIM)
+        self._recover = client.register_script(_RECOVER)
+        self._finish = client.register_script(_FINISH)
+
+    def schedule(self, ref: str, at_ms: int) -> None:
+        """Reconcile ``ref`` at ``at_ms`` at the latest (an earlier wake-up already scheduled wins)."""
+        self._redis.zadd(self._key, {ref: at_ms}, lt=True)
+
+    def finish(self, ref: str, wake_at_ms: int | None, *, seen_seq: int, now_ms: int) -> bool:
+        """A reconcile of ``ref`` went idle until ``wake_at_ms`` having seen the first ``seen_seq`` events. If no
+        event arrived since, its wake-up replaces the customer's and the customer leaves the inbox; otherwise
+        the customer is due again at once. Returns whether the run saw everything."""
+        return bool(
+            self._finish(
+                keys=[self._key, self._inbox, self._seq_key(ref)],
+                args=[ref, "" if wake_at_ms is None else wake_at_ms, seen_seq, now_ms],
+            )
+        )
+
+    def sweep(self, now_ms: int, *, stale_ms: int) -> int:
+        """The safety net under message delivery: re-schedule every customer with an event no finished reconcile
+        has seen, or an unsettled intent, for longer than ``stale_ms`` and nothing scheduled (a message lost while
+        Redis was down, a worker that died without redelivery). Returns how many were scheduled."""
+        return int(
+            self._sweep(
+                keys=[self._key, self._inbox, self._pending, self._inflight],
+                args=[now_ms, now_ms - stale_ms, now_ms - stale_ms, now_ms + SWEEP_COVER_MS],
+            )
+        )
+
+    def cancel(self, ref: str) -> None:
+        self._redis.zrem(self._key, ref)
+
+    def claim_due(self, now_ms: int, *, limit: int = 500, lease_ms: int = 30_000) -> list[str]:
+        """Take up to ``limit`` refs due by ``now_ms``, leased for ``lease_ms`` until ``done``."""
+        return [str(r) for r in self._claim(keys=[self._key, self._inflight], args=[now_ms, limit, lease_ms])]
+
+    def done(self, ref: str) -> None:
+        """The reconcile message for a claimed ref is enqueued: drop its lease."""
+        self._redis.zrem(self._inflight, ref)
+
+    def recover_expired(self, now_ms: int) -> int:
+        """Put back refs whose lease ran out (their scheduler died before enqueueing). Returns how many."""
+        return int(self._recover(keys=[self._key, self._inflight], args=[now_ms]))
+
+    def earliest_ms(self) -> int | None:
+        """When the next customer is due, if any is scheduled."""
+        head = self._redis.zrange(self._key, 0, 0, withscores=True)
+        return int(head[0][1]) if head else None
+
+    def next_due_ms(self, ref: str) -> int | None:
+        score = self._redis.zscore(self._key, ref)
+        return int(score) if score is not None else None
+
+    def heartbeat(self, worker: str, now_ms: int) -> None:
+        """A worker process is alive (its scheduler thread runs): for ``provisioner_workers_alive``."""
+        self._redis.zadd(self._workers, {worker: now_ms})
+
+    def workers_alive(self, now_ms: int, *, within_ms: int) -> int:
+        """Worker processes heard from within ``within_ms``; forgets those silent for a day."""
+        self._redis.zremrangebyscore(self._workers, "-inf", now_ms - 86_400_000)
+        return int(self._redis.zcount(self._workers, now_ms - within_ms, "+inf"))
+
+    def backlog(self, now_ms: int) -> int:
+        """How many customers are due now (a gauge for SRE)."""
+        return int(self._redis.zcount(self._key, "-inf", now_ms))

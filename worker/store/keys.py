@@ -1,0 +1,112 @@
+"""The Redis key layout, in one place. Every key starts with the configured prefix (default ``prov``).
+
+==================================  ======  ==================================================================
+key                                 type    content
+==================================  ======  ==================================================================
+``{p}:c:{ref}``                     string  the customer's record (JSON), written only by the lock holder
+``{p}:c:{ref}:events``              hash    event id → accepted event (JSON, KYC documents removed)
+``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; deleted once submitted
+``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
+``{p}:c:{ref}:journal``             stream  audit journal: every state change, no secrets
+``{p}:c:{ref}:lock``                string  ``<fence>:<uuid>`` of the reconcile holding the customer
+``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
+``{p}:c:{ref}:dirty``               string  set by a reconcile that found the customer busy: the holder looks again
+``{p}:c:{ref}:seq``                 string  how many events intake has stored for the customer (what a run saw)
+``{p}:fence``                       string  fencing counter
+``{p}:customers``                   zset    ref → first event time (ms)
+``{p}:due``                         zset    ref → when the customer must be reconciled next (ms)
+``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
+``{p}:outbound``                    stream  outcome events for the upstream (credentials sealed)
+``{p}:refused``                     stream  refused events with their reason (no payload)
+``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
+``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
+``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
+``{p}:workers``                     zset    worker process (host:pid) → last heartbeat of its scheduler (ms)
+``{p}:funding:{YYYYMMDD}``          hash    daily funding ledger: used units per currency, reservations
+``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
+==================================  ======  ==================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "prov"
+
+    def record(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}"
+
+    def events(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:events"
+
+    def docs(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:docs"
+
+    def docs_received(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:docs_received"
+
+    def journal(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:journal"
+
+    def lock(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:lock"
+
+    def seq(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:seq"
+
+    def dirty(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:dirty"
+
+    def closed(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:closed"
+
+    @property
+    def fence(self) -> str:
+        return f"{self.prefix}:fence"
+
+    @property
+    def customers(self) -> str:
+        return f"{self.prefix}:customers"
+
+    @property
+    def due(self) -> str:
+        return f"{self.prefix}:due"
+
+    @property
+    def outbound(self) -> str:
+        return f"{self.prefix}:outbound"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}:pending"
+
+    @property
+    def blocked(self) -> str:
+        return f"{self.prefix}:blocked"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}:inbox"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def refused(self) -> str:
+        return f"{self.prefix}:refused"
+
+    def funding_day(self, day: str) -> str:
+        return f"{self.prefix}:funding:{day}"
+
+    def dead_letter(self, message_id: str) -> str:
+        return f"{self.prefix}:dlq:{message_id}"

@@ -1,0 +1,72 @@
+"""The daily funding ledger: the Special Account's per-day cap, shared by every worker, reserved atomically.
+
+Amounts are kept as integer units of 10⁻⁸ (the contract allows at most 8 decimals), so Redis adds integers and
+never floats. A reservation is keyed by the funding line, so repeating it (retries, replays) is idempotent;
+it is released only when the transfer is known not to have happened.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+import redis
+
+from worker.store.keys import Keys
+
+__all__ = ["FundingLedger", "to_units"]
+
+SCALE = Decimal(10) ** 8
+_RETENTION_S = 40 * 86400
+
+_RESERVE = """
+local reservation = 'r:' .. ARGV[1]
+if redis.call('HEXISTS', KEYS[1], reservation) == 1 then return 1 end
+local used = tonumber(redis.call('HGET', KEYS[1], 'used:' .. ARGV[2]) or '0')
+if used + tonumber(ARGV[3]) > tonumber(ARGV[4]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'used:' .. ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[1], reservation, ARGV[2] .. ':' .. ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+_RELEASE = """
+local reservation = 'r:' .. ARGV[1]
+local held = redis.call('HGET', KEYS[1], reservation)
+if not held then return 0 end
+local sep = string.find(held, ':')
+redis.call('HINCRBY', KEYS[1], 'used:' .. string.sub(held, 1, sep - 1), -tonumber(string.sub(held, sep + 1)))
+redis.call('HDEL', KEYS[1], reservation)
+return 1
+"""
+
+
+def to_units(amount: Decimal) -> int:
+    """``amount`` in 10⁻⁸ units, rounded down (caps round down, so they never allow more than configured)."""
+    return int((amount * SCALE).to_integral_value(rounding=ROUND_FLOOR))
+
+
+class FundingLedger:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._reserve = client.register_script(_RESERVE)
+        self._release = client.register_script(_RELEASE)
+
+    def reserve(self, *, day: str, line: str, currency: str, amount: Decimal, cap: Decimal) -> bool:
+        """Reserve ``amount`` of ``day``'s cap for funding line ``line``; False if the cap would be exceeded.
+
+        Idempotent per ``line``: a second call for a line already reserved returns True and adds nothing.
+        """
+        units = to_units(amount)
+        if Decimal(units) != amount * SCALE:
+            raise ValueError("funding amounts carry at most 8 decimals")
+        return bool(
+            self._reserve(keys=[self._keys.funding_day(day)], args=[line, currency, units, to_units(cap), _RETENTION_S])
+        )
+
+    def release(self, *, day: str, line: str) -> bool:
+        """Give back a reservation whose transfer did not happen. Returns whether one was held."""
+        return bool(self._release(keys=[self._keys.funding_day(day)], args=[line]))
+
+    def used(self, *, day: str, currency: str) -> Decimal:
+        raw = self._redis.hget(self._keys.funding_day(day), f"used:{currency}")
+        return Decimal(int(raw or 0)) / SCALE
