@@ -1,0 +1,178 @@
+"""``provisioner customer``: one customer's desired vs recorded state, pending intent and journal."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from cli.context import Context, emit, pass_context, table
+from handlers.desired import fold
+from worker.provisioning.operator import OperatorError, settle_transfer
+
+__all__ = ["customer"]
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ms else ""
+
+
+@click.group()
+def customer() -> None:
+    """Look at one customer; record operator decisions."""
+
+
+@customer.command()
+@click.argument("customer_id")
+@click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference, not the upstream id.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--journal-lines", default=50, show_default=True, help="How many journal lines to show.")
+@pass_context
+def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_lines: int) -> None:
+    """Desired vs recorded state, the pending intent, blocked steps and the journal (never a secret)."""
+    app = ctx.runtime.app
+    ref = customer_id if is_ref else app.policy.naming.customer_ref(customer_id)
+    snapshot = app.store.snapshot(ref)
+    if snapshot.record is None and not snapshot.events:
+        raise click.ClickException(f"no customer {customer_id} (ref {ref})")
+    desired = fold(snapshot.events, documents_held=snapshot.documents)
+    record = snapshot.record
+    journal = app.store.journal(ref, count=100_000)[-journal_lines:]
+    data: dict[str, Any] = {
+        "ref": ref,
+        "desired": {
+            "created": desired.created,
+            "offboarded": desired.offboarded,
+            "permissions": desired.access.permissions if desired.access else None,
+            "ip_whitelist": desired.access.ip_whitelist if desired.access else None,
+            "key_generation": desired.requested_rotations + (record.age_rotations if record else 0),
+            "funding": [{"key": f.key, "currency": f.currency, "amount": str(f.amount)} for f in desired.funding],
+        },
+        "recorded": None
+        if record is None
+        else {
+            "sub_account": record.sub_account.model_dump() if record.sub_account else None,
+            "keys": [
+                {
+                    "generation": k.generation,
+                    "api_key": k.api_key,
+                    "label": k.label,
+                    "permissions": k.permissions,
+                    "ip_whitelist": k.ip_whitelist,
+                    "live": k.live,
+                    "secret_held": k.sealed is not None,
+                    "created": _when(k.created_at_ms),
+                    "revoked": _when(k.revoked_at_ms),
+                    "revoke_reason": k.revoke_reason,
+                }
+                for k in record.keys
+            ],
+            "transfers": [t.model_dump(mode="json") for t in record.transfers.values()],
+            "kyc": record.kyc.model_dump(mode="json") if record.kyc else None,
+            "closed": _when(record.closed_at_ms),
+        },
+        "pending_intent": record.pending.model_dump(mode="json") if record and record.pending else None,
+        "blocked": {k: v.model_dump(mode="json") for k, v in record.blocked.items()} if record else {},
+        "next_wake": _when(app.due.next_due_ms(ref)),
+        "journal": journal,
+    }
+    if as_json:
+        emit(data, as_json=True)
+        return
+    click.echo(f"customer {customer_id}  (ref {ref})")
+    for key, value in data["desired"].items():
+        click.echo(f"  desired  {key:>15}: {value}")
+    if record is not None:
+        sub = record.sub_account
+        click.echo(f"  recorded {'sub-account':>15}: {sub.account_name + ' uid ' + sub.uid if sub else None}")
+        click.echo(f"  recorded {'closed':>15}: {data['recorded']['closed'] or 'no'}")
+        table(
+            "keys",
+            ["gen", "api key", "permissions", "ip whitelist", "live", "secret held", "created", "revoked"],
+            [
+                (
+                    k["generation"],
+                    k["api_key"],
+                    ",".join(k["permissions"]),
+                    ",".join(k["ip_whitelist"]),
+                    k["live"],
+                    k["secret_held"],
+                    k["created"],
+                    k["revoked"],
+                )
+                for k in data["recorded"]["keys"]
+            ],
+        )
+        table(
+            "transfers",
+            ["key", "purpose", "currency", "amount", "status", "order id", "note"],
+            [
+                (t["key"], t["purpose"], t["currency"], t["amount"], t["status"], t["order_id"], t["note"])
+                for t in data["recorded"]["transfers"]
+            ],
+        )
+    click.echo(f"  pending intent: {data['pending_intent']}")
+    click.echo(f"  blocked: {data['blocked'] or 'nothing'}")
+    click.echo(f"  next wake-up: {data['next_wake'] or 'none'}")
+    table(
+        f"journal (last {len(journal)})",
+        ["at", "actor", "action", "detail"],
+        [
+            (
+                _when(e.get("at_ms")),
+                e.get("actor"),
+                e.get("action"),
+                ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at_ms", "actor", "action")),
+            )
+            for e in journal
+        ],
+    )
+
+
+@customer.command("settle-transfer")
+@click.argument("customer_id")
+@click.argument("step")
+@click.option(
+    "--committed/--not-committed",
+    required=True,
+    help="What KuCoin says: the money moved, or it did not (then it is sent again, new clientOid).",
+)
+@click.option("--order-id", help="KuCoin's orderId, when known.")
+@click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
+@pass_context
+def settle_transfer_cmd(
+    ctx: Context, customer_id: str, step: str, committed: bool, order_id: str | None, is_ref: bool
+) -> None:
+    """Record the verdict on a transfer blocked for a manual decision (STEP as `customer show` lists it, e.g.
+    fund:<event id>#0 or sweep)."""
+    app = ctx.runtime.app
+    ref = customer_id if is_ref else app.policy.naming.customer_ref(customer_id)
+    try:
+        action = settle_transfer(app, ref, step, committed=committed, order_id=order_id, who=getpass.getuser())
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"recorded {action} for {step}; the customer will be reconciled")
+
+
+@customer.command()
+@click.argument("customer_id")
+@click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
+@pass_context
+def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
+    """Retry the customer's blocked steps now (after fixing their cause), with new clientOids where money moves.
+    A transfer awaiting a manual decision is left to `settle-transfer`. Safe to repeat."""
+    from worker.provisioning.reconciler import StepsBlocked
+
+    app = ctx.runtime.app
+    ref = customer_id if is_ref else app.policy.naming.customer_ref(customer_id)
+    if app.store.load(ref) is None:
+        raise click.ClickException(f"no customer {customer_id} (ref {ref})")
+    try:
+        report = app.reconciler.run(ref, retry_blocked=True)
+    except StepsBlocked as exc:
+        raise click.ClickException(f"still blocked: {'; '.join(exc.reasons)}") from None
+    if report.outcome == "busy":
+        click.echo("the customer is being reconciled right now; it will pick up the retry", err=True)
+    click.echo(f"{report.outcome}: {report.reason or 'done'} (steps: {', '.join(report.steps) or 'none'})")
