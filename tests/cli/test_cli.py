@@ -1,0 +1,185 @@
+"""The ``provisioner`` command line, run as an operator would (click's runner, real Redis, the simulator)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from sandbox import SandboxConfig, start_server
+from tests.core.harness import events_for
+from tests.runtime.rig import WorkerRig
+from worker.exchange.models import Permission
+
+
+def env_of(rig: WorkerRig, url: str) -> dict[str, str]:
+    s = rig.settings
+    return {
+        "REDIS_URL": s.redis_url,
+        "PROVISIONER_REDIS_PREFIX": s.key_prefix,
+        "KUCOIN_BROKER_BASE_URL": url,
+        "KUCOIN_SPOT_BASE_URL": url,
+        "PROVISIONER_FUNDING_CAP_PER_CUSTOMER": "USDT=1000,BTC=1,ETH=5,USDC=1000,KCS=100",
+    }
+
+
+@pytest.fixture
+def provisioned(redis_url: str, key_prefix: str) -> Iterator[tuple[WorkerRig, str, dict[str, str]]]:
+    """A worker that provisioned two customers, the simulator on loopback, and the CLI's environment."""
+    config = SandboxConfig(initial_balances={"MAIN": {"USDT": "300"}, "TRADE": {}})
+    with WorkerRig(redis_url, key_prefix, config=config) as rig, start_server(rig.exchange) as server:
+        for customer in ("cli-a", "cli-b"):
+            ev = events_for(customer)
+            rig.publisher.publish(ev["created"])
+            rig.publisher.publish(ev["kyc"])
+        rig.wait_for(lambda: len(rig.live_keys()) == 2, what="two keys")
+        rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="one customer blocked: short of funds")
+        time.sleep(0.2)
+        yield rig, server.url, env_of(rig, server.url)
+
+
+def run(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=env, input=stdin, catch_exceptions=False)
+    # the rig's worker threads run in this process and may log to the runner's captured stdout meanwhile
+    out = "\n".join(line for line in result.stdout.splitlines() if not _is_log_line(line))
+    return result.exit_code, out, result.stderr
+
+
+def _is_log_line(line: str) -> bool:
+    return " [info     ] " in line or " [warning  ] " in line or '"logger": ' in line
+
+
+def test_publish_reports_each_refused_line_and_goes_on(redis_url: str, key_prefix: str) -> None:
+    with WorkerRig(redis_url, key_prefix) as rig:
+        ev = events_for("cli-pub")
+        lines = [
+            json.dumps(ev["created"]),
+            "{not json",
+            json.dumps({**ev["kyc"], "data": {"permissions": ["x"]}}),
+            "",
+            json.dumps(ev["kyc"]),
+        ]
+        code, out, err = run(env_of(rig, "http://127.0.0.1:9"), "publish", "-", stdin="\n".join(lines))
+        assert code == 1
+        assert "line 2: refused: $: not valid JSON" in err
+        assert "line 3: refused: data.permissions.0: Input should be 'general', 'spot' or 'futures'" in err
+        assert "published 2 event(s), refused 2" in err
+        code, out, _ = run(env_of(rig, "http://127.0.0.1:9"), "publish", "--json", "-", stdin=lines[0])
+        assert code == 0 and json.loads(out)["status"] == "published"
+
+
+def test_exchange_commands_read_the_exchange(provisioned) -> None:
+    rig, _, env = provisioned
+    code, out, _ = run(env, "exchange", "info", "--json")
+    assert code == 0 and json.loads(out)["account_size"] == 2
+    code, out, _ = run(env, "exchange", "sub-accounts", "--json")
+    subs = json.loads(out)["items"]
+    assert len(subs) == 2
+    (uid,) = {t["specialUid"] for t in rig.exchange.state_snapshot()["transfers"]}  # the customer that was funded
+    code, out, _ = run(env, "exchange", "keys", uid, "--json")
+    assert code == 0 and json.loads(out)[0]["label"] == "prov-g0000" and "secret" not in out.lower()
+    code, out, _ = run(env, "exchange", "balances", uid)
+    assert code == 0 and "USDT" in out
+    order_id = rig.exchange.state_snapshot()["transfers"][0]["orderId"]
+    code, out, _ = run(env, "exchange", "transfer", order_id, "--json")
+    assert json.loads(out)["status"] == "SUCCESS"
+    code, out, _ = run(env, "exchange", "kyc", uid, "--json")
+    assert json.loads(out)[0]["status"] == "NONE"
+    code, out, _ = run(env, "exchange", "rebate", "--begin", "20261001", "--end", "20261101")
+    assert code == 0 and out.startswith("http")
+    code, _, err = run(env, "exchange", "rebate", "--begin", "20260101", "--end", "20261231")
+    assert code == 1 and "invalid_request" in err
+
+
+def test_customer_show_prints_desired_recorded_and_the_journal(provisioned) -> None:
+    _, _, env = provisioned
+    code, out, _ = run(env, "customer", "show", "cli-a", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert data["desired"]["permissions"] == ["general", "spot"]
+    assert data["recorded"]["keys"][0]["secret_held"] is True
+    assert [e["action"] for e in data["journal"]][:2] == ["customer.opened", "intent"]
+    assert "secret" not in json.dumps(data["journal"]).lower()
+    code, out, _ = run(env, "customer", "show", "cli-a")
+    assert code == 0 and "journal" in out and "prov-g0000" in out
+    code, _, err = run(env, "customer", "show", "nobody")
+    assert code == 1 and "no customer" in err
+
+
+def test_dlq_list_show_replay_purge(provisioned) -> None:
+    rig, _, env = provisioned
+    code, out, _ = run(env, "dlq", "list", "--json")
+    (letter,) = json.loads(out)
+    assert letter["kind"] == "blocked" and "account.available.amount" in letter["reason"]
+    code, out, _ = run(env, "dlq", "show", letter["id"])
+    assert code == 0 and "final traceback" in out and "StepsBlocked" in out
+    code, out, _ = run(env, "dlq", "list")
+    assert "1 dead letter(s)" in out
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    code, out, _ = run(env, "dlq", "replay", letter["id"])
+    assert code == 0 and "1 replayed" in out
+    code, out, _ = run(env, "dlq", "replay", letter["id"])
+    assert "not found (already replayed?)" in out and "0 replayed" in out
+    rig.wait_for(lambda: len(rig.exchange.state_snapshot()["transfers"]) == 2, what="cli-b funded after replay")
+    rig.runtime.actors.handle_event.send({"id": "junk"})
+    rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="a new dead letter")
+    code, out, _ = run(env, "dlq", "purge", stdin="n\n")
+    assert code == 1 and len(rig.runtime.dead_letters().list()) == 1
+    code, out, _ = run(env, "dlq", "purge", "--yes")
+    assert code == 0 and "purged 1" in out and rig.runtime.dead_letters().list() == []
+
+
+def test_verify_passes_a_correct_state_and_fails_a_broken_one(provisioned, tmp_path: Path) -> None:
+    rig, url, env = provisioned
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    run(env, "dlq", "replay", "--all")
+    rig.wait_for(lambda: len(rig.exchange.state_snapshot()["transfers"]) == 2, what="both funded")
+    time.sleep(0.3)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(json.dumps(events_for(c)[n]) + "\n" for c in ("cli-a", "cli-b") for n in ("created", "kyc"))
+    )
+    code, out, _ = run(env, "verify", "--events", str(events), "--sandbox", url)
+    assert (code, out.strip()) == (0, "no violations")
+    uid = rig.live_keys()[0]["uid"]
+    rig.runtime.app.exchange.api_keys.add(
+        uid=uid, passphrase="Passphrase123", ip_whitelist=["10.0.0.1"], permissions=[Permission.SPOT], label="stray"
+    )
+    code, out, _ = run(env, "verify", "--events", str(events), "--sandbox", url, "--json")
+    assert code == 1 and "orphan key" in out
+
+
+def test_schema_command_prints_the_published_schema() -> None:
+    code, out, _ = run({}, "schema")
+    assert code == 0
+    assert json.loads(out) == json.loads((Path(__file__).parents[2] / "schema/events.schema.json").read_text())
+
+
+def test_settings_errors_stop_start_up_naming_the_variable() -> None:
+    code, _, err = run({"PROVISIONER_ENV": "production"}, "dlq", "list")
+    assert code == 1 and "KUCOIN_API_SECRET" in err and "PROVISIONER_ENCRYPTION_KEYS" in err
+    code, _, err = run({"KUCOIN_HTTP_READ_TIMEOUT": "soon"}, "dlq", "list")
+    assert code == 1 and "KUCOIN_HTTP_READ_TIMEOUT" in err
+    code, _, err = run({"PROVISIONER_FUNDING_CAP_PER_DAY": "USDT=-5"}, "dlq", "list")
+    assert code == 1 and "PROVISIONER_FUNDING_CAP_PER_DAY" in err and "positive" in err
+    code, _, err = run({"PROVISIONER_ENCRYPTION_KEYS": "k1=not-a-key"}, "customer", "show", "x")
+    assert code == 1 and "PROVISIONER_ENCRYPTION_KEYS" in err
+
+
+def test_customer_retry_unblocks_after_the_cause_is_fixed(provisioned) -> None:
+    """On-call's path that needs no dead letter: fix the cause, `provisioner customer retry`."""
+    rig, _, env = provisioned
+    naming = rig.runtime.app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if rig.runtime.app.store.load(naming.customer_ref(c)).blocked]
+    code, _, err = run(env, "customer", "retry", blocked)
+    assert code == 1 and "still blocked" in err and "account.available.amount" in err
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    code, out, _ = run(env, "customer", "retry", blocked)
+    assert code == 0 and "Transfer" in out
+    assert len(rig.exchange.state_snapshot()["transfers"]) == 2
+    assert rig.runtime.app.redis.zcard(rig.runtime.app.keys.blocked) == 0

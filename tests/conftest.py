@@ -1,0 +1,38 @@
+"""Shared fixtures: a real Redis (REDIS_URL, default the test database 127.0.0.1:6379/1, emptied at the start of
+a run) in which each test isolates itself further by a unique key prefix."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+TEST_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_test_database() -> None:
+    """Start from an empty test database (never database 0, the default of real runs)."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    if client.connection_pool.connection_kwargs.get("db", 0) != 0:
+        client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A fresh key prefix; every key under it is deleted after the test."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{prefix}:*", count=1000):
+        client.delete(key)
+    client.close()

@@ -1,0 +1,203 @@
+"""Races around the due schedule: an event that lands between a run's last look and its finish is never lost,
+whatever the hosts' clocks say; the sweep is not fooled by a far-away wake-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from tests.core.harness import Rig, events_for, kyc_documents
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def rig(redis_url: str, key_prefix: str) -> Iterator[Rig]:
+    rig = Rig(redis_url, key_prefix)
+    yield rig
+    rig.close()
+
+
+def test_an_event_stored_after_the_runs_last_look_makes_the_customer_due_at_once(rig: Rig) -> None:
+    """Review finding: a run that saw N events must not clear the inbox or push the wake-up 90 days out when an
+    N+1th event (an offboarding) arrived after its last look."""
+    ev = events_for("late-event")
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+    rig.settle(ref)
+    due, app = rig.app.due, rig.app
+    seen = app.store.snapshot(ref).seq
+    rig.publish(ev["offboard"])  # lands after the look, before the finish
+    now = int(rig.clock() * 1000)
+    assert due.finish(ref, now + 90 * DAY_MS, seen_seq=seen, now_ms=now) is False
+    assert due.next_due_ms(ref) == now, "due again at once"
+    assert app.redis.zscore(app.keys.inbox, ref) is not None, "still in the inbox"
+    rig.settle(ref)
+    record = rig.record(ref)
+    assert record.closed_at_ms is not None and not record.live_keys
+    assert app.redis.zscore(app.keys.inbox, ref) is None
+
+
+def test_finish_with_everything_seen_replaces_the_wake_up_and_clears_the_inbox(rig: Rig) -> None:
+    ev = events_for("all-seen")
+    (ref,) = rig.publish(ev["created"])
+    due, app = rig.app.due, rig.app
+    now = int(rig.clock() * 1000)
+    due.schedule(ref, now + 1000)  # e.g. a busy reconcile's backstop, for an event this run saw
+    assert due.finish(ref, now + 5 * DAY_MS, seen_seq=app.store.snapshot(ref).seq, now_ms=now)
+    assert due.next_due_ms(ref) == now + 5 * DAY_MS
+    assert app.redis.zscore(app.keys.inbox, ref) is None
+
+
+def test_the_sweep_is_not_fooled_by_a_far_away_wake_up(rig: Rig) -> None:
+    """A converged customer (wake-up in 90 days) gets an event, and the run for it dies: the sweep must still
+    re-schedule it although a wake-up exists."""
+    ev = events_for("far-wake")
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+    rig.settle(ref)
+    app = rig.app
+    assert app.due.next_due_ms(ref) > int(rig.clock() * 1000) + DAY_MS
+    rig.publish(ev["ip"])  # stored; its reconcile never runs (the message was lost)
+    later = int(rig.clock() * 1000) + 10 * 60_000
+    assert app.due.sweep(later, stale_ms=120_000) == 1
+    assert app.due.next_due_ms(ref) == later
+    rig.clock.advance_ms(10 * 60_000)
+    rig.settle(ref)
+    assert rig.record(ref).live_keys[0].ip_whitelist == ("198.51.100.7", "198.51.100.8")
+
+
+def test_the_sweep_leaves_a_customer_waiting_for_its_rate_limit_slot_alone(rig: Rig) -> None:
+    ev = events_for("slot")
+    (ref,) = rig.publish(ev["created"])
+    now = int(rig.clock() * 1000)
+    rig.app.due.schedule(ref, now + 20 * 60_000)  # a reservation twenty minutes out
+    assert rig.app.due.sweep(now + 5 * 60_000, stale_ms=120_000) == 0
+
+
+def test_a_sweep_refused_because_money_moved_after_the_read_is_read_again(rig: Rig) -> None:
+    """Review finding: an order filled between the balance read and the sweep; the refused sweep must not be
+    retried with the stale amount forever. The replay reads the balances again and sweeps what is there."""
+    ev = events_for("moving")
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+    rig.settle(ref)
+    uid = rig.record(ref).sub_account.uid
+    rig.transport.after.append(
+        ("GET", "/api/v1/sub-accounts/", lambda: rig.exchange.credit(uid, "USDT", "TRADE", "-1"))
+    )
+    rig.publish(ev["offboard"])
+    rig.settle(ref)
+    record = rig.record(ref)
+    assert "sweep" in record.blocked and record.balances is None and record.closed_at_ms is None
+    assert rig.blocked, "dead-lettered for a human"
+    rig.run(ref, retry_blocked=True)
+    rig.settle(ref)
+    record = rig.record(ref)
+    assert record.closed_at_ms is not None
+    (sub,) = [s for s in rig.state()["subAccounts"] if s["uid"] == uid]
+    assert all(Decimal(v) == 0 for rows in sub["balances"].values() for v in rows.values())
+
+
+def test_a_block_whose_run_died_is_still_reported_once(redis_url: str, key_prefix: str) -> None:
+    """Review finding: a funding line is refused (blocked), then the process dies before the run could raise the
+    dead letter. The next run raises it; later runs do not raise it again."""
+    from sandbox import SandboxConfig
+    from tests.core.harness import Crash
+
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
+    try:
+        ev = events_for("died-blocked")
+        (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+        rig.transport.crash("POST", "/api/v1/broker/nd/account/apikey", when="before")
+        crashes: list[Crash] = []
+        rig.settle(ref, on_crash=crashes.append)
+        assert len(crashes) == 1
+        assert len(rig.blocked) == 1 and "fund:" in str(rig.blocked[0])
+        rig.publish(ev["ip"])
+        rig.settle(ref)
+        assert len(rig.blocked) == 1, "reported once, not at every later run"
+        assert rig.record(ref).live_keys, "the rest of the customer still converged"
+    finally:
+        rig.close()
+
+
+def test_a_lost_kyc_resubmission_is_sent_again_not_taken_for_the_old_rejection(redis_url: str, key_prefix: str) -> None:
+    """Review finding: after a REJECT, new documents come; the resubmission dies before reaching KuCoin. The old
+    REJECT is no proof it arrived: the documents are sent again and the new review decides."""
+    from sandbox import SandboxConfig
+
+    docs = kyc_documents
+
+    rig = Rig(
+        redis_url,
+        key_prefix,
+        config=SandboxConfig(kyc_review_ms=1000),
+        PROVISIONER_PROXY_KYC="true",
+        PROVISIONER_KYC_POLL_SECONDS="5",
+    )
+    try:
+        ev = events_for("resub")
+        first = {**ev["kyc"], "data": {**ev["kyc"]["data"], "kyc": docs("REJECT"), "funding": []}}
+        (ref,) = rig.publish(ev["created"], first)[:1]
+        rig.settle(ref)
+        assert rig.record(ref).kyc.stage.value == "REJECT"
+        second = {
+            **first,
+            "id": "resub-kyc2",
+            "occurred_at": "2026-11-18T10:01:30Z",
+            "data": {**first["data"], "kyc": docs("Alice")},
+        }
+        rig.publish(second)
+        rig.transport.crash(
+            "POST",
+            "/api/kyc/ndBroker/proxyClient/submit",
+            when="before",
+            nth=rig.transport.seen[("POST", "/api/kyc/ndBroker/proxyClient/submit")] + 1,
+        )
+        rig.settle(ref, on_crash=lambda crash: None)
+        record = rig.record(ref)
+        assert record.kyc.event_id == "resub-kyc2" and record.kyc.stage.value == "PASS"
+        assert record.live_keys, "keys issued after the new PASS"
+        assert not [o for o in rig.outbound() if o["type"] == "kyc.rejected" and o["event_id"] == "resub-kyc2"]
+    finally:
+        rig.close()
+
+
+def test_an_event_that_reaches_a_customer_as_it_closes_is_reported_as_ignored(rig: Rig) -> None:
+    """Review finding: an event stored after the closing run's last look, before the close was committed,
+    used to vanish without the event.ignored report."""
+    ev = events_for("closing")
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+    rig.settle(ref)
+    # the IP change is stored while the offboarding run revokes the key: that run never looks at it again
+    rig.transport.after.append(("DELETE", "/api/v1/broker/nd/account/apikey", lambda: rig.publish(ev["ip"])))
+    rig.publish(ev["offboard"])
+    rig.settle(ref)
+    record = rig.record(ref)
+    assert record.closed_at_ms is not None
+    ignored = [o["event_id"] for o in rig.outbound() if o["type"] == "event.ignored"]
+    assert ignored == [ev["ip"]["id"]]
+    assert ev["ip"]["id"] in record.events_at_close
+    rig.settle(ref)
+    assert [o["event_id"] for o in rig.outbound() if o["type"] == "event.ignored"] == ignored, "reported once"
+
+
+def test_a_write_is_not_sent_once_its_lock_may_have_expired(rig: Rig) -> None:
+    """Review finding (stalled worker): a process frozen between recording a write's intent and sending it must
+    not send into a customer another worker may be settling. Past the send deadline a write is refused locally
+    as not sent (reads still go); the pending intent is then resolved by reading like any other."""
+    import time
+
+    from worker.exchange import RetryableError
+    from worker.exchange.http import send_deadline
+
+    token = send_deadline.set(time.monotonic() - 1)
+    try:
+        assert rig.app.exchange.sub_accounts.page().total_num == 0  # a read is fine
+        with pytest.raises(RetryableError, match="not sent"):
+            rig.app.exchange.sub_accounts.add(account_name="nd0frozen1x")
+    finally:
+        send_deadline.reset(token)
+    assert rig.state()["subAccounts"] == [] and "add_sub_account" not in rig.state()["stats"]["requests"]
+    window = rig.app.reconciler.services.send_window_s
+    assert 0 < window < rig.settings.lock_ttl_ms / 1000

@@ -1,0 +1,130 @@
+"""The inbound contract refuses bad events with a reason naming the field, and accepts good ones."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from handlers.events import EventRejected, IntakePolicy, KycApproved, parse_event, schema
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+POLICY = IntakePolicy(now=NOW, currencies=frozenset({"USDT", "BTC"}))
+
+
+def kyc(**data: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "permissions": ["general", "spot"],
+        "ip_whitelist": ["203.0.113.10"],
+        "funding": [{"currency": "USDT", "amount": "250"}],
+    }
+    return {
+        "id": "e1",
+        "type": "customer.kyc_approved",
+        "customer_id": "c-1",
+        "occurred_at": "2026-11-22T11:00:00Z",
+        "data": {**base, **data},
+    }
+
+
+def reject(raw: object) -> EventRejected:
+    with pytest.raises(EventRejected) as info:
+        parse_event(raw if isinstance(raw, str | bytes) else json.dumps(raw), POLICY)
+    return info.value
+
+
+def test_a_good_event_parses() -> None:
+    event = parse_event(json.dumps(kyc()), POLICY)
+    assert isinstance(event, KycApproved)
+    assert event.data.funding[0].decimal_amount == 250
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"type": "customer.deleted"}, "type", "unknown"),
+        ({"id": "x" * 65}, "id", "at most 64"),
+        ({"id": "bad id"}, "id", "A-Z"),
+        ({"customer_id": "x" * 65}, "customer_id", "at most 64"),
+        ({"customer_id": "naïve"}, "customer_id", "A-Z"),
+        ({"customer_id": 42}, "customer_id", "string"),
+        ({"occurred_at": "2026-11-22 11:00:00"}, "occurred_at", "RFC 3339"),
+        ({"occurred_at": "2026-11-22T11:00:00+02:00"}, "occurred_at", "UTC"),
+        ({"occurred_at": "2026-11-23T11:00:00Z"}, "occurred_at", "future"),
+        ({"occurred_at": "2019-01-01T00:00:00Z"}, "occurred_at", "older"),
+        ({"occurred_at": "2026-02-30T00:00:00Z"}, "occurred_at", "valid"),
+        ({"surprise": 1}, "surprise", "unknown field"),
+    ],
+)
+def test_envelope_errors_name_the_field(change: dict[str, object], field: str, words: str) -> None:
+    error = reject({**kyc(), **change})
+    assert error.field == field
+    assert words in error.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"ip_whitelist": [f"10.0.0.{i}" for i in range(21)]}, "data.ip_whitelist", "at most 20"),
+        ({"ip_whitelist": []}, "data.ip_whitelist", "at least 1"),
+        ({"ip_whitelist": ["10.0.0.300"]}, "data.ip_whitelist.0", "not a valid IP"),
+        ({"ip_whitelist": ["10.0.0.0/8"]}, "data.ip_whitelist.0", "not a valid IP"),
+        ({"ip_whitelist": ["10.0.0.1", "10.0.0.1"]}, "data.ip_whitelist", "duplicates"),
+        ({"permissions": ["withdrawal"]}, "data.permissions.0", "general"),
+        ({"permissions": []}, "data.permissions", "at least 1"),
+        ({"funding": [{"currency": "USDT", "amount": 250}]}, "data.funding.0.amount", "decimal string"),
+        ({"funding": [{"currency": "USDT", "amount": 2.5e2}]}, "data.funding.0.amount", "decimal string"),
+        ({"funding": [{"currency": "USDT", "amount": "-5"}]}, "data.funding.0.amount", "positive"),
+        ({"funding": [{"currency": "USDT", "amount": "0"}]}, "data.funding.0.amount", "greater than zero"),
+        ({"funding": [{"currency": "USDT", "amount": "1e3"}]}, "data.funding.0.amount", "plain"),
+        ({"funding": [{"currency": "USDT", "amount": "abc"}]}, "data.funding.0.amount", "plain"),
+        ({"funding": [{"currency": "USDT", "amount": "0.000000001"}]}, "data.funding.0.amount", "8 decimals"),
+        ({"funding": [{"currency": "DOGE", "amount": "1"}]}, "data.funding.0.currency", "unknown currency"),
+        ({"funding": [{"currency": "USDT", "amount": "1", "memo": "x"}]}, "data.funding.0.memo", "unknown field"),
+        ({"funding": [{"currency": "USDT", "amount": "1"}] * 11}, "data.funding", "at most 10"),
+        ({"kyc": {"first_name": "A"}}, "data.kyc.last_name", "missing"),
+    ],
+)
+def test_data_errors_name_the_field(data: dict[str, object], field: str, words: str) -> None:
+    error = reject(kyc(**data))
+    assert error.field == field
+    assert words in error.reason
+
+
+def test_not_json_or_not_an_object() -> None:
+    assert reject("{nope").field == "$"
+    assert "object" in reject("[1, 2]").reason
+    assert reject('{"id": NaN, "type": "customer.created"}').field in {"$", "id"}
+
+
+def test_oversize_event_is_refused_before_parsing() -> None:
+    error = reject(json.dumps(kyc(ip_whitelist=["10.0.0.1"] * 5000)))
+    assert error.field == "$" or "at most 20" in error.reason
+
+
+def test_empty_data_events_refuse_any_field() -> None:
+    error = reject(
+        {
+            "id": "e",
+            "type": "customer.created",
+            "customer_id": "c",
+            "occurred_at": "2026-11-22T11:00:00Z",
+            "data": {"x": 1},
+        }
+    )
+    assert error.field == "data.x"
+
+
+def test_published_schema_is_generated_from_the_models() -> None:
+    """schema/events.schema.json must equal what the models generate (run `provisioner schema` to refresh)."""
+    published = json.loads(Path(__file__).parents[2].joinpath("schema/events.schema.json").read_text())
+    assert published == schema()
+
+
+def test_timestamp_window_is_relative_to_the_clock() -> None:
+    late = IntakePolicy(now=NOW + timedelta(days=400), currencies=frozenset({"USDT"}))
+    with pytest.raises(EventRejected):
+        parse_event(json.dumps(kyc()), late)
+    assert parse_event(json.dumps(kyc()), None).id == "e1"

@@ -1,0 +1,221 @@
+"""Hostile input, thrown at ``publish`` and at the actor directly: every malformed or adversarial event is
+refused with a clear reason naming a field; nothing crashes, nothing reaches the exchange, and nothing is
+written but the refusal record. Valid events for unknown customers wait; for closed customers, are ignored."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.core.harness import Rig, events_for
+from worker.intake import Refused
+from worker.publish import Publisher
+from worker.runtime.broker import build_runtime
+from worker.runtime.errors import InvalidEvent
+
+GOOD = events_for("hostile")["kyc"]
+WEIRD_TEXT = [
+    "\u202e",
+    "\u200b",
+    "іd",
+    "💸",
+    "\x00",
+    "a b",
+    "",
+    "x" * 65,
+    "x" * 100_000,
+    '{"type":"customer.offboarded"}',
+    "<script>",
+    "'; DROP TABLE",
+    "\\u0000",
+]
+BAD_VALUES: list[Any] = [None, True, 0, -1, 1.5, 1e309, [], {}, [1], "", "x" * 100_000]
+
+
+def at(path: list[str], event: dict[str, Any], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(event)
+    target = out
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return out
+
+
+mutations = st.one_of(
+    st.builds(lambda v: at(["id"], GOOD, v), st.sampled_from(WEIRD_TEXT + BAD_VALUES[:6])),
+    st.builds(
+        lambda v: at(["id"], GOOD, v),
+        st.text(min_size=1, max_size=80).filter(
+            lambda t: any(not (c.isascii() and (c.isalnum() or c in "._:-")) for c in t) or len(t) > 64
+        ),
+    ),
+    st.builds(lambda v: at(["customer_id"], GOOD, v), st.sampled_from(WEIRD_TEXT + BAD_VALUES[:6])),
+    st.builds(
+        lambda v: at(["type"], GOOD, v),
+        st.sampled_from(
+            ["customer.deleted", "CUSTOMER.CREATED", "", None, 7, "customer.created ", "customer.kyc_approved\x00"]
+        ),
+    ),
+    st.builds(
+        lambda v: at(["occurred_at"], GOOD, v),
+        st.sampled_from(
+            [
+                "2999-01-01T00:00:00Z",
+                "1970-01-01T00:00:00Z",
+                "2026-11-18T10:00:00+01:00",
+                "2026-11-18",
+                "yesterday",
+                "2026-13-01T00:00:00Z",
+                1795000000,
+                None,
+            ]
+        ),
+    ),
+    st.builds(
+        lambda v: at(["data", "funding"], GOOD, [{"currency": "USDT", "amount": v}]),
+        st.sampled_from(
+            [
+                250,
+                250.0,
+                1e3,
+                "1e3",
+                "-5",
+                "0",
+                "0.000000001",
+                "NaN",
+                "Infinity",
+                " 250",
+                "250 ",
+                "2,50",
+                "",
+                None,
+                "9" * 40,
+                ["250"],
+                {"v": 250},
+            ]
+        ),
+    ),
+    st.builds(
+        lambda v: at(["data", "funding"], GOOD, [{"currency": v, "amount": "1"}]),
+        st.sampled_from(["DOGE", "usdt", "", "U$DT", 5, None, "X" * 17]),
+    ),
+    st.builds(
+        lambda v: at(["data", "ip_whitelist"], GOOD, v),
+        st.sampled_from(
+            [
+                [f"10.0.{i // 250}.{i % 250}" for i in range(21)],
+                ["999.1.1.1"],
+                ["10.0.0.0/8"],
+                [""],
+                ["localhost"],
+                ["1.2.3.4", "1.2.3.4"],
+                [],
+                "1.2.3.4",
+                [1234],
+                ["::ffff:1.2.3.4x"],
+            ]
+        ),
+    ),
+    st.builds(
+        lambda v: at(["data", "permissions"], GOOD, v),
+        st.sampled_from([["withdrawal"], ["General"], ["admin"], [], ["spot", "spot"], "spot", None]),
+    ),
+    st.builds(
+        lambda k, v: at(["data", k], GOOD, v),
+        st.sampled_from(["surprise", "__proto__", "kyc_doc"]),
+        st.sampled_from(BAD_VALUES[:8]),
+    ),
+    st.builds(
+        lambda k: {key: value for key, value in GOOD.items() if key != k},
+        st.sampled_from(["id", "type", "customer_id", "occurred_at", "data"]),
+    ),
+    st.builds(lambda v: at(["data"], GOOD, v), st.sampled_from(BAD_VALUES[:10])),
+    st.sampled_from([[], "event", 42, None, [GOOD]]),
+)
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    from tests.conftest import TEST_REDIS_URL
+
+    rig = Rig(TEST_REDIS_URL, f"t{uuid.uuid4().hex[:10]}")
+    yield rig
+    for key in rig.app.redis.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
+        rig.app.redis.delete(key)
+    rig.close()
+
+
+@pytest.fixture(scope="module")
+def publisher(rig: Rig) -> Iterator[tuple[Publisher, Any]]:
+    from prometheus_client import CollectorRegistry
+
+    runtime = build_runtime(rig.settings, transport=rig.transport, registry=CollectorRegistry(), clock=rig.clock)
+    yield (
+        Publisher(rig.app.intake, rig.app.keyring, runtime.actors, customer_ref=rig.app.policy.naming.customer_ref),
+        runtime,
+    )
+    runtime.close()
+
+
+def written_keys(rig: Rig) -> set[str]:
+    prefix = rig.settings.key_prefix
+    return {k.removeprefix(f"{prefix}:") for k in rig.app.redis.scan_iter(f"{prefix}:*", count=1000)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=mutations)
+def test_publish_refuses_hostile_events_and_writes_only_the_refusal(rig: Rig, publisher, event: Any) -> None:
+    pub, runtime = publisher
+    raw = event
+    before = written_keys(rig) - {"refused", "outbound"}
+    outcome = pub.publish(json.dumps(raw) if not isinstance(raw, str) else raw)
+    assert isinstance(outcome, Refused), f"accepted: {str(event)[:200]}"
+    assert outcome.field and outcome.reason and len(outcome.reason) < 500
+    assert written_keys(rig) - {"refused", "outbound"} == before, "nothing but the refusal record"
+    assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
+    assert runtime.broker.client.llen(f"{runtime.broker.namespace}:events") == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=mutations)
+def test_the_actor_refuses_hostile_events_itself(rig: Rig, publisher, event: Any) -> None:
+    """A message that bypassed publish (another publisher, a replay): the actor refuses it, no exchange call."""
+    _, runtime = publisher
+    before = written_keys(rig) - {"refused", "outbound"}
+    with pytest.raises(InvalidEvent) as info:
+        runtime.actors.handle_event.fn(event)
+    assert info.value.field and info.value.reason
+    assert written_keys(rig) - {"refused", "outbound"} == before
+    assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
+
+
+def test_valid_events_for_unknown_customers_wait_without_calling_the_exchange(rig: Rig, publisher) -> None:
+    _, runtime = publisher
+    ev = events_for(f"unknown-{uuid.uuid4().hex[:6]}")
+    for name in ("kyc", "ip", "rotate"):
+        runtime.actors.handle_event.fn(ev[name])
+    assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
+
+
+def test_events_for_an_offboarded_customer_are_ignored_and_reported(redis_url: str, key_prefix: str) -> None:
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("closed-one")
+        (ref,) = rig.publish(ev["created"])
+        rig.publish(ev["offboard"])
+        rig.settle(ref)
+        calls = sum(rig.state()["stats"]["requests"].values())
+        outcome = rig.app.intake.accept({**ev["kyc"], "id": "after-close"})
+        assert isinstance(outcome, Refused) and outcome.ignored
+        rig.settle(ref)
+        assert sum(rig.state()["stats"]["requests"].values()) == calls
+        assert rig.outbound()[-1]["type"] == "event.ignored"
+    finally:
+        rig.close()
