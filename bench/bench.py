@@ -1,0 +1,625 @@
+"""Throughput at the exchange's quota, against the baselines — a benchmark, not a test: it prints a table and
+writes JSON.
+
+Every scenario runs the simulator as its own process on loopback (``provisioner sandbox``) and the worker as
+``provisioner worker`` (the dramatiq CLI), against the Redis of ``BENCH_REDIS_URL`` (default local, database 2)
+under a fresh key prefix, deleted after each scenario. N customers each go created → KYC approved (one key, one
+funding line: weight 3 + 3 + 1 = 7).
+
+Scenarios (one run does all that are selected):
+- ``quota``: 100 ms latency, the default quota (2000 per 30 s): customers/s against the ceiling
+  (quota / 30 / 7 ≈ 9.5 per s), exchange weight/s as a share of the quota, 429s.
+- ``speedup``: 100 ms latency, quota out of the way: our worker against a sequential script on the official
+  kucoin-universal-sdk making the same three calls per customer.
+- ``cost``: 0 ms latency, quota out of the way: worker CPU per event against the same number of messages through
+  a no-op dramatiq actor on the same Redis (the framework's own cost).
+- ``scale``: 0 ms latency, quota out of the way, backlogs of 1 000 and 10 000 customers: CPU per customer, peak
+  RSS per worker process and p99 service time (first message of a customer to its key and funding) must stay
+  flat; publish-to-converged grows with the backlog by nature (queueing), and is reported too.
+
+Usage: ``.venv/bin/python bench/bench.py --scenarios quota,speedup,cost,scale`` (see ``--help``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from worker.exchange.endpoints import ENDPOINTS  # noqa: E402
+
+WEIGHT_PER_CUSTOMER = 7
+HUGE_QUOTA = 10**9
+_SANDBOX_WEIGHTS = {
+    "add_sub_account": 3,
+    "add_sub_account_api": 3,
+    "transfer": 1,
+    "get_sub_account": 2,
+    "get_sub_account_api": 2,
+    "modify_sub_account_api": 3,
+    "delete_sub_account_api": 3,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sandbox(*, quota: int, latency_ms: int) -> Iterator[str]:
+    """The simulator as a separate process (its CPU is not the worker's)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--quota",
+            str(quota),
+            "--management-quota",
+            str(HUGE_QUOTA),
+            "--latency-ms",
+            str(latency_ms),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/sandbox/v1/state", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
+def proc_children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def thread_count(pid: int) -> int:
+    try:
+        return len(list(Path(f"/proc/{pid}/task").iterdir()))
+    except OSError:
+        return 0
+
+
+@dataclass
+class WorkerStats:
+    processes: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def cpu(self) -> float:
+        return sum(p["cpu_s"] for p in self.processes)
+
+    @property
+    def peak_rss(self) -> float:
+        return max((p["peak_rss_mb"] for p in self.processes), default=0.0)
+
+
+@contextmanager
+def worker(env: dict[str, str], *, processes: int, threads: int, queues: tuple[str, ...] = ()) -> Iterator[Any]:
+    """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS."""
+    argv = [sys.executable, "-m", "cli", "worker", "--processes", str(processes), "--threads", str(threads)]
+    for queue in queues:
+        argv += ["--queues", queue]
+    log = open(f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def sample() -> WorkerStats:
+        stats = WorkerStats()
+        for pid in proc_children(proc.pid):
+            if thread_count(pid) > 3:  # the worker processes; the metrics exporter has 2 threads
+                stats.processes.append({"pid": pid, "cpu_s": cpu_seconds(pid), "peak_rss_mb": peak_rss_mb(pid)})
+        return stats
+
+    try:
+        heartbeats = f"{env['PROVISIONER_REDIS_PREFIX']}-dramatiq:__heartbeats__"
+        r = redis.Redis.from_url(env["REDIS_URL"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(sample().processes) < processes or r.zcard(heartbeats) < processes):
+            time.sleep(0.1)
+        r.close()
+        time.sleep(1.0)  # let start-up finish, so that it is not counted
+        yield sample
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def base_env(redis_url: str, sandbox_url: str, *, quota: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "PROMETHEUS"))}
+    return {
+        **env,
+        "REDIS_URL": redis_url,
+        "PROVISIONER_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
+        "KUCOIN_BROKER_BASE_URL": sandbox_url,
+        "KUCOIN_SPOT_BASE_URL": sandbox_url,
+        "PROVISIONER_BROKER_QUOTA": str(quota),
+        "PROVISIONER_METRICS_PORT": str(free_port()),
+        "PROVISIONER_LOG_LEVEL": "WARNING",
+        "PROVISIONER_LOG_FORMAT": "json",
+        "PROVISIONER_FUNDING_CAP_PER_DAY": "USDT=80000000,USDC=1,BTC=1,ETH=1,KCS=1",
+    }
+
+
+def events(n: int, run: str) -> list[dict[str, Any]]:
+    moment = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = []
+    for i in range(n):
+        customer = f"{run}-{i}"
+        out.append(
+            {
+                "id": f"{customer}-c",
+                "type": "customer.created",
+                "customer_id": customer,
+                "occurred_at": moment,
+                "data": {},
+            }
+        )
+        out.append(
+            {
+                "id": f"{customer}-k",
+                "type": "customer.kyc_approved",
+                "customer_id": customer,
+                "occurred_at": moment,
+                "data": {
+                    "permissions": ["general", "spot"],
+                    "ip_whitelist": ["203.0.113.10"],
+                    "funding": [{"currency": "USDT", "amount": "10"}],
+                },
+            }
+        )
+    return out
+
+
+def publisher(env: dict[str, str]) -> tuple[Any, Any]:
+    from prometheus_client import CollectorRegistry
+
+    from worker.publish import Publisher
+    from worker.runtime.broker import build_runtime
+    from worker.settings import Settings
+
+    settings, _ = Settings.from_env(env)
+    runtime = build_runtime(settings, registry=CollectorRegistry())
+    app = runtime.app
+    return runtime, Publisher(app.intake, app.keyring, runtime.actors, customer_ref=app.policy.naming.customer_ref)
+
+
+def forget(redis_url: str, prefix: str) -> None:
+    """Delete every key a run left under ``prefix`` (and its dramatiq namespace)."""
+    r = redis.Redis.from_url(redis_url)
+    batch = []
+    for key in r.scan_iter(f"{prefix}*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            r.unlink(*batch)
+            batch.clear()
+    if batch:
+        r.unlink(*batch)
+    r.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_worker(
+    redis_url: str, *, customers: int, latency_ms: int, quota: int, processes: int, threads: int, timeout_s: float
+) -> dict[str, Any]:
+    """Our worker on ``customers`` fresh customers; returns the figures of one scenario."""
+    with sandbox(quota=quota, latency_ms=latency_ms) as url:
+        env = base_env(redis_url, url, quota=quota)
+        prefix = env["PROVISIONER_REDIS_PREFIX"]
+        runtime, pub = publisher(env)
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        run = prefix
+        evs = events(customers, run)
+        with worker(env, processes=processes, threads=threads) as sample:
+            before = sample()
+            redis_cpu0 = _redis_cpu(r)
+            published_at: dict[str, float] = {}
+            started = time.time()
+            for event in evs:
+                pub.publish(event)
+                if event["type"] == "customer.kyc_approved":
+                    published_at[event["customer_id"]] = time.time()
+            publish_s = time.time() - started
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                stats = r.hgetall(f"{prefix}:stats")
+                if int(stats.get("keys_issued", 0)) >= customers and int(stats.get("transfers_fund", 0)) >= customers:
+                    break
+                time.sleep(0.2)
+            finished = time.time()
+            after = sample()
+            redis_cpu = _redis_cpu(r) - redis_cpu0
+        state = httpx.get(f"{url}/sandbox/v1/state", timeout=30).json()
+        runtime.close()
+    converged = _converged_times(r, prefix)
+    latencies = [converged[c] - published_at[c] for c in published_at if c in converged]
+    service = _service_times(r, prefix, runtime_refs=list(published_at), naming_env=env, converged=converged)
+    elapsed = max(converged.values(), default=finished) - started
+    weight = sum(_SANDBOX_WEIGHTS.get(k, 1) * v for k, v in state["stats"]["requests"].items())
+    cpu_per_process = [
+        {
+            "pid": a["pid"],
+            "cpu_s": round(a["cpu_s"] - next((b["cpu_s"] for b in before.processes if b["pid"] == a["pid"]), 0.0), 2),
+            "peak_rss_mb": round(a["peak_rss_mb"], 1),
+        }
+        for a in after.processes
+    ]
+    cpu = sum(p["cpu_s"] for p in cpu_per_process)
+    r.close()
+    forget(redis_url, prefix)
+    return {
+        "customers": customers,
+        "converged": len(converged),
+        "latency_ms": latency_ms,
+        "quota": quota,
+        "processes": processes,
+        "threads": threads,
+        "elapsed_s": round(elapsed, 2),
+        "publish_s": round(publish_s, 2),
+        "customers_per_s": round(len(converged) / elapsed, 2) if elapsed > 0 else 0.0,
+        "ceiling_customers_per_s": round(quota / 30 / WEIGHT_PER_CUSTOMER, 2),
+        "weight_per_s": round(weight / elapsed, 1) if elapsed > 0 else 0.0,
+        "quota_share": round(weight / elapsed / (quota / 30), 3) if elapsed > 0 else 0.0,
+        "exchange_429s": state["stats"]["rateLimited"],
+        "exchange_requests": sum(state["stats"]["requests"].values()),
+        "p50_publish_to_converged_s": round(percentile(latencies, 0.5), 3),
+        "p99_publish_to_converged_s": round(percentile(latencies, 0.99), 3),
+        "p50_service_s": round(percentile(service, 0.5), 3),
+        "p99_service_s": round(percentile(service, 0.99), 3),
+        "worker_cpu_s": round(cpu, 2),
+        "cpu_ms_per_customer": round(1000 * cpu / max(1, len(converged)), 2),
+        "cpu_ms_per_event": round(1000 * cpu / max(1, 2 * len(converged)), 3),
+        "redis_cpu_s": round(redis_cpu, 2),
+        "worker_processes": cpu_per_process,
+        "peak_rss_mb": max((p["peak_rss_mb"] for p in cpu_per_process), default=0.0),
+    }
+
+
+def _redis_cpu(r: redis.Redis) -> float:
+    info = r.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def _converged_times(r: redis.Redis, prefix: str) -> dict[str, float]:
+    """Per customer id: when its last of key-issued and funding-completed was committed (stream id time)."""
+    seen: dict[str, dict[str, float]] = {}
+    last = "-"
+    while True:
+        rows = r.xrange(f"{prefix}:outbound", min=last, count=5000)
+        if last != "-":
+            rows = rows[1:]
+        if not rows:
+            break
+        for entry_id, fields in rows:
+            kind = fields.get("type")
+            if kind in ("api_key.issued", "funding.completed"):
+                customer = json.loads(fields["event"])["customer_id"]
+                seen.setdefault(customer, {})[kind] = int(entry_id.split("-")[0]) / 1000
+        last = rows[-1][0]
+    return {c: max(t.values()) for c, t in seen.items() if len(t) == 2}
+
+
+def _service_times(
+    r: redis.Redis, prefix: str, *, runtime_refs: list[str], naming_env: dict[str, str], converged: dict[str, float]
+) -> list[float]:
+    """Per customer: from its first journal entry (work started) to converged."""
+    from handlers.naming import Naming
+    from worker.settings import Settings
+
+    settings, _ = Settings.from_env(naming_env)
+    naming = Naming(settings.secret("name_secret"), prefix=settings.account_name_prefix)
+    pipe = r.pipeline(transaction=False)
+    customers = [c for c in runtime_refs if c in converged]
+    for customer in customers:
+        pipe.xrange(f"{prefix}:c:{naming.customer_ref(customer)}:journal", count=1)
+    firsts = pipe.execute()
+    return [
+        converged[c] - int(rows[0][0].split("-")[0]) / 1000 for c, rows in zip(customers, firsts, strict=True) if rows
+    ]
+
+
+def run_floor(redis_url: str, *, messages: int, processes: int, threads: int) -> dict[str, Any]:
+    """The same number of messages through a no-op actor: the framework's own cost."""
+    env = base_env(redis_url, "http://127.0.0.1:9", quota=HUGE_QUOTA)
+    runtime, _ = publisher(env)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    namespace = runtime.broker.namespace
+    with worker(env, processes=processes, threads=threads, queues=("noop",)) as sample:
+        before = sample()
+        started = time.time()
+        for i in range(messages):
+            runtime.actors.noop.send(str(i))
+        while r.llen(f"{namespace}:noop") or r.hlen(f"{namespace}:noop.msgs"):
+            time.sleep(0.05)
+        elapsed = time.time() - started
+        after = sample()
+    cpu = sum(
+        a["cpu_s"] - next((b["cpu_s"] for b in before.processes if b["pid"] == a["pid"]), 0.0) for a in after.processes
+    )
+    runtime.close()
+    r.close()
+    forget(redis_url, env["PROVISIONER_REDIS_PREFIX"])
+    return {
+        "messages": messages,
+        "elapsed_s": round(elapsed, 2),
+        "worker_cpu_s": round(cpu, 2),
+        "cpu_ms_per_message": round(1000 * cpu / messages, 3),
+        "messages_per_s": round(messages / elapsed, 1),
+    }
+
+
+def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
+    """What a broker would write without us: the official SDK, sequentially, the same three calls."""
+    from kucoin_universal_sdk.api.client import DefaultClient
+    from kucoin_universal_sdk.generate.broker.ndbroker.model_add_sub_account_api_req import (
+        AddSubAccountApiReq,
+        AddSubAccountApiReqBuilder,
+    )
+    from kucoin_universal_sdk.generate.broker.ndbroker.model_add_sub_account_req import AddSubAccountReqBuilder
+    from kucoin_universal_sdk.generate.broker.ndbroker.model_transfer_req import TransferReq, TransferReqBuilder
+    from kucoin_universal_sdk.model.client_option import ClientOptionBuilder
+    from kucoin_universal_sdk.model.transport_option import TransportOptionBuilder
+
+    from worker.settings import DEV_DEFAULT_SECRETS as D
+
+    option = (
+        ClientOptionBuilder()
+        .set_key(D["KUCOIN_API_KEY"])
+        .set_secret(D["KUCOIN_API_SECRET"])
+        .set_passphrase(D["KUCOIN_API_PASSPHRASE"])
+        .set_broker_partner(D["KUCOIN_BROKER_PARTNER"])
+        .set_broker_key(D["KUCOIN_BROKER_KEY"])
+        .set_broker_name(D["KUCOIN_BROKER_NAME"])
+        .set_broker_endpoint(url)
+        .set_spot_endpoint(url)
+        .set_futures_endpoint(url)
+        .set_transport_option(TransportOptionBuilder().set_read_timeout(10).build())
+        .build()
+    )
+    nd = DefaultClient(option).rest_service().get_broker_service().get_nd_broker_api()
+    run = uuid.uuid4().hex[:6]
+    started = time.time()
+    for i in range(customers):
+        sub = nd.add_sub_account(AddSubAccountReqBuilder().set_account_name(f"base{run}{i}x1").build())
+        nd.add_sub_account_api(
+            AddSubAccountApiReqBuilder()
+            .set_uid(sub.uid)
+            .set_passphrase(f"Pass{uuid.uuid4().hex[:12]}")
+            .set_ip_whitelist(["203.0.113.10"])
+            .set_permissions([AddSubAccountApiReq.PermissionsEnum.GENERAL, AddSubAccountApiReq.PermissionsEnum.SPOT])
+            .set_label("baseline")
+            .build()
+        )
+        nd.transfer(
+            TransferReqBuilder()
+            .set_currency("USDT")
+            .set_amount("10")
+            .set_direction(TransferReq.DirectionEnum.OUT)
+            .set_account_type(TransferReq.AccountTypeEnum.MAIN)
+            .set_special_uid(sub.uid)
+            .set_special_account_type(TransferReq.SpecialAccountTypeEnum.TRADE)
+            .set_client_oid(str(uuid.uuid4()))
+            .build()
+        )
+    elapsed = time.time() - started
+    return {"customers": customers, "elapsed_s": round(elapsed, 2), "customers_per_s": round(customers / elapsed, 2)}
+
+
+@click.command()
+@click.option("--scenarios", default="quota,speedup,cost,scale", show_default=True)
+@click.option("--processes", default=2, show_default=True)
+@click.option("--threads", default=16, show_default=True)
+@click.option("--quota-customers", default=400, show_default=True, help="Customers in the quota scenario.")
+@click.option("--speedup-customers", default=1000, show_default=True)
+@click.option("--baseline-customers", default=30, show_default=True)
+@click.option("--cost-customers", default=1000, show_default=True)
+@click.option("--scale", "scale_sizes", default="1000,10000", show_default=True)
+@click.option("--timeout", default=900, show_default=True, help="Seconds to wait for one scenario.")
+@click.option("--out", default="bench/results/latest.json", show_default=True)
+def main(
+    scenarios: str,
+    processes: int,
+    threads: int,
+    quota_customers: int,
+    speedup_customers: int,
+    baseline_customers: int,
+    cost_customers: int,
+    scale_sizes: str,
+    timeout: int,
+    out: str,
+) -> None:
+    """Run the selected scenarios, print a table, write JSON."""
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+    chosen = {s.strip() for s in scenarios.split(",") if s.strip()}
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(),
+        "machine": _machine(),
+        "processes": processes,
+        "threads": threads,
+    }
+    common = {"processes": processes, "threads": threads, "timeout_s": timeout}
+    if "quota" in chosen:
+        results["quota"] = run_worker(redis_url, customers=quota_customers, latency_ms=100, quota=2000, **common)
+        _say("quota", results["quota"])
+    if "speedup" in chosen:
+        ours = run_worker(redis_url, customers=speedup_customers, latency_ms=100, quota=HUGE_QUOTA, **common)
+        with sandbox(quota=HUGE_QUOTA, latency_ms=100) as url:
+            base = run_baseline(url, customers=baseline_customers)
+        results["speedup"] = {
+            "ours": ours,
+            "baseline": base,
+            "ratio": round(ours["customers_per_s"] / base["customers_per_s"], 1),
+        }
+        _say("speedup", results["speedup"])
+    if "cost" in chosen:
+        ours = run_worker(redis_url, customers=cost_customers, latency_ms=0, quota=HUGE_QUOTA, **common)
+        floor = run_floor(redis_url, messages=2 * cost_customers, processes=processes, threads=threads)
+        results["cost"] = {
+            "ours": ours,
+            "floor": floor,
+            "ratio": round(ours["cpu_ms_per_event"] / floor["cpu_ms_per_message"], 2),
+        }
+        _say("cost", results["cost"])
+    if "scale" in chosen:
+        runs = [
+            run_worker(redis_url, customers=int(n), latency_ms=0, quota=HUGE_QUOTA, **common)
+            for n in scale_sizes.split(",")
+        ]
+        small, large = runs[0], runs[-1]
+        results["scale"] = {
+            "runs": runs,
+            "drift": {
+                k: round(large[k] / small[k] - 1, 3) if small[k] else None
+                for k in ("cpu_ms_per_customer", "peak_rss_mb", "p99_service_s")
+            },
+        }
+        _say("scale", results["scale"])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2) + "\n")
+    _table(results)
+    click.echo(f"\nwrote {out}")
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "endpoint_weights": {
+            name: e.weight for name, e in ENDPOINTS.items() if name in ("add_sub_account", "add_api_key", "transfer")
+        },
+    }
+
+
+def _say(name: str, data: Any) -> None:
+    click.echo(f"[{name}] " + json.dumps(data, default=str)[:600], err=True)
+
+
+def _table(r: dict[str, Any]) -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    if "quota" in r:
+        q = r["quota"]
+        rows.append(
+            (
+                "quota bound, 100 ms",
+                f"{q['customers_per_s']} cust/s of ceiling {q['ceiling_customers_per_s']}",
+                f"{q['quota_share']:.1%} of quota, {q['exchange_429s']} x 429",
+                "≥ 95 %, 0 unhandled 429",
+            )
+        )
+        rows.append(
+            (
+                "  latency publish→done",
+                f"p50 {q['p50_publish_to_converged_s']} s",
+                f"p99 {q['p99_publish_to_converged_s']} s",
+                "(backlog drains at the quota)",
+            )
+        )
+    if "speedup" in r:
+        s = r["speedup"]
+        rows.append(
+            (
+                "quota raised, 100 ms",
+                f"ours {s['ours']['customers_per_s']} cust/s",
+                f"SDK sequential {s['baseline']['customers_per_s']} cust/s",
+                f"{s['ratio']}x (target ≥ 20x)",
+            )
+        )
+    if "cost" in r:
+        c = r["cost"]
+        rows.append(
+            (
+                "CPU per event, 0 ms",
+                f"ours {c['ours']['cpu_ms_per_event']} ms",
+                f"no-op actor {c['floor']['cpu_ms_per_message']} ms",
+                f"{c['ratio']}x (target ≤ 3x)",
+            )
+        )
+    if "scale" in r:
+        for run in r["scale"]["runs"]:
+            rows.append(
+                (
+                    f"backlog {run['customers']}",
+                    f"{run['cpu_ms_per_customer']} CPU ms/cust",
+                    f"RSS {run['peak_rss_mb']} MB, p99 service {run['p99_service_s']} s",
+                    f"{run['customers_per_s']} cust/s",
+                )
+            )
+        d = r["scale"]["drift"]
+        rows.append(
+            (
+                "  drift 1k→10k",
+                f"CPU {d['cpu_ms_per_customer']:+.0%}",
+                f"RSS {d['peak_rss_mb']:+.0%}, p99 {d['p99_service_s']:+.0%}",
+                "target within ±20 %",
+            )
+        )
+    width = [max(len(row[i]) for row in rows) for i in range(4)] if rows else [0] * 4
+    click.echo("")
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)))
+
+
+if __name__ == "__main__":
+    main()
