@@ -230,14 +230,12 @@ def events(n: int, run: str) -> list[dict[str, Any]]:
 def publisher(env: dict[str, str]) -> tuple[Any, Any]:
     from prometheus_client import CollectorRegistry
 
-    from worker.publish import Publisher
     from worker.runtime.broker import build_runtime
     from worker.settings import Settings
 
     settings, _ = Settings.from_env(env)
     runtime = build_runtime(settings, registry=CollectorRegistry())
-    app = runtime.app
-    return runtime, Publisher(app.intake, app.keyring, runtime.actors, customer_ref=app.policy.naming.customer_ref)
+    return runtime, runtime.publisher()
 
 
 def forget(redis_url: str, prefix: str) -> None:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,72 +38,14 @@ sys.path.insert(0, str(ROOT))
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from sandbox import Exchange, SandboxConfig, start_server  # noqa: E402
-from worker.publish import Publisher  # noqa: E402
+from tests.private_redis import PrivateRedis, free_port  # noqa: E402
 from worker.runtime.broker import QUEUES, build_runtime  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.verify import check, read_events  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def log(message: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
-
-
-class PrivateRedis:
-    """A redis-server of our own with the README's persistence, so that it can be killed and restarted."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="chaos-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "redis-server"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.dir,
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            try:
-                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.1)
-        raise RuntimeError("private redis did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Worker:
@@ -327,9 +267,7 @@ def main(
         )
         settings, _ = Settings.from_env(env)
         runtime = build_runtime(settings, registry=CollectorRegistry())
-        publisher = Publisher(
-            runtime.app.intake, runtime.app.keyring, runtime.actors, customer_ref=runtime.app.policy.naming.customer_ref
-        )
+        publisher = runtime.publisher()
         workers = [Worker(i, env, logdir, threads) for i in range(worker_count)]
         for w in workers:
             w.start()
@@ -497,6 +435,7 @@ def _in_flight(runtime: Any) -> int:
         + r.zcard(app.keys.inbox)
         + r.zcount(app.keys.due, "-inf", now + 10_000)
         + r.zcard(f"{app.keys.due}:inflight")
+        + r.zcard(app.keys.handoff)
     )
 
 

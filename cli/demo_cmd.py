@@ -209,14 +209,13 @@ def _publish_and_watch(run: str, timeout: int) -> None:
     from prometheus_client import CollectorRegistry
 
     from worker.intake import Refused
-    from worker.publish import Publisher
     from worker.runtime.broker import build_runtime
     from worker.settings import Settings
 
     settings, _ = Settings.from_env()
     runtime = build_runtime(settings, registry=CollectorRegistry())
     app = runtime.app
-    publisher = Publisher(app.intake, app.keyring, runtime.actors, customer_ref=app.policy.naming.customer_ref)
+    publisher = runtime.publisher()
     events = sample_events(datetime.now(UTC), run)
     refs = {app.policy.naming.customer_ref(e["customer_id"]): e["customer_id"] for e in events}
     waves = [

@@ -10,7 +10,6 @@ import click
 
 from cli.context import Context, pass_context
 from worker.intake import Refused
-from worker.publish import Publisher
 
 __all__ = ["publish"]
 
@@ -23,9 +22,7 @@ def publish(ctx: Context, source: TextIO, as_json: bool) -> None:
     """Publish events from SOURCE (JSON Lines; - for stdin). Every line is validated; a refused line is reported
     with its reason and publishing goes on. Exits 1 if any line was refused."""
     runtime = ctx.runtime
-    publisher = Publisher(
-        runtime.app.intake, runtime.app.keyring, runtime.actors, customer_ref=runtime.app.policy.naming.customer_ref
-    )
+    publisher = runtime.publisher()
     published = refused = 0
     for result in publisher.publish_lines(source):
         outcome = result.outcome

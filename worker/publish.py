@@ -18,6 +18,7 @@ from handlers.events import KycApproved
 from worker.crypto import Keyring
 from worker.intake import Intake, Refused
 from worker.runtime.actors import SEALED, Actors
+from worker.runtime.handoff import Handoff
 
 __all__ = ["LineResult", "Published", "Publisher"]
 
@@ -37,14 +38,19 @@ class LineResult:
 
 
 class Publisher:
-    def __init__(self, intake: Intake, keyring: Keyring, actors: Actors, *, customer_ref: Any) -> None:
+    def __init__(
+        self, intake: Intake, keyring: Keyring, actors: Actors, handoff: Handoff, *, customer_ref: Any
+    ) -> None:
         self._intake = intake
         self._keyring = keyring
         self._actors = actors
+        self._handoff = handoff
         self._customer_ref = customer_ref
 
     def publish(self, raw: str | bytes | dict[str, Any]) -> Published | Refused:
-        """Validate one event and enqueue it. Returns where it went, or why it was refused."""
+        """Validate one event and send it through the hand-off (recorded until a worker has stored it, so that
+        no loss inside the queue can lose it). Returns where it went, or why it was refused. Raises
+        ``redis.RedisError`` if it could not be sent: publishing the same event again is safe."""
         checked = self._intake.check(raw)
         if isinstance(checked, Refused):
             refused = Refused(checked.field, checked.reason, checked.event_id or _peek_id(raw))
@@ -57,7 +63,7 @@ class Publisher:
         else:
             payload["data"].pop("kyc", None)
         actor = self._actors.for_event(payload)
-        message: dramatiq.Message[Any] = actor.send(payload)
+        message: dramatiq.Message[Any] = self._handoff.send(actor.message(payload))
         return Published(checked.id, self._customer_ref(checked.customer_id), actor.queue_name, message.message_id)
 
     def publish_lines(self, lines: Iterable[str]) -> Iterator[LineResult]:

@@ -122,5 +122,4 @@ def worker_env(redis_url: str, prefix: str, sandbox_url: str, **extra: str) -> d
 def publisher_for(env: dict[str, str]) -> tuple[Runtime, Publisher]:
     settings, _ = Settings.from_env(env)
     runtime = build_runtime(settings, registry=CollectorRegistry())
-    app = runtime.app
-    return runtime, Publisher(app.intake, app.keyring, runtime.actors, customer_ref=app.policy.naming.customer_ref)
+    return runtime, runtime.publisher()

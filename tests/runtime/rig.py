@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry
 
 from sandbox import Exchange, SandboxConfig
 from tests.core.harness import settings_for
-from worker.publish import Publisher
 from worker.runtime.broker import Runtime, build_runtime
 
 
@@ -35,12 +34,7 @@ class WorkerRig:
             self.settings, transport=self.exchange.transport(), registry=self.registry, scheduler_interval_s=0.05
         )
         self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=threads, worker_timeout=50)
-        self.publisher = Publisher(
-            self.runtime.app.intake,
-            self.runtime.app.keyring,
-            self.runtime.actors,
-            customer_ref=self.runtime.app.policy.naming.customer_ref,
-        )
+        self.publisher = self.runtime.publisher()
 
     def __enter__(self) -> WorkerRig:
         self.worker.start()

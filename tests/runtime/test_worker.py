@@ -181,6 +181,7 @@ def test_metrics_after_a_known_sequence_scraped_over_http(redis_url: str, key_pr
     assert value("provisioner_dead_letters", queue="events") == 1
     assert value("provisioner_dead_letters_total", queue="events", kind="invalid_event") == 1
     assert value("provisioner_intents_pending") == 0
+    assert value("provisioner_events_unstored") == 0
     assert value("provisioner_exchange_requests_total", endpoint="add_sub_account", status="200", code="200000") == 2
     assert value("provisioner_exchange_ratelimit_remaining", pool="Broker") > 0
     assert value("provisioner_queue_depth", queue="events") == 0

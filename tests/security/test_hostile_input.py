@@ -157,10 +157,7 @@ def publisher(rig: Rig) -> Iterator[tuple[Publisher, Any]]:
     from prometheus_client import CollectorRegistry
 
     runtime = build_runtime(rig.settings, transport=rig.transport, registry=CollectorRegistry(), clock=rig.clock)
-    yield (
-        Publisher(rig.app.intake, rig.app.keyring, runtime.actors, customer_ref=rig.app.policy.naming.customer_ref),
-        runtime,
-    )
+    yield runtime.publisher(), runtime
     runtime.close()
 
 

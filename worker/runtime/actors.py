@@ -100,7 +100,8 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         event_id=str(event_id)[:64] if event_id else None,
         event_type=str(event.get("type"))[:64] if isinstance(event, dict) else None,
     )
-    outcome = app.intake.accept(_unseal(holder, event))
+    current = CurrentMessage.get_current_message()
+    outcome = app.intake.accept(_unseal(holder, event), handoff_id=current.message_id if current else "")
     kind = str(event.get("type"))[:40] if isinstance(event, dict) and str(event.get("type")) in _TYPES else "unknown"
     if isinstance(outcome, Refused):
         reason = "customer_closed" if outcome.ignored else "id_conflict" if outcome.field == "id" else "invalid"

@@ -17,15 +17,17 @@ from dramatiq.middleware import (
     Callbacks,
     CurrentMessage,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
 from prometheus_client import CollectorRegistry
 
 from worker.bootstrap import App, build_app
+from worker.publish import Publisher
 from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT, Actors, declare_actors
 from worker.runtime.deadletters import DeadLetterMiddleware, DeadLetters
+from worker.runtime.durable_retries import DurableRetries
+from worker.runtime.handoff import Handoff
 from worker.runtime.holder import AppHolder
 from worker.runtime.logcontext import LogContextMiddleware
 from worker.runtime.metrics import Metrics, MetricsMiddleware
@@ -37,6 +39,7 @@ from worker.store.keys import Keys
 __all__ = ["QUEUES", "Runtime", "build_runtime", "recovery_tuning"]
 
 QUEUES = (QUEUE_URGENT, QUEUE_EVENTS, QUEUE_RECONCILE)
+EVENT_QUEUES = (QUEUE_URGENT, QUEUE_EVENTS)
 MAINTENANCE_SCALE = 1_000_000
 TIME_LIMIT_MS = 15 * 60 * 1000
 """The longest a message may run: far above the longest reconcile (a few exchange calls, each bounded by the
@@ -58,13 +61,21 @@ class Runtime:
     holder: AppHolder
     metrics: Metrics
     scheduler: DueScheduler
+    handoff: Handoff
 
     @property
     def app(self) -> App:
         return self.holder.get()
 
     def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.broker, self.app.redis, self.app.keys, QUEUES)
+        return DeadLetters(self.broker, self.app.redis, self.app.keys, QUEUES, handoff=self.handoff)
+
+    def publisher(self) -> Publisher:
+        """A publisher that validates events and sends them through the hand-off."""
+        app = self.app
+        return Publisher(
+            app.intake, app.keyring, self.actors, self.handoff, customer_ref=app.policy.naming.customer_ref
+        )
 
     def close(self) -> None:
         self.holder.close()
@@ -117,7 +128,7 @@ def build_runtime(
             ShutdownNotifications(),
             Callbacks(),
             Pipelines(),
-            Retries(
+            DurableRetries(
                 max_retries=settings.max_retries,
                 min_backoff=settings.min_backoff_ms,
                 max_backoff=settings.max_backoff_ms,
@@ -129,14 +140,16 @@ def build_runtime(
         ],
     )
     actors = declare_actors(broker, holder, policy, metrics)
+    handoff = Handoff(broker, lambda: holder.get().redis, Keys(settings.key_prefix), EVENT_QUEUES, clock=clock)
     scheduler = DueScheduler(
         lambda: holder.get().due,
         actors.reconcile.send,
         interval_s=scheduler_interval_s,
         clock=clock,
         stale_ms=settings.sweep_stale_seconds * 1000,
+        resend_events=handoff.resend_stale,
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
     for queue in QUEUES:
         broker.declare_queue(queue)
-    return Runtime(settings, broker, actors, holder, metrics, scheduler)
+    return Runtime(settings, broker, actors, holder, metrics, scheduler, handoff)

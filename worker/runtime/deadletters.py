@@ -27,6 +27,7 @@ from dramatiq.common import q_name, xq_name
 from dramatiq.middleware import Middleware
 
 from worker.logs import _scrub
+from worker.runtime.handoff import Handoff
 from worker.runtime.retry_policy import failure_kind
 from worker.store.due import DueSchedule
 from worker.store.keys import Keys
@@ -79,6 +80,9 @@ class DeadLetterMiddleware(Middleware):
                 },
             )
             client.expire(key, METADATA_TTL_S)
+            # a dead event message is an operator's to replay: the hand-off must not send it again on its own
+            client.zrem(self._keys.handoff, message.message_id)
+            client.hdel(self._keys.handoff_bodies, message.message_id)
             if message.actor_name == "reconcile_customer" and kind in ("retryable", "error", "auth_config"):
                 # the customer may have nothing else that wakes it (no new event, no unsettled intent): try
                 # again in an hour rather than wait for someone to replay this letter
@@ -142,8 +146,17 @@ class DeadLetter:
 class DeadLetters:
     """Operator's view of the dead-letter sets of our queues."""
 
-    def __init__(self, broker: RedisBroker, client: redis.Redis, keys: Keys, queues: Iterable[str]) -> None:
+    def __init__(
+        self,
+        broker: RedisBroker,
+        client: redis.Redis,
+        keys: Keys,
+        queues: Iterable[str],
+        *,
+        handoff: Handoff | None = None,
+    ) -> None:
         self._broker = broker
+        self._handoff = handoff
         self._raw = broker.client
         self._redis = client
         self._keys = keys
@@ -182,7 +195,11 @@ class DeadLetters:
         message = dramatiq.Message.decode(body if isinstance(body, bytes) else str(body).encode())
         options = {k: v for k, v in message.options.items() if k not in _CLEAN}
         options["replayed_at"] = int(time.time() * 1000)
-        self._broker.enqueue(dataclasses.replace(message, options=options))
+        clean = dataclasses.replace(message, options=options)
+        if self._handoff is not None and q_name(clean.queue_name) in self._handoff.queues:
+            self._handoff.send(clean)
+        else:
+            self._broker.enqueue(clean)
         self._drop(letter)
         self._redis.hset(self._keys.dead_letter(message_id), "replayed_at_ms", str(options["replayed_at"]))
         return True

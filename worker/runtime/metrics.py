@@ -248,6 +248,13 @@ class RedisCollector(Collector):
         oldest_age.add_metric([], max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0)
         yield oldest_age
 
+        unstored = GaugeMetricFamily(
+            "provisioner_events_unstored",
+            "Events published whose event no worker has stored yet (re-sent if lost; see worker.runtime.handoff).",
+        )
+        unstored.add_metric([], int(r.zcard(k.handoff)))
+        yield unstored
+
         blocked = GaugeMetricFamily(
             "provisioner_customers_blocked",
             "Customers with a step the exchange refused for good, waiting for an operator.",

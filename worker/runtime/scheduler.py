@@ -36,6 +36,7 @@ class DueScheduler:
         batch: int = 500,
         sweep_every_s: float = 30.0,
         stale_ms: int = 120_000,
+        resend_events: Callable[[int], int] | None = None,
     ) -> None:
         self._due = due
         self._send = send
@@ -48,6 +49,7 @@ class DueScheduler:
         self._sweep_every = sweep_every_s
         self._stale_ms = stale_ms
         self._last_sweep = 0.0
+        self._resend_events = resend_events
 
     def tick(self) -> int:
         """One pass. Returns how many customers were enqueued."""
@@ -59,6 +61,9 @@ class DueScheduler:
             swept = due.sweep(now, stale_ms=self._stale_ms)
             if swept:
                 _log.warning("re-scheduled customers left waiting", customers=swept)
+            resent = self._resend_events(self._stale_ms) if self._resend_events else 0
+            if resent:
+                _log.warning("re-sent events never stored", events=resent)
         due.recover_expired(now)
         sent = 0
         for ref in due.claim_due(now, limit=self._batch):

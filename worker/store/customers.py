@@ -27,6 +27,10 @@ __all__ = ["CommitRejected", "CustomerStore", "IngestResult", "JournalEntry", "O
 
 
 _INGEST = """
+if ARGV[6] ~= '' then
+  redis.call('ZREM', KEYS[8], ARGV[6])
+  redis.call('HDEL', KEYS[9], ARGV[6])
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'closed' end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
@@ -137,15 +141,35 @@ class CustomerStore:
         self._ingest = client.register_script(_INGEST)
         self._commit = client.register_script(_COMMIT)
 
-    def ingest(self, ref: str, event: Event, *, sealed_documents: SealedSecret | None, now_ms: int) -> IngestResult:
+    def ingest(
+        self,
+        ref: str,
+        event: Event,
+        *,
+        sealed_documents: SealedSecret | None,
+        now_ms: int,
+        handoff_id: str = "",
+    ) -> IngestResult:
         """Store an accepted event for ``ref`` unless it is a duplicate, a conflicting reuse of its id, or the
-        customer is closed. KYC documents are stored only sealed, and only with a new event."""
+        customer is closed. KYC documents are stored only sealed, and only with a new event. Whatever the
+        outcome, the message ``handoff_id`` (see ``worker.runtime.handoff``) has been dealt with: it is forgotten
+        in the same script."""
         stored = _without_documents(event)
         docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
         k = self.keys
         result = self._ingest(
-            keys=[k.closed(ref), k.events(ref), k.docs(ref), k.customers, k.inbox, k.docs_received(ref), k.seq(ref)],
-            args=[event.id, stored, docs, ref, now_ms],
+            keys=[
+                k.closed(ref),
+                k.events(ref),
+                k.docs(ref),
+                k.customers,
+                k.inbox,
+                k.docs_received(ref),
+                k.seq(ref),
+                k.handoff,
+                k.handoff_bodies,
+            ],
+            args=[event.id, stored, docs, ref, now_ms, handoff_id],
         )
         return IngestResult(_text(result))
 

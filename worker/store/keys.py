@@ -18,6 +18,8 @@ key                                 type    content
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
 ``{p}:outbound``                    stream  outcome events for the upstream (credentials sealed)
 ``{p}:refused``                     stream  refused events with their reason (no payload)
+``{p}:handoff``                     zset    event message id → when last sent, until its event is stored
+``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
 ``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
 ``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
 ``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
@@ -96,6 +98,14 @@ class Keys:
     @property
     def inbox(self) -> str:
         return f"{self.prefix}:inbox"
+
+    @property
+    def handoff(self) -> str:
+        return f"{self.prefix}:handoff"
+
+    @property
+    def handoff_bodies(self) -> str:
+        return f"{self.prefix}:handoff:msgs"
 
     @property
     def workers(self) -> str:

@@ -1,0 +1,74 @@
+"""A retry whose enqueue fails because Redis is away is not lost: the original stays unacked until it is stored.
+
+dramatiq's own ``Retries`` loses it (measured: the message is acked once Redis is back, and never runs again).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Retries
+
+from tests.private_redis import PrivateRedis
+from worker.runtime.durable_retries import DurableRetries
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis(durable=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _run_once_failing_while_redis_restarts(server: PrivateRedis, retries: Any) -> list[int]:
+    """An actor whose first attempt takes Redis down (restarted a second later) and then fails; the attempts it
+    saw within 20 s."""
+    broker = RedisBroker(url=server.url, namespace="durable-test", middleware=[retries])  # type: ignore[no-untyped-call]
+    attempts: list[int] = []
+    restarted = threading.Event()
+
+    def restart_soon() -> None:
+        time.sleep(1.0)
+        server.start()
+        restarted.set()
+
+    @dramatiq.actor(broker=broker, actor_name="flaky", queue_name="durable")
+    def flaky(n: int) -> None:
+        attempts.append(n)
+        if len(attempts) == 1:
+            server.kill()
+            threading.Thread(target=restart_soon, daemon=True).start()
+            raise RuntimeError("first attempt fails while Redis is away")
+
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        flaky.send(7)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(attempts) < 2:
+            time.sleep(0.1)
+        assert restarted.wait(5)
+    finally:
+        worker.stop(timeout=2_000)
+        broker.close()
+    return attempts
+
+
+@pytest.mark.timeout(60)
+def test_the_retry_is_stored_once_redis_is_back(private_redis: PrivateRedis) -> None:
+    attempts = _run_once_failing_while_redis_restarts(private_redis, DurableRetries(min_backoff=10, max_backoff=50))
+    assert attempts == [7, 7], "the retry ran after Redis came back"
+
+
+@pytest.mark.timeout(60)
+def test_dramatiqs_own_retries_lose_it(private_redis: PrivateRedis) -> None:
+    """The reason DurableRetries exists: if this starts passing with two attempts, dramatiq fixed it."""
+    attempts = _run_once_failing_while_redis_restarts(private_redis, Retries(min_backoff=10, max_backoff=50))  # type: ignore[no-untyped-call]
+    assert attempts == [7]

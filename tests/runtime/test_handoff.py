@@ -1,0 +1,74 @@
+"""The hand-off: an event lost inside the queue (dramatiq drops a retry whose enqueue fails while Redis is away,
+and a delayed message a reconnecting consumer held) is sent again until a worker has stored it."""
+
+from __future__ import annotations
+
+from tests.core.harness import events_for
+from tests.runtime.rig import WorkerRig
+
+
+def _lose_queued_messages(rig: WorkerRig, queue: str = "events") -> int:
+    """What a Redis outage can do to dramatiq: the messages vanish from the queue."""
+    client = rig.runtime.broker.client
+    ns = rig.runtime.broker.namespace
+    lost = int(client.llen(f"{ns}:{queue}"))
+    client.delete(f"{ns}:{queue}", f"{ns}:{queue}.msgs")
+    return lost
+
+
+def test_events_lost_inside_the_queue_are_sent_again_and_provisioned(redis_url: str, key_prefix: str) -> None:
+    with_rig = WorkerRig(redis_url, key_prefix)
+    ev = events_for("h-lost")
+    with_rig.publisher.publish(ev["created"])
+    with_rig.publisher.publish(ev["kyc"])
+    assert with_rig.runtime.handoff.waiting() == 2
+    assert _lose_queued_messages(with_rig) == 2
+    keys = with_rig.runtime.app.keys
+    client = with_rig.runtime.app.redis
+    for message_id in client.zrange(keys.handoff, 0, -1):
+        client.zadd(keys.handoff, {message_id: 0})  # sent long ago: the worker's first sweep re-sends both
+    with with_rig as rig:
+        rig.wait_for(lambda: rig.live_keys(), what="the key, after the lost events were sent again")
+        rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="both events stored and forgotten")
+        state = rig.exchange.state_snapshot()
+        assert len(state["subAccounts"]) == 1
+        assert [t["amount"] for t in state["transfers"]] == ["250"]
+
+
+def test_nothing_is_sent_again_while_the_event_queues_hold_messages(redis_url: str, key_prefix: str) -> None:
+    """A message waiting in a backlog is not lost: re-sending it would only double the backlog."""
+    rig = WorkerRig(redis_url, key_prefix)
+    try:
+        ev = events_for("h-backlog")
+        rig.publisher.publish(ev["created"])
+        rig.publisher.publish(ev["kyc"])
+        client, ns = rig.runtime.broker.client, rig.runtime.broker.namespace
+        client.lpop(f"{ns}:events")  # one lost, one still queued
+        assert rig.runtime.handoff.resend_stale(0) == 0
+        client.delete(f"{ns}:events")  # now both lost and the queue empty
+        assert rig.runtime.handoff.resend_stale(0) == 2
+        assert client.llen(f"{ns}:events") == 2
+        assert rig.runtime.handoff.resend_stale(60_000) == 0, "at most once per stale period"
+    finally:
+        rig.runtime.close()
+
+
+def test_stored_and_dead_lettered_events_are_forgotten_and_a_replay_is_handed_off(
+    redis_url: str, key_prefix: str
+) -> None:
+    with WorkerRig(redis_url, key_prefix) as rig:
+        ev = events_for("h-done")
+        rig.publisher.publish(ev["created"])
+        rig.publisher.publish(ev["created"])  # a duplicate delivery is stored once, and forgotten too
+        rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="stored events forgotten")
+
+        junk = rig.runtime.actors.handle_event.message({"id": "junk", "type": "customer.created"})
+        rig.runtime.handoff.send(junk)
+        dlq = rig.runtime.dead_letters()
+        rig.wait_for(lambda: dlq.list(), what="the invalid event dead-lettered")
+        assert rig.runtime.handoff.waiting() == 0, "a dead letter is the operator's to replay, not the sweep's"
+
+        assert dlq.replay(junk.message_id)
+        rig.wait_for(lambda: dlq.list(), what="dead-lettered again")
+        assert rig.runtime.handoff.waiting() == 0
+        assert rig.runtime.handoff.resend_stale(0) == 0
