@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.core.harness import Rig, events_for, kyc_documents
+from worker.store.lock import CustomerLock
 
 DAY_MS = 86_400_000
 
@@ -20,34 +21,77 @@ def rig(redis_url: str, key_prefix: str) -> Iterator[Rig]:
     rig.close()
 
 
-def test_an_event_stored_after_the_runs_last_look_makes_the_customer_due_at_once(rig: Rig) -> None:
+def _held(rig: Rig, ref: str) -> CustomerLock:
+    lock = CustomerLock(rig.app.redis, rig.app.keys, ref, ttl_ms=10_000)
+    assert lock.acquire()
+    return lock
+
+
+def test_an_event_stored_after_the_runs_last_look_keeps_the_run_going(rig: Rig) -> None:
     """Review finding: a run that saw N events must not clear the inbox or push the wake-up 90 days out when an
-    N+1th event (an offboarding) arrived after its last look."""
+    N+1th event (an offboarding) arrived after its last look. It looks again, still holding the customer."""
     ev = events_for("late-event")
     (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
     rig.settle(ref)
     due, app = rig.app.due, rig.app
     seen = app.store.snapshot(ref).seq
+    wake_before = due.next_due_ms(ref)
+    lock = _held(rig, ref)
     rig.publish(ev["offboard"])  # lands after the look, before the finish
     now = int(rig.clock() * 1000)
-    assert due.finish(ref, now + 90 * DAY_MS, seen_seq=seen, now_ms=now) is False
-    assert due.next_due_ms(ref) == now, "due again at once"
+    assert due.finish_and_release(lock, now + 90 * DAY_MS, seen_seq=seen) is False
+    assert lock.token is not None and app.redis.get(app.keys.lock(ref)) is not None, "still ours: look again"
+    assert due.next_due_ms(ref) == wake_before, "wake-up untouched"
     assert app.redis.zscore(app.keys.inbox, ref) is not None, "still in the inbox"
+    lock.release()
     rig.settle(ref)
     record = rig.record(ref)
     assert record.closed_at_ms is not None and not record.live_keys
     assert app.redis.zscore(app.keys.inbox, ref) is None
 
 
-def test_finish_with_everything_seen_replaces_the_wake_up_and_clears_the_inbox(rig: Rig) -> None:
+def test_a_run_found_busy_meanwhile_makes_the_holder_look_again(rig: Rig) -> None:
+    ev = events_for("dirty")
+    (ref,) = rig.publish(ev["created"])
+    lock = _held(rig, ref)
+    report = rig.app.reconciler.run(ref)
+    assert report.outcome == "busy"
+    assert rig.app.due.finish_and_release(lock, None, seen_seq=rig.app.store.snapshot(ref).seq) is False
+    assert rig.app.due.finish_and_release(lock, None, seen_seq=rig.app.store.snapshot(ref).seq) is True
+    assert lock.token is None and rig.app.redis.get(rig.app.keys.lock(ref)) is None, "released"
+
+
+def test_finish_with_everything_seen_replaces_the_wake_up_clears_the_inbox_and_releases(rig: Rig) -> None:
     ev = events_for("all-seen")
     (ref,) = rig.publish(ev["created"])
     due, app = rig.app.due, rig.app
     now = int(rig.clock() * 1000)
     due.schedule(ref, now + 1000)  # e.g. a busy reconcile's backstop, for an event this run saw
-    assert due.finish(ref, now + 5 * DAY_MS, seen_seq=app.store.snapshot(ref).seq, now_ms=now)
+    lock = _held(rig, ref)
+    assert due.finish_and_release(lock, now + 5 * DAY_MS, seen_seq=app.store.snapshot(ref).seq)
     assert due.next_due_ms(ref) == now + 5 * DAY_MS
     assert app.redis.zscore(app.keys.inbox, ref) is None
+    assert app.redis.get(app.keys.lock(ref)) is None
+
+
+def test_events_arriving_during_a_run_are_handled_by_that_run(rig: Rig) -> None:
+    """An IP change stored while the run is at the exchange, and another run finding the customer busy: the
+    running reconcile reads them before it lets go, so one run converges (no second message needed)."""
+    ev = events_for("mid-run")
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+
+    def meanwhile() -> None:
+        rig.publish(ev["ip"])
+        assert rig.app.reconciler.run(ref).outcome == "busy"
+
+    rig.transport.after.append(("POST", "/api/v1/broker/nd/transfer", meanwhile))
+    report = rig.run(ref)
+    assert report is not None and report.outcome == "idle", report
+    assert not rig.transport.after, "the hook ran"
+    (key,) = rig.record(ref).live_keys
+    assert key.ip_whitelist == ("198.51.100.7", "198.51.100.8")
+    assert rig.app.redis.zscore(rig.app.keys.inbox, ref) is None
+    assert rig.app.redis.get(rig.app.keys.dirty(ref)) is None
 
 
 def test_the_sweep_is_not_fooled_by_a_far_away_wake_up(rig: Rig) -> None:

@@ -75,6 +75,10 @@ class StepContext:
     record: CustomerRecord
     seen_events: frozenset[str] = frozenset()
     """Ids of the events the plans of this run are based on."""
+    dirty: bool = False
+    """A commit saw the customer's dirty flag since ``take_dirty`` was last called."""
+    commits: int = 0
+    """Commits so far in this run (each renewed the lock and took the dirty flag)."""
     blocked_now: list[str] = field(default_factory=list)
     """Reasons of the steps this run blocked (for the log; ``unreported_blocks`` decides the dead letter)."""
 
@@ -98,13 +102,13 @@ class StepContext:
         drop_documents: Sequence[str] = (),
         close: bool = False,
         stats: dict[str, int] | None = None,
-        renew_lock_ms: int = 0,
     ) -> CustomerRecord:
-        """Write ``record`` with journal entries ``(action, detail)`` and outbound events, atomically, fenced
-        (and, with ``renew_lock_ms``, extend the lock in the same script)."""
+        """Write ``record`` with journal entries ``(action, detail)`` and outbound events, atomically, fenced,
+        extending the lock in the same script (a commit is as good as a renewal) and taking the customer's
+        dirty flag into ``dirty``."""
         assert self.lock.token is not None
         now = self.now_ms()
-        written = self.services.store.commit(
+        written, dirty = self.services.store.commit(
             self.lock.token,
             self.previous,
             record,
@@ -114,10 +118,17 @@ class StepContext:
             close=close,
             stats=stats,
             now_ms=now,
-            renew_lock_ms=renew_lock_ms,
+            renew_lock_ms=self.lock.ttl_ms,
         )
         self.previous = self.record = written
+        self.dirty = self.dirty or dirty
+        self.commits += 1
         return written
+
+    def take_dirty(self) -> bool:
+        """Whether a commit since the last call saw the dirty flag (events may have arrived): read them again."""
+        dirty, self.dirty = self.dirty, False
+        return dirty
 
     def write_intent(self, kind: IntentKind, token: str, details: dict[str, Any]) -> Intent:
         """Record an exchange write *before* sending it (write-ahead), once the rate limiter admits it. The lock
@@ -128,7 +139,6 @@ class StepContext:
         self.commit(
             self.record.model_copy(update={"pending": intent}),
             journal=[("intent", {"kind": kind.value, "token": token, **_public(details)})],
-            renew_lock_ms=self.lock.ttl_ms,
         )
         send_deadline.set(renewed + self.services.send_window_s)
         return intent

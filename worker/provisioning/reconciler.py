@@ -118,34 +118,33 @@ class Reconciler:
     def _run(self, ref: str, report: RunReport, retry_blocked: bool) -> RunReport:
         store = self.services.store
         lock = CustomerLock(store.redis, store.keys, ref, ttl_ms=self._lock_ttl_ms)
-        if not lock.acquire():
-            # The holder looks again before it lets go (the flag); the wake-up is the backstop for the moment
-            # between its last look and its release.
-            store.redis.set(store.keys.dirty(ref), "1", px=self._lock_ttl_ms)
-            self.due.schedule(ref, self.services.now_ms() + self._busy_delay_ms)
-            report.outcome = "busy"
+        snapshot = store.lock_and_snapshot(lock, busy_wake_at_ms=self.services.now_ms() + self._busy_delay_ms)
+        if snapshot is None:
+            report.outcome = "busy"  # the holder will look again (dirty flag); a wake-up is the backstop
             return report
+        blocked: list[str] = []
         try:
-            opened = self._context(ref, lock, retry_blocked)
+            opened = self._context(lock, snapshot, retry_blocked)
             if opened is None:
                 report.reason = "no events"
                 self.due.cancel(ref)
                 return report
-            ctx, snapshot = opened
+            ctx = opened
             seen_seq, desired = self._take_in(ctx, snapshot)
             for _ in range(self._max_steps):
                 # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
-                # the dirty flag that a reconcile finding us busy raises: only then are they read again.
+                # the dirty flag (taken by every commit) and by the event count: only then are they read again.
                 step = plan(desired, ctx.record, now_ms=self.services.now_ms(), policy=self.services.policy)
                 if isinstance(step, c.Idle):
-                    if lock.renew():
+                    blocked += self._mark_blocks_reported(ctx)
+                    if ctx.take_dirty() or not self.due.finish_and_release(lock, step.wake_at_ms, seen_seq=seen_seq):
                         seen_seq, desired = self._reread(ctx, store, ref)
                         continue
                     report.reason, report.wake_at_ms = step.reason, step.wake_at_ms
-                    self.due.finish(ref, step.wake_at_ms, seen_seq=seen_seq, now_ms=self.services.now_ms())
                     break
                 report.steps.append(type(step).__name__)
                 urgent_token = urgent.set(desired.offboarded or isinstance(step, c.RevokeApiKey | c.ResolveRevoke))
+                commits = ctx.commits
                 try:
                     carry_on = self._perform(step, ctx, report)
                 finally:
@@ -154,12 +153,16 @@ class Reconciler:
                     send_deadline.set(None)
                 if not carry_on:
                     break
-                if lock.renew():
+                # a step that committed has renewed the lock and taken the dirty flag; one that did not renews now
+                if ctx.take_dirty() if ctx.commits > commits else lock.renew():
                     seen_seq, desired = self._reread(ctx, store, ref)
             else:
                 report.outcome = "step_limit"
                 self.due.schedule(ref, self.services.now_ms())
-            self._report_blocks(ctx)
+            if lock.token is not None:
+                blocked += self._mark_blocks_reported(ctx)
+            if blocked:
+                raise StepsBlocked(ctx.ref, blocked)
             return report
         finally:
             lock.release()
@@ -201,31 +204,31 @@ class Reconciler:
                 )
         return snapshot.seq, fold(snapshot.events, documents_held=snapshot.documents)
 
-    def _context(self, ref: str, lock: CustomerLock, retry_blocked: bool) -> tuple[StepContext, Snapshot] | None:
-        snapshot = self.services.store.snapshot(ref)
+    def _context(self, lock: CustomerLock, snapshot: Snapshot, retry_blocked: bool) -> StepContext | None:
         record = snapshot.record
         if record is None:
             if not snapshot.events:
                 return None
-            record = CustomerRecord.new(ref, snapshot.events[0].customer_id)
+            record = CustomerRecord.new(lock.ref, snapshot.events[0].customer_id)
         ctx = StepContext(self.services, lock, snapshot.record, record)
         if snapshot.record is None:
             ctx.commit(record, journal=[("customer.opened", {})])
         if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):
             self._unblock(ctx)
-        return ctx, snapshot
+        return ctx
 
     @staticmethod
-    def _report_blocks(ctx: StepContext) -> None:
-        """Raise every block no run has reported yet (this run's, or one left by a run that died after blocking),
-        so each ends as exactly one dead letter for an operator."""
+    def _mark_blocks_reported(ctx: StepContext) -> list[str]:
+        """Every block no run has reported yet (this run's, or one left by a run that died after blocking), marked
+        reported; the run raises them (``StepsBlocked``), so each ends as exactly one dead letter for an
+        operator."""
         record = ctx.record
         fresh = {step: b for step, b in record.blocked.items() if not b.reported}
         if not fresh:
-            return
+            return []
         marked = {**record.blocked, **{step: b.model_copy(update={"reported": True}) for step, b in fresh.items()}}
         ctx.commit(record.model_copy(update={"blocked": marked}), journal=[("blocks.reported", {"steps": list(fresh)})])
-        raise StepsBlocked(ctx.ref, [f"{step}: {b.reason}" for step, b in fresh.items()])
+        return [f"{step}: {b.reason}" for step, b in fresh.items()]
 
     @staticmethod
     def _unblock(ctx: StepContext) -> None:

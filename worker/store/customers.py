@@ -9,18 +9,20 @@ without its outbound delivery, or a journal without its state.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 from handlers.events import Event, KycApproved, parse_event
 from handlers.records import CustomerRecord, SealedSecret
 from worker.store.keys import Keys
+from worker.store.lock import CustomerLock
 
-__all__ = ["CommitRejected", "CustomerStore", "IngestResult", "JournalEntry", "OutboundEvent", "Snapshot"]
+__all__ = ["CommitRejected", "Committed", "CustomerStore", "IngestResult", "JournalEntry", "OutboundEvent", "Snapshot"]
 
 # The outbound stream is never trimmed here: it carries sealed credentials that a lagging consumer must not
 # lose. The consumer trims what it has processed (``XTRIM <key> MINID <id>``).
@@ -79,7 +81,21 @@ else
   redis.call('ZREM', KEYS[8], ARGV[8])
 end
 for field, delta in pairs(effects['stats']) do redis.call('HINCRBY', KEYS[9], field, delta) end
-return version + 1
+local dirty = 0
+if redis.call('DEL', KEYS[11]) == 1 then dirty = 1 end
+return dirty
+"""
+_LOCK_AND_READ = """
+-- KEYS: lock, fence, record, events, docs received, seq, dirty, due. ARGV: uuid, ttl, ref, busy wake-up (ms)
+local token = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
+if not redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
+  -- busy: the holder looks again before it lets go (the flag); the wake-up covers the moment after its last look
+  redis.call('SET', KEYS[7], '1', 'PX', ARGV[2])
+  redis.call('ZADD', KEYS[8], 'LT', ARGV[4], ARGV[3])
+  return false
+end
+return {token, redis.call('GET', KEYS[3]) or '', redis.call('HVALS', KEYS[4]), redis.call('SMEMBERS', KEYS[5]),
+        redis.call('GET', KEYS[6]) or '0'}
 """
 
 
@@ -134,12 +150,25 @@ class Snapshot:
     """How many events had been stored when this was read: a run that finishes on it saw exactly those."""
 
 
+class Committed(NamedTuple):
+    record: CustomerRecord
+    dirty: bool
+    """A run that found the customer busy raised its flag since the last look: read the events again."""
+
+
+def _snapshot(raw_record: Any, raw_events: Iterable[Any], doc_ids: Iterable[Any], seq: Any) -> Snapshot:
+    record = CustomerRecord.model_validate_json(raw_record) if raw_record else None
+    events = tuple(parse_event(_text(e), None) for e in raw_events)
+    return Snapshot(record, events, frozenset(_text(d) for d in doc_ids), int(seq or 0))
+
+
 class CustomerStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
         self._ingest = client.register_script(_INGEST)
         self._commit = client.register_script(_COMMIT)
+        self._lock_and_read = client.register_script(_LOCK_AND_READ)
 
     def ingest(
         self,
@@ -181,10 +210,31 @@ class CustomerStore:
         pipe.hvals(self.keys.events(ref))
         pipe.smembers(self.keys.docs_received(ref))
         pipe.get(self.keys.seq(ref))
-        raw_record, raw_events, doc_ids, seq = pipe.execute()
-        record = CustomerRecord.model_validate_json(raw_record) if raw_record else None
-        events = tuple(parse_event(_text(e), None) for e in raw_events)
-        return Snapshot(record, events, frozenset(_text(d) for d in doc_ids), int(seq or 0))
+        return _snapshot(*pipe.execute())
+
+    def lock_and_snapshot(self, lock: CustomerLock, *, busy_wake_at_ms: int) -> Snapshot | None:
+        """Take ``lock`` and read the snapshot in the same script (one round trip). If another run holds the
+        customer, raise its dirty flag (it looks at the events again before it lets go), make sure the customer is
+        due by ``busy_wake_at_ms`` (the backstop for the moment after its last look) and return ``None``."""
+        k, ref = self.keys, lock.ref
+        result = self._lock_and_read(
+            keys=[
+                k.lock(ref),
+                k.fence,
+                k.record(ref),
+                k.events(ref),
+                k.docs_received(ref),
+                k.seq(ref),
+                k.dirty(ref),
+                k.due,
+            ],
+            args=[uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms],
+        )
+        if not result:
+            return None
+        token, raw_record, raw_events, doc_ids, seq = result
+        lock.adopt(_text(token))
+        return _snapshot(raw_record or None, raw_events, doc_ids, seq)
 
     def load(self, ref: str) -> CustomerRecord | None:
         raw = self.redis.get(self.keys.record(ref))
@@ -207,20 +257,21 @@ class CustomerStore:
         stats: dict[str, int] | None = None,
         now_ms: int = 0,
         renew_lock_ms: int = 0,
-    ) -> CustomerRecord:
+    ) -> Committed:
         """Write ``record`` (as version previous+1) with its journal, outbound events and side effects, atomically.
 
         Side effects: drop submitted KYC documents, mark the customer closed, keep the pending-intents index in
-        step with the record, and add ``stats`` deltas to the shared counters (active keys, ...).
+        step with the record, add ``stats`` deltas to the shared counters (active keys, ...), extend the lock by
+        ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found it busy raised it).
 
         Raises ``CommitRejected`` if ``token`` no longer holds the lock or the stored version is not
-        ``previous``'s. Returns the record as written.
+        ``previous``'s. Returns the record as written and whether the dirty flag was up.
         """
         expected = previous.version if previous is not None else 0
         written = record.model_copy(update={"version": expected + 1})
         k, ref = self.keys, record.ref
         try:
-            self._commit(
+            dirty = self._commit(
                 keys=[
                     k.lock(ref),
                     k.record(ref),
@@ -232,6 +283,7 @@ class CustomerStore:
                     k.pending,
                     k.stats,
                     k.blocked,
+                    k.dirty(ref),
                 ],
                 args=[
                     token,
@@ -255,7 +307,7 @@ class CustomerStore:
             )
         except redis.ResponseError as exc:
             raise CommitRejected(str(exc)) from None
-        return written
+        return Committed(written, bool(dirty))
 
     def journal(self, ref: str, *, count: int = 1000) -> list[dict[str, Any]]:
         """The customer's journal, oldest first."""

@@ -1,11 +1,12 @@
 """When each customer must be reconciled next: a sorted set of ref → time (ms), safe under crashes and races.
 
 - ``schedule(ref, at)`` asks for a reconcile at ``at`` at the latest (an earlier wake-up already asked for wins).
-- ``finish(ref, wake, seen_seq)`` is called by a reconcile that ended idle having seen the customer's first
-  ``seen_seq`` events (intake counts them). If no event arrived since, its wake-up replaces the customer's and
-  the customer leaves the inbox; if one did, the customer is due at once. Only this customer's own runs (one at a
-  time, under its lock) schedule its later wake-ups, so nothing else can be lost by the replacement. No clock is
-  compared, so hosts' clock skew cannot lose a wake-up.
+- ``finish_and_release(lock, wake, seen_seq)`` is called by a reconcile that went idle having seen the
+  customer's first ``seen_seq`` events (intake counts them). If no event arrived since and no run found the
+  customer busy (its dirty flag), its wake-up replaces the customer's, the customer leaves the inbox and the lock
+  is released, in one script; otherwise the run keeps the lock and looks again. Only this customer's own runs
+  (one at a time, under its lock) schedule its later wake-ups, so nothing else can be lost by the replacement.
+  No clock is compared, so hosts' clock skew cannot lose a wake-up.
 - ``sweep`` re-schedules customers whose events or intents have waited too long: convergence does not depend
   on a dramatiq message surviving (dramatiq loses a retry whose enqueue fails while Redis is down).
 - ``claim_due`` moves due entries into an in-flight set (leased), atomically, so concurrent schedulers never
@@ -18,6 +19,7 @@ from __future__ import annotations
 import redis
 
 from worker.store.keys import Keys
+from worker.store.lock import CustomerLock, LockLost
 
 __all__ = ["SWEEP_COVER_MS", "DueSchedule"]
 
@@ -56,14 +58,17 @@ for _, source in ipairs({{KEYS[2], ARGV[2]}, {KEYS[3], ARGV[3]}}) do
 end
 return count
 """
-_FINISH = """
--- KEYS: due, inbox, the customer's event sequence. ARGV: ref, wake ('' for none), seq seen, now
-if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], 'LT', ARGV[4], ARGV[1])  -- an event arrived after the run looked: go again now
+_FINISH_AND_RELEASE = """
+-- KEYS: due, inbox, the customer's event sequence, lock, dirty. ARGV: ref, wake ('' for none), seq seen, token, ttl
+if redis.call('GET', KEYS[4]) ~= ARGV[4] then return -1 end
+local dirty = redis.call('DEL', KEYS[5])
+if dirty == 1 or tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])  -- events came (or a run found us busy) after we looked: look again
   return 0
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if ARGV[2] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+redis.call('DEL', KEYS[4])
 return 1
 """
 
@@ -80,22 +85,33 @@ class DueSchedule:
         self._seq_key = keys.seq
         self._claim = client.register_script(_CLAIM)
         self._recover = client.register_script(_RECOVER)
-        self._finish = client.register_script(_FINISH)
+        self._finish_and_release = client.register_script(_FINISH_AND_RELEASE)
+        self._keys = keys
 
     def schedule(self, ref: str, at_ms: int) -> None:
         """Reconcile ``ref`` at ``at_ms`` at the latest (an earlier wake-up already scheduled wins)."""
         self._redis.zadd(self._key, {ref: at_ms}, lt=True)
 
-    def finish(self, ref: str, wake_at_ms: int | None, *, seen_seq: int, now_ms: int) -> bool:
-        """A reconcile of ``ref`` went idle until ``wake_at_ms`` having seen the first ``seen_seq`` events. If no
-        event arrived since, its wake-up replaces the customer's and the customer leaves the inbox; otherwise
-        the customer is due again at once. Returns whether the run saw everything."""
-        return bool(
-            self._finish(
-                keys=[self._key, self._inbox, self._seq_key(ref)],
-                args=[ref, "" if wake_at_ms is None else wake_at_ms, seen_seq, now_ms],
+    def finish_and_release(self, lock: CustomerLock, wake_at_ms: int | None, *, seen_seq: int) -> bool:
+        """``finish`` and release ``lock`` in one script, if the run saw everything: no event arrived since it
+        looked (``seen_seq``) and no run found the customer busy meanwhile (the dirty flag). Returns True when
+        finished and released; False when the run must look again (the lock is renewed and still ours).
+        Raises ``LockLost`` if the lock is no longer ours."""
+        if lock.token is None:
+            raise LockLost(lock.ref)
+        ref = lock.ref
+        result = int(
+            self._finish_and_release(
+                keys=[self._key, self._inbox, self._seq_key(ref), self._keys.lock(ref), self._keys.dirty(ref)],
+                args=[ref, "" if wake_at_ms is None else wake_at_ms, seen_seq, lock.token, lock.ttl_ms],
             )
         )
+        if result < 0:
+            lock.released()
+            raise LockLost(lock.ref)
+        if result == 1:
+            lock.released()
+        return result == 1
 
     def sweep(self, now_ms: int, *, stale_ms: int) -> int:
         """The safety net under message delivery: re-schedule every customer with an event no finished reconcile

@@ -3,10 +3,11 @@
 The token is ``<fence>:<uuid>`` where ``fence`` comes from a counter that only grows. Every write to the
 customer's record checks, inside the same Lua script, that the lock still holds *our* token: a holder that
 stalled past the expiry and lost the lock can no longer write (it gets ``CommitRejected``). The lock is renewed
-before every step; each step is bounded by the HTTP time-outs, which are far below the lock's time-to-live.
+by every commit (and before exchange reads); each step is bounded by the HTTP time-outs, which are far below the
+lock's time-to-live.
 
-A reconcile that finds the customer busy raises the customer's *dirty* flag; the holder sees it when it renews
-(``renew`` returns it, cleared) and looks at the events again before it lets go.
+A reconcile that finds the customer busy raises the customer's *dirty* flag; the holder sees it when it commits
+or renews (both return it, cleared) and looks at the events again before it lets go.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class LockLost(Exception):  # noqa: N818 - reads as what happened
 
 class CustomerLock:
     def __init__(self, client: redis.Redis, keys: Keys, ref: str, *, ttl_ms: int) -> None:
+        self.ref = ref
         self._redis = client
         self._key = keys.lock(ref)
         self._dirty_key = keys.dirty(ref)
@@ -64,6 +66,15 @@ class CustomerLock:
             self.token = token.decode() if isinstance(token, bytes) else str(token)
             return True
         return False
+
+    def adopt(self, token: str) -> None:
+        """We hold the lock with ``token``: it was taken by a script that also did more (see
+        ``CustomerStore.lock_and_snapshot``)."""
+        self.token = token
+
+    def released(self) -> None:
+        """A script released the lock (see ``DueSchedule.finish_and_release``): nothing left to release."""
+        self.token = None
 
     def renew(self, *, take_dirty: bool = True) -> bool:
         """Extend the lock to a full time-to-live. With ``take_dirty``, return whether the customer was marked
