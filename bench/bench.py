@@ -408,6 +408,50 @@ def run_floor(redis_url: str, *, messages: int, processes: int, threads: int) ->
     }
 
 
+def run_call_floor(url: str, *, customers: int) -> dict[str, Any]:
+    """The CPU our exchange client alone spends on each customer's three writes (add sub-account, add key,
+    transfer), one thread, nothing else: no Redis, no queue, no bookkeeping. A floor under the worker's cost that
+    no design making these calls from Python can go below."""
+    from decimal import Decimal
+
+    from worker.exchange import ExchangeClient
+    from worker.exchange.models import AccountType, Direction, Permission
+    from worker.settings import Settings
+
+    settings, _ = Settings.from_env({"KUCOIN_BROKER_BASE_URL": url, "KUCOIN_SPOT_BASE_URL": url})
+    client = ExchangeClient.from_settings(settings)
+    run = uuid.uuid4().hex[:6]
+    cpu0, wall0 = time.thread_time(), time.time()
+    for i in range(customers):
+        sub = client.sub_accounts.add(account_name=f"floor{run}{i}x1")
+        client.api_keys.add(
+            uid=sub.uid,
+            passphrase=f"Pass{uuid.uuid4().hex[:12]}",
+            ip_whitelist=["203.0.113.10"],
+            permissions=[Permission.GENERAL, Permission.SPOT],
+            label="floor",
+        )
+        client.transfers.transfer(
+            currency="USDT",
+            amount=Decimal("10"),
+            direction=Direction.OUT,
+            account_type=AccountType.MAIN,
+            special_uid=sub.uid,
+            special_account_type=AccountType.TRADE,
+            client_oid=uuid.uuid4().hex,
+        )
+    cpu, wall = time.thread_time() - cpu0, time.time() - wall0
+    client.close()
+    return {
+        "customers": customers,
+        "calls": 3 * customers,
+        "cpu_s": round(cpu, 2),
+        "elapsed_s": round(wall, 2),
+        "cpu_ms_per_call": round(1000 * cpu / (3 * customers), 3),
+        "cpu_ms_per_event": round(1000 * cpu / (2 * customers), 3),
+    }
+
+
 def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
     """What a broker would write without us: the official SDK, sequentially, the same three calls."""
     from kucoin_universal_sdk.api.client import DefaultClient
@@ -514,10 +558,16 @@ def main(
     if "cost" in chosen:
         ours = run_worker(redis_url, customers=cost_customers, latency_ms=0, quota=HUGE_QUOTA, **common)
         floor = run_floor(redis_url, messages=2 * cost_customers, processes=processes, threads=threads)
+        with sandbox(quota=HUGE_QUOTA, latency_ms=0) as url:
+            calls = run_call_floor(url, customers=cost_customers)
         results["cost"] = {
             "ours": ours,
             "floor": floor,
+            "calls_floor": calls,
             "ratio": round(ours["cpu_ms_per_event"] / floor["cpu_ms_per_message"], 2),
+            "floor_plus_calls_ratio": round(
+                (floor["cpu_ms_per_message"] + calls["cpu_ms_per_event"]) / floor["cpu_ms_per_message"], 2
+            ),
         }
         _say("cost", results["cost"])
     if "scale" in chosen:
@@ -594,6 +644,15 @@ def _table(r: dict[str, Any]) -> None:
                 f"{c['ratio']}x (target ≤ 3x)",
             )
         )
+        if "calls_floor" in c:
+            rows.append(
+                (
+                    "  floor: no-op + the 3 calls alone",
+                    f"calls {c['calls_floor']['cpu_ms_per_event']} ms/event",
+                    f"({c['calls_floor']['cpu_ms_per_call']} ms/call)",
+                    f"{c['floor_plus_calls_ratio']}x before any bookkeeping",
+                )
+            )
     if "scale" in r:
         for run in r["scale"]["runs"]:
             rows.append(
