@@ -512,7 +512,7 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 @click.command()
 @click.option("--scenarios", default="quota,speedup,cost,scale", show_default=True)
 @click.option("--processes", default=2, show_default=True)
-@click.option("--threads", default=16, show_default=True)
+@click.option("--threads", default=32, show_default=True)
 @click.option("--quota-customers", default=400, show_default=True, help="Customers in the quota scenario.")
 @click.option("--speedup-customers", default=1000, show_default=True)
 @click.option("--baseline-customers", default=30, show_default=True)
