@@ -512,7 +512,13 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 @click.command()
 @click.option("--scenarios", default="quota,speedup,cost,scale", show_default=True)
 @click.option("--processes", default=2, show_default=True)
-@click.option("--threads", default=32, show_default=True)
+@click.option("--threads", default=32, show_default=True, help="Threads per process at 100 ms (quota, speedup).")
+@click.option(
+    "--threads-at-0ms",
+    default=8,
+    show_default=True,
+    help="Threads per process at 0 ms latency (cost, scale): more only adds GIL contention there.",
+)
 @click.option("--quota-customers", default=400, show_default=True, help="Customers in the quota scenario.")
 @click.option("--speedup-customers", default=1000, show_default=True)
 @click.option("--baseline-customers", default=30, show_default=True)
@@ -524,6 +530,7 @@ def main(
     scenarios: str,
     processes: int,
     threads: int,
+    threads_at_0ms: int,
     quota_customers: int,
     speedup_customers: int,
     baseline_customers: int,
@@ -540,8 +547,10 @@ def main(
         "machine": _machine(),
         "processes": processes,
         "threads": threads,
+        "threads_at_0ms": threads_at_0ms,
     }
     common = {"processes": processes, "threads": threads, "timeout_s": timeout}
+    at_0ms = {**common, "threads": threads_at_0ms}
     if "quota" in chosen:
         results["quota"] = run_worker(redis_url, customers=quota_customers, latency_ms=100, quota=2000, **common)
         _say("quota", results["quota"])
@@ -556,8 +565,8 @@ def main(
         }
         _say("speedup", results["speedup"])
     if "cost" in chosen:
-        ours = run_worker(redis_url, customers=cost_customers, latency_ms=0, quota=HUGE_QUOTA, **common)
-        floor = run_floor(redis_url, messages=2 * cost_customers, processes=processes, threads=threads)
+        ours = run_worker(redis_url, customers=cost_customers, latency_ms=0, quota=HUGE_QUOTA, **at_0ms)
+        floor = run_floor(redis_url, messages=2 * cost_customers, processes=processes, threads=threads_at_0ms)
         with sandbox(quota=HUGE_QUOTA, latency_ms=0) as url:
             calls = run_call_floor(url, customers=cost_customers)
         results["cost"] = {
@@ -572,7 +581,7 @@ def main(
         _say("cost", results["cost"])
     if "scale" in chosen:
         runs = [
-            run_worker(redis_url, customers=int(n), latency_ms=0, quota=HUGE_QUOTA, **common)
+            run_worker(redis_url, customers=int(n), latency_ms=0, quota=HUGE_QUOTA, **at_0ms)
             for n in scale_sizes.split(",")
         ]
         small, large = runs[0], runs[-1]
