@@ -435,7 +435,7 @@ def _in_flight(runtime: Any) -> int:
         + r.zcard(app.keys.inbox)
         + r.zcount(app.keys.due, "-inf", now + 10_000)
         + r.zcard(f"{app.keys.due}:inflight")
-        + r.zcard(app.keys.handoff)
+        + sum(r.zcard(app.keys.handoff(q)) for q in QUEUES)
     )
 
 

@@ -71,9 +71,11 @@ class Intake:
         except EventRejected as exc:
             return Refused(exc.field, exc.reason, event_id=_event_id(raw))
 
-    def accept(self, raw: str | bytes | dict[str, Any], *, handoff_id: str = "") -> Accepted | Refused:
-        """Validate and store. A refusal is recorded and reported before it is returned. ``handoff_id``: the
-        message that carried the event, forgotten by the hand-off once the event is stored."""
+    def accept(
+        self, raw: str | bytes | dict[str, Any], *, handoff_id: str = "", handoff_queue: str = ""
+    ) -> Accepted | Refused:
+        """Validate and store. A refusal is recorded and reported before it is returned. ``handoff_id`` and
+        ``handoff_queue``: the message that carried the event, forgotten by the hand-off once it is stored."""
         checked = self.check(raw)
         if isinstance(checked, Refused):
             self.report(checked)
@@ -83,7 +85,14 @@ class Intake:
         sealed = None
         if isinstance(event, KycApproved) and event.data.kyc is not None:
             sealed = self._keyring.seal(event.data.kyc.model_dump(mode="json"))
-        result = self._store.ingest(ref, event, sealed_documents=sealed, now_ms=self._now_ms(), handoff_id=handoff_id)
+        result = self._store.ingest(
+            ref,
+            event,
+            sealed_documents=sealed,
+            now_ms=self._now_ms(),
+            handoff_id=handoff_id,
+            handoff_queue=handoff_queue,
+        )
         if result is IngestResult.CONFLICT:
             refused = Refused("id", "event id already used for an event with different content", event.id, ref)
             self.report(refused)

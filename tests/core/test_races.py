@@ -3,6 +3,7 @@ whatever the hosts' clocks say; the sweep is not fooled by a far-away wake-up.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -245,3 +246,69 @@ def test_a_write_is_not_sent_once_its_lock_may_have_expired(rig: Rig) -> None:
     assert rig.state()["subAccounts"] == [] and "add_sub_account" not in rig.state()["stats"]["requests"]
     window = rig.app.reconciler.services.send_window_s
     assert 0 < window < rig.settings.lock_ttl_ms / 1000
+
+
+def test_a_block_marked_reported_is_raised_even_if_a_second_look_would_fail(redis_url: str, key_prefix: str) -> None:
+    """Review finding: a run went idle with a fresh block (marked reported), then looked again because an event
+    had arrived, and failed on the next step: the block was never raised, so never dead-lettered. Now a run
+    that has marked blocks raises them at once and leaves the new events to a fresh run."""
+    import httpx
+
+    from sandbox import SandboxConfig
+    from worker.exchange import RetryableError
+
+    poor = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
+    try:
+        ev = events_for("lost-block")
+        (ref,) = poor.publish(ev["created"], ev["kyc"])[:1]
+        # an IP change is stored while the (refused) funding transfer is at the exchange
+        poor.transport.after.append(("POST", "/api/v1/broker/nd/transfer", lambda: poor.publish(ev["ip"])))
+        inner = poor.transport.inner
+
+        class FailsOnce(httpx.BaseTransport):
+            fails = 1
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                if request.url.path.endswith("/update-apikey") and self.fails:
+                    self.fails -= 1
+                    raise httpx.ConnectError("connection refused", request=request)
+                return inner.handle_request(request)
+
+        poor.transport.inner = FailsOnce()
+        for _ in range(2):  # the reconcile message, and dramatiq's retry of it
+            with contextlib.suppress(RetryableError):
+                poor.run(ref)
+        poor.settle(ref)
+        assert poor.record(ref).live_keys[0].ip_whitelist == ("198.51.100.7", "198.51.100.8")
+        assert len(poor.blocked) == 1, "the refused funding line became exactly one dead letter"
+        assert "fund:" in poor.blocked[0].reasons[0]
+    finally:
+        poor.close()
+
+
+def test_a_failed_run_leaves_the_customer_due_whatever_happens_to_its_retry(rig: Rig) -> None:
+    """Review finding: a run woken by its wake-up (no event, no intent for the sweeps to find) fails; dramatiq can
+    drop the delayed retry in a Redis outage. The failed run leaves a backstop wake-up."""
+    import httpx
+
+    from worker.exchange import RetryableError
+    from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS
+
+    ev = events_for("backstop")
+    (ref,) = rig.publish(ev["created"])
+    inner = rig.transport.inner
+
+    class Down(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("connection refused", request=request)
+
+    rig.transport.inner = Down()
+    rig.app.redis.zrem(rig.app.keys.due, ref)  # the scheduler claimed the wake-up and sent the message
+    with pytest.raises(RetryableError):
+        rig.app.reconciler.run(ref)
+    now = int(rig.clock() * 1000)
+    assert rig.app.due.next_due_ms(ref) == now + FAILURE_BACKSTOP_MS
+    rig.transport.inner = inner
+    rig.clock.advance_ms(FAILURE_BACKSTOP_MS)
+    rig.settle(ref)
+    assert rig.record(ref).sub_account is not None

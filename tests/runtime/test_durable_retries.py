@@ -72,3 +72,21 @@ def test_dramatiqs_own_retries_lose_it(private_redis: PrivateRedis) -> None:
     """The reason DurableRetries exists: if this starts passing with two attempts, dramatiq fixed it."""
     attempts = _run_once_failing_while_redis_restarts(private_redis, Retries(min_backoff=10, max_backoff=50))  # type: ignore[no-untyped-call]
     assert attempts == [7]
+
+
+def test_a_held_back_retry_keeps_the_backoff_retries_would_have_used(redis_url: str) -> None:
+    """Review finding: retries held back by an outage all used the minimum backoff and fired together."""
+    broker = RedisBroker(url=redis_url, namespace="durable-delay")  # type: ignore[no-untyped-call]
+    retries = DurableRetries(min_backoff=100, max_backoff=60_000)
+
+    @dramatiq.actor(broker=broker, actor_name="slow_backoff", queue_name="durable", min_backoff=1_000)
+    def slow_backoff() -> None: ...
+
+    message = slow_backoff.message().copy(options={"retries": 4})  # the fourth retry: 1000 * 2**3 * U(1, 2)
+    try:
+        delays = {retries._delay(broker, message, RuntimeError("x")) for _ in range(20)}
+        assert all(8_000 <= d <= 16_000 for d in delays), delays
+        assert len(delays) > 1, "jittered"
+        assert retries._delay(broker, message, dramatiq.Retry(delay=1234)) == 1234
+    finally:
+        broker.close()

@@ -25,8 +25,8 @@ def test_events_lost_inside_the_queue_are_sent_again_and_provisioned(redis_url: 
     assert _lose_queued_messages(with_rig) == 2
     keys = with_rig.runtime.app.keys
     client = with_rig.runtime.app.redis
-    for message_id in client.zrange(keys.handoff, 0, -1):
-        client.zadd(keys.handoff, {message_id: 0})  # sent long ago: the worker's first sweep re-sends both
+    for message_id in client.zrange(keys.handoff("events"), 0, -1):
+        client.zadd(keys.handoff("events"), {message_id: 0})  # sent long ago: the first sweep re-sends both
     with with_rig as rig:
         rig.wait_for(lambda: rig.live_keys(), what="the key, after the lost events were sent again")
         rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="both events stored and forgotten")
@@ -72,3 +72,51 @@ def test_stored_and_dead_lettered_events_are_forgotten_and_a_replay_is_handed_of
         rig.wait_for(lambda: dlq.list(), what="dead-lettered again")
         assert rig.runtime.handoff.waiting() == 0
         assert rig.runtime.handoff.resend_stale(0) == 0
+
+
+def test_a_lost_offboarding_does_not_wait_for_a_sign_up_backlog(redis_url: str, key_prefix: str) -> None:
+    """Review finding: the re-send waited for every event queue to be empty; ``urgent`` exists so that
+    offboarding never waits behind sign-ups."""
+    rig = WorkerRig(redis_url, key_prefix)
+    try:
+        rig.publisher.publish(events_for("h-urgent")["offboard"])
+        client, ns = rig.runtime.broker.client, rig.runtime.broker.namespace
+        client.delete(f"{ns}:urgent")  # the offboarding is lost inside the queue
+        client.rpush(f"{ns}:events", "a-sign-up-waiting-in-a-campaign-backlog")
+        assert rig.runtime.handoff.resend_stale(0) == 1
+        assert client.llen(f"{ns}:urgent") == 1
+    finally:
+        rig.runtime.close()
+
+
+def test_an_event_never_stored_is_re_sent_a_bounded_number_of_times_and_stays_counted(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A message that kills its worker is never stored, never dead-lettered: re-sending must not multiply it."""
+    from worker.runtime.handoff import MAX_RESENDS
+
+    rig = WorkerRig(redis_url, key_prefix)
+    try:
+        rig.publisher.publish(events_for("h-poison")["created"])
+        client, ns = rig.runtime.broker.client, rig.runtime.broker.namespace
+        sent = 0
+        for _ in range(MAX_RESENDS + 3):
+            client.delete(f"{ns}:events", f"{ns}:events.msgs")  # lost (or killed its worker) every time
+            sent += rig.runtime.handoff.resend_stale(0)
+        assert sent == MAX_RESENDS
+        assert rig.runtime.handoff.waiting() == 1, "still counted as unstored (the EventsNotStored alert)"
+    finally:
+        rig.runtime.close()
+
+
+def test_storing_an_event_forgets_its_re_send_count(redis_url: str, key_prefix: str) -> None:
+    with WorkerRig(redis_url, key_prefix) as rig:
+        client, ns = rig.runtime.broker.client, rig.runtime.broker.namespace
+        rig.worker.pause()
+        rig.publisher.publish(events_for("h-count")["created"])
+        client.delete(f"{ns}:events", f"{ns}:events.msgs")
+        assert rig.runtime.handoff.resend_stale(0) == 1
+        assert client.hlen(rig.runtime.app.keys.handoff_resends) == 1
+        rig.worker.resume()
+        rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="stored")
+        assert client.hlen(rig.runtime.app.keys.handoff_resends) == 0

@@ -16,10 +16,12 @@ woke us is already stored, so nothing is lost.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import structlog
 
 from handlers import commands as c
@@ -83,6 +85,9 @@ class RunReport:
     waited_ms: int = 0
 
 
+FAILURE_BACKSTOP_MS = 15 * 60 * 1000
+"""A run that fails leaves the customer due this long after, whatever happens to the message's retries."""
+
 StepObserver = Callable[[str, str], None]
 """Called with (command name, outcome) after every step: ok, outcome_unknown, not_sent, rate_limited, ..."""
 
@@ -112,6 +117,15 @@ class Reconciler:
         key_token = rate_key.set(ref)
         try:
             return self._run(ref, report, retry_blocked)
+        except StepsBlocked:
+            raise  # an operator's, not a retry's
+        except Exception:
+            # The runtime retries the message; but a Redis outage can drop a delayed retry (dramatiq's consumer
+            # forgets the delayed messages it held when it reconnects), and a run woken by a wake-up has no event
+            # or intent the sweeps would find. This wake-up is the backstop (an earlier one wins).
+            with contextlib.suppress(redis.RedisError):
+                self.due.schedule(ref, self.services.now_ms() + FAILURE_BACKSTOP_MS)
+            raise
         finally:
             rate_key.reset(key_token)
 
@@ -137,11 +151,16 @@ class Reconciler:
                 step = plan(desired, ctx.record, now_ms=self.services.now_ms(), policy=self.services.policy)
                 if isinstance(step, c.Idle):
                     blocked += self._mark_blocks_reported(ctx)
-                    if ctx.take_dirty() or not self.due.finish_and_release(lock, step.wake_at_ms, seen_seq=seen_seq):
-                        seen_seq, desired = self._reread(ctx, store, ref)
-                        continue
-                    report.reason, report.wake_at_ms = step.reason, step.wake_at_ms
-                    break
+                    if not ctx.take_dirty() and self.due.finish_and_release(lock, step.wake_at_ms, seen_seq=seen_seq):
+                        report.reason, report.wake_at_ms = step.reason, step.wake_at_ms
+                        break
+                    if blocked:
+                        # blocks just marked reported must be raised now, not after more steps that could fail
+                        # first (then no run would ever raise them): a fresh run reads the new events at once
+                        self.due.schedule(ref, self.services.now_ms())
+                        break
+                    seen_seq, desired = self._reread(ctx, store, ref)
+                    continue
                 report.steps.append(type(step).__name__)
                 urgent_token = urgent.set(desired.offboarded or isinstance(step, c.RevokeApiKey | c.ResolveRevoke))
                 commits = ctx.commits

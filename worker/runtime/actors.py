@@ -13,6 +13,7 @@ from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 
 from handlers.events import EventType
@@ -101,7 +102,11 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         event_type=str(event.get("type"))[:64] if isinstance(event, dict) else None,
     )
     current = CurrentMessage.get_current_message()
-    outcome = app.intake.accept(_unseal(holder, event), handoff_id=current.message_id if current else "")
+    outcome = app.intake.accept(
+        _unseal(holder, event),
+        handoff_id=current.message_id if current else "",
+        handoff_queue=q_name(current.queue_name) if current else "",
+    )
     kind = str(event.get("type"))[:40] if isinstance(event, dict) and str(event.get("type")) in _TYPES else "unknown"
     if isinstance(outcome, Refused):
         reason = "customer_closed" if outcome.ignored else "id_conflict" if outcome.field == "id" else "invalid"

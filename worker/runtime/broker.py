@@ -140,7 +140,7 @@ def build_runtime(
         ],
     )
     actors = declare_actors(broker, holder, policy, metrics)
-    handoff = Handoff(broker, lambda: holder.get().redis, Keys(settings.key_prefix), EVENT_QUEUES, clock=clock)
+    handoff = Handoff(broker, lambda: holder.get().redis, Keys(settings.key_prefix), EVENT_QUEUES)
     scheduler = DueScheduler(
         lambda: holder.get().due,
         actors.reconcile.send,

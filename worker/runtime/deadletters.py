@@ -55,6 +55,16 @@ class DeadLetterMiddleware(Middleware):
 
     def before_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         try:
+            # first, on its own: a dead event message is an operator's to replay, the hand-off must not send it
+            # again by itself (even if recording the metadata below fails)
+            pipe = self._client().pipeline(transaction=True)
+            pipe.zrem(self._keys.handoff(q_name(message.queue_name)), message.message_id)
+            pipe.hdel(self._keys.handoff_bodies, message.message_id)
+            pipe.hdel(self._keys.handoff_resends, message.message_id)
+            pipe.execute()
+        except Exception:
+            _log.exception("could not take a dead letter out of the hand-off", message_id=message.message_id)
+        try:
             exc: BaseException | None = getattr(message, "_exception", None)
             kind = failure_kind(exc) if exc is not None else "unknown_actor"
             queue = q_name(message.queue_name)
@@ -80,9 +90,6 @@ class DeadLetterMiddleware(Middleware):
                 },
             )
             client.expire(key, METADATA_TTL_S)
-            # a dead event message is an operator's to replay: the hand-off must not send it again on its own
-            client.zrem(self._keys.handoff, message.message_id)
-            client.hdel(self._keys.handoff_bodies, message.message_id)
             if message.actor_name == "reconcile_customer" and kind in ("retryable", "error", "auth_config"):
                 # the customer may have nothing else that wakes it (no new event, no unsettled intent): try
                 # again in an hour rather than wait for someone to replay this letter

@@ -7,6 +7,10 @@ it first; while that fails it raises an error dramatiq treats as a broker connec
 retrying the whole ack step (every few seconds, its own loop) and the original stays unacked. If the process
 dies meanwhile, the unacked original is redelivered. The hand-off and the sweeps remain the backstop; this makes
 the common case (a short outage) recover at once instead of after the sweep's stale period.
+
+If the failed enqueue had in fact been stored (its reply lost, a time-out), the retry is stored twice: two
+deliveries of one message, which our actors take as duplicates (events are stored once, reconciles hold the
+customer's lock). Accepted rather than made idempotent with a script of our own around dramatiq's enqueue.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Any
 import dramatiq
 import redis
 import structlog
+from dramatiq.common import compute_backoff
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import MiddlewareError, Retries
+from dramatiq.middleware.retries import DEFAULT_MAX_BACKOFF
 
 __all__ = ["DurableRetries", "RetryNotStoredError"]
 
@@ -48,10 +54,21 @@ class DurableRetries(Retries):
         try:
             super().after_process_message(broker, message, result=result, exception=exception)  # type: ignore[no-untyped-call]
         except redis.RedisError:
-            delay = exception.delay if isinstance(exception, dramatiq.Retry) else None
             with self._guard:
-                self._unstored[_delivery(message)] = (message, delay if delay is not None else self.min_backoff)
+                self._unstored[_delivery(message)] = (message, self._delay(broker, message, exception))
             _log.warning("retry not stored yet: the message stays unacked until it is", message_id=message.message_id)
+
+    def _delay(self, broker: dramatiq.Broker, message: Any, exception: BaseException | None) -> int:
+        """The delay ``Retries`` chose for this retry (its own computation, with jitter, so that retries held back
+        by an outage do not all fire at once when Redis returns)."""
+        if isinstance(exception, dramatiq.Retry) and exception.delay is not None:
+            return int(exception.delay)
+        options = broker.get_actor(message.actor_name).options
+        min_backoff = message.options.get("min_backoff", options.get("min_backoff", self.min_backoff))
+        max_backoff = message.options.get("max_backoff", options.get("max_backoff", self.max_backoff))
+        retries = int(message.options.get("retries", 1)) - 1  # Retries has already counted this attempt
+        _, delay = compute_backoff(retries, factor=min_backoff, max_backoff=min(max_backoff, DEFAULT_MAX_BACKOFF))
+        return int(delay)
 
     def before_ack(self, broker: dramatiq.Broker, message: Any) -> None:
         with self._guard:

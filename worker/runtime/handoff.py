@@ -6,53 +6,80 @@ dropped (the original is acked anyway), delayed messages held in a consumer's me
 reconnects, and a fetch whose reply is lost leaves messages in the live worker's ack set until it restarts
 (measured in the chaos run: an offboarding lost this way left money in a sub-account). Customers are not at
 risk from that once their event is stored (the inbox and pending sweeps re-schedule them), but an event that was
-never stored would be lost for good. So the sweep re-sends an event still unstored ``stale_ms`` after it was
-last sent — only while the event queues and their delay queues are empty, because a message waiting in a
-backlog is not lost, and at most once per ``stale_ms``. A re-sent duplicate is harmless: intake stores an
-event id once. Every sender of event messages goes through ``send``: the publisher, dead-letter replays and
-the sweep itself.
+never stored would be lost for good.
+
+So the sweep re-sends an event still unstored ``stale_ms`` after it was last sent, at most once per ``stale_ms``
+and only while *its own* queue and that queue's delay queue are empty: a message waiting in a backlog is not
+lost, and a lost offboarding (queue ``urgent``) does not wait for a sign-up backlog in ``events`` to drain.
+Times are Redis' clock, so hosts' clocks cannot make a message look stale. After ``max_resends`` re-sends an
+event is no longer sent (a message that kills its worker must not multiply); it stays counted by
+``provisioner_events_unstored``, which the ``EventsNotStored`` alert watches. A re-sent duplicate is
+harmless: intake stores an event id once. Every sender of event messages goes through ``send``: the
+publisher, dead-letter replays and the sweep itself.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import dramatiq
 import redis
+import structlog
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import dq_name
+from dramatiq.common import dq_name, q_name
 
 from worker.store.keys import Keys
 
-__all__ = ["Handoff"]
+__all__ = ["MAX_RESENDS", "Handoff"]
 
-_CLAIM_STALE = """
--- KEYS: handoff zset, handoff bodies, then the event queues (lists) that must be empty. ARGV: now, cutoff, limit
-for i = 3, #KEYS do
-  if redis.call('LLEN', KEYS[i]) > 0 then return {} end
-end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-local bodies = {}
+MAX_RESENDS = 5
+
+_log = structlog.get_logger(__name__)
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+_RECORD = (
+    _NOW
+    + """
+-- KEYS: the queue's hand-off set, bodies. ARGV: message id, body
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+"""
+)
+_CLAIM_STALE = (
+    _NOW
+    + """
+-- KEYS: the queue's hand-off set, bodies, re-send counts, the queue, its delay queue.
+-- ARGV: stale ms, limit, max re-sends. Returns {bodies to send, how many were given up now}.
+if redis.call('LLEN', KEYS[4]) > 0 or redis.call('LLEN', KEYS[5]) > 0 then return {{}, 0} end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, ARGV[2])
+local bodies, given_up = {}, 0
 for _, id in ipairs(ids) do
   local body = redis.call('HGET', KEYS[2], id)
-  if body then
-    redis.call('ZADD', KEYS[1], ARGV[1], id)
-    table.insert(bodies, body)
-  else
+  if not body then
     redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[3], id)
+  elseif redis.call('HINCRBY', KEYS[3], id, 1) > tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[1], '+inf', id)  -- still counted as unstored, never sent again
+    given_up = given_up + 1
+  else
+    redis.call('ZADD', KEYS[1], now, id)
+    table.insert(bodies, body)
   end
 end
-return bodies
+return {bodies, given_up}
 """
+)
 
 
 class Handoff:
     """Sends event messages so that none is lost before its event is stored.
 
-    ``queues``: the event queues (their delay queues are watched too). ``client`` is called for the Redis
-    client, so that it can be created after a fork.
+    ``queues``: the event queues. ``client`` is called for the Redis client, so that it can be created after a
+    fork.
     """
 
     def __init__(
@@ -62,14 +89,14 @@ class Handoff:
         keys: Keys,
         queues: Iterable[str],
         *,
-        clock: Callable[[], float] = time.time,
+        max_resends: int = MAX_RESENDS,
     ) -> None:
         self._broker = broker
         self._client = client
         self._keys = keys
-        self.queues = frozenset(queues)
-        self._clock = clock
-        self._claim: Any = None
+        self.queues = tuple(queues)
+        self._max_resends = max_resends
+        self._scripts: dict[str, Any] = {}
 
     def send(self, message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
         """Record ``message`` (keyed by its message id, stable across retries), then enqueue it.
@@ -77,36 +104,46 @@ class Handoff:
         Raises ``redis.RedisError`` if either fails; sending again is safe (the record is overwritten, and a
         duplicate message is a duplicate event, which intake takes once).
         """
-        client = self._client()
-        pipe = client.pipeline(transaction=True)
-        pipe.zadd(self._keys.handoff, {message.message_id: self._now_ms()})
-        pipe.hset(self._keys.handoff_bodies, message.message_id, message.encode())
-        pipe.execute()
+        queue = q_name(message.queue_name)
+        self._script("record", _RECORD)(
+            keys=[self._keys.handoff(queue), self._keys.handoff_bodies],
+            args=[message.message_id, message.encode()],
+            client=self._client(),
+        )
         return self._broker.enqueue(message)
 
     def resend_stale(self, stale_ms: int, *, limit: int = 500) -> int:
-        """Re-send up to ``limit`` events unstored for ``stale_ms`` since last sent, if the event queues are
-        empty. Returns how many were sent. Raises ``redis.RedisError`` when Redis fails (nothing is lost: a
-        claimed entry not re-sent is claimed again after another ``stale_ms``)."""
-        client = self._client()
-        if self._claim is None:
-            self._claim = client.register_script(_CLAIM_STALE)
-        ns = self._broker.namespace
-        queue_keys = [f"{ns}:{name}" for q in sorted(self.queues) for name in (q, dq_name(q))]
-        now = self._now_ms()
-        bodies = self._claim(
-            keys=[self._keys.handoff, self._keys.handoff_bodies, *queue_keys],
-            args=[now, now - stale_ms, limit],
-            client=client,
-        )
-        for body in bodies:
-            message = dramatiq.Message.decode(body if isinstance(body, bytes) else str(body).encode())
-            self._broker.enqueue(message)
-        return len(bodies)
+        """Re-send up to ``limit`` events per queue unstored for ``stale_ms`` since last sent, for each queue
+        that is empty. Returns how many were sent. Raises ``redis.RedisError`` when Redis fails (nothing is lost:
+        a claimed entry not re-sent is claimed again after another ``stale_ms``)."""
+        claim, client = self._script("claim", _CLAIM_STALE), self._client()
+        ns, sent = self._broker.namespace, 0
+        for queue in self.queues:
+            bodies, given_up = claim(
+                keys=[
+                    self._keys.handoff(queue),
+                    self._keys.handoff_bodies,
+                    self._keys.handoff_resends,
+                    f"{ns}:{queue}",
+                    f"{ns}:{dq_name(queue)}",
+                ],
+                args=[stale_ms, limit, self._max_resends],
+                client=client,
+            )
+            if given_up:
+                _log.error("events no longer re-sent: still unstored after every re-send", queue=queue, events=given_up)
+            for body in bodies:
+                self._broker.enqueue(dramatiq.Message.decode(body if isinstance(body, bytes) else str(body).encode()))
+            sent += len(bodies)
+        return sent
 
     def waiting(self) -> int:
         """How many event messages have been sent and their event not yet stored (nor dead-lettered)."""
-        return int(self._client().zcard(self._keys.handoff))
+        client = self._client()
+        return sum(int(client.zcard(self._keys.handoff(queue))) for queue in self.queues)
 
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
+    def _script(self, name: str, source: str) -> Any:
+        """The script object (called with the current client each time: the first call may precede a fork)."""
+        if name not in self._scripts:
+            self._scripts[name] = self._client().register_script(source)
+        return self._scripts[name]

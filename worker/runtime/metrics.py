@@ -252,7 +252,7 @@ class RedisCollector(Collector):
             "provisioner_events_unstored",
             "Events published whose event no worker has stored yet (re-sent if lost; see worker.runtime.handoff).",
         )
-        unstored.add_metric([], int(r.zcard(k.handoff)))
+        unstored.add_metric([], sum(int(r.zcard(k.handoff(queue))) for queue in self._queues))
         yield unstored
 
         blocked = GaugeMetricFamily(

@@ -32,6 +32,7 @@ _INGEST = """
 if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[8], ARGV[6])
   redis.call('HDEL', KEYS[9], ARGV[6])
+  redis.call('HDEL', KEYS[10], ARGV[6])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'closed' end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
@@ -178,11 +179,12 @@ class CustomerStore:
         sealed_documents: SealedSecret | None,
         now_ms: int,
         handoff_id: str = "",
+        handoff_queue: str = "",
     ) -> IngestResult:
         """Store an accepted event for ``ref`` unless it is a duplicate, a conflicting reuse of its id, or the
         customer is closed. KYC documents are stored only sealed, and only with a new event. Whatever the
-        outcome, the message ``handoff_id`` (see ``worker.runtime.handoff``) has been dealt with: it is forgotten
-        in the same script."""
+        outcome, the message ``handoff_id`` of queue ``handoff_queue`` (see ``worker.runtime.handoff``) has been
+        dealt with: it is forgotten in the same script."""
         stored = _without_documents(event)
         docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
         k = self.keys
@@ -195,8 +197,9 @@ class CustomerStore:
                 k.inbox,
                 k.docs_received(ref),
                 k.seq(ref),
-                k.handoff,
+                k.handoff(handoff_queue or "-"),
                 k.handoff_bodies,
+                k.handoff_resends,
             ],
             args=[event.id, stored, docs, ref, now_ms, handoff_id],
         )
@@ -206,11 +209,12 @@ class CustomerStore:
         """The record (or ``None`` before the first commit), the accepted events, and which approvals came with
         KYC documents (whether or not those are still held: they are deleted once submitted)."""
         pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.seq(ref))  # first: the events read after it include every event it counts
         pipe.get(self.keys.record(ref))
         pipe.hvals(self.keys.events(ref))
         pipe.smembers(self.keys.docs_received(ref))
-        pipe.get(self.keys.seq(ref))
-        return _snapshot(*pipe.execute())
+        seq, raw_record, raw_events, doc_ids = pipe.execute()
+        return _snapshot(raw_record, raw_events, doc_ids, seq)
 
     def lock_and_snapshot(self, lock: CustomerLock, *, busy_wake_at_ms: int) -> Snapshot | None:
         """Take ``lock`` and read the snapshot in the same script (one round trip). If another run holds the

@@ -18,8 +18,9 @@ key                                 type    content
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
 ``{p}:outbound``                    stream  outcome events for the upstream (credentials sealed)
 ``{p}:refused``                     stream  refused events with their reason (no payload)
-``{p}:handoff``                     zset    event message id → when last sent, until its event is stored
+``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
+``{p}:handoff:resent``              hash    event message id → how many times the sweep re-sent it
 ``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
 ``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
 ``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
@@ -99,9 +100,12 @@ class Keys:
     def inbox(self) -> str:
         return f"{self.prefix}:inbox"
 
+    def handoff(self, queue: str) -> str:
+        return f"{self.prefix}:handoff:{queue}"
+
     @property
-    def handoff(self) -> str:
-        return f"{self.prefix}:handoff"
+    def handoff_resends(self) -> str:
+        return f"{self.prefix}:handoff:resent"
 
     @property
     def handoff_bodies(self) -> str:
