@@ -13,6 +13,7 @@ from cli.dlq_cmd import dlq
 from cli.exchange_cmd import exchange
 from cli.publish_cmd import publish
 from cli.sandbox_cmd import sandbox_command
+from cli.unstored_cmd import unstored
 from cli.verify_cmd import verify
 from cli.worker_cmd import worker
 
@@ -47,5 +48,5 @@ def schema(write: bool) -> None:
         click.echo(text, nl=False)
 
 
-for command in (publish, worker, dlq, customer, exchange, demo, sandbox_command, verify):
+for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify):
     main.add_command(command)

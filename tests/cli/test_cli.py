@@ -183,3 +183,25 @@ def test_customer_retry_unblocks_after_the_cause_is_fixed(provisioned) -> None:
     assert code == 0 and "Transfer" in out
     assert len(rig.exchange.state_snapshot()["transfers"]) == 2
     assert rig.runtime.app.redis.zcard(rig.runtime.app.keys.blocked) == 0
+
+
+def test_unstored_list_and_resend(provisioned) -> None:
+    """On call, after EventsNotStored: see which events no worker has stored, and send them again."""
+    rig, _, env = provisioned
+    code, out, _ = run(env, "unstored", "list")
+    assert code == 0 and "0 event(s) not stored yet" in out
+    rig.worker.pause()
+    rig.publisher.publish(events_for("cli-c")["created"])
+    client, ns = rig.runtime.broker.client, rig.runtime.broker.namespace
+    client.delete(f"{ns}:events", f"{ns}:events.msgs")  # lost inside the queue
+    code, out, _ = run(env, "unstored", "list", "--json")
+    (entry,) = json.loads(out)
+    assert entry["type"] == "customer.created" and entry["queue"] == "events" and entry["resends"] == 0
+    code, _, err = run(env, "unstored", "resend")
+    assert code == 2 and "MESSAGE_ID or --all" in err
+    code, out, _ = run(env, "unstored", "resend", entry["id"])
+    assert code == 0 and "1 sent again" in out
+    rig.worker.resume()
+    rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="the event stored")
+    code, out, _ = run(env, "unstored", "resend", "--all")
+    assert code == 0 and "0 sent again" in out

@@ -21,7 +21,8 @@ publisher, dead-letter replays and the sweep itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import dramatiq
 import redis
@@ -31,7 +32,7 @@ from dramatiq.common import dq_name, q_name
 
 from worker.store.keys import Keys
 
-__all__ = ["MAX_RESENDS", "Handoff"]
+__all__ = ["MAX_RESENDS", "Handoff", "Unstored"]
 
 MAX_RESENDS = 5
 
@@ -73,6 +74,37 @@ end
 return {bodies, given_up}
 """
 )
+
+
+@dataclass(frozen=True)
+class Unstored:
+    """An event message sent and not yet stored by a worker."""
+
+    message_id: str
+    queue: str
+    event_id: str
+    event_type: str
+    last_sent_ms: int | None
+    """``None`` once the sweep gave up re-sending it."""
+    resends: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.message_id,
+            "queue": self.queue,
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "last_sent_ms": self.last_sent_ms,
+            "resends": self.resends,
+        }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 class Handoff:
@@ -133,9 +165,44 @@ class Handoff:
             if given_up:
                 _log.error("events no longer re-sent: still unstored after every re-send", queue=queue, events=given_up)
             for body in bodies:
-                self._broker.enqueue(dramatiq.Message.decode(body if isinstance(body, bytes) else str(body).encode()))
+                self._broker.enqueue(dramatiq.Message.decode(_bytes(body)))
             sent += len(bodies)
         return sent
+
+    def list(self) -> list[Unstored]:
+        """Every event message sent and not yet stored, oldest first (given-up ones last)."""
+        client = self._client()
+        rows: list[Unstored] = []
+        for queue in self.queues:
+            entries = cast(list[tuple[Any, float]], client.zrange(self._keys.handoff(queue), 0, -1, withscores=True))
+            for raw_id, score in entries:
+                message_id = _text(raw_id)
+                body = client.hget(self._keys.handoff_bodies, message_id)
+                resends = client.hget(self._keys.handoff_resends, message_id)
+                args = dramatiq.Message.decode(_bytes(body)).args if body is not None else ()
+                event = args[0] if args and isinstance(args[0], dict) else {}
+                rows.append(
+                    Unstored(
+                        message_id=message_id,
+                        queue=queue,
+                        event_id=str(event.get("id", "?")),
+                        event_type=str(event.get("type", "?")),
+                        last_sent_ms=None if score == float("inf") else int(score),
+                        resends=int(resends or 0),
+                    )
+                )
+        return sorted(rows, key=lambda u: (u.last_sent_ms is None, u.last_sent_ms or 0))
+
+    def resend(self, message_id: str) -> bool:
+        """Send ``message_id`` again now, whatever its queue holds and however often it was re-sent (an
+        operator's decision), with a fresh re-send budget. False if it is not waiting (already stored)."""
+        client = self._client()
+        body = client.hget(self._keys.handoff_bodies, message_id)
+        if body is None:
+            return False
+        client.hdel(self._keys.handoff_resends, message_id)
+        self.send(dramatiq.Message.decode(_bytes(body)))
+        return True
 
     def waiting(self) -> int:
         """How many event messages have been sent and their event not yet stored (nor dead-lettered)."""
