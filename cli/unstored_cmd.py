@@ -38,15 +38,20 @@ def list_(ctx: Context, as_json: bool) -> None:
 
 @unstored.command()
 @click.argument("message_id", required=False)
-@click.option("--all", "resend_all", is_flag=True, help="Send every unstored event again.")
+@click.option("--all", "resend_all", is_flag=True, help="Send every unstored event again (not those given up).")
+@click.option("--include-given-up", is_flag=True, help="With --all: those given up after 5 re-sends too.")
 @pass_context
-def resend(ctx: Context, message_id: str | None, resend_all: bool) -> None:
+def resend(ctx: Context, message_id: str | None, resend_all: bool, include_given_up: bool) -> None:
     """Send MESSAGE_ID (or --all) again now, with a fresh re-send budget. Safe: an event is stored once. Look at
-    the worker's logs first if they were given up (they may crash the worker)."""
+    the worker's logs first for those given up: they may be what crashes the worker."""
     if resend_all == (message_id is not None):
         raise click.UsageError("give a MESSAGE_ID or --all")
     handoff = ctx.runtime.handoff
-    ids = [u.message_id for u in handoff.list()] if resend_all else [message_id or ""]
+    ids = (
+        [u.message_id for u in handoff.list() if include_given_up or u.last_sent_ms is not None]
+        if resend_all
+        else [message_id or ""]
+    )
     sent = 0
     for mid in ids:
         ok = handoff.resend(mid)

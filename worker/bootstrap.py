@@ -20,7 +20,7 @@ from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import Observer, RateGate
 from worker.intake import Intake
 from worker.provisioning.context import Services
-from worker.provisioning.reconciler import Reconciler, StepObserver
+from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, Reconciler, StepObserver
 from worker.ratelimit import PoolQuota, SharedRateLimiter
 from worker.settings import Settings
 from worker.store.customers import CustomerStore
@@ -146,6 +146,13 @@ def build_app(
     services = replace(services, send_window_s=max(1.0, settings.lock_ttl_ms / 1000 - request_bound_s - 2))
     if limiter is not None:
         services = replace(services, admit=_admission(limiter))
-    reconciler = Reconciler(services, due, lock_ttl_ms=settings.lock_ttl_ms, on_step=on_step)
+    reconciler = Reconciler(
+        services,
+        due,
+        lock_ttl_ms=settings.lock_ttl_ms,
+        on_step=on_step,
+        # longer than the longest gap between two retries, so that a live retry chain keeps pushing it on
+        failure_backstop_ms=max(FAILURE_BACKSTOP_MS, 3 * max(settings.max_backoff_ms, settings.auth_retry_delay_ms)),
+    )
     intake = Intake(store, policy.naming, keyring, currencies=frozenset(settings.currencies), clock=clock)
     return App(settings, r, keys, store, due, ledger, exchange, keyring, delivery, policy, reconciler, intake, clock)

@@ -205,3 +205,16 @@ def test_unstored_list_and_resend(provisioned) -> None:
     rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="the event stored")
     code, out, _ = run(env, "unstored", "resend", "--all")
     assert code == 0 and "0 sent again" in out
+    rig.worker.pause()
+    rig.publisher.publish(events_for("cli-d")["created"])
+    client.delete(f"{ns}:events", f"{ns}:events.msgs")
+    (given_up,) = client.zrange(rig.runtime.app.keys.handoff("events"), 0, -1)
+    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the sweep gave up on it
+    code, out, _ = run(env, "unstored", "list")
+    assert "given up" in out
+    code, out, _ = run(env, "unstored", "resend", "--all")
+    assert "0 sent again" in out, "given-up events are not re-sent by --all"
+    code, out, _ = run(env, "unstored", "resend", "--all", "--include-given-up")
+    assert "1 sent again" in out
+    rig.worker.resume()
+    rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="stored")

@@ -312,3 +312,70 @@ def test_a_failed_run_leaves_the_customer_due_whatever_happens_to_its_retry(rig:
     rig.clock.advance_ms(FAILURE_BACKSTOP_MS)
     rig.settle(ref)
     assert rig.record(ref).sub_account is not None
+
+
+def test_a_live_retry_chain_pushes_the_backstop_on_instead_of_starting_a_second_chain(rig: Rig) -> None:
+    """Review finding: each failure armed the backstop only earlier-or-equal, so it fired 15 minutes after the
+    first failure while dramatiq was still retrying: a second retry chain per customer every 15 minutes."""
+    import httpx
+
+    from worker.exchange import RetryableError
+
+    ev = events_for("chain")
+    (ref,) = rig.publish(ev["created"])
+
+    class Down(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("connection refused", request=request)
+
+    rig.transport.inner, inner = Down(), rig.transport.inner
+    rig.app.redis.zrem(rig.app.keys.due, ref)
+    for _ in range(4):  # the attempt and its retries, five minutes apart
+        with pytest.raises(RetryableError):
+            rig.app.reconciler.run(ref)
+        rig.clock.advance_ms(5 * 60_000)
+        assert rig.app.due.next_due_ms(ref) > int(rig.clock() * 1000), "not due while the chain is alive"
+    rig.transport.inner = inner
+    rig.settle(ref)  # the chain stopped: the backstop fires, the run finishes and replaces it
+    assert rig.record(ref).sub_account is not None
+    assert rig.app.redis.hget(rig.app.keys.backstops, ref) is None
+
+
+def test_a_backstop_does_not_delay_an_earlier_real_wake_up(rig: Rig) -> None:
+    ev = events_for("earlier")
+    (ref,) = rig.publish(ev["created"])
+    now = int(rig.clock() * 1000)
+    rig.app.due.schedule(ref, now + 2_000)  # say, a rate-limit slot
+    assert not rig.app.due.backstop(ref, now + 900_000)
+    assert rig.app.due.next_due_ms(ref) == now + 2_000
+    rig.app.redis.zadd(rig.app.keys.due, {ref: now + 90 * DAY_MS})  # a far wake-up (a key's age): comes later
+    assert rig.app.due.backstop(ref, now + 900_000)
+    assert rig.app.due.next_due_ms(ref) == now + 900_000
+
+
+def test_blocks_marked_reported_are_raised_even_if_redis_fails_right_after(redis_url: str, key_prefix: str) -> None:
+    """Review finding: after the marking commit, a Redis error (finish, schedule, release) propagated instead of
+    StepsBlocked; the retry saw the block reported and raised nothing: never a dead letter."""
+    import redis as redis_lib
+
+    from sandbox import SandboxConfig
+    from worker.provisioning.reconciler import StepsBlocked
+
+    poor = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
+    try:
+        ev = events_for("blip")
+        (ref,) = poor.publish(ev["created"], ev["kyc"])[:1]
+        due = poor.app.due
+        real = due.finish_and_release
+
+        def blip(lock: CustomerLock, wake_at_ms: int | None, *, seen_seq: int) -> bool:
+            if any(b.reported for b in poor.app.store.load(ref).blocked.values()):  # type: ignore[union-attr]
+                raise redis_lib.ConnectionError("Redis went away")
+            return real(lock, wake_at_ms, seen_seq=seen_seq)
+
+        due.finish_and_release = blip  # type: ignore[method-assign]
+        with pytest.raises(StepsBlocked) as raised:
+            poor.app.reconciler.run(ref)
+        assert "fund:" in raised.value.reasons[0]
+    finally:
+        poor.close()

@@ -3,6 +3,8 @@ and a delayed message a reconnecting consumer held) is sent again until a worker
 
 from __future__ import annotations
 
+import contextlib
+
 from tests.core.harness import events_for
 from tests.runtime.rig import WorkerRig
 
@@ -120,3 +122,29 @@ def test_storing_an_event_forgets_its_re_send_count(redis_url: str, key_prefix: 
         rig.worker.resume()
         rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="stored")
         assert client.hlen(rig.runtime.app.keys.handoff_resends) == 0
+
+
+def test_a_re_send_is_counted_only_once_it_was_sent(redis_url: str, key_prefix: str) -> None:
+    """Review finding: the count was taken when claiming; sweeps whose enqueue failed used up the budget."""
+    import redis as redis_lib
+
+    from worker.runtime.handoff import MAX_RESENDS
+
+    rig = WorkerRig(redis_url, key_prefix)
+    try:
+        rig.publisher.publish(events_for("h-failing-sends")["created"])
+        client, ns = rig.runtime.broker.client, rig.runtime.broker.namespace
+        client.delete(f"{ns}:events", f"{ns}:events.msgs")
+        broker, real = rig.runtime.broker, rig.runtime.broker.enqueue
+
+        def down(*args: object, **kwargs: object) -> None:
+            raise redis_lib.ConnectionError("Redis went away")
+
+        broker.enqueue = down  # type: ignore[method-assign]
+        for _ in range(MAX_RESENDS + 1):
+            with contextlib.suppress(redis_lib.ConnectionError):
+                rig.runtime.handoff.resend_stale(0)
+        broker.enqueue = real  # type: ignore[method-assign]
+        assert rig.runtime.handoff.resend_stale(0) == 1
+    finally:
+        rig.runtime.close()

@@ -83,10 +83,12 @@ class RunReport:
     waited_pool: str | None = None
     """When rate limited: the pool that said wait (the wait is ``wake_at_ms`` minus now)."""
     waited_ms: int = 0
+    blocked: list[str] = field(default_factory=list)
+    """Blocks this run marked reported: it must raise them (``StepsBlocked``), whatever else happens."""
 
 
 FAILURE_BACKSTOP_MS = 15 * 60 * 1000
-"""A run that fails leaves the customer due this long after, whatever happens to the message's retries."""
+"""A failed run leaves the customer due this long after its last failure (at least; see ``Reconciler``)."""
 
 StepObserver = Callable[[str, str], None]
 """Called with (command name, outcome) after every step: ok, outcome_unknown, not_sent, rate_limited, ..."""
@@ -102,6 +104,7 @@ class Reconciler:
         busy_delay_ms: int = 1_000,
         max_steps: int = 64,
         on_step: StepObserver | None = None,
+        failure_backstop_ms: int = FAILURE_BACKSTOP_MS,
     ) -> None:
         self.services = services
         self.due = due
@@ -109,6 +112,8 @@ class Reconciler:
         self._busy_delay_ms = busy_delay_ms
         self._max_steps = max_steps
         self._on_step = on_step or (lambda name, outcome: None)
+        self._failure_backstop_ms = failure_backstop_ms
+        """Longer than the longest gap between two retries of a message, so a live retry chain keeps pushing it."""
 
     def run(self, ref: str, *, retry_blocked: bool = False) -> RunReport:
         """Reconcile ``ref`` until idle. Raises ``StepsBlocked``, ``RetryableError``, ``AuthConfigError``,
@@ -119,12 +124,16 @@ class Reconciler:
             return self._run(ref, report, retry_blocked)
         except StepsBlocked:
             raise  # an operator's, not a retry's
-        except Exception:
+        except Exception as exc:
             # The runtime retries the message; but a Redis outage can drop a delayed retry (dramatiq's consumer
             # forgets the delayed messages it held when it reconnects), and a run woken by a wake-up has no event
-            # or intent the sweeps would find. This wake-up is the backstop (an earlier one wins).
+            # or intent the sweeps would find. The backstop fires only if the retries stop without a finished run.
             with contextlib.suppress(redis.RedisError):
-                self.due.schedule(ref, self.services.now_ms() + FAILURE_BACKSTOP_MS)
+                self.due.backstop(ref, self.services.now_ms() + self._failure_backstop_ms)
+            if report.blocked:
+                # blocks were marked reported: no later run would raise them, so this one must (the failure is
+                # in the log; the customer is due again through the backstop or its events)
+                raise StepsBlocked(ref, report.blocked) from exc
             raise
         finally:
             rate_key.reset(key_token)
@@ -136,7 +145,7 @@ class Reconciler:
         if snapshot is None:
             report.outcome = "busy"  # the holder will look again (dirty flag); a wake-up is the backstop
             return report
-        blocked: list[str] = []
+        blocked = report.blocked
         try:
             opened = self._context(lock, snapshot, retry_blocked)
             if opened is None:
@@ -184,7 +193,8 @@ class Reconciler:
                 raise StepsBlocked(ctx.ref, blocked)
             return report
         finally:
-            lock.release()
+            with contextlib.suppress(redis.RedisError):  # its time-to-live frees it anyway
+                lock.release()
 
     def _reread(self, ctx: StepContext, store: CustomerStore, ref: str) -> tuple[int, DesiredState]:
         """Events arrived while we held the customer: read them (and the record) again."""

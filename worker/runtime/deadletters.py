@@ -95,7 +95,7 @@ class DeadLetterMiddleware(Middleware):
                 # again in an hour rather than wait for someone to replay this letter
                 ref = str(message.args[0]) if message.args else ""
                 if ref:
-                    DueSchedule(client, self._keys).schedule(ref, int(time.time() * 1000) + RETRY_AFTER_DEAD_MS)
+                    DueSchedule(client, self._keys).backstop(ref, int(time.time() * 1000) + RETRY_AFTER_DEAD_MS)
             self._on_dead(queue, kind)
             _log.warning(
                 "message dead-lettered",

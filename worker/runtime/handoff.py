@@ -63,7 +63,7 @@ for _, id in ipairs(ids) do
   if not body then
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[3], id)
-  elseif redis.call('HINCRBY', KEYS[3], id, 1) > tonumber(ARGV[3]) then
+  elseif tonumber(redis.call('HGET', KEYS[3], id) or '0') >= tonumber(ARGV[3]) then
     redis.call('ZADD', KEYS[1], '+inf', id)  -- still counted as unstored, never sent again
     given_up = given_up + 1
   else
@@ -165,7 +165,9 @@ class Handoff:
             if given_up:
                 _log.error("events no longer re-sent: still unstored after every re-send", queue=queue, events=given_up)
             for body in bodies:
-                self._broker.enqueue(dramatiq.Message.decode(_bytes(body)))
+                message = dramatiq.Message.decode(_bytes(body))
+                self._broker.enqueue(message)
+                client.hincrby(self._keys.handoff_resends, message.message_id, 1)  # counted once really sent
             sent += len(bodies)
         return sent
 

@@ -58,8 +58,20 @@ for _, source in ipairs({{KEYS[2], ARGV[2]}, {KEYS[3], ARGV[3]}}) do
 end
 return count
 """
+_BACKSTOP = """
+-- KEYS: due, backstops. ARGV: ref, at. A real wake-up that comes first wins; our own earlier backstop moves.
+local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local mine = redis.call('HGET', KEYS[2], ARGV[1])
+if current and not (mine and tonumber(current) == tonumber(mine)) and tonumber(current) <= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
 _FINISH_AND_RELEASE = """
--- KEYS: due, inbox, the customer's event sequence, lock, dirty. ARGV: ref, wake ('' for none), seq seen, token, ttl
+-- KEYS: due, inbox, the customer's event sequence, lock, dirty, backstops.
+-- ARGV: ref, wake ('' for none), seq seen, token, ttl
 if redis.call('GET', KEYS[4]) ~= ARGV[4] then return -1 end
 local dirty = redis.call('DEL', KEYS[5])
 if dirty == 1 or tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[3]) then
@@ -68,6 +80,7 @@ if dirty == 1 or tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[3]
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if ARGV[2] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('DEL', KEYS[4])
 return 1
 """
@@ -86,11 +99,20 @@ class DueSchedule:
         self._claim = client.register_script(_CLAIM)
         self._recover = client.register_script(_RECOVER)
         self._finish_and_release = client.register_script(_FINISH_AND_RELEASE)
+        self._backstop = client.register_script(_BACKSTOP)
         self._keys = keys
 
     def schedule(self, ref: str, at_ms: int) -> None:
         """Reconcile ``ref`` at ``at_ms`` at the latest (an earlier wake-up already scheduled wins)."""
         self._redis.zadd(self._key, {ref: at_ms}, lt=True)
+
+    def backstop(self, ref: str, at_ms: int) -> bool:
+        """A dead-man's switch for a customer whose run failed: be due at ``at_ms`` unless a real wake-up comes
+        first. Unlike ``schedule`` it moves *later* when it is our own previous backstop, so each failure of a
+        retry chain that is still alive pushes it on, and it fires only once the chain has stopped (dropped by
+        dramatiq in a Redis outage, or dead-lettered). A finished run's wake-up replaces it. Returns whether
+        it was set."""
+        return bool(self._backstop(keys=[self._key, self._keys.backstops], args=[ref, at_ms]))
 
     def finish_and_release(self, lock: CustomerLock, wake_at_ms: int | None, *, seen_seq: int) -> bool:
         """``finish`` and release ``lock`` in one script, if the run saw everything: no event arrived since it
@@ -102,7 +124,14 @@ class DueSchedule:
         ref = lock.ref
         result = int(
             self._finish_and_release(
-                keys=[self._key, self._inbox, self._seq_key(ref), self._keys.lock(ref), self._keys.dirty(ref)],
+                keys=[
+                    self._key,
+                    self._inbox,
+                    self._seq_key(ref),
+                    self._keys.lock(ref),
+                    self._keys.dirty(ref),
+                    self._keys.backstops,
+                ],
                 args=[ref, "" if wake_at_ms is None else wake_at_ms, seen_seq, lock.token, lock.ttl_ms],
             )
         )

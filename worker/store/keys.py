@@ -24,6 +24,7 @@ key                                 type    content
 ``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
 ``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
 ``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
+``{p}:backstops``                   hash    ref → the wake-up a failed run left (``DueSchedule.backstop``)
 ``{p}:workers``                     zset    worker process (host:pid) → last heartbeat of its scheduler (ms)
 ``{p}:funding:{YYYYMMDD}``          hash    daily funding ledger: used units per currency, reservations
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
@@ -110,6 +111,10 @@ class Keys:
     @property
     def handoff_bodies(self) -> str:
         return f"{self.prefix}:handoff:msgs"
+
+    @property
+    def backstops(self) -> str:
+        return f"{self.prefix}:backstops"
 
     @property
     def workers(self) -> str:
