@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.private_redis import free_port  # noqa: E402
 from worker.exchange.endpoints import ENDPOINTS  # noqa: E402
 
 WEIGHT_PER_CUSTOMER = 7
@@ -57,12 +57,6 @@ _SANDBOX_WEIGHTS = {
     "modify_sub_account_api": 3,
     "delete_sub_account_api": 3,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -7,9 +7,14 @@ import contextlib
 from collections.abc import Iterator
 from decimal import Decimal
 
+import httpx
 import pytest
+import redis
 
+from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for, kyc_documents
+from worker.exchange import RetryableError
+from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, StepsBlocked
 from worker.store.lock import CustomerLock
 
 DAY_MS = 86_400_000
@@ -26,6 +31,25 @@ def _held(rig: Rig, ref: str) -> CustomerLock:
     lock = CustomerLock(rig.app.redis, rig.app.keys, ref, ttl_ms=10_000)
     assert lock.acquire()
     return lock
+
+
+class _Unreachable(httpx.BaseTransport):
+    """KuCoin cannot be reached (for ``failures`` requests ending in ``path``, or every one)."""
+
+    def __init__(self, inner: httpx.BaseTransport, *, path: str = "", failures: int | None = None) -> None:
+        self.inner, self.path, self.failures = inner, path, failures
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(self.path) and self.failures != 0:
+            if self.failures is not None:
+                self.failures -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return self.inner.handle_request(request)
+
+
+def _poor(redis_url: str, key_prefix: str) -> Rig:
+    """A broker whose Special Account cannot pay the 250 USDT funding line: funding is refused (blocked)."""
+    return Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
 
 
 def test_an_event_stored_after_the_runs_last_look_keeps_the_run_going(rig: Rig) -> None:
@@ -146,10 +170,9 @@ def test_a_sweep_refused_because_money_moved_after_the_read_is_read_again(rig: R
 def test_a_block_whose_run_died_is_still_reported_once(redis_url: str, key_prefix: str) -> None:
     """Review finding: a funding line is refused (blocked), then the process dies before the run could raise the
     dead letter. The next run raises it; later runs do not raise it again."""
-    from sandbox import SandboxConfig
     from tests.core.harness import Crash
 
-    rig = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
+    rig = _poor(redis_url, key_prefix)
     try:
         ev = events_for("died-blocked")
         (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
@@ -169,8 +192,6 @@ def test_a_block_whose_run_died_is_still_reported_once(redis_url: str, key_prefi
 def test_a_lost_kyc_resubmission_is_sent_again_not_taken_for_the_old_rejection(redis_url: str, key_prefix: str) -> None:
     """Review finding: after a REJECT, new documents come; the resubmission dies before reaching KuCoin. The old
     REJECT is no proof it arrived: the documents are sent again and the new review decides."""
-    from sandbox import SandboxConfig
-
     docs = kyc_documents
 
     rig = Rig(
@@ -233,7 +254,6 @@ def test_a_write_is_not_sent_once_its_lock_may_have_expired(rig: Rig) -> None:
     as not sent (reads still go); the pending intent is then resolved by reading like any other."""
     import time
 
-    from worker.exchange import RetryableError
     from worker.exchange.http import send_deadline
 
     token = send_deadline.set(time.monotonic() - 1)
@@ -252,29 +272,13 @@ def test_a_block_marked_reported_is_raised_even_if_a_second_look_would_fail(redi
     """Review finding: a run went idle with a fresh block (marked reported), then looked again because an event
     had arrived, and failed on the next step: the block was never raised, so never dead-lettered. Now a run
     that has marked blocks raises them at once and leaves the new events to a fresh run."""
-    import httpx
-
-    from sandbox import SandboxConfig
-    from worker.exchange import RetryableError
-
-    poor = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
+    poor = _poor(redis_url, key_prefix)
     try:
         ev = events_for("lost-block")
         (ref,) = poor.publish(ev["created"], ev["kyc"])[:1]
         # an IP change is stored while the (refused) funding transfer is at the exchange
         poor.transport.after.append(("POST", "/api/v1/broker/nd/transfer", lambda: poor.publish(ev["ip"])))
-        inner = poor.transport.inner
-
-        class FailsOnce(httpx.BaseTransport):
-            fails = 1
-
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                if request.url.path.endswith("/update-apikey") and self.fails:
-                    self.fails -= 1
-                    raise httpx.ConnectError("connection refused", request=request)
-                return inner.handle_request(request)
-
-        poor.transport.inner = FailsOnce()
+        poor.transport.inner = _Unreachable(poor.transport.inner, path="/update-apikey", failures=1)
         for _ in range(2):  # the reconcile message, and dramatiq's retry of it
             with contextlib.suppress(RetryableError):
                 poor.run(ref)
@@ -289,20 +293,10 @@ def test_a_block_marked_reported_is_raised_even_if_a_second_look_would_fail(redi
 def test_a_failed_run_leaves_the_customer_due_whatever_happens_to_its_retry(rig: Rig) -> None:
     """Review finding: a run woken by its wake-up (no event, no intent for the sweeps to find) fails; dramatiq can
     drop the delayed retry in a Redis outage. The failed run leaves a backstop wake-up."""
-    import httpx
-
-    from worker.exchange import RetryableError
-    from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS
-
     ev = events_for("backstop")
     (ref,) = rig.publish(ev["created"])
     inner = rig.transport.inner
-
-    class Down(httpx.BaseTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            raise httpx.ConnectError("connection refused", request=request)
-
-    rig.transport.inner = Down()
+    rig.transport.inner = _Unreachable(inner)
     rig.app.redis.zrem(rig.app.keys.due, ref)  # the scheduler claimed the wake-up and sent the message
     with pytest.raises(RetryableError):
         rig.app.reconciler.run(ref)
@@ -317,18 +311,10 @@ def test_a_failed_run_leaves_the_customer_due_whatever_happens_to_its_retry(rig:
 def test_a_live_retry_chain_pushes_the_backstop_on_instead_of_starting_a_second_chain(rig: Rig) -> None:
     """Review finding: each failure armed the backstop only earlier-or-equal, so it fired 15 minutes after the
     first failure while dramatiq was still retrying: a second retry chain per customer every 15 minutes."""
-    import httpx
-
-    from worker.exchange import RetryableError
-
     ev = events_for("chain")
     (ref,) = rig.publish(ev["created"])
-
-    class Down(httpx.BaseTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            raise httpx.ConnectError("connection refused", request=request)
-
-    rig.transport.inner, inner = Down(), rig.transport.inner
+    inner = rig.transport.inner
+    rig.transport.inner = _Unreachable(inner)
     rig.app.redis.zrem(rig.app.keys.due, ref)
     for _ in range(4):  # the attempt and its retries, five minutes apart
         with pytest.raises(RetryableError):
@@ -356,12 +342,7 @@ def test_a_backstop_does_not_delay_an_earlier_real_wake_up(rig: Rig) -> None:
 def test_blocks_marked_reported_are_raised_even_if_redis_fails_right_after(redis_url: str, key_prefix: str) -> None:
     """Review finding: after the marking commit, a Redis error (finish, schedule, release) propagated instead of
     StepsBlocked; the retry saw the block reported and raised nothing: never a dead letter."""
-    import redis as redis_lib
-
-    from sandbox import SandboxConfig
-    from worker.provisioning.reconciler import StepsBlocked
-
-    poor = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}}))
+    poor = _poor(redis_url, key_prefix)
     try:
         ev = events_for("blip")
         (ref,) = poor.publish(ev["created"], ev["kyc"])[:1]
@@ -370,7 +351,7 @@ def test_blocks_marked_reported_are_raised_even_if_redis_fails_right_after(redis
 
         def blip(lock: CustomerLock, wake_at_ms: int | None, *, seen_seq: int) -> bool:
             if any(b.reported for b in poor.app.store.load(ref).blocked.values()):  # type: ignore[union-attr]
-                raise redis_lib.ConnectionError("Redis went away")
+                raise redis.ConnectionError("Redis went away")
             return real(lock, wake_at_ms, seen_seq=seen_seq)
 
         due.finish_and_release = blip  # type: ignore[method-assign]

@@ -139,7 +139,7 @@ def test_metrics_after_a_known_sequence_scraped_over_http(redis_url: str, key_pr
     from prometheus_client import start_http_server
     from prometheus_client.parser import text_string_to_metric_families
 
-    from tests.runtime.procs import free_port
+    from tests.private_redis import free_port
     from worker.runtime.broker import QUEUES
     from worker.runtime.metrics import RedisCollector
 

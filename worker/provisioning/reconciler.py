@@ -147,12 +147,11 @@ class Reconciler:
             return report
         blocked = report.blocked
         try:
-            opened = self._context(lock, snapshot, retry_blocked)
-            if opened is None:
+            ctx = self._context(lock, snapshot, retry_blocked)
+            if ctx is None:
                 report.reason = "no events"
                 self.due.cancel(ref)
                 return report
-            ctx = opened
             seen_seq, desired = self._take_in(ctx, snapshot)
             for _ in range(self._max_steps):
                 # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
