@@ -12,6 +12,7 @@ the same development defaults, so worker and simulator agree with no configurati
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -108,6 +109,9 @@ class Settings(BaseSettings):
     http_write_timeout: float = Field(5.0, alias="KUCOIN_HTTP_WRITE_TIMEOUT", gt=0, le=60)
     http_pool_timeout: float = Field(5.0, alias="KUCOIN_HTTP_POOL_TIMEOUT", gt=0, le=60)
     http_max_connections: int = Field(20, alias="KUCOIN_HTTP_MAX_CONNECTIONS", ge=1, le=1000)
+    http_proxy: SecretStr | None = Field(None, alias="KUCOIN_HTTP_PROXY")
+    """An HTTP(S) proxy every exchange request goes through (it may carry credentials, hence secret). The
+    environment's ``HTTPS_PROXY``/``HTTP_PROXY`` are not read: configuration is this value only."""
 
     # --- provisioning policy ----------------------------------------------------------------------------
     name_secret: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRET")
@@ -174,6 +178,13 @@ class Settings(BaseSettings):
             if not items or not all(c.isalnum() and len(c) <= 16 for c in items):
                 raise ValueError("expected a comma-separated list of currency codes")
             return items
+        return value
+
+    @field_validator("http_proxy")
+    @classmethod
+    def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value.get_secret_value()):
+            raise ValueError("expected http://[user:password@]host:port or https://…")
         return value
 
     @field_validator("funding_cap_per_customer", "funding_cap_per_day", mode="before")

@@ -47,7 +47,7 @@ class ExchangeClient:
         observers: Sequence[Observer] = (),
         clock: Callable[[], float] = time.time,
     ) -> ExchangeClient:
-        """A client with the settings' hosts, keys, time-outs and pool size."""
+        """A client with the settings' hosts, keys, time-outs, pool size and proxy."""
         http = KucoinHttp(
             broker_base_url=settings.broker_base_url,
             spot_base_url=settings.spot_base_url,
@@ -64,6 +64,7 @@ class ExchangeClient:
                 max_keepalive_connections=settings.http_max_connections,
             ),
             transport=transport,
+            proxy=settings.http_proxy.get_secret_value() if settings.http_proxy is not None else None,
             gate=gate,
             observers=observers,
             clock=clock,
