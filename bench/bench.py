@@ -12,7 +12,8 @@ Scenarios (one run does all that are selected):
 - ``speedup``: 100 ms latency, quota out of the way: our worker against a sequential script on the official
   kucoin-universal-sdk making the same three calls per customer.
 - ``cost``: 0 ms latency, quota out of the way: worker CPU per event against the same number of messages through
-  a no-op dramatiq actor on the same Redis (the framework's own cost).
+  a no-op dramatiq actor on the same Redis (the framework's own cost); beside it, what the three exchange calls
+  cost alone and what our actor's work costs without the framework, which split the figure into its parts.
 - ``scale``: 0 ms latency, quota out of the way, backlogs of 1 000 and 10 000 customers: CPU per customer, peak
   RSS per worker process and p99 service time (first message of a customer to its key and funding) must stay
   flat; publish-to-converged grows with the backlog by nature (queueing), and is reported too.
@@ -446,6 +447,37 @@ def run_call_floor(url: str, *, customers: int) -> dict[str, Any]:
     }
 
 
+def run_inprocess(redis_url: str, url: str, *, customers: int) -> dict[str, Any]:
+    """Our actor's work without the framework: intake and reconcile of every event, one after the other in one
+    thread of this process, against the simulator (its own process) and the same Redis — no dramatiq, no
+    middleware, no metrics. With the calls floor it splits the worker's cost into framework, calls and our own
+    bookkeeping (intents, commits, locks, admissions, sealing, planning)."""
+    from worker.bootstrap import build_app
+    from worker.intake import Accepted
+    from worker.settings import Settings
+
+    env = base_env(redis_url, url, quota=HUGE_QUOTA)
+    settings, _ = Settings.from_env(env)
+    app = build_app(settings)
+    evs = events(customers, env["PROVISIONER_REDIS_PREFIX"])
+    cpu0 = time.thread_time()
+    for event in evs:
+        accepted = app.intake.accept(event)
+        assert isinstance(accepted, Accepted), accepted
+        app.reconciler.run(accepted.ref)
+    cpu = time.thread_time() - cpu0
+    issued = int(app.redis.hget(f"{env['PROVISIONER_REDIS_PREFIX']}:stats", "keys_issued") or 0)
+    app.close()
+    forget(redis_url, env["PROVISIONER_REDIS_PREFIX"])
+    if issued != customers:
+        raise RuntimeError(f"in-process run issued {issued} keys for {customers} customers")
+    return {
+        "customers": customers,
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_event": round(1000 * cpu / (2 * customers), 3),
+    }
+
+
 def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
     """What a broker would write without us: the official SDK, sequentially, the same three calls."""
     from kucoin_universal_sdk.api.client import DefaultClient
@@ -517,7 +549,7 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 @click.option("--speedup-customers", default=1000, show_default=True)
 @click.option("--baseline-customers", default=30, show_default=True)
 @click.option("--cost-customers", default=1000, show_default=True)
-@click.option("--cost-repeat", default=3, show_default=True, help="Cost trials; the medians are reported.")
+@click.option("--cost-repeat", default=5, show_default=True, help="Cost trials; the medians are reported.")
 @click.option("--scale", "scale_sizes", default="1000,10000", show_default=True)
 @click.option("--timeout", default=900, show_default=True, help="Seconds to wait for one scenario.")
 @click.option("--out", default="bench/results/latest.json", show_default=True)
@@ -568,21 +600,32 @@ def main(
             floor = run_floor(redis_url, messages=2 * cost_customers, processes=processes, threads=threads_at_0ms)
             with sandbox(quota=HUGE_QUOTA, latency_ms=0) as url:
                 calls = run_call_floor(url, customers=cost_customers)
-            trials.append((ours, floor, calls))
+                alone = run_inprocess(redis_url, url, customers=cost_customers)
+            trials.append((ours, floor, calls, alone))
         ours = _median_by(trials, 0, "cpu_ms_per_event")
         floor = _median_by(trials, 1, "cpu_ms_per_message")
         calls = _median_by(trials, 2, "cpu_ms_per_event")
+        alone = _median_by(trials, 3, "cpu_ms_per_event")
+        noop_ms, calls_ms = floor["cpu_ms_per_message"], calls["cpu_ms_per_event"]
         results["cost"] = {
             "ours": ours,
             "floor": floor,
             "calls_floor": calls,
+            "in_process": alone,
             "trials": [
-                [t[0]["cpu_ms_per_event"], t[1]["cpu_ms_per_message"], t[2]["cpu_ms_per_event"]] for t in trials
+                [t[0]["cpu_ms_per_event"], t[1]["cpu_ms_per_message"], *(x["cpu_ms_per_event"] for x in t[2:])]
+                for t in trials
             ],
-            "ratio": round(ours["cpu_ms_per_event"] / floor["cpu_ms_per_message"], 2),
-            "floor_plus_calls_ratio": round(
-                (floor["cpu_ms_per_message"] + calls["cpu_ms_per_event"]) / floor["cpu_ms_per_message"], 2
-            ),
+            "ratio": round(ours["cpu_ms_per_event"] / noop_ms, 2),
+            "floor_plus_calls_ratio": round((noop_ms + calls_ms) / noop_ms, 2),
+            "per_event_ms": {
+                "framework (no-op actor)": noop_ms,
+                "exchange calls": calls_ms,
+                "our bookkeeping": round(alone["cpu_ms_per_event"] - calls_ms, 3),
+                "inside the worker, beyond those": round(
+                    ours["cpu_ms_per_event"] - noop_ms - alone["cpu_ms_per_event"], 3
+                ),
+            },
         }
         _say("cost", results["cost"])
     if "scale" in chosen:
@@ -672,6 +715,15 @@ def _table(r: dict[str, Any]) -> None:
                     f"calls {c['calls_floor']['cpu_ms_per_event']} ms/event",
                     f"({c['calls_floor']['cpu_ms_per_call']} ms/call)",
                     f"{c['floor_plus_calls_ratio']}x before any bookkeeping",
+                )
+            )
+        if "per_event_ms" in c:
+            rows.append(
+                (
+                    "  where an event's CPU goes",
+                    ", ".join(f"{k} {v}" for k, v in list(c["per_event_ms"].items())[:2]),
+                    ", ".join(f"{k} {v}" for k, v in list(c["per_event_ms"].items())[2:]),
+                    "ms",
                 )
             )
     if "scale" in r:
