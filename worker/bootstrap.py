@@ -40,15 +40,6 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 def policy_from(settings: Settings) -> Policy:
     """The planner's rules, from the settings."""
-    read_bound_ms = int(
-        1000
-        * (
-            settings.http_connect_timeout
-            + settings.http_write_timeout
-            + settings.http_read_timeout
-            + settings.http_pool_timeout
-        )
-    )
     return Policy(
         naming=Naming(settings.secret("name_secret"), prefix=settings.account_name_prefix),
         funding_caps=settings.funding_cap_per_customer,
@@ -58,7 +49,7 @@ def policy_from(settings: Settings) -> Policy:
         rotation_grace_ms=settings.rotation_grace_seconds * 1000,
         proxy_kyc=settings.proxy_kyc,
         kyc_poll_ms=settings.kyc_poll_seconds * 1000,
-        resolve_delay_ms=read_bound_ms + settings.unknown_outcome_settle_ms,
+        resolve_delay_ms=int(1000 * settings.request_bound_s) + settings.unknown_outcome_settle_ms,
     )
 
 
@@ -137,13 +128,7 @@ def build_app(
     )
     if on_transfer is not None:
         services = replace(services, on_transfer=on_transfer)
-    request_bound_s = (
-        settings.http_connect_timeout
-        + settings.http_write_timeout
-        + settings.http_read_timeout
-        + settings.http_pool_timeout
-    )
-    services = replace(services, send_window_s=max(1.0, settings.lock_ttl_ms / 1000 - request_bound_s - 2))
+    services = replace(services, send_window_s=max(1.0, settings.lock_ttl_ms / 1000 - settings.request_bound_s - 2))
     if limiter is not None:
         services = replace(services, admit=_admission(limiter))
     reconciler = Reconciler(

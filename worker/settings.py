@@ -12,12 +12,12 @@ the same development defaults, so worker and simulator agree with no configurati
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,7 @@ __all__ = [
     "KucoinCredentials",
     "Settings",
     "SettingsError",
+    "ignored_proxy_variables",
 ]
 
 KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
@@ -183,8 +184,12 @@ class Settings(BaseSettings):
     @field_validator("http_proxy")
     @classmethod
     def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value.get_secret_value()):
-            raise ValueError("expected http://[user:password@]host:port or https://…")
+        if value is not None and not _is_plain_proxy_url(value.get_secret_value()):
+            # never echo the value: it may hold the proxy's password
+            raise ValueError(
+                "expected http://[user:password@]host[:port] or https://…, nothing after the port "
+                "(percent-encode # ? / @ : in the user name or password)"
+            )
         return value
 
     @field_validator("funding_cap_per_customer", "funding_cap_per_day", mode="before")
@@ -234,13 +239,11 @@ class Settings(BaseSettings):
             )
         if self.min_backoff_ms > self.max_backoff_ms:
             problems.append("PROVISIONER_MIN_BACKOFF_MS: must not exceed PROVISIONER_MAX_BACKOFF_MS")
-        request_bound_s = (
-            self.http_connect_timeout + self.http_write_timeout + self.http_read_timeout + self.http_pool_timeout
-        )
-        if self.lock_ttl_ms / 1000 < request_bound_s + 3:
+        if self.lock_ttl_ms / 1000 < self.request_bound_s + 3:
+            through = ", through KUCOIN_HTTP_PROXY" if self.http_proxy is not None else ""
             problems.append(
-                f"PROVISIONER_LOCK_TTL_MS: must exceed the longest request ({request_bound_s:g} s of "
-                "KUCOIN_HTTP_* time-outs) by at least 3 s, so that a customer's lock outlives its writes"
+                f"PROVISIONER_LOCK_TTL_MS: must exceed the longest request ({self.request_bound_s:g} s of "
+                f"KUCOIN_HTTP_* time-outs{through}) by at least 3 s, so that a customer's lock outlives its writes"
             )
         for name, caps in (
             ("PROVISIONER_FUNDING_CAP_PER_CUSTOMER", self.funding_cap_per_customer),
@@ -267,6 +270,33 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
 
+    @property
+    def request_bound_s(self) -> float:
+        """The longest one exchange request can take, from the ``KUCOIN_HTTP_*`` time-outs: waiting for a pooled
+        connection, the TCP connect and the TLS handshake (httpcore gives each the connect time-out), sending,
+        reading. Through a proxy, also the tunnel: a handshake with an https proxy and the CONNECT exchange."""
+        connects, exchanges = 2, 1
+        if self.http_proxy is not None:
+            connects, exchanges = 3, 2
+        return (
+            self.http_pool_timeout
+            + connects * self.http_connect_timeout
+            + exchanges * (self.http_write_timeout + self.http_read_timeout)
+        )
+
+    def log_secrets(self) -> list[str]:
+        """Our own credentials, to be redacted wherever they would appear in a log line: the management and
+        trading keys' secrets and passphrases, the broker key, and the proxy's password."""
+        values = [
+            self.secret(n)
+            for n in ("api_secret", "api_passphrase", "broker_key", "trading_api_secret", "trading_api_passphrase")
+        ]
+        if self.http_proxy is not None:
+            password = urlsplit(self.http_proxy.get_secret_value()).password
+            if password:
+                values += [password, unquote(password)]
+        return values
+
     def secret(self, name: str) -> str:
         """The plain value of a secret field (e.g. ``"api_secret"``). Raises ``SettingsError`` if unset."""
         value = getattr(self, name)
@@ -292,6 +322,38 @@ class Settings(BaseSettings):
             api_secret=self.secret("trading_api_secret"),
             api_passphrase=self.secret("trading_api_passphrase"),
         )
+
+
+_ENV_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def ignored_proxy_variables(environ: Mapping[str, str], settings: Settings) -> list[str]:
+    """The environment's proxy variables that are set while ``KUCOIN_HTTP_PROXY`` is not: the exchange client
+    does not read them (it did through ``httpx.Client`` before), so a deployment relying on them goes direct."""
+    if settings.http_proxy is not None:
+        return []
+    return [name for name in _ENV_PROXY_VARIABLES if environ.get(name)]
+
+
+def _is_plain_proxy_url(value: str) -> bool:
+    """``http(s)://[user[:password]@]host[:port][/]``, nothing else, no whitespace or control characters."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0  # .port raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and port_ok
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.fragment
+        and "#" not in value
+        and "?" not in value
+    )
 
 
 def _alias_of(field_name: str) -> str:

@@ -294,7 +294,13 @@ def _transport_errors(endpoint: Endpoint) -> Iterator[None]:
     ctx: dict[str, Any] = {"endpoint": endpoint.name}
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:
+    except (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        httpx.UnsupportedProtocol,
+        httpx.ProxyError,  # the proxy refused the tunnel (CONNECT): nothing reached the exchange
+    ) as exc:
         raise RetryableError(f"request not sent: {type(exc).__name__}", **ctx) from exc
     except httpx.RequestError as exc:  # read/write time-outs, dropped connections, protocol/decoding errors
         text = f"no response: {type(exc).__name__}"

@@ -7,12 +7,14 @@ broker dramatiq's global one. The process's app (Redis clients, HTTP pool) is bu
 
 from __future__ import annotations
 
+import os
+
 import dramatiq
 import structlog
 
 from worker.logs import configure_logging
 from worker.runtime.broker import Runtime, build_runtime
-from worker.settings import Settings
+from worker.settings import Settings, ignored_proxy_variables
 
 __all__ = ["setup"]
 
@@ -26,12 +28,13 @@ def setup() -> None:
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level,
-        secrets=[
-            settings.secret(n)
-            for n in ("api_secret", "api_passphrase", "broker_key", "trading_api_secret", "trading_api_passphrase")
-        ],
+        secrets=settings.log_secrets(),
     )
+    log = structlog.get_logger(__name__)
     if defaulted:
-        structlog.get_logger(__name__).warning("development defaults in use", settings=defaulted)
+        log.warning("development defaults in use", settings=defaulted)
+    ignored = ignored_proxy_variables(os.environ, settings)
+    if ignored:
+        log.warning("environment proxy variables are not used: set KUCOIN_HTTP_PROXY", variables=ignored)
     _runtime = build_runtime(settings)
     dramatiq.set_broker(_runtime.broker)
