@@ -102,7 +102,7 @@ def worker_env(redis_url: str, prefix: str, sandbox_url: str, **extra: str) -> d
             "PROVISIONER_LOCK_TTL_MS": "10000",
             "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",
             "KUCOIN_HTTP_WRITE_TIMEOUT": "1",
-            "KUCOIN_HTTP_READ_TIMEOUT": "4",
+            "KUCOIN_HTTP_READ_TIMEOUT": "3",  # bound 1 + 2 x 1 + 1 + 3 = 7 s: the 10 s lock outlives it by 3 s
             "KUCOIN_HTTP_POOL_TIMEOUT": "1",
             "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "500",
             "PROVISIONER_MIN_BACKOFF_MS": "200",
