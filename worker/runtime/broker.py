@@ -26,6 +26,7 @@ from worker.bootstrap import App, build_app
 from worker.publish import Publisher
 from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT, Actors, declare_actors
 from worker.runtime.deadletters import DeadLetterMiddleware, DeadLetters
+from worker.runtime.delayed_recovery import DelayedMessageRecovery
 from worker.runtime.durable_retries import DurableRetries
 from worker.runtime.handoff import Handoff
 from worker.runtime.holder import AppHolder
@@ -110,6 +111,7 @@ def build_runtime(
     )
     heartbeat_timeout, maintenance_chance = recovery_tuning(settings.recovery_seconds)
     metrics_middleware = MetricsMiddleware(lambda: metrics)
+    delayed_recovery = DelayedMessageRecovery()
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=f"{settings.key_prefix}-dramatiq",
@@ -137,6 +139,7 @@ def build_runtime(
             DeadLetterMiddleware(
                 lambda: holder.get().redis, Keys(settings.key_prefix), on_dead=metrics_middleware.on_dead
             ),
+            delayed_recovery,
         ],
     )
     actors = declare_actors(broker, holder, policy, metrics)
@@ -148,6 +151,7 @@ def build_runtime(
         clock=clock,
         stale_ms=settings.sweep_stale_seconds * 1000,
         resend_events=handoff.resend_stale,
+        recover_delayed=delayed_recovery.recover,
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
     for queue in QUEUES:

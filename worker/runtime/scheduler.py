@@ -2,7 +2,8 @@
 
 It sleeps until the next customer is due (at most ``interval``), puts back leases whose scheduler died, claims
 the customers due now (atomically: no two processes claim the same one), enqueues a ``reconcile_customer``
-message for each and releases the claim. Grace
+message for each and releases the claim. Every ``sweep_every_s`` it also re-schedules customers left waiting,
+re-sends events never stored and requeues delayed messages this process's consumers dropped. Grace
 periods, settle waits, KYC checks, rate-limit waits, busy customers and key ages all wake up through it.
 """
 
@@ -37,6 +38,7 @@ class DueScheduler:
         sweep_every_s: float = 30.0,
         stale_ms: int = 120_000,
         resend_events: Callable[[int], int] | None = None,
+        recover_delayed: Callable[[], int] | None = None,
     ) -> None:
         self._due = due
         self._send = send
@@ -50,6 +52,7 @@ class DueScheduler:
         self._stale_ms = stale_ms
         self._last_sweep = 0.0
         self._resend_events = resend_events
+        self._recover_delayed = recover_delayed
 
     def tick(self) -> int:
         """One pass. Returns how many customers were enqueued."""
@@ -64,6 +67,9 @@ class DueScheduler:
             resent = self._resend_events(self._stale_ms) if self._resend_events else 0
             if resent:
                 _log.warning("re-sent events never stored", events=resent)
+            recovered = self._recover_delayed() if self._recover_delayed else 0
+            if recovered:
+                _log.warning("re-queued delayed messages a consumer dropped", messages=recovered)
         due.recover_expired(now)
         sent = 0
         for ref in due.claim_due(now, limit=self._batch):
