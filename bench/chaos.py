@@ -13,6 +13,7 @@ every secret the simulator issued, and prints the figures. Exit status 1 on any 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -92,6 +93,14 @@ class Worker:
         if self.alive():
             assert self.proc is not None
             os.kill(self.proc.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (master and worker processes), if it is still running."""
+        if self.alive():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def wait(self, timeout: float = 90) -> None:
         if self.proc is None:
@@ -230,7 +239,6 @@ def main(
     )
     exchange = Exchange(config)
     store = PrivateRedis()
-    store.start()
     figures: dict[str, Any] = {
         "customers": customers,
         "workers": worker_count,
@@ -239,137 +247,154 @@ def main(
         "client_oid": client_oid,
         "seed": seed,
     }
-    with start_server(exchange) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "PROMETHEUS"))}
-        env.update(
-            {
-                "REDIS_URL": store.url,
-                "PROVISIONER_REDIS_PREFIX": run,
-                "KUCOIN_BROKER_BASE_URL": server.url,
-                "KUCOIN_SPOT_BASE_URL": server.url,
-                "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",
-                "KUCOIN_HTTP_READ_TIMEOUT": "2",
-                "KUCOIN_HTTP_WRITE_TIMEOUT": "1",
-                "KUCOIN_HTTP_POOL_TIMEOUT": "1",
-                "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "2000",
-                "PROVISIONER_RECOVERY_SECONDS": "10",
-                "PROVISIONER_LOCK_TTL_MS": "10000",
-                "PROVISIONER_ROTATION_GRACE_SECONDS": "2",
-                "PROVISIONER_BROKER_QUOTA": "40000",
-                "PROVISIONER_MIN_BACKOFF_MS": "200",
-                "PROVISIONER_MAX_BACKOFF_MS": "5000",
-                "PROVISIONER_MAX_RETRIES": "20",
-                "PROVISIONER_SWEEP_STALE_SECONDS": "20",
-                "PROVISIONER_LOG_FORMAT": "json",
-                "PROVISIONER_LOG_LEVEL": "INFO",
-                "PROVISIONER_FUNDING_CAP_PER_DAY": "USDT=10000000,BTC=1000,ETH=1,USDC=1,KCS=1",
-            }
-        )
-        settings, _ = Settings.from_env(env)
-        runtime = build_runtime(settings, registry=CollectorRegistry())
-        publisher = runtime.publisher()
-        workers = [Worker(i, env, logdir, threads) for i in range(worker_count)]
-        for w in workers:
-            w.start()
-        events = lifecycles(customers, run, rng)
-        plan = deliveries(events, rng)
-        events_path = logdir / "events.jsonl"
-        events_path.write_text("".join(json.dumps(e) + "\n" for e in plan))
-        figures |= {"events": len(events), "deliveries": len(plan)}
-        log(f"{customers} customers, {len(events)} events, {len(plan)} deliveries; logs in {logdir}")
+    workers: list[Worker] = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    store.start()
+    try:
+        with start_server(exchange) as server:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "PROMETHEUS"))}
+            env.update(
+                {
+                    "REDIS_URL": store.url,
+                    "PROVISIONER_REDIS_PREFIX": run,
+                    "KUCOIN_BROKER_BASE_URL": server.url,
+                    "KUCOIN_SPOT_BASE_URL": server.url,
+                    "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",
+                    "KUCOIN_HTTP_READ_TIMEOUT": "2",
+                    "KUCOIN_HTTP_WRITE_TIMEOUT": "1",
+                    "KUCOIN_HTTP_POOL_TIMEOUT": "1",
+                    "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "2000",
+                    "PROVISIONER_RECOVERY_SECONDS": "10",
+                    "PROVISIONER_LOCK_TTL_MS": "10000",
+                    "PROVISIONER_ROTATION_GRACE_SECONDS": "2",
+                    "PROVISIONER_BROKER_QUOTA": "40000",
+                    "PROVISIONER_MIN_BACKOFF_MS": "200",
+                    "PROVISIONER_MAX_BACKOFF_MS": "5000",
+                    "PROVISIONER_MAX_RETRIES": "20",
+                    "PROVISIONER_SWEEP_STALE_SECONDS": "20",
+                    "PROVISIONER_LOG_FORMAT": "json",
+                    "PROVISIONER_LOG_LEVEL": "INFO",
+                    "PROVISIONER_FUNDING_CAP_PER_DAY": "USDT=10000000,BTC=1000,ETH=1,USDC=1,KCS=1",
+                }
+            )
+            settings, _ = Settings.from_env(env)
+            runtime = build_runtime(settings, registry=CollectorRegistry())
+            publisher = runtime.publisher()
+            workers.extend(Worker(i, env, logdir, threads) for i in range(worker_count))
+            for w in workers:
+                w.start()
+            events = lifecycles(customers, run, rng)
+            plan = deliveries(events, rng)
+            events_path = logdir / "events.jsonl"
+            events_path.write_text("".join(json.dumps(e) + "\n" for e in plan))
+            figures |= {"events": len(events), "deliveries": len(plan)}
+            log(f"{customers} customers, {len(events)} events, {len(plan)} deliveries; logs in {logdir}")
 
-        pause = (3, 8) if quick else (8, 20)
-        if publish_rate <= 0:
-            publish_rate = len(plan) / ((kills + 2) * sum(pause) / 2 * 0.9)
-        log(f"publishing at {publish_rate:.0f} deliveries/s")
-        progress = {"published": 0}
-        chaos = Counter()
-        stop = threading.Event()
-        started = time.monotonic()
+            pause = (3, 8) if quick else (8, 20)
+            if publish_rate <= 0:
+                publish_rate = len(plan) / ((kills + 2) * sum(pause) / 2 * 0.9)
+            log(f"publishing at {publish_rate:.0f} deliveries/s")
+            progress = {"published": 0}
+            chaos = Counter()
+            started = time.monotonic()
 
-        def publish_all() -> None:
-            for event in plan:
-                while True:
-                    try:
-                        publisher.publish(json.dumps(event))
-                        break
-                    except (redis.RedisError, OSError):
-                        time.sleep(0.2)  # Redis is being restarted: publish again (at-least-once)
-                progress["published"] += 1
-                time.sleep(1 / publish_rate)
+            def publish_all() -> None:
+                for event in plan:
+                    while True:
+                        try:
+                            publisher.publish(json.dumps(event))
+                            break
+                        except (redis.RedisError, OSError):
+                            time.sleep(0.2)  # Redis is being restarted: publish again (at-least-once)
+                    progress["published"] += 1
+                    time.sleep(1 / publish_rate)
 
-        def supervise() -> None:
-            """A process manager: restarts a worker whose master exited (dramatiq stops when a process dies)."""
-            while not stop.is_set():
-                for w in workers:
-                    if not w.alive() and not getattr(w, "held", False):
-                        w.wait(1)
+            def supervise() -> None:
+                """A process manager: restarts a worker whose master exited (dramatiq stops when a process dies)."""
+                while not stop.is_set():
+                    for w in workers:
+                        if not w.alive() and not getattr(w, "held", False):
+                            w.wait(1)
+                            w.start()
+                            chaos["restarts"] += 1
+                    stop.wait(0.5)
+
+            publisher_thread = threading.Thread(target=publish_all, daemon=True)
+            supervisor = threading.Thread(target=supervise, daemon=True)
+            publisher_thread.start()
+            supervisor.start()
+            total = len(plan)
+            done_term = done_redis = False
+            while chaos["kills"] < kills or not done_term or not done_redis:
+                time.sleep(rng.uniform(*pause))
+                share = progress["published"] / total
+                if not done_term and share >= 0.4:
+                    log("SIGTERM to every worker")
+                    for w in workers:
+                        w.held = True  # type: ignore[attr-defined]
+                        w.terminate()
+                    for w in workers:
+                        w.wait()
                         w.start()
-                        chaos["restarts"] += 1
-                stop.wait(0.5)
-
-        publisher_thread = threading.Thread(target=publish_all, daemon=True)
-        supervisor = threading.Thread(target=supervise, daemon=True)
-        publisher_thread.start()
-        supervisor.start()
-        total = len(plan)
-        done_term = done_redis = False
-        while chaos["kills"] < kills or not done_term or not done_redis:
-            time.sleep(rng.uniform(*pause))
-            share = progress["published"] / total
-            if not done_term and share >= 0.4:
-                log("SIGTERM to every worker")
-                for w in workers:
-                    w.held = True  # type: ignore[attr-defined]
-                    w.terminate()
-                for w in workers:
-                    w.wait()
-                    w.start()
-                    w.held = False  # type: ignore[attr-defined]
-                chaos["sigterms"] += 1
-                done_term = True
-            elif not done_redis and share >= 0.6:
-                log("kill -9 Redis, restart it from its AOF")
-                store.kill()
-                time.sleep(2)
-                store.start()
-                chaos["redis_restarts"] += 1
-                done_redis = True
-            elif chaos["kills"] < kills:
-                victim = rng.choice(workers)
-                pids = victim.children()
-                if pids:
-                    os.kill(rng.choice(pids), signal.SIGKILL)
-                    chaos["kills"] += 1
-                    log(f"kill -9 worker {victim.index} ({chaos['kills']}/{kills}), {share:.0%} published")
-        publisher_thread.join()
-        published_at = time.monotonic()
-        log(f"all {total} deliveries published after {published_at - started:.0f}s; waiting for convergence")
-        violations, converged_at = converge(runtime, events_path, server.url, exchange, settings, timeout)
+                        w.held = False  # type: ignore[attr-defined]
+                    chaos["sigterms"] += 1
+                    done_term = True
+                elif not done_redis and share >= 0.6:
+                    log("kill -9 Redis, restart it from its AOF")
+                    store.kill()
+                    time.sleep(2)
+                    store.start()
+                    chaos["redis_restarts"] += 1
+                    done_redis = True
+                elif chaos["kills"] < kills:
+                    victim = rng.choice(workers)
+                    pids = victim.children()
+                    if pids:
+                        os.kill(rng.choice(pids), signal.SIGKILL)
+                        chaos["kills"] += 1
+                        log(f"kill -9 worker {victim.index} ({chaos['kills']}/{kills}), {share:.0%} published")
+            publisher_thread.join()
+            published_at = time.monotonic()
+            log(f"all {total} deliveries published after {published_at - started:.0f}s; waiting for convergence")
+            violations, converged_at = converge(runtime, events_path, server.url, exchange, settings, timeout)
+            stop.set()
+            figures |= {
+                "chaos": dict(chaos),
+                "violations": [v.__dict__ for v in violations],
+                "publish_s": round(published_at - started, 1),
+                "converge_after_publish_s": round(converged_at - published_at, 1) if converged_at else None,
+                "total_s": round((converged_at or time.monotonic()) - started, 1),
+            }
+            state = exchange.state_snapshot()
+            figures["exchange_calls"] = sum(state["stats"]["requests"].values())
+            figures["faults_injected"] = state["stats"]["faults"]
+            figures["exchange_429s"] = state["stats"]["rateLimited"]
+            figures["dead_letters"] = [d.summary() for d in runtime.dead_letters().list()]
+            metrics_text = "\n".join(w.scrape() for w in workers)
+            _stop_workers(workers)
+            figures |= scan_logs(logdir, worker_count)
+            figures["secret_hits"] = secret_hits(exchange, settings, store.url, logdir, metrics_text)
+            runtime.close()
+    finally:
+        # whatever ended the run (an error, SIGTERM, a closed stdout), leave no worker or Redis running
         stop.set()
-        figures |= {
-            "chaos": dict(chaos),
-            "violations": [v.__dict__ for v in violations],
-            "publish_s": round(published_at - started, 1),
-            "converge_after_publish_s": round(converged_at - published_at, 1) if converged_at else None,
-            "total_s": round((converged_at or time.monotonic()) - started, 1),
-        }
-        state = exchange.state_snapshot()
-        figures["exchange_calls"] = sum(state["stats"]["requests"].values())
-        figures["faults_injected"] = state["stats"]["faults"]
-        figures["exchange_429s"] = state["stats"]["rateLimited"]
-        figures["dead_letters"] = [d.summary() for d in runtime.dead_letters().list()]
-        metrics_text = "\n".join(w.scrape() for w in workers)
         for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait()
-        figures |= scan_logs(logdir, worker_count)
-        figures["secret_hits"] = secret_hits(exchange, settings, store.url, logdir, metrics_text)
-        runtime.close()
-    store.stop()
+            w.kill()
+        store.stop()
     report(figures, out)
     sys.exit(1 if figures["violations"] or figures["secret_hits"] or figures["converge_after_publish_s"] is None else 0)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_workers(workers: list[Worker]) -> None:
+    for w in workers:
+        w.terminate()
+    for w in workers:
+        w.wait()
 
 
 def converge(

@@ -18,7 +18,7 @@ ROOT = Path(__file__).parents[2]
 @pytest.mark.parametrize("client_oid", ["reject"])
 def test_small_chaos_run_converges_without_violations(tmp_path: Path, client_oid: str) -> None:
     out = tmp_path / "chaos.json"
-    result = subprocess.run(
+    chaos = subprocess.Popen(
         [
             sys.executable,
             "bench/chaos.py",
@@ -34,12 +34,17 @@ def test_small_chaos_run_converges_without_violations(tmp_path: Path, client_oid
             "--out",
             str(out),
         ],
-        check=False,
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=580,
     )
+    try:
+        stdout, stderr = chaos.communicate(timeout=560)
+    except subprocess.TimeoutExpired:
+        chaos.terminate()  # SIGTERM: the run stops its workers and its Redis before it exits
+        stdout, stderr = chaos.communicate(timeout=120)
+    result = subprocess.CompletedProcess(chaos.args, chaos.returncode, stdout, stderr)
     assert out.exists(), result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["violations"] == [], figures["violations"][:10]
