@@ -304,6 +304,7 @@ class _Customer:
                 "name_unavailable",
                 "orphan_keys_deleted",
                 "refused",
+                "resent",
             )
         )
         if actions["intent"] > settled + actions["outcome_unknown"] + actions["orphan_keys_pending"]:

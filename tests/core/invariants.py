@@ -85,6 +85,7 @@ def _journal_accounts_for_writes(rig: Rig, ref: str, record: Any) -> list[str]:
         "kyc.submitted",
         "name_unavailable",
         "orphan_keys_deleted",
+        "resent",
     }
     for entry in journal:
         if entry["action"] == "intent":

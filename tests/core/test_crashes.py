@@ -8,9 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from handlers.events import parse_event
 from sandbox import SandboxConfig
 from tests.core.harness import Crash, Rig, events_for
 from tests.core.invariants import check
+from worker.verify import check as verify
 
 WRITES = [
     ("POST", "/api/v1/broker/nd/account", 1, "create sub-account"),
@@ -54,6 +56,25 @@ def test_crash_around_each_write(rig: Rig, method: str, path: str, nth: int, wha
     ref = lifecycle(rig, f"crash-{when}-{nth}", on_crash=crashes.append)
     assert len(crashes) == 1, f"the crash at {what} never happened"
     assert check(rig, ref, offboarded=True, funded=Decimal(250), credited=Decimal(5)) == []
+    assert operator_verify(rig, f"crash-{when}-{nth}") == [], "`provisioner verify` agrees"
+
+
+def operator_verify(rig: Rig, customer: str) -> list[object]:
+    """What `provisioner verify` (worker.verify) says of the customer's lifecycle: its journal, keys, money."""
+    ev = events_for(customer)
+    app = rig.app
+    return list(
+        verify(
+            [parse_event(ev[name], None) for name in ("created", "kyc", "ip", "rotate", "offboard")],
+            rig.state(),
+            app.store.load,
+            app.store.journal,
+            naming=app.policy.naming,
+            keyring=app.keyring,
+            probe=rig.key_works,
+            funding_caps=app.settings.funding_cap_per_customer,
+        )
+    )
 
 
 @pytest.mark.parametrize(

@@ -132,14 +132,19 @@ class StepContext:
 
     def write_intent(self, kind: IntentKind, token: str, details: dict[str, Any]) -> Intent:
         """Record an exchange write *before* sending it (write-ahead), once the rate limiter admits it. The lock
-        is renewed first; the write may only be sent while that renewal certainly still holds."""
+        is renewed first; the write may only be sent while that renewal certainly still holds. An intent still
+        pending (a whole-replacement write being sent again to resolve it) is journalled as ``resent``, so the
+        journal accounts for every write."""
         self.services.admit(INTENT_ENDPOINTS[kind])
         intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
+        journal: list[tuple[str, dict[str, Any]]] = []
+        earlier = self.record.pending
+        if earlier is not None:
+            # a whole-replacement write resolved by sending it again: the earlier intent's outcome is this one's
+            journal.append(("resent", {"kind": earlier.kind.value, "token": earlier.token}))
+        journal.append(("intent", {"kind": kind.value, "token": token, **_public(details)}))
         renewed = time.monotonic()
-        self.commit(
-            self.record.model_copy(update={"pending": intent}),
-            journal=[("intent", {"kind": kind.value, "token": token, **_public(details)})],
-        )
+        self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
         send_deadline.set(renewed + self.services.send_window_s)
         return intent
 
