@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 
 from handlers.commands import Idle
+from handlers.events import parse_event
 from sandbox import Exchange, SandboxConfig
 from worker.bootstrap import App, build_app
 from worker.exchange.signing import sign_headers
 from worker.intake import Accepted
 from worker.provisioning.reconciler import RunReport, StepsBlocked
 from worker.settings import KucoinCredentials, Settings
+from worker.verify import Violation, check
 
 BASE = 1_795_000_000.0  # 2026-11-18T11:06:40Z, just after the events below occurred
 
@@ -163,6 +165,20 @@ class Rig:
 
     def record(self, ref: str) -> Any:
         return self.app.store.load(ref)
+
+    def verify(self, published: Iterable[dict[str, Any]]) -> list[Violation]:
+        """What `provisioner verify` (``worker.verify``) finds after ``published``: journal, keys, money."""
+        app = self.app
+        return check(
+            [parse_event(e, None) for e in published],
+            self.state(),
+            app.store.load,
+            app.store.journal,
+            naming=app.policy.naming,
+            keyring=app.keyring,
+            probe=self.key_works,
+            funding_caps=app.settings.funding_cap_per_customer,
+        )
 
     def key_works(self, api_key: str, secret: str, passphrase: str) -> bool:
         """Prove a secret is the one the exchange issued: sign GET /api/v1/accounts with it."""

@@ -7,11 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from handlers.events import parse_event
 from handlers.records import SealedSecret
 from tests.core.harness import Rig, events_for
 from worker.exchange.models import AccountType, Direction, Permission
-from worker.verify import Violation, check
+from worker.verify import Violation
 
 
 @pytest.fixture
@@ -32,17 +31,7 @@ def run(rig: Rig, *lifecycles: list[dict]) -> list[dict]:
 
 
 def verify(rig: Rig, published: list[dict]) -> list[Violation]:
-    app = rig.app
-    return check(
-        [parse_event(e, None) for e in published],
-        rig.state(),
-        app.store.load,
-        app.store.journal,
-        naming=app.policy.naming,
-        keyring=app.keyring,
-        probe=rig.key_works,
-        funding_caps=app.settings.funding_cap_per_customer,
-    )
+    return rig.verify(published)
 
 
 def lifecycle(name: str, *, offboard: bool) -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 
 import dramatiq
 import pytest
@@ -23,14 +22,6 @@ from tests.private_redis import PrivateRedis
 from worker.runtime.broker import build_runtime
 from worker.runtime.delayed_recovery import DelayedMessageRecovery
 from worker.settings import Settings
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(durable=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _delayed_message_across_a_redis_restart(

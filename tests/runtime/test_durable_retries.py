@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
@@ -17,14 +16,6 @@ from dramatiq.middleware import Retries
 
 from tests.private_redis import PrivateRedis
 from worker.runtime.durable_retries import DurableRetries
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(durable=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _run_once_failing_while_redis_restarts(server: PrivateRedis, retries: Any, *, wait_s: float) -> list[int]:
