@@ -51,3 +51,27 @@ def test_newest_wins_by_occurred_at_then_id() -> None:
 def test_offboarding_is_sticky() -> None:
     assert fold([*LIFECYCLE, offboarded()]).offboarded
     assert fold([offboarded(), *LIFECYCLE]).offboarded
+
+
+def test_changes_nanoseconds_apart_are_ordered_by_time_not_by_id() -> None:
+    """RFC 3339 allows nine fractional digits: two IP changes 800 ns apart are ordered by when they occurred, so
+    the later one wins even though its id sorts first."""
+    from handlers.events import parse_event
+
+    def change(eid: str, stamp: str, ip: str) -> object:
+        return parse_event(
+            {
+                "id": eid,
+                "type": "customer.ip_changed",
+                "customer_id": "cust-1",
+                "occurred_at": stamp,
+                "data": {"ip_whitelist": [ip]},
+            },
+            None,
+        )
+
+    earlier = change("z-first", "2026-11-22T10:05:00.000000100Z", "198.51.100.1")
+    later = change("a-second", "2026-11-22T10:05:00.000000900Z", "198.51.100.2")
+    state = fold([created(), approved(), earlier, later])  # type: ignore[list-item]
+    assert state.access is not None
+    assert state.access.ip_whitelist == ("198.51.100.2",)
