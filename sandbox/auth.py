@@ -1,4 +1,4 @@
-"""Request authentication, in KuCoin's order (facts §2, §3.3).
+"""Request authentication, in KuCoin's order (docs/kucoin-api.md §2, §3.3).
 
 1. any of KC-API-KEY / KC-API-SIGN / KC-API-TIMESTAMP / KC-API-PASSPHRASE missing -> 400001 (HTTP 400)
 2. unknown or deleted key -> 400003 (401)

@@ -2,8 +2,9 @@
 
 Every failure is an ``ApiError`` carrying KuCoin's string ``code``, a ``msg`` and an HTTP status. ``status=None``
 marks a *business or validation* failure, whose HTTP status is the switch ``business_error_status`` (KuCoin
-documents HTTP 200 with a non-200000 code; facts §3.1). Codes and messages of the gateway errors are KuCoin's
-(facts §3.3); the HTTP statuses of auth errors are the observed ones (facts §7 item 7).
+documents HTTP 200 with a non-200000 code; docs/kucoin-api.md §3.1). Codes and messages of the gateway errors
+are KuCoin's (docs/kucoin-api.md §3.3); the HTTP statuses of auth errors are the observed ones
+(docs/kucoin-api.md §7 item 7).
 """
 
 from __future__ import annotations

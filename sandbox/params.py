@@ -101,7 +101,7 @@ class Params:
         return list(value)
 
     def ip_list(self, name: str, *, max_items: int = 20) -> list[str]:
-        """KuCoin's ipWhitelist: at most 20 entries, each an IPv4 or IPv6 address (facts §6.8)."""
+        """KuCoin's ipWhitelist: at most 20 entries, each an IPv4 or IPv6 address (docs/kucoin-api.md §6.8)."""
         ips = self.string_list(name, max_items=max_items)
         for ip in ips:
             try:

@@ -1,4 +1,4 @@
-"""KuCoin's resource-pool rate limiting (facts §4).
+"""KuCoin's resource-pool rate limiting (docs/kucoin-api.md §4).
 
 Each (user uid, pool) has a quota per window of ``window_ms`` (30 s) that starts when the pool's first request of
 the window arrives. Each request deducts its endpoint's weight; a request whose weight exceeds what is left is

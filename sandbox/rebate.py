@@ -1,6 +1,6 @@
-"""The CSV behind Get Broker Rebate's download URL. KuCoin does not document its columns (facts §6.4), so the
-columns and figures are invented, deterministic from the seed: one row per sub-account per day on which it
-"traded" (about half the days), with volume, fee and the broker's share in USDT."""
+"""The CSV behind Get Broker Rebate's download URL. KuCoin does not document its columns (docs/kucoin-api.md
+§6.4), so the columns and figures are invented, deterministic from the seed: one row per sub-account per day on
+which it "traded" (about half the days), with volume, fee and the broker's share in USDT."""
 
 from __future__ import annotations
 

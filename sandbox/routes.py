@@ -2,7 +2,7 @@
 
 Each ``Route`` names one KuCoin endpoint (the universal SDK's method name, used in stats and per-endpoint fault
 rates), its family (``nd``: management key + partner headers; ``spot``: trading or sub-account keys), its
-rate-limit pool and weight (facts §4.3), and its handler.
+rate-limit pool and weight (docs/kucoin-api.md §4.3), and its handler.
 """
 
 from __future__ import annotations

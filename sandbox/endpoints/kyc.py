@@ -1,4 +1,4 @@
-"""Proxy KYC for sub-accounts (facts §6.1-6.3).
+"""Proxy KYC for sub-accounts (docs/kucoin-api.md §6.1-6.3).
 
 Documented: the submit fields and formats (dates YYYY-MM-DD, identityType idcard|drivinglicense|passport|bvn,
 photos as base64 data URIs of PNG/JPG up to 2 MB, frontPhoto optional for bvn, backendPhoto optional for

@@ -1,4 +1,4 @@
-"""Get Broker Rebate (facts §6.4): validates begin/end (YYYYMMDD, at most 6 months apart) and tradeType
+"""Get Broker Rebate (docs/kucoin-api.md §6.4): validates begin/end (YYYYMMDD, at most 6 months apart) and tradeType
 ("1" spot, "2" futures), then answers ``{url}`` pointing at a CSV that the simulator itself serves at
 ``/sandbox/v1/rebate/<token>.csv`` for one day (KuCoin answers an S3 link)."""
 

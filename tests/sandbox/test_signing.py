@@ -1,4 +1,4 @@
-"""The simulator's signature verification against KuCoin's published test vectors (facts §2.3)."""
+"""The simulator's signature verification against KuCoin's published test vectors (docs/kucoin-api.md §2.3)."""
 
 from __future__ import annotations
 
