@@ -7,12 +7,13 @@ Over loopback: ``with start_server(Exchange()) as server: ... server.url ...``. 
 from __future__ import annotations
 
 from sandbox.app import Exchange
-from sandbox.config import FaultConfig, SandboxConfig, SandboxCredentials
+from sandbox.config import ActivityConfig, FaultConfig, SandboxConfig, SandboxCredentials
 from sandbox.server import SandboxServer, serve_forever, start_server
 from sandbox.transport import SandboxTransport
 from sandbox.wire import Directive, SimOutcome, SimRequest
 
 __all__ = [
+    "ActivityConfig",
     "Directive",
     "Exchange",
     "FaultConfig",

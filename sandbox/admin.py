@@ -4,6 +4,8 @@
 - ``POST /sandbox/v1/config`` with a JSON patch -> the new config (400 with a message naming a bad field)
 - ``POST /sandbox/v1/credit`` ``{"uid", "currency", "wallet", "amount", "deposit"?}`` -> ``{"uid", "currency",
   "wallet", "balance"}`` (simulates a customer's deposit or trading result; uid may be the broker's)
+- ``POST /sandbox/v1/activity`` -> apply the customer activity due up to now: ``{"applied": {kind: n},
+  "totals": {kind: n}}`` (kinds ``trades``, ``deposits``, ``skipped``)
 - ``GET /sandbox/v1/rebate/<token>.csv`` -> the CSV behind a Get Broker Rebate URL (404 once expired)
 
 Errors answer ``{"code": "400100" | "403000" | "404000", "msg": ...}`` with HTTP 400/403/404.
@@ -60,6 +62,10 @@ def handle_admin(exchange: Exchange, request: SimRequest) -> SimOutcome:
             return _error(400, "400100", str(exc))
     if route == ("POST", "/sandbox/v1/credit"):
         return _credit(exchange, _body(request))
+    if route == ("POST", "/sandbox/v1/activity"):
+        applied = exchange.run_activity()
+        totals = exchange.state_snapshot()["stats"]["activity"]
+        return _json(200, {"applied": applied, "totals": totals})
     found = _REBATE.match(request.path)
     if request.method == "GET" and found:
         with exchange.lock:

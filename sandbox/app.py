@@ -7,6 +7,10 @@ validation and business rules (400100, HTTP ``business_error_status``) -> commit
 or ``slow`` fault was drawn, the outcome (success or business error) carries a directive for the adapter.
 Everything after the latency runs under one lock, so the state stays consistent under concurrent adapters.
 ``/sandbox/`` paths go to the admin API (``sandbox.admin``) and never see faults.
+
+Customer activity (``sandbox.activity``) is applied lazily from the injected clock: before every /api request
+(first thing under the lock), before a credit or a config change (so the old switches govern the past), and on
+``run_activity()``. Reading the state does not apply it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sandbox import errors
+from sandbox.activity import ACTIVITY_KINDS, CustomerActivity
 from sandbox.auth import AuthError, authenticate
 from sandbox.config import WALLETS, SandboxConfig, SandboxCredentials
 from sandbox.context import Context
@@ -73,6 +78,7 @@ class Exchange:
         self._responses: Counter[str] = Counter()
         self._rate_limited = 0
         self._unattributed = 0
+        self._activity = CustomerActivity(self._config.seed, self.now_ms())
 
     # --- public API -----------------------------------------------------------------------------------------
 
@@ -103,15 +109,23 @@ class Exchange:
         with self._lock:
             config = self._config.merged(patch)
             _check_endpoint_names(config)
+            self._run_activity()
             self._config = config
             return config.to_dict()
+
+    def run_activity(self) -> dict[str, int]:
+        """Apply the customer activity due up to now (``config.activity``); returns this call's events by kind
+        (``trades``, ``deposits``, ``skipped``)."""
+        with self._lock:
+            return self._run_activity()
 
     def credit(self, uid: str, currency: str, wallet: str, amount: str | Decimal, *, deposit: bool = False) -> Decimal:
         """Add ``amount`` (negative to debit) to ``uid``'s ``wallet`` — a customer deposit or trading result.
 
-        ``uid`` may be the broker's or one of its sub-accounts. With ``deposit`` a SUCCESS deposit record is
-        added for the deposit endpoints. Returns the new balance; raises ``ValueError`` for an unknown uid,
-        wallet or currency, a malformed amount, or a balance that would go negative.
+        ``uid`` may be the broker's or one of its sub-accounts. With ``deposit`` (a positive amount) a SUCCESS
+        deposit record is added for the deposit endpoints and a DEPOSIT entry to the ledger; without it, the
+        change is an adjustment no endpoint explains. Returns the new balance; raises ``ValueError`` for an
+        unknown uid, wallet or currency, a malformed amount, or a balance that would go negative.
         """
         if wallet not in WALLETS:
             raise ValueError(f"wallet must be one of {', '.join(WALLETS)}")
@@ -124,6 +138,7 @@ class Exchange:
         with self._lock:
             if currency not in self._config.currency_precision:
                 raise ValueError(f"currency {currency} is not known")
+            self._run_activity()
             try:
                 return self._state.credit(uid, currency, wallet, value, now_ms=self.now_ms(), deposit=deposit)
             except ApiError as exc:
@@ -170,10 +185,12 @@ class Exchange:
                         "specialUid": t.special_uid,
                         "specialAccountType": t.special_account_type,
                         "status": t.status(now),
+                        "reason": t.reason(now),
                         "createdAt": t.created_at,
                     }
                     for t in state.transfers.values()
                 ],
+                "ledger": [{"uid": e.uid, **e.to_json()} for e in state.ledger.entries],
                 "kyc": [
                     {"clientUid": uid, "status": k.status(now), "rejectReason": k.reason(now)}
                     for uid, k in state.kyc.items()
@@ -184,6 +201,7 @@ class Exchange:
                     "faults": dict(self._faults.counts),
                     "rateLimited": self._rate_limited,
                     "unattributed": self._unattributed,
+                    "activity": dict(self._activity.counts),
                 },
                 "config": self._config.to_dict(),
             }
@@ -197,6 +215,7 @@ class Exchange:
         found = match(ROUTES, request.method, request.path)
         if found is None:
             with self._lock:
+                self._run_activity()
                 return self._finish(errors.not_found(), ())
         route, path_params = found
         with self._lock:
@@ -219,7 +238,12 @@ class Exchange:
 
     # --- pipeline -------------------------------------------------------------------------------------------
 
+    def _run_activity(self) -> dict[str, int]:
+        done = self._activity.run(self._state, self._config, self.now_ms())
+        return {kind: done[kind] for kind in ACTIVITY_KINDS}
+
     def _process(self, route: Route, path_params: dict[str, str], request: SimRequest) -> SimOutcome:
+        self._run_activity()
         config = self._config
         now_ms = self.now_ms()
         self._requests[route.name] += 1

@@ -2,7 +2,7 @@
 
 Everything here is a frozen dataclass built once and replaced (never mutated) when ``Exchange.update_config``
 applies a JSON patch. Each field's comment says which KuCoin behaviour it controls and whether that behaviour is
-documented (facts file section) or our own choice. Nothing reads the environment at import time;
+documented (``docs/kucoin-api.md`` section) or our own choice. Nothing reads the environment at import time;
 ``SandboxCredentials.from_env`` reads a mapping handed to it.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
@@ -18,6 +19,8 @@ from worker.settings import DEV_DEFAULT_SECRETS
 
 __all__ = [
     "FAULT_KINDS",
+    "LEDGER_CONTEXTS",
+    "ActivityConfig",
     "FaultConfig",
     "SandboxConfig",
     "SandboxCredentials",
@@ -27,7 +30,9 @@ FAULT_KINDS = ("5xx", "drop", "429", "slow")
 """Fault kinds decided per request (at most one per request). Latency is separate: it applies to every request."""
 
 WALLETS = ("MAIN", "TRADE")
-"""The two wallets of every account that the ND transfer endpoint can move funds between (facts §5)."""
+"""The two wallets of every account that the ND transfer endpoint can move funds between (docs/kucoin-api.md §5)."""
+LEDGER_CONTEXTS = ("order_id", "client_oid", "none")
+"""Values of the switch ``ledger_context``: what the ``context`` of a BROKER_TRANSFER ledger entry carries."""
 
 _DEFAULT_PRECISION = MappingProxyType({"USDT": 8, "USDC": 8, "BTC": 8, "ETH": 8, "KCS": 8})
 _DEFAULT_BALANCES = MappingProxyType(
@@ -38,6 +43,7 @@ _DEFAULT_BALANCES = MappingProxyType(
         "TRADE": MappingProxyType({"USDT": "1000000", "USDC": "1000000", "BTC": "100", "ETH": "1000"}),
     }
 )
+_DEFAULT_DEPOSIT_MAX = MappingProxyType({"USDT": "1000", "USDC": "1000", "BTC": "0.02", "ETH": "0.5", "KCS": "100"})
 _CONSTRUCTION_ONLY = frozenset({"seed", "broker_uid", "initial_balances"})
 
 
@@ -121,6 +127,40 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class ActivityConfig:
+    """Seeded customer activity on live sub-accounts (not KuCoin's: it stands for what customers do with their
+    own keys and deposit addresses, which no ND endpoint can prevent).
+
+    Events form a Poisson process of ``rate_per_s`` events per second per sub-account holding at least one live
+    key (0 = off). A share ``deposit_share`` of them are deposits (a random amount up to ``deposit_max`` of a
+    random currency of ``deposit_max``, into MAIN); the rest are trades in the TRADE wallet (sell a random
+    fraction, at most ``max_trade_fraction``, of one held currency for another at the invented prices of
+    ``sandbox.endpoints.spot``). ``deposit_max`` amounts are decimal strings.
+    """
+
+    rate_per_s: float = 0.0
+    deposit_share: float = 0.3
+    max_trade_fraction: float = 0.5
+    deposit_max: Mapping[str, str] = field(default_factory=lambda: _DEFAULT_DEPOSIT_MAX)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deposit_max", _freeze(self.deposit_max))
+        if not self.rate_per_s >= 0.0 or self.rate_per_s == float("inf"):
+            raise ValueError("activity.rate_per_s must be a finite number >= 0")
+        _check_rate("activity.deposit_share", self.deposit_share)
+        _check_rate("activity.max_trade_fraction", self.max_trade_fraction)
+        for currency, amount in self.deposit_max.items():
+            if not isinstance(amount, str):
+                raise ValueError(f"activity.deposit_max.{currency} must be a decimal string")
+            try:
+                value = Decimal(amount)
+            except InvalidOperation:
+                raise ValueError(f"activity.deposit_max.{currency} must be a decimal string") from None
+            if not value.is_finite() or value <= 0:
+                raise ValueError(f"activity.deposit_max.{currency} must be greater than 0")
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """Every switch of the simulator. Defaults follow KuCoin's documentation where it says something and are
     documented choices (docs/sandbox.md) where it does not. ``seed``, ``broker_uid`` and ``initial_balances``
@@ -128,12 +168,13 @@ class SandboxConfig:
 
     seed: int = 0
     broker_uid: str = "165111215"
-    """UID of the broker's Special Account (owner of the management and trading keys); facts §6.13 example."""
+    """UID of the broker's Special Account (owner of the management and trading keys); docs/kucoin-api.md §6.13
+    example."""
     initial_balances: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _DEFAULT_BALANCES)
     currency_precision: Mapping[str, int] = field(default_factory=lambda: _DEFAULT_PRECISION)
     """Known currencies and the maximum number of decimals of a transfer amount."""
 
-    # --- rate limits (facts §4) ---
+    # --- rate limits (docs/kucoin-api.md §4) ---
     broker_quota: int = 2000
     management_quota: int = 2000
     spot_quota: int = 4000
@@ -156,7 +197,21 @@ class SandboxConfig:
     business_error_status: int = 200
     enforce_ip_whitelist: bool = False
     timestamp_tolerance_ms: int = 5000
-    """Documented (facts §2.4): |server time - KC-API-TIMESTAMP| must be < 5 s."""
+    """Documented (docs/kucoin-api.md §2.4): |server time - KC-API-TIMESTAMP| must be < 5 s."""
+    transfer_failure_share: float = 0.0
+    """Seeded share (per orderId) of accepted transfers that move nothing and end FAILURE (assumed, §6.13)."""
+    listing_lag_ms: int = 0
+    """A new sub-account (key) appears in Get SubAccount (API) only this long after it was created (assumed)."""
+
+    # --- Get Account Ledgers (spot), docs/kucoin-api.md §6.13a and §8.3 ---
+    ledger_context: str = "order_id"
+    """``context`` of a BROKER_TRANSFER entry: ``order_id``, ``client_oid`` (orderId and clientOid) or ``none``."""
+    ledger_lag_ms: int = 0
+    """A ledger entry becomes visible this long after it was created (assumed)."""
+    ledger_max_range_ms: int = 86_400_000
+    """Largest ``endAt - startAt`` the ledger accepts (400100 beyond; our reading of KuCoin's 24 h window)."""
+
+    activity: ActivityConfig = field(default_factory=ActivityConfig)
 
     # --- fixtures for the read-only asset endpoints ---
     deposits: tuple[Mapping[str, Any], ...] = ()
@@ -178,14 +233,22 @@ class SandboxConfig:
             raise ValueError("subaccount_order must be asc or desc")
         if self.business_error_status not in (200, 400):
             raise ValueError("business_error_status must be 200 or 400")
+        if self.ledger_context not in LEDGER_CONTEXTS:
+            raise ValueError(f"ledger_context must be one of {', '.join(LEDGER_CONTEXTS)}")
         _check_rate("taken_name_share", self.taken_name_share)
         _check_rate("kyc_reject_share", self.kyc_reject_share)
-        for name in ("broker_quota", "management_quota", "spot_quota", "window_ms", "timestamp_tolerance_ms"):
+        _check_rate("transfer_failure_share", self.transfer_failure_share)
+        positive = ("broker_quota", "management_quota", "spot_quota", "window_ms", "timestamp_tolerance_ms")
+        for name in (*positive, "ledger_max_range_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        for name in ("max_keys_per_subaccount", "kyc_review_ms", "transfer_processing_ms", "broker_level"):
+        not_negative = ("max_keys_per_subaccount", "kyc_review_ms", "transfer_processing_ms", "broker_level")
+        for name in (*not_negative, "listing_lag_ms", "ledger_lag_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        unknown_deposits = set(self.activity.deposit_max) - set(self.currency_precision)
+        if unknown_deposits:
+            raise ValueError(f"activity.deposit_max: unknown currencies {sorted(unknown_deposits)}")
         if self.max_account_size is not None and self.max_account_size < 0:
             raise ValueError("max_account_size must be >= 0 or null")
         for currency, places in self.currency_precision.items():
@@ -200,10 +263,13 @@ class SandboxConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SandboxConfig:
-        """Build a config from its JSON form (as ``to_dict`` returns; missing fields keep their defaults).
-        Raises ``ValueError`` naming a bad field."""
+        """Build a config from its JSON form (as ``to_dict`` returns; missing fields keep their defaults; a given
+        ``activity.deposit_max`` is taken whole). Raises ``ValueError`` naming a bad field."""
         base = cls(**{k: v for k, v in data.items() if k in _CONSTRUCTION_ONLY})
-        return base.merged({k: v for k, v in data.items() if k not in _CONSTRUCTION_ONLY})
+        config = base.merged({k: v for k, v in data.items() if k not in _CONSTRUCTION_ONLY and k != "activity"})
+        if "activity" in data:
+            config = dataclasses.replace(config, activity=_activity_from(data["activity"]))
+        return config
 
     def quota(self, pool: str) -> int:
         """Quota per window of a rate-limit pool ("Broker", "Management" or "Spot")."""
@@ -211,13 +277,17 @@ class SandboxConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (as served by ``GET /sandbox/v1/state`` and ``POST /sandbox/v1/config``)."""
-        result = {f.name: _thaw(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "faults"}
-        result["faults"] = {f.name: _thaw(getattr(self.faults, f.name)) for f in dataclasses.fields(self.faults)}
+        nested = ("faults", "activity")
+        result = {f.name: _thaw(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in nested}
+        for name in nested:
+            value = getattr(self, name)
+            result[name] = {f.name: _thaw(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return result
 
     def merged(self, patch: Mapping[str, Any]) -> SandboxConfig:
         """A new config with ``patch`` merged in, JSON-merge style: objects (``faults``, ``per_endpoint``,
-        ``currency_precision``) merge key by key and a null value removes a key; lists replace.
+        ``currency_precision``, ``activity``, ``activity.deposit_max``) merge key by key and a null value removes
+        a key; lists replace.
 
         Raises ``ValueError`` naming the field for unknown fields, construction-only fields, wrong types or
         values out of range.
@@ -228,6 +298,11 @@ class SandboxConfig:
                 if not isinstance(value, Mapping):
                     raise ValueError("faults must be an object")
                 changes["faults"] = _merge_faults(self.faults, value)
+                continue
+            if name == "activity":
+                if not isinstance(value, Mapping):
+                    raise ValueError("activity must be an object")
+                changes["activity"] = _merge_activity(self.activity, value)
                 continue
             if name in _CONSTRUCTION_ONLY:
                 if value != _thaw(getattr(self, name)):
@@ -297,6 +372,20 @@ def _merge_faults(current: FaultConfig, patch: Mapping[str, Any]) -> FaultConfig
             changes[name] = merged
             continue
         changes[name] = _coerce(f"faults.{name}", value, getattr(current, name, _MISSING), optional=_OPTIONAL.get(name))
+    return dataclasses.replace(current, **changes)
+
+
+def _activity_from(value: Any) -> ActivityConfig:
+    """``activity`` from its JSON form: missing fields keep their defaults, a given ``deposit_max`` replaces."""
+    if not isinstance(value, Mapping):
+        raise ValueError("activity must be an object")
+    return _merge_activity(ActivityConfig(deposit_max={}) if "deposit_max" in value else ActivityConfig(), value)
+
+
+def _merge_activity(current: ActivityConfig, patch: Mapping[str, Any]) -> ActivityConfig:
+    changes = {
+        name: _coerce(f"activity.{name}", value, getattr(current, name, _MISSING)) for name, value in patch.items()
+    }
     return dataclasses.replace(current, **changes)
 
 

@@ -1,22 +1,26 @@
-"""The simulated exchange's domain state: accounts, balances, API keys, transfers, KYC, deposits.
+"""The simulated exchange's domain state: accounts, balances, API keys, transfers, KYC, deposits, ledgers.
 
 Pure Python, no I/O and no clock: every time is passed in as epoch milliseconds, every identifier comes from a
 seeded ``IdFactory``. Not thread-safe by itself; ``Exchange`` holds one lock around every use. Amounts are
 ``Decimal`` built from strings; a balance never goes below zero (``BusinessError``-style ``ApiError``).
+
+Every movement the spot ledger shows (docs/kucoin-api.md §8.3) is written as a ``LedgerEntry`` by the method
+that moves the money: ``transfer`` (one BROKER_TRANSFER entry on each side), ``record_deposit`` (DEPOSIT) and
+``trade`` (two TRADE_EXCHANGE entries). A bare ``credit`` without a deposit is an out-of-band adjustment the
+ledger does not show, like the opening balances.
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sandbox.config import WALLETS
 from sandbox.errors import business
+from sandbox.ledger import BROKER_TRANSFER, DEPOSIT, TRADE_EXCHANGE, Ledger, context_of
+from sandbox.values import IdFactory, fmt_amount, seeded_fraction
 
 __all__ = [
     "Account",
@@ -28,40 +32,14 @@ __all__ = [
     "SubAccount",
     "TransferRecord",
     "fmt_amount",
+    "seeded_fraction",
 ]
 
 INSUFFICIENT_BALANCE = "account.available.amount"
-"""Message of the insufficient-balance error (code 400100), as ccxt maps KuCoin's transfer failures (facts §3.3)."""
-
-
-def fmt_amount(value: Decimal) -> str:
-    """Canonical decimal string without exponent or trailing zeros (``Decimal("1.50")`` -> ``"1.5"``)."""
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "") else text
-
-
-class IdFactory:
-    """Seeded identifiers in KuCoin's formats: 9-digit uids, 24-hex ObjectIds, UUID-like secrets."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(f"sandbox-ids:{seed}")
-
-    def uid(self, taken: Iterable[str]) -> str:
-        used = set(taken)
-        while True:
-            candidate = str(self._rng.randint(100_000_000, 999_999_999))
-            if candidate not in used:
-                return candidate
-
-    def object_id(self, now_ms: int) -> str:
-        """ObjectId-like: 8 hex digits of epoch seconds, then 16 random hex digits."""
-        return f"{(now_ms // 1000) & 0xFFFFFFFF:08x}{self._rng.getrandbits(64):016x}"
-
-    def secret(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-
-    def hex(self, digits: int) -> str:
-        return f"{self._rng.getrandbits(digits * 4):0{digits}x}"
+"""Message of the insufficient-balance error (code 400100), as ccxt maps KuCoin's transfer failures
+(docs/kucoin-api.md §3.3)."""
+TRANSFER_FAILED = "sandbox: transfer failed"
+"""``reason`` of a transfer that failed after it was accepted (switch ``transfer_failure_share``)."""
 
 
 @dataclass(kw_only=True)
@@ -115,7 +93,9 @@ class ApiKeyRecord:
 
 @dataclass(kw_only=True)
 class TransferRecord:
-    """One ND transfer. OUT moves (broker, account_type) -> (special_uid, special_account_type); IN reverses."""
+    """One ND transfer. OUT moves (broker, account_type) -> (special_uid, special_account_type); IN reverses.
+
+    A ``failed`` transfer was accepted (it has an orderId) but moved nothing: PROCESSING, then FAILURE."""
 
     order_id: str
     client_oid: str
@@ -128,10 +108,17 @@ class TransferRecord:
     broker_uid: str
     created_at: int
     settles_at: int
+    failed: bool = False
 
     def status(self, now_ms: int) -> str:
-        """PROCESSING until ``settles_at`` (switch ``transfer_processing_ms``), then SUCCESS."""
-        return "PROCESSING" if now_ms < self.settles_at else "SUCCESS"
+        """PROCESSING until ``settles_at`` (switch ``transfer_processing_ms``), then SUCCESS (or FAILURE)."""
+        if now_ms < self.settles_at:
+            return "PROCESSING"
+        return "FAILURE" if self.failed else "SUCCESS"
+
+    def reason(self, now_ms: int) -> str | None:
+        """Why a FAILURE failed; None in every other status."""
+        return TRANSFER_FAILED if self.status(now_ms) == "FAILURE" else None
 
     @property
     def source(self) -> tuple[str, str]:
@@ -205,6 +192,7 @@ class ExchangeState:
         self.kyc: dict[str, KycRecord] = {}
         self.deposits: list[dict[str, Any]] = []
         self.rebates: dict[str, RebateJob] = {}
+        self.ledger = Ledger(seed)
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -260,6 +248,24 @@ class ExchangeState:
             return None
         return record
 
+    def _move(
+        self, account: Account, wallet: str, currency: str, delta: Decimal, *, biz_type: str, now_ms: int, context: str
+    ) -> Decimal:
+        """Adjust a wallet by ``delta`` and write its ledger entry; returns the new balance (raises like
+        ``Account.adjust``)."""
+        balance = account.adjust(wallet, currency, delta)
+        self.ledger.write(
+            uid=account.uid,
+            wallet=wallet,
+            currency=currency,
+            delta=delta,
+            balance=balance,
+            biz_type=biz_type,
+            now_ms=now_ms,
+            context=context,
+        )
+        return balance
+
     # --- funds ----------------------------------------------------------------------------------------------
 
     def transfers_with_client_oid(self, client_oid: str) -> list[TransferRecord]:
@@ -277,11 +283,21 @@ class ExchangeState:
         special_account_type: str,
         now_ms: int,
         processing_ms: int,
+        failure_share: float = 0.0,
+        ledger_context: str = "order_id",
     ) -> TransferRecord:
-        """Move the funds at once (all or nothing) and record the transfer; raises 400100
-        ``account.available.amount`` when the source wallet holds less than ``amount``."""
+        """Move the funds at once (all or nothing), write one BROKER_TRANSFER ledger entry on each side and
+        record the transfer; raises 400100 ``account.available.amount`` when the source wallet holds less than
+        ``amount``.
+
+        A seeded share ``failure_share`` of transfers (decided per orderId) is accepted but fails afterwards: it
+        is recorded, moves nothing and writes no ledger entry. ``ledger_context`` (``order_id``, ``client_oid``,
+        ``none``) decides what the entries' ``context`` carries.
+        """
+        order_id = self.ids.object_id(now_ms)
+        failed = failure_share > 0 and seeded_fraction(self.seed, "transfer-failure", order_id) < failure_share
         record = TransferRecord(
-            order_id=self.ids.object_id(now_ms),
+            order_id=order_id,
             client_oid=client_oid,
             currency=currency,
             amount=amount,
@@ -292,45 +308,87 @@ class ExchangeState:
             broker_uid=self.broker.uid,
             created_at=now_ms,
             settles_at=now_ms + processing_ms,
+            failed=failed,
         )
         source_uid, source_wallet = record.source
         target_uid, target_wallet = record.target
         source, target = self.account(source_uid), self.account(target_uid)
         assert source is not None and target is not None
-        source.adjust(source_wallet, currency, -amount)
-        target.adjust(target_wallet, currency, amount)
+        if source.available(source_wallet, currency) < amount:
+            raise business(INSUFFICIENT_BALANCE)
+        if not failed:
+            fields = {"orderId": order_id}
+            if ledger_context == "client_oid":
+                fields["clientOid"] = client_oid
+            context = context_of(fields) if ledger_context != "none" else ""
+            self._move(
+                source, source_wallet, currency, -amount, biz_type=BROKER_TRANSFER, now_ms=now_ms, context=context
+            )
+            self._move(
+                target, target_wallet, currency, amount, biz_type=BROKER_TRANSFER, now_ms=now_ms, context=context
+            )
         self.transfers[record.order_id] = record
         self._by_client_oid.setdefault(client_oid, []).append(record)
         return record
 
     def credit(self, uid: str, currency: str, wallet: str, amount: Decimal, *, now_ms: int, deposit: bool) -> Decimal:
-        """Add ``amount`` (negative for a loss) to a wallet; with ``deposit`` also record an on-chain deposit
-        that the deposit read endpoints return. Returns the new balance."""
+        """Add ``amount`` (negative for a loss) to a wallet; with ``deposit`` (positive amounts only) record an
+        on-chain deposit that the deposit read endpoints and the ledger return. Returns the new balance."""
         account = self.account(uid)
         if account is None:
             raise business(f"uid {uid} is neither the broker nor one of its sub-accounts")
-        balance = account.adjust(wallet, currency, amount)
         if deposit:
-            tx_hash = self.ids.hex(64)
-            self.deposits.append(
-                {
-                    "uid": int(uid),
-                    "hash": tx_hash,
-                    "address": f"sandbox-{uid}-{currency.lower()}",
-                    "memo": "",
-                    "amount": fmt_amount(amount),
-                    "fee": "0",
-                    "currency": currency,
-                    "isInner": False,
-                    "walletTxId": f"{tx_hash}@sandbox",
-                    "status": "SUCCESS",
-                    "remark": "",
-                    "chain": "sandbox",
-                    "createdAt": now_ms,
-                    "updatedAt": now_ms,
-                }
-            )
+            if amount <= 0:
+                raise business("a deposit amount must be greater than 0")
+            return self.record_deposit(account, currency, wallet, amount, now_ms=now_ms, tx_hash=self.ids.hex(64))
+        return account.adjust(wallet, currency, amount)
+
+    def record_deposit(
+        self, account: Account, currency: str, wallet: str, amount: Decimal, *, now_ms: int, tx_hash: str
+    ) -> Decimal:
+        """A SUCCESS on-chain deposit of ``amount`` (> 0): credited, listed by the deposit endpoints, and written
+        to the ledger as DEPOSIT. Returns the new balance."""
+        context = context_of({"txId": f"{tx_hash}@sandbox"})
+        balance = self._move(account, wallet, currency, amount, biz_type=DEPOSIT, now_ms=now_ms, context=context)
+        self.deposits.append(
+            {
+                "uid": int(account.uid),
+                "hash": tx_hash,
+                "address": f"sandbox-{account.uid}-{currency.lower()}",
+                "memo": "",
+                "amount": fmt_amount(amount),
+                "fee": "0",
+                "currency": currency,
+                "isInner": False,
+                "walletTxId": f"{tx_hash}@sandbox",
+                "status": "SUCCESS",
+                "remark": "",
+                "chain": "sandbox",
+                "createdAt": now_ms,
+                "updatedAt": now_ms,
+            }
+        )
         return balance
+
+    def trade(
+        self,
+        account: Account,
+        *,
+        sell: str,
+        sell_amount: Decimal,
+        buy: str,
+        buy_amount: Decimal,
+        now_ms: int,
+        order_id: str,
+        trade_id: str,
+    ) -> None:
+        """A filled spot trade in the TRADE wallet: ``sell_amount`` of ``sell`` out, ``buy_amount`` of ``buy``
+        in, two TRADE_EXCHANGE ledger entries (no fee). Raises 400100 when the wallet holds too little."""
+        if account.available("TRADE", sell) < sell_amount:
+            raise business(INSUFFICIENT_BALANCE)
+        context = context_of({"symbol": f"{sell}-{buy}", "orderId": order_id, "tradeId": trade_id})
+        self._move(account, "TRADE", sell, -sell_amount, biz_type=TRADE_EXCHANGE, now_ms=now_ms, context=context)
+        self._move(account, "TRADE", buy, buy_amount, biz_type=TRADE_EXCHANGE, now_ms=now_ms, context=context)
 
     # --- KYC ------------------------------------------------------------------------------------------------
 
@@ -352,9 +410,3 @@ class ExchangeState:
         if record is None:
             return "NONE", None
         return record.status(now_ms), record.reason(now_ms)
-
-
-def seeded_fraction(seed: int, *parts: object) -> float:
-    """A deterministic number in [0, 1) from the seed and ``parts`` (for shares such as taken names)."""
-    digest = hashlib.sha256(":".join(str(p) for p in (seed, *parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64

@@ -1,8 +1,9 @@
-"""The endpoint table: every KuCoin path the simulator serves, with pool and weight (facts §4.3, §6.17)."""
+"""The endpoint table: every KuCoin path the simulator serves, with pool and weight (docs/kucoin-api.md §4.3,
+§6.17, §8)."""
 
 from __future__ import annotations
 
-from sandbox.endpoints import accounts, apikeys, funds, kyc, reports, spot
+from sandbox.endpoints import accounts, apikeys, funds, kyc, ledgers, reports, spot
 from sandbox.routes import Route
 
 __all__ = ["ROUTES"]
@@ -52,6 +53,10 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "get_spot_account_list", "GET", "/api/v1/accounts", "spot", "Spot", 5, spot.get_spot_account_list,
+        allowed=("trading", "sub"),
+    ),
+    Route(
+        "get_spot_ledger", "GET", "/api/v1/accounts/ledgers", "spot", "Management", 2, ledgers.get_account_ledgers,
         allowed=("trading", "sub"),
     ),
 )  # fmt: skip

@@ -1,11 +1,13 @@
-"""ND sub-accounts and broker info (facts §6.5-6.7).
+"""ND sub-accounts and broker info (docs/kucoin-api.md §6.5-6.7).
 
 Add SubAccount: ``accountName`` is unique exchange-wide (documented). Undocumented and therefore switches:
 the name rule (``enforce_name_rules``: the ordinary sub-account rule, 7-32 letters and digits with at least one
 of each), names already taken by other brokers (``taken_names`` plus a seeded ``taken_name_share``), and the
 cap (``max_account_size``). Names compare case-insensitively (our choice). Get SubAccount pages with
 ``currentPage``/``pageSize`` (default 20, max 100) and reports ``createdAt`` rounded to the second, as in
-KuCoin's example; order by creation, ``subaccount_order`` asc (default) or desc.
+KuCoin's example; order by creation, ``subaccount_order`` asc (default) or desc. A new sub-account appears in
+the listing only ``listing_lag_ms`` after it was created (default 0; the Add response is immediate); Get Broker
+Info's ``accountSize`` counts it at once.
 """
 
 from __future__ import annotations
@@ -57,11 +59,13 @@ def _listing(sub: SubAccount) -> dict[str, Any]:
 def get_sub_account(ctx: Context) -> dict[str, Any]:
     """GET /api/v1/broker/nd/account — paginated sub-accounts, optionally filtered by ``uid``; weight 2.
 
-    An unknown or foreign ``uid`` filter yields an empty page (our choice)."""
+    An unknown or foreign ``uid`` filter yields an empty page (our choice); so does one created less than
+    ``listing_lag_ms`` ago."""
     uid = ctx.query.string("uid", required=False)
     page = ctx.query.integer("currentPage", default=1, minimum=1)
     size = ctx.query.integer("pageSize", default=20, minimum=1, maximum=100)
-    subs = list(ctx.state.subaccounts.values())
+    listed_until = ctx.now_ms - ctx.config.listing_lag_ms
+    subs = [s for s in ctx.state.subaccounts.values() if s.created_at <= listed_until]
     if ctx.config.subaccount_order == "desc":
         subs.reverse()
     if uid is not None:

@@ -1,10 +1,12 @@
-"""API keys of sub-accounts (facts §6.8-6.11).
+"""API keys of sub-accounts (docs/kucoin-api.md §6.8-6.11).
 
 Documented: label 4-32 chars; ipWhitelist at most 20 entries; permissions only ``general``/``spot``/``futures``
 (lower-case in requests, capitalised in responses); the secret is returned only by Add SubAccount API; Get and
 Modify return masked IPs (``"127.**.1"``); Delete takes query parameters and returns ``true``. Our choices:
 passphrase 7-32 chars without spaces (the ordinary sub-account rule as analog), at least one permission, a cap
-of ``max_keys_per_subaccount`` live keys, and 400100 for an unknown/deleted key or a uid that is not ours.
+of ``max_keys_per_subaccount`` live keys, and 400100 for an unknown/deleted key or a uid that is not ours. A new
+key appears in Get SubAccount API only ``listing_lag_ms`` after it was issued (default 0); a deleted key leaves
+the listing at once.
 """
 
 from __future__ import annotations
@@ -98,10 +100,15 @@ def add_sub_account_api(ctx: Context) -> dict[str, Any]:
 
 def get_sub_account_api(ctx: Context) -> list[dict[str, Any]]:
     """GET /api/v1/broker/nd/account/apikey — live keys of ``uid`` (optionally one ``apiKey``), plain array,
-    masked IPs, no secret; weight 2."""
+    masked IPs, no secret; keys issued less than ``listing_lag_ms`` ago are not listed yet; weight 2."""
     uid = _our_uid(ctx, ctx.query.required("uid"))
     api_key = ctx.query.string("apiKey", required=False)
-    return [_listing(k) for k in ctx.state.live_keys(uid) if api_key is None or k.api_key == api_key]
+    listed_until = ctx.now_ms - ctx.config.listing_lag_ms
+    return [
+        _listing(k)
+        for k in ctx.state.live_keys(uid)
+        if k.created_at <= listed_until and (api_key is None or k.api_key == api_key)
+    ]
 
 
 def modify_sub_account_api(ctx: Context) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Transfers and the read-only deposit/withdrawal endpoints (facts §6.12-6.16).
+"""Transfers and the read-only deposit/withdrawal endpoints (docs/kucoin-api.md §6.12-6.16).
 
 Transfer: OUT moves (Special Account, ``accountType``) -> (``specialUid``, ``specialAccountType``), IN the
 reverse (documented). The amount must be a positive decimal with at most the currency's precision (switch
@@ -6,7 +6,14 @@ reverse (documented). The amount must be a positive decimal with at most the cur
 a guess from ccxt's mapping). A repeated ``clientOid`` follows the switch ``duplicate_client_oid``: ``dedupe``
 (same parameters -> the original orderId and no second movement; different parameters -> 400100 "clientOid
 duplicated"), ``reject`` (always 400100 "clientOid duplicated") or ``accept`` (executes again). Funds move at
-once; the status reads PROCESSING for ``transfer_processing_ms``, then SUCCESS.
+once; the status reads PROCESSING for ``transfer_processing_ms``, then SUCCESS. Each transfer that moves funds
+writes one BROKER_TRANSFER ledger entry on each side (``context`` per switch ``ledger_context``).
+
+A seeded share ``transfer_failure_share`` (decided per orderId) of accepted transfers fails afterwards: the
+orderId is returned, nothing moves, no ledger entry is written, and the detail reads PROCESSING for
+``transfer_processing_ms``, then FAILURE with a ``reason``. Its clientOid stays used: ``dedupe`` answers the
+failed orderId to an equal repeat, ``reject`` refuses any repeat, ``accept`` executes the repeat (which may
+succeed).
 
 Deposits and withdrawals come from fixtures (``SandboxConfig.deposits``/``withdrawals``) plus deposits
 recorded by ``POST /sandbox/v1/credit`` with ``"deposit": true``. The detail endpoints exclude the broker's own
@@ -79,6 +86,8 @@ def transfer(ctx: Context) -> dict[str, Any]:
         special_account_type=special_account_type,
         now_ms=ctx.now_ms,
         processing_ms=ctx.config.transfer_processing_ms,
+        failure_share=ctx.config.transfer_failure_share,
+        ledger_context=ctx.config.ledger_context,
     )
     return {"orderId": record.order_id}
 
@@ -100,7 +109,7 @@ def get_transfer_history(ctx: Context) -> dict[str, Any]:
         "toAccountType": to_type,
         "toAccountTag": "DEFAULT",
         "status": record.status(ctx.now_ms),
-        "reason": None,
+        "reason": record.reason(ctx.now_ms),
         "createdAt": record.created_at,
     }
 

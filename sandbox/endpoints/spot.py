@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from sandbox.config import WALLETS
@@ -22,14 +23,14 @@ from sandbox.context import Context
 from sandbox.errors import business
 from sandbox.state import Account, fmt_amount
 
-__all__ = ["get_spot_account_list", "get_spot_sub_account_detail"]
+__all__ = ["BTC_PRICE", "get_spot_account_list", "get_spot_sub_account_detail"]
 
-_BTC_PRICE = {"USDT": "60000", "USDC": "60000", "BTC": "1", "ETH": "20", "KCS": "6000"}
-"""Invented: units of each currency per 1 BTC."""
+BTC_PRICE = MappingProxyType({"USDT": "60000", "USDC": "60000", "BTC": "1", "ETH": "20", "KCS": "6000"})
+"""Invented: units of each currency per 1 BTC (also the prices of simulated customer trades, ``sandbox.activity``)."""
 
 
 def _entry(currency: str, amount: Decimal) -> dict[str, Any]:
-    price = Decimal(_BTC_PRICE.get(currency, "0"))
+    price = Decimal(BTC_PRICE.get(currency, "0"))
     base = (amount / price).quantize(Decimal("0.00000001")) if price else Decimal(0)
     return {
         "currency": currency,

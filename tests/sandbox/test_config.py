@@ -59,6 +59,12 @@ def test_merge_patches_switches_and_faults_per_endpoint() -> None:
         ({"faults": {"rate_5xx": 0.7, "rate_drop": 0.7}}, "add up to more than 1"),
         ({"faults": {"per_endpoint": {"transfer": {"boom": 0.1}}}}, "unknown fault kind"),
         ({"business_error_status": 500}, "business_error_status"),
+        ({"ledger_context": "order"}, "ledger_context must be one of order_id, client_oid, none"),
+        ({"ledger_lag_ms": -1}, "ledger_lag_ms must be >= 0"),
+        ({"ledger_max_range_ms": 0}, "ledger_max_range_ms must be > 0"),
+        ({"listing_lag_ms": -5}, "listing_lag_ms must be >= 0"),
+        ({"transfer_failure_share": 1.1}, "transfer_failure_share"),
+        ({"activity": 3}, "activity must be an object"),
     ],
 )
 def test_merge_rejects_bad_values(patch: dict[str, object], message: str) -> None:
@@ -77,3 +83,18 @@ def test_fault_config_validates_rates() -> None:
     """Rates outside [0, 1] are refused at construction."""
     with pytest.raises(ValueError, match="rate_slow"):
         FaultConfig(rate_slow=1.5)
+
+
+def test_new_switches_have_their_documented_defaults_and_merge() -> None:
+    """Ledger, listing, failure and activity switches: defaults, merging (activity key by key) and round trip."""
+    config = SandboxConfig()
+    assert (config.ledger_context, config.ledger_lag_ms, config.ledger_max_range_ms) == ("order_id", 0, 86_400_000)
+    assert (config.listing_lag_ms, config.transfer_failure_share) == (0, 0.0)
+    activity = config.activity
+    assert (activity.rate_per_s, activity.deposit_share, activity.max_trade_fraction) == (0.0, 0.3, 0.5)
+    assert dict(activity.deposit_max) == {"USDT": "1000", "USDC": "1000", "BTC": "0.02", "ETH": "0.5", "KCS": "100"}
+    merged = config.merged({"activity": {"rate_per_s": 2, "deposit_max": {"BTC": None, "USDT": "5"}}})
+    assert merged.activity.rate_per_s == 2.0 and merged.activity.deposit_share == 0.3
+    assert dict(merged.activity.deposit_max) == {"USDT": "5", "USDC": "1000", "ETH": "0.5", "KCS": "100"}
+    assert SandboxConfig.from_dict(merged.to_dict()) == merged
+    assert merged.to_dict()["activity"]["deposit_max"]["USDT"] == "5"

@@ -1,4 +1,5 @@
-"""State invariants: funds are conserved and never negative, under random sequences and concurrent clients."""
+"""State invariants: funds are conserved and never negative, under random sequences and concurrent clients; the
+ledger explains every balance."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox import Exchange, SandboxConfig, SandboxCredentials, start_server
-from tests.sandbox.conftest import FakeClock, client_for, management_key, new_sub, partner_of, transfer_body
+from tests.sandbox.conftest import (
+    FakeClock,
+    client_for,
+    management_key,
+    new_key,
+    new_sub,
+    partner_of,
+    transfer_body,
+)
 from tests.sandbox.kc import KcAuth, ok
 
 CREDS = SandboxCredentials.from_env({})
@@ -81,3 +90,48 @@ def test_concurrent_clients_over_loopback_keep_state_consistent() -> None:
     assert snapshot["subAccounts"][0]["balances"]["TRADE"]["USDT"] == "120"
     assert len(snapshot["transfers"]) == 120
     assert snapshot["stats"]["requests"]["transfer"] == 120
+
+
+def check_ledger_explains_balances(exchange: Exchange) -> int:
+    """Every wallet's balance is its opening balance plus its ledger entries, and each entry's ``balance`` is the
+    running total right after it. Returns the number of entries checked."""
+    snapshot = exchange.state_snapshot()
+    opening = snapshot["config"]["initial_balances"]
+    running: dict[tuple[str, str, str], Decimal] = {}
+    for entry in snapshot["ledger"]:
+        key = (entry["uid"], entry["accountType"], entry["currency"])
+        start = opening.get(key[1], {}).get(key[2], "0") if key[0] == exchange.broker_uid else "0"
+        sign = 1 if entry["direction"] == "in" else -1
+        running[key] = running.get(key, Decimal(start)) + sign * Decimal(entry["amount"])
+        assert Decimal(entry["balance"]) == running[key] >= 0, entry
+    for account in [snapshot["broker"], *snapshot["subAccounts"]]:
+        for wallet, amounts in account["balances"].items():
+            for currency, amount in amounts.items():
+                key = (account["uid"], wallet, currency)
+                start = opening.get(wallet, {}).get(currency, "0") if account is snapshot["broker"] else "0"
+                assert running.get(key, Decimal(start)) == Decimal(amount), key
+    return len(snapshot["ledger"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(moves, st.floats(min_value=0, max_value=1), st.integers(min_value=0, max_value=3))
+def test_the_ledger_explains_every_balance(
+    sequence: list[tuple[str, str, str, Decimal]], failure_share: float, seed: int
+) -> None:
+    """Under random transfers, failed transfers and customer activity, each balance equals opening + ledger."""
+    clock = FakeClock()
+    config = SandboxConfig.from_dict(
+        {"seed": seed, "transfer_failure_share": failure_share, "activity": {"rate_per_s": 0.2}}
+    )
+    exchange = Exchange(config, CREDS, clock=clock)
+    with client_for(exchange, management_key(CREDS), partner_of(CREDS), clock=clock) as mgmt:
+        uid = new_sub(mgmt)
+        new_key(mgmt, uid)
+        for i, (direction, broker_wallet, sub_wallet, amount) in enumerate(sequence):
+            clock.advance(3)
+            body = transfer_body(
+                uid, direction=direction, accountType=broker_wallet, specialAccountType=sub_wallet,
+                amount=format(amount, "f"), clientOid=f"c-{i}",
+            )  # fmt: skip
+            assert mgmt.post("/api/v1/broker/nd/transfer", json=body).json()["code"] in ("200000", "400100")
+    check_ledger_explains_balances(exchange)

@@ -17,6 +17,10 @@ with warnings.catch_warnings():  # the SDK's generated models trigger pydantic d
     from kucoin_universal_sdk.generate.account.account.model_get_spot_account_list_req import (
         GetSpotAccountListReqBuilder,
     )
+    from kucoin_universal_sdk.generate.account.account.model_get_spot_ledger_req import (
+        GetSpotLedgerReq,
+        GetSpotLedgerReqBuilder,
+    )
     from kucoin_universal_sdk.generate.account.subaccount.model_get_spot_sub_account_detail_req import (
         GetSpotSubAccountDetailReqBuilder,
     )
@@ -104,6 +108,12 @@ def test_sdk_provisioning_flow(server: SandboxServer, creds: SandboxCredentials)
         as_sub.get_account_service().get_account_api().get_spot_account_list(GetSpotAccountListReqBuilder().build())
     )
     assert [(a.currency, a.type.value, a.balance) for a in accounts.data] == [("USDT", "trade", "0.01")]
+    ledger = (
+        trading.get_account_service().get_account_api()
+        .get_spot_ledger(GetSpotLedgerReqBuilder().set_direction(GetSpotLedgerReq.DirectionEnum.OUT).build())
+    )  # fmt: skip
+    assert [(i.biz_type, i.amount, i.account_type) for i in ledger.items] == [("BROKER_TRANSFER", "0.01", "MAIN")]
+    assert ledger.common_response.rate_limit.limit == 2000 and ledger.common_response.rate_limit.remaining == 1983
 
     deleted = nd.delete_sub_account_api(
         DeleteSubAccountApiReqBuilder().set_uid(sub.uid).set_api_key(key.api_key).build()

@@ -93,9 +93,9 @@ def test_5xx_and_latency_over_loopback(server: SandboxServer, wire: httpx.Client
 
 
 def test_admin_api(server: SandboxServer, wire: httpx.Client) -> None:
-    """GET state, POST config and POST credit work over the wire and report errors with HTTP 400."""
+    """GET state, POST config, credit and activity work over the wire and report errors with HTTP 400."""
     state = wire.get("/sandbox/v1/state").json()
-    assert set(state) == {"broker", "subAccounts", "apiKeys", "transfers", "kyc", "stats", "config"}
+    assert set(state) == {"broker", "subAccounts", "apiKeys", "transfers", "ledger", "kyc", "stats", "config"}
     assert state["broker"]["balances"]["MAIN"]["USDT"] == "100000000"
     config = wire.post("/sandbox/v1/config", json={"max_account_size": 2, "faults": {"rate_drop": 0.0}}).json()
     assert config["max_account_size"] == 2 and server.exchange.config.max_account_size == 2
@@ -107,6 +107,8 @@ def test_admin_api(server: SandboxServer, wire: httpx.Client) -> None:
     )
     assert credited.json() == {"uid": uid, "currency": "BTC", "wallet": "TRADE", "balance": "0.25"}
     assert wire.post("/sandbox/v1/credit", json={"uid": uid, "currency": "BTC"}).status_code == 400
+    quiet = {"trades": 0, "deposits": 0, "skipped": 0}
+    assert wire.post("/sandbox/v1/activity").json() == {"applied": quiet, "totals": quiet}
     assert wire.get("/sandbox/v1/nothing").status_code == 404
 
 

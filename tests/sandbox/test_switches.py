@@ -147,3 +147,94 @@ def test_update_config_refuses_bad_patches_and_keeps_the_old_config(exchange: Ex
     with pytest.raises(ValueError, match="max_account_size"):
         exchange.update_config({"subaccount_order": "desc", "max_account_size": -1})
     assert exchange.config is before
+
+
+def test_listing_lag_ms_delays_new_sub_accounts_and_keys(
+    mgmt: httpx.Client, exchange: Exchange, clock: FakeClock
+) -> None:
+    """listing_lag_ms: a new sub-account and a new key are listed only that long after creation; the Add
+    responses are immediate and a deleted key leaves the listing at once."""
+    exchange.update_config({"listing_lag_ms": 2000})
+    uid = new_sub(mgmt)
+    key = new_key(mgmt, uid)
+    keys = "/api/v1/broker/nd/account/apikey"
+    assert ok(mgmt.get(ACCOUNT))["items"] == [] and ok(mgmt.get(ACCOUNT, params={"uid": uid}))["totalNum"] == 0
+    assert ok(mgmt.get(keys, params={"uid": uid})) == []
+    clock.advance(1.999)
+    assert ok(mgmt.get(ACCOUNT))["totalNum"] == 0
+    clock.advance(0.001)
+    assert [i["uid"] for i in ok(mgmt.get(ACCOUNT))["items"]] == [uid]
+    assert [k["apiKey"] for k in ok(mgmt.get(keys, params={"uid": uid}))] == [key["apiKey"]]
+    ok(mgmt.delete(keys, params={"uid": uid, "apiKey": key["apiKey"]}))
+    assert ok(mgmt.get(keys, params={"uid": uid})) == []
+
+
+def test_listing_lag_is_off_by_default(mgmt: httpx.Client) -> None:
+    """With the default listing_lag_ms 0, a sub-account and its key are listed at once."""
+    uid = new_sub(mgmt)
+    key = new_key(mgmt, uid)
+    assert [i["uid"] for i in ok(mgmt.get(ACCOUNT))["items"]] == [uid]
+    assert [k["apiKey"] for k in ok(mgmt.get("/api/v1/broker/nd/account/apikey", params={"uid": uid}))] == [
+        key["apiKey"]
+    ]
+
+
+DETAIL = "/api/v3/broker/nd/transfer/detail"
+
+
+def test_transfer_failure_share_accepts_then_fails_without_moving_funds(
+    mgmt: httpx.Client, trading: httpx.Client, exchange: Exchange, clock: FakeClock
+) -> None:
+    """transfer_failure_share 1: the orderId is returned, nothing moves, no ledger entry; PROCESSING for
+    transfer_processing_ms, then FAILURE with a reason, in the detail and in the state."""
+    exchange.update_config({"transfer_failure_share": 1.0, "transfer_processing_ms": 3000})
+    uid = new_sub(mgmt)
+    before = exchange.state_snapshot()["broker"]["balances"]
+    order_id = ok(mgmt.post(TRANSFER, json=transfer_body(uid)))["orderId"]
+    detail = ok(mgmt.get(DETAIL, params={"orderId": order_id}))
+    assert (detail["status"], detail["reason"]) == ("PROCESSING", None)
+    assert exchange.state_snapshot()["transfers"][0]["status"] == "PROCESSING"
+    clock.advance(3)
+    detail = ok(mgmt.get(DETAIL, params={"orderId": order_id}))
+    assert (detail["status"], detail["reason"]) == ("FAILURE", "sandbox: transfer failed")
+    snapshot = exchange.state_snapshot()
+    (row,) = snapshot["transfers"]
+    assert (row["orderId"], row["clientOid"], row["status"], row["reason"]) == (
+        order_id, "c-1", "FAILURE", "sandbox: transfer failed",
+    )  # fmt: skip
+    assert snapshot["broker"]["balances"] == before and sub_usdt(exchange, uid) is None
+    assert snapshot["ledger"] == [] and ok(trading.get("/api/v1/accounts/ledgers"))["totalNum"] == 0
+
+
+def test_transfer_failure_share_is_seeded_per_order(mgmt: httpx.Client, exchange: Exchange) -> None:
+    """A share of 0.5 fails some transfers and not others; a successful transfer reports reason null."""
+    exchange.update_config({"transfer_failure_share": 0.5})
+    uid = new_sub(mgmt)
+    order_ids = [ok(mgmt.post(TRANSFER, json=transfer_body(uid, clientOid=f"c-{i}")))["orderId"] for i in range(30)]
+    rows = {t["orderId"]: t for t in exchange.state_snapshot()["transfers"]}
+    statuses = [rows[o]["status"] for o in order_ids]
+    assert 3 < statuses.count("FAILURE") < 27 and set(statuses) == {"SUCCESS", "FAILURE"}
+    assert sub_usdt(exchange, uid) == str(10 * statuses.count("SUCCESS"))
+    assert all((rows[o]["reason"] is None) == (rows[o]["status"] == "SUCCESS") for o in order_ids)
+
+
+@pytest.mark.parametrize(("policy", "repeat_code"), [("dedupe", "200000"), ("reject", "400100"), ("accept", "200000")])
+def test_a_failed_transfer_keeps_its_client_oid_used(
+    mgmt: httpx.Client, exchange: Exchange, policy: str, repeat_code: str
+) -> None:
+    """After a FAILED transfer its clientOid counts as used: dedupe answers the failed orderId (nothing moves),
+    reject refuses, accept executes the repeat as a new transfer."""
+    exchange.update_config({"transfer_failure_share": 1.0, "duplicate_client_oid": policy})
+    uid = new_sub(mgmt)
+    failed = ok(mgmt.post(TRANSFER, json=transfer_body(uid)))["orderId"]
+    exchange.update_config({"transfer_failure_share": 0.0})
+    repeat = mgmt.post(TRANSFER, json=transfer_body(uid)).json()
+    assert repeat["code"] == repeat_code
+    transfers = exchange.state_snapshot()["transfers"]
+    if policy == "dedupe":
+        assert repeat["data"]["orderId"] == failed and len(transfers) == 1 and sub_usdt(exchange, uid) is None
+    elif policy == "reject":
+        assert repeat["msg"] == "clientOid duplicated" and sub_usdt(exchange, uid) is None
+    else:
+        assert repeat["data"]["orderId"] != failed and sub_usdt(exchange, uid) == "10"
+        assert [t["status"] for t in transfers] == ["FAILURE", "SUCCESS"]
