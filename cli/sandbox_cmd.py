@@ -88,6 +88,39 @@ def _fault_rates(fault_rate: float, explicit: dict[str, float | None]) -> dict[s
     default=None,
     help="Sub-account keys only from whitelisted IPs (400006)  [default: off]",
 )
+@click.option(
+    "--transfer-failure-share",
+    type=click.FloatRange(0, 1),
+    help="Share of accepted transfers that move nothing and end FAILURE  [default: 0]",
+)
+@click.option(
+    "--listing-lag-ms", type=click.IntRange(min=0), help="Delay before new sub-accounts/keys are listed  [default: 0]"
+)
+@click.option(
+    "--ledger-context",
+    type=click.Choice(["order_id", "client_oid", "none"]),
+    help="What a BROKER_TRANSFER ledger entry's context carries  [default: order_id]",
+)
+@click.option("--ledger-lag-ms", type=click.IntRange(min=0), help="Delay before a ledger entry is listed  [default: 0]")
+@click.option(
+    "--ledger-max-range-ms", type=click.IntRange(min=1), help="Largest ledger endAt - startAt  [default: 86400000]"
+)
+@click.option(
+    "--activity-rate",
+    type=click.FloatRange(min=0),
+    help="Customer events per second per sub-account with a live key  [default: 0 = off]",
+)
+@click.option("--activity-deposit-share", type=click.FloatRange(0, 1), help="Share of deposits  [default: 0.3]")
+@click.option(
+    "--activity-max-trade-fraction", type=click.FloatRange(0, 1), help="Largest share sold by a trade  [default: 0.5]"
+)
+@click.option(
+    "--activity-deposit-max",
+    "activity_deposit_max",
+    multiple=True,
+    metavar="CURRENCY=AMOUNT",
+    help="Largest customer deposit of a currency (repeatable; replaces the defaults).",
+)
 def sandbox_command(**options: Any) -> None:
     """Serve a simulated KuCoin ND-broker API (broker + spot paths + /sandbox admin) until SIGINT/SIGTERM."""
     try:
@@ -113,6 +146,14 @@ def sandbox_command(**options: Any) -> None:
     click.echo("sandbox stopped")
 
 
+def _currency_amount(item: str) -> tuple[str, str]:
+    """``USDT=1000`` -> ("USDT", "1000"); the amount stays a string (checked by the config)."""
+    currency, sep, amount = item.partition("=")
+    if not sep or not currency.strip() or not amount.strip():
+        raise ValueError(f"--activity-deposit-max takes CURRENCY=AMOUNT, got {item!r}")
+    return currency.strip(), amount.strip()
+
+
 def _build_config(options: dict[str, Any]) -> SandboxConfig:
     data: dict[str, Any] = {}
     if options["config_file"] is not None:
@@ -129,6 +170,9 @@ def _build_config(options: dict[str, Any]) -> SandboxConfig:
         "kyc_review_ms": "kyc_review_ms", "kyc_reject_share": "kyc_reject_share",
         "transfer_processing_ms": "transfer_processing_ms", "max_account_size": "max_account_size",
         "require_partner_headers": "require_partner_headers", "enforce_ip_whitelist": "enforce_ip_whitelist",
+        "transfer_failure_share": "transfer_failure_share", "listing_lag_ms": "listing_lag_ms",
+        "ledger_context": "ledger_context", "ledger_lag_ms": "ledger_lag_ms",
+        "ledger_max_range_ms": "ledger_max_range_ms",
     }  # fmt: skip
     for option, name in plain.items():
         if options[option] is not None:
@@ -137,6 +181,18 @@ def _build_config(options: dict[str, Any]) -> SandboxConfig:
         data["taken_names"] = list(options["taken_names"])
     if options["business_error_status"] is not None:
         data["business_error_status"] = int(options["business_error_status"])
+    activity: dict[str, Any] = dict(data.get("activity") or {})
+    for option, name in (
+        ("activity_rate", "rate_per_s"),
+        ("activity_deposit_share", "deposit_share"),
+        ("activity_max_trade_fraction", "max_trade_fraction"),
+    ):
+        if options[option] is not None:
+            activity[name] = options[option]
+    if options["activity_deposit_max"]:
+        activity["deposit_max"] = dict(_currency_amount(item) for item in options["activity_deposit_max"])
+    if activity:
+        data["activity"] = activity
     faults: dict[str, Any] = dict(data.get("faults") or {})
     for option in ("latency_ms", "latency_jitter_ms", "slow_ms", "burst_429_ms"):
         if options[option] is not None:

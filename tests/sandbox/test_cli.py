@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+
+from cli.sandbox_cmd import _build_config, sandbox_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,3 +48,31 @@ def test_cli_serves_until_sigterm() -> None:
         output, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "sandbox stopped" in output
+
+
+def test_cli_options_set_the_ledger_listing_failure_and_activity_switches(tmp_path: Path) -> None:
+    """The new options reach the config; --activity-deposit-max replaces the defaults; a config file's activity
+    is kept where no option overrides it."""
+    config_file = tmp_path / "sandbox.json"
+    config_file.write_text('{"activity": {"deposit_share": 0.9}}')
+    args = [
+        "--config-file", str(config_file), "--transfer-failure-share", "0.25", "--listing-lag-ms", "1500",
+        "--ledger-context", "client_oid", "--ledger-lag-ms", "700", "--ledger-max-range-ms", "3600000",
+        "--activity-rate", "0.5", "--activity-max-trade-fraction", "0.2",
+        "--activity-deposit-max", "USDT=25", "--activity-deposit-max", "BTC=0.001",
+    ]  # fmt: skip
+    config = _build_config(sandbox_command.make_context("sandbox", args).params)
+    assert (config.transfer_failure_share, config.listing_lag_ms) == (0.25, 1500)
+    assert (config.ledger_context, config.ledger_lag_ms, config.ledger_max_range_ms) == ("client_oid", 700, 3_600_000)
+    activity = config.activity
+    assert (activity.rate_per_s, activity.deposit_share, activity.max_trade_fraction) == (0.5, 0.9, 0.2)
+    assert dict(activity.deposit_max) == {"USDT": "25", "BTC": "0.001"}
+    defaults = _build_config(sandbox_command.make_context("sandbox", []).params)
+    assert defaults.ledger_context == "order_id" and defaults.activity.rate_per_s == 0.0
+
+
+def test_cli_refuses_a_malformed_deposit_max() -> None:
+    """--activity-deposit-max without CURRENCY=AMOUNT is refused with a message naming the option."""
+    params = sandbox_command.make_context("sandbox", ["--activity-deposit-max", "USDT"]).params
+    with pytest.raises(ValueError, match="--activity-deposit-max takes CURRENCY=AMOUNT"):
+        _build_config(params)
