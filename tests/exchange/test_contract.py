@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from sandbox import Exchange, SandboxConfig, SandboxServer, start_server
+from tests.sandbox.conftest import FakeClock
 from worker.exchange import (
     AuthConfigError,
     ExchangeClient,
@@ -25,7 +26,15 @@ from worker.exchange import (
     RetryableError,
 )
 from worker.exchange.http import CallRecord, KucoinHttp
-from worker.exchange.models import AccountType, Direction, KycState, Permission, TransferStatus
+from worker.exchange.models import (
+    AccountType,
+    Direction,
+    KycState,
+    LedgerDirection,
+    LedgerEntry,
+    Permission,
+    TransferStatus,
+)
 from worker.exchange.requests import KycSubmission, build
 from worker.settings import DEV_DEFAULT_SECRETS, KucoinCredentials
 
@@ -210,6 +219,14 @@ def test_pagination_walks_every_page(side: Side) -> None:
         (lambda c: c.broker.rebate_url(begin="20260101", end="20261231"), "end"),
         (lambda c: c.assets.deposits(limit=1001), "limit"),
         (lambda c: c.kyc.status(client_uids=[]), "client_uids"),
+        (lambda c: c.assets.ledger(page_size=9), "page_size"),
+        (lambda c: c.assets.ledger(page_size=501), "page_size"),
+        (lambda c: c.assets.ledger(current_page=0), "current_page"),
+        (lambda c: c.assets.ledger(direction="OUT"), "direction"),
+        (lambda c: c.assets.ledger(currency=",".join(["USDT"] * 11)), "currency"),
+        (lambda c: c.assets.ledger(start_ms=0, end_ms=86_400_001), "end_ms"),
+        (lambda c: c.assets.ledger(start_ms=10, end_ms=9), "end_ms"),
+        (lambda c: c.assets.ledger_entries(currency="USDT", direction=None, start_ms=10, end_ms=9), "end_ms"),
     ],
 )
 def test_invalid_requests_are_refused_before_sending(side: Side, call, field: str) -> None:
@@ -311,3 +328,147 @@ def test_each_fault_surfaces_as_the_right_error_class(
     names = {s["accountName"] for s in side.exchange.state_snapshot()["subAccounts"]}
     committed = kind in ("drop", "slow")
     assert ("nd0fault1x" in names) is committed, "drop/slow commit before losing the response; 5xx/429 do not"
+
+
+def transfer_usdt(client: ExchangeClient, uid: str, amount: str, client_oid: str, direction: Direction = Direction.OUT):
+    return client.transfers.transfer(
+        currency="USDT",
+        amount=Decimal(amount),
+        direction=direction,
+        account_type=AccountType.MAIN,
+        special_uid=uid,
+        special_account_type=AccountType.TRADE,
+        client_oid=client_oid,
+    )
+
+
+def test_ledger_shows_our_transfers_with_their_order_ids(side: Side) -> None:
+    """Get Account Ledgers with the trading key: typed BROKER_TRANSFER entries of the Special Account, newest
+    first, whose context names the orderId; filters reach the exchange; Management pool, weight 2."""
+    with side.client() as client:
+        sub = client.sub_accounts.add(account_name="nd0ledger1")
+        out = transfer_usdt(client, sub.uid, "12.5", "ledger-out")
+        back = transfer_usdt(client, sub.uid, "2.5", "ledger-in", Direction.IN)
+        page = client.assets.ledger(currency="USDT", biz_type="BROKER_TRANSFER")
+        assert (page.current_page, page.page_size, page.total_num, page.total_page) == (1, 50, 2, 1)
+        newest, oldest = page.items
+        assert isinstance(newest, LedgerEntry) and newest.direction is LedgerDirection.IN
+        assert (oldest.direction, oldest.amount, oldest.account_type, oldest.biz_type) == (
+            LedgerDirection.OUT, Decimal("12.5"), "MAIN", "BROKER_TRANSFER",
+        )  # fmt: skip
+        assert oldest.context_fields() == {"orderId": out.order_id}
+        assert newest.context_fields() == {"orderId": back.order_id}
+        assert oldest.created_at <= newest.created_at and oldest.fee == Decimal(0)
+        only_out = client.assets.ledger(direction=LedgerDirection.OUT, page_size=10)
+        assert [e.id for e in only_out.items] == [oldest.id]
+        assert client.assets.ledger(currency="BTC").items == ()
+    reads = [c for c in side.calls if c.endpoint.name == "get_account_ledgers"]
+    assert len(reads) == 3 and all(c.outcome == "ok" for c in reads)
+    assert [c.rate_limit.remaining for c in reads if c.rate_limit] == [1998, 1996, 1994]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("order_id", {"orderId"}), ("client_oid", {"orderId", "clientOid"}), ("none", set())],
+)
+def test_ledger_context_decodes_under_each_switch(side: Side, mode: str, expected: set[str]) -> None:
+    """context_fields() gives the orderId (and clientOid) the simulator's ledger_context puts there, {} for none."""
+    side.exchange.update_config({"ledger_context": mode})
+    with side.client() as client:
+        sub = client.sub_accounts.add(account_name="nd0ledger2")
+        order = transfer_usdt(client, sub.uid, "1", "ctx-oid-1")
+        (entry,) = client.assets.ledger().items
+    fields = entry.context_fields()
+    assert set(fields) == expected
+    assert fields.get("orderId", order.order_id) == order.order_id
+    assert fields.get("clientOid", "ctx-oid-1") == "ctx-oid-1"
+
+
+@pytest.mark.parametrize(
+    ("context", "fields"),
+    [
+        (None, {}),
+        ("", {}),
+        ("   ", {}),
+        ("not json", {}),
+        ("[1, 2]", {}),
+        ('"a string"', {}),
+        ("{" * 3000, {}),
+        ("[" * 4000 + "]" * 4000, {}),
+        ('{"orderId":"6306257dd9180300014c8d47"}', {"orderId": "6306257dd9180300014c8d47"}),
+        (
+            "{'symbol':'CSP-USDT','orderId':'63062585d9180300014c8d50'}",
+            {"symbol": "CSP-USDT", "orderId": "63062585d9180300014c8d50"},
+        ),
+        (
+            '{"tradeId":609522034689,"ok":true,"skip":null,"nested":{"a":1}}',
+            {"tradeId": "609522034689", "ok": "true", "nested": '{"a":1}'},
+        ),
+        ({"orderId": "abc", "n": 3}, {"orderId": "abc", "n": "3"}),
+        (["orderId"], {}),
+    ],
+)
+def test_ledger_context_fields_never_raise(context: object, fields: dict[str, str]) -> None:
+    """context_fields decodes a JSON (or single-quoted) object, or an object sent as such; anything else is {}."""
+    entry = LedgerEntry.model_validate(
+        {"id": "1", "currency": "USDT", "amount": "1", "fee": "0", "balance": "0", "accountType": "MAIN",
+         "bizType": "BROKER_TRANSFER", "direction": "out", "createdAt": "1661347205743", "context": context}
+    )  # fmt: skip
+    assert entry.context_fields() == fields and entry.created_at == 1661347205743
+
+
+@pytest.fixture(params=["in-process", "loopback"])
+def timed_side(request: pytest.FixtureRequest) -> Iterator[tuple[Side, FakeClock]]:
+    """A side whose exchange and clients share a fake clock (days pass in a test)."""
+    clock = FakeClock()
+    exchange = Exchange(SandboxConfig(broker_quota=100_000, management_quota=100_000), clock=clock)
+    if request.param == "in-process":
+        yield Side(exchange, server=None), clock
+    else:
+        with start_server(exchange) as server:
+            yield Side(exchange, server=server), clock
+
+
+def test_ledger_entries_walks_every_window_and_page(timed_side: tuple[Side, FakeClock]) -> None:
+    """ledger_entries over ~60 h returns every matching entry once, newest first, reading 24 h windows with
+    500-entry pages (3 windows, the busy one 3 pages), and nothing outside the range or of another currency."""
+    side, clock = timed_side
+    with side.client(clock=clock) as client:
+        start_ms = int(clock.now * 1000)
+        sub = client.sub_accounts.add(account_name="nd0ledger3")
+        expected: list[str] = []
+        for i in range(1100):
+            expected.append(transfer_usdt(client, sub.uid, "1", f"busy-{i}").order_id)
+            clock.advance(0.01)
+        client.transfers.transfer(
+            currency="BTC", amount=Decimal("0.1"), direction=Direction.OUT, account_type=AccountType.MAIN,
+            special_uid=sub.uid, special_account_type=AccountType.TRADE, client_oid="other-currency",
+        )  # fmt: skip
+        for day in range(2):
+            clock.advance(30 * 3600)
+            expected += [transfer_usdt(client, sub.uid, "1", f"day{day}-{i}").order_id for i in range(3)]
+        back = transfer_usdt(client, sub.uid, "5", "back", Direction.IN)
+        end_ms = int(clock.now * 1000)
+        clock.advance(60)
+        transfer_usdt(client, sub.uid, "1", "after-the-range")
+        side.calls.clear()
+        out = client.assets.ledger_entries(currency="USDT", direction="out", start_ms=start_ms, end_ms=end_ms)
+        everything = client.assets.ledger_entries(currency="USDT", direction=None, start_ms=start_ms, end_ms=end_ms)
+    assert [e.context_fields()["orderId"] for e in out] == expected[::-1]
+    assert len({e.id for e in out}) == len(out) == 1106
+    assert [e.created_at for e in out] == sorted((e.created_at for e in out), reverse=True)
+    assert everything[0].context_fields()["orderId"] == back.order_id and len(everything) == 1107
+    pages = [c for c in side.calls if c.endpoint.name == "get_account_ledgers"]
+    assert len(pages) == 2 * 5, "per walk: 3 windows, the busy one in 3 pages of 500"
+
+
+def test_a_ledger_read_that_fails_is_retryable(side: Side) -> None:
+    """A 5xx or a lost answer on the ledger (a read) is RetryableError, never outcome-unknown."""
+    with side.client() as client:
+        for kind in ("5xx", "drop"):
+            side.faults("get_spot_ledger", **{kind: 1.0})
+            with pytest.raises(RetryableError) as info:
+                client.assets.ledger()
+            assert type(info.value) is RetryableError
+            side.faults("get_spot_ledger", **{kind: 0.0})
+        assert client.assets.ledger().total_num == 0

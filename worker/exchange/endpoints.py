@@ -1,7 +1,7 @@
 """The catalogue of exchange endpoints the client calls: method, path, host, pool, weight, write or read.
 
-Weights and pools are KuCoin's (facts file §4.3 and §6); the KYC endpoints have no published weight, so we
-count them as 1. One table, so the rate limiter, the metrics and the docs read the same numbers.
+Weights and pools are KuCoin's (docs/kucoin-api.md §4.3, §6 and §8); the KYC endpoints have no published weight,
+so we count them as 1. One table, so the rate limiter, the metrics and the docs read the same numbers.
 """
 
 from __future__ import annotations
@@ -69,6 +69,18 @@ ENDPOINTS: dict[str, Endpoint] = {
             write=False,
             key=KeyRole.TRADING,
         ),
+        Endpoint(
+            "get_account_ledgers",
+            "GET",
+            "/api/v1/accounts/ledgers",
+            Host.SPOT,
+            "Management",
+            2,
+            write=False,
+            key=KeyRole.TRADING,
+        ),
     )
 }
-"""Every endpoint by name. ``get_sub_account_balance`` is KuCoin's "Get sub-account Detail - Balance"."""
+"""Every endpoint by name. ``get_sub_account_balance`` is KuCoin's "Get sub-account Detail - Balance";
+``get_account_ledgers`` is "Get Account Ledgers - Spot/Margin" (pool and weight from KuCoin's docs-new page and
+the universal SDK, unconfirmed for the ND Special Account: docs/kucoin-api.md §8.3)."""

@@ -1,11 +1,13 @@
 """Typed, frozen results of exchange calls. Amounts are ``Decimal``; every id is a ``str``.
 
 KuCoin returns uids as strings in sub-account payloads and as integers in transfer, deposit and KYC payloads
-(facts file §7.10); ``Id`` normalises both to strings. Secrets are ``SecretStr`` so they never print.
+(docs/kucoin-api.md §7 item 10); ``Id`` normalises both to strings. Secrets are ``SecretStr`` so they never print.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
@@ -24,6 +26,9 @@ __all__ = [
     "Direction",
     "KycState",
     "KycStatus",
+    "LedgerDirection",
+    "LedgerEntry",
+    "LedgerPage",
     "Page",
     "Permission",
     "RebateLink",
@@ -202,6 +207,83 @@ class SubAccountBalances(Model):
 
 class RebateLink(Model):
     url: str
+
+
+class LedgerDirection(StrEnum):
+    """Which way a ledger entry moved money for the account whose ledger it is (lower case, unlike transfers)."""
+
+    IN = "in"
+    OUT = "out"
+
+
+_MAX_CONTEXT_CHARS = 4096
+"""A ledger context longer than this is not decoded (KuCoin's are a few short ids)."""
+
+
+def _context_text(value: object) -> object:
+    """KuCoin sends ``context`` as a JSON string; anything else (an object in old examples) is kept as its
+    compact JSON text, so an odd context never makes a whole ledger page unreadable."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _field_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class LedgerEntry(Model):
+    """One line of an account's spot ledger ("Get Account Ledgers - Spot/Margin", docs/kucoin-api.md §8.3).
+
+    ``amount`` is positive and ``direction`` gives its sign. ``balance`` is the wallet's balance after the entry
+    on the simulator, but KuCoin's SDK calls the field deprecated: never use it as evidence. ``biz_type`` and
+    ``account_type`` are open sets (``BROKER_TRANSFER``, ``DEPOSIT``, ``TRADE_EXCHANGE``, ...; ``MAIN``,
+    ``TRADE``, ...), so they are plain strings.
+    """
+
+    id: Id
+    currency: str
+    amount: Decimal
+    fee: Decimal = Decimal(0)
+    balance: Decimal = Decimal(0)
+    account_type: str
+    biz_type: str
+    direction: LedgerDirection
+    created_at: int
+    context: Annotated[str | None, BeforeValidator(_context_text)] = None
+
+    def context_fields(self) -> dict[str, str]:
+        """The ``context`` decoded into a flat ``{name: text}`` (e.g. ``{"orderId": "..."}``); ``{}`` when it is
+        empty, too long, or not an object. Accepts JSON and the single-quoted form of some KuCoin examples.
+        Never raises. Non-string values are rendered as text (numbers as digits, objects as compact JSON);
+        null values are left out."""
+        text = (self.context or "").strip()
+        if not text or len(text) > _MAX_CONTEXT_CHARS:
+            return {}
+        decoded: object = None
+        try:
+            decoded = json.loads(text)
+        except (ValueError, RecursionError):
+            try:
+                decoded = ast.literal_eval(text)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return {}
+        if not isinstance(decoded, dict):
+            return {}
+        fields = {str(name): _field_text(value) for name, value in decoded.items()}
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+class LedgerPage(Page[LedgerEntry]):
+    """One page of a ledger query (newest first)."""
 
 
 M = TypeVar("M", bound=BaseModel)
