@@ -10,7 +10,7 @@ import click
 
 from cli.context import Context, emit, pass_context, table
 from handlers.desired import fold
-from worker.provisioning.operator import OperatorError, settle_transfer
+from worker.provisioning.operator import OperatorError, TransferVerdict, settle_transfer
 
 __all__ = ["customer"]
 
@@ -134,23 +134,36 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
 @customer.command("settle-transfer")
 @click.argument("customer_id")
 @click.argument("step")
+@click.option("--committed", "verdict", flag_value="committed", help="KuCoin shows the transfer: the money moved.")
 @click.option(
-    "--committed/--not-committed",
-    required=True,
-    help="What KuCoin says: the money moved, or it did not (then it is sent again, new clientOid).",
+    "--not-committed",
+    "verdict",
+    flag_value="not_committed",
+    help="KuCoin shows no such transfer: send it again (same clientOid for a funding line).",
+)
+@click.option(
+    "--refused",
+    "verdict",
+    flag_value="refused",
+    help="Nothing moved and the line must not be sent: tell the upstream funding.refused.",
 )
 @click.option("--order-id", help="KuCoin's orderId, when known.")
+@click.option("--note", default="", help="Why (kept in the journal and, for --refused, told upstream).")
 @click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
 @pass_context
 def settle_transfer_cmd(
-    ctx: Context, customer_id: str, step: str, committed: bool, order_id: str | None, is_ref: bool
+    ctx: Context, customer_id: str, step: str, verdict: str | None, order_id: str | None, note: str, is_ref: bool
 ) -> None:
     """Record the verdict on a transfer blocked for a manual decision (STEP as `customer show` lists it, e.g.
-    fund:<event id>#0 or sweep)."""
+    fund:<event id>#0 or sweep). Exactly one of --committed, --not-committed, --refused."""
+    if verdict is None:
+        raise click.UsageError("say what KuCoin shows: --committed, --not-committed or --refused")
     app = ctx.runtime.app
     ref = customer_id if is_ref else app.policy.naming.customer_ref(customer_id)
     try:
-        action = settle_transfer(app, ref, step, committed=committed, order_id=order_id, who=getpass.getuser())
+        action = settle_transfer(
+            app, ref, step, verdict=TransferVerdict(verdict), order_id=order_id, who=getpass.getuser(), note=note
+        )
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"recorded {action} for {step}; the customer will be reconciled")

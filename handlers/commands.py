@@ -2,7 +2,9 @@
 
 Exchange writes (``CreateSubAccount``, ``IssueApiKey``, ``UpdateApiKey``, ``RevokeApiKey``, ``Transfer``,
 ``SubmitKyc``) are preceded by a recorded ``Intent``. ``Resolve*`` commands settle an intent whose outcome is
-unknown by *reading* the exchange. The rest change only our own record.
+unknown from the exchange's own records; ``ConfirmTransfer`` reads the final status of a transfer the exchange
+accepted; ``AuditFromExchange`` rebuilds a record from the exchange after our state was lost. The rest change
+only our own record.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 __all__ = [
+    "AuditFromExchange",
     "CheckKyc",
     "CloseCustomer",
     "Command",
+    "ConfirmTransfer",
     "CreateSubAccount",
     "HoldOffboarding",
     "Idle",
@@ -90,29 +94,49 @@ class ResolveRevoke:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Transfer:
     key: str
     """Identity of what is moved: ``<event id>#<line>`` for funding, ``sweep:<round>`` for offboarding."""
     purpose: str
     client_oid: str
+    attempt: int
     uid: str
     currency: str
     amount: Decimal
     direction: str
     sub_wallet: str
     broker_wallet: str
-    expected_before: Decimal | None
-    """The sub-account's balance of ``currency`` in ``sub_wallet`` before the transfer, when our records alone
-    determine it; ``None`` means the shell must read it before sending."""
+    evidence_first: bool = False
+    """An earlier send under this clientOid may exist that our records lost (the record was rebuilt from the
+    exchange): a refusal is then no proof that nothing moved."""
 
 
 @dataclass(frozen=True)
 class ResolveTransfer:
-    """Read the sub-account's balance and compare it with the intent's before/after figures."""
+    """Settle the pending transfer from the exchange's record of it: a re-send under the same clientOid where the
+    exchange deduplicates or refuses repeats, else the Special Account's ledger; never a balance."""
 
     uid: str
     key: str
+
+
+@dataclass(frozen=True)
+class ConfirmTransfer:
+    """Read the final status of a transfer the exchange accepted (Get Transfer History by its orderId)."""
+
+    key: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class AuditFromExchange:
+    """Our state was lost and recovered: learn from the exchange what exists for this customer (sub-account by
+    its derived names, keys by label) before doing anything else."""
+
+    reason: str
+    requested_rotations: int
+    """Rotations the events ask for: keys found without their secret must end up superseded (older)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +190,9 @@ class Idle:
 
 
 Command = (
-    CreateSubAccount
+    AuditFromExchange
+    | ConfirmTransfer
+    | CreateSubAccount
     | ResolveSubAccount
     | IssueApiKey
     | ResolveApiKey

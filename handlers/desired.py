@@ -9,7 +9,9 @@ what we converge to.
 - ``access``: permissions of the newest KYC approval; IP whitelist of the newest KYC approval or IP change.
 - ``requested_rotations``: rotation requests that occurred after the first KYC approval (a request from before
   any key existed has nothing to rotate).
-- ``funding``: every funding line of every KYC approval, each identified by ``<event id>#<line index>``.
+- ``funding``: every funding line of every KYC approval and every top-up (``customer.funding_requested``), each
+  identified by ``<event id>#<line index>``, in the order the events occurred. Lines wait for the first approval;
+  offboarding refuses those not yet sent.
 - ``kyc_documents_event``: the newest KYC approval that carried documents (for proxy KYC).
 """
 
@@ -24,6 +26,7 @@ from handlers.events import (
     CustomerCreated,
     CustomerOffboarded,
     Event,
+    FundingRequested,
     IpChanged,
     KeyRotationRequested,
     KycApproved,
@@ -57,6 +60,8 @@ class FundingInstruction:
     event_id: str
     currency: str
     amount: Decimal
+    occurred_ms: int = 0
+    """When the event that asked for it occurred (ms since the epoch)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,9 @@ def fold(events: Iterable[Event], *, documents_held: Iterable[str] = ()) -> Desi
         if isinstance(e, KeyRotationRequested) and first_approval is not None and e.order_key > first_approval
     )
     funding = tuple(
-        FundingInstruction(f"{e.id}#{i}", e.id, line.currency, line.decimal_amount)
-        for e in approvals
+        FundingInstruction(f"{e.id}#{i}", e.id, line.currency, line.decimal_amount, e.occurred_ns // 1_000_000)
+        for e in ordered
+        if isinstance(e, KycApproved | FundingRequested)
         for i, line in enumerate(e.data.funding)
     )
     documents = [e.id for e in approvals if e.id in held]

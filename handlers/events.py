@@ -42,6 +42,7 @@ __all__ = [
     "EventRejected",
     "EventType",
     "FundingLine",
+    "FundingRequested",
     "IntakePolicy",
     "IpChanged",
     "KeyRotationRequested",
@@ -59,6 +60,8 @@ MAX_PLAIN_EVENT_BYTES = 16 * 1024
 AMOUNT_DECIMALS = 8
 """Funding amounts may carry at most this many decimal places (KuCoin's transfer precision)."""
 MAX_FUNDING_LINES = 10
+_TIMESTAMP = re.compile(r"^(?P<whole>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?(?:Z|\+00:00)$")
+"""An accepted ``occurred_at``: RFC 3339 in UTC, up to nine fractional digits."""
 MAX_IPS = 20
 
 
@@ -67,6 +70,7 @@ class EventType(StrEnum):
     KYC_APPROVED = "customer.kyc_approved"
     IP_CHANGED = "customer.ip_changed"
     KEY_ROTATION_REQUESTED = "customer.key_rotation_requested"
+    FUNDING_REQUESTED = "customer.funding_requested"
     OFFBOARDED = "customer.offboarded"
 
 
@@ -193,6 +197,13 @@ class IpChangedData(Strict):
     ip_whitelist: IpWhitelist
 
 
+class FundingRequestedData(Strict):
+    """A top-up: new funding lines for an approved customer (same caps as the approval's lines). Each line is
+    identified as ``<event id>#<index>`` in ``funding.completed`` / ``funding.refused``."""
+
+    funding: Annotated[tuple[FundingLine, ...], Field(min_length=1, max_length=MAX_FUNDING_LINES)]
+
+
 class EventBase(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
     customer_id: CustomerId
@@ -201,7 +212,7 @@ class EventBase(Strict):
     @field_validator("occurred_at")
     @classmethod
     def _rfc3339_utc(cls, value: str, info: ValidationInfo) -> str:
-        if not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$", value):
+        if not _TIMESTAMP.match(value):
             raise ValueError("must be an RFC 3339 timestamp in UTC, like 2026-11-22T10:00:00Z")
         try:
             moment = _parse_time(value)
@@ -220,9 +231,15 @@ class EventBase(Strict):
         return _parse_time(self.occurred_at)
 
     @property
-    def order_key(self) -> tuple[datetime, str]:
-        """Events of one customer are ordered by when they occurred, then by id."""
-        return (self.occurred, self.id)
+    def occurred_ns(self) -> int:
+        """When the event occurred, in nanoseconds since the epoch: every fractional digit counts (RFC 3339 allows
+        nine; a ``datetime`` keeps six)."""
+        return _epoch_ns(self.occurred_at)
+
+    @property
+    def order_key(self) -> tuple[int, str]:
+        """Events of one customer are ordered by when they occurred (to the nanosecond), then by id."""
+        return (self.occurred_ns, self.id)
 
 
 class CustomerCreated(EventBase):
@@ -245,13 +262,18 @@ class KeyRotationRequested(EventBase):
     data: EmptyData
 
 
+class FundingRequested(EventBase):
+    type: Literal[EventType.FUNDING_REQUESTED]
+    data: FundingRequestedData
+
+
 class CustomerOffboarded(EventBase):
     type: Literal[EventType.OFFBOARDED]
     data: EmptyData
 
 
 Event = Annotated[
-    CustomerCreated | KycApproved | IpChanged | KeyRotationRequested | CustomerOffboarded,
+    CustomerCreated | KycApproved | IpChanged | KeyRotationRequested | FundingRequested | CustomerOffboarded,
     Field(discriminator="type"),
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
@@ -260,6 +282,15 @@ _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 def _parse_time(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment.astimezone(UTC)
+
+
+def _epoch_ns(value: str) -> int:
+    """An accepted ``occurred_at`` (UTC, up to nine fractional digits) as nanoseconds since the epoch."""
+    found = _TIMESTAMP.match(value)
+    if found is None:
+        raise ValueError(f"not an accepted timestamp: {value[:40]!r}")
+    seconds = int(_parse_time(found["whole"] + "+00:00").timestamp())
+    return seconds * 1_000_000_000 + int(((found["fraction"] or "") + "000000000")[:9])
 
 
 def parse_event(raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) -> Event:

@@ -55,3 +55,19 @@ class Naming:
 
     def sweep_client_oid(self, ref: str, sweep_round: int, attempt: int) -> str:
         return "s" + self._mac("sweep", ref, str(sweep_round), str(attempt)).hex()[:40]
+
+    def documents_digest(self, canonical_json: str) -> str:
+        """A keyed digest of KYC documents (their canonical JSON): compares two sets of documents without keeping
+        them, and reveals nothing of them without the secret."""
+        return "d" + self._mac("documents", canonical_json).hex()[:40]
+
+    def is_account_name(self, name: str) -> bool:
+        """Whether ``name`` has the shape of a sub-account name this deployment derives (prefix, attempt digit,
+        16 base32 characters); the exchange lists only our broker's sub-accounts, so such a name is ours."""
+        body = name[len(self._prefix) :]
+        return (
+            name.startswith(self._prefix)
+            and len(body) == 17
+            and body[0].isdigit()
+            and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in body[1:])
+        )

@@ -6,21 +6,29 @@ happened, and plans again until ``Idle``. Because the planner looks only at the 
 like a controller), a duplicate event, a re-ordered event, a crash or a replay can only lead to the same
 steps again, never to different ones.
 
-Order of concerns: an unsettled intent first (resolve by reading), then the sub-account, then offboarding
-(which dominates everything), then proxy KYC, then funding (before the first key exists, so the sub-account
-is quiescent while money moves into it), then keys (issue, align, revoke after rotation grace, rotate by age).
+Order of concerns: a record our lost state left unaudited is first rebuilt from the exchange; then an unsettled
+intent (settled from the exchange's records); then the sub-account; then offboarding (which dominates
+everything and waits only for money); then proxy KYC; then funding; then keys (issue, align, revoke superseded
+keys, rotate by age); then the final status of accepted transfers.
+
+A blocked step blocks only what depends on it: a blocked issuance does not hold back revoking rotated-out keys
+or aligning live ones; a blocked funding line holds back only later lines of its currency whose cap it could
+use; offboarding revokes, sweeps and closes whatever else is blocked, waiting only for money in doubt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from handlers import steps
 from handlers.commands import (
+    AuditFromExchange,
     CheckKyc,
     CloseCustomer,
+    ConfirmTransfer,
     CreateSubAccount,
     HoldOffboarding,
     Idle,
@@ -38,13 +46,26 @@ from handlers.commands import (
     Transfer,
     UpdateApiKey,
 )
-from handlers.desired import DesiredState
+from handlers.desired import DesiredState, FundingInstruction
 from handlers.naming import Naming
-from handlers.records import CustomerRecord, Intent, IntentKind, KycStage, SubAccountRecord
+from handlers.records import (
+    CustomerRecord,
+    Intent,
+    IntentKind,
+    KeyRecord,
+    KycStage,
+    SubAccountRecord,
+    TransferPurpose,
+    TransferStatus,
+)
 
-__all__ = ["Policy", "TransferVerdict", "judge_transfer", "plan"]
+__all__ = ["CapDecision", "Policy", "cap_decision", "plan"]
 
 WALLETS = ("MAIN", "TRADE")
+OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
+ADOPTED_REASON = (
+    "the sub-account was adopted from a previous system: lines asked for before the adoption were that system's"
+)
 
 
 @dataclass(frozen=True)
@@ -62,41 +83,83 @@ class Policy:
     resolve_delay_ms: int = 30_000
     """How long after an intent started before we read the exchange to settle it: longer than a request can
     stay in flight, so a slow request cannot land after we looked."""
+    transfer_resolve_delay_ms: int | None = None
+    """The same for a transfer; longer where the ledger decides (its listing may lag). ``None``: as above."""
+    transfer_poll_ms: int = 2_000
+    """How often the status of an accepted transfer still PROCESSING is read again."""
+    max_live_keys: int = 5
+    """The exchange's cap on live keys per sub-account: issuing beyond it revokes the oldest rotated-out key first."""
 
 
-def plan(desired: DesiredState, record: CustomerRecord, *, now_ms: int, policy: Policy) -> Step:
-    """The next step for this customer. See the module docstring for the order of concerns."""
+@dataclass
+class _Plan:
+    """One planning pass for a customer with a sub-account: its inputs, and what it gathers on the way (when to
+    look again, what waits)."""
+
+    desired: DesiredState
+    record: CustomerRecord
+    sub: SubAccountRecord
+    now_ms: int
+    policy: Policy
+    wakes: list[int] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+
+    def wake(self, at_ms: int) -> None:
+        self.wakes.append(at_ms)
+
+    def idle(self, reason: str | None = None) -> Idle:
+        text = reason or ("; ".join(self.waiting) if self.waiting else "converged")
+        return Idle(text, min(self.wakes) if self.wakes else None)
+
+
+def plan(
+    desired: DesiredState,
+    record: CustomerRecord,
+    *,
+    now_ms: int,
+    policy: Policy,
+    audit_epoch: str | None = None,
+) -> Step:
+    """The next step for this customer. See the module docstring for the order of concerns.
+
+    ``audit_epoch``: the state epoch when our state was recovered after a loss (``None`` while it never was); a
+    record not yet audited in it is first rebuilt from the exchange.
+    """
     if record.closed_at_ms is not None:
         return Idle("closed")
+    if audit_epoch is not None and record.audited_epoch != audit_epoch:
+        return AuditFromExchange(
+            "our state was recovered after a loss: read what the exchange has first", desired.requested_rotations
+        )
     if record.pending is not None:
         return _settle(record.pending, now_ms, policy)
-    if not desired.created:
-        if desired.offboarded:
-            return CloseCustomer("offboarded before it was created")
-        return Idle("waiting for customer.created")
     sub = record.sub_account
     if sub is None:
         if desired.offboarded:
-            return CloseCustomer("offboarded before its sub-account was created")
-        if "subaccount" in record.blocked:
+            before = "created" if not desired.created else "its sub-account was created"
+            return CloseCustomer(f"offboarded before {before}")
+        if not desired.created:
+            return Idle("waiting for customer.created")
+        if steps.SUBACCOUNT in record.blocked:
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt)
         return CreateSubAccount(name, record.name_attempt)
+    planning = _Plan(desired, record, sub, now_ms, policy)
     if desired.offboarded:
-        return _offboard(record, sub, policy)
+        return _offboard(planning)
     if desired.access is None:
         return Idle("waiting for customer.kyc_approved")
-    return (
-        _kyc(desired, record, sub, now_ms, policy)
-        or _funding(desired, record, sub, policy)
-        or _keys(desired, record, sub, now_ms, policy)
-    )
+    return _kyc(planning) or _funding(planning) or _keys(planning) or _confirm(planning) or planning.idle()
 
 
 def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
     """An intent stands: its write may or may not have happened. Read the exchange, once it has settled."""
+    delay = policy.resolve_delay_ms
+    if intent.kind is IntentKind.TRANSFER and policy.transfer_resolve_delay_ms is not None:
+        delay = policy.transfer_resolve_delay_ms
     # When the exchange answered "no", nothing of ours can still be in flight for it: look at once.
-    ready_at = 0 if intent.details.get("refused") else intent.started_at_ms + policy.resolve_delay_ms
+    refused = intent.details.get("refused") and intent.kind is not IntentKind.TRANSFER
+    ready_at = 0 if refused else intent.started_at_ms + delay
     if now_ms < ready_at:
         return Idle(f"waiting for {intent.kind} to settle before reading the exchange", ready_at)
     d = intent.details
@@ -118,59 +181,75 @@ def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
     raise ValueError(f"unknown intent kind {intent.kind!r}")  # pragma: no cover - exhaustive above
 
 
-def _offboard(record: CustomerRecord, sub: SubAccountRecord, policy: Policy) -> Step:
-    """Revoke every key at once, then move every available balance back, then close."""
+def _offboard(p: _Plan) -> Step:
+    """Revoke every key at once, tell the upstream which lines will never be funded, let accepted transfers
+    settle, move every available balance back, then close. Only money holds the close back: a blocked revocation
+    does not stop the sweep (nor does a blocked sweep stop revocations), but the customer is closed only once no
+    key is live, no transfer is in doubt and the balances read after the last revocation are back."""
+    desired, record, sub, policy = p.desired, p.record, p.sub, p.policy
     live = record.live_keys
     for live_key in live:
-        if f"revoke:{live_key.api_key}" not in record.blocked:
+        if steps.revoke(live_key.api_key) not in record.blocked:
             return RevokeApiKey(sub.uid, live_key.api_key, "offboarded")
+    in_doubt = record.in_doubt()
+    for line in desired.funding:
+        if _unsettled(line, record) and line.key not in in_doubt:
+            return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
+    confirm = _confirm(p)
+    if confirm is not None:
+        return confirm
+    accepted = [t for t in record.transfers.values() if t.status is TransferStatus.ACCEPTED]
+    if accepted:
+        return p.idle("waiting for accepted transfers to settle before moving balances back")
+    if steps.SWEEP not in record.blocked:
+        snapshot = record.balances
+        last_revocation = max((k.revoked_at_ms or 0 for k in record.keys), default=0)
+        if snapshot is None or snapshot.sweep_round != record.sweep_round or snapshot.at_ms < last_revocation:
+            return ReadBalances(sub.uid)
+        for wallet in WALLETS:
+            for currency, (_balance, available) in sorted(snapshot.wallets.get(wallet, {}).items()):
+                if available > 0:
+                    attempt = record.retry_counts.get(steps.SWEEP, 0)
+                    return Transfer(
+                        key=f"sweep:{record.sweep_round}",
+                        purpose=TransferPurpose.SWEEP,
+                        client_oid=policy.naming.sweep_client_oid(record.ref, record.sweep_round, attempt),
+                        attempt=attempt,
+                        uid=sub.uid,
+                        currency=currency,
+                        amount=available,
+                        direction="IN",
+                        sub_wallet=wallet,
+                        broker_wallet=policy.broker_wallet,
+                    )
+        left = {
+            f"{wallet}:{currency}": balance
+            for wallet, rows in snapshot.wallets.items()
+            for currency, (balance, _) in rows.items()
+            if balance > 0
+        }
+        if left:
+            # Held in open orders, or in wallets the ND transfer endpoint cannot move (HF, margin): closing now
+            # would leave money behind. A human finishes it, then replays.
+            listed = ", ".join(f"{k} {v}" for k, v in sorted(left.items()))
+            return HoldOffboarding(f"funds the transfer endpoint cannot move back remain: {listed}")
     if live:
-        return Idle("key revocation is blocked")
-    if "sweep" in record.blocked:
-        return Idle("moving balances back is blocked")
-    snapshot = record.balances
-    if snapshot is None or snapshot.sweep_round != record.sweep_round:
-        return ReadBalances(sub.uid)
-    for wallet in WALLETS:
-        for currency, (balance, available) in sorted(snapshot.wallets.get(wallet, {}).items()):
-            if available > 0:
-                key = f"sweep:{record.sweep_round}"
-                attempt = record.retry_counts.get("sweep", 0)
-                return Transfer(
-                    key,
-                    "sweep",
-                    policy.naming.sweep_client_oid(record.ref, record.sweep_round, attempt),
-                    sub.uid,
-                    currency,
-                    available,
-                    "IN",
-                    wallet,
-                    policy.broker_wallet,
-                    expected_before=balance,
-                )
-    left = {
-        f"{wallet}:{currency}": balance
-        for wallet, rows in snapshot.wallets.items()
-        for currency, (balance, _) in rows.items()
-        if balance > 0
-    }
-    if left:
-        # Held in open orders, or in wallets the ND transfer endpoint cannot move (HF, margin): closing now
-        # would leave money behind. A human finishes it, then replays.
-        listed = ", ".join(f"{k} {v}" for k, v in sorted(left.items()))
-        return HoldOffboarding(f"funds the transfer endpoint cannot move back remain: {listed}")
+        return p.idle("offboarding: key revocation is blocked")
+    if in_doubt:
+        return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
+    if steps.SWEEP in record.blocked:
+        return p.idle("offboarding: moving balances back is blocked")
     return CloseCustomer("offboarded")
 
 
-def _kyc(
-    desired: DesiredState, record: CustomerRecord, sub: SubAccountRecord, now_ms: int, policy: Policy
-) -> Step | None:
+def _kyc(p: _Plan) -> Step | None:
     """Proxy KYC, when enabled and documents came with the approval: submit, follow, gate keys and funding."""
+    desired, record, sub, now_ms, policy = p.desired, p.record, p.sub, p.now_ms, p.policy
     if not policy.proxy_kyc or desired.kyc_documents_event is None:
         return None
     progress = record.kyc
     if progress is None or (progress.stage is KycStage.REJECT and progress.event_id != desired.kyc_documents_event):
-        if "kyc" in record.blocked:
+        if steps.KYC in record.blocked:
             return Idle("KYC submission is blocked")
         return SubmitKyc(sub.uid, desired.kyc_documents_event)
     if progress.stage in (KycStage.SUBMITTED, KycStage.PROCESS):
@@ -182,95 +261,138 @@ def _kyc(
     return None
 
 
-def _funding(desired: DesiredState, record: CustomerRecord, sub: SubAccountRecord, policy: Policy) -> Step | None:
-    """The first funding line not yet settled: refuse it if it breaks the per-customer cap, else transfer it."""
+class CapDecision(StrEnum):
+    """What the per-customer cap says of a funding line: send it, refuse it for good, or wait for verdicts."""
+
+    SEND = "send"
+    REFUSE = "refuse"
+    WAIT = "wait"
+
+
+def cap_decision(*, amount: Decimal, moved: Decimal, in_doubt: Decimal, cap: Decimal | None) -> CapDecision:
+    """Decide a funding line against the per-customer cap, counting every line that may have moved money.
+
+    ``moved``: committed or accepted funding of the currency; ``in_doubt``: lines whose transfer may or may not
+    have happened (pending, or blocked for an operator). Refuse only when the line cannot fit whatever the verdicts
+    are; wait when it fits only if the doubtful lines turn out unsent; so no sequence of verdicts exceeds the cap.
+    """
+    if cap is None or moved + amount > cap:
+        return CapDecision.REFUSE
+    if moved + in_doubt + amount > cap:
+        return CapDecision.WAIT
+    return CapDecision.SEND
+
+
+def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
+    """Neither recorded (sent, accepted, refused) nor blocked."""
+    return line.key not in record.transfers and steps.fund(line.key) not in record.blocked
+
+
+def _funding(p: _Plan) -> Step | None:
+    """The next funding line to decide: refuse it if the cap can never take it, hold it (and the later lines of
+    its currency) while lines in doubt could use the room, else transfer it. After a recovery, unrecorded lines
+    wait until anything sent before the loss has settled and is listed (the transfer settle delay)."""
+    desired, record, sub, policy = p.desired, p.record, p.sub, p.policy
+    in_doubt = record.in_doubt()
+    if record.recovered_at_ms is not None:
+        settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+        if p.now_ms < settled_at and any(_unsettled(line, record) for line in desired.funding):
+            p.waiting.append("funding waits for transfers sent before the state loss to show on the exchange")
+            p.wake(settled_at)
+            return None
+    held: set[str] = set()
     for line in desired.funding:
-        if line.key in record.transfers or f"fund:{line.key}" in record.blocked:
+        if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
             continue
+        if record.adopted_at_ms is not None and line.occurred_ms < record.adopted_at_ms:
+            return RefuseFunding(line.key, line.currency, line.amount, ADOPTED_REASON)
         cap = policy.funding_caps.get(line.currency)
-        already = record.funded(line.currency)
-        if cap is None:
-            return RefuseFunding(
-                line.key, line.currency, line.amount, f"no per-customer funding cap is configured for {line.currency}"
+        moved = record.funded(line.currency)
+        doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
+        decision = cap_decision(amount=line.amount, moved=moved, in_doubt=doubt, cap=cap)
+        if decision == CapDecision.REFUSE:
+            reason = (
+                f"no per-customer funding cap is configured for {line.currency}"
+                if cap is None
+                else f"per-customer cap of {cap} {line.currency} would be exceeded (already funded {moved})"
             )
-        if already + line.amount > cap:
-            return RefuseFunding(
-                line.key,
-                line.currency,
-                line.amount,
-                f"per-customer cap of {cap} {line.currency} would be exceeded (already funded {already})",
-            )
-        attempt = record.retry_counts.get(f"fund:{line.key}", 0)
-        # Before the first key exists nobody else can move money in the sub-account, so our own records
-        # determine its balance; afterwards the customer may trade and the shell must read it first.
-        expected = record.committed_into(line.currency, policy.sub_wallet) if not record.keys else None
+            return RefuseFunding(line.key, line.currency, line.amount, reason)
+        if decision == CapDecision.WAIT:
+            held.add(line.currency)
+            doubtful = ", ".join(sorted(k for k, d in in_doubt.items() if d.currency == line.currency))
+            p.waiting.append(f"funding {line.key} waits for a verdict on {doubtful} (per-customer cap)")
+            continue
+        attempt = record.retry_counts.get(steps.fund(line.key), 0)
         return Transfer(
-            line.key,
-            "fund",
-            policy.naming.funding_client_oid(record.ref, line.key, attempt),
-            sub.uid,
-            line.currency,
-            line.amount,
-            "OUT",
-            policy.sub_wallet,
-            policy.broker_wallet,
-            expected,
+            key=line.key,
+            purpose=TransferPurpose.FUND,
+            client_oid=policy.naming.funding_client_oid(record.ref, line.key, attempt),
+            attempt=attempt,
+            uid=sub.uid,
+            currency=line.currency,
+            amount=line.amount,
+            direction="OUT",
+            sub_wallet=policy.sub_wallet,
+            broker_wallet=policy.broker_wallet,
+            evidence_first=record.recovered_at_ms is not None,
         )
     return None
 
 
-def _keys(desired: DesiredState, record: CustomerRecord, sub: SubAccountRecord, now_ms: int, policy: Policy) -> Step:
+def _keys(p: _Plan) -> Step | None:
+    """Issue the wanted generation (making room under the key cap first), align live keys, revoke superseded
+    keys once their successor's grace is over, rotate by age. A blocked issuance holds back none of the rest."""
+    desired, record, sub, now_ms, policy = p.desired, p.record, p.sub, p.now_ms, p.policy
     access = desired.access
     assert access is not None
     generation = desired.requested_rotations + record.age_rotations
     current = record.key(generation)
-    if current is None:
-        if f"key:{generation}" in record.blocked:
-            return Idle("key issuance is blocked")
+    live = sorted(record.live_keys, key=lambda k: (k.generation, k.created_at_ms))
+    if current is None and steps.issue(generation) not in record.blocked:
+        if len(live) >= policy.max_live_keys:
+            for oldest in live:
+                if oldest.generation < generation and steps.revoke(oldest.api_key) not in record.blocked:
+                    return RevokeApiKey(sub.uid, oldest.api_key, "rotated (the live-key cap left no room)")
         return IssueApiKey(
             sub.uid, generation, policy.naming.key_label(generation), access.permissions, access.ip_whitelist
         )
-    for key in record.live_keys:
+    for key in live:
+        if key.sealed is None:
+            continue  # its secret was lost: it is replaced and revoked, not maintained
         if (key.permissions, key.ip_whitelist) != (access.permissions, access.ip_whitelist) and (
-            f"update:{key.api_key}" not in record.blocked
+            steps.update(key.api_key) not in record.blocked
         ):
             return UpdateApiKey(sub.uid, key.api_key, key.label, access.permissions, access.ip_whitelist)
-    wake: list[int] = []
-    superseded = [
-        k for k in record.live_keys if k.generation < generation and f"revoke:{k.api_key}" not in record.blocked
-    ]
-    if superseded:
-        grace_end = current.created_at_ms + policy.rotation_grace_ms
+    for key in live:
+        if key.generation >= generation or steps.revoke(key.api_key) in record.blocked:
+            continue
+        successor = _successor(key, live)
+        if successor is None:
+            continue  # the customer's only way in while the wanted generation cannot be issued
+        grace_end = successor.created_at_ms + policy.rotation_grace_ms
         if now_ms >= grace_end:
-            return RevokeApiKey(sub.uid, superseded[0].api_key, "rotated")
-        wake.append(grace_end)
-    age_due = current.created_at_ms + policy.key_max_age_ms
-    if now_ms >= age_due:
-        return RotateForAge(generation)
-    wake.append(age_due)
-    return Idle("converged", min(wake))
+            return RevokeApiKey(sub.uid, key.api_key, "rotated")
+        p.wake(grace_end)
+    if current is not None:
+        age_due = current.created_at_ms + policy.key_max_age_ms
+        if now_ms >= age_due:
+            return RotateForAge(generation)
+        p.wake(age_due)
+    return None
 
 
-class TransferVerdict(StrEnum):
-    COMMITTED = "committed"
-    NOT_COMMITTED = "not_committed"
-    AMBIGUOUS = "ambiguous"
+def _successor(key: KeyRecord, live: list[KeyRecord]) -> KeyRecord | None:
+    """The oldest live key of a newer generation: the one that took over from ``key``."""
+    newer = [k for k in live if k.generation > key.generation]
+    return min(newer, key=lambda k: k.created_at_ms) if newer else None
 
 
-def judge_transfer(
-    *, before: Decimal, amount: Decimal, direction: str, observed: Decimal, quiescent: bool = True
-) -> TransferVerdict:
-    """Did a transfer whose outcome was lost happen? Compare the sub-account balance with before and after.
-
-    Works whatever the exchange does with a repeated clientOid (dedupe, reject or execute again), because it
-    looks at the money, not at the clientOid. Anything other than exactly "before" or exactly "after" is
-    ``AMBIGUOUS``: a human must look, nothing is sent again. "Before" proves nothing was sent only while nobody
-    else can move money in the sub-account (``quiescent``: no key issued yet, or keys revoked for offboarding):
-    otherwise a trade of the same amount could hide a committed transfer, and sending again could fund twice.
-    """
-    after = before + amount if direction == "OUT" else before - amount
-    if observed == after:
-        return TransferVerdict.COMMITTED
-    if observed == before and quiescent:
-        return TransferVerdict.NOT_COMMITTED
-    return TransferVerdict.AMBIGUOUS
+def _confirm(p: _Plan) -> Step | None:
+    """An accepted transfer whose final status is due to be read."""
+    for transfer in sorted(p.record.transfers.values(), key=lambda t: t.key):
+        if transfer.status is not TransferStatus.ACCEPTED or transfer.order_id is None:
+            continue
+        if p.now_ms >= transfer.check_at_ms:
+            return ConfirmTransfer(transfer.key, transfer.order_id)
+        p.wake(transfer.check_at_ms)
+    return None

@@ -18,6 +18,7 @@ __all__ = [
     "BalanceSnapshot",
     "Blocked",
     "CustomerRecord",
+    "Evidence",
     "Intent",
     "IntentKind",
     "KeyRecord",
@@ -25,6 +26,7 @@ __all__ = [
     "KycStage",
     "SealedSecret",
     "SubAccountRecord",
+    "TransferIntent",
     "TransferPurpose",
     "TransferRecord",
     "TransferStatus",
@@ -70,9 +72,29 @@ class TransferPurpose(StrEnum):
 
 
 class TransferStatus(StrEnum):
+    ACCEPTED = "accepted"
+    """The exchange answered with an orderId; its final status (Get Transfer History) is not read yet. Counts as
+    money moved for every cap until the exchange says FAILURE."""
     COMMITTED = "committed"
+    """The exchange's own record says our transfer happened (see ``Evidence``)."""
     REFUSED = "refused"
-    """Never sent: a funding cap refused it."""
+    """Never sent: a funding cap, the customer's offboarding or an operator refused it."""
+    UNCONFIRMED = "unconfirmed"
+    """A sweep whose outcome the exchange's records cannot tell. Harmless for money (a sweep moves back what is
+    there; the next round reads the balances again); reported as unconfirmed."""
+
+
+class Evidence(StrEnum):
+    """What proved a transfer committed: never a balance, only the exchange's record of *our* transfer."""
+
+    HISTORY = "history"
+    """Get Transfer History says SUCCESS for the orderId the exchange gave us."""
+    DUPLICATE = "duplicate"
+    """The exchange refused our clientOid as already used: a transfer under it exists."""
+    LEDGER = "ledger"
+    """The Special Account's ledger lists our transfer (by clientOid, or by an orderId only ours can explain)."""
+    OPERATOR = "operator"
+    """An operator checked with KuCoin and said so."""
 
 
 class TransferRecord(Record):
@@ -86,6 +108,17 @@ class TransferRecord(Record):
     order_id: str | None = None
     note: str | None = None
     at_ms: int
+    attempt: int = 0
+    evidence: Evidence | None = None
+    check_at_ms: int = 0
+    """For an ``ACCEPTED`` transfer: when to read its status next (it was PROCESSING)."""
+    day: str | None = None
+    """UTC day (``YYYYMMDD``) whose Special Account cap holds its reservation (funding only)."""
+
+    @property
+    def moved_money(self) -> bool:
+        """Whether this transfer counts as money moved (for caps and for what is owed back)."""
+        return self.status in (TransferStatus.ACCEPTED, TransferStatus.COMMITTED)
 
 
 class IntentKind(StrEnum):
@@ -105,6 +138,41 @@ class Intent(Record):
     """The write's deterministic identity: account name, key label, api key or clientOid."""
     started_at_ms: int
     details: dict[str, Any] = {}
+
+
+class TransferIntent(BaseModel):
+    """The details of a ``TRANSFER`` intent, typed (``Intent.details`` holds them as JSON)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    key: str
+    purpose: TransferPurpose
+    uid: str
+    currency: str
+    amount: Decimal
+    direction: str
+    sub_wallet: str
+    broker_wallet: str
+    day: str
+    attempt: int = 0
+    first_sent_ms: int = 0
+    """When the first request under this clientOid may have left: evidence is looked for from then on."""
+    sends: int = 1
+    evidence_first: bool = False
+    """Sent where an earlier send under the same clientOid may exist that our records lost (a recovered record):
+    a refusal then proves nothing either way."""
+    refused: str | None = None
+    """A re-send was refused for a reason other than "clientOid duplicated": not evidence; the ledger decides."""
+
+    @classmethod
+    def of(cls, intent: Intent) -> TransferIntent:
+        """The typed details of a transfer intent (older records lack ``first_sent_ms``: its start is used)."""
+        details = dict(intent.details)
+        details.setdefault("first_sent_ms", intent.started_at_ms)
+        return cls.model_validate(details)
+
+    def as_details(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 class KycStage(StrEnum):
@@ -162,6 +230,14 @@ class CustomerRecord(Record):
     closed_at_ms: int | None = None
     events_at_close: tuple[str, ...] = ()
     """Ids of the events the closing run had seen; any later one is reported as ignored."""
+    audited_epoch: str | None = None
+    """The state epoch in which this record was last rebuilt from the exchange (see ``worker.store.epoch``)."""
+    adopted_at_ms: int | None = None
+    """Set when ``provisioner recover --adopt`` took over a sub-account an older system created: funding lines of
+    events from before then were the older system's to pay."""
+    recovered_at_ms: int | None = None
+    """Set when the record was rebuilt from the exchange after a loss of our state: from then on, a funding line
+    not yet recorded may have been sent before the loss, and is sent evidence-first."""
 
     @classmethod
     def new(cls, ref: str, customer_id: str) -> CustomerRecord:
@@ -174,21 +250,25 @@ class CustomerRecord(Record):
     def key(self, generation: int) -> KeyRecord | None:
         return next((k for k in self.keys if k.generation == generation and k.live), None)
 
-    def committed_into(self, currency: str, wallet: str) -> Decimal:
-        """Net amount our committed transfers moved into ``wallet``/``currency`` of the sub-account."""
-        total = Decimal(0)
-        for t in self.transfers.values():
-            if t.status is TransferStatus.COMMITTED and t.currency == currency and t.sub_wallet == wallet:
-                total += t.amount if t.purpose is TransferPurpose.FUND else -t.amount
-        return total
-
     def funded(self, currency: str) -> Decimal:
-        """Total committed funding of ``currency`` (for the per-customer cap)."""
+        """Funding of ``currency`` that moved or is moving (committed or accepted), for the per-customer cap."""
         return sum(
             (
                 t.amount
                 for t in self.transfers.values()
-                if t.purpose is TransferPurpose.FUND and t.status is TransferStatus.COMMITTED and t.currency == currency
+                if t.purpose is TransferPurpose.FUND and t.moved_money and t.currency == currency
             ),
             Decimal(0),
         )
+
+    def in_doubt(self) -> dict[str, TransferIntent]:
+        """Funding lines whose money may have moved without our knowing: the pending transfer intent and every
+        transfer blocked for an operator's verdict. Line key → the transfer's details."""
+        doubtful: dict[str, TransferIntent] = {}
+        intents = [self.pending] + [b.intent for b in self.blocked.values() if b.manual]
+        for intent in intents:
+            if intent is not None and intent.kind is IntentKind.TRANSFER:
+                details = TransferIntent.of(intent)
+                if details.purpose is TransferPurpose.FUND:
+                    doubtful[details.key] = details
+        return doubtful

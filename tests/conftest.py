@@ -4,6 +4,7 @@ a run) in which each test isolates itself further by a unique key prefix."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -14,12 +15,17 @@ TEST_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _empty_test_database() -> None:
-    """Start from an empty test database (never database 0, the default of real runs)."""
+def _empty_test_database() -> Iterator[None]:
+    """Start from an empty test database (never database 0, the default of real runs); remove the state-epoch
+    mirrors the tests' workers wrote when the run ends."""
     client = redis.Redis.from_url(TEST_REDIS_URL)
     if client.connection_pool.connection_kwargs.get("db", 0) != 0:
         client.flushdb()
     client.close()
+    yield
+    from tests.core.harness import STATE_DIR
+
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -25,10 +27,11 @@ from worker.ratelimit import PoolQuota, SharedRateLimiter
 from worker.settings import Settings
 from worker.store.customers import CustomerStore
 from worker.store.due import DueSchedule
+from worker.store.epoch import Mirror, StateGuard, default_state_dir
 from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
 
-__all__ = ["App", "build_app", "policy_from", "redis_client"]
+__all__ = ["App", "build_app", "exchange_traces", "policy_from", "redis_client", "state_mirror"]
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -49,8 +52,40 @@ def policy_from(settings: Settings) -> Policy:
         rotation_grace_ms=settings.rotation_grace_seconds * 1000,
         proxy_kyc=settings.proxy_kyc,
         kyc_poll_ms=settings.kyc_poll_seconds * 1000,
-        resolve_delay_ms=int(1000 * settings.request_bound_s) + settings.unknown_outcome_settle_ms,
+        resolve_delay_ms=_resolve_delay_ms(settings),
+        transfer_resolve_delay_ms=_resolve_delay_ms(settings)
+        + (0 if settings.client_oid_behaviour in ("dedupe", "reject") else settings.ledger_lag_ms),
+        max_live_keys=settings.max_live_keys,
     )
+
+
+def _resolve_delay_ms(settings: Settings) -> int:
+    """Longer than any request can stay in flight, plus the configured margin."""
+    return int(1000 * settings.request_bound_s) + settings.unknown_outcome_settle_ms
+
+
+def state_mirror(settings: Settings) -> Mirror:
+    """This host's mirror of the state epoch, one file per Redis database and key prefix."""
+    url = urlsplit(settings.redis_url)
+    where = f"{url.hostname or 'localhost'}:{url.port or 6379}{url.path or '/0'}#{settings.key_prefix}"
+    directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
+    return Mirror(directory, where)
+
+
+def exchange_traces(exchange: ExchangeClient, naming: Naming) -> Callable[[], str | None]:
+    """Whether the exchange has sub-accounts named the way we name ours (asked only when Redis holds no state of
+    ours): the first and the last page of the listing, whichever order the exchange sorts in."""
+
+    def look() -> str | None:
+        accounts = exchange.sub_accounts
+        first = accounts.page(current_page=1, page_size=100)
+        names = [s.account_name for s in first.items]
+        if first.total_page > 1:
+            names += [s.account_name for s in accounts.page(current_page=first.total_page, page_size=100).items]
+        ours = [n for n in names if naming.is_account_name(n)]
+        return f"{len(ours)} sub-account(s) named like ours, e.g. {ours[0]}" if ours else None
+
+    return look
 
 
 def _admission(limiter: SharedRateLimiter) -> Callable[[str], None]:
@@ -70,6 +105,7 @@ class App:
     store: CustomerStore
     due: DueSchedule
     ledger: FundingLedger
+    state: StateGuard
     exchange: ExchangeClient
     keyring: Keyring
     delivery: Keyring
@@ -97,7 +133,9 @@ def build_app(
     """Build the app. ``transport`` replaces the network (the simulator in tests); ``clock`` is epoch seconds."""
     r = client or redis_client(settings)
     keys = Keys(settings.key_prefix)
-    store = CustomerStore(r, keys)
+    policy = policy_from(settings)
+    state = StateGuard(r, keys, state_mirror(settings), clock=clock)
+    store = CustomerStore(r, keys, state)
     due = DueSchedule(r, keys)
     ledger = FundingLedger(r, keys)
     limiter = None
@@ -113,9 +151,9 @@ def build_app(
         )
         gate = limiter
     exchange = ExchangeClient.from_settings(settings, transport=transport, gate=gate, observers=observers, clock=clock)
+    state.traces = exchange_traces(exchange, policy.naming)
     keyring = Keyring.parse(settings.secret("encryption_keys"), name="PROVISIONER_ENCRYPTION_KEYS")
     delivery = Keyring.parse(settings.secret("delivery_keys"), name="PROVISIONER_DELIVERY_KEYS")
-    policy = policy_from(settings)
     services = Services(
         store=store,
         exchange=exchange,
@@ -125,6 +163,7 @@ def build_app(
         policy=policy,
         daily_caps=settings.funding_cap_per_day,
         clock=clock,
+        client_oid_behaviour=settings.client_oid_behaviour,
     )
     if on_transfer is not None:
         services = replace(services, on_transfer=on_transfer)
@@ -140,4 +179,6 @@ def build_app(
         failure_backstop_ms=max(FAILURE_BACKSTOP_MS, 3 * max(settings.max_backoff_ms, settings.auth_retry_delay_ms)),
     )
     intake = Intake(store, policy.naming, keyring, currencies=frozenset(settings.currencies), clock=clock)
-    return App(settings, r, keys, store, due, ledger, exchange, keyring, delivery, policy, reconciler, intake, clock)
+    return App(
+        settings, r, keys, store, due, ledger, state, exchange, keyring, delivery, policy, reconciler, intake, clock
+    )

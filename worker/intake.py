@@ -83,8 +83,11 @@ class Intake:
         event = checked
         ref = self._naming.customer_ref(event.customer_id)
         sealed = None
+        digest = ""
         if isinstance(event, KycApproved) and event.data.kyc is not None:
-            sealed = self._keyring.seal(event.data.kyc.model_dump(mode="json"))
+            documents = event.data.kyc.model_dump(mode="json")
+            sealed = self._keyring.seal(documents)
+            digest = self._naming.documents_digest(json.dumps(documents, sort_keys=True, separators=(",", ":")))
         result = self._store.ingest(
             ref,
             event,
@@ -92,9 +95,20 @@ class Intake:
             now_ms=self._now_ms(),
             handoff_id=handoff_id,
             handoff_queue=handoff_queue,
+            documents_digest=digest,
         )
         if result is IngestResult.CONFLICT:
             refused = Refused("id", "event id already used for an event with different content", event.id, ref)
+            self.report(refused)
+            return refused
+        if result is IngestResult.CONFLICT_DOCUMENTS:
+            refused = Refused(
+                "id",
+                "event id already used with other KYC documents (or none): send corrected documents as a new "
+                "customer.kyc_approved event with its own id",
+                event.id,
+                ref,
+            )
             self.report(refused)
             return refused
         if result is IngestResult.CLOSED:

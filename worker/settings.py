@@ -150,6 +150,21 @@ class Settings(BaseSettings):
     kyc_poll_seconds: int = Field(60, alias="PROVISIONER_KYC_POLL_SECONDS", ge=1)
     lock_ttl_ms: int = Field(45_000, alias="PROVISIONER_LOCK_TTL_MS", ge=5_000)
     unknown_outcome_settle_ms: int = Field(15_000, alias="PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS", ge=0)
+    client_oid_behaviour: str = Field(
+        "unknown", alias="PROVISIONER_CLIENT_OID_BEHAVIOUR", pattern="^(dedupe|reject|accept|unknown)$"
+    )
+    """What KuCoin does with a repeated transfer clientOid (undocumented; ``provisioner exchange probe-client-oid``
+    finds out). ``unknown`` is the safe default: a lost transfer is then settled from the Special Account's ledger
+    only, never by sending it again."""
+    ledger_lag_ms: int = Field(30_000, alias="PROVISIONER_LEDGER_LAG_MS", ge=0, le=3_600_000)
+    """How long the Special Account's ledger may take to list a transfer: a lost transfer is judged from the ledger
+    only this long after its last send."""
+    max_live_keys: int = Field(5, alias="PROVISIONER_MAX_LIVE_KEYS", ge=2, le=20)
+    state_dir: str | None = Field(None, alias="PROVISIONER_STATE_DIR")
+    """Where each host keeps its mirror of the state epoch (outside Redis); default under ``~/.local/state``."""
+    allow_volatile_redis: bool = Field(False, alias="PROVISIONER_ALLOW_VOLATILE_REDIS")
+    """Production refuses a Redis without ``appendonly yes`` unless this is set (then a Redis restart is detected
+    as a lost state, and the workers halt for ``provisioner recover``)."""
 
     broker_quota: int = Field(2000, alias="PROVISIONER_BROKER_QUOTA", ge=1)
     management_quota: int = Field(2000, alias="PROVISIONER_MANAGEMENT_QUOTA", ge=1)

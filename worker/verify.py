@@ -305,6 +305,9 @@ class _Customer:
                 "orphan_keys_deleted",
                 "refused",
                 "resent",
+                "transfer.accepted",
+                "transfer.unconfirmed",
+                "funding.refused",
             )
         )
         if actions["intent"] > settled + actions["outcome_unknown"] + actions["orphan_keys_pending"]:

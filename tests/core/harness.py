@@ -4,8 +4,10 @@ publish events, drive reconciles to quiescence and look at both sides."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,10 +73,15 @@ class CrashingTransport(httpx.BaseTransport):
         return response
 
 
+STATE_DIR = Path(tempfile.gettempdir()) / "provisioner-test-state"
+"""Where the tests' hosts keep their state-epoch mirrors (one file per prefix; removed after the run)."""
+
+
 def settings_for(redis_url: str, key_prefix: str, **extra: str) -> Settings:
     env = {
         "REDIS_URL": redis_url,
         "PROVISIONER_REDIS_PREFIX": key_prefix,
+        "PROVISIONER_STATE_DIR": str(STATE_DIR / key_prefix),
         "KUCOIN_BROKER_BASE_URL": "http://sandbox",
         "KUCOIN_SPOT_BASE_URL": "http://sandbox",
         "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",
@@ -102,6 +109,7 @@ class Rig:
         self.transport = CrashingTransport(self.exchange.transport())
         self.settings = settings_for(redis_url, key_prefix, **settings)
         self.app: App = build_app(self.settings, transport=self.transport, clock=self.clock)
+        self.app.state.establish(ask_exchange=False)  # a new key prefix: a new deployment (as the worker's gate)
         self.reports: list[RunReport] = []
         self.blocked: list[StepsBlocked] = []
 

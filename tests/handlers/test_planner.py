@@ -8,7 +8,7 @@ import pytest
 
 from handlers import commands as c
 from handlers.desired import fold
-from handlers.planner import Policy, TransferVerdict, judge_transfer, plan
+from handlers.planner import CapDecision, Policy, cap_decision, plan
 from handlers.records import (
     BalanceSnapshot,
     Blocked,
@@ -17,6 +17,7 @@ from handlers.records import (
     KycProgress,
     KycStage,
     TransferPurpose,
+    TransferStatus,
 )
 from tests.handlers.factory import (
     NAMING,
@@ -63,21 +64,23 @@ def test_waits_for_kyc_once_the_sub_account_exists() -> None:
     assert step([created()], with_sub()) == c.Idle("waiting for customer.kyc_approved")
 
 
-def test_funding_comes_before_the_key_with_the_balance_known_from_our_records() -> None:
-    """The first funding line is transferred before any key exists; its 'before' balance is 0, from records."""
+def test_funding_comes_before_the_key() -> None:
+    """The first funding line is transferred before any key exists, under its line's first clientOid; the next
+    line follows once the first is recorded. No balance is read: a balance is never evidence."""
     events = [created(), approved(funding=(("USDT", "250"), ("USDT", "50")))]
     result = step(events, with_sub())
     assert isinstance(result, c.Transfer)
-    assert (result.key, result.amount, result.direction, result.expected_before) == (
+    assert (result.key, result.amount, result.direction, result.attempt, result.evidence_first) == (
         "e-kyc#0",
         Decimal(250),
         "OUT",
-        Decimal(0),
+        0,
+        False,
     )
     assert result.client_oid == NAMING.funding_client_oid(REF, "e-kyc#0", 0)
     second = step(events, with_sub(transfers={"e-kyc#0": funded("e-kyc#0", amount="250")}))
     assert isinstance(second, c.Transfer)
-    assert (second.key, second.expected_before) == ("e-kyc#1", Decimal(250))
+    assert second.key == "e-kyc#1"
 
 
 def test_funding_above_the_per_customer_cap_is_refused_not_split() -> None:
@@ -153,12 +156,7 @@ def test_offboarding_revokes_every_key_then_reads_and_sweeps_then_closes() -> No
     snap = BalanceSnapshot(at_ms=1, sweep_round=0, wallets={"MAIN": {}, "TRADE": {"USDT": (Decimal(7), Decimal(5))}})
     sweep = step(events, no_keys.model_copy(update={"balances": snap}))
     assert isinstance(sweep, c.Transfer)
-    assert (sweep.direction, sweep.amount, sweep.expected_before, sweep.sub_wallet) == (
-        "IN",
-        Decimal(5),
-        Decimal(7),
-        "TRADE",
-    )
+    assert (sweep.direction, sweep.amount, sweep.sub_wallet) == ("IN", Decimal(5), "TRADE")
     assert step(events, no_keys.model_copy(update={"balances": snap, "sweep_round": 1})) == c.ReadBalances(UID)
     empty = BalanceSnapshot(at_ms=1, sweep_round=1, wallets={"MAIN": {}, "TRADE": {}})
     closing = step(events, no_keys.model_copy(update={"balances": empty, "sweep_round": 1}))
@@ -184,9 +182,14 @@ def test_offboarding_does_not_close_with_money_it_cannot_move(wallets) -> None:
 
 
 def test_offboarded_dominates_pending_work() -> None:
-    """Unfunded lines and missing keys are not pursued once the customer is offboarded."""
+    """Unfunded lines and missing keys are not pursued once the customer is offboarded: each unfunded line is
+    refused (the upstream hears a verdict for it), then the balances are read."""
     events = [created(), approved(funding=(("USDT", "5"),)), offboarded()]
-    assert step(events, with_sub()) == c.ReadBalances(UID)
+    refused = step(events, with_sub())
+    assert isinstance(refused, c.RefuseFunding)
+    assert (refused.key, refused.reason) == ("e-kyc#0", "the customer was offboarded before this line was funded")
+    done = with_sub(transfers={"e-kyc#0": funded("e-kyc#0", amount="5", status=TransferStatus.REFUSED)})
+    assert step(events, done) == c.ReadBalances(UID)
 
 
 @pytest.mark.parametrize("rec", [record(), record(name_attempt=1)])
@@ -253,13 +256,13 @@ def test_a_replayed_funding_line_gets_a_new_client_oid() -> None:
     assert result.client_oid != NAMING.funding_client_oid(REF, "e-kyc#0", 0)
 
 
-def test_funding_after_a_key_exists_reads_the_balance_first() -> None:
-    """Once a key exists the customer may trade: 'before' is unknown to us and must be read."""
+def test_funding_after_a_key_exists_is_sent_like_any_other() -> None:
+    """A top-up while the customer trades needs no balance read: it is settled on the exchange's record of it."""
     events = [created(), approved(funding=(("USDT", "5"),)), approved("e-kyc2", 3, funding=(("USDT", "7"),))]
     rec = with_sub(keys=(key(0),), transfers={"e-kyc#0": funded("e-kyc#0", amount="5")})
     result = step(events, rec)
     assert isinstance(result, c.Transfer)
-    assert (result.key, result.expected_before) == ("e-kyc2#0", None)
+    assert (result.key, result.amount) == ("e-kyc2#0", Decimal(7))
 
 
 PROXY = Policy(naming=NAMING, funding_caps={"USDT": Decimal(1000)}, proxy_kyc=True, kyc_poll_ms=60_000)
@@ -291,25 +294,6 @@ def test_a_new_approval_with_documents_resubmits_after_a_rejection() -> None:
     assert plan(docs, rejected, now_ms=0, policy=PROXY) == c.SubmitKyc(UID, "e-kyc2")
 
 
-@pytest.mark.parametrize(
-    ("direction", "observed", "verdict"),
-    [
-        ("OUT", "150", TransferVerdict.COMMITTED),
-        ("OUT", "100", TransferVerdict.NOT_COMMITTED),
-        ("OUT", "120", TransferVerdict.AMBIGUOUS),
-        ("IN", "50", TransferVerdict.COMMITTED),
-        ("IN", "100", TransferVerdict.NOT_COMMITTED),
-        ("IN", "0", TransferVerdict.AMBIGUOUS),
-    ],
-)
-def test_judge_transfer_by_the_money(direction: str, observed: str, verdict: TransferVerdict) -> None:
-    """Exactly 'after' → committed; exactly 'before' → not; anything else → a human must look."""
-    assert (
-        judge_transfer(before=Decimal(100), amount=Decimal(50), direction=direction, observed=Decimal(observed))
-        is verdict
-    )
-
-
 def test_sweep_uses_the_sweep_round_in_its_client_oid() -> None:
     events = [created(), approved(), offboarded()]
     snap = BalanceSnapshot(at_ms=1, sweep_round=2, wallets={"MAIN": {"BTC": (Decimal(1), Decimal(1))}})
@@ -319,14 +303,198 @@ def test_sweep_uses_the_sweep_round_in_its_client_oid() -> None:
     assert result.client_oid == NAMING.sweep_client_oid(REF, 2, 0)
 
 
-def test_an_unchanged_balance_proves_nothing_while_the_customer_can_trade() -> None:
-    """Review finding: after keys exist, a trade of the same amount could hide a committed transfer; "before"
-    then means "ask a human", never "send again"."""
-    assert (
-        judge_transfer(before=Decimal(100), amount=Decimal(50), direction="OUT", observed=Decimal(100), quiescent=False)
-        is TransferVerdict.AMBIGUOUS
+# --- money: caps count what may have moved (issue 10) ---------------------------------------------------------
+
+
+def fund_intent(line: str, amount: str, *, currency: str = "USDT") -> Intent:
+    details = {
+        "key": line,
+        "purpose": "fund",
+        "uid": UID,
+        "currency": currency,
+        "amount": amount,
+        "direction": "OUT",
+        "sub_wallet": "TRADE",
+        "broker_wallet": "MAIN",
+        "day": "20261122",
+        "first_sent_ms": 50,
+    }
+    return Intent(kind=IntentKind.TRANSFER, token=f"oid-{line}", started_at_ms=50, details=details)
+
+
+@pytest.mark.parametrize(
+    ("moved", "in_doubt", "amount", "expected"),
+    [
+        ("0", "0", "600", CapDecision.SEND),
+        ("0", "600", "600", CapDecision.WAIT),
+        ("600", "0", "600", CapDecision.REFUSE),
+        ("400", "600", "600", CapDecision.WAIT),
+        ("401", "600", "600", CapDecision.REFUSE),
+        ("0", "400", "600", CapDecision.SEND),
+        ("1000", "0", "0.00000001", CapDecision.REFUSE),
+    ],
+)
+def test_the_cap_counts_every_line_that_may_have_moved_money(moved, in_doubt, amount, expected) -> None:
+    """Refuse what can never fit, wait while doubtful lines could take the room, send what fits either way."""
+    decision = cap_decision(amount=Decimal(amount), moved=Decimal(moved), in_doubt=Decimal(in_doubt), cap=Decimal(1000))
+    assert decision is expected
+
+
+def test_no_configured_cap_refuses() -> None:
+    assert cap_decision(amount=Decimal(1), moved=Decimal(0), in_doubt=Decimal(0), cap=None) is CapDecision.REFUSE
+
+
+def test_a_line_in_doubt_holds_later_lines_of_its_currency_not_the_key_or_other_currencies() -> None:
+    """Line 1 is blocked for an operator's verdict: line 2 (USDT) waits rather than risk the cap, a BTC line goes
+    ahead, and the key is issued meanwhile."""
+    events = [created(), approved(funding=(("USDT", "600"), ("USDT", "600"), ("BTC", "0.5")))]
+    doubt = Blocked(reason="outcome unknown", at_ms=60, manual=True, intent=fund_intent("e-kyc#0", "600"))
+    rec = with_sub(blocked={"fund:e-kyc#0": doubt})
+    result = step(events, rec)
+    assert isinstance(result, c.Transfer)
+    assert (result.key, result.currency) == ("e-kyc#2", "BTC")
+    rec = rec.model_copy(update={"transfers": {"e-kyc#2": funded("e-kyc#2", "BTC", "0.5")}})
+    assert isinstance(step(events, rec), c.IssueApiKey)
+    rec = rec.model_copy(update={"keys": (key(0),)})
+    idle = step(events, rec)
+    assert isinstance(idle, c.Idle)
+    assert "e-kyc#1 waits for a verdict on e-kyc#0" in idle.reason
+
+
+def test_an_accepted_transfer_counts_as_moved_and_is_confirmed_after_the_key() -> None:
+    """An orderId counts against the cap at once; its final status is read once the customer has its key."""
+    events = [created(), approved(funding=(("USDT", "600"), ("USDT", "600")))]
+    accepted = funded("e-kyc#0", amount="600", status=TransferStatus.ACCEPTED).model_copy(
+        update={"order_id": "o-1", "check_at_ms": 0}
     )
-    assert (
-        judge_transfer(before=Decimal(100), amount=Decimal(50), direction="OUT", observed=Decimal(150), quiescent=False)
-        is TransferVerdict.COMMITTED
+    rec = with_sub(transfers={"e-kyc#0": accepted})
+    refused = step(events, rec)
+    assert isinstance(refused, c.RefuseFunding) and refused.key == "e-kyc#1"
+    rec = rec.model_copy(
+        update={
+            "transfers": {**rec.transfers, "e-kyc#1": funded("e-kyc#1", amount="600", status=TransferStatus.REFUSED)}
+        }
     )
+    assert isinstance(step(events, rec), c.IssueApiKey)
+    assert step(events, rec.model_copy(update={"keys": (key(0),)})) == c.ConfirmTransfer("e-kyc#0", "o-1")
+    later = accepted.model_copy(update={"check_at_ms": 5_000})
+    waiting = step(events, rec.model_copy(update={"keys": (key(0),), "transfers": {**rec.transfers, "e-kyc#0": later}}))
+    assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 5_000
+
+
+def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_sends_have_settled() -> None:
+    events = [created(), approved(funding=(("USDT", "5"),))]
+    rec = with_sub(recovered_at_ms=10, keys=(key(0),))
+    idle = step(events, rec, now=10)
+    assert isinstance(idle, c.Idle) and idle.wake_at_ms == 10 + POLICY.resolve_delay_ms
+    result = step(events, rec, now=10 + POLICY.resolve_delay_ms)
+    assert isinstance(result, c.Transfer) and result.evidence_first
+
+
+def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:
+    """A sub-account adopted from an older system: funding asked for before the adoption is not paid again."""
+    events = [created(), approved(funding=(("USDT", "5"),)), approved("e-kyc2", 40, funding=(("USDT", "7"),))]
+    adopted_at = fold(events).funding[1].occurred_ms - 1
+    result = step(events, with_sub(adopted_at_ms=adopted_at))
+    assert isinstance(result, c.RefuseFunding) and result.key == "e-kyc#0"
+    assert "adopted" in result.reason
+    rec = with_sub(
+        adopted_at_ms=adopted_at,
+        transfers={"e-kyc#0": funded("e-kyc#0", amount="5", status=TransferStatus.REFUSED)},
+    )
+    sent = step(events, rec)
+    assert isinstance(sent, c.Transfer) and sent.key == "e-kyc2#0"
+
+
+# --- keys: a blocked step blocks only what depends on it ------------------------------------------------------
+
+
+def test_a_blocked_issuance_does_not_hold_back_revoking_rotated_out_keys() -> None:
+    """Generation 2 cannot be issued: generation 0 (succeeded by 1) is still revoked after its grace; generation
+    1, the customer's only way in, stays."""
+    events = [created(), approved(), rotation("e-r1", 2), rotation("e-r2", 3)]
+    rec = with_sub(
+        keys=(key(0, created_at_ms=0), key(1, created_at_ms=100)),
+        blocked={"key:2": Blocked(reason="refused", at_ms=200)},
+    )
+    assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(UID, "key0", "rotated")
+    rec = rec.model_copy(update={"keys": (key(0, revoked=True), key(1, created_at_ms=100))})
+    assert isinstance(step(events, rec, now=100 + POLICY.rotation_grace_ms), c.Idle)
+
+
+def test_a_blocked_issuance_does_not_hold_back_aligning_the_live_key() -> None:
+    events = [created(), approved(), rotation("e-r1", 2), ip_changed("e-ip", 3, "198.51.100.9")]
+    rec = with_sub(keys=(key(0),), blocked={"key:1": Blocked(reason="refused", at_ms=200)})
+    result = step(events, rec)
+    assert isinstance(result, c.UpdateApiKey) and result.ip_whitelist == ("198.51.100.9",)
+
+
+def test_the_key_cap_is_made_room_for_by_revoking_the_oldest_rotated_out_key() -> None:
+    """Five live keys (the exchange's cap) and a sixth generation asked for: the oldest rotated-out key goes first."""
+    events = [created(), approved()] + [rotation(f"e-r{i}", 2 + i) for i in range(1, 6)]
+    rec = with_sub(keys=tuple(key(g, created_at_ms=g) for g in range(5)))
+    assert step(events, rec) == c.RevokeApiKey(UID, "key0", "rotated (the live-key cap left no room)")
+    rec = rec.model_copy(update={"keys": (key(0, revoked=True), *(key(g, created_at_ms=g) for g in range(1, 5)))})
+    assert isinstance(step(events, rec), c.IssueApiKey)
+
+
+def test_a_key_whose_secret_was_lost_is_replaced_not_maintained() -> None:
+    """After a recovery a key without its secret is superseded: a new one is issued, the old one is not updated,
+    and it is revoked after the new one's grace."""
+    lost = key(3).model_copy(update={"sealed": None, "ip_whitelist": ("203.**.10",)})
+    events = [created(), approved()]
+    rec = with_sub(keys=(lost,), age_rotations=4)
+    issued = step(events, rec)
+    assert isinstance(issued, c.IssueApiKey) and issued.generation == 4
+    rec = rec.model_copy(update={"keys": (lost, key(4, created_at_ms=100))})
+    assert isinstance(step(events, rec), c.Idle)
+    assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(UID, "key3", "rotated")
+
+
+# --- offboarding waits only for money --------------------------------------------------------------------------
+
+
+def test_offboarding_sweeps_although_a_revocation_is_blocked_and_closes_only_when_it_is_done() -> None:
+    events = [created(), approved(), offboarded()]
+    rec = with_sub(keys=(key(0),), blocked={"revoke:key0": Blocked(reason="refused", at_ms=1)})
+    assert step(events, rec) == c.ReadBalances(UID)
+    empty = BalanceSnapshot(at_ms=5, sweep_round=0, wallets={"MAIN": {}, "TRADE": {}})
+    idle = step(events, rec.model_copy(update={"balances": empty}))
+    assert idle == c.Idle("offboarding: key revocation is blocked")
+
+
+def test_offboarding_closes_only_after_balances_read_after_the_last_revocation() -> None:
+    events = [created(), approved(), offboarded()]
+    revoked_late = key(0, revoked=True).model_copy(update={"revoked_at_ms": 50})
+    stale = BalanceSnapshot(at_ms=10, sweep_round=0, wallets={"MAIN": {}, "TRADE": {}})
+    rec = with_sub(keys=(revoked_late,), balances=stale)
+    assert step(events, rec) == c.ReadBalances(UID)
+    fresh = stale.model_copy(update={"at_ms": 60})
+    assert step(events, rec.model_copy(update={"balances": fresh})) == c.CloseCustomer("offboarded")
+
+
+def test_offboarding_waits_for_an_operators_verdict_on_money_in_doubt() -> None:
+    events = [created(), approved(funding=(("USDT", "600"),)), offboarded()]
+    doubt = Blocked(reason="outcome unknown", at_ms=60, manual=True, intent=fund_intent("e-kyc#0", "600"))
+    empty = BalanceSnapshot(at_ms=5, sweep_round=0, wallets={"MAIN": {}, "TRADE": {}})
+    idle = step(events, with_sub(blocked={"fund:e-kyc#0": doubt}, balances=empty))
+    assert isinstance(idle, c.Idle) and "verdict on e-kyc#0" in idle.reason
+
+
+def test_an_offboarded_customer_whose_sub_account_exists_is_offboarded_without_its_created_event() -> None:
+    """After a state loss the offboarding may be re-delivered before customer.created: the audited sub-account is
+    offboarded (keys revoked, money back), never closed as "offboarded before it was created"."""
+    assert step([offboarded()], with_sub(keys=(key(0),))) == c.RevokeApiKey(UID, "key0", "offboarded")
+
+
+# --- a recovered state epoch ------------------------------------------------------------------------------------
+
+
+def test_a_record_not_audited_in_a_recovered_epoch_is_audited_first() -> None:
+    events = [created(), approved(), rotation("e-r", 2)]
+    pending = with_sub(pending=fund_intent("e-kyc#0", "5"))
+    audit = plan(fold(events), pending, now_ms=100, policy=POLICY, audit_epoch="ep2")
+    assert isinstance(audit, c.AuditFromExchange) and audit.requested_rotations == 1
+    audited = pending.model_copy(update={"audited_epoch": "ep2"})
+    assert isinstance(plan(fold(events), audited, now_ms=10**9, policy=POLICY, audit_epoch="ep2"), c.ResolveTransfer)
+    assert isinstance(plan(fold(events), pending, now_ms=10**9, policy=POLICY), c.ResolveTransfer)

@@ -33,6 +33,7 @@ class WorkerRig:
         self.runtime: Runtime = build_runtime(
             self.settings, transport=self.exchange.transport(), registry=self.registry, scheduler_interval_s=0.05
         )
+        self.runtime.app.state.establish(ask_exchange=False)  # a new key prefix: a new deployment (as the gate)
         self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=threads, worker_timeout=50)
         self.publisher = self.runtime.publisher()
 

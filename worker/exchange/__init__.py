@@ -3,6 +3,7 @@
 from worker.exchange.client import ExchangeClient
 from worker.exchange.errors import (
     AuthConfigError,
+    DuplicateClientOidError,
     ExchangeError,
     OutcomeUnknownError,
     PermanentError,
@@ -13,6 +14,7 @@ from worker.exchange.errors import (
 
 __all__ = [
     "AuthConfigError",
+    "DuplicateClientOidError",
     "ExchangeClient",
     "ExchangeError",
     "OutcomeUnknownError",

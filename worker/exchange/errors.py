@@ -7,7 +7,8 @@ class                  meaning, and what the caller does
                        ``retry_after_ms`` when the exchange said how long (``RateLimitedError``).
 ``PermanentError``     the exchange refused the request for a reason that will not change by retrying
                        (validation, business rule). ``RequestValidationError`` is the same, found before
-                       sending.
+                       sending. ``DuplicateClientOidError`` is the transfer endpoint refusing a clientOid it
+                       already holds a transfer for: proof that a transfer under it exists.
 ``AuthConfigError``    our credentials, clock, IP whitelist or host are wrong (400001–400010, 4002xx, 404,
                        415): alert an operator; retrying slowly is fine, burning the retry budget is not.
 ``OutcomeUnknownError`` a write whose response was lost (time-out, dropped connection, 5xx, unparseable 200):
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthConfigError",
+    "DuplicateClientOidError",
     "ExchangeError",
     "OutcomeUnknownError",
     "PermanentError",
@@ -89,6 +91,13 @@ class PermanentError(ExchangeError):
     """The exchange (or our validation) refused the request; repeating it unchanged cannot succeed."""
 
     kind = "permanent"
+
+
+class DuplicateClientOidError(PermanentError):
+    """The exchange refused a transfer because it already holds one under this clientOid: a transfer under it
+    exists (its parameters were ours: every clientOid is derived from one funding line or sweep)."""
+
+    kind = "duplicate_client_oid"
 
 
 class RequestValidationError(PermanentError):

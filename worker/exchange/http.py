@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from worker.exchange.endpoints import Endpoint, Host, KeyRole
 from worker.exchange.errors import (
     AuthConfigError,
+    DuplicateClientOidError,
     ExchangeError,
     OutcomeUnknownError,
     PermanentError,
@@ -95,6 +97,11 @@ Observer = Callable[[CallRecord], None]
 T = TypeVar("T")
 
 
+_DUPLICATE_CLIENT_OID = re.compile(r"client_?oid\W*\w*dup|dup\w*\W+(\w+\W+)?client_?oid", re.IGNORECASE)
+"""A refused transfer whose message says its clientOid is already used: KuCoin words it
+``validation.createOrder.clientOidDuplicated`` for orders; the simulator says "clientOid duplicated"."""
+
+
 def _raw(data: Any) -> Any:
     return data
 
@@ -127,6 +134,8 @@ def classify(endpoint: Endpoint, http_status: int, payload: object, rate: RateLi
         return PermanentError(message, **ctx)
     if code in _AUTH_CODES or code.startswith("4002") or code in _CONFIG_CODES:
         return AuthConfigError(message, **ctx)
+    if endpoint.name == "transfer" and _DUPLICATE_CLIENT_OID.search(message):
+        return DuplicateClientOidError(message, **ctx)
     return PermanentError(message, **ctx)
 
 

@@ -62,6 +62,15 @@ class Services:
     longest a request can take (HTTP time-outs), so the lock outlives the request."""
     admit: Callable[[str], None] = lambda endpoint: None
     """Take the rate-limit weight of the write about to be recorded (raises ``RateLimitedError`` to say wait)."""
+    client_oid_behaviour: str = "unknown"
+    """What the exchange does with a repeated transfer clientOid: ``dedupe`` (answers the first orderId),
+    ``reject`` ("clientOid duplicated"), ``accept`` (executes it again) or ``unknown``. Under the first two a
+    re-send under the same clientOid is its own evidence; under the others only the ledger may decide."""
+
+    @property
+    def resend_is_evidence(self) -> bool:
+        """Whether re-sending a transfer under its clientOid is safe and tells what became of the first send."""
+        return self.client_oid_behaviour in ("dedupe", "reject")
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

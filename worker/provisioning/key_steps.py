@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from handlers import steps
 from handlers.commands import IssueApiKey, ResolveApiKey, ResolveRevoke, RevokeApiKey, RotateForAge, UpdateApiKey
 from handlers.records import IntentKind, KeyRecord
 from worker.exchange import OutcomeUnknownError, PermanentError
 from worker.exchange.models import Permission
+from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 
 __all__ = [
-    "fail",
     "issue_api_key",
     "resolve_api_key",
     "resolve_revoke",
@@ -45,7 +46,7 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
             label=cmd.label,
         )
     except PermanentError as exc:
-        fail(ctx, f"key:{cmd.generation}", f"the exchange refused to issue the key: {exc}")
+        fail(ctx, steps.issue(cmd.generation), f"the exchange refused to issue the key: {exc}")
         return
     now = ctx.now_ms()
     secret = created.secret_key.get_secret_value()
@@ -109,11 +110,22 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
     pending = record.pending
     assert pending is not None
     detail = {"label": cmd.label, "orphans_deleted": deleted}
+    now = ctx.now_ms()
+    # a key whose secret we never held may still have reached the upstream (a record lost after delivery): say it
+    # is gone
+    told = [
+        outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason="secret not held")
+        for api_key in deleted
+    ]
     if uncertain:
-        restarted = pending.model_copy(update={"started_at_ms": ctx.now_ms()})
-        ctx.commit(record.model_copy(update={"pending": restarted}), journal=[("orphan_keys_pending", detail)])
+        restarted = pending.model_copy(update={"started_at_ms": now})
+        ctx.commit(
+            record.model_copy(update={"pending": restarted}),
+            journal=[("orphan_keys_pending", detail)],
+            outbound=told,
+        )
         return
-    ctx.settle(record, "not_committed" if not deleted else "orphan_keys_deleted", detail)
+    ctx.settle(record, "not_committed" if not deleted else "orphan_keys_deleted", detail, outbound=told)
 
 
 def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
@@ -138,7 +150,7 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
             label=cmd.label,
         )
     except PermanentError as exc:
-        fail(ctx, f"update:{cmd.api_key}", f"the exchange refused to update the key: {exc}")
+        fail(ctx, steps.update(cmd.api_key), f"the exchange refused to update the key: {exc}")
         return
     now = ctx.now_ms()
     keys = tuple(
@@ -192,7 +204,7 @@ def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
         return
     pending = ctx.record.pending
     if pending is not None and pending.details.get("refused"):
-        fail(ctx, f"revoke:{cmd.api_key}", f"the exchange refused to delete the key: {pending.details['refused']}")
+        fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details['refused']}")
         return
     ctx.settle(ctx.record, "not_committed", {"kind": "revoke_key", "token": cmd.api_key})
 
@@ -217,16 +229,4 @@ def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
         {"api_key": api_key, "reason": reason},
         outbound=[outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason=reason)],
         stats={"keys_active": -1, "keys_revoked": 1},
-    )
-
-
-def fail(ctx: StepContext, step: str, reason: str, *, manual: bool = False) -> None:
-    """Block ``step`` with ``reason`` and tell the upstream (``provisioning.failed``)."""
-    now = ctx.now_ms()
-    ctx.block(
-        ctx.record,
-        step,
-        reason,
-        manual=manual,
-        outbound=[outcome(ctx.record, "provisioning.failed", f"{step}:{now}", now, step=step, reason=reason)],
     )

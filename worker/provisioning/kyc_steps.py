@@ -6,13 +6,14 @@ submission (they are "not kept after submission").
 
 from __future__ import annotations
 
+from handlers import steps
 from handlers.commands import CheckKyc, SubmitKyc
 from handlers.records import IntentKind, KycProgress, KycStage
 from worker.exchange import PermanentError, RequestValidationError
 from worker.exchange.models import KycState
 from worker.exchange.requests import KycSubmission, build
+from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
-from worker.provisioning.key_steps import fail
 from worker.provisioning.outbound import outcome
 
 __all__ = ["check_kyc", "submit_kyc"]
@@ -22,18 +23,18 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     s = ctx.services
     sealed = s.store.sealed_documents(ctx.ref, cmd.event_id)
     if sealed is None:
-        fail(ctx, "kyc", "the KYC documents are no longer held; publish the approval again with its documents")
+        fail(ctx, steps.KYC, "the KYC documents are no longer held; publish the approval again with its documents")
         return
     try:
         submission = build(KycSubmission, "submit_kyc", client_uid=cmd.uid, **s.keyring.open(sealed))
     except RequestValidationError as exc:
-        fail(ctx, "kyc", f"the KYC documents do not meet KuCoin's rules: {exc.field}")
+        fail(ctx, steps.KYC, f"the KYC documents do not meet KuCoin's rules: {exc.field}")
         return
     ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, {"uid": cmd.uid, "event_id": cmd.event_id})
     try:
         s.exchange.kyc.submit(submission)
     except PermanentError as exc:
-        fail(ctx, "kyc", f"the exchange refused the KYC submission: {exc}")
+        fail(ctx, steps.KYC, f"the exchange refused the KYC submission: {exc}")
         return
     _submitted(ctx, cmd.event_id, KycStage.SUBMITTED)
 

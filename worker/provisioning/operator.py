@@ -1,29 +1,66 @@
-"""Decisions only a human can take, recorded like any other change (fenced, journaled as the operator's).
+"""Decisions only a human can take, recorded like any other change (fenced, journaled as the operator's) and told
+to the upstream like the worker's own verdicts.
 
-A transfer whose outcome could not be read (the balance matched neither "before" nor "after") is blocked for a
-manual decision. Once on-call has checked with KuCoin, ``settle_transfer`` records the verdict: committed (the
-money moved: recorded, never sent again) or not committed (sent again under a new clientOid at the next
-reconcile).
+A transfer whose outcome the exchange's records could not tell is blocked for a manual decision (its line keeps
+counting against the caps meanwhile). Once on-call has checked with KuCoin, ``settle_transfer`` records the
+verdict:
+
+- ``committed``: the money moved — recorded, never sent again; ``funding.completed`` is emitted.
+- ``not_committed``: nothing moved — a funding line is sent again under the *same* clientOid (if the operator
+  was wrong, an exchange that deduplicates or refuses repeats still cannot pay twice); a sweep reads the
+  balances again and moves what is there under a new clientOid.
+- ``refused``: nothing moved and the line must not be sent — ``funding.refused`` is emitted, the Special
+  Account's daily reservation is released.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from enum import StrEnum
 
-from handlers.records import Intent, TransferPurpose, TransferRecord, TransferStatus
+from handlers.records import (
+    CustomerRecord,
+    Evidence,
+    TransferIntent,
+    TransferPurpose,
+    TransferRecord,
+    TransferStatus,
+)
 from worker.bootstrap import App
-from worker.store.customers import JournalEntry
+from worker.provisioning.outbound import outcome
+from worker.store.customers import JournalEntry, OutboundEvent
 from worker.store.lock import CustomerLock
 
-__all__ = ["OperatorError", "settle_transfer"]
+__all__ = ["OperatorError", "TransferVerdict", "settle_transfer"]
 
 
 class OperatorError(Exception):
     """The decision does not apply (no such blocked transfer, customer busy)."""
 
 
-def settle_transfer(app: App, ref: str, step: str, *, committed: bool, order_id: str | None, who: str) -> str:
-    """Record an operator's verdict on the blocked transfer ``step`` (``fund:<line>`` or ``sweep``)."""
+class TransferVerdict(StrEnum):
+    COMMITTED = "committed"
+    NOT_COMMITTED = "not_committed"
+    REFUSED = "refused"
+
+
+def settle_transfer(
+    app: App,
+    ref: str,
+    step: str,
+    *,
+    committed: bool | None = None,
+    verdict: TransferVerdict | None = None,
+    order_id: str | None = None,
+    who: str,
+    note: str = "",
+) -> str:
+    """Record an operator's verdict on the blocked transfer ``step`` (``fund:<line>`` or ``sweep``). Give
+    ``verdict``, or ``committed`` as a shorthand for committed / not committed. Returns the journal action.
+    Raises ``OperatorError`` when no transfer at ``step`` awaits a decision or the customer is busy."""
+    if verdict is None:
+        if committed is None:
+            raise OperatorError("say whether the transfer committed")
+        verdict = TransferVerdict.COMMITTED if committed else TransferVerdict.NOT_COMMITTED
     lock = CustomerLock(app.redis, app.keys, ref, ttl_ms=app.settings.lock_ttl_ms)
     if not lock.acquire():
         raise OperatorError("the customer is being reconciled right now; try again in a moment")
@@ -34,24 +71,23 @@ def settle_transfer(app: App, ref: str, step: str, *, committed: bool, order_id:
         blocked = record.blocked.get(step)
         if blocked is None or not blocked.manual:
             raise OperatorError(f"no transfer awaiting a manual decision at step {step!r}")
-        remaining = {k: v for k, v in record.blocked.items() if k != step}
+        if blocked.intent is None:
+            raise OperatorError(f"the block at {step} kept no transfer details")
+        details = TransferIntent.of(blocked.intent)
+        if verdict is TransferVerdict.REFUSED and details.purpose is TransferPurpose.SWEEP:
+            raise OperatorError("a sweep cannot be refused: say committed or not_committed")
         now = int(app.clock() * 1000)
-        if committed:
-            if blocked.intent is None:
-                raise OperatorError(f"the block at {step} kept no transfer details")
-            entry = _committed_entry(blocked.intent, now, order_id)
-            update: dict[str, object] = {"blocked": remaining, "transfers": {**record.transfers, entry.key: entry}}
-            if entry.purpose is TransferPurpose.SWEEP:
-                update |= {"sweep_round": record.sweep_round + 1, "balances": None}
-            new = record.model_copy(update=update)
-            action = "transfer.committed"
-        else:
-            counts = {**record.retry_counts, step: record.retry_counts.get(step, 0) + 1}
-            update = {"blocked": remaining, "retry_counts": counts}
-            if step == "sweep":
-                update["balances"] = None  # sweep what is there now
-            new = record.model_copy(update=update)
-            action = "transfer.not_committed"
+        update, outbound, action = _apply(
+            record,
+            step,
+            details,
+            client_oid=blocked.intent.token,
+            verdict=verdict,
+            order_id=order_id,
+            note=note,
+            now=now,
+        )
+        new = record.model_copy(update=update)
         assert lock.token is not None
         app.store.commit(
             lock.token,
@@ -61,29 +97,72 @@ def settle_transfer(app: App, ref: str, step: str, *, committed: bool, order_id:
                 JournalEntry(
                     now,
                     action,
-                    {"step": step, "order_id": order_id, "decided_by": who, "note": "operator decision"},
+                    {
+                        "step": step,
+                        "key": details.key,
+                        "client_oid": blocked.intent.token,
+                        "order_id": order_id,
+                        "verdict": verdict.value,
+                        "decided_by": who,
+                        "note": note or "operator decision",
+                        "evidence": Evidence.OPERATOR.value if verdict is TransferVerdict.COMMITTED else None,
+                    },
                     actor="operator",
                 )
             ],
+            outbound=outbound,
             now_ms=now,
         )
+        if verdict is TransferVerdict.REFUSED:  # recorded as never moving money: its daily reservation goes
+            app.ledger.release(day=details.day, line=f"{ref}:{details.key}")
         app.due.schedule(ref, now)
         return action
     finally:
         lock.release()
 
 
-def _committed_entry(intent: Intent, now: int, order_id: str | None) -> TransferRecord:
-    d = intent.details
-    return TransferRecord(
-        key=str(d["key"]),
-        purpose=TransferPurpose(d["purpose"]),
-        client_oid=intent.token,
-        currency=str(d["currency"]),
-        amount=Decimal(str(d["amount"])),
-        sub_wallet=str(d["sub_wallet"]),
-        status=TransferStatus.COMMITTED,
+def _apply(
+    record: CustomerRecord,
+    step: str,
+    details: TransferIntent,
+    *,
+    client_oid: str,
+    verdict: TransferVerdict,
+    order_id: str | None,
+    note: str,
+    now: int,
+) -> tuple[dict[str, object], list[OutboundEvent], str]:
+    """The record update, the events for the upstream and the journal action of a verdict."""
+    update: dict[str, object] = {"blocked": {k: v for k, v in record.blocked.items() if k != step}}
+    if verdict is TransferVerdict.NOT_COMMITTED:
+        if details.purpose is TransferPurpose.SWEEP:
+            update["retry_counts"] = {**record.retry_counts, step: record.retry_counts.get(step, 0) + 1}
+            update["balances"] = None  # sweep what is there now
+        return update, [], "transfer.not_committed"
+    committed = verdict is TransferVerdict.COMMITTED
+    entry = TransferRecord(
+        key=details.key,
+        purpose=details.purpose,
+        client_oid=client_oid,
+        currency=details.currency,
+        amount=details.amount,
+        sub_wallet=details.sub_wallet,
+        status=TransferStatus.COMMITTED if committed else TransferStatus.REFUSED,
         order_id=order_id,
-        note="committed; confirmed by an operator",
+        note=f"{verdict.value} by an operator" + (f": {note}" if note else ""),
         at_ms=now,
+        attempt=details.attempt,
+        evidence=Evidence.OPERATOR if committed else None,
+        day=details.day if details.purpose is TransferPurpose.FUND else None,
     )
+    update["transfers"] = {**record.transfers, entry.key: entry}
+    if details.purpose is TransferPurpose.SWEEP:
+        update |= {"sweep_round": record.sweep_round + 1, "balances": None}
+        return update, [], "transfer.committed"
+    told = record.model_copy(update=update)
+    payload: dict[str, object] = {"key": entry.key, "currency": entry.currency, "amount": str(entry.amount)}
+    if committed:
+        event = outcome(told, "funding.completed", entry.key, now, **payload, order_id=order_id, client_oid=client_oid)
+        return update, [event], "transfer.committed"
+    reason = "refused by an operator" + (f": {note}" if note else "")
+    return update, [outcome(told, "funding.refused", entry.key, now, **payload, reason=reason)], "funding.refused"

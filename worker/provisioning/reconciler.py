@@ -31,8 +31,8 @@ from handlers.records import CustomerRecord
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import send_deadline
+from worker.provisioning import audit_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
-from worker.provisioning import kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning.context import Services, StepContext, utc_iso
 from worker.ratelimit import clear_admission, rate_key, urgent
 from worker.store.customers import CustomerStore, OutboundEvent, Snapshot
@@ -44,6 +44,7 @@ __all__ = ["Reconciler", "RunReport", "StepsBlocked"]
 _log = structlog.get_logger(__name__)
 
 EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
+    c.AuditFromExchange: audit_steps.audit_from_exchange,
     c.CreateSubAccount: subaccount_steps.create_sub_account,
     c.ResolveSubAccount: subaccount_steps.resolve_sub_account,
     c.IssueApiKey: keys.issue_api_key,
@@ -54,6 +55,7 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.RotateForAge: keys.rotate_for_age,
     c.Transfer: money_steps.transfer,
     c.ResolveTransfer: money_steps.resolve_transfer,
+    c.ConfirmTransfer: money_steps.confirm_transfer,
     c.RefuseFunding: money_steps.refuse_funding,
     c.ReadBalances: money_steps.read_balances,
     c.SubmitKyc: kyc_steps.submit_kyc,
@@ -156,7 +158,13 @@ class Reconciler:
             for _ in range(self._max_steps):
                 # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
                 # the dirty flag (taken by every commit) and by the event count: only then are they read again.
-                step = plan(desired, ctx.record, now_ms=self.services.now_ms(), policy=self.services.policy)
+                step = plan(
+                    desired,
+                    ctx.record,
+                    now_ms=self.services.now_ms(),
+                    policy=self.services.policy,
+                    audit_epoch=self.services.store.guard.audit_epoch,
+                )
                 if isinstance(step, c.Idle):
                     blocked += self._mark_blocks_reported(ctx)
                     if not ctx.take_dirty() and self.due.finish_and_release(lock, step.wake_at_ms, seen_seq=seen_seq):
@@ -314,7 +322,9 @@ class Reconciler:
 
     @staticmethod
     def _clear_fresh_intent(ctx: StepContext, before: object, exc: Exception) -> None:
-        """The write this step recorded was not applied (not sent, refused at the gateway, rate limited)."""
+        """The write this step recorded was not applied (not sent, refused at the gateway, rate limited). Only an
+        intent the step itself started is cleared: a re-send that resolves an earlier intent leaves it standing,
+        since the earlier send's outcome is still unknown."""
         pending = ctx.record.pending
-        if pending is not None and pending is not before:
+        if pending is not None and before is None:
             ctx.settle(ctx.record, "not_sent", {"kind": pending.kind.value, "token": pending.token, "error": str(exc)})

@@ -72,11 +72,12 @@ def _find_by_name(ctx: StepContext, name: str) -> SubAccount | None:
 
 def _adopt(ctx: StepContext, sub: SubAccount, *, how: str) -> None:
     now = ctx.now_ms()
-    record = ctx.record.model_copy(
-        update={
-            "sub_account": SubAccountRecord(uid=sub.uid, account_name=sub.account_name, created_at_ms=sub.created_at)
-        }
-    )
+    update: dict[str, object] = {
+        "sub_account": SubAccountRecord(uid=sub.uid, account_name=sub.account_name, created_at_ms=sub.created_at)
+    }
+    if how == "found" and ctx.services.store.guard.audit_epoch is not None:
+        update["audited_epoch"] = None  # after a loss, a sub-account we find may hold keys and money: audit it
+    record = ctx.record.model_copy(update=update)
     ctx.settle(
         record,
         "sub_account.created",

@@ -19,6 +19,7 @@ import redis
 
 from handlers.events import Event, KycApproved, parse_event
 from handlers.records import CustomerRecord, SealedSecret
+from worker.store.epoch import GUARD_LUA, StateGuard, raise_if_state_lost
 from worker.store.keys import Keys
 from worker.store.lock import CustomerLock
 
@@ -28,19 +29,24 @@ __all__ = ["CommitRejected", "Committed", "CustomerStore", "IngestResult", "Jour
 # lose. The consumer trims what it has processed (``XTRIM <key> MINID <id>``).
 
 
-_INGEST = """
+_INGEST = (
+    GUARD_LUA.format(state=11, epoch=7, hwm=8)
+    + """
 if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[8], ARGV[6])
   redis.call('HDEL', KEYS[9], ARGV[6])
   redis.call('HDEL', KEYS[10], ARGV[6])
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'closed' end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'closed', writes} end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
-  if existing == ARGV[2] then return 'duplicate' end
-  return 'conflict'
+  if existing ~= ARGV[2] then return {'conflict', writes} end
+  local digest = redis.call('HGET', KEYS[12], ARGV[1]) or ''
+  if digest ~= ARGV[9] then return {'conflict_documents', writes} end
+  return {'duplicate', writes}
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[12], ARGV[1], ARGV[9]) end
 if ARGV[3] ~= '' then
   redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3])
   redis.call('SADD', KEYS[6], ARGV[1])
@@ -48,11 +54,15 @@ end
 redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[4])
 redis.call('ZADD', KEYS[5], 'GT', ARGV[5], ARGV[4])
 redis.call('INCR', KEYS[7])
-return 'new'
+return {'new', writes}
 """
+)
 
-_COMMIT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lock no longer held') end
+_COMMIT = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lock no longer held') end"""
+    + GUARD_LUA.format(state=12, epoch=10, hwm=11)
+    + """
 if tonumber(ARGV[9]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[9]) end
 local current = redis.call('GET', KEYS[2])
 local version = 0
@@ -84,10 +94,19 @@ end
 for field, delta in pairs(effects['stats']) do redis.call('HINCRBY', KEYS[9], field, delta) end
 local dirty = 0
 if redis.call('DEL', KEYS[11]) == 1 then dirty = 1 end
-return dirty
+return {dirty, writes}
 """
+)
 _LOCK_AND_READ = """
--- KEYS: lock, fence, record, events, docs received, seq, dirty, due. ARGV: uuid, ttl, ref, busy wake-up (ms)
+-- KEYS: lock, fence, record, events, docs received, seq, dirty, due, state.
+-- ARGV: uuid, ttl, ref, busy wake-up (ms), epoch, high-water mark
+local guard = redis.call('HMGET', KEYS[9], 'epoch', 'halted', 'writes')
+if guard[2] then return redis.error_reply('STATELOST halted ' .. guard[2]) end
+if not guard[1] then return redis.error_reply('STATELOST missing the state epoch is gone') end
+if guard[1] ~= ARGV[5] then return redis.error_reply('STATELOST changed the state epoch changed') end
+if tonumber(guard[3] or '0') < tonumber(ARGV[6]) then
+  return redis.error_reply('STATELOST rolled_back the state went back to an earlier write')
+end
 local token = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
 if not redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
   -- busy: the holder looks again before it lets go (the flag); the wake-up covers the moment after its last look
@@ -96,7 +115,7 @@ if not redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
   return false
 end
 return {token, redis.call('GET', KEYS[3]) or '', redis.call('HVALS', KEYS[4]), redis.call('SMEMBERS', KEYS[5]),
-        redis.call('GET', KEYS[6]) or '0'}
+        redis.call('GET', KEYS[6]) or '0', guard[3] or '0'}
 """
 
 
@@ -105,6 +124,9 @@ class IngestResult(StrEnum):
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
     """Same event id, different content: refused."""
+    CONFLICT_DOCUMENTS = "conflict_documents"
+    """Same event id and content, but other KYC documents (or documents only one of them had): refused, since
+    the documents of an id are stored once."""
     CLOSED = "closed"
     """The customer was offboarded and closed: the event is ignored (and reported)."""
 
@@ -164,9 +186,13 @@ def _snapshot(raw_record: Any, raw_events: Iterable[Any], doc_ids: Iterable[Any]
 
 
 class CustomerStore:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    """Every write to a customer's events and record. Each script is guarded by the state epoch (``guard``):
+    it refuses with ``StateLost`` when Redis is not the state this process established."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, guard: StateGuard) -> None:
         self.redis = client
         self.keys = keys
+        self.guard = guard
         self._ingest = client.register_script(_INGEST)
         self._commit = client.register_script(_COMMIT)
         self._lock_and_read = client.register_script(_LOCK_AND_READ)
@@ -180,15 +206,19 @@ class CustomerStore:
         now_ms: int,
         handoff_id: str = "",
         handoff_queue: str = "",
+        documents_digest: str = "",
     ) -> IngestResult:
         """Store an accepted event for ``ref`` unless it is a duplicate, a conflicting reuse of its id, or the
-        customer is closed. KYC documents are stored only sealed, and only with a new event. Whatever the
-        outcome, the message ``handoff_id`` of queue ``handoff_queue`` (see ``worker.runtime.handoff``) has been
-        dealt with: it is forgotten in the same script."""
+        customer is closed. KYC documents are stored only sealed, and only with a new event; ``documents_digest``
+        (a keyed digest of them, ``""`` without) tells a re-send with other documents from a duplicate. Whatever
+        the outcome, the message ``handoff_id`` of queue ``handoff_queue`` (see ``worker.runtime.handoff``) has
+        been dealt with: it is forgotten in the same script. Raises ``StateLost``."""
         stored = _without_documents(event)
         docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
         k = self.keys
-        result = self._ingest(
+        epoch, hwm = self.guard.args()
+        result = self._guarded(
+            self._ingest,
             keys=[
                 k.closed(ref),
                 k.events(ref),
@@ -200,10 +230,14 @@ class CustomerStore:
                 k.handoff(handoff_queue or "-"),
                 k.handoff_bodies,
                 k.handoff_resends,
+                k.state,
+                k.docs_digests(ref),
             ],
-            args=[event.id, stored, docs, ref, now_ms, handoff_id],
+            args=[event.id, stored, docs, ref, now_ms, handoff_id, epoch, hwm, documents_digest],
         )
-        return IngestResult(_text(result))
+        outcome, writes = result
+        self.guard.observe(int(writes))
+        return IngestResult(_text(outcome))
 
     def snapshot(self, ref: str) -> Snapshot:
         """The record (or ``None`` before the first commit), the accepted events, and which approvals came with
@@ -221,7 +255,9 @@ class CustomerStore:
         customer, raise its dirty flag (it looks at the events again before it lets go), make sure the customer is
         due by ``busy_wake_at_ms`` (the backstop for the moment after its last look) and return ``None``."""
         k, ref = self.keys, lock.ref
-        result = self._lock_and_read(
+        epoch, hwm = self.guard.args()
+        result = self._guarded(
+            self._lock_and_read,
             keys=[
                 k.lock(ref),
                 k.fence,
@@ -231,12 +267,14 @@ class CustomerStore:
                 k.seq(ref),
                 k.dirty(ref),
                 k.due,
+                k.state,
             ],
-            args=[uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms],
+            args=[uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm],
         )
         if not result:
             return None
-        token, raw_record, raw_events, doc_ids, seq = result
+        token, raw_record, raw_events, doc_ids, seq, writes = result
+        self.guard.observe(int(writes))
         lock.adopt(_text(token))
         return _snapshot(raw_record or None, raw_events, doc_ids, seq)
 
@@ -269,13 +307,16 @@ class CustomerStore:
         ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found it busy raised it).
 
         Raises ``CommitRejected`` if ``token`` no longer holds the lock or the stored version is not
-        ``previous``'s. Returns the record as written and whether the dirty flag was up.
+        ``previous``'s, ``StateLost`` if Redis is not the state this process established. Returns the record as
+        written and whether the dirty flag was up.
         """
         expected = previous.version if previous is not None else 0
         written = record.model_copy(update={"version": expected + 1})
         k, ref = self.keys, record.ref
+        epoch, hwm = self.guard.args()
         try:
-            dirty = self._commit(
+            dirty, writes = self._guarded(
+                self._commit,
                 keys=[
                     k.lock(ref),
                     k.record(ref),
@@ -288,6 +329,7 @@ class CustomerStore:
                     k.stats,
                     k.blocked,
                     k.dirty(ref),
+                    k.state,
                 ],
                 args=[
                     token,
@@ -307,11 +349,23 @@ class CustomerStore:
                     now_ms,
                     ref,
                     renew_lock_ms,
+                    epoch,
+                    hwm,
                 ],
             )
         except redis.ResponseError as exc:
             raise CommitRejected(str(exc)) from None
+        self.guard.observe(int(writes))
         return Committed(written, bool(dirty))
+
+    @staticmethod
+    def _guarded(script: Any, *, keys: list[str], args: list[Any]) -> Any:
+        """Run a guarded script; its ``STATELOST`` refusal becomes ``StateLost``."""
+        try:
+            return script(keys=keys, args=args)
+        except redis.ResponseError as exc:
+            raise_if_state_lost(exc)
+            raise
 
     def journal(self, ref: str, *, count: int = 1000) -> list[dict[str, Any]]:
         """The customer's journal, oldest first."""

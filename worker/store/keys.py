@@ -7,6 +7,7 @@ key                                 type    content
 ``{p}:c:{ref}:events``              hash    event id → accepted event (JSON, KYC documents removed)
 ``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; deleted once submitted
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
+``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
 ``{p}:c:{ref}:journal``             stream  audit journal: every state change, no secrets
 ``{p}:c:{ref}:lock``                string  ``<fence>:<uuid>`` of the reconcile holding the customer
 ``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
@@ -28,6 +29,8 @@ key                                 type    content
 ``{p}:workers``                     zset    worker process (host:pid) → last heartbeat of its scheduler (ms)
 ``{p}:funding:{YYYYMMDD}``          hash    daily funding ledger: used units per currency, reservations
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
+``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
+``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
 ==================================  ======  ==================================================================
 """
 
@@ -50,6 +53,9 @@ class Keys:
 
     def docs(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs"
+
+    def docs_digests(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:docs_digest"
 
     def docs_received(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs_received"
@@ -129,3 +135,11 @@ class Keys:
 
     def dead_letter(self, message_id: str) -> str:
         return f"{self.prefix}:dlq:{message_id}"
+
+    @property
+    def state(self) -> str:
+        return f"{self.prefix}:state"
+
+    @property
+    def recovery_accounts(self) -> str:
+        return f"{self.prefix}:recovery:accounts"

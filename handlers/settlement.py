@@ -1,0 +1,110 @@
+"""Judging a transfer whose answer was lost, from the Special Account's ledger. Pure.
+
+A balance is never evidence: the customer trades and deposits on the very sub-account we fund. What only our
+transfer can produce is the exchange's record of it. Where the exchange deduplicates or refuses a repeated
+clientOid, re-sending under the same clientOid *is* the evidence (an orderId, or "clientOid duplicated") and needs
+no judging here. Where it may execute a repeat again, the shell reads the Special Account's ledger instead — every
+movement of the Special Account, listed by the exchange — and this module decides what the entries prove:
+
+- an entry naming our clientOid: committed;
+- entries that name other clientOids, or orderIds we know (other lines of ours), or whose transfer went to
+  another sub-account: not ours;
+- what is left, compared with how many lines of this customer committed without us learning their orderId:
+  exactly one unexplained entry is ours (committed); none means nothing of ours moved (not committed);
+- an entry that carries no id at all could be anyone's: undecided, for an operator with the entries shown.
+
+"Not committed" relies on the ledger being complete for the window: the shell looks only after the ledger's
+listing lag has passed since the last send (``Policy.transfer_resolve_delay_ms``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+__all__ = ["Judgement", "LedgerRow", "Verdict", "judge_by_ledger"]
+
+
+class Verdict(StrEnum):
+    COMMITTED = "committed"
+    NOT_COMMITTED = "not_committed"
+    UNDECIDED = "undecided"
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """A Special Account ledger entry of the transfer's currency, direction and amount, within the window."""
+
+    entry_id: str
+    amount: Decimal
+    created_at_ms: int
+    order_id: str | None = None
+    client_oid: str | None = None
+    counterparty: str | None = None
+    """The sub-account the transfer went to (OUT) or came from (IN), read from Get Transfer History; ``None`` when
+    the entry carries no orderId or the lookup was not made."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    reason: str
+    order_id: str | None = None
+
+
+def judge_by_ledger(
+    *,
+    client_oid: str,
+    uid: str,
+    rows: Sequence[LedgerRow],
+    known_order_ids: Iterable[str],
+    unexplained_commits: int = 0,
+) -> Judgement:
+    """What ``rows`` (the ledger entries of the transfer's currency, direction and amount since it was first sent)
+    prove about our transfer under ``client_oid`` to or from sub-account ``uid``.
+
+    ``known_order_ids``: orderIds of transfers we already know (this customer's); ``unexplained_commits``: lines of
+    this customer with the same currency, direction and amount that committed without our learning their orderId
+    (a "clientOid duplicated" answer), whose entries are among the rows.
+    """
+    mine = [r for r in rows if r.client_oid == client_oid]
+    if mine:
+        return Judgement(Verdict.COMMITTED, f"ledger entry {mine[0].entry_id} names our clientOid", mine[0].order_id)
+    known = set(known_order_ids)
+    anonymous = [r for r in rows if r.client_oid is None and r.order_id is None]
+    if anonymous:
+        listed = ", ".join(f"{r.entry_id} ({r.amount} at {r.created_at_ms})" for r in anonymous[:10])
+        return Judgement(
+            Verdict.UNDECIDED,
+            f"{len(anonymous)} ledger entr{'y' if len(anonymous) == 1 else 'ies'} of the same amount since the first "
+            f"send carry no orderId or clientOid, so none can be told ours or someone else's: {listed}",
+        )
+    unknown_counterparty = [
+        r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty is None
+    ]
+    if unknown_counterparty:
+        listed = ", ".join(f"order {r.order_id}" for r in unknown_counterparty[:10])
+        return Judgement(Verdict.UNDECIDED, f"the transfers behind these ledger entries could not be read: {listed}")
+    candidates = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty == uid]
+    extra = len(candidates) - unexplained_commits
+    if extra <= 0:
+        return Judgement(
+            Verdict.NOT_COMMITTED,
+            f"no ledger entry since the first send is ours ({len(rows)} of the same amount, each explained)",
+        )
+    if extra == 1 and len(candidates) == 1:
+        only = candidates[0]
+        return Judgement(
+            Verdict.COMMITTED,
+            f"ledger entry {only.entry_id} (order {only.order_id}) moved this amount with sub-account {uid} and is "
+            "explained by no other transfer of ours",
+            only.order_id,
+        )
+    listed = ", ".join(f"order {r.order_id}" for r in candidates[:10])
+    return Judgement(
+        Verdict.UNDECIDED,
+        f"{len(candidates)} transfers of this amount with sub-account {uid} since the first send, "
+        f"{unexplained_commits} explained: cannot tell which is ours: {listed}",
+    )

@@ -1,0 +1,63 @@
+"""Judging a lost transfer from the Special Account's ledger: only an entry nothing else can produce is evidence."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from handlers.settlement import LedgerRow, Verdict, judge_by_ledger
+
+UID = "226383154"
+OID = "f-our-client-oid"
+
+
+def row(entry: str, *, order: str | None = None, oid: str | None = None, to: str | None = UID) -> LedgerRow:
+    return LedgerRow(entry, Decimal(600), 1_000, order_id=order, client_oid=oid, counterparty=to if order else None)
+
+
+def judge(rows: list[LedgerRow], known: set[str] = frozenset(), unexplained: int = 0):  # type: ignore[assignment]
+    return judge_by_ledger(client_oid=OID, uid=UID, rows=rows, known_order_ids=known, unexplained_commits=unexplained)
+
+
+def test_an_entry_naming_our_client_oid_is_our_transfer() -> None:
+    result = judge([row("e1", order="o1", oid="someone-else"), row("e2", order="o2", oid=OID)])
+    assert (result.verdict, result.order_id) == (Verdict.COMMITTED, "o2")
+
+
+def test_entries_of_other_client_oids_prove_ours_did_not_happen() -> None:
+    assert judge([row("e1", order="o1", oid="someone-else")]).verdict is Verdict.NOT_COMMITTED
+
+
+def test_no_entry_at_all_means_nothing_moved() -> None:
+    assert judge([]).verdict is Verdict.NOT_COMMITTED
+
+
+def test_one_unexplained_transfer_to_our_sub_account_is_ours() -> None:
+    """Without clientOids: the entry's transfer went to this customer's sub-account, and no other transfer of ours
+    explains it."""
+    result = judge(
+        [row("e1", order="o-known"), row("e2", order="o-new"), row("e3", order="o-other", to="999")], {"o-known"}
+    )
+    assert (result.verdict, result.order_id) == (Verdict.COMMITTED, "o-new")
+
+
+def test_an_entry_explained_by_a_line_committed_without_its_order_id_is_not_ours() -> None:
+    """A line of the same amount committed on a "clientOid duplicated" answer has an entry we cannot name: it
+    explains the one unknown entry, so ours did not happen."""
+    assert judge([row("e1", order="o-new")], unexplained=1).verdict is Verdict.NOT_COMMITTED
+
+
+def test_two_unexplained_transfers_cannot_be_told_apart() -> None:
+    result = judge([row("e1", order="o-a"), row("e2", order="o-b")])
+    assert result.verdict is Verdict.UNDECIDED
+    assert "o-a" in result.reason and "o-b" in result.reason
+
+
+def test_an_entry_without_any_id_leaves_it_to_an_operator() -> None:
+    """A ledger without context cannot tell our 600 from anyone's: the operator sees the entries."""
+    result = judge([LedgerRow("e1", Decimal(600), 1_234)])
+    assert result.verdict is Verdict.UNDECIDED and "e1" in result.reason
+
+
+def test_a_transfer_that_could_not_be_read_is_no_evidence_either_way() -> None:
+    result = judge([LedgerRow("e1", Decimal(600), 1, order_id="o-unread", counterparty=None)])
+    assert result.verdict is Verdict.UNDECIDED

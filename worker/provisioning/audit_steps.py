@@ -1,0 +1,111 @@
+"""Rebuilding a customer's record from the exchange after our state was lost (a ``recovered`` state epoch).
+
+Before anything else is done for a customer in a recovered epoch, its record is audited: the sub-account is
+looked up by the names we derive for the customer (in the listing ``provisioner recover`` took), its keys are
+listed, and what the exchange has is recorded. A key whose secret we no longer hold is kept live until its
+replacement is issued and delivered, then revoked like any rotated-out key (the upstream hears
+``api_key.issued`` and ``api_key.revoked``). Funding lines not recorded are from then on sent evidence-first:
+under a clientOid the exchange may already hold a transfer for (``money_steps``). A new customer with no
+sub-account is audited too, at no exchange cost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from handlers.commands import AuditFromExchange
+from handlers.naming import MAX_NAME_ATTEMPTS
+from handlers.records import KeyRecord, SubAccountRecord
+from worker.provisioning.context import StepContext
+from worker.provisioning.outbound import outcome
+from worker.store.customers import OutboundEvent
+
+__all__ = ["audit_from_exchange", "generation_of"]
+
+_LABEL = re.compile(r"^prov-g(\d{4})$")
+
+
+def generation_of(label: str) -> int:
+    """The key generation a label of ours names; -1 for a label we never give (a key an older system issued)."""
+    found = _LABEL.match(label)
+    return int(found.group(1)) if found else -1
+
+
+def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
+    """Record what the exchange has for this customer; mark the record audited in the current epoch."""
+    s = ctx.services
+    record = ctx.record
+    now = ctx.now_ms()
+    findings: dict[str, object] = {"reason": cmd.reason}
+    outbound: list[OutboundEvent] = []
+    update: dict[str, object] = {"audited_epoch": s.store.guard.audit_epoch}
+    sub = record.sub_account
+    if sub is None:
+        found = _find_sub_account(ctx)
+        if found is not None:
+            attempt, sub = found
+            update |= {"sub_account": sub, "name_attempt": attempt}
+            findings["sub_account"] = sub.uid
+            outbound.append(
+                outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)
+            )
+    active_delta = 0
+    if sub is not None:
+        update["recovered_at_ms"] = record.recovered_at_ms or now
+        ctx.heartbeat()
+        listed = s.exchange.api_keys.list(uid=sub.uid)
+        on_exchange = {k.api_key for k in listed}
+        recorded = {k.api_key for k in record.keys}
+        keys: list[KeyRecord] = []
+        for key in record.keys:
+            if key.live and key.api_key not in on_exchange:
+                keys.append(
+                    key.model_copy(
+                        update={"revoked_at_ms": now, "revoke_reason": "no longer on the exchange", "sealed": None}
+                    )
+                )
+                active_delta -= 1
+            else:
+                keys.append(key)
+        unknown = [k for k in listed if k.api_key not in recorded]
+        for listed_key in sorted(unknown, key=lambda k: k.created_at):
+            keys.append(
+                KeyRecord(
+                    generation=generation_of(listed_key.label),
+                    label=listed_key.label,
+                    api_key=listed_key.api_key,
+                    permissions=tuple(sorted(listed_key.permissions)),
+                    ip_whitelist=tuple(listed_key.ip_whitelist),
+                    created_at_ms=listed_key.created_at,
+                    sealed=None,
+                )
+            )
+            active_delta += 1
+        update["keys"] = tuple(keys)
+        findings["keys_without_secret"] = [k.api_key for k in unknown]
+        lost = [k.generation for k in keys if k.live and k.sealed is None]
+        target = cmd.requested_rotations + record.age_rotations
+        if lost and max(lost) >= target:
+            # the wanted key must be a new one, newer than every key whose secret is lost
+            update["age_rotations"] = record.age_rotations + max(lost) + 1 - target
+            findings["generation_floor"] = max(lost) + 1
+    ctx.commit(
+        record.model_copy(update=update),
+        journal=[("audited", findings)],
+        outbound=outbound,
+        stats={"keys_active": active_delta} if active_delta else None,
+    )
+
+
+def _find_sub_account(ctx: StepContext) -> tuple[int, SubAccountRecord] | None:
+    """Our sub-account for this customer in the listing ``provisioner recover`` took, by derived name."""
+    s = ctx.services
+    naming = s.policy.naming
+    for attempt in range(MAX_NAME_ATTEMPTS):
+        name = naming.account_name(ctx.record.customer_id, attempt)
+        raw = s.store.redis.hget(s.store.keys.recovery_accounts, name)
+        if raw:
+            found = json.loads(raw)
+            return attempt, SubAccountRecord(uid=str(found["uid"]), account_name=name, created_at_ms=int(found["at"]))
+    return None

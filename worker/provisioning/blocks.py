@@ -1,0 +1,21 @@
+"""Blocking a step: the exchange refused it for good, or only an operator can decide what happened."""
+
+from __future__ import annotations
+
+from worker.provisioning.context import StepContext
+from worker.provisioning.outbound import outcome
+
+__all__ = ["fail"]
+
+
+def fail(ctx: StepContext, step: str, reason: str, *, manual: bool = False) -> None:
+    """Block ``step`` with ``reason`` and tell the upstream (``provisioning.failed``). A ``manual`` block keeps the
+    pending intent for an operator's verdict (``provisioner customer settle-transfer``)."""
+    now = ctx.now_ms()
+    ctx.block(
+        ctx.record,
+        step,
+        reason,
+        manual=manual,
+        outbound=[outcome(ctx.record, "provisioning.failed", f"{step}:{now}", now, step=step, reason=reason)],
+    )

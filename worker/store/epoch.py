@@ -1,0 +1,381 @@
+"""Detecting lost or rolled-back state before acting on it.
+
+Redis can lose what it acknowledged: restarted without persistence, restored from an older snapshot, the last
+second of an ``everysec`` AOF, an asynchronous failover. A worker that starts over from such a state would create
+second keys, pay a second time, or close a customer whose key and money live on. So the state carries an
+identity and a counter, and every worker checks them before it acts.
+
+- ``{p}:state`` (hash): ``epoch`` (a random id, made once when the deployment's state is first created, and again
+  by ``provisioner recover``), ``mode`` (``fresh`` or ``recovered``), ``writes`` (incremented by every guarded
+  write: each commit of a customer record, each stored event), ``halted`` (why the workers stopped).
+- Every guarded script (``worker.store.customers``) checks, in the same atomic step as the write, that the epoch
+  is the one this process established, that no halt is set, and that ``writes`` has not gone below the highest
+  value this process has seen (a rollback), and refuses with ``STATELOST`` otherwise.
+- A mirror file on each host (``PROVISIONER_STATE_DIR``) keeps the epoch and the highest ``writes`` the host
+  saw, where a Redis loss cannot take it: a worker starting against a Redis whose epoch is gone, different or
+  behind its mirror refuses to start.
+- Where Redis holds no state and the host no mirror (a new deployment, or a loss on a host without a durable
+  disk), the exchange is asked: if it already has sub-accounts named the way we name ours, the state was lost —
+  refuse; only otherwise is a fresh epoch created.
+
+A refusal raises ``StateLost``. The runtime then halts every worker (``halted`` is set for all of them), logs it,
+raises ``provisioner_state_lost`` (alert ``StateLost``) and waits for an operator: ``provisioner recover``
+rebuilds from the exchange and starts a ``recovered`` epoch, in which every customer record is first audited
+against the exchange before anything is done for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from worker.store.keys import Keys
+
+__all__ = [
+    "GUARD_LUA",
+    "Epoch",
+    "Mirror",
+    "StateGuard",
+    "StateLost",
+    "default_state_dir",
+    "raise_if_state_lost",
+]
+
+GUARD_LUA = """
+local guard = redis.call('HMGET', KEYS[{state}], 'epoch', 'halted', 'writes')
+if guard[2] then return redis.error_reply('STATELOST halted ' .. guard[2]) end
+if not guard[1] then return redis.error_reply('STATELOST missing the state epoch is gone') end
+if guard[1] ~= ARGV[{epoch}] then return redis.error_reply('STATELOST changed the state epoch changed') end
+if tonumber(guard[3] or '0') < tonumber(ARGV[{hwm}]) then
+  return redis.error_reply('STATELOST rolled_back the state went back to an earlier write')
+end
+local writes = redis.call('HINCRBY', KEYS[{state}], 'writes', 1)
+"""
+"""The check every guarded script starts with; format it with the positions of the state key and the epoch and
+high-water-mark arguments. It leaves the new write count in ``writes``."""
+
+MIRROR_EVERY_MS = 1_000
+"""The periodic check brings the host's mirror up to date at most this often (it ``fsync``s)."""
+
+KINDS = ("missing", "changed", "rolled_back", "halted", "traces", "uninitialised")
+
+
+class StateLost(Exception):  # noqa: N818 - reads as what happened
+    """The state in Redis is not the state this deployment left: acting on it could repeat effects.
+
+    ``kind``: ``missing`` (the epoch is gone: Redis lost everything), ``changed`` (another epoch), ``rolled_back``
+    (fewer writes than already seen), ``halted`` (a worker found one of these and stopped everyone), ``traces``
+    (Redis is empty but the exchange has our sub-accounts), ``uninitialised`` (no state and not allowed to create
+    one here)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"state lost ({kind}): {reason}")
+        self.kind = kind if kind in KINDS else "halted"
+        self.reason = reason
+
+
+def raise_if_state_lost(exc: redis.ResponseError) -> None:
+    """Turn a guarded script's ``STATELOST <kind> <reason>`` refusal into ``StateLost``; other errors pass."""
+    text = str(exc)
+    if text.startswith("STATELOST"):
+        _, kind, reason = [*text.split(" ", 2), "", ""][:3]
+        raise StateLost(kind, reason) from None
+
+
+@dataclass(frozen=True)
+class Epoch:
+    id: str
+    mode: str
+    """``fresh`` or ``recovered``."""
+    writes: int
+    created_ms: int
+    recovered_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class MirrorEntry:
+    epoch: str
+    writes: int
+    at_ms: int
+
+
+class Mirror:
+    """The host's memory of the state it worked on, in a small JSON file outside Redis.
+
+    One file per Redis database and key prefix; processes of the host share it (an exclusive ``flock`` around
+    read-update-write, an atomic rename, ``fsync``). It only ever records the highest write count seen."""
+
+    def __init__(self, directory: Path, identity: str) -> None:
+        self.directory = directory
+        digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:20]
+        self.path = directory / f"state-{digest}.json"
+        self._identity = identity
+
+    def read(self) -> MirrorEntry | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return MirrorEntry(str(data["epoch"]), int(data["writes"]), int(data["at_ms"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # an unreadable mirror is as good as none; the exchange check still applies
+
+    def record(self, epoch: str, writes: int, now_ms: int, *, replace: bool = False) -> None:
+        """Remember ``writes`` of ``epoch`` (never lowering it for the same epoch unless ``replace``)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_suffix(".lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read()
+            if current is not None and current.epoch == epoch and not replace:
+                writes = max(writes, current.writes)
+            body = json.dumps({"epoch": epoch, "writes": writes, "at_ms": now_ms, "of": self._identity})
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            with tmp.open("w") as out:
+                out.write(body)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(self.path)
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/kucoin-nd-provisioner``, else ``~/.local/state/kucoin-nd-provisioner``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "kucoin-nd-provisioner"
+
+
+Traces = Callable[[], str | None]
+"""Asks the exchange whether it already has sub-accounts of ours: a description of what it found, or ``None``."""
+
+
+class StateGuard:
+    """This process's view of the state epoch: established once, checked by every guarded write and periodically.
+
+    Thread-safe. ``args()`` gives the epoch and high-water mark a guarded script needs (establishing on first use,
+    creating a fresh epoch only where nothing shows earlier state); ``observe`` raises the high-water mark with a
+    script's result; ``check`` re-reads Redis and updates the mirror."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        mirror: Mirror | None,
+        *,
+        traces: Traces | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._key = keys.state
+        self._keys = keys
+        self._mirror = mirror
+        self.traces = traces
+        """Set once the exchange client exists (the composition root wires it)."""
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._epoch: Epoch | None = None
+        self._hwm = 0
+        self._mirrored_ms = 0
+
+    # --- what guarded scripts need -------------------------------------------------------------------------
+
+    def args(self) -> tuple[str, int]:
+        """``(epoch id, high-water mark)`` for a guarded script. Raises ``StateLost``."""
+        epoch = self._epoch or self.establish()
+        return epoch.id, self._hwm
+
+    def observe(self, writes: int) -> None:
+        with self._lock:
+            self._hwm = max(self._hwm, writes)
+
+    @property
+    def epoch(self) -> Epoch | None:
+        return self._epoch
+
+    @property
+    def audit_epoch(self) -> str | None:
+        """The epoch id when the state was recovered after a loss (records not audited in it are audited first)."""
+        epoch = self._epoch
+        return epoch.id if epoch is not None and epoch.mode == "recovered" else None
+
+    @property
+    def high_water_mark(self) -> int:
+        return self._hwm
+
+    # --- establishing and checking --------------------------------------------------------------------------
+
+    def establish(self, *, init: bool = True, ask_exchange: bool = True) -> Epoch:
+        """Read the state epoch, compare it with the mirror, and remember it; where neither Redis nor the mirror
+        nor the exchange shows earlier state (and ``init``), create a fresh one. ``ask_exchange=False`` skips the
+        exchange (for a caller that knows the deployment is new, such as a test's own key prefix). Raises
+        ``StateLost``."""
+        with self._lock:
+            now = self._now_ms()
+            stored = self._read()
+            mirrored = self._mirror.read() if self._mirror is not None else None
+            if stored is None:
+                if mirrored is not None:
+                    raise StateLost(
+                        "missing",
+                        f"Redis holds no state epoch, but this host worked on epoch {mirrored.epoch} up to write "
+                        f"{mirrored.writes}: Redis lost our state",
+                    )
+                if not init:
+                    raise StateLost("uninitialised", "Redis holds no state epoch")
+                stored = self._create(now, ask_exchange=ask_exchange)
+            epoch = stored
+            if mirrored is not None and mirrored.epoch != epoch.id:
+                superseded = epoch.mode == "recovered" and (epoch.recovered_ms or 0) >= mirrored.at_ms
+                if not superseded:
+                    raise StateLost(
+                        "changed",
+                        f"Redis holds state epoch {epoch.id}, but this host last worked on epoch {mirrored.epoch}",
+                    )
+                mirrored = None  # an operator's recovery replaced what this host saw
+            if mirrored is not None and epoch.writes < mirrored.writes:
+                raise StateLost(
+                    "rolled_back",
+                    f"Redis is at write {epoch.writes} of epoch {epoch.id}, but this host saw write {mirrored.writes}",
+                )
+            self._epoch = epoch
+            self._hwm = max(self._hwm, mirrored.writes if mirrored is not None else 0)
+            if self._mirror is not None:
+                self._mirror.record(epoch.id, max(epoch.writes, self._hwm), now, replace=mirrored is None)
+            return epoch
+
+    def diagnose(self) -> StateLost | None:
+        """What ``establish`` would refuse, without creating anything: ``None`` when the state is sound, a
+        ``StateLost`` of kind ``uninitialised`` when nothing shows earlier state (a worker would start afresh)."""
+        try:
+            stored = self._read()
+            mirrored = self._mirror.read() if self._mirror is not None else None
+            if (
+                stored is None
+                and mirrored is None
+                and self.traces is not None
+                and not self._redis.exists(self._keys.customers)
+            ):
+                found = self.traces()
+                if found:
+                    return StateLost("traces", f"Redis holds no state of ours, but the exchange does ({found})")
+            self.establish(init=False)
+        except StateLost as exc:
+            return exc
+        return None
+
+    def check(self) -> Epoch:
+        """The periodic check: the epoch is still ours, not halted, not behind what we saw; then the mirror is
+        brought up to date. Raises ``StateLost``."""
+        epoch = self._epoch or self.establish()
+        seen = self._hwm  # before reading: every write seen so far is in Redis by now, unless it was lost
+        current = self._read()
+        if current is None:
+            raise StateLost("missing", "the state epoch is gone: Redis lost our state")
+        if current.id != epoch.id:
+            raise StateLost("changed", f"the state epoch changed from {epoch.id} to {current.id}")
+        if current.writes < seen:
+            raise StateLost("rolled_back", f"Redis went back to write {current.writes}; this process had seen {seen}")
+        self.observe(current.writes)
+        if current.mode != epoch.mode:
+            self._epoch = current
+        now = self._now_ms()
+        if self._mirror is not None and now - self._mirrored_ms >= MIRROR_EVERY_MS:
+            self._mirror.record(current.id, self._hwm, now)
+            self._mirrored_ms = now
+        return current
+
+    def halt(self, reason: str) -> None:
+        """Stop every worker of the deployment until an operator recovers (best effort: Redis may be gone)."""
+        with contextlib.suppress(redis.RedisError):
+            self._redis.hset(self._key, mapping={"halted": reason[:500], "halted_ms": str(self._now_ms())})
+
+    def status(self) -> dict[str, Any]:
+        """What Redis and the mirror say, for ``provisioner recover`` and the metrics (never raises on a loss)."""
+        stored = self._redis.hgetall(self._key)
+        mirrored = self._mirror.read() if self._mirror is not None else None
+        return {
+            "redis": stored,
+            "mirror": None if mirrored is None else {"epoch": mirrored.epoch, "writes": mirrored.writes},
+            "mirror_path": str(self._mirror.path) if self._mirror is not None else None,
+        }
+
+    def recover(self, *, reason: str) -> Epoch:
+        """An operator's recovery: a new epoch in ``recovered`` mode, the halt lifted. The write counter carries on
+        from what Redis still has (never lower than before, so other hosts' mirrors accept the new epoch by its
+        recovery time)."""
+        with self._lock:
+            now = self._now_ms()
+            previous = self._redis.hgetall(self._key)
+            writes = int(previous.get("writes") or 0)
+            epoch = Epoch(uuid.uuid4().hex, "recovered", writes, int(previous.get("created_ms") or now), now)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hdel(self._key, "halted", "halted_ms")
+            pipe.hset(
+                self._key,
+                mapping={
+                    "epoch": epoch.id,
+                    "mode": epoch.mode,
+                    "writes": str(writes),
+                    "created_ms": str(epoch.created_ms),
+                    "recovered_ms": str(now),
+                    "recovered_from": str(previous.get("epoch") or "-"),
+                    "recovery_reason": reason[:500],
+                },
+            )
+            pipe.execute()
+            self._epoch = epoch
+            self._hwm = writes
+            if self._mirror is not None:
+                self._mirror.record(epoch.id, writes, now, replace=True)
+            return epoch
+
+    # --- internals ------------------------------------------------------------------------------------------
+
+    def _read(self) -> Epoch | None:
+        raw = self._redis.hgetall(self._key)
+        if not raw.get("epoch"):
+            if raw.get("halted"):
+                raise StateLost("halted", str(raw["halted"]))
+            return None
+        if raw.get("halted"):
+            raise StateLost("halted", str(raw["halted"]))
+        recovered = raw.get("recovered_ms")
+        return Epoch(
+            id=str(raw["epoch"]),
+            mode=str(raw.get("mode") or "fresh"),
+            writes=int(raw.get("writes") or 0),
+            created_ms=int(raw.get("created_ms") or 0),
+            recovered_ms=int(recovered) if recovered else None,
+        )
+
+    def _create(self, now: int, *, ask_exchange: bool) -> Epoch:
+        """A fresh epoch, unless the exchange shows sub-accounts of ours (then our state was lost)."""
+        if ask_exchange and not self._redis.exists(self._keys.customers) and self.traces is not None:
+            found = self.traces()
+            if found:
+                raise StateLost(
+                    "traces",
+                    f"Redis holds no state of ours, but the exchange does ({found}): our state was lost; "
+                    "run `provisioner recover`",
+                )
+        epoch_id = uuid.uuid4().hex
+        if self._redis.hsetnx(self._key, "epoch", epoch_id):
+            self._redis.hset(self._key, mapping={"mode": "fresh", "created_ms": str(now), "writes": "0"})
+        created = self._read()
+        if created is None:  # pragma: no cover - HSETNX either set it or found another process's
+            raise StateLost("missing", "the state epoch could not be created")
+        return created
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
