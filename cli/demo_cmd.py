@@ -151,10 +151,12 @@ def demo(customers_timeout: int, fault_rate: float, use_configured_exchange: boo
     run = "demo" + uuid.uuid4().hex[:6]
     with ExitStack() as stack:
         redis_url = stack.enter_context(_redis(notes))
+        state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="provisioner-demo-state-"))
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
             "PROVISIONER_REDIS_PREFIX": run,
+            "PROVISIONER_STATE_DIR": state_dir,
             "PROVISIONER_ROTATION_GRACE_SECONDS": "5",
             "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "1000",
             "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",

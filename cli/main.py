@@ -12,6 +12,7 @@ from cli.demo_cmd import demo
 from cli.dlq_cmd import dlq
 from cli.exchange_cmd import exchange
 from cli.publish_cmd import publish
+from cli.recover_cmd import recover
 from cli.sandbox_cmd import sandbox_command
 from cli.unstored_cmd import unstored
 from cli.verify_cmd import verify
@@ -48,5 +49,5 @@ def schema(write: bool) -> None:
         click.echo(text, nl=False)
 
 
-for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify):
+for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify, recover):
     main.add_command(command)

@@ -6,11 +6,16 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+from typing import Any
 
 import click
+import redis
 
 from cli.context import Context, pass_context
 from worker.runtime.broker import QUEUES
+from worker.settings import Environment, Settings
+from worker.store.epoch import StateLost
 
 __all__ = ["worker", "worker_argv"]
 
@@ -36,15 +41,98 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...] = QUEUES) 
     ]
 
 
+STATE_LOST_EXIT = 3
+"""Exit status of ``--check-state`` when the state was found lost (systemd: ``RestartPreventExitStatus=3``)."""
+HALTED_POLL_S = 10.0
+
+
+def check_durability(settings: Settings, redis_client: Any) -> str | None:
+    """Why Redis cannot be trusted to keep what it acknowledged (``None`` when it can, or when allowed)."""
+    try:
+        persistence = redis_client.info("persistence")
+    except redis.RedisError as exc:
+        return f"cannot read Redis' persistence settings: {exc}"
+    if int(persistence.get("aof_enabled", 0)) == 1:
+        return None
+    return (
+        "Redis runs without appendonly: a restart loses what it acknowledged (the workers would then halt for "
+        "`provisioner recover`). Set appendonly yes, or PROVISIONER_ALLOW_VOLATILE_REDIS=true to accept it"
+    )
+
+
+def wait_for_sound_state(ctx: Context, *, once: bool) -> bool:
+    """Before any worker starts: the state in Redis is the one this deployment left (or a fresh one is made).
+    While it is not, say why, serve ``provisioner_state_lost`` on the metrics port and look again every 10 s
+    (an operator's ``provisioner recover`` ends the wait). Returns False at once with ``once``."""
+    app = ctx.runtime.app
+    gauge: Any = None
+    while True:
+        try:
+            app.state.establish(init=True)
+            return True
+        except StateLost as exc:
+            click.echo(
+                f"state lost ({exc.kind}): {exc.reason}\n"
+                "  no worker starts until an operator has checked why and run `provisioner recover`",
+                err=True,
+            )
+            if once:
+                return False
+            if gauge is None:
+                gauge = _serve_halted_metrics(ctx.settings)
+            gauge.labels(exc.kind).set(1)
+        except redis.RedisError as exc:
+            click.echo(f"Redis is not answering ({exc}); trying again", err=True)
+        time.sleep(HALTED_POLL_S)
+
+
+def _serve_halted_metrics(settings: Settings) -> Any:
+    """The metrics endpoint of a halted worker: Redis' gauges and ``provisioner_state_lost``."""
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+    from worker.runtime.metrics import RedisCollector
+
+    registry = CollectorRegistry()
+    registry.register(RedisCollector(settings, list(QUEUES)))
+    gauge = Gauge(
+        "provisioner_state_lost",
+        "1 while this worker refuses to start: the state was lost.",
+        ["kind"],
+        registry=registry,
+    )
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    return gauge
+
+
 @click.command()
 @click.option("--processes", type=click.IntRange(1, 64), help="Worker processes [PROVISIONER_WORKER_PROCESSES].")
 @click.option("--threads", type=click.IntRange(1, 256), help="Threads per process [PROVISIONER_WORKER_THREADS].")
 @click.option("--queues", multiple=True, hidden=True, help="Consume only these queues (benchmarks).")
+@click.option(
+    "--check-state",
+    is_flag=True,
+    help="Only check that the state in Redis is sound (exit 0) or was lost (exit 3), then stop.",
+)
 @pass_context
-def worker(ctx: Context, processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
+def worker(
+    ctx: Context, processes: int | None, threads: int | None, queues: tuple[str, ...], check_state: bool
+) -> None:
     """Run the worker (foreground; SIGTERM finishes the messages in hand and requeues the rest). Metrics are
-    served on PROVISIONER_METRICS_HOST:PROVISIONER_METRICS_PORT by a process of their own."""
+    served on PROVISIONER_METRICS_HOST:PROVISIONER_METRICS_PORT by a process of their own.
+
+    Before starting, the state in Redis is checked against this host's mirror and the exchange: a lost or
+    rolled-back state keeps the worker halted (serving provisioner_state_lost) until `provisioner recover`."""
     settings = ctx.settings
+    problem = check_durability(settings, ctx.runtime.app.redis)
+    if problem is not None:
+        if settings.environment is Environment.PRODUCTION and not settings.allow_volatile_redis:
+            raise click.ClickException(problem)
+        click.echo(f"warning: {problem}", err=True)
+    if not wait_for_sound_state(ctx, once=check_state):
+        sys.exit(STATE_LOST_EXIT)
+    if check_state:
+        click.echo("state: sound")
+        return
     processes = processes or settings.worker_processes
     threads = threads or settings.worker_threads
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(

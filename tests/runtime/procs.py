@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from tests.core.harness import STATE_DIR
 from tests.private_redis import free_port
 from worker.publish import Publisher
 from worker.runtime.broker import Runtime, build_runtime
@@ -94,6 +95,7 @@ def worker_env(redis_url: str, prefix: str, sandbox_url: str, **extra: str) -> d
         {
             "REDIS_URL": redis_url,
             "PROVISIONER_REDIS_PREFIX": prefix,
+            "PROVISIONER_STATE_DIR": str(STATE_DIR / prefix),
             "KUCOIN_BROKER_BASE_URL": sandbox_url,
             "KUCOIN_SPOT_BASE_URL": sandbox_url,
             "PROVISIONER_METRICS_PORT": str(free_port()),

@@ -25,6 +25,8 @@ from worker.runtime.errors import InvalidEvent
 from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
 from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
+from worker.runtime.state_watch import StateWatch
+from worker.store.epoch import StateLost
 
 __all__ = ["QUEUE_EVENTS", "QUEUE_RECONCILE", "QUEUE_URGENT", "Actors", "declare_actors", "queue_for"]
 
@@ -53,7 +55,9 @@ class Actors:
         return self.handle_urgent_event if queue_for(event) == QUEUE_URGENT else self.handle_event
 
 
-def declare_actors(broker: dramatiq.Broker, holder: AppHolder, policy: RetryPolicy, metrics: Metrics) -> Actors:
+def declare_actors(
+    broker: dramatiq.Broker, holder: AppHolder, policy: RetryPolicy, metrics: Metrics, watch: StateWatch
+) -> Actors:
     options: dict[str, Any] = {
         "retry_when": policy.retry_when,
         "throws": DEAD_AT_ONCE,
@@ -64,6 +68,9 @@ def declare_actors(broker: dramatiq.Broker, holder: AppHolder, policy: RetryPoli
     def handle(event: dict[str, Any]) -> None:
         try:
             _handle_event(holder, metrics, event)
+        except StateLost as exc:
+            watch.lost(exc)
+            raise
         except Exception as exc:
             translated = policy.translate(exc)
             if translated is exc:
@@ -74,6 +81,9 @@ def declare_actors(broker: dramatiq.Broker, holder: AppHolder, policy: RetryPoli
         structlog.contextvars.bind_contextvars(customer_ref=ref)
         try:
             _reconcile(holder.get().reconciler, metrics, ref)
+        except StateLost as exc:
+            watch.lost(exc)
+            raise
         except Exception as exc:
             translated = policy.translate(exc)
             if translated is exc:

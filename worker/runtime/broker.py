@@ -34,6 +34,7 @@ from worker.runtime.logcontext import LogContextMiddleware
 from worker.runtime.metrics import Metrics, MetricsMiddleware
 from worker.runtime.retry_policy import RetryPolicy
 from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
+from worker.runtime.state_watch import StateWatch
 from worker.settings import Settings
 from worker.store.keys import Keys
 
@@ -63,6 +64,7 @@ class Runtime:
     metrics: Metrics
     scheduler: DueScheduler
     handoff: Handoff
+    state_watch: StateWatch
 
     @property
     def app(self) -> App:
@@ -90,8 +92,10 @@ def build_runtime(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
     scheduler_interval_s: float = 0.25,
+    stop_on_state_lost: Callable[[], None] = lambda: None,
 ) -> Runtime:
-    """The broker, actors and (lazily) the app of one process. ``registry=None`` means multiprocess metrics."""
+    """The broker, actors and (lazily) the app of one process. ``registry=None`` means multiprocess metrics.
+    ``stop_on_state_lost``: how this process stops once it found the state lost (see ``StateWatch``)."""
     metrics = Metrics(registry)
     holder = AppHolder(
         lambda: build_app(
@@ -142,7 +146,12 @@ def build_runtime(
             delayed_recovery,
         ],
     )
-    actors = declare_actors(broker, holder, policy, metrics)
+    watch = StateWatch(
+        lambda: holder.get().state,
+        on_lost=lambda exc: metrics.state_lost.labels(exc.kind).set(1),
+        stop=stop_on_state_lost,
+    )
+    actors = declare_actors(broker, holder, policy, metrics, watch)
     handoff = Handoff(broker, lambda: holder.get().redis, Keys(settings.key_prefix), EVENT_QUEUES)
     scheduler = DueScheduler(
         lambda: holder.get().due,
@@ -152,8 +161,10 @@ def build_runtime(
         stale_ms=settings.sweep_stale_seconds * 1000,
         resend_events=handoff.resend_stale,
         recover_delayed=delayed_recovery.recover,
+        check_state=watch.check,
+        state_halted=lambda: watch.halted,
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
     for queue in QUEUES:
         broker.declare_queue(queue)
-    return Runtime(settings, broker, actors, holder, metrics, scheduler, handoff)
+    return Runtime(settings, broker, actors, holder, metrics, scheduler, handoff, watch)

@@ -8,6 +8,7 @@ broker dramatiq's global one. The process's app (Redis clients, HTTP pool) is bu
 from __future__ import annotations
 
 import os
+import signal
 
 import dramatiq
 import structlog
@@ -36,5 +37,11 @@ def setup() -> None:
     ignored = ignored_proxy_variables(os.environ, settings)
     if ignored:
         log.warning("environment proxy variables are not used: set KUCOIN_HTTP_PROXY", variables=ignored)
-    _runtime = build_runtime(settings)
+    _runtime = build_runtime(settings, stop_on_state_lost=_stop_master)
     dramatiq.set_broker(_runtime.broker)
+
+
+def _stop_master() -> None:
+    """Ask the dramatiq master (this worker process's parent) to shut every worker down: the state was found lost.
+    Its supervisor restarts ``provisioner worker``, which waits in its halted mode until an operator recovers."""
+    os.kill(os.getppid(), signal.SIGTERM)

@@ -137,6 +137,14 @@ class Metrics:
             ["endpoint", "code"],
             registry=r,
         )
+        self.state_lost = Gauge(
+            "provisioner_state_lost",
+            "1 once this worker found the state in Redis lost or rolled back and halted (kind: missing, changed, "
+            "rolled_back, halted, traces, uninitialised). Run `provisioner recover`.",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.funds_transferred = Counter(
             "provisioner_funds_transferred_total",
             "Amounts moved by committed transfers, by currency and direction.",
@@ -254,6 +262,13 @@ class RedisCollector(Collector):
         )
         unstored.add_metric([], sum(int(r.zcard(k.handoff(queue))) for queue in self._queues))
         yield unstored
+
+        halted = GaugeMetricFamily(
+            "provisioner_state_halted",
+            "1 while the workers are halted because the state in Redis was found lost or rolled back.",
+        )
+        halted.add_metric([], 1 if r.hget(k.state, "halted") else 0)
+        yield halted
 
         blocked = GaugeMetricFamily(
             "provisioner_customers_blocked",

@@ -39,6 +39,8 @@ class DueScheduler:
         stale_ms: int = 120_000,
         resend_events: Callable[[int], int] | None = None,
         recover_delayed: Callable[[], int] | None = None,
+        check_state: Callable[[], None] | None = None,
+        state_halted: Callable[[], bool] = lambda: False,
     ) -> None:
         self._due = due
         self._send = send
@@ -53,9 +55,18 @@ class DueScheduler:
         self._last_sweep = 0.0
         self._resend_events = resend_events
         self._recover_delayed = recover_delayed
+        self._check_state = check_state
+        self._state_halted = state_halted
 
     def tick(self) -> int:
-        """One pass. Returns how many customers were enqueued."""
+        """One pass. Returns how many customers were enqueued (none once the state was found lost)."""
+        if self._check_state is not None:
+            try:
+                self._check_state()
+            except Exception as exc:  # Redis or the exchange not answering: the guarded writes still check
+                _log.warning("state check failed; trying again", error=str(exc))
+        if self._state_halted():
+            return 0
         due = self._due()
         now = int(self._clock() * 1000)
         due.heartbeat(self._identity, now)

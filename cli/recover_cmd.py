@@ -1,0 +1,79 @@
+"""``provisioner recover``: after the workers halted on a lost or rolled-back state, rebuild from the exchange."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+
+from cli.context import Context, emit, pass_context
+
+__all__ = ["recover"]
+
+
+@click.command()
+@click.option("--yes", is_flag=True, help="Do it (without: show what is wrong and what recovery would do).")
+@click.option(
+    "--adopt",
+    "adopt_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of customer_id,uid: sub-accounts an older system created, to be managed from now on.",
+)
+@click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_json: bool) -> None:
+    """Rebuild from the exchange after the state in Redis was lost or rolled back, and lift the workers' halt.
+
+    Lists every sub-account of the broker (so each customer's is found by the names we derive), records adopted
+    sub-accounts, and starts a recovered state epoch: every customer is then audited against the exchange before
+    anything is done for it, and funding lines are sent only where the exchange shows no earlier transfer.
+    Re-publish the upstream's events afterwards (duplicates are harmless). Exit 0 when done or nothing to do."""
+    from worker.recovery import RecoveryError, read_adoptions
+    from worker.recovery import recover as run_recovery
+
+    app = ctx.runtime.app
+    try:
+        adoptions = read_adoptions(adopt_file) if adopt_file is not None else []
+    except RecoveryError as exc:
+        raise click.ClickException(str(exc)) from None
+    problem = app.state.diagnose()
+    status = "sound" if problem is None else f"{problem.kind}: {problem.reason}"
+    if not yes:
+        click.echo(f"state: {status}")
+        if problem is None and not force and not adoptions:
+            click.echo("nothing to recover")
+            return
+        click.echo(
+            "recovery would: list every sub-account of the broker on the exchange, "
+            + (f"adopt {len(adoptions)} sub-account(s), " if adoptions else "")
+            + "start a recovered state epoch and lift the halt. Run again with --yes."
+        )
+        sys.exit(1)
+    try:
+        report = run_recovery(
+            app, reason=f"provisioner recover by {getpass.getuser()}", adoptions=adoptions, force=force
+        )
+    except RecoveryError as exc:
+        raise click.ClickException(str(exc)) from None
+    result = {
+        "state": report.detected,
+        "sub_accounts_listed": report.sub_accounts,
+        "named_like_ours": report.ours,
+        "adopted": report.adopted,
+        "epoch": report.epoch.id if report.epoch else None,
+    }
+    if as_json:
+        emit(result, as_json=True)
+        return
+    if report.epoch is None:
+        click.echo(f"state: {report.detected}; nothing to recover")
+        return
+    click.echo(
+        f"state was: {report.detected}\n"
+        f"listed {report.sub_accounts} sub-account(s), {report.ours} named like ours; adopted {len(report.adopted)}\n"
+        f"recovered epoch {report.epoch.id}: the halt is lifted. Start the workers, then re-publish the upstream's "
+        "events (all of them, or since before the loss)."
+    )

@@ -1,0 +1,157 @@
+"""Recovering from a lost or rolled-back state, and adopting sub-accounts an older system created.
+
+``recover`` is what ``provisioner recover`` runs once an operator has looked at why the workers halted:
+
+1. it lists every sub-account of the broker on the exchange (the recovery index ``{p}:recovery:accounts``: name →
+   uid), so that each customer's sub-account can be found by the names we derive for it;
+2. it records adopted sub-accounts (a mapping of customer id → sub-account uid, for a broker migrating onto this
+   worker), each as a record holding only that sub-account;
+3. it starts a ``recovered`` state epoch and lifts the halt.
+
+Nothing is sent to the exchange here. The workers then audit every customer record before acting on it
+(``worker.provisioning.audit_steps``): the sub-account is found by name, keys are listed (a key whose secret is
+lost is replaced and revoked after the rotation grace), and every funding line not recorded is sent evidence-first
+(the exchange is asked before money moves). Re-delivered events therefore create no second sub-account, key or
+transfer. The upstream should re-publish its events for the period the state lost (or all of them): duplicates
+are harmless.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handlers.records import CustomerRecord, SubAccountRecord
+from worker.bootstrap import App
+from worker.store.customers import JournalEntry
+from worker.store.epoch import Epoch
+from worker.store.lock import CustomerLock
+
+__all__ = ["Adoption", "RecoveryError", "RecoveryReport", "index_sub_accounts", "read_adoptions", "recover"]
+
+_INDEX_CHUNK = 500
+
+
+class RecoveryError(Exception):
+    """The recovery cannot go ahead as asked (a bad mapping, a sub-account that does not exist, a busy customer)."""
+
+
+@dataclass(frozen=True)
+class Adoption:
+    customer_id: str
+    uid: str
+
+
+@dataclass
+class RecoveryReport:
+    detected: str
+    """What was wrong with the state (or ``ok``)."""
+    sub_accounts: int = 0
+    ours: int = 0
+    adopted: list[str] = field(default_factory=list)
+    epoch: Epoch | None = None
+
+
+def read_adoptions(path: Path) -> list[Adoption]:
+    """``customer_id,uid`` lines (a header line ``customer_id,uid`` is allowed). Raises ``RecoveryError`` naming the
+    line of a malformed row."""
+    adoptions: list[Adoption] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or (number == 1 and [c.strip().lower() for c in row] == ["customer_id", "uid"]):
+                continue
+            if len(row) != 2 or not row[0].strip() or not row[1].strip().isdigit():
+                raise RecoveryError(f"{path}:{number}: expected customer_id,uid (uid all digits)")
+            adoptions.append(Adoption(row[0].strip(), row[1].strip()))
+    customers = [a.customer_id for a in adoptions]
+    if len(set(customers)) != len(customers):
+        raise RecoveryError(f"{path}: a customer id appears twice")
+    uids = [a.uid for a in adoptions]
+    if len(set(uids)) != len(uids):
+        raise RecoveryError(f"{path}: a sub-account uid appears twice")
+    return adoptions
+
+
+def index_sub_accounts(app: App) -> tuple[int, int, dict[str, str]]:
+    """List every sub-account on the exchange into the recovery index. Returns (listed, named like ours,
+    uid → name)."""
+    key = app.keys.recovery_accounts
+    naming = app.policy.naming
+    by_uid: dict[str, str] = {}
+    staged = f"{key}:new"
+    app.redis.delete(staged)
+    batch: dict[Any, Any] = {}
+    ours = 0
+    for sub in app.exchange.sub_accounts.iter_all():
+        by_uid[sub.uid] = sub.account_name
+        ours += naming.is_account_name(sub.account_name)
+        batch[sub.account_name] = json.dumps({"uid": sub.uid, "at": sub.created_at})
+        if len(batch) >= _INDEX_CHUNK:
+            app.redis.hset(staged, mapping=batch)
+            batch = {}
+    if batch:
+        app.redis.hset(staged, mapping=batch)
+    if by_uid:
+        app.redis.rename(staged, key)
+    else:
+        app.redis.delete(key)
+    return len(by_uid), ours, by_uid
+
+
+def recover(app: App, *, reason: str, adoptions: Iterable[Adoption] = (), force: bool = False) -> RecoveryReport:
+    """Rebuild what can be rebuilt from the exchange and start a recovered state epoch (see the module docstring).
+
+    Without ``force`` (or adoptions) a state that is fine is left alone. Raises ``RecoveryError``."""
+    adoptions = list(adoptions)
+    problem = app.state.diagnose()
+    detected = "ok" if problem is None else f"{problem.kind}: {problem.reason}"
+    report = RecoveryReport(detected)
+    if detected == "ok" and not force and not adoptions:
+        return report
+    report.sub_accounts, report.ours, by_uid = index_sub_accounts(app)
+    missing = [a.uid for a in adoptions if a.uid not in by_uid]
+    if missing:
+        raise RecoveryError(f"no such sub-account of this broker: {', '.join(missing[:10])}")
+    report.epoch = app.state.recover(reason=reason)
+    for adoption in adoptions:
+        _adopt(app, adoption, by_uid[adoption.uid])
+        report.adopted.append(adoption.customer_id)
+    return report
+
+
+def _adopt(app: App, adoption: Adoption, account_name: str) -> None:
+    """A record for ``adoption`` holding only its sub-account, audited by the workers before anything is done."""
+    ref = app.policy.naming.customer_ref(adoption.customer_id)
+    lock = CustomerLock(app.redis, app.keys, ref, ttl_ms=app.settings.lock_ttl_ms)
+    if not lock.acquire():
+        raise RecoveryError(f"customer {adoption.customer_id} is being reconciled; run recover again")
+    try:
+        record = app.store.load(ref)
+        if record is not None and record.sub_account is not None and record.sub_account.uid != adoption.uid:
+            raise RecoveryError(
+                f"customer {adoption.customer_id} already has sub-account {record.sub_account.uid}, not {adoption.uid}"
+            )
+        now = int(app.clock() * 1000)
+        base = record or CustomerRecord.new(ref, adoption.customer_id)
+        adopted = base.model_copy(
+            update={
+                "sub_account": SubAccountRecord(uid=adoption.uid, account_name=account_name, created_at_ms=now),
+                "audited_epoch": None,
+                "adopted_at_ms": base.adopted_at_ms or now,
+            }
+        )
+        assert lock.token is not None
+        app.store.commit(
+            lock.token,
+            record,
+            adopted,
+            journal=[JournalEntry(now, "adopted", {"uid": adoption.uid}, actor="operator")],
+            now_ms=now,
+        )
+        app.due.schedule(ref, now)
+    finally:
+        lock.release()
