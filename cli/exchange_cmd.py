@@ -1,7 +1,9 @@
-"""``provisioner exchange``: read-only looks at the exchange for on-call (never a secret)."""
+"""``provisioner exchange``: read-only looks at the exchange for on-call (never a secret), and the one-off probe of
+what the exchange does with a repeated transfer clientOid (which moves a minimal amount, only with --yes)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -147,3 +149,73 @@ def rebate(ctx: Context, begin: str, end: str, trade_type: str, as_json: bool) -
         emit({"url": url}, as_json=True)
     else:
         click.echo(url)
+
+
+@exchange.command("probe-client-oid")
+@click.option("--currency", default="USDT", show_default=True, help="Currency of the probe transfers.")
+@click.option(
+    "--amount",
+    default="0.00000001",
+    show_default=True,
+    help="Amount of each probe transfer (the smallest the exchange takes).",
+)
+@click.option("--yes", is_flag=True, help="Move the money (without: show what the probe does and costs).")
+@click.option(
+    "--ledger-wait", default=120.0, show_default=True, help="Seconds to wait for the ledger to list the transfer."
+)
+@_json_option
+@pass_context
+def probe_client_oid_cmd(
+    ctx: Context, currency: str, amount: str, yes: bool, ledger_wait: float, as_json: bool
+) -> None:
+    """Find out what the exchange does with a repeated transfer clientOid, and what its ledger shows (once, against
+    the real exchange, at the smallest amount). It moves money: without --yes it only says what it would do."""
+    from decimal import Decimal, InvalidOperation
+
+    from worker.bootstrap import policy_from
+    from worker.probe import probe_client_oid
+
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise click.BadParameter("must be a decimal amount", param_hint="--amount") from None
+    if not value.is_finite() or value <= 0:
+        raise click.BadParameter("must be positive", param_hint="--amount")
+    settings = ctx.settings
+    naming = policy_from(settings).naming
+    cost = (
+        f"creates (once, kept: KuCoin cannot delete sub-accounts) the probe sub-account {naming.probe_account_name()}, "
+        f"transfers {value} {currency} into it twice under one clientOid (three times if the exchange executes the "
+        f"repeat), reads the Special Account's ledger for up to {ledger_wait:g} s, and moves everything back"
+    )
+    if not yes:
+        click.echo(f"the probe {cost}. Run again with --yes against {settings.broker_base_url}.")
+        sys.exit(1)
+    with _client(ctx) as client:
+        report = probe_client_oid(
+            client,
+            naming,
+            currency=currency.upper(),
+            amount=value,
+            broker_wallet=settings.funding_from_wallet,
+            ledger_wait_s=ledger_wait,
+        )
+    data = {
+        "behaviour": report.behaviour,
+        "detail": report.detail,
+        "ledger_context": report.ledger_context,
+        "ledger_lag_ms": report.ledger_lag_ms,
+        "sub_account": report.sub_account,
+        "orders": report.transfers,
+        "moved_back": str(report.moved_back),
+        "settings": report.settings(),
+    }
+    if as_json:
+        emit(data, as_json=True)
+        return
+    click.echo(f"repeated clientOid: {report.behaviour} ({report.detail})")
+    lag = "not listed within the wait" if report.ledger_lag_ms is None else f"listed after ~{report.ledger_lag_ms} ms"
+    click.echo(f"Special Account ledger: context {report.ledger_context}, {lag}")
+    click.echo(f"moved back {report.moved_back} {currency}; set:")
+    for name, value_ in report.settings().items():
+        click.echo(f"  {name}={value_}")

@@ -56,6 +56,12 @@ class Naming:
     def sweep_client_oid(self, ref: str, sweep_round: int, attempt: int) -> str:
         return "s" + self._mac("sweep", ref, str(sweep_round), str(attempt)).hex()[:40]
 
+    def probe_account_name(self) -> str:
+        """The sub-account ``provisioner exchange probe-client-oid`` uses: ``<prefix>probe0<10 base32 chars>``, one
+        character shorter than a customer's name, so never taken for one."""
+        digest = base64.b32encode(self._mac("probe")).decode("ascii").lower()
+        return f"{self._prefix}probe0{digest[:10]}"
+
     def documents_digest(self, canonical_json: str) -> str:
         """A keyed digest of KYC documents (their canonical JSON): compares two sets of documents without keeping
         them, and reveals nothing of them without the secret."""
