@@ -251,3 +251,72 @@ def test_rotated_out_keys_are_revoked_even_when_the_cap_leaves_no_room(redis_url
         assert not record.blocked
     finally:
         rig.close()
+
+
+def topup(customer: str, name: str, minute: int, funding: list[tuple[str, str]]) -> dict[str, Any]:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
+    return {
+        "id": f"{slug}-{name}",
+        "type": "customer.funding_requested",
+        "customer_id": customer,
+        "occurred_at": f"2026-11-18T10:{minute:02d}:00Z",
+        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
+    }
+
+
+@pytest.mark.parametrize(("exchange_mode", "worker_mode"), [("dedupe", "unknown"), ("reject", "reject")])
+def test_top_ups_on_a_trading_sub_account_are_paid_once_within_the_cap(
+    redis_url: str, key_prefix: str, exchange_mode: str, worker_mode: str
+) -> None:
+    """Top-ups while the customer trades and deposits, with lost answers: each line is paid exactly once, the one
+    that would cross the cap is refused, and the upstream hears a verdict for every line."""
+    config = SandboxConfig.from_dict(
+        {"duplicate_client_oid": exchange_mode, "activity": {"rate_per_s": 0.5, "deposit_share": 0.5}}
+    )
+    rig = Rig(
+        redis_url,
+        key_prefix,
+        config=config,
+        PROVISIONER_FUNDING_CAP_PER_CUSTOMER=CAP_1000,
+        PROVISIONER_CLIENT_OID_BEHAVIOUR=worker_mode,
+    )
+    try:
+        ref, uid = onboard_with_a_key(rig, "topups")
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 0.5, "5xx": 0.3}}}})
+        rig.publish(topup("topups", "t1", 5, [("USDT", "300"), ("BTC", "0.1")]))
+        rig.settle(ref)
+        rig.publish(topup("topups", "t2", 6, [("USDT", "500"), ("USDT", "300")]))
+        rig.settle(ref)
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 0.0, "5xx": 0.0}}}})
+        rig.settle(ref)
+
+        paid = sorted((t["currency"], t["amount"]) for t in outs(rig, uid))
+        assert paid == [("BTC", "0.1"), ("USDT", "300"), ("USDT", "500")]
+        completed = sorted(e["key"] for e in outbound_of(rig, "funding.completed"))
+        assert completed == ["topups-t1#0", "topups-t1#1", "topups-t2#0"]
+        assert [e["key"] for e in outbound_of(rig, "funding.refused")] == ["topups-t2#1"]
+        assert rig.state()["stats"]["activity"]["trades"] + rig.state()["stats"]["activity"]["deposits"] > 0
+    finally:
+        rig.close()
+
+
+def test_a_top_up_after_offboarding_is_refused_never_paid(redis_url: str, key_prefix: str) -> None:
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ref, uid = onboard_with_a_key(rig, "late-topup")
+        rig.publish(
+            {
+                "id": "late-topup-off",
+                "type": "customer.offboarded",
+                "customer_id": "late-topup",
+                "occurred_at": "2026-11-18T10:20:00Z",
+                "data": {},
+            },
+            topup("late-topup", "t1", 19, [("USDT", "100")]),
+        )
+        rig.settle(ref)
+        assert outs(rig, uid) == []
+        assert [e["key"] for e in outbound_of(rig, "funding.refused")] == ["late-topup-t1#0"]
+        assert rig.record(ref).closed_at_ms is not None
+    finally:
+        rig.close()
