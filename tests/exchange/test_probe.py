@@ -12,7 +12,7 @@ import pytest
 
 from handlers.naming import Naming
 from sandbox import Exchange, SandboxConfig
-from worker.exchange import ExchangeClient
+from worker.exchange import ExchangeClient, RetryableError
 from worker.probe import probe_client_oid
 from worker.settings import Settings
 
@@ -72,6 +72,8 @@ def test_a_transport_failure_is_an_error_not_a_verdict() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     settings, _ = Settings.from_env({"KUCOIN_BROKER_BASE_URL": "http://x", "KUCOIN_SPOT_BASE_URL": "http://x"})
-    with ExchangeClient.from_settings(settings, transport=httpx.MockTransport(refuse)) as client:
-        with pytest.raises(Exception, match="(?i)refused|connect"):
-            probe_client_oid(client, Naming("s"), currency="USDT", amount=Decimal(1))
+    with (
+        ExchangeClient.from_settings(settings, transport=httpx.MockTransport(refuse)) as client,
+        pytest.raises(RetryableError, match=r"(?i)connect"),
+    ):
+        probe_client_oid(client, Naming("s"), currency="USDT", amount=Decimal(1))
