@@ -42,7 +42,8 @@ class Context:
         if self._runtime is None:
             from prometheus_client import CollectorRegistry
 
-            self._runtime = build_runtime(self.settings, registry=CollectorRegistry())
+            # a command waits for the shared rate limit; a worker would re-schedule the customer instead
+            self._runtime = build_runtime(self.settings, registry=CollectorRegistry(), wait_for_quota=True)
         return self._runtime
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from worker.exchange.http import Observer, RateGate
 from worker.intake import Intake
 from worker.provisioning.context import Services
 from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, Reconciler, StepObserver
-from worker.ratelimit import PoolQuota, SharedRateLimiter
+from worker.ratelimit import PoolQuota, SharedRateLimiter, WaitingGate
 from worker.settings import Settings
 from worker.store.customers import CustomerStore
 from worker.store.due import DueSchedule
@@ -129,8 +129,10 @@ def build_app(
     on_transfer: Callable[[str, str, Decimal], None] | None = None,
     clock: Callable[[], float] = time.time,
     client: redis.Redis | None = None,
+    wait_for_quota: bool = False,
 ) -> App:
-    """Build the app. ``transport`` replaces the network (the simulator in tests); ``clock`` is epoch seconds."""
+    """Build the app. ``transport`` replaces the network (the simulator in tests); ``clock`` is epoch seconds;
+    ``wait_for_quota``: exchange calls wait for the shared rate limit instead of raising (one-off commands)."""
     r = client or redis_client(settings)
     keys = Keys(settings.key_prefix)
     policy = policy_from(settings)
@@ -149,7 +151,7 @@ def build_app(
             },
             headroom=settings.rate_headroom,
         )
-        gate = limiter
+        gate = WaitingGate(limiter) if wait_for_quota else limiter
     exchange = ExchangeClient.from_settings(settings, transport=transport, gate=gate, observers=observers, clock=clock)
     state.traces = exchange_traces(exchange, policy.naming)
     keyring = Keyring.parse(settings.secret("encryption_keys"), name="PROVISIONER_ENCRYPTION_KEYS")

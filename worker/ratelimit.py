@@ -23,6 +23,8 @@ All times come from Redis ``TIME``, never from the hosts' clocks.
 from __future__ import annotations
 
 import contextvars
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -193,3 +195,37 @@ class SharedRateLimiter:
     def block(self, pool: str, for_ms: int) -> int:
         """Block ``pool`` for ``for_ms`` from now (Redis' clock); returns by how much the schedule moved."""
         return int(self._block(keys=[self._key(pool)], args=[max(0, int(for_ms))]))
+
+
+class WaitingGate:
+    """The shared limiter for one-off commands (the CLI's reads, ``recover``, the probe): where a worker is told to
+    come back later (it re-schedules its customer), a command waits for the quota instead, up to ``max_wait_s``;
+    then it raises the limiter's ``RateLimitedError``."""
+
+    def __init__(
+        self,
+        inner: SharedRateLimiter,
+        *,
+        max_wait_s: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._max_wait_s = max_wait_s
+        self._sleep = sleep
+        self._clock = clock
+
+    def acquire(self, endpoint: Endpoint) -> None:
+        deadline = self._clock() + self._max_wait_s
+        while True:
+            try:
+                self._inner.acquire(endpoint)
+                return
+            except RateLimitedError as exc:
+                wait_s = (exc.retry_after_ms or 1_000) / 1000
+                if self._clock() + wait_s > deadline:
+                    raise
+                self._sleep(wait_s)
+
+    def observe(self, endpoint: Endpoint, info: RateLimitInfo, http_status: int) -> None:
+        self._inner.observe(endpoint, info, http_status)

@@ -154,6 +154,38 @@ def test_verify_passes_a_correct_state_and_fails_a_broken_one(provisioned, tmp_p
     assert code == 1 and "orphan key" in out
 
 
+def test_verify_through_the_exchange_api_finds_what_the_simulators_state_would(provisioned, tmp_path: Path) -> None:
+    """`verify --exchange` reads only what KuCoin's API shows (listings with masked IPs, transfer history, the
+    Special Account's ledger): a sound end state passes; an orphan key and a transfer no line asked for fail."""
+    from decimal import Decimal
+
+    from worker.exchange.models import AccountType, Direction
+
+    rig, url, env = provisioned
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    run(env, "dlq", "replay", "--all")
+    rig.wait_for(lambda: len(rig.exchange.state_snapshot()["transfers"]) == 2, what="both funded")
+    time.sleep(0.3)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(json.dumps(events_for(c)[n]) + "\n" for c in ("cli-a", "cli-b") for n in ("created", "kyc"))
+    )
+    code, out, _ = run(env, "verify", "--events", str(events), "--exchange")
+    assert (code, out.strip()) == (0, "no violations")
+    uid = rig.live_keys()[0]["uid"]
+    rig.runtime.app.exchange.transfers.transfer(
+        currency="USDT",
+        amount=Decimal(5),
+        direction=Direction.OUT,
+        account_type=AccountType.MAIN,
+        special_uid=uid,
+        special_account_type=AccountType.TRADE,
+        client_oid="by-hand",
+    )
+    code, out, _ = run(env, "verify", "--events", str(events), "--exchange", "--json")
+    assert code == 1 and "nothing else transferred" in out
+
+
 def test_schema_command_prints_the_published_schema() -> None:
     code, out, _ = run({}, "schema")
     assert code == 0

@@ -93,6 +93,7 @@ def build_runtime(
     clock: Callable[[], float] = time.time,
     scheduler_interval_s: float = 0.25,
     stop_on_state_lost: Callable[[], None] = lambda: None,
+    wait_for_quota: bool = False,
 ) -> Runtime:
     """The broker, actors and (lazily) the app of one process. ``registry=None`` means multiprocess metrics.
     ``stop_on_state_lost``: how this process stops once it found the state lost (see ``StateWatch``)."""
@@ -105,6 +106,7 @@ def build_runtime(
             observers=[metrics.observe_call],
             on_step=metrics.observe_step,
             on_transfer=metrics.observe_transfer,
+            wait_for_quota=wait_for_quota,
         )
     )
     policy = RetryPolicy(
