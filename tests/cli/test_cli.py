@@ -161,7 +161,7 @@ def test_verify_through_the_exchange_api_finds_what_the_simulators_state_would(p
 
     from worker.exchange.models import AccountType, Direction
 
-    rig, url, env = provisioned
+    rig, _, env = provisioned
     rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
     run(env, "dlq", "replay", "--all")
     rig.wait_for(lambda: len(rig.exchange.state_snapshot()["transfers"]) == 2, what="both funded")
