@@ -9,11 +9,20 @@ Per customer of the published events:
   the newest permissions and IP whitelist, of the expected generation;
 - every live key's secret is held, sealed, opens with our keys, and authenticates at the exchange as that key
   (so it is the secret the exchange issued); no live key without a held secret;
-- each funding line was transferred exactly once (or refused, and then not at all), never above the
-  per-customer cap; nothing else was transferred to the sub-account; sweeps returned everything;
+- each funding line (of approvals and top-ups) was transferred exactly once (or refused — by a cap, the
+  offboarding, an adoption or an operator — and then not at all), never above the per-customer cap; nothing else
+  was transferred to the sub-account; sweeps returned everything. A transfer the exchange reports FAILURE moved
+  nothing and is not counted; a line's transfers are looked for under the clientOids of every attempt, since
+  the record of how often an operator retried it can be lost with the state;
 - offboarded customers hold no balance and their record is closed;
 - no intent is left unsettled; the journal has an entry for every committed transfer, issued and revoked key,
-  and every intent it records was settled;
+  and every intent it records was settled (a key found on the exchange by the audit after a state loss was
+  issued before the loss: its issuance is not in the new journal);
+- the upstream was told the truth (given the outbound events it received): ``funding.completed`` for a line
+  iff a transfer for that line exists on the exchange, under at most one event id, with the line's amount; no
+  ``funding.refused`` for a line that was paid; ``funding.refused`` for every line the record refuses;
+- an adopted sub-account (``provisioner recover --adopt``) is the customer's one sub-account; transfers an older
+  system made to it before the adoption are not ours to account for;
 - across customers: no sub-account with one of our names that we do not know, and every dead letter has a
   reason.
 """
@@ -23,7 +32,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +46,11 @@ __all__ = ["Violation", "check", "read_events"]
 
 KeyProbe = Callable[[str, str, str], bool]
 """(api key, secret, passphrase) → whether the exchange accepts a request signed with them."""
+
+MAX_FUNDING_ATTEMPTS = 20
+"""ClientOid attempts of a funding line looked for on the exchange (an operator's retry moves to the next one)."""
+AUDIT_REVOKE_REASON = "no longer on the exchange"
+"""How the audit after a state loss marks a recorded key the exchange no longer has (no revocation of ours)."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +86,21 @@ def check(
     probe: KeyProbe,
     funding_caps: Mapping[str, Decimal],
     dead_letters: Iterable[Mapping[str, Any]] = (),
+    outbound: Iterable[Mapping[str, Any]] | None = None,
 ) -> list[Violation]:
-    """Every violated invariant (an empty list means all hold)."""
+    """Every violated invariant (an empty list means all hold). ``outbound``: the events the upstream received
+    from ``{prefix}:outbound`` (all of them, across a loss of the stream); ``None`` skips what it was told."""
     by_customer: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_customer[event.customer_id].append(event)
+    told: dict[str, list[Mapping[str, Any]]] | None = None
+    if outbound is not None:
+        told = defaultdict(list)
+        for sent in outbound:
+            if sent.get("type") in ("funding.completed", "funding.refused"):
+                told[str(sent.get("customer_ref"))].append(sent)
     subs_by_name = {s["accountName"]: s for s in state["subAccounts"]}
+    subs_by_uid = {s["uid"]: s for s in state["subAccounts"]}
     keys_by_uid: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for key in state["apiKeys"]:
         keys_by_uid[key["uid"]].append(key)
@@ -96,6 +119,7 @@ def check(
             records(naming.customer_ref(customer)),
             names,
             subs_by_name,
+            subs_by_uid,
             keys_by_uid,
             transfers_by_uid,
             keyring,
@@ -103,6 +127,7 @@ def check(
             funding_caps,
             journal,
             naming,
+            None if told is None else told.get(naming.customer_ref(customer), []),
         )
         violations += v.check()
     prefix_len = len(naming.account_name("x", 0)) - 17
@@ -124,6 +149,7 @@ class _Customer:
     record: CustomerRecord | None
     names: set[str]
     subs_by_name: Mapping[str, Mapping[str, Any]]
+    subs_by_uid: Mapping[str, Mapping[str, Any]]
     keys_by_uid: Mapping[str, list[Mapping[str, Any]]]
     transfers_by_uid: Mapping[str, list[Mapping[str, Any]]]
     keyring: Keyring
@@ -131,14 +157,24 @@ class _Customer:
     caps: Mapping[str, Decimal]
     journal: Callable[[str], list[dict[str, Any]]]
     naming: Naming
+    told: list[Mapping[str, Any]] | None
+    paid: set[str] = field(default_factory=set)
+    """Funding lines with a transfer on the exchange (filled by ``_money``)."""
 
     def fail(self, invariant: str, detail: str) -> Violation:
         return Violation(self.customer, invariant, detail)
 
     def check(self) -> list[Violation]:
+        out = self._state()
+        return out + self._told()
+
+    def _state(self) -> list[Violation]:
         subs = [self.subs_by_name[n] for n in self.names if n in self.subs_by_name]
         d, record = self.desired, self.record
-        if not d.created:
+        adopted = record.sub_account if record is not None and record.adopted_at_ms is not None else None
+        if adopted is not None and adopted.uid in self.subs_by_uid and adopted.account_name not in self.names:
+            subs.append(self.subs_by_uid[adopted.uid])
+        if not d.created and adopted is None:
             return [self.fail("none for customers never created", f"{len(subs)} sub-account(s)")] if subs else []
         if len(subs) > 1:
             return [self.fail("exactly one sub-account", f"{len(subs)}: {[s['uid'] for s in subs]}")]
@@ -216,17 +252,26 @@ class _Customer:
         assert self.record is not None
         out = []
         transfers = self.transfers_by_uid.get(sub["uid"], [])
-        outs = [t for t in transfers if t["direction"] == "OUT" and t["status"] != "FAILURE"]
+        adopted_ms = self.record.adopted_at_ms
+        outs = [
+            t
+            for t in transfers
+            if t["direction"] == "OUT"
+            and t["status"] != "FAILURE"
+            and (adopted_ms is None or int(t["createdAt"]) >= adopted_ms)  # before it: the older system's
+        ]
         by_oid = defaultdict(list)
         for t in outs:
             by_oid[t["clientOid"]].append(t)
         accounted: set[str] = set()
         funded: dict[str, Decimal] = defaultdict(Decimal)
         for line in self.desired.funding:
-            attempts = self.record.retry_counts.get(f"fund:{line.key}", 0)
-            oids = {self.naming.funding_client_oid(self.record.ref, line.key, a) for a in range(attempts + 1)}
+            attempts = max(self.record.retry_counts.get(f"fund:{line.key}", 0) + 1, MAX_FUNDING_ATTEMPTS)
+            oids = {self.naming.funding_client_oid(self.record.ref, line.key, a) for a in range(attempts)}
             done = [t for oid in oids for t in by_oid.get(oid, [])]
             accounted |= oids
+            if done:
+                self.paid.add(line.key)
             mark = self.record.transfers.get(line.key)
             if mark is not None and mark.status is TransferStatus.REFUSED:
                 if done:
@@ -274,14 +319,16 @@ class _Customer:
                     f"{actions['transfer.committed']} in the journal",
                 )
             )
-        if actions["api_key.issued"] < len(self.record.keys):
+        found = {str(k) for e in entries if e.get("action") == "audited" for k in e.get("keys_without_secret") or ()}
+        ours = [k for k in self.record.keys if k.api_key not in found]
+        if actions["api_key.issued"] < len(ours):
             out.append(
                 self.fail(
                     "journal accounts for every write",
-                    f"{len(self.record.keys)} keys, {actions['api_key.issued']} issued in the journal",
+                    f"{len(ours)} keys issued by us, {actions['api_key.issued']} issued in the journal",
                 )
             )
-        revoked = sum(1 for k in self.record.keys if not k.live)
+        revoked = sum(1 for k in self.record.keys if not k.live and k.revoke_reason != AUDIT_REVOKE_REASON)
         if actions["api_key.revoked"] < revoked:
             out.append(
                 self.fail(
@@ -312,4 +359,43 @@ class _Customer:
         )
         if actions["intent"] > settled + actions["outcome_unknown"] + actions["orphan_keys_pending"]:
             out.append(self.fail("journal accounts for every write", f"{actions['intent']} intents, {settled} settled"))
+        return out
+
+    def _told(self) -> list[Violation]:
+        """What the upstream heard of each funding line matches the exchange and our record."""
+        if self.told is None:
+            return []
+        lines = {line.key: line for line in self.desired.funding}
+        completed: dict[str, set[str]] = defaultdict(set)
+        refused: set[str] = set()
+        out = []
+        for sent in self.told:
+            key = str(sent.get("key"))
+            line = lines.get(key)
+            if line is None:
+                out.append(self.fail("the upstream was told the truth", f"{sent.get('type')} for unknown line {key}"))
+                continue
+            if sent.get("type") == "funding.refused":
+                refused.add(key)
+                continue
+            completed[key].add(str(sent.get("id")))
+            if Decimal(str(sent.get("amount"))) != line.amount or sent.get("currency") != line.currency:
+                out.append(
+                    self.fail(
+                        "the upstream was told the truth",
+                        f"{key}: told {sent.get('amount')} {sent.get('currency')}, asked {line.amount} {line.currency}",
+                    )
+                )
+        for key in lines:
+            if (key in completed) != (key in self.paid):
+                told = "told funding.completed" if key in completed else "not told funding.completed"
+                exists = "a transfer exists" if key in self.paid else "no transfer exists"
+                out.append(self.fail("the upstream was told the truth", f"{key}: {told}, {exists}"))
+            if len(completed.get(key, ())) > 1:
+                out.append(self.fail("one funding.completed per line", f"{key}: ids {sorted(completed[key])}"))
+            if key in refused and key in self.paid:
+                out.append(self.fail("the upstream was told the truth", f"{key}: told funding.refused, but paid"))
+            mark = self.record.transfers.get(key) if self.record is not None else None
+            if mark is not None and mark.status is TransferStatus.REFUSED and key not in refused:
+                out.append(self.fail("the upstream was told the truth", f"{key}: refused, never told funding.refused"))
         return out

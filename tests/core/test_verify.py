@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
+from handlers.events import parse_event
 from handlers.records import SealedSecret
+from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for
+from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
+from worker.bootstrap import App
 from worker.exchange.models import AccountType, Direction, Permission
-from worker.verify import Violation
+from worker.provisioning.operator import TransferVerdict, settle_transfer
+from worker.recovery import Adoption, recover
+from worker.verify import Violation, check
 
 
 @pytest.fixture
@@ -113,3 +121,245 @@ def test_a_sub_account_for_a_customer_never_created_is_caught(rig: Rig) -> None:
     published = [events_for("v-never")["kyc"]]
     rig.app.exchange.sub_accounts.add(account_name=rig.app.policy.naming.account_name("v-never", 0))
     assert [v.invariant for v in verify(rig, published)] == ["none for customers never created"]
+
+
+# --- top-ups, refusals, failed transfers, adoption, lost secrets, and what the upstream was told ---------------
+
+
+def topup(customer: str, name: str, minute: int, funding: list[tuple[str, str]]) -> dict:
+    """A ``customer.funding_requested`` of ``customer`` at 10:<minute> (``events_for``'s lifecycle is 10:00–10:04)."""
+    return {
+        "id": f"{customer}-{name}",
+        "type": "customer.funding_requested",
+        "customer_id": customer,
+        "occurred_at": f"2026-11-18T10:{minute:02d}:00Z",
+        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
+    }
+
+
+def told(rig: Rig, published: list[dict], outbound: list[dict] | None = None, app: App | None = None) -> set[str]:
+    """The invariants `worker.verify.check` finds violated, given what the upstream received (default: all of
+    ``{prefix}:outbound``)."""
+    return {v.invariant for v in violations(rig, published, outbound, app)}
+
+
+def violations(
+    rig: Rig, published: list[dict], outbound: list[dict] | None = None, app: App | None = None
+) -> list[Violation]:
+    app = app or rig.app
+    if outbound is None:
+        outbound = [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
+    return check(
+        [parse_event(e, None) for e in published],
+        rig.state(),
+        app.store.load,
+        app.store.journal,
+        naming=app.policy.naming,
+        keyring=app.keyring,
+        probe=rig.key_works,
+        funding_caps=app.settings.funding_cap_per_customer,
+        outbound=outbound,
+    )
+
+
+def send_under(rig: Rig, ref: str, client_oid: str, amount: str) -> None:
+    """A transfer of ``amount`` USDT into the customer's sub-account under ``client_oid`` (not the worker's doing)."""
+    rig.app.exchange.transfers.transfer(
+        currency="USDT",
+        amount=Decimal(amount),
+        direction=Direction.OUT,
+        account_type=AccountType.MAIN,
+        special_uid=rig.record(ref).sub_account.uid,
+        special_account_type=AccountType.TRADE,
+        client_oid=client_oid,
+    )
+
+
+def test_a_top_up_line_counts_like_an_approval_line(rig: Rig) -> None:
+    """A top-up is paid once and told once: clean; a second transfer under its clientOid is caught."""
+    rig.exchange.update_config({"duplicate_client_oid": "accept"})
+    published = run(rig, lifecycle("v-topup", offboard=False), [topup("v-topup", "more", 5, [("USDT", "100")])])
+    assert told(rig, published) == set()
+    ref = rig.app.policy.naming.customer_ref("v-topup")
+    line = rig.record(ref).transfers["v-topup-more#0"]
+    send_under(rig, ref, line.client_oid, "100")
+    assert "each funding line exactly once" in told(rig, published)
+
+
+def test_a_top_up_after_the_offboarding_is_refused_and_never_paid(rig: Rig) -> None:
+    """The offboarding refuses the top-up that came after it: clean, and the upstream heard funding.refused. Paid
+    anyway (a transfer under its clientOid): caught, both as money and as what the upstream was told."""
+    rig.exchange.update_config({"duplicate_client_oid": "accept"})
+    ev = events_for("v-late")
+    late = topup("v-late", "late", 5, [("USDT", "100")])
+    ref, _ = rig.publish(ev["created"], ev["kyc"])
+    rig.settle(ref)
+    rig.publish(ev["offboard"], late)
+    rig.settle(ref)
+    published = [ev["created"], ev["kyc"], ev["offboard"], late]
+    record = rig.record(ref)
+    assert record.transfers["v-late-late#0"].status.value == "refused"
+    assert told(rig, published) == set()
+    send_under(rig, ref, rig.app.policy.naming.funding_client_oid(ref, "v-late-late#0", 0), "100")
+    found = {(v.invariant, v.detail) for v in violations(rig, published)}
+    assert ("refused funding never sent", "v-late-late#0: 1 transfer(s)") in found
+    assert ("the upstream was told the truth", "v-late-late#0: told funding.refused, but paid") in found
+
+
+def test_what_the_upstream_was_told_must_match_the_exchange(rig: Rig) -> None:
+    """Each way of misinforming the upstream is caught: a paid line never told, a refused line never told, a
+    completion told for a line never paid, for a line no event asked for, with another amount, under two ids."""
+    published = run(rig, [*lifecycle("v-told", offboard=False), topup("v-told", "big", 5, [("USDT", "5000")])])
+    outbound = rig.outbound()
+    assert told(rig, published, outbound) == set()
+    completed = [e for e in outbound if e["type"] == "funding.completed"]
+    refused = [e for e in outbound if e["type"] == "funding.refused"]
+    assert [e["key"] for e in completed] == ["v-told-kyc_approved#0"]
+    assert [e["key"] for e in refused] == ["v-told-big#0"], "5000 is above the per-customer cap of 1000"
+    others = [e for e in outbound if e["type"] not in ("funding.completed", "funding.refused")]
+
+    assert told(rig, published, others + refused) == {"the upstream was told the truth"}, "paid, never told"
+    assert told(rig, published, others + completed) == {"the upstream was told the truth"}, "refused, never told"
+    lie = {**completed[0], "id": f"funding.completed:x:{refused[0]['key']}", "key": refused[0]["key"]}
+    lie |= {"amount": "5000"}
+    assert told(rig, published, [*outbound, lie]) == {"the upstream was told the truth"}
+    unknown = {**completed[0], "key": "v-told-nothing#0"}
+    assert told(rig, published, [*outbound, unknown]) == {"the upstream was told the truth"}
+    other_amount = {**completed[0], "amount": "249"}
+    assert told(rig, published, others + refused + [other_amount]) == {"the upstream was told the truth"}
+    second_id = {**completed[0], "id": completed[0]["id"] + "-again"}
+    assert told(rig, published, [*outbound, second_id]) == {"one funding.completed per line"}
+    assert told(rig, published, outbound + completed) == set(), "the same id twice is a copy, not a second message"
+
+
+def test_a_line_blocked_for_an_operator_is_not_told_until_decided(rig: Rig) -> None:
+    """The exchange may execute a repeat and its ledger names nothing: a lost transfer waits for an operator.
+    While it waits, money moved and the upstream was not told; once the operator says committed, all holds."""
+    rig.exchange.update_config({"duplicate_client_oid": "accept", "ledger_context": "none"})
+    ev = events_for("v-blind")
+    (ref,) = rig.publish(ev["created"])
+    rig.settle(ref)
+    rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 1.0}}}})
+    rig.publish(ev["kyc"])
+    rig.run(ref)
+    rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 0.0}}}})
+    send_under(rig, ref, "someone-elses", "250")  # the same amount, anonymous in the ledger: undecidable
+    rig.settle(ref)
+    published = [ev["created"], ev["kyc"]]
+    record = rig.record(ref)
+    assert [s for s, b in record.blocked.items() if b.manual] == ["fund:v-blind-kyc_approved#0"]
+    assert "the upstream was told the truth" in told(rig, published)
+    settle_transfer(rig.app, ref, "fund:v-blind-kyc_approved#0", verdict=TransferVerdict.COMMITTED, who="test")
+    rig.settle(ref)
+    assert told(rig, published) == {"nothing else transferred"}, "only the foreign transfer is left to explain"
+
+
+def test_a_failed_transfer_moved_nothing_and_a_retry_counts_under_any_attempt(redis_url: str, key_prefix: str) -> None:
+    """The exchange reports the transfer FAILURE: the line is unpaid (caught) and not told. An operator's retry
+    pays it under the next clientOid: clean. A transfer under a later attempt's clientOid (an attempt count lost
+    with the state) is still this line's: a second one is caught as a double payment, not as a stray."""
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig.from_dict({"transfer_failure_share": 1.0}))
+    try:
+        ev = events_for("v-failed")
+        published = [ev["created"], ev["kyc"]]
+        ref, _ = rig.publish(*published)
+        rig.settle(ref)
+        assert [t["status"] for t in rig.state()["transfers"]] == ["FAILURE"]
+        assert told(rig, published) == {"each funding line exactly once"}
+        rig.exchange.update_config({"transfer_failure_share": 0.0})
+        rig.run(ref, retry_blocked=True)
+        rig.settle(ref)
+        assert told(rig, published) == set()
+        line = "v-failed-kyc_approved#0"
+        assert rig.record(ref).transfers[line].attempt == 1
+        send_under(rig, ref, rig.app.policy.naming.funding_client_oid(ref, line, 7), "250")
+        assert "each funding line exactly once" in told(rig, published)
+        assert "nothing else transferred" not in told(rig, published)
+    finally:
+        rig.close()
+
+
+def test_an_adopted_sub_account_is_the_customers_one(rig: Rig) -> None:
+    """A sub-account an older system created (and funded) is adopted: it is the customer's only sub-account, the
+    older system's transfer is not ours to explain, lines from before the adoption are refused and told so, a
+    later top-up is paid. A foreign transfer after the adoption is caught."""
+    legacy = rig.app.exchange.sub_accounts.add(account_name="legacy2024abc")
+    rig.app.exchange.transfers.transfer(
+        currency="USDT",
+        amount=Decimal(40),
+        direction=Direction.OUT,
+        account_type=AccountType.MAIN,
+        special_uid=legacy.uid,
+        special_account_type=AccountType.TRADE,
+        client_oid="legacy-system-0001",
+    )
+    rig.clock.advance_ms(60_000)
+    recover(rig.app, reason="test: migrating onto this worker", adoptions=[Adoption("v-adopted", legacy.uid)])
+    rig.clock.advance_ms(120_000)
+    ev = events_for("v-adopted")
+    later = {**topup("v-adopted", "later", 0, [("USDT", "100")]), "occurred_at": "2026-11-18T11:08:00Z"}
+    published = [ev["created"], ev["kyc"], later]
+    (ref, _, _) = rig.publish(*published)
+    rig.settle(ref)
+    record = rig.record(ref)
+    assert record.sub_account.uid == legacy.uid
+    assert record.transfers["v-adopted-kyc_approved#0"].status.value == "refused"
+    assert record.transfers["v-adopted-later#0"].status.value == "committed"
+    assert told(rig, published) == set()
+    send_under(rig, ref, "someone-elses", "5")
+    assert told(rig, published) == {"nothing else transferred"}
+
+
+def test_a_key_found_by_the_audit_after_a_loss_needs_no_issuance_in_the_new_journal(
+    redis_url: str, key_prefix: str
+) -> None:
+    """After a total loss and recovery, the key whose secret was lost is replaced and revoked; the new journal
+    never saw it issued. The end state is clean; a key issued by us without a journal line is still caught."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("v-lost")
+        published = [ev["created"], ev["kyc"], ev["ip"]]
+        ref, _, _ = rig.publish(*published)
+        rig.settle(ref)
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            redeliver(app, published)
+            settle_with(rig, app, ref)
+            record = app.store.load(ref)
+            assert [k.sealed is None for k in record.keys] == [True, False] and len(record.live_keys) == 1
+            assert told(rig, published, app=app) == set()
+            journal = [e for e in app.store.journal(ref, count=10_000) if e["action"] != "api_key.issued"]
+            found = told(rig, published, app=_Journal(app, journal))
+            assert "journal accounts for every write" in found
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+class _Journal:
+    """An app whose journal reads are replaced by ``entries`` (what a journal missing a line would show)."""
+
+    def __init__(self, app: App, entries: list[dict]) -> None:
+        self._app = app
+        self._entries = entries
+
+    def __getattr__(self, name: str) -> object:
+        if name == "store":
+            return _JournalStore(self._app.store, self._entries)
+        return getattr(self._app, name)
+
+
+class _JournalStore:
+    def __init__(self, store: object, entries: list[dict]) -> None:
+        self._store = store
+        self._entries = entries
+
+    def load(self, ref: str) -> object:
+        return self._store.load(ref)  # type: ignore[attr-defined]
+
+    def journal(self, ref: str, count: int = 0) -> list[dict]:
+        return self._entries
