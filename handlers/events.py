@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -230,11 +231,16 @@ class EventBase(Strict):
     def occurred(self) -> datetime:
         return _parse_time(self.occurred_at)
 
+    _occurred_ns: int = PrivateAttr(default=0)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._occurred_ns = _epoch_ns(self.occurred_at)  # once: events are sorted by it on every fold
+
     @property
     def occurred_ns(self) -> int:
         """When the event occurred, in nanoseconds since the epoch: every fractional digit counts (RFC 3339 allows
         nine; a ``datetime`` keeps six)."""
-        return _epoch_ns(self.occurred_at)
+        return self._occurred_ns
 
     @property
     def order_key(self) -> tuple[int, str]:

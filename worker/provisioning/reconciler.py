@@ -25,7 +25,7 @@ import redis
 import structlog
 
 from handlers import commands as c
-from handlers.desired import DesiredState, fold
+from handlers.desired import DesiredState
 from handlers.planner import plan
 from handlers.records import CustomerRecord
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
@@ -238,7 +238,7 @@ class Reconciler:
                     journal=[("events.ignored", {"events": late})],
                     outbound=reports,
                 )
-        return snapshot.seq, fold(snapshot.events, documents_held=snapshot.documents)
+        return snapshot.seq, self.services.store.desired(ctx.ref, snapshot)
 
     def _context(self, lock: CustomerLock, snapshot: Snapshot, retry_blocked: bool) -> StepContext | None:
         record = snapshot.record

@@ -9,7 +9,9 @@ without its outbound delivery, or a journal without its state.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +19,7 @@ from typing import Any, NamedTuple
 
 import redis
 
+from handlers.desired import DesiredState, fold
 from handlers.events import Event, KycApproved, parse_event
 from handlers.records import CustomerRecord, SealedSecret
 from worker.store.epoch import GUARD_LUA, StateGuard, raise_if_state_lost
@@ -46,6 +49,7 @@ if existing then
   return {'duplicate', writes}
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[13], ARGV[2])
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[12], ARGV[1], ARGV[9]) end
 if ARGV[3] ~= '' then
   redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3])
@@ -98,8 +102,8 @@ return {dirty, writes}
 """
 )
 _LOCK_AND_READ = """
--- KEYS: lock, fence, record, events, docs received, seq, dirty, due, state.
--- ARGV: uuid, ttl, ref, busy wake-up (ms), epoch, high-water mark
+-- KEYS: lock, fence, record, events, docs received, seq, dirty, due, state, events log.
+-- ARGV: uuid, ttl, ref, busy wake-up (ms), epoch, high-water mark, events already parsed by the caller
 local guard = redis.call('HMGET', KEYS[9], 'epoch', 'halted', 'writes')
 if guard[2] then return redis.error_reply('STATELOST halted ' .. guard[2]) end
 if not guard[1] then return redis.error_reply('STATELOST missing the state epoch is gone') end
@@ -114,8 +118,18 @@ if not redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
   redis.call('ZADD', KEYS[8], 'LT', ARGV[4], ARGV[3])
   return false
 end
-return {token, redis.call('GET', KEYS[3]) or '', redis.call('HVALS', KEYS[4]), redis.call('SMEMBERS', KEYS[5]),
-        redis.call('GET', KEYS[6]) or '0', guard[3] or '0'}
+local seq = tonumber(redis.call('GET', KEYS[6]) or '0')
+local from, events = -1, nil
+if redis.call('LLEN', KEYS[10]) == seq then
+  -- the log holds every event: send only those after the ones the caller has already parsed
+  from = tonumber(ARGV[7])
+  if from > seq then from = 0 end
+  events = redis.call('LRANGE', KEYS[10], from, -1)
+else
+  events = redis.call('HVALS', KEYS[4])  -- a customer stored before the log existed: everything
+end
+return {token, redis.call('GET', KEYS[3]) or '', events, redis.call('SMEMBERS', KEYS[5]), tostring(seq),
+        guard[3] or '0', from}
 """
 
 
@@ -179,10 +193,44 @@ class Committed(NamedTuple):
     """A run that found the customer busy raised its flag since the last look: read the events again."""
 
 
-def _snapshot(raw_record: Any, raw_events: Iterable[Any], doc_ids: Iterable[Any], seq: Any) -> Snapshot:
-    record = CustomerRecord.model_validate_json(raw_record) if raw_record else None
-    events = tuple(parse_event(_text(e), None) for e in raw_events)
-    return Snapshot(record, events, frozenset(_text(d) for d in doc_ids), int(seq or 0))
+class EventCache:
+    """The events of recently reconciled customers, parsed, per process (an LRU of ``size`` customers): a
+    customer's events are append-only, so a read fetches and parses only those stored since the last one."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[Event, ...]] = OrderedDict()
+        self._folded: dict[str, tuple[int, frozenset[str], DesiredState]] = {}
+        self._lock = threading.Lock()
+
+    def desired(self, ref: str, events: tuple[Event, ...], documents: frozenset[str]) -> DesiredState:
+        """``fold(events)``, computed once per set of events (the last one of each customer is kept)."""
+        with self._lock:
+            known = self._folded.get(ref)
+            if known is not None and known[0] == len(events) and known[1] == documents:
+                return known[2]
+        folded = fold(events, documents_held=documents)
+        with self._lock:
+            if ref in self._entries:
+                self._folded[ref] = (len(events), documents, folded)
+        return folded
+
+    def count(self, ref: str) -> int:
+        with self._lock:
+            entry = self._entries.get(ref)
+            return len(entry) if entry is not None else 0
+
+    def extend(self, ref: str, start: int, parsed: tuple[Event, ...]) -> tuple[Event, ...]:
+        """The customer's events, given ``parsed`` read from log position ``start`` (-1: ``parsed`` is all)."""
+        with self._lock:
+            cached = self._entries.get(ref, ())
+            events = parsed if start < 0 or start > len(cached) else cached[:start] + parsed
+            self._entries[ref] = events
+            self._entries.move_to_end(ref)
+            while len(self._entries) > self._size:
+                gone, _ = self._entries.popitem(last=False)
+                self._folded.pop(gone, None)
+            return events
 
 
 class CustomerStore:
@@ -193,6 +241,7 @@ class CustomerStore:
         self.redis = client
         self.keys = keys
         self.guard = guard
+        self._events = EventCache()
         self._ingest = client.register_script(_INGEST)
         self._commit = client.register_script(_COMMIT)
         self._lock_and_read = client.register_script(_LOCK_AND_READ)
@@ -232,6 +281,7 @@ class CustomerStore:
                 k.handoff_resends,
                 k.state,
                 k.docs_digests(ref),
+                k.events_log(ref),
             ],
             args=[event.id, stored, docs, ref, now_ms, handoff_id, epoch, hwm, documents_digest],
         )
@@ -239,16 +289,24 @@ class CustomerStore:
         self.guard.observe(int(writes))
         return IngestResult(_text(outcome))
 
+    def desired(self, ref: str, snapshot: Snapshot) -> DesiredState:
+        """What the snapshot's events ask for (``handlers.desired.fold``), folded once per set of events."""
+        return self._events.desired(ref, snapshot.events, snapshot.documents)
+
     def snapshot(self, ref: str) -> Snapshot:
         """The record (or ``None`` before the first commit), the accepted events, and which approvals came with
         KYC documents (whether or not those are still held: they are deleted once submitted)."""
+        cached = self._events.count(ref)
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.seq(ref))  # first: the events read after it include every event it counts
         pipe.get(self.keys.record(ref))
-        pipe.hvals(self.keys.events(ref))
+        pipe.llen(self.keys.events_log(ref))
+        pipe.lrange(self.keys.events_log(ref), cached, -1)
         pipe.smembers(self.keys.docs_received(ref))
-        seq, raw_record, raw_events, doc_ids = pipe.execute()
-        return _snapshot(raw_record, raw_events, doc_ids, seq)
+        seq, raw_record, logged, raw_new, doc_ids = pipe.execute()
+        if int(logged) < int(seq or 0) or cached > int(logged):  # stored before the log existed: read them all
+            return self._snapshot(ref, raw_record, self.redis.hvals(self.keys.events(ref)), doc_ids, seq, start=-1)
+        return self._snapshot(ref, raw_record, raw_new, doc_ids, seq, start=cached)
 
     def lock_and_snapshot(self, lock: CustomerLock, *, busy_wake_at_ms: int) -> Snapshot | None:
         """Take ``lock`` and read the snapshot in the same script (one round trip). If another run holds the
@@ -268,15 +326,25 @@ class CustomerStore:
                 k.dirty(ref),
                 k.due,
                 k.state,
+                k.events_log(ref),
             ],
-            args=[uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm],
+            args=[uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm, self._events.count(ref)],
         )
         if not result:
             return None
-        token, raw_record, raw_events, doc_ids, seq, writes = result
+        token, raw_record, raw_events, doc_ids, seq, writes, start = result
         self.guard.observe(int(writes))
         lock.adopt(_text(token))
-        return _snapshot(raw_record or None, raw_events, doc_ids, seq)
+        return self._snapshot(ref, raw_record or None, raw_events, doc_ids, seq, start=int(start))
+
+    def _snapshot(
+        self, ref: str, raw_record: Any, raw_events: Iterable[Any], doc_ids: Iterable[Any], seq: Any, *, start: int
+    ) -> Snapshot:
+        """Parse what was read; ``start`` is where in the log the events begin (-1: every event, not from the log)."""
+        record = CustomerRecord.model_validate_json(raw_record) if raw_record else None
+        parsed = tuple(parse_event(_text(e), None) for e in raw_events)
+        events = self._events.extend(ref, start, parsed)
+        return Snapshot(record, events, frozenset(_text(d) for d in doc_ids), int(seq or 0))
 
     def load(self, ref: str) -> CustomerRecord | None:
         raw = self.redis.get(self.keys.record(ref))

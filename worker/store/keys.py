@@ -5,6 +5,7 @@ key                                 type    content
 ==================================  ======  ==================================================================
 ``{p}:c:{ref}``                     string  the customer's record (JSON), written only by the lock holder
 ``{p}:c:{ref}:events``              hash    event id → accepted event (JSON, KYC documents removed)
+``{p}:c:{ref}:log``                 list    the same events in the order they were stored (read incrementally)
 ``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; deleted once submitted
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
 ``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
@@ -50,6 +51,9 @@ class Keys:
 
     def events(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:events"
+
+    def events_log(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:log"
 
     def docs(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs"
