@@ -193,7 +193,7 @@ def _offboard(p: _Plan) -> Step:
             return RevokeApiKey(sub.uid, live_key.api_key, "offboarded")
     in_doubt = record.in_doubt()
     for line in desired.funding:
-        if _unsettled(line, record) and line.key not in in_doubt:
+        if line.key not in record.transfers and line.key not in in_doubt:
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
     confirm = _confirm(p)
     if confirm is not None:

@@ -320,3 +320,25 @@ def test_a_top_up_after_offboarding_is_refused_never_paid(redis_url: str, key_pr
         assert rig.record(ref).closed_at_ms is not None
     finally:
         rig.close()
+
+
+def test_offboarding_settles_a_refused_line_and_leaves_no_customer_counted_as_blocked(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A line the exchange refused (the Special Account was short) is blocked for a retry; the customer is then
+    offboarded: the line is refused and told, and the closed customer no longer counts as blocked."""
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig(initial_balances={"MAIN": {"USDT": "100"}, "TRADE": {}}))
+    try:
+        ev = events_for("short-then-gone")
+        ref, _ = rig.publish(ev["created"], ev["kyc"])
+        rig.settle(ref)
+        assert "fund:short-then-gone-kyc_approved#0" in rig.record(ref).blocked
+        assert rig.app.redis.zscore(rig.app.keys.blocked, ref) is not None
+        rig.publish(ev["offboard"])
+        rig.settle(ref)
+        record = rig.record(ref)
+        assert record.closed_at_ms is not None and not record.blocked
+        assert rig.app.redis.zscore(rig.app.keys.blocked, ref) is None
+        assert [e["key"] for e in outbound_of(rig, "funding.refused")] == ["short-then-gone-kyc_approved#0"]
+    finally:
+        rig.close()

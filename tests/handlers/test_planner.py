@@ -498,3 +498,10 @@ def test_a_record_not_audited_in_a_recovered_epoch_is_audited_first() -> None:
     audited = pending.model_copy(update={"audited_epoch": "ep2"})
     assert isinstance(plan(fold(events), audited, now_ms=10**9, policy=POLICY, audit_epoch="ep2"), c.ResolveTransfer)
     assert isinstance(plan(fold(events), pending, now_ms=10**9, policy=POLICY), c.ResolveTransfer)
+
+
+def test_offboarding_refuses_a_line_the_exchange_had_refused_so_the_upstream_hears_a_verdict() -> None:
+    events = [created(), approved(funding=(("USDT", "5"),)), offboarded()]
+    rec = with_sub(blocked={"fund:e-kyc#0": Blocked(reason="insufficient", at_ms=1)})
+    result = step(events, rec)
+    assert isinstance(result, c.RefuseFunding) and result.key == "e-kyc#0"

@@ -21,12 +21,18 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
         if t.purpose is TransferPurpose.SWEEP and t.status is TransferStatus.COMMITTED:
             swept[t.currency] += t.amount
     totals = {currency: str(amount) for currency, amount in sorted(swept.items())}
-    record = ctx.record.model_copy(update={"closed_at_ms": now, "events_at_close": tuple(sorted(ctx.seen_events))})
+    unconfirmed = sorted(t.key for t in ctx.record.transfers.values() if t.status is TransferStatus.UNCONFIRMED)
+    # what was still blocked (a key's update, a rotation) is moot once the customer is gone: closed customers are
+    # never counted as blocked
+    moot = sorted(ctx.record.blocked)
+    record = ctx.record.model_copy(
+        update={"closed_at_ms": now, "events_at_close": tuple(sorted(ctx.seen_events)), "blocked": {}}
+    )
     uid = record.sub_account.uid if record.sub_account else None
     ctx.settle(
         record,
         "customer.closed",
-        {"reason": cmd.reason, "swept": totals},
+        {"reason": cmd.reason, "swept": totals, "unconfirmed_sweeps": unconfirmed, "blocks_cleared": moot},
         outbound=[outcome(record, "customer.offboarded", "closed", now, reason=cmd.reason, uid=uid, swept=totals)],
         close=True,
     )

@@ -173,8 +173,15 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
 
 
 def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
+    """Record the line refused and tell the upstream. A block of the line (the exchange refused it, or it failed)
+    is settled by the refusal: nothing of it moved."""
     now = ctx.now_ms()
     record = ctx.record
+    blocked = record.blocked.get(steps.fund(cmd.key))
+    if blocked is not None and not blocked.manual:
+        record = record.model_copy(
+            update={"blocked": {k: v for k, v in record.blocked.items() if k != steps.fund(cmd.key)}}
+        )
     entry = TransferRecord(
         key=cmd.key,
         purpose=TransferPurpose.FUND,
