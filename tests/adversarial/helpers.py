@@ -1,0 +1,71 @@
+"""Shared helpers of the adversarial review's reproductions (real Redis + the in-process simulator)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from tests.core.harness import Rig, events_for
+
+
+def approval(customer: str, name: str, minute: int, funding: list[tuple[str, str]]) -> dict[str, Any]:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
+    return {
+        "id": f"{slug}-{name}",
+        "type": "customer.kyc_approved",
+        "customer_id": customer,
+        "occurred_at": f"2026-11-18T10:{minute:02d}:00Z",
+        "data": {
+            "permissions": ["general", "spot"],
+            "ip_whitelist": ["203.0.113.10"],
+            "funding": [{"currency": c, "amount": a} for c, a in funding],
+        },
+    }
+
+
+def topup(customer: str, name: str, minute: int, funding: list[tuple[str, str]]) -> dict[str, Any]:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
+    return {
+        "id": f"{slug}-{name}",
+        "type": "customer.funding_requested",
+        "customer_id": customer,
+        "occurred_at": f"2026-11-18T10:{minute:02d}:00Z",
+        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
+    }
+
+
+def paid_to(rig: Rig, uid: str) -> list[dict[str, Any]]:
+    """OUT transfers to ``uid`` that moved money (the exchange's truth; a FAILURE moved nothing)."""
+    return [
+        t
+        for t in rig.state()["transfers"]
+        if t["direction"] == "OUT" and t["specialUid"] == uid and t["status"] != "FAILURE"
+    ]
+
+
+def all_paid(rig: Rig) -> list[dict[str, Any]]:
+    return [t for t in rig.state()["transfers"] if t["direction"] == "OUT" and t["status"] != "FAILURE"]
+
+
+def total(rows: list[dict[str, Any]]) -> Decimal:
+    return sum((Decimal(t["amount"]) for t in rows), Decimal(0))
+
+
+def outbound_of(app_or_rig: Any, kind: str) -> list[dict[str, Any]]:
+    app = getattr(app_or_rig, "app", app_or_rig)
+    rows = app.redis.xrange(app.keys.outbound)
+    return [e for e in (json.loads(f["event"]) for _, f in rows) if e["type"] == kind]
+
+
+def onboard_with_a_key(rig: Rig, customer: str) -> tuple[str, str]:
+    ev = events_for(customer, funding=())
+    ref, _ = rig.publish(ev["created"], ev["kyc"])
+    rig.settle(ref)
+    record = rig.record(ref)
+    assert record.sub_account is not None and len(record.live_keys) == 1
+    return ref, record.sub_account.uid
+
+
+def set_faults(rig: Rig, endpoint: str, **rates: float) -> None:
+    rig.exchange.update_config({"faults": {"per_endpoint": {endpoint: rates}}})
