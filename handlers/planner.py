@@ -191,7 +191,7 @@ def _offboard(p: _Plan) -> Step:
     for live_key in live:
         if steps.revoke(live_key.api_key) not in record.blocked:
             return RevokeApiKey(sub.uid, live_key.api_key, "offboarded")
-    in_doubt = record.in_doubt()
+    in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
@@ -272,8 +272,8 @@ class CapDecision(StrEnum):
 def cap_decision(*, amount: Decimal, moved: Decimal, in_doubt: Decimal, cap: Decimal | None) -> CapDecision:
     """Decide a funding line against the per-customer cap, counting every line that may have moved money.
 
-    ``moved``: committed or accepted funding of the currency; ``in_doubt``: lines whose transfer may or may not
-    have happened (pending, or blocked for an operator). Refuse only when the line cannot fit whatever the verdicts
+    ``moved``: committed funding of the currency; ``in_doubt``: lines whose transfer may or may not have happened
+    or may still fail (accepted and not yet confirmed, pending, or blocked for an operator). Refuse only when the line cannot fit whatever the verdicts
     are; wait when it fits only if the doubtful lines turn out unsent; so no sequence of verdicts exceeds the cap.
     """
     if cap is None or moved + amount > cap:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,6 +18,7 @@ __all__ = [
     "BalanceSnapshot",
     "Blocked",
     "CustomerRecord",
+    "Doubt",
     "Evidence",
     "Intent",
     "IntentKind",
@@ -211,6 +212,13 @@ class BalanceSnapshot(Record):
     wallets: dict[str, dict[str, tuple[Decimal, Decimal]]]
 
 
+class Doubt(NamedTuple):
+    """A funding line in doubt: what it would have moved."""
+
+    currency: str
+    amount: Decimal
+
+
 class CustomerRecord(Record):
     ref: str
     customer_id: str
@@ -251,24 +259,29 @@ class CustomerRecord(Record):
         return next((k for k in self.keys if k.generation == generation and k.live), None)
 
     def funded(self, currency: str) -> Decimal:
-        """Funding of ``currency`` that moved or is moving (committed or accepted), for the per-customer cap."""
+        """Funding of ``currency`` the exchange's records show committed (for the per-customer cap)."""
         return sum(
             (
                 t.amount
                 for t in self.transfers.values()
-                if t.purpose is TransferPurpose.FUND and t.moved_money and t.currency == currency
+                if t.purpose is TransferPurpose.FUND and t.status is TransferStatus.COMMITTED and t.currency == currency
             ),
             Decimal(0),
         )
 
-    def in_doubt(self) -> dict[str, TransferIntent]:
-        """Funding lines whose money may have moved without our knowing: the pending transfer intent and every
-        transfer blocked for an operator's verdict. Line key → the transfer's details."""
-        doubtful: dict[str, TransferIntent] = {}
+    def in_doubt(self) -> dict[str, Doubt]:
+        """Funding lines whose money may have moved, or may yet move, without our knowing the outcome: accepted
+        transfers whose final status is not read yet, the pending transfer intent, and every transfer blocked for
+        an operator's verdict. Line key → currency and amount."""
+        doubtful: dict[str, Doubt] = {
+            t.key: Doubt(t.currency, t.amount)
+            for t in self.transfers.values()
+            if t.purpose is TransferPurpose.FUND and t.status is TransferStatus.ACCEPTED
+        }
         intents = [self.pending] + [b.intent for b in self.blocked.values() if b.manual]
         for intent in intents:
             if intent is not None and intent.kind is IntentKind.TRANSFER:
                 details = TransferIntent.of(intent)
                 if details.purpose is TransferPurpose.FUND:
-                    doubtful[details.key] = details
+                    doubtful[details.key] = Doubt(details.currency, details.amount)
         return doubtful

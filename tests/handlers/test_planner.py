@@ -361,25 +361,24 @@ def test_a_line_in_doubt_holds_later_lines_of_its_currency_not_the_key_or_other_
     assert "e-kyc#1 waits for a verdict on e-kyc#0" in idle.reason
 
 
-def test_an_accepted_transfer_counts_as_moved_and_is_confirmed_after_the_key() -> None:
-    """An orderId counts against the cap at once; its final status is read once the customer has its key."""
+def test_an_accepted_transfer_is_in_doubt_until_confirmed_after_the_key() -> None:
+    """An orderId may still end FAILED: the next line waits (not refused) until the exchange says SUCCESS, which
+    is read once the customer has its key."""
     events = [created(), approved(funding=(("USDT", "600"), ("USDT", "600")))]
     accepted = funded("e-kyc#0", amount="600", status=TransferStatus.ACCEPTED).model_copy(
         update={"order_id": "o-1", "check_at_ms": 0}
     )
     rec = with_sub(transfers={"e-kyc#0": accepted})
-    refused = step(events, rec)
-    assert isinstance(refused, c.RefuseFunding) and refused.key == "e-kyc#1"
-    rec = rec.model_copy(
-        update={
-            "transfers": {**rec.transfers, "e-kyc#1": funded("e-kyc#1", amount="600", status=TransferStatus.REFUSED)}
-        }
-    )
     assert isinstance(step(events, rec), c.IssueApiKey)
-    assert step(events, rec.model_copy(update={"keys": (key(0),)})) == c.ConfirmTransfer("e-kyc#0", "o-1")
+    keyed = rec.model_copy(update={"keys": (key(0),)})
+    assert step(events, keyed) == c.ConfirmTransfer("e-kyc#0", "o-1")
     later = accepted.model_copy(update={"check_at_ms": 5_000})
-    waiting = step(events, rec.model_copy(update={"keys": (key(0),), "transfers": {**rec.transfers, "e-kyc#0": later}}))
+    waiting = step(events, keyed.model_copy(update={"transfers": {"e-kyc#0": later}}))
     assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 5_000
+    assert "e-kyc#1 waits for a verdict on e-kyc#0" in waiting.reason
+    committed = accepted.model_copy(update={"status": TransferStatus.COMMITTED})
+    refused = step(events, keyed.model_copy(update={"transfers": {"e-kyc#0": committed}}))
+    assert isinstance(refused, c.RefuseFunding) and refused.key == "e-kyc#1"
 
 
 def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_sends_have_settled() -> None:

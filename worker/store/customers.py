@@ -220,11 +220,14 @@ class EventCache:
             entry = self._entries.get(ref)
             return len(entry) if entry is not None else 0
 
-    def extend(self, ref: str, start: int, parsed: tuple[Event, ...]) -> tuple[Event, ...]:
-        """The customer's events, given ``parsed`` read from log position ``start`` (-1: ``parsed`` is all)."""
+    def extend(self, ref: str, start: int, parsed: tuple[Event, ...]) -> tuple[Event, ...] | None:
+        """The customer's events, given ``parsed`` read from log position ``start`` (-1: ``parsed`` is all); ``None``
+        when the cache no longer holds what came before ``start`` (another read evicted it meanwhile): read all."""
         with self._lock:
             cached = self._entries.get(ref, ())
-            events = parsed if start < 0 or start > len(cached) else cached[:start] + parsed
+            if start > len(cached):
+                return None
+            events = parsed if start < 0 else cached[:start] + parsed
             self._entries[ref] = events
             self._entries.move_to_end(ref)
             while len(self._entries) > self._size:
@@ -344,6 +347,9 @@ class CustomerStore:
         record = CustomerRecord.model_validate_json(raw_record) if raw_record else None
         parsed = tuple(parse_event(_text(e), None) for e in raw_events)
         events = self._events.extend(ref, start, parsed)
+        if events is None:  # evicted meanwhile: the events before ``start`` must be read again (they only grow)
+            everything = tuple(parse_event(_text(e), None) for e in self.redis.hvals(self.keys.events(ref)))
+            events = self._events.extend(ref, -1, everything) or everything
         return Snapshot(record, events, frozenset(_text(d) for d in doc_ids), int(seq or 0))
 
     def load(self, ref: str) -> CustomerRecord | None:
