@@ -273,8 +273,9 @@ def cap_decision(*, amount: Decimal, moved: Decimal, in_doubt: Decimal, cap: Dec
     """Decide a funding line against the per-customer cap, counting every line that may have moved money.
 
     ``moved``: committed funding of the currency; ``in_doubt``: lines whose transfer may or may not have happened
-    or may still fail (accepted and not yet confirmed, pending, or blocked for an operator). Refuse only when the line cannot fit whatever the verdicts
-    are; wait when it fits only if the doubtful lines turn out unsent; so no sequence of verdicts exceeds the cap.
+    or may still fail (accepted and not yet confirmed, pending, or blocked for an operator). Refuse only when the
+    line cannot fit whatever the verdicts are; wait when it fits only if the doubtful lines turn out unsent; so no
+    sequence of verdicts exceeds the cap.
     """
     if cap is None or moved + amount > cap:
         return CapDecision.REFUSE
