@@ -74,15 +74,11 @@ def state_mirror(settings: Settings) -> Mirror:
 
 def exchange_traces(exchange: ExchangeClient, naming: Naming) -> Callable[[], str | None]:
     """Whether the exchange has sub-accounts named the way we name ours (asked only when Redis holds no state of
-    ours): the first and the last page of the listing, whichever order the exchange sorts in."""
+    ours): the whole listing, since other sub-accounts (an older system's, hand-made ones) may fill any page. One
+    Get SubAccount page per 100 sub-accounts, once per empty Redis."""
 
     def look() -> str | None:
-        accounts = exchange.sub_accounts
-        first = accounts.page(current_page=1, page_size=100)
-        names = [s.account_name for s in first.items]
-        if first.total_page > 1:
-            names += [s.account_name for s in accounts.page(current_page=first.total_page, page_size=100).items]
-        ours = [n for n in names if naming.is_account_name(n)]
+        ours = [s.account_name for s in exchange.sub_accounts.iter_all() if naming.is_account_name(s.account_name)]
         return f"{len(ours)} sub-account(s) named like ours, e.g. {ours[0]}" if ours else None
 
     return look

@@ -12,7 +12,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -22,7 +22,7 @@ import redis
 from handlers.desired import DesiredState, fold
 from handlers.events import Event, KycApproved, parse_event
 from handlers.records import CustomerRecord, SealedSecret
-from worker.store.epoch import GUARD_LUA, StateGuard, raise_if_state_lost
+from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_lost
 from worker.store.keys import Keys
 from worker.store.lock import CustomerLock
 
@@ -268,7 +268,6 @@ class CustomerStore:
         stored = _without_documents(event)
         docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
         k = self.keys
-        epoch, hwm = self.guard.args()
         result = self._guarded(
             self._ingest,
             keys=[
@@ -286,7 +285,7 @@ class CustomerStore:
                 k.docs_digests(ref),
                 k.events_log(ref),
             ],
-            args=[event.id, stored, docs, ref, now_ms, handoff_id, epoch, hwm, documents_digest],
+            args=lambda epoch, hwm: [event.id, stored, docs, ref, now_ms, handoff_id, epoch, hwm, documents_digest],
         )
         outcome, writes = result
         self.guard.observe(int(writes))
@@ -316,7 +315,7 @@ class CustomerStore:
         customer, raise its dirty flag (it looks at the events again before it lets go), make sure the customer is
         due by ``busy_wake_at_ms`` (the backstop for the moment after its last look) and return ``None``."""
         k, ref = self.keys, lock.ref
-        epoch, hwm = self.guard.args()
+        cached = self._events.count(ref)
         result = self._guarded(
             self._lock_and_read,
             keys=[
@@ -331,7 +330,7 @@ class CustomerStore:
                 k.state,
                 k.events_log(ref),
             ],
-            args=[uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm, self._events.count(ref)],
+            args=lambda epoch, hwm: [uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm, cached],
         )
         if not result:
             return None
@@ -387,7 +386,25 @@ class CustomerStore:
         expected = previous.version if previous is not None else 0
         written = record.model_copy(update={"version": expected + 1})
         k, ref = self.keys, record.ref
-        epoch, hwm = self.guard.args()
+        fixed = [
+            token,
+            expected,
+            written.model_dump_json(),
+            json.dumps([e.to_json() for e in journal]),
+            json.dumps([[o.id, o.type, o.to_json()] for o in outbound]),
+            json.dumps(
+                {
+                    "drop_documents": list(drop_documents),
+                    "close": close,
+                    "pending_since": written.pending.started_at_ms if written.pending else 0,
+                    "blocked_since": min((b.at_ms for b in written.blocked.values()), default=0),
+                    "stats": stats or {"_": 0},
+                }
+            ),
+            now_ms,
+            ref,
+            renew_lock_ms,
+        ]
         try:
             dirty, writes = self._guarded(
                 self._commit,
@@ -405,41 +422,34 @@ class CustomerStore:
                     k.dirty(ref),
                     k.state,
                 ],
-                args=[
-                    token,
-                    expected,
-                    written.model_dump_json(),
-                    json.dumps([e.to_json() for e in journal]),
-                    json.dumps([[o.id, o.type, o.to_json()] for o in outbound]),
-                    json.dumps(
-                        {
-                            "drop_documents": list(drop_documents),
-                            "close": close,
-                            "pending_since": written.pending.started_at_ms if written.pending else 0,
-                            "blocked_since": min((b.at_ms for b in written.blocked.values()), default=0),
-                            "stats": stats or {"_": 0},
-                        }
-                    ),
-                    now_ms,
-                    ref,
-                    renew_lock_ms,
-                    epoch,
-                    hwm,
-                ],
+                args=lambda epoch, hwm: [*fixed, epoch, hwm],
             )
         except redis.ResponseError as exc:
             raise CommitRejected(str(exc)) from None
         self.guard.observe(int(writes))
         return Committed(written, bool(dirty))
 
-    @staticmethod
-    def _guarded(script: Any, *, keys: list[str], args: list[Any]) -> Any:
-        """Run a guarded script; its ``STATELOST`` refusal becomes ``StateLost``."""
+    def _guarded(self, script: Any, *, keys: list[str], args: Callable[[str, int], list[Any]]) -> Any:
+        """Run a guarded script with the arguments ``args(epoch, high-water mark)`` builds; its ``STATELOST``
+        refusal becomes ``StateLost`` — unless the epoch changed to an operator's recovered epoch that succeeds
+        ours (``provisioner recover`` on a sound state), in which case it runs again in that epoch."""
+        epoch, hwm = self.guard.args()
         try:
-            return script(keys=keys, args=args)
+            return script(keys=keys, args=args(epoch, hwm))
         except redis.ResponseError as exc:
-            raise_if_state_lost(exc)
-            raise
+            try:
+                raise_if_state_lost(exc)
+            except StateLost as lost:
+                if lost.kind != "changed" or not self.guard.adopt_successor():
+                    raise
+            else:
+                raise
+            epoch, hwm = self.guard.args()
+            try:
+                return script(keys=keys, args=args(epoch, hwm))
+            except redis.ResponseError as again:
+                raise_if_state_lost(again)
+                raise
 
     def journal(self, ref: str, *, count: int = 1000) -> list[dict[str, Any]]:
         """The customer's journal, oldest first."""

@@ -102,6 +102,8 @@ class Epoch:
     writes: int
     created_ms: int
     recovered_ms: int | None = None
+    recovered_from: str | None = None
+    """The epoch an operator's recovery replaced (``-`` when Redis held none)."""
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,9 @@ class StateGuard:
                 stored = self._create(now, ask_exchange=ask_exchange)
             epoch = stored
             if mirrored is not None and mirrored.epoch != epoch.id:
-                superseded = epoch.mode == "recovered" and (epoch.recovered_ms or 0) >= mirrored.at_ms
+                superseded = epoch.mode == "recovered" and (
+                    (epoch.recovered_ms or 0) >= mirrored.at_ms or epoch.recovered_from == mirrored.epoch
+                )
                 if not superseded:
                     raise StateLost(
                         "changed",
@@ -283,7 +287,9 @@ class StateGuard:
         if current is None:
             raise StateLost("missing", "the state epoch is gone: Redis lost our state")
         if current.id != epoch.id:
-            raise StateLost("changed", f"the state epoch changed from {epoch.id} to {current.id}")
+            if not self._succeeds(current, epoch):
+                raise StateLost("changed", f"the state epoch changed from {epoch.id} to {current.id}")
+            self._epoch = epoch = current  # an operator's recovery on a sound state: carry on in its epoch
         if current.writes < seen:
             raise StateLost("rolled_back", f"Redis went back to write {current.writes}; this process had seen {seen}")
         self.observe(current.writes)
@@ -294,6 +300,20 @@ class StateGuard:
             self._mirror.record(current.id, self._hwm, now)
             self._mirrored_ms = now
         return current
+
+    def adopt_successor(self) -> bool:
+        """After a guarded write refused with "changed": whether Redis now holds an operator's recovered epoch that
+        names ours as its predecessor (``provisioner recover`` on a sound state, say to adopt sub-accounts), in
+        which case this process carries on in it. Raises ``StateLost`` if Redis holds nothing or is halted."""
+        with self._lock:
+            current = self._read()
+            if current is None or self._epoch is None or not self._succeeds(current, self._epoch):
+                return False
+            self._epoch = current
+            return True
+
+    def _succeeds(self, current: Epoch, ours: Epoch) -> bool:
+        return current.mode == "recovered" and current.recovered_from == ours.id and current.writes >= self._hwm
 
     def halt(self, reason: str) -> None:
         """Stop every worker of the deployment until an operator recovers (best effort: Redis may be gone)."""
@@ -318,7 +338,14 @@ class StateGuard:
             now = self._now_ms()
             previous = self._redis.hgetall(self._key)
             writes = int(previous.get("writes") or 0)
-            epoch = Epoch(uuid.uuid4().hex, "recovered", writes, int(previous.get("created_ms") or now), now)
+            epoch = Epoch(
+                uuid.uuid4().hex,
+                "recovered",
+                writes,
+                int(previous.get("created_ms") or now),
+                now,
+                recovered_from=str(previous["epoch"]) if previous.get("epoch") else None,
+            )
             pipe = self._redis.pipeline(transaction=True)
             pipe.hdel(self._key, "halted", "halted_ms")
             pipe.hset(
@@ -357,6 +384,7 @@ class StateGuard:
             writes=int(raw.get("writes") or 0),
             created_ms=int(raw.get("created_ms") or 0),
             recovered_ms=int(recovered) if recovered else None,
+            recovered_from=str(raw["recovered_from"]) if raw.get("recovered_from") else None,
         )
 
     def _create(self, now: int, *, ask_exchange: bool) -> Epoch:
