@@ -22,6 +22,7 @@ __all__ = [
     "HoldOffboarding",
     "Idle",
     "IssueApiKey",
+    "LookForTransfer",
     "ReadBalances",
     "RefuseFunding",
     "ResolveApiKey",
@@ -110,6 +111,11 @@ class Transfer:
     evidence_first: bool = False
     """An earlier send under this clientOid may exist that our records lost (the record was rebuilt from the
     exchange): a refusal is then no proof that nothing moved."""
+    since_ms: int | None = None
+    """With ``evidence_first``: the earliest moment such an earlier send can have happened (the line's event and
+    the sub-account existed), where the ledger is searched from."""
+    operator_unsent: bool = False
+    """An operator said this line's money never moved (see ``TransferIntent.operator_unsent``)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,19 @@ class ResolveTransfer:
 
     uid: str
     key: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LookForTransfer:
+    """After a loss of our state, before refusing an unrecorded funding line at offboarding: search the Special
+    Account's ledger for a transfer of it (any attempt's clientOid); never send."""
+
+    key: str
+    uid: str
+    currency: str
+    amount: Decimal
+    client_oids: tuple[str, ...]
+    since_ms: int
 
 
 @dataclass(frozen=True)
@@ -192,6 +211,7 @@ class Idle:
 Command = (
     AuditFromExchange
     | ConfirmTransfer
+    | LookForTransfer
     | CreateSubAccount
     | ResolveSubAccount
     | IssueApiKey

@@ -33,6 +33,7 @@ from handlers.commands import (
     HoldOffboarding,
     Idle,
     IssueApiKey,
+    LookForTransfer,
     ReadBalances,
     RefuseFunding,
     ResolveApiKey,
@@ -63,6 +64,10 @@ __all__ = ["CapDecision", "Policy", "cap_decision", "plan"]
 
 WALLETS = ("MAIN", "TRADE")
 OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
+UPSTREAM_SKEW_MS = 5 * 60_000
+"""How far the upstream's ``occurred_at`` clock may be off ours."""
+MAX_ATTEMPTS = 10
+"""A funding line's attempts (clientOids) looked for after a loss of our state, whose retry counts were lost."""
 ADOPTED_REASON = (
     "the sub-account was adopted from a previous system: lines asked for before the adoption were that system's"
 )
@@ -194,6 +199,18 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
+            if record.recovered_at_ms is not None and line.key not in record.looked_for:
+                # our record of this line may have been lost with our state: was it paid? (never sent now)
+                return LookForTransfer(
+                    key=line.key,
+                    uid=sub.uid,
+                    currency=line.currency,
+                    amount=line.amount,
+                    client_oids=tuple(
+                        policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)
+                    ),
+                    since_ms=_earliest_send(line, sub),
+                )
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
     confirm = _confirm(p)
     if confirm is not None:
@@ -284,6 +301,12 @@ def cap_decision(*, amount: Decimal, moved: Decimal, in_doubt: Decimal, cap: Dec
     return CapDecision.SEND
 
 
+def _earliest_send(line: FundingInstruction, sub: SubAccountRecord) -> int:
+    """The earliest a transfer of ``line`` can have been sent: after its event occurred (the upstream's clock, give
+    or take ``UPSTREAM_SKEW_MS``) and after the sub-account existed."""
+    return max(line.occurred_ms, sub.created_at_ms) - UPSTREAM_SKEW_MS
+
+
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Neither recorded (sent, accepted, refused) nor blocked."""
     return line.key not in record.transfers and steps.fund(line.key) not in record.blocked
@@ -324,6 +347,7 @@ def _funding(p: _Plan) -> Step | None:
             p.waiting.append(f"funding {line.key} waits for a verdict on {doubtful} (per-customer cap)")
             continue
         attempt = record.retry_counts.get(steps.fund(line.key), 0)
+        recovered = record.recovered_at_ms is not None
         return Transfer(
             key=line.key,
             purpose=TransferPurpose.FUND,
@@ -335,7 +359,9 @@ def _funding(p: _Plan) -> Step | None:
             direction="OUT",
             sub_wallet=policy.sub_wallet,
             broker_wallet=policy.broker_wallet,
-            evidence_first=record.recovered_at_ms is not None,
+            evidence_first=recovered,
+            since_ms=_earliest_send(line, sub) if recovered else None,
+            operator_unsent=line.key in record.unsent_by_operator,
         )
     return None
 

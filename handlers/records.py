@@ -115,6 +115,15 @@ class TransferRecord(Record):
     """For an ``ACCEPTED`` transfer: when to read its status next (it was PROCESSING)."""
     day: str | None = None
     """UTC day (``YYYYMMDD``) whose Special Account cap holds its reservation (funding only)."""
+    sent_ms: int = 0
+    """When its first send may have left (0: unknown, in records older than this field): where in the ledger its
+    entry can be."""
+    days: tuple[str, ...] = ()
+    """Every UTC day whose Special Account cap holds a reservation for it (funding only)."""
+
+    @property
+    def reserved_days(self) -> tuple[str, ...]:
+        return self.days or ((self.day,) if self.day else ())
 
     @property
     def moved_money(self) -> bool:
@@ -155,6 +164,9 @@ class TransferIntent(BaseModel):
     sub_wallet: str
     broker_wallet: str
     day: str
+    days: list[str] = []
+    """Every UTC day whose Special Account cap holds a reservation for this line: each send reserves on its own
+    day (a re-send after midnight counts on the day it may pay)."""
     attempt: int = 0
     first_sent_ms: int = 0
     """When the first request under this clientOid may have left: evidence is looked for from then on."""
@@ -164,6 +176,12 @@ class TransferIntent(BaseModel):
     a refusal then proves nothing either way."""
     refused: str | None = None
     """A re-send was refused for a reason other than "clientOid duplicated": not evidence; the ledger decides."""
+    duplicate: bool = False
+    """The exchange answered "clientOid duplicated": a transfer under this clientOid exists, but it may have
+    FAILED; only the ledger tells whether it moved money."""
+    operator_unsent: bool = False
+    """An operator said the line's money never moved: a transfer the exchange still holds under this clientOid
+    (seen as a duplicate, and not in the ledger) is a failed one, and the line goes on under a new clientOid."""
 
     @classmethod
     def of(cls, intent: Intent) -> TransferIntent:
@@ -240,6 +258,11 @@ class CustomerRecord(Record):
     """Ids of the events the closing run had seen; any later one is reported as ignored."""
     audited_epoch: str | None = None
     """The state epoch in which this record was last rebuilt from the exchange (see ``worker.store.epoch``)."""
+    unsent_by_operator: tuple[str, ...] = ()
+    """Funding lines an operator said never moved money: if the exchange still holds a transfer under the line's
+    clientOid (a FAILED one), the line goes on under a new clientOid."""
+    looked_for: tuple[str, ...] = ()
+    """Funding lines of a recovered record the ledger showed unpaid (offboarding may then refuse them)."""
     adopted_at_ms: int | None = None
     """Set when ``provisioner recover --adopt`` took over a sub-account an older system created: funding lines of
     events from before then were the older system's to pay."""

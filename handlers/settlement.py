@@ -19,7 +19,7 @@ listing lag has passed since the last send (``Policy.transfer_resolve_delay_ms``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -56,20 +56,25 @@ class Judgement:
 
 def judge_by_ledger(
     *,
-    client_oid: str,
+    client_oids: Collection[str],
     uid: str,
     rows: Sequence[LedgerRow],
     known_order_ids: Iterable[str],
     unexplained_commits: int = 0,
+    siblings_in_doubt: int = 0,
 ) -> Judgement:
-    """What ``rows`` (the ledger entries of the transfer's currency, direction and amount since it was first sent)
-    prove about our transfer under ``client_oid`` to or from sub-account ``uid``.
+    """What ``rows`` (the ledger entries of the transfer's currency, direction and amount in the window where it can
+    have happened) prove about our transfer under any of ``client_oids`` (its attempts) to or from sub-account
+    ``uid``.
 
     ``known_order_ids``: orderIds of transfers we already know (this customer's); ``unexplained_commits``: lines of
-    this customer with the same currency, direction and amount that committed without our learning their orderId
-    (a "clientOid duplicated" answer), whose entries are among the rows.
+    this customer with the same currency, direction and amount that committed inside the window without our learning
+    their orderId (a verdict without one), whose entries are among the rows; ``siblings_in_doubt``: other lines of
+    this customer with the same currency, direction and amount whose outcome is itself unknown (an entry may be
+    theirs). An entry of unknown time of such a commit is counted by the caller as a sibling in doubt.
     """
-    mine = [r for r in rows if r.client_oid == client_oid]
+    ours = set(client_oids)
+    mine = [r for r in rows if r.client_oid is not None and r.client_oid in ours]
     if mine:
         return Judgement(Verdict.COMMITTED, f"ledger entry {mine[0].entry_id} names our clientOid", mine[0].order_id)
     known = set(known_order_ids)
@@ -94,6 +99,13 @@ def judge_by_ledger(
             Verdict.NOT_COMMITTED,
             f"no ledger entry since the first send is ours ({len(rows)} of the same amount, each explained)",
         )
+    listed = ", ".join(f"order {r.order_id}" for r in candidates[:10])
+    if siblings_in_doubt:
+        return Judgement(
+            Verdict.UNDECIDED,
+            f"{len(candidates)} unexplained transfer(s) of this amount with sub-account {uid} ({listed}), and "
+            f"{siblings_in_doubt} other line(s) of the same amount are in doubt too: cannot tell whose it is",
+        )
     if extra == 1 and len(candidates) == 1:
         only = candidates[0]
         return Judgement(
@@ -102,7 +114,6 @@ def judge_by_ledger(
             "explained by no other transfer of ours",
             only.order_id,
         )
-    listed = ", ".join(f"order {r.order_id}" for r in candidates[:10])
     return Judgement(
         Verdict.UNDECIDED,
         f"{len(candidates)} transfers of this amount with sub-account {uid} since the first send, "

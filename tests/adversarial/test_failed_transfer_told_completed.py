@@ -99,10 +99,12 @@ def test_an_operators_correct_not_committed_on_a_failed_transfer_is_told_complet
         rig.settle(ref)
         manual = [s for s, b in rig.record(ref).blocked.items() if b.manual]
         assert manual == ["fund:op-failed-topup#0"]
+        failed_oid = rig.record(ref).blocked[manual[0]].intent.token
         settle_transfer(rig.app, ref, manual[0], committed=False, who="oncall", note="KuCoin: FAILURE")
         rig.settle(ref)
-        assert paid_to(rig, uid) == []
-        completed = [e["key"] for e in outbound_of(rig, "funding.completed") if e["customer_id"] == "op-failed"]
-        assert completed == [], "told funded although the transfer FAILED"
+        paid = paid_to(rig, uid)
+        assert len(paid) == 1 and paid[0]["clientOid"] != failed_oid, "paid once, under a new clientOid"
+        completed = [e for e in outbound_of(rig, "funding.completed") if e["customer_id"] == "op-failed"]
+        assert [e["client_oid"] for e in completed] == [paid[0]["clientOid"]], "told of the transfer that exists"
     finally:
         rig.close()

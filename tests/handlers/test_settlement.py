@@ -14,8 +14,15 @@ def row(entry: str, *, order: str | None = None, oid: str | None = None, to: str
     return LedgerRow(entry, Decimal(600), 1_000, order_id=order, client_oid=oid, counterparty=to if order else None)
 
 
-def judge(rows: list[LedgerRow], known: set[str] = frozenset(), unexplained: int = 0):  # type: ignore[assignment]
-    return judge_by_ledger(client_oid=OID, uid=UID, rows=rows, known_order_ids=known, unexplained_commits=unexplained)
+def judge(rows: list[LedgerRow], known: set[str] = frozenset(), unexplained: int = 0, siblings: int = 0):  # type: ignore[assignment]
+    return judge_by_ledger(
+        client_oids={OID, "f-an-earlier-attempt"},
+        uid=UID,
+        rows=rows,
+        known_order_ids=known,
+        unexplained_commits=unexplained,
+        siblings_in_doubt=siblings,
+    )
 
 
 def test_an_entry_naming_our_client_oid_is_our_transfer() -> None:
@@ -61,3 +68,14 @@ def test_an_entry_without_any_id_leaves_it_to_an_operator() -> None:
 def test_a_transfer_that_could_not_be_read_is_no_evidence_either_way() -> None:
     result = judge([LedgerRow("e1", Decimal(600), 1, order_id="o-unread", counterparty=None)])
     assert result.verdict is Verdict.UNDECIDED
+
+
+def test_an_entry_naming_an_earlier_attempt_of_the_line_is_ours() -> None:
+    result = judge([row("e1", order="o1", oid="f-an-earlier-attempt")])
+    assert (result.verdict, result.order_id) == (Verdict.COMMITTED, "o1")
+
+
+def test_an_unexplained_transfer_is_nobody_s_while_a_sibling_of_the_same_amount_is_in_doubt() -> None:
+    """Two lines of 100, one in doubt for an operator: the one unexplained entry could be either line's."""
+    result = judge([row("e1", order="o-new")], siblings=1)
+    assert result.verdict is Verdict.UNDECIDED and "in doubt" in result.reason

@@ -26,11 +26,20 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from handlers import steps
-from handlers.commands import ConfirmTransfer, ReadBalances, RefuseFunding, ResolveTransfer, Transfer
+from handlers.commands import (
+    ConfirmTransfer,
+    LookForTransfer,
+    ReadBalances,
+    RefuseFunding,
+    ResolveTransfer,
+    Transfer,
+)
+from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
     BalanceSnapshot,
     Evidence,
@@ -42,7 +51,7 @@ from handlers.records import (
     TransferStatus,
 )
 from handlers.settlement import Judgement, LedgerRow, Verdict, judge_by_ledger
-from worker.exchange import DuplicateClientOidError, ExchangeError, PermanentError
+from worker.exchange import DuplicateClientOidError, PermanentError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
@@ -50,41 +59,32 @@ from worker.provisioning.outbound import outcome
 
 __all__ = [
     "confirm_transfer",
+    "look_for_transfer",
     "read_balances",
     "refuse_funding",
     "resolve_transfer",
     "transfer",
 ]
 
-LEDGER_SKEW_MS = 5 * 60_000
-"""Ledger entries are looked for from this long before our first send (clocks of two systems differ)."""
-LEDGER_MAX_WINDOW_MS = 7 * 86_400_000
-"""Beyond this the ledger is not searched (hundreds of pages): an operator decides."""
-MAX_ORDER_LOOKUPS = 50
+LEDGER_SKEW_MS = 15_000
+"""Ledger entries are looked for from this long before our first send: KuCoin refuses a request signed more than
+5 s off its clock, so ours is within 5 s of the one that stamps the ledger."""
+LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
+"""Beyond this the ledger is not searched (a page per day of it): an operator decides."""
+MAX_ORDER_LOOKUPS = 300
 """Transfers looked up to attribute ledger entries, at most, per judgement."""
 MAX_CONFIRM_POLL_MS = 10 * 60_000
+PROCESSING_LIMIT_MS = 60 * 60_000
+"""An accepted transfer still PROCESSING (or unknown to its history) after this long goes to an operator."""
 _OTHER_BUSINESS = ("deposit", "withdraw", "exchange", "trade", "bonus", "rebate", "fee", "margin", "loan", "earn")
 """Ledger ``bizType`` words that are never a broker transfer (KuCoin's exact name for one is not documented)."""
 
 
 def transfer(cmd: Transfer, ctx: StepContext) -> None:
-    """Reserve the daily cap (funding only), look first where a lost earlier send may exist and only the ledger
-    can tell, record the intent, transfer. See the module table for every answer."""
+    """Look first where a lost earlier send may exist and only the ledger can tell, reserve the day's cap (funding
+    only), record the intent, transfer. See the module table for every answer."""
     s = ctx.services
     now = ctx.now_ms()
-    day = _day(now)
-    if cmd.purpose == TransferPurpose.FUND:
-        cap = s.daily_caps.get(cmd.currency)
-        line = _ledger_line(ctx.ref, cmd.key)
-        if cap is None or not s.ledger.reserve(day=day, line=line, currency=cmd.currency, amount=cmd.amount, cap=cap):
-            used = s.ledger.used(day=day, currency=cmd.currency)
-            reason = (
-                f"no daily funding cap is configured for {cmd.currency}"
-                if cap is None
-                else f"the Special Account's daily cap of {cap} {cmd.currency} would be exceeded (used {used})"
-            )
-            refuse_funding(RefuseFunding(cmd.key, cmd.currency, cmd.amount, reason), ctx)
-            return
     details = TransferIntent(
         key=cmd.key,
         purpose=TransferPurpose(cmd.purpose),
@@ -94,32 +94,32 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         direction=cmd.direction,
         sub_wallet=cmd.sub_wallet,
         broker_wallet=cmd.broker_wallet,
-        day=day,
+        day=_day(now),
         attempt=cmd.attempt,
-        first_sent_ms=now,
+        first_sent_ms=cmd.since_ms if cmd.evidence_first and cmd.since_ms is not None else now,
         evidence_first=cmd.evidence_first,
+        operator_unsent=cmd.operator_unsent,
     )
     if cmd.evidence_first and not s.resend_is_evidence:
         # our record of an earlier send may be lost, and the exchange may execute a repeat: the ledger first
-        judgement = _judge(ctx, details, cmd.client_oid, since_ms=ctx.record.recovered_at_ms or now)
-        if judgement.verdict is Verdict.COMMITTED:
-            intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details={})
-            _found(ctx, details, intent, judgement)
-            return
-        if judgement.verdict is Verdict.UNDECIDED:
-            ctx.record = ctx.record.model_copy(
-                update={
-                    "pending": Intent(
-                        kind=IntentKind.TRANSFER,
-                        token=cmd.client_oid,
-                        started_at_ms=now,
-                        details=details.as_details(),
-                    )
-                }
+        judgement = _judge(ctx, details, _attempts(ctx, cmd.key, cmd.client_oid))
+        if judgement.verdict is not Verdict.NOT_COMMITTED:
+            intent = Intent(
+                kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details.as_details()
             )
-            _undecided(ctx, details, cmd.client_oid, judgement)
+            if judgement.verdict is Verdict.COMMITTED:
+                _found(ctx, details, intent, judgement)
+            else:
+                ctx.record = ctx.record.model_copy(update={"pending": intent})
+                _undecided(ctx, details, cmd.client_oid, judgement)
             return
-        details = details.model_copy(update={"evidence_first": False})  # the ledger shows no earlier send
+        details = details.model_copy(update={"evidence_first": False, "first_sent_ms": now})
+    if details.purpose is TransferPurpose.FUND:
+        reserved = _reserve(ctx, details, now)
+        if isinstance(reserved, str):
+            refuse_funding(RefuseFunding(cmd.key, cmd.currency, cmd.amount, reserved), ctx)
+            return
+        details = reserved
     ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details.as_details())
     _send(ctx, details, cmd.client_oid, resend=False)
 
@@ -129,32 +129,82 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
     pending = ctx.record.pending
     assert pending is not None
     details = TransferIntent.of(pending)
+    token = pending.token
+    if details.duplicate:
+        _settle_duplicate(ctx, details, pending)
+        return
     if ctx.services.resend_is_evidence and details.refused is None:
         resent = details.model_copy(update={"sends": details.sends + 1})
-        ctx.write_intent(IntentKind.TRANSFER, pending.token, resent.as_details())
-        _send(ctx, resent, pending.token, resend=True)
-        return
-    judgement = _judge(ctx, details, pending.token, since_ms=details.first_sent_ms)
+        reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else resent
+        if not isinstance(reserved, str):  # a re-send may pay today: today's cap must take it, else ask the ledger
+            ctx.write_intent(IntentKind.TRANSFER, token, reserved.as_details())
+            _send(ctx, reserved, token, resend=True)
+            return
+    judgement = _judge(ctx, details, {token})
     if judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, pending, judgement)
     elif judgement.verdict is Verdict.UNDECIDED:
-        _undecided(ctx, details, pending.token, judgement)
+        _undecided(ctx, details, token, judgement)
     elif details.refused is not None:
         # the exchange refused a re-send and the ledger shows nothing of ours: the refusal stands
-        _refused(ctx, details, pending.token, details.refused)
+        _refused(ctx, details, token, details.refused)
     else:
         if details.purpose is TransferPurpose.SWEEP:
             _forget_balances(ctx)  # send again what is there now, not what was there then
-        ctx.settle(
-            ctx.record,
-            "not_committed",
-            {"kind": "transfer", "token": pending.token, "evidence": judgement.reason},
+        ctx.settle(ctx.record, "not_committed", {"kind": "transfer", "token": token, "evidence": judgement.reason})
+
+
+def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent) -> None:
+    """The exchange holds a transfer under our clientOid; the ledger says whether it moved money (a FAILED one is
+    not in it)."""
+    token = pending.token
+    judgement = _judge(ctx, details, {token})
+    if judgement.verdict is Verdict.COMMITTED:
+        _found(ctx, details, pending, judgement)
+    elif judgement.verdict is Verdict.NOT_COMMITTED and details.operator_unsent:
+        _burn(ctx, details, token, "an operator said nothing moved, and the ledger shows nothing under it")
+    elif judgement.verdict is Verdict.NOT_COMMITTED:
+        why = (
+            f"the exchange holds a transfer under clientOid {token}, but the ledger shows no money moved under it: "
+            "it FAILED, or is still processing; ask KuCoin for its status (--not-committed then sends the line "
+            "under a new clientOid)"
         )
+        _undecided(ctx, details, token, Judgement(Verdict.UNDECIDED, why))
+    else:
+        _undecided(ctx, details, token, judgement)
+
+
+def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
+    """After a loss, before an unrecorded line is refused at offboarding: was it paid? Ask the ledger only."""
+    now = ctx.now_ms()
+    details = TransferIntent(
+        key=cmd.key,
+        purpose=TransferPurpose.FUND,
+        uid=cmd.uid,
+        currency=cmd.currency,
+        amount=cmd.amount,
+        direction="OUT",
+        sub_wallet=ctx.services.policy.sub_wallet,
+        broker_wallet=ctx.services.policy.broker_wallet,
+        day=_day(now),
+        first_sent_ms=cmd.since_ms,
+        evidence_first=True,
+    )
+    judgement = _judge(ctx, details, set(cmd.client_oids))
+    intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
+    if judgement.verdict is Verdict.COMMITTED:
+        _found(ctx, details, intent, judgement)
+    elif judgement.verdict is Verdict.UNDECIDED:
+        ctx.record = ctx.record.model_copy(update={"pending": intent})
+        _undecided(ctx, details, intent.token, judgement)
+    else:
+        record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
+        ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
 
 
 def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
     """Get Transfer History for an accepted transfer: SUCCESS → committed, FAILURE → nothing moved, PROCESSING →
-    read again later."""
+    read again later; still not final after ``PROCESSING_LIMIT_MS`` → an operator decides."""
     entry = ctx.record.transfers[cmd.key]
     ctx.heartbeat()
     now = ctx.now_ms()
@@ -162,14 +212,19 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
         detail = ctx.services.exchange.transfers.get(order_id=cmd.order_id)
     except PermanentError as exc:
         # the exchange does not (yet) know the order it gave us: look again later, never guess
-        _check_later(ctx, entry, now, f"the exchange does not show order {cmd.order_id} yet: {exc}")
-        return
-    if detail.status == "SUCCESS":
-        _commit(ctx, entry, evidence=Evidence.HISTORY, note=None)
-    elif detail.status == "FAILURE":
-        _failed(ctx, entry, detail.reason or "no reason given")
+        status, why = "UNKNOWN", f"the exchange does not show order {cmd.order_id}: {exc}"
     else:
-        _check_later(ctx, entry, now, f"order {cmd.order_id} is {detail.status}")
+        status, why = str(detail.status), f"order {cmd.order_id} is {detail.status}"
+        if status == "SUCCESS":
+            _commit(ctx, entry, evidence=Evidence.HISTORY, note=None)
+            return
+        if status == "FAILURE":
+            _failed(ctx, entry, detail.reason or "no reason given")
+            return
+    if now - entry.at_ms >= PROCESSING_LIMIT_MS:
+        _stuck(ctx, entry, f"{why} {int((now - entry.at_ms) / 60_000)} minutes after it was accepted")
+        return
+    _check_later(ctx, entry, now, why)
 
 
 def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
@@ -237,6 +292,29 @@ def read_balances(cmd: ReadBalances, ctx: StepContext) -> None:
 # --- sending ------------------------------------------------------------------------------------------------
 
 
+def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> TransferIntent | str:
+    """Reserve the line on today's Special Account cap (once per day: a send after midnight counts on its own day).
+    Returns the details with the day recorded, or why the cap refuses it."""
+    s = ctx.services
+    day = _day(now)
+    if day in details.days:
+        return details
+    cap = s.daily_caps.get(details.currency)
+    if cap is None:
+        return f"no daily funding cap is configured for {details.currency}"
+    line = _ledger_line(ctx.ref, details.key)
+    if not s.ledger.reserve(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap):
+        used = s.ledger.used(day=day, currency=details.currency)
+        return f"the Special Account's daily cap of {cap} {details.currency} would be exceeded (used {used})"
+    return details.model_copy(update={"days": [*details.days, day]})
+
+
+def _release(ctx: StepContext, key: str, days: Iterable[str]) -> None:
+    """Give back a line's reservations: nothing of it moved."""
+    for day in days:
+        ctx.services.ledger.release(day=day, line=_ledger_line(ctx.ref, key))
+
+
 def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend: bool) -> None:
     """Send the transfer the pending intent describes and record what the answer proves."""
     pending = ctx.record.pending
@@ -252,11 +330,12 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
             client_oid=client_oid,
         )
     except DuplicateClientOidError as exc:
-        _commit(
-            ctx,
-            _entry(details, client_oid, ctx.now_ms(), TransferStatus.COMMITTED, order_id=None),
-            evidence=Evidence.DUPLICATE,
-            note=f"the exchange holds a transfer under this clientOid ({exc.message[:120]})",
+        # a transfer under our clientOid exists, but it may have FAILED: the ledger decides, once it has caught up
+        marked = details.model_copy(update={"duplicate": True})
+        waiting = pending.model_copy(update={"details": marked.as_details(), "started_at_ms": ctx.now_ms()})
+        ctx.commit(
+            ctx.record.model_copy(update={"pending": waiting}),
+            journal=[("duplicate", {"kind": "transfer", "token": client_oid, "error": exc.message[:200]})],
         )
         return
     except PermanentError as exc:
@@ -274,7 +353,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
 
 
 def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str, order_id: str) -> None:
-    """The exchange gave an orderId: record it (money counts as moved) and read its final status next."""
+    """The exchange gave an orderId: record it (in doubt for the caps until confirmed) and read its status next."""
     now = ctx.now_ms()
     entry = _entry(details, client_oid, now, TransferStatus.ACCEPTED, order_id=order_id)
     record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: entry}})
@@ -295,15 +374,16 @@ def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str, order_
 def _refused(ctx: StepContext, details: TransferIntent, client_oid: str, reason: str) -> None:
     """The exchange refused the transfer and nothing of ours moved under its clientOid: block the step."""
     if details.purpose is TransferPurpose.FUND:
-        ctx.services.ledger.release(day=details.day, line=_ledger_line(ctx.ref, details.key))
+        _release(ctx, details.key, details.days or [details.day])
     else:
         _forget_balances(ctx)  # the amount came from a snapshot the refusal says is stale: read it again
     fail(ctx, _step(details), f"the exchange refused transfer {client_oid}: {reason}")
 
 
 def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
-    """Get Transfer History says FAILURE: nothing moved. Funding: blocked for a retry under a new clientOid.
-    Sweep: the next round reads the balances again."""
+    """Get Transfer History says FAILURE: nothing moved, and the clientOid is spent (an exchange that refuses
+    repeats would answer "duplicated" for it). Funding: one commit forgets the transfer and blocks the line for an
+    operator's retry, which sends it under the next clientOid. Sweep: the next round reads the balances again."""
     transfers = {k: v for k, v in ctx.record.transfers.items() if k != entry.key}
     detail = {"key": entry.key, "order_id": entry.order_id, "client_oid": entry.client_oid, "reason": reason}
     if entry.purpose is TransferPurpose.SWEEP:
@@ -312,11 +392,67 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
         )
         ctx.commit(record, journal=[("transfer.failed", detail)])
         return
-    if entry.day is not None:
-        ctx.services.ledger.release(day=entry.day, line=_ledger_line(ctx.ref, entry.key))
-    ctx.record = ctx.record.model_copy(update={"transfers": transfers})
-    ctx.commit(ctx.record, journal=[("transfer.failed", detail)])
+    _release(ctx, entry.key, entry.reserved_days)
+    ctx.record = ctx.record.model_copy(update={"transfers": transfers})  # committed with the block, at once
     fail(ctx, steps.fund(entry.key), f"the exchange reports transfer {entry.order_id} FAILED: {reason}")
+
+
+def _burn(ctx: StepContext, details: TransferIntent, client_oid: str, why: str) -> None:
+    """The transfer the exchange holds under ``client_oid`` moved nothing: the line goes on under its next
+    clientOid (its reservations stay: it is sent again at once)."""
+    step = steps.fund(details.key)
+    record = ctx.record
+    counts = {**record.retry_counts, step: max(record.retry_counts.get(step, 0), details.attempt) + 1}
+    unsent = tuple(k for k in record.unsent_by_operator if k != details.key)
+    ctx.settle(
+        record.model_copy(update={"retry_counts": counts, "unsent_by_operator": unsent}),
+        "clientoid.spent",
+        {"key": details.key, "client_oid": client_oid, "why": why},
+    )
+
+
+def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
+    """An accepted transfer that never became final: funding → an operator's verdict (its amount stays in doubt);
+    sweep → unconfirmed (the next round reads the balances again)."""
+    transfers = {k: v for k, v in ctx.record.transfers.items() if k != entry.key}
+    if entry.purpose is TransferPurpose.SWEEP:
+        unconfirmed = entry.model_copy(update={"status": TransferStatus.UNCONFIRMED, "note": why})
+        record = ctx.record.model_copy(
+            update={
+                "transfers": {**transfers, entry.key: unconfirmed},
+                "sweep_round": ctx.record.sweep_round + 1,
+                "balances": None,
+            }
+        )
+        ctx.commit(record, journal=[("transfer.unconfirmed", {"key": entry.key, "why": why})])
+        return
+    sub = ctx.record.sub_account
+    assert sub is not None
+    details = TransferIntent(
+        key=entry.key,
+        purpose=entry.purpose,
+        uid=sub.uid,
+        currency=entry.currency,
+        amount=entry.amount,
+        direction="OUT",
+        sub_wallet=entry.sub_wallet,
+        broker_wallet=ctx.services.policy.broker_wallet,
+        day=entry.day or _day(entry.at_ms),
+        days=list(entry.reserved_days),
+        attempt=entry.attempt,
+        first_sent_ms=entry.sent_ms or entry.at_ms,
+    )
+    intent = Intent(
+        kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details.as_details()
+    )
+    ctx.record = ctx.record.model_copy(update={"transfers": transfers, "pending": intent})
+    fail(
+        ctx,
+        steps.fund(entry.key),
+        f"transfer {entry.client_oid} (order {entry.order_id}) of {entry.amount} {entry.currency} is not final: "
+        f"{why}; check with KuCoin, then decide with `provisioner customer settle-transfer`",
+        manual=True,
+    )
 
 
 def _check_later(ctx: StepContext, entry: TransferRecord, now: int, why: str) -> None:
@@ -427,13 +563,14 @@ def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judge
 # --- the ledger ---------------------------------------------------------------------------------------------
 
 
-def _judge(ctx: StepContext, details: TransferIntent, client_oid: str, *, since_ms: int) -> Judgement:
-    """What the Special Account's ledger says of our transfer under ``client_oid`` sent from ``since_ms`` on."""
+def _judge(ctx: StepContext, details: TransferIntent, client_oids: Collection[str]) -> Judgement:
+    """What the Special Account's ledger says of our transfer of ``details`` under any of ``client_oids``, from
+    its first possible send on (``details.first_sent_ms``)."""
     s = ctx.services
     now = ctx.now_ms()
-    start = min(since_ms, details.first_sent_ms) - LEDGER_SKEW_MS
+    start = details.first_sent_ms - LEDGER_SKEW_MS
     if now - start > LEDGER_MAX_WINDOW_MS:
-        return Judgement(Verdict.UNDECIDED, "the first send is too long ago to search the ledger")
+        return Judgement(Verdict.UNDECIDED, "the first possible send is too long ago to search the ledger")
     ctx.heartbeat()
     entries = s.exchange.assets.ledger_entries(
         currency=details.currency,
@@ -459,27 +596,49 @@ def _judge(ctx: StepContext, details: TransferIntent, client_oid: str, *, since_
             if counterparty == "":
                 continue  # a transfer that failed: it moved nothing
         rows.append(LedgerRow(entry.id, abs(entry.amount), entry.created_at, order_id, oid, counterparty))
-    unexplained = sum(
-        1
+    same = [
+        t
         for t in record.transfers.values()
-        if t.moved_money
+        if t.key != details.key
+        and t.status is TransferStatus.COMMITTED
         and t.order_id is None
         and t.purpose is details.purpose
         and t.currency == details.currency
         and t.amount == details.amount
+    ]
+    # commits we hold no orderId for explain one entry each, if their entry can lie in the window; one of unknown
+    # time could explain any entry, so it counts like a line in doubt
+    unexplained = sum(1 for t in same if t.sent_ms >= start)
+    unknown_time = sum(1 for t in same if t.sent_ms == 0)
+    siblings = unknown_time + sum(
+        1
+        for key, doubt in record.in_doubt().items()
+        if key != details.key and doubt.currency == details.currency and doubt.amount == details.amount
     )
     return judge_by_ledger(
-        client_oid=client_oid, uid=details.uid, rows=rows, known_order_ids=known, unexplained_commits=unexplained
+        client_oids=client_oids,
+        uid=details.uid,
+        rows=rows,
+        known_order_ids=known,
+        unexplained_commits=unexplained,
+        siblings_in_doubt=siblings if details.purpose is TransferPurpose.FUND else 0,
     )
+
+
+def _attempts(ctx: StepContext, key: str, current: str) -> set[str]:
+    """The clientOids a line may have been sent under before our record of it was lost: every attempt's."""
+    naming = ctx.services.policy.naming
+    return {current, *(naming.funding_client_oid(ctx.ref, key, a) for a in range(MAX_ATTEMPTS))}
 
 
 def _counterparty(ctx: StepContext, order_id: str, direction: str) -> str | None:
     """The sub-account an order moved money to (OUT) or from (IN); ``""`` for a failed transfer; ``None`` when
-    the exchange cannot tell (not a transfer, or not readable)."""
+    the exchange says it knows no such transfer (not a transfer). A read that fails for now raises: the run is
+    retried, never turned into an operator's case."""
     ctx.heartbeat()
     try:
         detail = ctx.services.exchange.transfers.get(order_id=order_id)
-    except ExchangeError:
+    except PermanentError:
         return None
     if detail.status == "FAILURE":
         return ""
@@ -497,6 +656,7 @@ def _other_business(entry: LedgerEntry) -> bool:
 def _entry(
     details: TransferIntent, client_oid: str, now: int, status: TransferStatus, *, order_id: str | None
 ) -> TransferRecord:
+    fund = details.purpose is TransferPurpose.FUND
     return TransferRecord(
         key=details.key,
         purpose=details.purpose,
@@ -509,7 +669,9 @@ def _entry(
         at_ms=now,
         attempt=details.attempt,
         check_at_ms=now,
-        day=details.day if details.purpose is TransferPurpose.FUND else None,
+        day=details.day if fund else None,
+        days=tuple(details.days) if fund else (),
+        sent_ms=details.first_sent_ms,
     )
 
 

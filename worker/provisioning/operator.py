@@ -113,8 +113,9 @@ def settle_transfer(
             outbound=outbound,
             now_ms=now,
         )
-        if verdict is TransferVerdict.REFUSED:  # recorded as never moving money: its daily reservation goes
-            app.ledger.release(day=details.day, line=f"{ref}:{details.key}")
+        if verdict is TransferVerdict.REFUSED:  # recorded as never moving money: its daily reservations go
+            for day in details.days or [details.day]:
+                app.ledger.release(day=day, line=f"{ref}:{details.key}")
         app.due.schedule(ref, now)
         return action
     finally:
@@ -138,6 +139,16 @@ def _apply(
         if details.purpose is TransferPurpose.SWEEP:
             update["retry_counts"] = {**record.retry_counts, step: record.retry_counts.get(step, 0) + 1}
             update["balances"] = None  # sweep what is there now
+        elif details.duplicate:
+            # the exchange holds a transfer under this clientOid, which (the operator says) moved nothing: spent
+            update["retry_counts"] = {
+                **record.retry_counts,
+                step: max(record.retry_counts.get(step, 0), details.attempt) + 1,
+            }
+        else:
+            # sent again under the same clientOid: should the operator be wrong, an exchange that deduplicates or
+            # refuses repeats still cannot pay twice; one holding a failed transfer under it moves the line on
+            update["unsent_by_operator"] = (*record.unsent_by_operator, details.key)
         return update, [], "transfer.not_committed"
     committed = verdict is TransferVerdict.COMMITTED
     entry = TransferRecord(

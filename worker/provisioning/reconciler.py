@@ -56,6 +56,7 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.Transfer: money_steps.transfer,
     c.ResolveTransfer: money_steps.resolve_transfer,
     c.ConfirmTransfer: money_steps.confirm_transfer,
+    c.LookForTransfer: money_steps.look_for_transfer,
     c.RefuseFunding: money_steps.refuse_funding,
     c.ReadBalances: money_steps.read_balances,
     c.SubmitKyc: kyc_steps.submit_kyc,
