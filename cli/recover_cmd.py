@@ -63,6 +63,7 @@ def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_js
         "sub_accounts_listed": report.sub_accounts,
         "named_like_ours": report.ours,
         "adopted": report.adopted,
+        "daily_caps_seeded": report.seeded,
         "epoch": report.epoch.id if report.epoch else None,
     }
     if as_json:
@@ -74,6 +75,8 @@ def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_js
     click.echo(
         f"state was: {report.detected}\n"
         f"listed {report.sub_accounts} sub-account(s), {report.ours} named like ours; adopted {len(report.adopted)}\n"
+        f"daily caps rebuilt from the Special Account's ledger: "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(report.seeded.items())) or 'nothing moved'}\n"
         f"recovered epoch {report.epoch.id}: the halt is lifted. Start the workers, then re-publish the upstream's "
         "events (all of them, or since before the loss)."
     )

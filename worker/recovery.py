@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from worker.store.lock import CustomerLock
 __all__ = ["Adoption", "RecoveryError", "RecoveryReport", "index_sub_accounts", "read_adoptions", "recover"]
 
 _INDEX_CHUNK = 500
+_DAY_MS = 86_400_000
 
 
 class RecoveryError(Exception):
@@ -54,6 +57,8 @@ class RecoveryReport:
     ours: int = 0
     adopted: list[str] = field(default_factory=list)
     epoch: Epoch | None = None
+    seeded: dict[str, str] = field(default_factory=dict)
+    """``YYYYMMDD:currency`` → what the Special Account's ledger shows moved out that day (the day's cap use)."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -116,11 +121,35 @@ def recover(app: App, *, reason: str, adoptions: Iterable[Adoption] = (), force:
     missing = [a.uid for a in adoptions if a.uid not in by_uid]
     if missing:
         raise RecoveryError(f"no such sub-account of this broker: {', '.join(missing[:10])}")
+    report.seeded = seed_daily_caps(app)
     report.epoch = app.state.recover(reason=reason)
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])
         report.adopted.append(adoption.customer_id)
     return report
+
+
+def seed_daily_caps(app: App) -> dict[str, str]:
+    """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
+    sub-accounts), so that a loss of our state does not reset them. Returns what was seeded."""
+    now_ms = int(app.clock() * 1000)
+    today = now_ms // _DAY_MS * _DAY_MS
+    seeded: dict[str, str] = {}
+    for start in (today - _DAY_MS, today):
+        day = datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%Y%m%d")
+        for currency in app.settings.currencies:
+            entries = app.exchange.assets.ledger_entries(
+                currency=currency, direction="out", start_ms=start, end_ms=min(start + _DAY_MS - 1, now_ms)
+            )
+            moved = sum((abs(e.amount) for e in entries if _is_transfer(e.biz_type)), Decimal(0))
+            if moved:
+                seeded[f"{day}:{currency}"] = str(app.ledger.seed(day=day, currency=currency, amount=moved))
+    return seeded
+
+
+def _is_transfer(biz_type: str) -> bool:
+    kind = biz_type.lower()
+    return "transfer" in kind or not any(w in kind for w in ("deposit", "withdraw", "exchange", "trade", "fee"))
 
 
 def _adopt(app: App, adoption: Adoption, account_name: str) -> None:

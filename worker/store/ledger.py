@@ -67,6 +67,17 @@ class FundingLedger:
         """Give back a reservation whose transfer did not happen. Returns whether one was held."""
         return bool(self._release(keys=[self._keys.funding_day(day)], args=[line]))
 
+    def seed(self, *, day: str, currency: str, amount: Decimal) -> Decimal:
+        """After a loss of our state: the day's use is at least ``amount`` (what the exchange shows moved out of the
+        Special Account that day). Lines re-reserved afterwards add to it: the day may count some twice, never less
+        than was paid. Returns the day's use."""
+        units = to_units(amount)
+        used = int(self._redis.hget(self._keys.funding_day(day), f"used:{currency}") or 0)
+        if units > used:
+            self._redis.hset(self._keys.funding_day(day), f"used:{currency}", units)
+            self._redis.expire(self._keys.funding_day(day), _RETENTION_S)
+        return Decimal(max(units, used)) / SCALE
+
     def used(self, *, day: str, currency: str) -> Decimal:
         raw = self._redis.hget(self._keys.funding_day(day), f"used:{currency}")
         return Decimal(int(raw or 0)) / SCALE
