@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime
-from decimal import Decimal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
