@@ -159,6 +159,8 @@ def demo(customers_timeout: int, fault_rate: float, use_configured_exchange: boo
             "PROVISIONER_STATE_DIR": state_dir,
             "PROVISIONER_ROTATION_GRACE_SECONDS": "5",
             "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "1000",
+            "PROVISIONER_LISTING_LAG_MS": "1000",  # the embedded simulator lists and books at once
+            "PROVISIONER_LEDGER_LAG_MS": "1000",
             "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",
             "KUCOIN_HTTP_WRITE_TIMEOUT": "1",
             "KUCOIN_HTTP_READ_TIMEOUT": "2",

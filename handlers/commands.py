@@ -22,6 +22,7 @@ __all__ = [
     "HoldOffboarding",
     "Idle",
     "IssueApiKey",
+    "ListKeys",
     "LookForTransfer",
     "ReadBalances",
     "RefuseFunding",
@@ -84,6 +85,14 @@ class RevokeApiKey:
     uid: str
     api_key: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ListKeys:
+    """Before closing: list the sub-account's keys; any still live (ours unrecorded, or anyone's) is recorded and
+    revoked before the customer is closed."""
+
+    uid: str
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,7 @@ Command = (
     AuditFromExchange
     | ConfirmTransfer
     | LookForTransfer
+    | ListKeys
     | CreateSubAccount
     | ResolveSubAccount
     | IssueApiKey

@@ -50,6 +50,13 @@ class Naming:
         """The label of a customer's key of ``generation`` (0 for the first key)."""
         return f"prov-g{generation:04d}"
 
+    @staticmethod
+    def generation_of(label: str) -> int:
+        """The key generation a label of ours names; -1 for a label we never give (a key an older system issued)."""
+        if len(label) == 10 and label.startswith("prov-g") and label[6:].isdigit():
+            return int(label[6:])
+        return -1
+
     def funding_client_oid(self, ref: str, line_key: str, attempt: int) -> str:
         return "f" + self._mac("fund", ref, line_key, str(attempt)).hex()[:40]
 

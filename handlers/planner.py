@@ -33,6 +33,7 @@ from handlers.commands import (
     HoldOffboarding,
     Idle,
     IssueApiKey,
+    ListKeys,
     LookForTransfer,
     ReadBalances,
     RefuseFunding,
@@ -94,6 +95,8 @@ class Policy:
     """How often the status of an accepted transfer still PROCESSING is read again."""
     max_live_keys: int = 5
     """The exchange's cap on live keys per sub-account: issuing beyond it revokes the oldest rotated-out key first."""
+    listing_lag_ms: int = 0
+    """How long the exchange may take to list what it just created (sub-accounts, keys)."""
 
 
 @dataclass
@@ -162,9 +165,10 @@ def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
     delay = policy.resolve_delay_ms
     if intent.kind is IntentKind.TRANSFER and policy.transfer_resolve_delay_ms is not None:
         delay = policy.transfer_resolve_delay_ms
-    # When the exchange answered "no", nothing of ours can still be in flight for it: look at once.
+    # When the exchange answered "no", nothing of ours can still be in flight for it: look once its listing has
+    # caught up (a "name taken" may be our own sub-account, not listed yet).
     refused = intent.details.get("refused") and intent.kind is not IntentKind.TRANSFER
-    ready_at = 0 if refused else intent.started_at_ms + delay
+    ready_at = intent.started_at_ms + (policy.listing_lag_ms if refused else delay)
     if now_ms < ready_at:
         return Idle(f"waiting for {intent.kind} to settle before reading the exchange", ready_at)
     d = intent.details
@@ -252,6 +256,14 @@ def _offboard(p: _Plan) -> Step:
             return HoldOffboarding(f"funds the transfer endpoint cannot move back remain: {listed}")
     if live:
         return p.idle("offboarding: key revocation is blocked")
+    last_revocation = max((k.revoked_at_ms or 0 for k in record.keys), default=0)
+    if record.keys and record.keys_listed_at_ms < last_revocation + policy.listing_lag_ms:
+        # a key the exchange created but had not listed yet (a lost answer) must not outlive the customer
+        listed_at = last_revocation + policy.listing_lag_ms
+        if p.now_ms < listed_at:
+            p.wake(listed_at)
+            return p.idle("offboarding: waiting for the exchange to list every key before closing")
+        return ListKeys(sub.uid)
     if in_doubt:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:

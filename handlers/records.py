@@ -258,6 +258,8 @@ class CustomerRecord(Record):
     """Ids of the events the closing run had seen; any later one is reported as ignored."""
     audited_epoch: str | None = None
     """The state epoch in which this record was last rebuilt from the exchange (see ``worker.store.epoch``)."""
+    keys_listed_at_ms: int = 0
+    """When the sub-account's keys were last listed before closing (every key live then was recorded)."""
     unsent_by_operator: tuple[str, ...] = ()
     """Funding lines an operator said never moved money: if the exchange still holds a transfer under the line's
     clientOid (a FAILED one), the line goes on under a new clientOid."""

@@ -56,12 +56,13 @@ def policy_from(settings: Settings) -> Policy:
         transfer_resolve_delay_ms=_resolve_delay_ms(settings)
         + (0 if settings.client_oid_behaviour in ("dedupe", "reject") else settings.ledger_lag_ms),
         max_live_keys=settings.max_live_keys,
+        listing_lag_ms=settings.listing_lag_ms,
     )
 
 
 def _resolve_delay_ms(settings: Settings) -> int:
-    """Longer than any request can stay in flight, plus the configured margin."""
-    return int(1000 * settings.request_bound_s) + settings.unknown_outcome_settle_ms
+    """Longer than any request can stay in flight and the exchange's listings can lag, plus the configured margin."""
+    return int(1000 * settings.request_bound_s) + settings.unknown_outcome_settle_ms + settings.listing_lag_ms
 
 
 def state_mirror(settings: Settings) -> Mirror:

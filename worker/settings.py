@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     ledger_lag_ms: int = Field(30_000, alias="PROVISIONER_LEDGER_LAG_MS", ge=0, le=3_600_000)
     """How long the Special Account's ledger may take to list a transfer: a lost transfer is judged from the ledger
     only this long after its last send."""
+    listing_lag_ms: int = Field(30_000, alias="PROVISIONER_LISTING_LAG_MS", ge=0, le=3_600_000)
+    """How long the exchange may take to list a sub-account or key it has just created: a lost create is judged
+    from a listing only this long after it was sent, and a customer is closed only after a listing this long
+    after its last revocation."""
     max_live_keys: int = Field(5, alias="PROVISIONER_MAX_LIVE_KEYS", ge=2, le=20)
     state_dir: str | None = Field(None, alias="PROVISIONER_STATE_DIR")
     """Where each host keeps its mirror of the state epoch (outside Redis); default under ``~/.local/state``."""

@@ -159,7 +159,9 @@ def test_offboarding_revokes_every_key_then_reads_and_sweeps_then_closes() -> No
     assert (sweep.direction, sweep.amount, sweep.sub_wallet) == ("IN", Decimal(5), "TRADE")
     assert step(events, no_keys.model_copy(update={"balances": snap, "sweep_round": 1})) == c.ReadBalances(UID)
     empty = BalanceSnapshot(at_ms=1, sweep_round=1, wallets={"MAIN": {}, "TRADE": {}})
-    closing = step(events, no_keys.model_copy(update={"balances": empty, "sweep_round": 1}))
+    swept = no_keys.model_copy(update={"balances": empty, "sweep_round": 1})
+    assert step(events, swept) == c.ListKeys(UID), "a last listing: no key the exchange listed late lives on"
+    closing = step(events, swept.model_copy(update={"keys_listed_at_ms": 1}))
     assert closing == c.CloseCustomer("offboarded")
 
 
@@ -469,7 +471,8 @@ def test_offboarding_closes_only_after_balances_read_after_the_last_revocation()
     rec = with_sub(keys=(revoked_late,), balances=stale)
     assert step(events, rec) == c.ReadBalances(UID)
     fresh = stale.model_copy(update={"at_ms": 60})
-    assert step(events, rec.model_copy(update={"balances": fresh})) == c.CloseCustomer("offboarded")
+    listed = rec.model_copy(update={"balances": fresh, "keys_listed_at_ms": 60})
+    assert step(events, listed) == c.CloseCustomer("offboarded")
 
 
 def test_offboarding_waits_for_an_operators_verdict_on_money_in_doubt() -> None:
@@ -504,3 +507,16 @@ def test_offboarding_refuses_a_line_the_exchange_had_refused_so_the_upstream_hea
     rec = with_sub(blocked={"fund:e-kyc#0": Blocked(reason="insufficient", at_ms=1)})
     result = step(events, rec)
     assert isinstance(result, c.RefuseFunding) and result.key == "e-kyc#0"
+
+
+def test_closing_waits_for_the_listing_to_catch_up_after_the_last_revocation() -> None:
+    """A key whose creation answer was lost may be listed late: the last listing is taken only once the listing
+    lag has passed since the last revocation."""
+    lagging = Policy(naming=NAMING, funding_caps={"USDT": Decimal(1000)}, listing_lag_ms=30_000)
+    events = [created(), approved(), offboarded()]
+    revoked = key(0, revoked=True).model_copy(update={"revoked_at_ms": 1_000})
+    empty = BalanceSnapshot(at_ms=2_000, sweep_round=0, wallets={"MAIN": {}, "TRADE": {}})
+    rec = with_sub(keys=(revoked,), balances=empty)
+    waiting = step(events, rec, now=5_000, policy=lagging)
+    assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 31_000
+    assert step(events, rec, now=31_000, policy=lagging) == c.ListKeys(UID)

@@ -107,6 +107,8 @@ def worker_env(redis_url: str, prefix: str, sandbox_url: str, **extra: str) -> d
             "KUCOIN_HTTP_READ_TIMEOUT": "3",  # bound 1 + 2 x 1 + 1 + 3 = 7 s: the 10 s lock outlives it by 3 s
             "KUCOIN_HTTP_POOL_TIMEOUT": "1",
             "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "500",
+            "PROVISIONER_LISTING_LAG_MS": "0",
+            "PROVISIONER_LEDGER_LAG_MS": "0",
             "PROVISIONER_MIN_BACKOFF_MS": "200",
             "PROVISIONER_MAX_BACKOFF_MS": "2000",
             **extra,

@@ -24,6 +24,8 @@ class WorkerRig:
             "PROVISIONER_MAX_RETRIES": "3",
             "PROVISIONER_AUTH_RETRY_DELAY_MS": "1000",
             "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "0",
+            "PROVISIONER_LISTING_LAG_MS": "0",  # the simulator lists at once (no listing_lag_ms)
+            "PROVISIONER_LEDGER_LAG_MS": "0",
             "PROVISIONER_ROTATION_GRACE_SECONDS": "1",
             "PROVISIONER_RATE_LIMIT": "true",
         }

@@ -12,24 +12,17 @@ sub-account is audited too, at no exchange cost.
 from __future__ import annotations
 
 import json
-import re
 
 from handlers.commands import AuditFromExchange
-from handlers.naming import MAX_NAME_ATTEMPTS
+from handlers.naming import MAX_NAME_ATTEMPTS, Naming
 from handlers.records import KeyRecord, SubAccountRecord
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.store.customers import OutboundEvent
 
-__all__ = ["audit_from_exchange", "generation_of"]
+__all__ = ["audit_from_exchange"]
 
-_LABEL = re.compile(r"^prov-g(\d{4})$")
-
-
-def generation_of(label: str) -> int:
-    """The key generation a label of ours names; -1 for a label we never give (a key an older system issued)."""
-    found = _LABEL.match(label)
-    return int(found.group(1)) if found else -1
+generation_of = Naming.generation_of
 
 
 def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from handlers import steps
-from handlers.commands import IssueApiKey, ResolveApiKey, ResolveRevoke, RevokeApiKey, RotateForAge, UpdateApiKey
+from handlers.commands import (
+    IssueApiKey,
+    ListKeys,
+    ResolveApiKey,
+    ResolveRevoke,
+    RevokeApiKey,
+    RotateForAge,
+    UpdateApiKey,
+)
+from handlers.naming import Naming
 from handlers.records import IntentKind, KeyRecord
 from worker.exchange import OutcomeUnknownError, PermanentError
 from worker.exchange.models import Permission
@@ -13,6 +22,7 @@ from worker.provisioning.outbound import outcome
 
 __all__ = [
     "issue_api_key",
+    "list_keys",
     "resolve_api_key",
     "resolve_revoke",
     "revoke_api_key",
@@ -229,4 +239,41 @@ def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
         {"api_key": api_key, "reason": reason},
         outbound=[outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason=reason)],
         stats={"keys_active": -1, "keys_revoked": 1},
+    )
+
+
+def list_keys(cmd: ListKeys, ctx: StepContext) -> None:
+    """Before closing: what keys the exchange lists for the sub-account. A live key we have no record of (its
+    creation's answer was lost, and the listing showed it late) is recorded, and one we recorded revoked but the
+    exchange still lists is live again: offboarding then revokes them before it closes."""
+    ctx.heartbeat()
+    listed = {k.api_key: k for k in ctx.services.exchange.api_keys.list(uid=cmd.uid)}
+    now = ctx.now_ms()
+    keys: list[KeyRecord] = []
+    for key in ctx.record.keys:
+        if key.live and key.api_key not in listed:
+            keys.append(
+                key.model_copy(update={"revoked_at_ms": now, "revoke_reason": "no longer listed", "sealed": None})
+            )
+        elif not key.live and key.api_key in listed:
+            keys.append(key.model_copy(update={"revoked_at_ms": None, "revoke_reason": None}))
+        else:
+            keys.append(key)
+    recorded = {k.api_key for k in ctx.record.keys}
+    found = [k for k in listed.values() if k.api_key not in recorded]
+    for unknown in found:
+        keys.append(
+            KeyRecord(
+                generation=Naming.generation_of(unknown.label),
+                label=unknown.label,
+                api_key=unknown.api_key,
+                permissions=tuple(sorted(unknown.permissions)),
+                ip_whitelist=tuple(unknown.ip_whitelist),
+                created_at_ms=unknown.created_at,
+                sealed=None,
+            )
+        )
+    ctx.commit(
+        ctx.record.model_copy(update={"keys": tuple(keys), "keys_listed_at_ms": now}),
+        journal=[("keys_listed", {"live": sorted(listed), "unrecorded": [k.api_key for k in found]})],
     )

@@ -52,6 +52,7 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.UpdateApiKey: keys.update_api_key,
     c.RevokeApiKey: keys.revoke_api_key,
     c.ResolveRevoke: keys.resolve_revoke,
+    c.ListKeys: keys.list_keys,
     c.RotateForAge: keys.rotate_for_age,
     c.Transfer: money_steps.transfer,
     c.ResolveTransfer: money_steps.resolve_transfer,
