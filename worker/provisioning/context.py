@@ -154,6 +154,7 @@ class StepContext:
         journal.append(("intent", {"kind": kind.value, "token": token, **_public(details)}))
         renewed = time.monotonic()
         self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
+        self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state
         send_deadline.set(renewed + self.services.send_window_s)
         return intent
 

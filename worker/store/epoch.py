@@ -114,28 +114,49 @@ class MirrorEntry:
 
 
 class Mirror:
-    """The host's memory of the state it worked on, in a small JSON file outside Redis.
+    """The host's memory of the state it worked on, in small files outside Redis.
 
-    One file per Redis database and key prefix; processes of the host share it (an exclusive ``flock`` around
-    read-update-write, an atomic rename, ``fsync``). It only ever records the highest write count seen."""
+    One main file per Redis database and key prefix, brought up to date by the periodic check (an exclusive
+    ``flock`` around read-update-write, an atomic rename, ``fsync``); and one file per worker process, overwritten
+    in place and ``fdatasync``'d before each exchange write (``note``), so that even the last second of writes
+    before a crash of Redis and this host together is remembered. ``read`` gives the highest write count any of
+    them holds for the newest epoch; the files of processes no longer running are merged into the main one."""
+
+    _SLOT = 160
+    """Bytes of a process file: one JSON line, padded, written at offset 0."""
 
     def __init__(self, directory: Path, identity: str) -> None:
         self.directory = directory
         digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:20]
         self.path = directory / f"state-{digest}.json"
+        self._prefix = f"state-{digest}."
         self._identity = identity
+        self._fd: int | None = None
+        self._fd_pid = 0
 
     def read(self) -> MirrorEntry | None:
-        try:
-            data = json.loads(self.path.read_text())
-            return MirrorEntry(str(data["epoch"]), int(data["writes"]), int(data["at_ms"]))
-        except FileNotFoundError:
+        entries = [e for e in (self._read_file(f) for f in self._files()) if e is not None]
+        if not entries:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # an unreadable mirror is as good as none; the exchange check still applies
+        newest = max(entries, key=lambda e: e.at_ms)
+        same = [e for e in entries if e.epoch == newest.epoch]
+        return MirrorEntry(newest.epoch, max(e.writes for e in same), newest.at_ms)
+
+    def note(self, epoch: str, writes: int, now_ms: int) -> None:
+        """Remember, durably and at once, that this process saw ``writes`` of ``epoch`` (before an exchange write)."""
+        body = json.dumps({"epoch": epoch, "writes": writes, "at_ms": now_ms}).encode()
+        if len(body) >= self._SLOT:  # pragma: no cover - an epoch id is 32 characters
+            raise ValueError("mirror entry too long")
+        if self._fd is None or self._fd_pid != os.getpid():  # opened per process (a fork must not share it)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.directory / f"{self._prefix}{os.getpid()}.proc", os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd_pid = os.getpid()
+        os.pwrite(self._fd, body.ljust(self._SLOT - 1) + b"\n", 0)
+        os.fdatasync(self._fd)
 
     def record(self, epoch: str, writes: int, now_ms: int, *, replace: bool = False) -> None:
-        """Remember ``writes`` of ``epoch`` (never lowering it for the same epoch unless ``replace``)."""
+        """Remember ``writes`` of ``epoch`` in the main file (never lowering it for the same epoch unless
+        ``replace``), and merge in the files of processes that no longer run."""
         self.directory.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_suffix(".lock")
         with lock_path.open("a") as lock:
@@ -150,6 +171,46 @@ class Mirror:
                 out.flush()
                 os.fsync(out.fileno())
             tmp.replace(self.path)
+            for stale in self._files():
+                if stale.suffix == ".proc" and (replace or not _running(stale)):
+                    with contextlib.suppress(OSError):
+                        stale.unlink()
+
+    def _files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return [
+            f
+            for f in self.directory.iterdir()
+            if f == self.path or (f.name.startswith(self._prefix) and f.suffix == ".proc")
+        ]
+
+    @staticmethod
+    def _read_file(path: Path) -> MirrorEntry | None:
+        try:
+            data = json.loads(path.read_bytes().strip() or b"null")
+            return MirrorEntry(str(data["epoch"]), int(data["writes"]), int(data["at_ms"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # an unreadable mirror is as good as none; the exchange check still applies
+
+
+def _running(process_file: Path) -> bool:
+    """Whether the process a ``.proc`` mirror file belongs to still runs on this host."""
+    try:
+        pid = int(process_file.stem.rsplit(".", 1)[-1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def default_state_dir() -> Path:
@@ -200,6 +261,13 @@ class StateGuard:
     def observe(self, writes: int) -> None:
         with self._lock:
             self._hwm = max(self._hwm, writes)
+
+    def persist(self) -> None:
+        """Before an exchange write: the host's mirror holds the write count this process has seen, durably, so a
+        Redis that comes back without it is caught (``Mirror.note``)."""
+        epoch = self._epoch
+        if self._mirror is not None and epoch is not None:
+            self._mirror.note(epoch.id, self._hwm, self._now_ms())
 
     @property
     def epoch(self) -> Epoch | None:
