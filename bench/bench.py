@@ -29,6 +29,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -183,6 +184,11 @@ def base_env(redis_url: str, sandbox_url: str, *, quota: int) -> dict[str, str]:
         **env,
         "REDIS_URL": redis_url,
         "PROVISIONER_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
+        # each trial is a new deployment on the same simulator: its own sub-account names, its own state mirror
+        "PROVISIONER_ACCOUNT_PREFIX": f"b{uuid.uuid4().hex[:6]}",
+        "PROVISIONER_STATE_DIR": os.path.join(tempfile.gettempdir(), "provisioner-bench-state"),
+        "PROVISIONER_LISTING_LAG_MS": "1000",  # the simulator lists and books at once
+        "PROVISIONER_LEDGER_LAG_MS": "1000",
         "KUCOIN_BROKER_BASE_URL": sandbox_url,
         "KUCOIN_SPOT_BASE_URL": sandbox_url,
         "PROVISIONER_BROKER_QUOTA": str(quota),

@@ -14,6 +14,7 @@ from cli.exchange_cmd import exchange
 from cli.publish_cmd import publish
 from cli.recover_cmd import recover
 from cli.sandbox_cmd import sandbox_command
+from cli.state_cmd import state
 from cli.unstored_cmd import unstored
 from cli.verify_cmd import verify
 from cli.worker_cmd import worker
@@ -49,5 +50,5 @@ def schema(write: bool) -> None:
         click.echo(text, nl=False)
 
 
-for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify, recover):
+for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify, recover, state):
     main.add_command(command)

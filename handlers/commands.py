@@ -25,6 +25,7 @@ __all__ = [
     "ListKeys",
     "LookForTransfer",
     "ReadBalances",
+    "RecheckTransfer",
     "RefuseFunding",
     "ResolveApiKey",
     "ResolveRevoke",
@@ -125,6 +126,9 @@ class Transfer:
     the sub-account existed), where the ledger is searched from."""
     operator_unsent: bool = False
     """An operator said this line's money never moved (see ``TransferIntent.operator_unsent``)."""
+    earlier_send_ms: int = 0
+    """When an earlier send of this line may have gone through (the ledger showed nothing of it): the result is
+    searched for a second payment later."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,14 @@ class LookForTransfer:
     amount: Decimal
     client_oids: tuple[str, ...]
     since_ms: int
+
+
+@dataclass(frozen=True)
+class RecheckTransfer:
+    """Search the ledger for a second payment of a line sent again while an earlier send may have gone through
+    (a wrong clientOid setting, a ledger slower than its bound): a double payment is flagged, never silent."""
+
+    key: str
 
 
 @dataclass(frozen=True)
@@ -220,6 +232,7 @@ class Idle:
 Command = (
     AuditFromExchange
     | ConfirmTransfer
+    | RecheckTransfer
     | LookForTransfer
     | ListKeys
     | CreateSubAccount

@@ -36,6 +36,7 @@ from handlers.commands import (
     ListKeys,
     LookForTransfer,
     ReadBalances,
+    RecheckTransfer,
     RefuseFunding,
     ResolveApiKey,
     ResolveRevoke,
@@ -374,6 +375,7 @@ def _funding(p: _Plan) -> Step | None:
             evidence_first=recovered,
             since_ms=_earliest_send(line, sub) if recovered else None,
             operator_unsent=line.key in record.unsent_by_operator,
+            earlier_send_ms=record.earlier_sends.get(line.key, 0),
         )
     return None
 
@@ -427,8 +429,13 @@ def _successor(key: KeyRecord, live: list[KeyRecord]) -> KeyRecord | None:
 
 
 def _confirm(p: _Plan) -> Step | None:
-    """An accepted transfer whose final status is due to be read."""
+    """An accepted transfer whose final status is due to be read, or a committed one due to be searched for a
+    second payment."""
     for transfer in sorted(p.record.transfers.values(), key=lambda t: t.key):
+        if transfer.status is TransferStatus.COMMITTED and transfer.recheck_at_ms:
+            if p.now_ms >= transfer.recheck_at_ms:
+                return RecheckTransfer(transfer.key)
+            p.wake(transfer.recheck_at_ms)
         if transfer.status is not TransferStatus.ACCEPTED or transfer.order_id is None:
             continue
         if p.now_ms >= transfer.check_at_ms:

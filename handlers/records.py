@@ -120,6 +120,12 @@ class TransferRecord(Record):
     entry can be."""
     days: tuple[str, ...] = ()
     """Every UTC day whose Special Account cap holds a reservation for it (funding only)."""
+    recheck_from_ms: int = 0
+    """Set when this transfer was sent while an earlier send of the same line may also have gone through (a
+    re-send, or a send after the ledger showed nothing): from when the ledger is searched again for a second one."""
+    recheck_at_ms: int = 0
+    """When to search (0: no search due). See ``recheck_from_ms``."""
+    rechecks: int = 0
 
     @property
     def reserved_days(self) -> tuple[str, ...]:
@@ -182,6 +188,8 @@ class TransferIntent(BaseModel):
     operator_unsent: bool = False
     """An operator said the line's money never moved: a transfer the exchange still holds under this clientOid
     (seen as a duplicate, and not in the ledger) is a failed one, and the line goes on under a new clientOid."""
+    earlier_send_ms: int = 0
+    """When an earlier send of this line may have gone through (0: none): the result is searched for a double."""
 
     @classmethod
     def of(cls, intent: Intent) -> TransferIntent:
@@ -258,6 +266,9 @@ class CustomerRecord(Record):
     """Ids of the events the closing run had seen; any later one is reported as ignored."""
     audited_epoch: str | None = None
     """The state epoch in which this record was last rebuilt from the exchange (see ``worker.store.epoch``)."""
+    earlier_sends: dict[str, int] = {}
+    """Funding line → when an earlier send of it may have left, kept when the ledger showed nothing of it and the
+    line is sent again (the send is then searched for a second payment later)."""
     keys_listed_at_ms: int = 0
     """When the sub-account's keys were last listed before closing (every key live then was recorded)."""
     unsent_by_operator: tuple[str, ...] = ()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-__all__ = ["Judgement", "LedgerRow", "Verdict", "judge_by_ledger"]
+__all__ = ["Judgement", "LedgerRow", "Verdict", "count_second_payments", "judge_by_ledger"]
 
 
 class Verdict(StrEnum):
@@ -119,3 +119,31 @@ def judge_by_ledger(
         f"{len(candidates)} transfers of this amount with sub-account {uid} since the first send, "
         f"{unexplained_commits} explained: cannot tell which is ours: {listed}",
     )
+
+
+def count_second_payments(
+    *,
+    client_oids: Collection[str],
+    uid: str,
+    rows: Sequence[LedgerRow],
+    known_order_ids: Iterable[str],
+    unexplained_commits: int = 0,
+    siblings_in_doubt: int = 0,
+) -> int | None:
+    """How many transfers of a line beyond the one we know ``rows`` show (the line's amount, in the window where an
+    earlier send of it may have gone through): entries naming one of the line's ``client_oids`` under an orderId we
+    do not know, and entries to sub-account ``uid`` no other transfer of ours explains. ``None`` when the ledger
+    cannot tell (entries without ids, transfers that could not be read, other lines of this amount in doubt)."""
+    known = set(known_order_ids)
+    ours = set(client_oids)
+    named = [r for r in rows if r.client_oid is not None and r.client_oid in ours and r.order_id not in known]
+    if any(r.client_oid is None and r.order_id is None for r in rows):
+        return None
+    unread = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty is None]
+    if unread:
+        return None
+    candidates = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty == uid]
+    extra = max(0, len(candidates) - unexplained_commits)
+    if extra and siblings_in_doubt:
+        return None if not named else len(named)
+    return len(named) + extra

@@ -13,12 +13,13 @@ id                          step
 ``key:<generation>``        issuing the key of a generation
 ``update:<api key>``        aligning a live key's permissions and IP whitelist
 ``revoke:<api key>``        deleting a key
+``double:<event id>#<line>`` a funding line the ledger shows paid twice (flagged for an operator)
 ==========================  ==============================================================================
 """
 
 from __future__ import annotations
 
-__all__ = ["KYC", "SUBACCOUNT", "SWEEP", "fund", "funding_line", "is_fund", "issue", "revoke", "update"]
+__all__ = ["KYC", "SUBACCOUNT", "SWEEP", "double", "fund", "funding_line", "is_fund", "issue", "revoke", "update"]
 
 SUBACCOUNT = "subaccount"
 KYC = "kyc"
@@ -51,3 +52,8 @@ def update(api_key: str) -> str:
 
 def revoke(api_key: str) -> str:
     return f"revoke:{api_key}"
+
+
+def double(line_key: str) -> str:
+    """A funding line the ledger shows paid twice: an operator gets the money back and acknowledges it."""
+    return f"double:{line_key}"

@@ -22,6 +22,7 @@ def env_of(rig: WorkerRig, url: str) -> dict[str, str]:
     return {
         "REDIS_URL": s.redis_url,
         "PROVISIONER_REDIS_PREFIX": s.key_prefix,
+        "PROVISIONER_STATE_DIR": s.state_dir or "",
         "KUCOIN_BROKER_BASE_URL": url,
         "KUCOIN_SPOT_BASE_URL": url,
         "PROVISIONER_FUNDING_CAP_PER_CUSTOMER": "USDT=1000,BTC=1,ETH=5,USDC=1000,KCS=100",
@@ -250,3 +251,28 @@ def test_unstored_list_and_resend(provisioned) -> None:
     assert "1 sent again" in out
     rig.worker.resume()
     rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="stored")
+
+
+def test_state_show_and_trust(provisioned) -> None:
+    """On-call sees the epoch, the mirror and a distrust; `state trust --yes` lifts it, and only with --yes."""
+    rig, _, env = provisioned
+    code, out, _ = run(env, "state", "show")
+    assert code == 0 and "state: sound" in out
+    rig.runtime.app.state.distrust("test: a repeated clientOid was executed again")
+    code, out, _ = run(env, "state", "show")
+    assert "distrusted" in out
+    code, _, err = run(env, "state", "trust")
+    assert code != 0 and "--yes" in err
+    code, out, _ = run(env, "state", "trust", "--yes")
+    assert code == 0 and rig.runtime.app.state.distrust_reason() is None
+
+
+def test_worker_check_state_exits_3_on_a_lost_state(provisioned) -> None:
+    rig, _, env = provisioned
+    code, out, _ = run(env, "worker", "--check-state")
+    assert (code, out.strip()) == (0, "state: sound")
+    r = rig.runtime.app.redis
+    for key in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
+        r.delete(key)
+    code, _, err = run(env, "worker", "--check-state")
+    assert code == 3 and "state lost" in err

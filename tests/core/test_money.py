@@ -342,3 +342,36 @@ def test_offboarding_settles_a_refused_line_and_leaves_no_customer_counted_as_bl
         assert [e["key"] for e in outbound_of(rig, "funding.refused")] == ["short-then-gone-kyc_approved#0"]
     finally:
         rig.close()
+
+
+def test_a_wrong_client_oid_setting_is_caught_and_the_exchange_distrusted(redis_url: str, key_prefix: str) -> None:
+    """The setting says the exchange deduplicates, but it executes a repeated clientOid again: the re-send of a
+    lost transfer pays twice. The ledger shows it later: the line is flagged for an operator, and from then on no
+    lost transfer is re-sent to learn its fate (the ledger decides, or an operator)."""
+    rig = Rig(
+        redis_url,
+        key_prefix,
+        config=SandboxConfig(duplicate_client_oid="accept"),
+        PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe",
+    )
+    try:
+        ref, uid = onboard_with_a_key(rig, "wrong-setting")
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 1.0}}}})
+        rig.publish(topup("wrong-setting", "t1", 5, [("USDT", "100")]))
+        rig.run(ref)
+        heal_after_first(rig, "transfer", "drop")
+        rig.settle(ref)
+        assert len(outs(rig, uid)) == 2, "paid twice: the setting was wrong"
+        record = rig.record(ref)
+        assert "double:wrong-setting-t1#0" in record.blocked
+        assert rig.app.state.distrust_reason() is not None
+        assert any(e["step"] == "double:wrong-setting-t1#0" for e in outbound_of(rig, "provisioning.failed"))
+
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 1.0}}}})
+        rig.publish(topup("wrong-setting", "t2", 6, [("USDT", "70")]))
+        rig.run(ref)
+        heal_after_first(rig, "transfer", "drop")
+        rig.settle(ref)
+        assert [t["amount"] for t in outs(rig, uid)].count("70") == 1, "distrusted: never re-sent to find out"
+    finally:
+        rig.close()

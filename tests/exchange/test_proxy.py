@@ -199,7 +199,7 @@ def test_the_path_through_a_proxy_is_counted_in_the_lock_and_settle_bounds() -> 
         Settings.from_env({"KUCOIN_HTTP_PROXY": "http://proxy.internal:3128"})
     proxied = _through("http://proxy.internal:3128", "https://api-broker.kucoin.com")
     assert proxied.request_bound_s == 5 + 3 * 3 + 2 * (5 + 10)
-    assert policy_from(proxied).resolve_delay_ms == 44_000 + proxied.unknown_outcome_settle_ms
+    assert policy_from(proxied).resolve_delay_ms == 44_000 + proxied.unknown_outcome_settle_ms + proxied.listing_lag_ms
 
 
 def test_environment_proxies_that_are_ignored_are_named() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from handlers.settlement import LedgerRow, Verdict, judge_by_ledger
+from handlers.settlement import LedgerRow, Verdict, count_second_payments, judge_by_ledger
 
 UID = "226383154"
 OID = "f-our-client-oid"
@@ -79,3 +79,26 @@ def test_an_unexplained_transfer_is_nobody_s_while_a_sibling_of_the_same_amount_
     """Two lines of 100, one in doubt for an operator: the one unexplained entry could be either line's."""
     result = judge([row("e1", order="o-new")], siblings=1)
     assert result.verdict is Verdict.UNDECIDED and "in doubt" in result.reason
+
+
+def count(rows: list[LedgerRow], known: set[str], siblings: int = 0) -> int | None:
+    return count_second_payments(
+        client_oids={OID}, uid=UID, rows=rows, known_order_ids=known, unexplained_commits=0, siblings_in_doubt=siblings
+    )
+
+
+def test_a_second_transfer_under_our_client_oid_is_a_second_payment() -> None:
+    """The exchange executed our repeated clientOid: two orders name it, we know one."""
+    assert count([row("e1", order="o1", oid=OID), row("e2", order="o2", oid=OID)], {"o2"}) == 1
+
+
+def test_an_unexplained_transfer_to_the_sub_account_is_a_second_payment() -> None:
+    assert count([row("e1", order="o1"), row("e2", order="o2")], {"o2"}) == 1
+
+
+def test_only_the_transfer_we_know_is_no_second_payment() -> None:
+    assert count([row("e2", order="o2")], {"o2"}) == 0
+
+
+def test_a_ledger_without_ids_cannot_tell_a_second_payment() -> None:
+    assert count([LedgerRow("e1", Decimal(600), 1), row("e2", order="o2")], {"o2"}) is None

@@ -18,6 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
 from prometheus_client import CollectorRegistry
 
+from tests.core.harness import STATE_DIR
 from tests.private_redis import PrivateRedis
 from worker.runtime.broker import build_runtime
 from worker.runtime.delayed_recovery import DelayedMessageRecovery
@@ -105,7 +106,13 @@ def test_messages_not_yet_overdue_are_left_to_their_consumer(redis_url: str) -> 
 
 def test_the_worker_runtime_recovers_with_every_sweep(redis_url: str, key_prefix: str) -> None:
     """``build_runtime`` installs the middleware and the due scheduler's sweep calls it."""
-    settings, _ = Settings.from_env({"REDIS_URL": redis_url, "PROVISIONER_REDIS_PREFIX": key_prefix})
+    settings, _ = Settings.from_env(
+        {
+            "REDIS_URL": redis_url,
+            "PROVISIONER_REDIS_PREFIX": key_prefix,
+            "PROVISIONER_STATE_DIR": str(STATE_DIR / key_prefix),
+        }
+    )
     runtime = build_runtime(settings, registry=CollectorRegistry())
     try:
         (recovery,) = [m for m in runtime.broker.middleware if isinstance(m, DelayedMessageRecovery)]

@@ -69,8 +69,9 @@ class Services:
 
     @property
     def resend_is_evidence(self) -> bool:
-        """Whether re-sending a transfer under its clientOid is safe and tells what became of the first send."""
-        return self.client_oid_behaviour in ("dedupe", "reject")
+        """Whether re-sending a transfer under its clientOid is safe and tells what became of the first send: the
+        setting says so, and the exchange never contradicted the settings (``StateGuard.distrust``)."""
+        return self.client_oid_behaviour in ("dedupe", "reject") and self.store.guard.distrust_reason() is None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

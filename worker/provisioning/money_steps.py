@@ -35,6 +35,7 @@ from handlers.commands import (
     ConfirmTransfer,
     LookForTransfer,
     ReadBalances,
+    RecheckTransfer,
     RefuseFunding,
     ResolveTransfer,
     Transfer,
@@ -50,7 +51,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
-from handlers.settlement import Judgement, LedgerRow, Verdict, judge_by_ledger
+from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
 from worker.provisioning.blocks import fail
@@ -61,6 +62,7 @@ __all__ = [
     "confirm_transfer",
     "look_for_transfer",
     "read_balances",
+    "recheck_transfer",
     "refuse_funding",
     "resolve_transfer",
     "transfer",
@@ -99,6 +101,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         first_sent_ms=cmd.since_ms if cmd.evidence_first and cmd.since_ms is not None else now,
         evidence_first=cmd.evidence_first,
         operator_unsent=cmd.operator_unsent,
+        earlier_send_ms=cmd.earlier_send_ms,
     )
     if cmd.evidence_first and not s.resend_is_evidence:
         # our record of an earlier send may be lost, and the exchange may execute a repeat: the ledger first
@@ -149,9 +152,13 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         # the exchange refused a re-send and the ledger shows nothing of ours: the refusal stands
         _refused(ctx, details, token, details.refused)
     else:
+        record = ctx.record
         if details.purpose is TransferPurpose.SWEEP:
-            _forget_balances(ctx)  # send again what is there now, not what was there then
-        ctx.settle(ctx.record, "not_committed", {"kind": "transfer", "token": token, "evidence": judgement.reason})
+            record = record.model_copy(update={"balances": None})  # send again what is there now, not then
+        else:  # sent again: should the ledger have been slower than its bound, the double is searched for later
+            earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
+            record = record.model_copy(update={"earlier_sends": {**record.earlier_sends, details.key: earlier}})
+        ctx.settle(record, "not_committed", {"kind": "transfer", "token": token, "evidence": judgement.reason})
 
 
 def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent) -> None:
@@ -225,6 +232,60 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
         _stuck(ctx, entry, f"{why} {int((now - entry.at_ms) / 60_000)} minutes after it was accepted")
         return
     _check_later(ctx, entry, now, why)
+
+
+def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
+    """A line was sent again while an earlier send of it may have gone through: does the ledger show a second
+    payment? Then it is flagged (a block for an operator, ``provisioning.failed``) and the exchange is distrusted
+    (no more re-sends as evidence, no more "not committed" from the ledger's silence) — a wrong clientOid setting
+    or a ledger slower than its bound is never silent. Searched twice: after the settle delay, and ten times
+    later."""
+    entry = ctx.record.transfers[cmd.key]
+    now = ctx.now_ms()
+    policy = ctx.services.policy
+    sub = ctx.record.sub_account
+    assert sub is not None
+    details = TransferIntent(
+        key=entry.key,
+        purpose=entry.purpose,
+        uid=sub.uid,
+        currency=entry.currency,
+        amount=entry.amount,
+        direction="OUT",
+        sub_wallet=entry.sub_wallet,
+        broker_wallet=policy.broker_wallet,
+        day=entry.day or _day(now),
+        first_sent_ms=entry.recheck_from_ms,
+    )
+    rows, unexplained, siblings = _ledger_rows(ctx, details)
+    extra = count_second_payments(
+        client_oids=_attempts(ctx, entry.key, entry.client_oid or ""),
+        uid=sub.uid,
+        rows=rows,
+        known_order_ids={t.order_id for t in ctx.record.transfers.values() if t.order_id is not None},
+        unexplained_commits=unexplained,
+        siblings_in_doubt=siblings,
+    )
+    if extra:
+        why = (
+            f"the ledger shows {extra} more transfer(s) of {entry.amount} {entry.currency} to the customer's "
+            f"sub-account for line {entry.key} than the one we made (order {entry.order_id}): the line was paid more "
+            f"than once. The exchange contradicted the settings (PROVISIONER_CLIENT_OID_BEHAVIOUR="
+            f"{ctx.services.client_oid_behaviour}, or a ledger slower than PROVISIONER_LEDGER_LAG_MS); transfers are "
+            "now settled as if its behaviour were unknown. Get the money back, fix the setting, then `provisioner "
+            "state trust`"
+        )
+        ctx.services.store.guard.distrust(why)
+        done = entry.model_copy(update={"recheck_at_ms": 0, "note": "paid more than once (see the block)"})
+        ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
+        fail(ctx, steps.double(entry.key), why)
+        return
+    later = 0 if entry.rechecks >= 1 else now + 10 * (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+    checked = entry.model_copy(update={"recheck_at_ms": later, "rechecks": entry.rechecks + 1})
+    ctx.commit(
+        ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: checked}}),
+        journal=[("transfer.rechecked", {"key": entry.key, "second_payments": extra, "next_ms": later})],
+    )
 
 
 def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
@@ -470,11 +531,22 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     """Record the transfer committed (clearing its intent if it is the pending one), tell the upstream (funding),
     start the next sweep round (sweep)."""
     now = ctx.now_ms()
+    policy = ctx.services.policy
+    recheck_at = now + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms) if entry.recheck_from_ms else 0
     committed = entry.model_copy(
-        update={"status": TransferStatus.COMMITTED, "evidence": evidence, "note": note, "at_ms": now}
+        update={
+            "status": TransferStatus.COMMITTED,
+            "evidence": evidence,
+            "note": note,
+            "at_ms": now,
+            "recheck_at_ms": recheck_at,
+        }
     )
     record = ctx.record
-    update: dict[str, object] = {"transfers": {**record.transfers, committed.key: committed}}
+    update: dict[str, object] = {
+        "transfers": {**record.transfers, committed.key: committed},
+        "earlier_sends": {k: v for k, v in record.earlier_sends.items() if k != committed.key},
+    }
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
     if record.pending is not None and record.pending.token == committed.client_oid:
@@ -565,12 +637,32 @@ def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judge
 
 def _judge(ctx: StepContext, details: TransferIntent, client_oids: Collection[str]) -> Judgement:
     """What the Special Account's ledger says of our transfer of ``details`` under any of ``client_oids``, from
-    its first possible send on (``details.first_sent_ms``)."""
+    its first possible send on (``details.first_sent_ms``). Its silence proves nothing while the exchange stands
+    contradicted (``StateGuard.distrust``)."""
+    if ctx.now_ms() - (details.first_sent_ms - LEDGER_SKEW_MS) > LEDGER_MAX_WINDOW_MS:
+        return Judgement(Verdict.UNDECIDED, "the first possible send is too long ago to search the ledger")
+    rows, unexplained, siblings = _ledger_rows(ctx, details)
+    judgement = judge_by_ledger(
+        client_oids=client_oids,
+        uid=details.uid,
+        rows=rows,
+        known_order_ids={t.order_id for t in ctx.record.transfers.values() if t.order_id is not None},
+        unexplained_commits=unexplained,
+        siblings_in_doubt=siblings,
+    )
+    distrust = ctx.services.store.guard.distrust_reason()
+    if judgement.verdict is Verdict.NOT_COMMITTED and distrust is not None:
+        return Judgement(Verdict.UNDECIDED, f"{judgement.reason}; but the ledger's silence is not trusted: {distrust}")
+    return judgement
+
+
+def _ledger_rows(ctx: StepContext, details: TransferIntent) -> tuple[list[LedgerRow], int, int]:
+    """The ledger entries of the transfer's currency, direction and amount from its first possible send on, with
+    the counterparty of each unknown transfer; and how many commits of ours they may explain, and how many other
+    lines of the amount are in doubt (see ``judge_by_ledger``)."""
     s = ctx.services
     now = ctx.now_ms()
     start = details.first_sent_ms - LEDGER_SKEW_MS
-    if now - start > LEDGER_MAX_WINDOW_MS:
-        return Judgement(Verdict.UNDECIDED, "the first possible send is too long ago to search the ledger")
     ctx.heartbeat()
     entries = s.exchange.assets.ledger_entries(
         currency=details.currency,
@@ -591,10 +683,11 @@ def _judge(ctx: StepContext, details: TransferIntent, client_oids: Collection[st
         if oid is None and order_id is not None and order_id not in known:
             lookups += 1
             if lookups > MAX_ORDER_LOOKUPS:
-                return Judgement(Verdict.UNDECIDED, f"more than {MAX_ORDER_LOOKUPS} candidate transfers to look up")
-            counterparty = _counterparty(ctx, order_id, details.direction)
-            if counterparty == "":
-                continue  # a transfer that failed: it moved nothing
+                counterparty = None  # too many to look up: left unread, so nothing is decided on them
+            else:
+                counterparty = _counterparty(ctx, order_id, details.direction)
+                if counterparty == "":
+                    continue  # a transfer that failed: it moved nothing
         rows.append(LedgerRow(entry.id, abs(entry.amount), entry.created_at, order_id, oid, counterparty))
     same = [
         t
@@ -615,14 +708,7 @@ def _judge(ctx: StepContext, details: TransferIntent, client_oids: Collection[st
         for key, doubt in record.in_doubt().items()
         if key != details.key and doubt.currency == details.currency and doubt.amount == details.amount
     )
-    return judge_by_ledger(
-        client_oids=client_oids,
-        uid=details.uid,
-        rows=rows,
-        known_order_ids=known,
-        unexplained_commits=unexplained,
-        siblings_in_doubt=siblings if details.purpose is TransferPurpose.FUND else 0,
-    )
+    return rows, unexplained, siblings if details.purpose is TransferPurpose.FUND else 0
 
 
 def _attempts(ctx: StepContext, key: str, current: str) -> set[str]:
@@ -672,7 +758,15 @@ def _entry(
         day=details.day if fund else None,
         days=tuple(details.days) if fund else (),
         sent_ms=details.first_sent_ms,
+        recheck_from_ms=_earlier_send(details) if fund else 0,
     )
+
+
+def _earlier_send(details: TransferIntent) -> int:
+    """From when an earlier send of the line may have gone through besides this one (0: none can have)."""
+    if details.earlier_send_ms:
+        return details.earlier_send_ms
+    return details.first_sent_ms if details.sends > 1 or details.evidence_first else 0
 
 
 def _forget_balances(ctx: StepContext) -> None:

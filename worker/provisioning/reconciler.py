@@ -58,6 +58,7 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.ResolveTransfer: money_steps.resolve_transfer,
     c.ConfirmTransfer: money_steps.confirm_transfer,
     c.LookForTransfer: money_steps.look_for_transfer,
+    c.RecheckTransfer: money_steps.recheck_transfer,
     c.RefuseFunding: money_steps.refuse_funding,
     c.ReadBalances: money_steps.read_balances,
     c.SubmitKyc: kyc_steps.submit_kyc,

@@ -383,6 +383,20 @@ class StateGuard:
     def _succeeds(self, current: Epoch, ours: Epoch) -> bool:
         return current.mode == "recovered" and current.recovered_from == ours.id and current.writes >= self._hwm
 
+    def distrust(self, reason: str) -> None:
+        """The exchange contradicted what the settings say of it (a repeated clientOid executed again, a ledger
+        slower than its bound): from now on no worker re-sends a transfer to learn its outcome, and the ledger's
+        silence proves nothing (``distrust_reason``), until an operator clears it (``provisioner state trust``)."""
+        self._redis.hset(self._key, mapping={"distrust": reason[:500], "distrust_ms": str(self._now_ms())})
+
+    def distrust_reason(self) -> str | None:
+        """Why transfers are settled as if the exchange's behaviour were unknown (``None``: the settings hold)."""
+        reason = self._redis.hget(self._key, "distrust")
+        return str(reason) if reason else None
+
+    def trust(self) -> None:
+        self._redis.hdel(self._key, "distrust", "distrust_ms")
+
     def halt(self, reason: str) -> None:
         """Stop every worker of the deployment until an operator recovers (best effort: Redis may be gone)."""
         with contextlib.suppress(redis.RedisError):
