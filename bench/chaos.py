@@ -1,13 +1,20 @@
 """The chaos run: record what was asked, break things on purpose, then check the invariants.
 
-N customers with full lifecycles; each event published 1–3 times and shuffled within a window; several worker
-processes, one of them killed with SIGKILL at random moments and restarted, all of them SIGTERMed once; the
-simulator injecting latency, 5xx, commit-then-drop, 429 bursts and slow responses; one Redis kill -9 and
-restart mid-run with the persistence the README recommends (AOF, appendfsync always). Then it waits for
-convergence, runs the invariant checker (``worker.verify``), greps every log line, metric and Redis value for
-every secret the simulator issued, and prints the figures. Exit status 1 on any violation or leak.
+N customers with full lifecycles and top-ups (``bench/chaos_upstream.py``); each event published 1–3 times and
+shuffled within a window; several worker processes, one of them killed with SIGKILL at random moments and
+restarted, all of them SIGTERMed once; the simulator injecting latency, 5xx, commit-then-drop, 429 bursts and slow
+responses, with customers trading and depositing on every sub-account that has a live key, transfers that fail
+after acceptance, and ledger and listing lags; one Redis kill -9 and restart with the persistence the README
+recommends (AOF, appendfsync always); then a **loss of Redis' state** mid-stream (restarted without persistence,
+or the keys flushed): the workers must halt, send nothing, and wait; the on-call runs ``provisioner recover``
+(adopting an older system's sub-accounts), the upstream re-publishes every event, and the on-call decides the
+transfers the exchange's records leave undecidable from the simulator's truth (``bench/chaos_oncall.py``).
+Then it waits for convergence, runs the invariant checker (``worker.verify``, with everything the upstream read
+from the outbound stream), greps every log line, metric and Redis value for every secret the simulator issued,
+and prints the figures. Exit status 1 on any violation or leak.
 
-    .venv/bin/python bench/chaos.py                       # 1 000 customers, 10 % faults
+    .venv/bin/python bench/chaos.py                       # 1 000 customers, 10 % faults, reject, state loss
+    .venv/bin/python bench/chaos.py --client-oid accept --ledger-context none    # the on-call decides
     .venv/bin/python bench/chaos.py --customers 50 --kills 2 --quick    # the CI size
 """
 
@@ -17,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +33,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +45,38 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from chaos_oncall import OnCall, recover  # noqa: E402
+from chaos_upstream import (  # noqa: E402
+    OutboundReader,
+    Upstream,
+    campaign,
+    deliveries,
+    legacy_events,
+)
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from sandbox import Exchange, SandboxConfig, start_server  # noqa: E402
 from tests.private_redis import PrivateRedis, free_port  # noqa: E402
+from worker.bootstrap import build_app  # noqa: E402
+from worker.exchange.models import AccountType, Direction  # noqa: E402
 from worker.runtime.broker import QUEUES, build_runtime  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-from worker.verify import check, read_events  # noqa: E402
+from worker.verify import MAX_FUNDING_ATTEMPTS, Violation, check, read_events  # noqa: E402
+
+WRITES = (
+    "add_sub_account",
+    "add_sub_account_api",
+    "modify_sub_account_api",
+    "delete_sub_account_api",
+    "transfer",
+    "submit_kyc",
+)
+"""The exchange's write endpoints: none may be called while the workers are halted."""
+HALTED_LINE = "no worker starts until an operator"
+"""What ``provisioner worker`` prints while it waits in its halted mode."""
+LOST_LINE = "state lost: halting every worker"
+"""The CRITICAL log line of a worker that found the state lost."""
+LOST_GAUGE = re.compile(r'^provisioner_state_lost\{kind="([a-z_]+)"\} 1\.0$', re.MULTILINE)
 
 
 def log(message: str) -> None:
@@ -59,6 +93,8 @@ class Worker:
         self.log = logdir / f"worker-{index}.log"
         self.threads = threads
         self.proc: subprocess.Popen[bytes] | None = None
+        self.held = False
+        """Not to be restarted by the supervisor (the run is restarting it itself)."""
 
     def start(self) -> None:
         out = self.log.open("ab")
@@ -117,66 +153,13 @@ class Worker:
         except httpx.HTTPError:
             return ""
 
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
 
-def lifecycles(n: int, run: str, rng: random.Random) -> list[dict[str, Any]]:
-    """Full lifecycles: every customer created and approved (one or two funding lines, sometimes above the cap);
-    half change IPs, a third rotate, a third are offboarded; a few are approved but never created."""
-    base = datetime.now(UTC) - timedelta(minutes=30)
-    events = []
-    for i in range(n):
-        customer = f"{run}-{i:05d}"
-        t = base + timedelta(seconds=i)
-
-        def ev(kind: str, offset: int, customer: str = customer, t: datetime = t, **data: Any) -> dict[str, Any]:
-            return {
-                "id": f"{customer}-{kind.split('.')[1]}-{offset}",
-                "type": kind,
-                "customer_id": customer,
-                "occurred_at": (t + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "data": data,
-            }
-
-        funding = [{"currency": "USDT", "amount": str(rng.choice([10, 25, 100, 250]))}]
-        if rng.random() < 0.2:
-            funding.append({"currency": "BTC", "amount": "0.01"})
-        if rng.random() < 0.05:
-            funding.append({"currency": "USDT", "amount": "20000"})  # above the per-customer cap: refused
-        never_created = rng.random() < 0.02
-        if not never_created:
-            events.append(ev("customer.created", 0))
-        events.append(
-            ev(
-                "customer.kyc_approved",
-                1,
-                permissions=rng.choice([["general", "spot"], ["general"], ["general", "spot", "futures"]]),
-                ip_whitelist=[f"203.0.113.{rng.randrange(1, 250)}"],
-                funding=funding,
-            )
-        )
-        if rng.random() < 0.5:
-            events.append(
-                ev(
-                    "customer.ip_changed",
-                    2,
-                    ip_whitelist=[f"198.51.100.{rng.randrange(1, 250)}", f"192.0.2.{rng.randrange(1, 250)}"],
-                )
-            )
-        if rng.random() < 0.33:
-            events.append(ev("customer.key_rotation_requested", 3))
-        if rng.random() < 0.33:
-            events.append(ev("customer.offboarded", 4))
-    return events
-
-
-def deliveries(events: list[dict[str, Any]], rng: random.Random, window: int = 64) -> list[dict[str, Any]]:
-    """Each event 1–3 times, shuffled within windows: at-least-once, duplicated, re-ordered."""
-    copies = [e for e in events for _ in range(rng.choice([1, 1, 2, 3]))]
-    out = []
-    for start in range(0, len(copies), window):
-        chunk = copies[start : start + window]
-        rng.shuffle(chunk)
-        out += chunk
-    return out
+    def log_since(self, offset: int) -> str:
+        with self.log.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", errors="replace")
 
 
 @click.command()
@@ -192,6 +175,39 @@ def deliveries(events: list[dict[str, Any]], rng: random.Random, window: int = 6
     show_default=True,
     help="The simulator's answer to a repeated clientOid.",
 )
+@click.option(
+    "--worker-client-oid",
+    type=click.Choice(["dedupe", "reject", "accept", "unknown"]),
+    default=None,
+    help="What the worker is told of it (PROVISIONER_CLIENT_OID_BEHAVIOUR) [default: the simulator's for "
+    "dedupe/reject, unknown for accept].",
+)
+@click.option(
+    "--ledger-context",
+    type=click.Choice(["order_id", "client_oid", "none"]),
+    default="order_id",
+    show_default=True,
+    help="What the Special Account's ledger names of a transfer.",
+)
+@click.option("--ledger-lag-ms", default=300, show_default=True, help="Ledger listing lag of the simulator.")
+@click.option("--listing-lag-ms", default=300, show_default=True, help="Sub-account and key listing lag.")
+@click.option(
+    "--activity-rate", default=0.1, show_default=True, help="Customer events per second per live sub-account."
+)
+@click.option("--deposit-share", default=0.3, show_default=True, help="Share of customer events that are deposits.")
+@click.option("--topup-share", default=0.3, show_default=True, help="Share of customers with top-ups.")
+@click.option("--transfer-failure-share", default=0.02, show_default=True, help="Accepted transfers that fail.")
+@click.option("--transfer-processing-ms", default=200, show_default=True)
+@click.option(
+    "--state-loss",
+    type=click.Choice(["restart", "flush", "none"]),
+    default="restart",
+    show_default=True,
+    help="Lose Redis' state mid-stream: restart it without persistence, or flush the run's keys.",
+)
+@click.option(
+    "--adopt", default=-1, help="Older system's sub-accounts adopted at the recovery [default: 1 %, at least 2]."
+)
 @click.option("--seed", default=1, show_default=True)
 @click.option(
     "--publish-rate",
@@ -200,6 +216,12 @@ def deliveries(events: list[dict[str, Any]], rng: random.Random, window: int = 6
     help="Deliveries per second (default: spread over the chaos actions, so they happen mid-stream).",
 )
 @click.option("--timeout", default=1800, show_default=True, help="Seconds to wait for convergence.")
+@click.option(
+    "--patience",
+    default=180,
+    show_default=True,
+    help="Give up once the same violations stood this long with nothing in flight.",
+)
 @click.option("--quick", is_flag=True, help="Shorter waits between chaos actions (the CI size).")
 @click.option("--out", default="bench/results/chaos.json", show_default=True)
 def main(
@@ -209,9 +231,21 @@ def main(
     fault_rate: float,
     kills: int,
     client_oid: str,
+    worker_client_oid: str | None,
+    ledger_context: str,
+    ledger_lag_ms: int,
+    listing_lag_ms: int,
+    activity_rate: float,
+    deposit_share: float,
+    topup_share: float,
+    transfer_failure_share: float,
+    transfer_processing_ms: int,
+    state_loss: str,
+    adopt: int,
     seed: int,
     publish_rate: float,
     timeout: int,
+    patience: int,
     quick: bool,
     out: str,
 ) -> None:
@@ -219,22 +253,31 @@ def main(
     rng = random.Random(seed)
     run = f"chaos{uuid.uuid4().hex[:6]}"
     logdir = Path(tempfile.mkdtemp(prefix="chaos-logs-"))
+    worker_client_oid = worker_client_oid or (client_oid if client_oid != "accept" else "unknown")
+    if adopt < 0:
+        adopt = max(2, customers // 100) if state_loss != "none" else 0
     rate = fault_rate / 4
+    faults = {
+        "latency_ms": 10,
+        "latency_jitter_ms": 20,
+        "rate_5xx": rate,
+        "rate_drop": rate,
+        "rate_429": rate,
+        "rate_slow": rate,
+        "slow_ms": 3000,
+        "burst_429_ms": 300,
+    }
     config = SandboxConfig.from_dict(
         {
             "seed": seed,
             "broker_quota": 40_000,
             "duplicate_client_oid": client_oid,
-            "faults": {
-                "latency_ms": 10,
-                "latency_jitter_ms": 20,
-                "rate_5xx": rate,
-                "rate_drop": rate,
-                "rate_429": rate,
-                "rate_slow": rate,
-                "slow_ms": 3000,
-                "burst_429_ms": 300,
-            },
+            "ledger_context": ledger_context,
+            "ledger_lag_ms": ledger_lag_ms,
+            "listing_lag_ms": listing_lag_ms,
+            "transfer_failure_share": transfer_failure_share,
+            "transfer_processing_ms": transfer_processing_ms,
+            "activity": {"rate_per_s": activity_rate, "deposit_share": deposit_share},
         }
     )
     exchange = Exchange(config)
@@ -245,12 +288,23 @@ def main(
         "threads": threads,
         "fault_rate": fault_rate,
         "client_oid": client_oid,
+        "worker_client_oid": worker_client_oid,
+        "ledger_context": ledger_context,
+        "ledger_lag_ms": ledger_lag_ms,
+        "listing_lag_ms": listing_lag_ms,
+        "activity_rate": activity_rate,
+        "transfer_failure_share": transfer_failure_share,
+        "state_loss_mode": state_loss,
         "seed": seed,
+        "run": run,
+        "logs": str(logdir),
     }
     workers: list[Worker] = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     store.start()
+    upstream: Upstream | None = None
+    reader: OutboundReader | None = None
     try:
         with start_server(exchange) as server:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "PROMETHEUS"))}
@@ -258,6 +312,7 @@ def main(
                 {
                     "REDIS_URL": store.url,
                     "PROVISIONER_REDIS_PREFIX": run,
+                    "PROVISIONER_STATE_DIR": str(logdir / "state"),
                     "KUCOIN_BROKER_BASE_URL": server.url,
                     "KUCOIN_SPOT_BASE_URL": server.url,
                     "KUCOIN_HTTP_CONNECT_TIMEOUT": "1",
@@ -265,10 +320,13 @@ def main(
                     "KUCOIN_HTTP_WRITE_TIMEOUT": "1",
                     "KUCOIN_HTTP_POOL_TIMEOUT": "1",
                     "PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS": "2000",
+                    "PROVISIONER_CLIENT_OID_BEHAVIOUR": worker_client_oid,
+                    "PROVISIONER_LEDGER_LAG_MS": str(ledger_lag_ms + 1000),
                     "PROVISIONER_RECOVERY_SECONDS": "10",
                     "PROVISIONER_LOCK_TTL_MS": "10000",
                     "PROVISIONER_ROTATION_GRACE_SECONDS": "2",
                     "PROVISIONER_BROKER_QUOTA": "40000",
+                    "PROVISIONER_MANAGEMENT_QUOTA": "40000",
                     "PROVISIONER_MIN_BACKOFF_MS": "200",
                     "PROVISIONER_MAX_BACKOFF_MS": "5000",
                     "PROVISIONER_MAX_RETRIES": "20",
@@ -279,74 +337,95 @@ def main(
                 }
             )
             settings, _ = Settings.from_env(env)
+            legacy_uids = _older_system(settings, adopt, run)
+            exchange.update_config({"faults": faults})
             runtime = build_runtime(settings, registry=CollectorRegistry())
+            app = runtime.app
             publisher = runtime.publisher()
-            workers.extend(Worker(i, env, logdir, threads) for i in range(worker_count))
-            for w in workers:
-                w.start()
-            events = lifecycles(customers, run, rng)
-            plan = deliveries(events, rng)
-            events_path = logdir / "events.jsonl"
-            events_path.write_text("".join(json.dumps(e) + "\n" for e in plan))
-            figures |= {"events": len(events), "deliveries": len(plan)}
-            log(f"{customers} customers, {len(events)} events, {len(plan)} deliveries; logs in {logdir}")
+            plan = campaign(customers, run, rng, topup_share=topup_share, legacy=adopt)
+            plan_deliveries = deliveries(plan.events, rng)
+            figures |= {
+                "events": len(plan.events),
+                "deliveries": len(plan_deliveries),
+                "topup_events": sum(e["type"] == "customer.funding_requested" for e in plan.events),
+                "late_topups": len(plan.late),
+                "cap_topup_lines": plan.cap_lines,
+                "adopted": adopt,
+            }
+            log(
+                f"{customers} customers, {len(plan.events)} events, {len(plan_deliveries)} deliveries; logs in {logdir}"
+            )
+
+            def stored(customer: str, event_id: str) -> bool:
+                ref = app.policy.naming.customer_ref(customer)
+                return bool(app.redis.hexists(app.keys.events(ref), event_id) or app.redis.exists(app.keys.closed(ref)))
 
             pause = (3, 8) if quick else (8, 20)
             if publish_rate <= 0:
-                publish_rate = len(plan) / ((kills + 2) * sum(pause) / 2 * 0.9)
+                publish_rate = len(plan_deliveries) / ((kills + 3) * sum(pause) / 2 * 0.9)
             log(f"publishing at {publish_rate:.0f} deliveries/s")
-            progress = {"published": 0}
-            chaos = Counter()
+            upstream = Upstream(publisher.publish, stored, plan.late, rate=publish_rate)
+            reader = OutboundReader(store.url, app.keys.outbound)
+            offboarded = plan.offboarded | set(plan.legacy[::2])
+            oncall = OnCall(
+                settings,
+                lambda: list(exchange.state_snapshot()["transfers"]),
+                lambda customer: customer in offboarded,
+                log,
+            )
+            workers.extend(Worker(i, env, logdir, threads) for i in range(worker_count))
+            for w in workers:
+                w.start()
+            chaos: Counter[str] = Counter()
             started = time.monotonic()
-
-            def publish_all() -> None:
-                for event in plan:
-                    while True:
-                        try:
-                            publisher.publish(json.dumps(event))
-                            break
-                        except (redis.RedisError, OSError):
-                            time.sleep(0.2)  # Redis is being restarted: publish again (at-least-once)
-                    progress["published"] += 1
-                    time.sleep(1 / publish_rate)
 
             def supervise() -> None:
                 """A process manager: restarts a worker whose master exited (dramatiq stops when a process dies)."""
                 while not stop.is_set():
                     for w in workers:
-                        if not w.alive() and not getattr(w, "held", False):
+                        if not w.alive() and not w.held:
                             w.wait(1)
                             w.start()
                             chaos["restarts"] += 1
                     stop.wait(0.5)
 
-            publisher_thread = threading.Thread(target=publish_all, daemon=True)
-            supervisor = threading.Thread(target=supervise, daemon=True)
-            publisher_thread.start()
-            supervisor.start()
-            total = len(plan)
+            def on_call() -> None:
+                while not stop.wait(5):
+                    oncall.round()
+
+            reader.start()
+            upstream.start(plan_deliveries)
+            for target in (supervise, on_call):
+                threading.Thread(target=target, daemon=True).start()
+            total = len(plan_deliveries)
             done_term = done_redis = False
-            while chaos["kills"] < kills or not done_term or not done_redis:
+            done_loss = state_loss == "none"
+            while chaos["kills"] < kills or not done_term or not done_redis or not done_loss:
                 time.sleep(rng.uniform(*pause))
-                share = progress["published"] / total
-                if not done_term and share >= 0.4:
+                share = upstream.published / total
+                if not done_term and share >= 0.3:
                     log("SIGTERM to every worker")
                     for w in workers:
-                        w.held = True  # type: ignore[attr-defined]
+                        w.held = True
                         w.terminate()
                     for w in workers:
                         w.wait()
                         w.start()
-                        w.held = False  # type: ignore[attr-defined]
+                        w.held = False
                     chaos["sigterms"] += 1
                     done_term = True
-                elif not done_redis and share >= 0.6:
+                elif not done_redis and share >= 0.45:
                     log("kill -9 Redis, restart it from its AOF")
                     store.kill()
                     time.sleep(2)
                     store.start()
                     chaos["redis_restarts"] += 1
                     done_redis = True
+                elif not done_loss and done_redis and share >= 0.6:
+                    figures["state_loss"] = lose_state(
+                        state_loss, store, workers, exchange, env, upstream, plan, legacy_uids, rng, logdir
+                    )
+                    done_loss = True
                 elif chaos["kills"] < kills:
                     victim = rng.choice(workers)
                     pids = victim.children()
@@ -354,22 +433,47 @@ def main(
                         os.kill(rng.choice(pids), signal.SIGKILL)
                         chaos["kills"] += 1
                         log(f"kill -9 worker {victim.index} ({chaos['kills']}/{kills}), {share:.0%} published")
-            publisher_thread.join()
+            upstream.close()
+            upstream.join()
             published_at = time.monotonic()
-            log(f"all {total} deliveries published after {published_at - started:.0f}s; waiting for convergence")
-            violations, converged_at = converge(runtime, events_path, server.url, exchange, settings, timeout)
+            log(
+                f"all {upstream.published} deliveries published after {published_at - started:.0f}s "
+                f"({upstream.republished} re-published); waiting for convergence"
+            )
+            published = list(upstream.sent.values())
+            events_path = logdir / "events.jsonl"
+            events_path.write_text("".join(json.dumps(e) + "\n" for e in published))
+            violations, converged_at = converge(
+                runtime, events_path, server.url, exchange, settings, reader, timeout, patience
+            )
             stop.set()
+            violations += late_topups_paid(exchange, app.policy.naming, plan.late, upstream.sent)
             figures |= {
                 "chaos": dict(chaos),
                 "violations": [v.__dict__ for v in violations],
                 "publish_s": round(published_at - started, 1),
                 "converge_after_publish_s": round(converged_at - published_at, 1) if converged_at else None,
                 "total_s": round((converged_at or time.monotonic()) - started, 1),
+                "published": upstream.published,
+                "republished": upstream.republished,
+                "late_topups_held_back": upstream.held_back,
+                "late_topups_never_sent": upstream.unsent_late,
+                "operator": {
+                    "decisions": dict(oncall.decisions),
+                    "retries": oncall.retries,
+                    "refused_to_act": dict(oncall.refusals),
+                    "decided": oncall.decided,
+                },
+                "outbound": dict(Counter(e.get("type") for e in reader.events)),
+                "funding_refused": _refusal_reasons(reader.events),
             }
+            figures["journals"] = journals_of(app, violations)
             state = exchange.state_snapshot()
             figures["exchange_calls"] = sum(state["stats"]["requests"].values())
             figures["faults_injected"] = state["stats"]["faults"]
             figures["exchange_429s"] = state["stats"]["rateLimited"]
+            figures["activity"] = state["stats"]["activity"]
+            figures["transfers"] = dict(Counter(f"{t['direction']}:{t['status']}" for t in state["transfers"]))
             figures["dead_letters"] = [d.summary() for d in runtime.dead_letters().list()]
             metrics_text = "\n".join(w.scrape() for w in workers)
             _stop_workers(workers)
@@ -379,11 +483,170 @@ def main(
     finally:
         # whatever ended the run (an error, SIGTERM, a closed stdout), leave no worker or Redis running
         stop.set()
+        if upstream is not None:
+            upstream.stop()
+        if reader is not None:
+            reader.stop()
         for w in workers:
             w.kill()
         store.stop()
     report(figures, out)
-    sys.exit(1 if figures["violations"] or figures["secret_hits"] or figures["converge_after_publish_s"] is None else 0)
+    failed = figures["violations"] or figures["secret_hits"] or figures["converge_after_publish_s"] is None
+    loss = figures.get("state_loss") or {}
+    failed = failed or (state_loss != "none" and not loss.get("all_halted"))
+    sys.exit(1 if failed else 0)
+
+
+def _older_system(settings: Settings, count: int, run: str) -> list[str]:
+    """Sub-accounts an older system created and funded (40 USDT under its own clientOid), to be adopted at the
+    recovery. Made before the faults are switched on."""
+    if not count:
+        return []
+    app = build_app(settings)
+    uids = []
+    try:
+        for i in range(count):
+            sub = app.exchange.sub_accounts.add(account_name=f"old{run[5:]}x{i:03d}")
+            app.exchange.transfers.transfer(
+                currency="USDT",
+                amount=Decimal(40),
+                direction=Direction.OUT,
+                account_type=AccountType.MAIN,
+                special_uid=sub.uid,
+                special_account_type=AccountType.TRADE,
+                client_oid=f"older-system-{run}-{i}",
+            )
+            uids.append(sub.uid)
+    finally:
+        app.close()
+    return uids
+
+
+def lose_state(
+    mode: str,
+    store: PrivateRedis,
+    workers: list[Worker],
+    exchange: Exchange,
+    env: dict[str, str],
+    upstream: Upstream,
+    plan: Any,
+    legacy_uids: list[str],
+    rng: random.Random,
+    logdir: Path,
+) -> dict[str, Any]:
+    """Lose Redis' state under the running workers; check that every one halts and nothing is sent while they
+    are halted; recover as the on-call would (adopting the older system's sub-accounts); re-publish everything."""
+    offsets = {w.index: w.log_size() for w in workers}
+    writes_before = _write_calls(exchange)
+    lost_at = time.monotonic()
+    if mode == "restart":
+        log("state loss: kill -9 Redis, restart it WITHOUT persistence (empty)")
+        store.kill()
+        store.durable = False
+        store.start()
+    else:
+        log("state loss: FLUSHDB under the running workers")
+        client = redis.Redis.from_url(store.url)
+        client.flushdb()
+        client.close()
+    halted: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + 180
+    while len(halted) < len(workers) and time.monotonic() < deadline:
+        for w in workers:
+            if w.index in halted:
+                continue
+            gauge = LOST_GAUGE.findall(w.scrape())
+            text = w.log_since(offsets[w.index])
+            if gauge and HALTED_LINE in text:
+                halted[w.index] = {
+                    "after_s": round(time.monotonic() - lost_at, 1),
+                    "gauge_kinds": sorted(set(gauge)),
+                    "found_it_running": LOST_LINE in text,
+                }
+        time.sleep(1)
+    all_halted = len(halted) == len(workers)
+    log(f"state loss: {len(halted)}/{len(workers)} workers halted: {halted}")
+    writes_at_halt = _write_calls(exchange)
+    time.sleep(5)
+    writes_after = _write_calls(exchange)
+    client = redis.Redis.from_url(store.url, decode_responses=True)
+    halt_reason = client.hget(f"{env['PROVISIONER_REDIS_PREFIX']}:state", "halted")
+    client.close()
+    adopt_file = None
+    if legacy_uids:
+        adopt_file = logdir / "adopt.csv"
+        adopt_file.write_text(
+            "customer_id,uid\n" + "".join(f"{c},{u}\n" for c, u in zip(plan.legacy, legacy_uids, strict=True))
+        )
+    answer = recover(env, adopt_file, log)
+    log(f"provisioner recover: {answer}")
+    adopted_at = datetime.now(UTC)
+    legacy = [e for i, c in enumerate(plan.legacy) for e in legacy_events(c, rng, adopted_at, offboard=i % 2 == 0)]
+    again = deliveries([*plan.events, *legacy], rng)
+    upstream.republish(list({id(e): e for e in again}.values()))
+    log(f"re-publishing {upstream.republished} events ({len(legacy)} of the older system's customers)")
+    return {
+        "mode": mode,
+        "all_halted": all_halted,
+        "halted": halted,
+        "halt_reason": halt_reason,
+        "exchange_writes_from_loss_to_halt": _diff(writes_at_halt, writes_before),
+        "exchange_writes_while_halted": _diff(writes_after, writes_at_halt),
+        "recover": answer,
+        "halted_to_recovered_s": round(time.monotonic() - lost_at, 1),
+    }
+
+
+def _write_calls(exchange: Exchange) -> dict[str, int]:
+    requests = exchange.state_snapshot()["stats"]["requests"]
+    return {name: int(requests.get(name, 0)) for name in WRITES}
+
+
+def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+def _refusal_reasons(events: list[dict[str, Any]]) -> dict[str, int]:
+    reasons: Counter[str] = Counter()
+    for e in events:
+        if e.get("type") == "funding.refused":
+            reason = str(e.get("reason"))
+            reasons[re.sub(r"[0-9.]+", "N", reason)[:70]] += 1
+    return dict(reasons)
+
+
+def late_topups_paid(
+    exchange: Exchange, naming: Any, late: dict[str, str], sent: dict[str, dict[str, Any]]
+) -> list[Violation]:
+    """A top-up published once its customer's offboarding was stored must never be paid."""
+    oids: dict[str, str] = {}
+    for event_id in late:
+        event = sent.get(event_id)
+        if event is None:
+            continue
+        ref = naming.customer_ref(event["customer_id"])
+        for attempt in range(MAX_FUNDING_ATTEMPTS):
+            oids[naming.funding_client_oid(ref, f"{event_id}#0", attempt)] = event["customer_id"]
+    return [
+        Violation(oids[t["clientOid"]], "a top-up after the offboarding is never paid", f"order {t['orderId']}")
+        for t in exchange.state_snapshot()["transfers"]
+        if t["clientOid"] in oids and t["status"] != "FAILURE"
+    ]
+
+
+def journals_of(app: Any, violations: list[Violation], customers: int = 12) -> dict[str, list[str]]:
+    """The journal of the first customers with a violation, one line per entry (for the report)."""
+    out: dict[str, list[str]] = {}
+    for customer in dict.fromkeys(v.customer for v in violations if v.customer != "-"):
+        if len(out) >= customers:
+            break
+        ref = app.policy.naming.customer_ref(customer)
+        lines = []
+        for entry in app.store.journal(ref, count=10_000):
+            detail = {k: v for k, v in entry.items() if k not in ("at_ms", "actor", "action") and v is not None}
+            lines.append(f"{entry.get('at_ms')} {entry.get('actor')} {entry.get('action')} {json.dumps(detail)[:300]}")
+        out[f"{customer} ({ref})"] = lines
+    return out
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -398,14 +661,23 @@ def _stop_workers(workers: list[Worker]) -> None:
 
 
 def converge(
-    runtime: Any, events_path: Path, sandbox_url: str, exchange: Exchange, settings: Settings, timeout: float
-) -> tuple[list[Any], float | None]:
-    """Wait until nothing is in flight, then check; keep checking until clean or out of time."""
+    runtime: Any,
+    events_path: Path,
+    sandbox_url: str,
+    exchange: Exchange,
+    settings: Settings,
+    reader: OutboundReader,
+    timeout: float,
+    patience: float,
+) -> tuple[list[Violation], float | None]:
+    """Wait until nothing is in flight, then check; keep checking until clean, out of time, or the same violations
+    stood ``patience`` seconds (the on-call keeps deciding blocked transfers meanwhile)."""
     from cli.verify_cmd import key_probe
 
     app = runtime.app
     deadline = time.monotonic() + timeout
-    violations: list[Any] = []
+    violations: list[Violation] = []
+    standing: tuple[set[Violation], float] = (set(), time.monotonic())
     while time.monotonic() < deadline:
         try:
             busy = _in_flight(runtime)
@@ -413,6 +685,7 @@ def converge(
             time.sleep(1)
             continue
         if busy:
+            standing = (standing[0], time.monotonic())
             time.sleep(2)
             continue
         # The system is quiet: stop the faults so the checker's own reads (key probes) are not broken.
@@ -428,6 +701,7 @@ def converge(
                 }
             }
         )
+        reader.read()
         letters = [d.summary() for d in runtime.dead_letters().list()]
         with events_path.open() as lines:
             violations = check(
@@ -440,9 +714,15 @@ def converge(
                 probe=key_probe(sandbox_url),  # type: ignore[arg-type]
                 funding_caps=settings.funding_cap_per_customer,
                 dead_letters=letters,
+                outbound=reader.events,
             )
         if not violations:
             return [], time.monotonic()
+        if set(violations) != standing[0]:
+            standing = (set(violations), time.monotonic())
+        elif time.monotonic() - standing[1] > patience:
+            log(f"the same {len(violations)} violation(s) stood {patience:.0f}s with nothing in flight: giving up")
+            return violations, None
         log(f"{len(violations)} violation(s) still; e.g. {violations[0]}")
         time.sleep(5)
     return violations, None
@@ -465,25 +745,31 @@ def _in_flight(runtime: Any) -> int:
 
 
 def scan_logs(logdir: Path, workers: int) -> dict[str, Any]:
-    """Retries, tracebacks and criticals from the workers' JSON logs."""
-    retries = failures = criticals = tracebacks = lines = 0
+    """Retries, tracebacks, criticals and state-loss lines from the workers' logs."""
+    retries = failures = criticals = tracebacks = lines = lost = halted = 0
     for path in logdir.glob("worker-*.log"):
         for raw in path.read_text(errors="replace").splitlines():
             lines += 1
+            halted += HALTED_LINE in raw
             try:
                 entry = json.loads(raw)
             except ValueError:
                 tracebacks += raw.startswith("Traceback")
                 continue
+            if not isinstance(entry, dict):
+                continue
             if entry.get("event") == "message failed":
                 failures += 1
                 retries += bool(entry.get("will_retry"))
             criticals += entry.get("level") == "critical"
+            lost += LOST_LINE in str(entry.get("event"))
     return {
         "log_lines": lines,
         "message_failures": failures,
         "retries": retries,
         "critical_logs": criticals,
+        "state_lost_logs": lost,
+        "halted_mode_lines": halted,
         "raw_tracebacks": tracebacks,
     }
 
@@ -516,26 +802,43 @@ def secret_hits(exchange: Exchange, settings: Settings, redis_url: str, logdir: 
 def report(figures: dict[str, Any], out: str) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    loss = figures.get("state_loss") or {}
+    operator = figures.get("operator") or {}
     rows = [
         ("customers / events / deliveries", f"{figures['customers']} / {figures['events']} / {figures['deliveries']}"),
+        (
+            "clientOid sim / worker, ledger",
+            f"{figures['client_oid']} / {figures['worker_client_oid']}, "
+            f"{figures['ledger_context']} (lag {figures['ledger_lag_ms']} ms)",
+        ),
         ("workers x threads", f"{figures['workers']} x {figures['threads']}"),
-        ("exchange calls", figures["exchange_calls"]),
-        ("faults injected", json.dumps(figures["faults_injected"], sort_keys=True)),
-        ("exchange 429s", figures["exchange_429s"]),
-        ("chaos", json.dumps(figures["chaos"], sort_keys=True)),
-        ("message failures / retries", f"{figures['message_failures']} / {figures['retries']}"),
-        ("dead letters", len(figures["dead_letters"])),
-        ("publish time", f"{figures['publish_s']} s"),
-        ("converged after last publish", f"{figures['converge_after_publish_s']} s"),
-        ("secret hits", len(figures["secret_hits"])),
-        ("violations", len(figures["violations"])),
+        ("published (re-published)", f"{figures.get('published')} ({figures.get('republished')})"),
+        ("exchange calls", figures.get("exchange_calls")),
+        ("faults injected", json.dumps(figures.get("faults_injected"), sort_keys=True)),
+        ("exchange 429s", figures.get("exchange_429s")),
+        ("customer activity", json.dumps(figures.get("activity"), sort_keys=True)),
+        ("transfers", json.dumps(figures.get("transfers"), sort_keys=True)),
+        ("chaos", json.dumps(figures.get("chaos"), sort_keys=True)),
+        (
+            "state loss",
+            f"{loss.get('mode', 'none')}: {len(loss.get('halted') or {})}/{figures['workers']} halted, "
+            f"writes while halted {loss.get('exchange_writes_while_halted')}",
+        ),
+        ("operator decisions / retries", f"{json.dumps(operator.get('decisions'))} / {operator.get('retries')}"),
+        ("outbound", json.dumps(figures.get("outbound"), sort_keys=True)),
+        ("message failures / retries", f"{figures.get('message_failures')} / {figures.get('retries')}"),
+        ("dead letters", len(figures.get("dead_letters") or [])),
+        ("publish time", f"{figures.get('publish_s')} s"),
+        ("converged after last publish", f"{figures.get('converge_after_publish_s')} s"),
+        ("secret hits", len(figures.get("secret_hits") or [])),
+        ("violations", len(figures.get("violations") or [])),
     ]
     click.echo("")
     for name, value in rows:
         click.echo(f"{name:>32}  {value}")
-    for v in figures["violations"][:20]:
+    for v in (figures.get("violations") or [])[:20]:
         click.echo(f"  VIOLATION {v['customer']}: {v['invariant']}: {v['detail']}")
-    for hit in figures["secret_hits"][:20]:
+    for hit in (figures.get("secret_hits") or [])[:20]:
         click.echo(f"  SECRET FOUND {hit}")
     click.echo(f"\nwrote {out}")
 

@@ -1,0 +1,157 @@
+"""The chaos run's on-call engineer: what a human does with the worker's blocked customers and its lost state.
+
+- ``OnCall.round``: every customer with a blocked step (``{prefix}:blocked``). A transfer blocked for a manual
+  verdict (the exchange's records could not tell) is decided from the truth — the simulator's record of a
+  transfer under that clientOid: SUCCESS → committed (with its orderId), none or only FAILURE → not committed, or
+  refused where the customer was offboarded, PROCESSING → look again later — through
+  ``worker.provisioning.operator.settle_transfer``, as ``provisioner customer settle-transfer`` would. A funding
+  line blocked because the exchange reported its transfer FAILURE is retried (``provisioner customer retry``:
+  the next clientOid). Each round builds its app afresh, as each CLI invocation would, so a recovery in between
+  is seen; while the state is lost every tool refuses (``StateLost``) and the round does nothing.
+- ``recover``: ``provisioner recover --yes --json`` as a subprocess with the run's environment (re-run until it
+  gets through the exchange's faults), with the older system's sub-accounts to adopt.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from handlers import steps
+from handlers.records import IntentKind
+from worker.bootstrap import build_app
+from worker.provisioning.operator import OperatorError, TransferVerdict, settle_transfer
+from worker.settings import Settings
+from worker.store.epoch import StateLost
+
+__all__ = ["OnCall", "recover"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class OnCall:
+    def __init__(
+        self,
+        settings: Settings,
+        transfers: Callable[[], list[Mapping[str, Any]]],
+        offboarded: Callable[[str], bool],
+        log: Callable[[str], None],
+    ) -> None:
+        self._settings = settings
+        self._transfers = transfers
+        self._offboarded = offboarded
+        self._log = log
+        self.decisions: Counter[str] = Counter()
+        self.retries = 0
+        self.refusals: Counter[str] = Counter()
+        """Why a tool refused to act (state lost, customer busy, ...)."""
+        self.decided: list[dict[str, Any]] = []
+
+    def round(self) -> int:
+        """Act on every blocked customer once; returns how many actions were taken."""
+        try:
+            app = build_app(self._settings, wait_for_quota=True)
+        except redis.RedisError:
+            return 0
+        acted = 0
+        try:
+            refs = [str(r) for r in app.redis.zrange(app.keys.blocked, 0, -1)]
+            truth: dict[str, list[Mapping[str, Any]]] | None = None
+            for ref in refs:
+                record = app.store.load(ref)
+                if record is None:
+                    continue
+                retry = False
+                for step, block in sorted(record.blocked.items()):
+                    if block.manual and block.intent is not None and block.intent.kind is IntentKind.TRANSFER:
+                        if truth is None:
+                            truth = {}
+                            for t in self._transfers():
+                                truth.setdefault(str(t["clientOid"]), []).append(t)
+                        acted += self._decide(app, ref, record.customer_id, step, block.intent.token, truth)
+                    elif not block.manual and step.startswith(steps.fund("")) and "FAILED" in block.reason:
+                        retry = True
+                if retry:
+                    acted += self._retry(app, ref)
+        except StateLost as exc:
+            self.refusals[f"state lost ({exc.kind})"] += 1
+        except redis.RedisError:
+            self.refusals["redis unavailable"] += 1
+        finally:
+            app.close()
+        return acted
+
+    def _decide(
+        self,
+        app: Any,
+        ref: str,
+        customer: str,
+        step: str,
+        client_oid: str,
+        truth: Mapping[str, list[Mapping[str, Any]]],
+    ) -> int:
+        found = truth.get(client_oid, [])
+        if any(t["status"] == "PROCESSING" for t in found):
+            return 0
+        done = [t for t in found if t["status"] == "SUCCESS"]
+        if done:
+            verdict, order_id = TransferVerdict.COMMITTED, str(done[0]["orderId"])
+        elif self._offboarded(customer):
+            verdict, order_id = TransferVerdict.REFUSED, None
+        else:
+            verdict, order_id = TransferVerdict.NOT_COMMITTED, None
+        try:
+            settle_transfer(
+                app,
+                ref,
+                step,
+                verdict=verdict,
+                order_id=order_id,
+                who="chaos on-call",
+                note=f"the exchange shows {len(done)} successful transfer(s) under {client_oid}",
+            )
+        except OperatorError as exc:
+            self.refusals[str(exc)[:60]] += 1
+            return 0
+        self.decisions[verdict.value] += 1
+        self.decided.append({"customer": customer, "step": step, "client_oid": client_oid, "verdict": verdict.value})
+        self._log(f"on-call: {customer} {step}: {verdict.value}")
+        return 1
+
+    def _retry(self, app: Any, ref: str) -> int:
+        """``provisioner customer retry``: the blocked funding line goes out again under its next clientOid."""
+        try:
+            app.reconciler.run(ref, retry_blocked=True)
+        except StateLost:
+            raise
+        except Exception as exc:  # a retry the exchange fails is tried again next round
+            self.refusals[f"retry: {type(exc).__name__}"] += 1
+        self.retries += 1
+        return 1
+
+
+def recover(env: dict[str, str], adopt: Path | None, log: Callable[[str], None], attempts: int = 20) -> dict[str, Any]:
+    """``provisioner recover --yes --json`` (with ``--adopt``), re-run until the exchange's faults let it list every
+    sub-account. Returns its JSON answer and how many runs it took."""
+    argv = [sys.executable, "-m", "cli", "recover", "--yes", "--json"]
+    if adopt is not None:
+        argv += ["--adopt", str(adopt)]
+    last = ""
+    for attempt in range(1, attempts + 1):
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode == 0:
+            answer: dict[str, Any] = json.loads(done.stdout)
+            answer["runs"] = attempt
+            return answer
+        last = (done.stderr or done.stdout).strip()[-300:]
+        log(f"provisioner recover failed (run {attempt}): {last}")
+        time.sleep(1)
+    raise RuntimeError(f"provisioner recover did not get through in {attempts} runs: {last}")
