@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,10 +17,18 @@ from handlers.records import TransferStatus
 from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
+from worker.bootstrap import App, state_mirror
 from worker.exchange import RetryableError
 from worker.recovery import recover
+from worker.store.epoch import Mirror, MirrorEntry, StateGuard
 from worker.verify import Violation, check
+
+
+@pytest.fixture
+def rig_redis(redis_url: str, key_prefix: str) -> Iterator[Rig]:
+    rig = Rig(redis_url, key_prefix)
+    yield rig
+    rig.close()
 
 
 def outbound(app: App) -> list[dict[str, Any]]:
@@ -161,3 +170,46 @@ def test_a_failed_read_of_a_ledger_entrys_transfer_is_retried_not_left_to_an_ope
         assert record.transfers["chaos-lookup-5xx-kyc_approved#0"].status is TransferStatus.COMMITTED
     finally:
         rig.close()
+
+
+class _WriteDuringRead(Mirror):
+    """This host's mirror, read while another worker process of the host commits a write and notes it before its
+    exchange write (``StateGuard.persist``): what happens when a worker starts while the others are busy."""
+
+    def __init__(self, mirror: Mirror, other_process_writes: Callable[[], None]) -> None:
+        super().__init__(mirror.directory, mirror._identity)
+        self._other = other_process_writes
+
+    def read(self) -> MirrorEntry | None:
+        self._other()
+        return super().read()
+
+
+def test_a_worker_starting_while_others_write_does_not_take_it_for_a_rollback(rig_redis: Rig) -> None:
+    """Found by ``bench/chaos.py --customers 50 --kills 2 --quick --client-oid accept --ledger-context client_oid
+    --state-loss flush`` (seed 1): two seconds after ``provisioner recover``, while the workers came out of their
+    halted mode one by one and the first were already storing the re-published events, two workers halted the
+    whole deployment again: "state lost (rolled_back): Redis is at write 122 of epoch 64d5…, but this host saw
+    write 124" (events ``…-00011-created`` and ``…-00013-created``); the host's mirror held 124 (the ``.proc`` file
+    of a busy worker process), and Redis lost nothing.
+
+    ``StateGuard.establish`` reads Redis' write count first and the host's mirror second; a worker process of the
+    same host that commits and notes its count in between (``persist``, before every exchange write) makes Redis
+    look behind the mirror. Reading the mirror first would leave no such window."""
+    rig = rig_redis
+    ev = events_for("chaos-busy-host")
+    ref, _ = rig.publish(ev["created"], ev["kyc"])
+    rig.settle(ref)
+
+    def another_process_writes() -> None:
+        rig.publish(ev["ip"])  # a guarded write (the event is stored) ...
+        rig.app.state.persist()  # ... noted in the host's mirror before its exchange write
+
+    starting = StateGuard(
+        rig.app.redis,
+        rig.app.keys,
+        _WriteDuringRead(state_mirror(rig.settings), another_process_writes),
+        clock=rig.clock,
+    )
+    starting.establish()  # raises StateLost("rolled_back") although nothing was lost
+    assert starting.epoch is not None and starting.epoch.id == rig.app.state.epoch.id
