@@ -292,8 +292,9 @@ class StateGuard:
         ``StateLost``."""
         with self._lock:
             now = self._now_ms()
-            stored = self._read()
+            # the mirror first: a process of this host may commit and note a write meanwhile, which Redis then holds
             mirrored = self._mirror.read() if self._mirror is not None else None
+            stored = self._read()
             if stored is None:
                 if mirrored is not None:
                     raise StateLost(
@@ -330,8 +331,8 @@ class StateGuard:
         """What ``establish`` would refuse, without creating anything: ``None`` when the state is sound, a
         ``StateLost`` of kind ``uninitialised`` when nothing shows earlier state (a worker would start afresh)."""
         try:
-            stored = self._read()
             mirrored = self._mirror.read() if self._mirror is not None else None
+            stored = self._read()
             if (
                 stored is None
                 and mirrored is None
