@@ -11,6 +11,8 @@ the same development defaults, so worker and simulator agree with no configurati
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +25,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
+    "API_WITHHELD",
+    "DEV_DEFAULT_API_SETTINGS",
     "DEV_DEFAULT_SECRETS",
     "Environment",
     "KucoinCredentials",
+    "Profile",
     "Settings",
     "SettingsError",
     "ignored_proxy_variables",
@@ -50,9 +55,41 @@ DEV_DEFAULT_SECRETS: Mapping[str, str] = {
     # Fernet keys (url-safe base64 of 32 bytes), as "key_id=key" pairs; the first one encrypts.
     "PROVISIONER_ENCRYPTION_KEYS": "dev1=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdCE=",
     "PROVISIONER_DELIVERY_KEYS": "dev1=ZGVsaXZlcnkta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE=",
+    # X25519 private keys (base64 of 32 raw bytes), as "key_id=key" pairs: open KYC documents sealed at the edge
+    "PROVISIONER_INTAKE_PRIVATE_KEYS": "dev1=aW50YWtlLWtleS1mb3ItZGV2ZWxvcG1lbnQtb25seSE=",
 }
-"""Development defaults for every secret. Used only when ``PROVISIONER_ENV=development`` (the default) and
-the variable is unset; production refuses to start without them. Shared with the simulator."""
+"""Development defaults for every secret of the worker. Used only when ``PROVISIONER_ENV=development`` (the
+default) and the variable is unset; production refuses to start without them. Shared with the simulator."""
+
+DEV_DEFAULT_API_SETTINGS: Mapping[str, str] = {
+    "PROVISIONER_NAME_SECRET": DEV_DEFAULT_SECRETS["PROVISIONER_NAME_SECRET"],
+    # Standard Webhooks secrets: "whsec_" + base64 of 24-64 random bytes, comma-separated; any one verifies
+    "PROVISIONER_API_SECRETS": "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWZvci1wcm9k",
+    # the public half of the development PROVISIONER_INTAKE_PRIVATE_KEYS
+    "PROVISIONER_INTAKE_PUBLIC_KEY": "dev1=2UXdWYX0TWfTyFETEYIUHc3zXErVVmXOkLM4exRohVY=",
+}
+"""What the API process (``Profile.API``) needs, with its development defaults: the name secret (customer refs
+are keyed hashes of customer ids), the request-signing secrets, and the public intake key it seals KYC documents
+to. Production refuses to start the API without them, and needs nothing else."""
+
+API_WITHHELD: tuple[str, ...] = (
+    *(name for name in DEV_DEFAULT_SECRETS if name.startswith("KUCOIN_")),
+    "KUCOIN_HTTP_PROXY",
+    "PROVISIONER_ENCRYPTION_KEYS",
+    "PROVISIONER_DELIVERY_KEYS",
+    "PROVISIONER_INTAKE_PRIVATE_KEYS",
+)
+"""Secrets the API process never reads, even when its environment has them: the exchange credentials and every
+key that opens what is sealed (at rest, in delivery, or at the edge). Its settings hold ``None`` for them."""
+
+
+class Profile(StrEnum):
+    """Which process the settings are for: what it requires, and what it is not given."""
+
+    WORKER = "worker"
+    """The worker and the operator's commands: everything."""
+    API = "api"
+    """``provisioner api``: Redis, its own secrets (``DEV_DEFAULT_API_SETTINGS``), none of ``API_WITHHELD``."""
 
 
 class SettingsError(Exception):
@@ -183,6 +220,18 @@ class Settings(BaseSettings):
     auth_retry_delay_ms: int = Field(300_000, alias="PROVISIONER_AUTH_RETRY_DELAY_MS", ge=1_000)
     metrics_host: str = Field("127.0.0.1", alias="PROVISIONER_METRICS_HOST")
     metrics_port: int = Field(9464, alias="PROVISIONER_METRICS_PORT", ge=0, le=65535)
+    # --- HTTP API (``provisioner api``) -----------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", alias="PROVISIONER_API_HOST")
+    api_port: int = Field(8080, alias="PROVISIONER_API_PORT", ge=0, le=65535)
+    api_secrets: SecretStr | None = Field(None, alias="PROVISIONER_API_SECRETS")
+    """Standard Webhooks secrets (``whsec_<base64>``, comma-separated) that sign every request to the API."""
+    api_metrics_host: str = Field("127.0.0.1", alias="PROVISIONER_API_METRICS_HOST")
+    api_metrics_port: int = Field(9465, alias="PROVISIONER_API_METRICS_PORT", ge=0, le=65535)
+    intake_private_keys: SecretStr | None = Field(None, alias="PROVISIONER_INTAKE_PRIVATE_KEYS")
+    """The worker's X25519 keys that open KYC documents sealed at the edge (``worker.sealing``)."""
+    intake_public_key: str | None = Field(None, alias="PROVISIONER_INTAKE_PUBLIC_KEY")
+    """The key the edge seals KYC documents to; in the worker, default: the first private key's public half."""
+
     log_format: str = Field("auto", alias="PROVISIONER_LOG_FORMAT", pattern="^(auto|json|console)$")
     log_level: str = Field("INFO", alias="PROVISIONER_LOG_LEVEL", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -194,6 +243,13 @@ class Settings(BaseSettings):
             if not items or not all(c.isalnum() and len(c) <= 16 for c in items):
                 raise ValueError("expected a comma-separated list of currency codes")
             return items
+        return value
+
+    @field_validator("api_secrets")
+    @classmethod
+    def _webhook_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _webhook_secrets_ok(value.get_secret_value()):
+            raise ValueError("expected comma-separated whsec_<base64 of 24 to 64 bytes> secrets")  # never echoed
         return value
 
     @field_validator("http_proxy")
@@ -215,14 +271,19 @@ class Settings(BaseSettings):
         return value
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
-        """Read the settings once from ``environ`` (default ``os.environ``).
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, profile: Profile = Profile.WORKER
+    ) -> tuple[Settings, list[str]]:
+        """Read the settings once from ``environ`` (default ``os.environ``) for the process ``profile``.
 
         Returns the settings and the names of the variables that fell back to a development default (the
         caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
-        mode, each missing secret.
+        mode, each missing secret the profile requires. ``Profile.API`` never reads ``API_WITHHELD``.
         """
         env = dict(os.environ if environ is None else environ)
+        if profile is Profile.API:
+            env = {k: v for k, v in env.items() if k not in API_WITHHELD}
+        defaults = DEV_DEFAULT_API_SETTINGS if profile is Profile.API else DEV_DEFAULT_SECRETS
         try:
             settings = cls.model_validate({k: v for k, v in env.items() if v != ""})
         except ValidationError as exc:
@@ -231,12 +292,12 @@ class Settings(BaseSettings):
                 field = str(err["loc"][0]) if err["loc"] else "?"
                 problems.append(f"{_alias_of(field)}: {err['msg']}")
             raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-        missing = [name for name in DEV_DEFAULT_SECRETS if not env.get(name)]
+        missing = [name for name in defaults if not env.get(name)]
         if missing and settings.environment is Environment.PRODUCTION:
             raise SettingsError("production mode needs these secrets, which are unset: " + ", ".join(missing))
         if missing:
             settings = cls.model_validate(
-                {**{k: v for k, v in env.items() if v != ""}, **{m: DEV_DEFAULT_SECRETS[m] for m in missing}}
+                {**{k: v for k, v in env.items() if v != ""}, **{m: defaults[m] for m in missing}}
             )
         settings._check_consistency()
         return settings, missing
@@ -282,8 +343,31 @@ class Settings(BaseSettings):
                     Keyring.parse(value.get_secret_value(), name=alias)
                 except CryptoError as exc:
                     problems.append(str(exc))
+        problems += self._intake_key_problems()
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
+
+    def _intake_key_problems(self) -> list[str]:
+        """The intake keys parse, and a public key set beside the private ones is the public half of one of them
+        (what ``provisioner publish`` seals to must open in the worker)."""
+        from worker.crypto import CryptoError
+        from worker.sealing import IntakeKeys, IntakeSealer
+
+        try:
+            public = None
+            if self.intake_public_key is not None:
+                public = IntakeSealer.parse(self.intake_public_key, name="PROVISIONER_INTAKE_PUBLIC_KEY")
+            if self.intake_private_keys is not None:
+                keys = IntakeKeys.parse(
+                    self.intake_private_keys.get_secret_value(), name="PROVISIONER_INTAKE_PRIVATE_KEYS"
+                )
+                if public is not None and not keys.opens(public):
+                    return [
+                        "PROVISIONER_INTAKE_PUBLIC_KEY: is not the public half of any PROVISIONER_INTAKE_PRIVATE_KEYS"
+                    ]
+        except CryptoError as exc:
+            return [str(exc)]
+        return []
 
     @property
     def request_bound_s(self) -> float:
@@ -348,6 +432,21 @@ def ignored_proxy_variables(environ: Mapping[str, str], settings: Settings) -> l
     if settings.http_proxy is not None:
         return []
     return [name for name in _ENV_PROXY_VARIABLES if environ.get(name)]
+
+
+def _webhook_secrets_ok(value: str) -> bool:
+    """Comma-separated ``whsec_<base64>`` secrets of 24 to 64 bytes each (the Standard Webhooks spec's range)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    for part in parts:
+        if not part.startswith("whsec_"):
+            return False
+        try:
+            raw = base64.b64decode(part.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        if not 24 <= len(raw) <= 64:
+            return False
+    return bool(parts)
 
 
 def _is_plain_proxy_url(value: str) -> bool:
