@@ -6,6 +6,7 @@ import json
 
 import click
 
+from cli.api_cmd import api_command
 from cli.context import Context
 from cli.customer_cmd import customer
 from cli.demo_cmd import demo
@@ -49,5 +50,17 @@ def schema(write: bool) -> None:
         click.echo(text, nl=False)
 
 
-for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify, recover):
+for command in (
+    api_command,
+    publish,
+    worker,
+    dlq,
+    unstored,
+    customer,
+    exchange,
+    demo,
+    sandbox_command,
+    verify,
+    recover,
+):
     main.add_command(command)
