@@ -20,7 +20,7 @@ from api.problems import PROBLEM_JSON, Problem
 from handlers.customer_view import CustomerView
 from handlers.events import schema as event_schema
 
-__all__ = ["document"]
+__all__ = ["document", "published_document"]
 
 _REF = "#/components/schemas/{model}"
 
@@ -205,3 +205,14 @@ def document(app: FastAPI) -> dict[str, Any]:
         }
         app.openapi_schema = base
     return app.openapi_schema
+
+
+def published_document() -> dict[str, Any]:
+    """The document as ``provisioner schema --write`` commits it: the app built on development settings (nothing
+    is connected to; the environment is not read)."""
+    from api.app import create_app
+    from api.bootstrap import build_services
+    from worker.settings import Profile, Settings
+
+    settings, _ = Settings.from_env({}, profile=Profile.API)
+    return document(create_app(build_services(settings)))

@@ -35,17 +35,19 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="Write schema/events.schema.json instead of printing.")
+@click.option("--write", is_flag=True, help="Write schema/events.schema.json and schema/openapi.json.")
 def schema(write: bool) -> None:
-    """The JSON Schema of inbound events, generated from the models."""
+    """The JSON Schema of inbound events, generated from the models (with --write, also the API's OpenAPI)."""
     from pathlib import Path
 
+    from api.openapi import published_document
     from handlers.events import schema as event_schema
 
     text = json.dumps(event_schema(), indent=2, sort_keys=True) + "\n"
     if write:
         Path("schema/events.schema.json").write_text(text)
-        click.echo("wrote schema/events.schema.json")
+        Path("schema/openapi.json").write_text(json.dumps(published_document(), indent=2, sort_keys=True) + "\n")
+        click.echo("wrote schema/events.schema.json and schema/openapi.json")
     else:
         click.echo(text, nl=False)
 

@@ -61,9 +61,7 @@ def live_api(redis_url: str, key_prefix: str, **settings: str) -> LiveApi:
     return LiveApi(build_services(api_settings(redis_url, key_prefix, **settings), registry=CollectorRegistry()))
 
 
-def sign(
-    body: bytes, *, secret: str = SECRET, msg_id: str | None = None, at: datetime | None = None
-) -> dict[str, str]:
+def sign(body: bytes, *, secret: str = SECRET, msg_id: str | None = None, at: datetime | None = None) -> dict[str, str]:
     """Standard Webhooks headers for ``body`` (signed with the library, as an upstream would)."""
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     at = at or datetime.now(UTC)
@@ -96,9 +94,7 @@ def now_iso(minutes_ago: float = 1.0) -> str:
     return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event(
-    kind: str, customer: str, *, eid: str | None = None, minutes_ago: float = 1.0, **data: Any
-) -> dict[str, Any]:
+def event(kind: str, customer: str, *, eid: str | None = None, minutes_ago: float = 1.0, **data: Any) -> dict[str, Any]:
     """One event of ``customer`` that the contract accepts now."""
     return {
         "id": eid or f"{customer}-{kind.split('.')[1]}",
