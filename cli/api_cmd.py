@@ -11,7 +11,7 @@ import click
 
 from worker.settings import Profile, Settings, SettingsError
 
-__all__ = ["api_command"]
+__all__ = ["api_command", "keygen_command"]
 
 
 def api_settings() -> Settings:
@@ -64,3 +64,24 @@ def api_command(host: str | None, port: int | None) -> None:
         loop="uvloop",
         http="httptools",
     )
+
+
+@click.command("keygen")
+@click.option("--key-id", default="k1", show_default=True, help="Id of the new intake key (letters and digits).")
+def keygen_command(key_id: str) -> None:
+    """Print a new intake key pair and a new request-signing secret, as environment lines.
+
+    PROVISIONER_INTAKE_PRIVATE_KEYS goes to the workers only (put the new key first, keep the old one listed until
+    nothing sealed to it is in flight); PROVISIONER_INTAKE_PUBLIC_KEY to the API; PROVISIONER_API_SECRETS to the API
+    and to the upstream that signs its requests."""
+    import base64
+    import secrets
+
+    from worker.sealing import generate_key_pair
+
+    if not key_id.isalnum() or len(key_id) > 32:
+        raise click.BadParameter("letters and digits, at most 32", param_hint="--key-id")
+    private, public = generate_key_pair(key_id)
+    click.echo(f"PROVISIONER_INTAKE_PRIVATE_KEYS={private}")
+    click.echo(f"PROVISIONER_INTAKE_PUBLIC_KEY={public}")
+    click.echo(f"PROVISIONER_API_SECRETS=whsec_{base64.b64encode(secrets.token_bytes(32)).decode('ascii')}")

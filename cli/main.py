@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cli.api_cmd import api_command
+from cli.api_cmd import api_command, keygen_command
 from cli.context import Context
 from cli.customer_cmd import customer
 from cli.demo_cmd import demo
@@ -54,6 +54,7 @@ def schema(write: bool) -> None:
 
 for command in (
     api_command,
+    keygen_command,
     publish,
     worker,
     dlq,
