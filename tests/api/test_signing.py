@@ -66,10 +66,8 @@ def test_a_signed_request_passes_and_any_configured_secret_verifies(redis_url: s
 def test_several_signatures_verify_if_one_matches(upstream: Upstream) -> None:
     body = json.dumps(event("customer.created", "sig-many")).encode()
     good = sign(body)
-    headers = {
-        **good,
-        "webhook-signature": f"v1,AAAA {sign(body, secret=OTHER_SECRET)['webhook-signature']} {good['webhook-signature']}",
-    }
+    other = sign(body, secret=OTHER_SECRET)["webhook-signature"]
+    headers = {**good, "webhook-signature": f"v1,AAAA {other} {good['webhook-signature']}"}
     assert _post(upstream, body, headers)[0] == 202
 
 
