@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from api.bodies import MAX_BODY_BYTES, Batch, parse_body, too_large
 from api.observe import ApiMetrics, Observe
 from api.openapi import document
-from api.problems import ProblemError, problem_response
+from api.problems import ProblemBoundary, ProblemError, problem_response
 from api.signing import SignatureVerifier
 from api.statuses import batch_body, single_answer
 from handlers.customer_view import CustomerView
@@ -167,5 +167,6 @@ def create_app(services: ApiServices) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     app.openapi = lambda: document(app)  # type: ignore[method-assign]
-    app.add_middleware(Observe, metrics=metrics)
+    app.add_middleware(ProblemBoundary)
+    app.add_middleware(Observe, metrics=metrics)  # added last: outermost, so it sees the boundary's 500
     return app

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PROBLEM_JSON", "Problem", "ProblemError", "problem_response"]
+__all__ = ["PROBLEM_JSON", "Problem", "ProblemBoundary", "ProblemError", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://kucoin-nd-provisioner/problems/"
@@ -66,3 +68,33 @@ def problem_response(error: ProblemError) -> Response:
         media_type=PROBLEM_JSON,
         headers=error.headers,
     )
+
+
+_log = structlog.get_logger("api")
+
+
+class ProblemBoundary:
+    """ASGI middleware: an exception no handler answered (a bug) becomes a 500 problem, logged once (the redaction
+    processor scrubs it), never a stack trace to the caller and never a dropped connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            _log.error("unexpected error", error=type(exc).__name__, exc_info=exc)
+            if started:
+                raise  # half an answer is out: only closing the connection is left (the server does)
+            await problem_response(ProblemError(500, "internal-error", "Internal error"))(scope, receive, send)

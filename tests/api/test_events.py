@@ -154,3 +154,26 @@ def test_the_api_profile_reads_no_exchange_credential_and_no_opening_key() -> No
         Settings.from_env({k: v for k, v in env.items() if k != "PROVISIONER_API_SECRETS"}, profile=Profile.API)
     with pytest.raises(Exception, match="KUCOIN_API_KEY"):
         Settings.from_env(env)  # the worker's profile still requires its secrets
+
+
+def test_a_bug_is_a_500_problem_without_a_stack_trace(redis_url: str, key_prefix: str) -> None:
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from api.bootstrap import build_services
+    from tests.api.live import LiveApi, api_settings
+
+    def broken(customer_id: str) -> None:
+        raise RuntimeError("a bug in the view, with detail no caller should see")
+
+    services = replace(
+        build_services(api_settings(redis_url, key_prefix), registry=CollectorRegistry()), customer=broken
+    )
+    with LiveApi(services) as served:
+        upstream = Upstream(served.url)
+        answer = upstream.customer("anyone")
+        assert answer.status_code == 500 and answer.headers["content-type"] == PROBLEM
+        assert "detail no caller" not in answer.text and "Traceback" not in answer.text
+        assert upstream.client.get("/healthz").status_code == 200, "the process serves on"
+        upstream.close()
