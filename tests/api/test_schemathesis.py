@@ -48,10 +48,19 @@ class Signed(requests.auth.AuthBase):
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[LiveApi]:
+    import uuid
+
+    import redis
+
     from tests.conftest import TEST_REDIS_URL
 
-    with live_api(TEST_REDIS_URL, "schemathesis") as api:
+    prefix = f"st{uuid.uuid4().hex[:10]}"
+    with live_api(TEST_REDIS_URL, prefix) as api:
         yield api
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    for key in client.scan_iter(f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture(scope="module")
