@@ -61,7 +61,7 @@ class ApiServices:
     version: str = "0.1.0"
 
 
-def _unavailable(exc: Exception) -> ProblemError:
+def _unavailable() -> ProblemError:
     return ProblemError(
         503,
         "unavailable",
@@ -126,7 +126,7 @@ def create_app(services: ApiServices) -> FastAPI:
             verdicts = await run_in_threadpool(admission.admit, raws)
         except redis.RedisError as exc:
             log["error"] = type(exc).__name__
-            raise _unavailable(exc) from None
+            raise _unavailable() from None
         counts: dict[str, int] = {}
         for verdict in verdicts:
             counts[verdict.status.value] = counts.get(verdict.status.value, 0) + 1
@@ -148,7 +148,7 @@ def create_app(services: ApiServices) -> FastAPI:
             view = await run_in_threadpool(services.customer, customer_id)
         except redis.RedisError as exc:
             request.state.log = {"error": type(exc).__name__}
-            raise _unavailable(exc) from None
+            raise _unavailable() from None
         if view is None:
             raise ProblemError(404, "unknown-customer", "Unknown customer", "no event of this customer was accepted")
         return Response(view.model_dump_json(), media_type="application/json")
@@ -163,7 +163,7 @@ def create_app(services: ApiServices) -> FastAPI:
             await run_in_threadpool(services.ping)
         except redis.RedisError as exc:
             request.state.log = {"error": type(exc).__name__}
-            raise _unavailable(exc) from None
+            raise _unavailable() from None
         return JSONResponse({"status": "ready"})
 
     app.openapi = lambda: document(app)  # type: ignore[method-assign]

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.crypto import CryptoError
 
-__all__ = ["ALGORITHM", "Envelope", "IntakeKeys", "IntakeSealer", "generate_key_pair"]
+__all__ = ["ALGORITHM", "Envelope", "IntakeKeys", "IntakeSealer", "generate_key_pair", "intake_key_problems"]
 
 ALGORITHM = "HPKE-Base-X25519-SHA256-A256GCM"
 """The one suite we seal with (named in every envelope, so a future suite can be told apart)."""
@@ -163,3 +163,17 @@ def generate_key_pair(key_id: str = "k1") -> tuple[str, str]:
     raw = base64.b64encode(private.private_bytes_raw()).decode("ascii")
     public = base64.b64encode(private.public_key().public_bytes_raw()).decode("ascii")
     return f"{key_id}={raw}", f"{key_id}={public}"
+
+
+def intake_key_problems(private_spec: str | None, public_spec: str | None) -> list[str]:
+    """What is wrong with the intake-key settings, naming them: either fails to parse, or a public key set beside
+    the private ones is not the public half of one of them (what ``provisioner publish`` seals to must open)."""
+    try:
+        public = IntakeSealer.parse(public_spec, name="PROVISIONER_INTAKE_PUBLIC_KEY") if public_spec else None
+        if private_spec is not None:
+            keys = IntakeKeys.parse(private_spec, name="PROVISIONER_INTAKE_PRIVATE_KEYS")
+            if public is not None and not keys.opens(public):
+                return ["PROVISIONER_INTAKE_PUBLIC_KEY: is not the public half of any PROVISIONER_INTAKE_PRIVATE_KEYS"]
+    except CryptoError as exc:
+        return [str(exc)]
+    return []

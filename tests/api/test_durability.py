@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -106,7 +107,7 @@ def test_redis_killed_mid_request_is_503_and_nothing_half_applied(private_redis:
         worker = threading.Thread(target=publish)
         worker.start()
         while len(outcomes) < 300 and worker.is_alive():
-            pass
+            time.sleep(0.001)
         private_redis.kill()  # while batches are in flight
         worker.join(60)
         stop.set()
