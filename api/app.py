@@ -44,7 +44,7 @@ __all__ = ["ApiServices", "create_app"]
 RETRY_AFTER_S = 5
 """What a 503 asks the caller to wait before trying again."""
 _JSON_TYPES = ("application/json",)
-_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9._:@+/=-]{1,64}$")
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9._:@+/=-]{1,64}")
 """The contract's customer id (``handlers.events.CustomerId``): no other id can have been accepted."""
 _log = structlog.get_logger("api")
 
@@ -142,7 +142,7 @@ def create_app(services: ApiServices) -> FastAPI:
     @app.get("/v1/customers/{customer_id:path}")
     async def get_customer(request: Request, customer_id: str) -> Response:
         await _signed_body(request, verifier)
-        if not _CUSTOMER_ID.match(customer_id):
+        if not _CUSTOMER_ID.fullmatch(customer_id):
             raise ProblemError(404, "unknown-customer", "Unknown customer", "no event of this customer was accepted")
         try:
             view = await run_in_threadpool(services.customer, customer_id)

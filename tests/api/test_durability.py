@@ -157,3 +157,26 @@ def test_a_2xx_event_reaches_a_worker_that_stores_it(redis_url: str, key_prefix:
         assert view["stage"] == "awaiting_approval" and view["sub_account_uid"]
         assert json.dumps(view).count("e2e-1") == 1, "the view names the customer once, by its own id"
         upstream.close()
+
+
+def test_documents_sealed_to_a_key_no_worker_holds_are_dead_lettered_not_lost(redis_url: str, key_prefix: str) -> None:
+    """A misconfigured API (its public key is no worker's) loses nothing: the approval waits in the dead letters,
+    named, until the key is fixed and it is replayed."""
+    from tests.core.harness import kyc_documents
+    from tests.runtime.rig import WorkerRig
+    from worker.sealing import generate_key_pair
+
+    stranger = generate_key_pair("dev1")[1]
+    with (
+        WorkerRig(redis_url, key_prefix) as rig,
+        live_api(redis_url, key_prefix, PROVISIONER_INTAKE_PUBLIC_KEY=stranger) as served,
+    ):
+        upstream = Upstream(served.url)
+        approved = {**event("customer.kyc_approved", "dl-1", permissions=["general"], ip_whitelist=["203.0.113.1"])}
+        approved["data"]["kyc"] = kyc_documents("Ann")
+        assert upstream.post(approved).status_code == 202
+        letters = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the dead letter")
+        assert "sealed KYC documents cannot be opened" in json.dumps([d.summary() for d in letters])
+        assert rig.runtime.handoff.waiting() == 0, "the dead letter holds it now"
+        assert upstream.post(approved).status_code == 200, "still held: a re-send is a duplicate"
+        upstream.close()
