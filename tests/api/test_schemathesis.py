@@ -99,3 +99,31 @@ def test_an_unsigned_schemathesis_request_is_refused(served: LiveApi) -> None:
         f"{served.url}/v1/events", data=body, headers={"content-type": "application/json"}, timeout=5
     )
     assert answer.status_code == 401
+
+
+def test_every_answer_of_a_real_lifecycle_conforms(api_schema: Any, session: requests.Session, served: LiveApi) -> None:
+    """Generated events rarely pass the clock window, so the answers of real ones (202, 200 duplicate, 200 batch,
+    409, 422, the customer view, 404) are checked against the document too."""
+    from tests.api.live import approval, event
+
+    post = api_schema["/v1/events"]["POST"]
+    view = api_schema["/v1/customers/{customer_id}"]["GET"]
+    created = event("customer.created", "st-life")
+    wrong = {**approval("st-life"), "data": {"permissions": ["general"], "ip_whitelist": ["nope"]}}
+    bodies = [
+        (created, 202),
+        (created, 200),
+        ({**created, "occurred_at": "2026-12-01T00:00:00Z"}, 409),
+        (wrong, 422),
+        ({"events": [approval("st-life"), created, wrong]}, 200),
+    ]
+    for body, status in bodies:
+        case = post.Case(body=body, media_type="application/json")
+        response = case.call(session=session, base_url=served.url, timeout=10)
+        assert response.status_code == status, response.text
+        case.validate_response(response, checks=CHECKS)
+    for customer_id, status in (("st-life", 200), ("st-nobody", 404)):
+        case = view.Case(path_parameters={"customer_id": customer_id})
+        response = case.call(session=session, base_url=served.url, timeout=10)
+        assert response.status_code == status, response.text
+        case.validate_response(response, checks=CHECKS)
