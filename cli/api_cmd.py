@@ -46,7 +46,10 @@ def api_command(host: str | None, port: int | None) -> None:
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level,
-        secrets=[*settings.secret("api_secrets").split(","), settings.secret("name_secret")],
+        secrets=[
+            *(part for s in settings.secret("api_secrets").split(",") for part in (s.strip(), s.strip()[6:])),
+            settings.secret("name_secret"),
+        ],
     )
     registry = CollectorRegistry()
     try:

@@ -15,7 +15,8 @@ an admitted, unstored event   ``duplicate`` / ``conflict`` by its fingerprint (t
 
 So a verdict is decided against what was already accepted — by this API, by ``provisioner publish`` once a
 worker stored it — and, the script being atomic, concurrent identical requests get one ``accepted`` and the
-rest ``duplicate``. An event is durably held the moment the script returns: the hand-off re-sends it if its
+rest ``duplicate``. An event is held the moment the script returns (as durably as Redis' AOF keeps what it
+acknowledged: ``appendfsync always`` in production): the hand-off re-sends it if its
 message is lost, and the worker's ingest script forgets the admission entry when it stores the event. An event
 that fails the contract is ``refused`` (recorded, reason only, in the refused stream by the same script).
 
