@@ -5,7 +5,8 @@ Metrics (their own registry, served on ``PROVISIONER_API_METRICS_HOST:PORT``):
 =========================================  =========  ===================================================
 ``provisioner_api_requests_total``          counter    requests by ``route`` (the template, never a raw path),
                                                        ``method`` and ``status``
-``provisioner_api_ingest_seconds``          histogram  ``POST /v1/events`` latency by ``kind`` (single, batch)
+``provisioner_api_ingest_seconds``          histogram  ``POST /v1/events`` latency by ``kind`` (single, batch;
+                                                       unparsed: answered before the body was judged)
 ``provisioner_api_events_total``            counter    admitted events by verdict ``status``
 =========================================  =========  ===================================================
 
