@@ -6,6 +6,7 @@ import json
 
 import click
 
+from cli.api_cmd import api_command, keygen_command
 from cli.context import Context
 from cli.customer_cmd import customer
 from cli.demo_cmd import demo
@@ -35,20 +36,36 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="Write schema/events.schema.json instead of printing.")
+@click.option("--write", is_flag=True, help="Write schema/events.schema.json and schema/openapi.json.")
 def schema(write: bool) -> None:
-    """The JSON Schema of inbound events, generated from the models."""
+    """The JSON Schema of inbound events, generated from the models (with --write, also the API's OpenAPI)."""
     from pathlib import Path
 
+    from api.openapi import published_document
     from handlers.events import schema as event_schema
 
     text = json.dumps(event_schema(), indent=2, sort_keys=True) + "\n"
     if write:
         Path("schema/events.schema.json").write_text(text)
-        click.echo("wrote schema/events.schema.json")
+        Path("schema/openapi.json").write_text(json.dumps(published_document(), indent=2, sort_keys=True) + "\n")
+        click.echo("wrote schema/events.schema.json and schema/openapi.json")
     else:
         click.echo(text, nl=False)
 
 
-for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify, recover, state):
+for command in (
+    api_command,
+    keygen_command,
+    publish,
+    worker,
+    dlq,
+    unstored,
+    customer,
+    exchange,
+    demo,
+    sandbox_command,
+    verify,
+    recover,
+    state,
+):
     main.add_command(command)

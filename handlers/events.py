@@ -35,6 +35,8 @@ from pydantic import (
     field_validator,
 )
 
+from handlers.event_patterns import AMOUNT_DECIMALS, AMOUNT_PATTERN, IP_PATTERN, TIMESTAMP_PATTERN
+
 __all__ = [
     "MAX_EVENT_BYTES",
     "CustomerCreated",
@@ -58,11 +60,11 @@ MAX_EVENT_BYTES = 10 * 1024 * 1024
 """Largest accepted event: three KYC photos of ≤ 2 MB each, base64-encoded, plus the rest."""
 MAX_PLAIN_EVENT_BYTES = 16 * 1024
 """Largest accepted event without KYC documents."""
-AMOUNT_DECIMALS = 8
-"""Funding amounts may carry at most this many decimal places (KuCoin's transfer precision)."""
 MAX_FUNDING_LINES = 10
-_TIMESTAMP = re.compile(r"^(?P<whole>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?(?:Z|\+00:00)$")
-"""An accepted ``occurred_at``: RFC 3339 in UTC, up to nine fractional digits."""
+_TIMESTAMP = re.compile(
+    r"^(?P<whole>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<fraction>[0-9]{1,9}))?(?:Z|\+00:00)$"
+)
+"""An accepted ``occurred_at``: RFC 3339 in UTC, up to nine fractional digits (ASCII digits only)."""
 MAX_IPS = 20
 
 
@@ -111,6 +113,8 @@ def _ip(value: str) -> str:
         address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value[:64]!r} is not a valid IP address") from None
+    if "%" in value:  # a zone index (fe80::1%eth0) means nothing in a whitelist
+        raise ValueError(f"{value[:64]!r} is not a valid IP address (no zone index)")
     return str(address)
 
 
@@ -124,7 +128,7 @@ _AMOUNT = re.compile(rf"^(0|[1-9][0-9]{{0,15}})(\.[0-9]{{1,{AMOUNT_DECIMALS}}})?
 
 
 def _amount(value: str) -> str:
-    if not _AMOUNT.match(value):
+    if not _AMOUNT.fullmatch(value):
         raise ValueError(f"must be a plain positive decimal string with at most {AMOUNT_DECIMALS} decimals")
     try:
         amount = Decimal(value)
@@ -135,8 +139,14 @@ def _amount(value: str) -> str:
     return value
 
 
-IpAddress = Annotated[str, Field(min_length=2, max_length=45), AfterValidator(_ip)]
-IpWhitelist = Annotated[tuple[IpAddress, ...], Field(min_length=1, max_length=MAX_IPS), AfterValidator(_unique)]
+IpAddress = Annotated[
+    str, Field(min_length=2, max_length=45, json_schema_extra={"pattern": IP_PATTERN}), AfterValidator(_ip)
+]
+IpWhitelist = Annotated[
+    tuple[IpAddress, ...],
+    Field(min_length=1, max_length=MAX_IPS, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
+]
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@+/=-]+$")]
 """An upstream's opaque id: UUIDs, numbers, e-mail addresses, URNs, base64. No quotes, braces, spaces or
 control characters, so nothing that looks like markup or JSON gets in."""
@@ -144,7 +154,7 @@ control characters, so nothing that looks like markup or JSON gets in."""
 
 class FundingLine(Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,16}$")]
-    amount: Annotated[str, Field(max_length=32), AfterValidator(_amount)]
+    amount: Annotated[str, Field(max_length=32, json_schema_extra={"pattern": AMOUNT_PATTERN}), AfterValidator(_amount)]
 
     @field_validator("currency")
     @classmethod
@@ -160,7 +170,7 @@ class FundingLine(Strict):
 
 
 Photo = Annotated[str, Field(max_length=2_900_000, pattern=r"^data:image/(png|jpe?g);base64,[A-Za-z0-9+/=]+$")]
-IsoDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+IsoDate = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
 
 class KycDocuments(Strict):
@@ -188,7 +198,11 @@ class EmptyData(Strict):
 
 
 class KycApprovedData(Strict):
-    permissions: Annotated[tuple[Permission, ...], Field(min_length=1, max_length=3), AfterValidator(_unique)]
+    permissions: Annotated[
+        tuple[Permission, ...],
+        Field(min_length=1, max_length=3, json_schema_extra={"uniqueItems": True}),
+        AfterValidator(_unique),
+    ]
     ip_whitelist: IpWhitelist
     funding: Annotated[tuple[FundingLine, ...], Field(max_length=MAX_FUNDING_LINES)] = ()
     kyc: KycDocuments | None = None
@@ -208,12 +222,12 @@ class FundingRequestedData(Strict):
 class EventBase(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
     customer_id: CustomerId
-    occurred_at: Annotated[str, Field(max_length=40)]
+    occurred_at: Annotated[str, Field(max_length=40, json_schema_extra={"pattern": TIMESTAMP_PATTERN})]
 
     @field_validator("occurred_at")
     @classmethod
     def _rfc3339_utc(cls, value: str, info: ValidationInfo) -> str:
-        if not _TIMESTAMP.match(value):
+        if not _TIMESTAMP.fullmatch(value):
             raise ValueError("must be an RFC 3339 timestamp in UTC, like 2026-11-22T10:00:00Z")
         try:
             moment = _parse_time(value)
@@ -292,7 +306,7 @@ def _parse_time(value: str) -> datetime:
 
 def _epoch_ns(value: str) -> int:
     """An accepted ``occurred_at`` (UTC, up to nine fractional digits) as nanoseconds since the epoch."""
-    found = _TIMESTAMP.match(value)
+    found = _TIMESTAMP.fullmatch(value)
     if found is None:
         raise ValueError(f"not an accepted timestamp: {value[:40]!r}")
     seconds = int(_parse_time(found["whole"] + "+00:00").timestamp())
@@ -361,6 +375,8 @@ def schema() -> dict[str, Any]:
     document["title"] = "Onboarding event"
     document["description"] = (
         "One onboarding event published to the provisioning worker. Amounts are decimal strings; timestamps are "
-        "RFC 3339 in UTC; unknown fields are refused."
+        "RFC 3339 in UTC; unknown fields are refused. Checked at intake beyond this schema: occurred_at within "
+        "5 minutes ahead of and 365 days behind the receiver's clock; currencies among those configured; IP "
+        "addresses of one whitelist distinct as addresses (::1 and 0::1 are the same)."
     )
     return document

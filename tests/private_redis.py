@@ -24,16 +24,17 @@ class PrivateRedis:
     """``durable=True`` gives the README's persistence (AOF, appendfsync always): a restart keeps what Redis
     acknowledged. Without it a restart starts empty."""
 
-    def __init__(self, *, durable: bool = True) -> None:
+    def __init__(self, *, durable: bool = True, fsync: str = "always") -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="private-redis-")
         self.durable = durable
+        self.fsync = fsync
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server") or "redis-server"
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        persistence = ["--appendonly", "yes", "--appendfsync", self.fsync] if self.durable else ["--appendonly", "no"]
         options = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", ""]
         self.proc = subprocess.Popen(
             [binary, *options, *persistence, "--maxmemory-policy", "noeviction"],

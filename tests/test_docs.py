@@ -17,6 +17,7 @@ def test_readme_documents_every_setting() -> None:
     assert {n for n in documented - names if n.startswith(("KUCOIN_", "PROVISIONER_", "REDIS_"))} == set()
 
 
-def test_procfile_runs_the_worker_in_the_foreground() -> None:
+def test_procfile_runs_the_worker_and_the_api_in_the_foreground() -> None:
     procfile = (Path(__file__).parents[1] / "Procfile").read_text()
     assert "worker: provisioner worker" in procfile
+    assert "api: provisioner api" in procfile

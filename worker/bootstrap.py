@@ -24,6 +24,7 @@ from worker.intake import Intake
 from worker.provisioning.context import Services
 from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, Reconciler, StepObserver
 from worker.ratelimit import PoolQuota, SharedRateLimiter, WaitingGate
+from worker.sealing import IntakeKeys, IntakeSealer
 from worker.settings import Settings
 from worker.store.customers import CustomerStore
 from worker.store.due import DueSchedule
@@ -31,7 +32,15 @@ from worker.store.epoch import Mirror, StateGuard, default_state_dir
 from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
 
-__all__ = ["App", "build_app", "exchange_traces", "policy_from", "redis_client", "state_mirror"]
+__all__ = [
+    "App",
+    "build_app",
+    "exchange_traces",
+    "intake_sealer",
+    "policy_from",
+    "redis_client",
+    "state_mirror",
+]
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -39,6 +48,20 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
     )
+
+
+def intake_sealer(settings: Settings) -> IntakeSealer:
+    """What the edge seals KYC documents to: ``PROVISIONER_INTAKE_PUBLIC_KEY``, or (in the worker's settings, where
+    it may be unset) the public half of the first ``PROVISIONER_INTAKE_PRIVATE_KEYS``. Raises ``SettingsError``
+    when neither is set."""
+    if settings.intake_public_key is not None:
+        return IntakeSealer.parse(settings.intake_public_key, name="PROVISIONER_INTAKE_PUBLIC_KEY")
+    return intake_keys(settings).sealer()
+
+
+def intake_keys(settings: Settings) -> IntakeKeys:
+    """The worker's private intake keys. Raises ``SettingsError`` when unset."""
+    return IntakeKeys.parse(settings.secret("intake_private_keys"), name="PROVISIONER_INTAKE_PRIVATE_KEYS")
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -110,6 +133,8 @@ class App:
     reconciler: Reconciler
     intake: Intake
     clock: Callable[[], float]
+    intake_keys: IntakeKeys
+    """Open KYC documents sealed at the edge (``worker.sealing``)."""
 
     def close(self) -> None:
         self.exchange.close()
@@ -179,5 +204,19 @@ def build_app(
     )
     intake = Intake(store, policy.naming, keyring, currencies=frozenset(settings.currencies), clock=clock)
     return App(
-        settings, r, keys, store, due, ledger, state, exchange, keyring, delivery, policy, reconciler, intake, clock
+        settings,
+        r,
+        keys,
+        store,
+        due,
+        ledger,
+        state,
+        exchange,
+        keyring,
+        delivery,
+        policy,
+        reconciler,
+        intake,
+        clock,
+        intake_keys=intake_keys(settings),
     )

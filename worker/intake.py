@@ -20,7 +20,7 @@ from handlers.naming import Naming
 from worker.crypto import Keyring
 from worker.store.customers import CustomerStore, IngestResult, OutboundEvent
 
-__all__ = ["Accepted", "Intake", "Refused"]
+__all__ = ["Accepted", "Intake", "Refused", "peek_event_id"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Intake:
         try:
             return parse_event(raw, self.policy())
         except EventRejected as exc:
-            return Refused(exc.field, exc.reason, event_id=_event_id(raw))
+            return Refused(exc.field, exc.reason, event_id=peek_event_id(raw))
 
     def accept(
         self, raw: str | bytes | dict[str, Any], *, handoff_id: str = "", handoff_queue: str = ""
@@ -146,7 +146,7 @@ class Intake:
         return int(self._clock() * 1000)
 
 
-def _event_id(raw: object) -> str | None:
+def peek_event_id(raw: object) -> str | None:
     """The event's id, if one can be read safely from a refused event (short, printable), for the report."""
     obj = raw
     if isinstance(raw, str | bytes) and len(raw) < 20_000_000:

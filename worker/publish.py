@@ -1,8 +1,9 @@
 """Publishing events into the worker: the Python API behind ``provisioner publish``.
 
 Each event is validated against the contract before it is enqueued, so the publisher learns at once what is
-wrong with it; refusals are also recorded for the audit trail. KYC documents are sealed before the event is
-enqueued: the message in Redis never carries them in the clear.
+wrong with it; refusals are also recorded for the audit trail. KYC documents are sealed to the worker's intake key
+before the event is enqueued (``worker.sealing``, as the HTTP API does): the message in Redis never carries them in
+the clear, and the publisher needs no key that opens anything.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any, TextIO
 import dramatiq
 
 from handlers.events import KycApproved
-from worker.crypto import Keyring
 from worker.intake import Intake, Refused
-from worker.runtime.actors import SEALED, Actors
+from worker.runtime.actors import ENVELOPE, Actors
 from worker.runtime.handoff import Handoff
+from worker.sealing import IntakeSealer
 
 __all__ = ["LineResult", "Published", "Publisher"]
 
@@ -39,10 +40,10 @@ class LineResult:
 
 class Publisher:
     def __init__(
-        self, intake: Intake, keyring: Keyring, actors: Actors, handoff: Handoff, *, customer_ref: Any
+        self, intake: Intake, sealer: IntakeSealer, actors: Actors, handoff: Handoff, *, customer_ref: Any
     ) -> None:
         self._intake = intake
-        self._keyring = keyring
+        self._sealer = sealer
         self._actors = actors
         self._handoff = handoff
         self._customer_ref = customer_ref
@@ -58,8 +59,8 @@ class Publisher:
             return refused
         payload = checked.model_dump(mode="json")
         if isinstance(checked, KycApproved) and checked.data.kyc is not None:
-            sealed = self._keyring.seal(checked.data.kyc.model_dump(mode="json"))
-            payload["data"]["kyc"] = {SEALED: sealed.model_dump()}
+            sealed = self._sealer.seal(checked.data.kyc.model_dump(mode="json"), event_id=checked.id)
+            payload["data"]["kyc"] = {ENVELOPE: sealed.model_dump()}
         else:
             payload["data"].pop("kyc", None)
         actor = self._actors.for_event(payload)

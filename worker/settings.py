@@ -22,10 +22,15 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile, webhook_secrets_ok
+
 __all__ = [
+    "API_WITHHELD",
+    "DEV_DEFAULT_API_SETTINGS",
     "DEV_DEFAULT_SECRETS",
     "Environment",
     "KucoinCredentials",
+    "Profile",
     "Settings",
     "SettingsError",
     "ignored_proxy_variables",
@@ -35,24 +40,6 @@ KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
 """KuCoin's host for the 16 ND-broker endpoints (facts file §1)."""
 KUCOIN_SPOT_HOST = "https://api.kucoin.com"
 """KuCoin's spot host, used for the one spot read the worker needs (a sub-account's balances)."""
-
-DEV_DEFAULT_SECRETS: Mapping[str, str] = {
-    "KUCOIN_API_KEY": "sandbox-management-key",
-    "KUCOIN_API_SECRET": "sandbox-management-secret",
-    "KUCOIN_API_PASSPHRASE": "sandbox-management-passphrase",
-    "KUCOIN_BROKER_PARTNER": "sandbox-partner",
-    "KUCOIN_BROKER_KEY": "sandbox-broker-key",
-    "KUCOIN_BROKER_NAME": "sandboxND",
-    "KUCOIN_TRADING_API_KEY": "sandbox-trading-key",
-    "KUCOIN_TRADING_API_SECRET": "sandbox-trading-secret",
-    "KUCOIN_TRADING_API_PASSPHRASE": "sandbox-trading-passphrase",
-    "PROVISIONER_NAME_SECRET": "development-name-secret-do-not-use-in-production",
-    # Fernet keys (url-safe base64 of 32 bytes), as "key_id=key" pairs; the first one encrypts.
-    "PROVISIONER_ENCRYPTION_KEYS": "dev1=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdCE=",
-    "PROVISIONER_DELIVERY_KEYS": "dev1=ZGVsaXZlcnkta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE=",
-}
-"""Development defaults for every secret. Used only when ``PROVISIONER_ENV=development`` (the default) and
-the variable is unset; production refuses to start without them. Shared with the simulator."""
 
 
 class SettingsError(Exception):
@@ -187,6 +174,18 @@ class Settings(BaseSettings):
     auth_retry_delay_ms: int = Field(300_000, alias="PROVISIONER_AUTH_RETRY_DELAY_MS", ge=1_000)
     metrics_host: str = Field("127.0.0.1", alias="PROVISIONER_METRICS_HOST")
     metrics_port: int = Field(9464, alias="PROVISIONER_METRICS_PORT", ge=0, le=65535)
+    # --- HTTP API (``provisioner api``) -----------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", alias="PROVISIONER_API_HOST")
+    api_port: int = Field(8080, alias="PROVISIONER_API_PORT", ge=0, le=65535)
+    api_secrets: SecretStr | None = Field(None, alias="PROVISIONER_API_SECRETS")
+    """Standard Webhooks secrets (``whsec_<base64>``, comma-separated) that sign every request to the API."""
+    api_metrics_host: str = Field("127.0.0.1", alias="PROVISIONER_API_METRICS_HOST")
+    api_metrics_port: int = Field(9465, alias="PROVISIONER_API_METRICS_PORT", ge=0, le=65535)
+    intake_private_keys: SecretStr | None = Field(None, alias="PROVISIONER_INTAKE_PRIVATE_KEYS")
+    """The worker's X25519 keys that open KYC documents sealed at the edge (``worker.sealing``)."""
+    intake_public_key: str | None = Field(None, alias="PROVISIONER_INTAKE_PUBLIC_KEY")
+    """The key the edge seals KYC documents to; in the worker, default: the first private key's public half."""
+
     log_format: str = Field("auto", alias="PROVISIONER_LOG_FORMAT", pattern="^(auto|json|console)$")
     log_level: str = Field("INFO", alias="PROVISIONER_LOG_LEVEL", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -198,6 +197,13 @@ class Settings(BaseSettings):
             if not items or not all(c.isalnum() and len(c) <= 16 for c in items):
                 raise ValueError("expected a comma-separated list of currency codes")
             return items
+        return value
+
+    @field_validator("api_secrets")
+    @classmethod
+    def _webhook_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not webhook_secrets_ok(value.get_secret_value()):
+            raise ValueError("expected comma-separated whsec_<base64 of 24 to 64 bytes> secrets")  # never echoed
         return value
 
     @field_validator("http_proxy")
@@ -219,14 +225,19 @@ class Settings(BaseSettings):
         return value
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
-        """Read the settings once from ``environ`` (default ``os.environ``).
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, profile: Profile = Profile.WORKER
+    ) -> tuple[Settings, list[str]]:
+        """Read the settings once from ``environ`` (default ``os.environ``) for the process ``profile``.
 
         Returns the settings and the names of the variables that fell back to a development default (the
         caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
-        mode, each missing secret.
+        mode, each missing secret the profile requires. ``Profile.API`` never reads ``API_WITHHELD``.
         """
         env = dict(os.environ if environ is None else environ)
+        if profile is Profile.API:
+            env = {k: v for k, v in env.items() if k not in API_WITHHELD}
+        defaults = DEV_DEFAULT_API_SETTINGS if profile is Profile.API else DEV_DEFAULT_SECRETS
         try:
             settings = cls.model_validate({k: v for k, v in env.items() if v != ""})
         except ValidationError as exc:
@@ -235,12 +246,12 @@ class Settings(BaseSettings):
                 field = str(err["loc"][0]) if err["loc"] else "?"
                 problems.append(f"{_alias_of(field)}: {err['msg']}")
             raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-        missing = [name for name in DEV_DEFAULT_SECRETS if not env.get(name)]
+        missing = [name for name in defaults if not env.get(name)]
         if missing and settings.environment is Environment.PRODUCTION:
             raise SettingsError("production mode needs these secrets, which are unset: " + ", ".join(missing))
         if missing:
             settings = cls.model_validate(
-                {**{k: v for k, v in env.items() if v != ""}, **{m: DEV_DEFAULT_SECRETS[m] for m in missing}}
+                {**{k: v for k, v in env.items() if v != ""}, **{m: defaults[m] for m in missing}}
             )
         settings._check_consistency()
         return settings, missing
@@ -286,6 +297,12 @@ class Settings(BaseSettings):
                     Keyring.parse(value.get_secret_value(), name=alias)
                 except CryptoError as exc:
                     problems.append(str(exc))
+        from worker.sealing import intake_key_problems
+
+        problems += intake_key_problems(
+            self.intake_private_keys.get_secret_value() if self.intake_private_keys is not None else None,
+            self.intake_public_key,
+        )
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
 

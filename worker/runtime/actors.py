@@ -26,15 +26,34 @@ from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
 from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
 from worker.runtime.state_watch import StateWatch
+from worker.sealing import Envelope
 from worker.store.epoch import StateLost
 
-__all__ = ["QUEUE_EVENTS", "QUEUE_RECONCILE", "QUEUE_URGENT", "Actors", "declare_actors", "queue_for"]
+__all__ = [
+    "ACTOR_EVENT",
+    "ACTOR_URGENT_EVENT",
+    "ENVELOPE",
+    "QUEUE_EVENTS",
+    "QUEUE_RECONCILE",
+    "QUEUE_URGENT",
+    "SEALED",
+    "Actors",
+    "actor_for",
+    "declare_actors",
+    "queue_for",
+]
 
 QUEUE_EVENTS = "events"
 QUEUE_URGENT = "urgent"
 QUEUE_RECONCILE = "reconcile"
+ACTOR_EVENT = "handle_event"
+ACTOR_URGENT_EVENT = "handle_urgent_event"
 SEALED = "$sealed"
-"""Marks KYC documents that the publisher sealed before enqueueing: they never sit in Redis in the clear."""
+"""Marks KYC documents sealed with the Fernet keyring before enqueueing (what the publisher did before the edge
+sealed to the intake key; still opened, for messages sent before the upgrade and their dead letters)."""
+ENVELOPE = "$envelope"
+"""Marks KYC documents sealed at the edge to the worker's intake key (``worker.sealing.Envelope``): they never sit
+in Redis in the clear, and nothing but the worker opens them."""
 
 _log = structlog.get_logger(__name__)
 _TYPES = {t.value for t in EventType}
@@ -42,6 +61,11 @@ _TYPES = {t.value for t in EventType}
 
 def queue_for(event: dict[str, Any]) -> str:
     return QUEUE_URGENT if event.get("type") == EventType.OFFBOARDED else QUEUE_EVENTS
+
+
+def actor_for(event: dict[str, Any]) -> str:
+    """The name of the actor that takes ``event`` (offboarding takes the urgent lane)."""
+    return ACTOR_URGENT_EVENT if queue_for(event) == QUEUE_URGENT else ACTOR_EVENT
 
 
 @dataclass(frozen=True)
@@ -97,8 +121,8 @@ def declare_actors(
         return dramatiq.actor(actor_name=name, queue_name=queue, broker=broker, **extra)
 
     return Actors(
-        handle_event=declare("handle_event", QUEUE_EVENTS, **options)(handle),
-        handle_urgent_event=declare("handle_urgent_event", QUEUE_URGENT, **options)(handle),
+        handle_event=declare(ACTOR_EVENT, QUEUE_EVENTS, **options)(handle),
+        handle_urgent_event=declare(ACTOR_URGENT_EVENT, QUEUE_URGENT, **options)(handle),
         reconcile=declare("reconcile_customer", QUEUE_RECONCILE, **options)(reconcile),
         noop=declare("noop", "noop", max_retries=0)(noop),
     )
@@ -151,10 +175,15 @@ def _unseal(holder: AppHolder, event: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         return event
     kyc = data.get("kyc")
-    if not (isinstance(kyc, dict) and SEALED in kyc):
+    if not (isinstance(kyc, dict) and (SEALED in kyc or ENVELOPE in kyc)):
         return event
+    app = holder.get()
     try:
-        documents = holder.get().keyring.open(SealedSecret.model_validate(kyc[SEALED]))
+        if ENVELOPE in kyc:
+            envelope = Envelope.model_validate(kyc[ENVELOPE])
+            documents = app.intake_keys.open(envelope, event_id=str(event.get("id")))
+        else:
+            documents = app.keyring.open(SealedSecret.model_validate(kyc[SEALED]))
     except (CryptoError, ValueError):
         raise InvalidEvent(
             "data.kyc", "sealed KYC documents cannot be opened with our keys", str(event.get("id"))

@@ -22,9 +22,10 @@ from dramatiq.middleware import (
 )
 from prometheus_client import CollectorRegistry
 
-from worker.bootstrap import App, build_app
+from worker.bootstrap import App, build_app, intake_sealer
 from worker.publish import Publisher
 from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT, Actors, declare_actors
+from worker.runtime.admission import dramatiq_namespace
 from worker.runtime.deadletters import DeadLetterMiddleware, DeadLetters
 from worker.runtime.delayed_recovery import DelayedMessageRecovery
 from worker.runtime.durable_retries import DurableRetries
@@ -77,7 +78,11 @@ class Runtime:
         """A publisher that validates events and sends them through the hand-off."""
         app = self.app
         return Publisher(
-            app.intake, app.keyring, self.actors, self.handoff, customer_ref=app.policy.naming.customer_ref
+            app.intake,
+            intake_sealer(self.settings),
+            self.actors,
+            self.handoff,
+            customer_ref=app.policy.naming.customer_ref,
         )
 
     def close(self) -> None:
@@ -120,7 +125,7 @@ def build_runtime(
     delayed_recovery = DelayedMessageRecovery()
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
-        namespace=f"{settings.key_prefix}-dramatiq",
+        namespace=dramatiq_namespace(settings.key_prefix),
         heartbeat_timeout=heartbeat_timeout,
         maintenance_chance=maintenance_chance,
         socket_timeout=10,

@@ -26,7 +26,16 @@ from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_
 from worker.store.keys import Keys
 from worker.store.lock import CustomerLock
 
-__all__ = ["CommitRejected", "Committed", "CustomerStore", "IngestResult", "JournalEntry", "OutboundEvent", "Snapshot"]
+__all__ = [
+    "CommitRejected",
+    "Committed",
+    "CustomerStore",
+    "IngestResult",
+    "JournalEntry",
+    "OutboundEvent",
+    "Snapshot",
+    "stored_form",
+]
 
 # The outbound stream is never trimmed here: it carries sealed credentials that a lagging consumer must not
 # lose. The consumer trims what it has processed (``XTRIM <key> MINID <id>``).
@@ -35,6 +44,7 @@ __all__ = ["CommitRejected", "Committed", "CustomerStore", "IngestResult", "Jour
 _INGEST = (
     GUARD_LUA.format(state=11, epoch=7, hwm=8)
     + """
+redis.call('HDEL', KEYS[14], ARGV[1])  -- admitted at the edge: from here on the stored event answers for it
 if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[8], ARGV[6])
   redis.call('HDEL', KEYS[9], ARGV[6])
@@ -264,7 +274,8 @@ class CustomerStore:
         customer is closed. KYC documents are stored only sealed, and only with a new event; ``documents_digest``
         (a keyed digest of them, ``""`` without) tells a re-send with other documents from a duplicate. Whatever
         the outcome, the message ``handoff_id`` of queue ``handoff_queue`` (see ``worker.runtime.handoff``) has
-        been dealt with: it is forgotten in the same script. Raises ``StateLost``."""
+        been dealt with: it is forgotten in the same script, and so is the event's admission at the edge
+        (``worker.runtime.admission``). Raises ``StateLost``."""
         stored = _without_documents(event)
         docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
         k = self.keys
@@ -284,6 +295,7 @@ class CustomerStore:
                 k.state,
                 k.docs_digests(ref),
                 k.events_log(ref),
+                k.admitted(ref),
             ],
             args=lambda epoch, hwm: [event.id, stored, docs, ref, now_ms, handoff_id, epoch, hwm, documents_digest],
         )
@@ -472,6 +484,11 @@ class CustomerStore:
             maxlen=100_000,
             approximate=True,
         )
+
+
+def stored_form(event: Event) -> str:
+    """The JSON an accepted event is stored as (its KYC documents removed): what a re-send must equal."""
+    return _without_documents(event)
 
 
 def _without_documents(event: Event) -> str:

@@ -9,6 +9,7 @@ key                                 type    content
 ``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; deleted once submitted
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
 ``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
+``{p}:c:{ref}:admitted``            hash    event id → fingerprint, for events the API admitted and no worker stored yet
 ``{p}:c:{ref}:journal``             stream  audit journal: every state change, no secrets
 ``{p}:c:{ref}:lock``                string  ``<fence>:<uuid>`` of the reconcile holding the customer
 ``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
@@ -60,6 +61,9 @@ class Keys:
 
     def docs_digests(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs_digest"
+
+    def admitted(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:admitted"
 
     def docs_received(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs_received"

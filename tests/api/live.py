@@ -1,0 +1,118 @@
+"""The API served for real on a loopback port (uvicorn in a thread), and a client that signs like an upstream."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import uvicorn
+from prometheus_client import CollectorRegistry
+from standardwebhooks.webhooks import Webhook
+
+from api.app import ApiServices, create_app
+from api.bootstrap import build_services
+from tests.private_redis import free_port
+from worker.settings import DEV_DEFAULT_API_SETTINGS, Profile, Settings
+
+SECRET = DEV_DEFAULT_API_SETTINGS["PROVISIONER_API_SECRETS"]
+OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LXRoYXQtc2lnbnMtbm90aGluZw=="
+
+
+def api_settings(redis_url: str, key_prefix: str, **extra: str) -> Settings:
+    """The API profile's settings on the test Redis and key prefix (development defaults for its secrets)."""
+    env = {"REDIS_URL": redis_url, "PROVISIONER_REDIS_PREFIX": key_prefix, **extra}
+    settings, _ = Settings.from_env(env, profile=Profile.API)
+    return settings
+
+
+class LiveApi:
+    """``create_app(services)`` served by uvicorn on 127.0.0.1:<free port> until ``stop``."""
+
+    def __init__(self, services: ApiServices) -> None:
+        self.services = services
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(services), host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveApi:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the API did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def live_api(redis_url: str, key_prefix: str, **settings: str) -> LiveApi:
+    return LiveApi(build_services(api_settings(redis_url, key_prefix, **settings), registry=CollectorRegistry()))
+
+
+def sign(body: bytes, *, secret: str = SECRET, msg_id: str | None = None, at: datetime | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for ``body`` (signed with the library, as an upstream would)."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    signature = Webhook(secret).sign(msg_id, at, body.decode("utf-8"))
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signature}
+
+
+class Upstream:
+    """An upstream over real HTTP: every request signed unless told otherwise."""
+
+    def __init__(self, url: str, *, secret: str = SECRET) -> None:
+        self.client = httpx.Client(base_url=url, timeout=10)
+        self.secret = secret
+
+    def close(self) -> None:
+        self.client.close()
+
+    def post(self, document: Any, *, headers: dict[str, str] | None = None, raw: bytes | None = None) -> httpx.Response:
+        body = raw if raw is not None else json.dumps(document).encode()
+        signed = {"content-type": "application/json", **sign(body, secret=self.secret), **(headers or {})}
+        return self.client.post("/v1/events", content=body, headers=signed)
+
+    def customer(self, customer_id: str) -> httpx.Response:
+        from urllib.parse import quote
+
+        return self.client.get(f"/v1/customers/{quote(customer_id, safe='')}", headers=sign(b"", secret=self.secret))
+
+
+def now_iso(minutes_ago: float = 1.0) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event(kind: str, customer: str, *, eid: str | None = None, minutes_ago: float = 1.0, **data: Any) -> dict[str, Any]:
+    """One event of ``customer`` that the contract accepts now."""
+    return {
+        "id": eid or f"{customer}-{kind.split('.')[1]}",
+        "type": kind,
+        "customer_id": customer,
+        "occurred_at": now_iso(minutes_ago),
+        "data": data,
+    }
+
+
+def approval(customer: str, *, eid: str | None = None, **extra: Any) -> dict[str, Any]:
+    return event(
+        "customer.kyc_approved",
+        customer,
+        eid=eid,
+        minutes_ago=0.5,
+        permissions=["general", "spot"],
+        ip_whitelist=["203.0.113.10"],
+        funding=[{"currency": "USDT", "amount": "250"}],
+        **extra,
+    )

@@ -1,0 +1,35 @@
+"""Reading the upstream's view of a customer (``GET /v1/customers/{customer_id}``): the shell around
+``handlers.customer_view``. Reads only; needs the name secret (customer refs) and Redis, nothing sealed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from handlers.customer_view import CustomerView, LastChange, customer_view
+from handlers.desired import DesiredState, fold
+from handlers.naming import Naming
+from worker.store.customers import CustomerStore
+
+__all__ = ["read_customer_view"]
+
+
+def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -> CustomerView | None:
+    """The customer's view, or ``None`` when nothing of it was ever accepted. A customer whose events were
+    admitted at the edge but not yet stored by a worker shows as ``received``. Raises ``redis.RedisError``."""
+    ref = naming.customer_ref(customer_id)
+    snapshot = store.snapshot(ref)
+    if not snapshot.events and snapshot.record is None:
+        if int(store.redis.hlen(store.keys.admitted(ref))) == 0:
+            return None
+        return customer_view(customer_id, DesiredState.empty(), None, None)
+    desired = fold(snapshot.events, documents_held=snapshot.documents)
+    return customer_view(customer_id, desired, snapshot.record, _last_change(store, ref))
+
+
+def _last_change(store: CustomerStore, ref: str) -> LastChange | None:
+    rows: Any = store.redis.xrevrange(store.keys.journal(ref), count=1)
+    if not rows:
+        return None
+    entry = json.loads(rows[0][1]["entry"])
+    return LastChange(at_ms=int(entry.get("at_ms", 0)), action=str(entry.get("action", "")))

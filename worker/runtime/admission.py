@@ -1,0 +1,235 @@
+"""Admission at the edge: the HTTP API's way in, with the hand-off's guarantee and a verdict per event.
+
+``Admission.admit`` validates each event against the contract, seals its KYC documents to the worker's intake key
+(``worker.sealing``), and then, in **one Lua script** for the whole request, decides and applies:
+
+============================  ==============================================================================
+what Redis already holds       verdict, and what the script writes
+============================  ==============================================================================
+nothing under the event id    ``accepted``: the admission index entry, the hand-off record (``handoff.py``) and
+                              the dramatiq message in its queue — together, or (Redis failed) not at all
+the stored event, same        ``duplicate`` (same stored JSON and same documents digest as intake compares)
+the stored event, other       ``conflict`` (the id was used for other content, or other KYC documents)
+an admitted, unstored event   ``duplicate`` / ``conflict`` by its fingerprint (the same comparison, hashed)
+============================  ==============================================================================
+
+So a verdict is decided against what was already accepted — by this API, by ``provisioner publish`` once a
+worker stored it — and, the script being atomic, concurrent identical requests get one ``accepted`` and the
+rest ``duplicate``. An event is held the moment the script returns (as durably as Redis' AOF keeps what it
+acknowledged: ``appendfsync always`` in production): the hand-off re-sends it if its
+message is lost, and the worker's ingest script forgets the admission entry when it stores the event. An event
+that fails the contract is ``refused`` (recorded, reason only, in the refused stream by the same script).
+
+The script writes dramatiq's Redis layout itself (``{namespace}:{queue}`` list and ``{namespace}:{queue}.msgs``
+hash, as dramatiq's ``dispatch.lua`` enqueues), so the message cannot be enqueued without its hand-off record or
+the other way round; ``tests/api`` proves a real worker consumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import dramatiq
+import redis
+
+from handlers.events import EventRejected, IntakePolicy, KycApproved, parse_event
+from handlers.naming import Naming
+from worker.intake import peek_event_id
+from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
+from worker.sealing import IntakeSealer
+from worker.store.customers import stored_form
+from worker.store.keys import Keys
+
+__all__ = ["Admission", "AdmissionStatus", "Verdict", "dramatiq_namespace"]
+
+_QUEUES = (QUEUE_EVENTS, QUEUE_URGENT)
+
+_ADMIT = """
+-- KEYS: refused stream, hand-off bodies, then per queue (events, urgent): hand-off set, dramatiq list, its .msgs;
+--       then per event: the customer's events hash, documents digests, admitted index.
+-- ARGV: number of events, refusals (JSON [[id, field, reason], ...]), then per event: id, stored JSON, documents
+--       digest, fingerprint, queue index (1 events, 2 urgent), message id, hand-off body, redis message id + body
+--       as "rid\\nbody".
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local verdicts = {}
+for i = 0, n - 1 do
+  local k, a = 9 + 3 * i, 3 + 8 * i
+  local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local existing = redis.call('HGET', KEYS[k], id)
+  local verdict
+  if existing then
+    if existing ~= stored or (redis.call('HGET', KEYS[k + 1], id) or '') ~= digest then
+      verdict = 'conflict'
+    else
+      verdict = 'duplicate'
+    end
+  else
+    local admitted = redis.call('HGET', KEYS[k + 2], id)
+    if admitted then
+      if admitted == fingerprint then verdict = 'duplicate' else verdict = 'conflict' end
+    else
+      local q = 3 + 3 * (tonumber(ARGV[a + 4]) - 1)
+      local message_id, body, queued = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+      local cut = string.find(queued, '\\n', 1, true)
+      local rid = string.sub(queued, 1, cut - 1)
+      redis.call('HSET', KEYS[k + 2], id, fingerprint)
+      redis.call('ZADD', KEYS[q], now, message_id)
+      redis.call('HSET', KEYS[2], message_id, body)
+      redis.call('HSET', KEYS[q + 2], rid, string.sub(queued, cut + 1))
+      redis.call('RPUSH', KEYS[q + 1], rid)
+      verdict = 'accepted'
+    end
+  end
+  verdicts[i + 1] = verdict
+end
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', '100000', '*', 'event_id', r[1], 'ref', '', 'field', r[2],
+             'reason', r[3], 'at_ms', tostring(now))
+end
+return verdicts
+"""
+
+
+def dramatiq_namespace(key_prefix: str) -> str:
+    """The dramatiq namespace of a deployment (``worker.runtime.broker`` builds its broker with it)."""
+    return f"{key_prefix}-dramatiq"
+
+
+class AdmissionStatus(StrEnum):
+    ACCEPTED = "accepted"
+    """New: durably handed off to the worker."""
+    DUPLICATE = "duplicate"
+    """Already accepted with the same content: nothing more was done."""
+    REFUSED = "refused"
+    """The event breaks the contract (``field``, ``reason``): nothing was handed off."""
+    CONFLICT = "conflict"
+    """The id was already accepted with other content (or other KYC documents): refused."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of one event. ``event_id`` is ``None`` when a refused event had no readable id."""
+
+    status: AdmissionStatus
+    event_id: str | None
+    field: str | None = None
+    reason: str | None = None
+
+
+CONFLICT_REASON = "event id already accepted with different content (or other KYC documents); send a new id"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    event_id: str
+    ref: str
+    stored: str
+    digest: str
+    fingerprint: str
+    queue_index: int
+    message_id: str
+    body: str
+    queued: str
+
+
+class Admission:
+    """Admits events for the HTTP API. Holds the Redis client, the naming secret and the intake *public* key:
+    nothing that opens what is sealed."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        naming: Naming,
+        sealer: IntakeSealer,
+        *,
+        currencies: frozenset[str],
+        namespace: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._naming = naming
+        self._sealer = sealer
+        self._currencies = currencies
+        self._namespace = namespace
+        self._clock = clock
+        self._script = client.register_script(_ADMIT)
+
+    def admit(self, raws: Sequence[str | bytes | dict[str, Any]]) -> list[Verdict]:
+        """Decide and apply every event of one request, in order; one verdict each. Raises ``redis.RedisError``
+        when Redis fails: then either nothing of the request was applied, or all of it (the script is atomic, its
+        answer may be what was lost) — sending the same request again is safe, and answers ``duplicate`` for what
+        was applied."""
+        policy = IntakePolicy(now=datetime.fromtimestamp(self._clock(), tz=UTC), currencies=self._currencies)
+        verdicts: list[Verdict | None] = []
+        prepared: list[_Prepared] = []
+        refusals: list[list[str]] = []
+        for raw in raws:
+            try:
+                prepared.append(self._prepare(raw, policy))
+                verdicts.append(None)
+            except EventRejected as exc:
+                event_id = peek_event_id(raw)
+                verdicts.append(Verdict(AdmissionStatus.REFUSED, event_id, exc.field, exc.reason))
+                refusals.append([event_id or "", exc.field, exc.reason[:500]])
+        decided = self._apply(prepared, refusals) if prepared or refusals else []
+        answers = iter(decided)
+        return [v if v is not None else next(answers) for v in verdicts]
+
+    def _apply(self, prepared: list[_Prepared], refusals: list[list[str]]) -> list[Verdict]:
+        keys = [self._keys.refused, self._keys.handoff_bodies]
+        for queue in _QUEUES:
+            keys += [self._keys.handoff(queue), f"{self._namespace}:{queue}", f"{self._namespace}:{queue}.msgs"]
+        args: list[Any] = [len(prepared), json.dumps(refusals)]
+        for p in prepared:
+            keys += [self._keys.events(p.ref), self._keys.docs_digests(p.ref), self._keys.admitted(p.ref)]
+            args += [p.event_id, p.stored, p.digest, p.fingerprint, p.queue_index, p.message_id, p.body, p.queued]
+        raw_verdicts = self._script(keys=keys, args=args, client=self._client)
+        verdicts = []
+        for p, raw in zip(prepared, raw_verdicts, strict=True):
+            status = AdmissionStatus(raw.decode() if isinstance(raw, bytes) else str(raw))
+            reason = CONFLICT_REASON if status is AdmissionStatus.CONFLICT else None
+            verdicts.append(Verdict(status, p.event_id, "id" if reason else None, reason))
+        return verdicts
+
+    def _prepare(self, raw: str | bytes | dict[str, Any], policy: IntakePolicy) -> _Prepared:
+        """Validate, seal and encode one event (no I/O). Raises ``EventRejected``."""
+        event = parse_event(raw, policy)
+        ref = self._naming.customer_ref(event.customer_id)
+        stored = stored_form(event)
+        payload = event.model_dump(mode="json")
+        digest = ""
+        if isinstance(event, KycApproved) and event.data.kyc is not None:
+            documents = event.data.kyc.model_dump(mode="json")
+            digest = self._naming.documents_digest(json.dumps(documents, sort_keys=True, separators=(",", ":")))
+            payload["data"]["kyc"] = {ENVELOPE: self._sealer.seal(documents, event_id=event.id).model_dump()}
+        else:
+            payload["data"].pop("kyc", None)
+        queue = queue_for(payload)
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=queue, actor_name=actor_for(payload), args=(payload,), kwargs={}, options={}
+        )
+        rid = str(uuid.uuid4())
+        queued = message.copy(options={"redis_message_id": rid})
+        return _Prepared(
+            event_id=event.id,
+            ref=ref,
+            stored=stored,
+            digest=digest,
+            fingerprint=hashlib.sha256(f"{stored}\n{digest}".encode()).hexdigest(),
+            queue_index=_QUEUES.index(queue) + 1,
+            message_id=message.message_id,
+            body=message.encode().decode("utf-8"),
+            queued=f"{rid}\n{queued.encode().decode('utf-8')}",
+        )
