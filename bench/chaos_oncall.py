@@ -8,6 +8,8 @@
   line blocked because the exchange reported its transfer FAILURE is retried (``provisioner customer retry``:
   the next clientOid). Each round builds its app afresh, as each CLI invocation would, so a recovery in between
   is seen; while the state is lost every tool refuses (``StateLost``) and the round does nothing.
+- ``OnCall.halted``: the workers halted (the ``StateLost`` alert) although no loss was caused: a false alarm the
+  run counts as a violation; on-call recovers anyway (``provisioner recover``), since the workers wait for it.
 - ``recover``: ``provisioner recover --yes --json`` as a subprocess with the run's environment (re-run until it
   gets through the exchange's faults), with the older system's sub-accounts to adopt.
 """
@@ -54,6 +56,19 @@ class OnCall:
         self.refusals: Counter[str] = Counter()
         """Why a tool refused to act (state lost, customer busy, ...)."""
         self.decided: list[dict[str, Any]] = []
+
+    def halted(self) -> str | None:
+        """Why the workers are halted (the state's ``halted`` field), or ``None``."""
+        try:
+            app = build_app(self._settings)
+        except redis.RedisError:
+            return None
+        try:
+            return app.redis.hget(app.keys.state, "halted") or None
+        except redis.RedisError:
+            return None
+        finally:
+            app.close()
 
     def round(self) -> int:
         """Act on every blocked customer once; returns how many actions were taken."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,38 +25,61 @@ CONFIGURATIONS = {
 }
 
 
+class Run:
+    """One chaos run in a subprocess (SIGTERM stops its workers and its Redis before it exits)."""
+
+    def __init__(self, options: list[str], out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "bench/chaos.py",
+                "--customers",
+                "50",
+                "--kills",
+                "2",
+                "--quick",
+                *options,
+                "--timeout",
+                "300",
+                "--patience",
+                "120",
+                "--out",
+                str(out),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            stdout, stderr = self.proc.communicate(timeout=120)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    """Every configuration starts at once: a run's time goes mostly to the worker's timers (settle delays, ledger
+    re-checks), not to the CPU, so side by side they take little longer than one."""
+    started = {
+        name: Run(options, tmp_path_factory.mktemp(name) / "chaos.json") for name, options in CONFIGURATIONS.items()
+    }
+    yield started
+    for run in started.values():
+        if run.proc.poll() is None:
+            run.finish(0.1)
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("options", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
-def test_small_chaos_run_converges_without_violations(tmp_path: Path, options: list[str]) -> None:
-    out = tmp_path / "chaos.json"
-    chaos = subprocess.Popen(
-        [
-            sys.executable,
-            "bench/chaos.py",
-            "--customers",
-            "50",
-            "--kills",
-            "2",
-            "--quick",
-            *options,
-            "--timeout",
-            "300",
-            "--patience",
-            "120",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        stdout, stderr = chaos.communicate(timeout=560)
-    except subprocess.TimeoutExpired:
-        chaos.terminate()  # SIGTERM: the run stops its workers and its Redis before it exits
-        stdout, stderr = chaos.communicate(timeout=120)
-    result = subprocess.CompletedProcess(chaos.args, chaos.returncode, stdout, stderr)
+@pytest.mark.parametrize("name", CONFIGURATIONS.keys())
+def test_small_chaos_run_converges_without_violations(runs: dict[str, Run], name: str) -> None:
+    result = runs[name].finish(560)
+    out = runs[name].out
     assert out.exists(), result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["violations"] == [], figures["violations"][:10]
