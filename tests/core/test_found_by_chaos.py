@@ -19,6 +19,7 @@ from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.bootstrap import App, state_mirror
 from worker.exchange import RetryableError
+from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import recover
 from worker.store.epoch import Mirror, MirrorEntry, StateGuard
 from worker.verify import Violation, check
@@ -213,3 +214,49 @@ def test_a_worker_starting_while_others_write_does_not_take_it_for_a_rollback(ri
     )
     starting.establish()  # raises StateLost("rolled_back") although nothing was lost
     assert starting.epoch is not None and starting.epoch.id == rig.app.state.epoch.id
+
+
+def test_an_operators_not_committed_on_a_recovered_record_lets_the_line_be_sent(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Found by ``bench/chaos.py --customers 50 --kills 2 --quick --client-oid accept --ledger-context none``
+    (seed 4, worker ``unknown``, state loss ``restart``): after the recovery the on-call answered 295
+    ``not_committed`` verdicts for 11 lines (54 for customer ``…-00000`` alone) and none was ever paid. Journal
+    of ``…-00000``, every five seconds: ``blocked`` "fund:…-kyc_approved#0: transfer … of 25 USDT: outcome
+    unknown (6 ledger entries of the same amount since the first send carry no orderId or clientOid …)" →
+    operator ``transfer.not_committed`` → ``blocked`` (the same reason) → …
+
+    A line of a recovered record is sent evidence-first: the ledger is searched before the send. Where the
+    ledger names nothing (``none``) and other customers were paid the same amount, it is undecided, so the line
+    is blocked for an operator; the operator's ``not_committed`` unblocks it, but the next plan searches the
+    ledger first again and blocks it again. The verdict must be what lets the line go out (operator.py: "a funding
+    line is sent again under the same clientOid")."""
+    config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "none"})
+    rig = Rig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown")
+    try:
+        waiting = events_for("chaos-waiting")
+        paid = events_for("chaos-paid-first")
+        (waiting_ref,) = rig.publish(waiting["created"])
+        rig.settle(waiting_ref)  # its sub-account exists before the loss; its approval comes after
+        paid_ref, _ = rig.publish(paid["created"], paid["kyc"])
+        rig.settle(paid_ref)  # another customer paid the same 250 USDT: an anonymous entry in the ledger
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            ref = redeliver(app, [waiting["created"], waiting["kyc"]])
+            settle_with(rig, app, ref)
+            step = "fund:chaos-waiting-kyc_approved#0"
+            assert [s for s, b in app.store.load(ref).blocked.items() if b.manual] == [step]
+            assert not [t for t in rig.state()["transfers"] if t["specialUid"] == app.store.load(ref).sub_account.uid]
+            settle_transfer(app, ref, step, verdict=TransferVerdict.NOT_COMMITTED, who="on-call")
+            settle_with(rig, app, ref)
+            record = app.store.load(ref)
+            assert [s for s, b in record.blocked.items() if b.manual] == [], "blocked again after the verdict"
+            to_it = [t for t in rig.state()["transfers"] if t["specialUid"] == record.sub_account.uid]
+            assert [t["amount"] for t in to_it] == ["250"]
+        finally:
+            app.close()
+    finally:
+        rig.close()
