@@ -476,6 +476,7 @@ def main(
                 "operator": {
                     "decisions": dict(oncall.decisions),
                     "retries": oncall.retries,
+                    "escalated": sorted(oncall.given_up),
                     "refused_to_act": dict(oncall.refusals),
                     "decided": oncall.decided,
                 },
@@ -852,7 +853,11 @@ def report(figures: dict[str, Any], out: str) -> None:
             f"writes while halted {loss.get('exchange_writes_while_halted')}",
         ),
         ("halts with no state loss", len(figures.get("unexpected_halts") or [])),
-        ("operator decisions / retries", f"{json.dumps(operator.get('decisions'))} / {operator.get('retries')}"),
+        (
+            "operator decisions / retries / escalated",
+            f"{json.dumps(operator.get('decisions'))} / {operator.get('retries')} / "
+            f"{len(operator.get('escalated') or [])}",
+        ),
         ("outbound", json.dumps(figures.get("outbound"), sort_keys=True)),
         ("message failures / retries", f"{figures.get('message_failures')} / {figures.get('retries')}"),
         ("dead letters", len(figures.get("dead_letters") or [])),

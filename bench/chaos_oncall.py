@@ -37,6 +37,8 @@ from worker.store.epoch import StateLost
 __all__ = ["OnCall", "recover"]
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_VERDICTS = 3
+"""Verdicts the on-call gives on one blocked transfer before escalating instead."""
 
 
 class OnCall:
@@ -56,6 +58,9 @@ class OnCall:
         self.refusals: Counter[str] = Counter()
         """Why a tool refused to act (state lost, customer busy, ...)."""
         self.decided: list[dict[str, Any]] = []
+        self.given_up: set[str] = set()
+        """Steps blocked again after ``MAX_VERDICTS`` verdicts on the same transfer: left blocked (escalated)."""
+        self._asked: Counter[tuple[str, str, str]] = Counter()
 
     def halted(self) -> str | None:
         """Why the workers are halted (the state's ``halted`` field), or ``None``."""
@@ -116,6 +121,10 @@ class OnCall:
         found = truth.get(client_oid, [])
         if any(t["status"] == "PROCESSING" for t in found):
             return 0
+        if self._asked[(ref, step, client_oid)] >= MAX_VERDICTS:
+            self.given_up.add(f"{customer} {step}")
+            return 0  # the same question again and again: a human stops answering and escalates
+        self._asked[(ref, step, client_oid)] += 1
         done = [t for t in found if t["status"] == "SUCCESS"]
         if done:
             verdict, order_id = TransferVerdict.COMMITTED, str(done[0]["orderId"])
