@@ -204,7 +204,8 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            if record.recovered_at_ms is not None and line.key not in record.looked_for:
+            looked = line.key in record.looked_for or line.key in record.unsent_by_operator
+            if record.recovered_at_ms is not None and not looked:
                 # our record of this line may have been lost with our state: was it paid? (never sent now)
                 return LookForTransfer(
                     key=line.key,
@@ -360,7 +361,12 @@ def _funding(p: _Plan) -> Step | None:
             p.waiting.append(f"funding {line.key} waits for a verdict on {doubtful} (per-customer cap)")
             continue
         attempt = record.retry_counts.get(steps.fund(line.key), 0)
-        recovered = record.recovered_at_ms is not None
+        # after a loss a line is looked for before it is sent, unless an operator already said it never moved
+        unsent = line.key in record.unsent_by_operator
+        recovered = record.recovered_at_ms is not None and not unsent
+        earlier = record.earlier_sends.get(line.key, 0)
+        if record.recovered_at_ms is not None and unsent and not earlier:
+            earlier = _earliest_send(line, sub)  # searched for a second payment once it is sent
         return Transfer(
             key=line.key,
             purpose=TransferPurpose.FUND,
@@ -374,8 +380,8 @@ def _funding(p: _Plan) -> Step | None:
             broker_wallet=policy.broker_wallet,
             evidence_first=recovered,
             since_ms=_earliest_send(line, sub) if recovered else None,
-            operator_unsent=line.key in record.unsent_by_operator,
-            earlier_send_ms=record.earlier_sends.get(line.key, 0),
+            operator_unsent=unsent,
+            earlier_send_ms=earlier,
         )
     return None
 

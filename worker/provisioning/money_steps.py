@@ -546,6 +546,7 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     update: dict[str, object] = {
         "transfers": {**record.transfers, committed.key: committed},
         "earlier_sends": {k: v for k, v in record.earlier_sends.items() if k != committed.key},
+        "unsent_by_operator": tuple(k for k in record.unsent_by_operator if k != committed.key),
     }
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
