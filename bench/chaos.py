@@ -208,6 +208,13 @@ class Worker:
 @click.option(
     "--adopt", default=-1, help="Older system's sub-accounts adopted at the recovery [default: 1 %, at least 2]."
 )
+@click.option(
+    "--management-quota",
+    default=40_000,
+    show_default=True,
+    help="The Management pool's quota per 30 s (KuCoin: 2000): the Special Account's ledger and transfer lookups a "
+    "recovery makes for every line.",
+)
 @click.option("--seed", default=1, show_default=True)
 @click.option(
     "--publish-rate",
@@ -242,6 +249,7 @@ def main(
     transfer_processing_ms: int,
     state_loss: str,
     adopt: int,
+    management_quota: int,
     seed: int,
     publish_rate: float,
     timeout: int,
@@ -271,6 +279,7 @@ def main(
         {
             "seed": seed,
             "broker_quota": 40_000,
+            "management_quota": management_quota,
             "duplicate_client_oid": client_oid,
             "ledger_context": ledger_context,
             "ledger_lag_ms": ledger_lag_ms,
@@ -295,6 +304,7 @@ def main(
         "activity_rate": activity_rate,
         "transfer_failure_share": transfer_failure_share,
         "state_loss_mode": state_loss,
+        "management_quota": management_quota,
         "seed": seed,
         "run": run,
         "logs": str(logdir),
@@ -326,7 +336,7 @@ def main(
                     "PROVISIONER_LOCK_TTL_MS": "10000",
                     "PROVISIONER_ROTATION_GRACE_SECONDS": "2",
                     "PROVISIONER_BROKER_QUOTA": "40000",
-                    "PROVISIONER_MANAGEMENT_QUOTA": "40000",
+                    "PROVISIONER_MANAGEMENT_QUOTA": str(management_quota),
                     "PROVISIONER_MIN_BACKOFF_MS": "200",
                     "PROVISIONER_MAX_BACKOFF_MS": "5000",
                     "PROVISIONER_MAX_RETRIES": "20",
