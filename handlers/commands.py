@@ -128,7 +128,9 @@ class Transfer:
     """An operator said this line's money never moved (see ``TransferIntent.operator_unsent``)."""
     earlier_send_ms: int = 0
     """When an earlier send of this line may have gone through (the ledger showed nothing of it): the result is
-    searched for a second payment later."""
+    searched for a second payment later, and ledger judgements look from then on."""
+    twins: int = 0
+    """In a recovered record: other unjudged lines of the same currency and amount (see ``TransferIntent``)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class LookForTransfer:
     amount: Decimal
     client_oids: tuple[str, ...]
     since_ms: int
+    twins: int = 0
 
 
 @dataclass(frozen=True)

@@ -204,9 +204,17 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            looked = line.key in record.looked_for or line.key in record.unsent_by_operator
+            current_oid = policy.naming.funding_client_oid(
+                record.ref, line.key, record.retry_counts.get(steps.fund(line.key), 0)
+            )
+            looked = line.key in record.looked_for or current_oid in record.unsent_by_operator
             if record.recovered_at_ms is not None and not looked:
-                # our record of this line may have been lost with our state: was it paid? (never sent now)
+                # our record of this line may have been lost with our state: was it paid? (never sent now), once
+                # what was sent before the loss shows on the exchange
+                settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+                if p.now_ms < settled_at:
+                    p.wake(settled_at)
+                    return p.idle("offboarding: waiting for transfers sent before the state loss to show")
                 return LookForTransfer(
                     key=line.key,
                     uid=sub.uid,
@@ -216,6 +224,7 @@ def _offboard(p: _Plan) -> Step:
                         policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)
                     ),
                     since_ms=_earliest_send(line, sub),
+                    twins=_twins(line, desired, record),
                 )
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
     confirm = _confirm(p)
@@ -321,6 +330,18 @@ def _earliest_send(line: FundingInstruction, sub: SubAccountRecord) -> int:
     return max(line.occurred_ms, sub.created_at_ms) - UPSTREAM_SKEW_MS
 
 
+def _twins(line: FundingInstruction, desired: DesiredState, record: CustomerRecord) -> int:
+    """Other lines of the same currency and amount whose transfer our (recovered) record does not know yet."""
+    return sum(
+        1
+        for other in desired.funding
+        if other.key != line.key
+        and other.key not in record.transfers
+        and other.currency == line.currency
+        and other.amount == line.amount
+    )
+
+
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Neither recorded (sent, accepted, refused) nor blocked."""
     return line.key not in record.transfers and steps.fund(line.key) not in record.blocked
@@ -361,8 +382,9 @@ def _funding(p: _Plan) -> Step | None:
             p.waiting.append(f"funding {line.key} waits for a verdict on {doubtful} (per-customer cap)")
             continue
         attempt = record.retry_counts.get(steps.fund(line.key), 0)
+        client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
         # after a loss a line is looked for before it is sent, unless an operator already said it never moved
-        unsent = line.key in record.unsent_by_operator
+        unsent = client_oid in record.unsent_by_operator
         recovered = record.recovered_at_ms is not None and not unsent
         earlier = record.earlier_sends.get(line.key, 0)
         if record.recovered_at_ms is not None and unsent and not earlier:
@@ -370,7 +392,7 @@ def _funding(p: _Plan) -> Step | None:
         return Transfer(
             key=line.key,
             purpose=TransferPurpose.FUND,
-            client_oid=policy.naming.funding_client_oid(record.ref, line.key, attempt),
+            client_oid=client_oid,
             attempt=attempt,
             uid=sub.uid,
             currency=line.currency,
@@ -382,6 +404,7 @@ def _funding(p: _Plan) -> Step | None:
             since_ms=_earliest_send(line, sub) if recovered else None,
             operator_unsent=unsent,
             earlier_send_ms=earlier,
+            twins=_twins(line, desired, record) if record.recovered_at_ms is not None else 0,
         )
     return None
 

@@ -125,6 +125,11 @@ class TransferRecord(Record):
     re-send, or a send after the ledger showed nothing): from when the ledger is searched again for a second one."""
     recheck_at_ms: int = 0
     """When to search (0: no search due). See ``recheck_from_ms``."""
+    operator_unsent: bool = False
+    """Sent again on an operator's word that the earlier send moved nothing."""
+    this_send_ms: int = 0
+    """When the request that got this orderId was sent: an orderId the exchange created before it (a deduplicated
+    repeat) cannot be a second payment."""
     rechecks: int = 0
 
     @property
@@ -190,6 +195,11 @@ class TransferIntent(BaseModel):
     (seen as a duplicate, and not in the ledger) is a failed one, and the line goes on under a new clientOid."""
     earlier_send_ms: int = 0
     """When an earlier send of this line may have gone through (0: none): the result is searched for a double."""
+    twins: int = 0
+    """In a recovered record: other lines of the same currency and amount not judged yet (each may own a ledger
+    entry this line's judgement would otherwise take for its own)."""
+    sent_ms: int = 0
+    """When this very request was sent (a re-send's, not the first's)."""
 
     @classmethod
     def of(cls, intent: Intent) -> TransferIntent:
@@ -272,8 +282,9 @@ class CustomerRecord(Record):
     keys_listed_at_ms: int = 0
     """When the sub-account's keys were last listed before closing (every key live then was recorded)."""
     unsent_by_operator: tuple[str, ...] = ()
-    """Funding lines an operator said never moved money: if the exchange still holds a transfer under the line's
-    clientOid (a FAILED one), the line goes on under a new clientOid."""
+    """ClientOids an operator said moved no money: a line sent under one is not looked for in the ledger first, and
+    if the exchange still holds a transfer under it (a FAILED one), the line goes on under a new clientOid. Tied
+    to the clientOid judged, so a later attempt of the line is judged afresh."""
     looked_for: tuple[str, ...] = ()
     """Funding lines of a recovered record the ledger showed unpaid (offboarding may then refuse them)."""
     adopted_at_ms: int | None = None

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -76,8 +75,8 @@ def policy_from(settings: Settings) -> Policy:
         proxy_kyc=settings.proxy_kyc,
         kyc_poll_ms=settings.kyc_poll_seconds * 1000,
         resolve_delay_ms=_resolve_delay_ms(settings),
-        transfer_resolve_delay_ms=_resolve_delay_ms(settings)
-        + (0 if settings.client_oid_behaviour in ("dedupe", "reject") else settings.ledger_lag_ms),
+        # every mode may decide from the ledger (a duplicate, a refused re-send, after a loss): after its lag
+        transfer_resolve_delay_ms=_resolve_delay_ms(settings) + settings.ledger_lag_ms,
         max_live_keys=settings.max_live_keys,
         listing_lag_ms=settings.listing_lag_ms,
     )
@@ -89,9 +88,11 @@ def _resolve_delay_ms(settings: Settings) -> int:
 
 
 def state_mirror(settings: Settings) -> Mirror:
-    """This host's mirror of the state epoch, one file per Redis database and key prefix."""
-    url = urlsplit(settings.redis_url)
-    where = f"{url.hostname or 'localhost'}:{url.port or 6379}{url.path or '/0'}#{settings.key_prefix}"
+    """This host's mirror of the state epoch, one file per Redis server, database and key prefix (the database as
+    redis-py reads it from the URL: ``/N`` or ``?db=N``)."""
+    kwargs = redis.ConnectionPool.from_url(settings.redis_url).connection_kwargs
+    server = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    where = f"{server}/{kwargs.get('db', 0)}#{settings.key_prefix}"
     directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     return Mirror(directory, where)
 

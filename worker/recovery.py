@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
 from worker.store.customers import JournalEntry
@@ -121,12 +122,44 @@ def recover(app: App, *, reason: str, adoptions: Iterable[Adoption] = (), force:
     missing = [a.uid for a in adoptions if a.uid not in by_uid]
     if missing:
         raise RecoveryError(f"no such sub-account of this broker: {', '.join(missing[:10])}")
+    _refuse_ours(app, adoptions, by_uid)
     report.seeded = seed_daily_caps(app)
     report.epoch = app.state.recover(reason=reason)
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])
         report.adopted.append(adoption.customer_id)
     return report
+
+
+def _refuse_ours(app: App, adoptions: list[Adoption], by_uid: dict[str, str]) -> None:
+    """An adopted sub-account must be an older system's: not one named the way we name our customers' (unless it
+    is this customer's own), and not one another record of ours holds. Raises ``RecoveryError``."""
+    naming = app.policy.naming
+    for adoption in adoptions:
+        name = by_uid[adoption.uid]
+        own = {naming.account_name(adoption.customer_id, a) for a in range(MAX_NAME_ATTEMPTS)}
+        if naming.is_account_name(name) and name not in own:
+            raise RecoveryError(f"sub-account {adoption.uid} ({name}) is one of our customers', not an older system's")
+    held = _held_uids(app)
+    for adoption in adoptions:
+        ref = naming.customer_ref(adoption.customer_id)
+        holder = held.get(adoption.uid)
+        if holder is not None and holder != ref:
+            raise RecoveryError(f"sub-account {adoption.uid} is already another customer's ({holder})")
+
+
+def _held_uids(app: App) -> dict[str, str]:
+    """Sub-account uid → the customer reference whose record holds it."""
+    refs = [str(r) for r in app.redis.zrange(app.keys.customers, 0, -1)]
+    held: dict[str, str] = {}
+    for start in range(0, len(refs), _INDEX_CHUNK):
+        chunk = refs[start : start + _INDEX_CHUNK]
+        for ref, raw in zip(chunk, app.redis.mget([app.keys.record(r) for r in chunk]), strict=True):
+            if raw:
+                record = CustomerRecord.model_validate_json(raw)
+                if record.sub_account is not None:
+                    held[record.sub_account.uid] = ref
+    return held
 
 
 def seed_daily_caps(app: App) -> dict[str, str]:

@@ -102,6 +102,13 @@ def test_an_operators_correct_not_committed_on_a_failed_transfer_is_told_complet
         failed_oid = rig.record(ref).blocked[manual[0]].intent.token
         settle_transfer(rig.app, ref, manual[0], committed=False, who="oncall", note="KuCoin: FAILURE")
         rig.settle(ref)
+        # re-sent under the same clientOid: "duplicated", and a ledger without ids cannot tell (the operator could
+        # be wrong: nothing is sent on one word alone); the operator, asked again about that transfer, says FAILED
+        (again,) = [s for s, b in rig.record(ref).blocked.items() if b.manual]
+        assert "holds a transfer under clientOid" in rig.record(ref).blocked[again].reason
+        assert paid_to(rig, uid) == []
+        settle_transfer(rig.app, ref, again, committed=False, who="oncall", note="KuCoin: that one FAILED")
+        rig.settle(ref)
         paid = paid_to(rig, uid)
         assert len(paid) == 1 and paid[0]["clientOid"] != failed_oid, "paid once, under a new clientOid"
         completed = [e for e in outbound_of(rig, "funding.completed") if e["customer_id"] == "op-failed"]

@@ -16,7 +16,7 @@ def test_a_deployment_on_another_database_halts_a_sound_one_through_the_shared_m
     ours_url = "redis://127.0.0.1:6379?db=13"  # database 13, named by the query
     theirs = settings_for("redis://127.0.0.1:6379/0", key_prefix)  # another deployment on this host, database 0
     ours = settings_for(ours_url, key_prefix)
-    assert state_mirror(ours).path == state_mirror(theirs).path, "different databases, different mirrors"
+    assert state_mirror(ours).path != state_mirror(theirs).path, "different databases, different mirrors"
     # the other deployment has been running on this host (its mirror, as its workers keep it; db 0 is not touched)
     state_mirror(theirs).record("0123456789abcdef0123456789abcdef", 4_200, 1_795_000_000_000)
     try:

@@ -43,7 +43,9 @@ def test_a_correct_not_committed_leaves_a_flag_that_later_burns_a_paid_clientoid
         rig.settle(ref)
         rig.exchange.update_config({"transfer_failure_share": 0.0})
         assert step in rig.record(ref).blocked and paid_to(rig, uid) == []
-        assert rig.record(ref).unsent_by_operator == ("stale-flag-topup#0",)  # still there
+        # the operator's verdict is tied to the clientOid it judged: the line's next attempt is judged afresh
+        next_oid = rig.app.policy.naming.funding_client_oid(ref, "stale-flag-topup#0", 1)
+        assert next_oid not in rig.record(ref).unsent_by_operator
 
         # `provisioner customer retry`: the line goes out under its next clientOid; the answer is lost
         set_faults(rig, "transfer", drop=1.0)

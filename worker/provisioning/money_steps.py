@@ -98,10 +98,12 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         broker_wallet=cmd.broker_wallet,
         day=_day(now),
         attempt=cmd.attempt,
-        first_sent_ms=cmd.since_ms if cmd.evidence_first and cmd.since_ms is not None else now,
+        first_sent_ms=_window_start(now, cmd),
         evidence_first=cmd.evidence_first,
         operator_unsent=cmd.operator_unsent,
         earlier_send_ms=cmd.earlier_send_ms,
+        twins=cmd.twins,
+        sent_ms=now,
     )
     if cmd.evidence_first and not s.resend_is_evidence:
         # our record of an earlier send may be lost, and the exchange may execute a repeat: the ledger first
@@ -116,7 +118,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
                 ctx.record = ctx.record.model_copy(update={"pending": intent})
                 _undecided(ctx, details, cmd.client_oid, judgement)
             return
-        details = details.model_copy(update={"evidence_first": False, "first_sent_ms": now})
+        details = details.model_copy(update={"evidence_first": False, "first_sent_ms": cmd.earlier_send_ms or now})
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, now)
         if isinstance(reserved, str):
@@ -125,6 +127,17 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         details = reserved
     ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details.as_details())
     _send(ctx, details, cmd.client_oid, resend=False)
+
+
+def _window_start(now: int, cmd: Transfer) -> int:
+    """From when the ledger is searched for this line's transfer: the earliest moment a send of it may have gone
+    through (after a loss, or before an operator's not-committed), else now."""
+    starts = [now]
+    if cmd.evidence_first and cmd.since_ms is not None:
+        starts.append(cmd.since_ms)
+    if cmd.earlier_send_ms:
+        starts.append(cmd.earlier_send_ms)
+    return min(starts)
 
 
 def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
@@ -137,7 +150,7 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         _settle_duplicate(ctx, details, pending)
         return
     if ctx.services.resend_is_evidence and details.refused is None:
-        resent = details.model_copy(update={"sends": details.sends + 1})
+        resent = details.model_copy(update={"sends": details.sends + 1, "sent_ms": ctx.now_ms()})
         reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else resent
         if not isinstance(reserved, str):  # a re-send may pay today: today's cap must take it, else ask the ledger
             ctx.write_intent(IntentKind.TRANSFER, token, reserved.as_details())
@@ -169,7 +182,11 @@ def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent
     if judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, pending, judgement)
     elif judgement.verdict is Verdict.NOT_COMMITTED and details.operator_unsent:
-        _burn(ctx, details, token, "an operator said nothing moved, and the ledger shows nothing under it")
+        # an operator said nothing moved under this clientOid and the ledger agrees: the transfer the exchange
+        # holds under it failed
+        _burn(
+            ctx, details, token, f"an operator said nothing moved under it, and the ledger agrees ({judgement.reason})"
+        )
     elif judgement.verdict is Verdict.NOT_COMMITTED:
         why = (
             f"the exchange holds a transfer under clientOid {token}, but the ledger shows no money moved under it: "
@@ -178,7 +195,14 @@ def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent
         )
         _undecided(ctx, details, token, Judgement(Verdict.UNDECIDED, why))
     else:
-        _undecided(ctx, details, token, judgement)
+        # the ledger cannot tell: a second not-committed from an operator who read this transfer's status spends
+        # the clientOid (``operator.settle_transfer`` on a block whose intent saw the duplicate)
+        why = (
+            f"the exchange holds a transfer under clientOid {token} and the ledger cannot tell whether it moved money "
+            f"({judgement.reason}); ask KuCoin for its status: --not-committed (it FAILED) sends the line under a new "
+            "clientOid"
+        )
+        _undecided(ctx, details, token, Judgement(Verdict.UNDECIDED, why))
 
 
 def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
@@ -223,6 +247,9 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
     else:
         status, why = str(detail.status), f"order {cmd.order_id} is {detail.status}"
         if status == "SUCCESS":
+            if entry.recheck_from_ms and entry.this_send_ms and detail.created_at < entry.this_send_ms - LEDGER_SKEW_MS:
+                # the exchange answered our repeat with an order it made before: deduplicated, no second payment
+                entry = entry.model_copy(update={"recheck_from_ms": 0})
             _commit(ctx, entry, evidence=Evidence.HISTORY, note=None)
             return
         if status == "FAILURE":
@@ -266,6 +293,25 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         unexplained_commits=unexplained,
         siblings_in_doubt=siblings,
     )
+    if extra is None and entry.operator_unsent:
+        # sent again on an operator's word that nothing moved, and the ledger cannot tell: the operator's call
+        done = entry.model_copy(update={"recheck_at_ms": 0})
+        ctx.commit(
+            ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}}),
+            journal=[("transfer.rechecked", {"key": entry.key, "second_payments": None, "why": "operator's verdict"})],
+        )
+        return
+    if extra is None:
+        why = (
+            f"line {entry.key} was sent again while an earlier send of it may have gone through, and the ledger "
+            f"cannot tell whether {entry.amount} {entry.currency} was paid twice (entries without ids, or too many "
+            "to read): check the sub-account's transfers with KuCoin, then `provisioner customer retry` to "
+            "acknowledge"
+        )
+        done = entry.model_copy(update={"recheck_at_ms": 0, "note": "not verifiable: see the block"})
+        ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
+        fail(ctx, steps.double(entry.key), why)
+        return
     if extra:
         why = (
             f"the ledger shows {extra} more transfer(s) of {entry.amount} {entry.currency} to the customer's "
@@ -464,9 +510,17 @@ def _burn(ctx: StepContext, details: TransferIntent, client_oid: str, why: str) 
     step = steps.fund(details.key)
     record = ctx.record
     counts = {**record.retry_counts, step: max(record.retry_counts.get(step, 0), details.attempt) + 1}
-    unsent = tuple(k for k in record.unsent_by_operator if k != details.key)
+    unsent = tuple(oid for oid in record.unsent_by_operator if oid != client_oid)
+    # should the operator have been wrong after all, the next clientOid's payment is searched for a second one
+    earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
     ctx.settle(
-        record.model_copy(update={"retry_counts": counts, "unsent_by_operator": unsent}),
+        record.model_copy(
+            update={
+                "retry_counts": counts,
+                "unsent_by_operator": unsent,
+                "earlier_sends": {**record.earlier_sends, details.key: earlier},
+            }
+        ),
         "clientoid.spent",
         {"key": details.key, "client_oid": client_oid, "why": why},
     )
@@ -546,7 +600,7 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     update: dict[str, object] = {
         "transfers": {**record.transfers, committed.key: committed},
         "earlier_sends": {k: v for k, v in record.earlier_sends.items() if k != committed.key},
-        "unsent_by_operator": tuple(k for k in record.unsent_by_operator if k != committed.key),
+        "unsent_by_operator": tuple(oid for oid in record.unsent_by_operator if oid != committed.client_oid),
     }
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
@@ -594,7 +648,19 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
 
 
 def _found(ctx: StepContext, details: TransferIntent, intent: Intent, judgement: Judgement) -> None:
-    """The ledger shows our transfer: accepted with its orderId (its status is read next), or committed."""
+    """The ledger shows our transfer: accepted with its orderId (its status is read next), or committed. A line
+    found paid that holds no reservation (our record of it was lost) counts on today's cap, whatever it says: the
+    money moved."""
+    if details.purpose is TransferPurpose.FUND and not details.days:
+        day = _day(ctx.now_ms())
+        ctx.services.ledger.reserve(
+            day=day,
+            line=_ledger_line(ctx.ref, details.key),
+            currency=details.currency,
+            amount=details.amount,
+            cap=None,
+        )
+        details = details.model_copy(update={"days": [day]})
     if judgement.order_id is not None:
         if ctx.record.pending is None:
             ctx.record = ctx.record.model_copy(update={"pending": intent})
@@ -709,6 +775,7 @@ def _ledger_rows(ctx: StepContext, details: TransferIntent) -> tuple[list[Ledger
         for key, doubt in record.in_doubt().items()
         if key != details.key and doubt.currency == details.currency and doubt.amount == details.amount
     )
+    siblings += details.twins
     return rows, unexplained, siblings if details.purpose is TransferPurpose.FUND else 0
 
 
@@ -760,6 +827,8 @@ def _entry(
         days=tuple(details.days) if fund else (),
         sent_ms=details.first_sent_ms,
         recheck_from_ms=_earlier_send(details) if fund else 0,
+        this_send_ms=details.sent_ms,
+        operator_unsent=details.operator_unsent,
     )
 
 

@@ -147,8 +147,11 @@ def _apply(
             }
         else:
             # sent again under the same clientOid: should the operator be wrong, an exchange that deduplicates or
-            # refuses repeats still cannot pay twice; one holding a failed transfer under it moves the line on
-            update["unsent_by_operator"] = (*record.unsent_by_operator, details.key)
+            # refuses repeats still cannot pay twice (its ledger is searched from the first send on); one holding a
+            # failed transfer under it moves the line on
+            update["unsent_by_operator"] = (*record.unsent_by_operator, client_oid)
+            earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
+            update["earlier_sends"] = {**record.earlier_sends, details.key: earlier}
         return update, [], "transfer.not_committed"
     committed = verdict is TransferVerdict.COMMITTED
     entry = TransferRecord(

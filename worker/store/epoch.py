@@ -66,6 +66,17 @@ local writes = redis.call('HINCRBY', KEYS[{state}], 'writes', 1)
 """The check every guarded script starts with; format it with the positions of the state key and the epoch and
 high-water-mark arguments. It leaves the new write count in ``writes``."""
 
+_RECOVER = """
+-- KEYS[1] state; ARGV: new epoch id, now (ms), reason. Returns the previous epoch, the write count, created_ms.
+local previous = redis.call('HGET', KEYS[1], 'epoch') or ''
+local created = redis.call('HGET', KEYS[1], 'created_ms') or ARGV[2]
+redis.call('HDEL', KEYS[1], 'halted', 'halted_ms')
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'mode', 'recovered', 'created_ms', created, 'recovered_ms', ARGV[2],
+           'recovered_from', previous == '' and '-' or previous, 'recovery_reason', ARGV[3])
+redis.call('HSETNX', KEYS[1], 'writes', '0')
+return {previous, redis.call('HGET', KEYS[1], 'writes'), created}
+"""
+
 MIRROR_EVERY_MS = 1_000
 """The periodic check brings the host's mirror up to date at most this often (it ``fsync``s)."""
 
@@ -171,8 +182,8 @@ class Mirror:
                 out.flush()
                 os.fsync(out.fileno())
             tmp.replace(self.path)
-            for stale in self._files():
-                if stale.suffix == ".proc" and (replace or not _running(stale)):
+            for stale in self._files():  # a running process's file stays: it notes there before every write
+                if stale.suffix == ".proc" and not _running(stale):
                     with contextlib.suppress(OSError):
                         stale.unlink()
 
@@ -249,6 +260,7 @@ class StateGuard:
         self._lock = threading.Lock()
         self._epoch: Epoch | None = None
         self._hwm = 0
+        self._recover_script = client.register_script(_RECOVER)
         self._mirrored_ms = 0
 
     # --- what guarded scripts need -------------------------------------------------------------------------
@@ -414,40 +426,25 @@ class StateGuard:
         }
 
     def recover(self, *, reason: str) -> Epoch:
-        """An operator's recovery: a new epoch in ``recovered`` mode, the halt lifted. The write counter carries on
-        from what Redis still has (never lower than before, so other hosts' mirrors accept the new epoch by its
-        recovery time)."""
+        """An operator's recovery: a new epoch in ``recovered`` mode, the halt lifted, in one atomic step (the write
+        counter is left as it is: workers still writing meanwhile must not see it go back). Other hosts' mirrors
+        accept the new epoch by its recovery time, running workers by its ``recovered_from``."""
         with self._lock:
             now = self._now_ms()
-            previous = self._redis.hgetall(self._key)
-            writes = int(previous.get("writes") or 0)
+            epoch_id = uuid.uuid4().hex
+            previous, writes, created = self._recover_script(keys=[self._key], args=[epoch_id, now, reason[:500]])
             epoch = Epoch(
-                uuid.uuid4().hex,
+                epoch_id,
                 "recovered",
-                writes,
-                int(previous.get("created_ms") or now),
+                int(writes),
+                int(created or now),
                 now,
-                recovered_from=str(previous["epoch"]) if previous.get("epoch") else None,
+                recovered_from=str(previous) if previous else None,
             )
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hdel(self._key, "halted", "halted_ms")
-            pipe.hset(
-                self._key,
-                mapping={
-                    "epoch": epoch.id,
-                    "mode": epoch.mode,
-                    "writes": str(writes),
-                    "created_ms": str(epoch.created_ms),
-                    "recovered_ms": str(now),
-                    "recovered_from": str(previous.get("epoch") or "-"),
-                    "recovery_reason": reason[:500],
-                },
-            )
-            pipe.execute()
             self._epoch = epoch
-            self._hwm = writes
+            self._hwm = max(self._hwm, epoch.writes)
             if self._mirror is not None:
-                self._mirror.record(epoch.id, writes, now, replace=True)
+                self._mirror.record(epoch.id, epoch.writes, now, replace=True)
             return epoch
 
     # --- internals ------------------------------------------------------------------------------------------

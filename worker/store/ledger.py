@@ -22,7 +22,7 @@ _RESERVE = """
 local reservation = 'r:' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], reservation) == 1 then return 1 end
 local used = tonumber(redis.call('HGET', KEYS[1], 'used:' .. ARGV[2]) or '0')
-if used + tonumber(ARGV[3]) > tonumber(ARGV[4]) then return 0 end
+if ARGV[4] ~= '' and used + tonumber(ARGV[3]) > tonumber(ARGV[4]) then return 0 end
 redis.call('HINCRBY', KEYS[1], 'used:' .. ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], reservation, ARGV[2] .. ':' .. ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -51,8 +51,9 @@ class FundingLedger:
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
 
-    def reserve(self, *, day: str, line: str, currency: str, amount: Decimal, cap: Decimal) -> bool:
+    def reserve(self, *, day: str, line: str, currency: str, amount: Decimal, cap: Decimal | None) -> bool:
         """Reserve ``amount`` of ``day``'s cap for funding line ``line``; False if the cap would be exceeded.
+        ``cap=None`` records money that already moved: counted whatever the cap says.
 
         Idempotent per ``line``: a second call for a line already reserved returns True and adds nothing.
         """
@@ -60,7 +61,10 @@ class FundingLedger:
         if Decimal(units) != amount * SCALE:
             raise ValueError("funding amounts carry at most 8 decimals")
         return bool(
-            self._reserve(keys=[self._keys.funding_day(day)], args=[line, currency, units, to_units(cap), _RETENTION_S])
+            self._reserve(
+                keys=[self._keys.funding_day(day)],
+                args=[line, currency, units, "" if cap is None else to_units(cap), _RETENTION_S],
+            )
         )
 
     def release(self, *, day: str, line: str) -> bool:
