@@ -11,7 +11,6 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +22,7 @@ from worker.exchange.http import send_deadline
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
+from worker.store.outbound import rfc3339
 
 __all__ = ["INTENT_ENDPOINTS", "Services", "StepContext", "new_passphrase"]
 
@@ -206,4 +206,5 @@ def _public(details: dict[str, Any]) -> dict[str, Any]:
 
 
 def utc_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    """The one timestamp format of outbound events (``worker.store.outbound.rfc3339``)."""
+    return rfc3339(ms)

@@ -14,11 +14,12 @@ key                                 type    content
 ``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
 ``{p}:c:{ref}:dirty``               string  set by a reconcile that found the customer busy: the holder looks again
 ``{p}:c:{ref}:seq``                 string  how many events intake has stored for the customer (what a run saw)
+``{p}:c:{ref}:outseq``              string  the customer's last outbound sequence number (``worker.store.outbound``)
 ``{p}:fence``                       string  fencing counter
 ``{p}:customers``                   zset    ref → first event time (ms)
 ``{p}:due``                         zset    ref → when the customer must be reconciled next (ms)
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
-``{p}:outbound``                    stream  outcome events for the upstream (credentials sealed)
+``{p}:outbound``                    stream  outcome events, numbered per customer (``worker.store.outbound``)
 ``{p}:refused``                     stream  refused events with their reason (no payload)
 ``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
@@ -72,6 +73,9 @@ class Keys:
 
     def seq(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:seq"
+
+    def outbound_seq(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:outseq"
 
     def dirty(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:dirty"
