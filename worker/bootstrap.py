@@ -17,6 +17,7 @@ import redis
 from handlers.naming import Naming
 from handlers.planner import Policy
 from worker.crypto import Keyring
+from worker.delivery import CredentialSealer, RecipientKey
 from worker.exchange import ExchangeClient
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import Observer, RateGate
@@ -31,7 +32,7 @@ from worker.store.epoch import Mirror, StateGuard, default_state_dir
 from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
 
-__all__ = ["App", "build_app", "exchange_traces", "policy_from", "redis_client", "state_mirror"]
+__all__ = ["App", "build_app", "delivery_sealer", "exchange_traces", "policy_from", "redis_client", "state_mirror"]
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -39,6 +40,18 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
     )
+
+
+def delivery_sealer(settings: Settings) -> CredentialSealer:
+    """How credentials are delivered: a JWE to ``PROVISIONER_DELIVERY_JWK``, the legacy Fernet keyring
+    ``PROVISIONER_DELIVERY_KEYS``, or both while the upstream migrates (``worker.delivery``)."""
+    recipient = RecipientKey.parse(settings.delivery_jwk) if settings.delivery_jwk else None
+    legacy = (
+        Keyring.parse(settings.secret("delivery_keys"), name="PROVISIONER_DELIVERY_KEYS")
+        if settings.delivery_keys is not None
+        else None
+    )
+    return CredentialSealer(recipient, legacy)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -108,7 +121,7 @@ class App:
     state: StateGuard
     exchange: ExchangeClient
     keyring: Keyring
-    delivery: Keyring
+    delivery: CredentialSealer
     policy: Policy
     reconciler: Reconciler
     intake: Intake
@@ -155,7 +168,7 @@ def build_app(
     exchange = ExchangeClient.from_settings(settings, transport=transport, gate=gate, observers=observers, clock=clock)
     state.traces = exchange_traces(exchange, policy.naming)
     keyring = Keyring.parse(settings.secret("encryption_keys"), name="PROVISIONER_ENCRYPTION_KEYS")
-    delivery = Keyring.parse(settings.secret("delivery_keys"), name="PROVISIONER_DELIVERY_KEYS")
+    delivery = delivery_sealer(settings)
     services = Services(
         store=store,
         exchange=exchange,

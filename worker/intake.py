@@ -5,7 +5,7 @@ it for its customer — unless it is a duplicate (fine), reuses an id with other
 after the customer was closed (ignored and reported) — and seals KYC documents before they touch Redis.
 Refusals are recorded (reason, no payload) and reported to the upstream on the outbound stream, under a
 deterministic id (the same refusal of the same input always has the same id) and, when the refused event names
-a customer, in that customer's outbound sequence.
+a customer we hold, in that customer's outbound sequence.
 """
 
 from __future__ import annotations

@@ -69,19 +69,21 @@ def test_a_customers_events_are_numbered_in_stream_order_with_no_gap(rig: Rig) -
 
 
 def test_refusals_are_numbered_in_their_customers_sequence(rig: Rig) -> None:
-    """A refused event that names a customer (here: its id reused with other content) takes that customer's next
-    number; one that names none has no sequence."""
+    """A refused event that names a customer we hold (here: its id reused with other content) takes that
+    customer's next number; one that names none, or a customer we never stored an event of, has no sequence."""
     ev = events_for("seq-refused")
     (ref,) = rig.publish(ev["created"])
     rig.settle(ref)
     conflict = {**ev["created"], "occurred_at": "2026-11-18T10:30:00Z"}
     rig.app.intake.accept(conflict)
     rig.app.intake.accept("not json at all")
-    created, refused, anonymous = rig.outbound()
+    rig.app.intake.accept({**ev["created"], "customer_id": "never-seen", "occurred_at": "soon"})
+    created, refused, anonymous, stranger = rig.outbound()
     assert (created["type"], created["sequence"]) == ("sub_account.created", 1)
     assert (refused["type"], refused["sequence"], refused["customer_ref"]) == ("event.refused", 2, ref)
     assert refused["customer_id"] == "seq-refused" and refused["event_id"] == ev["created"]["id"]
     assert anonymous["sequence"] is None and anonymous["customer_ref"] is None and anonymous["customer_id"] is None
+    assert stranger["customer_id"] == "never-seen" and stranger["sequence"] is None, "no key for an unknown customer"
 
 
 def test_refusal_ids_are_deterministic(rig: Rig) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from handlers.planner import Policy
 from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
 from worker.crypto import Keyring
+from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient
 from worker.exchange.http import send_deadline
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
@@ -48,8 +49,8 @@ class Services:
     exchange: ExchangeClient
     keyring: Keyring
     """Seals secrets at rest."""
-    delivery: Keyring
-    """Seals credentials delivered to the upstream through the outbound stream."""
+    delivery: CredentialSealer
+    """Encrypts credentials delivered to the upstream (``api_key.issued``) to its public key."""
     ledger: FundingLedger
     policy: Policy
     daily_caps: Mapping[str, Decimal]

@@ -79,7 +79,7 @@ for _, entry in ipairs(cjson.decode(ARGV[4])) do
   redis.call('XADD', KEYS[3], '*', 'entry', entry)
 end
 for _, event in ipairs(cjson.decode(ARGV[5])) do
-  sequenced_xadd(KEYS[4], KEYS[13], ARGV[8], event[1], event[2], event[3], event[4])
+  sequenced_xadd(KEYS[4], KEYS[13], ARGV[8], true, event[1], event[2], event[3], event[4])
 end
 local effects = cjson.decode(ARGV[6])
 for _, event_id in ipairs(effects['drop_documents']) do redis.call('HDEL', KEYS[5], event_id) end

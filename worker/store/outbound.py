@@ -1,7 +1,7 @@
 """Outbound events (outcomes for the upstream) and how they are appended to the ``{prefix}:outbound`` stream.
 
 Every entry of the stream has the fields ``id`` (the event's deterministic id), ``type``, ``ref`` (our customer
-ref, ``""`` for an event about no known customer), ``sequence`` (``""`` likewise) and ``event`` (the JSON the
+ref, ``""`` for an event about no known customer), ``sequence`` (``""`` for an event not numbered: about no customer we hold) and ``event`` (the JSON the
 upstream receives, on the stream and as a webhook body). ``sequence`` is the customer's outbound sequence number
 — 1, 2, 3, … with no gap, in stream order — taken by the same script that appends the entry (``SEQUENCED_XADD``),
 so two writers can never take the same number or append out of order. The event JSON carries it too::
@@ -28,23 +28,26 @@ RESERVED = frozenset({"id", "type", "sequence"})
 """Envelope fields the payload may not carry: the stream script sets ``sequence``."""
 
 SEQUENCED_XADD = """
-local function sequenced_xadd(stream, seq_key, ref, id, kind, head, tail)
+local function sequenced_xadd(stream, seq_key, ref, numbered, id, kind, head, tail)
   local seq = ''
   local body = head .. ',"sequence":null' .. tail
-  if ref ~= '' then
+  if numbered then
     seq = redis.call('INCR', seq_key)
     body = head .. ',"sequence":' .. seq .. tail
   end
   return redis.call('XADD', stream, '*', 'id', id, 'type', kind, 'ref', ref, 'sequence', seq, 'event', body)
 end
 """
-"""Lua: append one event, giving it the customer's next sequence number (none without a customer ref)."""
+"""Lua: append one event about customer ``ref`` (``''``: none), numbered in its sequence if ``numbered``."""
 
 _APPEND = (
     SEQUENCED_XADD
     + """
--- KEYS: stream, the customer's outbound sequence (or any key when ARGV[1] is ''). ARGV: ref, id, type, head, tail
-return sequenced_xadd(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+-- KEYS: stream, the customer's outbound sequence, its events (each any key when ARGV[1] is '').
+-- ARGV: ref, id, type, head, tail. Numbered only for a customer we hold (an event of it was stored): a refusal
+-- naming an unknown customer creates no key.
+local numbered = ARGV[1] ~= '' and redis.call('EXISTS', KEYS[3]) == 1
+return sequenced_xadd(KEYS[1], KEYS[2], ARGV[1], numbered, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 )
 
@@ -85,7 +88,8 @@ class OutboundEvent:
 
 class OutboundLog:
     """Appends events that are not part of a customer commit (intake's refusals) to the outbound stream, with the
-    customer's next sequence number when the customer is known. Commits append theirs in the commit script."""
+    customer's next sequence number when we hold the customer (an event of it was stored); otherwise with
+    ``sequence: null``. Commits append theirs in the commit script."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._keys = keys
@@ -95,6 +99,7 @@ class OutboundLog:
         """Append ``event`` (about customer ``ref``, or none). Returns the stream entry id. Raises
         ``redis.RedisError``."""
         head, tail = event.parts()
-        seq_key = self._keys.outbound_seq(ref) if ref else self._keys.outbound
-        entry = self._append(keys=[self._keys.outbound, seq_key], args=[ref or "", event.id, event.type, head, tail])
+        k = self._keys
+        customer = [k.outbound_seq(ref), k.events(ref)] if ref else [k.outbound, k.outbound]
+        entry = self._append(keys=[k.outbound, *customer], args=[ref or "", event.id, event.type, head, tail])
         return entry.decode() if isinstance(entry, bytes) else str(entry)
