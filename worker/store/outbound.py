@@ -1,10 +1,11 @@
 """Outbound events (outcomes for the upstream) and how they are appended to the ``{prefix}:outbound`` stream.
 
 Every entry of the stream has the fields ``id`` (the event's deterministic id), ``type``, ``ref`` (our customer
-ref, ``""`` for an event about no known customer), ``sequence`` (``""`` for an event not numbered: about no customer we hold) and ``event`` (the JSON the
-upstream receives, on the stream and as a webhook body). ``sequence`` is the customer's outbound sequence number
-— 1, 2, 3, … with no gap, in stream order — taken by the same script that appends the entry (``SEQUENCED_XADD``),
-so two writers can never take the same number or append out of order. The event JSON carries it too::
+ref, ``""`` for an event about no customer), ``sequence`` (``""`` when not numbered: about no customer we hold)
+and ``event`` (the JSON the upstream receives, on the stream and as a webhook body). ``sequence`` is the
+customer's outbound sequence number — 1, 2, 3, … with no gap, in stream order — taken by the same script that
+appends the entry (``SEQUENCED_XADD``), so two writers can never take the same number or append out of order.
+The event JSON carries it too::
 
     {"id": "...", "type": "...", "sequence": 7, "customer_id": "...", "customer_ref": "...", "occurred_at": ...}
 
