@@ -31,6 +31,15 @@ key                                 type    content
 ``{p}:workers``                     zset    worker process (host:pid) → last heartbeat of its scheduler (ms)
 ``{p}:funding:{YYYYMMDD}``          hash    daily funding ledger: used units per currency, reservations
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
+``{p}:wh:cursor``                   string  the last outbound stream entry the webhook dispatcher admitted
+``{p}:wh:lane:{lane}``              list    stream ids of a customer's undelivered events, oldest first
+``{p}:wh:due``                      zset    lane → when its head may be tried next (ms), or its lease's end
+``{p}:wh:lease``                    hash    lane → token of the attempt in flight
+``{p}:wh:heads``                    zset    lane → stream time (ms) of its head, the oldest undelivered event
+``{p}:wh:tries``                    hash    stream id → attempts so far of a head (JSON)
+``{p}:wh:dead``                     zset    stream id → when its delivery was given up (ms)
+``{p}:wh:dead:info``                hash    stream id → the dead letter: lane, event, attempts, last error (JSON)
+``{p}:wh:stats``                    hash    ``undelivered`` (admitted, not yet delivered or given up), ``gone``
 ``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
 ``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
 ==================================  ======  ==================================================================
@@ -143,6 +152,43 @@ class Keys:
 
     def dead_letter(self, message_id: str) -> str:
         return f"{self.prefix}:dlq:{message_id}"
+
+    @property
+    def webhook_cursor(self) -> str:
+        return f"{self.prefix}:wh:cursor"
+
+    @property
+    def webhook_lane_prefix(self) -> str:
+        """A lane's list is this prefix and the lane's name (our customer ref, or ``~<event id>``)."""
+        return f"{self.prefix}:wh:lane:"
+
+    @property
+    def webhook_due(self) -> str:
+        return f"{self.prefix}:wh:due"
+
+    @property
+    def webhook_leases(self) -> str:
+        return f"{self.prefix}:wh:lease"
+
+    @property
+    def webhook_heads(self) -> str:
+        return f"{self.prefix}:wh:heads"
+
+    @property
+    def webhook_tries(self) -> str:
+        return f"{self.prefix}:wh:tries"
+
+    @property
+    def webhook_dead(self) -> str:
+        return f"{self.prefix}:wh:dead"
+
+    @property
+    def webhook_dead_info(self) -> str:
+        return f"{self.prefix}:wh:dead:info"
+
+    @property
+    def webhook_stats(self) -> str:
+        return f"{self.prefix}:wh:stats"
 
     @property
     def state(self) -> str:
