@@ -16,6 +16,7 @@ from cli.recover_cmd import recover
 from cli.sandbox_cmd import sandbox_command
 from cli.unstored_cmd import unstored
 from cli.verify_cmd import verify
+from cli.webhooks_cmd import webhooks
 from cli.worker_cmd import worker
 
 __all__ = ["main"]
@@ -49,5 +50,5 @@ def schema(write: bool) -> None:
         click.echo(text, nl=False)
 
 
-for command in (publish, worker, dlq, unstored, customer, exchange, demo, sandbox_command, verify, recover):
+for command in (publish, worker, dlq, unstored, webhooks, customer, exchange, demo, sandbox_command, verify, recover):
     main.add_command(command)

@@ -14,7 +14,8 @@ what fails                             what happens
 the receiver (non-2xx, no answer)      retried with backoff and jitter, honouring Retry-After; dead letter
                                        after the horizon (``provisioner webhooks list|show|retry``)
 this process, at any line              the lease ends (``lease_ms``) and any dispatcher sends the head again
-Redis (down, restarted)                the pass fails, is logged and tried again; nothing is lost with AOF
+Redis (down, restarted)                the pass fails, is logged and tried again; an attempt's report is
+                                       retried for half the lease; nothing is lost with AOF
 a bug in sending (an exception)        counted as a failed attempt (it cannot stall a lane forever)
 =====================================  ===================================================================
 """
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import redis
 import structlog
 
 from handlers.delivery import Answer, Delivered, GiveUp, RetryAt, RetryPolicy, decide
@@ -44,7 +46,7 @@ _log = structlog.get_logger(__name__)
 def lease_ms_for(timeout_s: float) -> int:
     """How long a claimed head is left to its attempt: far above the longest request (httpx applies the time-out
     to each of pool, connect, write and read) plus a margin; after it, another dispatcher sends it again."""
-    return int(4 * timeout_s * 1000) + 30_000
+    return int(4 * timeout_s * 1000) + 10_000
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,13 @@ class Dispatcher:
         tries = claim.tries.after(answer, done)
         decision = decide(tries, answer, done, self.policy, self._draw())
         if isinstance(decision, Delivered):
-            applied, outcome = self.store.delivered(claim, done), "delivered"
+            applied, outcome = self._report(lambda: self.store.delivered(claim, done)), "delivered"
         elif isinstance(decision, RetryAt):
-            applied, outcome = self.store.retry(claim, tries, decision.at_ms, done), "retry"
+            applied, outcome = self._report(lambda: self.store.retry(claim, tries, decision.at_ms, done)), "retry"
         else:
             assert isinstance(decision, GiveUp)
-            applied = self.store.dead(claim, tries, decision.reason, _event_type(claim.body), done)
+            kind = _event_type(claim.body)
+            applied = self._report(lambda: self.store.dead(claim, tries, decision.reason, kind, done))
             outcome = "dead"
             if applied:
                 _log.error("webhook delivery given up", event_id=claim.event_id, reason=decision.reason)
@@ -149,6 +152,19 @@ class Dispatcher:
         )
         self._observe(record)
         return record
+
+    def _report(self, apply: Callable[[], bool]) -> bool:
+        """Record an attempt's outcome; while Redis does not answer, try again for up to half the lease (a report
+        is applied once: its token is spent by the first that lands), then raise (the lease then ends and the head
+        is sent again)."""
+        deadline = time.monotonic() + self.lease_ms / 2000
+        while True:
+            try:
+                return apply()
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    raise
+                time.sleep(0.5)
 
     # --- the thread ------------------------------------------------------------------------------------------
     def start(self) -> None:
