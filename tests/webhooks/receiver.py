@@ -21,6 +21,7 @@ class Reply:
     status: int = 204
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    body: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,13 @@ class Receiver:
                             time.monotonic(),
                         )
                     )
+                data = reply.body.encode("utf-8")
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "0")
+                self.send_header("content-length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
