@@ -25,7 +25,7 @@ from worker.crypto import Keyring
 from worker.store.customers import CustomerStore, IngestResult
 from worker.store.outbound import OutboundEvent, rfc3339
 
-__all__ = ["CLOSED_REASON", "Accepted", "Intake", "Refused", "refusal_event"]
+__all__ = ["CLOSED_REASON", "Accepted", "Intake", "Refused", "peek_event_id", "refusal_event"]
 
 CLOSED_REASON = "the customer was offboarded and closed; event ignored"
 
@@ -205,6 +205,11 @@ def _canonical(raw: object) -> str:
         return json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     except (ValueError, RecursionError):
         return repr(raw)
+
+
+def peek_event_id(raw: object) -> str | None:
+    """The event's id, if one can be read safely from a refused event (short, printable), for the report."""
+    return _readable(raw)[0]
 
 
 def _readable(raw: object) -> tuple[str | None, str | None]:
