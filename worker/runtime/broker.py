@@ -172,13 +172,18 @@ def build_runtime(
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
     webhooks = WebhookMiddleware(
-        lambda: build_dispatcher(
-            settings,
-            holder.get().redis,
-            transport=webhook_transport,
-            clock=clock,
-            observe=metrics.observe_webhook,
-            poll_s=min(0.1, scheduler_interval_s),
+        # the app (its Redis client) is built on first use: not at boot when there are no webhooks to send
+        lambda: (
+            None
+            if settings.webhook_url is None
+            else build_dispatcher(
+                settings,
+                holder.get().redis,
+                transport=webhook_transport,
+                clock=clock,
+                observe=metrics.observe_webhook,
+                poll_s=min(0.1, scheduler_interval_s),
+            )
         )
     )
     broker.add_middleware(webhooks)

@@ -9,12 +9,14 @@ and the outbound stream is the only way out.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 
 import dramatiq
 import httpx
 import redis
+import structlog
 from dramatiq.middleware import Middleware
 
 from handlers.delivery import RetryPolicy
@@ -26,6 +28,8 @@ from worker.webhooks.signing import Signer
 from worker.webhooks.store import DeliveryStore
 
 __all__ = ["WebhookMiddleware", "build_dispatcher", "retry_policy"]
+
+_log = structlog.get_logger(__name__)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -68,25 +72,45 @@ def build_dispatcher(
 
 
 class WebhookMiddleware(Middleware):
-    """Starts the dispatcher (built by ``factory``, after the fork) when a worker boots and stops it when the worker
-    shuts down. A dispatcher that cannot be built is logged, never raised: the worker keeps provisioning and the
-    events wait on the stream (the oldest-undelivered alert fires)."""
+    """Starts the dispatcher when a worker boots and stops it when the worker shuts down. The hook only starts a
+    thread, which builds the dispatcher (``factory``, after the fork) and runs it: dramatiq's master waits for every
+    worker's boot hooks before it watches its workers, so a hook must not take time. A dispatcher that cannot be
+    built is logged and tried again (never raised): the worker keeps provisioning and the events wait on the stream
+    (the oldest-undelivered alert fires)."""
+
+    RETRY_BUILD_S = 5.0
 
     def __init__(self, factory: Callable[[], Dispatcher | None]) -> None:
         self._factory = factory
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self.dispatcher: Dispatcher | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        try:
-            self.dispatcher = self._factory()
-            if self.dispatcher is not None:
-                self.dispatcher.start()
-        except Exception:
-            import structlog
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._boot, name="webhook-boot", daemon=True)
+        self._thread.start()
 
-            structlog.get_logger(__name__).exception("webhook dispatcher could not start")
+    def _boot(self) -> None:
+        while not self._stop.is_set():
+            try:
+                dispatcher = self._factory()
+            except Exception:
+                _log.exception("webhook dispatcher could not be built; trying again")
+                self._stop.wait(self.RETRY_BUILD_S)
+                continue
+            with self._lock:
+                if dispatcher is not None and not self._stop.is_set():
+                    dispatcher.start()
+                    self.dispatcher = dispatcher
+            return
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
-            self.dispatcher = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            if self.dispatcher is not None:
+                self.dispatcher.stop()
+                self.dispatcher = None
