@@ -62,24 +62,27 @@ class Hooks:
         return built
 
     def emit(self, ref: str | None, kind: str = "kyc.passed", n: int = 1, **payload: Any) -> list[str]:
-        """Append ``n`` events about customer ``ref`` (one we hold: numbered in its sequence) to the outbound
-        stream, as intake's reports do. Returns their ids."""
-        log = OutboundLog(self.redis, self.keys)
-        if ref is not None:
-            self.redis.hsetnx(self.keys.events(ref), "held", "{}")
-        ids = []
-        for _ in range(n):
-            seq = self.redis.incr(f"{self.keys.prefix}:test-ids")
-            event_id = f"{kind}:{ref or 'none'}:{seq}"
-            body = {
-                "customer_id": None,
-                "customer_ref": ref,
-                "occurred_at": rfc3339(int(time.time() * 1000)),
-                **payload,
-            }
-            log.append(OutboundEvent(event_id, kind, body), ref=ref)
-            ids.append(event_id)
-        return ids
+        """Append ``n`` events about customer ``ref`` to the outbound stream (see ``emit``). Returns their ids."""
+        return emit(self.redis, self.keys, ref, kind, n, **payload)
+
+
+def emit(
+    client: redis.Redis, keys: Keys, ref: str | None, kind: str = "kyc.passed", n: int = 1, **payload: Any
+) -> list[str]:
+    """Append ``n`` events about customer ``ref`` (one we hold: numbered in its sequence) to the outbound stream,
+    as intake's reports do. Returns their ids."""
+    log = OutboundLog(client, keys)
+    if ref is not None:
+        client.hsetnx(keys.events(ref), "held", "{}")
+    ids = []
+    for _ in range(n):
+        seq = client.incr(f"{keys.prefix}:test-ids")
+        event_id = f"{kind}:{ref or 'none'}:{seq}"
+        now = rfc3339(int(time.time() * 1000))
+        body = {"customer_id": None, "customer_ref": ref, "occurred_at": now, **payload}
+        log.append(OutboundEvent(event_id, kind, body), ref=ref)
+        ids.append(event_id)
+    return ids
 
 
 @pytest.fixture
