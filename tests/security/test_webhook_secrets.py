@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from prometheus_client import generate_latest
 
 from tests.core.harness import events_for
@@ -71,6 +72,7 @@ def test_no_secret_leaks_with_webhooks_on(redis_url: str, key_prefix: str) -> No
     assert opened and opened <= set(issued), "the credentials were there, encrypted"
 
 
+@pytest.mark.webhook_settings(PROVISIONER_WEBHOOK_RETRY_HORIZON_SECONDS="600")
 def test_what_a_receiver_answers_is_stored_scrubbed(hooks: Hooks) -> None:
     """A receiver that echoes our secret (or a token) in its error body: the dead letter keeps an excerpt with
     them blanked, and no Redis value holds them."""

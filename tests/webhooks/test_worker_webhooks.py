@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
@@ -74,6 +75,7 @@ def test_the_oldest_undelivered_age_grows_while_the_receiver_fails_or_no_dispatc
     assert gauges(hooks) == {"undelivered": 0, "oldest_undelivered_age_seconds": 0.0, "dead_letters": 0}
 
 
+@pytest.mark.webhook_settings(PROVISIONER_WEBHOOK_RETRY_HORIZON_SECONDS="600")
 def test_an_operator_lists_shows_and_retries_a_dead_letter(hooks: Hooks) -> None:
     hooks.receiver.plan = lambda event: Reply(410)
     (event_id,) = hooks.emit("c-cli")
