@@ -18,6 +18,7 @@ from cli.sandbox_cmd import sandbox_command
 from cli.state_cmd import state
 from cli.unstored_cmd import unstored
 from cli.verify_cmd import verify
+from cli.webhooks_cmd import webhooks
 from cli.worker_cmd import worker
 
 __all__ = ["main"]
@@ -60,6 +61,7 @@ for command in (
     worker,
     dlq,
     unstored,
+    webhooks,
     customer,
     exchange,
     demo,

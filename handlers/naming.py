@@ -57,6 +57,11 @@ class Naming:
             return int(label[6:])
         return -1
 
+    def refusal_digest(self, text: str) -> str:
+        """A keyed digest of refused input that has no readable event id (the id of its ``event.refused``): the
+        same input always gives the same digest, and nothing of the input can be learnt from it."""
+        return self._mac("refused", text).hex()[:24]
+
     def funding_client_oid(self, ref: str, line_key: str, attempt: int) -> str:
         return "f" + self._mac("fund", ref, line_key, str(attempt)).hex()[:40]
 

@@ -16,6 +16,7 @@ import redis
 from handlers.naming import Naming
 from handlers.planner import Policy
 from worker.crypto import Keyring
+from worker.delivery import CredentialSealer, RecipientKey
 from worker.exchange import ExchangeClient
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import Observer, RateGate
@@ -34,6 +35,7 @@ from worker.store.ledger import FundingLedger
 __all__ = [
     "App",
     "build_app",
+    "delivery_sealer",
     "exchange_traces",
     "intake_sealer",
     "policy_from",
@@ -61,6 +63,18 @@ def intake_sealer(settings: Settings) -> IntakeSealer:
 def intake_keys(settings: Settings) -> IntakeKeys:
     """The worker's private intake keys. Raises ``SettingsError`` when unset."""
     return IntakeKeys.parse(settings.secret("intake_private_keys"), name="PROVISIONER_INTAKE_PRIVATE_KEYS")
+
+
+def delivery_sealer(settings: Settings) -> CredentialSealer:
+    """How credentials are delivered: a JWE to ``PROVISIONER_DELIVERY_JWK``, the legacy Fernet keyring
+    ``PROVISIONER_DELIVERY_KEYS``, or both while the upstream migrates (``worker.delivery``)."""
+    recipient = RecipientKey.parse(settings.delivery_jwk) if settings.delivery_jwk else None
+    legacy = (
+        Keyring.parse(settings.secret("delivery_keys"), name="PROVISIONER_DELIVERY_KEYS")
+        if settings.delivery_keys is not None
+        else None
+    )
+    return CredentialSealer(recipient, legacy)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -129,7 +143,7 @@ class App:
     state: StateGuard
     exchange: ExchangeClient
     keyring: Keyring
-    delivery: Keyring
+    delivery: CredentialSealer
     policy: Policy
     reconciler: Reconciler
     intake: Intake
@@ -178,7 +192,7 @@ def build_app(
     exchange = ExchangeClient.from_settings(settings, transport=transport, gate=gate, observers=observers, clock=clock)
     state.traces = exchange_traces(exchange, policy.naming)
     keyring = Keyring.parse(settings.secret("encryption_keys"), name="PROVISIONER_ENCRYPTION_KEYS")
-    delivery = Keyring.parse(settings.secret("delivery_keys"), name="PROVISIONER_DELIVERY_KEYS")
+    delivery = delivery_sealer(settings)
     services = Services(
         store=store,
         exchange=exchange,

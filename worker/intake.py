@@ -3,12 +3,16 @@
 ``Intake.check`` validates an event against the contract (no I/O but the clock). ``Intake.accept`` also stores
 it for its customer — unless it is a duplicate (fine), reuses an id with other content (refused) or arrives
 after the customer was closed (ignored and reported) — and seals KYC documents before they touch Redis.
-Refusals are recorded (reason, no payload) and reported to the upstream on the outbound stream.
+Refusals are recorded (reason, no payload) and reported to the upstream on the outbound stream, under a
+deterministic id (the same refusal of the same input always has the same id) and, when the refused event names
+a customer we hold, in that customer's outbound sequence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +22,15 @@ from typing import Any
 from handlers.events import Event, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.crypto import Keyring
-from worker.store.customers import CustomerStore, IngestResult, OutboundEvent
+from worker.store.customers import CustomerStore, IngestResult
+from worker.store.outbound import OutboundEvent, rfc3339
 
-__all__ = ["Accepted", "Intake", "Refused", "peek_event_id"]
+__all__ = ["CLOSED_REASON", "Accepted", "Intake", "Refused", "peek_event_id", "refusal_event"]
+
+CLOSED_REASON = "the customer was offboarded and closed; event ignored"
+
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9._:@+/=-]{1,64}")
+"""A customer id as the contract allows it (``handlers.events.CustomerId``): read from a refused event only then."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class Refused:
     ref: str | None = None
     ignored: bool = False
     """True for a valid event that arrived after its customer was closed."""
+    customer_id: str | None = None
+    """The upstream's customer id, when the refused event names one that the contract allows."""
+    digest: str = ""
+    """A keyed digest of the refused input, for the refusal's id when the event has no readable id."""
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -69,7 +83,15 @@ class Intake:
         try:
             return parse_event(raw, self.policy())
         except EventRejected as exc:
-            return Refused(exc.field, exc.reason, event_id=peek_event_id(raw))
+            event_id, customer_id = _readable(raw)
+            return Refused(
+                exc.field,
+                exc.reason,
+                event_id=event_id,
+                ref=self._naming.customer_ref(customer_id) if customer_id else None,
+                customer_id=customer_id,
+                digest="" if event_id else self._naming.refusal_digest(_canonical(raw)),
+            )
 
     def accept(
         self, raw: str | bytes | dict[str, Any], *, handoff_id: str = "", handoff_queue: str = ""
@@ -98,7 +120,13 @@ class Intake:
             documents_digest=digest,
         )
         if result is IngestResult.CONFLICT:
-            refused = Refused("id", "event id already used for an event with different content", event.id, ref)
+            refused = Refused(
+                "id",
+                "event id already used for an event with different content",
+                event.id,
+                ref,
+                customer_id=event.customer_id,
+            )
             self.report(refused)
             return refused
         if result is IngestResult.CONFLICT_DOCUMENTS:
@@ -108,55 +136,95 @@ class Intake:
                 "customer.kyc_approved event with its own id",
                 event.id,
                 ref,
+                customer_id=event.customer_id,
             )
             self.report(refused)
             return refused
         if result is IngestResult.CLOSED:
             ignored = Refused(
-                "customer_id", "the customer was offboarded and closed; event ignored", event.id, ref, ignored=True
+                "customer_id",
+                CLOSED_REASON,
+                event.id,
+                ref,
+                ignored=True,
+                customer_id=event.customer_id,
             )
             self.report(ignored)
             return ignored
         return Accepted(event, ref, result)
 
     def report(self, refused: Refused) -> None:
-        """Record a refusal (reason, no payload) and tell the upstream on the outbound stream."""
+        """Record a refusal (reason, no payload) and tell the upstream on the outbound stream (``event.refused``, or
+        ``event.ignored`` for an event that reached a closed customer). Raises ``redis.RedisError``."""
         now = self._now_ms()
         self._store.record_refusal(
             event_id=refused.event_id, ref=refused.ref, reason=refused.reason, field_path=refused.field, now_ms=now
         )
-        kind = "event.ignored" if refused.ignored else "event.refused"
-        event = OutboundEvent(
-            id=f"{kind}:{refused.event_id or now}",
-            type=kind,
-            payload={
-                "event_id": refused.event_id,
-                "customer_ref": refused.ref,
-                "field": refused.field,
-                "reason": refused.reason,
-                "occurred_at": datetime.fromtimestamp(now / 1000, tz=UTC).isoformat(),
-            },
-        )
-        self._store.redis.xadd(
-            self._store.keys.outbound,
-            {"id": event.id, "type": event.type, "event": event.to_json()},
-        )
+        self._store.report(refusal_event(refused, now), ref=refused.ref)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
 
+def refusal_event(refused: Refused, now_ms: int) -> OutboundEvent:
+    """The outbound report of a refusal. Its id is deterministic: ``event.ignored:<event id>`` (an event reaches a
+    closed customer once, whatever the copies), ``event.refused:<event id>:<digest of field and reason>`` (the same
+    refusal of the same event id), or ``event.refused:~<digest of the input>`` for input with no readable id."""
+    if refused.ignored:
+        kind, identity = "event.ignored", str(refused.event_id)
+    elif refused.event_id:
+        kind, identity = "event.refused", f"{refused.event_id}:{_short_digest(refused.field, refused.reason)}"
+    else:
+        kind, identity = "event.refused", f"~{refused.digest}"
+    return OutboundEvent(
+        id=f"{kind}:{identity}",
+        type=kind,
+        payload={
+            "customer_id": refused.customer_id,
+            "customer_ref": refused.ref,
+            "occurred_at": rfc3339(now_ms),
+            "event_id": refused.event_id,
+            "field": refused.field,
+            "reason": refused.reason,
+        },
+    )
+
+
+def _short_digest(*parts: str) -> str:
+    """A short digest of public text (a refusal's field and reason), to tell refusals of one event id apart."""
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
+def _canonical(raw: object) -> str:
+    """The refused input as text (a mapping in canonical JSON), for its digest."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    if isinstance(raw, str):
+        return raw
+    try:
+        return json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    except (ValueError, RecursionError):
+        return repr(raw)
+
+
 def peek_event_id(raw: object) -> str | None:
     """The event's id, if one can be read safely from a refused event (short, printable), for the report."""
+    return _readable(raw)[0]
+
+
+def _readable(raw: object) -> tuple[str | None, str | None]:
+    """The event id and customer id, where they can be read safely from a refused event (short, printable; the
+    customer id as the contract allows it), for the report."""
     obj = raw
     if isinstance(raw, str | bytes) and len(raw) < 20_000_000:
         try:
             obj = json.loads(raw)
         except (ValueError, RecursionError):
-            return None
+            return None, None
     if not isinstance(obj, dict):
-        return None
+        return None, None
     value = obj.get("id")
-    if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
-        return value
-    return None
+    event_id = value if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() else None
+    customer = obj.get("customer_id")
+    customer_id = customer if isinstance(customer, str) and _CUSTOMER_ID.fullmatch(customer) else None
+    return event_id, customer_id

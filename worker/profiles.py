@@ -27,7 +27,6 @@ DEV_DEFAULT_SECRETS: Mapping[str, str] = {
     "PROVISIONER_NAME_SECRET": "development-name-secret-do-not-use-in-production",
     # Fernet keys (url-safe base64 of 32 bytes), as "key_id=key" pairs; the first one encrypts.
     "PROVISIONER_ENCRYPTION_KEYS": "dev1=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdCE=",
-    "PROVISIONER_DELIVERY_KEYS": "dev1=ZGVsaXZlcnkta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE=",
     # X25519 private keys (base64 of 32 raw bytes), as "key_id=key" pairs: open KYC documents sealed at the edge
     "PROVISIONER_INTAKE_PRIVATE_KEYS": "dev1=aW50YWtlLWtleS1mb3ItZGV2ZWxvcG1lbnQtb25seSE=",
 }
@@ -51,6 +50,7 @@ API_WITHHELD: tuple[str, ...] = (
     "PROVISIONER_ENCRYPTION_KEYS",
     "PROVISIONER_DELIVERY_KEYS",
     "PROVISIONER_INTAKE_PRIVATE_KEYS",
+    "PROVISIONER_WEBHOOK_SECRET",
 )
 """Secrets the API process never reads, even when its environment has them: the exchange credentials and every
 key that opens what is sealed (at rest, in delivery, or at the edge). Its settings hold ``None`` for them."""

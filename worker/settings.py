@@ -28,6 +28,8 @@ __all__ = [
     "API_WITHHELD",
     "DEV_DEFAULT_API_SETTINGS",
     "DEV_DEFAULT_SECRETS",
+    "DEV_DELIVERY_JWK",
+    "DEV_WEBHOOK_SECRET",
     "Environment",
     "KucoinCredentials",
     "Profile",
@@ -40,6 +42,15 @@ KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
 """KuCoin's host for the 16 ND-broker endpoints (facts file §1)."""
 KUCOIN_SPOT_HOST = "https://api.kucoin.com"
 """KuCoin's spot host, used for the one spot read the worker needs (a sub-account's balances)."""
+
+DEV_DELIVERY_JWK = (
+    '{"kty":"EC","crv":"P-256","x":"JInMxUij4L5xjvwQqxuMow05-5cigh0ABk8XG9lpmmM",'
+    '"y":"kmGHcQmV5sNVU_8qbLWmy3hOqnzIi2v4H7hs5cHahhc"}'
+)
+"""Development default of ``PROVISIONER_DELIVERY_JWK`` (when neither it nor ``PROVISIONER_DELIVERY_KEYS`` is set):
+a public key whose private half is published in ``tests/webhooks/keys.py``, so it protects nothing."""
+DEV_WEBHOOK_SECRET = "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWY="  # noqa: S105 - a published dev default
+"""Development default of ``PROVISIONER_WEBHOOK_SECRET`` (when a webhook URL is set and the secret is not)."""
 
 
 class SettingsError(Exception):
@@ -106,6 +117,10 @@ class Settings(BaseSettings):
     account_name_prefix: str = Field("nd", alias="PROVISIONER_ACCOUNT_PREFIX", pattern=r"^[a-z][a-z0-9]{1,7}$")
     encryption_keys: SecretStr | None = Field(None, alias="PROVISIONER_ENCRYPTION_KEYS")
     delivery_keys: SecretStr | None = Field(None, alias="PROVISIONER_DELIVERY_KEYS")
+    """The legacy Fernet keyring of delivered credentials: set only while the upstream migrates to the JWE
+    (``worker.delivery``)."""
+    delivery_jwk: str | None = Field(None, alias="PROVISIONER_DELIVERY_JWK")
+    """The upstream's public JWK: delivered credentials are a JWE encrypted to it (``worker.delivery``)."""
     currencies: Annotated[tuple[str, ...], NoDecode] = Field(
         ("USDT", "USDC", "BTC", "ETH", "KCS"), alias="PROVISIONER_CURRENCIES"
     )
@@ -162,6 +177,19 @@ class Settings(BaseSettings):
     rate_window_ms: int = Field(30_000, alias="PROVISIONER_RATE_WINDOW_MS", ge=100)
     rate_headroom: float = Field(0.03, alias="PROVISIONER_RATE_HEADROOM", ge=0, le=0.5)
     rate_limit: bool = Field(True, alias="PROVISIONER_RATE_LIMIT")
+
+    # --- webhooks (worker.webhooks) -------------------------------------------------------------------
+    webhook_url: str | None = Field(None, alias="PROVISIONER_WEBHOOK_URL", pattern=r"^https?://[^\s]+$")
+    """Where every outbound event is POSTed; unset: no webhooks (the stream only)."""
+    webhook_secret: SecretStr | None = Field(None, alias="PROVISIONER_WEBHOOK_SECRET")
+    webhook_concurrency: int = Field(16, alias="PROVISIONER_WEBHOOK_CONCURRENCY", ge=1, le=256)
+    webhook_timeout_seconds: float = Field(10.0, alias="PROVISIONER_WEBHOOK_TIMEOUT_SECONDS", gt=0, le=120)
+    webhook_min_backoff_ms: int = Field(5_000, alias="PROVISIONER_WEBHOOK_MIN_BACKOFF_MS", ge=10)
+    webhook_max_backoff_ms: int = Field(3_600_000, alias="PROVISIONER_WEBHOOK_MAX_BACKOFF_MS", ge=100)
+    webhook_retry_horizon_seconds: int = Field(
+        3 * 86_400, alias="PROVISIONER_WEBHOOK_RETRY_HORIZON_SECONDS", ge=60, le=30 * 86_400
+    )
+    """How long a delivery is retried (from its first attempt) before it becomes a delivery dead letter."""
 
     # --- runtime -----------------------------------------------------------------------------------------
     worker_processes: int = Field(2, alias="PROVISIONER_WORKER_PROCESSES", ge=1, le=64)
@@ -237,7 +265,7 @@ class Settings(BaseSettings):
         env = dict(os.environ if environ is None else environ)
         if profile is Profile.API:
             env = {k: v for k, v in env.items() if k not in API_WITHHELD}
-        defaults = DEV_DEFAULT_API_SETTINGS if profile is Profile.API else DEV_DEFAULT_SECRETS
+        profile_defaults = DEV_DEFAULT_API_SETTINGS if profile is Profile.API else DEV_DEFAULT_SECRETS
         try:
             settings = cls.model_validate({k: v for k, v in env.items() if v != ""})
         except ValidationError as exc:
@@ -246,13 +274,20 @@ class Settings(BaseSettings):
                 field = str(err["loc"][0]) if err["loc"] else "?"
                 problems.append(f"{_alias_of(field)}: {err['msg']}")
             raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-        missing = [name for name in defaults if not env.get(name)]
+        defaults = {name: value for name, value in profile_defaults.items() if not env.get(name)}
+        if profile is Profile.WORKER:
+            if not env.get("PROVISIONER_DELIVERY_JWK") and not env.get("PROVISIONER_DELIVERY_KEYS"):
+                defaults["PROVISIONER_DELIVERY_JWK"] = DEV_DELIVERY_JWK
+            if env.get("PROVISIONER_WEBHOOK_URL") and not env.get("PROVISIONER_WEBHOOK_SECRET"):
+                defaults["PROVISIONER_WEBHOOK_SECRET"] = DEV_WEBHOOK_SECRET
+        missing = list(defaults)
         if missing and settings.environment is Environment.PRODUCTION:
-            raise SettingsError("production mode needs these secrets, which are unset: " + ", ".join(missing))
+            named = [
+                "PROVISIONER_DELIVERY_JWK (the upstream's public key)" if m.endswith("_JWK") else m for m in missing
+            ]
+            raise SettingsError("production mode needs these secrets, which are unset: " + ", ".join(named))
         if missing:
-            settings = cls.model_validate(
-                {**{k: v for k, v in env.items() if v != ""}, **{m: defaults[m] for m in missing}}
-            )
+            settings = cls.model_validate({**{k: v for k, v in env.items() if v != ""}, **defaults})
         settings._check_consistency()
         return settings, missing
 
@@ -269,6 +304,9 @@ class Settings(BaseSettings):
             )
         if self.min_backoff_ms > self.max_backoff_ms:
             problems.append("PROVISIONER_MIN_BACKOFF_MS: must not exceed PROVISIONER_MAX_BACKOFF_MS")
+        if self.webhook_min_backoff_ms > self.webhook_max_backoff_ms:
+            problems.append("PROVISIONER_WEBHOOK_MIN_BACKOFF_MS: must not exceed PROVISIONER_WEBHOOK_MAX_BACKOFF_MS")
+        problems += self._webhook_problems()
         if self.lock_ttl_ms / 1000 < self.request_bound_s + 3:
             through = ", through KUCOIN_HTTP_PROXY" if self.http_proxy is not None else ""
             problems.append(
@@ -306,6 +344,28 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
 
+    def _webhook_problems(self) -> list[str]:
+        """The delivery key and the webhook settings, judged by the modules that use them."""
+        from worker.delivery import DeliveryKeyError, RecipientKey
+        from worker.webhooks.signing import Signer, WebhookSecretError
+
+        problems = []
+        if self.delivery_jwk is not None:
+            try:
+                RecipientKey.parse(self.delivery_jwk)
+            except DeliveryKeyError as exc:
+                problems.append(str(exc))
+        if self.webhook_secret is not None:
+            try:
+                Signer.parse(self.webhook_secret.get_secret_value())
+            except WebhookSecretError as exc:
+                problems.append(str(exc))
+        if self.webhook_url is not None and self.environment is Environment.PRODUCTION:
+            host = urlsplit(self.webhook_url).hostname or ""
+            if not self.webhook_url.startswith("https://") and host not in ("127.0.0.1", "localhost", "::1"):
+                problems.append("PROVISIONER_WEBHOOK_URL: production sends webhooks over https only (or to loopback)")
+        return problems
+
     @property
     def request_bound_s(self) -> float:
         """The longest one exchange request can take, from the ``KUCOIN_HTTP_*`` time-outs: waiting for a pooled
@@ -322,7 +382,7 @@ class Settings(BaseSettings):
 
     def log_secrets(self) -> list[str]:
         """Our own credentials, to be redacted wherever they would appear in a log line: the management and
-        trading keys' secrets and passphrases, the broker key, and the proxy's password."""
+        trading keys' secrets and passphrases, the broker key, the proxy's password and the webhook secrets."""
         values = [
             self.secret(n)
             for n in ("api_secret", "api_passphrase", "broker_key", "trading_api_secret", "trading_api_passphrase")
@@ -331,6 +391,8 @@ class Settings(BaseSettings):
             password = urlsplit(self.http_proxy.get_secret_value()).password
             if password:
                 values += [password, unquote(password)]
+        if self.webhook_secret is not None:
+            values += [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
         return values
 
     def secret(self, name: str) -> str:

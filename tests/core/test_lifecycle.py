@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests.core.harness import Rig, events_for, kyc_documents
+from tests.webhooks.keys import DEV_PRIVATE_JWK, open_jwe
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def test_onboarding_creates_one_sub_account_funds_it_and_delivers_a_working_key(
     kinds = [o["type"] for o in rig.outbound()]
     assert kinds == ["sub_account.created", "api_key.issued", "funding.completed"]  # confirmed once the key is out
     issued = rig.outbound()[1]
-    creds = rig.app.delivery.open(_sealed(issued["credentials"]))
+    _, creds = open_jwe(issued["credentials"]["jwe"], DEV_PRIVATE_JWK)  # as the upstream, with its private key
+    assert set(issued["credentials"]) == {"jwe"}
     assert creds["api_key"] == key["apiKey"]
     assert rig.key_works(creds["api_key"], creds["secret"], creds["passphrase"])
 
@@ -82,12 +84,6 @@ def test_ip_change_rotation_and_offboarding(rig: Rig) -> None:
     late = {**ev["ip"], "id": "bob-late"}
     outcome = rig.app.intake.accept(late)
     assert getattr(outcome, "ignored", False)
-
-
-def _sealed(data: dict):
-    from handlers.records import SealedSecret
-
-    return SealedSecret(key_id=data["key_id"], token=data["token"])
 
 
 def test_keys_are_rotated_by_age_without_any_event(rig: Rig) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.provisioning.context import StepContext
-from worker.provisioning.outbound import outcome
+from worker.provisioning.outbound import failed
 
 __all__ = ["fail"]
 
@@ -17,5 +17,5 @@ def fail(ctx: StepContext, step: str, reason: str, *, manual: bool = False) -> N
         step,
         reason,
         manual=manual,
-        outbound=[outcome(ctx.record, "provisioning.failed", f"{step}:{now}", now, step=step, reason=reason)],
+        outbound=[failed(ctx.record, step, reason, now)],
     )

@@ -11,18 +11,19 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from handlers.planner import Policy
 from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
 from worker.crypto import Keyring
+from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient
 from worker.exchange.http import send_deadline
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
+from worker.store.outbound import rfc3339
 
 __all__ = ["INTENT_ENDPOINTS", "Services", "StepContext", "new_passphrase"]
 
@@ -48,8 +49,8 @@ class Services:
     exchange: ExchangeClient
     keyring: Keyring
     """Seals secrets at rest."""
-    delivery: Keyring
-    """Seals credentials delivered to the upstream through the outbound stream."""
+    delivery: CredentialSealer
+    """Encrypts credentials delivered to the upstream (``api_key.issued``) to its public key."""
     ledger: FundingLedger
     policy: Policy
     daily_caps: Mapping[str, Decimal]
@@ -208,4 +209,5 @@ def _public(details: dict[str, Any]) -> dict[str, Any]:
 
 
 def utc_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    """The one timestamp format of outbound events (``worker.store.outbound.rfc3339``)."""
+    return rfc3339(ms)

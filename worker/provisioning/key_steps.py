@@ -1,4 +1,7 @@
-"""API-key steps: issue (capture and seal the secret at once), resolve a lost issue, align, revoke, rotate."""
+"""API-key steps: issue (capture and seal the secret at once), resolve a lost issue, align, revoke, rotate.
+
+The secret of an issued key is sealed at rest with the encryption keyring and delivered to the upstream only
+encrypted to its public key (``api_key.issued``'s ``credentials``: ``worker.delivery``)."""
 
 from __future__ import annotations
 
@@ -93,7 +96,7 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
                 generation=key.generation,
                 permissions=list(key.permissions),
                 ip_whitelist=list(key.ip_whitelist),
-                credentials={"key_id": credentials.key_id, "token": credentials.token},
+                credentials=credentials,
             )
         ],
         stats={"keys_active": 1, "keys_issued": 1},

@@ -8,7 +8,7 @@ from decimal import Decimal
 from handlers.commands import CloseCustomer, HoldOffboarding
 from handlers.records import TransferPurpose, TransferStatus
 from worker.provisioning.context import StepContext
-from worker.provisioning.outbound import outcome
+from worker.provisioning.outbound import failed, outcome
 
 __all__ = ["close_customer", "hold_offboarding"]
 
@@ -46,5 +46,5 @@ def hold_offboarding(cmd: HoldOffboarding, ctx: StepContext) -> None:
         record,
         "sweep",
         cmd.reason,
-        outbound=[outcome(record, "provisioning.failed", f"sweep:{now}", now, step="sweep", reason=cmd.reason)],
+        outbound=[failed(record, "sweep", cmd.reason, now)],
     )

@@ -1,8 +1,10 @@
 """Outcome events for the upstream signup system (the ``{prefix}:outbound`` Redis Stream).
 
-Each event has a deterministic ``id`` (same outcome → same id) so a consumer that sees an event twice can drop
-the copy, the customer's upstream ``customer_id`` (the upstream's own id, returned to it), our ``customer_ref``,
-``occurred_at`` (UTC) and a type-specific payload. Credentials travel only sealed with the delivery keyring.
+Each event has a deterministic ``id`` (same outcome → same id: never a time) so a consumer that sees an event twice
+can drop the copy, the customer's ``sequence`` number (set when the commit appends it, see
+``worker.store.outbound``), the customer's upstream ``customer_id`` (the upstream's own id, returned to it), our
+``customer_ref``, ``occurred_at`` (RFC 3339, UTC, milliseconds, ``Z``) and a type-specific payload. Credentials
+travel only encrypted (``worker.delivery``). The contract: ``schema/outbound/``.
 
 Types: ``sub_account.created``, ``api_key.issued``, ``api_key.updated``, ``api_key.revoked``,
 ``funding.completed``, ``funding.refused``, ``kyc.passed``, ``kyc.rejected``, ``customer.offboarded``,
@@ -17,7 +19,7 @@ from handlers.records import CustomerRecord
 from worker.provisioning.context import utc_iso
 from worker.store.customers import OutboundEvent
 
-__all__ = ["outcome"]
+__all__ = ["failed", "outcome"]
 
 
 def outcome(record: CustomerRecord, kind: str, identity: str, now_ms: int, **payload: Any) -> OutboundEvent:
@@ -32,3 +34,9 @@ def outcome(record: CustomerRecord, kind: str, identity: str, now_ms: int, **pay
             **payload,
         },
     )
+
+
+def failed(record: CustomerRecord, step: str, reason: str, now_ms: int) -> OutboundEvent:
+    """``provisioning.failed`` for ``step``, sent with the commit that blocks it. Its id names the record version
+    that commit writes, so a step blocked again after a retry is a new outcome, and the same commit the same one."""
+    return outcome(record, "provisioning.failed", f"{step}:v{record.version + 1}", now_ms, step=step, reason=reason)

@@ -31,11 +31,12 @@ from handlers.records import CustomerRecord
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import send_deadline
+from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
-from worker.provisioning.context import Services, StepContext, utc_iso
+from worker.provisioning.context import Services, StepContext
 from worker.ratelimit import clear_admission, rate_key, urgent
-from worker.store.customers import CustomerStore, OutboundEvent, Snapshot
+from worker.store.customers import CustomerStore, Snapshot
 from worker.store.due import DueSchedule
 from worker.store.lock import CustomerLock
 
@@ -223,16 +224,16 @@ class Reconciler:
             if late:
                 now = self.services.now_ms()
                 reports = [
-                    OutboundEvent(
-                        id=f"event.ignored:{event_id}",
-                        type="event.ignored",
-                        payload={
-                            "event_id": event_id,
-                            "customer_ref": record.ref,
-                            "field": "customer_id",
-                            "reason": "the customer was offboarded and closed; event ignored",
-                            "occurred_at": utc_iso(now),
-                        },
+                    refusal_event(
+                        Refused(
+                            "customer_id",
+                            CLOSED_REASON,
+                            event_id,
+                            record.ref,
+                            ignored=True,
+                            customer_id=record.customer_id,
+                        ),
+                        now,
                     )
                     for event_id in late
                 ]

@@ -38,6 +38,7 @@ from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
 from worker.runtime.state_watch import StateWatch
 from worker.settings import Settings
 from worker.store.keys import Keys
+from worker.webhooks.runtime import WebhookMiddleware, build_dispatcher
 
 __all__ = ["QUEUES", "Runtime", "build_runtime", "recovery_tuning"]
 
@@ -66,6 +67,7 @@ class Runtime:
     scheduler: DueScheduler
     handoff: Handoff
     state_watch: StateWatch
+    webhooks: WebhookMiddleware
 
     @property
     def app(self) -> App:
@@ -99,9 +101,11 @@ def build_runtime(
     scheduler_interval_s: float = 0.25,
     stop_on_state_lost: Callable[[], None] = lambda: None,
     wait_for_quota: bool = False,
+    webhook_transport: httpx.BaseTransport | None = None,
 ) -> Runtime:
     """The broker, actors and (lazily) the app of one process. ``registry=None`` means multiprocess metrics.
-    ``stop_on_state_lost``: how this process stops once it found the state lost (see ``StateWatch``)."""
+    ``stop_on_state_lost``: how this process stops once it found the state lost (see ``StateWatch``).
+    ``webhook_transport`` replaces the network of the webhook dispatcher (tests)."""
     metrics = Metrics(registry)
     holder = AppHolder(
         lambda: build_app(
@@ -172,6 +176,22 @@ def build_runtime(
         state_halted=lambda: watch.halted,
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
+    webhooks = WebhookMiddleware(
+        # the app (its Redis client) is built on first use: not at boot when there are no webhooks to send
+        lambda: (
+            None
+            if settings.webhook_url is None
+            else build_dispatcher(
+                settings,
+                holder.get().redis,
+                transport=webhook_transport,
+                clock=clock,
+                observe=metrics.observe_webhook,
+                poll_s=min(0.1, scheduler_interval_s),
+            )
+        )
+    )
+    broker.add_middleware(webhooks)
     for queue in QUEUES:
         broker.declare_queue(queue)
-    return Runtime(settings, broker, actors, holder, metrics, scheduler, handoff, watch)
+    return Runtime(settings, broker, actors, holder, metrics, scheduler, handoff, watch, webhooks)

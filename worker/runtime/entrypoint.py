@@ -34,6 +34,11 @@ def setup() -> None:
     log = structlog.get_logger(__name__)
     if defaulted:
         log.warning("development defaults in use", settings=defaulted)
+    if settings.delivery_jwk is None:
+        log.warning(
+            "credentials are delivered with the legacy Fernet keyring: set PROVISIONER_DELIVERY_JWK (the upstream's "
+            "public key) and, once the upstream reads credentials.jwe, unset PROVISIONER_DELIVERY_KEYS"
+        )
     ignored = ignored_proxy_variables(os.environ, settings)
     if ignored:
         log.warning("environment proxy variables are not used: set KUCOIN_HTTP_PROXY", variables=ignored)

@@ -30,6 +30,7 @@ from worker.exchange.http import CallRecord
 from worker.runtime.retry_policy import failure_kind
 from worker.settings import Settings
 from worker.store.due import DueSchedule
+from worker.webhooks.dispatcher import AttemptRecord
 
 __all__ = ["Metrics", "MetricsMiddleware", "RedisCollector", "serve_metrics"]
 
@@ -145,6 +146,25 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.webhook_deliveries = Counter(
+            "provisioner_webhook_deliveries_total",
+            "Webhook attempts by what became of the delivery: delivered, retry (scheduled), dead (given up after the "
+            "retry horizon), stale (another attempt had taken over).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "provisioner_webhook_attempts_total",
+            "Webhook requests by answer: 2xx, 3xx, 4xx, 5xx, or none (timeout, connect error, ...).",
+            ["answer"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "provisioner_webhook_request_duration_seconds",
+            "Webhook request time (signing, sending, the receiver's answer).",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
         self.funds_transferred = Counter(
             "provisioner_funds_transferred_total",
             "Amounts moved by committed transfers, by currency and direction.",
@@ -166,6 +186,13 @@ class Metrics:
                 self.ratelimit_remaining.labels(record.endpoint.pool).set(record.rate_limit.remaining)
             if record.rate_limit.limit is not None:
                 self.ratelimit_limit.labels(record.endpoint.pool).set(record.rate_limit.limit)
+
+    def observe_webhook(self, record: AttemptRecord) -> None:
+        """Dispatcher observer: one attempt's answer, duration and outcome."""
+        status = record.answer.status
+        self.webhook_attempts.labels("none" if status is None else f"{status // 100}xx").inc()
+        self.webhook_latency.observe(record.duration_s)
+        self.webhook_deliveries.labels(record.outcome).inc()
 
     def observe_transfer(self, currency: str, direction: str, amount: Decimal) -> None:
         """Reconciler observer: a committed transfer."""
@@ -312,6 +339,30 @@ class RedisCollector(Collector):
             units = int(ledger.get(f"used:{currency}", 0))
             used.add_metric([currency], float(Decimal(units) / Decimal(10) ** 8 / cap))
         yield used
+        if self._settings.webhook_url is not None:
+            yield from self._webhooks(now_ms)
+
+    def _webhooks(self, now_ms: int) -> Iterator[GaugeMetricFamily]:
+        from worker.webhooks.store import DeliveryStore
+
+        status = DeliveryStore(self._redis, self._keys).status()
+        undelivered = GaugeMetricFamily(
+            "provisioner_webhook_undelivered", "Outbound events admitted for delivery and not yet delivered."
+        )
+        undelivered.add_metric([], status.undelivered)
+        yield undelivered
+        age = GaugeMetricFamily(
+            "provisioner_webhook_oldest_undelivered_age_seconds",
+            "Age of the oldest outbound event not yet delivered by webhook (0 when none waits); it grows when the "
+            "receiver fails or no dispatcher runs.",
+        )
+        age.add_metric([], max(0.0, (now_ms - status.oldest_ms) / 1000) if status.oldest_ms is not None else 0.0)
+        yield age
+        dead = GaugeMetricFamily(
+            "provisioner_webhook_dead_letters", "Webhook deliveries given up after the retry horizon (not retried)."
+        )
+        dead.add_metric([], status.dead_letters)
+        yield dead
 
     def _oldest_age(self, queue: str, now_ms: int) -> float:
         ns = self._namespace

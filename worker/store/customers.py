@@ -25,6 +25,7 @@ from handlers.records import CustomerRecord, SealedSecret
 from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_lost
 from worker.store.keys import Keys
 from worker.store.lock import CustomerLock
+from worker.store.outbound import SEQUENCED_XADD, OutboundEvent, OutboundLog
 
 __all__ = [
     "CommitRejected",
@@ -37,7 +38,7 @@ __all__ = [
     "stored_form",
 ]
 
-# The outbound stream is never trimmed here: it carries sealed credentials that a lagging consumer must not
+# The outbound stream is never trimmed here: it carries encrypted credentials that a lagging consumer must not
 # lose. The consumer trims what it has processed (``XTRIM <key> MINID <id>``).
 
 
@@ -73,7 +74,8 @@ return {'new', writes}
 )
 
 _COMMIT = (
-    """
+    SEQUENCED_XADD
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lock no longer held') end"""
     + GUARD_LUA.format(state=12, epoch=10, hwm=11)
     + """
@@ -87,7 +89,7 @@ for _, entry in ipairs(cjson.decode(ARGV[4])) do
   redis.call('XADD', KEYS[3], '*', 'entry', entry)
 end
 for _, event in ipairs(cjson.decode(ARGV[5])) do
-  redis.call('XADD', KEYS[4], '*', 'id', event[1], 'type', event[2], 'event', event[3])
+  sequenced_xadd(KEYS[4], KEYS[13], ARGV[8], true, event[1], event[2], event[3], event[4])
 end
 local effects = cjson.decode(ARGV[6])
 for _, event_id in ipairs(effects['drop_documents']) do redis.call('HDEL', KEYS[5], event_id) end
@@ -177,18 +179,6 @@ class JournalEntry:
 
 
 @dataclass(frozen=True)
-class OutboundEvent:
-    """An outcome event for the upstream. ``id`` is deterministic so the consumer can drop duplicates."""
-
-    id: str
-    type: str
-    payload: dict[str, Any]
-
-    def to_json(self) -> str:
-        return json.dumps({"id": self.id, "type": self.type, **self.payload}, separators=(",", ":"), default=str)
-
-
-@dataclass(frozen=True)
 class Snapshot:
     record: CustomerRecord | None
     events: tuple[Event, ...]
@@ -258,6 +248,7 @@ class CustomerStore:
         self._ingest = client.register_script(_INGEST)
         self._commit = client.register_script(_COMMIT)
         self._lock_and_read = client.register_script(_LOCK_AND_READ)
+        self._outbound = OutboundLog(client, keys)
 
     def ingest(
         self,
@@ -387,9 +378,11 @@ class CustomerStore:
     ) -> Committed:
         """Write ``record`` (as version previous+1) with its journal, outbound events and side effects, atomically.
 
-        Side effects: drop submitted KYC documents, mark the customer closed, keep the pending-intents index in
-        step with the record, add ``stats`` deltas to the shared counters (active keys, ...), extend the lock by
-        ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found it busy raised it).
+        Each outbound event takes the customer's next outbound sequence number in the same script
+        (``worker.store.outbound``). Side effects: drop submitted KYC documents, mark the customer closed, keep the
+        pending-intents index in step with the record, add ``stats`` deltas to the shared counters (active keys,
+        ...), extend the lock by ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found
+        it busy raised it).
 
         Raises ``CommitRejected`` if ``token`` no longer holds the lock or the stored version is not
         ``previous``'s, ``StateLost`` if Redis is not the state this process established. Returns the record as
@@ -403,7 +396,7 @@ class CustomerStore:
             expected,
             written.model_dump_json(),
             json.dumps([e.to_json() for e in journal]),
-            json.dumps([[o.id, o.type, o.to_json()] for o in outbound]),
+            json.dumps([[o.id, o.type, *o.parts()] for o in outbound]),
             json.dumps(
                 {
                     "drop_documents": list(drop_documents),
@@ -433,6 +426,7 @@ class CustomerStore:
                     k.blocked,
                     k.dirty(ref),
                     k.state,
+                    k.outbound_seq(ref),
                 ],
                 args=lambda epoch, hwm: [*fixed, epoch, hwm],
             )
@@ -467,6 +461,11 @@ class CustomerStore:
         """The customer's journal, oldest first."""
         rows: Any = self.redis.xrange(self.keys.journal(ref), count=count)
         return [json.loads(fields["entry"]) for _, fields in rows]
+
+    def report(self, event: OutboundEvent, *, ref: str | None) -> None:
+        """Tell the upstream of something outside a commit (a refused or ignored event): append ``event`` to the
+        outbound stream, numbered in customer ``ref``'s sequence when it is known."""
+        self._outbound.append(event, ref=ref)
 
     def record_refusal(
         self, *, event_id: str | None, ref: str | None, reason: str, field_path: str, now_ms: int

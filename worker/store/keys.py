@@ -15,11 +15,12 @@ key                                 type    content
 ``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
 ``{p}:c:{ref}:dirty``               string  set by a reconcile that found the customer busy: the holder looks again
 ``{p}:c:{ref}:seq``                 string  how many events intake has stored for the customer (what a run saw)
+``{p}:c:{ref}:outseq``              string  the customer's last outbound sequence number (``worker.store.outbound``)
 ``{p}:fence``                       string  fencing counter
 ``{p}:customers``                   zset    ref → first event time (ms)
 ``{p}:due``                         zset    ref → when the customer must be reconciled next (ms)
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
-``{p}:outbound``                    stream  outcome events for the upstream (credentials sealed)
+``{p}:outbound``                    stream  outcome events, numbered per customer (``worker.store.outbound``)
 ``{p}:refused``                     stream  refused events with their reason (no payload)
 ``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
@@ -31,6 +32,15 @@ key                                 type    content
 ``{p}:workers``                     zset    worker process (host:pid) → last heartbeat of its scheduler (ms)
 ``{p}:funding:{YYYYMMDD}``          hash    daily funding ledger: used units per currency, reservations
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
+``{p}:wh:cursor``                   string  the last outbound stream entry the webhook dispatcher admitted
+``{p}:wh:lane:{lane}``              list    stream ids of a customer's undelivered events, oldest first
+``{p}:wh:due``                      zset    lane → when its head may be tried next (ms), or its lease's end
+``{p}:wh:lease``                    hash    lane → token of the attempt in flight
+``{p}:wh:heads``                    zset    lane → stream time (ms) of its head, the oldest undelivered event
+``{p}:wh:tries``                    hash    stream id → attempts so far of a head (JSON)
+``{p}:wh:dead``                     zset    stream id → when its delivery was given up (ms)
+``{p}:wh:dead:info``                hash    stream id → the dead letter: lane, event, attempts, last error (JSON)
+``{p}:wh:stats``                    hash    ``undelivered`` (admitted, not yet delivered or given up), ``gone``
 ``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
 ``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
 ==================================  ======  ==================================================================
@@ -76,6 +86,9 @@ class Keys:
 
     def seq(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:seq"
+
+    def outbound_seq(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:outseq"
 
     def dirty(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:dirty"
@@ -143,6 +156,43 @@ class Keys:
 
     def dead_letter(self, message_id: str) -> str:
         return f"{self.prefix}:dlq:{message_id}"
+
+    @property
+    def webhook_cursor(self) -> str:
+        return f"{self.prefix}:wh:cursor"
+
+    @property
+    def webhook_lane_prefix(self) -> str:
+        """A lane's list is this prefix and the lane's name (our customer ref, or ``~<event id>``)."""
+        return f"{self.prefix}:wh:lane:"
+
+    @property
+    def webhook_due(self) -> str:
+        return f"{self.prefix}:wh:due"
+
+    @property
+    def webhook_leases(self) -> str:
+        return f"{self.prefix}:wh:lease"
+
+    @property
+    def webhook_heads(self) -> str:
+        return f"{self.prefix}:wh:heads"
+
+    @property
+    def webhook_tries(self) -> str:
+        return f"{self.prefix}:wh:tries"
+
+    @property
+    def webhook_dead(self) -> str:
+        return f"{self.prefix}:wh:dead"
+
+    @property
+    def webhook_dead_info(self) -> str:
+        return f"{self.prefix}:wh:dead:info"
+
+    @property
+    def webhook_stats(self) -> str:
+        return f"{self.prefix}:wh:stats"
 
     @property
     def state(self) -> str:
