@@ -173,7 +173,7 @@ def build_runtime(
         resend_events=handoff.resend_stale,
         recover_delayed=delayed_recovery.recover,
         check_state=watch.check,
-        state_halted=lambda: watch.halted,
+        state_halted=lambda: watch.halting,
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
     webhooks = WebhookMiddleware(

@@ -34,10 +34,17 @@ class StateWatch:
         self._on_lost = on_lost
         self._stop = stop
         self._done = threading.Event()
+        self._halted = threading.Event()
+
+    @property
+    def halting(self) -> bool:
+        """True from the moment a loss was found (the halt may still be being written)."""
+        return self._done.is_set()
 
     @property
     def halted(self) -> bool:
-        return self._done.is_set()
+        """True once a loss was handled: the halt written, the metric set, this worker told to stop."""
+        return self._halted.is_set()
 
     def check(self) -> None:
         """Re-read the state epoch; a loss is handled by ``lost``. Redis errors propagate (the caller retries)."""
@@ -62,4 +69,5 @@ class StateWatch:
             self._guard().halt(f"{exc.kind}: {exc.reason}")
             self._on_lost(exc)
         finally:
+            self._halted.set()
             self._stop()
