@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.bootstrap import App, state_mirror
 from worker.exchange import RetryableError
+from worker.exchange.models import AccountType, Direction
 from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import recover
 from worker.store.epoch import Mirror, MirrorEntry, StateGuard
@@ -258,5 +260,51 @@ def test_an_operators_not_committed_on_a_recovered_record_lets_the_line_be_sent(
             assert [t["amount"] for t in to_it] == ["250"]
         finally:
             app.close()
+    finally:
+        rig.close()
+
+
+def test_a_ledger_judgement_with_many_lookups_completes_despite_transient_faults(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Found by the full-size ``bench/chaos.py`` (1 000 customers, seed 1, ``--client-oid reject``, ledger
+    ``order_id``, state loss ``restart``, 10 % faults): after the recovery 414 transfer intents stayed pending for
+    ten minutes (until the run was stopped) while the exchange served 38 166 ledger reads and 28 690 Get Transfer
+    History lookups, and 13 532 reconcile messages piled up for 504 customers: a livelock.
+
+    Judging a lost transfer from a ledger that names only orderIds looks up, one by one, every transfer of the
+    same amount since the first send (up to ``MAX_ORDER_LOOKUPS``, 50). With hundreds of customers paid the same
+    amounts, every judgement makes ~50 calls in a row, and a single transient error (a 5xx, a dropped answer, a
+    429 burst) throws the run away and the next run starts from the first lookup again: at 10 % faults a judgement
+    of 50 calls completes once in ~200 tries. Here: 40 other transfers of the same amount, 15 % 5xx on the
+    lookups; the line must be settled within 40 runs (what was read should not be read again)."""
+    config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "order_id", "seed": 3})
+    rig = Rig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown")
+    try:
+        ev = events_for("chaos-many-lookups")
+        ref, _ = rig.publish(ev["created"], ev["kyc"])
+        lose_the_answer_of_the_first_transfer(rig, ref)
+        for i in range(40):  # other customers paid the same amount: each entry must be looked up
+            other = rig.app.exchange.sub_accounts.add(account_name=f"othercustomer{i:03d}")
+            rig.app.exchange.transfers.transfer(
+                currency="USDT",
+                amount=Decimal(250),
+                direction=Direction.OUT,
+                account_type=AccountType.MAIN,
+                special_uid=other.uid,
+                special_account_type=AccountType.TRADE,
+                client_oid=f"someone-else-{i}",
+            )
+        rig.exchange.update_config({"faults": {"per_endpoint": {"get_transfer_history": {"5xx": 0.15}}}})
+        for _ in range(40):
+            if rig.record(ref).pending is None:
+                break
+            wake = rig.app.due.next_due_ms(ref)
+            if wake is not None:
+                rig.clock.advance_ms(max(0, wake - int(rig.clock() * 1000)))
+            with contextlib.suppress(RetryableError):  # the actor would retry the message
+                rig.run(ref)
+        lookups = rig.state()["stats"]["requests"].get("get_transfer_history", 0)
+        assert rig.record(ref).pending is None, f"still unsettled after 40 runs and {lookups} lookups"
     finally:
         rig.close()
