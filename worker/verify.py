@@ -276,6 +276,8 @@ class _Customer:
             if mark is not None and mark.status is TransferStatus.REFUSED:
                 if done:
                     out.append(self.fail("refused funding never sent", f"{line.key}: {len(done)} transfer(s)"))
+                    for t in done:  # paid all the same: it counts against the cap
+                        funded[t["currency"]] += Decimal(t["amount"])
                 continue
             if self.desired.offboarded and mark is None and not done:
                 continue  # offboarding came first: the line was rightly never funded

@@ -363,3 +363,15 @@ class _JournalStore:
 
     def journal(self, ref: str, count: int = 0) -> list[dict]:
         return self._entries
+
+
+def test_a_line_refused_by_the_cap_but_paid_counts_against_the_cap(rig: Rig) -> None:
+    """A top-up refused because it would pass the per-customer cap (250 + 901 > 1 000), paid all the same: caught
+    as a refused line sent and as money above the cap."""
+    rig.exchange.update_config({"duplicate_client_oid": "accept"})
+    published = run(rig, lifecycle("v-cap", offboard=False), [topup("v-cap", "big", 5, [("USDT", "901")])])
+    ref = rig.app.policy.naming.customer_ref("v-cap")
+    assert rig.record(ref).transfers["v-cap-big#0"].status.value == "refused"
+    assert told(rig, published) == set()
+    send_under(rig, ref, rig.app.policy.naming.funding_client_oid(ref, "v-cap-big#0", 0), "901")
+    assert {"refused funding never sent", "none above the caps"} <= told(rig, published)
