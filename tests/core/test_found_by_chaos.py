@@ -308,3 +308,56 @@ def test_a_ledger_judgement_with_many_lookups_completes_despite_transient_faults
         assert rig.record(ref).pending is None, f"still unsettled after 40 runs and {lookups} lookups"
     finally:
         rig.close()
+
+
+def test_after_a_loss_the_per_customer_cap_counts_lines_paid_before_it(redis_url: str, key_prefix: str) -> None:
+    """Found by the full-size ``bench/chaos.py --client-oid accept --ledger-context client_oid --state-loss
+    flush`` (1 000 customers, seed 1): customers ``…-00086``, ``…-00419`` and ``…-00531`` were paid 10 001, 10 051
+    and 10 050 USDT against a per-customer cap of 10 000, and told ``funding.refused`` for lines that were paid.
+    Journal of ``…-00086`` after the recovery: ``audited`` → ``transfer.accepted``/``committed`` for
+    ``kyc_approved#0`` (100 USDT, sent evidence-first: the ledger shows nothing under its clientOid) →
+    ``funding.refused`` for ``topup0#0`` (9 901 USDT, "per-customer cap … would be exceeded (already funded
+    100)") — but ``topup0#0`` was paid before the loss, when ``kyc_approved#0`` (its transfer FAILED, then
+    retried) was the one refused by the cap.
+
+    After a loss the planner decides the cap from the rebuilt record, which knows only the lines found so far:
+    a line refused before the loss is paid on top of one paid before it, and the one paid before is refused
+    without the ledger being asked (``handlers.planner._funding``: the cap decision comes before the
+    evidence-first search). Cap here 1 000 USDT: 100 (failed, retried, refused) + 901 (paid)."""
+    config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "client_oid"})
+    rig = Rig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown")
+    try:
+        ev = events_for("chaos-cap-after-loss", funding=[("USDT", "100")])
+        top_up = {
+            "id": "chaos-cap-after-loss-topup0",
+            "type": "customer.funding_requested",
+            "customer_id": "chaos-cap-after-loss",
+            "occurred_at": "2026-11-18T10:02:30Z",
+            "data": {"funding": [{"currency": "USDT", "amount": "901"}]},
+        }
+        rig.exchange.update_config({"transfer_failure_share": 1.0})
+        ref, _ = rig.publish(ev["created"], ev["kyc"])
+        rig.settle(ref)  # the approval's line FAILED at the exchange: blocked for a retry
+        rig.exchange.update_config({"transfer_failure_share": 0.0})
+        rig.publish(top_up)
+        rig.settle(ref)  # the top-up is paid (901)
+        rig.run(ref, retry_blocked=True)
+        rig.settle(ref)  # the retried approval line no longer fits: refused by the cap
+        paid = [t for t in rig.state()["transfers"] if t["direction"] == "OUT" and t["status"] == "SUCCESS"]
+        assert [t["amount"] for t in paid] == ["901"]
+        heard = outbound(rig.app)
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            published = [ev["created"], ev["kyc"], top_up]
+            ref = redeliver(app, published)
+            settle_with(rig, app, ref)
+            paid = [t for t in rig.state()["transfers"] if t["direction"] == "OUT" and t["status"] == "SUCCESS"]
+            assert sum(Decimal(t["amount"]) for t in paid) <= 1000, f"cap exceeded: {[t['amount'] for t in paid]}"
+            assert told(rig, app, published, heard + outbound(app)) == []
+        finally:
+            app.close()
+    finally:
+        rig.close()
