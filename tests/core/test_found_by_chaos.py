@@ -361,3 +361,53 @@ def test_after_a_loss_the_per_customer_cap_counts_lines_paid_before_it(redis_url
             app.close()
     finally:
         rig.close()
+
+
+def test_after_a_loss_a_line_paid_under_a_later_attempt_is_not_paid_again(redis_url: str, key_prefix: str) -> None:
+    """Found by the full-size ``bench/chaos.py --client-oid accept --ledger-context none`` (1 000 customers, seed
+    1, state loss ``restart``): ten lines were paid twice (e.g. ``…-00033-topup0#0``, ``…-00126-kyc_approved#1``;
+    two customers above the cap: 10 010 and 19 990 USDT). Before the loss the line's first transfer FAILED and the
+    on-call's retry paid it under the next clientOid (attempt 1); the loss took the attempt count with it. After
+    the recovery the worker asked only about attempt 0's clientOid — journal: ``blocked`` "transfer f5d9… of 5
+    USDT: outcome unknown (58 ledger entries of the same amount … carry no orderId or clientOid …)" → operator
+    ``transfer.not_committed`` (true: that transfer FAILED) → ``intent`` → ``transfer.accepted`` →
+    ``transfer.committed``: the line's second payment.
+
+    After a loss a line may have been sent under any attempt's clientOid; asking (or searching) only attempt 0's
+    lets a truthful "that transfer did not happen" pay the line again."""
+    config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "none"})
+    rig = Rig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown")
+    try:
+        ev = events_for("chaos-later-attempt")
+        rig.exchange.update_config({"transfer_failure_share": 1.0})
+        ref, _ = rig.publish(ev["created"], ev["kyc"])
+        rig.settle(ref)  # attempt 0 FAILED: blocked for a retry
+        rig.exchange.update_config({"transfer_failure_share": 0.0})
+        rig.run(ref, retry_blocked=True)
+        rig.settle(ref)  # attempt 1 paid
+        line = "chaos-later-attempt-kyc_approved#0"
+        assert rig.record(ref).transfers[line].attempt == 1
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            ref = redeliver(app, [ev["created"], ev["kyc"]])
+            for _ in range(5):  # the on-call answers what the worker asks, truthfully, from the exchange's records
+                settle_with(rig, app, ref)
+                record = app.store.load(ref)
+                asked = [(s, b) for s, b in record.blocked.items() if b.manual and b.intent is not None]
+                if not asked:
+                    break
+                for step, block in asked:
+                    under = [t for t in rig.state()["transfers"] if t["clientOid"] == block.intent.token]
+                    done = [t for t in under if t["status"] == "SUCCESS"]
+                    verdict = TransferVerdict.COMMITTED if done else TransferVerdict.NOT_COMMITTED
+                    order = done[0]["orderId"] if done else None
+                    settle_transfer(app, ref, step, verdict=verdict, order_id=order, who="on-call")
+            paid = [t for t in rig.state()["transfers"] if t["direction"] == "OUT" and t["status"] == "SUCCESS"]
+            assert [t["amount"] for t in paid] == ["250"], "the line is paid once"
+        finally:
+            app.close()
+    finally:
+        rig.close()
