@@ -31,6 +31,7 @@ from worker.store.due import DueSchedule
 from worker.store.epoch import Mirror, StateGuard, default_state_dir
 from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
+from worker.store.transfer_facts import TransferFacts
 
 __all__ = [
     "App",
@@ -201,6 +202,7 @@ def build_app(
         ledger=ledger,
         policy=policy,
         daily_caps=settings.funding_cap_per_day,
+        transfer_facts=TransferFacts(r, keys),
         clock=clock,
         client_oid_behaviour=settings.client_oid_behaviour,
     )

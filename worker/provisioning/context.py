@@ -24,6 +24,7 @@ from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
 from worker.store.outbound import rfc3339
+from worker.store.transfer_facts import TransferFacts
 
 __all__ = ["INTENT_ENDPOINTS", "Services", "StepContext", "new_passphrase"]
 
@@ -54,6 +55,8 @@ class Services:
     ledger: FundingLedger
     policy: Policy
     daily_caps: Mapping[str, Decimal]
+    transfer_facts: TransferFacts
+    """What Get Transfer History said of final transfers, shared by every judgement of the ledger."""
     clock: Callable[[], float] = time.time
     passphrase: Callable[[], str] = new_passphrase
     on_transfer: Callable[[str, str, Decimal], None] = lambda currency, direction, amount: None

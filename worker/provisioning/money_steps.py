@@ -26,7 +26,7 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -57,6 +57,7 @@ from worker.exchange.models import AccountType, Direction, LedgerEntry
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
+from worker.store.transfer_facts import TransferFact
 
 __all__ = [
     "confirm_transfer",
@@ -739,22 +740,19 @@ def _ledger_rows(ctx: StepContext, details: TransferIntent) -> tuple[list[Ledger
     )
     record = ctx.record
     known = {t.order_id for t in record.transfers.values() if t.order_id is not None}
+    ours = [e for e in entries if abs(e.amount) == details.amount and not _other_business(e)]
+    to_attribute = [
+        order_id
+        for order_id, oid in (_ids(e) for e in ours)
+        if oid is None and order_id is not None and order_id not in known
+    ]
+    counterparties = _counterparties(ctx, to_attribute, details.direction)
     rows: list[LedgerRow] = []
-    lookups = 0
-    for entry in entries:
-        if abs(entry.amount) != details.amount or _other_business(entry):
-            continue
-        fields = entry.context_fields()
-        order_id, oid = fields.get("orderId") or None, fields.get("clientOid") or None
-        counterparty = None
-        if oid is None and order_id is not None and order_id not in known:
-            lookups += 1
-            if lookups > MAX_ORDER_LOOKUPS:
-                counterparty = None  # too many to look up: left unread, so nothing is decided on them
-            else:
-                counterparty = _counterparty(ctx, order_id, details.direction)
-                if counterparty == "":
-                    continue  # a transfer that failed: it moved nothing
+    for entry in ours:
+        order_id, oid = _ids(entry)
+        counterparty = counterparties.get(order_id) if order_id is not None else None
+        if counterparty == "":
+            continue  # a transfer that failed: it moved nothing
         rows.append(LedgerRow(entry.id, abs(entry.amount), entry.created_at, order_id, oid, counterparty))
     same = [
         t
@@ -785,17 +783,51 @@ def _attempts(ctx: StepContext, key: str, current: str) -> set[str]:
     return {current, *(naming.funding_client_oid(ctx.ref, key, a) for a in range(MAX_ATTEMPTS))}
 
 
-def _counterparty(ctx: StepContext, order_id: str, direction: str) -> str | None:
-    """The sub-account an order moved money to (OUT) or from (IN); ``""`` for a failed transfer; ``None`` when
-    the exchange says it knows no such transfer (not a transfer). A read that fails for now raises: the run is
-    retried, never turned into an operator's case."""
+def _ids(entry: LedgerEntry) -> tuple[str | None, str | None]:
+    """The orderId and clientOid a ledger entry's context names, if any."""
+    fields = entry.context_fields()
+    return fields.get("orderId") or None, fields.get("clientOid") or None
+
+
+def _counterparties(ctx: StepContext, order_ids: Sequence[str], direction: str) -> dict[str, str | None]:
+    """The sub-account each order moved money to (OUT) or from (IN); ``""`` for a failed transfer; ``None`` for
+    one the exchange does not know (not a transfer) or that is beyond ``MAX_ORDER_LOOKUPS`` reads in this run
+    (left unread, so nothing is decided on it). Final transfers are read once, ever (``TransferFacts``): what a run
+    read is kept even when a later read fails, so a long judgement progresses run by run. A read that fails for
+    now raises ``RetryableError``: the run is retried, never turned into an operator's case."""
+    facts = ctx.services.transfer_facts
+    known = facts.get_many(order_ids)
+    found: dict[str, str | None] = {}
+    reads = 0
+    for order_id in dict.fromkeys(order_ids):
+        fact = known.get(order_id)
+        if fact is None:
+            reads += 1
+            if reads > MAX_ORDER_LOOKUPS:
+                found[order_id] = None
+                continue
+            read = _read_transfer(ctx, order_id, direction)
+            if read is None or isinstance(read, str):
+                found[order_id] = read
+                continue
+            facts.put(order_id, read)
+            fact = read
+        found[order_id] = "" if fact.failed else (fact.to_uid if direction == "OUT" else fact.from_uid)
+    return found
+
+
+def _read_transfer(ctx: StepContext, order_id: str, direction: str) -> TransferFact | str | None:
+    """Get Transfer History for one order: its fact when final, the counterparty's uid while it is PROCESSING
+    (counted as moving money until it fails), ``None`` when the exchange knows no such transfer."""
     ctx.heartbeat()
     try:
         detail = ctx.services.exchange.transfers.get(order_id=order_id)
     except PermanentError:
         return None
     if detail.status == "FAILURE":
-        return ""
+        return TransferFact(failed=True)
+    if detail.status == "SUCCESS":
+        return TransferFact(failed=False, from_uid=str(detail.from_uid), to_uid=str(detail.to_uid))
     return str(detail.to_uid if direction == "OUT" else detail.from_uid)
 
 

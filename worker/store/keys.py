@@ -42,6 +42,7 @@ key                                 type    content
 ``{p}:wh:dead:info``                hash    stream id → the dead letter: lane, event, attempts, last error (JSON)
 ``{p}:wh:stats``                    hash    ``undelivered`` (admitted, not yet delivered or given up), ``gone``
 ``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
+``{p}:order:{orderId}``             string  a final transfer's status and uids (``worker.store.transfer_facts``)
 ``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
 ==================================  ======  ==================================================================
 """
