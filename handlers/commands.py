@@ -144,8 +144,9 @@ class ResolveTransfer:
 
 @dataclass(frozen=True, kw_only=True)
 class LookForTransfer:
-    """After a loss of our state, before refusing an unrecorded funding line at offboarding: search the Special
-    Account's ledger for a transfer of it (any attempt's clientOid); never send."""
+    """After a loss of our state, before an unrecorded funding line is decided (against the per-customer cap, or
+    refused at offboarding): search the Special Account's ledger for a transfer of it (any attempt's clientOid);
+    never send."""
 
     key: str
     uid: str

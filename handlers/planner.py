@@ -204,28 +204,14 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            current_oid = policy.naming.funding_client_oid(
-                record.ref, line.key, record.retry_counts.get(steps.fund(line.key), 0)
-            )
-            looked = line.key in record.looked_for or current_oid in record.unsent_by_operator
-            if record.recovered_at_ms is not None and not looked:
+            if record.recovered_at_ms is not None and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
                 settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
                 if p.now_ms < settled_at:
                     p.wake(settled_at)
                     return p.idle("offboarding: waiting for transfers sent before the state loss to show")
-                return LookForTransfer(
-                    key=line.key,
-                    uid=sub.uid,
-                    currency=line.currency,
-                    amount=line.amount,
-                    client_oids=tuple(
-                        policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)
-                    ),
-                    since_ms=_earliest_send(line, sub),
-                    twins=_twins(line, desired, record),
-                )
+                return _look_for(p, line)
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
     confirm = _confirm(p)
     if confirm is not None:
@@ -342,6 +328,29 @@ def _twins(line: FundingInstruction, desired: DesiredState, record: CustomerReco
     )
 
 
+def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) -> bool:
+    """Whether a line of a recovered record was searched for already, or an operator said its current clientOid
+    never moved money."""
+    attempt = record.retry_counts.get(steps.fund(line.key), 0)
+    current_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
+    return line.key in record.looked_for or current_oid in record.unsent_by_operator
+
+
+def _look_for(p: _Plan, line: FundingInstruction) -> LookForTransfer:
+    """Search the ledger for a transfer of ``line`` under any attempt's clientOid (our count of attempts may have
+    been lost with our state)."""
+    record, policy = p.record, p.policy
+    return LookForTransfer(
+        key=line.key,
+        uid=p.sub.uid,
+        currency=line.currency,
+        amount=line.amount,
+        client_oids=tuple(policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)),
+        since_ms=_earliest_send(line, p.sub),
+        twins=_twins(line, p.desired, record),
+    )
+
+
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Neither recorded (sent, accepted, refused) nor blocked."""
     return line.key not in record.transfers and steps.fund(line.key) not in record.blocked
@@ -359,6 +368,15 @@ def _funding(p: _Plan) -> Step | None:
             p.waiting.append("funding waits for transfers sent before the state loss to show on the exchange")
             p.wake(settled_at)
             return None
+        # the cap counts a line paid before the loss only once it is found: every unrecorded line is looked for
+        # before any is decided against the cap (else a line refused before the loss is paid now, and the one
+        # paid before is refused)
+        adopted_at = record.adopted_at_ms
+        for line in desired.funding:
+            if adopted_at is not None and line.occurred_ms < adopted_at:
+                continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
+            if _unsettled(line, record) and line.key not in in_doubt and not _looked(line, record, policy):
+                return _look_for(p, line)
     held: set[str] = set()
     for line in desired.funding:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:

@@ -8,7 +8,7 @@ import pytest
 
 from handlers import commands as c
 from handlers.desired import fold
-from handlers.planner import CapDecision, Policy, cap_decision, plan
+from handlers.planner import MAX_ATTEMPTS, CapDecision, Policy, cap_decision, plan
 from handlers.records import (
     BalanceSnapshot,
     Blocked,
@@ -384,12 +384,19 @@ def test_an_accepted_transfer_is_in_doubt_until_confirmed_after_the_key() -> Non
 
 
 def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_sends_have_settled() -> None:
-    events = [created(), approved(funding=(("USDT", "5"),))]
+    """After a loss every unrecorded line is looked for first (all of them, before any is decided against the
+    cap), then sent evidence-first."""
+    events = [created(), approved(funding=(("USDT", "5"), ("USDT", "7")))]
     rec = with_sub(recovered_at_ms=10, keys=(key(0),))
     idle = step(events, rec, now=10)
     assert isinstance(idle, c.Idle) and idle.wake_at_ms == 10 + POLICY.resolve_delay_ms
-    result = step(events, rec, now=10 + POLICY.resolve_delay_ms)
-    assert isinstance(result, c.Transfer) and result.evidence_first
+    settled = 10 + POLICY.resolve_delay_ms
+    first = step(events, rec, now=settled)
+    assert isinstance(first, c.LookForTransfer) and first.key == "e-kyc#0" and len(first.client_oids) == MAX_ATTEMPTS
+    second = step(events, rec.model_copy(update={"looked_for": ("e-kyc#0",)}), now=settled)
+    assert isinstance(second, c.LookForTransfer) and second.key == "e-kyc#1"
+    result = step(events, rec.model_copy(update={"looked_for": ("e-kyc#0", "e-kyc#1")}), now=settled)
+    assert isinstance(result, c.Transfer) and result.key == "e-kyc#0" and result.evidence_first
 
 
 def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:

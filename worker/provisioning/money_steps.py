@@ -207,7 +207,8 @@ def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent
 
 
 def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
-    """After a loss, before an unrecorded line is refused at offboarding: was it paid? Ask the ledger only."""
+    """After a loss, before an unrecorded line is decided (against the per-customer cap, or refused at
+    offboarding): was it paid? Ask the ledger only; never send."""
     now = ctx.now_ms()
     details = TransferIntent(
         key=cmd.key,
@@ -221,6 +222,7 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         day=_day(now),
         first_sent_ms=cmd.since_ms,
         evidence_first=True,
+        twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
