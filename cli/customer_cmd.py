@@ -148,21 +148,40 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
     help="Nothing moved and the line must not be sent: tell the upstream funding.refused.",
 )
 @click.option("--order-id", help="KuCoin's orderId, when known.")
+@click.option(
+    "--client-oid",
+    help="With --committed, when the block asks about several clientOids: the one KuCoin shows moved money.",
+)
 @click.option("--note", default="", help="Why (kept in the journal and, for --refused, told upstream).")
 @click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
 @pass_context
 def settle_transfer_cmd(
-    ctx: Context, customer_id: str, step: str, verdict: str | None, order_id: str | None, note: str, is_ref: bool
+    ctx: Context,
+    customer_id: str,
+    step: str,
+    verdict: str | None,
+    order_id: str | None,
+    client_oid: str | None,
+    note: str,
+    is_ref: bool,
 ) -> None:
     """Record the verdict on a transfer blocked for a manual decision (STEP as `customer show` lists it, e.g.
-    fund:<event id>#0 or sweep). Exactly one of --committed, --not-committed, --refused."""
+    fund:<event id>#0 or sweep). Exactly one of --committed, --not-committed, --refused. A block that lists several
+    clientOids (a line after a state loss) is answered for all of them: --not-committed says none moved money."""
     if verdict is None:
         raise click.UsageError("say what KuCoin shows: --committed, --not-committed or --refused")
     app = ctx.runtime.app
     ref = customer_id if is_ref else app.policy.naming.customer_ref(customer_id)
     try:
         action = settle_transfer(
-            app, ref, step, verdict=TransferVerdict(verdict), order_id=order_id, who=getpass.getuser(), note=note
+            app,
+            ref,
+            step,
+            verdict=TransferVerdict(verdict),
+            order_id=order_id,
+            client_oid=client_oid,
+            who=getpass.getuser(),
+            note=note,
         )
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from None

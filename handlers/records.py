@@ -200,6 +200,13 @@ class TransferIntent(BaseModel):
     entry this line's judgement would otherwise take for its own)."""
     sent_ms: int = 0
     """When this very request was sent (a re-send's, not the first's)."""
+    candidates: list[str] = []
+    """After a loss of our state: every clientOid the line may have been sent under (our count of its attempts
+    was lost), the intent's own first. An operator's verdict on the block answers for all of them."""
+
+    def asked_about(self, token: str) -> list[str]:
+        """The clientOids an operator's verdict on this transfer answers for: ``candidates``, else ``token``."""
+        return list(self.candidates) or [token]
 
     @classmethod
     def of(cls, intent: Intent) -> TransferIntent:

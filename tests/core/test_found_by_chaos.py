@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from handlers.events import parse_event
-from handlers.records import TransferStatus
+from handlers.records import TransferIntent, TransferStatus
 from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
@@ -400,11 +400,15 @@ def test_after_a_loss_a_line_paid_under_a_later_attempt_is_not_paid_again(redis_
                 if not asked:
                     break
                 for step, block in asked:
-                    under = [t for t in rig.state()["transfers"] if t["clientOid"] == block.intent.token]
+                    # every clientOid the block asks about (fix: the block names each attempt's, not attempt 0's)
+                    oids = TransferIntent.of(block.intent).asked_about(block.intent.token)
+                    assert len(oids) > 1, "after a loss the worker must ask about every attempt's clientOid"
+                    under = [t for t in rig.state()["transfers"] if t["clientOid"] in oids]
                     done = [t for t in under if t["status"] == "SUCCESS"]
                     verdict = TransferVerdict.COMMITTED if done else TransferVerdict.NOT_COMMITTED
                     order = done[0]["orderId"] if done else None
-                    settle_transfer(app, ref, step, verdict=verdict, order_id=order, who="on-call")
+                    oid = done[0]["clientOid"] if done else None
+                    settle_transfer(app, ref, step, verdict=verdict, order_id=order, client_oid=oid, who="on-call")
             paid = [t for t in rig.state()["transfers"] if t["direction"] == "OUT" and t["status"] == "SUCCESS"]
             assert [t["amount"] for t in paid] == ["250"], "the line is paid once"
         finally:

@@ -108,8 +108,11 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
     )
     if cmd.evidence_first and not s.resend_is_evidence:
         # our record of an earlier send may be lost, and the exchange may execute a repeat: the ledger first
-        judgement = _judge(ctx, details, _attempts(ctx, cmd.key, cmd.client_oid))
+        searched = _attempts(ctx, cmd.key, cmd.client_oid)
+        judgement = _judge(ctx, details, searched)
         if judgement.verdict is not Verdict.NOT_COMMITTED:
+            if judgement.verdict is Verdict.UNDECIDED:
+                details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oid, searched)})
             intent = Intent(
                 kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details.as_details()
             )
@@ -225,6 +228,8 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
+    if judgement.verdict is Verdict.UNDECIDED:
+        details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
     if judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, intent, judgement)
@@ -693,13 +698,21 @@ def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judge
         why = {"key": entry.key, "client_oid": client_oid, "why": judgement.reason}
         ctx.settle(record, "transfer.unconfirmed", why)
         return
-    fail(
-        ctx,
-        _step(details),
-        f"transfer {client_oid} of {details.amount} {details.currency}: outcome unknown ({judgement.reason}); check "
-        "with KuCoin, then decide with `provisioner customer settle-transfer`",
-        manual=True,
-    )
+    asked = details.asked_about(client_oid)
+    if len(asked) > 1:
+        reason = (
+            f"line {details.key} ({details.amount} {details.currency}) may have been sent under any of these "
+            f"clientOids, our count of its attempts having been lost with our state: {', '.join(asked)}; outcome "
+            f"unknown ({judgement.reason}); check each with KuCoin, then decide with `provisioner customer "
+            "settle-transfer` (--not-committed: none of them moved money; --committed --client-oid: the one that "
+            "did)"
+        )
+    else:
+        reason = (
+            f"transfer {client_oid} of {details.amount} {details.currency}: outcome unknown ({judgement.reason}); "
+            "check with KuCoin, then decide with `provisioner customer settle-transfer`"
+        )
+    fail(ctx, _step(details), reason, manual=True)
 
 
 # --- the ledger ---------------------------------------------------------------------------------------------
@@ -783,6 +796,14 @@ def _attempts(ctx: StepContext, key: str, current: str) -> set[str]:
     """The clientOids a line may have been sent under before our record of it was lost: every attempt's."""
     naming = ctx.services.policy.naming
     return {current, *(naming.funding_client_oid(ctx.ref, key, a) for a in range(MAX_ATTEMPTS))}
+
+
+def _candidates(ctx: StepContext, first: str, searched: Collection[str]) -> list[str]:
+    """What an operator is asked about when the ledger cannot tell: each clientOid searched that no operator
+    cleared yet, ``first`` (the intent's own) first."""
+    cleared = set(ctx.record.unsent_by_operator)
+    rest = sorted(oid for oid in searched if oid != first and oid not in cleared)
+    return [first, *rest]
 
 
 def _ids(entry: LedgerEntry) -> tuple[str | None, str | None]:

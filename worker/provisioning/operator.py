@@ -51,12 +51,16 @@ def settle_transfer(
     committed: bool | None = None,
     verdict: TransferVerdict | None = None,
     order_id: str | None = None,
+    client_oid: str | None = None,
     who: str,
     note: str = "",
 ) -> str:
     """Record an operator's verdict on the blocked transfer ``step`` (``fund:<line>`` or ``sweep``). Give
-    ``verdict``, or ``committed`` as a shorthand for committed / not committed. Returns the journal action.
-    Raises ``OperatorError`` when no transfer at ``step`` awaits a decision or the customer is busy."""
+    ``verdict``, or ``committed`` as a shorthand for committed / not committed. A block that asks about several
+    clientOids (a line of a recovered record: any attempt's) is answered for all of them: not committed means none
+    moved money; committed names the one that did with ``client_oid`` (default: the first asked about). Returns the
+    journal action. Raises ``OperatorError`` when no transfer at ``step`` awaits a decision, ``client_oid`` is not
+    one the block asks about, or the customer is busy."""
     if verdict is None:
         if committed is None:
             raise OperatorError("say whether the transfer committed")
@@ -76,12 +80,16 @@ def settle_transfer(
         details = TransferIntent.of(blocked.intent)
         if verdict is TransferVerdict.REFUSED and details.purpose is TransferPurpose.SWEEP:
             raise OperatorError("a sweep cannot be refused: say committed or not_committed")
+        asked = details.asked_about(blocked.intent.token)
+        if client_oid is not None and client_oid not in asked:
+            raise OperatorError(f"the block at {step} does not ask about clientOid {client_oid}: {', '.join(asked)}")
         now = int(app.clock() * 1000)
         update, outbound, action = _apply(
             record,
             step,
             details,
-            client_oid=blocked.intent.token,
+            client_oid=client_oid or blocked.intent.token,
+            asked=asked,
             verdict=verdict,
             order_id=order_id,
             note=note,
@@ -100,7 +108,8 @@ def settle_transfer(
                     {
                         "step": step,
                         "key": details.key,
-                        "client_oid": blocked.intent.token,
+                        "client_oid": client_oid or blocked.intent.token,
+                        "asked_about": asked,
                         "order_id": order_id,
                         "verdict": verdict.value,
                         "decided_by": who,
@@ -128,6 +137,7 @@ def _apply(
     details: TransferIntent,
     *,
     client_oid: str,
+    asked: list[str],
     verdict: TransferVerdict,
     order_id: str | None,
     note: str,
@@ -149,7 +159,8 @@ def _apply(
             # sent again under the same clientOid: should the operator be wrong, an exchange that deduplicates or
             # refuses repeats still cannot pay twice (its ledger is searched from the first send on); one holding a
             # failed transfer under it moves the line on
-            update["unsent_by_operator"] = (*record.unsent_by_operator, client_oid)
+            cleared = [oid for oid in asked if oid not in record.unsent_by_operator]
+            update["unsent_by_operator"] = (*record.unsent_by_operator, *cleared)
             earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
             update["earlier_sends"] = {**record.earlier_sends, details.key: earlier}
         return update, [], "transfer.not_committed"
