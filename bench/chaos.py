@@ -488,7 +488,7 @@ def main(
                     "retries": oncall.retries,
                     "escalated": sorted(oncall.given_up),
                     "refused_to_act": dict(oncall.refusals),
-                    "decided": oncall.decided,
+                    "decided": oncall.decided[:50],
                 },
                 "outbound": dict(Counter(e.get("type") for e in reader.events)),
                 "funding_refused": _refusal_reasons(reader.events),
@@ -501,7 +501,12 @@ def main(
             figures["exchange_429s"] = state["stats"]["rateLimited"]
             figures["activity"] = state["stats"]["activity"]
             figures["transfers"] = dict(Counter(f"{t['direction']}:{t['status']}" for t in state["transfers"]))
-            figures["dead_letters"] = [d.summary() for d in runtime.dead_letters().list()]
+            letters = [d.summary() for d in runtime.dead_letters().list()]
+            figures["dead_letters"] = {
+                "count": len(letters),
+                "kinds": dict(Counter(str(d.get("kind")) for d in letters)),
+                "first": letters[:20],
+            }
             metrics_text = "\n".join(w.scrape() for w in workers)
             _stop_workers(workers)
             figures |= scan_logs(logdir, worker_count)
@@ -763,6 +768,12 @@ def converge(
             return violations, None
         log(f"{len(violations)} violation(s) still; e.g. {violations[0]}")
         time.sleep(5)
+    if not violations:  # never quiet long enough to check: that is the finding
+        try:
+            left = json.dumps({k: v for k, v in _in_flight(runtime).items() if v})
+        except redis.RedisError:
+            left = "unknown (Redis not answering)"
+        violations = [Violation("-", "converges", f"still in flight after {timeout:.0f}s: {left}")]
     return violations, None
 
 
@@ -870,7 +881,7 @@ def report(figures: dict[str, Any], out: str) -> None:
         ),
         ("outbound", json.dumps(figures.get("outbound"), sort_keys=True)),
         ("message failures / retries", f"{figures.get('message_failures')} / {figures.get('retries')}"),
-        ("dead letters", len(figures.get("dead_letters") or [])),
+        ("dead letters", (figures.get("dead_letters") or {}).get("count")),
         ("publish time", f"{figures.get('publish_s')} s"),
         ("converged after last publish", f"{figures.get('converge_after_publish_s')} s"),
         ("secret hits", len(figures.get("secret_hits") or [])),
