@@ -1,5 +1,5 @@
-"""Shared fixtures: a real Redis (REDIS_URL, default the test database 127.0.0.1:6379/1, emptied at the start of
-a run) in which each test isolates itself further by a unique key prefix."""
+"""Shared fixtures: a real Redis (REDIS_URL, default the test database 127.0.0.1:6379/1) in which each test
+isolates itself by a unique key prefix, and deletes its keys afterwards."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ TEST_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _empty_test_database() -> Iterator[None]:
-    """Start from an empty test database (never database 0, the default of real runs); remove the state-epoch
-    mirrors the tests' workers wrote when the run ends."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    if client.connection_pool.connection_kwargs.get("db", 0) != 0:
-        client.flushdb()
-    client.close()
+def _remove_state_mirrors() -> Iterator[None]:
+    """Remove the state-epoch mirrors this session's workers wrote when it ends. The database itself is never
+    flushed: other runs may share it (each test deletes the keys under its own prefix)."""
     yield
     from tests.core.harness import STATE_DIR
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chaos")]  # one worker starts both runs, side by side
 ROOT = Path(__file__).parents[2]
 
 CONFIGURATIONS = {

@@ -4,6 +4,7 @@ publish events, drive reconciles to quiescence and look at both sides."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class CrashingTransport(httpx.BaseTransport):
         return response
 
 
-STATE_DIR = Path(tempfile.gettempdir()) / "provisioner-test-state"
+STATE_DIR = Path(tempfile.gettempdir()) / f"provisioner-test-state-{os.getpid()}"
 """Where the tests' hosts keep their state-epoch mirrors (one file per prefix; removed after the run)."""
 
 

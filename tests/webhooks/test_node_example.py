@@ -21,7 +21,10 @@ from worker.webhooks.runtime import build_dispatcher
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "node"
 NODE = shutil.which("node")
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not on PATH")
+pytestmark = [
+    pytest.mark.skipif(NODE is None, reason="node is not on PATH"),
+    pytest.mark.xdist_group("node"),  # one `npm ci` at a time
+]
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,14 @@ def test_the_worker_delivers_every_outcome_by_webhook(redis_url: str, key_prefix
             ),
             what="the outcomes at the receiver",
         )
-        assert rig.metric("provisioner_webhook_deliveries_total", outcome="delivered") >= 3
-        assert rig.metric("provisioner_webhook_attempts_total", answer="2xx") >= 3
+        # the receiver answers before the dispatcher records the delivery: wait for the counters too
+        rig.wait_for(
+            lambda: (
+                rig.metric("provisioner_webhook_deliveries_total", outcome="delivered") >= 3
+                and rig.metric("provisioner_webhook_attempts_total", answer="2xx") >= 3
+            ),
+            what="the delivery counters",
+        )
     got = receiver.delivered()
     assert all(r.verified for r in got)
     assert [r.event["sequence"] for r in got] == list(range(1, len(got) + 1))
