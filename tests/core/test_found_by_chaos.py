@@ -415,3 +415,40 @@ def test_after_a_loss_a_line_paid_under_a_later_attempt_is_not_paid_again(redis_
             app.close()
     finally:
         rig.close()
+
+
+def test_a_line_paid_just_before_a_loss_is_told_even_if_the_offboarding_closes_the_customer_first(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Found by the full-size ``bench/chaos.py`` (1 000 customers, seed 1, ``reject``, ledger ``order_id``, state
+    loss ``restart``, at c077d13): customer ``…-00149``'s approval line (10 USDT) was paid just before Redis lost its
+    state, and the upstream never heard ``funding.completed`` for it (the event was lost with the stream, or the
+    transfer was still PROCESSING). After the recovery the re-published offboarding (urgent queue) was stored
+    first; journal: ``customer.opened`` → ``audited`` → ``balances_read`` (TRADE USDT 10) → sweep → ``customer.closed``
+    ("swept USDT 10"); the re-published ``customer.created`` and ``customer.kyc_approved`` then came to a closed
+    customer and were answered ``event.ignored``. The line was paid and the upstream was never told so (nor that
+    it was refused): the checker's "funding.completed iff a transfer for that line exists" fails.
+
+    A record rebuilt after a loss knows only the events stored since; closing it on the offboarding alone leaves
+    the lines of events that come back later unaccounted for."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("chaos-closed-first", funding=[("USDT", "10")])
+        ref, _ = rig.publish(ev["created"], ev["kyc"])
+        rig.settle(ref)  # paid; the upstream had not read funding.completed yet when Redis lost everything
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            ref = redeliver(app, [ev["offboard"]])  # the urgent queue: the offboarding is stored first
+            settle_with(rig, app, ref)
+            for event in (ev["created"], ev["kyc"]):
+                app.intake.accept(event)  # then the rest of the re-publication
+            settle_with(rig, app, ref)
+            published = [ev["created"], ev["kyc"], ev["offboard"]]
+            assert told(rig, app, published, outbound(app)) == []
+        finally:
+            app.close()
+    finally:
+        rig.close()
