@@ -728,7 +728,8 @@ def converge(
             log(f"still in flight: {json.dumps({k: v for k, v in parts.items() if v})}")
             said = time.monotonic()
         if busy:
-            standing = (standing[0], time.monotonic())
+            if any(parts[k] for k in ("queued", "pending_intents", "running", "inbox", "handoff")):
+                standing = (standing[0], time.monotonic())  # work goes on: the violations may still change
             time.sleep(2)
             continue
         # The system is quiet: stop the faults so the checker's own reads (key probes) are not broken.
