@@ -32,7 +32,7 @@ from handlers.events import (
     KycApproved,
 )
 
-__all__ = ["Access", "DesiredState", "FundingInstruction", "canonical_ips", "fold"]
+__all__ = ["Access", "DesiredState", "FundingInstruction", "canonical_ips", "carries_funding", "fold"]
 
 
 def canonical_ips(ips: Iterable[str]) -> tuple[str, ...]:
@@ -119,3 +119,8 @@ def fold(events: Iterable[Event], *, documents_held: Iterable[str] = ()) -> Desi
         funding=funding,
         kyc_documents_event=documents[-1] if documents else None,
     )
+
+
+def carries_funding(event: Event) -> bool:
+    """Whether ``event`` asks for funding lines (an approval with funding, or a top-up)."""
+    return isinstance(event, KycApproved | FundingRequested) and bool(event.data.funding)

@@ -135,7 +135,11 @@ def plan(
     record not yet audited in it is first rebuilt from the exchange.
     """
     if record.closed_at_ms is not None:
-        return Idle("closed")
+        if record.recovered_at_ms is None or record.sub_account is None:
+            return Idle("closed")
+        if record.pending is not None:
+            return _settle(record.pending, now_ms, policy)
+        return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy))
     if audit_epoch is not None and record.audited_epoch != audit_epoch:
         return AuditFromExchange(
             "our state was recovered after a loss: read what the exchange has first", desired.requested_rotations
@@ -266,6 +270,26 @@ def _offboard(p: _Plan) -> Step:
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
     return CloseCustomer("offboarded")
+
+
+def _late_lines(p: _Plan) -> Step:
+    """A customer closed after a loss of our state: events that come back after the close may carry lines paid
+    before the loss. Each is looked for in the ledger (never sent): found, it completes; not found, it is refused
+    (the customer was offboarded before it was funded). Accepted transfers found are confirmed."""
+    desired, record, policy = p.desired, p.record, p.policy
+    in_doubt = record.in_doubt()
+    for line in desired.funding:
+        if line.key in record.transfers or line.key in in_doubt:
+            continue
+        if _looked(line, record, policy):
+            return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
+        assert record.recovered_at_ms is not None
+        settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+        if p.now_ms < settled_at:
+            p.wake(settled_at)
+            return p.idle("closed: waiting for transfers sent before the state loss to show")
+        return _look_for(p, line)
+    return _confirm(p) or p.idle("closed")
 
 
 def _kyc(p: _Plan) -> Step | None:

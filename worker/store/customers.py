@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from handlers.desired import DesiredState, fold
+from handlers.desired import DesiredState, carries_funding, fold
 from handlers.events import Event, KycApproved, parse_event
 from handlers.records import CustomerRecord, SealedSecret
 from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_lost
@@ -51,7 +51,8 @@ if ARGV[6] ~= '' then
   redis.call('HDEL', KEYS[9], ARGV[6])
   redis.call('HDEL', KEYS[10], ARGV[6])
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'closed', writes} end
+local closed = redis.call('GET', KEYS[1])
+if closed and not (ARGV[10] == '1' and string.sub(closed, 1, 10) == 'recovered:') then return {'closed', writes} end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
   if existing ~= ARGV[2] then return {'conflict', writes} end
@@ -94,7 +95,7 @@ end
 local effects = cjson.decode(ARGV[6])
 for _, event_id in ipairs(effects['drop_documents']) do redis.call('HDEL', KEYS[5], event_id) end
 if effects['close'] then
-  redis.call('SET', KEYS[6], ARGV[7])
+  redis.call('SET', KEYS[6], effects['close_mark'] .. ARGV[7])
   redis.call('ZREM', KEYS[7], ARGV[8])
 end
 if tonumber(effects['blocked_since']) > 0 then
@@ -262,7 +263,9 @@ class CustomerStore:
         documents_digest: str = "",
     ) -> IngestResult:
         """Store an accepted event for ``ref`` unless it is a duplicate, a conflicting reuse of its id, or the
-        customer is closed. KYC documents are stored only sealed, and only with a new event; ``documents_digest``
+        customer is closed — unless it closed after a loss of our state and the event carries funding lines (they
+        may have been paid before the loss: the planner accounts for them, never sends). KYC documents are stored
+        only sealed, and only with a new event; ``documents_digest``
         (a keyed digest of them, ``""`` without) tells a re-send with other documents from a duplicate. Whatever
         the outcome, the message ``handoff_id`` of queue ``handoff_queue`` (see ``worker.runtime.handoff``) has
         been dealt with: it is forgotten in the same script, and so is the event's admission at the edge
@@ -288,7 +291,18 @@ class CustomerStore:
                 k.events_log(ref),
                 k.admitted(ref),
             ],
-            args=lambda epoch, hwm: [event.id, stored, docs, ref, now_ms, handoff_id, epoch, hwm, documents_digest],
+            args=lambda epoch, hwm: [
+                event.id,
+                stored,
+                docs,
+                ref,
+                now_ms,
+                handoff_id,
+                epoch,
+                hwm,
+                documents_digest,
+                "1" if carries_funding(event) else "0",
+            ],
         )
         outcome, writes = result
         self.guard.observe(int(writes))
@@ -401,6 +415,9 @@ class CustomerStore:
                 {
                     "drop_documents": list(drop_documents),
                     "close": close,
+                    # a record rebuilt after a loss may close before events that carry lines paid before the loss
+                    # come back: those are still accepted, for their lines to be accounted for (never sent)
+                    "close_mark": "recovered:" if written.recovered_at_ms is not None else "",
                     "pending_since": written.pending.started_at_ms if written.pending else 0,
                     "blocked_since": min((b.at_ms for b in written.blocked.values()), default=0),
                     "stats": stats or {"_": 0},
