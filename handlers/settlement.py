@@ -52,6 +52,9 @@ class Judgement:
     verdict: Verdict
     reason: str
     order_id: str | None = None
+    client_oid: str | None = None
+    """The clientOid the ledger names for our transfer (committed from an entry naming it); ``None`` when the
+    entry names none (found by its counterparty): the attempt it was sent under is then unknown."""
 
 
 def judge_by_ledger(
@@ -76,7 +79,9 @@ def judge_by_ledger(
     ours = set(client_oids)
     mine = [r for r in rows if r.client_oid is not None and r.client_oid in ours]
     if mine:
-        return Judgement(Verdict.COMMITTED, f"ledger entry {mine[0].entry_id} names our clientOid", mine[0].order_id)
+        return Judgement(
+            Verdict.COMMITTED, f"ledger entry {mine[0].entry_id} names our clientOid", mine[0].order_id, mine[0].client_oid
+        )
     known = set(known_order_ids)
     anonymous = [r for r in rows if r.client_oid is None and r.order_id is None]
     if anonymous:

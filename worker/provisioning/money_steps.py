@@ -117,12 +117,20 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
                 kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details.as_details()
             )
             if judgement.verdict is Verdict.COMMITTED:
-                _found(ctx, details, intent, judgement)
+                _found(ctx, details, intent, judgement, searched)
             else:
                 ctx.record = ctx.record.model_copy(update={"pending": intent})
                 _undecided(ctx, details, cmd.client_oid, judgement)
             return
-        details = details.model_copy(update={"evidence_first": False, "first_sent_ms": cmd.earlier_send_ms or now})
+        # the ledger showed nothing of an earlier send, but one may still show later (a ledger slower than its
+        # bound): this send is searched for a second payment from the window's start (``recheck_transfer``)
+        details = details.model_copy(
+            update={
+                "evidence_first": False,
+                "first_sent_ms": cmd.earlier_send_ms or now,
+                "earlier_send_ms": cmd.earlier_send_ms or details.first_sent_ms,
+            }
+        )
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, now)
         if isinstance(reserved, str):
@@ -162,7 +170,7 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
             return
     judgement = _judge(ctx, details, {token})
     if judgement.verdict is Verdict.COMMITTED:
-        _found(ctx, details, pending, judgement)
+        _found(ctx, details, pending, judgement, {token})
     elif judgement.verdict is Verdict.UNDECIDED:
         _undecided(ctx, details, token, judgement)
     elif details.refused is not None:
@@ -184,7 +192,7 @@ def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent
     token = pending.token
     judgement = _judge(ctx, details, {token})
     if judgement.verdict is Verdict.COMMITTED:
-        _found(ctx, details, pending, judgement)
+        _found(ctx, details, pending, judgement, {token})
     elif judgement.verdict is Verdict.NOT_COMMITTED and details.operator_unsent:
         # an operator said nothing moved under this clientOid and the ledger agrees: the transfer the exchange
         # holds under it failed
@@ -232,7 +240,7 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
     if judgement.verdict is Verdict.COMMITTED:
-        _found(ctx, details, intent, judgement)
+        _found(ctx, details, intent, judgement, cmd.client_oids)
     elif judgement.verdict is Verdict.UNDECIDED:
         ctx.record = ctx.record.model_copy(update={"pending": intent})
         _undecided(ctx, details, intent.token, judgement)
@@ -467,7 +475,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
     _accepted(ctx, details, client_oid, order.order_id)
 
 
-def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str, order_id: str) -> None:
+def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str | None, order_id: str) -> None:
     """The exchange gave an orderId: record it (in doubt for the caps until confirmed) and read its status next."""
     now = ctx.now_ms()
     entry = _entry(details, client_oid, now, TransferStatus.ACCEPTED, order_id=order_id)
@@ -612,7 +620,8 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     }
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
-    if record.pending is not None and record.pending.token == committed.client_oid:
+    pending = record.pending
+    if pending is not None and pending.kind is IntentKind.TRANSFER and pending.details.get("key") == committed.key:
         update["pending"] = None
     record = record.model_copy(update=update)
     direction = "OUT" if committed.purpose is TransferPurpose.FUND else "IN"
@@ -655,10 +664,14 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     )
 
 
-def _found(ctx: StepContext, details: TransferIntent, intent: Intent, judgement: Judgement) -> None:
-    """The ledger shows our transfer: accepted with its orderId (its status is read next), or committed. A line
-    found paid that holds no reservation (our record of it was lost) counts on today's cap, whatever it says: the
-    money moved."""
+def _found(
+    ctx: StepContext, details: TransferIntent, intent: Intent, judgement: Judgement, searched: Collection[str]
+) -> None:
+    """The ledger shows our transfer under one of the clientOids ``searched``: accepted with its orderId (its status
+    is read next), or committed. It is recorded under the clientOid the ledger names, or the only one searched, else
+    none (after a loss the attempt it went out under may be unknown). A line found paid that holds no reservation
+    (our record of it was lost) counts on today's cap, whatever it says: the money moved."""
+    client_oid = judgement.client_oid or (next(iter(searched)) if len(set(searched)) == 1 else None)
     if details.purpose is TransferPurpose.FUND and not details.days:
         day = _day(ctx.now_ms())
         ctx.services.ledger.reserve(
@@ -672,11 +685,11 @@ def _found(ctx: StepContext, details: TransferIntent, intent: Intent, judgement:
     if judgement.order_id is not None:
         if ctx.record.pending is None:
             ctx.record = ctx.record.model_copy(update={"pending": intent})
-        _accepted(ctx, details, intent.token, judgement.order_id)
+        _accepted(ctx, details, client_oid, judgement.order_id)
         return
     _commit(
         ctx,
-        _entry(details, intent.token, ctx.now_ms(), TransferStatus.COMMITTED, order_id=None),
+        _entry(details, client_oid, ctx.now_ms(), TransferStatus.COMMITTED, order_id=None),
         evidence=Evidence.LEDGER,
         note=judgement.reason,
     )
@@ -863,7 +876,7 @@ def _other_business(entry: LedgerEntry) -> bool:
 
 
 def _entry(
-    details: TransferIntent, client_oid: str, now: int, status: TransferStatus, *, order_id: str | None
+    details: TransferIntent, client_oid: str | None, now: int, status: TransferStatus, *, order_id: str | None
 ) -> TransferRecord:
     fund = details.purpose is TransferPurpose.FUND
     return TransferRecord(
