@@ -79,8 +79,9 @@ def judge_by_ledger(
     ours = set(client_oids)
     mine = [r for r in rows if r.client_oid is not None and r.client_oid in ours]
     if mine:
+        first = mine[0]
         return Judgement(
-            Verdict.COMMITTED, f"ledger entry {mine[0].entry_id} names our clientOid", mine[0].order_id, mine[0].client_oid
+            Verdict.COMMITTED, f"ledger entry {first.entry_id} names our clientOid", first.order_id, first.client_oid
         )
     known = set(known_order_ids)
     anonymous = [r for r in rows if r.client_oid is None and r.order_id is None]
