@@ -52,7 +52,7 @@ from handlers.records import (
     TransferStatus,
 )
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
-from worker.exchange import DuplicateClientOidError, PermanentError
+from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
@@ -75,7 +75,7 @@ LEDGER_SKEW_MS = 15_000
 LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
 """Beyond this the ledger is not searched (a page per day of it): an operator decides."""
 MAX_ORDER_LOOKUPS = 300
-"""Transfers looked up to attribute ledger entries, at most, per judgement."""
+"""Transfers looked up to attribute ledger entries, at most, per run (the next run goes on from what was read)."""
 MAX_CONFIRM_POLL_MS = 10 * 60_000
 PROCESSING_LIMIT_MS = 60 * 60_000
 """An accepted transfer still PROCESSING (or unknown to its history) after this long goes to an operator."""
@@ -827,10 +827,11 @@ def _ids(entry: LedgerEntry) -> tuple[str | None, str | None]:
 
 def _counterparties(ctx: StepContext, order_ids: Sequence[str], direction: str) -> dict[str, str | None]:
     """The sub-account each order moved money to (OUT) or from (IN); ``""`` for a failed transfer; ``None`` for
-    one the exchange does not know (not a transfer) or that is beyond ``MAX_ORDER_LOOKUPS`` reads in this run
-    (left unread, so nothing is decided on it). Final transfers are read once, ever (``TransferFacts``): what a run
-    read is kept even when a later read fails, so a long judgement progresses run by run. A read that fails for
-    now raises ``RetryableError``: the run is retried, never turned into an operator's case."""
+    one the exchange does not know (not a transfer). Final transfers are read once, ever (``TransferFacts``): what
+    a run read is kept even when a later read fails, so a long judgement progresses run by run. A read that fails
+    for now raises ``RetryableError``: the run is retried, never turned into an operator's case. More than
+    ``MAX_ORDER_LOOKUPS`` reads in one run raise ``RateLimitedError`` (our own budget, spent): the run ends and the
+    customer is due again in a second, to go on from what is kept — nothing is decided on a partial read."""
     facts = ctx.services.transfer_facts
     known = facts.get_many(order_ids)
     found: dict[str, str | None] = {}
@@ -840,8 +841,11 @@ def _counterparties(ctx: StepContext, order_ids: Sequence[str], direction: str) 
         if fact is None:
             reads += 1
             if reads > MAX_ORDER_LOOKUPS:
-                found[order_id] = None
-                continue
+                raise RateLimitedError(
+                    f"read {MAX_ORDER_LOOKUPS} transfers behind ledger entries in this run; going on in the next",
+                    endpoint="get_transfer",
+                    retry_after_ms=1_000,
+                )
             read = _read_transfer(ctx, order_id, direction)
             if read is None or isinstance(read, str):
                 found[order_id] = read
