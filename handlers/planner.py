@@ -208,9 +208,10 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            if record.recovered_at_ms is not None and not _looked(line, record, policy):
+            if _maybe_lost(line, record) and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
+                assert record.recovered_at_ms is not None
                 settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
                 if p.now_ms < settled_at:
                     p.wake(settled_at)
@@ -281,7 +282,7 @@ def _late_lines(p: _Plan) -> Step:
     for line in desired.funding:
         if line.key in record.transfers or line.key in in_doubt:
             continue
-        if _looked(line, record, policy):
+        if not _maybe_lost(line, record) or _looked(line, record, policy):
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
         assert record.recovered_at_ms is not None
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
@@ -352,6 +353,13 @@ def _twins(line: FundingInstruction, desired: DesiredState, record: CustomerReco
     )
 
 
+def _maybe_lost(line: FundingInstruction, record: CustomerRecord) -> bool:
+    """Whether our record of ``line`` may have been lost with our state: its event occurred before the last
+    recovery (by the upstream's clock, which intake lets run ``UPSTREAM_SKEW_MS`` ahead of ours). A line asked for
+    after the recovery was never sent before it."""
+    return record.recovered_at_ms is not None and line.occurred_ms < record.recovered_at_ms + UPSTREAM_SKEW_MS
+
+
 def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) -> bool:
     """Whether a line of a recovered record was searched for already, or an operator said its current clientOid
     never moved money."""
@@ -388,7 +396,9 @@ def _funding(p: _Plan) -> Step | None:
     in_doubt = record.in_doubt()
     if record.recovered_at_ms is not None:
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
-        if p.now_ms < settled_at and any(_unsettled(line, record) for line in desired.funding):
+        if p.now_ms < settled_at and any(
+            _unsettled(line, record) and _maybe_lost(line, record) for line in desired.funding
+        ):
             p.waiting.append("funding waits for transfers sent before the state loss to show on the exchange")
             p.wake(settled_at)
             return None
@@ -399,7 +409,8 @@ def _funding(p: _Plan) -> Step | None:
         for line in desired.funding:
             if adopted_at is not None and line.occurred_ms < adopted_at:
                 continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
-            if _unsettled(line, record) and line.key not in in_doubt and not _looked(line, record, policy):
+            lost = _maybe_lost(line, record)
+            if lost and _unsettled(line, record) and line.key not in in_doubt and not _looked(line, record, policy):
                 return _look_for(p, line)
     held: set[str] = set()
     for line in desired.funding:
@@ -427,9 +438,10 @@ def _funding(p: _Plan) -> Step | None:
         client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
         # after a loss a line is looked for before it is sent, unless an operator already said it never moved
         unsent = client_oid in record.unsent_by_operator
-        recovered = record.recovered_at_ms is not None and not unsent
+        lost = _maybe_lost(line, record)
+        recovered = lost and not unsent
         earlier = record.earlier_sends.get(line.key, 0)
-        if record.recovered_at_ms is not None and unsent and not earlier:
+        if lost and unsent and not earlier:
             earlier = _earliest_send(line, sub)  # searched for a second payment once it is sent
         return Transfer(
             key=line.key,
@@ -446,7 +458,7 @@ def _funding(p: _Plan) -> Step | None:
             since_ms=_earliest_send(line, sub) if recovered else None,
             operator_unsent=unsent,
             earlier_send_ms=earlier,
-            twins=_twins(line, desired, record) if record.recovered_at_ms is not None else 0,
+            twins=_twins(line, desired, record) if lost else 0,
         )
     return None
 

@@ -8,7 +8,7 @@ import pytest
 
 from handlers import commands as c
 from handlers.desired import fold
-from handlers.planner import MAX_ATTEMPTS, CapDecision, Policy, cap_decision, plan
+from handlers.planner import MAX_ATTEMPTS, UPSTREAM_SKEW_MS, CapDecision, Policy, cap_decision, plan
 from handlers.records import (
     BalanceSnapshot,
     Blocked,
@@ -387,16 +387,27 @@ def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_s
     """After a loss every unrecorded line is looked for first (all of them, before any is decided against the
     cap), then sent evidence-first."""
     events = [created(), approved(funding=(("USDT", "5"), ("USDT", "7")))]
-    rec = with_sub(recovered_at_ms=10, keys=(key(0),))
-    idle = step(events, rec, now=10)
-    assert isinstance(idle, c.Idle) and idle.wake_at_ms == 10 + POLICY.resolve_delay_ms
-    settled = 10 + POLICY.resolve_delay_ms
+    recovered = max(line.occurred_ms for line in fold(events).funding) + 1
+    rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=recovered),))
+    idle = step(events, rec, now=recovered)
+    assert isinstance(idle, c.Idle) and idle.wake_at_ms == recovered + POLICY.resolve_delay_ms
+    settled = recovered + POLICY.resolve_delay_ms
     first = step(events, rec, now=settled)
     assert isinstance(first, c.LookForTransfer) and first.key == "e-kyc#0" and len(first.client_oids) == MAX_ATTEMPTS
     second = step(events, rec.model_copy(update={"looked_for": ("e-kyc#0",)}), now=settled)
     assert isinstance(second, c.LookForTransfer) and second.key == "e-kyc#1"
     result = step(events, rec.model_copy(update={"looked_for": ("e-kyc#0", "e-kyc#1")}), now=settled)
     assert isinstance(result, c.Transfer) and result.key == "e-kyc#0" and result.evidence_first
+
+
+def test_a_line_asked_for_after_the_recovery_is_sent_at_once() -> None:
+    """A line whose event occurred after the recovery (beyond the upstream's allowed clock skew) was never sent
+    before it: it is neither waited for nor looked for."""
+    events = [created(), approved(funding=(("USDT", "5"),))]
+    recovered = fold(events).funding[0].occurred_ms - UPSTREAM_SKEW_MS - 1
+    rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=recovered),))
+    result = step(events, rec, now=recovered)
+    assert isinstance(result, c.Transfer) and not result.evidence_first and result.since_ms is None
 
 
 def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:

@@ -45,7 +45,10 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
             )
     active_delta = 0
     if sub is not None:
-        update["recovered_at_ms"] = record.recovered_at_ms or now
+        # the latest recovery: what was sent before it may not be listed yet, and the record may be a restored
+        # snapshot — what it says operators cleared or the ledger did not show may have changed since (a line
+        # paid after the snapshot): every line is looked for again
+        update |= {"recovered_at_ms": now, "unsent_by_operator": (), "looked_for": ()}
         ctx.heartbeat()
         listed = s.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}
