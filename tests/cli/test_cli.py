@@ -276,3 +276,23 @@ def test_worker_check_state_exits_3_on_a_lost_state(provisioned) -> None:
         r.delete(key)
     code, _, err = run(env, "worker", "--check-state")
     assert code == 3 and "state lost" in err
+
+
+def test_recover_takes_what_the_upstream_heard(
+    provisioned: tuple[WorkerRig, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """``recover --heard FILE`` reads the events the upstream received and says how many funding outcomes it
+    recorded; a malformed file is one line naming the problem, exit 1, nothing started."""
+    rig, _, env = provisioned
+    heard = tmp_path / "heard.jsonl"
+    app = rig.runtime.app
+    events = [json.loads(f["event"]) for _, f in app.redis.xrange(app.keys.outbound)]
+    heard.write_text("\n".join(json.dumps(e) for e in events), encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[", encoding="utf-8")
+    code, out, err = run(env, "recover", "--yes", "--force", "--heard", str(bad))
+    assert code == 1 and "not a JSON array" in err and "Traceback" not in out + err
+    code, out, _ = run(env, "recover", "--yes", "--force", "--json", "--heard", str(heard))
+    assert code == 0, out
+    completed = [e for e in events if e["type"] == "funding.completed"]
+    assert completed and json.loads(out[out.index("{") :])["heard_outcomes"] == len(completed)

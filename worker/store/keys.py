@@ -202,3 +202,13 @@ class Keys:
     @property
     def recovery_accounts(self) -> str:
         return f"{self.prefix}:recovery:accounts"
+
+    @property
+    def recovery_heard(self) -> str:
+        """Customer reference → the funding outcomes the upstream heard before the loss (``worker.heard``)."""
+        return f"{self.prefix}:recovery:heard"
+
+    @property
+    def recovery_heard_given(self) -> str:
+        """Set when the last recovery was given the upstream's funding outcomes (even none)."""
+        return f"{self.prefix}:recovery:heard_given"
