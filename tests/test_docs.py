@@ -1,11 +1,14 @@
-"""The README's settings table lists every setting the code reads, and nothing else."""
+"""The docs agree with the code: every setting is documented (README table, env examples), and nothing else."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS
 from worker.settings import Settings
+
+ROOT = Path(__file__).parents[1]
 
 
 def test_readme_documents_every_setting() -> None:
@@ -21,3 +24,38 @@ def test_procfile_runs_the_worker_and_the_api_in_the_foreground() -> None:
     procfile = (Path(__file__).parents[1] / "Procfile").read_text()
     assert "worker: provisioner worker" in procfile
     assert "api: provisioner api" in procfile
+
+
+API_ONLY = frozenset(
+    {
+        "PROVISIONER_API_HOST",
+        "PROVISIONER_API_PORT",
+        "PROVISIONER_API_SECRETS",
+        "PROVISIONER_API_METRICS_HOST",
+        "PROVISIONER_API_METRICS_PORT",
+    }
+)
+"""Settings only ``provisioner api`` reads; the worker's example leaves them to the API's."""
+
+
+def _example_names(path: Path) -> set[str]:
+    """Variables an env example sets or shows commented out (``NAME=value`` or ``# NAME=value``)."""
+    return set(re.findall(r"^#?[ \t]*([A-Z][A-Z0-9_]+)=", path.read_text(), re.MULTILINE))
+
+
+def test_worker_env_example_lists_every_setting_the_worker_reads() -> None:
+    """deploy/systemd/env.example names every worker setting (set or commented with its default), and no other."""
+    names = {field.alias for field in Settings.model_fields.values()}
+    listed = _example_names(ROOT / "deploy" / "systemd" / "env.example")
+    assert (names - API_ONLY) - listed == set(), "settings missing from deploy/systemd/env.example"
+    assert listed - names == set(), "env.example names variables the code does not read"
+
+
+def test_api_env_example_lists_the_api_settings_and_nothing_it_withholds() -> None:
+    """deploy/systemd/api.env.example names what the API requires and its own settings, and no withheld secret."""
+    names = {field.alias for field in Settings.model_fields.values()}
+    listed = _example_names(ROOT / "deploy" / "systemd" / "api.env.example")
+    required = API_ONLY | set(DEV_DEFAULT_API_SETTINGS) | {"REDIS_URL", "PROVISIONER_ENV"}
+    assert required - listed == set(), "API settings missing from deploy/systemd/api.env.example"
+    assert listed - names == set(), "api.env.example names variables the code does not read"
+    assert listed & set(API_WITHHELD) == set(), "api.env.example hands the API a secret it must not hold"
