@@ -1,8 +1,10 @@
-"""The docs agree with the code: every setting is documented (README table, env examples), and nothing else."""
+"""The docs agree with the code and with each other: every setting is documented (README table, env examples),
+no file points outside the repository, and links resolve."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS
@@ -59,3 +61,41 @@ def test_api_env_example_lists_the_api_settings_and_nothing_it_withholds() -> No
     assert required - listed == set(), "API settings missing from deploy/systemd/api.env.example"
     assert listed - names == set(), "api.env.example names variables the code does not read"
     assert listed & set(API_WITHHELD) == set(), "api.env.example hands the API a secret it must not hold"
+
+
+_OUTSIDE = re.compile(r"\.\./share[d]|/work/share[d]|STYLE[.]md|facts[ ]file", re.IGNORECASE)
+"""Mentions of documents outside the repository (the pattern is spelled so that this file does not match it)."""
+
+
+def test_no_tracked_file_points_outside_the_repository() -> None:
+    """Docs, comments and tests cite files inside the repo (docs/kucoin-api.md, docs/architecture.md), never
+    a sibling directory, a style guide or notes the repo does not contain."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
+    offenders = []
+    for name in filter(None, files):
+        path = ROOT / name
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        offenders += [f"{name}:{n}" for n, line in enumerate(text.splitlines(), 1) if _OUTSIDE.search(line)]
+    assert offenders == []
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    """Each ``[text](path)`` link in a tracked Markdown file that is not a URL names a file or folder that exists."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "*.md"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
+    broken = []
+    for name in filter(None, files):
+        for target in re.findall(r"\]\(([^)\s]+)\)", (ROOT / name).read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            if not ((ROOT / name).parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{name} -> {target}")
+    assert broken == []
