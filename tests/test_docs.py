@@ -1,5 +1,5 @@
 """The docs agree with the code and with each other: every setting is documented (README table, env examples),
-no file points outside the repository, and links resolve."""
+no file points outside the repository, links resolve, the glossary defines each invented term once."""
 
 from __future__ import annotations
 
@@ -99,3 +99,14 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
             if not ((ROOT / name).parent / target.split("#", 1)[0]).exists():
                 broken.append(f"{name} -> {target}")
     assert broken == []
+
+
+GLOSSARY_TERMS = ("intent", "outcome", "settle", "hand-off", "due", "backstop", "admission", "block", "sweep")
+
+
+def test_the_glossary_defines_each_invented_term_once() -> None:
+    """docs/glossary.md has exactly one entry (a ``### term`` heading) for each word the team invented."""
+    headings = re.findall(r"^### (.+)$", (ROOT / "docs" / "glossary.md").read_text(), re.MULTILINE)
+    entries = [h.split(" (", 1)[0].strip().lower() for h in headings]
+    for term in GLOSSARY_TERMS:
+        assert entries.count(term) == 1, f"docs/glossary.md: {term!r} defined {entries.count(term)} times"
