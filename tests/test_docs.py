@@ -115,3 +115,18 @@ def test_the_glossary_defines_each_invented_term_once() -> None:
     entries = [h.split(" (", 1)[0].strip().lower() for h in headings]
     for term in GLOSSARY_TERMS:
         assert entries.count(term) == 1, f"docs/glossary.md: {term!r} defined {entries.count(term)} times"
+
+
+def test_worker_env_example_shows_each_optional_setting_at_its_default() -> None:
+    """A commented-out ``# NAME=value`` line of env.example holds the code's default, where the code has one."""
+    text = (ROOT / "deploy" / "systemd" / "env.example").read_text()
+    fields = {field.alias: (name, field) for name, field in Settings.model_fields.items()}
+    wrong = []
+    for alias, value in re.findall(r"^#[ \t]*([A-Z][A-Z0-9_]+)=(\S+)", text, re.MULTILINE):
+        name, field = fields[alias]
+        default = field.get_default(call_default_factory=True)
+        if default is None:
+            continue  # no default to show: the line is a placeholder
+        if getattr(Settings.model_validate({alias: value}), name) != default:
+            wrong.append(f"{alias}={value} (default {default!r})")
+    assert wrong == []
