@@ -242,7 +242,7 @@ def test_unstored_list_and_resend(provisioned) -> None:
     rig.publisher.publish(events_for("cli-d")["created"])
     client.delete(f"{ns}:events", f"{ns}:events.msgs")
     (given_up,) = client.zrange(rig.runtime.app.keys.handoff("events"), 0, -1)
-    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the sweep gave up on it
+    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the stale scan gave up on it
     code, out, _ = run(env, "unstored", "list")
     assert "given up" in out
     code, out, _ = run(env, "unstored", "resend", "--all")

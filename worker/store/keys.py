@@ -24,7 +24,7 @@ key                                 type    content
 ``{p}:refused``                     stream  refused events with their reason (no payload)
 ``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
-``{p}:handoff:resent``              hash    event message id → how many times the sweep re-sent it
+``{p}:handoff:resent``              hash    event message id → how many times the stale scan re-sent it
 ``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
 ``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
 ``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
