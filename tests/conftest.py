@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -22,6 +23,14 @@ def _remove_state_mirrors() -> Iterator[None]:
     from tests.core.harness import STATE_DIR
 
     shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def node_example() -> Path:
+    """``examples/node`` with its npm dependencies installed (see ``tests.node``)."""
+    from tests.node import install
+
+    return install()
 
 
 @pytest.fixture
