@@ -57,6 +57,15 @@ function retryAfterMs(response) {
   return Number.isNaN(ms) ? null : Math.min(Math.max(ms, 0), MAX_WAIT_MS);
 }
 
+// A problem body of a proxy in between may not be JSON: the status still says what happened.
+function parseOrNull(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
 // 0.5 s, 1 s, 2 s, ... up to 30 s, drawn in the upper half of each step so that many publishers spread out.
 function backoffMs(attempt) {
   const step = Math.min(500 * 2 ** (attempt - 1), 30_000);
@@ -95,7 +104,7 @@ class Publisher {
         });
         if (response.status < 500 && response.status !== 429) {
           const text = await response.text(); // inside the try: an answer cut short is retried like no answer
-          return { http: response.status, body: text ? JSON.parse(text) : null, attempts: attempt };
+          return { http: response.status, body: parseOrNull(text), attempts: attempt };
         }
         cause = `HTTP ${response.status}`;
         await response.body?.cancel();
@@ -114,7 +123,7 @@ class Publisher {
 function singleResult(id, answer) {
   if (answer.error !== undefined) return { id, status: "unsent", error: answer.error, attempts: answer.attempts };
   const { http, body, attempts } = answer;
-  if (http === 202 || http === 200) return { id: body.id, http, status: body.status, attempts };
+  if (http === 202 || http === 200) return { id: body?.id ?? id, http, status: body?.status, attempts };
   if (http === 422 || http === 409) {
     const status = http === 422 ? "refused" : "conflict";
     return { id: body?.event_id ?? id, http, status, field: body?.field, reason: body?.reason, attempts };
@@ -129,9 +138,10 @@ function batchResults(ids, answer) {
   return answer.body.results.map((result) => ({ ...result, http: 200, attempts: answer.attempts }));
 }
 
-// [{id, text}] from JSON Lines; a line that is not JSON is reported and skipped (the API would refuse it).
+// {events: [{id, text}], unreadable} from JSON Lines; a line that is not JSON is reported and counted, not sent.
 function readEvents(text) {
   const events = [];
+  let unreadable = 0;
   text.split("\n").forEach((line, index) => {
     const raw = line.trim();
     if (!raw) return;
@@ -140,10 +150,10 @@ function readEvents(text) {
       events.push({ id: typeof parsed?.id === "string" ? parsed.id : null, text: raw });
     } catch (error) {
       out({ line: index + 1, status: "unreadable", reason: `not JSON: ${error.message}` });
-      events.unreadable = true;
+      unreadable += 1;
     }
   });
-  return events;
+  return { events, unreadable };
 }
 
 // Groups of events for one batch request each: at most 500 events and 1 MiB of body. An event too big to share a
@@ -184,7 +194,7 @@ async function main() {
     timeoutMs: positiveInt("TIMEOUT_SECONDS", 30) * 1000,
   });
   const source = files[0] && files[0] !== "-" ? files[0] : 0; // 0: standard input
-  const events = readEvents(readFileSync(source, "utf8"));
+  const { events, unreadable } = readEvents(readFileSync(source, "utf8"));
 
   const results = [];
   const report = (result) => {
@@ -205,7 +215,7 @@ async function main() {
   }
 
   if (results.some((r) => r.status === "unsent")) process.exit(3);
-  const final = events.unreadable || results.some((r) => r.status !== "accepted" && r.status !== "duplicate");
+  const final = unreadable > 0 || results.some((r) => r.status !== "accepted" && r.status !== "duplicate");
   process.exit(final ? 1 : 0);
 }
 

@@ -39,6 +39,7 @@ class FlakyProxy:
     in arrival order, then passes everything through:
 
     - ``"503"``: answers 503 with ``Retry-After: 1`` without forwarding (the API never saw the request);
+    - ``"413-html"``: answers 413 with an HTML body without forwarding (as a load balancer in between might);
     - ``"503-after"``: forwards, throws the API's answer away, answers 503 with ``Retry-After: 1``;
     - ``"drop-after"``: forwards, then closes the connection without an answer (a network error)."""
 
@@ -56,6 +57,8 @@ class FlakyProxy:
                 proxy.attempts.append(Attempt(self.headers["webhook-id"], time.monotonic(), action))
                 if action == "503":
                     return self._answer(503, b"", {"Retry-After": "1"})
+                if action == "413-html":
+                    return self._answer(413, b"<html>Request Entity Too Large</html>", {"content-type": "text/html"})
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 answer = httpx.post(f"{proxy.target}{self.path}", content=body, headers=headers, timeout=10)
                 if action == "503-after":
@@ -97,9 +100,10 @@ class Run:
 def publish(
     example: Path, tmp_path: Path, url: str, events: list[Any], *, batch: bool = False, secret: str = SECRET
 ) -> Run:
-    """Runs ``node publisher.mjs [--batch] events.jsonl`` against ``url``; its printed lines, split."""
+    """Runs ``node publisher.mjs [--batch] events.jsonl`` against ``url`` (a ``str`` event is written as its own
+    line, unchanged); its printed lines, split."""
     source = tmp_path / "events.jsonl"
-    source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    source.write_text("".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events))
     env = {**os.environ, "API_URL": url, "API_SECRET": secret, "MAX_ATTEMPTS": "4"}
     argv = [str(NODE), "publisher.mjs", *(["--batch"] if batch else []), str(source)]
     done = subprocess.run(argv, cwd=example, env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -131,10 +135,11 @@ def test_single_events_accepted_duplicate_and_refused_with_field_and_reason(
     node_example: Path, tmp_path: Path, api: ApiProcess, queued: Any
 ) -> None:
     created = event("customer.created", "node-1")
-    run = publish(node_example, tmp_path, api.url, [created, created, bad_amount("node-1")])
+    run = publish(node_example, tmp_path, api.url, [created, "{not json", created, bad_amount("node-1")])
     assert run.code == 1, "a refusal is final: exit 1"
     assert run.retries == []
-    first, again, refused = run.results
+    unreadable, first, again, refused = run.results
+    assert (unreadable["line"], unreadable["status"]) == (2, "unreadable"), "reported, not sent"
     assert first == {"id": "node-1-created", "http": 202, "status": "accepted", "attempts": 1}
     assert again == {"id": "node-1-created", "http": 200, "status": "duplicate", "attempts": 1}
     assert (refused["id"], refused["http"], refused["status"]) == ("node-1-kyc_approved", 422, "refused")
@@ -222,3 +227,13 @@ def test_retries_after_a_503_or_a_lost_answer_queue_each_event_once(
     for first, retry in by_request.values():
         if first.action in ("503", "503-after"):
             assert retry.at - first.at >= 0.95, "Retry-After: 1 was honoured"
+
+
+def test_a_4xx_that_is_not_json_is_final_too(node_example: Path, tmp_path: Path, api: ApiProcess) -> None:
+    proxy = FlakyProxy(api.url, ["413-html"])
+    try:
+        run = publish(node_example, tmp_path, proxy.url, [event("customer.created", "node-8")])
+    finally:
+        proxy.close()
+    assert (run.code, run.retries, len(proxy.attempts)) == (1, [], 1)
+    assert run.results == [{"id": "node-8-created", "http": 413, "status": "rejected", "detail": None, "attempts": 1}]
