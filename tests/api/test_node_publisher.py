@@ -9,7 +9,8 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,9 +22,11 @@ import redis
 
 from tests.api.live import SECRET, ApiProcess, approval, event
 from tests.api.test_durability import held
+from tests.conftest import TEST_REDIS_URL
 from tests.node import NODE, NODE_MARKS
 
 pytestmark = [pytest.mark.redis, *NODE_MARKS]
+Held = Callable[[str, list[str]], dict[str, int]]
 
 
 @dataclass
@@ -112,16 +115,37 @@ def publish(
     return Run(done.returncode, [x for x in lines if "retrying" not in x], [x for x in lines if "retrying" in x])
 
 
-@pytest.fixture
-def api(redis_url: str, key_prefix: str) -> Iterator[ApiProcess]:
-    with ApiProcess(redis_url, key_prefix) as served:
-        yield served
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[ApiProcess, str]]:
+    """One ``provisioner api`` for the module (it takes seconds to start) under its own key prefix, deleted after;
+    each test publishes its own customers' events."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        with ApiProcess(TEST_REDIS_URL, prefix) as process:
+            yield process, prefix
+    finally:
+        client = redis.Redis.from_url(TEST_REDIS_URL)
+        for key in client.scan_iter(f"{prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
 
 
 @pytest.fixture
-def queued(redis_url: str, key_prefix: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield lambda: held(client, key_prefix)
+def api(served: tuple[ApiProcess, str]) -> ApiProcess:
+    return served[0]
+
+
+@pytest.fixture
+def queued(served: tuple[ApiProcess, str]) -> Iterator[Held]:
+    """``queued(kind, customers)``: per event id of these customers, how many admission entries (``"admitted"``),
+    hand-off records (``"handoff"``) or queued messages (``"queued"``) Redis holds."""
+    client = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+
+    def count(kind: str, customers: list[str]) -> dict[str, int]:
+        ours = tuple(f"{customer}-" for customer in customers)
+        return {eid: n for eid, n in held(client, served[1])[kind].items() if eid.startswith(ours)}
+
+    yield count
     client.close()
 
 
@@ -132,7 +156,7 @@ def bad_amount(customer: str) -> dict[str, Any]:
 
 
 def test_single_events_accepted_duplicate_and_refused_with_field_and_reason(
-    node_example: Path, tmp_path: Path, api: ApiProcess, queued: Any
+    node_example: Path, tmp_path: Path, api: ApiProcess, queued: Held
 ) -> None:
     created = event("customer.created", "node-1")
     run = publish(node_example, tmp_path, api.url, [created, "{not json", created, bad_amount("node-1")])
@@ -144,7 +168,7 @@ def test_single_events_accepted_duplicate_and_refused_with_field_and_reason(
     assert again == {"id": "node-1-created", "http": 200, "status": "duplicate", "attempts": 1}
     assert (refused["id"], refused["http"], refused["status"]) == ("node-1-kyc_approved", 422, "refused")
     assert refused["field"] == "data.funding.0.amount" and "not a JSON number" in refused["reason"]
-    assert queued()["queued"] == {"node-1-created": 1}
+    assert queued("queued", ["node-1"]) == {"node-1-created": 1}
 
 
 def test_a_wrong_secret_is_a_401_printed_and_not_retried(node_example: Path, tmp_path: Path, api: ApiProcess) -> None:
@@ -163,7 +187,7 @@ def test_a_wrong_secret_is_a_401_printed_and_not_retried(node_example: Path, tmp
 
 
 def test_a_batch_prints_each_events_result_in_input_order(
-    node_example: Path, tmp_path: Path, api: ApiProcess, queued: Any
+    node_example: Path, tmp_path: Path, api: ApiProcess, queued: Held
 ) -> None:
     created = event("customer.created", "node-3")
     assert publish(node_example, tmp_path, api.url, [created]).code == 0
@@ -175,11 +199,11 @@ def test_a_batch_prints_each_events_result_in_input_order(
         ("node-4-kyc_approved", 200, "refused"),
     ]
     assert run.results[2]["field"] == "data.funding.0.amount"
-    assert queued()["queued"] == {"node-3-created": 1, "node-3-kyc_approved": 1}
+    assert queued("queued", ["node-3", "node-4"]) == {"node-3-created": 1, "node-3-kyc_approved": 1}
 
 
 def test_retries_after_a_503_or_a_lost_answer_queue_each_event_once(
-    node_example: Path, tmp_path: Path, api: ApiProcess, queued: Any
+    node_example: Path, tmp_path: Path, api: ApiProcess, queued: Held
 ) -> None:
     proxy = FlakyProxy(api.url, ["503", "pass", "503-after", "pass", "drop-after", "pass", "503-after"])
     try:
@@ -207,18 +231,9 @@ def test_retries_after_a_503_or_a_lost_answer_queue_each_event_once(
         "UND_ERR_SOCKET",
         "HTTP 503",
     ]
-    counts = queued()
-    assert (
-        counts["queued"]
-        == counts["admitted"]
-        == counts["handoff"]
-        == {
-            "node-5-created": 1,
-            "node-6-created": 1,
-            "node-7-created": 1,
-            "node-5-kyc_approved": 1,
-        }
-    ), "each event held and queued exactly once"
+    once = {"node-5-created": 1, "node-6-created": 1, "node-7-created": 1, "node-5-kyc_approved": 1}
+    for kind in ("admitted", "handoff", "queued"):
+        assert queued(kind, ["node-5", "node-6", "node-7"]) == once, f"each event {kind} exactly once"
 
     by_request: dict[str, list[Attempt]] = {}
     for attempt in proxy.attempts:
