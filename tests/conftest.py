@@ -40,10 +40,15 @@ def redis_url() -> str:
 
 @pytest.fixture
 def key_prefix(redis_url: str) -> Iterator[str]:
-    """A fresh key prefix; every key under it is deleted after the test."""
+    """A fresh key prefix; every key under it, dramatiq's included, is deleted after the test."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}:*", count=1000):
-        client.delete(key)
+    delete_prefix(client, prefix)
     client.close()
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete every key of a test prefix: ours (``<prefix>:…``) and dramatiq's (``<prefix>-dramatiq:…``)."""
+    for key in client.scan_iter(f"{prefix}[-:]*", count=1000):
+        client.delete(key)

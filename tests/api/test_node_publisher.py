@@ -22,7 +22,7 @@ import redis
 
 from tests.api.live import SECRET, ApiProcess, approval, event
 from tests.api.test_durability import held
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, delete_prefix
 from tests.node import NODE, NODE_MARKS
 
 pytestmark = [pytest.mark.redis, *NODE_MARKS]
@@ -125,8 +125,7 @@ def served() -> Iterator[tuple[ApiProcess, str]]:
             yield process, prefix
     finally:
         client = redis.Redis.from_url(TEST_REDIS_URL)
-        for key in client.scan_iter(f"{prefix}:*", count=1000):
-            client.delete(key)
+        delete_prefix(client, prefix)
         client.close()
 
 
