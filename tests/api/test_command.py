@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.api.live import PROVISIONER, ROOT, Upstream, event, production_env
+from tests.api.live import PROVISIONER, ROOT, START_TIMEOUT_S, Upstream, event, production_env
 from tests.private_redis import free_port
 from worker.settings import DEV_DEFAULT_SECRETS
 
@@ -26,7 +26,7 @@ def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_u
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
