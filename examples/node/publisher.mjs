@@ -1,7 +1,7 @@
 // An upstream's event publisher for the KuCoin ND provisioner's HTTP API, in Node (>= 20), using only npm's
 // `standardwebhooks` (request signatures) and Node's own fetch. See docs/integration.md.
 //
-//   API_URL=https://provisioner.example     where `provisioner api` answers (no trailing /v1)
+//   API_URL=https://provisioner.example     where `provisioner api` answers (a path prefix is kept; no /v1)
 //   API_SECRET=whsec_...                    the secret we share with you (one of PROVISIONER_API_SECRETS)
 //   MAX_ATTEMPTS=10                         attempts per request before giving up on it (default 10)
 //   TIMEOUT_SECONDS=30                      per attempt (default 30)
@@ -74,7 +74,7 @@ function backoffMs(attempt) {
 
 class Publisher {
   constructor({ url, secret, maxAttempts, timeoutMs }) {
-    this.endpoint = new URL("/v1/events", url);
+    this.endpoint = new URL("v1/events", url.endsWith("/") ? url : `${url}/`); // keeps a path prefix
     this.webhook = new Webhook(secret); // throws on a secret that is not whsec_<base64>
     this.maxAttempts = maxAttempts;
     this.timeoutMs = timeoutMs;
@@ -123,7 +123,7 @@ class Publisher {
 function singleResult(id, answer) {
   if (answer.error !== undefined) return { id, status: "unsent", error: answer.error, attempts: answer.attempts };
   const { http, body, attempts } = answer;
-  if (http === 202 || http === 200) return { id: body?.id ?? id, http, status: body?.status, attempts };
+  if (http >= 200 && http < 300) return { id: body?.id ?? id, http, status: body?.status, attempts };
   if (http === 422 || http === 409) {
     const status = http === 422 ? "refused" : "conflict";
     return { id: body?.event_id ?? id, http, status, field: body?.field, reason: body?.reason, attempts };

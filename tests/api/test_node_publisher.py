@@ -48,6 +48,8 @@ class FlakyProxy:
 
     target: str
     plan: list[str] = field(default_factory=list)
+    prefix: str = ""
+    """A path prefix the proxy serves the API under (a gateway's), taken off before forwarding."""
     attempts: list[Attempt] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -63,7 +65,10 @@ class FlakyProxy:
                 if action == "413-html":
                     return self._answer(413, b"<html>Request Entity Too Large</html>", {"content-type": "text/html"})
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = httpx.post(f"{proxy.target}{self.path}", content=body, headers=headers, timeout=10)
+                if not self.path.startswith(proxy.prefix):
+                    return self._answer(404, b"", {})
+                path = self.path.removeprefix(proxy.prefix)
+                answer = httpx.post(f"{proxy.target}{path}", content=body, headers=headers, timeout=10)
                 if action == "503-after":
                     return self._answer(503, b"", {"Retry-After": "1"})
                 if action == "drop-after":
@@ -251,3 +256,12 @@ def test_a_4xx_that_is_not_json_is_final_too(node_example: Path, tmp_path: Path,
         proxy.close()
     assert (run.code, run.retries, len(proxy.attempts)) == (1, [], 1)
     assert run.results == [{"id": "node-8-created", "http": 413, "status": "rejected", "detail": None, "attempts": 1}]
+
+
+def test_an_api_url_with_a_path_prefix_keeps_it(node_example: Path, tmp_path: Path, api: ApiProcess) -> None:
+    proxy = FlakyProxy(api.url, prefix="/gw")
+    try:
+        run = publish(node_example, tmp_path, f"{proxy.url}/gw", [event("customer.created", "node-9")])
+    finally:
+        proxy.close()
+    assert (run.code, run.results[0]["status"]) == (0, "accepted")
