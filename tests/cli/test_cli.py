@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli.main import main
 from sandbox import SandboxConfig, start_server
 from tests.core.harness import events_for
+from tests.private_redis import free_port
 from tests.runtime.rig import WorkerRig
 from worker.exchange.models import Permission
 
@@ -72,6 +73,21 @@ def test_publish_reports_each_refused_line_and_goes_on(redis_url: str, key_prefi
         assert "published 2 event(s), refused 2" in err
         code, out, _ = run(env_of(rig, "http://127.0.0.1:9"), "publish", "--json", "-", stdin=lines[0])
         assert code == 0 and json.loads(out)["status"] == "published"
+
+
+def test_publish_stops_on_a_redis_outage_with_its_own_exit_status(redis_url: str, key_prefix: str) -> None:
+    """Redis unavailable is not a refusal: exit 3 and a line saying where it stopped and that re-running is safe,
+    not a traceback with the refusals' exit 1."""
+    down = f"redis://127.0.0.1:{free_port()}/1"
+    line = json.dumps(events_for("cli-down")["created"])
+    code, _, err = run({"REDIS_URL": down, "PROVISIONER_REDIS_PREFIX": key_prefix}, "publish", "-", stdin=line)
+    assert code == 3
+    assert "Redis unavailable (ConnectionError)" in err and "stopped at line 1" in err
+    assert "publishing the same file again is safe" in err and "Traceback" not in err
+    code, out, _ = run(
+        {"REDIS_URL": down, "PROVISIONER_REDIS_PREFIX": key_prefix}, "publish", "--json", "-", stdin=line
+    )
+    assert code == 3 and json.loads(out) == {"status": "stopped", "line": 1, "error": "ConnectionError"}
 
 
 def test_exchange_commands_read_the_exchange(provisioned) -> None:
