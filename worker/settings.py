@@ -2,8 +2,9 @@
 
 Nothing here runs at import time. ``from_env`` reads ``os.environ`` (or a mapping given for tests), fills
 development defaults for missing secrets in development mode (and reports each one so the caller can warn),
-refuses to start in production mode when a secret is missing, and turns any malformed value into a
-``SettingsError`` that names the variable.
+refuses to start in production mode when a secret is missing, a development default or weak
+(``worker.secret_strength``) or when a URL would carry secrets in clear (``worker.wire``), and turns any malformed
+value into a ``SettingsError`` that names the variable (never echoing a secret).
 
 The ``KUCOIN_*`` names are a public interface: the simulator (``provisioner sandbox``) reads the same names with
 the same development defaults, so worker and simulator agree with no configuration at all.
@@ -23,6 +24,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile, webhook_secrets_ok
+from worker.secret_strength import published_defaults, secret_problems
+from worker.wire import base_url_problems, redis_url_problems
 
 __all__ = [
     "API_WITHHELD",
@@ -88,7 +91,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
 
     environment: Environment = Field(Environment.DEVELOPMENT, alias="PROVISIONER_ENV")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL", repr=False)
+    """It may hold Redis's password: kept out of ``repr``; print it through ``worker.wire.redacted_url``."""
+    allow_plaintext_redis: bool = Field(False, alias="PROVISIONER_ALLOW_PLAINTEXT_REDIS")
+    """Production refuses ``redis://`` (no TLS) unless this is set: for a Redis on loopback or a sidecar."""
     key_prefix: str = Field("prov", alias="PROVISIONER_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
 
     # --- exchange ---------------------------------------------------------------------------------------
@@ -260,7 +266,8 @@ class Settings(BaseSettings):
 
         Returns the settings and the names of the variables that fell back to a development default (the
         caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
-        mode, each missing secret the profile requires. ``Profile.API`` never reads ``API_WITHHELD``.
+        mode, each missing secret the profile requires, then each weak one and each clear-text URL.
+        ``Profile.API`` never reads ``API_WITHHELD``.
         """
         env = dict(os.environ if environ is None else environ)
         if profile is Profile.API:
@@ -289,7 +296,30 @@ class Settings(BaseSettings):
         if missing:
             settings = cls.model_validate({**{k: v for k, v in env.items() if v != ""}, **defaults})
         settings._check_consistency()
+        if settings.environment is Environment.PRODUCTION:
+            weak = secret_problems(
+                settings.plain_secrets(),
+                dev_values=published_defaults(
+                    ("PROVISIONER_DELIVERY_JWK", DEV_DELIVERY_JWK), ("PROVISIONER_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
+                ),
+            )
+            if weak:
+                raise SettingsError("production mode refuses these secrets: " + "; ".join(weak))
         return settings, missing
+
+    def plain_secrets(self) -> dict[str, str]:
+        """Every secret (and public key that stands for one) that is set, by variable name, in plain text: what
+        production judges (``worker.secret_strength``). The proxy URL is not among them."""
+        values: dict[str, str] = {}
+        for field, info in type(self).model_fields.items():
+            value = getattr(self, field)
+            if field == "http_proxy" or value is None or info.alias is None:
+                continue
+            if isinstance(value, SecretStr):
+                values[info.alias] = value.get_secret_value()
+            elif field in ("delivery_jwk", "intake_public_key"):
+                values[info.alias] = value
+        return values
 
     def _check_consistency(self) -> None:
         problems = []
@@ -307,6 +337,12 @@ class Settings(BaseSettings):
         if self.webhook_min_backoff_ms > self.webhook_max_backoff_ms:
             problems.append("PROVISIONER_WEBHOOK_MIN_BACKOFF_MS: must not exceed PROVISIONER_WEBHOOK_MAX_BACKOFF_MS")
         problems += self._webhook_problems()
+        production = self.environment is Environment.PRODUCTION
+        problems += base_url_problems("KUCOIN_BROKER_BASE_URL", self.broker_base_url, production=production)
+        problems += base_url_problems("KUCOIN_SPOT_BASE_URL", self.spot_base_url, production=production)
+        problems += redis_url_problems(
+            self.redis_url, production=production, allow_plaintext=self.allow_plaintext_redis
+        )
         if self.lock_ttl_ms / 1000 < self.request_bound_s + 3:
             through = ", through KUCOIN_HTTP_PROXY" if self.http_proxy is not None else ""
             problems.append(

@@ -15,11 +15,14 @@ import pytest
 
 from tests.api.live import Upstream, event
 from tests.private_redis import free_port
+from worker.sealing import generate_key_pair
 from worker.settings import DEV_DEFAULT_SECRETS
 
 pytestmark = pytest.mark.redis
 ROOT = Path(__file__).parents[2]
 PROVISIONER = str(Path(sys.executable).with_name("provisioner"))
+API_SECRET = "whsec_3q2+7wCm9Lx0aZ4kQ1vT8nB5yR6uE2sHdGfJcP7oWiM="
+"""Production refuses the development request-signing secret: this one stands for a real one."""
 
 
 def _env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
@@ -29,9 +32,10 @@ def _env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
         "PROVISIONER_ENV": "production",
         "REDIS_URL": redis_url,
         "PROVISIONER_REDIS_PREFIX": key_prefix,
-        "PROVISIONER_NAME_SECRET": "production-name-secret",
-        "PROVISIONER_API_SECRETS": "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWZvci1wcm9k",
-        "PROVISIONER_INTAKE_PUBLIC_KEY": "dev1=2UXdWYX0TWfTyFETEYIUHc3zXErVVmXOkLM4exRohVY=",
+        "PROVISIONER_ALLOW_PLAINTEXT_REDIS": "true",  # the test Redis, on loopback
+        "PROVISIONER_NAME_SECRET": "q7Vd2LmX9pRf4TzK8wBn3HsJ6yCg1NaE",
+        "PROVISIONER_API_SECRETS": API_SECRET,
+        "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair("k1")[1],
         "PROVISIONER_LOG_FORMAT": "json",
         **extra,
     }
@@ -57,7 +61,7 @@ def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_u
             assert time.monotonic() < deadline, "the API did not start"
             time.sleep(0.1)
         assert httpx.get(f"{url}/readyz").status_code == 200
-        upstream = Upstream(url)
+        upstream = Upstream(url, secret=API_SECRET)
         assert upstream.post(event("customer.created", "cmd-1")).status_code == 202
         assert upstream.client.post("/v1/events", content=b"{}").status_code == 401
         upstream.close()
