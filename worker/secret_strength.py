@@ -57,6 +57,7 @@ _EXCHANGE_MIN_CHARS: Mapping[str, int] = {
     "KUCOIN_TRADING_API_SECRET": 16,
     "KUCOIN_TRADING_API_PASSPHRASE": 7,
 }
+_DEV_NAME_SECRETS = {DEV_DEFAULT_SECRETS["PROVISIONER_NAME_SECRET"]}
 _FERNET_RINGS = ("PROVISIONER_ENCRYPTION_KEYS", "PROVISIONER_DELIVERY_KEYS")
 _X25519_RINGS = ("PROVISIONER_INTAKE_PRIVATE_KEYS", "PROVISIONER_INTAKE_PUBLIC_KEY")
 _WHSEC = ("PROVISIONER_API_SECRETS", "PROVISIONER_WEBHOOK_SECRET")
@@ -111,18 +112,28 @@ def secret_problems(values: Mapping[str, str], *, dev_values: Mapping[str, str])
 
 
 def _name_secret_problems(values: Mapping[str, str]) -> list[str]:
-    value = values.get("PROVISIONER_NAME_SECRET")
-    if value is None:
-        return []
+    """The name secret and each later version (``PROVISIONER_NAME_SECRETS``): long and varied enough, and each
+    unlike every other secret."""
+    named: list[tuple[str, str]] = []
+    if "PROVISIONER_NAME_SECRET" in values:
+        named.append(("PROVISIONER_NAME_SECRET", values["PROVISIONER_NAME_SECRET"]))
+    for part in values.get("PROVISIONER_NAME_SECRETS", "").split(","):
+        number, sep, secret = part.strip().partition("=")
+        if sep:
+            named.append((f"PROVISIONER_NAME_SECRETS: version {number}", secret))
     problems = []
-    if len(value) < MIN_NAME_SECRET_CHARS or len(set(value)) < MIN_NAME_SECRET_DISTINCT:
-        problems.append(
-            f"PROVISIONER_NAME_SECRET: needs at least {MIN_NAME_SECRET_CHARS} characters, "
-            f"{MIN_NAME_SECRET_DISTINCT} of them distinct"
-        )
-    others = sorted(n for n, v in values.items() if n != "PROVISIONER_NAME_SECRET" and v == value)
-    if others:
-        problems.append(f"PROVISIONER_NAME_SECRET: equals {', '.join(others)}")
+    for label, value in named:
+        if len(value) < MIN_NAME_SECRET_CHARS or len(set(value)) < MIN_NAME_SECRET_DISTINCT:
+            problems.append(
+                f"{label}: needs at least {MIN_NAME_SECRET_CHARS} characters, {MIN_NAME_SECRET_DISTINCT} of them "
+                "distinct"
+            )
+        others = sorted(n for n, v in values.items() if v == value and not n.startswith("PROVISIONER_NAME_SECRET"))
+        others += [other for other, v in named if v == value and other != label]
+        if others:
+            problems.append(f"{label}: equals {', '.join(others)}")
+        elif label != "PROVISIONER_NAME_SECRET" and value in _DEV_NAME_SECRETS:
+            problems.append(f"{label}: is a published development default")
     return problems
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "ignored_proxy_variables",
+    "parse_name_secret_versions",
 ]
 
 KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
@@ -120,6 +121,9 @@ class Settings(BaseSettings):
 
     # --- provisioning policy ----------------------------------------------------------------------------
     name_secret: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRET")
+    name_secrets: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRETS")
+    """Later name-secret versions, ``"2=<secret>[,3=<secret>]"``: new customers' sub-account names derive from the
+    highest; existing customers keep theirs (``handlers.naming``). Never remove a version that named customers."""
     account_name_prefix: str = Field("nd", alias="PROVISIONER_ACCOUNT_PREFIX", pattern=r"^[a-z][a-z0-9]{1,7}$")
     encryption_keys: SecretStr | None = Field(None, alias="PROVISIONER_ENCRYPTION_KEYS")
     delivery_keys: SecretStr | None = Field(None, alias="PROVISIONER_DELIVERY_KEYS")
@@ -238,6 +242,13 @@ class Settings(BaseSettings):
     def _webhook_secrets(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not webhook_secrets_ok(value.get_secret_value()):
             raise ValueError("expected comma-separated whsec_<base64 of 24 to 64 bytes> secrets")  # never echoed
+        return value
+
+    @field_validator("name_secrets")
+    @classmethod
+    def _name_secret_versions(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_name_secret_versions(value.get_secret_value())  # raises ValueError, never echoing a secret
         return value
 
     @field_validator("http_proxy")
@@ -431,6 +442,12 @@ class Settings(BaseSettings):
             values += [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
         return values
 
+    def name_secret_versions(self) -> dict[int, str]:
+        """``PROVISIONER_NAME_SECRETS`` as version → secret (empty when unset)."""
+        if self.name_secrets is None:
+            return {}
+        return parse_name_secret_versions(self.name_secrets.get_secret_value())
+
     def secret(self, name: str) -> str:
         """The plain value of a secret field (e.g. ``"api_secret"``). Raises ``SettingsError`` if unset."""
         value = getattr(self, name)
@@ -488,6 +505,24 @@ def _is_plain_proxy_url(value: str) -> bool:
         and "#" not in value
         and "?" not in value
     )
+
+
+def parse_name_secret_versions(spec: str) -> dict[int, str]:
+    """Parse ``"2=<secret>,3=<secret>"``: version numbers 2 to 999, each once, secrets non-empty without whitespace
+    or commas. Raises ``ValueError`` naming the version at fault (never a secret)."""
+    versions: dict[int, str] = {}
+    for position, part in enumerate((p for p in spec.split(",") if p.strip()), start=1):
+        number, sep, secret = part.strip().partition("=")
+        if not sep or not number.isdigit() or not 2 <= int(number) <= 999:
+            raise ValueError(f"entry {position}: expected VERSION=SECRET with a version from 2 to 999")
+        if int(number) in versions:
+            raise ValueError(f"version {int(number)} is listed twice")
+        if not secret or any(c.isspace() or not c.isprintable() for c in secret):
+            raise ValueError(f"version {int(number)}: the secret is empty or holds whitespace")
+        versions[int(number)] = secret
+    if not versions:
+        raise ValueError("expected VERSION=SECRET entries")
+    return versions
 
 
 def _alias_of(field_name: str) -> str:

@@ -223,3 +223,20 @@ def test_redacted_url_hides_the_redis_password() -> None:
     assert redacted_url("rediss://user:pw-123@h:6380/1") == "rediss://user:***@h:6380/1"
     assert "pw-123" not in redacted_url("redis://h:6379/0?password=pw-123&db=2")
     assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_later_name_secret_versions_are_held_to_the_same_strength() -> None:
+    """PROVISIONER_NAME_SECRETS: each version as strong as the name secret, unlike it, and parsed without echoing."""
+    env = strong_env()
+    weak = refusal({**env, "PROVISIONER_NAME_SECRETS": "2=tooshort-v2"})
+    assert "PROVISIONER_NAME_SECRETS: version 2: needs at least 32 characters" in weak and "tooshort-v2" not in weak
+    same = refusal({**env, "PROVISIONER_NAME_SECRETS": "2=" + env["PROVISIONER_NAME_SECRET"]})
+    assert "version 2: equals PROVISIONER_NAME_SECRET" in same and env["PROVISIONER_NAME_SECRET"] not in same
+    malformed = refusal({**env, "PROVISIONER_NAME_SECRETS": "1=abc-secret-value"})
+    assert "PROVISIONER_NAME_SECRETS" in malformed and "version from 2 to 999" in malformed
+    assert "abc-secret-value" not in malformed
+    good = {**env, "PROVISIONER_NAME_SECRETS": "2=" + base64.b64encode(os.urandom(32)).decode("ascii")}
+    settings, _ = Settings.from_env(good)
+    assert list(settings.name_secret_versions()) == [2]
+    api, _ = Settings.from_env({**good, "PROVISIONER_API_SECRETS": _whsec()}, profile=Profile.API)
+    assert api.name_secrets is None, "the API derives refs only (version 1): it is not given later versions"
