@@ -110,8 +110,8 @@ def reseal(
 
     Calls ``on_progress`` after each batch of ``batch`` customers. With ``max_batches``, stops after that many
     (the pass is resumed by the next call). Returns the pass's progress; ``done`` once every customer was looked at
-    and none is left busy (the saved position is then cleared). Raises ``StateLost`` when Redis is not the state
-    this process established (nothing is written then).
+    and none is left busy (the saved position is then cleared). Raises ``StateLost`` when a record's commit finds
+    Redis is not the state this process established (the pass stops there; its position is kept).
     """
     r, k = app.redis, app.keys
     saved = r.hgetall(k.reseal)
