@@ -6,7 +6,7 @@ their plain values, and names each offending variable (and key id) without ever 
 =================================  ===========================================================================
 secret                             refused in production when
 =================================  ===========================================================================
-every one                          it is a published development default (any of them, not only its own), or
+every one (but the JWK, JSON)      it is a published development default (any of them, not only its own), or
                                    holds a control character, or starts or ends with whitespace
 ``KUCOIN_*`` credentials           they hold whitespace; a secret or broker key under 16 characters, a
                                    passphrase under 7 (KuCoin's own minimum)
@@ -74,11 +74,13 @@ def secret_problems(values: Mapping[str, str], *, dev_values: Mapping[str, str])
     dev_jwk = _jwk_identity(dev_values.get("PROVISIONER_DELIVERY_JWK", ""))
     problems: list[str] = []
     for name, value in values.items():
+        if name == "PROVISIONER_DELIVERY_JWK":  # JSON, which may span lines: judged by its key below
+            continue
         if any(not c.isprintable() for c in value):
             problems.append(f"{name}: holds a control character")
         elif value != value.strip():
             problems.append(f"{name}: starts or ends with whitespace")
-        elif value in dev_text and name not in (*_FERNET_RINGS, *_X25519_RINGS, *_WHSEC, "PROVISIONER_DELIVERY_JWK"):
+        elif value in dev_text and name not in (*_FERNET_RINGS, *_X25519_RINGS, *_WHSEC):
             problems.append(f"{name}: is a published development default")
     for name, minimum in _EXCHANGE_MIN_CHARS.items():
         credential = values.get(name)

@@ -240,3 +240,9 @@ def test_later_name_secret_versions_are_held_to_the_same_strength() -> None:
     assert list(settings.name_secret_versions()) == [2]
     api, _ = Settings.from_env({**good, "PROVISIONER_API_SECRETS": _whsec()}, profile=Profile.API)
     assert api.name_secrets is None, "the API derives refs only (version 1): it is not given later versions"
+
+
+def test_a_pretty_printed_delivery_jwk_is_not_taken_for_a_control_character() -> None:
+    """The JWK is JSON: a multi-line one (from a mounted file) is judged by its key, not its whitespace."""
+    _, jwk = key_pair("ec")
+    Settings.from_env(strong_env(PROVISIONER_DELIVERY_JWK=json.dumps(jwk, indent=2) + "\n"))
