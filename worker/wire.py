@@ -5,9 +5,9 @@ locks to Redis. In every mode an exchange base URL must be ``http(s)://host[:por
 query, fragment, whitespace or control character (a base URL is joined with every request path: anything after the
 path would corrupt each of them, and user info would ride along in clear). In production it must be ``https``.
 
-Redis, in production, is ``rediss://`` (TLS, with certificate checks left on), a ``unix://`` socket (no network),
-or ``redis://`` only with ``PROVISIONER_ALLOW_PLAINTEXT_REDIS=true``: the explicit opt-out for a Redis on loopback
-or a sidecar reached over a private link.
+Redis, in production, is ``rediss://`` (TLS, with the certificate and host-name checks left on), a ``unix://``
+socket (no network), or ``redis://`` only with ``PROVISIONER_ALLOW_PLAINTEXT_REDIS=true``: the explicit opt-out
+for a Redis on loopback or a sidecar reached over a private link.
 
 Nothing here echoes a URL: it may hold the Redis password. ``redacted_url`` is what may be printed.
 """
@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["base_url_problems", "redacted_url", "redis_url_problems"]
 
 _REDIS_NO_VERIFY = {"none", "optional"}
+_FALSE = {"0", "f", "false", "n", "no", "off"}
 
 
 def _has_control_or_space(value: str) -> bool:
@@ -67,6 +68,8 @@ def redis_url_problems(url: str, *, production: bool, allow_plaintext: bool) -> 
     query = {k.lower(): v.lower() for k, v in parse_qsl(parts.query)}
     if parts.scheme == "rediss" and query.get("ssl_cert_reqs") in _REDIS_NO_VERIFY:
         problems.append("REDIS_URL: production checks the Redis server's certificate (ssl_cert_reqs=required)")
+    if parts.scheme == "rediss" and query.get("ssl_check_hostname") in _FALSE:
+        problems.append("REDIS_URL: production checks that the certificate names the Redis host (ssl_check_hostname)")
     return problems
 
 

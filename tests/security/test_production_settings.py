@@ -216,6 +216,8 @@ def test_production_redis_needs_tls_or_the_explicit_opt_out() -> None:
     unchecked = "rediss://:redis-password-1234@redis.internal:6380/0?ssl_cert_reqs=none"
     message = refusal(strong_env(REDIS_URL=unchecked))
     assert "ssl_cert_reqs=required" in message and "redis-password-1234" not in message
+    message = refusal(strong_env(REDIS_URL=unchecked.replace("ssl_cert_reqs=none", "ssl_check_hostname=false")))
+    assert "ssl_check_hostname" in message and "redis-password-1234" not in message
 
 
 def test_redacted_url_hides_the_redis_password() -> None:
