@@ -156,7 +156,7 @@ def plan(
             return Idle("waiting for customer.created")
         if steps.SUBACCOUNT in record.blocked:
             return Idle("sub-account creation is blocked")
-        name = policy.naming.account_name(record.customer_id, record.name_attempt)
+        name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(name, record.name_attempt)
     planning = _Plan(desired, record, sub, now_ms, policy)
     if desired.offboarded:

@@ -270,6 +270,9 @@ class CustomerRecord(Record):
     version: int = 0
     sub_account: SubAccountRecord | None = None
     name_attempt: int = 0
+    name_version: int = 1
+    """The name-secret version the customer's sub-account names derive from (``handlers.naming``), fixed when the
+    record is created; records from before versions existed are version 1."""
     keys: tuple[KeyRecord, ...] = ()
     age_rotations: int = 0
     transfers: dict[str, TransferRecord] = {}
@@ -309,8 +312,8 @@ class CustomerRecord(Record):
     its attempts running out): an operator decides before it is sent."""
 
     @classmethod
-    def new(cls, ref: str, customer_id: str) -> CustomerRecord:
-        return cls(ref=ref, customer_id=customer_id)
+    def new(cls, ref: str, customer_id: str, *, name_version: int = 1) -> CustomerRecord:
+        return cls(ref=ref, customer_id=customer_id, name_version=name_version)
 
     @property
     def live_keys(self) -> tuple[KeyRecord, ...]:

@@ -30,7 +30,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
 from worker.heard import HeardOutcome, store_heard
@@ -157,7 +156,7 @@ def _refuse_ours(app: App, adoptions: list[Adoption], by_uid: dict[str, str]) ->
     naming = app.policy.naming
     for adoption in adoptions:
         name = by_uid[adoption.uid]
-        own = {naming.account_name(adoption.customer_id, a) for a in range(MAX_NAME_ATTEMPTS)}
+        own = naming.account_names(adoption.customer_id)
         if naming.is_account_name(name) and name not in own:
             raise RecoveryError(f"sub-account {adoption.uid} ({name}) is one of our customers', not an older system's")
     held = _held_uids(app)

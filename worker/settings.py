@@ -2,8 +2,9 @@
 
 Nothing here runs at import time. ``from_env`` reads ``os.environ`` (or a mapping given for tests), fills
 development defaults for missing secrets in development mode (and reports each one so the caller can warn),
-refuses to start in production mode when a secret is missing, and turns any malformed value into a
-``SettingsError`` that names the variable.
+refuses to start in production mode when a secret is missing, a development default or weak
+(``worker.secret_strength``) or when a URL would carry secrets in clear (``worker.wire``), and turns any malformed
+value into a ``SettingsError`` that names the variable (never echoing a secret).
 
 The ``KUCOIN_*`` names are a public interface: the simulator (``provisioner sandbox``) reads the same names with
 the same development defaults, so worker and simulator agree with no configuration at all.
@@ -23,6 +24,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile, webhook_secrets_ok
+from worker.secret_strength import published_defaults, secret_problems
+from worker.wire import base_url_problems, redis_url_problems
 
 __all__ = [
     "API_WITHHELD",
@@ -36,6 +39,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "ignored_proxy_variables",
+    "parse_name_secret_versions",
 ]
 
 KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
@@ -88,7 +92,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
 
     environment: Environment = Field(Environment.DEVELOPMENT, alias="PROVISIONER_ENV")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL", repr=False)
+    """It may hold Redis's password: kept out of ``repr``; print it through ``worker.wire.redacted_url``."""
+    allow_plaintext_redis: bool = Field(False, alias="PROVISIONER_ALLOW_PLAINTEXT_REDIS")
+    """Production refuses ``redis://`` (no TLS) unless this is set: for a Redis on loopback or a sidecar."""
     key_prefix: str = Field("prov", alias="PROVISIONER_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
 
     # --- exchange ---------------------------------------------------------------------------------------
@@ -114,6 +121,9 @@ class Settings(BaseSettings):
 
     # --- provisioning policy ----------------------------------------------------------------------------
     name_secret: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRET")
+    name_secrets: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRETS")
+    """Later name-secret versions, ``"2=<secret>[,3=<secret>]"``: new customers' sub-account names derive from the
+    highest; existing customers keep theirs (``handlers.naming``). Never remove a version that named customers."""
     account_name_prefix: str = Field("nd", alias="PROVISIONER_ACCOUNT_PREFIX", pattern=r"^[a-z][a-z0-9]{1,7}$")
     encryption_keys: SecretStr | None = Field(None, alias="PROVISIONER_ENCRYPTION_KEYS")
     delivery_keys: SecretStr | None = Field(None, alias="PROVISIONER_DELIVERY_KEYS")
@@ -234,6 +244,13 @@ class Settings(BaseSettings):
             raise ValueError("expected comma-separated whsec_<base64 of 24 to 64 bytes> secrets")  # never echoed
         return value
 
+    @field_validator("name_secrets")
+    @classmethod
+    def _name_secret_versions(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_name_secret_versions(value.get_secret_value())  # raises ValueError, never echoing a secret
+        return value
+
     @field_validator("http_proxy")
     @classmethod
     def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -260,7 +277,8 @@ class Settings(BaseSettings):
 
         Returns the settings and the names of the variables that fell back to a development default (the
         caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
-        mode, each missing secret the profile requires. ``Profile.API`` never reads ``API_WITHHELD``.
+        mode, each missing secret the profile requires, then each weak one and each clear-text URL.
+        ``Profile.API`` never reads ``API_WITHHELD``.
         """
         env = dict(os.environ if environ is None else environ)
         if profile is Profile.API:
@@ -289,7 +307,30 @@ class Settings(BaseSettings):
         if missing:
             settings = cls.model_validate({**{k: v for k, v in env.items() if v != ""}, **defaults})
         settings._check_consistency()
+        if settings.environment is Environment.PRODUCTION:
+            weak = secret_problems(
+                settings.plain_secrets(),
+                dev_values=published_defaults(
+                    ("PROVISIONER_DELIVERY_JWK", DEV_DELIVERY_JWK), ("PROVISIONER_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
+                ),
+            )
+            if weak:
+                raise SettingsError("production mode refuses these secrets: " + "; ".join(weak))
         return settings, missing
+
+    def plain_secrets(self) -> dict[str, str]:
+        """Every secret (and public key that stands for one) that is set, by variable name, in plain text: what
+        production judges (``worker.secret_strength``). The proxy URL is not among them."""
+        values: dict[str, str] = {}
+        for field, info in type(self).model_fields.items():
+            value = getattr(self, field)
+            if field == "http_proxy" or value is None or info.alias is None:
+                continue
+            if isinstance(value, SecretStr):
+                values[info.alias] = value.get_secret_value()
+            elif field in ("delivery_jwk", "intake_public_key"):
+                values[info.alias] = value
+        return values
 
     def _check_consistency(self) -> None:
         problems = []
@@ -307,6 +348,12 @@ class Settings(BaseSettings):
         if self.webhook_min_backoff_ms > self.webhook_max_backoff_ms:
             problems.append("PROVISIONER_WEBHOOK_MIN_BACKOFF_MS: must not exceed PROVISIONER_WEBHOOK_MAX_BACKOFF_MS")
         problems += self._webhook_problems()
+        production = self.environment is Environment.PRODUCTION
+        problems += base_url_problems("KUCOIN_BROKER_BASE_URL", self.broker_base_url, production=production)
+        problems += base_url_problems("KUCOIN_SPOT_BASE_URL", self.spot_base_url, production=production)
+        problems += redis_url_problems(
+            self.redis_url, production=production, allow_plaintext=self.allow_plaintext_redis
+        )
         if self.lock_ttl_ms / 1000 < self.request_bound_s + 3:
             through = ", through KUCOIN_HTTP_PROXY" if self.http_proxy is not None else ""
             problems.append(
@@ -395,6 +442,12 @@ class Settings(BaseSettings):
             values += [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
         return values
 
+    def name_secret_versions(self) -> dict[int, str]:
+        """``PROVISIONER_NAME_SECRETS`` as version → secret (empty when unset)."""
+        if self.name_secrets is None:
+            return {}
+        return parse_name_secret_versions(self.name_secrets.get_secret_value())
+
     def secret(self, name: str) -> str:
         """The plain value of a secret field (e.g. ``"api_secret"``). Raises ``SettingsError`` if unset."""
         value = getattr(self, name)
@@ -452,6 +505,24 @@ def _is_plain_proxy_url(value: str) -> bool:
         and "#" not in value
         and "?" not in value
     )
+
+
+def parse_name_secret_versions(spec: str) -> dict[int, str]:
+    """Parse ``"2=<secret>,3=<secret>"``: version numbers 2 to 999, each once, secrets non-empty without whitespace
+    or commas. Raises ``ValueError`` naming the version at fault (never a secret)."""
+    versions: dict[int, str] = {}
+    for position, part in enumerate((p for p in spec.split(",") if p.strip()), start=1):
+        number, sep, secret = part.strip().partition("=")
+        if not sep or not number.isdigit() or not 2 <= int(number) <= 999:
+            raise ValueError(f"entry {position}: expected VERSION=SECRET with a version from 2 to 999")
+        if int(number) in versions:
+            raise ValueError(f"version {int(number)} is listed twice")
+        if not secret or any(c.isspace() or not c.isprintable() for c in secret):
+            raise ValueError(f"version {int(number)}: the secret is empty or holds whitespace")
+        versions[int(number)] = secret
+    if not versions:
+        raise ValueError("expected VERSION=SECRET entries")
+    return versions
 
 
 def _alias_of(field_name: str) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 
 from handlers.desired import DesiredState, fold
 from handlers.events import Event, EventRejected, parse_event
-from handlers.naming import MAX_NAME_ATTEMPTS, Naming
+from handlers.naming import Naming
 from handlers.records import CustomerRecord, TransferPurpose, TransferStatus
 from worker.crypto import CryptoError, Keyring
 
@@ -111,7 +111,7 @@ def check(
     violations: list[Violation] = []
     ours: set[str] = set()
     for customer, evs in sorted(by_customer.items()):
-        names = {naming.account_name(customer, a) for a in range(MAX_NAME_ATTEMPTS)}
+        names = naming.account_names(customer)
         ours |= names
         v = _Customer(
             customer,

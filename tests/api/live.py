@@ -21,9 +21,12 @@ from standardwebhooks.webhooks import Webhook
 from api.app import ApiServices, create_app
 from api.bootstrap import build_services
 from tests.private_redis import free_port
+from worker.sealing import generate_key_pair
 from worker.settings import DEV_DEFAULT_API_SETTINGS, Profile, Settings
 
 SECRET = DEV_DEFAULT_API_SETTINGS["PROVISIONER_API_SECRETS"]
+PRODUCTION_SECRET = "whsec_3q2+7wCm9Lx0aZ4kQ1vT8nB5yR6uE2sHdGfJcP7oWiM="
+"""Production refuses the development request-signing secret: this one stands for a real one."""
 PROVISIONER = str(Path(sys.executable).with_name("provisioner"))
 ROOT = Path(__file__).parents[2]
 START_TIMEOUT_S = 60
@@ -68,16 +71,18 @@ class LiveApi:
 
 def production_env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
     """The environment of ``provisioner api`` in production on the test Redis: its own settings only (no
-    ``KUCOIN_*``, ``PROVISIONER_*`` or ``REDIS_*`` inherited), JSON logs, requests signed with ``SECRET``."""
+    ``KUCOIN_*``, ``PROVISIONER_*`` or ``REDIS_*`` inherited), secrets production accepts, the plaintext-Redis
+    opt-out (the test Redis is on loopback), JSON logs, requests signed with ``PRODUCTION_SECRET``."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "REDIS_"))}
     return {
         **keep,
         "PROVISIONER_ENV": "production",
         "REDIS_URL": redis_url,
         "PROVISIONER_REDIS_PREFIX": key_prefix,
-        "PROVISIONER_NAME_SECRET": "production-name-secret",
-        "PROVISIONER_API_SECRETS": SECRET,
-        "PROVISIONER_INTAKE_PUBLIC_KEY": "dev1=2UXdWYX0TWfTyFETEYIUHc3zXErVVmXOkLM4exRohVY=",
+        "PROVISIONER_ALLOW_PLAINTEXT_REDIS": "true",
+        "PROVISIONER_NAME_SECRET": "q7Vd2LmX9pRf4TzK8wBn3HsJ6yCg1NaE",
+        "PROVISIONER_API_SECRETS": PRODUCTION_SECRET,
+        "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair("k1")[1],
         "PROVISIONER_LOG_FORMAT": "json",
         **extra,
     }

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.api.live import PROVISIONER, ROOT, START_TIMEOUT_S, Upstream, event, production_env
+from tests.api.live import PRODUCTION_SECRET, PROVISIONER, ROOT, START_TIMEOUT_S, Upstream, event, production_env
 from tests.private_redis import free_port
 from worker.settings import DEV_DEFAULT_SECRETS
 
@@ -37,7 +37,7 @@ def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_u
             assert time.monotonic() < deadline, "the API did not start"
             time.sleep(0.1)
         assert httpx.get(f"{url}/readyz").status_code == 200
-        upstream = Upstream(url)
+        upstream = Upstream(url, secret=PRODUCTION_SECRET)
         assert upstream.post(event("customer.created", "cmd-1")).status_code == 202
         assert upstream.client.post("/v1/events", content=b"{}").status_code == 401
         upstream.close()

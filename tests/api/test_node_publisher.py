@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.api.live import SECRET, ApiProcess, approval, event
+from tests.api.live import PRODUCTION_SECRET, ApiProcess, approval, event
 from tests.api.test_durability import held
 from tests.conftest import TEST_REDIS_URL, delete_prefix
 from tests.node import NODE, NODE_MARKS
@@ -106,7 +106,7 @@ class Run:
 
 
 def publish(
-    example: Path, tmp_path: Path, url: str, events: list[Any], *, batch: bool = False, secret: str = SECRET
+    example: Path, tmp_path: Path, url: str, events: list[Any], *, batch: bool = False, secret: str = PRODUCTION_SECRET
 ) -> Run:
     """Runs ``node publisher.mjs [--batch] events.jsonl`` against ``url`` (a ``str`` event is written as its own
     line, unchanged); its printed lines, split."""

@@ -16,7 +16,7 @@ import json
 
 from handlers import steps
 from handlers.commands import AuditFromExchange
-from handlers.naming import MAX_NAME_ATTEMPTS, Naming
+from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
     Evidence,
@@ -49,8 +49,8 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     if sub is None:
         found = _find_sub_account(ctx)
         if found is not None:
-            attempt, sub = found
-            update |= {"sub_account": sub, "name_attempt": attempt}
+            version, attempt, sub = found
+            update |= {"sub_account": sub, "name_attempt": attempt, "name_version": version}
             findings["sub_account"] = sub.uid
             outbound.append(
                 outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)
@@ -151,14 +151,15 @@ def _heard_note(outcome: HeardOutcome) -> str:
     return f"{note}: {outcome.reason}" if outcome.reason else note
 
 
-def _find_sub_account(ctx: StepContext) -> tuple[int, SubAccountRecord] | None:
-    """Our sub-account for this customer in the listing ``provisioner recover`` took, by derived name."""
+def _find_sub_account(ctx: StepContext) -> tuple[int, int, SubAccountRecord] | None:
+    """Our sub-account for this customer in the listing ``provisioner recover`` took, by derived name under any
+    name-secret version (a record rebuilt after a loss takes the version of the name found): (version, attempt,
+    sub-account)."""
     s = ctx.services
-    naming = s.policy.naming
-    for attempt in range(MAX_NAME_ATTEMPTS):
-        name = naming.account_name(ctx.record.customer_id, attempt)
+    for version, attempt, name in s.policy.naming.name_candidates(ctx.record.customer_id):
         raw = s.store.redis.hget(s.store.keys.recovery_accounts, name)
         if raw:
             found = json.loads(raw)
-            return attempt, SubAccountRecord(uid=str(found["uid"]), account_name=name, created_at_ms=int(found["at"]))
+            sub = SubAccountRecord(uid=str(found["uid"]), account_name=name, created_at_ms=int(found["at"]))
+            return version, attempt, sub
     return None

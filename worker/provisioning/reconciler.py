@@ -253,7 +253,10 @@ class Reconciler:
         if record is None:
             if not snapshot.events:
                 return None
-            record = CustomerRecord.new(lock.ref, snapshot.events[0].customer_id)
+            # a new record takes the newest name-secret version; an existing one keeps its own (never renamed)
+            record = CustomerRecord.new(
+                lock.ref, snapshot.events[0].customer_id, name_version=self.services.policy.naming.current_version
+            )
         ctx = StepContext(self.services, lock, snapshot.record, record)
         if snapshot.record is None:
             ctx.commit(record, journal=[("customer.opened", {})])

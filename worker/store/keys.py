@@ -17,6 +17,8 @@ key                                 type    content
 ``{p}:c:{ref}:seq``                 string  how many events intake has stored for the customer (what a run saw)
 ``{p}:c:{ref}:outseq``              string  the customer's last outbound sequence number (``worker.store.outbound``)
 ``{p}:fence``                       string  fencing counter
+``{p}:reseal``                      hash    a re-seal pass in progress: active key id, scan cursor, counts
+``{p}:reseal:busy``                 set     refs a re-seal pass found busy, tried again at its end
 ``{p}:customers``                   zset    ref → first event time (ms)
 ``{p}:due``                         zset    ref → when the customer must be reconciled next (ms)
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
@@ -100,6 +102,14 @@ class Keys:
     @property
     def fence(self) -> str:
         return f"{self.prefix}:fence"
+
+    @property
+    def reseal(self) -> str:
+        return f"{self.prefix}:reseal"
+
+    @property
+    def reseal_busy(self) -> str:
+        return f"{self.prefix}:reseal:busy"
 
     @property
     def customers(self) -> str:
