@@ -194,7 +194,8 @@ def settle_transfer_cmd(
 @pass_context
 def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     """Retry the customer's blocked steps now (after fixing their cause), with new clientOids where money moves.
-    A transfer awaiting a manual decision is left to `settle-transfer`. Safe to repeat."""
+    A transfer awaiting a manual decision is left to `settle-transfer`. Once nothing is blocked, the customer's
+    dead letters the retry made obsolete are dropped (`dlq` then no longer lists them). Safe to repeat."""
     from worker.provisioning.reconciler import StepsBlocked
 
     app = ctx.runtime.app
@@ -208,3 +209,8 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     if report.outcome == "busy":
         click.echo("the customer is being reconciled right now; it will pick up the retry", err=True)
     click.echo(f"{report.outcome}: {report.reason or 'done'} (steps: {', '.join(report.steps) or 'none'})")
+    record = app.store.load(ref)
+    if report.outcome != "busy" and record is not None and not record.blocked:
+        dropped = ctx.runtime.dead_letters().drop_resolved(ref, customer_ref=app.policy.naming.customer_ref)
+        if dropped:
+            click.echo(f"cleared {len(dropped)} dead letter(s) this retry made obsolete: {', '.join(dropped)}")

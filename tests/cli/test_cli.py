@@ -218,6 +218,23 @@ def test_customer_retry_unblocks_after_the_cause_is_fixed(provisioned) -> None:
     assert rig.runtime.app.redis.zcard(rig.runtime.app.keys.blocked) == 0
 
 
+def test_customer_retry_clears_the_dead_letter_it_made_obsolete(provisioned) -> None:
+    """A retry that leaves the customer unblocked drops the customer's dead letter (the gauge and DeadLettersPresent
+    clear); a retry that is still blocked keeps it."""
+    rig, _, env = provisioned
+    naming = rig.runtime.app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if rig.runtime.app.store.load(naming.customer_ref(c)).blocked]
+    (letter,) = rig.runtime.dead_letters().list()
+    assert letter.kind == "blocked"
+    code, _, err = run(env, "customer", "retry", blocked)
+    assert code == 1 and "still blocked" in err and rig.runtime.dead_letters().list() == [letter]
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    code, out, _ = run(env, "customer", "retry", blocked)
+    assert code == 0 and f"cleared 1 dead letter(s) this retry made obsolete: {letter.message_id}" in out
+    assert rig.runtime.dead_letters().list() == []
+    assert sum(rig.runtime.dead_letters().count().values()) == 0
+
+
 def test_unstored_list_and_resend(provisioned) -> None:
     """On call, after EventsNotStored: see which events no worker has stored, and send them again."""
     rig, _, env = provisioned
