@@ -194,7 +194,8 @@ def settle_transfer_cmd(
 @pass_context
 def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     """Retry the customer's blocked steps now (after fixing their cause), with new clientOids where money moves.
-    A transfer awaiting a manual decision is left to `settle-transfer`. Once nothing is blocked, the customer's
+    A transfer awaiting a manual decision is left to `settle-transfer`. Funding lines refused by a cap, or for want
+    of one, are decided again (sent if the caps now allow it). Once nothing is blocked, the customer's
     dead letters the retry made obsolete are dropped (`dlq` then no longer lists them). Safe to repeat."""
     from worker.provisioning.reconciler import StepsBlocked
 

@@ -300,6 +300,9 @@ class CustomerRecord(Record):
     recovered_at_ms: int | None = None
     """Set when the record was rebuilt from the exchange after a loss of our state: from then on, a funding line
     not yet recorded may have been sent before the loss, and is sent evidence-first."""
+    redecided: dict[str, int] = {}
+    """Funding line → how many times an operator's retry took back its refusal to decide it again
+    (``handlers.refusals``): a later ``funding.refused`` of the line is a new outcome, with a new event id."""
 
     @classmethod
     def new(cls, ref: str, customer_id: str) -> CustomerRecord:

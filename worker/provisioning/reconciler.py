@@ -35,6 +35,7 @@ from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
+from worker.provisioning.redecide import redecide_refused
 from worker.ratelimit import clear_admission, rate_key, urgent
 from worker.store.customers import CustomerStore, Snapshot
 from worker.store.due import DueSchedule
@@ -259,6 +260,8 @@ class Reconciler:
             ctx.commit(record, journal=[("customer.opened", {})])
         if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):
             self._unblock(ctx)
+        if retry_blocked:
+            redecide_refused(ctx)  # lines refused for a cause the operator may have fixed are decided again
         return ctx
 
     @staticmethod
