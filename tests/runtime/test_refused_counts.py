@@ -50,3 +50,15 @@ def test_refusals_at_publish_and_at_the_api_reach_the_exporter(redis_url: str, k
             ("api", "invalid", "occurred_at"): 1,
             ("api", "id_conflict", "id"): 1,
         }
+
+
+def test_refusals_at_the_worker_are_counted_as_such(redis_url: str, key_prefix: str) -> None:
+    """An id reused with other content passes the publisher's check and is refused by a worker's intake."""
+    with WorkerRig(redis_url, key_prefix) as rig:
+        collector = RedisCollector(rig.settings, list(QUEUES))
+        ev = events_for("r-worker")
+        rig.publisher.publish(ev["created"])
+        rig.wait_for(lambda: rig.runtime.app.store.load(rig.runtime.app.policy.naming.customer_ref("r-worker")))
+        rig.publisher.publish({**ev["created"], "occurred_at": "2026-11-18T10:05:00Z"})
+        rig.wait_for(lambda: _refused(collector), what="the refusal counted")
+        assert _refused(collector) == {("worker", "id_conflict", "id"): 1}
