@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
-"""KuCoin's host for the 16 ND-broker endpoints (facts file §1)."""
+"""KuCoin's host for the 16 ND-broker endpoints (docs/kucoin-api.md §1)."""
 KUCOIN_SPOT_HOST = "https://api.kucoin.com"
 """KuCoin's spot host, used for the one spot read the worker needs (a sub-account's balances)."""
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli.main import main
 from sandbox import SandboxConfig, start_server
 from tests.core.harness import events_for
+from tests.private_redis import free_port
 from tests.runtime.rig import WorkerRig
 from worker.exchange.models import Permission
 
@@ -72,6 +73,21 @@ def test_publish_reports_each_refused_line_and_goes_on(redis_url: str, key_prefi
         assert "published 2 event(s), refused 2" in err
         code, out, _ = run(env_of(rig, "http://127.0.0.1:9"), "publish", "--json", "-", stdin=lines[0])
         assert code == 0 and json.loads(out)["status"] == "published"
+
+
+def test_publish_stops_on_a_redis_outage_with_its_own_exit_status(redis_url: str, key_prefix: str) -> None:
+    """Redis unavailable is not a refusal: exit 3 and a line saying where it stopped and that re-running is safe,
+    not a traceback with the refusals' exit 1."""
+    down = f"redis://127.0.0.1:{free_port()}/1"
+    line = json.dumps(events_for("cli-down")["created"])
+    code, _, err = run({"REDIS_URL": down, "PROVISIONER_REDIS_PREFIX": key_prefix}, "publish", "-", stdin=line)
+    assert code == 3
+    assert "Redis unavailable (ConnectionError)" in err and "stopped at line 1" in err
+    assert "publishing the same file again is safe" in err and "Traceback" not in err
+    code, out, _ = run(
+        {"REDIS_URL": down, "PROVISIONER_REDIS_PREFIX": key_prefix}, "publish", "--json", "-", stdin=line
+    )
+    assert code == 3 and json.loads(out) == {"status": "stopped", "line": 1, "error": "ConnectionError"}
 
 
 def test_exchange_commands_read_the_exchange(provisioned) -> None:
@@ -282,7 +298,7 @@ def test_unstored_list_and_resend(provisioned) -> None:
     rig.publisher.publish(events_for("cli-d")["created"])
     client.delete(f"{ns}:events", f"{ns}:events.msgs")
     (given_up,) = client.zrange(rig.runtime.app.keys.handoff("events"), 0, -1)
-    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the sweep gave up on it
+    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the stale scan gave up on it
     code, out, _ = run(env, "unstored", "list")
     assert "given up" in out
     code, out, _ = run(env, "unstored", "resend", "--all")
@@ -316,3 +332,23 @@ def test_worker_check_state_exits_3_on_a_lost_state(provisioned) -> None:
         r.delete(key)
     code, _, err = run(env, "worker", "--check-state")
     assert code == 3 and "state lost" in err
+
+
+def test_recover_takes_what_the_upstream_heard(
+    provisioned: tuple[WorkerRig, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """``recover --heard FILE`` reads the events the upstream received and says how many funding outcomes it
+    recorded; a malformed file is one line naming the problem, exit 1, nothing started."""
+    rig, _, env = provisioned
+    heard = tmp_path / "heard.jsonl"
+    app = rig.runtime.app
+    events = [json.loads(f["event"]) for _, f in app.redis.xrange(app.keys.outbound)]
+    heard.write_text("\n".join(json.dumps(e) for e in events), encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[", encoding="utf-8")
+    code, out, err = run(env, "recover", "--yes", "--force", "--heard", str(bad))
+    assert code == 1 and "not a JSON array" in err and "Traceback" not in out + err
+    code, out, _ = run(env, "recover", "--yes", "--force", "--json", "--heard", str(heard))
+    assert code == 0, out
+    completed = [e for e in events if e["type"] == "funding.completed"]
+    assert completed and json.loads(out[out.index("{") :])["heard_outcomes"] == len(completed)

@@ -1,9 +1,11 @@
 """Dead letters that keep the *final* error, and the operations behind ``provisioner dlq``.
 
 dramatiq's nack moves the bytes last *enqueued* into the dead-letter set, not the message as the Retries
-middleware just updated it, so the stored copy shows an earlier attempt's traceback, or none (see the dramatiq
-notes). ``DeadLetterMiddleware.before_nack`` rewrites the stored copy with the current message and writes our
-own metadata (``{prefix}:dlq:<message id>``): failure kind, reason, final traceback, time.
+middleware just updated it, so the stored copy shows an earlier attempt's traceback, or none (the ``nack``
+command of dramatiq 2.2's ``brokers/redis/dispatch.lua`` copies ``<queue>.msgs[message id]`` into ``<queue>.XQ``
+as it is; with ``max_retries=0`` there is no traceback at all). ``DeadLetterMiddleware.before_nack`` rewrites the
+stored copy with the current message and writes our own metadata (``{prefix}:dlq:<message id>``): failure kind,
+reason, final traceback, time.
 
 ``DeadLetters`` lists, shows, replays and purges them. A replay enqueues a clean copy (no retries, traceback or
 eta: a fresh retry budget) marked ``replayed_at``, then removes the dead letter; replaying an id that is no

@@ -6,8 +6,11 @@ Gauges that must be exact across processes and restarts — active keys, pending
 dead letters, daily cap use, live workers — are read from Redis at scrape time by ``RedisCollector``. The
 exporter runs in a process forked by the dramatiq CLI and binds to loopback unless told otherwise.
 
-dramatiq's built-in Prometheus middleware is not used: it counts retries twice, never brings its delayed gauge
-back to 0, keeps counters across restarts and breaks without the CLI (see the dramatiq notes).
+dramatiq's built-in Prometheus middleware (``dramatiq.middleware.prometheus``, as of dramatiq 2.2) is not used,
+for what it does when measured: it counts a retry twice (on the delay queue, and again when the message moves back
+to its queue), never brings its delayed-messages gauge back to 0 (incremented on the delay queue, decremented on
+the plain one), never clears its multiprocess folder (counters survive restarts), and without the dramatiq CLI
+(an in-process ``dramatiq.Worker``: no ``after_process_boot``) logs an error for every message.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ class CustomerStore:
     def lock_and_snapshot(self, lock: CustomerLock, *, busy_wake_at_ms: int) -> Snapshot | None:
         """Take ``lock`` and read the snapshot in the same script (one round trip). If another run holds the
         customer, raise its dirty flag (it looks at the events again before it lets go), make sure the customer is
-        due by ``busy_wake_at_ms`` (the backstop for the moment after its last look) and return ``None``."""
+        due by ``busy_wake_at_ms`` (the safety net for the moment after its last look) and return ``None``."""
         k, ref = self.keys, lock.ref
         cached = self._events.count(ref)
         result = self._guarded(

@@ -25,7 +25,7 @@ key                                 type    content
 ``{p}:refused:counts``              hash    stage|reason|field → refusals so far (``worker.store.refusal_counts``)
 ``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
-``{p}:handoff:resent``              hash    event message id → how many times the sweep re-sent it
+``{p}:handoff:resent``              hash    event message id → how many times the stale scan re-sent it
 ``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
 ``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
 ``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
@@ -207,3 +207,13 @@ class Keys:
     @property
     def recovery_accounts(self) -> str:
         return f"{self.prefix}:recovery:accounts"
+
+    @property
+    def recovery_heard(self) -> str:
+        """Customer reference → the funding outcomes the upstream heard before the loss (``worker.heard``)."""
+        return f"{self.prefix}:recovery:heard"
+
+    @property
+    def recovery_heard_given(self) -> str:
+        """Set when the last recovery was given the upstream's funding outcomes (even none)."""
+        return f"{self.prefix}:recovery:heard_given"
