@@ -222,8 +222,9 @@ class DeadLetters:
         return count
 
     def drop_resolved(self, ref: str, *, customer_ref: Callable[[str], str]) -> tuple[str, ...]:
-        """Drop the dead letters an operator's fix of customer ``ref`` made obsolete, once a run of it ended with
-        nothing blocked: its reconcile messages (they carry nothing but the ref) whatever their failure, and its
+        """Drop the dead letters an operator's fix of customer ``ref`` made obsolete, once nothing of it is blocked
+        and it has been reconciled or is due (``customer retry`` ran it; ``settle-transfer`` scheduled it): its
+        reconcile messages (they carry nothing but the ref) whatever their failure, and its
         events' messages dead-lettered as ``blocked`` (intake had stored the event before the run blocked, so the
         record has it). An event dead-lettered for any other reason is kept: it may have failed before it was
         stored. ``customer_ref`` maps an event's ``customer_id`` to our ref. Returns the dropped message ids."""
@@ -260,7 +261,7 @@ class DeadLetters:
 
 
 def _about(letter: DeadLetter, ref: str, customer_ref: Callable[[str], str]) -> bool:
-    """Whether ``letter`` is one of customer ``ref``'s that a finished, unblocked run of it made obsolete."""
+    """Whether ``letter`` is one of customer ``ref``'s that an operator's fix made obsolete (``drop_resolved``)."""
     first = letter.args[0] if letter.args else None
     if letter.actor == "reconcile_customer":
         return first == ref
