@@ -12,6 +12,10 @@ Errors, by class (``worker.exchange.errors``):
 
 A busy lock (another reconcile of the same customer) re-schedules the customer a moment later: the event that
 woke us is already stored, so nothing is lost.
+
+An operator's retry (``retry_blocked``: ``provisioner customer retry`` or a replayed dead letter) first unblocks
+the blocked steps and takes back the refusals of funding lines refused for a cause a setting fixes
+(``worker.provisioning.redecide``), so the planner decides those lines again.
 """
 
 from __future__ import annotations
