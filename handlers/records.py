@@ -310,6 +310,9 @@ class CustomerRecord(Record):
     (``provisioner recover --heard``): those were recorded, so a line asked for before the loss that the exchange
     shows unpaid was never decided. Without them it may have been refused (by an operator, a cap of another day,
     its attempts running out): an operator decides before it is sent."""
+    redecided: dict[str, int] = {}
+    """Funding line → how many times an operator's retry took back its refusal to decide it again
+    (``handlers.refusals``): a later ``funding.refused`` of the line is a new outcome, with a new event id."""
 
     @classmethod
     def new(cls, ref: str, customer_id: str, *, name_version: int = 1) -> CustomerRecord:

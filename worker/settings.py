@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile, webhook_secrets_ok
@@ -29,6 +30,8 @@ from worker.wire import base_url_problems, redis_url_problems
 
 __all__ = [
     "API_WITHHELD",
+    "DEFAULT_FUNDING_CAP_PER_CUSTOMER",
+    "DEFAULT_FUNDING_CAP_PER_DAY",
     "DEV_DEFAULT_API_SETTINGS",
     "DEV_DEFAULT_SECRETS",
     "DEV_DELIVERY_JWK",
@@ -55,6 +58,31 @@ DEV_DELIVERY_JWK = (
 a public key whose private half is published in ``tests/webhooks/keys.py``, so it protects nothing."""
 DEV_WEBHOOK_SECRET = "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWY="  # noqa: S105 - a published dev default
 """Development default of ``PROVISIONER_WEBHOOK_SECRET`` (when a webhook URL is set and the secret is not)."""
+
+DEFAULT_FUNDING_CAP_PER_CUSTOMER: Mapping[str, Decimal] = MappingProxyType(
+    {
+        "USDT": Decimal("10000"),
+        "USDC": Decimal("10000"),
+        "BTC": Decimal("0.5"),
+        "ETH": Decimal("5"),
+        "KCS": Decimal("1000"),
+    }
+)
+"""The per-customer cap of each currency ``PROVISIONER_FUNDING_CAP_PER_CUSTOMER`` does not name."""
+DEFAULT_FUNDING_CAP_PER_DAY: Mapping[str, Decimal] = MappingProxyType(
+    {
+        "USDT": Decimal("1000000"),
+        "USDC": Decimal("1000000"),
+        "BTC": Decimal("50"),
+        "ETH": Decimal("500"),
+        "KCS": Decimal("100000"),
+    }
+)
+"""The Special Account's daily cap of each currency ``PROVISIONER_FUNDING_CAP_PER_DAY`` does not name."""
+_DEFAULT_CAPS = {
+    "funding_cap_per_customer": DEFAULT_FUNDING_CAP_PER_CUSTOMER,
+    "funding_cap_per_day": DEFAULT_FUNDING_CAP_PER_DAY,
+}
 
 
 class SettingsError(Exception):
@@ -135,25 +163,14 @@ class Settings(BaseSettings):
         ("USDT", "USDC", "BTC", "ETH", "KCS"), alias="PROVISIONER_CURRENCIES"
     )
     funding_cap_per_customer: Annotated[dict[str, Decimal], NoDecode] = Field(
-        default_factory=lambda: {
-            "USDT": Decimal("10000"),
-            "USDC": Decimal("10000"),
-            "BTC": Decimal("0.5"),
-            "ETH": Decimal("5"),
-            "KCS": Decimal("1000"),
-        },
-        alias="PROVISIONER_FUNDING_CAP_PER_CUSTOMER",
+        default_factory=dict, alias="PROVISIONER_FUNDING_CAP_PER_CUSTOMER", validate_default=True
     )
+    """Total funding per customer, by currency: the caps set, over ``DEFAULT_FUNDING_CAP_PER_CUSTOMER`` for every
+    configured currency not set."""
     funding_cap_per_day: Annotated[dict[str, Decimal], NoDecode] = Field(
-        default_factory=lambda: {
-            "USDT": Decimal("1000000"),
-            "USDC": Decimal("1000000"),
-            "BTC": Decimal("50"),
-            "ETH": Decimal("500"),
-            "KCS": Decimal("100000"),
-        },
-        alias="PROVISIONER_FUNDING_CAP_PER_DAY",
+        default_factory=dict, alias="PROVISIONER_FUNDING_CAP_PER_DAY", validate_default=True
     )
+    """The Special Account's funding per UTC day, by currency: the caps set, over ``DEFAULT_FUNDING_CAP_PER_DAY``."""
     funding_from_wallet: str = Field("MAIN", alias="PROVISIONER_FUNDING_FROM_WALLET", pattern="^(MAIN|TRADE)$")
     funding_to_wallet: str = Field("TRADE", alias="PROVISIONER_FUNDING_TO_WALLET", pattern="^(MAIN|TRADE)$")
     key_max_age_seconds: int = Field(90 * 86400, alias="PROVISIONER_KEY_MAX_AGE_SECONDS", ge=60)
@@ -264,10 +281,16 @@ class Settings(BaseSettings):
 
     @field_validator("funding_cap_per_customer", "funding_cap_per_day", mode="before")
     @classmethod
-    def _parse_caps(cls, value: Any, info: Any) -> Any:
+    def _parse_caps(cls, value: Any, info: ValidationInfo) -> Any:
+        """The caps set (``CURRENCY=AMOUNT,...``) over the defaults of the configured currencies: setting one
+        currency's cap never removes the others' (a currency with no cap would have every line refused)."""
         if isinstance(value, str):
-            return _parse_amount_map(value, name=info.field_name)
-        return value
+            value = _parse_amount_map(value, name=_alias_of(info.field_name or ""))
+        if not isinstance(value, Mapping):
+            return value
+        defaults = _DEFAULT_CAPS[info.field_name or ""]
+        currencies = info.data.get("currencies", tuple(defaults))
+        return {**{c: defaults[c] for c in currencies if c in defaults}, **value}
 
     @classmethod
     def from_env(
@@ -343,6 +366,13 @@ class Settings(BaseSettings):
                 f"PROVISIONER_FUNDING_CAP_*: caps for currencies not in PROVISIONER_CURRENCIES: "
                 f"{', '.join(unknown_caps)}"
             )
+        for name, caps in (
+            ("PROVISIONER_FUNDING_CAP_PER_CUSTOMER", self.funding_cap_per_customer),
+            ("PROVISIONER_FUNDING_CAP_PER_DAY", self.funding_cap_per_day),
+        ):
+            uncapped = [c for c in self.currencies if c not in caps]
+            if uncapped:  # every line of these would be refused: say so now, not line by line
+                problems.append(f"{name}: no cap for {', '.join(uncapped)} (a currency of PROVISIONER_CURRENCIES)")
         if self.min_backoff_ms > self.max_backoff_ms:
             problems.append("PROVISIONER_MIN_BACKOFF_MS: must not exceed PROVISIONER_MAX_BACKOFF_MS")
         if self.webhook_min_backoff_ms > self.webhook_max_backoff_ms:

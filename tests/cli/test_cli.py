@@ -234,6 +234,46 @@ def test_customer_retry_unblocks_after_the_cause_is_fixed(provisioned) -> None:
     assert rig.runtime.app.redis.zcard(rig.runtime.app.keys.blocked) == 0
 
 
+def test_customer_retry_clears_the_dead_letter_it_made_obsolete(provisioned) -> None:
+    """A retry that leaves the customer unblocked drops the customer's dead letter (the gauge and DeadLettersPresent
+    clear); a retry that is still blocked keeps it."""
+    rig, _, env = provisioned
+    naming = rig.runtime.app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if rig.runtime.app.store.load(naming.customer_ref(c)).blocked]
+    (letter,) = rig.runtime.dead_letters().list()
+    assert letter.kind == "blocked"
+    code, _, err = run(env, "customer", "retry", blocked)
+    assert code == 1 and "still blocked" in err and rig.runtime.dead_letters().list() == [letter]
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    code, out, _ = run(env, "customer", "retry", blocked)
+    assert code == 0 and f"cleared 1 dead letter(s) this retry made obsolete: {letter.message_id}" in out
+    assert rig.runtime.dead_letters().list() == []
+    assert sum(rig.runtime.dead_letters().count().values()) == 0
+
+
+def test_settle_transfer_clears_the_dead_letter_of_the_block_it_decided(redis_url: str, key_prefix: str) -> None:
+    """A transfer blocked for a verdict left a dead letter; the operator's verdict leaves nothing blocked, so the
+    letter is dropped with it."""
+    config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "none"})
+    with (
+        WorkerRig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="accept") as rig,
+        start_server(rig.exchange) as server,
+    ):
+        env = {**env_of(rig, server.url), "PROVISIONER_CLIENT_OID_BEHAVIOUR": "accept"}
+        ev = events_for("cli-verdict")
+        rig.publisher.publish(ev["created"])
+        rig.wait_for(lambda: rig.exchange.state_snapshot()["subAccounts"], what="the sub-account")
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 1.0}}}})
+        rig.publisher.publish(ev["kyc"])
+        (letter,) = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the transfer blocked for a verdict")
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 0.0}}}})
+        step = "fund:cli-verdict-kyc_approved#0"
+        code, out, err = run(env, "customer", "settle-transfer", "cli-verdict", step, "--committed")
+        assert code == 0, err
+        assert f"cleared 1 dead letter(s) this decision made obsolete: {letter.message_id}" in out
+        assert rig.runtime.dead_letters().list() == []
+
+
 def test_unstored_list_and_resend(provisioned) -> None:
     """On call, after EventsNotStored: see which events no worker has stored, and send them again."""
     rig, _, env = provisioned

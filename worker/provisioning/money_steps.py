@@ -51,6 +51,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
+from handlers.refusals import refusal_identity
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
@@ -394,7 +395,7 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
             outcome(
                 record,
                 "funding.refused",
-                cmd.key,
+                refusal_identity(record, cmd.key),
                 now,
                 key=cmd.key,
                 currency=cmd.currency,

@@ -24,6 +24,7 @@ key                                 type    content
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
 ``{p}:outbound``                    stream  outcome events, numbered per customer (``worker.store.outbound``)
 ``{p}:refused``                     stream  refused events with their reason (no payload)
+``{p}:refused:counts``              hash    stage|reason|field → refusals so far (``worker.store.refusal_counts``)
 ``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
 ``{p}:handoff:resent``              hash    event message id → how many times the stale scan re-sent it
@@ -161,6 +162,10 @@ class Keys:
     @property
     def refused(self) -> str:
         return f"{self.prefix}:refused"
+
+    @property
+    def refused_counts(self) -> str:
+        return f"{self.prefix}:refused:counts"
 
     def funding_day(self, day: str) -> str:
         return f"{self.prefix}:funding:{day}"
