@@ -171,11 +171,11 @@ def written_keys(rig: Rig) -> set[str]:
 def test_publish_refuses_hostile_events_and_writes_only_the_refusal(rig: Rig, publisher, event: Any) -> None:
     pub, runtime = publisher
     raw = event
-    before = written_keys(rig) - {"refused", "outbound"}
+    before = written_keys(rig) - {"refused", "refused:counts", "outbound"}
     outcome = pub.publish(json.dumps(raw) if not isinstance(raw, str) else raw)
     assert isinstance(outcome, Refused), f"accepted: {str(event)[:200]}"
     assert outcome.field and outcome.reason and len(outcome.reason) < 500
-    assert written_keys(rig) - {"refused", "outbound"} == before, "nothing but the refusal record"
+    assert written_keys(rig) - {"refused", "refused:counts", "outbound"} == before, "nothing but the refusal record"
     assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
     assert runtime.broker.client.llen(f"{runtime.broker.namespace}:events") == 0
 
@@ -185,11 +185,11 @@ def test_publish_refuses_hostile_events_and_writes_only_the_refusal(rig: Rig, pu
 def test_the_actor_refuses_hostile_events_itself(rig: Rig, publisher, event: Any) -> None:
     """A message that bypassed publish (another publisher, a replay): the actor refuses it, no exchange call."""
     _, runtime = publisher
-    before = written_keys(rig) - {"refused", "outbound"}
+    before = written_keys(rig) - {"refused", "refused:counts", "outbound"}
     with pytest.raises(InvalidEvent) as info:
         runtime.actors.handle_event.fn(event)
     assert info.value.field and info.value.reason
-    assert written_keys(rig) - {"refused", "outbound"} == before
+    assert written_keys(rig) - {"refused", "refused:counts", "outbound"} == before
     assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
 
 
