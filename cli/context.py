@@ -8,13 +8,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from worker.runtime.broker import Runtime, build_runtime
 from worker.settings import Settings, SettingsError
 
-__all__ = ["Context", "emit", "pass_context", "table"]
+__all__ = ["JSON_HELP", "Context", "emit", "pass_context", "table"]
+
+JSON_HELP = "Print JSON for scripts instead of text: every field, ids and texts whole."
+"""The help of every command's ``--json`` option."""
 
 
 class Context:
@@ -61,10 +62,54 @@ def emit(data: Any, *, as_json: bool) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a table for a human."""
-    view = Table(title=title, show_lines=False)
-    for column in columns:
-        view.add_column(column)
-    for row in rows:
-        view.add_row(*("" if v is None else str(v) for v in row))
-    Console(file=sys.stdout, width=max(120, Console().width)).print(view)
+    """Print a table for a human, as wide as the terminal (``COLUMNS``; 80 without a terminal).
+
+    No cell is ever cut: every column but the last keeps its values whole (ids are copied from here into the
+    next command) and the last one wraps. When even that does not fit, each row is printed as a block instead,
+    its first value on a line of its own and the others below it, wrapped.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    console = Console(file=sys.stdout, highlight=False)
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    # borders and padding take 3 per column and 1; the last (wrapping) column gets at least _MIN_WRAPPED
+    needed = sum(widths[:-1]) + 3 * len(columns) + 1 + min(widths[-1], _MIN_WRAPPED)
+    if needed <= console.width:
+        view = Table(title=title, show_lines=False)
+        for i, column in enumerate(columns):
+            last = i == len(columns) - 1
+            view.add_column(column, no_wrap=not last, overflow="fold", min_width=None if last else widths[i])
+        for row in cells:
+            view.add_row(*row)
+        console.print(view)
+        return
+    _blocks(title, columns, cells, console.width)
+
+
+_MIN_WRAPPED = 24
+"""The narrowest a table's wrapping last column may be before rows are printed as blocks instead."""
+
+
+def _blocks(title: str, columns: Sequence[str], cells: list[list[str]], width: int) -> None:
+    import textwrap
+
+    click.echo(title)
+    label = max(len(c) for c in columns[1:]) if len(columns) > 1 else 0
+    indent = " " * (label + 4)
+    for row in cells:
+        click.echo("")
+        click.echo(row[0])
+        for column, value in zip(columns[1:], row[1:], strict=True):
+            if not value:
+                continue
+            lines = textwrap.wrap(
+                value,
+                width=max(width, len(indent) + 20),
+                initial_indent=f"  {column:>{label}}: ",
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            click.echo("\n".join(lines))

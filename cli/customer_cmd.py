@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
 from handlers.desired import fold
 from worker.provisioning.operator import OperatorError, TransferVerdict, settle_transfer
 
@@ -27,7 +27,7 @@ def customer() -> None:
 @customer.command()
 @click.argument("customer_id")
 @click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference, not the upstream id.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--journal-lines", default=50, show_default=True, help="How many journal lines to show.")
 @pass_context
 def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_lines: int) -> None:

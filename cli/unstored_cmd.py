@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
 
 __all__ = ["unstored"]
 
@@ -21,7 +21,7 @@ def unstored() -> None:
 
 
 @unstored.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def list_(ctx: Context, as_json: bool) -> None:
     """List them, oldest first. Normal while a backlog drains; the sweep re-sends lost ones (up to 5 times)."""

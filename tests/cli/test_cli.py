@@ -119,11 +119,16 @@ def test_dlq_list_show_replay_purge(provisioned) -> None:
     assert letter["kind"] == "blocked" and "account.available.amount" in letter["reason"]
     code, out, _ = run(env, "dlq", "show", letter["id"])
     assert code == 0 and "final traceback" in out and "StepsBlocked" in out
-    code, out, _ = run(env, "dlq", "list")
-    assert "1 dead letter(s)" in out
+    code, out, _ = run({**env, "COLUMNS": "80"}, "dlq", "list")  # no terminal, 80 columns
+    assert "1 dead letter(s)" in out and letter["id"] in out and "…" not in out
+    assert "account.available.amount" in out and max(len(line) for line in out.splitlines()) <= 80
+    code, out, _ = run(env, "dlq", "show", letter["id"][:8])
+    assert code == 0 and letter["id"] in out
+    code, _, err = run(env, "dlq", "show", "zz")
+    assert code == 1 and "no dead letter whose id starts with 'zz'" in err
     rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
-    code, out, _ = run(env, "dlq", "replay", letter["id"])
-    assert code == 0 and "1 replayed" in out
+    code, out, _ = run(env, "dlq", "replay", letter["id"][:8])
+    assert code == 0 and f"{letter['id']}: replayed" in out
     code, out, _ = run(env, "dlq", "replay", letter["id"])
     assert "not found (already replayed?)" in out and "0 replayed" in out
     rig.wait_for(lambda: len(rig.exchange.state_snapshot()["transfers"]) == 2, what="cli-b funded after replay")
