@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from worker.runtime.broker import Runtime, build_runtime
-from worker.settings import Settings, SettingsError
+if TYPE_CHECKING:
+    from worker.runtime.broker import Runtime
+    from worker.settings import Settings
 
-__all__ = ["JSON_HELP", "Context", "emit", "pass_context", "table"]
+__all__ = ["JSON_HELP", "Context", "emit", "pass_context", "table", "warn_defaults"]
 
 JSON_HELP = "Print JSON for scripts instead of text: every field, ids and texts whole."
 """The help of every command's ``--json`` option."""
@@ -26,22 +27,21 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from worker.settings import Settings, SettingsError
+
             try:
                 self._settings, defaulted = Settings.from_env()
             except SettingsError as exc:
                 raise click.ClickException(str(exc)) from None
-            if defaulted:
-                click.echo(
-                    f"warning: development defaults in use for {', '.join(defaulted)} "
-                    "(set PROVISIONER_ENV=production to refuse them)",
-                    err=True,
-                )
+            warn_defaults(defaulted, self._settings.log_level)
         return self._settings
 
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
             from prometheus_client import CollectorRegistry
+
+            from worker.runtime.broker import build_runtime
 
             # a command waits for the shared rate limit; a worker would re-schedule the customer instead
             self._runtime = build_runtime(self.settings, registry=CollectorRegistry(), wait_for_quota=True)
@@ -50,6 +50,19 @@ class Context:
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
+
+
+def warn_defaults(defaulted: Sequence[str], log_level: str) -> None:
+    """One short line on stderr when settings fell back to development defaults; nothing when there are none or
+    when ``PROVISIONER_LOG_LEVEL`` is ERROR (the operator asked for errors only)."""
+    if not defaulted or log_level == "ERROR":
+        return
+    first = defaulted[0] + (", …" if len(defaulted) > 1 else "")
+    click.echo(
+        f"warning: development defaults for {len(defaulted)} setting(s) ({first}); "
+        "PROVISIONER_ENV=production refuses them",
+        err=True,
+    )
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
