@@ -10,6 +10,7 @@ import click
 
 from cli.context import JSON_HELP, Context, emit, pass_context, table
 from cli.ids import resolve_id
+from cli.render import field, when
 from worker.runtime.deadletters import DeadLetter
 
 __all__ = ["dlq"]
@@ -27,10 +28,6 @@ def _since(value: str | None) -> int | None:
     except ValueError:
         raise click.BadParameter("use an ISO time or a duration such as 30m, 2h, 1d", param_hint="--since") from None
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
-
-
-def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @click.group()
@@ -52,7 +49,7 @@ def list_(ctx: Context, actor: str | None, since: str | None, as_json: bool) -> 
     table(
         f"{len(letters)} dead letter(s)",
         ["id", "failed", "actor", "kind", "subject", "reason"],
-        [(d.message_id, _when(d.failed_at_ms), d.actor, d.kind, d.subject, d.reason) for d in letters],
+        [(d.message_id, when(d.failed_at_ms), d.actor, d.kind, d.subject, d.reason) for d in letters],
     )
 
 
@@ -69,7 +66,8 @@ def show(ctx: Context, message_id: str, as_json: bool) -> None:
         emit({**letter.summary(), "traceback": letter.traceback, "args": letter.args}, as_json=True)
         return
     for key, value in letter.summary().items():
-        click.echo(f"{key:>14}: {value}")
+        label = key.removesuffix("_at_ms") if key.endswith("_at_ms") else key
+        click.echo(f"{label:>8}: {field(key, value)}")
     click.echo("\nfinal traceback:\n" + (letter.traceback or "(none recorded)"))
     click.echo("arguments:\n" + json.dumps(letter.args, indent=2, default=str))
 

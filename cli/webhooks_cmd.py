@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 
 import click
 
 from cli.context import JSON_HELP, Context, emit, pass_context, table
 from cli.dlq_cmd import _since
 from cli.ids import resolve_id
+from cli.render import field, when
 from worker.webhooks.store import DeliveryStore
 
 __all__ = ["webhooks"]
-
-
-def _when(ms: int | None) -> str:
-    return "" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _store(ctx: Context) -> DeliveryStore:
@@ -62,7 +58,7 @@ def list_(ctx: Context, since: str | None, as_json: bool) -> None:
     table(
         f"{len(letters)} delivery dead letter(s)",
         ["id", "given up", "event", "type", "attempts", "last error"],
-        [(d.entry_id, _when(d.dead_ms), d.event_id, d.event_type, d.attempts, d.last_error) for d in letters],
+        [(d.entry_id, when(d.dead_ms), d.event_id, d.event_type, d.attempts, d.last_error) for d in letters],
     )
 
 
@@ -84,7 +80,7 @@ def show(ctx: Context, entry_id: str, as_json: bool) -> None:
         emit({**letter.summary(), "event": event}, as_json=True)
         return
     for key, value in letter.summary().items():
-        shown = _when(value) if key.endswith("_ms") and isinstance(value, int) else value
+        shown = field(key, value)
         click.echo(f"{key:>12}: {shown}")
     click.echo("event (as sent; credentials are encrypted):")
     click.echo(json.dumps(event, indent=2) if event is not None else "  (trimmed from the stream)")

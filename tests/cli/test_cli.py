@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,21 @@ def test_worker_check_state_exits_3_on_a_lost_state(provisioned) -> None:
         r.delete(key)
     code, _, err = run(env, "worker", "--check-state")
     assert code == 3 and "state lost" in err
+
+
+def test_customer_show_and_dlq_show_render_values_not_python_reprs(provisioned) -> None:
+    """Permissions, blocked steps and the pending intent read as text; times are UTC, not epoch milliseconds."""
+    rig, _, env = provisioned
+    naming = rig.runtime.app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if rig.runtime.app.store.load(naming.customer_ref(c)).blocked]
+    code, out, _ = run({**env, "COLUMNS": "100"}, "customer", "show", blocked)
+    assert code == 0
+    for repr_mark in ("{'", "('", "['", "': "):
+        assert repr_mark not in out, f"{repr_mark!r} in:\n{out}"
+    assert "permissions: general, spot" in out
+    step = next(iter(rig.runtime.app.store.load(naming.customer_ref(blocked)).blocked))
+    assert f"blocked  {step}" in out and "account.available.amount" in out
+    (letter,) = rig.runtime.dead_letters().list()
+    code, out, _ = run(env, "dlq", "show", letter.message_id)
+    when = datetime.fromtimestamp(letter.failed_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert f"failed: {when}" in out and str(letter.failed_at_ms) not in out
