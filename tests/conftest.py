@@ -31,10 +31,12 @@ def redis_url() -> str:
 
 @pytest.fixture
 def key_prefix(redis_url: str) -> Iterator[str]:
-    """A fresh key prefix; every key under it is deleted after the test."""
+    """A fresh key prefix; every key under it, dramatiq's (``{prefix}-dramatiq:``) included, is deleted after the
+    test."""
+    from worker.runtime.deployment_keys import delete_deployment_keys
+
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}:*", count=1000):
-        client.delete(key)
+    delete_deployment_keys(client, prefix)
     client.close()
