@@ -146,6 +146,9 @@ def worker(
     Before starting, the state in Redis is checked against this host's mirror and the exchange: a lost or
     rolled-back state keeps the worker halted (serving provisioner_state_lost) until `provisioner recover`."""
     settings = ctx.settings
+    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if named:  # prometheus-client writes into it from this process' first metric on (building the runtime)
+        os.makedirs(named, exist_ok=True)
     problem = check_durability(settings, ctx.runtime.app.redis)
     if problem is not None:
         if settings.environment is Environment.PRODUCTION and not settings.allow_volatile_redis:
@@ -158,7 +161,6 @@ def worker(
         return
     processes = processes or settings.worker_processes
     threads = threads or settings.worker_threads
-    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     metrics_dir = named or os.path.join(tempfile.gettempdir(), f"provisioner-metrics-{settings.metrics_port}")
     prepare_metrics_dir(metrics_dir, named_by_operator=bool(named))
     env = {
