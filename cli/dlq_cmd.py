@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 import click
 
 from cli.context import JSON_HELP, Context, emit, pass_context, table
-from cli.ids import resolve_id
+from cli.ids import resolve_id, resolve_or_keep
 from cli.render import field, when
-from worker.runtime.deadletters import DeadLetter
 
 __all__ = ["dlq"]
 
@@ -87,14 +86,12 @@ def replay(
     letters = ctx.runtime.dead_letters()
     if replay_all == (message_id is not None):
         raise click.UsageError("give a MESSAGE_ID or --all")
-    targets: list[DeadLetter | str]
     if replay_all:
-        targets = list(letters.list(actor=actor, since_ms=_since(since)))
+        ids = [d.message_id for d in letters.list(actor=actor, since_ms=_since(since))]
     else:
-        targets = [_one(letters.list(), message_id or "")]
+        ids = [resolve_or_keep(message_id or "", [d.message_id for d in letters.list()], what="dead letter")]
     results = {}
-    for target in targets:
-        mid = target.message_id if isinstance(target, DeadLetter) else target
+    for mid in ids:
         results[mid] = "replayed" if letters.replay(mid) else "not found (already replayed?)"
     if as_json:
         emit(results, as_json=True)
@@ -102,16 +99,6 @@ def replay(
         for mid, result in results.items():
             click.echo(f"{mid}: {result}")
         click.echo(f"{sum(r == 'replayed' for r in results.values())} replayed")
-
-
-def _one(letters: list[DeadLetter], given: str) -> DeadLetter | str:
-    """The dead letter ``given`` (an id or a unique prefix) names, or ``given`` itself when none does (a replay
-    run twice reports it). Raises ``click.ClickException`` when the prefix names several."""
-    known = [d.message_id for d in letters]
-    if not given.strip() or any(i.startswith(given) for i in known):
-        found = resolve_id(given, known, what="dead letter")
-        return next(d for d in letters if d.message_id == found)
-    return given
 
 
 @dlq.command()

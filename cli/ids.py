@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import click
 
-__all__ = ["resolve_id"]
+__all__ = ["resolve_id", "resolve_or_keep"]
 
 _SHOWN = 5
 """How many of the candidates an ambiguous prefix lists."""
@@ -30,3 +30,15 @@ def resolve_id(given: str, known: Iterable[str], *, what: str) -> str:
         raise click.ClickException(f"no {what} whose id starts with {given!r}")
     shown = ", ".join(matches[:_SHOWN]) + (", …" if len(matches) > _SHOWN else "")
     raise click.ClickException(f"{given!r} names {len(matches)} {what}s ({shown}): give more of it")
+
+
+def resolve_or_keep(given: str, known: Iterable[str], *, what: str) -> str:
+    """For a command that is safe to run twice (replay, retry, resend): the id ``given`` names among ``known``,
+    or ``given`` unchanged when no id starts with it, so the command can report it as already done.
+
+    Raises ``click.ClickException`` when ``given`` is empty or names several ids.
+    """
+    ids = list(known)
+    if given.strip() and not any(i.startswith(given) for i in ids):
+        return given
+    return resolve_id(given, ids, what=what)

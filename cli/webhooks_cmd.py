@@ -9,7 +9,7 @@ import click
 
 from cli.context import JSON_HELP, Context, emit, pass_context, table
 from cli.dlq_cmd import _since
-from cli.ids import resolve_id
+from cli.ids import resolve_id, resolve_or_keep
 from cli.render import field, when
 from worker.webhooks.store import DeliveryStore
 
@@ -86,14 +86,6 @@ def show(ctx: Context, entry_id: str, as_json: bool) -> None:
     click.echo(json.dumps(event, indent=2) if event is not None else "  (trimmed from the stream)")
 
 
-def _one(known: list[str], given: str) -> str:
-    """The dead letter ``given`` names, or ``given`` itself when none does (a retry run twice reports it). Raises
-    ``click.ClickException`` when the prefix names several."""
-    if not given.strip() or any(i.startswith(given) for i in known):
-        return resolve_id(given, known, what="delivery dead letter")
-    return given
-
-
 @webhooks.command()
 @click.argument("entry_id", required=False)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead letter (with --since).")
@@ -108,7 +100,8 @@ def retry(ctx: Context, entry_id: str | None, retry_all: bool, since: str | None
     if retry_all:
         ids = [d.entry_id for d in store.dead_letters(since_ms=_since(since))]
     else:
-        ids = [_one([d.entry_id for d in store.dead_letters()], entry_id or "")]
+        known = [d.entry_id for d in store.dead_letters()]
+        ids = [resolve_or_keep(entry_id or "", known, what="delivery dead letter")]
     now = int(time.time() * 1000)
     done = 0
     for target in ids:

@@ -6,7 +6,7 @@ import click
 import pytest
 
 from cli.context import table
-from cli.ids import resolve_id
+from cli.ids import resolve_id, resolve_or_keep
 
 UUID = "d11796b6-80e2-4836-9abc-0123456789ab"
 REASON = "StepsBlocked: fund:ev-1#0: account.available.amount is too low for USDT 1000 " * 3
@@ -47,3 +47,11 @@ def test_an_ambiguous_or_unknown_prefix_is_refused_with_a_reason() -> None:
         resolve_id("e1", ids, what="dead letter")
     with pytest.raises(click.ClickException, match="empty"):
         resolve_id("", ids, what="dead letter")
+
+
+def test_a_command_safe_to_repeat_keeps_an_id_nothing_starts_with_to_report_it_done() -> None:
+    ids = [UUID, "d2000000-0000-4000-8000-000000000000"]
+    assert resolve_or_keep("d1", ids, what="dead letter") == UUID
+    assert resolve_or_keep("e1", ids, what="dead letter") == "e1"
+    with pytest.raises(click.ClickException, match="names 2"):
+        resolve_or_keep("d", ids, what="dead letter")
