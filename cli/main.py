@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "exchange",
         "Read the exchange (broker info, sub-accounts, keys, transfers, KYC, rebates).",
     ),
+    "keys": ("cli.keys_cmd", "keys", "The encryption keyring (PROVISIONER_ENCRYPTION_KEYS)."),
     "keygen": (
         "cli.api_cmd",
         "keygen_command",

@@ -55,7 +55,7 @@ class Publisher:
         checked = self._intake.check(raw)
         if isinstance(checked, Refused):
             refused = Refused(checked.field, checked.reason, checked.event_id or _peek_id(raw))
-            self._intake.report(refused)
+            self._intake.report(refused, stage="publish")
             return refused
         payload = checked.model_dump(mode="json")
         if isinstance(checked, KycApproved) and checked.data.kyc is not None:
