@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from cli.context import warn_defaults
 from worker.settings import Profile, Settings, SettingsError
 
 __all__ = ["api_command", "keygen_command"]
@@ -20,12 +21,7 @@ def api_settings() -> Settings:
         settings, defaulted = Settings.from_env(profile=Profile.API)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    if defaulted:
-        click.echo(
-            f"warning: development defaults in use for {', '.join(defaulted)} "
-            "(set PROVISIONER_ENV=production to refuse them)",
-            err=True,
-        )
+    warn_defaults(defaulted, settings.log_level)
     return settings
 
 

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
+from cli.render import text, when
 from handlers.desired import fold
 from worker.provisioning.operator import OperatorError, TransferVerdict, settle_transfer
 
 __all__ = ["customer"]
-
-
-def _when(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ms else ""
 
 
 @click.group()
@@ -27,7 +23,7 @@ def customer() -> None:
 @customer.command()
 @click.argument("customer_id")
 @click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference, not the upstream id.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--journal-lines", default=50, show_default=True, help="How many journal lines to show.")
 @pass_context
 def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_lines: int) -> None:
@@ -63,19 +59,19 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
                     "ip_whitelist": k.ip_whitelist,
                     "live": k.live,
                     "secret_held": k.sealed is not None,
-                    "created": _when(k.created_at_ms),
-                    "revoked": _when(k.revoked_at_ms),
+                    "created": when(k.created_at_ms),
+                    "revoked": when(k.revoked_at_ms),
                     "revoke_reason": k.revoke_reason,
                 }
                 for k in record.keys
             ],
             "transfers": [t.model_dump(mode="json") for t in record.transfers.values()],
             "kyc": record.kyc.model_dump(mode="json") if record.kyc else None,
-            "closed": _when(record.closed_at_ms),
+            "closed": when(record.closed_at_ms),
         },
         "pending_intent": record.pending.model_dump(mode="json") if record and record.pending else None,
         "blocked": {k: v.model_dump(mode="json") for k, v in record.blocked.items()} if record else {},
-        "next_wake": _when(app.due.next_due_ms(ref)),
+        "next_wake": when(app.due.next_due_ms(ref)),
         "journal": journal,
     }
     if as_json:
@@ -83,22 +79,23 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
         return
     click.echo(f"customer {customer_id}  (ref {ref})")
     for key, value in data["desired"].items():
-        click.echo(f"  desired  {key:>15}: {value}")
+        lines = [f"{f['currency']} {f['amount']} ({f['key']})" for f in value] if key == "funding" else value
+        click.echo(f"  desired  {key:>15}: {text(lines)}")
     if record is not None:
         sub = record.sub_account
         click.echo(f"  recorded {'sub-account':>15}: {sub.account_name + ' uid ' + sub.uid if sub else None}")
         click.echo(f"  recorded {'closed':>15}: {data['recorded']['closed'] or 'no'}")
         table(
             "keys",
-            ["gen", "api key", "permissions", "ip whitelist", "live", "secret held", "created", "revoked"],
+            ["api key", "gen", "permissions", "ip whitelist", "live", "secret held", "created", "revoked"],
             [
                 (
-                    k["generation"],
                     k["api_key"],
-                    ",".join(k["permissions"]),
-                    ",".join(k["ip_whitelist"]),
-                    k["live"],
-                    k["secret_held"],
+                    k["generation"],
+                    text(k["permissions"]),
+                    text(k["ip_whitelist"]),
+                    text(k["live"]),
+                    text(k["secret_held"]),
                     k["created"],
                     k["revoked"],
                 )
@@ -113,18 +110,28 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
                 for t in data["recorded"]["transfers"]
             ],
         )
-    click.echo(f"  pending intent: {data['pending_intent']}")
-    click.echo(f"  blocked: {data['blocked'] or 'nothing'}")
+    pending = data["pending_intent"]
+    if pending is None:
+        click.echo("  pending intent: none")
+    else:
+        click.echo(f"  pending intent: {pending['kind']} {pending['token']} since {when(pending['started_at_ms'])}")
+        click.echo(f"                  {text(pending['details'])}")
+    if not data["blocked"]:
+        click.echo("  blocked: nothing")
+    for step, block in data["blocked"].items():
+        manual = "; needs an operator's verdict (settle-transfer)" if block["manual"] else ""
+        click.echo(f"  blocked  {step}  since {when(block['at_ms'])}{manual}")
+        click.echo(f"           {block['reason']}")
     click.echo(f"  next wake-up: {data['next_wake'] or 'none'}")
     table(
         f"journal (last {len(journal)})",
         ["at", "actor", "action", "detail"],
         [
             (
-                _when(e.get("at_ms")),
+                when(e.get("at_ms")),
                 e.get("actor"),
                 e.get("action"),
-                ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at_ms", "actor", "action")),
+                text({k: v for k, v in e.items() if k not in ("at_ms", "actor", "action")}),
             )
             for e in journal
         ],

@@ -146,14 +146,26 @@ def sample_events(now: datetime, run: str) -> list[dict[str, Any]]:
     is_flag=True,
     help="Talk to KUCOIN_BROKER_BASE_URL instead of the simulator (real money: think twice).",
 )
-def demo(customers_timeout: int, fault_rate: float, use_configured_exchange: bool) -> None:
-    """Run the worker's main job end to end on an embedded default and show the end state."""
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the run's keys in Redis (prefix demo…) to look at afterwards; by default they are deleted.",
+)
+def demo(customers_timeout: int, fault_rate: float, use_configured_exchange: bool, keep: bool) -> None:
+    """Run the worker's main job end to end on an embedded default and show the end state.
+
+    Leaves nothing behind but the worker's log: the run's Redis keys (its own prefix, sealed credentials
+    included) are deleted after the worker stopped (unless --keep), and its state and metrics folders are
+    temporary."""
     notes: list[str] = []
     run = "demo" + uuid.uuid4().hex[:6]
     with ExitStack() as stack:
         redis_url = stack.enter_context(_redis(notes))
+        stack.callback(_forget if not keep else _kept, redis_url, run)  # runs after the worker stopped (LIFO)
         state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="provisioner-demo-state-"))
+        metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="provisioner-demo-metrics-"))
         env = {
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
             **os.environ,
             "REDIS_URL": redis_url,
             "PROVISIONER_REDIS_PREFIX": run,
@@ -199,6 +211,23 @@ def demo(customers_timeout: int, fault_rate: float, use_configured_exchange: boo
             click.echo(note)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("KUCOIN_", "PROVISIONER_", "REDIS_"))})
         _publish_and_watch(run, customers_timeout)
+
+
+def _forget(redis_url: str, run: str) -> None:
+    """Delete the run's keys (only its own prefix's), saying how many."""
+    from worker.runtime.deployment_keys import delete_deployment_keys
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        click.echo(f"deleted the run's {delete_deployment_keys(client, run)} Redis key(s) (--keep leaves them)")
+    except redis.RedisError as exc:
+        click.echo(f"could not delete the run's Redis keys (prefix {run}): {exc}", err=True)
+    finally:
+        client.close()
+
+
+def _kept(redis_url: str, run: str) -> None:
+    click.echo(f"kept the run's Redis keys: prefixes {run}: and {run}-dramatiq: on {redacted_url(redis_url)}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

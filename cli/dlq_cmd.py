@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import click
 
-from cli.context import Context, emit, pass_context, table
-from worker.runtime.deadletters import DeadLetter
+from cli.context import JSON_HELP, Context, emit, pass_context, table
+from cli.ids import resolve_id, resolve_or_keep
+from cli.render import field, when
 
 __all__ = ["dlq"]
 
@@ -28,10 +29,6 @@ def _since(value: str | None) -> int | None:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
-def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 @click.group()
 def dlq() -> None:
     """Dead letters: messages that failed for good, with their final error."""
@@ -40,10 +37,10 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--actor", help="Only this actor's dead letters.")
 @click.option("--since", help="Only those failed since (ISO time or 30m/2h/1d).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def list_(ctx: Context, actor: str | None, since: str | None, as_json: bool) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters, oldest first (ids whole: `dlq show` takes any unique prefix of one)."""
     letters = ctx.runtime.dead_letters().list(actor=actor, since_ms=_since(since))
     if as_json:
         emit([d.summary() for d in letters], as_json=True)
@@ -51,24 +48,25 @@ def list_(ctx: Context, actor: str | None, since: str | None, as_json: bool) -> 
     table(
         f"{len(letters)} dead letter(s)",
         ["id", "failed", "actor", "kind", "subject", "reason"],
-        [(d.message_id, _when(d.failed_at_ms), d.actor, d.kind, d.subject, d.reason[:100]) for d in letters],
+        [(d.message_id, when(d.failed_at_ms), d.actor, d.kind, d.subject, d.reason) for d in letters],
     )
 
 
 @dlq.command()
 @click.argument("message_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def show(ctx: Context, message_id: str, as_json: bool) -> None:
-    """Show one dead letter: reason, final traceback, arguments."""
-    letter = ctx.runtime.dead_letters().get(message_id)
-    if letter is None:
-        raise click.ClickException(f"no dead letter {message_id}")
+    """Show one dead letter (MESSAGE_ID: its id or a unique prefix): reason, final traceback, arguments."""
+    letters = ctx.runtime.dead_letters().list()
+    found = resolve_id(message_id, [d.message_id for d in letters], what="dead letter")
+    letter = next(d for d in letters if d.message_id == found)
     if as_json:
         emit({**letter.summary(), "traceback": letter.traceback, "args": letter.args}, as_json=True)
         return
     for key, value in letter.summary().items():
-        click.echo(f"{key:>14}: {value}")
+        label = key.removesuffix("_at_ms") if key.endswith("_at_ms") else key
+        click.echo(f"{label:>8}: {field(key, value)}")
     click.echo("\nfinal traceback:\n" + (letter.traceback or "(none recorded)"))
     click.echo("arguments:\n" + json.dumps(letter.args, indent=2, default=str))
 
@@ -78,21 +76,22 @@ def show(ctx: Context, message_id: str, as_json: bool) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (with the filters).")
 @click.option("--actor", help="With --all: only this actor's.")
 @click.option("--since", help="With --all: only those failed since (ISO time or 30m/2h/1d).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def replay(
     ctx: Context, message_id: str | None, replay_all: bool, actor: str | None, since: str | None, as_json: bool
 ) -> None:
-    """Replay MESSAGE_ID (or --all) with a fresh retry budget. Safe to run twice: handlers are idempotent and a
-    replayed dead letter is gone. Fix the cause first (see `dlq show`)."""
+    """Replay MESSAGE_ID (its id or a unique prefix; or --all) with a fresh retry budget. Safe to run twice:
+    handlers are idempotent and a replayed dead letter is gone. Fix the cause first (see `dlq show`)."""
     letters = ctx.runtime.dead_letters()
     if replay_all == (message_id is not None):
         raise click.UsageError("give a MESSAGE_ID or --all")
-    targets: list[DeadLetter | str]
-    targets = list(letters.list(actor=actor, since_ms=_since(since))) if replay_all else [message_id or ""]
+    if replay_all:
+        ids = [d.message_id for d in letters.list(actor=actor, since_ms=_since(since))]
+    else:
+        ids = [resolve_or_keep(message_id or "", [d.message_id for d in letters.list()], what="dead letter")]
     results = {}
-    for target in targets:
-        mid = target.message_id if isinstance(target, DeadLetter) else target
+    for mid in ids:
         results[mid] = "replayed" if letters.replay(mid) else "not found (already replayed?)"
     if as_json:
         emit(results, as_json=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
 from worker.exchange import ExchangeClient, ExchangeError
 
 __all__ = ["exchange"]
@@ -26,7 +26,7 @@ def _client(ctx: Context) -> Iterator[ExchangeClient]:
 
 
 def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")(fn)
+    return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(fn)
 
 
 @click.group()

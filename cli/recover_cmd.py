@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.context import Context, emit, pass_context
+from cli.context import JSON_HELP, Context, emit, pass_context
 
 __all__ = ["recover"]
 
@@ -30,7 +30,7 @@ __all__ = ["recover"]
     "the exchange shows unpaid wait for an operator (they may have been refused).",
 )
 @click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def recover(
     ctx: Context, yes: bool, adopt_file: Path | None, heard_file: Path | None, force: bool, as_json: bool

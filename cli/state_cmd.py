@@ -6,7 +6,7 @@ import getpass
 
 import click
 
-from cli.context import Context, emit, pass_context
+from cli.context import JSON_HELP, Context, emit, pass_context
 
 __all__ = ["state"]
 
@@ -17,7 +17,7 @@ def state() -> None:
 
 
 @state.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def show(ctx: Context, as_json: bool) -> None:
     """The state epoch in Redis, this host's mirror, and whether the workers are halted or distrust the exchange."""

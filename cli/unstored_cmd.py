@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import click
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
+from cli.ids import resolve_or_keep
 
 __all__ = ["unstored"]
 
@@ -21,7 +22,7 @@ def unstored() -> None:
 
 
 @unstored.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def list_(ctx: Context, as_json: bool) -> None:
     """List them, oldest first. Normal while a backlog drains; the stale scan re-sends lost ones (up to 5 times)."""
@@ -42,15 +43,16 @@ def list_(ctx: Context, as_json: bool) -> None:
 @click.option("--include-given-up", is_flag=True, help="With --all: those given up after 5 re-sends too.")
 @pass_context
 def resend(ctx: Context, message_id: str | None, resend_all: bool, include_given_up: bool) -> None:
-    """Send MESSAGE_ID (or --all) again now, with a fresh re-send budget. Safe: an event is stored once. Look at
-    the worker's logs first for those given up: they may be what crashes the worker."""
+    """Send MESSAGE_ID (its id or a unique prefix; or --all) again now, with a fresh re-send budget. Safe: an
+    event is stored once. Look at the worker's logs first for those given up: they may be what crashes the
+    worker."""
     if resend_all == (message_id is not None):
         raise click.UsageError("give a MESSAGE_ID or --all")
     handoff = ctx.runtime.handoff
     ids = (
         [u.message_id for u in handoff.list() if include_given_up or u.last_sent_ms is not None]
         if resend_all
-        else [message_id or ""]
+        else [resolve_or_keep(message_id or "", [u.message_id for u in handoff.list()], what="unstored event")]
     )
     sent = 0
     for mid in ids:

@@ -10,7 +10,7 @@ from typing import TextIO
 import click
 import httpx
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
 from worker.exchange.signing import sign_headers
 from worker.settings import KucoinCredentials
 from worker.verify import Violation, check, read_events
@@ -130,7 +130,7 @@ def run_exchange_checks(
     help="Sign a request with each held secret to prove it is the issued one (default: on for the simulator; off "
     "for the exchange, where the keys' IP whitelists refuse our address).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def verify(
     ctx: Context,

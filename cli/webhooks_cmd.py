@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 
 import click
 
-from cli.context import Context, emit, pass_context, table
+from cli.context import JSON_HELP, Context, emit, pass_context, table
 from cli.dlq_cmd import _since
+from cli.ids import resolve_id, resolve_or_keep
+from cli.render import field, when
 from worker.webhooks.store import DeliveryStore
 
 __all__ = ["webhooks"]
-
-
-def _when(ms: int | None) -> str:
-    return "" if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _store(ctx: Context) -> DeliveryStore:
@@ -31,7 +28,7 @@ def webhooks() -> None:
 
 @webhooks.command("list")
 @click.option("--since", help="Only dead letters given up since (ISO time or 30m/2h/1d).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def list_(ctx: Context, since: str | None, as_json: bool) -> None:
     """The backlog, then the dead letters (deliveries given up after the retry horizon), oldest first."""
@@ -61,27 +58,29 @@ def list_(ctx: Context, since: str | None, as_json: bool) -> None:
     table(
         f"{len(letters)} delivery dead letter(s)",
         ["id", "given up", "event", "type", "attempts", "last error"],
-        [(d.entry_id, _when(d.dead_ms), d.event_id, d.event_type, d.attempts, d.last_error[:80]) for d in letters],
+        [(d.entry_id, when(d.dead_ms), d.event_id, d.event_type, d.attempts, d.last_error) for d in letters],
     )
 
 
 @webhooks.command()
 @click.argument("entry_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def show(ctx: Context, entry_id: str, as_json: bool) -> None:
-    """One dead letter (ID: its stream id, from `webhooks list`): why it was given up, and the event."""
+    """One dead letter (ENTRY_ID: its stream id from `webhooks list`, or a unique prefix): why it was given up,
+    and the event."""
     store = _store(ctx)
+    entry_id = resolve_id(entry_id, [d.entry_id for d in store.dead_letters()], what="delivery dead letter")
     letter = store.dead_letter(entry_id)
     if letter is None:
-        raise click.ClickException(f"no delivery dead letter {entry_id}")
+        raise click.ClickException(f"no delivery dead letter {entry_id} (retried meanwhile?)")
     body = store.body(entry_id)
     event = json.loads(body) if body else None
     if as_json:
         emit({**letter.summary(), "event": event}, as_json=True)
         return
     for key, value in letter.summary().items():
-        shown = _when(value) if key.endswith("_ms") and isinstance(value, int) else value
+        shown = field(key, value)
         click.echo(f"{key:>12}: {shown}")
     click.echo("event (as sent; credentials are encrypted):")
     click.echo(json.dumps(event, indent=2) if event is not None else "  (trimmed from the stream)")
@@ -93,12 +92,16 @@ def show(ctx: Context, entry_id: str, as_json: bool) -> None:
 @click.option("--since", help="With --all: only those given up since (ISO time or 30m/2h/1d).")
 @pass_context
 def retry(ctx: Context, entry_id: str | None, retry_all: bool, since: str | None) -> None:
-    """Deliver ENTRY_ID (or --all) again, with a fresh retry horizon, after its customer's waiting events. Safe to
-    run twice. Fix the receiver first (see `webhooks show`)."""
+    """Deliver ENTRY_ID (its stream id or a unique prefix; or --all) again, with a fresh retry horizon, after
+    its customer's waiting events. Safe to run twice. Fix the receiver first (see `webhooks show`)."""
     if retry_all == (entry_id is not None):
         raise click.UsageError("give an ENTRY_ID or --all")
     store = _store(ctx)
-    ids = [d.entry_id for d in store.dead_letters(since_ms=_since(since))] if retry_all else [entry_id or ""]
+    if retry_all:
+        ids = [d.entry_id for d in store.dead_letters(since_ms=_since(since))]
+    else:
+        known = [d.entry_id for d in store.dead_letters()]
+        ids = [resolve_or_keep(entry_id or "", known, what="delivery dead letter")]
     now = int(time.time() * 1000)
     done = 0
     for target in ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -39,6 +40,28 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...] = QUEUES) 
         str(SHUTDOWN_TIMEOUT_MS),
         "--skip-logging",
     ]
+
+
+_METRIC_FILE = re.compile(r"^[a-z]+(_[a-z]+)*_\d+\.db$")
+"""The name of a file prometheus-client's multiprocess mode writes: ``<type>_<pid>.db`` (e.g. counter_812.db,
+gauge_livesum_812.db)."""
+
+
+def prepare_metrics_dir(path: str, *, named_by_operator: bool) -> None:
+    """Make ``path`` ready for the worker processes' metric files: counters must not survive a restart.
+
+    Our own folder (the default, in the temp directory) is emptied. A folder the operator named with
+    ``PROMETHEUS_MULTIPROC_DIR`` may hold other things: only the metric files of earlier runs (``<type>_<pid>.db``)
+    are deleted from it. Either is created when missing. Raises ``OSError`` when it cannot be.
+    """
+    if named_by_operator:
+        if os.path.isdir(path):
+            for entry in os.scandir(path):
+                if entry.is_file(follow_symlinks=False) and _METRIC_FILE.match(entry.name):
+                    os.unlink(entry.path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
 
 
 STATE_LOST_EXIT = 3
@@ -123,6 +146,9 @@ def worker(
     Before starting, the state in Redis is checked against this host's mirror and the exchange: a lost or
     rolled-back state keeps the worker halted (serving provisioner_state_lost) until `provisioner recover`."""
     settings = ctx.settings
+    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if named:  # prometheus-client writes into it from this process' first metric on (building the runtime)
+        os.makedirs(named, exist_ok=True)
     problem = check_durability(settings, ctx.runtime.app.redis)
     if problem is not None:
         if settings.environment is Environment.PRODUCTION and not settings.allow_volatile_redis:
@@ -135,11 +161,8 @@ def worker(
         return
     processes = processes or settings.worker_processes
     threads = threads or settings.worker_threads
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
-        tempfile.gettempdir(), f"provisioner-metrics-{settings.metrics_port}"
-    )
-    shutil.rmtree(metrics_dir, ignore_errors=True)  # counters must not survive a restart
-    os.makedirs(metrics_dir, exist_ok=True)
+    metrics_dir = named or os.path.join(tempfile.gettempdir(), f"provisioner-metrics-{settings.metrics_port}")
+    prepare_metrics_dir(metrics_dir, named_by_operator=bool(named))
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -135,11 +136,16 @@ def test_dlq_list_show_replay_purge(provisioned) -> None:
     assert letter["kind"] == "blocked" and "account.available.amount" in letter["reason"]
     code, out, _ = run(env, "dlq", "show", letter["id"])
     assert code == 0 and "final traceback" in out and "StepsBlocked" in out
-    code, out, _ = run(env, "dlq", "list")
-    assert "1 dead letter(s)" in out
+    code, out, _ = run({**env, "COLUMNS": "80"}, "dlq", "list")  # no terminal, 80 columns
+    assert "1 dead letter(s)" in out and letter["id"] in out and "…" not in out
+    assert "account.available.amount" in out and max(len(line) for line in out.splitlines()) <= 80
+    code, out, _ = run(env, "dlq", "show", letter["id"][:8])
+    assert code == 0 and letter["id"] in out
+    code, _, err = run(env, "dlq", "show", "zz")
+    assert code == 1 and "no dead letter whose id starts with 'zz'" in err
     rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
-    code, out, _ = run(env, "dlq", "replay", letter["id"])
-    assert code == 0 and "1 replayed" in out
+    code, out, _ = run(env, "dlq", "replay", letter["id"][:8])
+    assert code == 0 and f"{letter['id']}: replayed" in out
     code, out, _ = run(env, "dlq", "replay", letter["id"])
     assert "not found (already replayed?)" in out and "0 replayed" in out
     rig.wait_for(lambda: len(rig.exchange.state_snapshot()["transfers"]) == 2, what="cli-b funded after replay")
@@ -288,8 +294,8 @@ def test_unstored_list_and_resend(provisioned) -> None:
     assert entry["type"] == "customer.created" and entry["queue"] == "events" and entry["resends"] == 0
     code, _, err = run(env, "unstored", "resend")
     assert code == 2 and "MESSAGE_ID or --all" in err
-    code, out, _ = run(env, "unstored", "resend", entry["id"])
-    assert code == 0 and "1 sent again" in out
+    code, out, _ = run(env, "unstored", "resend", entry["id"][:8])
+    assert code == 0 and f"{entry['id']}: sent again" in out and "1 sent again" in out
     rig.worker.resume()
     rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="the event stored")
     code, out, _ = run(env, "unstored", "resend", "--all")
@@ -332,6 +338,24 @@ def test_worker_check_state_exits_3_on_a_lost_state(provisioned) -> None:
         r.delete(key)
     code, _, err = run(env, "worker", "--check-state")
     assert code == 3 and "state lost" in err
+
+
+def test_customer_show_and_dlq_show_render_values_not_python_reprs(provisioned) -> None:
+    """Permissions, blocked steps and the pending intent read as text; times are UTC, not epoch milliseconds."""
+    rig, _, env = provisioned
+    naming = rig.runtime.app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if rig.runtime.app.store.load(naming.customer_ref(c)).blocked]
+    code, out, _ = run({**env, "COLUMNS": "100"}, "customer", "show", blocked)
+    assert code == 0
+    for repr_mark in ("{'", "('", "['", "': "):
+        assert repr_mark not in out, f"{repr_mark!r} in:\n{out}"
+    assert "permissions: general, spot" in out
+    step = next(iter(rig.runtime.app.store.load(naming.customer_ref(blocked)).blocked))
+    assert f"blocked  {step}" in out and "account.available.amount" in out
+    (letter,) = rig.runtime.dead_letters().list()
+    code, out, _ = run(env, "dlq", "show", letter.message_id)
+    when = datetime.fromtimestamp(letter.failed_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert f"failed: {when}" in out and str(letter.failed_at_ms) not in out
 
 
 def test_recover_takes_what_the_upstream_heard(

@@ -99,6 +99,8 @@ def worker_env(redis_url: str, prefix: str, sandbox_url: str, **extra: str) -> d
             "KUCOIN_BROKER_BASE_URL": sandbox_url,
             "KUCOIN_SPOT_BASE_URL": sandbox_url,
             "PROVISIONER_METRICS_PORT": str(free_port()),
+            # under the session's state folder (removed when the session ends), not a folder per port in /tmp
+            "PROMETHEUS_MULTIPROC_DIR": str(STATE_DIR / f"{prefix}-metrics"),
             "PROVISIONER_LOG_FORMAT": "json",
             "PROVISIONER_RECOVERY_SECONDS": "10",
             "PROVISIONER_LOCK_TTL_MS": "10000",

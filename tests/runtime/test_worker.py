@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal
 
@@ -82,8 +83,10 @@ def test_invalid_event_in_the_queue_is_dead_lettered_as_invalid(redis_url: str, 
         assert rig.metric("provisioner_events_refused_total", type="unknown", reason="invalid", field="type") == 1
 
 
-def test_transient_read_errors_are_retried_with_backoff(redis_url: str, key_prefix: str) -> None:
-    """5xx on the key listing (a read) is retryable: the message is retried and the customer converges."""
+def test_transient_read_errors_are_retried_with_backoff(redis_url: str, key_prefix: str, caplog) -> None:
+    """5xx on the key listing (a read) is retryable: the message is retried and the customer converges, and the
+    retry is our one warning line, not an ERROR with a traceback from dramatiq."""
+    caplog.set_level(logging.INFO, logger="dramatiq")
     with WorkerRig(redis_url, key_prefix) as rig:
         ev = events_for("w-flaky")
         rig.exchange.update_config(
@@ -101,6 +104,8 @@ def test_transient_read_errors_are_retried_with_backoff(redis_url: str, key_pref
         rig.wait_for(lambda: rig.live_keys(), what="a key")
         time.sleep(0.3)
         assert len(rig.live_keys()) == 1
+    loud = [r for r in caplog.records if r.name.startswith("dramatiq") and r.levelno >= logging.ERROR]
+    assert loud == [], [r.getMessage() for r in loud]
 
 
 def test_auth_failures_retry_slowly_and_count_loudly(redis_url: str, key_prefix: str) -> None:

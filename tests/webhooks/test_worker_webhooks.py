@@ -112,10 +112,15 @@ def test_an_operator_lists_shows_and_retries_a_dead_letter(hooks: Hooks) -> None
     assert shown.exit_code == 0 and "HTTP 410" in shown.stdout and event_id in shown.stdout
     missing = runner.invoke(main, ["webhooks", "show", "1-0"], env=env)
     assert missing.exit_code == 1 and "no delivery dead letter" in missing.output
+    narrow = runner.invoke(main, ["webhooks", "list"], env={**env, "COLUMNS": "80"}, catch_exceptions=False)
+    assert letter.entry_id in narrow.stdout and "…" not in narrow.stdout and "HTTP 410" in narrow.stdout
+    prefix = letter.entry_id[:-1]  # "<ms>-" names the one entry of that millisecond
+    by_prefix = runner.invoke(main, ["webhooks", "show", prefix], env=env, catch_exceptions=False)
+    assert by_prefix.exit_code == 0 and event_id in by_prefix.stdout
 
     hooks.receiver.plan = lambda event: Reply(200)
-    retried = runner.invoke(main, ["webhooks", "retry", "--all"], env=env, catch_exceptions=False)
-    assert "1 queued again" in retried.stdout
+    retried = runner.invoke(main, ["webhooks", "retry", prefix], env=env, catch_exceptions=False)
+    assert f"{letter.entry_id}: queued again" in retried.stdout and "1 queued again" in retried.stdout
     again = runner.invoke(main, ["webhooks", "retry", letter.entry_id], env=env, catch_exceptions=False)
     assert "0 queued again" in again.stdout, "safe to run twice"
     hooks.dispatcher().drain()

@@ -12,6 +12,11 @@ failure                        what dramatiq does
                                the exchange's reset time when it gave one
 Redis errors, lock contention  retry with backoff (a store or lock problem, not a verdict on the event)
 anything else (a bug)          retry with backoff, then dead letter with the final traceback
+
+An anticipated failure (auth/config, retryable, a Redis connection or time-out error) reaches dramatiq as a
+``Retry`` whose ``__cause__`` is the failure: dramatiq then logs no ERROR traceback of its own, and our one line
+per message (``message failed ... will_retry``) says what happened. A bug is raised as it is, so dramatiq logs it
+at ERROR with its traceback. Either way the dead letter keeps the final traceback.
 rate limit / outcome unknown   never reach dramatiq: the reconciler re-schedules the customer itself
 =============================  ====================================================================
 """
@@ -22,6 +27,7 @@ import random
 from dataclasses import dataclass
 
 import dramatiq
+import redis
 
 from worker.exchange import AuthConfigError, RetryableError
 from worker.provisioning.reconciler import StepsBlocked
@@ -65,6 +71,10 @@ class RetryPolicy:
             return retry
         if isinstance(exc, RetryableError) and exc.retry_after_ms:
             retry = dramatiq.Retry(str(exc), delay=max(exc.retry_after_ms, self.min_backoff_ms))
+            retry.__cause__ = exc
+            return retry
+        if isinstance(exc, RetryableError | redis.ConnectionError | redis.TimeoutError):
+            retry = dramatiq.Retry(str(exc))  # no delay: dramatiq's exponential backoff
             retry.__cause__ = exc
             return retry
         return exc
