@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 
@@ -15,16 +15,17 @@ __all__ = ["publish"]
 
 
 @click.command()
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="One JSON result per line instead of text.")
 @pass_context
-def publish(ctx: Context, source: TextIO, as_json: bool) -> None:
+def publish(ctx: Context, source: BinaryIO, as_json: bool) -> None:
     """Publish events from SOURCE (JSON Lines; - for stdin). Every line is validated; a refused line is reported
-    with its reason and publishing goes on. Exits 1 if any line was refused."""
+    with its reason and publishing goes on (a line that is not UTF-8 too: lines are read as bytes). Exits 1 if
+    any line was refused."""
     runtime = ctx.runtime
     publisher = runtime.publisher()
     published = refused = 0
-    for result in publisher.publish_lines(source):
+    for result in publisher.publish_file(source):
         outcome = result.outcome
         if isinstance(outcome, Refused):
             refused += 1

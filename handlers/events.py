@@ -323,6 +323,8 @@ def parse_event(raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) 
     size = len(text.encode("utf-8") if isinstance(text, str) else text)
     if size > MAX_EVENT_BYTES:
         raise EventRejected("$", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}")
+    if isinstance(text, bytes):
+        _require_utf8(text)
     try:
         event = _EVENT.validate_json(text, context={"policy": policy}, strict=True)
     except ValidationError as exc:
@@ -330,6 +332,15 @@ def parse_event(raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) 
     if size > MAX_PLAIN_EVENT_BYTES and not (isinstance(event, KycApproved) and event.data.kyc is not None):
         raise EventRejected("$", f"event is {size} bytes; without KYC documents the limit is {MAX_PLAIN_EVENT_BYTES}")
     return event
+
+
+def _require_utf8(text: bytes) -> None:
+    """Raise ``EventRejected`` naming the first byte that is not UTF-8 (JSON text is UTF-8, RFC 8259 §8.1)."""
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = text[exc.start]
+        raise EventRejected("$", f"not valid UTF-8: byte 0x{byte:02X} at column {exc.start + 1}") from None
 
 
 _TAGS = {t.value for t in EventType}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import dramatiq
 
@@ -67,13 +67,15 @@ class Publisher:
         message: dramatiq.Message[Any] = self._handoff.send(actor.message(payload))
         return Published(checked.id, self._customer_ref(checked.customer_id), actor.queue_name, message.message_id)
 
-    def publish_lines(self, lines: Iterable[str]) -> Iterator[LineResult]:
-        """Publish JSON Lines; blank lines are skipped; every other line yields its result, refused or not."""
+    def publish_lines(self, lines: Iterable[str | bytes]) -> Iterator[LineResult]:
+        """Publish JSON Lines; blank lines are skipped; every other line yields its result, refused or not. Lines
+        may be bytes: one that is not UTF-8 is refused by its number, and the lines after it are still read."""
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 yield LineResult(number, self.publish(line.strip()))
 
-    def publish_file(self, stream: TextIO) -> Iterator[LineResult]:
+    def publish_file(self, stream: BinaryIO | TextIO) -> Iterator[LineResult]:
+        """Publish a JSON Lines file; open it in binary mode, so that a line that is not UTF-8 is refused alone."""
         return self.publish_lines(stream)
 
 

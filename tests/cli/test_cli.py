@@ -276,3 +276,24 @@ def test_worker_check_state_exits_3_on_a_lost_state(provisioned) -> None:
         r.delete(key)
     code, _, err = run(env, "worker", "--check-state")
     assert code == 3 and "state lost" in err
+
+
+def test_publish_refuses_a_line_that_is_not_utf8_by_number_and_publishes_the_rest(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    with WorkerRig(redis_url, key_prefix) as rig:
+        ev = events_for("cli-utf8")
+        source = tmp_path / "events.jsonl"
+        source.write_bytes(
+            json.dumps(ev["created"]).encode()
+            + b"\n"
+            + b'{"id": "caf\xe9"}\n'
+            + b"\xff\xfe\n"
+            + json.dumps(ev["kyc"]).encode()
+        )
+        result = CliRunner().invoke(main, ["publish", str(source)], env=env_of(rig, "http://127.0.0.1:9"))
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert result.exit_code == 1
+        assert "line 2: refused: $: not valid UTF-8: byte 0xE9 at column 12" in result.stderr
+        assert "line 3: refused: $: not valid UTF-8: byte 0xFF at column 1" in result.stderr
+        assert "published 2 event(s), refused 2" in result.stderr

@@ -128,3 +128,8 @@ def test_timestamp_window_is_relative_to_the_clock() -> None:
     with pytest.raises(EventRejected):
         parse_event(json.dumps(kyc()), late)
     assert parse_event(json.dumps(kyc()), None).id == "e1"
+
+
+def test_bytes_that_are_not_utf8_are_refused_naming_the_first_bad_byte() -> None:
+    error = reject(json.dumps(kyc()).encode().replace(b"c-1", b"c-\xe9"))
+    assert (error.field, error.reason) == ("$", "not valid UTF-8: byte 0xE9 at column 65")
