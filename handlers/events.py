@@ -7,9 +7,9 @@ An event is one JSON object::
 
 Unknown types and unknown fields are refused; strings and lists are bounded; amounts are decimal *strings*
 (a JSON number is refused: floats lose money); timestamps are RFC 3339 in UTC within the intake window; IP
-addresses are single, valid addresses. ``parse_event`` is the only door in: it raises ``EventRejected`` with
-the field path and the reason, and never anything else. ``schema()`` is the JSON Schema published in
-``schema/events.schema.json``.
+addresses are single, valid, globally routable addresses (``handlers.addresses``). ``parse_event`` is the only
+door in: it raises ``EventRejected`` with the field path and the reason, and never anything else. ``schema()``
+is the JSON Schema published in ``schema/events.schema.json``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pydantic import (
     field_validator,
 )
 
+from handlers.addresses import unroutable_reason
 from handlers.event_patterns import AMOUNT_DECIMALS, AMOUNT_PATTERN, IP_PATTERN, TIMESTAMP_PATTERN
 
 __all__ = [
@@ -108,13 +109,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-def _ip(value: str) -> str:
+def _ip(value: str, info: ValidationInfo) -> str:
+    """One whitelisted address, in its normal form. With an intake policy it must also be one a trading key may be
+    bound to (``handlers.addresses``); without one (re-reading a stored event) it is only parsed."""
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value[:64]!r} is not a valid IP address") from None
     if "%" in value:  # a zone index (fe80::1%eth0) means nothing in a whitelist
         raise ValueError(f"{value[:64]!r} is not a valid IP address (no zone index)")
+    policy = info.context.get("policy") if isinstance(info.context, dict) else None
+    if isinstance(policy, IntakePolicy) and (why := unroutable_reason(address)) is not None:
+        raise ValueError(f"{address} cannot be bound to a trading key: it {why}")
     return str(address)
 
 
@@ -388,6 +394,8 @@ def schema() -> dict[str, Any]:
         "One onboarding event published to the provisioning worker. Amounts are decimal strings; timestamps are "
         "RFC 3339 in UTC; unknown fields are refused. Checked at intake beyond this schema: occurred_at within "
         "5 minutes ahead of and 365 days behind the receiver's clock; currencies among those configured; IP "
-        "addresses of one whitelist distinct as addresses (::1 and 0::1 are the same)."
+        "addresses of one whitelist distinct as addresses (::1 and 0::1 are the same) and each a globally routable "
+        "unicast address: not unspecified, loopback, private, link-local, multicast, reserved, broadcast, "
+        "documentation or shared address space, nor an IPv4-mapped IPv6 address."
     )
     return document

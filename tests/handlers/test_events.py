@@ -17,7 +17,7 @@ POLICY = IntakePolicy(now=NOW, currencies=frozenset({"USDT", "BTC"}))
 def kyc(**data: object) -> dict[str, object]:
     base: dict[str, object] = {
         "permissions": ["general", "spot"],
-        "ip_whitelist": ["203.0.113.10"],
+        "ip_whitelist": ["203.0.114.10"],
         "funding": [{"currency": "USDT", "amount": "250"}],
     }
     return {
@@ -67,11 +67,11 @@ def test_envelope_errors_name_the_field(change: dict[str, object], field: str, w
 @pytest.mark.parametrize(
     ("data", "field", "words"),
     [
-        ({"ip_whitelist": [f"10.0.0.{i}" for i in range(21)]}, "data.ip_whitelist", "at most 20"),
+        ({"ip_whitelist": [f"203.0.114.{i}" for i in range(21)]}, "data.ip_whitelist", "at most 20"),
         ({"ip_whitelist": []}, "data.ip_whitelist", "at least 1"),
         ({"ip_whitelist": ["10.0.0.300"]}, "data.ip_whitelist.0", "not a valid IP"),
         ({"ip_whitelist": ["10.0.0.0/8"]}, "data.ip_whitelist.0", "not a valid IP"),
-        ({"ip_whitelist": ["10.0.0.1", "10.0.0.1"]}, "data.ip_whitelist", "duplicates"),
+        ({"ip_whitelist": ["203.0.114.1", "203.0.114.1"]}, "data.ip_whitelist", "duplicates"),
         ({"permissions": ["withdrawal"]}, "data.permissions.0", "general"),
         ({"permissions": []}, "data.permissions", "at least 1"),
         ({"funding": [{"currency": "USDT", "amount": 250}]}, "data.funding.0.amount", "decimal string"),
@@ -100,7 +100,7 @@ def test_not_json_or_not_an_object() -> None:
 
 
 def test_oversize_event_is_refused_before_parsing() -> None:
-    error = reject(json.dumps(kyc(ip_whitelist=["10.0.0.1"] * 5000)))
+    error = reject(json.dumps(kyc(ip_whitelist=["203.0.114.1"] * 5000)))
     assert error.field == "$" or "at most 20" in error.reason
 
 
@@ -133,3 +133,47 @@ def test_timestamp_window_is_relative_to_the_clock() -> None:
 def test_bytes_that_are_not_utf8_are_refused_naming_the_first_bad_byte() -> None:
     error = reject(json.dumps(kyc()).encode().replace(b"c-1", b"c-\xe9"))
     assert (error.field, error.reason) == ("$", "not valid UTF-8: byte 0xE9 at column 65")
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00:ec2::254", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+        ("203.0.113.10", "documentation"),
+        ("2001:db8::1", "documentation"),
+        ("100.64.0.1", "shared address space"),
+        ("::ffff:8.8.8.8", "IPv4-mapped"),
+        ("2002:7f00:1::", "6to4 address of 127.0.0.1, which is a loopback"),
+    ],
+)
+def test_addresses_a_trading_key_must_never_be_bound_to_are_refused_with_the_reason(address: str, words: str) -> None:
+    error = reject(kyc(ip_whitelist=["203.0.114.10", address]))
+    assert error.field == "data.ip_whitelist.1"
+    assert "cannot be bound to a trading key" in error.reason and words in error.reason
+
+
+def test_a_zone_index_is_refused_not_passed_on() -> None:
+    error = reject(kyc(ip_whitelist=["fe80::1%eth0"]))
+    assert (error.field, "zone index" in error.reason) == ("data.ip_whitelist.0", True)
+
+
+def test_global_addresses_are_accepted_in_their_normal_form() -> None:
+    event = parse_event(json.dumps(kyc(ip_whitelist=["203.0.114.10", "2A00:1450::1", "2002:808:808::"])), POLICY)
+    assert isinstance(event, KycApproved)
+    assert event.data.ip_whitelist == ("203.0.114.10", "2a00:1450::1", "2002:808:808::")
+
+
+def test_a_stored_event_is_re_read_without_judging_its_addresses_again() -> None:
+    """Events accepted before the rule existed stay readable: re-reading (no policy) only parses addresses."""
+    assert parse_event(json.dumps(kyc(ip_whitelist=["10.0.0.1"])), None).id == "e1"
