@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -37,6 +38,7 @@ from pydantic import (
 
 from handlers.addresses import unroutable_reason
 from handlers.event_patterns import AMOUNT_DECIMALS, AMOUNT_PATTERN, IP_PATTERN, TIMESTAMP_PATTERN
+from handlers.printable import MAX_FIELD_PART, MAX_REASON, field_part, printable
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -53,6 +55,7 @@ __all__ = [
     "KycApproved",
     "KycDocuments",
     "Permission",
+    "field_paths",
     "parse_event",
     "schema",
 ]
@@ -97,9 +100,11 @@ class IntakePolicy:
 
 
 class EventRejected(ValueError):  # noqa: N818 - a verdict, read as "event rejected"
-    """An event was refused. ``field`` is the path of the offending field (``data.funding.0.amount``)."""
+    """An event was refused. ``field`` is the path of the offending field (``data.funding.0.amount``); both it and
+    ``reason`` are printable ASCII and bounded (``handlers.printable``): they may repeat input."""
 
     def __init__(self, field: str, reason: str) -> None:
+        field, reason = printable(field, 4 * MAX_FIELD_PART), printable(reason, MAX_REASON)
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
@@ -364,7 +369,7 @@ _PATTERN_HELP = {
 
 
 def _rejection(err: Any) -> EventRejected:
-    loc = [str(p) for p in err["loc"] if str(p) not in _TAGS]
+    loc = [field_part(str(p)) for p in err["loc"] if str(p) not in _TAGS]
     field = ".".join(loc) or "$"
     kind = err.get("type", "")
     if kind == "json_invalid":
@@ -382,6 +387,31 @@ def _rejection(err: Any) -> EventRejected:
     if loc and loc[-1] == "amount" and kind == "string_type":
         return EventRejected(field, 'must be a decimal string such as "250.5", not a JSON number')
     return EventRejected(field, str(err.get("msg", "invalid")).removeprefix("Value error, "))
+
+
+@cache
+def field_paths() -> frozenset[str]:
+    """Every field path the contract names, list indices left out (``data.funding.amount``): a bounded set, for
+    labels that must not take values from the input."""
+    document = schema()
+    definitions: dict[str, Any] = document.get("$defs", {})
+    paths: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if isinstance(ref := node.get("$ref"), str):
+            walk(definitions.get(ref.rsplit("/", 1)[-1]), prefix)
+        for key in ("anyOf", "oneOf", "allOf"):
+            for option in node.get(key, ()):
+                walk(option, prefix)
+        walk(node.get("items"), prefix)
+        for name, child in node.get("properties", {}).items():
+            paths.add(prefix + name)
+            walk(child, f"{prefix}{name}.")
+
+    walk(document, "")
+    return frozenset(paths)
 
 
 def schema() -> dict[str, Any]:

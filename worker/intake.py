@@ -167,13 +167,16 @@ class Intake:
 
 
 def refusal_event(refused: Refused, now_ms: int) -> OutboundEvent:
-    """The outbound report of a refusal. Its id is deterministic: ``event.ignored:<event id>`` (an event reaches a
-    closed customer once, whatever the copies), ``event.refused:<event id>:<digest of field and reason>`` (the same
-    refusal of the same event id), or ``event.refused:~<digest of the input>`` for input with no readable id."""
+    """The outbound report of a refusal. Its id is deterministic: ``event.ignored:<customer ref>:<event id>`` (an
+    event reaches a closed customer once, whatever the copies), ``event.refused:<event id>:<digest of customer id,
+    field and reason>`` (the same refusal of the same event id from the same customer: event ids are chosen per
+    customer, so two customers' refusals never share an id), or ``event.refused:~<digest of the input>`` for input
+    with no readable id."""
     if refused.ignored:
-        kind, identity = "event.ignored", str(refused.event_id)
+        kind, identity = "event.ignored", f"{refused.ref}:{refused.event_id}"
     elif refused.event_id:
-        kind, identity = "event.refused", f"{refused.event_id}:{_short_digest(refused.field, refused.reason)}"
+        customer = refused.customer_id or ""
+        kind, identity = "event.refused", f"{refused.event_id}:{_short_digest(customer, refused.field, refused.reason)}"
     else:
         kind, identity = "event.refused", f"~{refused.digest}"
     return OutboundEvent(
