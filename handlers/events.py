@@ -42,6 +42,8 @@ from handlers.printable import MAX_FIELD_PART, MAX_REASON, field_part, printable
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "MAX_PHOTO_BYTES",
+    "MAX_PHOTO_CHARS",
     "CustomerCreated",
     "CustomerOffboarded",
     "Event",
@@ -60,10 +62,15 @@ __all__ = [
     "schema",
 ]
 
-MAX_EVENT_BYTES = 10 * 1024 * 1024
-"""Largest accepted event: three KYC photos of ≤ 2 MB each, base64-encoded, plus the rest."""
+MAX_PHOTO_BYTES = 2 * 1024 * 1024
+"""The largest KYC photo, decoded: KuCoin's limit for each photo (a larger one the exchange would refuse). A
+receiver may set a lower one (``IntakePolicy.max_photo_bytes``, the setting ``PROVISIONER_MAX_KYC_PHOTO_BYTES``)."""
+MAX_PHOTO_CHARS = len("data:image/jpeg;base64,") + 4 * -(-MAX_PHOTO_BYTES // 3)
+"""The longest photo as a base64 data URI (its ``maxLength`` in the schema)."""
 MAX_PLAIN_EVENT_BYTES = 16 * 1024
 """Largest accepted event without KYC documents."""
+MAX_EVENT_BYTES = 3 * MAX_PHOTO_CHARS + MAX_PLAIN_EVENT_BYTES
+"""Largest accepted event (about 8.4 MB): three KYC photos of ``MAX_PHOTO_BYTES``, base64-encoded, plus the rest."""
 MAX_FUNDING_LINES = 10
 _TIMESTAMP = re.compile(
     r"^(?P<whole>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<fraction>[0-9]{1,9}))?(?:Z|\+00:00)$"
@@ -97,6 +104,8 @@ class IntakePolicy:
     currencies: frozenset[str]
     max_age: timedelta = timedelta(days=365)
     max_skew: timedelta = timedelta(minutes=5)
+    max_photo_bytes: int = MAX_PHOTO_BYTES
+    """The largest KYC photo accepted, decoded (at most ``MAX_PHOTO_BYTES``)."""
 
 
 class EventRejected(ValueError):  # noqa: N818 - a verdict, read as "event rejected"
@@ -180,7 +189,7 @@ class FundingLine(Strict):
         return Decimal(self.amount)
 
 
-Photo = Annotated[str, Field(max_length=2_900_000, pattern=r"^data:image/(png|jpe?g);base64,[A-Za-z0-9+/=]+$")]
+Photo = Annotated[str, Field(max_length=MAX_PHOTO_CHARS, pattern=r"^data:image/(png|jpe?g);base64,[A-Za-z0-9+/=]+$")]
 IsoDate = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
 
@@ -197,6 +206,20 @@ class KycDocuments(Strict):
     front_photo: Photo | None = None
     backend_photo: Photo | None = None
     face_photo: Photo
+
+    @field_validator("front_photo", "backend_photo", "face_photo")
+    @classmethod
+    def _photo_size(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """With an intake policy, a photo must decode to at most ``policy.max_photo_bytes``."""
+        policy = info.context.get("policy") if isinstance(info.context, dict) else None
+        if value is not None and isinstance(policy, IntakePolicy):
+            size = _decoded_size(value)
+            if size > policy.max_photo_bytes:
+                raise ValueError(
+                    f"is a photo of {size} bytes; KYC photos are at most {policy.max_photo_bytes} bytes: downscale "
+                    "or recompress it"
+                )
+        return value
 
     def __repr__(self) -> str:
         return "KycDocuments(<redacted>)"
@@ -308,6 +331,12 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def _decoded_size(data_uri: str) -> int:
+    """How many bytes a base64 data URI's payload decodes to."""
+    payload = data_uri.partition(",")[2]
+    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
 
 
 def _parse_time(value: str) -> datetime:
@@ -426,6 +455,7 @@ def schema() -> dict[str, Any]:
         "5 minutes ahead of and 365 days behind the receiver's clock; currencies among those configured; IP "
         "addresses of one whitelist distinct as addresses (::1 and 0::1 are the same) and each a globally routable "
         "unicast address: not unspecified, loopback, private, link-local, multicast, reserved, broadcast, "
-        "documentation or shared address space, nor an IPv4-mapped IPv6 address."
+        "documentation or shared address space, nor an IPv4-mapped IPv6 address; each KYC photo at most "
+        f"{MAX_PHOTO_BYTES} bytes decoded, or the receiver's lower configured limit."
     )
     return document

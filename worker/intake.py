@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handlers.events import Event, EventRejected, IntakePolicy, KycApproved, parse_event
+from handlers.events import MAX_PHOTO_BYTES, Event, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.crypto import Keyring
 from worker.store.customers import CustomerStore, IngestResult
@@ -67,16 +67,22 @@ class Intake:
         keyring: Keyring,
         *,
         currencies: frozenset[str],
+        max_photo_bytes: int = MAX_PHOTO_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._naming = naming
         self._keyring = keyring
         self._currencies = currencies
+        self._max_photo_bytes = max_photo_bytes
         self._clock = clock
 
     def policy(self) -> IntakePolicy:
-        return IntakePolicy(now=datetime.fromtimestamp(self._clock(), tz=UTC), currencies=self._currencies)
+        return IntakePolicy(
+            now=datetime.fromtimestamp(self._clock(), tz=UTC),
+            currencies=self._currencies,
+            max_photo_bytes=self._max_photo_bytes,
+        )
 
     def check(self, raw: str | bytes | dict[str, Any]) -> Event | Refused:
         """Validate without storing. Returns the event, or a ``Refused`` naming the field."""

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from handlers.events import EventRejected, IntakePolicy, KycApproved, parse_event, schema
+from handlers.events import (
+    MAX_EVENT_BYTES,
+    MAX_PHOTO_BYTES,
+    EventRejected,
+    IntakePolicy,
+    KycApproved,
+    parse_event,
+    schema,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 POLICY = IntakePolicy(now=NOW, currencies=frozenset({"USDT", "BTC"}))
@@ -177,3 +186,45 @@ def test_global_addresses_are_accepted_in_their_normal_form() -> None:
 def test_a_stored_event_is_re_read_without_judging_its_addresses_again() -> None:
     """Events accepted before the rule existed stay readable: re-reading (no policy) only parses addresses."""
     assert parse_event(json.dumps(kyc(ip_whitelist=["10.0.0.1"])), None).id == "e1"
+
+
+def _photo(decoded_bytes: int) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(b"\xff" * decoded_bytes).decode()
+
+
+def _with_documents(photo: str) -> dict[str, object]:
+    documents = {
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "issue_country": "DE",
+        "birth_date": "1990-01-01",
+        "identity_type": "passport",
+        "identity_number": "P1",
+        "expire_date": "2099-01-01",
+        "face_photo": photo,
+    }
+    return kyc(kyc=documents)
+
+
+def test_a_photo_larger_than_kucoin_takes_is_refused_naming_the_photo() -> None:
+    """KuCoin takes photos of at most 2 MiB: a larger one would only be refused later, by the exchange."""
+    assert isinstance(parse_event(json.dumps(_with_documents(_photo(MAX_PHOTO_BYTES))), POLICY), KycApproved)
+    error = reject(_with_documents(_photo(MAX_PHOTO_BYTES + 1)))
+    assert error.field == "data.kyc.face_photo"
+    assert f"{MAX_PHOTO_BYTES + 1} bytes" in error.reason and f"at most {MAX_PHOTO_BYTES}" in error.reason
+
+
+def test_the_configured_photo_limit_refuses_a_smaller_photo() -> None:
+    small = IntakePolicy(now=NOW, currencies=frozenset({"USDT"}), max_photo_bytes=100_000)
+    with pytest.raises(EventRejected) as info:
+        parse_event(json.dumps(_with_documents(_photo(100_001))), small)
+    assert info.value.field == "data.kyc.face_photo" and "at most 100000 bytes" in info.value.reason
+    assert isinstance(parse_event(json.dumps(_with_documents(_photo(100_000))), small), KycApproved)
+
+
+def test_no_event_the_limits_allow_exceeds_the_event_byte_limit() -> None:
+    assert MAX_EVENT_BYTES < 9 * 1024 * 1024, "three photos of 2 MiB, base64, and the rest"
+    photo = _photo(MAX_PHOTO_BYTES)
+    event = _with_documents(photo)
+    event["data"]["kyc"] |= {"front_photo": photo, "backend_photo": photo}  # type: ignore[index]
+    assert len(json.dumps(event)) < MAX_EVENT_BYTES

@@ -21,7 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema.exceptions import ValidationError
 
-from handlers.events import MAX_EVENT_BYTES, MAX_PLAIN_EVENT_BYTES, EventRejected, IntakePolicy, parse_event, schema
+from handlers.events import (
+    MAX_EVENT_BYTES,
+    MAX_PHOTO_CHARS,
+    MAX_PLAIN_EVENT_BYTES,
+    EventRejected,
+    IntakePolicy,
+    parse_event,
+    schema,
+)
 
 
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema_: Any) -> Any:
@@ -221,7 +229,7 @@ def test_the_differences_that_remain_are_these() -> None:
     }
     assert len(json.dumps(widest)) < MAX_PLAIN_EVENT_BYTES
     assert _agree(widest) == (True, True)
-    photo = "data:image/jpeg;base64," + "A" * (2_900_000 - 23)
+    photo = "data:image/jpeg;base64," + "A" * (MAX_PHOTO_CHARS - 23)
     largest = _with(
         "data.kyc",
         {
