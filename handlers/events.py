@@ -38,7 +38,7 @@ from pydantic import (
 
 from handlers.addresses import unroutable_reason
 from handlers.event_patterns import AMOUNT_DECIMALS, AMOUNT_PATTERN, IP_PATTERN, TIMESTAMP_PATTERN
-from handlers.printable import MAX_FIELD_PART, MAX_REASON, field_part, printable
+from handlers.rejections import EventRejected, rejection, require_utf8
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -106,17 +106,6 @@ class IntakePolicy:
     max_skew: timedelta = timedelta(minutes=5)
     max_photo_bytes: int = MAX_PHOTO_BYTES
     """The largest KYC photo accepted, decoded (at most ``MAX_PHOTO_BYTES``)."""
-
-
-class EventRejected(ValueError):  # noqa: N818 - a verdict, read as "event rejected"
-    """An event was refused. ``field`` is the path of the offending field (``data.funding.0.amount``); both it and
-    ``reason`` are printable ASCII and bounded (``handlers.printable``): they may repeat input."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        field, reason = printable(field, 4 * MAX_FIELD_PART), printable(reason, MAX_REASON)
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 class Strict(BaseModel):
@@ -364,58 +353,17 @@ def parse_event(raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) 
     if size > MAX_EVENT_BYTES:
         raise EventRejected("$", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}")
     if isinstance(text, bytes):
-        _require_utf8(text)
+        require_utf8(text)
     try:
         event = _EVENT.validate_json(text, context={"policy": policy}, strict=True)
     except ValidationError as exc:
-        raise _rejection(exc.errors()[0]) from None
+        raise rejection(exc.errors()[0], _TAGS) from None
     if size > MAX_PLAIN_EVENT_BYTES and not (isinstance(event, KycApproved) and event.data.kyc is not None):
         raise EventRejected("$", f"event is {size} bytes; without KYC documents the limit is {MAX_PLAIN_EVENT_BYTES}")
     return event
 
 
-def _require_utf8(text: bytes) -> None:
-    """Raise ``EventRejected`` naming the first byte that is not UTF-8 (JSON text is UTF-8, RFC 8259 §8.1)."""
-    try:
-        text.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        byte = text[exc.start]
-        raise EventRejected("$", f"not valid UTF-8: byte 0x{byte:02X} at column {exc.start + 1}") from None
-
-
-_TAGS = {t.value for t in EventType}
-_PATTERN_HELP = {
-    "id": "must be 1-64 characters from A-Z a-z 0-9 . _ : -",
-    "customer_id": "must be 1-64 characters from A-Z a-z 0-9 . _ : @ + / = -",
-    "currency": "must be 2-16 upper-case letters or digits",
-    "issue_country": "must be an ISO 3166 alpha-2 country code",
-    "birth_date": "must be a date YYYY-MM-DD",
-    "expire_date": "must be a date YYYY-MM-DD",
-    "front_photo": "must be a data:image/png or data:image/jpeg base64 URI",
-    "backend_photo": "must be a data:image/png or data:image/jpeg base64 URI",
-    "face_photo": "must be a data:image/png or data:image/jpeg base64 URI",
-}
-
-
-def _rejection(err: Any) -> EventRejected:
-    loc = [field_part(str(p)) for p in err["loc"] if str(p) not in _TAGS]
-    field = ".".join(loc) or "$"
-    kind = err.get("type", "")
-    if kind == "json_invalid":
-        return EventRejected("$", f"not valid JSON: {err.get('ctx', {}).get('error', 'syntax error')}")
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return EventRejected("type", "unknown or missing event type; expected one of " + ", ".join(sorted(_TAGS)))
-    if kind == "model_type" or (kind == "model_attributes_type" and not loc):
-        return EventRejected(field, "must be a JSON object")
-    if kind == "extra_forbidden":
-        return EventRejected(field, "unknown field")
-    if kind == "missing":
-        return EventRejected(field, "required field is missing")
-    if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HELP:
-        return EventRejected(field, _PATTERN_HELP[loc[-1]])
-    if loc and loc[-1] == "amount" and kind == "string_type":
-        return EventRejected(field, 'must be a decimal string such as "250.5", not a JSON number')
-    return EventRejected(field, str(err.get("msg", "invalid")).removeprefix("Value error, "))
+_TAGS = frozenset(t.value for t in EventType)
 
 
 @cache
