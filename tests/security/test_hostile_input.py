@@ -262,3 +262,15 @@ def test_the_same_refusal_of_the_same_event_id_for_two_customers_has_two_ids(rig
     first, second = rig.outbound()[-2:]
     assert (first["customer_id"], second["customer_id"]) == ("twin-a", "twin-b")
     assert first["id"] != second["id"]
+
+
+def test_a_hostile_event_id_never_reaches_a_dead_letter_whole(rig: Rig, publisher) -> None:
+    """Sealed documents that do not open are refused before the event is judged: the id in that refusal is read
+    as intake reads ids (short and printable) or left out."""
+    _, runtime = publisher
+    hostile = "\x1b[2J" + "i" * 100_000
+    event = at(["data", "kyc"], at(["id"], GOOD, hostile), {"$envelope": {"alg": "x", "kid": "k", "ct": "AA=="}})
+    with pytest.raises(InvalidEvent) as info:
+        runtime.actors.handle_event.fn(event)
+    assert info.value.field == "data.kyc" and info.value.event_id is None
+    assert len(str(info.value)) < 200
