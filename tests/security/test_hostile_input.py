@@ -274,3 +274,14 @@ def test_a_hostile_event_id_never_reaches_a_dead_letter_whole(rig: Rig, publishe
         runtime.actors.handle_event.fn(event)
     assert info.value.field == "data.kyc" and info.value.event_id is None
     assert len(str(info.value)) < 200
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.binary(max_size=200) | st.sampled_from([b"\xff", b"\xc3(", b"\xed\xa0\x80", b'{"id": "\xe9"}']))
+)
+def test_publish_lines_of_any_bytes_answer_every_line_without_raising(rig: Rig, publisher, lines: list[bytes]) -> None:
+    pub, _ = publisher
+    results = list(pub.publish_lines([line.replace(b"\n", b" ") for line in lines]))
+    assert [r.line for r in results] == [i for i, line in enumerate(lines, 1) if line.replace(b"\n", b" ").strip()]
+    assert all(isinstance(r.outcome, Refused) for r in results)
