@@ -7,7 +7,7 @@ import re
 
 __all__ = ["MAX_FIELD_PART", "MAX_REASON", "field_part", "printable"]
 
-MAX_REASON = 300
+MAX_REASON = 400
 """The longest refusal reason, in characters, once escaped."""
 MAX_FIELD_PART = 40
 """The longest part of a field path (one field name), in characters, once escaped."""
