@@ -409,7 +409,7 @@ def main(
                     if reason and not planned_loss.is_set():
                         # paged (StateLost) with no loss caused: a false alarm, but the workers wait for recover
                         log(f"on-call: the workers halted with no state loss: {reason}; running provisioner recover")
-                        answer = recover(env, None, log)
+                        answer = recover(env, None, log, heard=write_heard(reader.events, logdir))
                         unexpected.append({"reason": reason, "recover": answer})
 
             reader.start()
@@ -446,7 +446,7 @@ def main(
                     # lose the state once much of it exists: half the customers have their sub-account
                     planned_loss.set()
                     figures["state_loss"] = lose_state(
-                        state_loss, store, workers, exchange, env, upstream, plan, legacy_uids, rng, logdir
+                        state_loss, store, workers, exchange, env, upstream, plan, legacy_uids, rng, logdir, reader
                     )
                     planned_loss.clear()
                     done_loss = True
@@ -554,6 +554,13 @@ def _older_system(settings: Settings, count: int, run: str) -> list[str]:
     return uids
 
 
+def write_heard(events: list[dict[str, Any]], logdir: Path) -> Path:
+    """What the upstream received (every outbound event its reader took), as a file for ``recover --heard``."""
+    path = logdir / "heard.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in list(events)), encoding="utf-8")
+    return path
+
+
 def lose_state(
     mode: str,
     store: PrivateRedis,
@@ -565,6 +572,7 @@ def lose_state(
     legacy_uids: list[str],
     rng: random.Random,
     logdir: Path,
+    reader: OutboundReader,
 ) -> dict[str, Any]:
     """Lose Redis' state under the running workers; check that every one halts and nothing is sent while they
     are halted; recover as the on-call would (adopting the older system's sub-accounts); re-publish everything."""
@@ -610,7 +618,7 @@ def lose_state(
         adopt_file.write_text(
             "customer_id,uid\n" + "".join(f"{c},{u}\n" for c, u in zip(plan.legacy, legacy_uids, strict=True))
         )
-    answer = recover(env, adopt_file, log)
+    answer = recover(env, adopt_file, log, heard=write_heard(reader.events, logdir))
     log(f"provisioner recover: {answer}")
     adopted_at = datetime.now(UTC)
     legacy = [e for i, c in enumerate(plan.legacy) for e in legacy_events(c, rng, adopted_at, offboard=i % 2 == 0)]

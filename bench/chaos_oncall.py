@@ -28,7 +28,7 @@ from typing import Any
 import redis
 
 from handlers import steps
-from handlers.records import IntentKind
+from handlers.records import IntentKind, TransferIntent
 from worker.bootstrap import build_app
 from worker.provisioning.operator import OperatorError, TransferVerdict, settle_transfer
 from worker.settings import Settings
@@ -96,7 +96,8 @@ class OnCall:
                             truth = {}
                             for t in self._transfers():
                                 truth.setdefault(str(t["clientOid"]), []).append(t)
-                        acted += self._decide(app, ref, record.customer_id, step, block.intent.token, truth)
+                        asked = TransferIntent.of(block.intent).asked_about(block.intent.token)
+                        acted += self._decide(app, ref, record.customer_id, step, asked, truth)
                     elif not block.manual and step.startswith(steps.fund("")) and "FAILED" in block.reason:
                         retry = True
                 if retry:
@@ -115,19 +116,28 @@ class OnCall:
         ref: str,
         customer: str,
         step: str,
-        client_oid: str,
+        asked: list[str],
         truth: Mapping[str, list[Mapping[str, Any]]],
     ) -> int:
-        found = truth.get(client_oid, [])
+        """Check every clientOid the block asks about with the exchange (as the on-call does with KuCoin) and
+        answer: committed under the one that moved money, not committed when none did (refused when the customer
+        is offboarded)."""
+        found = [t for oid in asked for t in truth.get(oid, [])]
         if any(t["status"] == "PROCESSING" for t in found):
             return 0
-        if self._asked[(ref, step, client_oid)] >= MAX_VERDICTS:
+        question = (ref, step, ",".join(asked))
+        if self._asked[question] >= MAX_VERDICTS:
             self.given_up.add(f"{customer} {step}")
             return 0  # the same question again and again: a human stops answering and escalates
-        self._asked[(ref, step, client_oid)] += 1
+        self._asked[question] += 1
         done = [t for t in found if t["status"] == "SUCCESS"]
+        client_oid: str | None = None
         if done:
-            verdict, order_id = TransferVerdict.COMMITTED, str(done[0]["orderId"])
+            verdict, order_id, client_oid = (
+                TransferVerdict.COMMITTED,
+                str(done[0]["orderId"]),
+                str(done[0]["clientOid"]),
+            )
         elif self._offboarded(customer):
             verdict, order_id = TransferVerdict.REFUSED, None
         else:
@@ -139,8 +149,9 @@ class OnCall:
                 step,
                 verdict=verdict,
                 order_id=order_id,
+                client_oid=client_oid,
                 who="chaos on-call",
-                note=f"the exchange shows {len(done)} successful transfer(s) under {client_oid}",
+                note=f"the exchange shows {len(done)} successful transfer(s) under {', '.join(asked)}",
             )
         except OperatorError as exc:
             self.refusals[str(exc)[:60]] += 1
@@ -162,12 +173,21 @@ class OnCall:
         return 1
 
 
-def recover(env: dict[str, str], adopt: Path | None, log: Callable[[str], None], attempts: int = 20) -> dict[str, Any]:
-    """``provisioner recover --yes --json`` (with ``--adopt``), re-run until the exchange's faults let it list every
-    sub-account. Returns its JSON answer and how many runs it took."""
+def recover(
+    env: dict[str, str],
+    adopt: Path | None,
+    log: Callable[[str], None],
+    attempts: int = 20,
+    heard: Path | None = None,
+) -> dict[str, Any]:
+    """``provisioner recover --yes --json`` (with ``--adopt``, and ``--heard``: the events the upstream received,
+    as an upstream would give them), re-run until the exchange's faults let it list every sub-account. Returns its
+    JSON answer and how many runs it took."""
     argv = [sys.executable, "-m", "cli", "recover", "--yes", "--json"]
     if adopt is not None:
         argv += ["--adopt", str(adopt)]
+    if heard is not None:
+        argv += ["--heard", str(heard)]
     last = ""
     for attempt in range(1, attempts + 1):
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)

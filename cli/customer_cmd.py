@@ -167,7 +167,8 @@ def settle_transfer_cmd(
 ) -> None:
     """Record the verdict on a transfer blocked for a manual decision (STEP as `customer show` lists it, e.g.
     fund:<event id>#0 or sweep). Exactly one of --committed, --not-committed, --refused. A block that lists several
-    clientOids (a line after a state loss) is answered for all of them: --not-committed says none moved money."""
+    clientOids (a line after a state loss) is answered for all of them: --not-committed says none moved money.
+    Once nothing of the customer is blocked, its dead letters the verdict made obsolete are dropped."""
     if verdict is None:
         raise click.UsageError("say what KuCoin shows: --committed, --not-committed or --refused")
     app = ctx.runtime.app
@@ -186,6 +187,7 @@ def settle_transfer_cmd(
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"recorded {action} for {step}; the customer will be reconciled")
+    _drop_obsolete(ctx, ref, "this decision")
 
 
 @customer.command()
@@ -194,7 +196,9 @@ def settle_transfer_cmd(
 @pass_context
 def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     """Retry the customer's blocked steps now (after fixing their cause), with new clientOids where money moves.
-    A transfer awaiting a manual decision is left to `settle-transfer`. Safe to repeat."""
+    A transfer awaiting a manual decision is left to `settle-transfer`. Funding lines refused by a cap, or for want
+    of one, are decided again (sent if the caps now allow it). Once nothing is blocked, the customer's
+    dead letters the retry made obsolete are dropped (`dlq` then no longer lists them). Safe to repeat."""
     from worker.provisioning.reconciler import StepsBlocked
 
     app = ctx.runtime.app
@@ -208,3 +212,17 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     if report.outcome == "busy":
         click.echo("the customer is being reconciled right now; it will pick up the retry", err=True)
     click.echo(f"{report.outcome}: {report.reason or 'done'} (steps: {', '.join(report.steps) or 'none'})")
+    if report.outcome != "busy":
+        _drop_obsolete(ctx, ref, "this retry")
+
+
+def _drop_obsolete(ctx: Context, ref: str, what: str) -> None:
+    """Once nothing of customer ``ref`` is blocked, drop the dead letters that reported its blocks (and its failed
+    reconciles): what the operator just did made them obsolete (``DeadLetters.drop_resolved``)."""
+    app = ctx.runtime.app
+    record = app.store.load(ref)
+    if record is None or record.blocked:
+        return
+    dropped = ctx.runtime.dead_letters().drop_resolved(ref, customer_ref=app.policy.naming.customer_ref)
+    if dropped:
+        click.echo(f"cleared {len(dropped)} dead letter(s) {what} made obsolete: {', '.join(dropped)}")

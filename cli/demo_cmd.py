@@ -27,6 +27,7 @@ import click
 import redis
 
 from cli.context import table
+from worker.wire import redacted_url
 
 __all__ = ["demo", "sample_events"]
 
@@ -50,8 +51,8 @@ def _redis(stack_note: list[str]) -> Iterator[str]:
     configured = os.environ.get("REDIS_URL")
     if configured:
         if not _answers(configured):
-            raise click.ClickException(f"REDIS_URL={configured} does not answer")
-        stack_note.append(f"Redis: {configured} (REDIS_URL)")
+            raise click.ClickException(f"REDIS_URL={redacted_url(configured)} does not answer")
+        stack_note.append(f"Redis: {redacted_url(configured)} (REDIS_URL)")
         yield configured
         return
     local = "redis://127.0.0.1:6379/0"

@@ -12,6 +12,7 @@ from cli.customer_cmd import customer
 from cli.demo_cmd import demo
 from cli.dlq_cmd import dlq
 from cli.exchange_cmd import exchange
+from cli.keys_cmd import keys
 from cli.publish_cmd import publish
 from cli.recover_cmd import recover
 from cli.sandbox_cmd import sandbox_command
@@ -64,6 +65,7 @@ for command in (
     webhooks,
     customer,
     exchange,
+    keys,
     demo,
     sandbox_command,
     verify,

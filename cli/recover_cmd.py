@@ -21,23 +21,35 @@ __all__ = ["recover"]
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV of customer_id,uid: sub-accounts an older system created, to be managed from now on.",
 )
+@click.option(
+    "--heard",
+    "heard_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The events the upstream received before the loss (JSON Lines or a JSON array, as received): its "
+    "funding.completed and funding.refused are recorded. Without it, funding lines asked for before the loss that "
+    "the exchange shows unpaid wait for an operator (they may have been refused).",
+)
 @click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_json: bool) -> None:
+def recover(
+    ctx: Context, yes: bool, adopt_file: Path | None, heard_file: Path | None, force: bool, as_json: bool
+) -> None:
     """Rebuild from the exchange after the state in Redis was lost or rolled back, and lift the workers' halt.
 
     Lists every sub-account of the broker (so each customer's is found by the names we derive), records adopted
     sub-accounts, and starts a recovered state epoch: every customer is then audited against the exchange before
     anything is done for it, and funding lines are sent only where the exchange shows no earlier transfer.
     Re-publish the upstream's events afterwards (duplicates are harmless). Exit 0 when done or nothing to do."""
+    from worker.heard import HeardError, read_heard
     from worker.recovery import RecoveryError, read_adoptions
     from worker.recovery import recover as run_recovery
 
     app = ctx.runtime.app
     try:
         adoptions = read_adoptions(adopt_file) if adopt_file is not None else []
-    except RecoveryError as exc:
+        heard = read_heard(heard_file) if heard_file is not None else None
+    except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
     problem = app.state.diagnose()
     status = "sound" if problem is None else f"{problem.kind}: {problem.reason}"
@@ -49,12 +61,17 @@ def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_js
         click.echo(
             "recovery would: list every sub-account of the broker on the exchange, "
             + (f"adopt {len(adoptions)} sub-account(s), " if adoptions else "")
+            + (
+                f"record {len(heard)} funding outcome(s) the upstream heard, "
+                if heard is not None
+                else "(no --heard: lines the exchange shows unpaid will wait for an operator) "
+            )
             + "start a recovered state epoch and lift the halt. Run again with --yes."
         )
         sys.exit(1)
     try:
         report = run_recovery(
-            app, reason=f"provisioner recover by {getpass.getuser()}", adoptions=adoptions, force=force
+            app, reason=f"provisioner recover by {getpass.getuser()}", adoptions=adoptions, force=force, heard=heard
         )
     except RecoveryError as exc:
         raise click.ClickException(str(exc)) from None
@@ -64,6 +81,7 @@ def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_js
         "named_like_ours": report.ours,
         "adopted": report.adopted,
         "daily_caps_seeded": report.seeded,
+        "heard_outcomes": report.heard,
         "epoch": report.epoch.id if report.epoch else None,
     }
     if as_json:
@@ -77,6 +95,12 @@ def recover(ctx: Context, yes: bool, adopt_file: Path | None, force: bool, as_js
         f"listed {report.sub_accounts} sub-account(s), {report.ours} named like ours; adopted {len(report.adopted)}\n"
         f"daily caps rebuilt from the Special Account's ledger: "
         f"{', '.join(f'{k} {v}' for k, v in sorted(report.seeded.items())) or 'nothing moved'}\n"
-        f"recovered epoch {report.epoch.id}: the halt is lifted. Start the workers, then re-publish the upstream's "
+        + (
+            f"funding outcomes the upstream heard: {report.heard} recorded\n"
+            if report.heard is not None
+            else "funding outcomes the upstream heard: not given (lines the exchange shows unpaid wait for an "
+            "operator: each is dead-lettered, `provisioner dlq list`)\n"
+        )
+        + f"recovered epoch {report.epoch.id}: the halt is lifted. Start the workers, then re-publish the upstream's "
         "events (all of them, or since before the loss)."
     )

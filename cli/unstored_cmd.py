@@ -24,7 +24,7 @@ def unstored() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def list_(ctx: Context, as_json: bool) -> None:
-    """List them, oldest first. Normal while a backlog drains; the sweep re-sends lost ones (up to 5 times)."""
+    """List them, oldest first. Normal while a backlog drains; the stale scan re-sends lost ones (up to 5 times)."""
     rows = ctx.runtime.handoff.list()
     if as_json:
         emit([u.summary() for u in rows], as_json=True)

@@ -155,6 +155,9 @@ class LookForTransfer:
     client_oids: tuple[str, ...]
     since_ms: int
     twins: int = 0
+    ask_if_unfound: bool = False
+    """Not found is not enough to send it: the line may have been refused before the loss (the recovery was not
+    given what the upstream heard), so an operator decides."""
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
 UPSTREAM_SKEW_MS = 5 * 60_000
 """How far the upstream's ``occurred_at`` clock may be off ours."""
 MAX_ATTEMPTS = 10
-"""A funding line's attempts (clientOids) looked for after a loss of our state, whose retry counts were lost."""
+"""The most attempts (clientOids) a funding line may use: a line whose attempts all failed is refused, so a search
+after a loss of our state (whose retry counts were lost) covers every clientOid the line can have been paid under."""
 ADOPTED_REASON = (
     "the sub-account was adopted from a previous system: lines asked for before the adoption were that system's"
 )
@@ -155,7 +156,7 @@ def plan(
             return Idle("waiting for customer.created")
         if steps.SUBACCOUNT in record.blocked:
             return Idle("sub-account creation is blocked")
-        name = policy.naming.account_name(record.customer_id, record.name_attempt)
+        name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(name, record.name_attempt)
     planning = _Plan(desired, record, sub, now_ms, policy)
     if desired.offboarded:
@@ -353,6 +354,13 @@ def _twins(line: FundingInstruction, desired: DesiredState, record: CustomerReco
     )
 
 
+def _attempts_spent_reason(attempts: int) -> str:
+    return (
+        f"sent {attempts} times and none moved money (the most clientOids a line may use): publish a new top-up to "
+        "try again"
+    )
+
+
 def _maybe_lost(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Whether our record of ``line`` may have been lost with our state: its event occurred before the last
     recovery (by the upstream's clock, which intake lets run ``UPSTREAM_SKEW_MS`` ahead of ours). A line asked for
@@ -368,9 +376,9 @@ def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) ->
     return line.key in record.looked_for or current_oid in record.unsent_by_operator
 
 
-def _look_for(p: _Plan, line: FundingInstruction) -> LookForTransfer:
+def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = False) -> LookForTransfer:
     """Search the ledger for a transfer of ``line`` under any attempt's clientOid (our count of attempts may have
-    been lost with our state)."""
+    been lost with our state; it never exceeds ``MAX_ATTEMPTS``)."""
     record, policy = p.record, p.policy
     return LookForTransfer(
         key=line.key,
@@ -380,6 +388,7 @@ def _look_for(p: _Plan, line: FundingInstruction) -> LookForTransfer:
         client_oids=tuple(policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)),
         since_ms=_earliest_send(line, p.sub),
         twins=_twins(line, p.desired, record),
+        ask_if_unfound=ask_if_unfound,
     )
 
 
@@ -411,13 +420,18 @@ def _funding(p: _Plan) -> Step | None:
                 continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
             lost = _maybe_lost(line, record)
             if lost and _unsettled(line, record) and line.key not in in_doubt and not _looked(line, record, policy):
-                return _look_for(p, line)
+                return _look_for(p, line, ask_if_unfound=not record.outcomes_heard)
     held: set[str] = set()
     for line in desired.funding:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
             continue
         if record.adopted_at_ms is not None and line.occurred_ms < record.adopted_at_ms:
             return RefuseFunding(line.key, line.currency, line.amount, ADOPTED_REASON)
+        attempt = record.retry_counts.get(steps.fund(line.key), 0)
+        if attempt >= MAX_ATTEMPTS:
+            # every earlier attempt is known to have moved nothing; a bounded number of clientOids is what a
+            # search after a loss can cover
+            return RefuseFunding(line.key, line.currency, line.amount, _attempts_spent_reason(attempt))
         cap = policy.funding_caps.get(line.currency)
         moved = record.funded(line.currency)
         doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
@@ -434,7 +448,6 @@ def _funding(p: _Plan) -> Step | None:
             doubtful = ", ".join(sorted(k for k, d in in_doubt.items() if d.currency == line.currency))
             p.waiting.append(f"funding {line.key} waits for a verdict on {doubtful} (per-customer cap)")
             continue
-        attempt = record.retry_counts.get(steps.fund(line.key), 0)
         client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
         # after a loss a line is looked for before it is sent, unless an operator already said it never moved
         unsent = client_oid in record.unsent_by_operator

@@ -96,6 +96,8 @@ class Evidence(StrEnum):
     """The Special Account's ledger lists our transfer (by clientOid, or by an orderId only ours can explain)."""
     OPERATOR = "operator"
     """An operator checked with KuCoin and said so."""
+    UPSTREAM = "upstream"
+    """The upstream was told ``funding.completed`` before our state was lost, and gave that to the recovery."""
 
 
 class TransferRecord(Record):
@@ -268,6 +270,9 @@ class CustomerRecord(Record):
     version: int = 0
     sub_account: SubAccountRecord | None = None
     name_attempt: int = 0
+    name_version: int = 1
+    """The name-secret version the customer's sub-account names derive from (``handlers.naming``), fixed when the
+    record is created; records from before versions existed are version 1."""
     keys: tuple[KeyRecord, ...] = ()
     age_rotations: int = 0
     transfers: dict[str, TransferRecord] = {}
@@ -300,10 +305,18 @@ class CustomerRecord(Record):
     recovered_at_ms: int | None = None
     """Set when the record was rebuilt from the exchange after a loss of our state: from then on, a funding line
     not yet recorded may have been sent before the loss, and is sent evidence-first."""
+    outcomes_heard: bool = False
+    """Set by an audit whose recovery was given the funding outcomes the upstream heard before the loss
+    (``provisioner recover --heard``): those were recorded, so a line asked for before the loss that the exchange
+    shows unpaid was never decided. Without them it may have been refused (by an operator, a cap of another day,
+    its attempts running out): an operator decides before it is sent."""
+    redecided: dict[str, int] = {}
+    """Funding line → how many times an operator's retry took back its refusal to decide it again
+    (``handlers.refusals``): a later ``funding.refused`` of the line is a new outcome, with a new event id."""
 
     @classmethod
-    def new(cls, ref: str, customer_id: str) -> CustomerRecord:
-        return cls(ref=ref, customer_id=customer_id)
+    def new(cls, ref: str, customer_id: str, *, name_version: int = 1) -> CustomerRecord:
+        return cls(ref=ref, customer_id=customer_id, name_version=name_version)
 
     @property
     def live_keys(self) -> tuple[KeyRecord, ...]:

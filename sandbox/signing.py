@@ -1,7 +1,7 @@
 """The simulator's own verification of KuCoin request signatures (independent of the worker's signing code).
 
-Facts §2: ``KC-API-SIGN = base64(HMAC_SHA256(secret, timestamp + METHOD + path[?query] + body))`` where the
-query is the *URL-decoded* string in the order the client sent it; ``KC-API-PASSPHRASE`` is
+docs/kucoin-api.md §2: ``KC-API-SIGN = base64(HMAC_SHA256(secret, timestamp + METHOD + path[?query] + body))``
+where the query is the *URL-decoded* string in the order the client sent it; ``KC-API-PASSPHRASE`` is
 ``base64(HMAC_SHA256(secret, passphrase))`` for key versions 2 and 3; ``KC-API-PARTNER-SIGN =
 base64(HMAC_SHA256(brokerKey, timestamp + partner + apiKey))``. Comparisons are constant-time.
 """

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,6 +25,14 @@ def _remove_state_mirrors() -> Iterator[None]:
     shutil.rmtree(STATE_DIR, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def node_example() -> Path:
+    """``examples/node`` with its npm dependencies installed (see ``tests.node``)."""
+    from tests.node import install
+
+    return install()
+
+
 @pytest.fixture
 def redis_url() -> str:
     return TEST_REDIS_URL
@@ -31,10 +40,15 @@ def redis_url() -> str:
 
 @pytest.fixture
 def key_prefix(redis_url: str) -> Iterator[str]:
-    """A fresh key prefix; every key under it is deleted after the test."""
+    """A fresh key prefix; every key under it, dramatiq's included, is deleted after the test."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}:*", count=1000):
-        client.delete(key)
+    delete_prefix(client, prefix)
     client.close()
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete every key of a test prefix: ours (``<prefix>:…``) and dramatiq's (``<prefix>-dramatiq:…``)."""
+    for key in client.scan_iter(f"{prefix}[-:]*", count=1000):
+        client.delete(key)

@@ -81,7 +81,11 @@ def delivery_sealer(settings: Settings) -> CredentialSealer:
 def policy_from(settings: Settings) -> Policy:
     """The planner's rules, from the settings."""
     return Policy(
-        naming=Naming(settings.secret("name_secret"), prefix=settings.account_name_prefix),
+        naming=Naming(
+            settings.secret("name_secret"),
+            prefix=settings.account_name_prefix,
+            versions=settings.name_secret_versions(),
+        ),
         funding_caps=settings.funding_cap_per_customer,
         broker_wallet=settings.funding_from_wallet,
         sub_wallet=settings.funding_to_wallet,

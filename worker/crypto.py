@@ -2,7 +2,7 @@
 
 A keyring is configured as ``"id1=<fernet key>,id2=<fernet key>"``: the first key seals, any listed key opens
 what it sealed. Every sealed value records the id of its key, so keys can be rotated: put the new key first (it seals
-from then on) and keep the old one listed for as long as values sealed with it are held.
+from then on), re-seal what is held (``provisioner keys reseal``, ``worker.reseal``), then drop the old key.
 """
 
 from __future__ import annotations
@@ -59,6 +59,17 @@ class Keyring:
         """Encrypt a JSON-able mapping with the active key."""
         token = self._keys[self.active].encrypt(json.dumps(value, separators=(",", ":")).encode("utf-8"))
         return SealedSecret(key_id=self.active, token=token.decode("ascii"))
+
+    def holds(self, key_id: str) -> bool:
+        """Whether the keyring has the key ``key_id`` (opens what it sealed)."""
+        return key_id in self._keys
+
+    def reseal(self, sealed: SealedSecret) -> SealedSecret:
+        """The same value sealed with the active key (``sealed`` itself when it already is). Raises
+        ``CryptoError`` like ``open``."""
+        if sealed.key_id == self.active:
+            return sealed
+        return self.seal(self.open(sealed))
 
     def open(self, sealed: SealedSecret) -> dict[str, Any]:
         """Decrypt a sealed mapping. Raises ``CryptoError`` for an unknown key id or a tampered token."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from handlers.naming import MAX_NAME_ATTEMPTS, Naming
+from handlers.naming import Naming
 from handlers.records import CustomerRecord
 from worker.exchange import ExchangeClient, ExchangeError
 from worker.exchange.models import AccountType
@@ -46,7 +46,7 @@ def exchange_snapshot(
     Raises ``ExchangeError`` when a read fails (a verification must not pass on missing data)."""
     customers = list(customers)
     by_ref = {naming.customer_ref(c): c for c in customers}
-    wanted_names = {naming.account_name(c, a) for c in customers for a in range(MAX_NAME_ATTEMPTS)}
+    wanted_names = {name for c in customers for name in naming.account_names(c)}
     adopted_uids = {
         r.sub_account.uid
         for r in (records(ref) for ref in by_ref)
@@ -138,7 +138,7 @@ def _recorded_ips(
 
 
 def _names(naming: Naming, customer: str) -> set[str]:
-    return {naming.account_name(customer, a) for a in range(MAX_NAME_ATTEMPTS)}
+    return naming.account_names(customer)
 
 
 def _transfers(

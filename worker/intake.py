@@ -24,6 +24,7 @@ from handlers.naming import Naming
 from worker.crypto import Keyring
 from worker.store.customers import CustomerStore, IngestResult
 from worker.store.outbound import OutboundEvent, rfc3339
+from worker.store.refusal_counts import count_field
 
 __all__ = ["CLOSED_REASON", "Accepted", "Intake", "Refused", "peek_event_id", "refusal_event"]
 
@@ -54,6 +55,8 @@ class Refused:
     """The upstream's customer id, when the refused event names one that the contract allows."""
     digest: str = ""
     """A keyed digest of the refused input, for the refusal's id when the event has no readable id."""
+    conflict: bool = False
+    """True for a valid event whose id was already used for other content (or other KYC documents)."""
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
@@ -132,6 +135,7 @@ class Intake:
                 event.id,
                 ref,
                 customer_id=event.customer_id,
+                conflict=True,
             )
             self.report(refused)
             return refused
@@ -143,6 +147,7 @@ class Intake:
                 event.id,
                 ref,
                 customer_id=event.customer_id,
+                conflict=True,
             )
             self.report(refused)
             return refused
@@ -159,12 +164,18 @@ class Intake:
             return ignored
         return Accepted(event, ref, result)
 
-    def report(self, refused: Refused) -> None:
-        """Record a refusal (reason, no payload) and tell the upstream on the outbound stream (``event.refused``, or
-        ``event.ignored`` for an event that reached a closed customer). Raises ``redis.RedisError``."""
+    def report(self, refused: Refused, *, stage: str = "worker") -> None:
+        """Record a refusal (reason, no payload), count it for ``stage`` (``worker.store.refusal_counts``) and tell
+        the upstream on the outbound stream (``event.refused``, or ``event.ignored`` for an event that reached a
+        closed customer). Raises ``redis.RedisError``."""
         now = self._now_ms()
         self._store.record_refusal(
-            event_id=refused.event_id, ref=refused.ref, reason=refused.reason, field_path=refused.field, now_ms=now
+            event_id=refused.event_id,
+            ref=refused.ref,
+            reason=refused.reason,
+            field_path=refused.field,
+            now_ms=now,
+            counted_as=count_field(stage, refused.field, conflict=refused.conflict, ignored=refused.ignored),
         )
         self._store.report(refusal_event(refused, now), ref=refused.ref)
 

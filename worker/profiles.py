@@ -47,13 +47,15 @@ to. Production refuses to start the API without them, and needs nothing else."""
 API_WITHHELD: tuple[str, ...] = (
     *(name for name in DEV_DEFAULT_SECRETS if name.startswith("KUCOIN_")),
     "KUCOIN_HTTP_PROXY",
+    "PROVISIONER_NAME_SECRETS",
     "PROVISIONER_ENCRYPTION_KEYS",
     "PROVISIONER_DELIVERY_KEYS",
     "PROVISIONER_INTAKE_PRIVATE_KEYS",
     "PROVISIONER_WEBHOOK_SECRET",
 )
-"""Secrets the API process never reads, even when its environment has them: the exchange credentials and every
-key that opens what is sealed (at rest, in delivery, or at the edge). Its settings hold ``None`` for them."""
+"""Secrets the API process never reads, even when its environment has them: the exchange credentials, every key
+that opens what is sealed (at rest, in delivery, or at the edge), and the later name-secret versions (it derives
+only customer refs, which stay on version 1). Its settings hold ``None`` for them."""
 
 
 class Profile(StrEnum):

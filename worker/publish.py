@@ -53,7 +53,7 @@ class Publisher:
         ``redis.RedisError`` if it could not be sent: publishing the same event again is safe."""
         checked = self._intake.check(raw)
         if isinstance(checked, Refused):
-            self._intake.report(checked)
+            self._intake.report(checked, stage="publish")
             return checked
         payload = checked.model_dump(mode="json")
         if isinstance(checked, KycApproved) and checked.data.kyc is not None:

@@ -6,12 +6,15 @@
    uid), so that each customer's sub-account can be found by the names we derive for it;
 2. it records adopted sub-accounts (a mapping of customer id → sub-account uid, for a broker migrating onto this
    worker), each as a record holding only that sub-account;
-3. it starts a ``recovered`` state epoch and lifts the halt.
+3. it keeps the funding outcomes the upstream heard before the loss, when given (``worker.heard``);
+4. it starts a ``recovered`` state epoch and lifts the halt.
 
 Nothing is sent to the exchange here. The workers then audit every customer record before acting on it
 (``worker.provisioning.audit_steps``): the sub-account is found by name, keys are listed (a key whose secret is
-lost is replaced and revoked after the rotation grace), and every funding line not recorded is sent evidence-first
-(the exchange is asked before money moves). Re-delivered events therefore create no second sub-account, key or
+lost is replaced and revoked after the rotation grace), the outcomes the upstream heard are recorded, and every
+funding line not recorded is looked for in the Special Account's ledger, then sent evidence-first (the exchange is
+asked before money moves) — or, when the recovery was not given what the upstream heard, held for an operator
+(it may have been refused before the loss). Re-delivered events therefore create no second sub-account, key or
 transfer. The upstream should re-publish its events for the period the state lost (or all of them): duplicates
 are harmless.
 """
@@ -27,9 +30,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
+from worker.heard import HeardOutcome, store_heard
 from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch
 from worker.store.lock import CustomerLock
@@ -60,6 +63,8 @@ class RecoveryReport:
     epoch: Epoch | None = None
     seeded: dict[str, str] = field(default_factory=dict)
     """``YYYYMMDD:currency`` → what the Special Account's ledger shows moved out that day (the day's cap use)."""
+    heard: int | None = None
+    """Funding outcomes the upstream heard, recorded (``None``: not given)."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -108,10 +113,19 @@ def index_sub_accounts(app: App) -> tuple[int, int, dict[str, str]]:
     return len(by_uid), ours, by_uid
 
 
-def recover(app: App, *, reason: str, adoptions: Iterable[Adoption] = (), force: bool = False) -> RecoveryReport:
+def recover(
+    app: App,
+    *,
+    reason: str,
+    adoptions: Iterable[Adoption] = (),
+    force: bool = False,
+    heard: Iterable[HeardOutcome] | None = None,
+) -> RecoveryReport:
     """Rebuild what can be rebuilt from the exchange and start a recovered state epoch (see the module docstring).
 
-    Without ``force`` (or adoptions) a state that is fine is left alone. Raises ``RecoveryError``."""
+    ``heard``: every ``funding.completed`` / ``funding.refused`` the upstream received before the loss
+    (``worker.heard``); ``None`` when not known. Without ``force`` (or adoptions) a state that is fine is left
+    alone. Raises ``RecoveryError``."""
     adoptions = list(adoptions)
     problem = app.state.diagnose()
     detected = "ok" if problem is None else f"{problem.kind}: {problem.reason}"
@@ -124,6 +138,11 @@ def recover(app: App, *, reason: str, adoptions: Iterable[Adoption] = (), force:
         raise RecoveryError(f"no such sub-account of this broker: {', '.join(missing[:10])}")
     _refuse_ours(app, adoptions, by_uid)
     report.seeded = seed_daily_caps(app)
+    if heard is None and detected == "ok" and not force:
+        heard = []  # nothing was lost (adoptions only): our records hold every outcome the upstream heard
+    heard = None if heard is None else list(heard)
+    stored = store_heard(app.redis, app.keys, heard)
+    report.heard = None if heard is None else stored
     report.epoch = app.state.recover(reason=reason)
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])
@@ -137,7 +156,7 @@ def _refuse_ours(app: App, adoptions: list[Adoption], by_uid: dict[str, str]) ->
     naming = app.policy.naming
     for adoption in adoptions:
         name = by_uid[adoption.uid]
-        own = {naming.account_name(adoption.customer_id, a) for a in range(MAX_NAME_ATTEMPTS)}
+        own = naming.account_names(adoption.customer_id)
         if naming.is_account_name(name) and name not in own:
             raise RecoveryError(f"sub-account {adoption.uid} ({name}) is one of our customers', not an older system's")
     held = _held_uids(app)

@@ -2,8 +2,9 @@
 
 Nothing here runs at import time. ``from_env`` reads ``os.environ`` (or a mapping given for tests), fills
 development defaults for missing secrets in development mode (and reports each one so the caller can warn),
-refuses to start in production mode when a secret is missing, and turns any malformed value into a
-``SettingsError`` that names the variable.
+refuses to start in production mode when a secret is missing, a development default or weak
+(``worker.secret_strength``) or when a URL would carry secrets in clear (``worker.wire``), and turns any malformed
+value into a ``SettingsError`` that names the variable (never echoing a secret).
 
 The ``KUCOIN_*`` names are a public interface: the simulator (``provisioner sandbox``) reads the same names with
 the same development defaults, so worker and simulator agree with no configuration at all.
@@ -16,17 +17,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from handlers.events import MAX_PHOTO_BYTES
 from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile, webhook_secrets_ok
+from worker.secret_strength import published_defaults, secret_problems
+from worker.wire import base_url_problems, redis_url_problems
 
 __all__ = [
     "API_WITHHELD",
+    "DEFAULT_FUNDING_CAP_PER_CUSTOMER",
+    "DEFAULT_FUNDING_CAP_PER_DAY",
     "DEV_DEFAULT_API_SETTINGS",
     "DEV_DEFAULT_SECRETS",
     "DEV_DELIVERY_JWK",
@@ -37,10 +43,11 @@ __all__ = [
     "Settings",
     "SettingsError",
     "ignored_proxy_variables",
+    "parse_name_secret_versions",
 ]
 
 KUCOIN_BROKER_HOST = "https://api-broker.kucoin.com"
-"""KuCoin's host for the 16 ND-broker endpoints (facts file §1)."""
+"""KuCoin's host for the 16 ND-broker endpoints (docs/kucoin-api.md §1)."""
 KUCOIN_SPOT_HOST = "https://api.kucoin.com"
 """KuCoin's spot host, used for the one spot read the worker needs (a sub-account's balances)."""
 
@@ -52,6 +59,31 @@ DEV_DELIVERY_JWK = (
 a public key whose private half is published in ``tests/webhooks/keys.py``, so it protects nothing."""
 DEV_WEBHOOK_SECRET = "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWY="  # noqa: S105 - a published dev default
 """Development default of ``PROVISIONER_WEBHOOK_SECRET`` (when a webhook URL is set and the secret is not)."""
+
+DEFAULT_FUNDING_CAP_PER_CUSTOMER: Mapping[str, Decimal] = MappingProxyType(
+    {
+        "USDT": Decimal("10000"),
+        "USDC": Decimal("10000"),
+        "BTC": Decimal("0.5"),
+        "ETH": Decimal("5"),
+        "KCS": Decimal("1000"),
+    }
+)
+"""The per-customer cap of each currency ``PROVISIONER_FUNDING_CAP_PER_CUSTOMER`` does not name."""
+DEFAULT_FUNDING_CAP_PER_DAY: Mapping[str, Decimal] = MappingProxyType(
+    {
+        "USDT": Decimal("1000000"),
+        "USDC": Decimal("1000000"),
+        "BTC": Decimal("50"),
+        "ETH": Decimal("500"),
+        "KCS": Decimal("100000"),
+    }
+)
+"""The Special Account's daily cap of each currency ``PROVISIONER_FUNDING_CAP_PER_DAY`` does not name."""
+_DEFAULT_CAPS = {
+    "funding_cap_per_customer": DEFAULT_FUNDING_CAP_PER_CUSTOMER,
+    "funding_cap_per_day": DEFAULT_FUNDING_CAP_PER_DAY,
+}
 
 
 class SettingsError(Exception):
@@ -89,7 +121,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, env_ignore_empty=True)
 
     environment: Environment = Field(Environment.DEVELOPMENT, alias="PROVISIONER_ENV")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL", repr=False)
+    """It may hold Redis's password: kept out of ``repr``; print it through ``worker.wire.redacted_url``."""
+    allow_plaintext_redis: bool = Field(False, alias="PROVISIONER_ALLOW_PLAINTEXT_REDIS")
+    """Production refuses ``redis://`` (no TLS) unless this is set: for a Redis on loopback or a sidecar."""
     key_prefix: str = Field("prov", alias="PROVISIONER_REDIS_PREFIX", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
 
     # --- exchange ---------------------------------------------------------------------------------------
@@ -115,6 +150,9 @@ class Settings(BaseSettings):
 
     # --- provisioning policy ----------------------------------------------------------------------------
     name_secret: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRET")
+    name_secrets: SecretStr | None = Field(None, alias="PROVISIONER_NAME_SECRETS")
+    """Later name-secret versions, ``"2=<secret>[,3=<secret>]"``: new customers' sub-account names derive from the
+    highest; existing customers keep theirs (``handlers.naming``). Never remove a version that named customers."""
     account_name_prefix: str = Field("nd", alias="PROVISIONER_ACCOUNT_PREFIX", pattern=r"^[a-z][a-z0-9]{1,7}$")
     encryption_keys: SecretStr | None = Field(None, alias="PROVISIONER_ENCRYPTION_KEYS")
     delivery_keys: SecretStr | None = Field(None, alias="PROVISIONER_DELIVERY_KEYS")
@@ -126,25 +164,14 @@ class Settings(BaseSettings):
         ("USDT", "USDC", "BTC", "ETH", "KCS"), alias="PROVISIONER_CURRENCIES"
     )
     funding_cap_per_customer: Annotated[dict[str, Decimal], NoDecode] = Field(
-        default_factory=lambda: {
-            "USDT": Decimal("10000"),
-            "USDC": Decimal("10000"),
-            "BTC": Decimal("0.5"),
-            "ETH": Decimal("5"),
-            "KCS": Decimal("1000"),
-        },
-        alias="PROVISIONER_FUNDING_CAP_PER_CUSTOMER",
+        default_factory=dict, alias="PROVISIONER_FUNDING_CAP_PER_CUSTOMER", validate_default=True
     )
+    """Total funding per customer, by currency: the caps set, over ``DEFAULT_FUNDING_CAP_PER_CUSTOMER`` for every
+    configured currency not set."""
     funding_cap_per_day: Annotated[dict[str, Decimal], NoDecode] = Field(
-        default_factory=lambda: {
-            "USDT": Decimal("1000000"),
-            "USDC": Decimal("1000000"),
-            "BTC": Decimal("50"),
-            "ETH": Decimal("500"),
-            "KCS": Decimal("100000"),
-        },
-        alias="PROVISIONER_FUNDING_CAP_PER_DAY",
+        default_factory=dict, alias="PROVISIONER_FUNDING_CAP_PER_DAY", validate_default=True
     )
+    """The Special Account's funding per UTC day, by currency: the caps set, over ``DEFAULT_FUNDING_CAP_PER_DAY``."""
     funding_from_wallet: str = Field("MAIN", alias="PROVISIONER_FUNDING_FROM_WALLET", pattern="^(MAIN|TRADE)$")
     funding_to_wallet: str = Field("TRADE", alias="PROVISIONER_FUNDING_TO_WALLET", pattern="^(MAIN|TRADE)$")
     key_max_age_seconds: int = Field(90 * 86400, alias="PROVISIONER_KEY_MAX_AGE_SECONDS", ge=60)
@@ -240,6 +267,13 @@ class Settings(BaseSettings):
             raise ValueError("expected comma-separated whsec_<base64 of 24 to 64 bytes> secrets")  # never echoed
         return value
 
+    @field_validator("name_secrets")
+    @classmethod
+    def _name_secret_versions(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_name_secret_versions(value.get_secret_value())  # raises ValueError, never echoing a secret
+        return value
+
     @field_validator("http_proxy")
     @classmethod
     def _proxy_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -253,10 +287,16 @@ class Settings(BaseSettings):
 
     @field_validator("funding_cap_per_customer", "funding_cap_per_day", mode="before")
     @classmethod
-    def _parse_caps(cls, value: Any, info: Any) -> Any:
+    def _parse_caps(cls, value: Any, info: ValidationInfo) -> Any:
+        """The caps set (``CURRENCY=AMOUNT,...``) over the defaults of the configured currencies: setting one
+        currency's cap never removes the others' (a currency with no cap would have every line refused)."""
         if isinstance(value, str):
-            return _parse_amount_map(value, name=info.field_name)
-        return value
+            value = _parse_amount_map(value, name=_alias_of(info.field_name or ""))
+        if not isinstance(value, Mapping):
+            return value
+        defaults = _DEFAULT_CAPS[info.field_name or ""]
+        currencies = info.data.get("currencies", tuple(defaults))
+        return {**{c: defaults[c] for c in currencies if c in defaults}, **value}
 
     @classmethod
     def from_env(
@@ -266,7 +306,8 @@ class Settings(BaseSettings):
 
         Returns the settings and the names of the variables that fell back to a development default (the
         caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
-        mode, each missing secret the profile requires. ``Profile.API`` never reads ``API_WITHHELD``.
+        mode, each missing secret the profile requires, then each weak one and each clear-text URL.
+        ``Profile.API`` never reads ``API_WITHHELD``.
         """
         env = dict(os.environ if environ is None else environ)
         if profile is Profile.API:
@@ -295,7 +336,30 @@ class Settings(BaseSettings):
         if missing:
             settings = cls.model_validate({**{k: v for k, v in env.items() if v != ""}, **defaults})
         settings._check_consistency()
+        if settings.environment is Environment.PRODUCTION:
+            weak = secret_problems(
+                settings.plain_secrets(),
+                dev_values=published_defaults(
+                    ("PROVISIONER_DELIVERY_JWK", DEV_DELIVERY_JWK), ("PROVISIONER_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
+                ),
+            )
+            if weak:
+                raise SettingsError("production mode refuses these secrets: " + "; ".join(weak))
         return settings, missing
+
+    def plain_secrets(self) -> dict[str, str]:
+        """Every secret (and public key that stands for one) that is set, by variable name, in plain text: what
+        production judges (``worker.secret_strength``). The proxy URL is not among them."""
+        values: dict[str, str] = {}
+        for field, info in type(self).model_fields.items():
+            value = getattr(self, field)
+            if field == "http_proxy" or value is None or info.alias is None:
+                continue
+            if isinstance(value, SecretStr):
+                values[info.alias] = value.get_secret_value()
+            elif field in ("delivery_jwk", "intake_public_key"):
+                values[info.alias] = value
+        return values
 
     def _check_consistency(self) -> None:
         problems = []
@@ -308,11 +372,24 @@ class Settings(BaseSettings):
                 f"PROVISIONER_FUNDING_CAP_*: caps for currencies not in PROVISIONER_CURRENCIES: "
                 f"{', '.join(unknown_caps)}"
             )
+        for name, caps in (
+            ("PROVISIONER_FUNDING_CAP_PER_CUSTOMER", self.funding_cap_per_customer),
+            ("PROVISIONER_FUNDING_CAP_PER_DAY", self.funding_cap_per_day),
+        ):
+            uncapped = [c for c in self.currencies if c not in caps]
+            if uncapped:  # every line of these would be refused: say so now, not line by line
+                problems.append(f"{name}: no cap for {', '.join(uncapped)} (a currency of PROVISIONER_CURRENCIES)")
         if self.min_backoff_ms > self.max_backoff_ms:
             problems.append("PROVISIONER_MIN_BACKOFF_MS: must not exceed PROVISIONER_MAX_BACKOFF_MS")
         if self.webhook_min_backoff_ms > self.webhook_max_backoff_ms:
             problems.append("PROVISIONER_WEBHOOK_MIN_BACKOFF_MS: must not exceed PROVISIONER_WEBHOOK_MAX_BACKOFF_MS")
         problems += self._webhook_problems()
+        production = self.environment is Environment.PRODUCTION
+        problems += base_url_problems("KUCOIN_BROKER_BASE_URL", self.broker_base_url, production=production)
+        problems += base_url_problems("KUCOIN_SPOT_BASE_URL", self.spot_base_url, production=production)
+        problems += redis_url_problems(
+            self.redis_url, production=production, allow_plaintext=self.allow_plaintext_redis
+        )
         if self.lock_ttl_ms / 1000 < self.request_bound_s + 3:
             through = ", through KUCOIN_HTTP_PROXY" if self.http_proxy is not None else ""
             problems.append(
@@ -401,6 +478,12 @@ class Settings(BaseSettings):
             values += [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
         return values
 
+    def name_secret_versions(self) -> dict[int, str]:
+        """``PROVISIONER_NAME_SECRETS`` as version → secret (empty when unset)."""
+        if self.name_secrets is None:
+            return {}
+        return parse_name_secret_versions(self.name_secrets.get_secret_value())
+
     def secret(self, name: str) -> str:
         """The plain value of a secret field (e.g. ``"api_secret"``). Raises ``SettingsError`` if unset."""
         value = getattr(self, name)
@@ -458,6 +541,24 @@ def _is_plain_proxy_url(value: str) -> bool:
         and "#" not in value
         and "?" not in value
     )
+
+
+def parse_name_secret_versions(spec: str) -> dict[int, str]:
+    """Parse ``"2=<secret>,3=<secret>"``: version numbers 2 to 999, each once, secrets non-empty without whitespace
+    or commas. Raises ``ValueError`` naming the version at fault (never a secret)."""
+    versions: dict[int, str] = {}
+    for position, part in enumerate((p for p in spec.split(",") if p.strip()), start=1):
+        number, sep, secret = part.strip().partition("=")
+        if not sep or not number.isdigit() or not 2 <= int(number) <= 999:
+            raise ValueError(f"entry {position}: expected VERSION=SECRET with a version from 2 to 999")
+        if int(number) in versions:
+            raise ValueError(f"version {int(number)} is listed twice")
+        if not secret or any(c.isspace() or not c.isprintable() for c in secret):
+            raise ValueError(f"version {int(number)}: the secret is empty or holds whitespace")
+        versions[int(number)] = secret
+    if not versions:
+        raise ValueError("expected VERSION=SECRET entries")
+    return versions
 
 
 def _alias_of(field_name: str) -> str:

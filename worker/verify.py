@@ -20,7 +20,8 @@ Per customer of the published events:
   issued before the loss: its issuance is not in the new journal);
 - the upstream was told the truth (given the outbound events it received): ``funding.completed`` for a line
   iff a transfer for that line exists on the exchange, under at most one event id, with the line's amount; no
-  ``funding.refused`` for a line that was paid; ``funding.refused`` for every line the record refuses;
+  ``funding.refused`` for a line that was paid (unless a retry took the refusal back and ``funding.completed``
+  followed it, ``handlers.refusals``); ``funding.refused`` for every line the record refuses;
 - an adopted sub-account (``provisioner recover --adopt``) is the customer's one sub-account; transfers an older
   system made to it before the adoption are not ours to account for;
 - across customers: no sub-account with one of our names that we do not know, and every dead letter has a
@@ -38,7 +39,7 @@ from typing import Any
 
 from handlers.desired import DesiredState, fold
 from handlers.events import Event, EventRejected, parse_event
-from handlers.naming import MAX_NAME_ATTEMPTS, Naming
+from handlers.naming import Naming
 from handlers.records import CustomerRecord, TransferPurpose, TransferStatus
 from worker.crypto import CryptoError, Keyring
 
@@ -111,7 +112,7 @@ def check(
     violations: list[Violation] = []
     ours: set[str] = set()
     for customer, evs in sorted(by_customer.items()):
-        names = {naming.account_name(customer, a) for a in range(MAX_NAME_ATTEMPTS)}
+        names = naming.account_names(customer)
         ours |= names
         v = _Customer(
             customer,
@@ -370,6 +371,7 @@ class _Customer:
         lines = {line.key: line for line in self.desired.funding}
         completed: dict[str, set[str]] = defaultdict(set)
         refused: set[str] = set()
+        last: dict[str, str] = {}
         out = []
         for sent in self.told:
             key = str(sent.get("key"))
@@ -377,6 +379,7 @@ class _Customer:
             if line is None:
                 out.append(self.fail("the upstream was told the truth", f"{sent.get('type')} for unknown line {key}"))
                 continue
+            last[key] = str(sent.get("type"))
             if sent.get("type") == "funding.refused":
                 refused.add(key)
                 continue
@@ -395,7 +398,9 @@ class _Customer:
                 out.append(self.fail("the upstream was told the truth", f"{key}: {told}, {exists}"))
             if len(completed.get(key, ())) > 1:
                 out.append(self.fail("one funding.completed per line", f"{key}: ids {sorted(completed[key])}"))
-            if key in refused and key in self.paid:
+            redecided = self.record is not None and self.record.redecided.get(key, 0) > 0
+            if key in refused and key in self.paid and not (redecided and last.get(key) == "funding.completed"):
+                # a refusal a retry took back is superseded by the funding.completed that followed it
                 out.append(self.fail("the upstream was told the truth", f"{key}: told funding.refused, but paid"))
             mark = self.record.transfers.get(key) if self.record is not None else None
             if mark is not None and mark.status is TransferStatus.REFUSED and key not in refused:

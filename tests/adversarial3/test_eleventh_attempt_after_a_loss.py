@@ -6,12 +6,14 @@ FAILED transfer, each spent clientOid (``_burn``) and each operator ``--not-comm
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import paid_to
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
+from worker.heard import outcomes_from_events
 from worker.recovery import recover
 
 
@@ -30,7 +32,11 @@ def test_a_line_paid_under_its_eleventh_clientoid_is_paid_again_after_a_loss(red
 
     Why it is wrong: never a double transfer, under any clientOid behaviour, after a loss. The exchange's ledger
     here names the clientOid that paid; the worker searched for too few. Either the attempts must be bounded (a
-    line beyond the bound blocks for an operator) or the search must cover every attempt the line can have had."""
+    line beyond the bound blocks for an operator) or the search must cover every attempt the line can have had.
+
+    Now: attempts are bounded (``MAX_ATTEMPTS``): the retry that would send an eleventh clientOid refuses the line
+    (``funding.refused``, "sent 10 times"). After the loss the line shows unpaid on the exchange; without the
+    outcomes the upstream heard it waits for an operator, with them it is refused again; never paid."""
     config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "client_oid"})
     rig = Rig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown")
     try:
@@ -44,22 +50,33 @@ def test_a_line_paid_under_its_eleventh_clientoid_is_paid_again_after_a_loss(red
             rig.run(ref, retry_blocked=True)
             rig.settle(ref)
         rig.exchange.update_config({"transfer_failure_share": 0.0})
-        rig.run(ref, retry_blocked=True)
+        rig.run(ref, retry_blocked=True)  # the tenth retry: an eleventh clientOid would be beyond every search
         rig.settle(ref)
         uid = rig.record(ref).sub_account.uid
-        assert rig.record(ref).transfers[line].attempt == 10
-        assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
+        entry = rig.record(ref).transfers[line]
+        assert entry.status.value == "refused" and "sent 10 times" in (entry.note or ""), entry
+        assert paid_to(rig, uid) == []
+        heard = [json.loads(f["event"]) for _, f in rig.app.redis.xrange(rig.app.keys.outbound)]
+        assert [e["key"] for e in heard if e["type"] == "funding.refused"] == [line]
 
-        lose_everything(rig)
-        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
-        app = second_host(rig, same_host=True)
-        try:
-            recover(app, reason="test: Redis restarted without persistence")
-            ref = redeliver(app, [ev["created"], ev["kyc"]])
-            settle_with(rig, app, ref)
-            paid = paid_to(rig, uid)
-            assert len(paid) == 1, f"the line is paid {len(paid)} times: {[t['clientOid'][:10] for t in paid]}"
-        finally:
-            app.close()
+        for given in (None, heard):  # without what the upstream heard: an operator decides; with it: refused
+            lose_everything(rig)
+            shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+            app = second_host(rig, same_host=True)
+            try:
+                outcomes = None if given is None else outcomes_from_events(given)
+                recover(app, reason="test: Redis restarted without persistence", heard=outcomes)
+                ref = redeliver(app, [ev["created"], ev["kyc"]])
+                settle_with(rig, app, ref)
+                paid = paid_to(rig, uid)
+                assert paid == [], f"the line is paid {len(paid)} times: {[t['clientOid'][:10] for t in paid]}"
+                record = app.store.load(ref)
+                assert record is not None
+                if given is None:
+                    assert record.blocked[f"fund:{line}"].manual
+                else:
+                    assert record.transfers[line].status.value == "refused" and not record.blocked
+            finally:
+                app.close()
     finally:
         rig.close()

@@ -9,12 +9,15 @@ import json
 import shutil
 from typing import Any
 
+import pytest
+
 from handlers.events import parse_event
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, set_faults, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.bootstrap import App
+from worker.heard import outcomes_from_events
 from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import recover
 from worker.verify import check
@@ -24,7 +27,8 @@ def _outbound(app: App) -> list[dict[str, Any]]:
     return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
-def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_prefix: str) -> None:
+@pytest.mark.parametrize("heard_given", [False, True], ids=["heard-not-given", "heard-given"])
+def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_prefix: str, heard_given: bool) -> None:
     """Scenario: exchange ``accept``, worker ``unknown``, ledger context ``client_oid``. While the exchange stands
     distrusted (an earlier double elsewhere), a 250 USDT top-up's send meets a 5xx (nothing moved); the ledger's
     silence is not trusted, so the line is blocked for an operator. The on-call finds no transfer under the clientOid
@@ -41,7 +45,10 @@ def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_pre
     exchange cannot tell a refused line from one never decided, and the worker guesses "never decided". Where the
     exchange's records cannot tell, the worker must not guess: a line whose event predates the loss and that the
     ledger shows unpaid may have been refused before it (by an operator, or by a daily cap of another day), so it
-    needs an operator's word (or the refusals the upstream heard, given to ``recover``) before money moves."""
+    needs an operator's word (or the refusals the upstream heard, given to ``recover``) before money moves.
+
+    Now: without what the upstream heard the unpaid line waits for an operator; with it, it is refused again
+    without asking and the upstream hears no second verdict."""
     config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "client_oid"})
     rig = Rig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown")
     try:
@@ -69,7 +76,8 @@ def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_pre
         shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
         app = second_host(rig, same_host=True)
         try:
-            recover(app, reason="test: Redis restarted without persistence")
+            given = outcomes_from_events(heard) if heard_given else None
+            recover(app, reason="test: Redis restarted without persistence", heard=given)
             published = [ev["created"], ev["kyc"], late]
             ref = redeliver(app, published)
             settle_with(rig, app, ref)
@@ -88,6 +96,14 @@ def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_pre
             told = [f"{v.invariant}: {v.detail}" for v in violations if v.invariant == truth]
             paid = paid_to(rig, uid)
             assert paid == [] and told == [], f"a refused line was paid ({len(paid)} transfer(s)): {told}"
+            record = app.store.load(ref)
+            assert record is not None
+            if heard_given:
+                assert record.transfers["refused-then-lost-topup#0"].status.value == "refused"
+                assert not record.blocked
+                assert not [e for e in _outbound(app) if e["type"].startswith("funding.")]
+            else:
+                assert record.blocked[step].manual and "may have been refused" in record.blocked[step].reason
         finally:
             app.close()
     finally:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +21,17 @@ from standardwebhooks.webhooks import Webhook
 from api.app import ApiServices, create_app
 from api.bootstrap import build_services
 from tests.private_redis import free_port
+from worker.sealing import generate_key_pair
 from worker.settings import DEV_DEFAULT_API_SETTINGS, Profile, Settings
 
 SECRET = DEV_DEFAULT_API_SETTINGS["PROVISIONER_API_SECRETS"]
+PRODUCTION_SECRET = "whsec_3q2+7wCm9Lx0aZ4kQ1vT8nB5yR6uE2sHdGfJcP7oWiM="
+"""Production refuses the development request-signing secret: this one stands for a real one."""
+PROVISIONER = str(Path(sys.executable).with_name("provisioner"))
+ROOT = Path(__file__).parents[2]
+START_TIMEOUT_S = 60
+"""How long ``provisioner api`` may take to answer ``/healthz``: its imports alone take 2 s of CPU, and the test
+machine's two cores are shared (15 s was exceeded at a load average of 10)."""
 OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LXRoYXQtc2lnbnMtbm90aGluZw=="
 
 
@@ -55,6 +67,61 @@ class LiveApi:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def production_env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of ``provisioner api`` in production on the test Redis: its own settings only (no
+    ``KUCOIN_*``, ``PROVISIONER_*`` or ``REDIS_*`` inherited), secrets production accepts, the plaintext-Redis
+    opt-out (the test Redis is on loopback), JSON logs, requests signed with ``PRODUCTION_SECRET``."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "REDIS_"))}
+    return {
+        **keep,
+        "PROVISIONER_ENV": "production",
+        "REDIS_URL": redis_url,
+        "PROVISIONER_REDIS_PREFIX": key_prefix,
+        "PROVISIONER_ALLOW_PLAINTEXT_REDIS": "true",
+        "PROVISIONER_NAME_SECRET": "q7Vd2LmX9pRf4TzK8wBn3HsJ6yCg1NaE",
+        "PROVISIONER_API_SECRETS": PRODUCTION_SECRET,
+        "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair("k1")[1],
+        "PROVISIONER_LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+class ApiProcess:
+    """``provisioner api`` as its own process on 127.0.0.1:<free port> (metrics on another), ready once
+    ``/healthz`` answers; stopped with SIGTERM. Its output is in ``output`` after ``__exit__``."""
+
+    def __init__(self, redis_url: str, key_prefix: str, **extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = production_env(redis_url, key_prefix, PROVISIONER_API_METRICS_PORT=str(free_port()), **extra)
+        self.output = ""
+
+    def __enter__(self) -> ApiProcess:
+        self.process = subprocess.Popen(
+            [PROVISIONER, "api", "--port", str(self.port)],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"provisioner api did not start: {self.output}")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.output, _ = self.process.communicate(timeout=15)
 
 
 def live_api(redis_url: str, key_prefix: str, **settings: str) -> LiveApi:

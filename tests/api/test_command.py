@@ -4,49 +4,29 @@ signed requests, answers health and readiness, exposes its metrics, and logs one
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.api.live import Upstream, event
+from tests.api.live import PRODUCTION_SECRET, PROVISIONER, ROOT, START_TIMEOUT_S, Upstream, event, production_env
 from tests.private_redis import free_port
 from worker.settings import DEV_DEFAULT_SECRETS
 
 pytestmark = pytest.mark.redis
-ROOT = Path(__file__).parents[2]
-PROVISIONER = str(Path(sys.executable).with_name("provisioner"))
-
-
-def _env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("KUCOIN_", "PROVISIONER_", "REDIS_"))}
-    return {
-        **keep,
-        "PROVISIONER_ENV": "production",
-        "REDIS_URL": redis_url,
-        "PROVISIONER_REDIS_PREFIX": key_prefix,
-        "PROVISIONER_NAME_SECRET": "production-name-secret",
-        "PROVISIONER_API_SECRETS": "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWZvci1wcm9k",
-        "PROVISIONER_INTAKE_PUBLIC_KEY": "dev1=2UXdWYX0TWfTyFETEYIUHc3zXErVVmXOkLM4exRohVY=",
-        "PROVISIONER_LOG_FORMAT": "json",
-        **extra,
-    }
 
 
 def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_url: str, key_prefix: str) -> None:
     port, metrics_port = free_port(), free_port()
-    env = _env(redis_url, key_prefix, PROVISIONER_API_METRICS_PORT=str(metrics_port))
+    env = production_env(redis_url, key_prefix, PROVISIONER_API_METRICS_PORT=str(metrics_port))
     assert not any(name in env for name in DEV_DEFAULT_SECRETS if name != "PROVISIONER_NAME_SECRET")
     process = subprocess.Popen(
         [PROVISIONER, "api", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -57,7 +37,7 @@ def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_u
             assert time.monotonic() < deadline, "the API did not start"
             time.sleep(0.1)
         assert httpx.get(f"{url}/readyz").status_code == 200
-        upstream = Upstream(url)
+        upstream = Upstream(url, secret=PRODUCTION_SECRET)
         assert upstream.post(event("customer.created", "cmd-1")).status_code == 202
         assert upstream.client.post("/v1/events", content=b"{}").status_code == 401
         upstream.close()
@@ -75,7 +55,7 @@ def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_u
 
 
 def test_provisioner_api_in_production_refuses_to_start_without_its_secrets(redis_url: str, key_prefix: str) -> None:
-    env = _env(redis_url, key_prefix)
+    env = production_env(redis_url, key_prefix)
     del env["PROVISIONER_API_SECRETS"]
     done = subprocess.run([PROVISIONER, "api"], env=env, cwd=ROOT, capture_output=True, timeout=30, check=False)
     assert done.returncode != 0

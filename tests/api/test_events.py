@@ -136,9 +136,10 @@ def test_the_api_profile_reads_no_exchange_credential_and_no_opening_key() -> No
     """Production, with only what the API needs: it starts; the worker's secrets, even when present, are not read."""
     env = {
         "PROVISIONER_ENV": "production",
-        "PROVISIONER_NAME_SECRET": "a-name-secret",
-        "PROVISIONER_API_SECRETS": "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3",
-        "PROVISIONER_INTAKE_PUBLIC_KEY": "k1=2UXdWYX0TWfTyFETEYIUHc3zXErVVmXOkLM4exRohVY=",
+        "PROVISIONER_ALLOW_PLAINTEXT_REDIS": "true",
+        "PROVISIONER_NAME_SECRET": "q7Vd2LmX9pRf4TzK8wBn3HsJ6yCg1NaE",
+        "PROVISIONER_API_SECRETS": "whsec_" + "3q2+7wCm9Lx0aZ4kQ1vT8nB5yR6uE2sHdGfJcP7oWiM=",
+        "PROVISIONER_INTAKE_PUBLIC_KEY": "k1=f0Iv2hGJcw1DU3N0Uqfl4sQx2VNYoSZ7K8vTnH4mY1E=",
     }
     settings, defaulted = Settings.from_env(env, profile=Profile.API)
     assert defaulted == []

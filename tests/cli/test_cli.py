@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli.main import main
 from sandbox import SandboxConfig, start_server
 from tests.core.harness import events_for
+from tests.private_redis import free_port
 from tests.runtime.rig import WorkerRig
 from worker.exchange.models import Permission
 
@@ -72,6 +73,21 @@ def test_publish_reports_each_refused_line_and_goes_on(redis_url: str, key_prefi
         assert "published 2 event(s), refused 2" in err
         code, out, _ = run(env_of(rig, "http://127.0.0.1:9"), "publish", "--json", "-", stdin=lines[0])
         assert code == 0 and json.loads(out)["status"] == "published"
+
+
+def test_publish_stops_on_a_redis_outage_with_its_own_exit_status(redis_url: str, key_prefix: str) -> None:
+    """Redis unavailable is not a refusal: exit 3 and a line saying where it stopped and that re-running is safe,
+    not a traceback with the refusals' exit 1."""
+    down = f"redis://127.0.0.1:{free_port()}/1"
+    line = json.dumps(events_for("cli-down")["created"])
+    code, _, err = run({"REDIS_URL": down, "PROVISIONER_REDIS_PREFIX": key_prefix}, "publish", "-", stdin=line)
+    assert code == 3
+    assert "Redis unavailable (ConnectionError)" in err and "stopped at line 1" in err
+    assert "publishing the same file again is safe" in err and "Traceback" not in err
+    code, out, _ = run(
+        {"REDIS_URL": down, "PROVISIONER_REDIS_PREFIX": key_prefix}, "publish", "--json", "-", stdin=line
+    )
+    assert code == 3 and json.loads(out) == {"status": "stopped", "line": 1, "error": "ConnectionError"}
 
 
 def test_exchange_commands_read_the_exchange(provisioned) -> None:
@@ -218,6 +234,46 @@ def test_customer_retry_unblocks_after_the_cause_is_fixed(provisioned) -> None:
     assert rig.runtime.app.redis.zcard(rig.runtime.app.keys.blocked) == 0
 
 
+def test_customer_retry_clears_the_dead_letter_it_made_obsolete(provisioned) -> None:
+    """A retry that leaves the customer unblocked drops the customer's dead letter (the gauge and DeadLettersPresent
+    clear); a retry that is still blocked keeps it."""
+    rig, _, env = provisioned
+    naming = rig.runtime.app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if rig.runtime.app.store.load(naming.customer_ref(c)).blocked]
+    (letter,) = rig.runtime.dead_letters().list()
+    assert letter.kind == "blocked"
+    code, _, err = run(env, "customer", "retry", blocked)
+    assert code == 1 and "still blocked" in err and rig.runtime.dead_letters().list() == [letter]
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    code, out, _ = run(env, "customer", "retry", blocked)
+    assert code == 0 and f"cleared 1 dead letter(s) this retry made obsolete: {letter.message_id}" in out
+    assert rig.runtime.dead_letters().list() == []
+    assert sum(rig.runtime.dead_letters().count().values()) == 0
+
+
+def test_settle_transfer_clears_the_dead_letter_of_the_block_it_decided(redis_url: str, key_prefix: str) -> None:
+    """A transfer blocked for a verdict left a dead letter; the operator's verdict leaves nothing blocked, so the
+    letter is dropped with it."""
+    config = SandboxConfig.from_dict({"duplicate_client_oid": "accept", "ledger_context": "none"})
+    with (
+        WorkerRig(redis_url, key_prefix, config=config, PROVISIONER_CLIENT_OID_BEHAVIOUR="accept") as rig,
+        start_server(rig.exchange) as server,
+    ):
+        env = {**env_of(rig, server.url), "PROVISIONER_CLIENT_OID_BEHAVIOUR": "accept"}
+        ev = events_for("cli-verdict")
+        rig.publisher.publish(ev["created"])
+        rig.wait_for(lambda: rig.exchange.state_snapshot()["subAccounts"], what="the sub-account")
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 1.0}}}})
+        rig.publisher.publish(ev["kyc"])
+        (letter,) = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the transfer blocked for a verdict")
+        rig.exchange.update_config({"faults": {"per_endpoint": {"transfer": {"drop": 0.0}}}})
+        step = "fund:cli-verdict-kyc_approved#0"
+        code, out, err = run(env, "customer", "settle-transfer", "cli-verdict", step, "--committed")
+        assert code == 0, err
+        assert f"cleared 1 dead letter(s) this decision made obsolete: {letter.message_id}" in out
+        assert rig.runtime.dead_letters().list() == []
+
+
 def test_unstored_list_and_resend(provisioned) -> None:
     """On call, after EventsNotStored: see which events no worker has stored, and send them again."""
     rig, _, env = provisioned
@@ -242,7 +298,7 @@ def test_unstored_list_and_resend(provisioned) -> None:
     rig.publisher.publish(events_for("cli-d")["created"])
     client.delete(f"{ns}:events", f"{ns}:events.msgs")
     (given_up,) = client.zrange(rig.runtime.app.keys.handoff("events"), 0, -1)
-    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the sweep gave up on it
+    client.zadd(rig.runtime.app.keys.handoff("events"), {given_up: float("inf")})  # the stale scan gave up on it
     code, out, _ = run(env, "unstored", "list")
     assert "given up" in out
     code, out, _ = run(env, "unstored", "resend", "--all")
@@ -297,3 +353,23 @@ def test_publish_refuses_a_line_that_is_not_utf8_by_number_and_publishes_the_res
         assert "line 2: refused: $: not valid UTF-8: byte 0xE9 at column 12" in result.stderr
         assert "line 3: refused: $: not valid UTF-8: byte 0xFF at column 1" in result.stderr
         assert "published 2 event(s), refused 2" in result.stderr
+
+
+def test_recover_takes_what_the_upstream_heard(
+    provisioned: tuple[WorkerRig, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """``recover --heard FILE`` reads the events the upstream received and says how many funding outcomes it
+    recorded; a malformed file is one line naming the problem, exit 1, nothing started."""
+    rig, _, env = provisioned
+    heard = tmp_path / "heard.jsonl"
+    app = rig.runtime.app
+    events = [json.loads(f["event"]) for _, f in app.redis.xrange(app.keys.outbound)]
+    heard.write_text("\n".join(json.dumps(e) for e in events), encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[", encoding="utf-8")
+    code, out, err = run(env, "recover", "--yes", "--force", "--heard", str(bad))
+    assert code == 1 and "not a JSON array" in err and "Traceback" not in out + err
+    code, out, _ = run(env, "recover", "--yes", "--force", "--json", "--heard", str(heard))
+    assert code == 0, out
+    completed = [e for e in events if e["type"] == "funding.completed"]
+    assert completed and json.loads(out[out.index("{") :])["heard_outcomes"] == len(completed)

@@ -1,5 +1,5 @@
 """Races around the due schedule: an event that lands between a run's last look and its finish is never lost,
-whatever the hosts' clocks say; the sweep is not fooled by a far-away wake-up."""
+whatever the hosts' clocks say; the stale scan is not fooled by a far-away wake-up."""
 
 from __future__ import annotations
 
@@ -119,8 +119,8 @@ def test_events_arriving_during_a_run_are_handled_by_that_run(rig: Rig) -> None:
     assert rig.app.redis.get(rig.app.keys.dirty(ref)) is None
 
 
-def test_the_sweep_is_not_fooled_by_a_far_away_wake_up(rig: Rig) -> None:
-    """A converged customer (wake-up in 90 days) gets an event, and the run for it dies: the sweep must still
+def test_the_stale_scan_is_not_fooled_by_a_far_away_wake_up(rig: Rig) -> None:
+    """A converged customer (wake-up in 90 days) gets an event, and the run for it dies: the stale scan must still
     re-schedule it although a wake-up exists."""
     ev = events_for("far-wake")
     (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
@@ -136,7 +136,7 @@ def test_the_sweep_is_not_fooled_by_a_far_away_wake_up(rig: Rig) -> None:
     assert rig.record(ref).live_keys[0].ip_whitelist == ("198.51.101.7", "198.51.101.8")
 
 
-def test_the_sweep_leaves_a_customer_waiting_for_its_rate_limit_slot_alone(rig: Rig) -> None:
+def test_the_stale_scan_leaves_a_customer_waiting_for_its_rate_limit_slot_alone(rig: Rig) -> None:
     ev = events_for("slot")
     (ref,) = rig.publish(ev["created"])
     now = int(rig.clock() * 1000)
@@ -292,7 +292,7 @@ def test_a_block_marked_reported_is_raised_even_if_a_second_look_would_fail(redi
 
 
 def test_a_failed_run_leaves_the_customer_due_whatever_happens_to_its_retry(rig: Rig) -> None:
-    """Review finding: a run woken by its wake-up (no event, no intent for the sweeps to find) fails; dramatiq can
+    """Review finding: a run woken by its wake-up (no event, no intent for the stale scan to find) fails; dramatiq can
     drop the delayed retry in a Redis outage. The failed run leaves a backstop wake-up."""
     ev = events_for("backstop")
     (ref,) = rig.publish(ev["created"])

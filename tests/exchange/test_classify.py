@@ -4,6 +4,7 @@ import pytest
 
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.errors import (
+    AccountLimitError,
     AuthConfigError,
     OutcomeUnknownError,
     PermanentError,
@@ -82,3 +83,20 @@ def test_rate_limit_headers_are_read_from_any_response() -> None:
     """gw-ratelimit-* parse from headers; a missing or malformed one reads as None."""
     info = RateLimitInfo.from_headers({"gw-ratelimit-limit": "2000", "gw-ratelimit-remaining": "x"})
     assert info == RateLimitInfo(2000, None, None)
+
+
+@pytest.mark.parametrize(
+    "message", ["sub-account count exceeds the limit", "The number of sub-accounts has reached the upper limit"]
+)
+def test_the_sub_account_limit_is_its_own_class(message: str) -> None:
+    """Add SubAccount refused for the broker's sub-account cap is AccountLimitError, not a name refusal."""
+    error = classify(ENDPOINTS["add_sub_account"], 200, {"code": "400100", "msg": message}, NO_RATE)
+    assert isinstance(error, AccountLimitError) and isinstance(error, PermanentError)
+    assert error.kind == "account_limit"
+
+
+def test_a_taken_name_is_not_the_limit() -> None:
+    """A taken name ("accountName already exists") stays a plain permanent refusal: another name is tried."""
+    taken = {"code": "400100", "msg": "accountName already exists"}
+    error = classify(ENDPOINTS["add_sub_account"], 200, taken, NO_RATE)
+    assert type(error) is PermanentError

@@ -1,4 +1,4 @@
-"""Signing matches KuCoin's documented test vectors (facts file §2.3)."""
+"""Signing matches KuCoin's documented test vectors (docs/kucoin-api.md §2.3)."""
 
 from worker.exchange.signing import hmac_b64, partner_sign, prehash, sign_headers
 from worker.settings import KucoinCredentials

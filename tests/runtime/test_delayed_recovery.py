@@ -30,7 +30,7 @@ def _delayed_message_across_a_redis_restart(
 ) -> list[int]:
     """Send a message delayed 3 s; once the consumer holds it, kill Redis and restart it (the consumer reconnects
     with an empty delay queue). Returns the runs seen within ``wait_s`` of the eta; with ``recovery``, its
-    ``recover`` is called every 0.2 s, as the due scheduler's sweep does every 30 s."""
+    ``recover`` is called every 0.2 s, as the due scheduler's stale scan does every 30 s."""
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=server.url, namespace="delayed-test", middleware=[recovery] if recovery else []
     )
@@ -104,8 +104,8 @@ def test_messages_not_yet_overdue_are_left_to_their_consumer(redis_url: str) -> 
         broker.close()
 
 
-def test_the_worker_runtime_recovers_with_every_sweep(redis_url: str, key_prefix: str) -> None:
-    """``build_runtime`` installs the middleware and the due scheduler's sweep calls it."""
+def test_the_worker_runtime_recovers_with_every_stale_scan(redis_url: str, key_prefix: str) -> None:
+    """``build_runtime`` installs the middleware and the due scheduler's stale scan calls it."""
     settings, _ = Settings.from_env(
         {
             "REDIS_URL": redis_url,
@@ -117,7 +117,7 @@ def test_the_worker_runtime_recovers_with_every_sweep(redis_url: str, key_prefix
     try:
         (recovery,) = [m for m in runtime.broker.middleware if isinstance(m, DelayedMessageRecovery)]
         recovery.before_delay_message(runtime.broker, _delayed(eta_ms=0, redis_id="long-overdue"))
-        runtime.scheduler.tick()  # the first tick sweeps
+        runtime.scheduler.tick()  # the first tick runs the stale scan
         assert recovery.held() == 0
     finally:
         runtime.close()

@@ -28,7 +28,7 @@ def test_events_lost_inside_the_queue_are_sent_again_and_provisioned(redis_url: 
     keys = with_rig.runtime.app.keys
     client = with_rig.runtime.app.redis
     for message_id in client.zrange(keys.handoff("events"), 0, -1):
-        client.zadd(keys.handoff("events"), {message_id: 0})  # sent long ago: the first sweep re-sends both
+        client.zadd(keys.handoff("events"), {message_id: 0})  # sent long ago: the first stale scan re-sends both
     with with_rig as rig:
         rig.wait_for(lambda: rig.live_keys(), what="the key, after the lost events were sent again")
         rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="both events stored and forgotten")
@@ -68,7 +68,7 @@ def test_stored_and_dead_lettered_events_are_forgotten_and_a_replay_is_handed_of
         rig.runtime.handoff.send(junk)
         dlq = rig.runtime.dead_letters()
         rig.wait_for(lambda: dlq.list(), what="the invalid event dead-lettered")
-        assert rig.runtime.handoff.waiting() == 0, "a dead letter is the operator's to replay, not the sweep's"
+        assert rig.runtime.handoff.waiting() == 0, "a dead letter is the operator's to replay, not the stale scan's"
 
         assert dlq.replay(junk.message_id)
         rig.wait_for(lambda: dlq.list(), what="dead-lettered again")
@@ -125,7 +125,7 @@ def test_storing_an_event_forgets_its_re_send_count(redis_url: str, key_prefix: 
 
 
 def test_a_re_send_is_counted_only_once_it_was_sent(redis_url: str, key_prefix: str) -> None:
-    """Review finding: the count was taken when claiming; sweeps whose enqueue failed used up the budget."""
+    """Review finding: the count was taken when claiming; re-sends whose enqueue failed used up the budget."""
     import redis as redis_lib
 
     from worker.runtime.handoff import MAX_RESENDS

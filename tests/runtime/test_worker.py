@@ -206,13 +206,13 @@ def test_workers_alive_counts_worker_processes_not_publishers(redis_url: str, ke
 
 def test_an_event_whose_message_was_lost_is_still_provisioned(redis_url: str, key_prefix: str) -> None:
     """Intake stored the event but its message vanished (dramatiq drops a retry it cannot enqueue while Redis is
-    down): the sweep finds the customer in the inbox and reconciles it."""
+    down): the stale scan finds the customer in the inbox and reconciles it."""
     with WorkerRig(redis_url, key_prefix) as rig:
         rig.runtime.scheduler._stale_ms = 500
         rig.runtime.scheduler._sweep_every = 0.2
         ev = events_for("w-lost")
         for name in ("created", "kyc"):
             assert not isinstance(rig.runtime.app.intake.accept(ev[name]), Refused)  # stored, never enqueued
-        rig.wait_for(lambda: rig.live_keys(), timeout=10, what="the sweep to provision the customer")
+        rig.wait_for(lambda: rig.live_keys(), timeout=10, what="the stale scan to provision the customer")
         app = rig.runtime.app
         rig.wait_for(lambda: app.redis.zcard(app.keys.inbox) == 0, what="the inbox to empty")

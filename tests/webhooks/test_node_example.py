@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,12 @@ from typing import Any
 import pytest
 
 from tests.core.harness import Rig, events_for, settings_for
+from tests.node import NODE, NODE_MARKS
 from tests.webhooks.conftest import SECRET
 from tests.webhooks.keys import key_pair
 from worker.webhooks.runtime import build_dispatcher
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "node"
-NODE = shutil.which("node")
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not on PATH"),
-    pytest.mark.xdist_group("node"),  # one `npm ci` at a time
-]
-
-
-@pytest.fixture(scope="module")
-def installed() -> Path:
-    if not (EXAMPLE / "node_modules" / "jose").is_dir() or not (EXAMPLE / "node_modules" / "standardwebhooks").is_dir():
-        npm = shutil.which("npm")
-        assert npm, "node without npm"
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, check=True, capture_output=True, timeout=300
-        )
-    return EXAMPLE
+pytestmark = NODE_MARKS
 
 
 class NodeReceiver:
@@ -65,10 +49,10 @@ def keys(request: pytest.FixtureRequest) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def test_node_verifies_and_decrypts_what_the_dispatcher_sends(
-    installed: Path, keys: tuple[dict[str, Any], dict[str, Any]], redis_url: str, key_prefix: str
+    node_example: Path, keys: tuple[dict[str, Any], dict[str, Any]], redis_url: str, key_prefix: str
 ) -> None:
     private, public = keys
-    node = NodeReceiver(installed, private)
+    node = NodeReceiver(node_example, private)
     rig = Rig(redis_url, key_prefix, PROVISIONER_DELIVERY_JWK=json.dumps(public))
     try:
         ev = events_for("node-upstream")

@@ -2,6 +2,7 @@
 
 from worker.exchange.client import ExchangeClient
 from worker.exchange.errors import (
+    AccountLimitError,
     AuthConfigError,
     DuplicateClientOidError,
     ExchangeError,
@@ -13,6 +14,7 @@ from worker.exchange.errors import (
 )
 
 __all__ = [
+    "AccountLimitError",
     "AuthConfigError",
     "DuplicateClientOidError",
     "ExchangeClient",

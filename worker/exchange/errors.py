@@ -9,6 +9,8 @@ class                  meaning, and what the caller does
                        (validation, business rule). ``RequestValidationError`` is the same, found before
                        sending. ``DuplicateClientOidError`` is the transfer endpoint refusing a clientOid it
                        already holds a transfer for: proof that a transfer under it exists.
+                       ``AccountLimitError`` is Add SubAccount refused for the broker's sub-account cap: no
+                       other name can succeed either; an operator has KuCoin raise the cap.
 ``AuthConfigError``    our credentials, clock, IP whitelist or host are wrong (400001–400010, 4002xx, 404,
                        415): alert an operator; retrying slowly is fine, burning the retry budget is not.
 ``OutcomeUnknownError`` a write whose response was lost (time-out, dropped connection, 5xx, unparseable 200):
@@ -22,6 +24,7 @@ come from the exchange or from this package, never from request headers.
 from __future__ import annotations
 
 __all__ = [
+    "AccountLimitError",
     "AuthConfigError",
     "DuplicateClientOidError",
     "ExchangeError",
@@ -98,6 +101,13 @@ class DuplicateClientOidError(PermanentError):
     exists (its parameters were ours: every clientOid is derived from one funding line or sweep)."""
 
     kind = "duplicate_client_oid"
+
+
+class AccountLimitError(PermanentError):
+    """Add SubAccount refused because the broker holds as many sub-accounts as KuCoin allows it (Get Broker Info's
+    ``accountSize`` against its cap): not a name clash, so no other name can succeed until the cap is raised."""
+
+    kind = "account_limit"
 
 
 class RequestValidationError(PermanentError):

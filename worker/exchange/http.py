@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from worker.exchange.endpoints import Endpoint, Host, KeyRole
 from worker.exchange.errors import (
+    AccountLimitError,
     AuthConfigError,
     DuplicateClientOidError,
     ExchangeError,
@@ -102,6 +103,11 @@ _DUPLICATE_CLIENT_OID = re.compile(r"client_?oid\W*\w*dup|dup\w*\W+(\w+\W+)?clie
 ``validation.createOrder.clientOidDuplicated`` for orders; the simulator says "clientOid duplicated"."""
 
 
+_ACCOUNT_LIMIT = re.compile(r"\b(exceed\w*|limit\w*|maximum|too many)\b", re.IGNORECASE)
+"""Add SubAccount refused for the broker's sub-account cap: the simulator says "sub-account count exceeds the
+limit"; KuCoin's wording is not documented, so any mention of a limit (a name refusal never has one)."""
+
+
 def _raw(data: Any) -> Any:
     return data
 
@@ -136,6 +142,8 @@ def classify(endpoint: Endpoint, http_status: int, payload: object, rate: RateLi
         return AuthConfigError(message, **ctx)
     if endpoint.name == "transfer" and _DUPLICATE_CLIENT_OID.search(message):
         return DuplicateClientOidError(message, **ctx)
+    if endpoint.name == "add_sub_account" and _ACCOUNT_LIMIT.search(message):
+        return AccountLimitError(message, **ctx)
     return PermanentError(message, **ctx)
 
 

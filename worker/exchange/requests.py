@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 MAX_IPS = 20
-"""Add/Modify SubAccount API accept at most 20 whitelisted addresses (facts file §6.8)."""
+"""Add/Modify SubAccount API accept at most 20 whitelisted addresses (docs/kucoin-api.md §6.8)."""
 MAX_PHOTO_CHARS = 2 * 1024 * 1024 * 4 // 3 + 64
 """A KYC photo may be at most 2 MB, sent as a base64 data URI (4/3 of the bytes, plus its prefix)."""
 
@@ -117,7 +117,7 @@ Photo = Annotated[str, Field(max_length=MAX_PHOTO_CHARS, pattern=r"^data:image/(
 
 
 class KycSubmission(RequestModel):
-    """Submit KYC's body (facts file §6.1). Photos are data URIs; which are required depends on the id type."""
+    """Submit KYC's body (docs/kucoin-api.md §6.1). Photos are data URIs; which are required depends on the id type."""
 
     client_uid: Uid
     first_name: Annotated[str, Field(min_length=1, max_length=64)]

@@ -1,4 +1,4 @@
-"""KuCoin request signing (facts file §2): pure functions, tested against the documented vectors.
+"""KuCoin request signing (docs/kucoin-api.md §2): pure functions, tested against the documented vectors.
 
 - ``KC-API-SIGN`` = base64(HMAC-SHA256(apiSecret, timestamp + METHOD + requestPath[?query] + body)), where the
   query is the *un-encoded* ``k=v&k=v`` string in the order sent and body is the exact JSON sent ("" if none).

@@ -2,7 +2,8 @@
 
 Before anything else is done for a customer in a recovered epoch, its record is audited: the sub-account is
 looked up by the names we derive for the customer (in the listing ``provisioner recover`` took), its keys are
-listed, and what the exchange has is recorded. A key whose secret we no longer hold is kept live until its
+listed, and what the exchange has is recorded, with the funding outcomes the upstream heard before the loss when
+the recovery was given them (``worker.heard``). A key whose secret we no longer hold is kept live until its
 replacement is issued and delivered, then revoked like any rotated-out key (the upstream hears
 ``api_key.issued`` and ``api_key.revoked``). Funding lines not recorded are from then on sent evidence-first:
 under a clientOid the exchange may already hold a transfer for (``money_steps``). A new customer with no
@@ -13,9 +14,20 @@ from __future__ import annotations
 
 import json
 
+from handlers import steps
 from handlers.commands import AuditFromExchange
-from handlers.naming import MAX_NAME_ATTEMPTS, Naming
-from handlers.records import KeyRecord, SubAccountRecord
+from handlers.naming import Naming
+from handlers.records import (
+    CustomerRecord,
+    Evidence,
+    IntentKind,
+    KeyRecord,
+    SubAccountRecord,
+    TransferPurpose,
+    TransferRecord,
+    TransferStatus,
+)
+from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.store.customers import OutboundEvent
@@ -37,12 +49,22 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     if sub is None:
         found = _find_sub_account(ctx)
         if found is not None:
-            attempt, sub = found
-            update |= {"sub_account": sub, "name_attempt": attempt}
+            version, attempt, sub = found
+            update |= {"sub_account": sub, "name_attempt": attempt, "name_version": version}
             findings["sub_account"] = sub.uid
             outbound.append(
                 outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)
             )
+    given, heard = heard_for(s.store.redis, s.store.keys, record.ref)
+    update["outcomes_heard"] = given
+    seeded = _seed_heard(record, heard, now, sub_wallet=s.policy.sub_wallet)
+    journal: list[tuple[str, dict[str, object]]] = [("audited", findings)]
+    if seeded:
+        update |= seeded
+        for o in heard:
+            if o.key not in record.transfers:
+                action = "transfer.committed" if o.verdict == "completed" else "funding.refused"
+                journal.append((action, {"key": o.key, "evidence": "as the upstream heard before the loss"}))
     active_delta = 0
     if sub is not None:
         # the latest recovery: what was sent before it may not be listed yet, and the record may be a restored
@@ -88,20 +110,56 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
             findings["generation_floor"] = max(lost) + 1
     ctx.commit(
         record.model_copy(update=update),
-        journal=[("audited", findings)],
+        journal=journal,
         outbound=outbound,
         stats={"keys_active": active_delta} if active_delta else None,
     )
 
 
-def _find_sub_account(ctx: StepContext) -> tuple[int, SubAccountRecord] | None:
-    """Our sub-account for this customer in the listing ``provisioner recover`` took, by derived name."""
+def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, sub_wallet: str) -> dict[str, object]:
+    """The record's transfers, blocks and pending intent with every heard outcome of a line it does not hold:
+    a completion is committed (never sent again), a refusal refused (never sent). Empty when nothing is new."""
+    new = [o for o in heard if o.key not in record.transfers]
+    if not new:
+        return {}
+    transfers = dict(record.transfers)
+    for o in new:
+        completed = o.verdict == "completed"
+        transfers[o.key] = TransferRecord(
+            key=o.key,
+            purpose=TransferPurpose.FUND,
+            client_oid=o.client_oid if completed else None,
+            currency=o.currency,
+            amount=o.amount_decimal,
+            sub_wallet=sub_wallet,
+            status=TransferStatus.COMMITTED if completed else TransferStatus.REFUSED,
+            order_id=o.order_id if completed else None,
+            note=_heard_note(o),
+            at_ms=now,
+            evidence=Evidence.UPSTREAM if completed else None,
+        )
+    keys = {o.key for o in new}
+    pending = record.pending
+    if pending is not None and pending.kind is IntentKind.TRANSFER and pending.details.get("key") in keys:
+        pending = None
+    blocked = {k: v for k, v in record.blocked.items() if k not in {steps.fund(key) for key in keys}}
+    return {"transfers": transfers, "pending": pending, "blocked": blocked}
+
+
+def _heard_note(outcome: HeardOutcome) -> str:
+    note = f"{outcome.verdict} before our state was lost, as the upstream heard"
+    return f"{note}: {outcome.reason}" if outcome.reason else note
+
+
+def _find_sub_account(ctx: StepContext) -> tuple[int, int, SubAccountRecord] | None:
+    """Our sub-account for this customer in the listing ``provisioner recover`` took, by derived name under any
+    name-secret version (a record rebuilt after a loss takes the version of the name found): (version, attempt,
+    sub-account)."""
     s = ctx.services
-    naming = s.policy.naming
-    for attempt in range(MAX_NAME_ATTEMPTS):
-        name = naming.account_name(ctx.record.customer_id, attempt)
+    for version, attempt, name in s.policy.naming.name_candidates(ctx.record.customer_id):
         raw = s.store.redis.hget(s.store.keys.recovery_accounts, name)
         if raw:
             found = json.loads(raw)
-            return attempt, SubAccountRecord(uid=str(found["uid"]), account_name=name, created_at_ms=int(found["at"]))
+            sub = SubAccountRecord(uid=str(found["uid"]), account_name=name, created_at_ms=int(found["at"]))
+            return version, attempt, sub
     return None

@@ -1,7 +1,8 @@
 """Proxy KYC steps: submit the sealed documents once, then follow the review until PASS or REJECT.
 
 Documents are opened only to build the request, never logged, and deleted in the same commit that records the
-submission (they are "not kept after submission").
+submission (they are "not kept after submission"). Documents sealed under an encryption key the keyring no longer
+holds block the step, naming the key id (retrying could not open them).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     sealed = s.store.sealed_documents(ctx.ref, cmd.event_id)
     if sealed is None:
         fail(ctx, steps.KYC, "the KYC documents are no longer held; publish the approval again with its documents")
+        return
+    if not s.keyring.holds(sealed.key_id):
+        fail(
+            ctx,
+            steps.KYC,
+            f"the KYC documents are sealed under encryption key {sealed.key_id!r}, which PROVISIONER_ENCRYPTION_KEYS "
+            "no longer holds: list that key again (then run `provisioner keys reseal`), or publish the approval "
+            "again with its documents",
+        )
         return
     try:
         submission = build(KycSubmission, "submit_kyc", client_uid=cmd.uid, **s.keyring.open(sealed))

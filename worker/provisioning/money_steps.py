@@ -51,6 +51,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
+from handlers.refusals import refusal_identity
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
@@ -236,7 +237,8 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
-    if judgement.verdict is Verdict.UNDECIDED:
+    ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
+    if ask:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
     if judgement.verdict is Verdict.COMMITTED:
@@ -244,9 +246,22 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     elif judgement.verdict is Verdict.UNDECIDED:
         ctx.record = ctx.record.model_copy(update={"pending": intent})
         _undecided(ctx, details, intent.token, judgement)
+    elif ask:
+        ctx.record = ctx.record.model_copy(update={"pending": intent})
+        fail(ctx, _step(details), _verdict_unknown_reason(details, judgement), manual=True)
     else:
         record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
         ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
+
+
+def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> str:
+    return (
+        f"line {details.key} ({details.amount} {details.currency}) was asked for before our state was lost and the "
+        f"exchange shows no transfer of it ({judgement.reason}), but it may have been refused before the loss (by "
+        "an operator, a cap, its attempts running out: only we and the upstream knew). Give `provisioner recover "
+        "--heard FILE` the funding outcomes the upstream received, or decide with `provisioner customer "
+        "settle-transfer` (--not-committed: send it; --refused: it was refused)"
+    )
 
 
 def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
@@ -380,7 +395,7 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
             outcome(
                 record,
                 "funding.refused",
-                cmd.key,
+                refusal_identity(record, cmd.key),
                 now,
                 key=cmd.key,
                 currency=cmd.currency,

@@ -25,6 +25,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
+from handlers.refusals import refusal_identity
 from worker.bootstrap import App
 from worker.provisioning.outbound import outcome
 from worker.store.customers import JournalEntry, OutboundEvent
@@ -190,4 +191,5 @@ def _apply(
         event = outcome(told, "funding.completed", entry.key, now, **payload, order_id=order_id, client_oid=client_oid)
         return update, [event], "transfer.committed"
     reason = "refused by an operator" + (f": {note}" if note else "")
-    return update, [outcome(told, "funding.refused", entry.key, now, **payload, reason=reason)], "funding.refused"
+    refused = outcome(told, "funding.refused", refusal_identity(record, entry.key), now, **payload, reason=reason)
+    return update, [refused], "funding.refused"

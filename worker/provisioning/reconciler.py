@@ -12,6 +12,10 @@ Errors, by class (``worker.exchange.errors``):
 
 A busy lock (another reconcile of the same customer) re-schedules the customer a moment later: the event that
 woke us is already stored, so nothing is lost.
+
+An operator's retry (``retry_blocked``: ``provisioner customer retry`` or a replayed dead letter) first unblocks
+the blocked steps and takes back the refusals of funding lines refused for a cause a setting fixes
+(``worker.provisioning.redecide``), so the planner decides those lines again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
+from worker.provisioning.redecide import redecide_refused
 from worker.ratelimit import clear_admission, rate_key, urgent
 from worker.store.customers import CustomerStore, Snapshot
 from worker.store.due import DueSchedule
@@ -253,12 +258,17 @@ class Reconciler:
         if record is None:
             if not snapshot.events:
                 return None
-            record = CustomerRecord.new(lock.ref, snapshot.events[0].customer_id)
+            # a new record takes the newest name-secret version; an existing one keeps its own (never renamed)
+            record = CustomerRecord.new(
+                lock.ref, snapshot.events[0].customer_id, name_version=self.services.policy.naming.current_version
+            )
         ctx = StepContext(self.services, lock, snapshot.record, record)
         if snapshot.record is None:
             ctx.commit(record, journal=[("customer.opened", {})])
         if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):
             self._unblock(ctx)
+        if retry_blocked:
+            redecide_refused(ctx)  # lines refused for a cause the operator may have fixed are decided again
         return ctx
 
     @staticmethod

@@ -1,16 +1,23 @@
-"""Sub-account steps: create it under its pseudonymous name, or find out what became of a create."""
+"""Sub-account steps: create it under its pseudonymous name, or find out what became of a create.
+
+A refused create is settled by listing our sub-accounts (the refusal may answer a repeat of a create whose response
+was lost). Not found: a refusal for the broker's sub-account limit (``AccountLimitError``) blocks the step at once,
+saying so, and keeps the name (another name cannot help; ``provisioner customer retry`` creates it once KuCoin
+raised the cap); any other refusal means the name is taken elsewhere or invalid: the next name is tried, up to
+``MAX_NAME_ATTEMPTS``.
+"""
 
 from __future__ import annotations
 
 from handlers.commands import CreateSubAccount, ResolveSubAccount
 from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
-from worker.exchange import PermanentError
+from worker.exchange import AccountLimitError, PermanentError
 from worker.exchange.models import SubAccount
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 
-__all__ = ["create_sub_account", "resolve_sub_account"]
+__all__ = ["account_limit_reason", "create_sub_account", "resolve_sub_account"]
 
 
 def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
@@ -20,7 +27,10 @@ def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
     try:
         created = ctx.services.exchange.sub_accounts.add(account_name=cmd.account_name)
     except PermanentError as exc:
-        refused = intent.model_copy(update={"details": {**intent.details, "refused": exc.message[:200]}})
+        details = {**intent.details, "refused": exc.message[:200]}
+        if isinstance(exc, AccountLimitError):
+            details["account_limit"] = True
+        refused = intent.model_copy(update={"details": details})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
             journal=[("refused", {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
@@ -42,6 +52,9 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
     if not pending.details.get("refused"):
         ctx.settle(record, "not_committed", {"kind": pending.kind.value, "token": pending.token})
         return
+    if pending.details.get("account_limit"):
+        ctx.block(record, "subaccount", account_limit_reason(str(pending.details["refused"])))
+        return
     if cmd.attempt + 1 >= MAX_NAME_ATTEMPTS:
         ctx.block(
             record,
@@ -53,6 +66,14 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
         record.model_copy(update={"name_attempt": cmd.attempt + 1}),
         "name_unavailable",
         {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": pending.details["refused"]},
+    )
+
+
+def account_limit_reason(refusal: str) -> str:
+    """The block reason of a create refused for the broker's sub-account limit: the cause and what fixes it."""
+    return (
+        f"the broker's sub-account limit is reached (the exchange said: {refusal}); no name was tried after it: have "
+        "KuCoin raise the limit (`provisioner exchange info` shows accountSize), then `provisioner customer retry`"
     )
 
 

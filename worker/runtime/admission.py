@@ -18,7 +18,8 @@ worker stored it — and, the script being atomic, concurrent identical requests
 rest ``duplicate``. An event is held the moment the script returns (as durably as Redis' AOF keeps what it
 acknowledged: ``appendfsync always`` in production): the hand-off re-sends it if its
 message is lost, and the worker's ingest script forgets the admission entry when it stores the event. An event
-that fails the contract is ``refused`` (recorded, reason only, in the refused stream by the same script).
+that fails the contract is ``refused`` (recorded, reason only, in the refused stream by the same script); each
+refusal and conflict is counted for the exporter (``worker.store.refusal_counts``, ``stage=api``).
 
 The script writes dramatiq's Redis layout itself (``{namespace}:{queue}`` list and ``{namespace}:{queue}.msgs``
 hash, as dramatiq's ``dispatch.lua`` enqueues), so the message cannot be enqueued without its hand-off record or
@@ -47,6 +48,7 @@ from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_fo
 from worker.sealing import IntakeSealer
 from worker.store.customers import stored_form
 from worker.store.keys import Keys
+from worker.store.refusal_counts import count_field
 
 __all__ = ["Admission", "AdmissionStatus", "Verdict", "dramatiq_namespace"]
 
@@ -54,16 +56,18 @@ _QUEUES = (QUEUE_EVENTS, QUEUE_URGENT)
 
 _ADMIT = """
 -- KEYS: refused stream, hand-off bodies, then per queue (events, urgent): hand-off set, dramatiq list, its .msgs;
---       then per event: the customer's events hash, documents digests, admitted index.
--- ARGV: number of events, refusals (JSON [[id, field, reason], ...]), then per event: id, stored JSON, documents
+--       then per event: the customer's events hash, documents digests, admitted index; last, the refusal counts.
+-- ARGV: number of events, refusals (JSON [[id, field, reason, count field], ...]), the count field of a conflict,
+--       then per event: id, stored JSON, documents
 --       digest, fingerprint, queue index (1 events, 2 urgent), message id, hand-off body, redis message id + body
 --       as "rid\\nbody".
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
+local counts = KEYS[9 + 3 * n]
 local verdicts = {}
 for i = 0, n - 1 do
-  local k, a = 9 + 3 * i, 3 + 8 * i
+  local k, a = 9 + 3 * i, 4 + 8 * i
   local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local existing = redis.call('HGET', KEYS[k], id)
   local verdict
@@ -90,11 +94,13 @@ for i = 0, n - 1 do
       verdict = 'accepted'
     end
   end
+  if verdict == 'conflict' then redis.call('HINCRBY', counts, ARGV[3], 1) end
   verdicts[i + 1] = verdict
 end
 for _, r in ipairs(cjson.decode(ARGV[2])) do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', '100000', '*', 'event_id', r[1], 'ref', '', 'field', r[2],
              'reason', r[3], 'at_ms', tostring(now))
+  redis.call('HINCRBY', counts, r[4], 1)
 end
 return verdicts
 """
@@ -188,7 +194,7 @@ class Admission:
             except EventRejected as exc:
                 event_id = peek_event_id(raw)
                 verdicts.append(Verdict(AdmissionStatus.REFUSED, event_id, exc.field, exc.reason))
-                refusals.append([event_id or "", exc.field, exc.reason[:500]])
+                refusals.append([event_id or "", exc.field, exc.reason[:500], count_field("api", exc.field)])
         decided = self._apply(prepared, refusals) if prepared or refusals else []
         answers = iter(decided)
         return [v if v is not None else next(answers) for v in verdicts]
@@ -197,10 +203,11 @@ class Admission:
         keys = [self._keys.refused, self._keys.handoff_bodies]
         for queue in _QUEUES:
             keys += [self._keys.handoff(queue), f"{self._namespace}:{queue}", f"{self._namespace}:{queue}.msgs"]
-        args: list[Any] = [len(prepared), json.dumps(refusals)]
+        args: list[Any] = [len(prepared), json.dumps(refusals), count_field("api", "id", conflict=True)]
         for p in prepared:
             keys += [self._keys.events(p.ref), self._keys.docs_digests(p.ref), self._keys.admitted(p.ref)]
             args += [p.event_id, p.stored, p.digest, p.fingerprint, p.queue_index, p.message_id, p.body, p.queued]
+        keys.append(self._keys.refused_counts)
         raw_verdicts = self._script(keys=keys, args=args, client=self._client)
         verdicts = []
         for p, raw in zip(prepared, raw_verdicts, strict=True):

@@ -1,9 +1,11 @@
 """Dead letters that keep the *final* error, and the operations behind ``provisioner dlq``.
 
 dramatiq's nack moves the bytes last *enqueued* into the dead-letter set, not the message as the Retries
-middleware just updated it, so the stored copy shows an earlier attempt's traceback, or none (see the dramatiq
-notes). ``DeadLetterMiddleware.before_nack`` rewrites the stored copy with the current message and writes our
-own metadata (``{prefix}:dlq:<message id>``): failure kind, reason, final traceback, time.
+middleware just updated it, so the stored copy shows an earlier attempt's traceback, or none (the ``nack``
+command of dramatiq 2.2's ``brokers/redis/dispatch.lua`` copies ``<queue>.msgs[message id]`` into ``<queue>.XQ``
+as it is; with ``max_retries=0`` there is no traceback at all). ``DeadLetterMiddleware.before_nack`` rewrites the
+stored copy with the current message and writes our own metadata (``{prefix}:dlq:<message id>``): failure kind,
+reason, final traceback, time.
 
 ``DeadLetters`` lists, shows, replays and purges them. A replay enqueues a clean copy (no retries, traceback or
 eta: a fresh retry budget) marked ``replayed_at``, then removes the dead letter; replaying an id that is no
@@ -219,6 +221,17 @@ class DeadLetters:
             count += 1
         return count
 
+    def drop_resolved(self, ref: str, *, customer_ref: Callable[[str], str]) -> tuple[str, ...]:
+        """Drop the dead letters an operator's fix of customer ``ref`` made obsolete, once nothing of it is blocked
+        and it has been reconciled or is due (``customer retry`` ran it; ``settle-transfer`` scheduled it): its
+        reconcile messages (they carry nothing but the ref) whatever their failure, and its
+        events' messages dead-lettered as ``blocked`` (intake had stored the event before the run blocked, so the
+        record has it). An event dead-lettered for any other reason is kept: it may have failed before it was
+        stored. ``customer_ref`` maps an event's ``customer_id`` to our ref. Returns the dropped message ids."""
+        obsolete = [letter for letter in self.list() if _about(letter, ref, customer_ref)]
+        self.purge(obsolete)
+        return tuple(letter.message_id for letter in obsolete)
+
     def count(self) -> dict[str, int]:
         ns = self._broker.namespace
         return {q: int(self._raw.zcard(f"{ns}:{xq_name(q)}")) for q in self._queues}
@@ -245,6 +258,17 @@ class DeadLetters:
             traceback=meta.get("traceback") or message.options.get("traceback") or "",
             args=list(message.args),
         )
+
+
+def _about(letter: DeadLetter, ref: str, customer_ref: Callable[[str], str]) -> bool:
+    """Whether ``letter`` is one of customer ``ref``'s that an operator's fix made obsolete (``drop_resolved``)."""
+    first = letter.args[0] if letter.args else None
+    if letter.actor == "reconcile_customer":
+        return first == ref
+    if letter.kind != "blocked" or not isinstance(first, dict):
+        return False
+    customer_id = first.get("customer_id")
+    return isinstance(customer_id, str) and customer_ref(customer_id) == ref
 
 
 def _last_line(trace: str | None) -> str:

@@ -8,12 +8,12 @@ replaces that priority queue (``self.delay_queue = PriorityQueue()``) without re
 stay in the ack set of a worker that is alive, so dramatiq's maintenance, which requeues the ack sets of *dead*
 workers only, never puts them back: the messages are gone until the process exits. The chaos run found it: a
 reconcile retry dropped this way while Redis restarted left its customer waiting for the 15-minute failure
-backstop, which the sweep defers to.
+backstop, which the stale scan defers to.
 
 ``DelayedMessageRecovery`` remembers every delayed message this process's consumers take
 (``before_delay_message``) until it is acked or nacked, and ``recover()`` requeues those whose eta passed more
 than ``grace_ms`` ago, with dramatiq's own ``requeue`` command on this worker's ack set (which does nothing for a
-message no longer in that set). The due scheduler calls it with every sweep. A message that is only late — its
+message no longer in that set). The due scheduler calls it in every stale scan. A message that is only late — its
 consumer unable to reach Redis — may be requeued once more than needed: a duplicate delivery, which every actor
 here absorbs (events are deduplicated by id, reconciles are level-triggered).
 """

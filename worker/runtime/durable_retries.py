@@ -5,8 +5,8 @@ is away, ``Retries`` raises inside an "after" hook, dramatiq logs it and acks th
 the message is gone (measured in the chaos run). Here the failed retry is remembered, and ``before_ack`` stores
 it first; while that fails it raises an error dramatiq treats as a broker connection error, so dramatiq keeps
 retrying the whole ack step (every few seconds, its own loop) and the original stays unacked. If the process
-dies meanwhile, the unacked original is redelivered. The hand-off and the sweeps remain the backstop; this makes
-the common case (a short outage) recover at once instead of after the sweep's stale period.
+dies meanwhile, the unacked original is redelivered. The hand-off and the stale scan remain the safety net;
+this makes the common case (a short outage) recover at once instead of after the stale scan's period.
 
 If the failed enqueue had in fact been stored (its reply lost, a time-out), the retry is stored twice: two
 deliveries of one message, which our actors take as duplicates (events are stored once, reconciles hold the

@@ -5,17 +5,17 @@ dramatiq on Redis can lose a message when Redis goes away at the wrong moment: a
 dropped (the original is acked anyway), delayed messages held in a consumer's memory are dropped when it
 reconnects, and a fetch whose reply is lost leaves messages in the live worker's ack set until it restarts
 (measured in the chaos run: an offboarding lost this way left money in a sub-account). Customers are not at
-risk from that once their event is stored (the inbox and pending sweeps re-schedule them), but an event that was
-never stored would be lost for good.
+risk from that once their event is stored (the stale scan re-schedules them from the inbox and the pending set),
+but an event that was never stored would be lost for good.
 
-So the sweep re-sends an event still unstored ``stale_ms`` after it was last sent, at most once per ``stale_ms``
+So the stale scan re-sends an event still unstored ``stale_ms`` after it was last sent, at most once per ``stale_ms``
 and only while *its own* queue and that queue's delay queue are empty: a message waiting in a backlog is not
 lost, and a lost offboarding (queue ``urgent``) does not wait for a sign-up backlog in ``events`` to drain.
 Times are Redis' clock, so hosts' clocks cannot make a message look stale. After ``max_resends`` re-sends an
 event is no longer sent (a message that kills its worker must not multiply); it stays counted by
 ``provisioner_events_unstored``, which the ``EventsNotStored`` alert watches. A re-sent duplicate is
 harmless: intake stores an event id once. Every sender of event messages goes through ``send``: the
-publisher, dead-letter replays and the sweep itself.
+publisher, dead-letter replays and the stale scan itself.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Unstored:
     event_id: str
     event_type: str
     last_sent_ms: int | None
-    """``None`` once the sweep gave up re-sending it."""
+    """``None`` once the stale scan gave up re-sending it."""
     resends: int
 
     def summary(self) -> dict[str, Any]:

@@ -6,8 +6,11 @@ Gauges that must be exact across processes and restarts — active keys, pending
 dead letters, daily cap use, live workers — are read from Redis at scrape time by ``RedisCollector``. The
 exporter runs in a process forked by the dramatiq CLI and binds to loopback unless told otherwise.
 
-dramatiq's built-in Prometheus middleware is not used: it counts retries twice, never brings its delayed gauge
-back to 0, keeps counters across restarts and breaks without the CLI (see the dramatiq notes).
+dramatiq's built-in Prometheus middleware (``dramatiq.middleware.prometheus``, as of dramatiq 2.2) is not used,
+for what it does when measured: it counts a retry twice (on the delay queue, and again when the message moves back
+to its queue), never brings its delayed-messages gauge back to 0 (incremented on the delay queue, decremented on
+the plain one), never clears its multiprocess folder (counters survive restarts), and without the dramatiq CLI
+(an in-process ``dramatiq.Worker``: no ``after_process_boot``) logs an error for every message.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import dramatiq
 from dramatiq.common import dq_name, xq_name
 from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from handlers.events import field_paths
@@ -31,6 +34,7 @@ from worker.exchange.http import CallRecord
 from worker.runtime.retry_policy import failure_kind
 from worker.settings import Settings
 from worker.store.due import DueSchedule
+from worker.store.refusal_counts import read_counts
 from worker.webhooks.dispatcher import AttemptRecord
 
 __all__ = ["Metrics", "MetricsMiddleware", "RedisCollector", "serve_metrics"]
@@ -253,7 +257,7 @@ class RedisCollector(Collector):
         self._settings = settings
         self._heartbeat_timeout_ms = settings.recovery_seconds * 500
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now_ms = int(time.time() * 1000)
         r, k, ns = self._redis, self._keys, self._namespace
         depth = GaugeMetricFamily(
@@ -297,6 +301,8 @@ class RedisCollector(Collector):
         )
         halted.add_metric([], 1 if r.hget(k.state, "halted") else 0)
         yield halted
+
+        yield self._refused()
 
         blocked = GaugeMetricFamily(
             "provisioner_customers_blocked",
@@ -342,6 +348,18 @@ class RedisCollector(Collector):
         yield used
         if self._settings.webhook_url is not None:
             yield from self._webhooks(now_ms)
+
+    def _refused(self) -> CounterMetricFamily:
+        """Refused events counted in Redis by whichever process refused them (``worker.store.refusal_counts``)."""
+        family = CounterMetricFamily(
+            "provisioner_events_refused_recorded",
+            "Events refused, wherever (stage: publish, api, worker), by reason class (malformed, invalid, "
+            "id_conflict, customer_closed) and top-level field (all time, from Redis).",
+            labels=["stage", "reason", "field"],
+        )
+        for (stage, reason, field), count in sorted(read_counts(self._redis, self._keys.refused_counts).items()):
+            family.add_metric([stage, reason, field], count)
+        return family
 
     def _webhooks(self, now_ms: int) -> Iterator[GaugeMetricFamily]:
         from worker.webhooks.store import DeliveryStore

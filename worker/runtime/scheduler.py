@@ -2,8 +2,9 @@
 
 It sleeps until the next customer is due (at most ``interval``), puts back leases whose scheduler died, claims
 the customers due now (atomically: no two processes claim the same one), enqueues a ``reconcile_customer``
-message for each and releases the claim. Every ``sweep_every_s`` it also re-schedules customers left waiting,
-re-sends events never stored and requeues delayed messages this process's consumers dropped. Grace
+message for each and releases the claim. Every ``sweep_every_s`` it also runs the stale scan (docs/glossary.md):
+re-schedules customers left waiting, re-sends events never stored and requeues delayed messages this process's
+consumers dropped. Grace
 periods, settle waits, KYC checks, rate-limit waits, busy customers and key ages all wake up through it.
 """
 

@@ -330,7 +330,7 @@ class CustomerStore:
     def lock_and_snapshot(self, lock: CustomerLock, *, busy_wake_at_ms: int) -> Snapshot | None:
         """Take ``lock`` and read the snapshot in the same script (one round trip). If another run holds the
         customer, raise its dirty flag (it looks at the events again before it lets go), make sure the customer is
-        due by ``busy_wake_at_ms`` (the backstop for the moment after its last look) and return ``None``."""
+        due by ``busy_wake_at_ms`` (the safety net for the moment after its last look) and return ``None``."""
         k, ref = self.keys, lock.ref
         cached = self._events.count(ref)
         result = self._guarded(
@@ -485,10 +485,20 @@ class CustomerStore:
         self._outbound.append(event, ref=ref)
 
     def record_refusal(
-        self, *, event_id: str | None, ref: str | None, reason: str, field_path: str, now_ms: int
+        self,
+        *,
+        event_id: str | None,
+        ref: str | None,
+        reason: str,
+        field_path: str,
+        now_ms: int,
+        counted_as: str,
     ) -> None:
-        """Append a refused event (id, customer ref, reason; never the payload) to the refused stream."""
-        self.redis.xadd(
+        """Append a refused event (id, customer ref, reason; never the payload) to the refused stream, and count it
+        under ``counted_as`` (``worker.store.refusal_counts.count_field``) in the same transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(self.keys.refused_counts, counted_as, 1)
+        pipe.xadd(
             self.keys.refused,
             {
                 "event_id": event_id or "",
@@ -500,6 +510,7 @@ class CustomerStore:
             maxlen=100_000,
             approximate=True,
         )
+        pipe.execute()
 
 
 def stored_form(event: Event) -> str:

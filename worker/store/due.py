@@ -7,8 +7,9 @@
   is released, in one script; otherwise the run keeps the lock and looks again. Only this customer's own runs
   (one at a time, under its lock) schedule its later wake-ups, so nothing else can be lost by the replacement.
   No clock is compared, so hosts' clock skew cannot lose a wake-up.
-- ``sweep`` re-schedules customers whose events or intents have waited too long: convergence does not depend
-  on a dramatiq message surviving (dramatiq loses a retry whose enqueue fails while Redis is down).
+- ``sweep`` is the stale scan (docs/glossary.md; not the offboarding sweep): it re-schedules customers whose
+  events or intents have waited too long, so convergence does not depend on a dramatiq message surviving
+  (dramatiq loses a retry whose enqueue fails while Redis is down).
 - ``claim_due`` moves due entries into an in-flight set (leased), atomically, so concurrent schedulers never
   claim an entry twice; ``done`` drops the in-flight entry once its reconcile message is enqueued;
   ``recover_expired`` puts back entries whose scheduler died between claim and enqueue.
@@ -24,7 +25,7 @@ from worker.store.lock import CustomerLock, LockLost
 __all__ = ["SWEEP_COVER_MS", "DueSchedule"]
 
 SWEEP_COVER_MS = 3_600_000
-"""A wake-up due within this long counts as looking after a customer the sweep would otherwise re-schedule."""
+"""A wake-up due within this long counts as looking after a customer the stale scan would otherwise re-schedule."""
 
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])

@@ -17,14 +17,17 @@ key                                 type    content
 ``{p}:c:{ref}:seq``                 string  how many events intake has stored for the customer (what a run saw)
 ``{p}:c:{ref}:outseq``              string  the customer's last outbound sequence number (``worker.store.outbound``)
 ``{p}:fence``                       string  fencing counter
+``{p}:reseal``                      hash    a re-seal pass in progress: active key id, scan cursor, counts
+``{p}:reseal:busy``                 set     refs a re-seal pass found busy, tried again at its end
 ``{p}:customers``                   zset    ref → first event time (ms)
 ``{p}:due``                         zset    ref → when the customer must be reconciled next (ms)
 ``{p}:inbox``                       zset    ref → when its newest event not yet seen by a finished reconcile arrived
 ``{p}:outbound``                    stream  outcome events, numbered per customer (``worker.store.outbound``)
 ``{p}:refused``                     stream  refused events with their reason (no payload)
+``{p}:refused:counts``              hash    stage|reason|field → refusals so far (``worker.store.refusal_counts``)
 ``{p}:handoff:{queue}``             zset    event message id → when last sent (Redis' clock), until its event is stored
 ``{p}:handoff:msgs``                hash    event message id → the encoded message (KYC documents sealed)
-``{p}:handoff:resent``              hash    event message id → how many times the sweep re-sent it
+``{p}:handoff:resent``              hash    event message id → how many times the stale scan re-sent it
 ``{p}:pending``                     zset    ref → start (ms) of its exchange write whose outcome is not yet known
 ``{p}:stats``                       hash    exact shared counters kept by commits (e.g. ``keys_active``)
 ``{p}:blocked``                     zset    ref → since when it has a step blocked for an operator (ms)
@@ -102,6 +105,14 @@ class Keys:
         return f"{self.prefix}:fence"
 
     @property
+    def reseal(self) -> str:
+        return f"{self.prefix}:reseal"
+
+    @property
+    def reseal_busy(self) -> str:
+        return f"{self.prefix}:reseal:busy"
+
+    @property
     def customers(self) -> str:
         return f"{self.prefix}:customers"
 
@@ -151,6 +162,10 @@ class Keys:
     @property
     def refused(self) -> str:
         return f"{self.prefix}:refused"
+
+    @property
+    def refused_counts(self) -> str:
+        return f"{self.prefix}:refused:counts"
 
     def funding_day(self, day: str) -> str:
         return f"{self.prefix}:funding:{day}"
@@ -202,3 +217,13 @@ class Keys:
     @property
     def recovery_accounts(self) -> str:
         return f"{self.prefix}:recovery:accounts"
+
+    @property
+    def recovery_heard(self) -> str:
+        """Customer reference → the funding outcomes the upstream heard before the loss (``worker.heard``)."""
+        return f"{self.prefix}:recovery:heard"
+
+    @property
+    def recovery_heard_given(self) -> str:
+        """Set when the last recovery was given the upstream's funding outcomes (even none)."""
+        return f"{self.prefix}:recovery:heard_given"

@@ -1,0 +1,132 @@
+"""After a total loss, the funding outcomes the upstream heard (``provisioner recover --heard``) decide what the
+exchange cannot show: refusals, and payments older than its ledger's window. Without them an unpaid line asked for
+before the loss waits for an operator; with them a line nobody decided is sent, once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.adversarial.helpers import paid_to
+from tests.core.harness import Rig, events_for
+from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
+from worker.heard import HeardError, outcomes_from_events, read_heard
+from worker.recovery import recover
+
+DAY_MS = 86_400_000
+
+
+def _outbound(rig: Rig) -> list[dict[str, Any]]:
+    return [json.loads(f["event"]) for _, f in rig.app.redis.xrange(rig.app.keys.outbound)]
+
+
+def _lose(rig: Rig) -> None:
+    lose_everything(rig)
+    shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+
+
+def test_a_line_nobody_decided_before_the_loss_is_paid_once_when_the_upstream_heard_nothing_of_it(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The approval's line arrived but was never worked before Redis lost everything: the upstream heard of the
+    sub-account only. Given what it heard, the line is looked for, found unpaid and sent — once."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("heard-nothing")
+        ref = rig.publish(ev["created"])[0]
+        rig.settle(ref)
+        uid = rig.record(ref).sub_account.uid
+        heard = _outbound(rig)
+        rig.publish(ev["kyc"])  # accepted, never worked
+        _lose(rig)
+        app = second_host(rig, same_host=True)
+        try:
+            report = recover(app, reason="test: lost", heard=outcomes_from_events(heard))
+            assert report.heard == 0
+            ref = redeliver(app, [ev["created"], ev["kyc"]])
+            settle_with(rig, app, ref)
+            assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
+            record = app.store.load(ref)
+            assert record is not None and not record.blocked
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+def test_a_payment_older_than_the_ledger_window_is_never_made_again(redis_url: str, key_prefix: str) -> None:
+    """Paid 40 days before the loss: the ledger cannot be searched that far. Heard as completed, the line is
+    recorded committed (never sent again, counted by the cap); not heard, an operator decides. Never paid twice."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("heard-old")
+        ref = rig.publish(ev["created"], ev["kyc"])[0]
+        rig.settle(ref)
+        uid = rig.record(ref).sub_account.uid
+        assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
+        heard = _outbound(rig)
+        rig.clock.advance_ms(40 * DAY_MS)
+        for given in (None, heard):
+            _lose(rig)
+            app = second_host(rig, same_host=True)
+            try:
+                recover(app, reason="test: lost", heard=None if given is None else outcomes_from_events(given))
+                ref = redeliver(app, [ev["created"], ev["kyc"]])
+                settle_with(rig, app, ref)
+                assert len(paid_to(rig, uid)) == 1
+                record = app.store.load(ref)
+                assert record is not None
+                line = "heard-old-kyc_approved#0"
+                if given is None:
+                    assert record.blocked[f"fund:{line}"].manual
+                else:
+                    entry = record.transfers[line]
+                    assert entry.status.value == "committed" and entry.evidence is not None
+                    assert entry.evidence.value == "upstream" and record.funded("USDT") == 250
+                    assert not record.blocked
+            finally:
+                app.close()
+    finally:
+        rig.close()
+
+
+def test_heard_files_are_read_as_received_and_bad_lines_are_named(tmp_path: Path) -> None:
+    completed = {
+        "id": "funding.completed:r1:k#0",
+        "type": "funding.completed",
+        "customer_ref": "r1",
+        "key": "k#0",
+        "currency": "USDT",
+        "amount": "250",
+        "client_oid": "c1",
+        "order_id": "o1",
+    }
+    refused = {**completed, "type": "funding.refused", "key": "k#1", "reason": "cap", "client_oid": None}
+    other = {"type": "api_key.issued", "customer_ref": "r1"}
+    lines = tmp_path / "heard.jsonl"
+    lines.write_text("\n".join(json.dumps(e) for e in (completed, other, refused)) + "\n\n", encoding="utf-8")
+    outcomes = {o.key: o for o in read_heard(lines)}
+    assert outcomes["k#0"].verdict == "completed" and outcomes["k#0"].order_id == "o1"
+    assert outcomes["k#1"].verdict == "refused" and outcomes["k#1"].reason == "cap"
+    array = tmp_path / "heard.json"
+    array.write_text(json.dumps([completed, refused]), encoding="utf-8")
+    assert len(read_heard(array)) == 2
+    # heard both ways (a refusal, then a completion after a retry): the completion wins, never paid again
+    both = outcomes_from_events([{**completed, "type": "funding.refused"}, completed])
+    assert [o.verdict for o in both] == ["completed"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(completed) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(HeardError, match=r"bad.jsonl:2: not JSON"):
+        read_heard(bad)
+    with pytest.raises(HeardError, match=r"event 1: funding.completed without amount"):
+        outcomes_from_events([{**completed, "amount": None}])
+    with pytest.raises(HeardError, match=r"event 1: amount must be a positive number"):
+        outcomes_from_events([{**completed, "amount": "-1"}])
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(HeardError, match="cannot be read"):
+        read_heard(binary)

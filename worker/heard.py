@@ -1,0 +1,143 @@
+"""The funding outcomes the upstream heard before our state was lost, given to ``provisioner recover --heard``.
+
+After Redis loses its data, the exchange still shows every transfer that moved money (within its ledger's window),
+but nothing shows a line that was *refused* — by an operator, a per-customer cap decided on what was paid then, its
+attempts running out — or one paid longer ago than the ledger can be searched. Only we and the upstream knew; the
+upstream kept every ``funding.completed`` and ``funding.refused`` it received (a webhook body or a Stream entry).
+
+Given those, the recovery records them: each customer's audit writes a heard refusal as refused (never sent) and a
+heard completion as committed (never sent again), and a line asked for before the loss that neither the upstream
+heard of nor the exchange shows was never decided, so it is sent (evidence-first). Without them such a line waits
+for an operator (``settle-transfer``).
+
+The file: JSON Lines (one event object per line) or one JSON array of events, exactly as received; events of other
+types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (customer reference → JSON) until the next
+recovery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from worker.store.keys import Keys
+
+__all__ = ["HeardError", "HeardOutcome", "heard_for", "outcomes_from_events", "read_heard", "store_heard"]
+
+_TYPES = {"funding.completed": "completed", "funding.refused": "refused"}
+
+
+class HeardError(Exception):
+    """The file of heard outcomes cannot be used: names the line (or event) and the field."""
+
+
+@dataclass(frozen=True)
+class HeardOutcome:
+    customer_ref: str
+    key: str
+    """The funding line (``<event id>#<index>``)."""
+    verdict: str
+    """``completed`` or ``refused``."""
+    currency: str
+    amount: str
+    reason: str | None = None
+    client_oid: str | None = None
+    order_id: str | None = None
+
+    @property
+    def amount_decimal(self) -> Decimal:
+        return Decimal(self.amount)
+
+
+def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "event") -> list[HeardOutcome]:
+    """The funding outcomes among outbound events (others are skipped). Raises ``HeardError`` naming the event
+    (``where`` and its position) and the missing or malformed field. A line heard both ways keeps its completion
+    (money moved wins over a refusal: never paid again)."""
+    found: dict[tuple[str, str], HeardOutcome] = {}
+    for number, event in enumerate(events, start=1):
+        if not isinstance(event, Mapping):
+            raise HeardError(f"{where} {number}: not a JSON object")
+        verdict = _TYPES.get(str(event.get("type", "")))
+        if verdict is None:
+            continue
+        fields = {name: event.get(name) for name in ("customer_ref", "key", "currency", "amount")}
+        for name, value in fields.items():
+            if not isinstance(value, str) or not value:
+                raise HeardError(f"{where} {number}: {event.get('type')} without {name}")
+        try:
+            amount = Decimal(str(fields["amount"]))
+        except InvalidOperation:
+            raise HeardError(f"{where} {number}: amount is not a decimal number") from None
+        if not amount.is_finite() or amount <= 0:
+            raise HeardError(f"{where} {number}: amount must be a positive number")
+        outcome = HeardOutcome(
+            customer_ref=str(fields["customer_ref"]),
+            key=str(fields["key"]),
+            verdict=verdict,
+            currency=str(fields["currency"]),
+            amount=str(fields["amount"]),
+            reason=_text(event.get("reason")),
+            client_oid=_text(event.get("client_oid")),
+            order_id=_text(event.get("order_id")),
+        )
+        ident = (outcome.customer_ref, outcome.key)
+        if ident not in found or verdict == "completed":
+            found[ident] = outcome
+    return list(found.values())
+
+
+def read_heard(path: Path) -> list[HeardOutcome]:
+    """Read a file of received events (JSON Lines or one JSON array). Raises ``HeardError`` naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HeardError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    if text.lstrip().startswith("["):
+        try:
+            events = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise HeardError(f"{path}: not a JSON array (line {exc.lineno}: {exc.msg})") from None
+        return outcomes_from_events(events, where=f"{path}: event")
+    parsed: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            parsed.append({})
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise HeardError(f"{path}:{number}: not JSON ({exc.msg})") from None
+    return outcomes_from_events(parsed, where=f"{path}: line")
+
+
+def store_heard(client: redis.Redis, keys: Keys, outcomes: Iterable[HeardOutcome] | None) -> int:
+    """Replace what the last recovery was given. ``None``: the upstream's outcomes are not known (lines that may
+    have been refused wait for an operator). Returns how many outcomes were stored."""
+    by_ref: dict[str, dict[str, dict[str, Any]]] = {}
+    for outcome in outcomes or ():
+        by_ref.setdefault(outcome.customer_ref, {})[outcome.key] = asdict(outcome)
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.recovery_heard, keys.recovery_heard_given)
+    if outcomes is not None:
+        pipe.set(keys.recovery_heard_given, "1")
+        if by_ref:
+            pipe.hset(keys.recovery_heard, mapping={ref: json.dumps(lines) for ref, lines in by_ref.items()})
+    pipe.execute()
+    return sum(len(lines) for lines in by_ref.values())
+
+
+def heard_for(client: redis.Redis, keys: Keys, customer_ref: str) -> tuple[bool, list[HeardOutcome]]:
+    """Whether the last recovery was given the upstream's outcomes, and those of ``customer_ref``."""
+    given, raw = client.get(keys.recovery_heard_given), client.hget(keys.recovery_heard, customer_ref)
+    lines: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
+    return given is not None, [HeardOutcome(**fields) for fields in lines.values()]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
