@@ -60,6 +60,7 @@ def build_services(
         intake_sealer(settings),
         currencies=frozenset(settings.currencies),
         namespace=dramatiq_namespace(settings.key_prefix),
+        max_photo_bytes=settings.max_kyc_photo_bytes,
         clock=clock,
     )
     store = CustomerStore(r, keys, StateGuard(r, keys, None, clock=clock))  # reads only: no guarded write

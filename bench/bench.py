@@ -221,7 +221,7 @@ def events(n: int, run: str) -> list[dict[str, Any]]:
                 "occurred_at": moment,
                 "data": {
                     "permissions": ["general", "spot"],
-                    "ip_whitelist": ["203.0.113.10"],
+                    "ip_whitelist": ["203.0.114.10"],
                     "funding": [{"currency": "USDT", "amount": "10"}],
                 },
             }
@@ -429,7 +429,7 @@ def run_call_floor(url: str, *, customers: int) -> dict[str, Any]:
         client.api_keys.add(
             uid=sub.uid,
             passphrase=f"Pass{uuid.uuid4().hex[:12]}",
-            ip_whitelist=["203.0.113.10"],
+            ip_whitelist=["203.0.114.10"],
             permissions=[Permission.GENERAL, Permission.SPOT],
             label="floor",
         )
@@ -522,7 +522,7 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
             AddSubAccountApiReqBuilder()
             .set_uid(sub.uid)
             .set_passphrase(f"Pass{uuid.uuid4().hex[:12]}")
-            .set_ip_whitelist(["203.0.113.10"])
+            .set_ip_whitelist(["203.0.114.10"])
             .set_permissions([AddSubAccountApiReq.PermissionsEnum.GENERAL, AddSubAccountApiReq.PermissionsEnum.SPOT])
             .set_label("baseline")
             .build()

@@ -84,7 +84,7 @@ def campaign(n: int, run: str, rng: random.Random, *, topup_share: float, legacy
                 "customer.kyc_approved",
                 at(1),
                 permissions=rng.choice([["general", "spot"], ["general"], ["general", "spot", "futures"]]),
-                ip_whitelist=[f"203.0.113.{rng.randrange(1, 250)}"],
+                ip_whitelist=[f"203.0.114.{rng.randrange(1, 250)}"],
                 funding=funding,
             )
         )
@@ -94,7 +94,7 @@ def campaign(n: int, run: str, rng: random.Random, *, topup_share: float, legacy
                     customer,
                     "customer.ip_changed",
                     at(2),
-                    ip_whitelist=[f"198.51.100.{rng.randrange(1, 250)}", f"192.0.2.{rng.randrange(1, 250)}"],
+                    ip_whitelist=[f"198.51.101.{rng.randrange(1, 250)}", f"192.0.3.{rng.randrange(1, 250)}"],
                 )
             )
         if rng.random() < topup_share:
@@ -141,7 +141,7 @@ def legacy_events(customer: str, rng: random.Random, adopted_at: datetime, *, of
             "customer.kyc_approved",
             before + timedelta(seconds=1),
             permissions=["general", "spot"],
-            ip_whitelist=[f"203.0.113.{rng.randrange(1, 250)}"],
+            ip_whitelist=[f"203.0.114.{rng.randrange(1, 250)}"],
             funding=[{"currency": "USDT", "amount": "100"}],
         ),
         _event(

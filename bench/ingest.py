@@ -76,7 +76,7 @@ def events(count: int, tag: str) -> list[dict[str, Any]]:
                     "occurred_at": moment,
                     "data": {
                         "permissions": ["general", "spot"],
-                        "ip_whitelist": ["203.0.113.10"],
+                        "ip_whitelist": ["203.0.114.10"],
                         "funding": [{"currency": "USDT", "amount": "250"}],
                     },
                 }

@@ -123,8 +123,8 @@ def sample_events(now: datetime, run: str) -> list[dict[str, Any]]:
     events = []
     for i, name in enumerate(["ada", "ben", "chloe", "dmitri", "emma", "farid"]):
         events.append(ev(name, "customer.created", 1))
-        events.append(kyc(name, "50000" if name == "farid" else str(100 + 25 * i), [f"203.0.113.{10 + i}"]))
-    events.append(ev("ben", "customer.ip_changed", 3, ip_whitelist=["198.51.100.7", "198.51.100.8"]))
+        events.append(kyc(name, "50000" if name == "farid" else str(100 + 25 * i), [f"203.0.114.{10 + i}"]))
+    events.append(ev("ben", "customer.ip_changed", 3, ip_whitelist=["198.51.101.7", "198.51.101.8"]))
     events.append(ev("chloe", "customer.key_rotation_requested", 4))
     events.append(ev("dmitri", "customer.offboarded", 5))
     events.append(events[1])  # a duplicate delivery: harmless

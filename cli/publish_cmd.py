@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 import redis
@@ -21,12 +21,13 @@ __all__ = ["publish"]
 
 
 @click.command()
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="One JSON result per line instead of text.")
 @pass_context
-def publish(ctx: Context, source: TextIO, as_json: bool) -> None:
+def publish(ctx: Context, source: BinaryIO, as_json: bool) -> None:
     """Publish events from SOURCE (JSON Lines; - for stdin). Every line is validated; a refused line is reported
-    with its reason and publishing goes on. Exits 1 if any line was refused, 3 if Redis failed (run it again)."""
+    with its reason and publishing goes on (a line that is not UTF-8 too: lines are read as bytes). Exits 1 if any
+    line was refused, 3 if Redis failed (run it again)."""
     published = refused = 0
     reading = _Numbered(source)
     try:
@@ -82,11 +83,11 @@ def publish(ctx: Context, source: TextIO, as_json: bool) -> None:
 class _Numbered:
     """The lines of ``source``, counting how many were read: the one being published when Redis failed."""
 
-    def __init__(self, source: TextIO) -> None:
+    def __init__(self, source: BinaryIO) -> None:
         self._source = source
         self.count = 0
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[bytes]:
         for line in self._source:
             self.count += 1
             yield line

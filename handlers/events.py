@@ -7,9 +7,9 @@ An event is one JSON object::
 
 Unknown types and unknown fields are refused; strings and lists are bounded; amounts are decimal *strings*
 (a JSON number is refused: floats lose money); timestamps are RFC 3339 in UTC within the intake window; IP
-addresses are single, valid addresses. ``parse_event`` is the only door in: it raises ``EventRejected`` with
-the field path and the reason, and never anything else. ``schema()`` is the JSON Schema published in
-``schema/events.schema.json``.
+addresses are single, valid, globally routable addresses (``handlers.addresses``). ``parse_event`` is the only
+door in: it raises ``EventRejected`` with the field path and the reason, and never anything else. ``schema()``
+is the JSON Schema published in ``schema/events.schema.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -35,10 +36,14 @@ from pydantic import (
     field_validator,
 )
 
+from handlers.addresses import unroutable_reason
 from handlers.event_patterns import AMOUNT_DECIMALS, AMOUNT_PATTERN, IP_PATTERN, TIMESTAMP_PATTERN
+from handlers.rejections import EventRejected, rejection, require_utf8
 
 __all__ = [
     "MAX_EVENT_BYTES",
+    "MAX_PHOTO_BYTES",
+    "MAX_PHOTO_CHARS",
     "CustomerCreated",
     "CustomerOffboarded",
     "Event",
@@ -52,14 +57,20 @@ __all__ = [
     "KycApproved",
     "KycDocuments",
     "Permission",
+    "field_paths",
     "parse_event",
     "schema",
 ]
 
-MAX_EVENT_BYTES = 10 * 1024 * 1024
-"""Largest accepted event: three KYC photos of ≤ 2 MB each, base64-encoded, plus the rest."""
+MAX_PHOTO_BYTES = 2 * 1024 * 1024
+"""The largest KYC photo, decoded: KuCoin's limit for each photo (a larger one the exchange would refuse). A
+receiver may set a lower one (``IntakePolicy.max_photo_bytes``, the setting ``PROVISIONER_MAX_KYC_PHOTO_BYTES``)."""
+MAX_PHOTO_CHARS = len("data:image/jpeg;base64,") + 4 * -(-MAX_PHOTO_BYTES // 3)
+"""The longest photo as a base64 data URI (its ``maxLength`` in the schema)."""
 MAX_PLAIN_EVENT_BYTES = 16 * 1024
 """Largest accepted event without KYC documents."""
+MAX_EVENT_BYTES = 3 * MAX_PHOTO_CHARS + MAX_PLAIN_EVENT_BYTES
+"""Largest accepted event (about 8.4 MB): three KYC photos of ``MAX_PHOTO_BYTES``, base64-encoded, plus the rest."""
 MAX_FUNDING_LINES = 10
 _TIMESTAMP = re.compile(
     r"^(?P<whole>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<fraction>[0-9]{1,9}))?(?:Z|\+00:00)$"
@@ -93,28 +104,26 @@ class IntakePolicy:
     currencies: frozenset[str]
     max_age: timedelta = timedelta(days=365)
     max_skew: timedelta = timedelta(minutes=5)
-
-
-class EventRejected(ValueError):  # noqa: N818 - a verdict, read as "event rejected"
-    """An event was refused. ``field`` is the path of the offending field (``data.funding.0.amount``)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+    max_photo_bytes: int = MAX_PHOTO_BYTES
+    """The largest KYC photo accepted, decoded (at most ``MAX_PHOTO_BYTES``)."""
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-def _ip(value: str) -> str:
+def _ip(value: str, info: ValidationInfo) -> str:
+    """One whitelisted address, in its normal form. With an intake policy it must also be one a trading key may be
+    bound to (``handlers.addresses``); without one (re-reading a stored event) it is only parsed."""
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value[:64]!r} is not a valid IP address") from None
     if "%" in value:  # a zone index (fe80::1%eth0) means nothing in a whitelist
         raise ValueError(f"{value[:64]!r} is not a valid IP address (no zone index)")
+    policy = info.context.get("policy") if isinstance(info.context, dict) else None
+    if isinstance(policy, IntakePolicy) and (why := unroutable_reason(address)) is not None:
+        raise ValueError(f"{address} cannot be bound to a trading key: it {why}")
     return str(address)
 
 
@@ -169,7 +178,7 @@ class FundingLine(Strict):
         return Decimal(self.amount)
 
 
-Photo = Annotated[str, Field(max_length=2_900_000, pattern=r"^data:image/(png|jpe?g);base64,[A-Za-z0-9+/=]+$")]
+Photo = Annotated[str, Field(max_length=MAX_PHOTO_CHARS, pattern=r"^data:image/(png|jpe?g);base64,[A-Za-z0-9+/=]+$")]
 IsoDate = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
 
@@ -186,6 +195,20 @@ class KycDocuments(Strict):
     front_photo: Photo | None = None
     backend_photo: Photo | None = None
     face_photo: Photo
+
+    @field_validator("front_photo", "backend_photo", "face_photo")
+    @classmethod
+    def _photo_size(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """With an intake policy, a photo must decode to at most ``policy.max_photo_bytes``."""
+        policy = info.context.get("policy") if isinstance(info.context, dict) else None
+        if value is not None and isinstance(policy, IntakePolicy):
+            size = _decoded_size(value)
+            if size > policy.max_photo_bytes:
+                raise ValueError(
+                    f"is a photo of {size} bytes; KYC photos are at most {policy.max_photo_bytes} bytes: downscale "
+                    "or recompress it"
+                )
+        return value
 
     def __repr__(self) -> str:
         return "KycDocuments(<redacted>)"
@@ -299,6 +322,12 @@ Event = Annotated[
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+def _decoded_size(data_uri: str) -> int:
+    """How many bytes a base64 data URI's payload decodes to."""
+    payload = data_uri.partition(",")[2]
+    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
+
+
 def _parse_time(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment.astimezone(UTC)
@@ -323,48 +352,43 @@ def parse_event(raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) 
     size = len(text.encode("utf-8") if isinstance(text, str) else text)
     if size > MAX_EVENT_BYTES:
         raise EventRejected("$", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}")
+    if isinstance(text, bytes):
+        require_utf8(text)
     try:
         event = _EVENT.validate_json(text, context={"policy": policy}, strict=True)
     except ValidationError as exc:
-        raise _rejection(exc.errors()[0]) from None
+        raise rejection(exc.errors()[0], _TAGS) from None
     if size > MAX_PLAIN_EVENT_BYTES and not (isinstance(event, KycApproved) and event.data.kyc is not None):
         raise EventRejected("$", f"event is {size} bytes; without KYC documents the limit is {MAX_PLAIN_EVENT_BYTES}")
     return event
 
 
-_TAGS = {t.value for t in EventType}
-_PATTERN_HELP = {
-    "id": "must be 1-64 characters from A-Z a-z 0-9 . _ : -",
-    "customer_id": "must be 1-64 characters from A-Z a-z 0-9 . _ : @ + / = -",
-    "currency": "must be 2-16 upper-case letters or digits",
-    "issue_country": "must be an ISO 3166 alpha-2 country code",
-    "birth_date": "must be a date YYYY-MM-DD",
-    "expire_date": "must be a date YYYY-MM-DD",
-    "front_photo": "must be a data:image/png or data:image/jpeg base64 URI",
-    "backend_photo": "must be a data:image/png or data:image/jpeg base64 URI",
-    "face_photo": "must be a data:image/png or data:image/jpeg base64 URI",
-}
+_TAGS = frozenset(t.value for t in EventType)
 
 
-def _rejection(err: Any) -> EventRejected:
-    loc = [str(p) for p in err["loc"] if str(p) not in _TAGS]
-    field = ".".join(loc) or "$"
-    kind = err.get("type", "")
-    if kind == "json_invalid":
-        return EventRejected("$", f"not valid JSON: {err.get('ctx', {}).get('error', 'syntax error')}")
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return EventRejected("type", "unknown or missing event type; expected one of " + ", ".join(sorted(_TAGS)))
-    if kind == "model_type" or (kind == "model_attributes_type" and not loc):
-        return EventRejected(field, "must be a JSON object")
-    if kind == "extra_forbidden":
-        return EventRejected(field, "unknown field")
-    if kind == "missing":
-        return EventRejected(field, "required field is missing")
-    if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HELP:
-        return EventRejected(field, _PATTERN_HELP[loc[-1]])
-    if loc and loc[-1] == "amount" and kind == "string_type":
-        return EventRejected(field, 'must be a decimal string such as "250.5", not a JSON number')
-    return EventRejected(field, str(err.get("msg", "invalid")).removeprefix("Value error, "))
+@cache
+def field_paths() -> frozenset[str]:
+    """Every field path the contract names, list indices left out (``data.funding.amount``): a bounded set, for
+    labels that must not take values from the input."""
+    document = schema()
+    definitions: dict[str, Any] = document.get("$defs", {})
+    paths: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if isinstance(ref := node.get("$ref"), str):
+            walk(definitions.get(ref.rsplit("/", 1)[-1]), prefix)
+        for key in ("anyOf", "oneOf", "allOf"):
+            for option in node.get(key, ()):
+                walk(option, prefix)
+        walk(node.get("items"), prefix)
+        for name, child in node.get("properties", {}).items():
+            paths.add(prefix + name)
+            walk(child, f"{prefix}{name}.")
+
+    walk(document, "")
+    return frozenset(paths)
 
 
 def schema() -> dict[str, Any]:
@@ -377,6 +401,9 @@ def schema() -> dict[str, Any]:
         "One onboarding event published to the provisioning worker. Amounts are decimal strings; timestamps are "
         "RFC 3339 in UTC; unknown fields are refused. Checked at intake beyond this schema: occurred_at within "
         "5 minutes ahead of and 365 days behind the receiver's clock; currencies among those configured; IP "
-        "addresses of one whitelist distinct as addresses (::1 and 0::1 are the same)."
+        "addresses of one whitelist distinct as addresses (::1 and 0::1 are the same) and each a globally routable "
+        "unicast address: not unspecified, loopback, private, link-local, multicast, reserved, broadcast, "
+        "documentation or shared address space, nor an IPv4-mapped IPv6 address; each KYC photo at most "
+        f"{MAX_PHOTO_BYTES} bytes decoded, or the receiver's lower configured limit."
     )
     return document

@@ -223,7 +223,14 @@ def build_app(
         # longer than the longest gap between two retries, so that a live retry chain keeps pushing it on
         failure_backstop_ms=max(FAILURE_BACKSTOP_MS, 3 * max(settings.max_backoff_ms, settings.auth_retry_delay_ms)),
     )
-    intake = Intake(store, policy.naming, keyring, currencies=frozenset(settings.currencies), clock=clock)
+    intake = Intake(
+        store,
+        policy.naming,
+        keyring,
+        currencies=frozenset(settings.currencies),
+        max_photo_bytes=settings.max_kyc_photo_bytes,
+        clock=clock,
+    )
     return App(
         settings,
         r,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handlers.events import Event, EventRejected, IntakePolicy, KycApproved, parse_event
+from handlers.events import MAX_PHOTO_BYTES, Event, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.crypto import Keyring
 from worker.store.customers import CustomerStore, IngestResult
@@ -70,16 +70,22 @@ class Intake:
         keyring: Keyring,
         *,
         currencies: frozenset[str],
+        max_photo_bytes: int = MAX_PHOTO_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._naming = naming
         self._keyring = keyring
         self._currencies = currencies
+        self._max_photo_bytes = max_photo_bytes
         self._clock = clock
 
     def policy(self) -> IntakePolicy:
-        return IntakePolicy(now=datetime.fromtimestamp(self._clock(), tz=UTC), currencies=self._currencies)
+        return IntakePolicy(
+            now=datetime.fromtimestamp(self._clock(), tz=UTC),
+            currencies=self._currencies,
+            max_photo_bytes=self._max_photo_bytes,
+        )
 
     def check(self, raw: str | bytes | dict[str, Any]) -> Event | Refused:
         """Validate without storing. Returns the event, or a ``Refused`` naming the field."""
@@ -178,13 +184,16 @@ class Intake:
 
 
 def refusal_event(refused: Refused, now_ms: int) -> OutboundEvent:
-    """The outbound report of a refusal. Its id is deterministic: ``event.ignored:<event id>`` (an event reaches a
-    closed customer once, whatever the copies), ``event.refused:<event id>:<digest of field and reason>`` (the same
-    refusal of the same event id), or ``event.refused:~<digest of the input>`` for input with no readable id."""
+    """The outbound report of a refusal. Its id is deterministic: ``event.ignored:<customer ref>:<event id>`` (an
+    event reaches a closed customer once, whatever the copies), ``event.refused:<event id>:<digest of customer id,
+    field and reason>`` (the same refusal of the same event id from the same customer: event ids are chosen per
+    customer, so two customers' refusals never share an id), or ``event.refused:~<digest of the input>`` for input
+    with no readable id."""
     if refused.ignored:
-        kind, identity = "event.ignored", str(refused.event_id)
+        kind, identity = "event.ignored", f"{refused.ref}:{refused.event_id}"
     elif refused.event_id:
-        kind, identity = "event.refused", f"{refused.event_id}:{_short_digest(refused.field, refused.reason)}"
+        customer = refused.customer_id or ""
+        kind, identity = "event.refused", f"{refused.event_id}:{_short_digest(customer, refused.field, refused.reason)}"
     else:
         kind, identity = "event.refused", f"~{refused.digest}"
     return OutboundEvent(

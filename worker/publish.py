@@ -8,10 +8,9 @@ the clear, and the publisher needs no key that opens anything.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import dramatiq
 
@@ -54,9 +53,8 @@ class Publisher:
         ``redis.RedisError`` if it could not be sent: publishing the same event again is safe."""
         checked = self._intake.check(raw)
         if isinstance(checked, Refused):
-            refused = Refused(checked.field, checked.reason, checked.event_id or _peek_id(raw))
-            self._intake.report(refused, stage="publish")
-            return refused
+            self._intake.report(checked, stage="publish")
+            return checked
         payload = checked.model_dump(mode="json")
         if isinstance(checked, KycApproved) and checked.data.kyc is not None:
             sealed = self._sealer.seal(checked.data.kyc.model_dump(mode="json"), event_id=checked.id)
@@ -67,20 +65,13 @@ class Publisher:
         message: dramatiq.Message[Any] = self._handoff.send(actor.message(payload))
         return Published(checked.id, self._customer_ref(checked.customer_id), actor.queue_name, message.message_id)
 
-    def publish_lines(self, lines: Iterable[str]) -> Iterator[LineResult]:
-        """Publish JSON Lines; blank lines are skipped; every other line yields its result, refused or not."""
+    def publish_lines(self, lines: Iterable[str | bytes]) -> Iterator[LineResult]:
+        """Publish JSON Lines; blank lines are skipped; every other line yields its result, refused or not. Lines
+        may be bytes: one that is not UTF-8 is refused by its number, and the lines after it are still read."""
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 yield LineResult(number, self.publish(line.strip()))
 
-    def publish_file(self, stream: TextIO) -> Iterator[LineResult]:
+    def publish_file(self, stream: BinaryIO | TextIO) -> Iterator[LineResult]:
+        """Publish a JSON Lines file; open it in binary mode, so that a line that is not UTF-8 is refused alone."""
         return self.publish_lines(stream)
-
-
-def _peek_id(raw: str | bytes | dict[str, Any]) -> str | None:
-    try:
-        obj = json.loads(raw) if isinstance(raw, str | bytes) and len(raw) < 20_000_000 else raw
-    except (ValueError, RecursionError):
-        return None
-    value = obj.get("id") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable() else None

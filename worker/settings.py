@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from handlers.events import MAX_PHOTO_BYTES
 from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile, webhook_secrets_ok
 from worker.secret_strength import published_defaults, secret_problems
 from worker.wire import base_url_problems, redis_url_problems
@@ -176,6 +177,11 @@ class Settings(BaseSettings):
     key_max_age_seconds: int = Field(90 * 86400, alias="PROVISIONER_KEY_MAX_AGE_SECONDS", ge=60)
     rotation_grace_seconds: int = Field(3600, alias="PROVISIONER_ROTATION_GRACE_SECONDS", ge=0)
     proxy_kyc: bool = Field(False, alias="PROVISIONER_PROXY_KYC")
+    max_kyc_photo_bytes: int = Field(
+        MAX_PHOTO_BYTES, alias="PROVISIONER_MAX_KYC_PHOTO_BYTES", ge=1024, le=MAX_PHOTO_BYTES
+    )
+    """The largest KYC photo an approval may carry, decoded: at most KuCoin's 2 MiB. Lower it to bound what one
+    event stores in Redis (about 4.5 times the event while it is queued and stored, see docs/integration.md)."""
     kyc_poll_seconds: int = Field(60, alias="PROVISIONER_KYC_POLL_SECONDS", ge=1)
     lock_ttl_ms: int = Field(45_000, alias="PROVISIONER_LOCK_TTL_MS", ge=5_000)
     unknown_outcome_settle_ms: int = Field(15_000, alias="PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS", ge=0)

@@ -179,7 +179,7 @@ def approval(customer: str, *, eid: str | None = None, **extra: Any) -> dict[str
         eid=eid,
         minutes_ago=0.5,
         permissions=["general", "spot"],
-        ip_whitelist=["203.0.113.10"],
+        ip_whitelist=["203.0.114.10"],
         funding=[{"currency": "USDT", "amount": "250"}],
         **extra,
     )

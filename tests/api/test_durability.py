@@ -172,7 +172,7 @@ def test_documents_sealed_to_a_key_no_worker_holds_are_dead_lettered_not_lost(re
         live_api(redis_url, key_prefix, PROVISIONER_INTAKE_PUBLIC_KEY=stranger) as served,
     ):
         upstream = Upstream(served.url)
-        approved = {**event("customer.kyc_approved", "dl-1", permissions=["general"], ip_whitelist=["203.0.113.1"])}
+        approved = {**event("customer.kyc_approved", "dl-1", permissions=["general"], ip_whitelist=["203.0.114.1"])}
         approved["data"]["kyc"] = kyc_documents("Ann")
         assert upstream.post(approved).status_code == 202
         letters = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the dead letter")

@@ -358,6 +358,27 @@ def test_customer_show_and_dlq_show_render_values_not_python_reprs(provisioned) 
     assert f"failed: {when}" in out and str(letter.failed_at_ms) not in out
 
 
+def test_publish_refuses_a_line_that_is_not_utf8_by_number_and_publishes_the_rest(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    with WorkerRig(redis_url, key_prefix) as rig:
+        ev = events_for("cli-utf8")
+        source = tmp_path / "events.jsonl"
+        source.write_bytes(
+            json.dumps(ev["created"]).encode()
+            + b"\n"
+            + b'{"id": "caf\xe9"}\n'
+            + b"\xff\xfe\n"
+            + json.dumps(ev["kyc"]).encode()
+        )
+        result = CliRunner().invoke(main, ["publish", str(source)], env=env_of(rig, "http://127.0.0.1:9"))
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert result.exit_code == 1
+        assert "line 2: refused: $: not valid UTF-8: byte 0xE9 at column 12" in result.stderr
+        assert "line 3: refused: $: not valid UTF-8: byte 0xFF at column 1" in result.stderr
+        assert "published 2 event(s), refused 2" in result.stderr
+
+
 def test_recover_takes_what_the_upstream_heard(
     provisioned: tuple[WorkerRig, str, dict[str, str]], tmp_path: Path
 ) -> None:

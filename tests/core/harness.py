@@ -201,7 +201,7 @@ class Rig:
 
 
 def events_for(
-    customer: str, *, funding: Iterable[tuple[str, str]] = (("USDT", "250"),), ips: tuple[str, ...] = ("203.0.113.10",)
+    customer: str, *, funding: Iterable[tuple[str, str]] = (("USDT", "250"),), ips: tuple[str, ...] = ("203.0.114.10",)
 ) -> dict[str, dict[str, Any]]:
     """A full lifecycle for ``customer`` (occurred_at a minute apart, just before the rig's clock)."""
 
@@ -224,7 +224,7 @@ def events_for(
             ip_whitelist=list(ips),
             funding=[{"currency": c, "amount": a} for c, a in funding],
         ),
-        "ip": ev("customer.ip_changed", 2, ip_whitelist=["198.51.100.7", "198.51.100.8"]),
+        "ip": ev("customer.ip_changed", 2, ip_whitelist=["198.51.101.7", "198.51.101.8"]),
         "rotate": ev("customer.key_rotation_requested", 3),
         "offboard": ev("customer.offboarded", 4),
     }

@@ -84,7 +84,7 @@ def test_commit_then_lost_response(redis_url: str, key_prefix: str, endpoint: st
             rig.settle(ref, after_run=heal_after_first_drop)
             rig.publish(ev[name])
         rig.settle(ref, after_run=heal_after_first_drop)
-        assert check(rig, ref, offboarded=False, funded=Decimal(250), ips=["198.51.100.7", "198.51.100.8"]) == []
+        assert check(rig, ref, offboarded=False, funded=Decimal(250), ips=["198.51.101.7", "198.51.101.8"]) == []
         rig.publish(ev["offboard"])
         rig.settle(ref, after_run=heal_after_first_drop)
         assert check(rig, ref, offboarded=True, funded=Decimal(250)) == []

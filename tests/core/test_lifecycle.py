@@ -36,7 +36,7 @@ def test_onboarding_creates_one_sub_account_funds_it_and_delivers_a_working_key(
     (key,) = live_keys(state)
     assert key["label"] == "prov-g0000"
     assert sorted(key["permissions"]) == ["General", "Spot"]
-    assert key["ipWhitelist"] == ["203.0.113.10"]
+    assert key["ipWhitelist"] == ["203.0.114.10"]
     (transfer,) = state["transfers"]
     assert (transfer["direction"], transfer["amount"], transfer["currency"]) == ("OUT", "250", "USDT")
     assert Decimal(sub["balances"]["TRADE"]["USDT"]) == 250
@@ -63,7 +63,7 @@ def test_ip_change_rotation_and_offboarding(rig: Rig) -> None:
     rig.publish(ev["ip"])
     rig.settle(ref)
     (key,) = live_keys(rig.state())
-    assert sorted(key["ipWhitelist"]) == ["198.51.100.7", "198.51.100.8"]
+    assert sorted(key["ipWhitelist"]) == ["198.51.101.7", "198.51.101.8"]
 
     rig.publish(ev["rotate"])
     rig.settle(ref)  # jumps over the grace period

@@ -28,7 +28,7 @@ def approval(customer: str, name: str, minute: int, funding: list[tuple[str, str
         "occurred_at": f"2026-11-18T10:{minute:02d}:00Z",
         "data": {
             "permissions": ["general", "spot"],
-            "ip_whitelist": ["203.0.113.10"],
+            "ip_whitelist": ["203.0.114.10"],
             "funding": [{"currency": c, "amount": a} for c, a in funding],
         },
     }

@@ -13,7 +13,7 @@ from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for
 from tests.core.invariants import check
 
-NEWEST_IPS = ["198.51.100.7", "198.51.100.8"]
+NEWEST_IPS = ["198.51.101.7", "198.51.101.8"]
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def test_events_arriving_during_a_run_are_handled_by_that_run(rig: Rig) -> None:
     assert report is not None and report.outcome == "idle", report
     assert not rig.transport.after, "the hook ran"
     (key,) = rig.record(ref).live_keys
-    assert key.ip_whitelist == ("198.51.100.7", "198.51.100.8")
+    assert key.ip_whitelist == ("198.51.101.7", "198.51.101.8")
     assert rig.app.redis.zscore(rig.app.keys.inbox, ref) is None
     assert rig.app.redis.get(rig.app.keys.dirty(ref)) is None
 
@@ -133,7 +133,7 @@ def test_the_stale_scan_is_not_fooled_by_a_far_away_wake_up(rig: Rig) -> None:
     assert app.due.next_due_ms(ref) == later
     rig.clock.advance_ms(10 * 60_000)
     rig.settle(ref)
-    assert rig.record(ref).live_keys[0].ip_whitelist == ("198.51.100.7", "198.51.100.8")
+    assert rig.record(ref).live_keys[0].ip_whitelist == ("198.51.101.7", "198.51.101.8")
 
 
 def test_the_stale_scan_leaves_a_customer_waiting_for_its_rate_limit_slot_alone(rig: Rig) -> None:
@@ -284,7 +284,7 @@ def test_a_block_marked_reported_is_raised_even_if_a_second_look_would_fail(redi
             with contextlib.suppress(RetryableError):
                 poor.run(ref)
         poor.settle(ref)
-        assert poor.record(ref).live_keys[0].ip_whitelist == ("198.51.100.7", "198.51.100.8")
+        assert poor.record(ref).live_keys[0].ip_whitelist == ("198.51.101.7", "198.51.101.8")
         assert len(poor.blocked) == 1, "the refused funding line became exactly one dead letter"
         assert "fund:" in poor.blocked[0].reasons[0]
     finally:

@@ -59,7 +59,7 @@ def test_an_orphan_key_is_caught(rig: Rig) -> None:
     rig.app.exchange.api_keys.add(
         uid=uid,
         passphrase="Passphrase123",
-        ip_whitelist=["198.51.100.7"],
+        ip_whitelist=["198.51.101.7"],
         permissions=[Permission.SPOT],
         label="prov-g0001",
     )

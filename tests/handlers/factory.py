@@ -48,7 +48,7 @@ def created(eid: str = "e-created", minute: int = 0) -> Event:
 def approved(
     eid: str = "e-kyc",
     minute: int = 1,
-    ips: tuple[str, ...] = ("203.0.113.10",),
+    ips: tuple[str, ...] = ("203.0.114.10",),
     permissions: tuple[str, ...] = ("general", "spot"),
     funding: tuple[tuple[str, str], ...] = (),
 ) -> Event:
@@ -86,7 +86,7 @@ def key(
     generation: int = 0,
     *,
     created_at_ms: int = 0,
-    ips: tuple[str, ...] = ("203.0.113.10",),
+    ips: tuple[str, ...] = ("203.0.114.10",),
     permissions: tuple[str, ...] = ("general", "spot"),
     revoked: bool = False,
 ) -> KeyRecord:

@@ -13,10 +13,10 @@ from tests.handlers.factory import approved, created, ip_changed, offboarded, ro
 LIFECYCLE = [
     created(),
     approved(minute=1, funding=(("USDT", "250"),)),
-    ip_changed("e-ip1", 3, "198.51.100.1"),
+    ip_changed("e-ip1", 3, "198.51.101.1"),
     rotation("e-rot", 4),
-    ip_changed("e-ip2", 2, "198.51.100.2"),
-    approved("e-kyc2", 5, ips=("192.0.2.9",), permissions=("general",), funding=(("BTC", "0.1"),)),
+    ip_changed("e-ip2", 2, "198.51.101.2"),
+    approved("e-kyc2", 5, ips=("192.0.3.9",), permissions=("general",), funding=(("BTC", "0.1"),)),
 ]
 
 
@@ -42,7 +42,7 @@ def test_duplicates_change_nothing(events) -> None:
 def test_newest_wins_by_occurred_at_then_id() -> None:
     state = fold(LIFECYCLE)
     assert state.access is not None
-    assert state.access.ip_whitelist == ("192.0.2.9",)
+    assert state.access.ip_whitelist == ("192.0.3.9",)
     assert state.access.permissions == ("general",)
     assert state.requested_rotations == 1
     assert [f.key for f in state.funding] == ["e-kyc#0", "e-kyc2#0"]
@@ -70,8 +70,8 @@ def test_changes_nanoseconds_apart_are_ordered_by_time_not_by_id() -> None:
             None,
         )
 
-    earlier = change("z-first", "2026-11-22T10:05:00.000000100Z", "198.51.100.1")
-    later = change("a-second", "2026-11-22T10:05:00.000000900Z", "198.51.100.2")
+    earlier = change("z-first", "2026-11-22T10:05:00.000000100Z", "198.51.101.1")
+    later = change("a-second", "2026-11-22T10:05:00.000000900Z", "198.51.101.2")
     state = fold([created(), approved(), earlier, later])  # type: ignore[list-item]
     assert state.access is not None
-    assert state.access.ip_whitelist == ("198.51.100.2",)
+    assert state.access.ip_whitelist == ("198.51.101.2",)

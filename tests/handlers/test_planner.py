@@ -101,10 +101,10 @@ def test_key_issued_after_funding_with_canonical_access() -> None:
     """With funding settled, the key is issued: generation 0, sorted permissions, canonical IP order."""
     events = [
         created(),
-        approved(ips=("203.0.113.10", "10.0.0.1"), permissions=("spot", "general"), funding=(("USDT", "1"),)),
+        approved(ips=("203.0.114.10", "10.0.0.1"), permissions=("spot", "general"), funding=(("USDT", "1"),)),
     ]
     result = step(events, with_sub(transfers={"e-kyc#0": funded("e-kyc#0")}))
-    assert result == c.IssueApiKey(UID, 0, "prov-g0000", ("general", "spot"), ("10.0.0.1", "203.0.113.10"))
+    assert result == c.IssueApiKey(UID, 0, "prov-g0000", ("general", "spot"), ("10.0.0.1", "203.0.114.10"))
 
 
 def test_converged_customer_wakes_up_when_its_key_gets_old() -> None:
@@ -114,21 +114,21 @@ def test_converged_customer_wakes_up_when_its_key_gets_old() -> None:
 
 def test_newer_ip_change_updates_the_key() -> None:
     """An IP change that occurred after the approval replaces the whitelist of the live key."""
-    events = [created(), approved(minute=1), ip_changed("e-ip", 5, "198.51.100.7")]
+    events = [created(), approved(minute=1), ip_changed("e-ip", 5, "198.51.101.7")]
     result = step(events, with_sub(keys=(key(0),)))
-    assert result == c.UpdateApiKey(UID, "key0", "prov-g0000", ("general", "spot"), ("198.51.100.7",))
+    assert result == c.UpdateApiKey(UID, "key0", "prov-g0000", ("general", "spot"), ("198.51.101.7",))
 
 
 def test_older_ip_change_loses_to_the_newer_approval() -> None:
     """Re-ordered delivery: an IP change that occurred before the approval does not win."""
-    events = [created(), ip_changed("e-ip", 0, "198.51.100.7"), approved(minute=1)]
+    events = [created(), ip_changed("e-ip", 0, "198.51.101.7"), approved(minute=1)]
     assert isinstance(step(events, with_sub(keys=(key(0),))), c.Idle)
 
 
 def test_rotation_issues_the_next_generation_then_revokes_the_old_after_grace() -> None:
     events = [created(), approved(minute=1), rotation("e-rot", 2)]
     assert step(events, with_sub(keys=(key(0),))) == c.IssueApiKey(
-        UID, 1, "prov-g0001", ("general", "spot"), ("203.0.113.10",)
+        UID, 1, "prov-g0001", ("general", "spot"), ("203.0.114.10",)
     )
     both = with_sub(keys=(key(0), key(1, created_at_ms=1000)))
     assert step(events, both, now=5000) == c.Idle("converged", 1000 + POLICY.rotation_grace_ms)
@@ -442,10 +442,10 @@ def test_a_blocked_issuance_does_not_hold_back_revoking_rotated_out_keys() -> No
 
 
 def test_a_blocked_issuance_does_not_hold_back_aligning_the_live_key() -> None:
-    events = [created(), approved(), rotation("e-r1", 2), ip_changed("e-ip", 3, "198.51.100.9")]
+    events = [created(), approved(), rotation("e-r1", 2), ip_changed("e-ip", 3, "198.51.101.9")]
     rec = with_sub(keys=(key(0),), blocked={"key:1": Blocked(reason="refused", at_ms=200)})
     result = step(events, rec)
-    assert isinstance(result, c.UpdateApiKey) and result.ip_whitelist == ("198.51.100.9",)
+    assert isinstance(result, c.UpdateApiKey) and result.ip_whitelist == ("198.51.101.9",)
 
 
 def test_the_key_cap_is_made_room_for_by_revoking_the_oldest_rotated_out_key() -> None:

@@ -12,6 +12,7 @@ import copy
 import ipaddress
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -20,7 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema.exceptions import ValidationError
 
-from handlers.events import MAX_EVENT_BYTES, MAX_PLAIN_EVENT_BYTES, EventRejected, parse_event, schema
+from handlers.events import (
+    MAX_EVENT_BYTES,
+    MAX_PHOTO_CHARS,
+    MAX_PLAIN_EVENT_BYTES,
+    EventRejected,
+    IntakePolicy,
+    parse_event,
+    schema,
+)
 
 
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema_: Any) -> Any:
@@ -51,7 +60,7 @@ ACCEPTED = [
     {**BASE, "type": "customer.created", "data": {}},
     {**BASE, "type": "customer.key_rotation_requested", "data": {}},
     {**BASE, "type": "customer.offboarded", "data": {}},
-    {**BASE, "type": "customer.ip_changed", "data": {"ip_whitelist": ["203.0.113.9", "2001:db8::1"]}},
+    {**BASE, "type": "customer.ip_changed", "data": {"ip_whitelist": ["203.0.114.9", "2001:db9::1"]}},
     {**BASE, "type": "customer.funding_requested", "data": {"funding": [{"currency": "USDT", "amount": "0.5"}]}},
     {
         **BASE,
@@ -59,7 +68,7 @@ ACCEPTED = [
         "occurred_at": "2024-02-29T23:59:59.123456789+00:00",
         "data": {
             "permissions": ["general", "spot", "futures"],
-            "ip_whitelist": ["::ffff:192.0.2.1"],
+            "ip_whitelist": ["::ffff:192.0.3.1"],
             "funding": [
                 {"currency": "BTC", "amount": "0.00000001"},
                 {"currency": "USDT", "amount": "9999999999999999"},
@@ -206,8 +215,12 @@ def test_timestamps_agree(moment: str) -> None:
 def test_the_differences_that_remain_are_these() -> None:
     """What the schema cannot say: that two spellings of an IP address are the same address. The byte limits of an
     event never refuse what the schema allows (shown here at the schema's maxima), and the runtime checks (clock
-    window, configured currencies) are made only with a policy."""
+    window, configured currencies, routable IP addresses) are made only with a policy."""
     assert _agree(_with("data.ip_whitelist", ["::1", "0::1"])) == (False, True)
+    private = json.dumps(_with("data.ip_whitelist", ["10.0.0.1"], ACCEPTED[3]))
+    assert VALIDATOR.is_valid(json.loads(private)) and parse_event(private, None).id == "evt-1"
+    with pytest.raises(EventRejected, match="cannot be bound to a trading key"):
+        parse_event(private, IntakePolicy(now=datetime(2026, 11, 30, 10, tzinfo=UTC), currencies=frozenset()))
     widest = {
         **ACCEPTED[4],
         "id": "i" * 64,
@@ -216,7 +229,7 @@ def test_the_differences_that_remain_are_these() -> None:
     }
     assert len(json.dumps(widest)) < MAX_PLAIN_EVENT_BYTES
     assert _agree(widest) == (True, True)
-    photo = "data:image/jpeg;base64," + "A" * (2_900_000 - 23)
+    photo = "data:image/jpeg;base64," + "A" * (MAX_PHOTO_CHARS - 23)
     largest = _with(
         "data.kyc",
         {
@@ -229,6 +242,6 @@ def test_the_differences_that_remain_are_these() -> None:
             "face_photo": photo,
         },
     )
-    largest["data"]["ip_whitelist"] = [f"2001:db8::{i:x}" for i in range(20)]
+    largest["data"]["ip_whitelist"] = [f"2001:db9::{i:x}" for i in range(20)]
     assert len(json.dumps(largest)) < MAX_EVENT_BYTES
     assert _agree(largest) == (True, True)

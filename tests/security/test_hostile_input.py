@@ -216,3 +216,72 @@ def test_events_for_an_offboarded_customer_are_ignored_and_reported(redis_url: s
         assert rig.outbound()[-1]["type"] == "event.ignored"
     finally:
         rig.close()
+
+
+HOSTILE_KEY = "x\u202e\n\x1b[31m<script>" + "A" * 5000
+
+
+def test_a_hostile_field_name_is_bounded_and_made_printable_wherever_the_refusal_goes(rig: Rig, publisher) -> None:
+    """An unknown field's name is input: in the refusal, the refused stream and the outbound report it appears
+    only shortened and as printable ASCII (escapes for the rest)."""
+    pub, _ = publisher
+    event = at(["data", HOSTILE_KEY], GOOD, 1)
+    outcome = pub.publish(json.dumps(event))
+    assert isinstance(outcome, Refused) and outcome.reason == "unknown field"
+    assert outcome.field.startswith("data.") and len(outcome.field) <= 80
+    assert all(" " <= c <= "~" for c in outcome.field), outcome.field
+    assert "\\u202e\\n\\x1b[31m<script>AAA" in outcome.field
+    _, last = rig.app.redis.xrevrange(rig.app.keys.refused, count=1)[0]
+    assert last["field"] == outcome.field
+    report = rig.outbound()[-1]
+    assert report["field"] == outcome.field
+
+
+def test_a_reason_never_carries_control_characters_or_unbounded_input(rig: Rig, publisher) -> None:
+    pub, _ = publisher
+    outcome = pub.publish(json.dumps(at(["data", "ip_whitelist"], GOOD, ["1.2.3.\u202e\n"])))
+    assert isinstance(outcome, Refused) and outcome.field == "data.ip_whitelist.0"
+    assert all(" " <= c <= "~" for c in outcome.reason), outcome.reason
+
+
+def test_publish_refusals_of_unreadable_input_keep_their_own_ids(rig: Rig, publisher) -> None:
+    """Two different inputs with no readable id are two refusals: their ``event.refused`` ids differ."""
+    pub, _ = publisher
+    pub.publish(b"\x00first garbage")
+    pub.publish(b"\x00second garbage")
+    ids = [e["id"] for e in rig.outbound()[-2:]]
+    assert ids[0] != ids[1] and all(i.startswith("event.refused:~") and len(i) > 20 for i in ids), ids
+
+
+def test_the_same_refusal_of_the_same_event_id_for_two_customers_has_two_ids(rig: Rig, publisher) -> None:
+    """Event ids are the upstream's, chosen per customer: the same bad event id from two customers is reported
+    twice, to each customer, not merged into one."""
+    pub, _ = publisher
+    for customer in ("twin-a", "twin-b"):
+        pub.publish(json.dumps({**GOOD, "id": "evt-same", "customer_id": customer, "occurred_at": "yesterday"}))
+    first, second = rig.outbound()[-2:]
+    assert (first["customer_id"], second["customer_id"]) == ("twin-a", "twin-b")
+    assert first["id"] != second["id"]
+
+
+def test_a_hostile_event_id_never_reaches_a_dead_letter_whole(rig: Rig, publisher) -> None:
+    """Sealed documents that do not open are refused before the event is judged: the id in that refusal is read
+    as intake reads ids (short and printable) or left out."""
+    _, runtime = publisher
+    hostile = "\x1b[2J" + "i" * 100_000
+    event = at(["data", "kyc"], at(["id"], GOOD, hostile), {"$envelope": {"alg": "x", "kid": "k", "ct": "AA=="}})
+    with pytest.raises(InvalidEvent) as info:
+        runtime.actors.handle_event.fn(event)
+    assert info.value.field == "data.kyc" and info.value.event_id is None
+    assert len(str(info.value)) < 200
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.binary(max_size=200) | st.sampled_from([b"\xff", b"\xc3(", b"\xed\xa0\x80", b'{"id": "\xe9"}']))
+)
+def test_publish_lines_of_any_bytes_answer_every_line_without_raising(rig: Rig, publisher, lines: list[bytes]) -> None:
+    pub, _ = publisher
+    results = list(pub.publish_lines([line.replace(b"\n", b" ") for line in lines]))
+    assert [r.line for r in results] == [i for i, line in enumerate(lines, 1) if line.replace(b"\n", b" ").strip()]
+    assert all(isinstance(r.outcome, Refused) for r in results)

@@ -17,9 +17,10 @@ from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 
 from handlers.events import EventType
+from handlers.printable import printable
 from handlers.records import SealedSecret
 from worker.crypto import CryptoError
-from worker.intake import Refused
+from worker.intake import Refused, peek_event_id
 from worker.provisioning.reconciler import Reconciler, StepsBlocked
 from worker.runtime.errors import InvalidEvent
 from worker.runtime.holder import AppHolder
@@ -131,9 +132,9 @@ def declare_actors(
 def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) -> None:
     app = holder.get()
     event_id = event.get("id") if isinstance(event, dict) else None
-    structlog.contextvars.bind_contextvars(
-        event_id=str(event_id)[:64] if event_id else None,
-        event_type=str(event.get("type"))[:64] if isinstance(event, dict) else None,
+    structlog.contextvars.bind_contextvars(  # input: escaped to printable ASCII and bounded
+        event_id=printable(str(event_id), 64) if event_id else None,
+        event_type=printable(str(event.get("type")), 64) if isinstance(event, dict) else None,
     )
     current = CurrentMessage.get_current_message()
     outcome = app.intake.accept(
@@ -186,7 +187,7 @@ def _unseal(holder: AppHolder, event: dict[str, Any]) -> dict[str, Any]:
             documents = app.keyring.open(SealedSecret.model_validate(kyc[SEALED]))
     except (CryptoError, ValueError):
         raise InvalidEvent(
-            "data.kyc", "sealed KYC documents cannot be opened with our keys", str(event.get("id"))
+            "data.kyc", "sealed KYC documents cannot be opened with our keys", peek_event_id(event)
         ) from None
     return {**event, "data": {**data, "kyc": documents}}
 

@@ -41,7 +41,7 @@ from typing import Any
 import dramatiq
 import redis
 
-from handlers.events import EventRejected, IntakePolicy, KycApproved, parse_event
+from handlers.events import MAX_PHOTO_BYTES, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.intake import peek_event_id
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
@@ -161,6 +161,7 @@ class Admission:
         *,
         currencies: frozenset[str],
         namespace: str,
+        max_photo_bytes: int = MAX_PHOTO_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -168,6 +169,7 @@ class Admission:
         self._naming = naming
         self._sealer = sealer
         self._currencies = currencies
+        self._max_photo_bytes = max_photo_bytes
         self._namespace = namespace
         self._clock = clock
         self._script = client.register_script(_ADMIT)
@@ -177,7 +179,11 @@ class Admission:
         when Redis fails: then either nothing of the request was applied, or all of it (the script is atomic, its
         answer may be what was lost) — sending the same request again is safe, and answers ``duplicate`` for what
         was applied."""
-        policy = IntakePolicy(now=datetime.fromtimestamp(self._clock(), tz=UTC), currencies=self._currencies)
+        policy = IntakePolicy(
+            now=datetime.fromtimestamp(self._clock(), tz=UTC),
+            currencies=self._currencies,
+            max_photo_bytes=self._max_photo_bytes,
+        )
         verdicts: list[Verdict | None] = []
         prepared: list[_Prepared] = []
         refusals: list[list[str]] = []

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from handlers.events import field_paths
 from worker.exchange.http import CallRecord
 from worker.runtime.retry_policy import failure_kind
 from worker.settings import Settings
@@ -414,5 +415,14 @@ def serve_metrics() -> int:
 
 
 def field_label(path: str) -> str:
-    """A refused field's path without list indices, so the label's cardinality stays bounded."""
-    return _INDEX.sub("", path)[:64]
+    """A refused field's path as a label: without list indices, and a name the contract does not know (input, such
+    as an unknown field's name) replaced by ``<other>`` after the longest known prefix, so the label only takes
+    values from a fixed set."""
+    parts = [] if path == "$" else _INDEX.sub("", path).split(".")
+    known = field_paths()
+    depth = 0
+    while depth < len(parts) and ".".join(parts[: depth + 1]) in known:
+        depth += 1
+    if depth == len(parts):
+        return path if not parts else ".".join(parts)
+    return ".".join([*parts[:depth], "<other>"])
