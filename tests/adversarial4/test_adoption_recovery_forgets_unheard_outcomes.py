@@ -97,7 +97,9 @@ def test_an_adoption_after_a_recovery_without_heard_pays_a_refused_line(redis_ur
                 funding_caps=app.settings.funding_cap_per_customer,
                 outbound=heard + _outbound(app),
             )
-            told = [f"{v.invariant}: {v.detail}" for v in violations if v.invariant == "the upstream was told the truth"]
+            told = [
+                f"{v.invariant}: {v.detail}" for v in violations if v.invariant == "the upstream was told the truth"
+            ]
             paid = paid_to(rig, uid)
             assert paid == [] and told == [], (
                 f"a line refused before the loss was paid after an adoption's recovery ({len(paid)} transfer(s)): "

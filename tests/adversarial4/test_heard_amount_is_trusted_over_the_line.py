@@ -60,7 +60,9 @@ def test_a_heard_completion_with_another_amount_overruns_the_per_customer_cap(re
         shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
         app = second_host(rig, same_host=True)
         try:
-            report = recover(app, reason="test: Redis restarted without persistence", heard=outcomes_from_events(mangled))
+            report = recover(
+                app, reason="test: Redis restarted without persistence", heard=outcomes_from_events(mangled)
+            )
             assert report.heard == 1
             published = [ev["created"], ev["kyc"], a, b]
             ref = redeliver(app, published)

@@ -6,6 +6,7 @@ snapshot's attempt reads FAILURE the line goes back to being sent, and is paid."
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -81,10 +82,8 @@ def test_a_line_refused_after_the_snapshot_is_paid_after_the_rollback_despite_he
             for _ in range(3):  # the worker runs; the on-call replays what it reports as failed
                 app.due.schedule(ref, int(rig.clock() * 1000))
                 settle_with(rig, app, ref)
-                try:
+                with contextlib.suppress(Exception):
                     app.reconciler.run(ref, retry_blocked=True)
-                except Exception:  # noqa: BLE001 - a block reported again is fine here
-                    pass
                 rig.clock.advance_ms(3_600_000)
 
             paid = paid_to(rig, uid)
