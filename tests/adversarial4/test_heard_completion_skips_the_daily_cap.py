@@ -28,8 +28,8 @@ def test_a_line_recorded_from_heard_is_not_counted_on_the_daily_cap(redis_url: s
     transfer (``ledger_lag_ms``; the worker is configured with that lag). Customer X's 600 USDT top-up is paid
     (``funding.completed``). A minute later Redis loses everything; ``provisioner recover --heard`` with what the
     upstream received: the daily caps are seeded from the ledger, which does not list X's transfer yet (nothing
-    moved today, as far as it shows). X's events are re-published and worked: the audit records X's line committed, as heard. Then customer Y (new) is approved
-    with a 600 USDT line, the same day.
+    moved today, as far as it shows). X's events are re-published and worked: the audit records X's line
+    committed, as heard. Then customer Y (new) is approved with a 600 USDT line, the same day.
 
     What happens: X's line never reserved anything on today's cap (``_seed_heard`` records it without the
     ``reserve(cap=None)`` that ``_found`` does for a line found paid); Y's line reserves 600 against a day that
