@@ -28,7 +28,7 @@ import redis
 
 from worker.store.keys import Keys
 
-__all__ = ["HeardError", "HeardOutcome", "heard_for", "outcomes_from_events", "read_heard", "store_heard"]
+__all__ = ["HeardError", "HeardOutcome", "heard_for", "nothing_lost", "outcomes_from_events", "read_heard", "store_heard"]
 
 _TYPES = {"funding.completed": "completed", "funding.refused": "refused"}
 
@@ -123,20 +123,27 @@ def store_heard(client: redis.Redis, keys: Keys, outcomes: Iterable[HeardOutcome
     for outcome in outcomes or ():
         by_ref.setdefault(outcome.customer_ref, {})[outcome.key] = asdict(outcome)
     pipe = client.pipeline(transaction=True)
-    pipe.delete(keys.recovery_heard, keys.recovery_heard_given)
-    if outcomes is not None:
-        pipe.set(keys.recovery_heard_given, "1")
-        if by_ref:
-            pipe.hset(keys.recovery_heard, mapping={ref: json.dumps(lines) for ref, lines in by_ref.items()})
+    pipe.delete(keys.recovery_heard)
+    pipe.set(keys.recovery_heard_given, "0" if outcomes is None else "1")
+    if by_ref:
+        pipe.hset(keys.recovery_heard, mapping={ref: json.dumps(lines) for ref, lines in by_ref.items()})
     pipe.execute()
     return sum(len(lines) for lines in by_ref.values())
 
 
+def nothing_lost(client: redis.Redis, keys: Keys) -> int:
+    """A recovery of a sound state (adoptions only) learns no outcome: what an earlier recovery was given stands,
+    and where there never was one, our records hold every outcome. Returns how many heard outcomes stand."""
+    client.set(keys.recovery_heard_given, "1", nx=True)
+    return sum(len(json.loads(raw)) for raw in client.hvals(keys.recovery_heard))
+
+
 def heard_for(client: redis.Redis, keys: Keys, customer_ref: str) -> tuple[bool, list[HeardOutcome]]:
-    """Whether the last recovery was given the upstream's outcomes, and those of ``customer_ref``."""
+    """Whether every outcome the upstream heard is known (given to a recovery, or never lost), and those of
+    ``customer_ref`` a recovery was given."""
     given, raw = client.get(keys.recovery_heard_given), client.hget(keys.recovery_heard, customer_ref)
     lines: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
-    return given is not None, [HeardOutcome(**fields) for fields in lines.values()]
+    return given != "0", [HeardOutcome(**fields) for fields in lines.values()]
 
 
 def _text(value: object) -> str | None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
-from worker.heard import HeardOutcome, store_heard
+from worker.heard import HeardOutcome, nothing_lost, store_heard
 from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch
 from worker.store.lock import CustomerLock
@@ -139,10 +139,11 @@ def recover(
     _refuse_ours(app, adoptions, by_uid)
     report.seeded = seed_daily_caps(app)
     if heard is None and detected == "ok" and not force:
-        heard = []  # nothing was lost (adoptions only): our records hold every outcome the upstream heard
-    heard = None if heard is None else list(heard)
-    stored = store_heard(app.redis, app.keys, heard)
-    report.heard = None if heard is None else stored
+        report.heard = nothing_lost(app.redis, app.keys)  # adoptions only: what is known stays known
+    else:
+        heard = None if heard is None else list(heard)
+        stored = store_heard(app.redis, app.keys, heard)
+        report.heard = None if heard is None else stored
     report.epoch = app.state.recover(reason=reason)
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])

@@ -225,5 +225,6 @@ class Keys:
 
     @property
     def recovery_heard_given(self) -> str:
-        """Set when the last recovery was given the upstream's funding outcomes (even none)."""
+        """``1`` when the upstream's funding outcomes are known to the last recovery (given, or nothing was lost),
+        ``0`` when a recovery after a loss was not given them; absent before any recovery."""
         return f"{self.prefix}:recovery:heard_given"
