@@ -62,7 +62,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     if seeded:
         update |= seeded
         for o in heard:
-            if o.key not in record.transfers:
+            if _heard_decides(o, record.transfers.get(o.key)):
                 action = "transfer.committed" if o.verdict == "completed" else "funding.refused"
                 journal.append((action, {"key": o.key, "evidence": "as the upstream heard before the loss"}))
     active_delta = 0
@@ -119,7 +119,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
 def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, sub_wallet: str) -> dict[str, object]:
     """The record's transfers, blocks and pending intent with every heard outcome of a line it does not hold:
     a completion is committed (never sent again), a refusal refused (never sent). Empty when nothing is new."""
-    new = [o for o in heard if o.key not in record.transfers]
+    new = [o for o in heard if _heard_decides(o, record.transfers.get(o.key))]
     if not new:
         return {}
     transfers = dict(record.transfers)
@@ -144,6 +144,15 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
         pending = None
     blocked = {k: v for k, v in record.blocked.items() if k not in {steps.fund(key) for key in keys}}
     return {"transfers": transfers, "pending": pending, "blocked": blocked}
+
+
+def _heard_decides(outcome: HeardOutcome, held: TransferRecord | None) -> bool:
+    """Whether what the upstream heard replaces what the record holds of the line: nothing, a transfer whose final
+    status it never read (a restored snapshot's), or a refusal of a line the upstream heard paid (money moved wins).
+    A final status the record holds stands."""
+    if held is None or held.status is TransferStatus.ACCEPTED:
+        return True
+    return outcome.verdict == "completed" and held.status is TransferStatus.REFUSED
 
 
 def _heard_note(outcome: HeardOutcome) -> str:
