@@ -53,6 +53,7 @@ from handlers.desired import DesiredState, FundingInstruction
 from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
+    Evidence,
     Intent,
     IntentKind,
     KeyRecord,
@@ -361,6 +362,20 @@ def _attempts_spent_reason(attempts: int) -> str:
     )
 
 
+def _heard_shortfall(desired: DesiredState, record: CustomerRecord, currency: str) -> Decimal:
+    """How much more than recorded the lines recorded from what the upstream heard (``Evidence.UPSTREAM``) may
+    have moved in ``currency``: a heard amount or currency that differs from the line's is a claim, and the cap
+    counts the larger of the two."""
+    short = Decimal(0)
+    for line in desired.funding:
+        held = record.transfers.get(line.key)
+        if held is None or held.evidence is not Evidence.UPSTREAM or line.currency != currency:
+            continue
+        recorded = held.amount if held.currency == currency else Decimal(0)
+        short += max(Decimal(0), line.amount - recorded)
+    return short
+
+
 def _maybe_lost(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Whether our record of ``line`` may have been lost with our state: its event occurred before the last
     recovery (by the upstream's clock, which intake lets run ``UPSTREAM_SKEW_MS`` ahead of ours). A line asked for
@@ -433,7 +448,7 @@ def _funding(p: _Plan) -> Step | None:
             # search after a loss can cover
             return RefuseFunding(line.key, line.currency, line.amount, _attempts_spent_reason(attempt))
         cap = policy.funding_caps.get(line.currency)
-        moved = record.funded(line.currency)
+        moved = record.funded(line.currency) + _heard_shortfall(desired, record, line.currency)
         doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
         decision = cap_decision(amount=line.amount, moved=moved, in_doubt=doubt, cap=cap)
         if decision == CapDecision.REFUSE:
