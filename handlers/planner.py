@@ -69,6 +69,11 @@ WALLETS = ("MAIN", "TRADE")
 OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
 UPSTREAM_SKEW_MS = 5 * 60_000
 """How far the upstream's ``occurred_at`` clock may be off ours."""
+RECOVERY_LOOK_MS = 31 * 86_400_000
+"""For this long after a recovery every new funding line is looked for in the ledger before it is sent, whatever
+its event's ``occurred_at`` says (a re-published line may carry a new one)."""
+LOOK_SPAN_MS = 30 * 86_400_000
+"""How far back such a line is looked for (within the ledger's searchable window)."""
 MAX_ATTEMPTS = 10
 """The most attempts (clientOids) a funding line may use: a line whose attempts all failed is refused, so a search
 after a loss of our state (whose retry counts were lost) covers every clientOid the line can have been paid under."""
@@ -391,7 +396,14 @@ def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) ->
     return line.key in record.looked_for or current_oid in record.unsent_by_operator
 
 
-def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = False) -> LookForTransfer:
+def _look_for(
+    p: _Plan,
+    line: FundingInstruction,
+    *,
+    ask_if_unfound: bool = False,
+    ask_if_undecided: bool = True,
+    since_ms: int | None = None,
+) -> LookForTransfer:
     """Search the ledger for a transfer of ``line`` under any attempt's clientOid (our count of attempts may have
     been lost with our state; it never exceeds ``MAX_ATTEMPTS``)."""
     record, policy = p.record, p.policy
@@ -401,9 +413,10 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         currency=line.currency,
         amount=line.amount,
         client_oids=tuple(policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)),
-        since_ms=_earliest_send(line, p.sub),
+        since_ms=_earliest_send(line, p.sub) if since_ms is None else since_ms,
         twins=_twins(line, p.desired, record),
         ask_if_unfound=ask_if_unfound,
+        ask_if_undecided=ask_if_undecided,
     )
 
 
@@ -420,9 +433,7 @@ def _funding(p: _Plan) -> Step | None:
     in_doubt = record.in_doubt()
     if record.recovered_at_ms is not None:
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
-        if p.now_ms < settled_at and any(
-            _unsettled(line, record) and _maybe_lost(line, record) for line in desired.funding
-        ):
+        if p.now_ms < settled_at and any(_unsettled(line, record) for line in desired.funding):
             p.waiting.append("funding waits for transfers sent before the state loss to show on the exchange")
             p.wake(settled_at)
             return None
@@ -434,8 +445,15 @@ def _funding(p: _Plan) -> Step | None:
             if adopted_at is not None and line.occurred_ms < adopted_at:
                 continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
             lost = _maybe_lost(line, record)
-            if lost and _unsettled(line, record) and line.key not in in_doubt and not _looked(line, record, policy):
+            if not _unsettled(line, record) or line.key in in_doubt or _looked(line, record, policy):
+                continue
+            if lost:
                 return _look_for(p, line, ask_if_unfound=not record.outcomes_heard)
+            if p.now_ms < record.recovered_at_ms + RECOVERY_LOOK_MS:
+                # its event says it was asked for after the recovery, but the line's key may be an old one
+                # re-published with a new occurred_at: looked for anyway (one ledger read), never asked about
+                since = max(p.sub.created_at_ms - UPSTREAM_SKEW_MS, p.now_ms - LOOK_SPAN_MS)
+                return _look_for(p, line, since_ms=since, ask_if_undecided=False)
     held: set[str] = set()
     for line in desired.funding:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:

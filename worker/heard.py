@@ -28,7 +28,15 @@ import redis
 
 from worker.store.keys import Keys
 
-__all__ = ["HeardError", "HeardOutcome", "heard_for", "nothing_lost", "outcomes_from_events", "read_heard", "store_heard"]
+__all__ = [
+    "HeardError",
+    "HeardOutcome",
+    "heard_for",
+    "nothing_lost",
+    "outcomes_from_events",
+    "read_heard",
+    "store_heard",
+]
 
 _TYPES = {"funding.completed": "completed", "funding.refused": "refused"}
 

@@ -237,6 +237,16 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
+    if judgement.verdict is Verdict.UNDECIDED and not cmd.ask_if_undecided:
+        # a line whose event says it is new: sent, and its send searched for a second payment afterwards
+        record = ctx.record.model_copy(
+            update={
+                "looked_for": (*ctx.record.looked_for, cmd.key),
+                "earlier_sends": {**ctx.record.earlier_sends, cmd.key: cmd.since_ms},
+            }
+        )
+        ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
+        return
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
