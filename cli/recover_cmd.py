@@ -29,11 +29,25 @@ __all__ = ["recover"]
     "funding.completed and funding.refused are recorded. Without it, funding lines asked for before the loss that "
     "the exchange shows unpaid wait for an operator (they may have been refused).",
 )
+@click.option(
+    "--heard-complete",
+    is_flag=True,
+    help="The --heard file holds every outcome written before the loss: nothing was waiting for delivery (the "
+    "metric provisioner_webhook_undelivered was 0 at the loss, no stream reader lagged). A line it does not mention "
+    "was then never decided and is sent where the exchange shows it unpaid; without this, such a line waits for an "
+    "operator.",
+)
 @click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def recover(
-    ctx: Context, yes: bool, adopt_file: Path | None, heard_file: Path | None, force: bool, as_json: bool
+    ctx: Context,
+    yes: bool,
+    adopt_file: Path | None,
+    heard_file: Path | None,
+    heard_complete: bool,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Rebuild from the exchange after the state in Redis was lost or rolled back, and lift the workers' halt.
 
@@ -46,6 +60,8 @@ def recover(
     from worker.recovery import recover as run_recovery
 
     app = ctx.runtime.app
+    if heard_complete and heard_file is None:
+        raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
     try:
         adoptions = read_adoptions(adopt_file) if adopt_file is not None else []
         heard = read_heard(heard_file) if heard_file is not None else None
@@ -71,7 +87,12 @@ def recover(
         sys.exit(1)
     try:
         report = run_recovery(
-            app, reason=f"provisioner recover by {getpass.getuser()}", adoptions=adoptions, force=force, heard=heard
+            app,
+            reason=f"provisioner recover by {getpass.getuser()}",
+            adoptions=adoptions,
+            force=force,
+            heard=heard,
+            heard_complete=heard_complete,
         )
     except RecoveryError as exc:
         raise click.ClickException(str(exc)) from None
@@ -82,6 +103,7 @@ def recover(
         "adopted": report.adopted,
         "daily_caps_seeded": report.seeded,
         "heard_outcomes": report.heard,
+        "heard_complete": report.heard_complete,
         "epoch": report.epoch.id if report.epoch else None,
     }
     if as_json:
@@ -96,7 +118,12 @@ def recover(
         f"daily caps rebuilt from the Special Account's ledger: "
         f"{', '.join(f'{k} {v}' for k, v in sorted(report.seeded.items())) or 'nothing moved'}\n"
         + (
-            f"funding outcomes the upstream heard: {report.heard} recorded\n"
+            f"funding outcomes the upstream heard: {report.heard} recorded"
+            + (
+                "; the file is complete: unpaid lines it does not mention will be sent\n"
+                if report.heard_complete
+                else "; unpaid lines it does not mention wait for an operator (not --heard-complete)\n"
+            )
             if report.heard is not None
             else "funding outcomes the upstream heard: not given (lines the exchange shows unpaid wait for an "
             "operator: each is dead-lettered, `provisioner dlq list`)\n"

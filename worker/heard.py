@@ -6,9 +6,11 @@ attempts running out — or one paid longer ago than the ledger can be searched.
 upstream kept every ``funding.completed`` and ``funding.refused`` it received (a webhook body or a Stream entry).
 
 Given those, the recovery records them: each customer's audit writes a heard refusal as refused (never sent) and a
-heard completion as committed (never sent again), and a line asked for before the loss that neither the upstream
-heard of nor the exchange shows was never decided, so it is sent (evidence-first). Without them such a line waits
-for an operator (``settle-transfer``).
+heard completion as committed (never sent again). A line asked for before the loss that neither the file mentions
+nor the exchange shows paid was never decided *if the file is complete* — the upstream had received every outcome
+written before the loss (no webhook delivery, no Stream entry was waiting: ``--heard-complete``); it is then sent
+(evidence-first). Otherwise (a refusal may have been waiting for delivery, and was lost with Redis) such a line
+waits for an operator (``settle-transfer``), as it does without any file.
 
 The file: JSON Lines (one event object per line) or one JSON array of events, exactly as received; events of other
 types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (customer reference → JSON) until the next
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,17 @@ class HeardOutcome:
     reason: str | None = None
     client_oid: str | None = None
     order_id: str | None = None
+    occurred_at: str | None = None
+    """When the upstream was told (the event's ``occurred_at``), if it says."""
+
+    @property
+    def occurred_ms(self) -> int | None:
+        if self.occurred_at is None:
+            return None
+        try:
+            return int(datetime.fromisoformat(self.occurred_at.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return None
 
     @property
     def amount_decimal(self) -> Decimal:
@@ -93,6 +107,7 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
             reason=_text(event.get("reason")),
             client_oid=_text(event.get("client_oid")),
             order_id=_text(event.get("order_id")),
+            occurred_at=_text(event.get("occurred_at")),
         )
         ident = (outcome.customer_ref, outcome.key)
         if ident not in found or verdict == "completed":
@@ -124,15 +139,19 @@ def read_heard(path: Path) -> list[HeardOutcome]:
     return outcomes_from_events(parsed, where=f"{path}: line")
 
 
-def store_heard(client: redis.Redis, keys: Keys, outcomes: Iterable[HeardOutcome] | None) -> int:
-    """Replace what the last recovery was given. ``None``: the upstream's outcomes are not known (lines that may
-    have been refused wait for an operator). Returns how many outcomes were stored."""
+def store_heard(
+    client: redis.Redis, keys: Keys, outcomes: Iterable[HeardOutcome] | None, *, complete: bool = False
+) -> int:
+    """Replace what the last recovery was given. ``None``: the upstream's outcomes are not known. ``complete``:
+    they are every outcome written before the loss (nothing was waiting for delivery), so a line they do not
+    mention was never decided; else such a line, if unpaid, waits for an operator. Returns how many outcomes
+    were stored."""
     by_ref: dict[str, dict[str, dict[str, Any]]] = {}
     for outcome in outcomes or ():
         by_ref.setdefault(outcome.customer_ref, {})[outcome.key] = asdict(outcome)
     pipe = client.pipeline(transaction=True)
     pipe.delete(keys.recovery_heard)
-    pipe.set(keys.recovery_heard_given, "0" if outcomes is None else "1")
+    pipe.set(keys.recovery_heard_given, "1" if outcomes is not None and complete else "0")
     if by_ref:
         pipe.hset(keys.recovery_heard, mapping={ref: json.dumps(lines) for ref, lines in by_ref.items()})
     pipe.execute()
@@ -151,7 +170,7 @@ def heard_for(client: redis.Redis, keys: Keys, customer_ref: str) -> tuple[bool,
     ``customer_ref`` a recovery was given."""
     given, raw = client.get(keys.recovery_heard_given), client.hget(keys.recovery_heard, customer_ref)
     lines: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
-    return given != "0", [HeardOutcome(**fields) for fields in lines.values()]
+    return given in (None, "1"), [HeardOutcome(**fields) for fields in lines.values()]
 
 
 def _text(value: object) -> str | None:

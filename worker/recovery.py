@@ -65,6 +65,8 @@ class RecoveryReport:
     """``YYYYMMDD:currency`` → what the Special Account's ledger shows moved out that day (the day's cap use)."""
     heard: int | None = None
     """Funding outcomes the upstream heard, recorded (``None``: not given)."""
+    heard_complete: bool = False
+    """Whether a line the heard outcomes do not mention counts as never decided."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -120,12 +122,14 @@ def recover(
     adoptions: Iterable[Adoption] = (),
     force: bool = False,
     heard: Iterable[HeardOutcome] | None = None,
+    heard_complete: bool = False,
 ) -> RecoveryReport:
     """Rebuild what can be rebuilt from the exchange and start a recovered state epoch (see the module docstring).
 
     ``heard``: every ``funding.completed`` / ``funding.refused`` the upstream received before the loss
-    (``worker.heard``); ``None`` when not known. Without ``force`` (or adoptions) a state that is fine is left
-    alone. Raises ``RecoveryError``."""
+    (``worker.heard``); ``None`` when not known. ``heard_complete``: nothing was waiting for delivery at the loss,
+    so a line ``heard`` does not mention was never decided. Without ``force`` (or adoptions) a state that is fine
+    is left alone. Raises ``RecoveryError``."""
     adoptions = list(adoptions)
     problem = app.state.diagnose()
     detected = "ok" if problem is None else f"{problem.kind}: {problem.reason}"
@@ -140,10 +144,12 @@ def recover(
     report.seeded = seed_daily_caps(app)
     if heard is None and detected == "ok" and not force:
         report.heard = nothing_lost(app.redis, app.keys)  # adoptions only: what is known stays known
+        report.heard_complete = app.redis.get(app.keys.recovery_heard_given) == "1"
     else:
         heard = None if heard is None else list(heard)
-        stored = store_heard(app.redis, app.keys, heard)
+        stored = store_heard(app.redis, app.keys, heard, complete=heard_complete)
         report.heard = None if heard is None else stored
+        report.heard_complete = heard is not None and heard_complete
     report.epoch = app.state.recover(reason=reason)
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])

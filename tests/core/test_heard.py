@@ -33,7 +33,8 @@ def test_a_line_nobody_decided_before_the_loss_is_paid_once_when_the_upstream_he
     redis_url: str, key_prefix: str
 ) -> None:
     """The approval's line arrived but was never worked before Redis lost everything: the upstream heard of the
-    sub-account only. Given what it heard, the line is looked for, found unpaid and sent — once."""
+    sub-account only, and nothing was waiting for delivery. Given what it heard as complete, the line is looked
+    for, found unpaid and sent — once. Not complete (a refusal might have been waiting): an operator decides."""
     rig = Rig(redis_url, key_prefix)
     try:
         ev = events_for("heard-nothing")
@@ -45,13 +46,40 @@ def test_a_line_nobody_decided_before_the_loss_is_paid_once_when_the_upstream_he
         _lose(rig)
         app = second_host(rig, same_host=True)
         try:
-            report = recover(app, reason="test: lost", heard=outcomes_from_events(heard))
-            assert report.heard == 0
+            report = recover(app, reason="test: lost", heard=outcomes_from_events(heard), heard_complete=True)
+            assert report.heard == 0 and report.heard_complete
             ref = redeliver(app, [ev["created"], ev["kyc"]])
             settle_with(rig, app, ref)
             assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
             record = app.store.load(ref)
             assert record is not None and not record.blocked
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+def test_an_incomplete_heard_file_leaves_unmentioned_unpaid_lines_to_an_operator(
+    redis_url: str, key_prefix: str
+) -> None:
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("heard-partial")
+        ref = rig.publish(ev["created"])[0]
+        rig.settle(ref)
+        uid = rig.record(ref).sub_account.uid
+        heard = _outbound(rig)
+        rig.publish(ev["kyc"])
+        _lose(rig)
+        app = second_host(rig, same_host=True)
+        try:
+            report = recover(app, reason="test: lost", heard=outcomes_from_events(heard))
+            assert report.heard == 0 and not report.heard_complete
+            ref = redeliver(app, [ev["created"], ev["kyc"]])
+            settle_with(rig, app, ref)
+            assert paid_to(rig, uid) == []
+            record = app.store.load(ref)
+            assert record is not None and record.blocked["fund:heard-partial-kyc_approved#0"].manual
         finally:
             app.close()
     finally:

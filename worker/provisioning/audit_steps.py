@@ -29,6 +29,7 @@ from handlers.records import (
 )
 from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
+from worker.provisioning.money_steps import ledger_line, utc_day
 from worker.provisioning.outbound import outcome
 from worker.store.customers import OutboundEvent
 
@@ -58,6 +59,8 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     given, heard = heard_for(s.store.redis, s.store.keys, record.ref)
     update["outcomes_heard"] = given
     seeded = _seed_heard(record, heard, now, sub_wallet=s.policy.sub_wallet)
+    if seeded:
+        _count_heard_payments(ctx, seeded, {o.key: o.occurred_ms for o in heard}, now)
     journal: list[tuple[str, dict[str, object]]] = [("audited", findings)]
     if seeded:
         update |= seeded
@@ -144,6 +147,28 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
         pending = None
     blocked = {k: v for k, v in record.blocked.items() if k not in {steps.fund(key) for key in keys}}
     return {"transfers": transfers, "pending": pending, "blocked": blocked}
+
+
+def _count_heard_payments(
+    ctx: StepContext, seeded: dict[str, object], told_at: dict[str, int | None], now: int
+) -> None:
+    """A payment the upstream heard of today or yesterday counts on that day's Special Account cap, whatever the
+    cap says (the money moved; the ledger ``recover`` seeded the day from may not list it yet). No time given:
+    today. Adds the day to the transfer's reservations in ``seeded``."""
+    transfers = seeded["transfers"]
+    assert isinstance(transfers, dict)
+    today = utc_day(now)
+    for key, entry in list(transfers.items()):
+        if entry.evidence is not Evidence.UPSTREAM or entry.days:
+            continue
+        told = told_at.get(key)
+        day = today if told is None else utc_day(told)
+        if told is not None and now - told > 2 * 86_400_000:
+            continue  # an older day's cap is no longer enforced
+        ctx.services.ledger.reserve(
+            day=day, line=ledger_line(ctx.ref, key), currency=entry.currency, amount=entry.amount, cap=None
+        )
+        transfers[key] = entry.model_copy(update={"days": (day,)})
 
 
 def _heard_decides(outcome: HeardOutcome, held: TransferRecord | None) -> bool:

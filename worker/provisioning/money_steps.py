@@ -98,7 +98,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         direction=cmd.direction,
         sub_wallet=cmd.sub_wallet,
         broker_wallet=cmd.broker_wallet,
-        day=_day(now),
+        day=utc_day(now),
         attempt=cmd.attempt,
         first_sent_ms=_window_start(now, cmd),
         evidence_first=cmd.evidence_first,
@@ -231,13 +231,27 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         direction="OUT",
         sub_wallet=ctx.services.policy.sub_wallet,
         broker_wallet=ctx.services.policy.broker_wallet,
-        day=_day(now),
+        day=utc_day(now),
         first_sent_ms=cmd.since_ms,
         evidence_first=True,
         twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
-    if judgement.verdict is Verdict.UNDECIDED and not cmd.ask_if_undecided:
+    if (
+        not cmd.ask_if_undecided
+        and judgement.verdict is Verdict.COMMITTED
+        and judgement.client_oid not in cmd.client_oids
+    ):
+        # a line whose event says it is new, and a transfer to the sub-account that only it could explain: more
+        # likely a line paid before the loss and not re-published yet (whose payment the cap must count) than
+        # this one re-stamped. An operator decides; re-publishing the customer's events explains it
+        intent = Intent(
+            kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details()
+        )
+        ctx.record = ctx.record.model_copy(update={"pending": intent})
+        fail(ctx, _step(details), _unexplained_reason(details, judgement), manual=True)
+        return
+    if not cmd.ask_if_undecided and judgement.verdict is Verdict.UNDECIDED:
         # a line whose event says it is new: sent, and its send searched for a second payment afterwards
         record = ctx.record.model_copy(
             update={
@@ -262,6 +276,16 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     else:
         record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
         ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
+
+
+def _unexplained_reason(details: TransferIntent, judgement: Judgement) -> str:
+    return (
+        f"line {details.key} ({details.amount} {details.currency}) was asked for after our state was lost, and the "
+        f"exchange shows a transfer to the sub-account that no line we hold explains ({judgement.reason}): likely a "
+        "line paid before the loss that the upstream has not re-published yet (it counts for the per-customer cap). "
+        "Have the upstream re-publish the customer's events, then decide with `provisioner customer settle-transfer` "
+        "(--not-committed: send this line)"
+    )
 
 
 def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> str:
@@ -322,7 +346,7 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         direction="OUT",
         sub_wallet=entry.sub_wallet,
         broker_wallet=policy.broker_wallet,
-        day=entry.day or _day(now),
+        day=entry.day or utc_day(now),
         first_sent_ms=entry.recheck_from_ms,
     )
     rows, unexplained, siblings = _ledger_rows(ctx, details)
@@ -444,13 +468,13 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> TransferInt
     """Reserve the line on today's Special Account cap (once per day: a send after midnight counts on its own day).
     Returns the details with the day recorded, or why the cap refuses it."""
     s = ctx.services
-    day = _day(now)
+    day = utc_day(now)
     if day in details.days:
         return details
     cap = s.daily_caps.get(details.currency)
     if cap is None:
         return f"no daily funding cap is configured for {details.currency}"
-    line = _ledger_line(ctx.ref, details.key)
+    line = ledger_line(ctx.ref, details.key)
     if not s.ledger.reserve(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap):
         used = s.ledger.used(day=day, currency=details.currency)
         return f"the Special Account's daily cap of {cap} {details.currency} would be exceeded (used {used})"
@@ -460,7 +484,7 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> TransferInt
 def _release(ctx: StepContext, key: str, days: Iterable[str]) -> None:
     """Give back a line's reservations: nothing of it moved."""
     for day in days:
-        ctx.services.ledger.release(day=day, line=_ledger_line(ctx.ref, key))
+        ctx.services.ledger.release(day=day, line=ledger_line(ctx.ref, key))
 
 
 def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend: bool) -> None:
@@ -593,7 +617,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         direction="OUT",
         sub_wallet=entry.sub_wallet,
         broker_wallet=ctx.services.policy.broker_wallet,
-        day=entry.day or _day(entry.at_ms),
+        day=entry.day or utc_day(entry.at_ms),
         days=list(entry.reserved_days),
         attempt=entry.attempt,
         first_sent_ms=entry.sent_ms or entry.at_ms,
@@ -698,10 +722,10 @@ def _found(
     (our record of it was lost) counts on today's cap, whatever it says: the money moved."""
     client_oid = judgement.client_oid or (next(iter(searched)) if len(set(searched)) == 1 else None)
     if details.purpose is TransferPurpose.FUND and not details.days:
-        day = _day(ctx.now_ms())
+        day = utc_day(ctx.now_ms())
         ctx.services.ledger.reserve(
             day=day,
-            line=_ledger_line(ctx.ref, details.key),
+            line=ledger_line(ctx.ref, details.key),
             currency=details.currency,
             amount=details.amount,
             cap=None,
@@ -945,10 +969,10 @@ def _step(details: TransferIntent) -> str:
     return steps.fund(details.key) if details.purpose is TransferPurpose.FUND else steps.SWEEP
 
 
-def _ledger_line(ref: str, key: str) -> str:
+def ledger_line(ref: str, key: str) -> str:
     """The daily ledger's reservation key of a funding line."""
     return f"{ref}:{key}"
 
 
-def _day(now_ms: int) -> str:
+def utc_day(now_ms: int) -> str:
     return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y%m%d")

@@ -225,6 +225,7 @@ class Keys:
 
     @property
     def recovery_heard_given(self) -> str:
-        """``1`` when the upstream's funding outcomes are known to the last recovery (given, or nothing was lost),
-        ``0`` when a recovery after a loss was not given them; absent before any recovery."""
+        """``1`` when every funding outcome the upstream heard is known to the last recovery (a complete file, or
+        nothing was lost), ``0`` when a recovery after a loss was given none or an incomplete file; absent before
+        any recovery."""
         return f"{self.prefix}:recovery:heard_given"
