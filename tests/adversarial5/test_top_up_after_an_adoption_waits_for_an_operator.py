@@ -17,7 +17,7 @@ from worker.recovery import Adoption, recover
 from worker.store.outbound import rfc3339
 
 
-def test_a_top_up_asked_for_just_after_an_adoption_waits_for_an_operator(redis_url: str, key_prefix: str) -> None:
+def test_a_top_up_asked_for_after_an_adoption_waits_for_an_operator(redis_url: str, key_prefix: str) -> None:
     """Scenario: default exchange. Redis loses everything; ``provisioner recover`` without ``--heard`` (the
     documented safe default); customer X's events are re-published and worked. Two days later, on a sound state,
     the broker migrates another customer: ``provisioner recover --adopt map.csv``. Three days later X asks for
@@ -25,13 +25,14 @@ def test_a_top_up_asked_for_just_after_an_adoption_waits_for_an_operator(redis_u
     recovery).
 
     What happens: the adoption's epoch has X audited again when its top-up is worked: ``recovered_at_ms`` = now,
-    so the line (occurred just before that audit) "may have been sent before the loss"; the kept "outcomes not heard" (09dd4dc) makes its look-for ``ask_if_unfound``: not in the
-    ledger, so it is blocked for an operator ("may have been refused before the loss … give `provisioner recover
+    so the line (occurred just before that audit) "may have been sent before the loss"; the kept "outcomes not
+    heard" (09dd4dc) makes its look-for ``ask_if_unfound``: not in the ledger, so it is blocked for an operator ("may have been refused before the loss … give `provisioner recover
     --heard`"). Nothing moves; the upstream has no verdict.
 
     Why it is wrong: no state was lost at the adoption; a line asked for after it cannot have been refused or paid
     before any loss. The first recovery's lack of heard outcomes concerns lines from before *that* loss; it must
-    not make each customer's first line after a later, sound recovery wait for a person — operators asked needlessly, money not moving."""
+    not make each customer's first line after a later, sound recovery wait for a person — operators asked
+    needlessly, money not moving."""
     rig = Rig(redis_url, key_prefix)
     try:
         ref, uid = onboard_with_a_key(rig, "after-adopt")
