@@ -26,8 +26,9 @@ def test_a_top_up_asked_for_after_an_adoption_waits_for_an_operator(redis_url: s
 
     What happens: the adoption's epoch has X audited again when its top-up is worked: ``recovered_at_ms`` = now,
     so the line (occurred just before that audit) "may have been sent before the loss"; the kept "outcomes not
-    heard" (09dd4dc) makes its look-for ``ask_if_unfound``: not in the ledger, so it is blocked for an operator ("may have been refused before the loss … give `provisioner recover
-    --heard`"). Nothing moves; the upstream has no verdict.
+    heard" (09dd4dc) makes its look-for ``ask_if_unfound``: not in the ledger, so it is blocked for an operator
+    ("may have been refused before the loss … give `provisioner recover --heard`"). Nothing moves; the upstream has no
+    verdict.
 
     Why it is wrong: no state was lost at the adoption; a line asked for after it cannot have been refused or paid
     before any loss. The first recovery's lack of heard outcomes concerns lines from before *that* loss; it must
