@@ -33,6 +33,7 @@ from typing import Any
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
 from worker.heard import HeardOutcome, nothing_lost, store_heard
+from worker.provisioning.money_steps import LEDGER_SKEW_MS, ledger_line
 from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch
 from worker.store.lock import CustomerLock
@@ -67,6 +68,8 @@ class RecoveryReport:
     """Funding outcomes the upstream heard, recorded (``None``: not given)."""
     heard_complete: bool = False
     """Whether a line the heard outcomes do not mention counts as never decided."""
+    seeded_heard: int = 0
+    """Heard payments counted on a daily cap because the ledger did not list them yet when the caps were seeded."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -148,6 +151,8 @@ def recover(
     else:
         heard = None if heard is None else list(heard)
         stored = store_heard(app.redis, app.keys, heard, complete=heard_complete)
+        app.redis.set(app.keys.recovery_lost_at, str(int(app.clock() * 1000)))
+        report.seeded_heard = count_heard_payments(app, heard or [])
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete
     report.epoch = app.state.recover(reason=reason)
@@ -204,6 +209,32 @@ def seed_daily_caps(app: App) -> dict[str, str]:
             if moved:
                 seeded[f"{day}:{currency}"] = str(app.ledger.seed(day=day, currency=currency, amount=moved))
     return seeded
+
+
+def count_heard_payments(app: App, heard: Iterable[HeardOutcome]) -> int:
+    """Count on its day's Special Account cap every heard payment of today or yesterday that the ledger may not
+    list yet (told within its lag, ``PROVISIONER_LEDGER_LAG_MS``, of now, or at an unknown time: then today), so
+    the caps seeded from the ledger lose none and count none twice. Every customer's payments at once: the caps
+    hold before any customer is re-published. Returns how many were counted."""
+    now_ms = int(app.clock() * 1000)
+    today = now_ms // _DAY_MS * _DAY_MS
+    unlisted_after = now_ms - app.settings.ledger_lag_ms - LEDGER_SKEW_MS
+    counted = 0
+    for outcome in heard:
+        told = outcome.occurred_ms
+        if outcome.verdict != "completed" or (told is not None and (told < unlisted_after or told < today - _DAY_MS)):
+            continue
+        at = now_ms if told is None else told
+        day = datetime.fromtimestamp(at / 1000, tz=UTC).strftime("%Y%m%d")
+        app.ledger.reserve(
+            day=day,
+            line=ledger_line(outcome.customer_ref, outcome.key),
+            currency=outcome.currency,
+            amount=outcome.amount_decimal,
+            cap=None,
+        )
+        counted += 1
+    return counted
 
 
 def _is_transfer(biz_type: str) -> bool:

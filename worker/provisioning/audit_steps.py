@@ -29,7 +29,6 @@ from handlers.records import (
 )
 from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
-from worker.provisioning.money_steps import ledger_line, utc_day
 from worker.provisioning.outbound import outcome
 from worker.store.customers import OutboundEvent
 
@@ -59,8 +58,6 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     given, heard = heard_for(s.store.redis, s.store.keys, record.ref)
     update["outcomes_heard"] = given
     seeded = _seed_heard(record, heard, now, sub_wallet=s.policy.sub_wallet)
-    if seeded:
-        _count_heard_payments(ctx, seeded, {o.key: o.occurred_ms for o in heard}, now)
     journal: list[tuple[str, dict[str, object]]] = [("audited", findings)]
     if seeded:
         update |= seeded
@@ -70,10 +67,12 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
                 journal.append((action, {"key": o.key, "evidence": "as the upstream heard before the loss"}))
     active_delta = 0
     if sub is not None:
-        # the latest recovery: what was sent before it may not be listed yet, and the record may be a restored
-        # snapshot — what it says operators cleared or the ledger did not show may have changed since (a line
-        # paid after the snapshot): every line is looked for again
-        update |= {"recovered_at_ms": now, "unsent_by_operator": (), "looked_for": ()}
+        # the latest recovery after a loss (an adoption loses nothing): what was sent before it may not be listed
+        # yet, and the record may be a restored snapshot — what it says operators cleared or the ledger did not
+        # show may have changed since (a line paid after the snapshot): every line is looked for again
+        lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
+        if lost_at is not None:
+            update |= {"recovered_at_ms": int(lost_at), "unsent_by_operator": (), "looked_for": ()}
         ctx.heartbeat()
         listed = s.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}
@@ -147,28 +146,6 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
         pending = None
     blocked = {k: v for k, v in record.blocked.items() if k not in {steps.fund(key) for key in keys}}
     return {"transfers": transfers, "pending": pending, "blocked": blocked}
-
-
-def _count_heard_payments(
-    ctx: StepContext, seeded: dict[str, object], told_at: dict[str, int | None], now: int
-) -> None:
-    """A payment the upstream heard of today or yesterday counts on that day's Special Account cap, whatever the
-    cap says (the money moved; the ledger ``recover`` seeded the day from may not list it yet). No time given:
-    today. Adds the day to the transfer's reservations in ``seeded``."""
-    transfers = seeded["transfers"]
-    assert isinstance(transfers, dict)
-    today = utc_day(now)
-    for key, entry in list(transfers.items()):
-        if entry.evidence is not Evidence.UPSTREAM or entry.days:
-            continue
-        told = told_at.get(key)
-        day = today if told is None else utc_day(told)
-        if told is not None and now - told > 2 * 86_400_000:
-            continue  # an older day's cap is no longer enforced
-        ctx.services.ledger.reserve(
-            day=day, line=ledger_line(ctx.ref, key), currency=entry.currency, amount=entry.amount, cap=None
-        )
-        transfers[key] = entry.model_copy(update={"days": (day,)})
 
 
 def _heard_decides(outcome: HeardOutcome, held: TransferRecord | None) -> bool:

@@ -224,6 +224,11 @@ class Keys:
         return f"{self.prefix}:recovery:heard"
 
     @property
+    def recovery_lost_at(self) -> str:
+        """When the last recovery after a loss of our state ran (ms): what was sent before may be unrecorded."""
+        return f"{self.prefix}:recovery:lost_at"
+
+    @property
     def recovery_heard_given(self) -> str:
         """``1`` when every funding outcome the upstream heard is known to the last recovery (a complete file, or
         nothing was lost), ``0`` when a recovery after a loss was given none or an incomplete file; absent before
