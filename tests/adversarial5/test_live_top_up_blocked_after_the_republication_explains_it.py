@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.intake import Accepted
 from worker.recovery import recover
 from worker.store.outbound import rfc3339
+
+pytestmark = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "open (issue 10): a live top-up blocked as unexplained stays blocked after the re-publication "
+        "explains the transfer; needs lines judged by when we first received them, against a declared end of "
+        "the re-publication"
+    ),
+)
 
 
 def test_a_live_top_up_stays_blocked_after_the_republication_explains_the_transfer(
