@@ -27,7 +27,8 @@ __all__ = ["top"]
 def top(ctx: Context, once: bool, interval: float, limit: int) -> None:
     """A live view of queues, in-flight customers, blocked steps, dead letters, rate-limit pools and webhooks.
 
-    Refreshes every --interval seconds until Ctrl-C; reads Redis only. Exits 69 when Redis does not answer."""
+    Refreshes every --interval seconds until Ctrl-C (on a terminal, in place; into a pipe or a file, one frame after
+    another); reads Redis only. Exits 69 when Redis does not answer."""
     from rich.console import Console
     from rich.live import Live
 
@@ -40,6 +41,12 @@ def top(ctx: Context, once: bool, interval: float, limit: int) -> None:
         console.print(render(reader.read()))
         return
     try:
+        if not console.is_terminal:
+            while True:
+                console.print(render(reader.read()))
+                console.print()
+                console.file.flush()
+                time.sleep(interval)
         with Live(render(reader.read()), console=console, screen=True, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)

@@ -117,3 +117,31 @@ def test_the_frame_is_a_pure_function_of_the_overview() -> None:
         Console(file=out, width=100, color_system=None).print(render(_overview(now)))
         frames.append(out.getvalue())
     assert frames[0] == frames[1]
+
+
+def test_top_refreshes_every_interval_until_interrupted(redis_url: str, key_prefix: str) -> None:
+    """Without --once, a frame each --interval (one after another into a pipe); Ctrl-C ends it with status 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REDIS_URL": redis_url, "PROVISIONER_REDIS_PREFIX": key_prefix, "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "top", "--interval", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    frames, stamps, deadline = 0, [], time.monotonic() + 60  # a loaded machine may take long to start it
+    while frames < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "rate-limit pools" in line:
+            frames += 1
+            stamps.append(time.monotonic())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert frames == 3 and proc.returncode == 0, err
+    assert stamps[2] - stamps[0] >= 0.9  # two intervals of 0.5 s between the first and the third frame
