@@ -69,6 +69,13 @@ def test_the_readme_walkthrough_still_prints_what_it_quotes(redis_url: str, key_
             expect=["1 dead letter(s)", "kind: retryable", "RetryableError: get_sub_accounts: Internal Server Error"],
         )
         check(env, "dlq", "show", letter["id"][:8], code=0, expect=["retries: 4", "final traceback:"])
+        check(
+            env,
+            "top",
+            "--once",
+            code=0,
+            expect=["dead letters (dlq show / replay): 1", "RetryableError: get_sub_accounts: Internal Server Error"],
+        )
         # 3. the outage ends: replay the dead letter
         rig.exchange.update_config({"faults": {"rate_5xx": 0.0}})
         check(env, "dlq", "replay", "--all", code=0, expect=[": replayed", "1 replayed"])
