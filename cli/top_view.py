@@ -42,7 +42,9 @@ def render(overview: Overview) -> RenderableType:
         parts.append(Padding(Text(b.reason, style="yellow"), (0, 0, 0, 6), expand=False))
     parts.append(_heading("dead letters (dlq show / replay)", o.dead_letter_count, len(o.dead_letters), "latest"))
     for d in o.dead_letters:
-        parts.append(Padding(Text(f"{d.message_id}  {d.actor}  {d.kind}  {when(d.failed_at_ms)}"), (0, 0, 0, 2), expand=False))
+        parts.append(
+            Padding(Text(f"{d.message_id}  {d.actor}  {d.kind}  {when(d.failed_at_ms)}"), (0, 0, 0, 2), expand=False)
+        )
         parts.append(Padding(Text(d.reason, style="red"), (0, 0, 0, 6), expand=False))
     return Group(*parts)
 
