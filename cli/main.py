@@ -61,6 +61,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "state",
         "Look at the state epoch; trust the exchange again after a contradiction was dealt with.",
     ),
+    "top": (
+        "cli.top_cmd",
+        "top",
+        "A live view of queues, in-flight customers, blocked steps, dead letters, rate-limit pools and webhooks.",
+    ),
     "unstored": (
         "cli.unstored_cmd",
         "unstored",

@@ -34,7 +34,16 @@ from worker.exchange.errors import RateLimitedError
 from worker.exchange.http import RateLimitInfo
 from worker.store.keys import Keys
 
-__all__ = ["PoolQuota", "SharedRateLimiter", "clear_admission", "rate_key", "urgent"]
+__all__ = [
+    "PoolQuota",
+    "PoolState",
+    "SharedRateLimiter",
+    "clear_admission",
+    "pool_key",
+    "pool_states",
+    "rate_key",
+    "urgent",
+]
 
 rate_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("rate_key", default=None)
 """Who is asking (a customer ref): a caller told to wait keeps its reserved slot under this key."""
@@ -116,6 +125,39 @@ return delta
 )
 
 
+def pool_key(keys: Keys, pool: str) -> str:
+    """The Redis hash holding ``pool``'s schedule (``tat``, ``utat``, ``blocked``, ``shift``; ms on Redis' clock)."""
+    return f"{keys.prefix}:rl:{pool}"
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What a pool's schedule says now: how far ahead of now it runs (the wait a new caller would be given, the
+    backlog already admitted or reserved) and for how long the exchange told everyone to stop."""
+
+    pool: str
+    scheduled_ahead_ms: int
+    blocked_for_ms: int
+
+
+def pool_states(client: redis.Redis, keys: Keys, pools: list[str]) -> list[PoolState]:
+    """Read each pool's schedule against Redis ``TIME`` (the clock the limiter uses); a pool never used, or idle
+    for an hour (its hash expired), reads as 0 and 0. Raises ``redis.RedisError`` when Redis does not answer."""
+    seconds, micros = client.time()
+    now = int(seconds) * 1000 + int(micros) // 1000
+    states = []
+    for pool in pools:
+        tat, blocked = client.hmget(pool_key(keys, pool), ["tat", "blocked"])
+        states.append(
+            PoolState(
+                pool=pool,
+                scheduled_ahead_ms=max(0, int(float(tat or 0)) - now),
+                blocked_for_ms=max(0, int(float(blocked or 0)) - now),
+            )
+        )
+    return states
+
+
 @dataclass(frozen=True)
 class PoolQuota:
     """A pool's quota (weight per window) as configured; learnt values from the exchange override it."""
@@ -142,7 +184,7 @@ class SharedRateLimiter:
         self._block = self.client.register_script(_BLOCK)
 
     def _key(self, pool: str) -> str:
-        return f"{self.keys.prefix}:rl:{pool}"
+        return pool_key(self.keys, pool)
 
     def _rate(self, pool: str) -> tuple[float, float]:
         """(ms per weight unit, burst tolerance ms) for ``pool``."""

@@ -21,7 +21,8 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize(
-    "args", [["dlq", "list"], ["dlq", "show", "abc"], ["customer", "show", "c-1"], ["webhooks", "list"]]
+    "args",
+    [["dlq", "list"], ["dlq", "show", "abc"], ["customer", "show", "c-1"], ["webhooks", "list"], ["top", "--once"]],
 )
 def test_a_command_with_redis_down_says_so_in_one_line(args: list[str]) -> None:
     env = {"REDIS_URL": f"redis://:hunter2-password@127.0.0.1:{closed_port()}/0"}
