@@ -37,6 +37,12 @@ __all__ = ["recover"]
     "was then never decided and is sent where the exchange shows it unpaid; without this, such a line waits for an "
     "operator.",
 )
+@click.option(
+    "--republished",
+    is_flag=True,
+    help="Declare that the upstream has re-published every event from before the last recovery (nothing else is "
+    "done): new funding lines are then sent without being looked for first.",
+)
 @click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
@@ -46,6 +52,7 @@ def recover(
     adopt_file: Path | None,
     heard_file: Path | None,
     heard_complete: bool,
+    republished: bool,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -56,10 +63,20 @@ def recover(
     anything is done for it, and funding lines are sent only where the exchange shows no earlier transfer.
     Re-publish the upstream's events afterwards (duplicates are harmless). Exit 0 when done or nothing to do."""
     from worker.heard import HeardError, read_heard
-    from worker.recovery import RecoveryError, read_adoptions
+    from worker.recovery import RecoveryError, declare_republished, read_adoptions
     from worker.recovery import recover as run_recovery
 
     app = ctx.runtime.app
+    if republished:
+        try:
+            at = declare_republished(app)
+        except RecoveryError as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            emit({"republished_at_ms": at}, as_json=True)
+        else:
+            click.echo("re-publication declared complete: funding lines asked for from now on are sent as new")
+        return
     if heard_complete and heard_file is None:
         raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
     try:

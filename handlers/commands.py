@@ -156,9 +156,6 @@ class LookForTransfer:
     since_ms: int
     twins: int = 0
     ask_if_unfound: bool = False
-    ask_if_undecided: bool = True
-    """Whether an operator decides when the ledger cannot tell. A line whose event says it is new (asked for after
-    the recovery) is then sent, and searched for a second payment afterwards."""
     """Not found is not enough to send it: the line may have been refused before the loss (the recovery was not
     given what the upstream heard), so an operator decides."""
 

@@ -69,11 +69,6 @@ WALLETS = ("MAIN", "TRADE")
 OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
 UPSTREAM_SKEW_MS = 5 * 60_000
 """How far the upstream's ``occurred_at`` clock may be off ours."""
-RECOVERY_LOOK_MS = 31 * 86_400_000
-"""For this long after a recovery every new funding line is looked for in the ledger before it is sent, whatever
-its event's ``occurred_at`` says (a re-published line may carry a new one)."""
-LOOK_SPAN_MS = 30 * 86_400_000
-"""How far back such a line is looked for (within the ledger's searchable window)."""
 MAX_ATTEMPTS = 10
 """The most attempts (clientOids) a funding line may use: a line whose attempts all failed is refused, so a search
 after a loss of our state (whose retry counts were lost) covers every clientOid the line can have been paid under."""
@@ -117,6 +112,7 @@ class _Plan:
     sub: SubAccountRecord
     now_ms: int
     policy: Policy
+    republished_at_ms: int | None = None
     wakes: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
 
@@ -135,18 +131,20 @@ def plan(
     now_ms: int,
     policy: Policy,
     audit_epoch: str | None = None,
+    republished_at_ms: int | None = None,
 ) -> Step:
     """The next step for this customer. See the module docstring for the order of concerns.
 
     ``audit_epoch``: the state epoch when our state was recovered after a loss (``None`` while it never was); a
-    record not yet audited in it is first rebuilt from the exchange.
+    record not yet audited in it is first rebuilt from the exchange. ``republished_at_ms``: when the on-call
+    declared the upstream's re-publication after the last recovery complete (``None`` while it is not).
     """
     if record.closed_at_ms is not None:
         if record.recovered_at_ms is None or record.sub_account is None:
             return Idle("closed")
         if record.pending is not None:
             return _settle(record.pending, now_ms, policy)
-        return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy))
+        return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms))
     if audit_epoch is not None and record.audited_epoch != audit_epoch:
         return AuditFromExchange(
             "our state was recovered after a loss: read what the exchange has first", desired.requested_rotations
@@ -164,7 +162,7 @@ def plan(
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(name, record.name_attempt)
-    planning = _Plan(desired, record, sub, now_ms, policy)
+    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms)
     if desired.offboarded:
         return _offboard(planning)
     if desired.access is None:
@@ -215,7 +213,7 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            if _maybe_lost(line, record) and not _looked(line, record, policy):
+            if _maybe_lost(line, p) and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
                 assert record.recovered_at_ms is not None
@@ -289,7 +287,7 @@ def _late_lines(p: _Plan) -> Step:
     for line in desired.funding:
         if line.key in record.transfers or line.key in in_doubt:
             continue
-        if not _maybe_lost(line, record) or _looked(line, record, policy):
+        if not _maybe_lost(line, p) or _looked(line, record, policy):
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
         assert record.recovered_at_ms is not None
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
@@ -381,11 +379,21 @@ def _heard_shortfall(desired: DesiredState, record: CustomerRecord, currency: st
     return short
 
 
-def _maybe_lost(line: FundingInstruction, record: CustomerRecord) -> bool:
-    """Whether our record of ``line`` may have been lost with our state: its event occurred before the last
-    recovery (by the upstream's clock, which intake lets run ``UPSTREAM_SKEW_MS`` ahead of ours). A line asked for
-    after the recovery was never sent before it."""
-    return record.recovered_at_ms is not None and line.occurred_ms < record.recovered_at_ms + UPSTREAM_SKEW_MS
+def _republished(p: _Plan) -> bool:
+    """Whether the on-call declared the re-publication after the record's last recovery complete."""
+    recovered, declared = p.record.recovered_at_ms, p.republished_at_ms
+    return recovered is not None and declared is not None and declared >= recovered
+
+
+def _maybe_lost(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether our record of ``line`` may have been lost with our state. Until the on-call declares the
+    upstream's re-publication complete every unrecorded line of a recovered record may be an old one (its
+    ``occurred_at`` is the upstream's word: a re-publication may re-stamp it, and a line paid before the loss but
+    not re-published yet is unknown to the caps); afterwards, a line whose event occurred after the declaration
+    (by the upstream's clock, allowed ``UPSTREAM_SKEW_MS`` ahead of ours) is new."""
+    if p.record.recovered_at_ms is None:
+        return False
+    return not _republished(p) or line.occurred_ms < (p.republished_at_ms or 0) + UPSTREAM_SKEW_MS
 
 
 def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) -> bool:
@@ -396,27 +404,23 @@ def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) ->
     return line.key in record.looked_for or current_oid in record.unsent_by_operator
 
 
-def _look_for(
-    p: _Plan,
-    line: FundingInstruction,
-    *,
-    ask_if_unfound: bool = False,
-    ask_if_undecided: bool = True,
-    since_ms: int | None = None,
-) -> LookForTransfer:
+def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = False) -> LookForTransfer:
     """Search the ledger for a transfer of ``line`` under any attempt's clientOid (our count of attempts may have
-    been lost with our state; it never exceeds ``MAX_ATTEMPTS``)."""
+    been lost with our state; it never exceeds ``MAX_ATTEMPTS``), from its earliest possible send — from the
+    sub-account's creation when its event claims to have occurred after the loss (a re-stamped re-publication
+    would otherwise hide the payment it had)."""
     record, policy = p.record, p.policy
+    assert record.recovered_at_ms is not None
+    stamped_after_loss = line.occurred_ms >= record.recovered_at_ms - UPSTREAM_SKEW_MS
     return LookForTransfer(
         key=line.key,
         uid=p.sub.uid,
         currency=line.currency,
         amount=line.amount,
         client_oids=tuple(policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)),
-        since_ms=_earliest_send(line, p.sub) if since_ms is None else since_ms,
+        since_ms=p.sub.created_at_ms - UPSTREAM_SKEW_MS if stamped_after_loss else _earliest_send(line, p.sub),
         twins=_twins(line, p.desired, record),
         ask_if_unfound=ask_if_unfound,
-        ask_if_undecided=ask_if_undecided,
     )
 
 
@@ -444,16 +448,10 @@ def _funding(p: _Plan) -> Step | None:
         for line in desired.funding:
             if adopted_at is not None and line.occurred_ms < adopted_at:
                 continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
-            lost = _maybe_lost(line, record)
-            if not _unsettled(line, record) or line.key in in_doubt or _looked(line, record, policy):
+            if not _maybe_lost(line, p) or not _unsettled(line, record) or line.key in in_doubt:
                 continue
-            if lost:
+            if not _looked(line, record, policy):
                 return _look_for(p, line, ask_if_unfound=not record.outcomes_heard)
-            if p.now_ms < record.recovered_at_ms + RECOVERY_LOOK_MS:
-                # its event says it was asked for after the recovery, but the line's key may be an old one
-                # re-published with a new occurred_at: looked for anyway (one ledger read), never asked about
-                since = max(p.sub.created_at_ms - UPSTREAM_SKEW_MS, p.now_ms - LOOK_SPAN_MS)
-                return _look_for(p, line, since_ms=since, ask_if_undecided=False)
     held: set[str] = set()
     for line in desired.funding:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
@@ -484,7 +482,7 @@ def _funding(p: _Plan) -> Step | None:
         client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
         # after a loss a line is looked for before it is sent, unless an operator already said it never moved
         unsent = client_oid in record.unsent_by_operator
-        lost = _maybe_lost(line, record)
+        lost = _maybe_lost(line, p)
         recovered = lost and not unsent
         earlier = record.earlier_sends.get(line.key, 0)
         if lost and unsent and not earlier:

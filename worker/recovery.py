@@ -9,6 +9,11 @@
 3. it keeps the funding outcomes the upstream heard before the loss, when given (``worker.heard``);
 4. it starts a ``recovered`` state epoch and lifts the halt.
 
+Once the upstream has re-published its events, the on-call declares it (``provisioner recover --republished``,
+``declare_republished``): until then every funding line of a recovered customer not recorded is looked for before
+it is decided, whatever its ``occurred_at`` says, since a line paid before the loss and not re-published yet is
+unknown to the caps, and a re-published line may carry a new ``occurred_at``.
+
 Nothing is sent to the exchange here. The workers then audit every customer record before acting on it
 (``worker.provisioning.audit_steps``): the sub-account is found by name, keys are listed (a key whose secret is
 lost is replaced and revoked after the rotation grace), the outcomes the upstream heard are recorded, and every
@@ -38,7 +43,15 @@ from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch
 from worker.store.lock import CustomerLock
 
-__all__ = ["Adoption", "RecoveryError", "RecoveryReport", "index_sub_accounts", "read_adoptions", "recover"]
+__all__ = [
+    "Adoption",
+    "RecoveryError",
+    "RecoveryReport",
+    "declare_republished",
+    "index_sub_accounts",
+    "read_adoptions",
+    "recover",
+]
 
 _INDEX_CHUNK = 500
 _DAY_MS = 86_400_000
@@ -90,6 +103,18 @@ def read_adoptions(path: Path) -> list[Adoption]:
     if len(set(uids)) != len(uids):
         raise RecoveryError(f"{path}: a sub-account uid appears twice")
     return adoptions
+
+
+def declare_republished(app: App) -> int:
+    """The on-call's word that the upstream has re-published every event from before the last recovery after a
+    loss: from now on a funding line whose event occurred later is new (sent without being looked for), and every
+    line the caps must count is known. Until then every unrecorded line of a recovered customer is looked for
+    first. Returns the time declared (ms). Raises ``RecoveryError`` when no recovery after a loss is open."""
+    if app.redis.get(app.keys.recovery_lost_at) is None:
+        raise RecoveryError("no recovery after a loss of our state to close: nothing to declare")
+    now_ms = int(app.clock() * 1000)
+    app.redis.set(app.keys.recovery_republished_at, str(now_ms))
+    return now_ms
 
 
 def index_sub_accounts(app: App) -> tuple[int, int, dict[str, str]]:
@@ -152,6 +177,7 @@ def recover(
         heard = None if heard is None else list(heard)
         stored = store_heard(app.redis, app.keys, heard, complete=heard_complete)
         app.redis.set(app.keys.recovery_lost_at, str(int(app.clock() * 1000)))
+        app.redis.delete(app.keys.recovery_republished_at)
         report.seeded_heard = count_heard_payments(app, heard or [])
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete

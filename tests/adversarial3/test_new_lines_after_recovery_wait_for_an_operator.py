@@ -16,7 +16,7 @@ from tests.adversarial.helpers import paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.exchange.models import AccountType, Direction
-from worker.recovery import recover
+from worker.recovery import declare_republished, recover
 
 
 def test_a_top_up_asked_for_a_day_after_the_recovery_is_blocked_for_an_operator(
@@ -54,6 +54,8 @@ def test_a_top_up_asked_for_a_day_after_the_recovery_is_blocked_for_an_operator(
             ref = redeliver(app, [ev["created"], ev["kyc"]])
             settle_with(rig, app, ref)
             assert not app.store.load(ref).blocked
+            rig.clock.advance_ms(60_000)
+            declare_republished(app)  # the on-call, once the upstream says it has re-published everything
 
             rig.clock.advance_ms(86_400_000)  # a day later
             other = app.exchange.sub_accounts.add(account_name="campaignother002")

@@ -20,9 +20,9 @@ from worker.store.outbound import rfc3339
 pytestmark = pytest.mark.xfail(
     strict=True,
     reason=(
-        "open (issue 10): a live top-up blocked as unexplained stays blocked after the re-publication "
-        "explains the transfer; needs lines judged by when we first received them, against a declared end of "
-        "the re-publication"
+        "open (issue 10): a live top-up asked for before the re-publication is declared complete may take a pre-loss "
+        "line's payment by elimination (ledgers that name no clientOid); needs elimination held back until the "
+        "declaration"
     ),
 )
 

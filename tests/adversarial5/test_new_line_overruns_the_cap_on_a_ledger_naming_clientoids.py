@@ -12,8 +12,6 @@ import shutil
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from handlers.events import parse_event
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup, total
@@ -24,14 +22,6 @@ from worker.intake import Accepted
 from worker.recovery import recover
 from worker.store.outbound import rfc3339
 from worker.verify import check
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open (issue 10): without --heard-complete the per-customer cap after a loss cannot count a paid line"
-        " not re-published yet; needs new lines held until the re-publication is declared done"
-    ),
-)
 
 
 def _outbound(app: App) -> list[dict[str, Any]]:

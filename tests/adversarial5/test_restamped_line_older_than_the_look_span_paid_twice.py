@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
 from tests.core.harness import Rig, events_for
@@ -18,14 +16,6 @@ from tests.core.test_lost_state import lose_everything, redeliver, second_host, 
 from worker.intake import Accepted
 from worker.recovery import recover
 from worker.store.outbound import rfc3339
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open (issue 10): a re-stamped line paid beyond the 30-day look span is paid again; needs lines "
-        "judged by when we first received them"
-    ),
-)
 
 
 def test_a_restamped_line_paid_29_days_before_the_loss_is_paid_again(redis_url: str, key_prefix: str) -> None:

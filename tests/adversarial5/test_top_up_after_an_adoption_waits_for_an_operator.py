@@ -13,7 +13,7 @@ from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.intake import Accepted
-from worker.recovery import Adoption, recover
+from worker.recovery import Adoption, declare_republished, recover
 from worker.store.outbound import rfc3339
 
 
@@ -46,6 +46,8 @@ def test_a_top_up_asked_for_after_an_adoption_waits_for_an_operator(redis_url: s
             recover(app, reason="test: Redis restarted without persistence")  # no --heard
             ref = redeliver(app, [ev["created"], ev["kyc"]])
             settle_with(rig, app, ref)
+            rig.clock.advance_ms(60_000)
+            declare_republished(app)  # the on-call, once the upstream says it has re-published everything
 
             rig.clock.advance_ms(2 * 86_400_000)
             with rig.exchange.lock:  # a migration: an older system's sub-account to adopt

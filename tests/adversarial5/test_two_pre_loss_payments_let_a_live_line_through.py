@@ -12,8 +12,6 @@ import shutil
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
@@ -21,14 +19,6 @@ from worker.bootstrap import App
 from worker.intake import Accepted
 from worker.recovery import recover
 from worker.store.outbound import rfc3339
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open (issue 10): two unexplained pre-loss payments make the look-for undecided and the new line is "
-        "sent past the cap; needs new lines held until the re-publication is declared done"
-    ),
-)
 
 
 def _outbound(app: App) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import pytest
 
 from handlers import commands as c
 from handlers.desired import fold
-from handlers.planner import MAX_ATTEMPTS, RECOVERY_LOOK_MS, UPSTREAM_SKEW_MS, CapDecision, Policy, cap_decision, plan
+from handlers.planner import MAX_ATTEMPTS, UPSTREAM_SKEW_MS, CapDecision, Policy, cap_decision, plan
 from handlers.records import (
     BalanceSnapshot,
     Blocked,
@@ -400,21 +400,23 @@ def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_s
     assert isinstance(result, c.Transfer) and result.key == "e-kyc#0" and result.evidence_first
 
 
-def test_a_line_asked_for_after_the_recovery_is_looked_for_but_never_asked_about() -> None:
-    """A line whose event occurred after the recovery (beyond the upstream's allowed clock skew) may still be an
-    old line re-published with a new ``occurred_at``: it is looked for in the ledger (never asked about: a
-    ledger that cannot tell lets it be sent), then sent as usual; a month after the recovery it is just sent."""
+def test_until_the_republication_is_declared_every_line_is_looked_for_then_new_lines_are_just_sent() -> None:
+    """After a loss a line's ``occurred_at`` cannot say it is new (a re-publication may re-stamp it; a paid line
+    not re-published yet is unknown to the cap): every unrecorded line is looked for — from the sub-account's
+    creation when it claims to be newer than the loss — until the on-call declares the re-publication complete.
+    A line that occurred after the declaration is sent without a search."""
     events = [created(), approved(funding=(("USDT", "5"),))]
     recovered = fold(events).funding[0].occurred_ms - UPSTREAM_SKEW_MS - 1
     settled = recovered + POLICY.resolve_delay_ms
     rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=settled),))
     look = step(events, rec, now=settled)
-    assert isinstance(look, c.LookForTransfer) and not look.ask_if_unfound and not look.ask_if_undecided
-    result = step(events, rec.model_copy(update={"looked_for": ("e-kyc#0",)}), now=settled)
-    assert isinstance(result, c.Transfer) and not result.evidence_first and result.since_ms is None
-    later = settled + RECOVERY_LOOK_MS
-    rec = rec.model_copy(update={"keys": (key(0, created_at_ms=later),)})
-    assert isinstance(step(events, rec, now=later), c.Transfer)
+    assert isinstance(look, c.LookForTransfer) and look.ask_if_unfound
+    assert look.since_ms == rec.sub_account.created_at_ms - UPSTREAM_SKEW_MS  # its stamp is newer than the loss
+    declared = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=recovered + 1)
+    assert isinstance(declared, c.Transfer) and not declared.evidence_first and declared.since_ms is None
+    late = fold(events).funding[0].occurred_ms + UPSTREAM_SKEW_MS
+    still = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=late)
+    assert isinstance(still, c.LookForTransfer)  # asked for before the declaration: may be an old line
 
 
 def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:

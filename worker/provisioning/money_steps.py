@@ -237,30 +237,6 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
-    if (
-        not cmd.ask_if_undecided
-        and judgement.verdict is Verdict.COMMITTED
-        and judgement.client_oid not in cmd.client_oids
-    ):
-        # a line whose event says it is new, and a transfer to the sub-account that only it could explain: more
-        # likely a line paid before the loss and not re-published yet (whose payment the cap must count) than
-        # this one re-stamped. An operator decides; re-publishing the customer's events explains it
-        intent = Intent(
-            kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details()
-        )
-        ctx.record = ctx.record.model_copy(update={"pending": intent})
-        fail(ctx, _step(details), _unexplained_reason(details, judgement), manual=True)
-        return
-    if not cmd.ask_if_undecided and judgement.verdict is Verdict.UNDECIDED:
-        # a line whose event says it is new: sent, and its send searched for a second payment afterwards
-        record = ctx.record.model_copy(
-            update={
-                "looked_for": (*ctx.record.looked_for, cmd.key),
-                "earlier_sends": {**ctx.record.earlier_sends, cmd.key: cmd.since_ms},
-            }
-        )
-        ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
-        return
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
@@ -276,16 +252,6 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     else:
         record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
         ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
-
-
-def _unexplained_reason(details: TransferIntent, judgement: Judgement) -> str:
-    return (
-        f"line {details.key} ({details.amount} {details.currency}) was asked for after our state was lost, and the "
-        f"exchange shows a transfer to the sub-account that no line we hold explains ({judgement.reason}): likely a "
-        "line paid before the loss that the upstream has not re-published yet (it counts for the per-customer cap). "
-        "Have the upstream re-publish the customer's events, then decide with `provisioner customer settle-transfer` "
-        "(--not-committed: send this line)"
-    )
 
 
 def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> str:

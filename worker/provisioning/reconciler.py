@@ -173,6 +173,7 @@ class Reconciler:
                     now_ms=self.services.now_ms(),
                     policy=self.services.policy,
                     audit_epoch=self.services.store.guard.audit_epoch,
+                    republished_at_ms=self._republished_at(ctx.record),
                 )
                 if isinstance(step, c.Idle):
                     blocked += self._mark_blocks_reported(ctx)
@@ -270,6 +271,15 @@ class Reconciler:
         if retry_blocked:
             redecide_refused(ctx)  # lines refused for a cause the operator may have fixed are decided again
         return ctx
+
+    def _republished_at(self, record: CustomerRecord) -> int | None:
+        """When the re-publication after the last recovery was declared complete (read only for a record rebuilt
+        after a loss: one Redis read)."""
+        if record.recovered_at_ms is None:
+            return None
+        store = self.services.store
+        raw = store.redis.get(store.keys.recovery_republished_at)
+        return int(raw) if raw else None
 
     @staticmethod
     def _mark_blocks_reported(ctx: StepContext) -> list[str]:

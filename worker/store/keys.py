@@ -229,6 +229,11 @@ class Keys:
         return f"{self.prefix}:recovery:lost_at"
 
     @property
+    def recovery_republished_at(self) -> str:
+        """When the on-call declared the upstream's re-publication after the last recovery complete (ms)."""
+        return f"{self.prefix}:recovery:republished_at"
+
+    @property
     def recovery_heard_given(self) -> str:
         """``1`` when every funding outcome the upstream heard is known to the last recovery (a complete file, or
         nothing was lost), ``0`` when a recovery after a loss was given none or an incomplete file; absent before
