@@ -1,8 +1,9 @@
 """Proxy KYC steps: submit the sealed documents once, then follow the review until PASS or REJECT.
 
 Documents are opened only to build the request, never logged, and deleted in the same commit that records the
-submission (they are "not kept after submission"). Documents sealed under an encryption key the keyring no longer
-holds block the step, naming the key id (retrying could not open them).
+submission (they are "not kept after submission"); once the KYC passes, every document still held (a later
+approval's) is deleted too, as they all are when the customer is closed. Documents sealed under an encryption
+key the keyring no longer holds block the step, naming the key id (retrying could not open them).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
             "kyc.passed",
             {"event_id": progress.event_id},
             outbound=[outcome(record, "kyc.passed", progress.event_id, now, event_id=progress.event_id)],
+            drop_all_documents=True,  # nothing is submitted after a PASS: documents of later approvals neither
         )
     elif status is KycState.REJECT:
         reason = (state.reject_reason if state is not None else None) or "rejected without a reason"

@@ -1,0 +1,47 @@
+"""KYC documents are not kept once the KYC is decided, nor after the customer is closed: a superseded approval's
+documents (never submitted) go with the verdict or at close."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox import SandboxConfig
+from tests.core.harness import Rig, events_for, kyc_documents
+
+
+def _approvals(customer: str, first_name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    ev = events_for(customer)
+    kyc = ev["kyc"]
+    older = {**kyc, "id": f"{kyc['id']}-1", "data": {**kyc["data"], "kyc": kyc_documents(first_name)}}
+    later = {**kyc, "id": f"{kyc['id']}-2", "occurred_at": "2026-11-18T10:01:30Z", "data": older["data"]}
+    return ev["created"], older, later
+
+
+def test_a_pass_deletes_the_documents_of_every_approval(redis_url: str, key_prefix: str) -> None:
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig(kyc_review_ms=0), PROVISIONER_PROXY_KYC="true")
+    try:
+        created, older, later = _approvals("passes", "Alice")
+        (ref,) = rig.publish(created, older, later)[:1]
+        assert rig.app.redis.hlen(rig.app.keys.docs(ref)) == 2, "both approvals' documents held before the run"
+        rig.settle(ref)
+        assert rig.state()["kyc"][0]["status"] == "PASS"
+        assert rig.app.redis.hlen(rig.app.keys.docs(ref)) == 0, "the superseded approval's documents went too"
+    finally:
+        rig.close()
+
+
+def test_closing_deletes_documents_a_rejection_left(redis_url: str, key_prefix: str) -> None:
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig(kyc_review_ms=0), PROVISIONER_PROXY_KYC="true")
+    try:
+        created, older, later = _approvals("rejected-then-gone", "REJECT")
+        (ref,) = rig.publish(created, older, later)[:1]
+        rig.settle(ref)
+        assert rig.state()["kyc"][0]["status"] == "REJECT"
+        assert rig.app.redis.hlen(rig.app.keys.docs(ref)) == 1, "precondition: documents still held at the close"
+        rig.publish(events_for("rejected-then-gone")["offboard"])
+        rig.settle(ref)
+        record = rig.record(ref)
+        assert record is not None and record.closed_at_ms is not None
+        assert rig.app.redis.exists(rig.app.keys.docs(ref)) == 0, "no document outlives the customer's close"
+    finally:
+        rig.close()
