@@ -10,15 +10,16 @@ trail).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
-from handlers.erasure import KEPT, ErasureRefused, check_erasable, erased_id, is_erased
+from handlers.erasure import KEPT, ErasureRefused, check_erasable, erased_id, erasure_due, is_erased
 from worker.store.customers import CustomerStore, JournalEntry
 from worker.store.lock import CustomerLock
 
-__all__ = ["Forgotten", "forget"]
+__all__ = ["Forgotten", "RetentionSweep", "forget"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,46 @@ def _pseudonymised(raw: str | bytes, pseudonym: str) -> str:
     if not isinstance(event, dict) or event.get("customer_id") == pseudonym:
         return text
     return json.dumps({**event, "customer_id": pseudonym}, separators=(",", ":"))
+
+
+class RetentionSweep:
+    """Erases, a batch at a time, the personal data of customers closed longer than the retention period (the
+    scheduler calls it on its stale-scan cadence). Walks every known customer in turns of ``batch``; the position
+    is per process (a restart starts again from the first: erasure is idempotent and cheap to skip)."""
+
+    def __init__(
+        self, store: Callable[[], CustomerStore], *, retention_ms: int, lock_ttl_ms: int, batch: int = 200
+    ) -> None:
+        self._store = store
+        self._retention_ms = retention_ms
+        self._lock_ttl_ms = lock_ttl_ms
+        self._batch = batch
+        self._cursor = 0
+
+    def __call__(self, now_ms: int) -> int:
+        """One turn: returns how many customers were erased. An erasure refused (the customer busy) is tried again
+        on a later turn; any other error propagates to the scheduler, which logs it."""
+        store = self._store()
+        last = self._cursor + self._batch - 1
+        refs = [_text(r) for r in store.redis.zrange(store.keys.customers, self._cursor, last)]
+        self._cursor += len(refs)
+        if self._cursor >= int(store.redis.zcard(store.keys.customers)):  # walked them all: from the first again
+            self._cursor = 0
+        pipe = store.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.exists(store.keys.closed(ref))
+        closed = [ref for ref, flag in zip(refs, pipe.execute(), strict=True) if flag]
+        erased = 0
+        for ref in closed:
+            if not erasure_due(store.load(ref), now_ms=now_ms, retention_ms=self._retention_ms):
+                continue
+            try:
+                forget(store, ref, now_ms=now_ms, lock_ttl_ms=self._lock_ttl_ms, actor="retention")
+            except ErasureRefused:
+                continue
+            erased += 1
+        return erased
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -45,3 +45,30 @@ def test_closing_deletes_documents_a_rejection_left(redis_url: str, key_prefix: 
         assert rig.app.redis.exists(rig.app.keys.docs(ref)) == 0, "no document outlives the customer's close"
     finally:
         rig.close()
+
+
+def test_the_retention_sweep_erases_a_closed_customer_only_once_its_period_has_passed(
+    redis_url: str, key_prefix: str
+) -> None:
+    from worker.erasure import RetentionSweep
+
+    day = 86_400_000
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = {kind: {**e, "id": f"evt-{kind}"} for kind, e in events_for("kept.a.while@example.org").items()}
+        (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+        (other,) = rig.publish({**events_for("still-open")["created"], "id": "evt-open"})
+        rig.settle(ref)
+        rig.settle(other)
+        rig.publish(ev["offboard"])
+        rig.settle(ref)
+        closed_at = rig.record(ref).closed_at_ms
+        sweep = RetentionSweep(lambda: rig.app.store, retention_ms=30 * day, lock_ttl_ms=10_000, batch=1)
+        assert sweep(closed_at + 30 * day - 1) + sweep(closed_at + 30 * day - 1) == 0, "not yet due"
+        assert rig.record(ref).customer_id == "kept.a.while@example.org"
+        assert sweep(closed_at + 30 * day) + sweep(closed_at + 30 * day) == 1, "a batch of one walks both customers"
+        assert rig.record(ref).customer_id == f"erased:{ref}"
+        assert rig.record(other).customer_id == "still-open", "an open customer is never erased"
+        assert rig.app.store.journal(ref)[-1]["actor"] == "retention"
+    finally:
+        rig.close()
