@@ -1,5 +1,6 @@
 """KYC documents are not kept once the KYC is decided, nor after the customer is closed: a superseded approval's
-documents (never submitted) go with the verdict or at close."""
+documents (never submitted) go with the submission, the PASS or the close; a closed customer's personal data is
+erased once the retention period has passed."""
 
 from __future__ import annotations
 
@@ -30,15 +31,26 @@ def test_a_pass_deletes_the_documents_of_every_approval(redis_url: str, key_pref
         rig.close()
 
 
-def test_closing_deletes_documents_a_rejection_left(redis_url: str, key_prefix: str) -> None:
+def test_a_submission_deletes_the_documents_it_superseded(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix, config=SandboxConfig(kyc_review_ms=0), PROVISIONER_PROXY_KYC="true")
     try:
-        created, older, later = _approvals("rejected-then-gone", "REJECT")
+        created, older, later = _approvals("rejected", "REJECT")
         (ref,) = rig.publish(created, older, later)[:1]
         rig.settle(ref)
         assert rig.state()["kyc"][0]["status"] == "REJECT"
+        assert rig.app.redis.hlen(rig.app.keys.docs(ref)) == 0, "the older approval's documents went with the later"
+    finally:
+        rig.close()
+
+
+def test_closing_deletes_documents_never_submitted(redis_url: str, key_prefix: str) -> None:
+    rig = Rig(redis_url, key_prefix)  # proxy KYC off: documents arrive, nothing submits them
+    try:
+        created, older, _ = _approvals("never-submitted", "Bea")
+        (ref,) = rig.publish(created, older)[:1]
+        rig.settle(ref)
         assert rig.app.redis.hlen(rig.app.keys.docs(ref)) == 1, "precondition: documents still held at the close"
-        rig.publish(events_for("rejected-then-gone")["offboard"])
+        rig.publish(events_for("never-submitted")["offboard"])
         rig.settle(ref)
         record = rig.record(ref)
         assert record is not None and record.closed_at_ms is not None

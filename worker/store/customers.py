@@ -373,6 +373,10 @@ class CustomerStore:
         raw = self.redis.get(self.keys.record(ref))
         return CustomerRecord.model_validate_json(raw) if raw else None
 
+    def held_documents(self, ref: str) -> frozenset[str]:
+        """Ids of the approvals whose KYC documents are still held (sealed)."""
+        return frozenset(_text(i) for i in self.redis.hkeys(self.keys.docs(ref)))
+
     def sealed_documents(self, ref: str, event_id: str) -> SealedSecret | None:
         raw = self.redis.hget(self.keys.docs(ref), event_id)
         return SealedSecret.model_validate_json(raw) if raw else None
