@@ -26,7 +26,7 @@ _SECRET_KEYS = re.compile(
 """Field names whose values are blanked: credentials, every KYC document field, and the upstream's customer id
 (personal data: an e-mail address for some upstreams; logs name a customer by its reference)."""
 _FORMATTED_FIELD = re.compile(
-    r"""(?P<key>(?P<q>['"]?)(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?P=q)\s*[:=]\s*)"""
+    r"""(?P<key>(?P<q>['"]?)(?<![A-Za-z0-9_-])(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?P=q)\s*[:=]\s*)"""
     r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;)}\]{\[]+)"""
 )
 """``name: value`` or ``name=value`` inside text (a dict's repr, JSON, a dramatiq message formatted into a line)."""
@@ -51,7 +51,8 @@ def _blank_formatted(match: re.Match[str]) -> str:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        value = _FORMATTED_FIELD.sub(_blank_formatted, value)
+        if ":" in value or "=" in value:
+            value = _FORMATTED_FIELD.sub(_blank_formatted, value)
         for pattern in _SECRET_VALUES:
             value = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, value)
         for known in _known:
@@ -68,7 +69,9 @@ def _scrub(value: Any) -> Any:
 def redact_secrets(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: blank every field whose name looks secret and every secret-looking value."""
     for key in list(event_dict):
-        if key not in ("event", "level", "timestamp", "logger") and _SECRET_KEYS.search(key):
+        if key in ("level", "timestamp", "logger"):
+            continue  # written by our own processors: nothing to blank
+        if key != "event" and _SECRET_KEYS.search(key):
             event_dict[key] = REDACTED
         else:
             event_dict[key] = _scrub(event_dict[key])
