@@ -102,3 +102,21 @@ def test_redaction_blanks_personal_fields_formatted_into_a_message() -> None:
     for text in (record.getMessage(), as_json):
         out = redact_secrets(None, "error", {"event": text})
         assert hits(PERSONAL, [("event", out["event"])]) == []
+
+
+def test_redaction_keeps_what_names_no_personal_field() -> None:
+    """The text scan blanks values of personal or secret names only: refs, reasons and amounts stay readable."""
+    text = "customer_ref=c3b0ffd4e9 reason: 'funding cap' {'amount': '250', 'customer_id': 'a@b.org'}"
+    out = redact_secrets(None, "info", {"event": text})["event"]
+    assert out == "customer_ref=c3b0ffd4e9 reason: 'funding cap' {'amount': '250', 'customer_id': [redacted]}"
+
+
+def test_dlq_show_hides_documents_a_dead_letter_stored_before_the_upgrade() -> None:
+    """A dead letter stored in the clear by an older version is shown without its documents or upstream id."""
+    from worker.runtime.deadletters import shown_args
+
+    event = {"id": "e1", "customer_id": CUSTOMER_ID, "data": {"kyc": DOCUMENTS, "permissions": ["spot"]}}
+    shown = shown_args([event], lambda customer_id: "ref-of-" + customer_id[:3])
+    assert shown == [{"id": "e1", "customer_ref": "ref-of-zel", "data": {"kyc": "[redacted]", "permissions": ["spot"]}}]
+    sealed = {"id": "e2", "customer_id": "x", "data": {"kyc": {"$envelope": {"k": "v"}}}}
+    assert shown_args([sealed, "ref"], str)[0]["data"] == sealed["data"], "sealed documents are shown as stored"
