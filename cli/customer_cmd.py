@@ -233,3 +233,39 @@ def _drop_obsolete(ctx: Context, ref: str, what: str) -> None:
     dropped = ctx.runtime.dead_letters().drop_resolved(ref, customer_ref=app.policy.naming.customer_ref)
     if dropped:
         click.echo(f"cleared {len(dropped)} dead letter(s) {what} made obsolete: {', '.join(dropped)}")
+
+
+@customer.command()
+@click.argument("customer_id")
+@click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
+@pass_context
+def forget(ctx: Context, customer_id: str, is_ref: bool) -> None:
+    """Erase a closed customer's personal data on an erasure request: its upstream id (in the record and every
+    stored event, replaced by `erased:<ref>`), its KYC documents, and its dead letters' copies of its events. Keeps
+    the customer reference and the financial audit trail (journal, transfers, keys, funding lines), and says so.
+    Afterwards `customer show --ref REF` (or the upstream id, which still maps to the same ref) shows that trail.
+    Refused for a customer not closed (offboard it first). Safe to repeat."""
+    from handlers.erasure import ErasureRefused
+    from worker.erasure import forget as erase
+
+    app = ctx.runtime.app
+    naming = app.policy.naming
+    ref = customer_id if is_ref else naming.customer_ref(customer_id)
+    try:
+        done = erase(app.store, ref, now_ms=int(app.clock() * 1000), lock_ttl_ms=app.settings.lock_ttl_ms)
+    except ErasureRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    letters = [
+        d
+        for d in ctx.runtime.dead_letters().list()
+        if any(isinstance(a, dict) and naming.customer_ref(str(a.get("customer_id", ""))) == ref for a in d.args)
+    ]
+    purged = ctx.runtime.dead_letters().purge(letters)
+    click.echo(f"customer {ref}: " + ("personal data already erased" if done.already else "personal data erased"))
+    click.echo(f"  upstream id replaced in the record and {done.events} stored event(s)")
+    click.echo(f"  KYC documents: {'deleted' if done.documents_dropped else 'none held'}")
+    click.echo(f"  dead letters carrying its events: {purged} purged")
+    click.echo("kept, and why:")
+    for kept in done.kept:
+        click.echo(f"  - {kept}")
+    click.echo(f"look it up from now on with `provisioner customer show --ref {ref}`")

@@ -11,6 +11,7 @@ import click
 from cli.context import JSON_HELP, Context, emit, pass_context, table
 from cli.ids import resolve_id, resolve_or_keep
 from cli.render import field, when
+from worker.runtime.deadletters import shown_args
 
 __all__ = ["dlq"]
 
@@ -61,14 +62,15 @@ def show(ctx: Context, message_id: str, as_json: bool) -> None:
     letters = ctx.runtime.dead_letters().list()
     found = resolve_id(message_id, [d.message_id for d in letters], what="dead letter")
     letter = next(d for d in letters if d.message_id == found)
+    args = shown_args(letter.args, ctx.runtime.app.policy.naming.customer_ref)
     if as_json:
-        emit({**letter.summary(), "traceback": letter.traceback, "args": letter.args}, as_json=True)
+        emit({**letter.summary(), "traceback": letter.traceback, "args": args}, as_json=True)
         return
     for key, value in letter.summary().items():
         label = key.removesuffix("_at_ms") if key.endswith("_at_ms") else key
         click.echo(f"{label:>8}: {field(key, value)}")
     click.echo("\nfinal traceback:\n" + (letter.traceback or "(none recorded)"))
-    click.echo("arguments:\n" + json.dumps(letter.args, indent=2, default=str))
+    click.echo("arguments:\n" + json.dumps(args, indent=2, default=str))
 
 
 @dlq.command()

@@ -19,9 +19,17 @@ __all__ = ["REDACTED", "configure_logging", "redact_secrets", "register_secret"]
 REDACTED = "[redacted]"
 _SECRET_KEYS = re.compile(
     r"(secret|passphrase|password|passwd|token|credential|authorization|signature|api[-_]?sign|partner[-_]?sign"
-    r"|broker[-_]?key|private|photo|identity[-_]?number|birth|first[-_]?name|last[-_]?name|kyc[-_]?doc)",
+    r"|broker[-_]?key|private|photo|identity[-_]?number|birth|first[-_]?name|last[-_]?name|kyc[-_]?doc"
+    r"|expire[-_]?date|customer[-_]?id|^kyc$)",
     re.IGNORECASE,
 )
+"""Field names whose values are blanked: credentials, every KYC document field, and the upstream's customer id
+(personal data: an e-mail address for some upstreams; logs name a customer by its reference)."""
+_FORMATTED_FIELD = re.compile(
+    r"""(?P<key>(?P<q>['"]?)(?<![A-Za-z0-9_-])(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?P=q)\s*[:=]\s*)"""
+    r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s,;)}\]{\[]+)"""
+)
+"""``name: value`` or ``name=value`` inside text (a dict's repr, JSON, a dramatiq message formatted into a line)."""
 _SECRET_VALUES = [
     re.compile(r"gAAAAA[A-Za-z0-9_\-=]{20,}"),  # Fernet tokens
     re.compile(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+"),  # KYC photos
@@ -35,8 +43,16 @@ def register_secret(*values: str | None) -> None:
     _known.update(v for v in values if v and len(v) >= 6)
 
 
+def _blank_formatted(match: re.Match[str]) -> str:
+    if _SECRET_KEYS.search(match.group("name")):
+        return match.group("key") + REDACTED
+    return match.group(0)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
+        if ":" in value or "=" in value:
+            value = _FORMATTED_FIELD.sub(_blank_formatted, value)
         for pattern in _SECRET_VALUES:
             value = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, value)
         for known in _known:
@@ -53,7 +69,9 @@ def _scrub(value: Any) -> Any:
 def redact_secrets(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: blank every field whose name looks secret and every secret-looking value."""
     for key in list(event_dict):
-        if key not in ("event", "level", "timestamp", "logger") and _SECRET_KEYS.search(key):
+        if key in ("level", "timestamp", "logger"):
+            continue  # written by our own processors: nothing to blank
+        if key != "event" and _SECRET_KEYS.search(key):
             event_dict[key] = REDACTED
         else:
             event_dict[key] = _scrub(event_dict[key])

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     )
     """The largest KYC photo an approval may carry, decoded: at most KuCoin's 2 MiB. Lower it to bound what one
     event stores in Redis (about 4.5 times the event while it is queued and stored, see docs/integration.md)."""
+    personal_data_retention_days: int | None = Field(
+        None, alias="PROVISIONER_PERSONAL_DATA_RETENTION_DAYS", ge=0, le=36500
+    )
+    """Days after a customer's close until the workers erase its personal data (upstream id, KYC documents;
+    ``worker.erasure``), keeping the financial audit trail. Unset: kept until ``provisioner customer forget``."""
     kyc_poll_seconds: int = Field(60, alias="PROVISIONER_KYC_POLL_SECONDS", ge=1)
     lock_ttl_ms: int = Field(45_000, alias="PROVISIONER_LOCK_TTL_MS", ge=5_000)
     unknown_outcome_settle_ms: int = Field(15_000, alias="PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS", ge=0)

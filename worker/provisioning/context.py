@@ -114,6 +114,7 @@ class StepContext:
         journal: Sequence[tuple[str, dict[str, Any]]] = (),
         outbound: Sequence[OutboundEvent] = (),
         drop_documents: Sequence[str] = (),
+        drop_all_documents: bool = False,
         close: bool = False,
         stats: dict[str, int] | None = None,
     ) -> CustomerRecord:
@@ -129,6 +130,7 @@ class StepContext:
             journal=[JournalEntry(now, action, detail) for action, detail in journal],
             outbound=outbound,
             drop_documents=drop_documents,
+            drop_all_documents=drop_all_documents,
             close=close,
             stats=stats,
             now_ms=now,
@@ -171,6 +173,7 @@ class StepContext:
         *,
         outbound: Sequence[OutboundEvent] = (),
         drop_documents: Sequence[str] = (),
+        drop_all_documents: bool = False,
         close: bool = False,
         stats: dict[str, int] | None = None,
     ) -> CustomerRecord:
@@ -180,6 +183,7 @@ class StepContext:
             journal=[(action, detail)],
             outbound=outbound,
             drop_documents=drop_documents,
+            drop_all_documents=drop_all_documents,
             close=close,
             stats=stats,
         )

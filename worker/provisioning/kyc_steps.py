@@ -1,11 +1,15 @@
 """Proxy KYC steps: submit the sealed documents once, then follow the review until PASS or REJECT.
 
 Documents are opened only to build the request, never logged, and deleted in the same commit that records the
-submission (they are "not kept after submission"). Documents sealed under an encryption key the keyring no longer
-holds block the step, naming the key id (retrying could not open them).
+submission (they are "not kept after submission"), with those of earlier approvals the submission superseded;
+once the KYC passes, every document still held (a later approval's) is deleted too, as they all are when the
+customer is closed. Documents sealed under an encryption key the keyring no longer holds block the step, naming
+the key id (retrying could not open them).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from handlers import steps
 from handlers.commands import CheckKyc, SubmitKyc
@@ -22,6 +26,7 @@ __all__ = ["check_kyc", "submit_kyc"]
 
 def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     s = ctx.services
+    held = s.store.held_documents(ctx.ref)
     sealed = s.store.sealed_documents(ctx.ref, cmd.event_id)
     if sealed is None:
         fail(ctx, steps.KYC, "the KYC documents are no longer held; publish the approval again with its documents")
@@ -46,7 +51,10 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     except PermanentError as exc:
         fail(ctx, steps.KYC, f"the exchange refused the KYC submission: {exc}")
         return
-    _submitted(ctx, cmd.event_id, KycStage.SUBMITTED)
+    # the planner submits the latest approval with documents among the events it planned from: the others it saw
+    # are superseded and never submitted, so they go with this one (a later approval it did not see stays)
+    superseded = sorted(held & ctx.seen_events - {cmd.event_id})
+    _submitted(ctx, cmd.event_id, KycStage.SUBMITTED, superseded=superseded)
 
 
 def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
@@ -81,6 +89,7 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
             "kyc.passed",
             {"event_id": progress.event_id},
             outbound=[outcome(record, "kyc.passed", progress.event_id, now, event_id=progress.event_id)],
+            drop_all_documents=True,  # nothing is submitted after a PASS: documents of later approvals neither
         )
     elif status is KycState.REJECT:
         reason = (state.reject_reason if state is not None else None) or "rejected without a reason"
@@ -103,11 +112,11 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
         ctx.commit(record, journal=[("kyc.checked", {"status": status.value})])
 
 
-def _submitted(ctx: StepContext, event_id: str, stage: KycStage) -> None:
+def _submitted(ctx: StepContext, event_id: str, stage: KycStage, *, superseded: Sequence[str] = ()) -> None:
     progress = KycProgress(event_id=event_id, stage=stage, next_check_ms=ctx.now_ms() + ctx.services.policy.kyc_poll_ms)
     ctx.settle(
         ctx.record.model_copy(update={"kyc": progress}),
         "kyc.submitted",
         {"event_id": event_id},
-        drop_documents=[event_id],
+        drop_documents=[event_id, *superseded],
     )

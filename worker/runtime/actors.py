@@ -172,12 +172,22 @@ def _reconcile(reconciler: Reconciler, metrics: Metrics, ref: str) -> None:
 
 
 def _unseal(holder: AppHolder, event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with its sealed KYC documents opened. Raises ``InvalidEvent`` (field ``data.kyc``) for documents
+    that are not sealed or that our keys cannot open."""
     data = event.get("data") if isinstance(event, dict) else None
     if not isinstance(data, dict):
         return event
     kyc = data.get("kyc")
-    if not (isinstance(kyc, dict) and (SEALED in kyc or ENVELOPE in kyc)):
+    if kyc is None:
         return event
+    if not (isinstance(kyc, dict) and (SEALED in kyc or ENVELOPE in kyc)):
+        # the publisher and the HTTP API seal documents before they enqueue: plaintext here was put on the queue
+        # by something else, and its personal data must not be taken (nor echoed: the error names no value)
+        raise InvalidEvent(
+            "data.kyc",
+            "KYC documents must arrive sealed to the intake key (publish through the API or `provisioner publish`)",
+            peek_event_id(event),
+        )
     app = holder.get()
     try:
         if ENVELOPE in kyc:

@@ -23,6 +23,7 @@ from dramatiq.middleware import (
 from prometheus_client import CollectorRegistry
 
 from worker.bootstrap import App, build_app, intake_sealer
+from worker.erasure import RetentionSweep
 from worker.publish import Publisher
 from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT, Actors, declare_actors
 from worker.runtime.admission import dramatiq_namespace
@@ -174,6 +175,13 @@ def build_runtime(
         recover_delayed=delayed_recovery.recover,
         check_state=watch.check,
         state_halted=lambda: watch.halting,
+        erase_expired=None
+        if settings.personal_data_retention_days is None
+        else RetentionSweep(
+            lambda: holder.get().store,
+            retention_ms=settings.personal_data_retention_days * 86_400_000,
+            lock_ttl_ms=settings.lock_ttl_ms,
+        ),
     )
     broker.add_middleware(SchedulerMiddleware(scheduler))
     webhooks = WebhookMiddleware(

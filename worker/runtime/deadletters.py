@@ -28,13 +28,13 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name, xq_name
 from dramatiq.middleware import Middleware
 
-from worker.logs import _scrub
+from worker.logs import REDACTED, _scrub
 from worker.runtime.handoff import Handoff
 from worker.runtime.retry_policy import failure_kind
 from worker.store.due import DueSchedule
 from worker.store.keys import Keys
 
-__all__ = ["DeadLetter", "DeadLetterMiddleware", "DeadLetters"]
+__all__ = ["DeadLetter", "DeadLetterMiddleware", "DeadLetters", "shown_args", "without_plain_documents"]
 
 _log = structlog.get_logger(__name__)
 RETRY_AFTER_DEAD_MS = 3_600_000
@@ -71,8 +71,11 @@ class DeadLetterMiddleware(Middleware):
             kind = failure_kind(exc) if exc is not None else "unknown_actor"
             queue = q_name(message.queue_name)
             if isinstance(broker, RedisBroker) and "redis_message_id" in message.options:
+                # KYC documents in the clear (put on the queue by something other than our sealing publishers)
+                # are not kept in the dead letter: what is kept is replayable by an operator, these never are
+                stored = message.copy(args=without_plain_documents(message.args)) if message.args else message
                 broker.client.hset(
-                    f"{broker.namespace}:{queue}.msgs", message.options["redis_message_id"], message.encode()
+                    f"{broker.namespace}:{queue}.msgs", message.options["redis_message_id"], stored.encode()
                 )
             reason = _reason(exc)
             trace = "".join(traceback.format_exception(exc, limit=30)) if exc is not None else ""
@@ -109,6 +112,35 @@ class DeadLetterMiddleware(Middleware):
             )
         except Exception:
             _log.exception("could not record a dead letter's final error", message_id=message.message_id)
+
+
+def without_plain_documents(args: Iterable[Any]) -> tuple[Any, ...]:
+    """``args`` with any event's KYC documents that are not sealed (``$sealed`` or ``$envelope``) replaced by
+    ``[redacted]``: personal data in the clear is never stored in a dead letter."""
+    return tuple(_without_plain_documents(arg) for arg in args)
+
+
+def shown_args(args: Iterable[Any], customer_ref: Callable[[str], str]) -> list[Any]:
+    """``args`` as an operator is shown them: no KYC documents in the clear, and an event's upstream
+    ``customer_id`` (personal data) replaced by our ``customer_ref`` (what ``customer show --ref`` takes)."""
+    shown = []
+    for arg in without_plain_documents(args):
+        if isinstance(arg, dict) and isinstance(arg.get("customer_id"), str):
+            shown.append({k if k != "customer_id" else "customer_ref": v for k, v in arg.items()})
+            shown[-1]["customer_ref"] = customer_ref(arg["customer_id"])
+        else:
+            shown.append(arg)
+    return shown
+
+
+def _without_plain_documents(arg: Any) -> Any:
+    data = arg.get("data") if isinstance(arg, dict) else None
+    if not isinstance(data, dict):
+        return arg
+    kyc = data.get("kyc")
+    if kyc is None or (isinstance(kyc, dict) and ("$sealed" in kyc or "$envelope" in kyc)):
+        return arg
+    return {**arg, "data": {**data, "kyc": REDACTED}}
 
 
 def _reason(exc: BaseException | None) -> str:

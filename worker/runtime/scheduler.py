@@ -3,8 +3,8 @@
 It sleeps until the next customer is due (at most ``interval``), puts back leases whose scheduler died, claims
 the customers due now (atomically: no two processes claim the same one), enqueues a ``reconcile_customer``
 message for each and releases the claim. Every ``sweep_every_s`` it also runs the stale scan (docs/glossary.md):
-re-schedules customers left waiting, re-sends events never stored and requeues delayed messages this process's
-consumers dropped. Grace
+re-schedules customers left waiting, re-sends events never stored, requeues delayed messages this process's
+consumers dropped and erases the personal data of customers closed past the retention period. Grace
 periods, settle waits, KYC checks, rate-limit waits, busy customers and key ages all wake up through it.
 """
 
@@ -42,6 +42,7 @@ class DueScheduler:
         recover_delayed: Callable[[], int] | None = None,
         check_state: Callable[[], None] | None = None,
         state_halted: Callable[[], bool] = lambda: False,
+        erase_expired: Callable[[int], int] | None = None,
     ) -> None:
         self._due = due
         self._send = send
@@ -58,6 +59,7 @@ class DueScheduler:
         self._recover_delayed = recover_delayed
         self._check_state = check_state
         self._state_halted = state_halted
+        self._erase_expired = erase_expired
 
     def tick(self) -> int:
         """One pass. Returns how many customers were enqueued (none once the state was found lost)."""
@@ -82,6 +84,7 @@ class DueScheduler:
             recovered = self._recover_delayed() if self._recover_delayed else 0
             if recovered:
                 _log.warning("re-queued delayed messages a consumer dropped", messages=recovered)
+            self._erase(now)
         due.recover_expired(now)
         sent = 0
         for ref in due.claim_due(now, limit=self._batch):
@@ -89,6 +92,19 @@ class DueScheduler:
             due.done(ref)
             sent += 1
         return sent
+
+    def _erase(self, now_ms: int) -> None:
+        """Erase the personal data of customers closed past the retention period (``worker.erasure``). A failure
+        is logged, never raised: the due customers must still be sent."""
+        if self._erase_expired is None:
+            return
+        try:
+            erased = self._erase_expired(now_ms)
+        except Exception as exc:
+            _log.warning("personal data erasure failed; trying again next sweep", error=f"{type(exc).__name__}")
+            return
+        if erased:
+            _log.info("erased closed customers' personal data (retention)", customers=erased)
 
     def start(self) -> None:
         self._identity = f"{socket.gethostname()}:{os.getpid()}"  # after fork

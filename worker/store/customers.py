@@ -94,6 +94,7 @@ for _, event in ipairs(cjson.decode(ARGV[5])) do
 end
 local effects = cjson.decode(ARGV[6])
 for _, event_id in ipairs(effects['drop_documents']) do redis.call('HDEL', KEYS[5], event_id) end
+if effects['close'] or effects['drop_all_documents'] then redis.call('DEL', KEYS[5]) end
 if effects['close'] then
   redis.call('SET', KEYS[6], effects['close_mark'] .. ARGV[7])
   redis.call('ZREM', KEYS[7], ARGV[8])
@@ -372,6 +373,10 @@ class CustomerStore:
         raw = self.redis.get(self.keys.record(ref))
         return CustomerRecord.model_validate_json(raw) if raw else None
 
+    def held_documents(self, ref: str) -> frozenset[str]:
+        """Ids of the approvals whose KYC documents are still held (sealed)."""
+        return frozenset(_text(i) for i in self.redis.hkeys(self.keys.docs(ref)))
+
     def sealed_documents(self, ref: str, event_id: str) -> SealedSecret | None:
         raw = self.redis.hget(self.keys.docs(ref), event_id)
         return SealedSecret.model_validate_json(raw) if raw else None
@@ -385,6 +390,7 @@ class CustomerStore:
         journal: Sequence[JournalEntry] = (),
         outbound: Sequence[OutboundEvent] = (),
         drop_documents: Sequence[str] = (),
+        drop_all_documents: bool = False,
         close: bool = False,
         stats: dict[str, int] | None = None,
         now_ms: int = 0,
@@ -393,7 +399,8 @@ class CustomerStore:
         """Write ``record`` (as version previous+1) with its journal, outbound events and side effects, atomically.
 
         Each outbound event takes the customer's next outbound sequence number in the same script
-        (``worker.store.outbound``). Side effects: drop submitted KYC documents, mark the customer closed, keep the
+        (``worker.store.outbound``). Side effects: drop submitted KYC documents (every one held with
+        ``drop_all_documents``, once the KYC is decided, and on ``close``), mark the customer closed, keep the
         pending-intents index in step with the record, add ``stats`` deltas to the shared counters (active keys,
         ...), extend the lock by ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found
         it busy raised it).
@@ -414,6 +421,7 @@ class CustomerStore:
             json.dumps(
                 {
                     "drop_documents": list(drop_documents),
+                    "drop_all_documents": drop_all_documents,
                     "close": close,
                     # a record rebuilt after a loss may close before events that carry lines paid before the loss
                     # come back: those are still accepted, for their lines to be accounted for (never sent)
