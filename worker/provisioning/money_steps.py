@@ -51,7 +51,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
-from handlers.refusals import refusal_identity
+from handlers.refusals import daily_cap_reason, refusal_identity
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
@@ -473,11 +473,11 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> TransferInt
         return details
     cap = s.daily_caps.get(details.currency)
     if cap is None:
-        return f"no daily funding cap is configured for {details.currency}"
+        return daily_cap_reason(currency=details.currency, cap=None, used=Decimal(0))
     line = ledger_line(ctx.ref, details.key)
     if not s.ledger.reserve(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap):
         used = s.ledger.used(day=day, currency=details.currency)
-        return f"the Special Account's daily cap of {cap} {details.currency} would be exceeded (used {used})"
+        return daily_cap_reason(currency=details.currency, cap=cap, used=used)
     return details.model_copy(update={"days": [*details.days, day]})
 
 
