@@ -2,7 +2,7 @@
 isolates itself by a unique key prefix, and deletes its keys afterwards.
 
 Test tiers: a test that needs a service is marked ``redis`` (or ``slow``), so that ``pytest -m "not redis and not
-slow"`` (``./dev test-fast``) runs the pure tier with no Redis, no subprocess and no network. Most get the mark
+slow"`` (``./dev test-fast``) runs the tier that needs no Redis and no server of its own. Most get the mark
 from ``pytest_collection_modifyitems`` below, from the fixtures they use; the few that reach Redis without those
 fixtures carry it by hand (``pytestmark``).
 """
