@@ -1,8 +1,9 @@
 """Shared fixtures: a real Redis (REDIS_URL, default the test database 127.0.0.1:6379/1) in which each test
 isolates itself by a unique key prefix, and deletes its keys afterwards.
 
-Test tiers: a test that needs a service is marked ``redis`` (or ``slow``), so that ``pytest -m "not redis and not
-slow"`` (``./dev test-fast``) runs the tier that needs no Redis and no server of its own. Most get the mark
+Test tiers: a test that needs Redis is marked ``redis`` (whole worker processes ``slow``, a server on a loopback port
+``loopback``), so that ``pytest -m "not redis and not slow and not loopback"`` (``./dev test-fast``) runs the tier
+that needs no service. Most get the mark
 from ``pytest_collection_modifyitems`` below, from the fixtures they use; the few that reach Redis without those
 fixtures carry it by hand (``pytestmark``).
 """
