@@ -16,6 +16,7 @@ import json
 
 from handlers import steps
 from handlers.commands import AuditFromExchange
+from handlers.daily_cap import utc_day
 from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
@@ -29,7 +30,7 @@ from handlers.records import (
 )
 from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
-from worker.provisioning.money_steps import ledger_line, utc_day
+from worker.provisioning.money_steps import ledger_line
 from worker.provisioning.outbound import outcome
 from worker.store.customers import OutboundEvent
 
