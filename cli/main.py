@@ -131,10 +131,9 @@ class _Main(click.Group):
 
 
 def _shorten(text: str, limit: int) -> str:
-    """Click's way of cutting a short help to ``limit`` characters (the first sentence, then an ellipsis)."""
-    from click.utils import make_default_short_help
-
-    return make_default_short_help(text, limit)
+    """Click's way of cutting a short help to ``limit`` characters (the first sentence, then an ellipsis), through its
+    public ``Command.get_short_help_str`` (``click.utils.make_default_short_help`` is deprecated since Click 8.2)."""
+    return click.Command(None, help=text).get_short_help_str(limit)
 
 
 def _unavailable(exc: BaseException) -> Unavailable | None:

@@ -19,11 +19,20 @@ does not drop it as a copy of the first.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 
 from handlers.records import CustomerRecord, TransferPurpose, TransferRecord, TransferStatus
 
-__all__ = ["REDECIDABLE", "RefusalCause", "redecidable", "redecide", "refusal_cause", "refusal_identity"]
+__all__ = [
+    "REDECIDABLE",
+    "RefusalCause",
+    "daily_cap_reason",
+    "redecidable",
+    "redecide",
+    "refusal_cause",
+    "refusal_identity",
+]
 
 
 class RefusalCause(StrEnum):
@@ -50,6 +59,15 @@ _PREFIXES = (
 )
 """How the planner (``handlers.planner._funding``) and the daily reservation (``worker.provisioning.money_steps``)
 word each cause; ``tests/handlers/test_refusals.py`` pins them to what those modules write."""
+
+
+def daily_cap_reason(*, currency: str, cap: Decimal | None, used: Decimal) -> str:
+    """Why the daily reservation (``worker.provisioning.money_steps``) refuses a funding line of ``currency``: no
+    daily cap is configured for it (``cap`` is ``None``), or the line does not fit in ``cap`` with ``used`` already
+    reserved today. Worded so that ``refusal_cause`` reads it as ``NO_DAILY_CAP`` or ``DAILY_CAP``."""
+    if cap is None:
+        return f"no daily funding cap is configured for {currency}"
+    return f"the Special Account's daily cap of {cap} {currency} would be exceeded (used {used})"
 
 
 def refusal_cause(entry: TransferRecord) -> RefusalCause:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL, delete_prefix
+
+pytestmark = pytest.mark.redis
 
 
 def test_delete_prefix_removes_our_keys_and_dramatiqs_and_nothing_else() -> None:

@@ -17,21 +17,14 @@ NEWEST_IPS = ["198.51.101.7", "198.51.101.8"]
 
 
 @pytest.fixture(scope="module")
-def shared_rig(redis_url_module: str) -> Iterator[Rig]:
+def shared_rig(shared_redis_url: str) -> Iterator[Rig]:
     import uuid
 
-    rig = Rig(redis_url_module, f"t{uuid.uuid4().hex[:10]}")
+    rig = Rig(shared_redis_url, f"t{uuid.uuid4().hex[:10]}")
     yield rig
     for key in rig.app.redis.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
         rig.app.redis.delete(key)
     rig.close()
-
-
-@pytest.fixture(scope="module")
-def redis_url_module() -> str:
-    from tests.conftest import TEST_REDIS_URL
-
-    return TEST_REDIS_URL
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(["created", "kyc", "ip", "rotate"])), ids="-".join)

@@ -84,7 +84,7 @@ class Side:
         self.exchange.update_config({"faults": {"per_endpoint": {endpoint: rates}}})
 
 
-@pytest.fixture(params=["in-process", "loopback"])
+@pytest.fixture(params=["in-process", pytest.param("loopback", marks=pytest.mark.loopback)])
 def side(request: pytest.FixtureRequest) -> Iterator[Side]:
     config = SandboxConfig.from_dict({"faults": {"slow_ms": 4000, "inprocess_max_sleep_ms": 5}})
     exchange = Exchange(config)
@@ -417,7 +417,7 @@ def test_ledger_context_fields_never_raise(context: object, fields: dict[str, st
     assert entry.context_fields() == fields and entry.created_at == 1661347205743
 
 
-@pytest.fixture(params=["in-process", "loopback"])
+@pytest.fixture(params=["in-process", pytest.param("loopback", marks=pytest.mark.loopback)])
 def timed_side(request: pytest.FixtureRequest) -> Iterator[tuple[Side, FakeClock]]:
     """A side whose exchange and clients share a fake clock (days pass in a test)."""
     clock = FakeClock()

@@ -109,6 +109,7 @@ def _through(proxy_url: str, exchange_url: str, **extra: str) -> Settings:
     return settings
 
 
+@pytest.mark.loopback
 def test_requests_go_through_the_configured_proxy(proxy: _ForwardProxy) -> None:
     """A signed write and a read reach the exchange, both through the proxy (the signature survives it)."""
     with (
@@ -124,6 +125,7 @@ def test_requests_go_through_the_configured_proxy(proxy: _ForwardProxy) -> None:
     ]
 
 
+@pytest.mark.loopback
 def test_without_the_setting_the_environment_proxy_is_not_used(
     proxy: _ForwardProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,6 +139,7 @@ def test_without_the_setting_the_environment_proxy_is_not_used(
     assert proxy.seen == []
 
 
+@pytest.mark.loopback
 @pytest.mark.parametrize("proxy", [PASSWORD], indirect=True)
 def test_proxy_credentials_travel_percent_encoded_and_arrive_whole(proxy: _ForwardProxy) -> None:
     """A password with # ? / : in it, percent-encoded in the setting, reaches the proxy as the real password."""
@@ -147,6 +150,7 @@ def test_proxy_credentials_travel_percent_encoded_and_arrive_whole(proxy: _Forwa
     assert proxy.seen == [f"POST {exchange.url}/api/v1/broker/nd/account"]
 
 
+@pytest.mark.loopback
 def test_a_refused_tunnel_is_retryable_because_nothing_reached_the_exchange(proxy: _ForwardProxy) -> None:
     """An https exchange is reached through a CONNECT tunnel; a proxy that refuses it (403, or 407 for bad
     credentials) has sent nothing on: a write is ``RetryableError``, not an outcome to settle by reading."""

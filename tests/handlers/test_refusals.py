@@ -11,7 +11,14 @@ from handlers import commands as c
 from handlers.desired import fold
 from handlers.planner import ADOPTED_REASON, OFFBOARDED_REASON, plan
 from handlers.records import Blocked, TransferPurpose, TransferRecord, TransferStatus
-from handlers.refusals import RefusalCause, redecidable, redecide, refusal_cause, refusal_identity
+from handlers.refusals import (
+    RefusalCause,
+    daily_cap_reason,
+    redecidable,
+    redecide,
+    refusal_cause,
+    refusal_identity,
+)
 from tests.handlers.factory import POLICY, approved, created, funded, with_sub
 
 
@@ -38,6 +45,17 @@ def test_the_planners_cap_refusals_are_recognised() -> None:
     over = plan(fold([created(), approved(funding=(("USDT", "5000"),))]), with_sub(), now_ms=100, policy=POLICY)
     assert isinstance(over, c.RefuseFunding)
     assert refusal_cause(refused(over.key, over.reason)) is RefusalCause.CUSTOMER_CAP
+
+
+def test_the_daily_reservations_refusals_are_recognised() -> None:
+    """The reasons the daily reservation writes (no daily cap; over it) classify as causes a setting or the next
+    day fixes, and name the currency, the cap and what the day has used."""
+    no_cap = daily_cap_reason(currency="BTC", cap=None, used=Decimal(0))
+    assert refusal_cause(refused("e-kyc#0", no_cap)) is RefusalCause.NO_DAILY_CAP
+    assert "BTC" in no_cap
+    over = daily_cap_reason(currency="USDT", cap=Decimal("1000"), used=Decimal("950.5"))
+    assert refusal_cause(refused("e-kyc#0", over)) is RefusalCause.DAILY_CAP
+    assert "1000 USDT" in over and "used 950.5" in over
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from cli.sandbox_cmd import _build_config, sandbox_command
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.loopback
 def test_cli_serves_until_sigterm() -> None:
     """The command applies its options, serves on the printed URL, and exits 0 on SIGTERM."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUCOIN_")}

@@ -7,6 +7,7 @@ import threading
 from decimal import Decimal
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,7 @@ def test_random_transfers_conserve_funds(sequence: list[tuple[str, str, str, Dec
         assert total_usdt(exchange) == before
 
 
+@pytest.mark.loopback
 def test_concurrent_clients_over_loopback_keep_state_consistent() -> None:
     """Eight threads transferring over the real server: every accepted transfer is applied exactly once."""
     exchange = Exchange(SandboxConfig(), CREDS)

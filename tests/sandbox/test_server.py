@@ -13,6 +13,8 @@ from sandbox import Exchange, SandboxConfig, SandboxCredentials, SandboxServer, 
 from tests.sandbox.conftest import key_request, management_key, partner_of, trading_key, transfer_body
 from tests.sandbox.kc import ApiKey, KcAuth, fails, ok
 
+pytestmark = pytest.mark.loopback
+
 ACCOUNT = "/api/v1/broker/nd/account"
 
 

@@ -142,10 +142,8 @@ mutations = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def rig() -> Iterator[Rig]:
-    from tests.conftest import TEST_REDIS_URL
-
-    rig = Rig(TEST_REDIS_URL, f"t{uuid.uuid4().hex[:10]}")
+def rig(shared_redis_url: str) -> Iterator[Rig]:
+    rig = Rig(shared_redis_url, f"t{uuid.uuid4().hex[:10]}")
     yield rig
     for key in rig.app.redis.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
         rig.app.redis.delete(key)

@@ -17,6 +17,8 @@ from tests.webhooks.receiver import Receiver, Reply
 from worker.store.keys import Keys
 from worker.webhooks.store import DeliveryStore
 
+pytestmark = pytest.mark.redis  # a redis-server of its own (``durable``)
+
 
 @pytest.fixture
 def durable() -> Iterator[PrivateRedis]:

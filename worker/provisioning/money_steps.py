@@ -27,7 +27,6 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from handlers import steps
@@ -40,6 +39,7 @@ from handlers.commands import (
     ResolveTransfer,
     Transfer,
 )
+from handlers.daily_cap import reservation_day, utc_day
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
     BalanceSnapshot,
@@ -51,7 +51,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
-from handlers.refusals import refusal_identity
+from handlers.refusals import daily_cap_reason, refusal_identity
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry
@@ -434,16 +434,16 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> TransferInt
     """Reserve the line on today's Special Account cap (once per day: a send after midnight counts on its own day).
     Returns the details with the day recorded, or why the cap refuses it."""
     s = ctx.services
-    day = utc_day(now)
-    if day in details.days:
+    day = reservation_day(details.days, now)
+    if day is None:
         return details
     cap = s.daily_caps.get(details.currency)
     if cap is None:
-        return f"no daily funding cap is configured for {details.currency}"
+        return daily_cap_reason(currency=details.currency, cap=None, used=Decimal(0))
     line = ledger_line(ctx.ref, details.key)
     if not s.ledger.reserve(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap):
         used = s.ledger.used(day=day, currency=details.currency)
-        return f"the Special Account's daily cap of {cap} {details.currency} would be exceeded (used {used})"
+        return daily_cap_reason(currency=details.currency, cap=cap, used=used)
     return details.model_copy(update={"days": [*details.days, day]})
 
 
@@ -938,7 +938,3 @@ def _step(details: TransferIntent) -> str:
 def ledger_line(ref: str, key: str) -> str:
     """The daily ledger's reservation key of a funding line."""
     return f"{ref}:{key}"
-
-
-def utc_day(now_ms: int) -> str:
-    return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y%m%d")
