@@ -3,6 +3,7 @@ rate-limit pools and the webhook backlog, refreshed every second (``--once``: on
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -35,6 +36,9 @@ def top(ctx: Context, once: bool, interval: float, limit: int) -> None:
     from cli.top_view import render
     from worker.runtime.overview import Reader
 
+    # Ctrl-C ends the view even when started by a parent that ignores SIGINT (a child inherits that, and Python
+    # then installs no KeyboardInterrupt handler: a pytest-xdist worker, some supervisors)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     reader = Reader(ctx.runtime, limit=limit)
     console = Console(file=sys.stdout, highlight=False)
     if once:
