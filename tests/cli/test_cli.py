@@ -397,3 +397,21 @@ def test_recover_takes_what_the_upstream_heard(
     assert code == 0, out
     completed = [e for e in events if e["type"] == "funding.completed"]
     assert completed and json.loads(out[out.index("{") :])["heard_outcomes"] == len(completed)
+
+
+def test_recover_republished_declares_the_republication_only_after_a_recovery(
+    provisioned: tuple[WorkerRig, str, dict[str, str]],
+) -> None:
+    """``recover --republished`` is refused (one line, exit 1) while no recovery after a loss is open; after one
+    it records the declaration the planner reads."""
+    rig, _, env = provisioned
+    app = rig.runtime.app
+    code, out, err = run(env, "recover", "--republished")
+    assert code == 1 and "nothing to declare" in err and "Traceback" not in out + err
+    code, out, _ = run(env, "recover", "--yes", "--force")
+    assert code == 0, out
+    assert app.redis.get(app.keys.recovery_republished_at) is None
+    code, out, _ = run(env, "recover", "--republished", "--json")
+    assert code == 0, out
+    declared = json.loads(out[out.index("{") :])["republished_at_ms"]
+    assert app.redis.get(app.keys.recovery_republished_at) == str(declared)
