@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -45,7 +46,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from chaos_oncall import OnCall, recover  # noqa: E402
+from chaos_oncall import OnCall, declare_republished, recover  # noqa: E402
 from chaos_upstream import (  # noqa: E402
     OutboundReader,
     Upstream,
@@ -554,6 +555,16 @@ def _older_system(settings: Settings, count: int, run: str) -> list[str]:
     return uids
 
 
+def _declare_when_republished(upstream: Upstream, env: dict[str, str], log: Callable[[str], None]) -> None:
+    """The upstream tells the on-call when its re-publication is sent; the on-call declares it (new top-ups are
+    then sent without being looked for first)."""
+    deadline = time.monotonic() + 600
+    while upstream.republishing() and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(2)  # the last one being sent
+    declare_republished(env, log)
+
+
 def write_heard(events: list[dict[str, Any]], logdir: Path) -> Path:
     """What the upstream received (every outbound event its reader took), as a file for ``recover --heard``."""
     path = logdir / "heard.jsonl"
@@ -625,6 +636,7 @@ def lose_state(
     again = deliveries([*plan.events, *legacy], rng)
     upstream.republish(list({id(e): e for e in again}.values()))
     log(f"re-publishing {upstream.republished} events ({len(legacy)} of the older system's customers)")
+    threading.Thread(target=_declare_when_republished, args=(upstream, env, log), daemon=True).start()
     return {
         "mode": mode,
         "all_halted": all_halted,

@@ -173,6 +173,20 @@ class OnCall:
         return 1
 
 
+def declare_republished(env: dict[str, str], log: Callable[[str], None], attempts: int = 20) -> bool:
+    """``provisioner recover --republished``, as the on-call runs it once the upstream says its re-publication is
+    done (re-run while Redis or the workers' faults get in the way). Returns whether it got through."""
+    argv = [sys.executable, "-m", "cli", "recover", "--republished"]
+    for attempt in range(1, attempts + 1):
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode == 0:
+            log("on-call: the upstream's re-publication is declared complete")
+            return True
+        log(f"provisioner recover --republished failed (run {attempt}): {(done.stderr or done.stdout).strip()[-200:]}")
+        time.sleep(1)
+    return False
+
+
 def recover(
     env: dict[str, str],
     adopt: Path | None,

@@ -217,6 +217,11 @@ class Upstream:
                 self._queue.appendleft((event, True))
             self.republished += len(events)
 
+    def republishing(self) -> int:
+        """Re-published events still queued (not yet sent)."""
+        with self._lock:
+            return sum(1 for _, again in self._queue if again)
+
     def close(self) -> None:
         """Nothing more will be queued: the thread ends once everything is sent (late top-ups included)."""
         self._closed.set()
