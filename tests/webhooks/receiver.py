@@ -54,7 +54,13 @@ class Receiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode("utf-8")
+                length = int(self.headers.get("content-length", "0"))
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # the sender died mid-request (a worker killed with -9): no delivery, nobody to answer
+                    self.close_connection = True
+                    return
+                body = raw.decode("utf-8")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     Webhook(receiver.secret).verify(body, headers)
