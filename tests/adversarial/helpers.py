@@ -6,7 +6,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from handlers.events import parse_event
 from tests.core.harness import Rig, events_for
+from worker.verify import check
 
 
 def approval(customer: str, name: str, minute: int, funding: list[tuple[str, str]]) -> dict[str, Any]:
@@ -52,10 +54,30 @@ def total(rows: list[dict[str, Any]]) -> Decimal:
     return sum((Decimal(t["amount"]) for t in rows), Decimal(0))
 
 
-def outbound_of(app_or_rig: Any, kind: str) -> list[dict[str, Any]]:
+def outbound(app_or_rig: Any) -> list[dict[str, Any]]:
+    """Every event on the outbound stream: what the upstream heard (or will)."""
     app = getattr(app_or_rig, "app", app_or_rig)
-    rows = app.redis.xrange(app.keys.outbound)
-    return [e for e in (json.loads(f["event"]) for _, f in rows) if e["type"] == kind]
+    return [json.loads(f["event"]) for _, f in app.redis.xrange(app.keys.outbound)]
+
+
+def outbound_of(app_or_rig: Any, kind: str) -> list[dict[str, Any]]:
+    return [e for e in outbound(app_or_rig) if e["type"] == kind]
+
+
+def violations_after(rig: Rig, app: Any, published: list[dict[str, Any]], heard: list[dict[str, Any]]) -> list[Any]:
+    """``provisioner verify``'s invariants over the rig's exchange, for ``app`` (a host after a loss) that was sent
+    ``published``, the upstream having heard ``heard`` before the loss and the outbound stream since."""
+    return check(
+        [parse_event(e, None) for e in published],
+        rig.state(),
+        app.store.load,
+        app.store.journal,
+        naming=app.policy.naming,
+        keyring=app.keyring,
+        probe=rig.key_works,
+        funding_caps=app.settings.funding_cap_per_customer,
+        outbound=heard + outbound(app),
+    )
 
 
 def onboard_with_a_key(rig: Rig, customer: str) -> tuple[str, str]:

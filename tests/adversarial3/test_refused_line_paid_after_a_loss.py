@@ -5,26 +5,17 @@ upstream, which heard ``funding.refused``, now hears ``funding.completed`` for t
 
 from __future__ import annotations
 
-import json
 import shutil
-from typing import Any
 
 import pytest
 
-from handlers.events import parse_event
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, set_faults, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, set_faults, topup, violations_after
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.heard import outcomes_from_events
 from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import recover
-from worker.verify import check
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 @pytest.mark.parametrize("heard_given", [False, True], ids=["heard-not-given", "heard-given"])
@@ -69,7 +60,7 @@ def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_pre
         )
         rig.settle(ref)
         assert paid_to(rig, uid) == []
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
         assert [e["key"] for e in heard if e["type"] == "funding.refused"] == ["refused-then-lost-topup#0"]
 
         lose_everything(rig)
@@ -81,17 +72,7 @@ def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_pre
             published = [ev["created"], ev["kyc"], late]
             ref = redeliver(app, published)
             settle_with(rig, app, ref)
-            violations = check(
-                [parse_event(e, None) for e in published],
-                rig.state(),
-                app.store.load,
-                app.store.journal,
-                naming=app.policy.naming,
-                keyring=app.keyring,
-                probe=rig.key_works,
-                funding_caps=app.settings.funding_cap_per_customer,
-                outbound=heard + _outbound(app),
-            )
+            violations = violations_after(rig, app, published, heard)
             truth = "the upstream was told the truth"
             told = [f"{v.invariant}: {v.detail}" for v in violations if v.invariant == truth]
             paid = paid_to(rig, uid)
@@ -101,7 +82,7 @@ def test_a_line_an_operator_refused_is_paid_after_a_loss(redis_url: str, key_pre
             if heard_given:
                 assert record.transfers["refused-then-lost-topup#0"].status.value == "refused"
                 assert not record.blocked
-                assert not [e for e in _outbound(app) if e["type"].startswith("funding.")]
+                assert not [e for e in outbound(app) if e["type"].startswith("funding.")]
             else:
                 assert record.blocked[step].manual and "may have been refused" in record.blocked[step].reason
         finally:

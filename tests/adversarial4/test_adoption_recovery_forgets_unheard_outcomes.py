@@ -7,23 +7,14 @@ been refused: an operator decides" into "never decided: send it", and a refused 
 
 from __future__ import annotations
 
-import json
 import shutil
-from typing import Any
 
-from handlers.events import parse_event
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, set_faults, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, set_faults, topup, violations_after
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import Adoption, recover
-from worker.verify import check
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_an_adoption_after_a_recovery_without_heard_pays_a_refused_line(redis_url: str, key_prefix: str) -> None:
@@ -61,7 +52,7 @@ def test_an_adoption_after_a_recovery_without_heard_pays_a_refused_line(redis_ur
         settle_transfer(rig.app, ref, step, verdict=TransferVerdict.REFUSED, who="on-call", note="withdrawn")
         rig.settle(ref)
         assert paid_to(rig, uid) == []
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
         assert [e["key"] for e in heard if e["type"] == "funding.refused"] == ["adopt-forgets-topup#0"]
 
         lose_everything(rig)
@@ -86,17 +77,7 @@ def test_an_adoption_after_a_recovery_without_heard_pays_a_refused_line(redis_ur
             app.due.schedule(ref, int(rig.clock() * 1000))
             settle_with(rig, app, ref)
 
-            violations = check(
-                [parse_event(e, None) for e in published],
-                rig.state(),
-                app.store.load,
-                app.store.journal,
-                naming=app.policy.naming,
-                keyring=app.keyring,
-                probe=rig.key_works,
-                funding_caps=app.settings.funding_cap_per_customer,
-                outbound=heard + _outbound(app),
-            )
+            violations = violations_after(rig, app, published, heard)
             told = [
                 f"{v.invariant}: {v.detail}" for v in violations if v.invariant == "the upstream was told the truth"
             ]

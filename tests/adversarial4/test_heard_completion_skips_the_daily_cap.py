@@ -5,22 +5,15 @@ never counted on the Special Account's daily cap: the day's cap is overrun by wh
 
 from __future__ import annotations
 
-import json
 import shutil
 from decimal import Decimal
-from typing import Any
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import all_paid, onboard_with_a_key, topup, total
+from tests.adversarial.helpers import all_paid, onboard_with_a_key, outbound, topup, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.heard import outcomes_from_events
 from worker.recovery import recover
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_a_line_recorded_from_heard_is_not_counted_on_the_daily_cap(redis_url: str, key_prefix: str) -> None:
@@ -56,7 +49,7 @@ def test_a_line_recorded_from_heard_is_not_counted_on_the_daily_cap(redis_url: s
         rig.publish(line_x)
         rig.settle(ref_x)
         assert total(all_paid(rig)) == Decimal(600)
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
         rig.clock.advance_ms(60_000)
 
         lose_everything(rig)

@@ -6,24 +6,15 @@ than the cap."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from decimal import Decimal
-from typing import Any
 
-from handlers.events import parse_event
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup, total
+from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup, total, violations_after
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.intake import Accepted
 from worker.recovery import recover
 from worker.store.outbound import rfc3339
-from worker.verify import check
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_a_live_top_up_during_the_republication_overruns_the_per_customer_cap(redis_url: str, key_prefix: str) -> None:
@@ -49,7 +40,7 @@ def test_a_live_top_up_during_the_republication_overruns_the_per_customer_cap(re
         rig.publish(a)
         rig.settle(ref)
         assert [t["amount"] for t in paid_to(rig, uid)] == ["600"]
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
 
         lose_everything(rig)
         shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
@@ -69,17 +60,7 @@ def test_a_live_top_up_during_the_republication_overruns_the_per_customer_cap(re
             settle_with(rig, app, ref)
 
             published = [ev["created"], ev["kyc"], a, b]
-            violations = check(
-                [parse_event(e, None) for e in published],
-                rig.state(),
-                app.store.load,
-                app.store.journal,
-                naming=app.policy.naming,
-                keyring=app.keyring,
-                probe=rig.key_works,
-                funding_caps=app.settings.funding_cap_per_customer,
-                outbound=heard + _outbound(app),
-            )
+            violations = violations_after(rig, app, published, heard)
             paid = total(paid_to(rig, uid))
             caps = [f"{v.invariant}: {v.detail}" for v in violations if v.invariant == "none above the caps"]
             assert paid <= Decimal(1000) and not caps, f"paid {paid} USDT to a customer capped at 1000: {caps}"

@@ -7,21 +7,14 @@ snapshot's attempt reads FAILURE the line goes back to being sent, and is paid."
 from __future__ import annotations
 
 import contextlib
-import json
-from typing import Any
 
 from handlers.records import TransferStatus
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup
 from tests.core.harness import Rig
 from tests.core.test_lost_state import second_host, settle_with
-from worker.bootstrap import App
 from worker.heard import outcomes_from_events
 from worker.recovery import recover
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_a_line_refused_after_the_snapshot_is_paid_after_the_rollback_despite_heard(
@@ -64,7 +57,7 @@ def test_a_line_refused_after_the_snapshot_is_paid_after_the_rollback_despite_he
                 break
             rig.run(ref, retry_blocked=True)
         assert rig.record(ref).transfers[key].status is TransferStatus.REFUSED
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
         refusals = [e for e in heard if e["type"] == "funding.refused"]
         assert [e["key"] for e in refusals] == [key] and "10 times" in refusals[0]["reason"], refusals
         assert paid_to(rig, uid) == []
@@ -87,7 +80,7 @@ def test_a_line_refused_after_the_snapshot_is_paid_after_the_rollback_despite_he
                 rig.clock.advance_ms(3_600_000)
 
             paid = paid_to(rig, uid)
-            told = [e["type"] for e in _outbound(app) if e["type"].startswith("funding.") and e["key"] == key]
+            told = [e["type"] for e in outbound(app) if e["type"].startswith("funding.") and e["key"] == key]
             actions = [e["action"] for e in app.store.journal(ref)]
             actions = actions[max(i for i, a in enumerate(actions) if a == "audited") :]
             journal = [a for i, a in enumerate(actions) if i == 0 or a != actions[i - 1]]

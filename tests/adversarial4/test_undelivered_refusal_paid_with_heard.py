@@ -5,24 +5,17 @@ file, and the refused line is paid."""
 
 from __future__ import annotations
 
-import json
 import shutil
-from typing import Any
 
 from handlers.events import parse_event
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, set_faults, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, set_faults, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.heard import outcomes_from_events
 from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import recover
 from worker.verify import check
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_a_refusal_still_in_the_webhook_backlog_is_paid_after_a_loss_with_heard(
@@ -63,7 +56,7 @@ def test_a_refusal_still_in_the_webhook_backlog_is_paid_after_a_loss_with_heard(
         )
         rig.settle(ref)
         assert paid_to(rig, uid) == []
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
         assert [e["key"] for e in heard if e["type"] == "funding.refused"] == ["backlog-refusal-topup#0"]
 
         lose_everything(rig)
@@ -85,7 +78,7 @@ def test_a_refusal_still_in_the_webhook_backlog_is_paid_after_a_loss_with_heard(
                 keyring=app.keyring,
                 probe=rig.key_works,
                 funding_caps=app.settings.funding_cap_per_customer,
-                outbound=heard + _outbound(app),  # what we told, delivered or not
+                outbound=heard + outbound(app),  # what we told, delivered or not
             )
             truth = "the upstream was told the truth"
             told = [f"{v.invariant}: {v.detail}" for v in violations if v.invariant == truth]

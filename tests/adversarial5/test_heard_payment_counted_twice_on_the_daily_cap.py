@@ -6,21 +6,14 @@ that fits the cap is refused for good (``funding.refused``)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from decimal import Decimal
-from typing import Any
 
-from tests.adversarial.helpers import all_paid, onboard_with_a_key, outbound_of, topup, total
+from tests.adversarial.helpers import all_paid, onboard_with_a_key, outbound, outbound_of, topup, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.heard import outcomes_from_events
 from worker.recovery import recover
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_a_heard_payment_the_ledger_lists_counts_twice_and_refuses_a_line_that_fits(
@@ -48,7 +41,7 @@ def test_a_heard_payment_the_ledger_lists_counts_twice_and_refuses_a_line_that_f
         rig.publish(line_x)
         rig.settle(ref_x)
         assert total(all_paid(rig)) == Decimal(600)
-        heard = _outbound(rig.app)
+        heard = outbound(rig.app)
         rig.clock.advance_ms(3_600_000)
 
         lose_everything(rig)

@@ -7,22 +7,15 @@ transfers as this line's doubles and distrusts the exchange for every customer."
 
 from __future__ import annotations
 
-import json
 import shutil
 from decimal import Decimal
-from typing import Any
 
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.bootstrap import App
 from worker.intake import Accepted
 from worker.recovery import recover
 from worker.store.outbound import rfc3339
-
-
-def _outbound(app: App) -> list[dict[str, Any]]:
-    return [json.loads(fields["event"]) for _, fields in app.redis.xrange(app.keys.outbound)]
 
 
 def test_two_unexplained_pre_loss_payments_let_a_live_line_past_the_cap(redis_url: str, key_prefix: str) -> None:

@@ -7,21 +7,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.adversarial.helpers import paid_to
+from tests.adversarial.helpers import outbound, paid_to
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.heard import HeardError, outcomes_from_events, read_heard
 from worker.recovery import recover
 
 DAY_MS = 86_400_000
-
-
-def _outbound(rig: Rig) -> list[dict[str, Any]]:
-    return [json.loads(f["event"]) for _, f in rig.app.redis.xrange(rig.app.keys.outbound)]
 
 
 def _lose(rig: Rig) -> None:
@@ -41,7 +36,7 @@ def test_a_line_nobody_decided_before_the_loss_is_paid_once_when_the_upstream_he
         ref = rig.publish(ev["created"])[0]
         rig.settle(ref)
         uid = rig.record(ref).sub_account.uid
-        heard = _outbound(rig)
+        heard = outbound(rig)
         rig.publish(ev["kyc"])  # accepted, never worked
         _lose(rig)
         app = second_host(rig, same_host=True)
@@ -68,7 +63,7 @@ def test_an_incomplete_heard_file_leaves_unmentioned_unpaid_lines_to_an_operator
         ref = rig.publish(ev["created"])[0]
         rig.settle(ref)
         uid = rig.record(ref).sub_account.uid
-        heard = _outbound(rig)
+        heard = outbound(rig)
         rig.publish(ev["kyc"])
         _lose(rig)
         app = second_host(rig, same_host=True)
@@ -96,7 +91,7 @@ def test_a_payment_older_than_the_ledger_window_is_never_made_again(redis_url: s
         rig.settle(ref)
         uid = rig.record(ref).sub_account.uid
         assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
-        heard = _outbound(rig)
+        heard = outbound(rig)
         rig.clock.advance_ms(40 * DAY_MS)
         for given in (None, heard):
             _lose(rig)
