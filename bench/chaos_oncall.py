@@ -174,9 +174,10 @@ class OnCall:
 
 
 def declare_republished(env: dict[str, str], log: Callable[[str], None], attempts: int = 20) -> bool:
-    """``provisioner recover --republished``, as the on-call runs it once the upstream says its re-publication is
-    done (re-run while Redis or the workers' faults get in the way). Returns whether it got through."""
-    argv = [sys.executable, "-m", "cli", "recover", "--republished"]
+    """``provisioner recover --republished --stamps-kept``, as the on-call runs it once the upstream says its
+    re-publication is done (re-run while Redis or the workers' faults get in the way): the chaos upstream re-sends
+    its events as they were, ``occurred_at`` included. Returns whether it got through."""
+    argv = [sys.executable, "-m", "cli", "recover", "--republished", "--stamps-kept"]
     for attempt in range(1, attempts + 1):
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode == 0:

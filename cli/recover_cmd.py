@@ -43,6 +43,13 @@ __all__ = ["recover"]
     help="Declare that the upstream has re-published every event from before the last recovery (nothing else is "
     "done): new funding lines are then sent without being looked for first.",
 )
+@click.option(
+    "--stamps-kept",
+    is_flag=True,
+    help="With --republished: the upstream re-published every event with its original occurred_at (not the time "
+    "of re-publication), so a funding line stamped after the loss is new. Without it, such a line may be an old one "
+    "and is decided like one: a transfer only elimination could tie to it then waits for an operator.",
+)
 @click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
@@ -53,6 +60,7 @@ def recover(
     heard_file: Path | None,
     heard_complete: bool,
     republished: bool,
+    stamps_kept: bool,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -67,13 +75,15 @@ def recover(
     from worker.recovery import recover as run_recovery
 
     app = ctx.runtime.app
+    if stamps_kept and not republished:
+        raise click.UsageError("--stamps-kept qualifies the declaration: give --republished too")
     if republished:
         try:
-            at = declare_republished(app)
+            at = declare_republished(app, stamps_kept=stamps_kept)
         except RecoveryError as exc:
             raise click.ClickException(str(exc)) from None
         if as_json:
-            emit({"republished_at_ms": at}, as_json=True)
+            emit({"republished_at_ms": at, "stamps_kept": stamps_kept}, as_json=True)
         else:
             click.echo("re-publication declared complete: funding lines asked for from now on are sent as new")
         return

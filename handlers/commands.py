@@ -158,6 +158,10 @@ class LookForTransfer:
     ask_if_unfound: bool = False
     """Not found is not enough to send it: the line may have been refused before the loss (the recovery was not
     given what the upstream heard), so an operator decides."""
+    may_eliminate: bool = True
+    """Whether a transfer the ledger does not tie to the line by its clientOid may be judged the line's because no
+    other line explains it: only once every line is known (the re-publication after the loss declared complete).
+    Otherwise a judgement that rests on it waits for the declaration."""
 
 
 @dataclass(frozen=True)

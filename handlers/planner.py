@@ -113,6 +113,7 @@ class _Plan:
     now_ms: int
     policy: Policy
     republished_at_ms: int | None = None
+    stamps_kept: bool = False
     wakes: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
 
@@ -132,19 +133,22 @@ def plan(
     policy: Policy,
     audit_epoch: str | None = None,
     republished_at_ms: int | None = None,
+    stamps_kept: bool = False,
 ) -> Step:
     """The next step for this customer. See the module docstring for the order of concerns.
 
     ``audit_epoch``: the state epoch when our state was recovered after a loss (``None`` while it never was); a
     record not yet audited in it is first rebuilt from the exchange. ``republished_at_ms``: when the on-call
-    declared the upstream's re-publication after the last recovery complete (``None`` while it is not).
+    declared the upstream's re-publication after the last recovery complete (``None`` while it is not);
+    ``stamps_kept``: the on-call declared too that the re-publication kept every event's ``occurred_at`` (a line
+    stamped after the loss is then a new one).
     """
     if record.closed_at_ms is not None:
         if record.recovered_at_ms is None or record.sub_account is None:
             return Idle("closed")
         if record.pending is not None:
             return _settle(record.pending, now_ms, policy)
-        return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms))
+        return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms, stamps_kept))
     if audit_epoch is not None and record.audited_epoch != audit_epoch:
         return AuditFromExchange(
             "our state was recovered after a loss: read what the exchange has first", desired.requested_rotations
@@ -162,7 +166,7 @@ def plan(
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(name, record.name_attempt)
-    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms)
+    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept)
     if desired.offboarded:
         return _offboard(planning)
     if desired.access is None:
@@ -221,6 +225,8 @@ def _offboard(p: _Plan) -> Step:
                 if p.now_ms < settled_at:
                     p.wake(settled_at)
                     return p.idle("offboarding: waiting for transfers sent before the state loss to show")
+                if _awaits_republication(line, p):
+                    return p.idle(f"offboarding: {_await_republication(line)}")
                 return _look_for(p, line)
             return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
     confirm = _confirm(p)
@@ -294,6 +300,8 @@ def _late_lines(p: _Plan) -> Step:
         if p.now_ms < settled_at:
             p.wake(settled_at)
             return p.idle("closed: waiting for transfers sent before the state loss to show")
+        if _awaits_republication(line, p):
+            return p.idle(f"closed: {_await_republication(line)}")
         return _look_for(p, line)
     return _confirm(p) or p.idle("closed")
 
@@ -346,15 +354,17 @@ def _earliest_send(line: FundingInstruction, sub: SubAccountRecord) -> int:
     return max(line.occurred_ms, sub.created_at_ms) - UPSTREAM_SKEW_MS
 
 
-def _twins(line: FundingInstruction, desired: DesiredState, record: CustomerRecord) -> int:
-    """Other lines of the same currency and amount whose transfer our (recovered) record does not know yet."""
+def _twins(line: FundingInstruction, p: _Plan) -> int:
+    """Other lines of the same currency and amount whose transfer our (recovered) record does not know yet and
+    that may have been paid before the loss (a line known new was never sent, or its intent would be recorded)."""
     return sum(
         1
-        for other in desired.funding
+        for other in p.desired.funding
         if other.key != line.key
-        and other.key not in record.transfers
+        and other.key not in p.record.transfers
         and other.currency == line.currency
         and other.amount == line.amount
+        and _maybe_lost(other, p)
     )
 
 
@@ -393,7 +403,41 @@ def _maybe_lost(line: FundingInstruction, p: _Plan) -> bool:
     (by the upstream's clock, allowed ``UPSTREAM_SKEW_MS`` ahead of ours) is new."""
     if p.record.recovered_at_ms is None:
         return False
-    return not _republished(p) or line.occurred_ms < (p.republished_at_ms or 0) + UPSTREAM_SKEW_MS
+    if not _republished(p):
+        return True
+    if p.stamps_kept and _surely_after_loss(line, p.record):
+        return False  # the re-publication kept the events' own times: asked for after the loss, so never sent before
+    return line.occurred_ms < (p.republished_at_ms or 0) + UPSTREAM_SKEW_MS
+
+
+def _stamped_after_loss(line: FundingInstruction, record: CustomerRecord) -> bool:
+    """Whether ``line``'s event claims to have occurred after our state was lost (by the upstream's clock)."""
+    assert record.recovered_at_ms is not None
+    return line.occurred_ms >= record.recovered_at_ms - UPSTREAM_SKEW_MS
+
+
+def _surely_after_loss(line: FundingInstruction, record: CustomerRecord) -> bool:
+    """Whether ``line``'s event is stamped after our recovery by more than the upstream's clock can be ahead of
+    ours: asked for after the loss, unless the upstream re-stamped it."""
+    assert record.recovered_at_ms is not None
+    return line.occurred_ms >= record.recovered_at_ms + UPSTREAM_SKEW_MS
+
+
+def _awaits_republication(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether a maybe-lost ``line`` can be decided only once the re-publication is declared complete: until then
+    a transfer the ledger cannot tie to it by its clientOid may be a line's the upstream has not re-published yet,
+    so it is never attributed by elimination. A line stamped after the loss is not even looked for (it may be a
+    new one, or a re-stamped old one: only the declaration can tell); one whose search found only such transfers
+    (``CustomerRecord.awaiting_republication``) waits too."""
+    return not _republished(p) and (_surely_after_loss(line, p.record) or line.key in p.record.awaiting_republication)
+
+
+def _await_republication(line: FundingInstruction) -> str:
+    """Why ``line`` waits: the declaration makes every customer due (``worker.recovery.declare_republished``)."""
+    return (
+        f"line {line.key} waits until the upstream's re-publication after the state loss is declared complete "
+        "(provisioner recover --republished): a transfer of its amount may be a line not re-published yet"
+    )
 
 
 def _looked(line: FundingInstruction, record: CustomerRecord, policy: Policy) -> bool:
@@ -410,17 +454,18 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
     sub-account's creation when its event claims to have occurred after the loss (a re-stamped re-publication
     would otherwise hide the payment it had)."""
     record, policy = p.record, p.policy
-    assert record.recovered_at_ms is not None
-    stamped_after_loss = line.occurred_ms >= record.recovered_at_ms - UPSTREAM_SKEW_MS
     return LookForTransfer(
         key=line.key,
         uid=p.sub.uid,
         currency=line.currency,
         amount=line.amount,
         client_oids=tuple(policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)),
-        since_ms=p.sub.created_at_ms - UPSTREAM_SKEW_MS if stamped_after_loss else _earliest_send(line, p.sub),
-        twins=_twins(line, p.desired, record),
+        since_ms=(
+            p.sub.created_at_ms - UPSTREAM_SKEW_MS if _stamped_after_loss(line, record) else _earliest_send(line, p.sub)
+        ),
+        twins=_twins(line, p),
         ask_if_unfound=ask_if_unfound,
+        may_eliminate=_republished(p),
     )
 
 
@@ -435,6 +480,7 @@ def _funding(p: _Plan) -> Step | None:
     wait until anything sent before the loss has settled and is listed (the transfer settle delay)."""
     desired, record, sub, policy = p.desired, p.record, p.sub, p.policy
     in_doubt = record.in_doubt()
+    awaiting: set[str] = set()
     if record.recovered_at_ms is not None:
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
         if p.now_ms < settled_at and any(_unsettled(line, record) for line in desired.funding):
@@ -450,9 +496,15 @@ def _funding(p: _Plan) -> Step | None:
                 continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
             if not _maybe_lost(line, p) or not _unsettled(line, record) or line.key in in_doubt:
                 continue
-            if not _looked(line, record, policy):
-                return _look_for(p, line, ask_if_unfound=not record.outcomes_heard)
-    held: set[str] = set()
+            if _looked(line, record, policy):
+                continue
+            if _awaits_republication(line, p):
+                # its currency waits with it: the cap cannot count what this line may turn out to have moved
+                awaiting.add(line.currency)
+                p.waiting.append(_await_republication(line))
+                continue
+            return _look_for(p, line, ask_if_unfound=not record.outcomes_heard)
+    held: set[str] = set(awaiting)
     for line in desired.funding:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
             continue
@@ -502,7 +554,7 @@ def _funding(p: _Plan) -> Step | None:
             since_ms=_earliest_send(line, sub) if recovered else None,
             operator_unsent=unsent,
             earlier_send_ms=earlier,
-            twins=_twins(line, desired, record) if lost else 0,
+            twins=_twins(line, p) if lost else 0,
         )
     return None
 

@@ -299,6 +299,9 @@ class CustomerRecord(Record):
     to the clientOid judged, so a later attempt of the line is judged afresh."""
     looked_for: tuple[str, ...] = ()
     """Funding lines of a recovered record the ledger showed unpaid (offboarding may then refuse them)."""
+    awaiting_republication: tuple[str, ...] = ()
+    """Funding lines of a recovered record whose search found transfers only elimination could tie to them (no
+    clientOid named): decided once the re-publication after the loss is declared complete, never before."""
     adopted_at_ms: int | None = None
     """Set when ``provisioner recover --adopt`` took over a sub-account an older system created: funding lines of
     events from before then were the older system's to pay."""

@@ -105,15 +105,27 @@ def read_adoptions(path: Path) -> list[Adoption]:
     return adoptions
 
 
-def declare_republished(app: App) -> int:
+def declare_republished(app: App, *, stamps_kept: bool = False) -> int:
     """The on-call's word that the upstream has re-published every event from before the last recovery after a
-    loss: from now on a funding line whose event occurred later is new (sent without being looked for), and every
-    line the caps must count is known. Until then every unrecorded line of a recovered customer is looked for
-    first. Returns the time declared (ms). Raises ``RecoveryError`` when no recovery after a loss is open."""
+    loss: from now on a funding line whose event occurred later is new (sent without being looked for), every line
+    the caps must count is known, and a transfer the ledger does not tie to a line by its clientOid may be judged
+    by elimination. Until then every unrecorded line of a recovered customer is looked for first, and a line whose
+    judgement would rest on elimination (or whose event is stamped after the loss) waits. ``stamps_kept``: the
+    re-publication kept every event's own ``occurred_at``, so a line stamped after the loss is new too. Every
+    customer is made due at once. Returns the time declared (ms). Raises ``RecoveryError`` when no recovery after
+    a loss is open."""
     if app.redis.get(app.keys.recovery_lost_at) is None:
         raise RecoveryError("no recovery after a loss of our state to close: nothing to declare")
     now_ms = int(app.clock() * 1000)
-    app.redis.set(app.keys.recovery_republished_at, str(now_ms))
+    with app.redis.pipeline(transaction=True) as pipe:
+        pipe.set(app.keys.recovery_republished_at, str(now_ms))
+        if stamps_kept:
+            pipe.set(app.keys.recovery_stamps_kept, "1")
+        else:
+            pipe.delete(app.keys.recovery_stamps_kept)
+        pipe.execute()
+    refs = [str(r) for r in app.redis.zrange(app.keys.customers, 0, -1)]
+    app.due.schedule_many(refs, now_ms)
     return now_ms
 
 
@@ -177,7 +189,7 @@ def recover(
         heard = None if heard is None else list(heard)
         stored = store_heard(app.redis, app.keys, heard, complete=heard_complete)
         app.redis.set(app.keys.recovery_lost_at, str(int(app.clock() * 1000)))
-        app.redis.delete(app.keys.recovery_republished_at)
+        app.redis.delete(app.keys.recovery_republished_at, app.keys.recovery_stamps_kept)
         report.seeded_heard = count_heard_payments(app, heard or [])
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete

@@ -10,7 +10,7 @@ from sandbox import SandboxConfig
 from tests.adversarial.helpers import all_paid, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.recovery import recover
+from worker.recovery import declare_republished, recover
 
 
 def test_a_payment_the_ledger_lists_late_is_not_counted_on_the_day_after_a_loss(
@@ -37,6 +37,7 @@ def test_a_payment_the_ledger_lists_late_is_not_counted_on_the_day_after_a_loss(
         try:
             recover(app, reason="test: Redis restarted without persistence")
             ref = redeliver(app, [first["created"], first["kyc"]])
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             second = events_for("seed-lag-b", funding=(("USDT", "800"),))
             ref_b = redeliver(app, [second["created"], second["kyc"]])

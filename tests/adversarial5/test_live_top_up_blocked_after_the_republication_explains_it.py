@@ -8,23 +8,12 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.intake import Accepted
-from worker.recovery import recover
+from worker.recovery import declare_republished, recover
 from worker.store.outbound import rfc3339
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open (issue 10): a live top-up asked for before the re-publication is declared complete may take a pre-loss "
-        "line's payment by elimination (ledgers that name no clientOid); needs elimination held back until the "
-        "declaration"
-    ),
-)
 
 
 def test_a_live_top_up_stays_blocked_after_the_republication_explains_the_transfer(
@@ -70,6 +59,13 @@ def test_a_live_top_up_stays_blocked_after_the_republication_explains_the_transf
             assert isinstance(app.intake.accept(b), Accepted)
             settle_with(rig, app, ref)
             redeliver(app, [a])  # the re-publication reaches A
+            settle_with(rig, app, ref)
+            held = app.store.load(ref)
+            assert held is not None and not held.blocked and not held.transfers, (
+                "nothing decided before the declaration"
+            )
+            assert [t["amount"] for t in paid_to(rig, uid)] == ["100"]
+            declare_republished(app, stamps_kept=True)  # the upstream's re-publication kept the events' own times
             for _ in range(3):
                 rig.clock.advance_ms(3_600_000)
                 app.due.schedule(ref, int(rig.clock() * 1000))
@@ -86,6 +82,47 @@ def test_a_live_top_up_stays_blocked_after_the_republication_explains_the_transf
                 f"B still waits for an operator: {blocks}; pending intent of {pending}; the re-published A "
                 f"{'recorded' if a_held is not None else 'never looked for (not recorded)'}; paid {paid}"
             )
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+def test_without_kept_stamps_the_live_top_up_and_the_re_published_line_go_to_an_operator(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The same course, but the on-call cannot say the re-publication kept the events' own times: B (stamped after
+    the loss) may then be an old line re-stamped, and one transfer of 100 USDT may be A's or B's. The ledger names
+    no clientOid, so no verdict is made on a guess: both lines wait for an operator, nothing more is paid and the
+    upstream is told nothing false (no ``funding.completed`` for either)."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ref, uid = onboard_with_a_key(rig, "unkept")
+        ev = events_for("unkept", funding=())
+        a = topup("unkept", "topup-a", 5, [("USDT", "100")])
+        rig.publish(a)
+        rig.settle(ref)
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            ref = redeliver(app, [ev["created"], ev["kyc"]])
+            settle_with(rig, app, ref)
+            rig.clock.advance_ms(10 * 60_000)
+            b = {**topup("unkept", "topup-b", 0, [("USDT", "100")]), "occurred_at": rfc3339(int(rig.clock() * 1000))}
+            assert isinstance(app.intake.accept(b), Accepted)
+            redeliver(app, [a])
+            settle_with(rig, app, ref)
+            declare_republished(app)
+            settle_with(rig, app, ref)
+            record = app.store.load(ref)
+            assert record is not None
+            manual = sorted(step for step, blk in record.blocked.items() if blk.manual)
+            assert manual == ["fund:unkept-topup-a#0", "fund:unkept-topup-b#0"], record.blocked
+            assert not record.transfers
+            assert [t["amount"] for t in paid_to(rig, uid)] == ["100"]
+            assert outbound_of(app, "funding.completed") == []
         finally:
             app.close()
     finally:

@@ -22,7 +22,7 @@ from worker.bootstrap import App, state_mirror
 from worker.exchange import RetryableError
 from worker.exchange.models import AccountType, Direction
 from worker.provisioning.operator import TransferVerdict, settle_transfer
-from worker.recovery import recover
+from worker.recovery import declare_republished, recover
 from worker.store.epoch import Mirror, MirrorEntry, StateGuard
 from worker.verify import Violation, check
 
@@ -128,6 +128,7 @@ def test_an_offboarding_republished_after_a_loss_does_not_refuse_a_line_already_
             recover(app, reason="test: Redis restarted without persistence")
             published = [ev["created"], ev["kyc"], ev["offboard"]]
             ref = redeliver(app, published)
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             assert app.store.load(ref).closed_at_ms is not None
             refused = [e["key"] for e in outbound(app) if e["type"] == "funding.refused"]
@@ -248,6 +249,7 @@ def test_an_operators_not_committed_on_a_recovered_record_lets_the_line_be_sent(
         try:
             recover(app, reason="test: Redis restarted without persistence")
             ref = redeliver(app, [waiting["created"], waiting["kyc"]])
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             step = "fund:chaos-waiting-kyc_approved#0"
             assert [s for s, b in app.store.load(ref).blocked.items() if b.manual] == [step]
@@ -445,6 +447,7 @@ def test_a_line_paid_just_before_a_loss_is_told_even_if_the_offboarding_closes_t
             settle_with(rig, app, ref)
             for event in (ev["created"], ev["kyc"]):
                 app.intake.accept(event)  # then the rest of the re-publication
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             published = [ev["created"], ev["kyc"], ev["offboard"]]
             assert told(rig, app, published, outbound(app)) == []

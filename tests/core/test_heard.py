@@ -14,7 +14,7 @@ from tests.adversarial.helpers import outbound, paid_to
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.heard import HeardError, outcomes_from_events, read_heard
-from worker.recovery import recover
+from worker.recovery import declare_republished, recover
 
 DAY_MS = 86_400_000
 
@@ -99,6 +99,7 @@ def test_a_payment_older_than_the_ledger_window_is_never_made_again(redis_url: s
             try:
                 recover(app, reason="test: lost", heard=None if given is None else outcomes_from_events(given))
                 ref = redeliver(app, [ev["created"], ev["kyc"]])
+                declare_republished(app)  # the on-call, once the upstream has re-published
                 settle_with(rig, app, ref)
                 assert len(paid_to(rig, uid)) == 1
                 record = app.store.load(ref)

@@ -17,7 +17,7 @@ from tests.core.harness import Rig, events_for, settings_for
 from worker.bootstrap import App, build_app
 from worker.intake import Accepted
 from worker.provisioning.reconciler import StepsBlocked
-from worker.recovery import recover
+from worker.recovery import declare_republished, recover
 from worker.store.epoch import StateLost
 
 LIFECYCLE = ("created", "kyc", "ip")
@@ -180,6 +180,7 @@ def test_after_recovery_redelivered_events_repeat_nothing(
             report = recover(app, reason="test: Redis restarted without persistence")
             assert report.detected.startswith("traces") and report.ours == 1
             ref = redeliver(app, [ev[name] for name in LIFECYCLE])
+            declare_republished(app)  # the on-call, once the upstream has re-published
             blocked = settle_with(rig, app, ref)
             assert not blocked, blocked
 
@@ -218,6 +219,7 @@ def test_without_any_evidence_a_lost_transfer_waits_for_an_operator_after_recove
         try:
             recover(app, reason="test")
             ref = redeliver(app, [ev[name] for name in LIFECYCLE])
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             outs = [t for t in rig.state()["transfers"] if t["direction"] == "OUT"]
             assert len(outs) == 1

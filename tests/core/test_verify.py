@@ -17,7 +17,7 @@ from tests.core.test_lost_state import lose_everything, redeliver, second_host, 
 from worker.bootstrap import App
 from worker.exchange.models import AccountType, Direction, Permission
 from worker.provisioning.operator import TransferVerdict, settle_transfer
-from worker.recovery import Adoption, recover
+from worker.recovery import Adoption, declare_republished, recover
 from worker.verify import Violation, check
 
 
@@ -327,6 +327,7 @@ def test_a_key_found_by_the_audit_after_a_loss_needs_no_issuance_in_the_new_jour
         try:
             recover(app, reason="test: Redis restarted without persistence")
             redeliver(app, published)
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             record = app.store.load(ref)
             assert [k.sealed is None for k in record.keys] == [True, False] and len(record.live_keys) == 1

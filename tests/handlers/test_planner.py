@@ -409,14 +409,52 @@ def test_until_the_republication_is_declared_every_line_is_looked_for_then_new_l
     recovered = fold(events).funding[0].occurred_ms - UPSTREAM_SKEW_MS - 1
     settled = recovered + POLICY.resolve_delay_ms
     rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=settled),))
-    look = step(events, rec, now=settled)
-    assert isinstance(look, c.LookForTransfer) and look.ask_if_unfound
-    assert look.since_ms == rec.sub_account.created_at_ms - UPSTREAM_SKEW_MS  # its stamp is newer than the loss
+    waits = step(events, rec, now=settled)  # stamped after the loss: new, or an old line re-stamped
+    assert isinstance(waits, c.Idle) and "e-kyc#0 waits until the upstream's re-publication" in waits.reason
     declared = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=recovered + 1)
     assert isinstance(declared, c.Transfer) and not declared.evidence_first and declared.since_ms is None
     late = fold(events).funding[0].occurred_ms + UPSTREAM_SKEW_MS
     still = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=late)
-    assert isinstance(still, c.LookForTransfer)  # asked for before the declaration: may be an old line
+    assert isinstance(still, c.LookForTransfer) and still.ask_if_unfound and still.may_eliminate
+    assert still.since_ms == rec.sub_account.created_at_ms - UPSTREAM_SKEW_MS  # its stamp is newer than the loss
+    kept = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=late, stamps_kept=True)
+    assert isinstance(kept, c.Transfer) and not kept.evidence_first  # the stamps were kept: asked for after the loss
+
+
+def test_before_the_declaration_a_transfer_is_never_tied_to_a_line_by_elimination() -> None:
+    """A line stamped before the loss is looked for at once, but a transfer the ledger does not name it in is not
+    judged its own until the re-publication is complete (``may_eliminate``); a line whose search found only such
+    transfers waits, and holds its currency (the cap cannot count what it may have moved), not other currencies."""
+    events = [created(), approved(funding=(("USDT", "5"), ("BTC", "0.5")))]
+    recovered = max(line.occurred_ms for line in fold(events).funding) + UPSTREAM_SKEW_MS + 1
+    settled = recovered + POLICY.resolve_delay_ms
+    rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=recovered),), outcomes_heard=True)
+    look = step(events, rec, now=settled)
+    assert isinstance(look, c.LookForTransfer) and look.key == "e-kyc#0" and not look.may_eliminate
+    waiting = rec.model_copy(update={"awaiting_republication": ("e-kyc#0",), "looked_for": ("e-kyc#1",)})
+    btc = step(events, waiting, now=settled)
+    assert isinstance(btc, c.Transfer) and btc.key == "e-kyc#1"
+    held = step(
+        events, waiting.model_copy(update={"transfers": {"e-kyc#1": funded("e-kyc#1", "BTC", "0.5")}}), now=settled
+    )
+    assert isinstance(held, c.Idle) and "e-kyc#0 waits until the upstream's re-publication" in held.reason
+    declared = plan(fold(events), waiting, now_ms=settled, policy=POLICY, republished_at_ms=settled)
+    assert isinstance(declared, c.LookForTransfer) and declared.key == "e-kyc#0" and declared.may_eliminate
+
+
+def test_a_line_known_new_is_no_twin_of_a_re_published_one() -> None:
+    """Once the re-publication is declared with the events' own times kept, a line asked for after the loss was
+    never sent before it: an old line of the same amount is judged without it as a rival (``twins``)."""
+    events = [created(), approved(funding=(("USDT", "5"),)), approved("e-kyc2", 40, funding=(("USDT", "5"),))]
+    old, new = fold(events).funding
+    recovered = old.occurred_ms + 1
+    assert new.occurred_ms >= recovered + UPSTREAM_SKEW_MS
+    settled = declared = new.occurred_ms + UPSTREAM_SKEW_MS  # declared after the new line was asked for
+    rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=recovered),))
+    blind = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=declared)
+    assert isinstance(blind, c.LookForTransfer) and blind.key == old.key and blind.twins == 1
+    kept = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=declared, stamps_kept=True)
+    assert isinstance(kept, c.LookForTransfer) and kept.key == old.key and kept.twins == 0
 
 
 def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:

@@ -72,7 +72,12 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         # show may have changed since (a line paid after the snapshot): every line is looked for again
         lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
         if lost_at is not None:
-            update |= {"recovered_at_ms": int(lost_at), "unsent_by_operator": (), "looked_for": ()}
+            update |= {
+                "recovered_at_ms": int(lost_at),
+                "unsent_by_operator": (),
+                "looked_for": (),
+                "awaiting_republication": (),
+            }
         ctx.heartbeat()
         listed = s.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}

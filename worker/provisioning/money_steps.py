@@ -237,6 +237,14 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         twins=cmd.twins,
     )
     judgement = _judge(ctx, details, set(cmd.client_oids))
+    exact = judgement.verdict is Verdict.COMMITTED and judgement.client_oid is not None
+    if not cmd.may_eliminate and judgement.verdict is not Verdict.NOT_COMMITTED and not exact:
+        # the ledger could tie a transfer to this line only by elimination, or could not tell: a line the upstream
+        # has not re-published yet may own it, so the line waits for the declaration (nothing sent, no operator)
+        record = ctx.record.model_copy(update={"awaiting_republication": (*ctx.record.awaiting_republication, cmd.key)})
+        why = {"key": cmd.key, "evidence": judgement.reason}
+        ctx.commit(record, journal=[("transfer.awaits_republication", why)])
+        return
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})

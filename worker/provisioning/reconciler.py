@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 import structlog
@@ -72,6 +72,13 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.HoldOffboarding: lifecycle_steps.hold_offboarding,
     c.CloseCustomer: lifecycle_steps.close_customer,
 }
+
+
+class _Republication(TypedDict):
+    """What the on-call declared of the upstream's re-publication after the last recovery (``plan``'s arguments)."""
+
+    republished_at_ms: int | None
+    stamps_kept: bool
 
 
 class StepsBlocked(Exception):  # noqa: N818 - reads as what happened
@@ -173,7 +180,7 @@ class Reconciler:
                     now_ms=self.services.now_ms(),
                     policy=self.services.policy,
                     audit_epoch=self.services.store.guard.audit_epoch,
-                    republished_at_ms=self._republished_at(ctx.record),
+                    **self._republication(ctx.record),
                 )
                 if isinstance(step, c.Idle):
                     blocked += self._mark_blocks_reported(ctx)
@@ -272,14 +279,14 @@ class Reconciler:
             redecide_refused(ctx)  # lines refused for a cause the operator may have fixed are decided again
         return ctx
 
-    def _republished_at(self, record: CustomerRecord) -> int | None:
-        """When the re-publication after the last recovery was declared complete (read only for a record rebuilt
-        after a loss: one Redis read)."""
+    def _republication(self, record: CustomerRecord) -> _Republication:
+        """When the re-publication after the last recovery was declared complete, and whether it kept the events'
+        own times (read only for a record rebuilt after a loss: one Redis read)."""
         if record.recovered_at_ms is None:
-            return None
+            return {"republished_at_ms": None, "stamps_kept": False}
         store = self.services.store
-        raw = store.redis.get(store.keys.recovery_republished_at)
-        return int(raw) if raw else None
+        at, kept = store.redis.mget([store.keys.recovery_republished_at, store.keys.recovery_stamps_kept])
+        return {"republished_at_ms": int(at) if at else None, "stamps_kept": kept == "1"}
 
     @staticmethod
     def _mark_blocks_reported(ctx: StepContext) -> list[str]:

@@ -107,6 +107,11 @@ class DueSchedule:
         """Reconcile ``ref`` at ``at_ms`` at the latest (an earlier wake-up already scheduled wins)."""
         self._redis.zadd(self._key, {ref: at_ms}, lt=True)
 
+    def schedule_many(self, refs: list[str], at_ms: int, *, chunk: int = 1000) -> None:
+        """``schedule`` for many customers, ``chunk`` per round trip."""
+        for start in range(0, len(refs), chunk):
+            self._redis.zadd(self._key, dict.fromkeys(refs[start : start + chunk], at_ms), lt=True)
+
     def backstop(self, ref: str, at_ms: int) -> bool:
         """A dead-man's switch for a customer whose run failed: be due at ``at_ms`` unless a real wake-up comes
         first. Unlike ``schedule`` it moves *later* when it is our own previous backstop, so each failure of a

@@ -234,6 +234,11 @@ class Keys:
         return f"{self.prefix}:recovery:republished_at"
 
     @property
+    def recovery_stamps_kept(self) -> str:
+        """``1`` when the on-call declared too that the re-publication kept every event's ``occurred_at``."""
+        return f"{self.prefix}:recovery:stamps_kept"
+
+    @property
     def recovery_heard_given(self) -> str:
         """``1`` when every funding outcome the upstream heard is known to the last recovery (a complete file, or
         nothing was lost), ``0`` when a recovery after a loss was given none or an incomplete file; absent before
