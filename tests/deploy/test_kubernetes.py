@@ -5,7 +5,10 @@ reach only DNS, Redis and (the workers) HTTPS. The manifests are read as YAML; n
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import secrets
 import shutil
 import subprocess
 import tomllib
@@ -16,9 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
+from joserfc.jwk import ECKey
 
 from tests.deploy.dockerfile import DOCKERFILE, ROOT, stages
-from worker.settings import Settings
+from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS
+from worker.sealing import generate_key_pair
+from worker.settings import Profile, Settings
 
 K8S = ROOT / "deploy" / "kubernetes"
 APP = {"app.kubernetes.io/name": "provisioner"}
@@ -376,3 +382,41 @@ def test_kustomize_renders_the_namespace_and_image() -> None:
         c["image"] for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert images == {f"{image['newName']}:{image['newTag']}"}
+
+
+# --- the API's environment ------------------------------------------------------------------------------------------
+
+
+def _api_environment_names() -> tuple[set[str], set[str]]:
+    (secret,) = _docs(K8S / "api-secret.example.yaml")
+    (configmap,) = _kind("ConfigMap")
+    return set(secret["stringData"]), set(configmap["data"]) | set(_env(_container("provisioner-api")))
+
+
+def test_api_pod_gets_what_the_api_requires_and_no_withheld_secret() -> None:
+    """The API's Secret template names every secret the API requires and none it must not hold; with the shared
+    ConfigMap and the pod's env it covers every setting the API needs, each one the code reads."""
+    secret, rest = _api_environment_names()
+    names = {field.alias for field in Settings.model_fields.values()}
+    assert set(DEV_DEFAULT_API_SETTINGS) <= secret
+    assert {"REDIS_URL"} <= secret and "PROVISIONER_ENV" in rest
+    assert not (secret | rest) & set(API_WITHHELD), "the API's pod would hold a secret it must not"
+    assert (secret | rest) - names == {"HOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
+
+
+def test_api_pod_environment_is_accepted_in_production() -> None:
+    """The ConfigMap, the pod's env and the API Secret (filled with fresh valid values) pass the API profile's
+    production checks with nothing left at a development default."""
+    (configmap,) = _kind("ConfigMap")
+    environ = {**configmap["data"], **_env(_container("provisioner-api"))}
+    public_jwk = ECKey.generate_key("P-256").as_dict(private=False) | {"kid": "u1"}
+    environ["PROVISIONER_DELIVERY_JWK"] = json.dumps(public_jwk)  # the template's is a placeholder
+    environ |= {
+        "REDIS_URL": "rediss://:password@redis.example:6380/0",
+        "PROVISIONER_NAME_SECRET": secrets.token_urlsafe(48),
+        "PROVISIONER_API_SECRETS": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair()[1],
+    }
+    settings, defaulted = Settings.from_env(environ, profile=Profile.API)
+    assert defaulted == []
+    assert (settings.api_host, settings.api_port) == ("0.0.0.0", 8080)
