@@ -410,6 +410,16 @@ def _maybe_lost(line: FundingInstruction, p: _Plan) -> bool:
     return line.occurred_ms < (p.republished_at_ms or 0) + UPSTREAM_SKEW_MS
 
 
+def _new_by_kept_stamps(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether ``line`` counts as new only because the on-call declared the re-publication kept the events' times."""
+    return (
+        p.record.recovered_at_ms is not None
+        and p.stamps_kept
+        and _surely_after_loss(line, p.record)
+        and line.occurred_ms < (p.republished_at_ms or 0) + UPSTREAM_SKEW_MS
+    )
+
+
 def _stamped_after_loss(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Whether ``line``'s event claims to have occurred after our state was lost (by the upstream's clock)."""
     assert record.recovered_at_ms is not None
@@ -531,6 +541,12 @@ def _funding(p: _Plan) -> Step | None:
             doubtful = ", ".join(sorted(k for k, d in in_doubt.items() if d.currency == line.currency))
             p.waiting.append(f"funding {line.key} waits for a verdict on {doubtful} (per-customer cap)")
             continue
+        if record.recovered_at_ms is not None and not _republished(p):
+            # a line paid before the loss whose outcome no one heard and that is not re-published yet is unknown
+            # to the cap: nothing is sent until every line is known
+            held.add(line.currency)
+            p.waiting.append(_await_republication(line))
+            continue
         client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
         # after a loss a line is looked for before it is sent, unless an operator already said it never moved
         unsent = client_oid in record.unsent_by_operator
@@ -539,6 +555,10 @@ def _funding(p: _Plan) -> Step | None:
         earlier = record.earlier_sends.get(line.key, 0)
         if lost and unsent and not earlier:
             earlier = _earliest_send(line, sub)  # searched for a second payment once it is sent
+        if not lost and not earlier and _new_by_kept_stamps(line, p):
+            # new on the on-call's word that the re-publication kept the events' times: should it have re-stamped an
+            # old line after all, its earlier payment shows as a second one, flagged, never silent
+            earlier = sub.created_at_ms - UPSTREAM_SKEW_MS
         return Transfer(
             key=line.key,
             purpose=TransferPurpose.FUND,

@@ -44,6 +44,7 @@ def test_a_line_nobody_decided_before_the_loss_is_paid_once_when_the_upstream_he
             report = recover(app, reason="test: lost", heard=outcomes_from_events(heard), heard_complete=True)
             assert report.heard == 0 and report.heard_complete
             ref = redeliver(app, [ev["created"], ev["kyc"]])
+            declare_republished(app)  # the on-call, once the upstream has re-published
             settle_with(rig, app, ref)
             assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
             record = app.store.load(ref)
