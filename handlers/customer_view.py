@@ -120,10 +120,24 @@ def _stage(desired: DesiredState, record: CustomerRecord | None) -> Stage:
     return Stage.RECEIVED
 
 
+AWAITING_REPUBLICATION = (
+    "our state was lost and rebuilt from the exchange: funding waits until the on-call declares your re-publication "
+    "of events complete (provisioner recover --republished)"
+)
+
+
 def customer_view(
-    customer_id: str, desired: DesiredState, record: CustomerRecord | None, last: LastChange | None
+    customer_id: str,
+    desired: DesiredState,
+    record: CustomerRecord | None,
+    last: LastChange | None,
+    *,
+    republication_declared: bool = True,
 ) -> CustomerView:
-    """The view of a customer with stored events (the caller answers 404 for one without)."""
+    """The view of a customer with stored events (the caller answers 404 for one without).
+    ``republication_declared``: whether the upstream's re-publication after the last loss of our state was
+    declared complete; while it is not, a pending line of a recovered customer says it waits for it."""
+    waits = record is not None and record.recovered_at_ms is not None and not republication_declared
     blocked = record.blocked if record is not None else {}
     lines = []
     for line in desired.funding:
@@ -134,7 +148,7 @@ def customer_view(
         elif block is not None:
             state, reason = FundingState.BLOCKED, block.reason
         else:
-            state, reason = FundingState.PENDING, None
+            state, reason = FundingState.PENDING, AWAITING_REPUBLICATION if waits else None
         lines.append(
             FundingLineView(
                 line=line.key,
@@ -142,7 +156,7 @@ def customer_view(
                 currency=line.currency,
                 amount=str(line.amount),
                 state=state,
-                reason=reason if state in (FundingState.REFUSED, FundingState.BLOCKED) else None,
+                reason=reason if state in (FundingState.REFUSED, FundingState.BLOCKED, FundingState.PENDING) else None,
             )
         )
     keys = tuple(

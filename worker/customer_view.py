@@ -24,7 +24,14 @@ def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -
             return None
         return customer_view(customer_id, DesiredState.empty(), None, None)
     desired = fold(snapshot.events, documents_held=snapshot.documents)
-    return customer_view(customer_id, desired, snapshot.record, _last_change(store, ref))
+    declared = True
+    if snapshot.record is not None and snapshot.record.recovered_at_ms is not None:
+        at = store.redis.get(store.keys.recovery_republished_at)
+        declared = at is not None and int(at) >= snapshot.record.recovered_at_ms
+    view = customer_view(
+        customer_id, desired, snapshot.record, _last_change(store, ref), republication_declared=declared
+    )
+    return view
 
 
 def _last_change(store: CustomerStore, ref: str) -> LastChange | None:

@@ -3,7 +3,15 @@ secret, KYC field or IP address."""
 
 from __future__ import annotations
 
-from handlers.customer_view import FIX_MANUAL, FIX_RETRY, FundingState, LastChange, Stage, customer_view
+from handlers.customer_view import (
+    AWAITING_REPUBLICATION,
+    FIX_MANUAL,
+    FIX_RETRY,
+    FundingState,
+    LastChange,
+    Stage,
+    customer_view,
+)
 from handlers.desired import fold
 from handlers.records import Blocked, KycProgress, KycStage, TransferStatus
 from tests.handlers.factory import CUSTOMER, UID, approved, created, funded, key, offboarded, record, with_sub
@@ -59,3 +67,17 @@ def test_the_view_holds_no_secret_kyc_field_or_ip_address() -> None:
     assert "203.0.114.10" not in text and "sealed" not in text and "token" not in text
     assert text.count(CUSTOMER) == 1
     assert view([created()], record()).sub_account_uid is None
+
+
+def test_after_a_loss_a_pending_line_says_it_waits_for_the_declared_re_publication() -> None:
+    """Until the on-call declares the upstream's re-publication after a loss complete, nothing is sent for a
+    recovered customer: each pending line says why (and what ends the wait); a recorded line keeps its state."""
+    events = [created(), approved(funding=(("USDT", "100"), ("USDT", "5")))]
+    rec = with_sub(keys=(key(0),), recovered_at_ms=3, transfers={"e-kyc#0": funded("e-kyc#0")})
+    waiting = customer_view(CUSTOMER, fold(events), rec, None, republication_declared=False)
+    assert [(f.state, f.reason) for f in waiting.funding] == [
+        (FundingState.COMMITTED, None),
+        (FundingState.PENDING, AWAITING_REPUBLICATION),
+    ]
+    declared = customer_view(CUSTOMER, fold(events), rec, None, republication_declared=True)
+    assert [f.reason for f in declared.funding] == [None, None]
