@@ -113,7 +113,7 @@ def _serve_halted_metrics(settings: Settings) -> Any:
     """The metrics endpoint of a halted worker: Redis' gauges and ``provisioner_state_lost``."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    from worker.runtime.metrics import RedisCollector
+    from worker.runtime.metrics_collector import RedisCollector
 
     registry = CollectorRegistry()
     registry.register(RedisCollector(settings, list(QUEUES)))

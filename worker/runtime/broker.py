@@ -33,7 +33,8 @@ from worker.runtime.durable_retries import DurableRetries
 from worker.runtime.handoff import Handoff
 from worker.runtime.holder import AppHolder
 from worker.runtime.logcontext import LogContextMiddleware
-from worker.runtime.metrics import Metrics, MetricsMiddleware
+from worker.runtime.metrics import Metrics
+from worker.runtime.metrics_middleware import MetricsMiddleware
 from worker.runtime.retry_policy import RetryPolicy
 from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
 from worker.runtime.state_watch import StateWatch
