@@ -14,7 +14,7 @@ import click
 import redis
 
 from cli.context import Context, pass_context
-from worker.runtime.broker import QUEUES
+from worker.runtime.queues import QUEUES
 from worker.settings import Environment, Settings
 from worker.store.epoch import StateLost
 

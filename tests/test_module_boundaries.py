@@ -51,3 +51,64 @@ def test_the_metric_declarations_know_neither_dramatiq_nor_redis() -> None:
     declarations = _sources("worker", "runtime", "metrics.py")
     for package in ("dramatiq", "redis", "worker.store", "worker.runtime"):
         assert _offenders(declarations, package) == {}
+
+
+def _graph() -> dict[str, set[str]]:
+    paths = [*_sources("worker"), *_sources("handlers")]
+    modules = {_module(path): path for path in paths}
+    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` (empty when there is none)."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        path.append(node)
+        for target in sorted(graph[node]):
+            found = visit(target)
+            if found:
+                return found
+        path.pop()
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        found = visit(start)
+        if found:
+            return found
+    return []
+
+
+def test_no_module_of_the_worker_imports_itself_back() -> None:
+    """No import cycle in worker/ and handlers/, counting the imports made inside functions."""
+    assert _cycle(_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    """The check above can fail: a -> b -> c -> a is reported."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_queue_names_are_defined_once() -> None:
+    """A queue's name is written only in worker/runtime/queues.py: elsewhere a ``QUEUE_*`` or ``*QUEUES`` name is
+    built from its constants (admission's own ordered tuple, say), never from a string."""
+    spelled = []
+    for path in [*_sources("worker"), *_sources("cli"), *_sources("api")]:
+        if _module(path) == "worker.runtime.queues":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            if any(n.startswith("QUEUE_") or n.endswith("QUEUES") for n in names) and any(
+                isinstance(c, ast.Constant) and isinstance(c.value, str) for c in ast.walk(node.value)
+            ):
+                spelled.append(f"{_module(path)}.{names[0]}")
+    assert spelled == []

@@ -25,6 +25,7 @@ from worker.provisioning.reconciler import Reconciler, StepsBlocked
 from worker.runtime.errors import InvalidEvent
 from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
+from worker.runtime.queues import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
 from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
 from worker.runtime.state_watch import StateWatch
 from worker.sealing import Envelope
@@ -44,9 +45,6 @@ __all__ = [
     "queue_for",
 ]
 
-QUEUE_EVENTS = "events"
-QUEUE_URGENT = "urgent"
-QUEUE_RECONCILE = "reconcile"
 ACTOR_EVENT = "handle_event"
 ACTOR_URGENT_EVENT = "handle_urgent_event"
 SEALED = "$sealed"

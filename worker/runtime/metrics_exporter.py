@@ -9,6 +9,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from worker.runtime.metrics_collector import RedisCollector
+from worker.runtime.queues import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
 from worker.settings import Settings
 
 __all__ = ["serve_metrics"]
@@ -18,8 +19,6 @@ def serve_metrics() -> int:
     """The exporter process (forked by the dramatiq CLI): aggregates every worker's values and Redis gauges."""
     from prometheus_client import start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
-
-    from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
 
     settings, _ = Settings.from_env()
     registry = CollectorRegistry()
