@@ -45,6 +45,12 @@ def test_the_handlers_import_nothing_from_the_shell() -> None:
         assert _offenders(_sources("handlers"), package) == {}
 
 
+def test_the_service_layer_does_not_import_the_composition_root() -> None:
+    """worker/provisioning/ and the runtime's app holder depend on narrow ports, not on ``worker.bootstrap``."""
+    paths = [*_sources("worker", "provisioning"), *_sources("worker", "runtime", "holder.py")]
+    assert _offenders(paths, "worker.bootstrap") == {}
+
+
 def test_the_metric_declarations_know_neither_dramatiq_nor_redis() -> None:
     """worker/runtime/metrics.py declares and observes; the middleware, the Redis collector and the exporter
     process are modules of their own."""

@@ -31,7 +31,7 @@ from worker.runtime.deadletters import DeadLetterMiddleware, DeadLetters
 from worker.runtime.delayed_recovery import DelayedMessageRecovery
 from worker.runtime.durable_retries import DurableRetries
 from worker.runtime.handoff import Handoff
-from worker.runtime.holder import AppHolder
+from worker.runtime.holder import Holder
 from worker.runtime.logcontext import LogContextMiddleware
 from worker.runtime.metrics import Metrics
 from worker.runtime.metrics_middleware import MetricsMiddleware
@@ -63,7 +63,7 @@ class Runtime:
     settings: Settings
     broker: RedisBroker
     actors: Actors
-    holder: AppHolder
+    holder: Holder[App]
     metrics: Metrics
     scheduler: DueScheduler
     handoff: Handoff
@@ -108,7 +108,7 @@ def build_runtime(
     ``stop_on_state_lost``: how this process stops once it found the state lost (see ``StateWatch``).
     ``webhook_transport`` replaces the network of the webhook dispatcher (tests)."""
     metrics = Metrics(registry)
-    holder = AppHolder(
+    holder = Holder(
         lambda: build_app(
             settings,
             transport=transport,
