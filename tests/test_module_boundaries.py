@@ -118,3 +118,17 @@ def test_the_queue_names_are_defined_once() -> None:
             ):
                 spelled.append(f"{_module(path)}.{names[0]}")
     assert spelled == []
+
+
+def test_blocking_a_step_lives_with_the_blocks() -> None:
+    """``fail`` (block a step and tell the upstream) is defined in worker/provisioning/blocks.py alone, and the
+    key, money and KYC steps take it from there."""
+    defined = [
+        _module(path)
+        for path in _sources("worker", "provisioning")
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name == "fail"
+    ]
+    assert defined == ["worker.provisioning.blocks"]
+    for steps in ("key_steps.py", "money_steps.py", "kyc_steps.py"):
+        assert "worker.provisioning.blocks.fail" in _imports(ROOT / "worker" / "provisioning" / steps)
