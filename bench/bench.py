@@ -46,6 +46,9 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from floor import ENTRYPOINT as FLOOR_ENTRYPOINT  # noqa: E402
+from floor import NOOP_QUEUE, declare_noop  # noqa: E402
+
 from tests.private_redis import free_port  # noqa: E402
 from worker.exchange.endpoints import ENDPOINTS  # noqa: E402
 
@@ -145,11 +148,15 @@ class WorkerStats:
 
 
 @contextmanager
-def worker(env: dict[str, str], *, processes: int, threads: int, queues: tuple[str, ...] = ()) -> Iterator[Any]:
+def worker(
+    env: dict[str, str], *, processes: int, threads: int, queues: tuple[str, ...] = (), entrypoint: str | None = None
+) -> Iterator[Any]:
     """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS."""
     argv = [sys.executable, "-m", "cli", "worker", "--processes", str(processes), "--threads", str(threads)]
     for queue in queues:
         argv += ["--queues", queue]
+    if entrypoint is not None:
+        argv += ["--entrypoint", entrypoint]
     log = open(f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -384,14 +391,15 @@ def run_floor(redis_url: str, *, messages: int, processes: int, threads: int) ->
     """The same number of messages through a no-op actor: the framework's own cost."""
     env = base_env(redis_url, "http://127.0.0.1:9", quota=HUGE_QUOTA)
     runtime, _ = publisher(env)
+    noop = declare_noop(runtime.broker)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     namespace = runtime.broker.namespace
-    with worker(env, processes=processes, threads=threads, queues=("noop",)) as sample:
+    with worker(env, processes=processes, threads=threads, queues=(NOOP_QUEUE,), entrypoint=FLOOR_ENTRYPOINT) as sample:
         before = sample()
         started = time.time()
         for i in range(messages):
-            runtime.actors.noop.send(str(i))
-        while r.llen(f"{namespace}:noop") or r.hlen(f"{namespace}:noop.msgs"):
+            noop.send(str(i))
+        while r.llen(f"{namespace}:{NOOP_QUEUE}") or r.hlen(f"{namespace}:{NOOP_QUEUE}.msgs"):
             time.sleep(0.05)
         elapsed = time.time() - started
         after = sample()

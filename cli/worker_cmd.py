@@ -14,7 +14,7 @@ import click
 import redis
 
 from cli.context import Context, pass_context
-from worker.runtime.broker import QUEUES
+from worker.runtime.queues import QUEUES
 from worker.settings import Environment, Settings
 from worker.store.epoch import StateLost
 
@@ -24,12 +24,18 @@ SHUTDOWN_TIMEOUT_MS = 60_000
 """How long a SIGTERM'd worker may finish the message in hand (far above the longest reconcile)."""
 
 
-def worker_argv(processes: int, threads: int, queues: tuple[str, ...] = QUEUES) -> list[str]:
+ENTRYPOINT = "worker.runtime.entrypoint:setup"
+"""What the dramatiq CLI calls in each worker process to build its broker and actors."""
+
+
+def worker_argv(
+    processes: int, threads: int, queues: tuple[str, ...] = QUEUES, *, entrypoint: str = ENTRYPOINT
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "dramatiq",
-        "worker.runtime.entrypoint:setup",
+        entrypoint,
         "--processes",
         str(processes),
         "--threads",
@@ -113,7 +119,7 @@ def _serve_halted_metrics(settings: Settings) -> Any:
     """The metrics endpoint of a halted worker: Redis' gauges and ``provisioner_state_lost``."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    from worker.runtime.metrics import RedisCollector
+    from worker.runtime.metrics_collector import RedisCollector
 
     registry = CollectorRegistry()
     registry.register(RedisCollector(settings, list(QUEUES)))
@@ -132,13 +138,24 @@ def _serve_halted_metrics(settings: Settings) -> Any:
 @click.option("--threads", type=click.IntRange(1, 256), help="Threads per process [PROVISIONER_WORKER_THREADS].")
 @click.option("--queues", multiple=True, hidden=True, help="Consume only these queues (benchmarks).")
 @click.option(
+    "--entrypoint",
+    default=ENTRYPOINT,
+    hidden=True,
+    help="The module:function that sets up each worker process (benchmarks: bench/floor.py adds its no-op actor).",
+)
+@click.option(
     "--check-state",
     is_flag=True,
     help="Only check that the state in Redis is sound (exit 0) or was lost (exit 3), then stop.",
 )
 @pass_context
 def worker(
-    ctx: Context, processes: int | None, threads: int | None, queues: tuple[str, ...], check_state: bool
+    ctx: Context,
+    processes: int | None,
+    threads: int | None,
+    queues: tuple[str, ...],
+    entrypoint: str,
+    check_state: bool,
 ) -> None:
     """Run the worker (foreground; SIGTERM finishes the messages in hand and requeues the rest). Metrics are
     served on PROVISIONER_METRICS_HOST:PROVISIONER_METRICS_PORT by a process of their own.
@@ -174,5 +191,5 @@ def worker(
         f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
         err=True,
     )
-    argv = worker_argv(processes, threads, queues or QUEUES)
+    argv = worker_argv(processes, threads, queues or QUEUES, entrypoint=entrypoint)
     os.execve(argv[0], argv, env)

@@ -10,7 +10,7 @@ from tests.runtime.rig import WorkerRig
 from worker.bootstrap import intake_sealer
 from worker.runtime.admission import Admission, dramatiq_namespace
 from worker.runtime.broker import QUEUES
-from worker.runtime.metrics import RedisCollector
+from worker.runtime.metrics_collector import RedisCollector
 
 
 def _refused(collector: RedisCollector) -> dict[tuple[str, str, str], float]:

@@ -146,7 +146,7 @@ def test_metrics_after_a_known_sequence_scraped_over_http(redis_url: str, key_pr
 
     from tests.private_redis import free_port
     from worker.runtime.broker import QUEUES
-    from worker.runtime.metrics import RedisCollector
+    from worker.runtime.metrics_collector import RedisCollector
 
     with WorkerRig(redis_url, key_prefix) as rig:
         rig.registry.register(RedisCollector(rig.settings, list(QUEUES)))
@@ -195,7 +195,7 @@ def test_metrics_after_a_known_sequence_scraped_over_http(redis_url: str, key_pr
 def test_workers_alive_counts_worker_processes_not_publishers(redis_url: str, key_prefix: str) -> None:
     """The gauge behind WorkerDown: a running worker's scheduler reports; a publisher does not."""
     from worker.runtime.broker import QUEUES
-    from worker.runtime.metrics import RedisCollector
+    from worker.runtime.metrics_collector import RedisCollector
 
     with WorkerRig(redis_url, key_prefix) as rig:
         collector = RedisCollector(rig.settings, list(QUEUES))

@@ -16,7 +16,8 @@ from tests.runtime.rig import WorkerRig
 from tests.webhooks.conftest import SECRET, FakeClock, Hooks
 from tests.webhooks.keys import DEV_PRIVATE_JWK, open_jwe
 from tests.webhooks.receiver import Receiver, Reply
-from worker.runtime.metrics import Metrics, RedisCollector
+from worker.runtime.metrics import Metrics
+from worker.runtime.metrics_collector import RedisCollector
 from worker.webhooks.store import DeliveryStore
 
 

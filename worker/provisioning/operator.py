@@ -15,7 +15,11 @@ verdict:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
+
+import redis
 
 from handlers.records import (
     CustomerRecord,
@@ -26,12 +30,35 @@ from handlers.records import (
     TransferStatus,
 )
 from handlers.refusals import refusal_identity
-from worker.bootstrap import App
 from worker.provisioning.outbound import outcome
-from worker.store.customers import JournalEntry, OutboundEvent
+from worker.settings import Settings
+from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
+from worker.store.due import DueSchedule
+from worker.store.keys import Keys
+from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
 
-__all__ = ["OperatorError", "TransferVerdict", "settle_transfer"]
+__all__ = ["OperatorError", "OperatorPorts", "TransferVerdict", "settle_transfer"]
+
+
+class OperatorPorts(Protocol):
+    """What an operator's decision reads and writes: the customer's lock and store, the daily funding ledger, the
+    due schedule, the clock. ``worker.bootstrap.App`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def redis(self) -> redis.Redis: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def store(self) -> CustomerStore: ...
+    @property
+    def ledger(self) -> FundingLedger: ...
+    @property
+    def due(self) -> DueSchedule: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 class OperatorError(Exception):
@@ -45,7 +72,7 @@ class TransferVerdict(StrEnum):
 
 
 def settle_transfer(
-    app: App,
+    app: OperatorPorts,
     ref: str,
     step: str,
     *,

@@ -163,7 +163,6 @@ class Reconciler:
         if snapshot is None:
             report.outcome = "busy"  # the holder will look again (dirty flag); a wake-up is the backstop
             return report
-        blocked = report.blocked
         try:
             ctx = self._context(lock, snapshot, retry_blocked)
             if ctx is None:
@@ -174,23 +173,9 @@ class Reconciler:
             for _ in range(self._max_steps):
                 # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
                 # the dirty flag (taken by every commit) and by the event count: only then are they read again.
-                step = plan(
-                    desired,
-                    ctx.record,
-                    now_ms=self.services.now_ms(),
-                    policy=self.services.policy,
-                    audit_epoch=self.services.store.guard.audit_epoch,
-                    **self._republication(ctx.record),
-                )
+                step = self._next_step(desired, ctx.record)
                 if isinstance(step, c.Idle):
-                    blocked += self._mark_blocks_reported(ctx)
-                    if not ctx.take_dirty() and self.due.finish_and_release(lock, step.wake_at_ms, seen_seq=seen_seq):
-                        report.reason, report.wake_at_ms = step.reason, step.wake_at_ms
-                        break
-                    if blocked:
-                        # blocks just marked reported must be raised now, not after more steps that could fail
-                        # first (then no run would ever raise them): a fresh run reads the new events at once
-                        self.due.schedule(ref, self.services.now_ms())
+                    if self._idle_ends_run(step, ctx, lock, seen_seq, report):
                         break
                     seen_seq, desired = self._reread(ctx, store, ref)
                     continue
@@ -205,20 +190,64 @@ class Reconciler:
                     send_deadline.set(None)
                 if not carry_on:
                     break
-                # a step that committed has renewed the lock and taken the dirty flag; one that did not renews now
-                if ctx.take_dirty() if ctx.commits > commits else lock.renew():
+                if self._changed_since(commits, ctx, lock):
                     seen_seq, desired = self._reread(ctx, store, ref)
             else:
-                report.outcome = "step_limit"
-                self.due.schedule(ref, self.services.now_ms())
-            if lock.token is not None:
-                blocked += self._mark_blocks_reported(ctx)
-            if blocked:
-                raise StepsBlocked(ctx.ref, blocked)
+                self._hit_step_limit(ref, report)
+            self._raise_unreported_blocks(ctx, lock, report)
             return report
         finally:
             with contextlib.suppress(redis.RedisError):  # its time-to-live frees it anyway
                 lock.release()
+
+    def _next_step(self, desired: DesiredState, record: CustomerRecord) -> c.Step:
+        """The planner's next step for ``record`` now."""
+        return plan(
+            desired,
+            record,
+            now_ms=self.services.now_ms(),
+            policy=self.services.policy,
+            audit_epoch=self.services.store.guard.audit_epoch,
+            **self._republication(record),
+        )
+
+    def _idle_ends_run(
+        self, idle: c.Idle, ctx: StepContext, lock: CustomerLock, seen_seq: int, report: RunReport
+    ) -> bool:
+        """The planner has nothing to do. Marks the unreported blocks reported (into ``report.blocked``), then ends
+        the run (True) when no event arrived since ``seen_seq`` (the customer is released, due at the idle's
+        wake-up) or when blocks were just marked reported (the customer is due now, so a fresh run reads the new
+        events). False: events arrived and must be read again before planning."""
+        report.blocked += self._mark_blocks_reported(ctx)
+        if not ctx.take_dirty() and self.due.finish_and_release(lock, idle.wake_at_ms, seen_seq=seen_seq):
+            report.reason, report.wake_at_ms = idle.reason, idle.wake_at_ms
+            return True
+        if report.blocked:
+            # blocks just marked reported must be raised now, not after more steps that could fail
+            # first (then no run would ever raise them): a fresh run reads the new events at once
+            self.due.schedule(lock.ref, self.services.now_ms())
+            return True
+        return False
+
+    @staticmethod
+    def _changed_since(commits: int, ctx: StepContext, lock: CustomerLock) -> bool:
+        """Whether events arrived during the step just performed (``commits`` were made before it). A step that
+        committed has renewed the lock and taken the dirty flag; one that did not renews the lock now, which
+        reports the dirty flag."""
+        return ctx.take_dirty() if ctx.commits > commits else lock.renew()
+
+    def _hit_step_limit(self, ref: str, report: RunReport) -> None:
+        """The run took ``max_steps`` steps without the planner going idle: end it, due again at once."""
+        report.outcome = "step_limit"
+        self.due.schedule(ref, self.services.now_ms())
+
+    def _raise_unreported_blocks(self, ctx: StepContext, lock: CustomerLock, report: RunReport) -> None:
+        """Raise ``StepsBlocked`` for every block this run marked reported, marking first those still unreported
+        while the lock is held."""
+        if lock.token is not None:
+            report.blocked += self._mark_blocks_reported(ctx)
+        if report.blocked:
+            raise StepsBlocked(ctx.ref, report.blocked)
 
     def _reread(self, ctx: StepContext, store: CustomerStore, ref: str) -> tuple[int, DesiredState]:
         """Events arrived while we held the customer: read them (and the record) again."""

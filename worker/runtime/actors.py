@@ -25,6 +25,7 @@ from worker.provisioning.reconciler import Reconciler, StepsBlocked
 from worker.runtime.errors import InvalidEvent
 from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
+from worker.runtime.queues import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
 from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
 from worker.runtime.state_watch import StateWatch
 from worker.sealing import Envelope
@@ -44,9 +45,6 @@ __all__ = [
     "queue_for",
 ]
 
-QUEUE_EVENTS = "events"
-QUEUE_URGENT = "urgent"
-QUEUE_RECONCILE = "reconcile"
 ACTOR_EVENT = "handle_event"
 ACTOR_URGENT_EVENT = "handle_urgent_event"
 SEALED = "$sealed"
@@ -74,7 +72,6 @@ class Actors:
     handle_event: dramatiq.Actor[[dict[str, Any]], None]
     handle_urgent_event: dramatiq.Actor[[dict[str, Any]], None]
     reconcile: dramatiq.Actor[[str], None]
-    noop: dramatiq.Actor[[str], None]
 
     def for_event(self, event: dict[str, Any]) -> dramatiq.Actor[[dict[str, Any]], None]:
         return self.handle_urgent_event if queue_for(event) == QUEUE_URGENT else self.handle_event
@@ -115,9 +112,6 @@ def declare_actors(
                 raise
             raise translated from exc
 
-    def noop(payload: str) -> None:
-        """Does nothing: the framework's own cost, for the benchmark's floor."""
-
     def declare(name: str, queue: str, **extra: Any) -> Any:
         return dramatiq.actor(actor_name=name, queue_name=queue, broker=broker, **extra)
 
@@ -125,7 +119,6 @@ def declare_actors(
         handle_event=declare(ACTOR_EVENT, QUEUE_EVENTS, **options)(handle),
         handle_urgent_event=declare(ACTOR_URGENT_EVENT, QUEUE_URGENT, **options)(handle),
         reconcile=declare("reconcile_customer", QUEUE_RECONCILE, **options)(reconcile),
-        noop=declare("noop", "noop", max_retries=0)(noop),
     )
 
 

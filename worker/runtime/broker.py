@@ -25,15 +25,17 @@ from prometheus_client import CollectorRegistry
 from worker.bootstrap import App, build_app, intake_sealer
 from worker.erasure import RetentionSweep
 from worker.publish import Publisher
-from worker.runtime.actors import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT, Actors, declare_actors
+from worker.runtime.actors import Actors, declare_actors
 from worker.runtime.admission import dramatiq_namespace
 from worker.runtime.deadletters import DeadLetterMiddleware, DeadLetters
 from worker.runtime.delayed_recovery import DelayedMessageRecovery
 from worker.runtime.durable_retries import DurableRetries
 from worker.runtime.handoff import Handoff
-from worker.runtime.holder import AppHolder
+from worker.runtime.holder import Holder
 from worker.runtime.logcontext import LogContextMiddleware
-from worker.runtime.metrics import Metrics, MetricsMiddleware
+from worker.runtime.metrics import Metrics
+from worker.runtime.metrics_middleware import MetricsMiddleware
+from worker.runtime.queues import EVENT_QUEUES, QUEUES
 from worker.runtime.retry_policy import RetryPolicy
 from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
 from worker.runtime.state_watch import StateWatch
@@ -43,8 +45,6 @@ from worker.webhooks.runtime import WebhookMiddleware, build_dispatcher
 
 __all__ = ["QUEUES", "Runtime", "build_runtime", "recovery_tuning"]
 
-QUEUES = (QUEUE_URGENT, QUEUE_EVENTS, QUEUE_RECONCILE)
-EVENT_QUEUES = (QUEUE_URGENT, QUEUE_EVENTS)
 MAINTENANCE_SCALE = 1_000_000
 TIME_LIMIT_MS = 15 * 60 * 1000
 """The longest a message may run: far above the longest reconcile (a few exchange calls, each bounded by the
@@ -63,7 +63,7 @@ class Runtime:
     settings: Settings
     broker: RedisBroker
     actors: Actors
-    holder: AppHolder
+    holder: Holder[App]
     metrics: Metrics
     scheduler: DueScheduler
     handoff: Handoff
@@ -108,7 +108,7 @@ def build_runtime(
     ``stop_on_state_lost``: how this process stops once it found the state lost (see ``StateWatch``).
     ``webhook_transport`` replaces the network of the webhook dispatcher (tests)."""
     metrics = Metrics(registry)
-    holder = AppHolder(
+    holder = Holder(
         lambda: build_app(
             settings,
             transport=transport,

@@ -14,8 +14,9 @@ from typing import Any, cast
 
 from worker.exchange.endpoints import ENDPOINTS
 from worker.ratelimit import PoolState, pool_states
-from worker.runtime.broker import QUEUES, Runtime
-from worker.runtime.metrics import RedisCollector
+from worker.runtime.broker import Runtime
+from worker.runtime.metrics_collector import RedisCollector
+from worker.runtime.queues import QUEUES
 
 __all__ = ["BlockedStep", "InFlight", "Letter", "Overview", "QueueLine", "Reader", "WebhookBacklog"]
 
