@@ -79,6 +79,8 @@ class RedisCollector(Collector):
         halted.add_metric([], 1 if r.hget(k.state, "halted") else 0)
         yield halted
 
+        yield self._undeclared(now_ms)
+
         yield self._refused()
 
         blocked = GaugeMetricFamily(
@@ -124,6 +126,19 @@ class RedisCollector(Collector):
         yield used
         if self._settings.webhook_url is not None:
             yield from self._webhooks(now_ms)
+
+    def _undeclared(self, now_ms: int) -> GaugeMetricFamily:
+        """How long the last recovery after a loss has waited for its re-publication's declaration (0: none)."""
+        lost_at, declared_at = self._redis.mget([self._keys.recovery_lost_at, self._keys.recovery_republished_at])
+        family = GaugeMetricFamily(
+            "provisioner_recovery_undeclared_seconds",
+            "Time since the last recovery after a loss of our state while the upstream's re-publication is not "
+            "declared complete (provisioner recover --republished): recovered customers' funding waits meanwhile. "
+            "0 when none is open.",
+        )
+        open_since = int(lost_at) if lost_at and (not declared_at or int(declared_at) < int(lost_at)) else None
+        family.add_metric([], max(0.0, (now_ms - open_since) / 1000) if open_since is not None else 0.0)
+        return family
 
     def _refused(self) -> CounterMetricFamily:
         """Refused events counted in Redis by whichever process refused them (``worker.store.refusal_counts``)."""
