@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from handlers.steps import StepId
+
 __all__ = [
     "BalanceSnapshot",
     "Blocked",
@@ -280,8 +282,8 @@ class CustomerRecord(Record):
     balances: BalanceSnapshot | None = None
     kyc: KycProgress | None = None
     pending: Intent | None = None
-    blocked: dict[str, Blocked] = {}
-    retry_counts: dict[str, int] = {}
+    blocked: dict[StepId, Blocked] = {}
+    retry_counts: dict[StepId, int] = {}
     """Per step, how many times an operator's replay retried it after it was blocked (new clientOids/names)."""
     closed_at_ms: int | None = None
     events_at_close: tuple[str, ...] = ()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers import steps
 from handlers.desired import DesiredState, fold
 from handlers.events import Event, EventRejected, parse_event
 from handlers.naming import Naming
@@ -267,7 +268,7 @@ class _Customer:
         accounted: set[str] = set()
         funded: dict[str, Decimal] = defaultdict(Decimal)
         for line in self.desired.funding:
-            attempts = max(self.record.retry_counts.get(f"fund:{line.key}", 0) + 1, MAX_FUNDING_ATTEMPTS)
+            attempts = max(self.record.retry_counts.get(steps.fund(line.key), 0) + 1, MAX_FUNDING_ATTEMPTS)
             oids = {self.naming.funding_client_oid(self.record.ref, line.key, a) for a in range(attempts)}
             done = [t for oid in oids for t in by_oid.get(oid, [])]
             accounted |= oids

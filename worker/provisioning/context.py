@@ -16,6 +16,7 @@ from typing import Any
 
 from handlers.planner import Policy
 from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
+from handlers.steps import StepId
 from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient
@@ -191,7 +192,7 @@ class StepContext:
     def block(
         self,
         record: CustomerRecord,
-        step: str,
+        step: StepId,
         reason: str,
         *,
         manual: bool = False,

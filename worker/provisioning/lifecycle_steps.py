@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from handlers import steps
 from handlers.commands import CloseCustomer, HoldOffboarding
 from handlers.records import TransferPurpose, TransferStatus
 from worker.provisioning.context import StepContext
@@ -44,7 +45,7 @@ def hold_offboarding(cmd: HoldOffboarding, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"balances": None})
     ctx.block(
         record,
-        "sweep",
+        steps.SWEEP,
         cmd.reason,
-        outbound=[failed(record, "sweep", cmd.reason, now)],
+        outbound=[failed(record, steps.SWEEP, cmd.reason, now)],
     )

@@ -931,7 +931,7 @@ def _forget_balances(ctx: StepContext) -> None:
     ctx.record = ctx.record.model_copy(update={"balances": None})
 
 
-def _step(details: TransferIntent) -> str:
+def _step(details: TransferIntent) -> steps.StepId:
     return steps.fund(details.key) if details.purpose is TransferPurpose.FUND else steps.SWEEP
 
 

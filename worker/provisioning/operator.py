@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from handlers import steps
 from handlers.records import (
     CustomerRecord,
     Evidence,
@@ -60,8 +61,12 @@ def settle_transfer(
     ``verdict``, or ``committed`` as a shorthand for committed / not committed. A block that asks about several
     clientOids (a line of a recovered record: any attempt's) is answered for all of them: not committed means none
     moved money; committed names the one that did with ``client_oid`` (default: the first asked about). Returns the
-    journal action. Raises ``OperatorError`` when no transfer at ``step`` awaits a decision, ``client_oid`` is not
-    one the block asks about, or the customer is busy."""
+    journal action. Raises ``OperatorError`` when no transfer at ``step`` awaits a decision (``step`` names no step
+    at all: ``handlers.steps.parse``), ``client_oid`` is not one the block asks about, or the customer is busy."""
+    try:
+        step_id = steps.parse(step)
+    except ValueError as exc:
+        raise OperatorError(f"no transfer awaiting a manual decision at step {step!r}: {exc}") from None
     if verdict is None:
         if committed is None:
             raise OperatorError("say whether the transfer committed")
@@ -73,7 +78,7 @@ def settle_transfer(
         record = app.store.load(ref)
         if record is None:
             raise OperatorError("no such customer")
-        blocked = record.blocked.get(step)
+        blocked = record.blocked.get(step_id)
         if blocked is None or not blocked.manual:
             raise OperatorError(f"no transfer awaiting a manual decision at step {step!r}")
         if blocked.intent is None:
@@ -87,7 +92,7 @@ def settle_transfer(
         now = int(app.clock() * 1000)
         update, outbound, action = _apply(
             record,
-            step,
+            step_id,
             details,
             client_oid=client_oid or blocked.intent.token,
             asked=asked,
@@ -134,7 +139,7 @@ def settle_transfer(
 
 def _apply(
     record: CustomerRecord,
-    step: str,
+    step: steps.StepId,
     details: TransferIntent,
     *,
     client_oid: str,

@@ -29,6 +29,7 @@ import redis
 import structlog
 
 from handlers import commands as c
+from handlers import steps
 from handlers.desired import DesiredState, carries_funding
 from handlers.planner import plan
 from handlers.records import CustomerRecord
@@ -304,7 +305,7 @@ class Reconciler:
         for step in retried:
             counts[step] = counts.get(step, 0) + 1
         blocked = {step: b for step, b in record.blocked.items() if b.manual}
-        if "sweep" in retried:
+        if steps.SWEEP in retried:
             record = record.model_copy(update={"balances": None})  # read again what is there now
         ctx.commit(
             record.model_copy(update={"blocked": blocked, "retry_counts": counts}),

@@ -9,6 +9,7 @@ raised the cap); any other refusal means the name is taken elsewhere or invalid:
 
 from __future__ import annotations
 
+from handlers import steps
 from handlers.commands import CreateSubAccount, ResolveSubAccount
 from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
@@ -53,12 +54,12 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
         ctx.settle(record, "not_committed", {"kind": pending.kind.value, "token": pending.token})
         return
     if pending.details.get("account_limit"):
-        ctx.block(record, "subaccount", account_limit_reason(str(pending.details["refused"])))
+        ctx.block(record, steps.SUBACCOUNT, account_limit_reason(str(pending.details["refused"])))
         return
     if cmd.attempt + 1 >= MAX_NAME_ATTEMPTS:
         ctx.block(
             record,
-            "subaccount",
+            steps.SUBACCOUNT,
             f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {pending.details['refused']}",
         )
         return
