@@ -40,6 +40,7 @@ from typing import Any
 from handlers import steps
 from handlers.desired import DesiredState, fold
 from handlers.events import Event, EventRejected, parse_event
+from handlers.journal import SETTLES_INTENT
 from handlers.naming import Naming
 from handlers.records import CustomerRecord, TransferPurpose, TransferStatus
 from worker.crypto import CryptoError, Keyring
@@ -340,27 +341,7 @@ class _Customer:
                     f"{revoked} revoked keys, {actions['api_key.revoked']} in the journal",
                 )
             )
-        settled = sum(
-            actions[a]
-            for a in (
-                "sub_account.created",
-                "api_key.issued",
-                "api_key.updated",
-                "api_key.revoked",
-                "transfer.committed",
-                "not_committed",
-                "not_sent",
-                "blocked",
-                "kyc.submitted",
-                "name_unavailable",
-                "orphan_keys_deleted",
-                "refused",
-                "resent",
-                "transfer.accepted",
-                "transfer.unconfirmed",
-                "funding.refused",
-            )
-        )
+        settled = sum(actions[a] for a in SETTLES_INTENT)
         if actions["intent"] > settled + actions["outcome_unknown"] + actions["orphan_keys_pending"]:
             out.append(self.fail("journal accounts for every write", f"{actions['intent']} intents, {settled} settled"))
         return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers.journal import JournalAction
 from handlers.planner import Policy
 from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
 from handlers.steps import StepId
@@ -112,7 +113,7 @@ class StepContext:
         self,
         record: CustomerRecord,
         *,
-        journal: Sequence[tuple[str, dict[str, Any]]] = (),
+        journal: Sequence[tuple[JournalAction, dict[str, Any]]] = (),
         outbound: Sequence[OutboundEvent] = (),
         drop_documents: Sequence[str] = (),
         drop_all_documents: bool = False,
@@ -154,12 +155,12 @@ class StepContext:
         journal accounts for every write."""
         self.services.admit(INTENT_ENDPOINTS[kind])
         intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
-        journal: list[tuple[str, dict[str, Any]]] = []
+        journal: list[tuple[JournalAction, dict[str, Any]]] = []
         earlier = self.record.pending
         if earlier is not None:
             # a whole-replacement write resolved by sending it again: the earlier intent's outcome is this one's
-            journal.append(("resent", {"kind": earlier.kind.value, "token": earlier.token}))
-        journal.append(("intent", {"kind": kind.value, "token": token, **_public(details)}))
+            journal.append((JournalAction.RESENT, {"kind": earlier.kind.value, "token": earlier.token}))
+        journal.append((JournalAction.INTENT, {"kind": kind.value, "token": token, **_public(details)}))
         renewed = time.monotonic()
         self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
         self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state
@@ -169,7 +170,7 @@ class StepContext:
     def settle(
         self,
         record: CustomerRecord,
-        action: str,
+        action: JournalAction,
         detail: dict[str, Any],
         *,
         outbound: Sequence[OutboundEvent] = (),
@@ -205,7 +206,7 @@ class StepContext:
         self.blocked_now.append(f"{step}: {reason}")
         return self.settle(
             record.model_copy(update={"blocked": blocked}),
-            "blocked",
+            JournalAction.BLOCKED,
             {"step": step, "reason": reason, "manual": manual},
             outbound=outbound,
         )

@@ -15,6 +15,7 @@ from handlers.commands import (
     RotateForAge,
     UpdateApiKey,
 )
+from handlers.journal import JournalAction
 from handlers.naming import Naming
 from handlers.records import IntentKind, KeyRecord
 from worker.exchange import OutcomeUnknownError, PermanentError
@@ -76,7 +77,7 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"keys": (*ctx.record.keys, key)})
     ctx.settle(
         record,
-        "api_key.issued",
+        JournalAction.API_KEY_ISSUED,
         {
             "api_key": key.api_key,
             "generation": key.generation,
@@ -134,11 +135,13 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
         restarted = pending.model_copy(update={"started_at_ms": now})
         ctx.commit(
             record.model_copy(update={"pending": restarted}),
-            journal=[("orphan_keys_pending", detail)],
+            journal=[(JournalAction.ORPHAN_KEYS_PENDING, detail)],
             outbound=told,
         )
         return
-    ctx.settle(record, "not_committed" if not deleted else "orphan_keys_deleted", detail, outbound=told)
+    ctx.settle(
+        record, JournalAction.NOT_COMMITTED if not deleted else JournalAction.ORPHAN_KEYS_DELETED, detail, outbound=told
+    )
 
 
 def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
@@ -175,7 +178,7 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"keys": keys})
     ctx.settle(
         record,
-        "api_key.updated",
+        JournalAction.API_KEY_UPDATED,
         {"api_key": cmd.api_key, "permissions": list(cmd.permissions), "ip_whitelist": list(cmd.ip_whitelist)},
         outbound=[
             outcome(
@@ -202,7 +205,7 @@ def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
         refused = pending.model_copy(update={"details": {**pending.details, "refused": exc.message[:200]}})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
-            journal=[("refused", {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
+            journal=[(JournalAction.REFUSED, {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
         )
         return
     _revoked(ctx, cmd.api_key, cmd.reason)
@@ -219,12 +222,12 @@ def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
     if pending is not None and pending.details.get("refused"):
         fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details['refused']}")
         return
-    ctx.settle(ctx.record, "not_committed", {"kind": "revoke_key", "token": cmd.api_key})
+    ctx.settle(ctx.record, JournalAction.NOT_COMMITTED, {"kind": "revoke_key", "token": cmd.api_key})
 
 
 def rotate_for_age(cmd: RotateForAge, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"age_rotations": ctx.record.age_rotations + 1})
-    ctx.settle(record, "rotation_due_to_age", {"generation": cmd.generation})
+    ctx.settle(record, JournalAction.ROTATION_DUE_TO_AGE, {"generation": cmd.generation})
 
 
 def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
@@ -238,7 +241,7 @@ def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
     record = ctx.record.model_copy(update={"keys": keys})
     ctx.settle(
         record,
-        "api_key.revoked",
+        JournalAction.API_KEY_REVOKED,
         {"api_key": api_key, "reason": reason},
         outbound=[outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason=reason)],
         stats={"keys_active": -1, "keys_revoked": 1},
@@ -278,5 +281,5 @@ def list_keys(cmd: ListKeys, ctx: StepContext) -> None:
         )
     ctx.commit(
         ctx.record.model_copy(update={"keys": tuple(keys), "keys_listed_at_ms": now}),
-        journal=[("keys_listed", {"live": sorted(listed), "unrecorded": [k.api_key for k in found]})],
+        journal=[(JournalAction.KEYS_LISTED, {"live": sorted(listed), "unrecorded": [k.api_key for k in found]})],
     )

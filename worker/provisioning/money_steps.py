@@ -40,6 +40,7 @@ from handlers.commands import (
     Transfer,
 )
 from handlers.daily_cap import reservation_day, utc_day
+from handlers.journal import JournalAction
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
     BalanceSnapshot,
@@ -184,7 +185,9 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         else:  # sent again: should the ledger have been slower than its bound, the double is searched for later
             earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
             record = record.model_copy(update={"earlier_sends": {**record.earlier_sends, details.key: earlier}})
-        ctx.settle(record, "not_committed", {"kind": "transfer", "token": token, "evidence": judgement.reason})
+        ctx.settle(
+            record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
+        )
 
 
 def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent) -> None:
@@ -251,7 +254,7 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         fail(ctx, _step(details), _verdict_unknown_reason(details, judgement), manual=True)
     else:
         record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
-        ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_NOT_FOUND, {"key": cmd.key, "evidence": judgement.reason})])
 
 
 def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> str:
@@ -329,7 +332,12 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         done = entry.model_copy(update={"recheck_at_ms": 0})
         ctx.commit(
             ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}}),
-            journal=[("transfer.rechecked", {"key": entry.key, "second_payments": None, "why": "operator's verdict"})],
+            journal=[
+                (
+                    JournalAction.TRANSFER_RECHECKED,
+                    {"key": entry.key, "second_payments": None, "why": "operator's verdict"},
+                )
+            ],
         )
         return
     if extra is None:
@@ -361,7 +369,7 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
     checked = entry.model_copy(update={"recheck_at_ms": later, "rechecks": entry.rechecks + 1})
     ctx.commit(
         ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: checked}}),
-        journal=[("transfer.rechecked", {"key": entry.key, "second_payments": extra, "next_ms": later})],
+        journal=[(JournalAction.TRANSFER_RECHECKED, {"key": entry.key, "second_payments": extra, "next_ms": later})],
     )
 
 
@@ -389,7 +397,7 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
     record = record.model_copy(update={"transfers": {**record.transfers, cmd.key: entry}})
     ctx.settle(
         record,
-        "funding.refused",
+        JournalAction.FUNDING_REFUSED,
         {"key": cmd.key, "currency": cmd.currency, "amount": str(cmd.amount), "reason": cmd.reason},
         outbound=[
             outcome(
@@ -422,7 +430,10 @@ def read_balances(cmd: ReadBalances, ctx: StepContext) -> None:
     ctx.commit(
         ctx.record.model_copy(update={"balances": snapshot}),
         journal=[
-            ("balances_read", {"wallets": {w: {c: str(v[0]) for c, v in cs.items()} for w, cs in wallets.items()}})
+            (
+                JournalAction.BALANCES_READ,
+                {"wallets": {w: {c: str(v[0]) for c, v in cs.items()} for w, cs in wallets.items()}},
+            )
         ],
     )
 
@@ -473,7 +484,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
         waiting = pending.model_copy(update={"details": marked.as_details(), "started_at_ms": ctx.now_ms()})
         ctx.commit(
             ctx.record.model_copy(update={"pending": waiting}),
-            journal=[("duplicate", {"kind": "transfer", "token": client_oid, "error": exc.message[:200]})],
+            journal=[(JournalAction.DUPLICATE, {"kind": "transfer", "token": client_oid, "error": exc.message[:200]})],
         )
         return
     except PermanentError as exc:
@@ -482,7 +493,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
             refused = details.model_copy(update={"refused": exc.message[:200]})
             ctx.commit(
                 ctx.record.model_copy(update={"pending": pending.model_copy(update={"details": refused.as_details()})}),
-                journal=[("refused", {"kind": "transfer", "token": client_oid, "error": str(exc)})],
+                journal=[(JournalAction.REFUSED, {"kind": "transfer", "token": client_oid, "error": str(exc)})],
             )
             return
         _refused(ctx, details, client_oid, str(exc))
@@ -497,7 +508,7 @@ def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str | None,
     record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: entry}})
     ctx.settle(
         record,
-        "transfer.accepted",
+        JournalAction.TRANSFER_ACCEPTED,
         {
             "key": entry.key,
             "purpose": entry.purpose.value,
@@ -528,7 +539,7 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
         record = ctx.record.model_copy(
             update={"transfers": transfers, "sweep_round": ctx.record.sweep_round + 1, "balances": None}
         )
-        ctx.commit(record, journal=[("transfer.failed", detail)])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_FAILED, detail)])
         return
     _release(ctx, entry.key, entry.reserved_days)
     ctx.record = ctx.record.model_copy(update={"transfers": transfers})  # committed with the block, at once
@@ -552,7 +563,7 @@ def _burn(ctx: StepContext, details: TransferIntent, client_oid: str, why: str) 
                 "earlier_sends": {**record.earlier_sends, details.key: earlier},
             }
         ),
-        "clientoid.spent",
+        JournalAction.CLIENTOID_SPENT,
         {"key": details.key, "client_oid": client_oid, "why": why},
     )
 
@@ -570,7 +581,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
                 "balances": None,
             }
         )
-        ctx.commit(record, journal=[("transfer.unconfirmed", {"key": entry.key, "why": why})])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_UNCONFIRMED, {"key": entry.key, "why": why})])
         return
     sub = ctx.record.sub_account
     assert sub is not None
@@ -608,7 +619,7 @@ def _check_later(ctx: StepContext, entry: TransferRecord, now: int, why: str) ->
     later = entry.model_copy(update={"check_at_ms": now + delay})
     ctx.commit(
         ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: later}}),
-        journal=[("transfer.pending", {"key": entry.key, "order_id": entry.order_id, "why": why})],
+        journal=[(JournalAction.TRANSFER_PENDING, {"key": entry.key, "order_id": entry.order_id, "why": why})],
     )
 
 
@@ -660,7 +671,7 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
         record,
         journal=[
             (
-                "transfer.committed",
+                JournalAction.TRANSFER_COMMITTED,
                 {
                     "key": committed.key,
                     "purpose": committed.purpose.value,
@@ -724,7 +735,7 @@ def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judge
             }
         )
         why = {"key": entry.key, "client_oid": client_oid, "why": judgement.reason}
-        ctx.settle(record, "transfer.unconfirmed", why)
+        ctx.settle(record, JournalAction.TRANSFER_UNCONFIRMED, why)
         return
     asked = details.asked_about(client_oid)
     if len(asked) > 1:

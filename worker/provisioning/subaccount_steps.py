@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from handlers import steps
 from handlers.commands import CreateSubAccount, ResolveSubAccount
+from handlers.journal import JournalAction
 from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
 from worker.exchange import AccountLimitError, PermanentError
@@ -34,7 +35,7 @@ def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
         refused = intent.model_copy(update={"details": details})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
-            journal=[("refused", {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
+            journal=[(JournalAction.REFUSED, {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
         )
         return
     _adopt(ctx, created, how="created")
@@ -51,7 +52,7 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
     pending = record.pending
     assert pending is not None
     if not pending.details.get("refused"):
-        ctx.settle(record, "not_committed", {"kind": pending.kind.value, "token": pending.token})
+        ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": pending.kind.value, "token": pending.token})
         return
     if pending.details.get("account_limit"):
         ctx.block(record, steps.SUBACCOUNT, account_limit_reason(str(pending.details["refused"])))
@@ -65,7 +66,7 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
         return
     ctx.settle(
         record.model_copy(update={"name_attempt": cmd.attempt + 1}),
-        "name_unavailable",
+        JournalAction.NAME_UNAVAILABLE,
         {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": pending.details["refused"]},
     )
 
@@ -102,7 +103,7 @@ def _adopt(ctx: StepContext, sub: SubAccount, *, how: str) -> None:
     record = ctx.record.model_copy(update=update)
     ctx.settle(
         record,
-        "sub_account.created",
+        JournalAction.SUB_ACCOUNT_CREATED,
         {"uid": sub.uid, "account_name": sub.account_name, "how": how},
         outbound=[outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)],
     )
