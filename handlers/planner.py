@@ -50,6 +50,14 @@ from handlers.commands import (
     UpdateApiKey,
 )
 from handlers.desired import DesiredState, FundingInstruction
+from handlers.intents import (
+    CreateSubAccountDetails,
+    IssueKeyDetails,
+    RevokeKeyDetails,
+    SubmitKycDetails,
+    TransferIntent,
+    UpdateKeyDetails,
+)
 from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
@@ -177,27 +185,24 @@ def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
         delay = policy.transfer_resolve_delay_ms
     # When the exchange answered "no", nothing of ours can still be in flight for it: look once its listing has
     # caught up (a "name taken" may be our own sub-account, not listed yet).
-    refused = intent.details.get("refused") and intent.kind is not IntentKind.TRANSFER
+    d = intent.details
+    refused = isinstance(d, CreateSubAccountDetails | RevokeKeyDetails) and d.refused
     ready_at = intent.started_at_ms + (policy.listing_lag_ms if refused else delay)
     if now_ms < ready_at:
         return Idle(f"waiting for {intent.kind} to settle before reading the exchange", ready_at)
-    d = intent.details
-    match intent.kind:
-        case IntentKind.CREATE_SUB_ACCOUNT:
-            return ResolveSubAccount(intent.token, int(d["attempt"]))
-        case IntentKind.ISSUE_KEY:
-            return ResolveApiKey(str(d["uid"]), int(d["generation"]), intent.token)
-        case IntentKind.UPDATE_KEY:  # a whole-replacement write: repeating it is the resolution
-            return UpdateApiKey(
-                str(d["uid"]), intent.token, str(d["label"]), tuple(d["permissions"]), tuple(d["ip_whitelist"])
-            )
-        case IntentKind.REVOKE_KEY:
-            return ResolveRevoke(str(d["uid"]), intent.token, str(d["reason"]))
-        case IntentKind.TRANSFER:
-            return ResolveTransfer(str(d["uid"]), str(d["key"]))
-        case IntentKind.SUBMIT_KYC:
-            return CheckKyc(str(d["uid"]))
-    raise ValueError(f"unknown intent kind {intent.kind!r}")  # pragma: no cover - exhaustive above
+    match d:
+        case CreateSubAccountDetails():
+            return ResolveSubAccount(intent.token, d.attempt)
+        case IssueKeyDetails():
+            return ResolveApiKey(d.uid, d.generation, intent.token)
+        case UpdateKeyDetails():  # a whole-replacement write: repeating it is the resolution
+            return UpdateApiKey(d.uid, intent.token, d.label, tuple(d.permissions), tuple(d.ip_whitelist))
+        case RevokeKeyDetails():
+            return ResolveRevoke(d.uid, intent.token, d.reason)
+        case TransferIntent():
+            return ResolveTransfer(d.uid, d.key)
+        case SubmitKycDetails():
+            return CheckKyc(d.uid)
 
 
 def _offboard(p: _Plan) -> Step:

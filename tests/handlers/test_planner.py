@@ -208,7 +208,12 @@ def test_closed_customer_does_nothing() -> None:
     ("kind", "token", "details", "expected"),
     [
         (IntentKind.CREATE_SUB_ACCOUNT, "nd0x", {"attempt": 0}, c.ResolveSubAccount("nd0x", 0)),
-        (IntentKind.ISSUE_KEY, "prov-g0000", {"uid": UID, "generation": 0}, c.ResolveApiKey(UID, 0, "prov-g0000")),
+        (
+            IntentKind.ISSUE_KEY,
+            "prov-g0000",
+            {"uid": UID, "generation": 0, "permissions": ["spot"], "ip_whitelist": []},
+            c.ResolveApiKey(UID, 0, "prov-g0000"),
+        ),
         (
             IntentKind.UPDATE_KEY,
             "key0",
@@ -216,8 +221,23 @@ def test_closed_customer_does_nothing() -> None:
             c.UpdateApiKey(UID, "key0", "prov-g0000", ("spot",), ("10.0.0.1",)),
         ),
         (IntentKind.REVOKE_KEY, "key0", {"uid": UID, "reason": "rotated"}, c.ResolveRevoke(UID, "key0", "rotated")),
-        (IntentKind.TRANSFER, "f1", {"uid": UID, "key": "e#0"}, c.ResolveTransfer(UID, "e#0")),
-        (IntentKind.SUBMIT_KYC, "e-kyc", {"uid": UID}, c.CheckKyc(UID)),
+        (
+            IntentKind.TRANSFER,
+            "f1",
+            {
+                "uid": UID,
+                "key": "e#0",
+                "purpose": "fund",
+                "currency": "USDT",
+                "amount": "5",
+                "direction": "OUT",
+                "sub_wallet": "TRADE",
+                "broker_wallet": "MAIN",
+                "day": "20261122",
+            },
+            c.ResolveTransfer(UID, "e#0"),
+        ),
+        (IntentKind.SUBMIT_KYC, "e-kyc", {"uid": UID, "event_id": "e-kyc"}, c.CheckKyc(UID)),
     ],
 )
 def test_an_unsettled_intent_is_resolved_by_reading_after_it_settles(kind, token, details, expected) -> None:

@@ -22,9 +22,9 @@ from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
     Evidence,
-    IntentKind,
     KeyRecord,
     SubAccountRecord,
+    TransferIntent,
     TransferPurpose,
     TransferRecord,
     TransferStatus,
@@ -144,7 +144,7 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
         )
     keys = {o.key for o in new}
     pending = record.pending
-    if pending is not None and pending.kind is IntentKind.TRANSFER and pending.details.get("key") in keys:
+    if pending is not None and isinstance(pending.details, TransferIntent) and pending.details.key in keys:
         pending = None
     blocked = {k: v for k, v in record.blocked.items() if k not in {steps.fund(key) for key in keys}}
     return {"transfers": transfers, "pending": pending, "blocked": blocked}

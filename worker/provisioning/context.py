@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers.intents import IntentDetails
 from handlers.journal import JournalAction
 from handlers.planner import Policy
 from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
@@ -148,7 +149,7 @@ class StepContext:
         dirty, self.dirty = self.dirty, False
         return dirty
 
-    def write_intent(self, kind: IntentKind, token: str, details: dict[str, Any]) -> Intent:
+    def write_intent(self, kind: IntentKind, token: str, details: IntentDetails) -> Intent:
         """Record an exchange write *before* sending it (write-ahead), once the rate limiter admits it. The lock
         is renewed first; the write may only be sent while that renewal certainly still holds. An intent still
         pending (a whole-replacement write being sent again to resolve it) is journalled as ``resent``, so the
@@ -160,7 +161,9 @@ class StepContext:
         if earlier is not None:
             # a whole-replacement write resolved by sending it again: the earlier intent's outcome is this one's
             journal.append((JournalAction.RESENT, {"kind": earlier.kind.value, "token": earlier.token}))
-        journal.append((JournalAction.INTENT, {"kind": kind.value, "token": token, **_public(details)}))
+        journal.append(
+            (JournalAction.INTENT, {"kind": kind.value, "token": token, **_public(details.model_dump(mode="json"))})
+        )
         renewed = time.monotonic()
         self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
         self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state

@@ -15,6 +15,7 @@ from handlers.commands import (
     RotateForAge,
     UpdateApiKey,
 )
+from handlers.intents import IssueKeyDetails, RevokeKeyDetails, UpdateKeyDetails
 from handlers.journal import JournalAction
 from handlers.naming import Naming
 from handlers.records import IntentKind, KeyRecord
@@ -44,12 +45,12 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
     ctx.write_intent(
         IntentKind.ISSUE_KEY,
         cmd.label,
-        {
-            "uid": cmd.uid,
-            "generation": cmd.generation,
-            "permissions": list(cmd.permissions),
-            "ip_whitelist": list(cmd.ip_whitelist),
-        },
+        IssueKeyDetails(
+            uid=cmd.uid,
+            generation=cmd.generation,
+            permissions=list(cmd.permissions),
+            ip_whitelist=list(cmd.ip_whitelist),
+        ),
     )
     try:
         created = s.exchange.api_keys.add(
@@ -150,12 +151,12 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
     ctx.write_intent(
         IntentKind.UPDATE_KEY,
         cmd.api_key,
-        {
-            "uid": cmd.uid,
-            "label": cmd.label,
-            "permissions": list(cmd.permissions),
-            "ip_whitelist": list(cmd.ip_whitelist),
-        },
+        UpdateKeyDetails(
+            uid=cmd.uid,
+            label=cmd.label,
+            permissions=list(cmd.permissions),
+            ip_whitelist=list(cmd.ip_whitelist),
+        ),
     )
     try:
         s.exchange.api_keys.modify(
@@ -196,13 +197,14 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
 
 def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
     """Delete SubAccount API. A refusal (e.g. the key is already gone) is checked by listing, not trusted."""
-    ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, {"uid": cmd.uid, "reason": cmd.reason})
+    details = RevokeKeyDetails(uid=cmd.uid, reason=cmd.reason)
+    ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, details)
     try:
         ctx.services.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
     except PermanentError as exc:
         pending = ctx.record.pending
         assert pending is not None
-        refused = pending.model_copy(update={"details": {**pending.details, "refused": exc.message[:200]}})
+        refused = pending.model_copy(update={"details": details.model_copy(update={"refused": exc.message[:200]})})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
             journal=[(JournalAction.REFUSED, {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
@@ -219,8 +221,8 @@ def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
         _revoked(ctx, cmd.api_key, cmd.reason)
         return
     pending = ctx.record.pending
-    if pending is not None and pending.details.get("refused"):
-        fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details['refused']}")
+    if pending is not None and isinstance(pending.details, RevokeKeyDetails) and pending.details.refused:
+        fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details.refused}")
         return
     ctx.settle(ctx.record, JournalAction.NOT_COMMITTED, {"kind": "revoke_key", "token": cmd.api_key})
 

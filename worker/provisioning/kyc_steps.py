@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from handlers import steps
 from handlers.commands import CheckKyc, SubmitKyc
+from handlers.intents import SubmitKycDetails
 from handlers.journal import JournalAction
 from handlers.records import IntentKind, KycProgress, KycStage
 from worker.exchange import PermanentError, RequestValidationError
@@ -46,7 +47,7 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     except RequestValidationError as exc:
         fail(ctx, steps.KYC, f"the KYC documents do not meet KuCoin's rules: {exc.field}")
         return
-    ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, {"uid": cmd.uid, "event_id": cmd.event_id})
+    ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, SubmitKycDetails(uid=cmd.uid, event_id=cmd.event_id))
     try:
         s.exchange.kyc.submit(submission)
     except PermanentError as exc:

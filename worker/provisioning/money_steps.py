@@ -115,9 +115,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         if judgement.verdict is not Verdict.NOT_COMMITTED:
             if judgement.verdict is Verdict.UNDECIDED:
                 details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oid, searched)})
-            intent = Intent(
-                kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details.as_details()
-            )
+            intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details)
             if judgement.verdict is Verdict.COMMITTED:
                 _found(ctx, details, intent, judgement, searched)
             else:
@@ -139,7 +137,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
             refuse_funding(RefuseFunding(cmd.key, cmd.currency, cmd.amount, reserved), ctx)
             return
         details = reserved
-    ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details.as_details())
+    ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details)
     _send(ctx, details, cmd.client_oid, resend=False)
 
 
@@ -167,7 +165,7 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         resent = details.model_copy(update={"sends": details.sends + 1, "sent_ms": ctx.now_ms()})
         reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else resent
         if not isinstance(reserved, str):  # a re-send may pay today: today's cap must take it, else ask the ledger
-            ctx.write_intent(IntentKind.TRANSFER, token, reserved.as_details())
+            ctx.write_intent(IntentKind.TRANSFER, token, reserved)
             _send(ctx, reserved, token, resend=True)
             return
     judgement = _judge(ctx, details, {token})
@@ -243,7 +241,7 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
-    intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
+    intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details)
     if judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, intent, judgement, cmd.client_oids)
     elif judgement.verdict is Verdict.UNDECIDED:
@@ -481,7 +479,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
     except DuplicateClientOidError as exc:
         # a transfer under our clientOid exists, but it may have FAILED: the ledger decides, once it has caught up
         marked = details.model_copy(update={"duplicate": True})
-        waiting = pending.model_copy(update={"details": marked.as_details(), "started_at_ms": ctx.now_ms()})
+        waiting = pending.model_copy(update={"details": marked, "started_at_ms": ctx.now_ms()})
         ctx.commit(
             ctx.record.model_copy(update={"pending": waiting}),
             journal=[(JournalAction.DUPLICATE, {"kind": "transfer", "token": client_oid, "error": exc.message[:200]})],
@@ -492,7 +490,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
             # not evidence: a refusal may come before the clientOid is looked at (the balance moved, say)
             refused = details.model_copy(update={"refused": exc.message[:200]})
             ctx.commit(
-                ctx.record.model_copy(update={"pending": pending.model_copy(update={"details": refused.as_details()})}),
+                ctx.record.model_copy(update={"pending": pending.model_copy(update={"details": refused})}),
                 journal=[(JournalAction.REFUSED, {"kind": "transfer", "token": client_oid, "error": str(exc)})],
             )
             return
@@ -599,9 +597,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         attempt=entry.attempt,
         first_sent_ms=entry.sent_ms or entry.at_ms,
     )
-    intent = Intent(
-        kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details.as_details()
-    )
+    intent = Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)
     ctx.record = ctx.record.model_copy(update={"transfers": transfers, "pending": intent})
     fail(
         ctx,
@@ -647,7 +643,7 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
     pending = record.pending
-    if pending is not None and pending.kind is IntentKind.TRANSFER and pending.details.get("key") == committed.key:
+    if pending is not None and isinstance(pending.details, TransferIntent) and pending.details.key == committed.key:
         update["pending"] = None
     record = record.model_copy(update=update)
     direction = "OUT" if committed.purpose is TransferPurpose.FUND else "IN"

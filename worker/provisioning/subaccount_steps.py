@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from handlers import steps
 from handlers.commands import CreateSubAccount, ResolveSubAccount
+from handlers.intents import CreateSubAccountDetails
 from handlers.journal import JournalAction
 from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
@@ -25,14 +26,15 @@ __all__ = ["account_limit_reason", "create_sub_account", "resolve_sub_account"]
 def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
     """Add SubAccount under the name of this attempt. A refusal is *not* trusted to mean "taken by someone
     else": the intent stays, marked refused, and ``resolve_sub_account`` lists our sub-accounts to find out."""
-    intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, {"attempt": cmd.attempt})
+    details = CreateSubAccountDetails(attempt=cmd.attempt)
+    intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, details)
     try:
         created = ctx.services.exchange.sub_accounts.add(account_name=cmd.account_name)
     except PermanentError as exc:
-        details = {**intent.details, "refused": exc.message[:200]}
+        marked: dict[str, object] = {"refused": exc.message[:200]}
         if isinstance(exc, AccountLimitError):
-            details["account_limit"] = True
-        refused = intent.model_copy(update={"details": details})
+            marked["account_limit"] = True
+        refused = intent.model_copy(update={"details": details.model_copy(update=marked)})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
             journal=[(JournalAction.REFUSED, {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
@@ -50,24 +52,25 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
         return
     record = ctx.record
     pending = record.pending
-    assert pending is not None
-    if not pending.details.get("refused"):
+    assert pending is not None and isinstance(pending.details, CreateSubAccountDetails)
+    refusal = pending.details.refused
+    if not refusal:
         ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": pending.kind.value, "token": pending.token})
         return
-    if pending.details.get("account_limit"):
-        ctx.block(record, steps.SUBACCOUNT, account_limit_reason(str(pending.details["refused"])))
+    if pending.details.account_limit:
+        ctx.block(record, steps.SUBACCOUNT, account_limit_reason(refusal))
         return
     if cmd.attempt + 1 >= MAX_NAME_ATTEMPTS:
         ctx.block(
             record,
             steps.SUBACCOUNT,
-            f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {pending.details['refused']}",
+            f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {refusal}",
         )
         return
     ctx.settle(
         record.model_copy(update={"name_attempt": cmd.attempt + 1}),
         JournalAction.NAME_UNAVAILABLE,
-        {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": pending.details["refused"]},
+        {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": refusal},
     )
 
 
