@@ -134,7 +134,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, now)
         if isinstance(reserved, str):
-            refuse_funding(RefuseFunding(cmd.key, cmd.currency, cmd.amount, reserved), ctx)
+            refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reserved), ctx)
             return
         details = reserved
     ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details)
