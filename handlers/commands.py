@@ -5,6 +5,10 @@ Exchange writes (``CreateSubAccount``, ``IssueApiKey``, ``UpdateApiKey``, ``Revo
 unknown from the exchange's own records; ``ConfirmTransfer`` reads the final status of a transfer the exchange
 accepted; ``AuditFromExchange`` rebuilds a record from the exchange after our state was lost. The rest change
 only our own record.
+
+Every command takes keyword arguments only (``Transfer(key=..., purpose=..., ...)``): a command's fields are
+mostly strings, and a positional call would swap two of them silently. ``Idle``, not a command, keeps its one
+positional reason.
 """
 
 from __future__ import annotations
@@ -40,13 +44,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CreateSubAccount:
     account_name: str
     attempt: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ResolveSubAccount:
     """List our sub-accounts: is ``account_name`` among them?"""
 
@@ -54,7 +58,7 @@ class ResolveSubAccount:
     attempt: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IssueApiKey:
     uid: str
     generation: int
@@ -63,7 +67,7 @@ class IssueApiKey:
     ip_whitelist: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ResolveApiKey:
     """List the sub-account's keys; delete every key labelled ``label`` whose secret we do not hold."""
 
@@ -72,7 +76,7 @@ class ResolveApiKey:
     label: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UpdateApiKey:
     uid: str
     api_key: str
@@ -81,14 +85,14 @@ class UpdateApiKey:
     ip_whitelist: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RevokeApiKey:
     uid: str
     api_key: str
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ListKeys:
     """Before closing: list the sub-account's keys; any still live (ours unrecorded, or anyone's) is recorded and
     revoked before the customer is closed."""
@@ -96,7 +100,7 @@ class ListKeys:
     uid: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ResolveRevoke:
     """List the sub-account's keys: is ``api_key`` gone?"""
 
@@ -133,7 +137,7 @@ class Transfer:
     """In a recovered record: other unjudged lines of the same currency and amount (see ``TransferIntent``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ResolveTransfer:
     """Settle the pending transfer from the exchange's record of it: a re-send under the same clientOid where the
     exchange deduplicates or refuses repeats, else the Special Account's ledger; never a balance."""
@@ -164,7 +168,7 @@ class LookForTransfer:
     Otherwise a judgement that rests on it waits for the declaration."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RecheckTransfer:
     """Search the ledger for a second payment of a line sent again while an earlier send may have gone through
     (a wrong clientOid setting, a ledger slower than its bound): a double payment is flagged, never silent."""
@@ -172,7 +176,7 @@ class RecheckTransfer:
     key: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ConfirmTransfer:
     """Read the final status of a transfer the exchange accepted (Get Transfer History by its orderId)."""
 
@@ -180,7 +184,7 @@ class ConfirmTransfer:
     order_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditFromExchange:
     """Our state was lost and recovered: learn from the exchange what exists for this customer (sub-account by
     its derived names, keys by label) before doing anything else."""
@@ -190,7 +194,7 @@ class AuditFromExchange:
     """Rotations the events ask for: keys found without their secret must end up superseded (older)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RefuseFunding:
     key: str
     currency: str
@@ -198,35 +202,35 @@ class RefuseFunding:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReadBalances:
     uid: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SubmitKyc:
     uid: str
     event_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckKyc:
     uid: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RotateForAge:
     generation: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HoldOffboarding:
     """Offboarding cannot finish by itself (money held, or in a wallet transfers cannot reach)."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CloseCustomer:
     reason: str
 

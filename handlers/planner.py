@@ -50,6 +50,14 @@ from handlers.commands import (
     UpdateApiKey,
 )
 from handlers.desired import DesiredState, FundingInstruction
+from handlers.intents import (
+    CreateSubAccountDetails,
+    IssueKeyDetails,
+    RevokeKeyDetails,
+    SubmitKycDetails,
+    TransferIntent,
+    UpdateKeyDetails,
+)
 from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
@@ -151,7 +159,8 @@ def plan(
         return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms, stamps_kept))
     if audit_epoch is not None and record.audited_epoch != audit_epoch:
         return AuditFromExchange(
-            "our state was recovered after a loss: read what the exchange has first", desired.requested_rotations
+            reason="our state was recovered after a loss: read what the exchange has first",
+            requested_rotations=desired.requested_rotations,
         )
     if record.pending is not None:
         return _settle(record.pending, now_ms, policy)
@@ -159,13 +168,13 @@ def plan(
     if sub is None:
         if desired.offboarded:
             before = "created" if not desired.created else "its sub-account was created"
-            return CloseCustomer(f"offboarded before {before}")
+            return CloseCustomer(reason=f"offboarded before {before}")
         if not desired.created:
             return Idle("waiting for customer.created")
         if steps.SUBACCOUNT in record.blocked:
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
-        return CreateSubAccount(name, record.name_attempt)
+        return CreateSubAccount(account_name=name, attempt=record.name_attempt)
     planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept)
     if desired.offboarded:
         return _offboard(planning)
@@ -181,27 +190,30 @@ def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
         delay = policy.transfer_resolve_delay_ms
     # When the exchange answered "no", nothing of ours can still be in flight for it: look once its listing has
     # caught up (a "name taken" may be our own sub-account, not listed yet).
-    refused = intent.details.get("refused") and intent.kind is not IntentKind.TRANSFER
+    d = intent.details
+    refused = isinstance(d, CreateSubAccountDetails | RevokeKeyDetails) and d.refused
     ready_at = intent.started_at_ms + (policy.listing_lag_ms if refused else delay)
     if now_ms < ready_at:
         return Idle(f"waiting for {intent.kind} to settle before reading the exchange", ready_at)
-    d = intent.details
-    match intent.kind:
-        case IntentKind.CREATE_SUB_ACCOUNT:
-            return ResolveSubAccount(intent.token, int(d["attempt"]))
-        case IntentKind.ISSUE_KEY:
-            return ResolveApiKey(str(d["uid"]), int(d["generation"]), intent.token)
-        case IntentKind.UPDATE_KEY:  # a whole-replacement write: repeating it is the resolution
+    match d:
+        case CreateSubAccountDetails():
+            return ResolveSubAccount(account_name=intent.token, attempt=d.attempt)
+        case IssueKeyDetails():
+            return ResolveApiKey(uid=d.uid, generation=d.generation, label=intent.token)
+        case UpdateKeyDetails():  # a whole-replacement write: repeating it is the resolution
             return UpdateApiKey(
-                str(d["uid"]), intent.token, str(d["label"]), tuple(d["permissions"]), tuple(d["ip_whitelist"])
+                uid=d.uid,
+                api_key=intent.token,
+                label=d.label,
+                permissions=tuple(d.permissions),
+                ip_whitelist=tuple(d.ip_whitelist),
             )
-        case IntentKind.REVOKE_KEY:
-            return ResolveRevoke(str(d["uid"]), intent.token, str(d["reason"]))
-        case IntentKind.TRANSFER:
-            return ResolveTransfer(str(d["uid"]), str(d["key"]))
-        case IntentKind.SUBMIT_KYC:
-            return CheckKyc(str(d["uid"]))
-    raise ValueError(f"unknown intent kind {intent.kind!r}")  # pragma: no cover - exhaustive above
+        case RevokeKeyDetails():
+            return ResolveRevoke(uid=d.uid, api_key=intent.token, reason=d.reason)
+        case TransferIntent():
+            return ResolveTransfer(uid=d.uid, key=d.key)
+        case SubmitKycDetails():
+            return CheckKyc(uid=d.uid)
 
 
 def _offboard(p: _Plan) -> Step:
@@ -213,7 +225,7 @@ def _offboard(p: _Plan) -> Step:
     live = record.live_keys
     for live_key in live:
         if steps.revoke(live_key.api_key) not in record.blocked:
-            return RevokeApiKey(sub.uid, live_key.api_key, "offboarded")
+            return RevokeApiKey(uid=sub.uid, api_key=live_key.api_key, reason="offboarded")
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
@@ -228,7 +240,7 @@ def _offboard(p: _Plan) -> Step:
                 if _awaits_republication(line, p):
                     return p.idle(f"offboarding: {_await_republication(line)}")
                 return _look_for(p, line)
-            return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
+            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
     confirm = _confirm(p)
     if confirm is not None:
         return confirm
@@ -239,7 +251,7 @@ def _offboard(p: _Plan) -> Step:
         snapshot = record.balances
         last_revocation = max((k.revoked_at_ms or 0 for k in record.keys), default=0)
         if snapshot is None or snapshot.sweep_round != record.sweep_round or snapshot.at_ms < last_revocation:
-            return ReadBalances(sub.uid)
+            return ReadBalances(uid=sub.uid)
         for wallet in WALLETS:
             for currency, (_balance, available) in sorted(snapshot.wallets.get(wallet, {}).items()):
                 if available > 0:
@@ -266,7 +278,7 @@ def _offboard(p: _Plan) -> Step:
             # Held in open orders, or in wallets the ND transfer endpoint cannot move (HF, margin): closing now
             # would leave money behind. A human finishes it, then replays.
             listed = ", ".join(f"{k} {v}" for k, v in sorted(left.items()))
-            return HoldOffboarding(f"funds the transfer endpoint cannot move back remain: {listed}")
+            return HoldOffboarding(reason=f"funds the transfer endpoint cannot move back remain: {listed}")
     if live:
         return p.idle("offboarding: key revocation is blocked")
     last_revocation = max((k.revoked_at_ms or 0 for k in record.keys), default=0)
@@ -276,12 +288,12 @@ def _offboard(p: _Plan) -> Step:
         if p.now_ms < listed_at:
             p.wake(listed_at)
             return p.idle("offboarding: waiting for the exchange to list every key before closing")
-        return ListKeys(sub.uid)
+        return ListKeys(uid=sub.uid)
     if in_doubt:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
-    return CloseCustomer("offboarded")
+    return CloseCustomer(reason="offboarded")
 
 
 def _late_lines(p: _Plan) -> Step:
@@ -294,7 +306,7 @@ def _late_lines(p: _Plan) -> Step:
         if line.key in record.transfers or line.key in in_doubt:
             continue
         if not _maybe_lost(line, p) or _looked(line, record, policy):
-            return RefuseFunding(line.key, line.currency, line.amount, OFFBOARDED_REASON)
+            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
         assert record.recovered_at_ms is not None
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
         if p.now_ms < settled_at:
@@ -315,10 +327,10 @@ def _kyc(p: _Plan) -> Step | None:
     if progress is None or (progress.stage is KycStage.REJECT and progress.event_id != desired.kyc_documents_event):
         if steps.KYC in record.blocked:
             return Idle("KYC submission is blocked")
-        return SubmitKyc(sub.uid, desired.kyc_documents_event)
+        return SubmitKyc(uid=sub.uid, event_id=desired.kyc_documents_event)
     if progress.stage in (KycStage.SUBMITTED, KycStage.PROCESS):
         if now_ms >= progress.next_check_ms:
-            return CheckKyc(sub.uid)
+            return CheckKyc(uid=sub.uid)
         return Idle("waiting for the KYC review", progress.next_check_ms)
     if progress.stage is KycStage.REJECT:
         return Idle("KYC rejected")
@@ -519,12 +531,14 @@ def _funding(p: _Plan) -> Step | None:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
             continue
         if record.adopted_at_ms is not None and line.occurred_ms < record.adopted_at_ms:
-            return RefuseFunding(line.key, line.currency, line.amount, ADOPTED_REASON)
+            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=ADOPTED_REASON)
         attempt = record.retry_counts.get(steps.fund(line.key), 0)
         if attempt >= MAX_ATTEMPTS:
             # every earlier attempt is known to have moved nothing; a bounded number of clientOids is what a
             # search after a loss can cover
-            return RefuseFunding(line.key, line.currency, line.amount, _attempts_spent_reason(attempt))
+            return RefuseFunding(
+                key=line.key, currency=line.currency, amount=line.amount, reason=_attempts_spent_reason(attempt)
+            )
         cap = policy.funding_caps.get(line.currency)
         moved = record.funded(line.currency) + _heard_shortfall(desired, record, line.currency)
         doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
@@ -535,7 +549,7 @@ def _funding(p: _Plan) -> Step | None:
                 if cap is None
                 else f"per-customer cap of {cap} {line.currency} would be exceeded (already funded {moved})"
             )
-            return RefuseFunding(line.key, line.currency, line.amount, reason)
+            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=reason)
         if decision == CapDecision.WAIT:
             held.add(line.currency)
             doubtful = ", ".join(sorted(k for k, d in in_doubt.items() if d.currency == line.currency))
@@ -592,9 +606,15 @@ def _keys(p: _Plan) -> Step | None:
         if len(live) >= policy.max_live_keys:
             for oldest in live:
                 if oldest.generation < generation and steps.revoke(oldest.api_key) not in record.blocked:
-                    return RevokeApiKey(sub.uid, oldest.api_key, "rotated (the live-key cap left no room)")
+                    return RevokeApiKey(
+                        uid=sub.uid, api_key=oldest.api_key, reason="rotated (the live-key cap left no room)"
+                    )
         return IssueApiKey(
-            sub.uid, generation, policy.naming.key_label(generation), access.permissions, access.ip_whitelist
+            uid=sub.uid,
+            generation=generation,
+            label=policy.naming.key_label(generation),
+            permissions=access.permissions,
+            ip_whitelist=access.ip_whitelist,
         )
     for key in live:
         if key.sealed is None:
@@ -602,7 +622,13 @@ def _keys(p: _Plan) -> Step | None:
         if (key.permissions, key.ip_whitelist) != (access.permissions, access.ip_whitelist) and (
             steps.update(key.api_key) not in record.blocked
         ):
-            return UpdateApiKey(sub.uid, key.api_key, key.label, access.permissions, access.ip_whitelist)
+            return UpdateApiKey(
+                uid=sub.uid,
+                api_key=key.api_key,
+                label=key.label,
+                permissions=access.permissions,
+                ip_whitelist=access.ip_whitelist,
+            )
     for key in live:
         if key.generation >= generation or steps.revoke(key.api_key) in record.blocked:
             continue
@@ -611,12 +637,12 @@ def _keys(p: _Plan) -> Step | None:
             continue  # the customer's only way in while the wanted generation cannot be issued
         grace_end = successor.created_at_ms + policy.rotation_grace_ms
         if now_ms >= grace_end:
-            return RevokeApiKey(sub.uid, key.api_key, "rotated")
+            return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason="rotated")
         p.wake(grace_end)
     if current is not None:
         age_due = current.created_at_ms + policy.key_max_age_ms
         if now_ms >= age_due:
-            return RotateForAge(generation)
+            return RotateForAge(generation=generation)
         p.wake(age_due)
     return None
 
@@ -633,11 +659,11 @@ def _confirm(p: _Plan) -> Step | None:
     for transfer in sorted(p.record.transfers.values(), key=lambda t: t.key):
         if transfer.status is TransferStatus.COMMITTED and transfer.recheck_at_ms:
             if p.now_ms >= transfer.recheck_at_ms:
-                return RecheckTransfer(transfer.key)
+                return RecheckTransfer(key=transfer.key)
             p.wake(transfer.recheck_at_ms)
         if transfer.status is not TransferStatus.ACCEPTED or transfer.order_id is None:
             continue
         if p.now_ms >= transfer.check_at_ms:
-            return ConfirmTransfer(transfer.key, transfer.order_id)
+            return ConfirmTransfer(key=transfer.key, order_id=transfer.order_id)
         p.wake(transfer.check_at_ms)
     return None

@@ -2,7 +2,8 @@
 
 A ``CustomerRecord`` is one JSON document in Redis, written only by the lock holder. It holds facts learnt from
 the exchange (sub-account, keys, transfers, KYC), our own decisions (name attempt, rotations by age, blocked
-steps) and at most one ``Intent``: an exchange write we were about to make, or made without learning its outcome.
+steps) and at most one ``Intent`` (``handlers.intents``): an exchange write we were about to make, or made without
+learning its outcome.
 Secrets are held only sealed (encrypted); nothing here is plaintext-secret.
 """
 
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
+
+from handlers.intents import Intent, IntentKind, TransferIntent, TransferPurpose
+from handlers.steps import StepId
 
 __all__ = [
     "BalanceSnapshot",
@@ -65,11 +69,6 @@ class KeyRecord(Record):
     @property
     def live(self) -> bool:
         return self.revoked_at_ms is None
-
-
-class TransferPurpose(StrEnum):
-    FUND = "fund"
-    SWEEP = "sweep"
 
 
 class TransferStatus(StrEnum):
@@ -144,83 +143,6 @@ class TransferRecord(Record):
         return self.status in (TransferStatus.ACCEPTED, TransferStatus.COMMITTED)
 
 
-class IntentKind(StrEnum):
-    CREATE_SUB_ACCOUNT = "create_sub_account"
-    ISSUE_KEY = "issue_key"
-    UPDATE_KEY = "update_key"
-    REVOKE_KEY = "revoke_key"
-    TRANSFER = "transfer"
-    SUBMIT_KYC = "submit_kyc"
-
-
-class Intent(Record):
-    """An exchange write recorded *before* it is sent. While it stands, its outcome is unknown."""
-
-    kind: IntentKind
-    token: str
-    """The write's deterministic identity: account name, key label, api key or clientOid."""
-    started_at_ms: int
-    details: dict[str, Any] = {}
-
-
-class TransferIntent(BaseModel):
-    """The details of a ``TRANSFER`` intent, typed (``Intent.details`` holds them as JSON)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    key: str
-    purpose: TransferPurpose
-    uid: str
-    currency: str
-    amount: Decimal
-    direction: str
-    sub_wallet: str
-    broker_wallet: str
-    day: str
-    days: list[str] = []
-    """Every UTC day whose Special Account cap holds a reservation for this line: each send reserves on its own
-    day (a re-send after midnight counts on the day it may pay)."""
-    attempt: int = 0
-    first_sent_ms: int = 0
-    """When the first request under this clientOid may have left: evidence is looked for from then on."""
-    sends: int = 1
-    evidence_first: bool = False
-    """Sent where an earlier send under the same clientOid may exist that our records lost (a recovered record):
-    a refusal then proves nothing either way."""
-    refused: str | None = None
-    """A re-send was refused for a reason other than "clientOid duplicated": not evidence; the ledger decides."""
-    duplicate: bool = False
-    """The exchange answered "clientOid duplicated": a transfer under this clientOid exists, but it may have
-    FAILED; only the ledger tells whether it moved money."""
-    operator_unsent: bool = False
-    """An operator said the line's money never moved: a transfer the exchange still holds under this clientOid
-    (seen as a duplicate, and not in the ledger) is a failed one, and the line goes on under a new clientOid."""
-    earlier_send_ms: int = 0
-    """When an earlier send of this line may have gone through (0: none): the result is searched for a double."""
-    twins: int = 0
-    """In a recovered record: other lines of the same currency and amount not judged yet (each may own a ledger
-    entry this line's judgement would otherwise take for its own)."""
-    sent_ms: int = 0
-    """When this very request was sent (a re-send's, not the first's)."""
-    candidates: list[str] = []
-    """After a loss of our state: every clientOid the line may have been sent under (our count of its attempts
-    was lost), the intent's own first. An operator's verdict on the block answers for all of them."""
-
-    def asked_about(self, token: str) -> list[str]:
-        """The clientOids an operator's verdict on this transfer answers for: ``candidates``, else ``token``."""
-        return list(self.candidates) or [token]
-
-    @classmethod
-    def of(cls, intent: Intent) -> TransferIntent:
-        """The typed details of a transfer intent (older records lack ``first_sent_ms``: its start is used)."""
-        details = dict(intent.details)
-        details.setdefault("first_sent_ms", intent.started_at_ms)
-        return cls.model_validate(details)
-
-    def as_details(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
 class KycStage(StrEnum):
     SUBMITTED = "SUBMITTED"
     PROCESS = "PROCESS"
@@ -280,8 +202,8 @@ class CustomerRecord(Record):
     balances: BalanceSnapshot | None = None
     kyc: KycProgress | None = None
     pending: Intent | None = None
-    blocked: dict[str, Blocked] = {}
-    retry_counts: dict[str, int] = {}
+    blocked: dict[StepId, Blocked] = {}
+    retry_counts: dict[StepId, int] = {}
     """Per step, how many times an operator's replay retried it after it was blocked (new clientOids/names)."""
     closed_at_ms: int | None = None
     events_at_close: tuple[str, ...] = ()

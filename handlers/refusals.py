@@ -22,6 +22,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
+from handlers import steps
 from handlers.records import CustomerRecord, TransferPurpose, TransferRecord, TransferStatus
 
 __all__ = [
@@ -86,7 +87,7 @@ def redecidable(record: CustomerRecord) -> list[str]:
     if record.closed_at_ms is not None:
         return []
     busy = set(record.in_doubt())
-    busy |= {step.removeprefix("fund:") for step in record.blocked if step.startswith("fund:")}
+    busy |= {steps.funding_line(step) for step in record.blocked if steps.is_fund(step)}
     return sorted(
         key for key, entry in record.transfers.items() if key not in busy and refusal_cause(entry) in REDECIDABLE
     )

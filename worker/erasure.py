@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from handlers.erasure import KEPT, ErasureRefused, check_erasable, erased_id, erasure_due, is_erased
+from handlers.journal import JournalAction
 from worker.store.customers import CustomerStore, JournalEntry
 from worker.store.lock import CustomerLock
 
@@ -55,7 +56,7 @@ def forget(store: CustomerStore, ref: str, *, now_ms: int, lock_ttl_ms: int, act
                 lock.token,
                 record,
                 record.model_copy(update={"customer_id": pseudonym}),
-                journal=[JournalEntry(now_ms, "customer.forgotten", {"events": events}, actor=actor)],
+                journal=[JournalEntry(now_ms, JournalAction.CUSTOMER_FORGOTTEN, {"events": events}, actor=actor)],
                 now_ms=now_ms,
             )
         return Forgotten(ref=ref, already=already, events=events, documents_dropped=dropped)

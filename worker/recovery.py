@@ -35,6 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
 from worker.heard import HeardOutcome, nothing_lost, store_heard
@@ -306,7 +307,7 @@ def _adopt(app: App, adoption: Adoption, account_name: str) -> None:
             lock.token,
             record,
             adopted,
-            journal=[JournalEntry(now, "adopted", {"uid": adoption.uid}, actor="operator")],
+            journal=[JournalEntry(now, JournalAction.ADOPTED, {"uid": adoption.uid}, actor="operator")],
             now_ms=now,
         )
         app.due.schedule(ref, now)

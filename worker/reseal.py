@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.bootstrap import App
 from worker.crypto import CryptoError, Keyring
@@ -178,7 +179,7 @@ def _customer(app: App, ref: str, progress: ResealProgress, cas: Callable[..., i
                         journal=[
                             JournalEntry(
                                 now,
-                                "keys.resealed",
+                                JournalAction.KEYS_RESEALED,
                                 {
                                     "generations": generations,
                                     "from": sorted({k.sealed.key_id for k in record.keys if k.sealed is not None}),

@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers import steps
 from handlers.desired import DesiredState, fold
 from handlers.events import Event, EventRejected, parse_event
+from handlers.journal import SETTLES_INTENT
 from handlers.naming import Naming
 from handlers.records import CustomerRecord, TransferPurpose, TransferStatus
 from worker.crypto import CryptoError, Keyring
@@ -267,7 +269,7 @@ class _Customer:
         accounted: set[str] = set()
         funded: dict[str, Decimal] = defaultdict(Decimal)
         for line in self.desired.funding:
-            attempts = max(self.record.retry_counts.get(f"fund:{line.key}", 0) + 1, MAX_FUNDING_ATTEMPTS)
+            attempts = max(self.record.retry_counts.get(steps.fund(line.key), 0) + 1, MAX_FUNDING_ATTEMPTS)
             oids = {self.naming.funding_client_oid(self.record.ref, line.key, a) for a in range(attempts)}
             done = [t for oid in oids for t in by_oid.get(oid, [])]
             accounted |= oids
@@ -339,27 +341,7 @@ class _Customer:
                     f"{revoked} revoked keys, {actions['api_key.revoked']} in the journal",
                 )
             )
-        settled = sum(
-            actions[a]
-            for a in (
-                "sub_account.created",
-                "api_key.issued",
-                "api_key.updated",
-                "api_key.revoked",
-                "transfer.committed",
-                "not_committed",
-                "not_sent",
-                "blocked",
-                "kyc.submitted",
-                "name_unavailable",
-                "orphan_keys_deleted",
-                "refused",
-                "resent",
-                "transfer.accepted",
-                "transfer.unconfirmed",
-                "funding.refused",
-            )
-        )
+        settled = sum(actions[a] for a in SETTLES_INTENT)
         if actions["intent"] > settled + actions["outcome_unknown"] + actions["orphan_keys_pending"]:
             out.append(self.fail("journal accounts for every write", f"{actions['intent']} intents, {settled} settled"))
         return out

@@ -52,7 +52,7 @@ def test_a_line_never_sent_is_told_completed_on_the_ledger_entry_of_a_line_in_do
             rig.run(ref)
         record = rig.record(ref)
         assert [s for s, b in record.blocked.items() if b.manual] == ["fund:twins-topup#0"]
-        assert record.pending is not None and record.pending.details["key"] == "twins-topup#1"
+        assert record.pending is not None and record.pending.details.key == "twins-topup#1"
         rig.clock.advance_ms(120_000)
         rig.settle(ref)
 

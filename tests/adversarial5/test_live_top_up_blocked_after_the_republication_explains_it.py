@@ -75,7 +75,7 @@ def test_a_live_top_up_stays_blocked_after_the_republication_explains_the_transf
             assert record is not None
             a_key, b_key = "explained-topup-a#0", "explained-topup-b#0"
             a_held = record.transfers.get(a_key)
-            pending = record.pending.details.get("key") if record.pending is not None else None
+            pending = getattr(record.pending.details, "key", None) if record.pending is not None else None
             blocks = {step: blk.reason[:150] for step, blk in record.blocked.items()}
             paid = [t["amount"] for t in paid_to(rig, uid)]
             assert b_key in record.transfers and not blocks, (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from handlers.journal import SETTLES_INTENT
 from handlers.records import TransferStatus
 from tests.core.harness import Rig
 
@@ -73,24 +74,10 @@ def _journal_accounts_for_writes(rig: Rig, ref: str, record: Any) -> list[str]:
     """Every intent in the journal is followed by an outcome for the same token."""
     journal = rig.app.store.journal(ref)
     open_tokens: dict[str, str] = {}
-    settled = {
-        "sub_account.created",
-        "api_key.issued",
-        "api_key.updated",
-        "api_key.revoked",
-        "transfer.committed",
-        "not_committed",
-        "not_sent",
-        "blocked",
-        "kyc.submitted",
-        "name_unavailable",
-        "orphan_keys_deleted",
-        "resent",
-    }
     for entry in journal:
         if entry["action"] == "intent":
             open_tokens[entry["token"]] = entry["kind"]
-        elif entry["action"] in settled and open_tokens:
+        elif entry["action"] in SETTLES_INTENT and open_tokens:
             open_tokens.popitem()
     committed = [t for t in record.transfers.values() if t.status is TransferStatus.COMMITTED]
     committed_entries = [e for e in journal if e["action"] == "transfer.committed"]

@@ -58,7 +58,9 @@ def test_an_existing_record_keeps_its_version_1_name_after_version_2_is_added() 
     assert old.name_version == 1
     policy = replace(POLICY, naming=Naming(SECRET, versions={2: V2}))
     events = [e.model_copy(update={"customer_id": "cust-42"}) for e in [created()]]
-    assert plan(fold(events), old, now_ms=100, policy=policy) == c.CreateSubAccount("nd0epxoul75e44vsan4", 0)
+    assert plan(fold(events), old, now_ms=100, policy=policy) == c.CreateSubAccount(
+        account_name="nd0epxoul75e44vsan4", attempt=0
+    )
     newer = CustomerRecord.new("c0ddf644d1f2774663e31", "cust-42", name_version=2)
     step = plan(fold(events), newer, now_ms=100, policy=policy)
-    assert step == c.CreateSubAccount(policy.naming.account_name("cust-42", 0, version=2), 0)
+    assert step == c.CreateSubAccount(account_name=policy.naming.account_name("cust-42", 0, version=2), attempt=0)

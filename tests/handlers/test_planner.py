@@ -49,14 +49,14 @@ def test_nothing_before_the_customer_exists() -> None:
 def test_created_asks_for_the_sub_account_under_its_pseudonymous_name() -> None:
     """customer.created → CreateSubAccount with attempt 0's derived name (not the customer id)."""
     result = step([created()], record())
-    assert result == c.CreateSubAccount(NAMING.account_name("cust-1", 0), 0)
+    assert result == c.CreateSubAccount(account_name=NAMING.account_name("cust-1", 0), attempt=0)
     assert "cust" not in result.account_name
 
 
 def test_next_name_attempt_after_a_taken_name() -> None:
     """name_attempt moves the name on; each attempt's name differs."""
     result = step([created()], record(name_attempt=3))
-    assert result == c.CreateSubAccount(NAMING.account_name("cust-1", 3), 3)
+    assert result == c.CreateSubAccount(account_name=NAMING.account_name("cust-1", 3), attempt=3)
     assert result.account_name != NAMING.account_name("cust-1", 0)
 
 
@@ -104,7 +104,13 @@ def test_key_issued_after_funding_with_canonical_access() -> None:
         approved(ips=("203.0.114.10", "10.0.0.1"), permissions=("spot", "general"), funding=(("USDT", "1"),)),
     ]
     result = step(events, with_sub(transfers={"e-kyc#0": funded("e-kyc#0")}))
-    assert result == c.IssueApiKey(UID, 0, "prov-g0000", ("general", "spot"), ("10.0.0.1", "203.0.114.10"))
+    assert result == c.IssueApiKey(
+        uid=UID,
+        generation=0,
+        label="prov-g0000",
+        permissions=("general", "spot"),
+        ip_whitelist=("10.0.0.1", "203.0.114.10"),
+    )
 
 
 def test_converged_customer_wakes_up_when_its_key_gets_old() -> None:
@@ -116,7 +122,9 @@ def test_newer_ip_change_updates_the_key() -> None:
     """An IP change that occurred after the approval replaces the whitelist of the live key."""
     events = [created(), approved(minute=1), ip_changed("e-ip", 5, "198.51.101.7")]
     result = step(events, with_sub(keys=(key(0),)))
-    assert result == c.UpdateApiKey(UID, "key0", "prov-g0000", ("general", "spot"), ("198.51.101.7",))
+    assert result == c.UpdateApiKey(
+        uid=UID, api_key="key0", label="prov-g0000", permissions=("general", "spot"), ip_whitelist=("198.51.101.7",)
+    )
 
 
 def test_older_ip_change_loses_to_the_newer_approval() -> None:
@@ -128,11 +136,11 @@ def test_older_ip_change_loses_to_the_newer_approval() -> None:
 def test_rotation_issues_the_next_generation_then_revokes_the_old_after_grace() -> None:
     events = [created(), approved(minute=1), rotation("e-rot", 2)]
     assert step(events, with_sub(keys=(key(0),))) == c.IssueApiKey(
-        UID, 1, "prov-g0001", ("general", "spot"), ("203.0.114.10",)
+        uid=UID, generation=1, label="prov-g0001", permissions=("general", "spot"), ip_whitelist=("203.0.114.10",)
     )
     both = with_sub(keys=(key(0), key(1, created_at_ms=1000)))
     assert step(events, both, now=5000) == c.Idle("converged", 1000 + POLICY.rotation_grace_ms)
-    assert step(events, both, now=11_000) == c.RevokeApiKey(UID, "key0", "rotated")
+    assert step(events, both, now=11_000) == c.RevokeApiKey(uid=UID, api_key="key0", reason="rotated")
 
 
 def test_rotation_request_from_before_the_first_approval_is_ignored() -> None:
@@ -142,27 +150,29 @@ def test_rotation_request_from_before_the_first_approval_is_ignored() -> None:
 
 def test_old_key_is_rotated_by_age() -> None:
     result = step([created(), approved()], with_sub(keys=(key(0, created_at_ms=0),)), now=POLICY.key_max_age_ms)
-    assert result == c.RotateForAge(0)
+    assert result == c.RotateForAge(generation=0)
     rotated = with_sub(keys=(key(0),), age_rotations=1)
     assert isinstance(step([created(), approved()], rotated), c.IssueApiKey)
 
 
 def test_offboarding_revokes_every_key_then_reads_and_sweeps_then_closes() -> None:
     events = [created(), approved(), rotation("e-rot", 2), offboarded()]
-    assert step(events, with_sub(keys=(key(0), key(1)))) == c.RevokeApiKey(UID, "key0", "offboarded")
-    assert step(events, with_sub(keys=(key(0, revoked=True), key(1)))) == c.RevokeApiKey(UID, "key1", "offboarded")
+    assert step(events, with_sub(keys=(key(0), key(1)))) == c.RevokeApiKey(uid=UID, api_key="key0", reason="offboarded")
+    assert step(events, with_sub(keys=(key(0, revoked=True), key(1)))) == c.RevokeApiKey(
+        uid=UID, api_key="key1", reason="offboarded"
+    )
     no_keys = with_sub(keys=(key(0, revoked=True), key(1, revoked=True)))
-    assert step(events, no_keys) == c.ReadBalances(UID)
+    assert step(events, no_keys) == c.ReadBalances(uid=UID)
     snap = BalanceSnapshot(at_ms=1, sweep_round=0, wallets={"MAIN": {}, "TRADE": {"USDT": (Decimal(7), Decimal(5))}})
     sweep = step(events, no_keys.model_copy(update={"balances": snap}))
     assert isinstance(sweep, c.Transfer)
     assert (sweep.direction, sweep.amount, sweep.sub_wallet) == ("IN", Decimal(5), "TRADE")
-    assert step(events, no_keys.model_copy(update={"balances": snap, "sweep_round": 1})) == c.ReadBalances(UID)
+    assert step(events, no_keys.model_copy(update={"balances": snap, "sweep_round": 1})) == c.ReadBalances(uid=UID)
     empty = BalanceSnapshot(at_ms=1, sweep_round=1, wallets={"MAIN": {}, "TRADE": {}})
     swept = no_keys.model_copy(update={"balances": empty, "sweep_round": 1})
-    assert step(events, swept) == c.ListKeys(UID), "a last listing: no key the exchange listed late lives on"
+    assert step(events, swept) == c.ListKeys(uid=UID), "a last listing: no key the exchange listed late lives on"
     closing = step(events, swept.model_copy(update={"keys_listed_at_ms": 1}))
-    assert closing == c.CloseCustomer("offboarded")
+    assert closing == c.CloseCustomer(reason="offboarded")
 
 
 @pytest.mark.parametrize(
@@ -191,7 +201,7 @@ def test_offboarded_dominates_pending_work() -> None:
     assert isinstance(refused, c.RefuseFunding)
     assert (refused.key, refused.reason) == ("e-kyc#0", "the customer was offboarded before this line was funded")
     done = with_sub(transfers={"e-kyc#0": funded("e-kyc#0", amount="5", status=TransferStatus.REFUSED)})
-    assert step(events, done) == c.ReadBalances(UID)
+    assert step(events, done) == c.ReadBalances(uid=UID)
 
 
 @pytest.mark.parametrize("rec", [record(), record(name_attempt=1)])
@@ -207,17 +217,44 @@ def test_closed_customer_does_nothing() -> None:
 @pytest.mark.parametrize(
     ("kind", "token", "details", "expected"),
     [
-        (IntentKind.CREATE_SUB_ACCOUNT, "nd0x", {"attempt": 0}, c.ResolveSubAccount("nd0x", 0)),
-        (IntentKind.ISSUE_KEY, "prov-g0000", {"uid": UID, "generation": 0}, c.ResolveApiKey(UID, 0, "prov-g0000")),
+        (IntentKind.CREATE_SUB_ACCOUNT, "nd0x", {"attempt": 0}, c.ResolveSubAccount(account_name="nd0x", attempt=0)),
+        (
+            IntentKind.ISSUE_KEY,
+            "prov-g0000",
+            {"uid": UID, "generation": 0, "permissions": ["spot"], "ip_whitelist": []},
+            c.ResolveApiKey(uid=UID, generation=0, label="prov-g0000"),
+        ),
         (
             IntentKind.UPDATE_KEY,
             "key0",
             {"uid": UID, "label": "prov-g0000", "permissions": ["spot"], "ip_whitelist": ["10.0.0.1"]},
-            c.UpdateApiKey(UID, "key0", "prov-g0000", ("spot",), ("10.0.0.1",)),
+            c.UpdateApiKey(
+                uid=UID, api_key="key0", label="prov-g0000", permissions=("spot",), ip_whitelist=("10.0.0.1",)
+            ),
         ),
-        (IntentKind.REVOKE_KEY, "key0", {"uid": UID, "reason": "rotated"}, c.ResolveRevoke(UID, "key0", "rotated")),
-        (IntentKind.TRANSFER, "f1", {"uid": UID, "key": "e#0"}, c.ResolveTransfer(UID, "e#0")),
-        (IntentKind.SUBMIT_KYC, "e-kyc", {"uid": UID}, c.CheckKyc(UID)),
+        (
+            IntentKind.REVOKE_KEY,
+            "key0",
+            {"uid": UID, "reason": "rotated"},
+            c.ResolveRevoke(uid=UID, api_key="key0", reason="rotated"),
+        ),
+        (
+            IntentKind.TRANSFER,
+            "f1",
+            {
+                "uid": UID,
+                "key": "e#0",
+                "purpose": "fund",
+                "currency": "USDT",
+                "amount": "5",
+                "direction": "OUT",
+                "sub_wallet": "TRADE",
+                "broker_wallet": "MAIN",
+                "day": "20261122",
+            },
+            c.ResolveTransfer(uid=UID, key="e#0"),
+        ),
+        (IntentKind.SUBMIT_KYC, "e-kyc", {"uid": UID, "event_id": "e-kyc"}, c.CheckKyc(uid=UID)),
     ],
 )
 def test_an_unsettled_intent_is_resolved_by_reading_after_it_settles(kind, token, details, expected) -> None:
@@ -238,7 +275,7 @@ def test_a_refused_create_is_checked_at_once() -> None:
         started_at_ms=1000,
         details={"attempt": 0, "refused": "accountName already exists"},
     )
-    assert step([created()], record(pending=pending), now=1001) == c.ResolveSubAccount("nd0x", 0)
+    assert step([created()], record(pending=pending), now=1001) == c.ResolveSubAccount(account_name="nd0x", attempt=0)
 
 
 def test_blocked_steps_are_skipped() -> None:
@@ -273,10 +310,10 @@ PROXY = Policy(naming=NAMING, funding_caps={"USDT": Decimal(1000)}, proxy_kyc=Tr
 def test_proxy_kyc_submits_then_waits_then_gates_keys_and_funding() -> None:
     events = [created(), approved(funding=(("USDT", "5"),))]
     docs = fold(events, documents_held={"e-kyc"})
-    assert plan(docs, with_sub(), now_ms=0, policy=PROXY) == c.SubmitKyc(UID, "e-kyc")
+    assert plan(docs, with_sub(), now_ms=0, policy=PROXY) == c.SubmitKyc(uid=UID, event_id="e-kyc")
     waiting = with_sub(kyc=KycProgress(event_id="e-kyc", stage=KycStage.PROCESS, next_check_ms=500))
     assert plan(docs, waiting, now_ms=100, policy=PROXY) == c.Idle("waiting for the KYC review", 500)
-    assert plan(docs, waiting, now_ms=500, policy=PROXY) == c.CheckKyc(UID)
+    assert plan(docs, waiting, now_ms=500, policy=PROXY) == c.CheckKyc(uid=UID)
     rejected = with_sub(kyc=KycProgress(event_id="e-kyc", stage=KycStage.REJECT, reason="blurry"))
     assert plan(docs, rejected, now_ms=0, policy=PROXY) == c.Idle("KYC rejected")
     passed = with_sub(kyc=KycProgress(event_id="e-kyc", stage=KycStage.PASS))
@@ -293,7 +330,7 @@ def test_a_new_approval_with_documents_resubmits_after_a_rejection() -> None:
     events = [created(), approved(), approved("e-kyc2", 5)]
     docs = fold(events, documents_held={"e-kyc", "e-kyc2"})
     rejected = with_sub(kyc=KycProgress(event_id="e-kyc", stage=KycStage.REJECT, reason="blurry"))
-    assert plan(docs, rejected, now_ms=0, policy=PROXY) == c.SubmitKyc(UID, "e-kyc2")
+    assert plan(docs, rejected, now_ms=0, policy=PROXY) == c.SubmitKyc(uid=UID, event_id="e-kyc2")
 
 
 def test_sweep_uses_the_sweep_round_in_its_client_oid() -> None:
@@ -373,7 +410,7 @@ def test_an_accepted_transfer_is_in_doubt_until_confirmed_after_the_key() -> Non
     rec = with_sub(transfers={"e-kyc#0": accepted})
     assert isinstance(step(events, rec), c.IssueApiKey)
     keyed = rec.model_copy(update={"keys": (key(0),)})
-    assert step(events, keyed) == c.ConfirmTransfer("e-kyc#0", "o-1")
+    assert step(events, keyed) == c.ConfirmTransfer(key="e-kyc#0", order_id="o-1")
     later = accepted.model_copy(update={"check_at_ms": 5_000})
     waiting = step(events, keyed.model_copy(update={"transfers": {"e-kyc#0": later}}))
     assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 5_000
@@ -486,7 +523,9 @@ def test_a_blocked_issuance_does_not_hold_back_revoking_rotated_out_keys() -> No
         keys=(key(0, created_at_ms=0), key(1, created_at_ms=100)),
         blocked={"key:2": Blocked(reason="refused", at_ms=200)},
     )
-    assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(UID, "key0", "rotated")
+    assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(
+        uid=UID, api_key="key0", reason="rotated"
+    )
     rec = rec.model_copy(update={"keys": (key(0, revoked=True), key(1, created_at_ms=100))})
     assert isinstance(step(events, rec, now=100 + POLICY.rotation_grace_ms), c.Idle)
 
@@ -502,7 +541,9 @@ def test_the_key_cap_is_made_room_for_by_revoking_the_oldest_rotated_out_key() -
     """Five live keys (the exchange's cap) and a sixth generation asked for: the oldest rotated-out key goes first."""
     events = [created(), approved()] + [rotation(f"e-r{i}", 2 + i) for i in range(1, 6)]
     rec = with_sub(keys=tuple(key(g, created_at_ms=g) for g in range(5)))
-    assert step(events, rec) == c.RevokeApiKey(UID, "key0", "rotated (the live-key cap left no room)")
+    assert step(events, rec) == c.RevokeApiKey(
+        uid=UID, api_key="key0", reason="rotated (the live-key cap left no room)"
+    )
     rec = rec.model_copy(update={"keys": (key(0, revoked=True), *(key(g, created_at_ms=g) for g in range(1, 5)))})
     assert isinstance(step(events, rec), c.IssueApiKey)
 
@@ -517,7 +558,9 @@ def test_a_key_whose_secret_was_lost_is_replaced_not_maintained() -> None:
     assert isinstance(issued, c.IssueApiKey) and issued.generation == 4
     rec = rec.model_copy(update={"keys": (lost, key(4, created_at_ms=100))})
     assert isinstance(step(events, rec), c.Idle)
-    assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(UID, "key3", "rotated")
+    assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(
+        uid=UID, api_key="key3", reason="rotated"
+    )
 
 
 # --- offboarding waits only for money --------------------------------------------------------------------------
@@ -526,7 +569,7 @@ def test_a_key_whose_secret_was_lost_is_replaced_not_maintained() -> None:
 def test_offboarding_sweeps_although_a_revocation_is_blocked_and_closes_only_when_it_is_done() -> None:
     events = [created(), approved(), offboarded()]
     rec = with_sub(keys=(key(0),), blocked={"revoke:key0": Blocked(reason="refused", at_ms=1)})
-    assert step(events, rec) == c.ReadBalances(UID)
+    assert step(events, rec) == c.ReadBalances(uid=UID)
     empty = BalanceSnapshot(at_ms=5, sweep_round=0, wallets={"MAIN": {}, "TRADE": {}})
     idle = step(events, rec.model_copy(update={"balances": empty}))
     assert idle == c.Idle("offboarding: key revocation is blocked")
@@ -537,10 +580,10 @@ def test_offboarding_closes_only_after_balances_read_after_the_last_revocation()
     revoked_late = key(0, revoked=True).model_copy(update={"revoked_at_ms": 50})
     stale = BalanceSnapshot(at_ms=10, sweep_round=0, wallets={"MAIN": {}, "TRADE": {}})
     rec = with_sub(keys=(revoked_late,), balances=stale)
-    assert step(events, rec) == c.ReadBalances(UID)
+    assert step(events, rec) == c.ReadBalances(uid=UID)
     fresh = stale.model_copy(update={"at_ms": 60})
     listed = rec.model_copy(update={"balances": fresh, "keys_listed_at_ms": 60})
-    assert step(events, listed) == c.CloseCustomer("offboarded")
+    assert step(events, listed) == c.CloseCustomer(reason="offboarded")
 
 
 def test_offboarding_waits_for_an_operators_verdict_on_money_in_doubt() -> None:
@@ -554,7 +597,9 @@ def test_offboarding_waits_for_an_operators_verdict_on_money_in_doubt() -> None:
 def test_an_offboarded_customer_whose_sub_account_exists_is_offboarded_without_its_created_event() -> None:
     """After a state loss the offboarding may be re-delivered before customer.created: the audited sub-account is
     offboarded (keys revoked, money back), never closed as "offboarded before it was created"."""
-    assert step([offboarded()], with_sub(keys=(key(0),))) == c.RevokeApiKey(UID, "key0", "offboarded")
+    assert step([offboarded()], with_sub(keys=(key(0),))) == c.RevokeApiKey(
+        uid=UID, api_key="key0", reason="offboarded"
+    )
 
 
 # --- a recovered state epoch ------------------------------------------------------------------------------------
@@ -587,4 +632,4 @@ def test_closing_waits_for_the_listing_to_catch_up_after_the_last_revocation() -
     rec = with_sub(keys=(revoked,), balances=empty)
     waiting = step(events, rec, now=5_000, policy=lagging)
     assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 31_000
-    assert step(events, rec, now=31_000, policy=lagging) == c.ListKeys(UID)
+    assert step(events, rec, now=31_000, policy=lagging) == c.ListKeys(uid=UID)

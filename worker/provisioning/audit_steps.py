@@ -13,16 +13,18 @@ sub-account is audited too, at no exchange cost.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from handlers import steps
 from handlers.commands import AuditFromExchange
+from handlers.journal import JournalAction
 from handlers.naming import Naming
 from handlers.records import (
     CustomerRecord,
     Evidence,
-    IntentKind,
     KeyRecord,
     SubAccountRecord,
+    TransferIntent,
     TransferPurpose,
     TransferRecord,
     TransferStatus,
@@ -58,12 +60,12 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     given, heard = heard_for(s.store.redis, s.store.keys, record.ref)
     update["outcomes_heard"] = given
     seeded = _seed_heard(record, heard, now, sub_wallet=s.policy.sub_wallet)
-    journal: list[tuple[str, dict[str, object]]] = [("audited", findings)]
+    journal: list[tuple[JournalAction, dict[str, Any]]] = [(JournalAction.AUDITED, findings)]
     if seeded:
         update |= seeded
         for o in heard:
             if _heard_decides(o, record.transfers.get(o.key)):
-                action = "transfer.committed" if o.verdict == "completed" else "funding.refused"
+                action = JournalAction.TRANSFER_COMMITTED if o.verdict == "completed" else JournalAction.FUNDING_REFUSED
                 journal.append((action, {"key": o.key, "evidence": "as the upstream heard before the loss"}))
     active_delta = 0
     if sub is not None:
@@ -147,7 +149,7 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
         )
     keys = {o.key for o in new}
     pending = record.pending
-    if pending is not None and pending.kind is IntentKind.TRANSFER and pending.details.get("key") in keys:
+    if pending is not None and isinstance(pending.details, TransferIntent) and pending.details.key in keys:
         pending = None
     blocked = {k: v for k, v in record.blocked.items() if k not in {steps.fund(key) for key in keys}}
     return {"transfers": transfers, "pending": pending, "blocked": blocked}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from handlers.steps import StepId
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import failed
 
 __all__ = ["fail"]
 
 
-def fail(ctx: StepContext, step: str, reason: str, *, manual: bool = False) -> None:
+def fail(ctx: StepContext, step: StepId, reason: str, *, manual: bool = False) -> None:
     """Block ``step`` with ``reason`` and tell the upstream (``provisioning.failed``). A ``manual`` block keeps the
     pending intent for an operator's verdict (``provisioner customer settle-transfer``)."""
     now = ctx.now_ms()

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from handlers.intents import IntentDetails
+from handlers.journal import JournalAction
 from handlers.planner import Policy
 from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
+from handlers.steps import StepId
 from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient
@@ -111,7 +114,7 @@ class StepContext:
         self,
         record: CustomerRecord,
         *,
-        journal: Sequence[tuple[str, dict[str, Any]]] = (),
+        journal: Sequence[tuple[JournalAction, dict[str, Any]]] = (),
         outbound: Sequence[OutboundEvent] = (),
         drop_documents: Sequence[str] = (),
         drop_all_documents: bool = False,
@@ -146,19 +149,21 @@ class StepContext:
         dirty, self.dirty = self.dirty, False
         return dirty
 
-    def write_intent(self, kind: IntentKind, token: str, details: dict[str, Any]) -> Intent:
+    def write_intent(self, kind: IntentKind, token: str, details: IntentDetails) -> Intent:
         """Record an exchange write *before* sending it (write-ahead), once the rate limiter admits it. The lock
         is renewed first; the write may only be sent while that renewal certainly still holds. An intent still
         pending (a whole-replacement write being sent again to resolve it) is journalled as ``resent``, so the
         journal accounts for every write."""
         self.services.admit(INTENT_ENDPOINTS[kind])
         intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
-        journal: list[tuple[str, dict[str, Any]]] = []
+        journal: list[tuple[JournalAction, dict[str, Any]]] = []
         earlier = self.record.pending
         if earlier is not None:
             # a whole-replacement write resolved by sending it again: the earlier intent's outcome is this one's
-            journal.append(("resent", {"kind": earlier.kind.value, "token": earlier.token}))
-        journal.append(("intent", {"kind": kind.value, "token": token, **_public(details)}))
+            journal.append((JournalAction.RESENT, {"kind": earlier.kind.value, "token": earlier.token}))
+        journal.append(
+            (JournalAction.INTENT, {"kind": kind.value, "token": token, **_public(details.model_dump(mode="json"))})
+        )
         renewed = time.monotonic()
         self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
         self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state
@@ -168,7 +173,7 @@ class StepContext:
     def settle(
         self,
         record: CustomerRecord,
-        action: str,
+        action: JournalAction,
         detail: dict[str, Any],
         *,
         outbound: Sequence[OutboundEvent] = (),
@@ -191,7 +196,7 @@ class StepContext:
     def block(
         self,
         record: CustomerRecord,
-        step: str,
+        step: StepId,
         reason: str,
         *,
         manual: bool = False,
@@ -204,7 +209,7 @@ class StepContext:
         self.blocked_now.append(f"{step}: {reason}")
         return self.settle(
             record.model_copy(update={"blocked": blocked}),
-            "blocked",
+            JournalAction.BLOCKED,
             {"step": step, "reason": reason, "manual": manual},
             outbound=outbound,
         )

@@ -15,6 +15,8 @@ from handlers.commands import (
     RotateForAge,
     UpdateApiKey,
 )
+from handlers.intents import IssueKeyDetails, RevokeKeyDetails, UpdateKeyDetails
+from handlers.journal import JournalAction
 from handlers.naming import Naming
 from handlers.records import IntentKind, KeyRecord
 from worker.exchange import OutcomeUnknownError, PermanentError
@@ -43,12 +45,12 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
     ctx.write_intent(
         IntentKind.ISSUE_KEY,
         cmd.label,
-        {
-            "uid": cmd.uid,
-            "generation": cmd.generation,
-            "permissions": list(cmd.permissions),
-            "ip_whitelist": list(cmd.ip_whitelist),
-        },
+        IssueKeyDetails(
+            uid=cmd.uid,
+            generation=cmd.generation,
+            permissions=list(cmd.permissions),
+            ip_whitelist=list(cmd.ip_whitelist),
+        ),
     )
     try:
         created = s.exchange.api_keys.add(
@@ -76,7 +78,7 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"keys": (*ctx.record.keys, key)})
     ctx.settle(
         record,
-        "api_key.issued",
+        JournalAction.API_KEY_ISSUED,
         {
             "api_key": key.api_key,
             "generation": key.generation,
@@ -134,11 +136,13 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
         restarted = pending.model_copy(update={"started_at_ms": now})
         ctx.commit(
             record.model_copy(update={"pending": restarted}),
-            journal=[("orphan_keys_pending", detail)],
+            journal=[(JournalAction.ORPHAN_KEYS_PENDING, detail)],
             outbound=told,
         )
         return
-    ctx.settle(record, "not_committed" if not deleted else "orphan_keys_deleted", detail, outbound=told)
+    ctx.settle(
+        record, JournalAction.NOT_COMMITTED if not deleted else JournalAction.ORPHAN_KEYS_DELETED, detail, outbound=told
+    )
 
 
 def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
@@ -147,12 +151,12 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
     ctx.write_intent(
         IntentKind.UPDATE_KEY,
         cmd.api_key,
-        {
-            "uid": cmd.uid,
-            "label": cmd.label,
-            "permissions": list(cmd.permissions),
-            "ip_whitelist": list(cmd.ip_whitelist),
-        },
+        UpdateKeyDetails(
+            uid=cmd.uid,
+            label=cmd.label,
+            permissions=list(cmd.permissions),
+            ip_whitelist=list(cmd.ip_whitelist),
+        ),
     )
     try:
         s.exchange.api_keys.modify(
@@ -175,7 +179,7 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"keys": keys})
     ctx.settle(
         record,
-        "api_key.updated",
+        JournalAction.API_KEY_UPDATED,
         {"api_key": cmd.api_key, "permissions": list(cmd.permissions), "ip_whitelist": list(cmd.ip_whitelist)},
         outbound=[
             outcome(
@@ -193,16 +197,17 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
 
 def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
     """Delete SubAccount API. A refusal (e.g. the key is already gone) is checked by listing, not trusted."""
-    ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, {"uid": cmd.uid, "reason": cmd.reason})
+    details = RevokeKeyDetails(uid=cmd.uid, reason=cmd.reason)
+    ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, details)
     try:
         ctx.services.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
     except PermanentError as exc:
         pending = ctx.record.pending
         assert pending is not None
-        refused = pending.model_copy(update={"details": {**pending.details, "refused": exc.message[:200]}})
+        refused = pending.model_copy(update={"details": details.model_copy(update={"refused": exc.message[:200]})})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
-            journal=[("refused", {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
+            journal=[(JournalAction.REFUSED, {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
         )
         return
     _revoked(ctx, cmd.api_key, cmd.reason)
@@ -216,15 +221,15 @@ def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
         _revoked(ctx, cmd.api_key, cmd.reason)
         return
     pending = ctx.record.pending
-    if pending is not None and pending.details.get("refused"):
-        fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details['refused']}")
+    if pending is not None and isinstance(pending.details, RevokeKeyDetails) and pending.details.refused:
+        fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details.refused}")
         return
-    ctx.settle(ctx.record, "not_committed", {"kind": "revoke_key", "token": cmd.api_key})
+    ctx.settle(ctx.record, JournalAction.NOT_COMMITTED, {"kind": "revoke_key", "token": cmd.api_key})
 
 
 def rotate_for_age(cmd: RotateForAge, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"age_rotations": ctx.record.age_rotations + 1})
-    ctx.settle(record, "rotation_due_to_age", {"generation": cmd.generation})
+    ctx.settle(record, JournalAction.ROTATION_DUE_TO_AGE, {"generation": cmd.generation})
 
 
 def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
@@ -238,7 +243,7 @@ def _revoked(ctx: StepContext, api_key: str, reason: str) -> None:
     record = ctx.record.model_copy(update={"keys": keys})
     ctx.settle(
         record,
-        "api_key.revoked",
+        JournalAction.API_KEY_REVOKED,
         {"api_key": api_key, "reason": reason},
         outbound=[outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason=reason)],
         stats={"keys_active": -1, "keys_revoked": 1},
@@ -278,5 +283,5 @@ def list_keys(cmd: ListKeys, ctx: StepContext) -> None:
         )
     ctx.commit(
         ctx.record.model_copy(update={"keys": tuple(keys), "keys_listed_at_ms": now}),
-        journal=[("keys_listed", {"live": sorted(listed), "unrecorded": [k.api_key for k in found]})],
+        journal=[(JournalAction.KEYS_LISTED, {"live": sorted(listed), "unrecorded": [k.api_key for k in found]})],
     )

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from handlers import steps
 from handlers.commands import CheckKyc, SubmitKyc
+from handlers.intents import SubmitKycDetails
+from handlers.journal import JournalAction
 from handlers.records import IntentKind, KycProgress, KycStage
 from worker.exchange import PermanentError, RequestValidationError
 from worker.exchange.models import KycState
@@ -45,7 +47,7 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     except RequestValidationError as exc:
         fail(ctx, steps.KYC, f"the KYC documents do not meet KuCoin's rules: {exc.field}")
         return
-    ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, {"uid": cmd.uid, "event_id": cmd.event_id})
+    ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, SubmitKycDetails(uid=cmd.uid, event_id=cmd.event_id))
     try:
         s.exchange.kyc.submit(submission)
     except PermanentError as exc:
@@ -75,7 +77,7 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
             and reason == previous.reason
         )
         if status is KycState.NONE or stale:
-            ctx.settle(record, "not_committed", {"kind": "submit_kyc", "token": record.pending.token})
+            ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": "submit_kyc", "token": record.pending.token})
         else:
             _submitted(ctx, record.pending.token, KycStage.SUBMITTED)
         return
@@ -86,7 +88,7 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
         record = record.model_copy(update={"kyc": progress.model_copy(update={"stage": KycStage.PASS})})
         ctx.settle(
             record,
-            "kyc.passed",
+            JournalAction.KYC_PASSED,
             {"event_id": progress.event_id},
             outbound=[outcome(record, "kyc.passed", progress.event_id, now, event_id=progress.event_id)],
             drop_all_documents=True,  # nothing is submitted after a PASS: documents of later approvals neither
@@ -98,7 +100,7 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
         )
         ctx.settle(
             record,
-            "kyc.rejected",
+            JournalAction.KYC_REJECTED,
             {"event_id": progress.event_id, "reason": reason},
             outbound=[
                 outcome(record, "kyc.rejected", progress.event_id, now, event_id=progress.event_id, reason=reason)
@@ -109,14 +111,14 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
         record = record.model_copy(
             update={"kyc": progress.model_copy(update={"stage": KycStage.PROCESS, "next_check_ms": later})}
         )
-        ctx.commit(record, journal=[("kyc.checked", {"status": status.value})])
+        ctx.commit(record, journal=[(JournalAction.KYC_CHECKED, {"status": status.value})])
 
 
 def _submitted(ctx: StepContext, event_id: str, stage: KycStage, *, superseded: Sequence[str] = ()) -> None:
     progress = KycProgress(event_id=event_id, stage=stage, next_check_ms=ctx.now_ms() + ctx.services.policy.kyc_poll_ms)
     ctx.settle(
         ctx.record.model_copy(update={"kyc": progress}),
-        "kyc.submitted",
+        JournalAction.KYC_SUBMITTED,
         {"event_id": event_id},
         drop_documents=[event_id, *superseded],
     )

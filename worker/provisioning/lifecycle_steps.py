@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from handlers import steps
 from handlers.commands import CloseCustomer, HoldOffboarding
+from handlers.journal import JournalAction
 from handlers.records import TransferPurpose, TransferStatus
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import failed, outcome
@@ -31,7 +33,7 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
     uid = record.sub_account.uid if record.sub_account else None
     ctx.settle(
         record,
-        "customer.closed",
+        JournalAction.CUSTOMER_CLOSED,
         {"reason": cmd.reason, "swept": totals, "unconfirmed_sweeps": unconfirmed, "blocks_cleared": moot},
         outbound=[outcome(record, "customer.offboarded", "closed", now, reason=cmd.reason, uid=uid, swept=totals)],
         close=True,
@@ -44,7 +46,7 @@ def hold_offboarding(cmd: HoldOffboarding, ctx: StepContext) -> None:
     record = ctx.record.model_copy(update={"balances": None})
     ctx.block(
         record,
-        "sweep",
+        steps.SWEEP,
         cmd.reason,
-        outbound=[failed(record, "sweep", cmd.reason, now)],
+        outbound=[failed(record, steps.SWEEP, cmd.reason, now)],
     )

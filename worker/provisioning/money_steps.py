@@ -40,6 +40,7 @@ from handlers.commands import (
     Transfer,
 )
 from handlers.daily_cap import reservation_day, utc_day
+from handlers.journal import JournalAction
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
     BalanceSnapshot,
@@ -114,9 +115,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         if judgement.verdict is not Verdict.NOT_COMMITTED:
             if judgement.verdict is Verdict.UNDECIDED:
                 details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oid, searched)})
-            intent = Intent(
-                kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details.as_details()
-            )
+            intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oid, started_at_ms=now, details=details)
             if judgement.verdict is Verdict.COMMITTED:
                 _found(ctx, details, intent, judgement, searched)
             else:
@@ -135,10 +134,10 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, now)
         if isinstance(reserved, str):
-            refuse_funding(RefuseFunding(cmd.key, cmd.currency, cmd.amount, reserved), ctx)
+            refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reserved), ctx)
             return
         details = reserved
-    ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details.as_details())
+    ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details)
     _send(ctx, details, cmd.client_oid, resend=False)
 
 
@@ -166,7 +165,7 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         resent = details.model_copy(update={"sends": details.sends + 1, "sent_ms": ctx.now_ms()})
         reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else resent
         if not isinstance(reserved, str):  # a re-send may pay today: today's cap must take it, else ask the ledger
-            ctx.write_intent(IntentKind.TRANSFER, token, reserved.as_details())
+            ctx.write_intent(IntentKind.TRANSFER, token, reserved)
             _send(ctx, reserved, token, resend=True)
             return
     judgement = _judge(ctx, details, {token})
@@ -184,7 +183,9 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         else:  # sent again: should the ledger have been slower than its bound, the double is searched for later
             earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
             record = record.model_copy(update={"earlier_sends": {**record.earlier_sends, details.key: earlier}})
-        ctx.settle(record, "not_committed", {"kind": "transfer", "token": token, "evidence": judgement.reason})
+        ctx.settle(
+            record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
+        )
 
 
 def _settle_duplicate(ctx: StepContext, details: TransferIntent, pending: Intent) -> None:
@@ -243,12 +244,12 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         # has not re-published yet may own it, so the line waits for the declaration (nothing sent, no operator)
         record = ctx.record.model_copy(update={"awaiting_republication": (*ctx.record.awaiting_republication, cmd.key)})
         why = {"key": cmd.key, "evidence": judgement.reason}
-        ctx.commit(record, journal=[("transfer.awaits_republication", why)])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_AWAITS_REPUBLICATION, why)])
         return
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
-    intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details.as_details())
+    intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details)
     if judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, intent, judgement, cmd.client_oids)
     elif judgement.verdict is Verdict.UNDECIDED:
@@ -259,7 +260,7 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         fail(ctx, _step(details), _verdict_unknown_reason(details, judgement), manual=True)
     else:
         record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
-        ctx.commit(record, journal=[("transfer.not_found", {"key": cmd.key, "evidence": judgement.reason})])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_NOT_FOUND, {"key": cmd.key, "evidence": judgement.reason})])
 
 
 def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> str:
@@ -337,7 +338,12 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         done = entry.model_copy(update={"recheck_at_ms": 0})
         ctx.commit(
             ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}}),
-            journal=[("transfer.rechecked", {"key": entry.key, "second_payments": None, "why": "operator's verdict"})],
+            journal=[
+                (
+                    JournalAction.TRANSFER_RECHECKED,
+                    {"key": entry.key, "second_payments": None, "why": "operator's verdict"},
+                )
+            ],
         )
         return
     if extra is None:
@@ -369,7 +375,7 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
     checked = entry.model_copy(update={"recheck_at_ms": later, "rechecks": entry.rechecks + 1})
     ctx.commit(
         ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: checked}}),
-        journal=[("transfer.rechecked", {"key": entry.key, "second_payments": extra, "next_ms": later})],
+        journal=[(JournalAction.TRANSFER_RECHECKED, {"key": entry.key, "second_payments": extra, "next_ms": later})],
     )
 
 
@@ -397,7 +403,7 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
     record = record.model_copy(update={"transfers": {**record.transfers, cmd.key: entry}})
     ctx.settle(
         record,
-        "funding.refused",
+        JournalAction.FUNDING_REFUSED,
         {"key": cmd.key, "currency": cmd.currency, "amount": str(cmd.amount), "reason": cmd.reason},
         outbound=[
             outcome(
@@ -430,7 +436,10 @@ def read_balances(cmd: ReadBalances, ctx: StepContext) -> None:
     ctx.commit(
         ctx.record.model_copy(update={"balances": snapshot}),
         journal=[
-            ("balances_read", {"wallets": {w: {c: str(v[0]) for c, v in cs.items()} for w, cs in wallets.items()}})
+            (
+                JournalAction.BALANCES_READ,
+                {"wallets": {w: {c: str(v[0]) for c, v in cs.items()} for w, cs in wallets.items()}},
+            )
         ],
     )
 
@@ -478,10 +487,10 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
     except DuplicateClientOidError as exc:
         # a transfer under our clientOid exists, but it may have FAILED: the ledger decides, once it has caught up
         marked = details.model_copy(update={"duplicate": True})
-        waiting = pending.model_copy(update={"details": marked.as_details(), "started_at_ms": ctx.now_ms()})
+        waiting = pending.model_copy(update={"details": marked, "started_at_ms": ctx.now_ms()})
         ctx.commit(
             ctx.record.model_copy(update={"pending": waiting}),
-            journal=[("duplicate", {"kind": "transfer", "token": client_oid, "error": exc.message[:200]})],
+            journal=[(JournalAction.DUPLICATE, {"kind": "transfer", "token": client_oid, "error": exc.message[:200]})],
         )
         return
     except PermanentError as exc:
@@ -489,8 +498,8 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
             # not evidence: a refusal may come before the clientOid is looked at (the balance moved, say)
             refused = details.model_copy(update={"refused": exc.message[:200]})
             ctx.commit(
-                ctx.record.model_copy(update={"pending": pending.model_copy(update={"details": refused.as_details()})}),
-                journal=[("refused", {"kind": "transfer", "token": client_oid, "error": str(exc)})],
+                ctx.record.model_copy(update={"pending": pending.model_copy(update={"details": refused})}),
+                journal=[(JournalAction.REFUSED, {"kind": "transfer", "token": client_oid, "error": str(exc)})],
             )
             return
         _refused(ctx, details, client_oid, str(exc))
@@ -505,7 +514,7 @@ def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str | None,
     record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: entry}})
     ctx.settle(
         record,
-        "transfer.accepted",
+        JournalAction.TRANSFER_ACCEPTED,
         {
             "key": entry.key,
             "purpose": entry.purpose.value,
@@ -536,7 +545,7 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
         record = ctx.record.model_copy(
             update={"transfers": transfers, "sweep_round": ctx.record.sweep_round + 1, "balances": None}
         )
-        ctx.commit(record, journal=[("transfer.failed", detail)])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_FAILED, detail)])
         return
     _release(ctx, entry.key, entry.reserved_days)
     ctx.record = ctx.record.model_copy(update={"transfers": transfers})  # committed with the block, at once
@@ -560,7 +569,7 @@ def _burn(ctx: StepContext, details: TransferIntent, client_oid: str, why: str) 
                 "earlier_sends": {**record.earlier_sends, details.key: earlier},
             }
         ),
-        "clientoid.spent",
+        JournalAction.CLIENTOID_SPENT,
         {"key": details.key, "client_oid": client_oid, "why": why},
     )
 
@@ -578,7 +587,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
                 "balances": None,
             }
         )
-        ctx.commit(record, journal=[("transfer.unconfirmed", {"key": entry.key, "why": why})])
+        ctx.commit(record, journal=[(JournalAction.TRANSFER_UNCONFIRMED, {"key": entry.key, "why": why})])
         return
     sub = ctx.record.sub_account
     assert sub is not None
@@ -596,9 +605,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         attempt=entry.attempt,
         first_sent_ms=entry.sent_ms or entry.at_ms,
     )
-    intent = Intent(
-        kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details.as_details()
-    )
+    intent = Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)
     ctx.record = ctx.record.model_copy(update={"transfers": transfers, "pending": intent})
     fail(
         ctx,
@@ -616,7 +623,7 @@ def _check_later(ctx: StepContext, entry: TransferRecord, now: int, why: str) ->
     later = entry.model_copy(update={"check_at_ms": now + delay})
     ctx.commit(
         ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: later}}),
-        journal=[("transfer.pending", {"key": entry.key, "order_id": entry.order_id, "why": why})],
+        journal=[(JournalAction.TRANSFER_PENDING, {"key": entry.key, "order_id": entry.order_id, "why": why})],
     )
 
 
@@ -644,7 +651,7 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
     pending = record.pending
-    if pending is not None and pending.kind is IntentKind.TRANSFER and pending.details.get("key") == committed.key:
+    if pending is not None and isinstance(pending.details, TransferIntent) and pending.details.key == committed.key:
         update["pending"] = None
     record = record.model_copy(update=update)
     direction = "OUT" if committed.purpose is TransferPurpose.FUND else "IN"
@@ -668,7 +675,7 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
         record,
         journal=[
             (
-                "transfer.committed",
+                JournalAction.TRANSFER_COMMITTED,
                 {
                     "key": committed.key,
                     "purpose": committed.purpose.value,
@@ -732,7 +739,7 @@ def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judge
             }
         )
         why = {"key": entry.key, "client_oid": client_oid, "why": judgement.reason}
-        ctx.settle(record, "transfer.unconfirmed", why)
+        ctx.settle(record, JournalAction.TRANSFER_UNCONFIRMED, why)
         return
     asked = details.asked_about(client_oid)
     if len(asked) > 1:
@@ -939,7 +946,7 @@ def _forget_balances(ctx: StepContext) -> None:
     ctx.record = ctx.record.model_copy(update={"balances": None})
 
 
-def _step(details: TransferIntent) -> str:
+def _step(details: TransferIntent) -> steps.StepId:
     return steps.fund(details.key) if details.purpose is TransferPurpose.FUND else steps.SWEEP
 
 

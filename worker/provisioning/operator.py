@@ -21,6 +21,8 @@ from typing import Protocol
 
 import redis
 
+from handlers import steps
+from handlers.journal import JournalAction
 from handlers.records import (
     CustomerRecord,
     Evidence,
@@ -82,13 +84,17 @@ def settle_transfer(
     client_oid: str | None = None,
     who: str,
     note: str = "",
-) -> str:
+) -> JournalAction:
     """Record an operator's verdict on the blocked transfer ``step`` (``fund:<line>`` or ``sweep``). Give
     ``verdict``, or ``committed`` as a shorthand for committed / not committed. A block that asks about several
     clientOids (a line of a recovered record: any attempt's) is answered for all of them: not committed means none
     moved money; committed names the one that did with ``client_oid`` (default: the first asked about). Returns the
-    journal action. Raises ``OperatorError`` when no transfer at ``step`` awaits a decision, ``client_oid`` is not
-    one the block asks about, or the customer is busy."""
+    journal action. Raises ``OperatorError`` when no transfer at ``step`` awaits a decision (``step`` names no step
+    at all: ``handlers.steps.parse``), ``client_oid`` is not one the block asks about, or the customer is busy."""
+    try:
+        step_id = steps.parse(step)
+    except ValueError as exc:
+        raise OperatorError(f"no transfer awaiting a manual decision at step {step!r}: {exc}") from None
     if verdict is None:
         if committed is None:
             raise OperatorError("say whether the transfer committed")
@@ -100,7 +106,7 @@ def settle_transfer(
         record = app.store.load(ref)
         if record is None:
             raise OperatorError("no such customer")
-        blocked = record.blocked.get(step)
+        blocked = record.blocked.get(step_id)
         if blocked is None or not blocked.manual:
             raise OperatorError(f"no transfer awaiting a manual decision at step {step!r}")
         if blocked.intent is None:
@@ -114,7 +120,7 @@ def settle_transfer(
         now = int(app.clock() * 1000)
         update, outbound, action = _apply(
             record,
-            step,
+            step_id,
             details,
             client_oid=client_oid or blocked.intent.token,
             asked=asked,
@@ -161,7 +167,7 @@ def settle_transfer(
 
 def _apply(
     record: CustomerRecord,
-    step: str,
+    step: steps.StepId,
     details: TransferIntent,
     *,
     client_oid: str,
@@ -170,7 +176,7 @@ def _apply(
     order_id: str | None,
     note: str,
     now: int,
-) -> tuple[dict[str, object], list[OutboundEvent], str]:
+) -> tuple[dict[str, object], list[OutboundEvent], JournalAction]:
     """The record update, the events for the upstream and the journal action of a verdict."""
     update: dict[str, object] = {"blocked": {k: v for k, v in record.blocked.items() if k != step}}
     if verdict is TransferVerdict.NOT_COMMITTED:
@@ -191,7 +197,7 @@ def _apply(
             update["unsent_by_operator"] = (*record.unsent_by_operator, *cleared)
             earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
             update["earlier_sends"] = {**record.earlier_sends, details.key: earlier}
-        return update, [], "transfer.not_committed"
+        return update, [], JournalAction.TRANSFER_NOT_COMMITTED
     committed = verdict is TransferVerdict.COMMITTED
     entry = TransferRecord(
         key=details.key,
@@ -211,12 +217,12 @@ def _apply(
     update["transfers"] = {**record.transfers, entry.key: entry}
     if details.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
-        return update, [], "transfer.committed"
+        return update, [], JournalAction.TRANSFER_COMMITTED
     told = record.model_copy(update=update)
     payload: dict[str, object] = {"key": entry.key, "currency": entry.currency, "amount": str(entry.amount)}
     if committed:
         event = outcome(told, "funding.completed", entry.key, now, **payload, order_id=order_id, client_oid=client_oid)
-        return update, [event], "transfer.committed"
+        return update, [event], JournalAction.TRANSFER_COMMITTED
     reason = "refused by an operator" + (f": {note}" if note else "")
     refused = outcome(told, "funding.refused", refusal_identity(record, entry.key), now, **payload, reason=reason)
-    return update, [refused], "funding.refused"
+    return update, [refused], JournalAction.FUNDING_REFUSED

@@ -29,7 +29,9 @@ import redis
 import structlog
 
 from handlers import commands as c
+from handlers import steps
 from handlers.desired import DesiredState, carries_funding
+from handlers.journal import JournalAction
 from handlers.planner import plan
 from handlers.records import CustomerRecord
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
@@ -285,7 +287,7 @@ class Reconciler:
                 ]
                 ctx.commit(
                     record.model_copy(update={"events_at_close": tuple(sorted(ctx.seen_events))}),
-                    journal=[("events.ignored", {"events": late})],
+                    journal=[(JournalAction.EVENTS_IGNORED, {"events": late})],
                     outbound=reports,
                 )
         return snapshot.seq, self.services.store.desired(ctx.ref, snapshot)
@@ -301,7 +303,7 @@ class Reconciler:
             )
         ctx = StepContext(self.services, lock, snapshot.record, record)
         if snapshot.record is None:
-            ctx.commit(record, journal=[("customer.opened", {})])
+            ctx.commit(record, journal=[(JournalAction.CUSTOMER_OPENED, {})])
         if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):
             self._unblock(ctx)
         if retry_blocked:
@@ -327,7 +329,10 @@ class Reconciler:
         if not fresh:
             return []
         marked = {**record.blocked, **{step: b.model_copy(update={"reported": True}) for step, b in fresh.items()}}
-        ctx.commit(record.model_copy(update={"blocked": marked}), journal=[("blocks.reported", {"steps": list(fresh)})])
+        ctx.commit(
+            record.model_copy(update={"blocked": marked}),
+            journal=[(JournalAction.BLOCKS_REPORTED, {"steps": list(fresh)})],
+        )
         return [f"{step}: {b.reason}" for step, b in fresh.items()]
 
     @staticmethod
@@ -340,11 +345,11 @@ class Reconciler:
         for step in retried:
             counts[step] = counts.get(step, 0) + 1
         blocked = {step: b for step, b in record.blocked.items() if b.manual}
-        if "sweep" in retried:
+        if steps.SWEEP in retried:
             record = record.model_copy(update={"balances": None})  # read again what is there now
         ctx.commit(
             record.model_copy(update={"blocked": blocked, "retry_counts": counts}),
-            journal=[("replayed", {"retried": retried})],
+            journal=[(JournalAction.REPLAYED, {"retried": retried})],
         )
 
     def _perform(self, step: c.Command, ctx: StepContext, report: RunReport) -> bool:
@@ -361,7 +366,10 @@ class Reconciler:
                 ctx.commit(
                     ctx.record.model_copy(update={"pending": restarted}),
                     journal=[
-                        ("outcome_unknown", {"kind": pending.kind.value, "token": pending.token, "error": str(exc)})
+                        (
+                            JournalAction.OUTCOME_UNKNOWN,
+                            {"kind": pending.kind.value, "token": pending.token, "error": str(exc)},
+                        )
                     ],
                 )
             log.warning("exchange outcome unknown", error=str(exc))
@@ -391,4 +399,8 @@ class Reconciler:
         since the earlier send's outcome is still unknown."""
         pending = ctx.record.pending
         if pending is not None and before is None:
-            ctx.settle(ctx.record, "not_sent", {"kind": pending.kind.value, "token": pending.token, "error": str(exc)})
+            ctx.settle(
+                ctx.record,
+                JournalAction.NOT_SENT,
+                {"kind": pending.kind.value, "token": pending.token, "error": str(exc)},
+            )

@@ -9,6 +9,7 @@ otherwise (a new ``funding.refused`` under a new event id).
 
 from __future__ import annotations
 
+from handlers.journal import JournalAction
 from handlers.refusals import redecidable, redecide
 from worker.provisioning.context import StepContext
 
@@ -20,5 +21,7 @@ def redecide_refused(ctx: StepContext) -> list[str]:
     keys = redecidable(ctx.record)
     if keys:
         causes = {k: ctx.record.transfers[k].note for k in keys}
-        ctx.commit(redecide(ctx.record, keys), journal=[("funding.redecided", {"lines": keys, "reasons": causes})])
+        ctx.commit(
+            redecide(ctx.record, keys), journal=[(JournalAction.FUNDING_REDECIDED, {"lines": keys, "reasons": causes})]
+        )
     return keys

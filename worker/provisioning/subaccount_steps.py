@@ -9,7 +9,10 @@ raised the cap); any other refusal means the name is taken elsewhere or invalid:
 
 from __future__ import annotations
 
+from handlers import steps
 from handlers.commands import CreateSubAccount, ResolveSubAccount
+from handlers.intents import CreateSubAccountDetails
+from handlers.journal import JournalAction
 from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
 from worker.exchange import AccountLimitError, PermanentError
@@ -23,17 +26,18 @@ __all__ = ["account_limit_reason", "create_sub_account", "resolve_sub_account"]
 def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
     """Add SubAccount under the name of this attempt. A refusal is *not* trusted to mean "taken by someone
     else": the intent stays, marked refused, and ``resolve_sub_account`` lists our sub-accounts to find out."""
-    intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, {"attempt": cmd.attempt})
+    details = CreateSubAccountDetails(attempt=cmd.attempt)
+    intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, details)
     try:
         created = ctx.services.exchange.sub_accounts.add(account_name=cmd.account_name)
     except PermanentError as exc:
-        details = {**intent.details, "refused": exc.message[:200]}
+        marked: dict[str, object] = {"refused": exc.message[:200]}
         if isinstance(exc, AccountLimitError):
-            details["account_limit"] = True
-        refused = intent.model_copy(update={"details": details})
+            marked["account_limit"] = True
+        refused = intent.model_copy(update={"details": details.model_copy(update=marked)})
         ctx.commit(
             ctx.record.model_copy(update={"pending": refused}),
-            journal=[("refused", {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
+            journal=[(JournalAction.REFUSED, {"kind": intent.kind.value, "token": intent.token, "error": str(exc)})],
         )
         return
     _adopt(ctx, created, how="created")
@@ -48,24 +52,25 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
         return
     record = ctx.record
     pending = record.pending
-    assert pending is not None
-    if not pending.details.get("refused"):
-        ctx.settle(record, "not_committed", {"kind": pending.kind.value, "token": pending.token})
+    assert pending is not None and isinstance(pending.details, CreateSubAccountDetails)
+    refusal = pending.details.refused
+    if not refusal:
+        ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": pending.kind.value, "token": pending.token})
         return
-    if pending.details.get("account_limit"):
-        ctx.block(record, "subaccount", account_limit_reason(str(pending.details["refused"])))
+    if pending.details.account_limit:
+        ctx.block(record, steps.SUBACCOUNT, account_limit_reason(refusal))
         return
     if cmd.attempt + 1 >= MAX_NAME_ATTEMPTS:
         ctx.block(
             record,
-            "subaccount",
-            f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {pending.details['refused']}",
+            steps.SUBACCOUNT,
+            f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {refusal}",
         )
         return
     ctx.settle(
         record.model_copy(update={"name_attempt": cmd.attempt + 1}),
-        "name_unavailable",
-        {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": pending.details["refused"]},
+        JournalAction.NAME_UNAVAILABLE,
+        {"account_name": cmd.account_name, "attempt": cmd.attempt, "error": refusal},
     )
 
 
@@ -101,7 +106,7 @@ def _adopt(ctx: StepContext, sub: SubAccount, *, how: str) -> None:
     record = ctx.record.model_copy(update=update)
     ctx.settle(
         record,
-        "sub_account.created",
+        JournalAction.SUB_ACCOUNT_CREATED,
         {"uid": sub.uid, "account_name": sub.account_name, "how": how},
         outbound=[outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)],
     )

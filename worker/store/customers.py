@@ -21,6 +21,7 @@ import redis
 
 from handlers.desired import DesiredState, carries_funding, fold
 from handlers.events import Event, KycApproved, parse_event
+from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_lost
 from worker.store.keys import Keys
@@ -168,7 +169,7 @@ class JournalEntry:
     """One line of a customer's audit journal. ``detail`` must never hold a secret."""
 
     at_ms: int
-    action: str
+    action: JournalAction
     detail: dict[str, Any] = field(default_factory=dict)
     actor: str = "worker"
 
