@@ -20,7 +20,7 @@ from handlers.records import CustomerRecord
 # Written by the version before the details were typed (``CustomerRecord.model_dump_json`` of commit b3514c6).
 _EMPTY = (
     '"blocked":{},"retry_counts":{},"closed_at_ms":null,"events_at_close":[],"audited_epoch":null,"earlier_sends":{},'
-    '"keys_listed_at_ms":0,"unsent_by_operator":[],"looked_for":[],"adopted_at_ms":null,"recovered_at_ms":null,'
+    '"keys_listed_at_ms":0,"unsent_by_operator":[],"looked_for":[],"awaiting_republication":[],"adopted_at_ms":null,"recovered_at_ms":null,'
     '"outcomes_heard":false,"redecided":{}}'
 )
 _HEAD = (
@@ -150,3 +150,10 @@ def test_details_of_another_kind_are_an_error_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="details: not those of a issue_key intent") as raised:
         Intent.model_validate({"kind": "issue_key", "token": "t", "started_at_ms": 1, "details": {"uid": "u"}})
     assert "generation" in str(raised.value)
+
+
+def test_a_record_stored_before_awaiting_republication_existed_loads_with_none() -> None:
+    """Records written before the field was added load with no line awaiting the re-publication."""
+    older = STORED_CREATE.replace('"awaiting_republication":[],', "")
+    assert '"awaiting_republication"' not in older
+    assert CustomerRecord.model_validate_json(older).awaiting_republication == ()
