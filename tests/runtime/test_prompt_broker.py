@@ -7,9 +7,10 @@ import threading
 import time
 
 import dramatiq
+from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 
-from worker.runtime.prompt_broker import PromptRedisBroker
+from worker.runtime.prompt_broker import PromptConsumer, PromptRedisBroker
 
 
 def _pickup_after_idle_s(broker: RedisBroker, queue: str) -> float:
@@ -51,15 +52,55 @@ def test_an_idle_event_queue_is_looked_at_within_the_poll_interval(redis_url: st
     assert statistics.median(waits) < 0.15, waits
 
 
-def test_other_queues_keep_dramatiqs_back_off(redis_url: str, key_prefix: str) -> None:
-    """Only the named queues are capped: the delay queue of a prompt queue and every other queue keep the timeout
-    they are given (fewer idle calls to Redis)."""
+def test_other_queues_keep_dramatiqs_consumer(redis_url: str, key_prefix: str) -> None:
+    """Only the named queues get the prompt consumer: the delay queue of a prompt queue and every other queue keep
+    dramatiq's own (fewer idle calls to Redis)."""
     broker = PromptRedisBroker(
         prompt_queues=("events",), idle_poll_ms=50, url=redis_url, namespace=f"{key_prefix}-dramatiq"
     )
     try:
-        assert broker.consume("events", timeout=1_000).timeout == 50  # type: ignore[attr-defined]
-        assert broker.consume("events.DQ", timeout=1_000).timeout == 1_000  # type: ignore[attr-defined]
-        assert broker.consume("reconcile", timeout=1_000).timeout == 1_000  # type: ignore[attr-defined]
+        assert isinstance(broker.consume("events", timeout=1_000), PromptConsumer)
+        assert not isinstance(broker.consume("events.DQ", timeout=1_000), PromptConsumer)
+        assert not isinstance(broker.consume("reconcile", timeout=1_000), PromptConsumer)
     finally:
         broker.close()
+
+
+class _CountingConsumer(Consumer):
+    """A real consumer that counts its fetches (calls of ``__next__``)."""
+
+    def __init__(self, inner: Consumer) -> None:
+        self.inner, self.fetches = inner, 0
+
+    def __next__(self) -> MessageProxy | None:
+        self.fetches += 1
+        return next(self.inner)
+
+    def ack(self, message: MessageProxy) -> None:
+        self.inner.ack(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        self.inner.nack(message)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_idle_prompt_consumer_fetches_no_more_often_than_dramatiqs(redis_url: str, key_prefix: str) -> None:
+    """Between fetches an idle prompt consumer only reads the queue's length: over 1.5 s idle it fetches about as
+    often as dramatiq's back-off (some ten times), not every 50 ms (thirty)."""
+    broker = PromptRedisBroker(
+        prompt_queues=("events",), idle_poll_ms=50, url=redis_url, namespace=f"{key_prefix}-dramatiq"
+    )
+    try:
+        counting = _CountingConsumer(RedisBroker.consume(broker, "events", 1, 50))  # dramatiq's own
+        consumer = PromptConsumer(
+            counting, broker.client, f"{broker.namespace}:events", poll_ms=50, idle_timeout_ms=1_000
+        )
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert next(consumer) is None
+        consumer.close()
+    finally:
+        broker.close()
+    assert 3 <= counting.fetches <= 15, counting.fetches
