@@ -156,7 +156,7 @@ def worker(
     if threads is not None:
         argv += ["--threads", str(threads)]
     if processes is None:
-        processes = shipped_processes(env)
+        processes = shipped_size(env)[0]
     for queue in queues:
         argv += ["--queues", queue]
     log = open(f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
@@ -187,11 +187,12 @@ def worker(
         log.close()
 
 
-def shipped_processes(env: dict[str, str]) -> int:
-    """How many worker processes ``provisioner worker`` starts without flags, under ``env``."""
+def shipped_size(env: dict[str, str]) -> tuple[int, int]:
+    """The processes and threads per process ``provisioner worker`` starts without flags, under ``env``."""
     from worker.settings import Settings
 
-    return Settings.from_env(env)[0].worker_processes
+    settings = Settings.from_env(env)[0]
+    return settings.worker_processes, settings.worker_threads
 
 
 def base_env(redis_url: str, sandbox_url: str, *, quota: int) -> dict[str, str]:
@@ -278,7 +279,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_worker(
-    redis_url: str, *, customers: int, latency_ms: int, quota: int, processes: int, threads: int, timeout_s: float
+    redis_url: str,
+    *,
+    customers: int,
+    latency_ms: int,
+    quota: int,
+    processes: int | None,
+    threads: int | None,
+    timeout_s: float,
 ) -> dict[str, Any]:
     """Our worker on ``customers`` fresh customers; returns the figures of one scenario."""
     with sandbox(quota=quota, latency_ms=latency_ms) as url:
@@ -330,8 +338,8 @@ def run_worker(
         "converged": len(converged),
         "latency_ms": latency_ms,
         "quota": quota,
-        "processes": processes,
-        "threads": threads,
+        "processes": processes if processes is not None else shipped_size(env)[0],
+        "threads": threads if threads is not None else shipped_size(env)[1],
         "elapsed_s": round(elapsed, 2),
         "publish_s": round(publish_s, 2),
         "customers_per_s": round(len(converged) / elapsed, 2) if elapsed > 0 else 0.0,
@@ -515,6 +523,53 @@ def _timelines(
             }
         )
     return out
+
+
+def run_shipped(
+    redis_url: str,
+    *,
+    customers: int,
+    baseline_customers: int,
+    cost_customers: int,
+    processes: int,
+    threads_at_0ms: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """The Procfile's worker as shipped (``provisioner worker``, no flags) with the quota out of the way at 100 ms
+    latency, against the sequential official-SDK script in the same run; and, at 0 ms latency, its CPU per event and
+    peak RSS per process beside the worker sized as before (``processes`` × ``threads_at_0ms``), interleaved."""
+    ours = run_worker(
+        redis_url,
+        customers=customers,
+        latency_ms=100,
+        quota=HUGE_QUOTA,
+        processes=None,
+        threads=None,
+        timeout_s=timeout_s,
+    )
+    with sandbox(quota=HUGE_QUOTA, latency_ms=100) as url:
+        base = run_baseline(url, customers=baseline_customers)
+    at_0ms: dict[str, list[dict[str, Any]]] = {"shipped": [], "before": []}
+    for _ in range(2):
+        for name, size in (("shipped", (None, None)), ("before", (processes, threads_at_0ms))):
+            run = run_worker(
+                redis_url,
+                customers=cost_customers,
+                latency_ms=0,
+                quota=HUGE_QUOTA,
+                processes=size[0],
+                threads=size[1],
+                timeout_s=timeout_s,
+            )
+            at_0ms[name].append(
+                {k: run[k] for k in ("processes", "threads", "cpu_ms_per_event", "peak_rss_mb", "customers_per_s")}
+            )
+    return {
+        "ours": ours,
+        "baseline": base,
+        "ratio": round(ours["customers_per_s"] / base["customers_per_s"], 1),
+        "at_0ms": at_0ms,
+    }
 
 
 def run_floor(redis_url: str, *, messages: int, processes: int, threads: int) -> dict[str, Any]:
@@ -741,6 +796,17 @@ def main(
             "ratio": round(ours["customers_per_s"] / base["customers_per_s"], 1),
         }
         _say("speedup", results["speedup"])
+    if "shipped" in chosen:
+        results["shipped"] = run_shipped(
+            redis_url,
+            customers=speedup_customers,
+            baseline_customers=baseline_customers,
+            cost_customers=cost_customers,
+            processes=processes,
+            threads_at_0ms=threads_at_0ms,
+            timeout_s=timeout,
+        )
+        _say("shipped", results["shipped"])
     if "cost" in chosen:
         # This 2-vCPU box is noisy (±20 % run to run): interleave the three measurements, keep each one's median.
         trials = []
@@ -866,6 +932,25 @@ def _table(r: dict[str, Any]) -> None:
                 "(backlog drains at the quota)",
             )
         )
+    if "shipped" in r:
+        sh = r["shipped"]
+        rows.append(
+            (
+                "as shipped (no flags), 100 ms",
+                f"ours {sh['ours']['customers_per_s']} cust/s",
+                f"SDK sequential {sh['baseline']['customers_per_s']} cust/s",
+                f"{sh['ratio']}x (target ≥ 20x)",
+            )
+        )
+        for name, runs in sh["at_0ms"].items():
+            rows.append(
+                (
+                    f"  0 ms, {name}",
+                    "CPU ms/event " + " / ".join(str(x["cpu_ms_per_event"]) for x in runs),
+                    "peak RSS MB " + " / ".join(str(x["peak_rss_mb"]) for x in runs),
+                    "",
+                )
+            )
     if "speedup" in r:
         s = r["speedup"]
         rows.append(
