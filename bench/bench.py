@@ -404,7 +404,9 @@ def _service_times(
     ]
 
 
-def run_latency(redis_url: str, *, customers: int, latency_ms: int, timeout_s: float) -> dict[str, Any]:
+def run_latency(
+    redis_url: str, *, customers: int, latency_ms: int, timeout_s: float, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One customer at a time through the worker as shipped (no flags): from the moment its ``created`` and
     ``kyc_approved`` events are handed to the publisher until its sub-account exists, its funding line is
     transferred and its key is issued, against the floor of its three sequential calls (3 × ``latency_ms``).
@@ -413,9 +415,10 @@ def run_latency(redis_url: str, *, customers: int, latency_ms: int, timeout_s: f
 
     The breakdown comes from the worker's own records, with no instrumentation of its code: the canonical log
     line of each message (its end and duration: when a thread picked it up) and the customer's journal (each
-    commit's stream id is the time Redis wrote it: the record opened, each intent, each outcome)."""
+    commit's stream id is the time Redis wrote it: the record opened, each intent, each outcome). ``extra_env``
+    changes the worker's settings (the comparison with dramatiq's own idle back-off)."""
     with sandbox(quota=HUGE_QUOTA, latency_ms=latency_ms) as url:
-        env = {**base_env(redis_url, url, quota=HUGE_QUOTA), "PROVISIONER_LOG_LEVEL": "INFO"}
+        env = {**base_env(redis_url, url, quota=HUGE_QUOTA), "PROVISIONER_LOG_LEVEL": "INFO", **(extra_env or {})}
         prefix = env["PROVISIONER_REDIS_PREFIX"]
         runtime, pub = publisher(env)
         r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -536,7 +539,8 @@ def run_shipped(
     timeout_s: float,
 ) -> dict[str, Any]:
     """The Procfile's worker as shipped (``provisioner worker``, no flags) with the quota out of the way at 100 ms
-    latency, against the sequential official-SDK script in the same run; and, at 0 ms latency, its CPU per event and
+    latency, against the sequential official-SDK script in the same run (and the worker sized as before, 2 × 8,
+    beside it); and, at 0 ms latency, its CPU per event and
     peak RSS per process beside the worker sized as before (``processes`` × ``threads_at_0ms``), interleaved."""
     ours = run_worker(
         redis_url,
@@ -545,6 +549,15 @@ def run_shipped(
         quota=HUGE_QUOTA,
         processes=None,
         threads=None,
+        timeout_s=timeout_s,
+    )
+    before = run_worker(
+        redis_url,
+        customers=customers,
+        latency_ms=100,
+        quota=HUGE_QUOTA,
+        processes=processes,
+        threads=threads_at_0ms,
         timeout_s=timeout_s,
     )
     with sandbox(quota=HUGE_QUOTA, latency_ms=100) as url:
@@ -568,6 +581,8 @@ def run_shipped(
         "ours": ours,
         "baseline": base,
         "ratio": round(ours["customers_per_s"] / base["customers_per_s"], 1),
+        "before_2x8": {k: before[k] for k in ("processes", "threads", "customers_per_s", "publish_s", "peak_rss_mb")},
+        "before_ratio": round(before["customers_per_s"] / base["customers_per_s"], 1),
         "at_0ms": at_0ms,
     }
 
@@ -783,6 +798,15 @@ def main(
     if "latency" in chosen:
         results["latency"] = run_latency(redis_url, customers=latency_customers, latency_ms=100, timeout_s=60)
         _say("latency", results["latency"])
+        # the same with dramatiq's idle back-off (up to 1 s), as before PROVISIONER_IDLE_POLL_MS, in the same run
+        results["latency_dramatiq_backoff"] = run_latency(
+            redis_url,
+            customers=latency_customers,
+            latency_ms=100,
+            timeout_s=60,
+            extra_env={"PROVISIONER_IDLE_POLL_MS": "1000"},
+        )
+        _say("latency_dramatiq_backoff", results["latency_dramatiq_backoff"])
     if "quota" in chosen:
         results["quota"] = run_worker(redis_url, customers=quota_customers, latency_ms=100, quota=2000, **common)
         _say("quota", results["quota"])
@@ -914,6 +938,16 @@ def _table(r: dict[str, Any]) -> None:
             )
         )
         rows.append(("  p50 of each part, ms", ", ".join(f"{k} {v}" for k, v in lat["p50_parts_ms"].items()), "", ""))
+        if "latency_dramatiq_backoff" in r:
+            old = r["latency_dramatiq_backoff"]
+            rows.append(
+                (
+                    "  with dramatiq's idle back-off",
+                    f"p50 {old['p50_s']} s, writes {old['p50_three_writes_s']} s",
+                    f"pick-up {old['p50_parts_ms'].get('queue pick-up')} ms",
+                    f"{old['ratio_to_floor']}x",
+                )
+            )
     if "quota" in r:
         q = r["quota"]
         rows.append(
@@ -940,6 +974,14 @@ def _table(r: dict[str, Any]) -> None:
                 f"ours {sh['ours']['customers_per_s']} cust/s",
                 f"SDK sequential {sh['baseline']['customers_per_s']} cust/s",
                 f"{sh['ratio']}x (target ≥ 20x)",
+            )
+        )
+        rows.append(
+            (
+                "  sized as before (2 x 8), 100 ms",
+                f"ours {sh['before_2x8']['customers_per_s']} cust/s",
+                "",
+                f"{sh['before_ratio']}x",
             )
         )
         for name, runs in sh["at_0ms"].items():
