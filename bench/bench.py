@@ -149,10 +149,22 @@ class WorkerStats:
 
 @contextmanager
 def worker(
-    env: dict[str, str], *, processes: int, threads: int, queues: tuple[str, ...] = (), entrypoint: str | None = None
+    env: dict[str, str],
+    *,
+    processes: int | None,
+    threads: int | None,
+    queues: tuple[str, ...] = (),
+    entrypoint: str | None = None,
 ) -> Iterator[Any]:
-    """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS."""
-    argv = [sys.executable, "-m", "cli", "worker", "--processes", str(processes), "--threads", str(threads)]
+    """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS. With
+    ``processes`` and ``threads`` None it runs as shipped (the Procfile's ``provisioner worker``, no flags)."""
+    argv = [sys.executable, "-m", "cli", "worker"]
+    if processes is not None:
+        argv += ["--processes", str(processes)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    if processes is None:
+        processes = shipped_size(env)[0]
     for queue in queues:
         argv += ["--queues", queue]
     if entrypoint is not None:
@@ -183,6 +195,14 @@ def worker(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def shipped_size(env: dict[str, str]) -> tuple[int, int]:
+    """The processes and threads per process ``provisioner worker`` starts without flags, under ``env``."""
+    from worker.settings import Settings
+
+    settings = Settings.from_env(env)[0]
+    return settings.worker_processes, settings.worker_threads
 
 
 def base_env(redis_url: str, sandbox_url: str, *, quota: int) -> dict[str, str]:
@@ -269,7 +289,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_worker(
-    redis_url: str, *, customers: int, latency_ms: int, quota: int, processes: int, threads: int, timeout_s: float
+    redis_url: str,
+    *,
+    customers: int,
+    latency_ms: int,
+    quota: int,
+    processes: int | None,
+    threads: int | None,
+    timeout_s: float,
 ) -> dict[str, Any]:
     """Our worker on ``customers`` fresh customers; returns the figures of one scenario."""
     with sandbox(quota=quota, latency_ms=latency_ms) as url:
@@ -321,8 +348,8 @@ def run_worker(
         "converged": len(converged),
         "latency_ms": latency_ms,
         "quota": quota,
-        "processes": processes,
-        "threads": threads,
+        "processes": processes if processes is not None else shipped_size(env)[0],
+        "threads": threads if threads is not None else shipped_size(env)[1],
         "elapsed_s": round(elapsed, 2),
         "publish_s": round(publish_s, 2),
         "customers_per_s": round(len(converged) / elapsed, 2) if elapsed > 0 else 0.0,
@@ -385,6 +412,189 @@ def _service_times(
     return [
         converged[c] - int(rows[0][0].split("-")[0]) / 1000 for c, rows in zip(customers, firsts, strict=True) if rows
     ]
+
+
+def run_latency(
+    redis_url: str, *, customers: int, latency_ms: int, timeout_s: float, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One customer at a time through the worker as shipped (no flags): from the moment its ``created`` and
+    ``kyc_approved`` events are handed to the publisher until its sub-account exists, its funding line is
+    transferred and its key is issued, against the floor of its three sequential calls (3 × ``latency_ms``).
+    "Ready" is when its funding is *committed*: a fourth call, Get Transfer History, confirms the accepted transfer
+    (``money_steps.confirm_transfer``); when the three writes were done is reported beside it.
+
+    The breakdown comes from the worker's own records, with no instrumentation of its code: the canonical log
+    line of each message (its end and duration: when a thread picked it up) and the customer's journal (each
+    commit's stream id is the time Redis wrote it: the record opened, each intent, each outcome). ``extra_env``
+    changes the worker's settings (the comparison with dramatiq's own idle back-off)."""
+    with sandbox(quota=HUGE_QUOTA, latency_ms=latency_ms) as url:
+        env = {**base_env(redis_url, url, quota=HUGE_QUOTA), "PROVISIONER_LOG_LEVEL": "INFO", **(extra_env or {})}
+        prefix = env["PROVISIONER_REDIS_PREFIX"]
+        runtime, pub = publisher(env)
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        evs = events(customers, prefix)
+        handed: dict[str, float] = {}
+        with worker(env, processes=None, threads=None) as sample:
+            before = sample()
+            for i in range(customers):
+                created, approved = evs[2 * i], evs[2 * i + 1]
+                time.sleep(1.5)  # the worker idle again, as between two sign-ups
+                handed[created["customer_id"]] = time.time()
+                pub.publish(created)
+                pub.publish(approved)
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    stats = r.hmget(f"{prefix}:stats", "keys_issued", "transfers_fund")
+                    if all(int(v or 0) >= i + 1 for v in stats):
+                        break
+                    time.sleep(0.002)
+            after = sample()
+        runtime.close()
+    log_path = f"/tmp/bench-worker-{prefix}.log"
+    converged = _converged_times(r, prefix)
+    timelines = _timelines(r, env, log_path, handed, converged)
+    cpu = after.cpu - before.cpu
+    r.close()
+    forget(redis_url, prefix)
+    totals = [t["total"] for t in timelines]
+    parts: dict[str, list[float]] = {}
+    for t in timelines:
+        for name, value in t["parts"].items():
+            parts.setdefault(name, []).append(value)
+    floor_s = 3 * latency_ms / 1000
+    p50 = percentile(totals, 0.5)
+    return {
+        "customers": customers,
+        "measured": len(timelines),
+        "latency_ms": latency_ms,
+        "processes": len(after.processes),
+        "floor_s": floor_s,
+        "p50_s": round(p50, 3),
+        "p90_s": round(percentile(totals, 0.9), 3),
+        "ratio_to_floor": round(p50 / floor_s, 2),
+        "p50_three_writes_s": round(percentile([t["writes"] for t in timelines], 0.5), 3),
+        "three_writes_ratio_to_floor": round(percentile([t["writes"] for t in timelines], 0.5) / floor_s, 2),
+        "p50_parts_ms": {name: round(1000 * statistics.median(v), 1) for name, v in parts.items()},
+        "median_timeline_ms": sorted(timelines, key=lambda t: t["total"])[(len(timelines) - 1) // 2]["timeline"]
+        if timelines
+        else [],
+        "worker_cpu_s": round(cpu, 2),
+        "peak_rss_mb": after.peak_rss,
+    }
+
+
+def _timelines(
+    r: redis.Redis, env: dict[str, str], log_path: str, handed: dict[str, float], converged: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Per customer: its segments from hand-off to converged, in seconds, read from the worker's log lines and the
+    customer's journal."""
+    from handlers.naming import Naming
+    from worker.settings import Settings
+
+    settings, _ = Settings.from_env(env)
+    naming = Naming(settings.secret("name_secret"), prefix=settings.account_name_prefix)
+    picked: dict[str, tuple[float, float]] = {}  # event id -> (picked up, done)
+    for line in Path(log_path).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("event") == "message processed" and row.get("event_id"):
+            done = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).timestamp()
+            picked[row["event_id"]] = (done - float(row["duration_s"]), done)
+    out = []
+    for customer, t0 in handed.items():
+        if customer not in converged or f"{customer}-c" not in picked:
+            continue
+        first_start, first_done = picked[f"{customer}-c"]
+        second_start, second_done = picked.get(f"{customer}-k", (first_done, first_done))
+        stream = f"{env['PROVISIONER_REDIS_PREFIX']}:c:{naming.customer_ref(customer)}:journal"
+        journal = [
+            (int(entry_id.split("-")[0]) / 1000, json.loads(fields["entry"]).get("action", "?"))
+            for entry_id, fields in r.xrange(stream)
+        ]
+        writes_done = [when for when, action in journal if action in ("api_key.issued", "transfer.accepted")]
+        parts: dict[str, float] = {"queue pick-up": max(0.0, min(first_start, second_start) - t0)}
+        mark = min(first_start, second_start)
+        for when, action in journal:
+            if when > converged[customer] + 0.0005:
+                break
+            parts[action] = parts.get(action, 0.0) + max(0.0, when - mark)
+            mark = max(mark, when)
+        parts["last commit -> converged"] = max(0.0, converged[customer] - mark)
+        parts["second message (overlap)"] = max(0.0, second_done - second_start)
+        steps = [("created picked up", first_start), ("kyc_approved picked up", second_start)]
+        steps += [(action, when) for when, action in journal] + [("converged", converged[customer])]
+        timeline = [(name, round(1000 * (when - t0), 1)) for name, when in sorted(steps, key=lambda s: s[1])]
+        out.append(
+            {
+                "customer": customer,
+                "total": converged[customer] - t0,
+                "writes": max(writes_done) - t0 if len(writes_done) == 2 else converged[customer] - t0,
+                "parts": parts,
+                "timeline": timeline,
+            }
+        )
+    return out
+
+
+def run_shipped(
+    redis_url: str,
+    *,
+    customers: int,
+    baseline_customers: int,
+    cost_customers: int,
+    processes: int,
+    threads_at_0ms: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """The Procfile's worker as shipped (``provisioner worker``, no flags) with the quota out of the way at 100 ms
+    latency, against the sequential official-SDK script in the same run (and the worker sized as before, 2 × 8,
+    beside it); and, at 0 ms latency, its CPU per event and
+    peak RSS per process beside the worker sized as before (``processes`` × ``threads_at_0ms``), interleaved."""
+    ours = run_worker(
+        redis_url,
+        customers=customers,
+        latency_ms=100,
+        quota=HUGE_QUOTA,
+        processes=None,
+        threads=None,
+        timeout_s=timeout_s,
+    )
+    before = run_worker(
+        redis_url,
+        customers=customers,
+        latency_ms=100,
+        quota=HUGE_QUOTA,
+        processes=processes,
+        threads=threads_at_0ms,
+        timeout_s=timeout_s,
+    )
+    with sandbox(quota=HUGE_QUOTA, latency_ms=100) as url:
+        base = run_baseline(url, customers=baseline_customers)
+    at_0ms: dict[str, list[dict[str, Any]]] = {"shipped": [], "before": []}
+    for _ in range(2):
+        for name, size in (("shipped", (None, None)), ("before", (processes, threads_at_0ms))):
+            run = run_worker(
+                redis_url,
+                customers=cost_customers,
+                latency_ms=0,
+                quota=HUGE_QUOTA,
+                processes=size[0],
+                threads=size[1],
+                timeout_s=timeout_s,
+            )
+            at_0ms[name].append(
+                {k: run[k] for k in ("processes", "threads", "cpu_ms_per_event", "peak_rss_mb", "customers_per_s")}
+            )
+    return {
+        "ours": ours,
+        "baseline": base,
+        "ratio": round(ours["customers_per_s"] / base["customers_per_s"], 1),
+        "before_2x8": {k: before[k] for k in ("processes", "threads", "customers_per_s", "publish_s", "peak_rss_mb")},
+        "before_ratio": round(before["customers_per_s"] / base["customers_per_s"], 1),
+        "at_0ms": at_0ms,
+    }
 
 
 def run_floor(redis_url: str, *, messages: int, processes: int, threads: int) -> dict[str, Any]:
@@ -566,6 +776,7 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 @click.option("--cost-customers", default=1000, show_default=True)
 @click.option("--cost-repeat", default=5, show_default=True, help="Cost trials; the medians are reported.")
 @click.option("--scale", "scale_sizes", default="1000,10000", show_default=True)
+@click.option("--latency-customers", default=20, show_default=True, help="Customers, one at a time, in latency.")
 @click.option("--timeout", default=900, show_default=True, help="Seconds to wait for one scenario.")
 @click.option("--out", default="bench/results/latest.json", show_default=True)
 def main(
@@ -579,6 +790,7 @@ def main(
     cost_customers: int,
     cost_repeat: int,
     scale_sizes: str,
+    latency_customers: int,
     timeout: int,
     out: str,
 ) -> None:
@@ -594,6 +806,18 @@ def main(
     }
     common = {"processes": processes, "threads": threads, "timeout_s": timeout}
     at_0ms = {**common, "threads": threads_at_0ms}
+    if "latency" in chosen:
+        results["latency"] = run_latency(redis_url, customers=latency_customers, latency_ms=100, timeout_s=60)
+        _say("latency", results["latency"])
+        # the same with dramatiq's idle back-off (up to 1 s), as before PROVISIONER_IDLE_POLL_MS, in the same run
+        results["latency_dramatiq_backoff"] = run_latency(
+            redis_url,
+            customers=latency_customers,
+            latency_ms=100,
+            timeout_s=60,
+            extra_env={"PROVISIONER_IDLE_POLL_MS": "1000"},
+        )
+        _say("latency_dramatiq_backoff", results["latency_dramatiq_backoff"])
     if "quota" in chosen:
         results["quota"] = run_worker(redis_url, customers=quota_customers, latency_ms=100, quota=2000, **common)
         _say("quota", results["quota"])
@@ -607,6 +831,17 @@ def main(
             "ratio": round(ours["customers_per_s"] / base["customers_per_s"], 1),
         }
         _say("speedup", results["speedup"])
+    if "shipped" in chosen:
+        results["shipped"] = run_shipped(
+            redis_url,
+            customers=speedup_customers,
+            baseline_customers=baseline_customers,
+            cost_customers=cost_customers,
+            processes=processes,
+            threads_at_0ms=threads_at_0ms,
+            timeout_s=timeout,
+        )
+        _say("shipped", results["shipped"])
     if "cost" in chosen:
         # This 2-vCPU box is noisy (±20 % run to run): interleave the three measurements, keep each one's median.
         trials = []
@@ -695,6 +930,35 @@ def _say(name: str, data: Any) -> None:
 
 def _table(r: dict[str, Any]) -> None:
     rows: list[tuple[str, str, str, str]] = []
+    if "latency" in r:
+        lat = r["latency"]
+        rows.append(
+            (
+                "one customer at a time, 100 ms",
+                f"p50 {lat['p50_s']} s (p90 {lat['p90_s']} s)",
+                f"floor {lat['floor_s']} s",
+                f"{lat['ratio_to_floor']}x (target ≤ 1.5x)",
+            )
+        )
+        rows.append(
+            (
+                "  the three writes done",
+                f"p50 {lat['p50_three_writes_s']} s",
+                "",
+                f"{lat['three_writes_ratio_to_floor']}x",
+            )
+        )
+        rows.append(("  p50 of each part, ms", ", ".join(f"{k} {v}" for k, v in lat["p50_parts_ms"].items()), "", ""))
+        if "latency_dramatiq_backoff" in r:
+            old = r["latency_dramatiq_backoff"]
+            rows.append(
+                (
+                    "  with dramatiq's idle back-off",
+                    f"p50 {old['p50_s']} s, writes {old['p50_three_writes_s']} s",
+                    f"pick-up {old['p50_parts_ms'].get('queue pick-up')} ms",
+                    f"{old['ratio_to_floor']}x",
+                )
+            )
     if "quota" in r:
         q = r["quota"]
         rows.append(
@@ -713,6 +977,33 @@ def _table(r: dict[str, Any]) -> None:
                 "(backlog drains at the quota)",
             )
         )
+    if "shipped" in r:
+        sh = r["shipped"]
+        rows.append(
+            (
+                "as shipped (no flags), 100 ms",
+                f"ours {sh['ours']['customers_per_s']} cust/s",
+                f"SDK sequential {sh['baseline']['customers_per_s']} cust/s",
+                f"{sh['ratio']}x (target ≥ 20x)",
+            )
+        )
+        rows.append(
+            (
+                "  sized as before (2 x 8), 100 ms",
+                f"ours {sh['before_2x8']['customers_per_s']} cust/s",
+                "",
+                f"{sh['before_ratio']}x",
+            )
+        )
+        for name, runs in sh["at_0ms"].items():
+            rows.append(
+                (
+                    f"  0 ms, {name}",
+                    "CPU ms/event " + " / ".join(str(x["cpu_ms_per_event"]) for x in runs),
+                    "peak RSS MB " + " / ".join(str(x["peak_rss_mb"]) for x in runs),
+                    "",
+                )
+            )
     if "speedup" in r:
         s = r["speedup"]
         rows.append(

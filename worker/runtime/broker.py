@@ -35,6 +35,7 @@ from worker.runtime.holder import Holder
 from worker.runtime.logcontext import LogContextMiddleware
 from worker.runtime.metrics import Metrics
 from worker.runtime.metrics_middleware import MetricsMiddleware
+from worker.runtime.prompt_broker import PromptRedisBroker
 from worker.runtime.queues import EVENT_QUEUES, QUEUES
 from worker.runtime.retry_policy import RetryPolicy
 from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
@@ -128,7 +129,9 @@ def build_runtime(
     heartbeat_timeout, maintenance_chance = recovery_tuning(settings.recovery_seconds)
     metrics_middleware = MetricsMiddleware(lambda: metrics)
     delayed_recovery = DelayedMessageRecovery()
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
+    broker = PromptRedisBroker(
+        prompt_queues=EVENT_QUEUES,
+        idle_poll_ms=settings.idle_poll_ms,
         url=settings.redis_url,
         namespace=dramatiq_namespace(settings.key_prefix),
         heartbeat_timeout=heartbeat_timeout,
