@@ -86,3 +86,59 @@ def test_a_wrong_stamps_kept_pays_a_restamped_line_twice_and_nothing_notices(red
             app.close()
     finally:
         rig.close()
+
+
+@pytest.mark.xfail(strict=True, reason="adv6: a wrong --stamps-kept tells a paid line refused at offboarding")
+def test_a_wrong_stamps_kept_tells_a_paid_line_refused_at_offboarding(redis_url: str, key_prefix: str) -> None:
+    """Scenario: the default exchange and worker (repeats deduplicated; ledger entries name the orderId). A 250
+    USDT top-up is paid. Redis loses everything; ``provisioner recover`` (no ``--heard``). The upstream re-publishes
+    creation, approval and the top-up — the top-up re-stamped with the time of re-publication — and the customer
+    then offboards. The on-call declares ``--republished --stamps-kept`` (wrongly: the upstream re-stamped).
+
+    What happens: before the declaration the offboarding waits for the line (good). After it, the re-stamped line
+    is "new" (``_maybe_lost`` false), so ``_offboard`` refuses it without looking: ``funding.refused`` ("offboarded
+    before this line was funded") for a line whose 250 USDT the exchange moved, and the customer is closed.
+    Without ``--stamps-kept`` the line is looked for and told ``funding.completed``.
+
+    Why it is wrong: ``funding.completed`` iff the transfer exists; a refusal is final for the upstream, which then
+    owes the customer a top-up it already received. A line refused at offboarding after a loss can be looked for
+    first at the cost of one ledger read, whatever the declaration says; and the declaration's blast radius (paid
+    lines told refused) is documented nowhere."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ref, uid = onboard_with_a_key(rig, "kept-off")
+        ev = events_for("kept-off", funding=())
+        original = topup("kept-off", "topup", 5, [("USDT", "250")])
+        rig.publish(original)
+        rig.settle(ref)
+        assert [t["amount"] for t in paid_to(rig, uid)] == ["250"]
+
+        lose_everything(rig)
+        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: Redis restarted without persistence")
+            ref = redeliver(app, [ev["created"], ev["kyc"]])
+            settle_with(rig, app, ref)
+            rig.clock.advance_ms(10 * 60_000)
+            now = rfc3339(int(rig.clock() * 1000))
+            for event in ({**original, "occurred_at": now}, {**ev["offboard"], "occurred_at": now}):
+                assert isinstance(app.intake.accept(event), Accepted)
+            settle_with(rig, app, ref)
+            assert outbound_of(app, "funding.refused") == [], "the offboarding waits for the declaration"
+
+            declare_republished(app, stamps_kept=True)  # the on-call's word; the upstream did re-stamp
+            settle_with(rig, app, ref)
+
+            record = app.store.load(ref)
+            assert record is not None
+            refused = [e["key"] for e in outbound_of(app, "funding.refused")]
+            completed = [e["key"] for e in outbound_of(app, "funding.completed")]
+            assert "kept-off-topup#0" not in refused, (
+                f"told funding.refused for a line the exchange paid ({[t['orderId'] for t in paid_to(rig, uid)]}); "
+                f"completed {completed}; customer closed: {record.closed_at_ms is not None}"
+            )
+        finally:
+            app.close()
+    finally:
+        rig.close()
