@@ -24,9 +24,6 @@ OUTAGE_MS = 30 * 60_000
 """How long the workers stay halted before the on-call runs ``provisioner recover``."""
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv6: a top-up asked during the outage is paid past the cap before the re-publication"
-)
 @pytest.mark.parametrize(
     ("asked_after_loss_ms", "amount", "ledger_context"),
     [

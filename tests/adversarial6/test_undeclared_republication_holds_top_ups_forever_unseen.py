@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
@@ -22,7 +20,6 @@ from worker.store.outbound import rfc3339
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(strict=True, reason="adv6: an undeclared re-publication holds top-ups forever, unseen")
 def test_a_top_up_a_week_after_an_undeclared_recovery_waits_forever_and_no_one_is_told(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -20,7 +20,6 @@ from worker.recovery import declare_republished, recover
 from worker.store.outbound import rfc3339
 
 
-@pytest.mark.xfail(strict=True, reason="adv6: a wrong --stamps-kept pays a re-stamped line twice and nothing flags it")
 def test_a_wrong_stamps_kept_pays_a_restamped_line_twice_and_nothing_notices(redis_url: str, key_prefix: str) -> None:
     """Scenario: exchange ``accept`` (a repeated clientOid makes a new transfer), worker configured ``unknown``
     (the safe setting when the exchange's behaviour is not known), default ledger (entries name the orderId). A
