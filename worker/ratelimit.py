@@ -13,6 +13,8 @@ process on every host shares that quota, so the limiter lives in Redis. Design:
 - **Feedback from the exchange.** A 429, or a ``gw-ratelimit-remaining`` below the low-water mark, blocks the
   pool until ``gw-ratelimit-reset`` for everyone, and shifts every reservation and the schedule by the block's
   length (someone else used the key, or clocks drifted). ``gw-ratelimit-limit`` replaces the configured quota.
+- **Who asks, in which lane**: each call's ``CallScope`` (``worker.exchange.scope``) names the customer whose
+  reservation it is (``rate_key``), whether it is urgent, and a weight already taken ahead (``preadmission``).
 - **Urgent lane.** Revocations and offboarding are not queued behind sign-ups: an urgent caller is admitted as
   soon as the pool's *urgent* schedule allows (bounded by the full rate) and pushes the normal schedule (and
   its reservations) back by exactly its own cost, so the total still never exceeds the quota.
@@ -22,7 +24,6 @@ All times come from Redis ``TIME``, never from the hosts' clocks.
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,29 +33,17 @@ import redis
 from worker.exchange.endpoints import Endpoint
 from worker.exchange.errors import RateLimitedError
 from worker.exchange.http import RateLimitInfo
+from worker.exchange.scope import NO_SCOPE, CallScope, Preadmission
 from worker.store.keys import Keys
 
 __all__ = [
     "PoolQuota",
     "PoolState",
     "SharedRateLimiter",
-    "clear_admission",
+    "WaitingGate",
     "pool_key",
     "pool_states",
-    "rate_key",
-    "urgent",
 ]
-
-rate_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("rate_key", default=None)
-"""Who is asking (a customer ref): a caller told to wait keeps its reserved slot under this key."""
-urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("rate_urgent", default=False)
-"""Whether the current work is urgent (revocation, offboarding)."""
-_admitted: contextvars.ContextVar[str | None] = contextvars.ContextVar("rate_admitted", default=None)
-
-
-def clear_admission() -> None:
-    """Forget a pre-admission that was not used (the step ended before its request): never carry it over."""
-    _admitted.set(None)
 
 
 _NOW = """
@@ -194,31 +183,30 @@ class SharedRateLimiter:
         per = spec.window_ms / usable
         return per, self.headroom * quota * per
 
-    def wait_ms(self, endpoint: Endpoint) -> int:
+    def wait_ms(self, endpoint: Endpoint, scope: CallScope = NO_SCOPE) -> int:
         """Ask for ``endpoint``'s weight now: 0 means go; otherwise the milliseconds to wait (a slot is reserved
-        for the caller named by ``rate_key``, if any)."""
+        for the caller named by ``scope.rate_key``, if any; ``scope.urgent`` takes the urgent lane)."""
         per, tau = self._rate(endpoint.pool)
-        who = rate_key.get()
+        who = scope.rate_key
         reservation = f"{self._key(endpoint.pool)}:res:{who}" if who else ""
         wait, _ = self._acquire(
             keys=[self._key(endpoint.pool), reservation],
-            args=[endpoint.weight, repr(per), repr(tau), "1" if urgent.get() else "0", self.reservation_ttl_ms],
+            args=[endpoint.weight, repr(per), repr(tau), "1" if scope.urgent else "0", self.reservation_ttl_ms],
         )
         return int(wait)
 
-    def preadmit(self, endpoint: Endpoint) -> None:
-        """Take the weight for the next ``endpoint`` request of this context *now* (before recording a write's
-        intent, so that a wait costs no intent): ``acquire`` for that request then passes without counting
-        again. Raises ``RateLimitedError`` like ``acquire``."""
-        self.acquire(endpoint)
-        _admitted.set(endpoint.name)
+    def preadmit(self, endpoint: Endpoint, scope: CallScope) -> Preadmission:
+        """Take the weight for the next ``endpoint`` request of ``scope``'s work *now* (before recording a write's
+        intent, so that a wait costs no intent): a call whose scope carries the returned ``Preadmission`` then
+        passes ``acquire`` once without counting again. Raises ``RateLimitedError`` like ``acquire``."""
+        self.acquire(endpoint, scope)
+        return Preadmission(endpoint.name)
 
-    def acquire(self, endpoint: Endpoint) -> None:
-        """Raise ``RateLimitedError`` with the exact wait if ``endpoint`` may not be called now."""
-        if _admitted.get() == endpoint.name:
-            _admitted.set(None)
+    def acquire(self, endpoint: Endpoint, scope: CallScope = NO_SCOPE) -> None:
+        """Raise ``RateLimitedError`` with the exact wait if ``endpoint`` may not be called now for ``scope``."""
+        if scope.preadmission is not None and scope.preadmission.take(endpoint.name):
             return
-        wait = self.wait_ms(endpoint)
+        wait = self.wait_ms(endpoint, scope)
         if wait > 0:
             raise RateLimitedError(
                 f"{endpoint.pool} pool: wait {wait} ms for quota", endpoint=endpoint.name, retry_after_ms=wait
@@ -257,11 +245,11 @@ class WaitingGate:
         self._sleep = sleep
         self._clock = clock
 
-    def acquire(self, endpoint: Endpoint) -> None:
+    def acquire(self, endpoint: Endpoint, scope: CallScope = NO_SCOPE) -> None:
         deadline = self._clock() + self._max_wait_s
         while True:
             try:
-                self._inner.acquire(endpoint)
+                self._inner.acquire(endpoint, scope)
                 return
             except RateLimitedError as exc:
                 wait_s = (exc.retry_after_ms or 1_000) / 1000

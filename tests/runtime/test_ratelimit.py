@@ -15,7 +15,8 @@ from tests.runtime.rig import WorkerRig
 from worker.exchange.endpoints import Endpoint, Host
 from worker.exchange.errors import RateLimitedError
 from worker.exchange.http import RateLimitInfo
-from worker.ratelimit import PoolQuota, SharedRateLimiter, rate_key, urgent
+from worker.exchange.scope import CallScope
+from worker.ratelimit import PoolQuota, SharedRateLimiter
 from worker.store.keys import Keys
 
 W1 = Endpoint("w1", "POST", "/x", Host.BROKER, "Test", 1, write=True)
@@ -30,12 +31,7 @@ def limiter(redis_url: str, key_prefix: str) -> Iterator[SharedRateLimiter]:
 
 
 def ask(limiter: SharedRateLimiter, endpoint: Endpoint, who: str | None = None, *, is_urgent: bool = False) -> int:
-    key_token, urgent_token = rate_key.set(who), urgent.set(is_urgent)
-    try:
-        return limiter.wait_ms(endpoint)
-    finally:
-        rate_key.reset(key_token)
-        urgent.reset(urgent_token)
+    return limiter.wait_ms(endpoint, CallScope(rate_key=who, urgent=is_urgent))
 
 
 def test_weight_admitted_in_any_window_stays_within_the_quota(limiter: SharedRateLimiter) -> None:

@@ -74,7 +74,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         if lost_at is not None:
             update |= {"recovered_at_ms": int(lost_at), "unsent_by_operator": (), "looked_for": ()}
         ctx.heartbeat()
-        listed = s.exchange.api_keys.list(uid=sub.uid)
+        listed = ctx.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}
         recorded = {k.api_key for k in record.keys}
         keys: list[KeyRecord] = []

@@ -25,7 +25,7 @@ def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
     else": the intent stays, marked refused, and ``resolve_sub_account`` lists our sub-accounts to find out."""
     intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, {"attempt": cmd.attempt})
     try:
-        created = ctx.services.exchange.sub_accounts.add(account_name=cmd.account_name)
+        created = ctx.exchange.sub_accounts.add(account_name=cmd.account_name)
     except PermanentError as exc:
         details = {**intent.details, "refused": exc.message[:200]}
         if isinstance(exc, AccountLimitError):
@@ -78,7 +78,7 @@ def account_limit_reason(refusal: str) -> str:
 
 
 def _find_by_name(ctx: StepContext, name: str) -> SubAccount | None:
-    accounts = ctx.services.exchange.sub_accounts
+    accounts = ctx.exchange.sub_accounts
     current = 1
     while True:
         ctx.heartbeat()
