@@ -91,8 +91,10 @@ def test_a_429_blocks_everyone_until_the_reset_and_shifts_reservations(
 
 
 def test_low_remaining_from_the_exchange_blocks_until_its_reset(limiter: SharedRateLimiter) -> None:
-    """Someone else used the key: the exchange's own count wins."""
+    """Someone else used the key: the exchange's own count wins. What it says is left goes (less the urgent lane's
+    1 %), and no more until its reset (it used to block at once below 30 left, wasting the end of every window)."""
     limiter.observe(W1, RateLimitInfo(100, 5, 400), 200)
+    assert [ask(limiter, W1) for _ in range(4)] == [0, 0, 0, 0]
     assert ask(limiter, W1) >= 350
 
 
