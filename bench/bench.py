@@ -18,7 +18,10 @@ Scenarios (one run does all that are selected):
   RSS per worker process and p99 service time (first message of a customer to its key and funding) must stay
   flat; publish-to-converged grows with the backlog by nature (queueing), and is reported too.
 
-Usage: ``.venv/bin/python bench/bench.py --scenarios quota,speedup,cost,scale`` (see ``--help``).
+- ``campaign``, ``groups``: efficiency against the exchange's windows, and two worker groups on one Redis
+  (``bench/campaigns.py``).
+
+Usage: ``.venv/bin/python bench/bench.py --scenarios quota,speedup,cost,scale,campaign,groups`` (see ``--help``).
 """
 
 from __future__ import annotations
@@ -145,12 +148,20 @@ class WorkerStats:
 
 
 @contextmanager
-def worker(env: dict[str, str], *, processes: int, threads: int, queues: tuple[str, ...] = ()) -> Iterator[Any]:
-    """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS."""
+def worker(
+    env: dict[str, str],
+    *,
+    processes: int,
+    threads: int,
+    queues: tuple[str, ...] = (),
+    log_path: str | None = None,
+) -> Iterator[Any]:
+    """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS. Its output
+    goes to ``log_path`` (default ``/tmp/bench-worker-<prefix>.log``)."""
     argv = [sys.executable, "-m", "cli", "worker", "--processes", str(processes), "--threads", str(threads)]
     for queue in queues:
         argv += ["--queues", queue]
-    log = open(f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
+    log = open(log_path or f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def sample() -> WorkerStats:
@@ -261,10 +272,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def wait_out_window(spawned: float, window_s: float = 30.0) -> None:
+    """Sleep until a window opened by requests made since ``spawned`` (``time.monotonic()``) has reset."""
+    time.sleep(max(0.0, spawned + window_s + 1.0 - time.monotonic()))
+
+
 def run_worker(
-    redis_url: str, *, customers: int, latency_ms: int, quota: int, processes: int, threads: int, timeout_s: float
+    redis_url: str,
+    *,
+    customers: int,
+    latency_ms: int,
+    quota: int,
+    processes: int,
+    threads: int,
+    timeout_s: float,
+    fresh_window: bool = False,
 ) -> dict[str, Any]:
-    """Our worker on ``customers`` fresh customers; returns the figures of one scenario."""
+    """Our worker on ``customers`` fresh customers; returns the figures of one scenario. ``fresh_window``: publish
+    only once any rate-limit window the worker's start-up requests opened has reset, so that the campaign's first
+    request opens the exchange's window (as the quota scenarios assume)."""
     with sandbox(quota=quota, latency_ms=latency_ms) as url:
         env = base_env(redis_url, url, quota=quota)
         prefix = env["PROVISIONER_REDIS_PREFIX"]
@@ -272,7 +298,10 @@ def run_worker(
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         run = prefix
         evs = events(customers, run)
+        spawned = time.monotonic()
         with worker(env, processes=processes, threads=threads) as sample:
+            if fresh_window:
+                wait_out_window(spawned)
             before = sample()
             redis_cpu0 = _redis_cpu(r)
             published_at: dict[str, float] = {}
@@ -543,7 +572,7 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--scenarios", default="quota,speedup,cost,scale", show_default=True)
+@click.option("--scenarios", default="quota,speedup,cost,scale,campaign,groups", show_default=True)
 @click.option("--processes", default=2, show_default=True)
 @click.option("--threads", default=32, show_default=True, help="Threads per process at 100 ms (quota, speedup).")
 @click.option(
@@ -558,6 +587,8 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 @click.option("--cost-customers", default=1000, show_default=True)
 @click.option("--cost-repeat", default=5, show_default=True, help="Cost trials; the medians are reported.")
 @click.option("--scale", "scale_sizes", default="1000,10000", show_default=True)
+@click.option("--campaign-customers", default=90, show_default=True, help="Customers in the 1-minute campaign.")
+@click.option("--campaign-quota", default=300, show_default=True, help="Quota per 30 s of campaign and groups.")
 @click.option("--timeout", default=900, show_default=True, help="Seconds to wait for one scenario.")
 @click.option("--out", default="bench/results/latest.json", show_default=True)
 def main(
@@ -571,6 +602,8 @@ def main(
     cost_customers: int,
     cost_repeat: int,
     scale_sizes: str,
+    campaign_customers: int,
+    campaign_quota: int,
     timeout: int,
     out: str,
 ) -> None:
@@ -587,7 +620,9 @@ def main(
     common = {"processes": processes, "threads": threads, "timeout_s": timeout}
     at_0ms = {**common, "threads": threads_at_0ms}
     if "quota" in chosen:
-        results["quota"] = run_worker(redis_url, customers=quota_customers, latency_ms=100, quota=2000, **common)
+        results["quota"] = run_worker(
+            redis_url, customers=quota_customers, latency_ms=100, quota=2000, fresh_window=True, **common
+        )
         _say("quota", results["quota"])
     if "speedup" in chosen:
         ours = run_worker(redis_url, customers=speedup_customers, latency_ms=100, quota=HUGE_QUOTA, **common)
@@ -642,10 +677,40 @@ def main(
             },
         }
         _say("scale", results["scale"])
+    _campaigns(chosen, results, redis_url, campaign_customers, campaign_quota, quota_customers, common)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(results, indent=2) + "\n")
     _table(results)
     click.echo(f"\nwrote {out}")
+
+
+def _campaigns(
+    chosen: set[str],
+    results: dict[str, Any],
+    redis_url: str,
+    customers: int,
+    quota: int,
+    long_customers: int,
+    common: dict[str, Any],
+) -> None:
+    """The ``campaign`` and ``groups`` scenarios (``bench/campaigns.py``); the long campaign is the ``quota``
+    scenario's run when it was chosen too."""
+    import campaigns
+
+    if "campaign" in chosen:
+        results["campaign"] = campaigns.run_campaign(redis_url, customers=customers, quota=quota, **common)
+        _say("campaign", results["campaign"])
+        if "quota" in results:
+            results["long_campaign"] = {**results["quota"], **campaigns.efficiency(results["quota"], quota=2000)}
+        else:
+            results["long_campaign"] = campaigns.run_campaign(redis_url, customers=long_customers, quota=2000, **common)
+        _say("long_campaign", results["long_campaign"])
+    if "groups" in chosen:
+        results["groups"] = campaigns.run_groups(
+            redis_url, customers=customers, quota=quota, timeout_s=common["timeout_s"]
+        )
+        _say("groups", results["groups"])
+    results["load_average"] = os.getloadavg()
 
 
 def _split(trials: list[tuple[dict[str, Any], ...]]) -> dict[str, float]:
@@ -762,6 +827,11 @@ def _table(r: dict[str, Any]) -> None:
                 "target within ±20 %",
             )
         )
+    import campaigns
+
+    rows += campaigns.rows(r)
+    if "load_average" in r:
+        rows.append(("load average (1/5/15 min) at the end", *(f"{x:.2f}" for x in r["load_average"])))
     width = [max(len(row[i]) for row in rows) for i in range(4)] if rows else [0] * 4
     click.echo("")
     for row in rows:

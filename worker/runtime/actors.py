@@ -166,6 +166,7 @@ def _reconcile(reconciler: Reconciler, metrics: Metrics, ref: str) -> None:
         metrics.reconciles.labels("error").inc()
         raise
     metrics.reconciles.labels(report.outcome).inc()
+    structlog.contextvars.bind_contextvars(reconcile=report.outcome)  # on the message's canonical line
     if report.outcome == "rate_limited" and report.waited_pool is not None:
         metrics.ratelimit_waits.labels(report.waited_pool).inc()
         metrics.ratelimit_wait_seconds.labels(report.waited_pool).inc(report.waited_ms / 1000)
