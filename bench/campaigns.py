@@ -9,16 +9,16 @@
 - ``groups``: two worker groups, each its own ``provisioner worker`` with its own settings (threads; one of them
   believes the quota is twice what it is), against one Redis (one key prefix) and one exchange: efficiency as
   above, 429s, and whether any customer was worked by both groups at once — from each group's canonical log
-  lines (a message's start and end, its customer, and its reconcile outcome: a run that found the customer
-  locked, ``busy``, did not work it) — and whether the exchange holds exactly one sub-account, one key and one
-  transfer per customer (two groups working a customer at once would send its writes twice).
+  lines (each message's customer, its reconcile outcome, and when the run started and how long it took: its
+  lock was held within; a run that found the customer locked, ``busy``, did not work it) — and whether the
+  exchange holds exactly one sub-account, one key and one transfer per customer (two groups working a customer
+  at once would send its writes twice).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +123,10 @@ def _runs(log: Path) -> list[tuple[str, float, float]]:
             continue
         if entry.get("event") != "message processed" or entry.get("reconcile") in (None, "busy"):
             continue
-        ref, duration = entry.get("customer_ref"), entry.get("duration_s")
-        if ref is None or duration is None:
+        ref, at, took = entry.get("customer_ref"), entry.get("reconcile_at"), entry.get("reconcile_s")
+        if ref is None or at is None or took is None:
             continue
-        end = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
-        out.append((str(ref), end - float(duration), end))
+        out.append((str(ref), float(at), float(at) + float(took)))
     return out
 
 
