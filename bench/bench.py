@@ -272,9 +272,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def wait_out_window(spawned: float, window_s: float = 30.0) -> None:
-    """Sleep until a window opened by requests made since ``spawned`` (``time.monotonic()``) has reset."""
-    time.sleep(max(0.0, spawned + window_s + 1.0 - time.monotonic()))
+def wait_out_window(sandbox_url: str, timeout_s: float = 40.0) -> None:
+    """Sleep until the broker key's window in the Broker pool has reset (the simulator's ``/sandbox/v1/ratelimit``),
+    so that the next request opens a fresh one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reset_ms = httpx.get(f"{sandbox_url}/sandbox/v1/ratelimit", timeout=30).json()["Broker"]["resetMs"]
+        if reset_ms <= 0:
+            return
+        time.sleep(reset_ms / 1000 + 0.05)
 
 
 def run_worker(
@@ -298,10 +304,9 @@ def run_worker(
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         run = prefix
         evs = events(customers, run)
-        spawned = time.monotonic()
         with worker(env, processes=processes, threads=threads) as sample:
             if fresh_window:
-                wait_out_window(spawned)
+                wait_out_window(url)
             before = sample()
             redis_cpu0 = _redis_cpu(r)
             published_at: dict[str, float] = {}

@@ -74,12 +74,11 @@ def run_groups(redis_url: str, *, customers: int, quota: int, timeout_s: float) 
         runtime, pub = b.publisher(env)
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         evs = b.events(customers, prefix)
-        spawned = time.monotonic()
         with (
             b.worker(group_env["a"], processes=1, threads=16, log_path=logs["a"]),
             b.worker(group_env["b"], processes=1, threads=24, log_path=logs["b"]),
         ):
-            b.wait_out_window(spawned)
+            b.wait_out_window(url)
             started = time.time()
             for event in evs:
                 pub.publish(event)
