@@ -73,7 +73,7 @@ local function roll()  -- handlers.quota._rolled
 end
 local function save()
   redis.call('HSET', KEYS[1], 'wseq', seq, 'wstart', wstart, 'wend', wend, 'wused', used, 'wheld', held,
-    'wbooked', booked, 'wtail', tail, 'wans', ans, 'wpend', pend, 'wlim', limit)
+    'wbooked', booked, 'wtail', tail, 'wans', ans, 'wpend', pend, 'wlim', limit, 'wwin', window)
   redis.call('PEXPIRE', KEYS[1], 3600000)
 end
 """
@@ -264,19 +264,23 @@ class PoolState:
 
 
 def pool_states(client: redis.Redis, keys: Keys, pools: list[str]) -> list[PoolState]:
-    """Read each pool's schedule against Redis ``TIME`` (the clock the limiter uses); a pool never used, or idle
-    for an hour (its hash expired), reads as 0 and 0. Raises ``redis.RedisError`` when Redis does not answer."""
+    """Read each pool's schedule against Redis ``TIME`` (the clock the limiter uses): how far ahead its rate
+    schedule runs or, once the exchange's window is known, until the start of the last window customers are
+    booked into; a pool never used, or idle for an hour (its hash expired), reads as 0 and 0. Raises ``redis.RedisError`` when Redis does not answer."""
     seconds, micros = client.time()
     now = int(seconds) * 1000 + int(micros) // 1000
     states = []
     for pool in pools:
-        tat, blocked = client.hmget(pool_key(keys, pool), ["tat", "blocked"])
+        tat, blocked, wend, booked, wlim, wwin = client.hmget(
+            pool_key(keys, pool), ["tat", "blocked", "wend", "wbooked", "wlim", "wwin"]
+        )
+        ahead = max(0, int(float(tat or 0)) - now)
+        if booked and float(booked) > 0 and wend and wlim:
+            # customers booked into later windows: the last of them is due at the start of the window it fills
+            windows = -(-int(float(booked)) // max(1, int(float(wlim))))
+            ahead = max(ahead, int(float(wend)) - now + (windows - 1) * int(float(wwin or 30_000)))
         states.append(
-            PoolState(
-                pool=pool,
-                scheduled_ahead_ms=max(0, int(float(tat or 0)) - now),
-                blocked_for_ms=max(0, int(float(blocked or 0)) - now),
-            )
+            PoolState(pool=pool, scheduled_ahead_ms=ahead, blocked_for_ms=max(0, int(float(blocked or 0)) - now))
         )
     return states
 

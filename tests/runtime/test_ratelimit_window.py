@@ -66,3 +66,19 @@ def test_from_cold_the_rate_schedule_admits_until_the_first_answer(client: redis
     assert out.refused == 0
     assert out.sent_weight == 630
     assert out.finished_ms - 1_000_000 <= 61_000
+
+
+def test_top_shows_how_far_ahead_customers_are_booked(client: redis.Redis, key_prefix: str) -> None:
+    """``pool_states`` (``provisioner top``): customers booked into later windows show as the schedule running
+    ahead until the window the last of them is due in."""
+    from worker.ratelimit import pool_states
+
+    scripted = Scripted(client, key_prefix, 300)
+    scripted.inner.now_ms = None  # Redis' clock, which pool_states reads
+    scripted.inner.observe(ENDPOINTS[1], RateLimitInfo(300, 300, 0), 200)
+    admitted = [scripted.inner.wait_ms(ENDPOINTS[3], CallScope(rate_key=f"c{i}")) for i in range(99)]
+    assert admitted == [0] * 99, "297 of the window's 300 (1 % kept for the urgent lane)"
+    waits = [scripted.inner.wait_ms(ENDPOINTS[3], CallScope(rate_key=f"w{i}")) for i in range(150)]
+    assert max(waits) > 30_000, "450 weight booked: two more windows"
+    (state,) = pool_states(client, Keys(key_prefix), ["Test"])
+    assert abs(state.scheduled_ahead_ms - max(waits)) < 1_000
