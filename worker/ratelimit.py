@@ -266,7 +266,8 @@ class PoolState:
 def pool_states(client: redis.Redis, keys: Keys, pools: list[str]) -> list[PoolState]:
     """Read each pool's schedule against Redis ``TIME`` (the clock the limiter uses): how far ahead its rate
     schedule runs or, once the exchange's window is known, until the start of the last window customers are
-    booked into; a pool never used, or idle for an hour (its hash expired), reads as 0 and 0. Raises ``redis.RedisError`` when Redis does not answer."""
+    booked into; a pool never used, or idle for an hour (its hash expired), reads as 0 and 0. Raises
+    ``redis.RedisError`` when Redis does not answer."""
     seconds, micros = client.time()
     now = int(seconds) * 1000 + int(micros) // 1000
     states = []
