@@ -18,7 +18,10 @@ Scenarios (one run does all that are selected):
   RSS per worker process and p99 service time (first message of a customer to its key and funding) must stay
   flat; publish-to-converged grows with the backlog by nature (queueing), and is reported too.
 
-Usage: ``.venv/bin/python bench/bench.py --scenarios quota,speedup,cost,scale`` (see ``--help``).
+- ``campaign``, ``groups``: efficiency against the exchange's windows, and two worker groups on one Redis
+  (``bench/campaigns.py``).
+
+Usage: ``.venv/bin/python bench/bench.py --scenarios quota,speedup,cost,scale,campaign,groups`` (see ``--help``).
 """
 
 from __future__ import annotations
@@ -155,9 +158,11 @@ def worker(
     threads: int | None,
     queues: tuple[str, ...] = (),
     entrypoint: str | None = None,
+    log_path: str | None = None,
 ) -> Iterator[Any]:
     """``provisioner worker``; yields a callable that samples its worker processes' CPU and peak RSS. With
-    ``processes`` and ``threads`` None it runs as shipped (the Procfile's ``provisioner worker``, no flags)."""
+    ``processes`` and ``threads`` None it runs as shipped (the Procfile's ``provisioner worker``, no flags). Its
+    output goes to ``log_path`` (default ``/tmp/bench-worker-<prefix>.log``)."""
     argv = [sys.executable, "-m", "cli", "worker"]
     if processes is not None:
         argv += ["--processes", str(processes)]
@@ -169,7 +174,7 @@ def worker(
         argv += ["--queues", queue]
     if entrypoint is not None:
         argv += ["--entrypoint", entrypoint]
-    log = open(f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
+    log = open(log_path or f"/tmp/bench-worker-{env['PROVISIONER_REDIS_PREFIX']}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def sample() -> WorkerStats:
@@ -288,6 +293,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def wait_out_window(sandbox_url: str, timeout_s: float = 40.0) -> None:
+    """Sleep until the broker key's window in the Broker pool has reset (the simulator's ``/sandbox/v1/ratelimit``),
+    so that the next request opens a fresh one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reset_ms = httpx.get(f"{sandbox_url}/sandbox/v1/ratelimit", timeout=30).json()["Broker"]["resetMs"]
+        if reset_ms <= 0:
+            return
+        time.sleep(reset_ms / 1000 + 0.05)
+
+
 def run_worker(
     redis_url: str,
     *,
@@ -297,8 +313,11 @@ def run_worker(
     processes: int | None,
     threads: int | None,
     timeout_s: float,
+    fresh_window: bool = False,
 ) -> dict[str, Any]:
-    """Our worker on ``customers`` fresh customers; returns the figures of one scenario."""
+    """Our worker on ``customers`` fresh customers; returns the figures of one scenario. ``fresh_window``: publish
+    only once any rate-limit window the worker's start-up requests opened has reset, so that the campaign's first
+    request opens the exchange's window (as the quota scenarios assume)."""
     with sandbox(quota=quota, latency_ms=latency_ms) as url:
         env = base_env(redis_url, url, quota=quota)
         prefix = env["PROVISIONER_REDIS_PREFIX"]
@@ -307,6 +326,8 @@ def run_worker(
         run = prefix
         evs = events(customers, run)
         with worker(env, processes=processes, threads=threads) as sample:
+            if fresh_window:
+                wait_out_window(url)
             before = sample()
             redis_cpu0 = _redis_cpu(r)
             published_at: dict[str, float] = {}
@@ -761,7 +782,7 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--scenarios", default="quota,speedup,cost,scale", show_default=True)
+@click.option("--scenarios", default="quota,speedup,cost,scale,campaign,groups", show_default=True)
 @click.option("--processes", default=2, show_default=True)
 @click.option("--threads", default=32, show_default=True, help="Threads per process at 100 ms (quota, speedup).")
 @click.option(
@@ -777,6 +798,8 @@ def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
 @click.option("--cost-repeat", default=5, show_default=True, help="Cost trials; the medians are reported.")
 @click.option("--scale", "scale_sizes", default="1000,10000", show_default=True)
 @click.option("--latency-customers", default=20, show_default=True, help="Customers, one at a time, in latency.")
+@click.option("--campaign-customers", default=90, show_default=True, help="Customers in the 1-minute campaign.")
+@click.option("--campaign-quota", default=300, show_default=True, help="Quota per 30 s of campaign and groups.")
 @click.option("--timeout", default=900, show_default=True, help="Seconds to wait for one scenario.")
 @click.option("--out", default="bench/results/latest.json", show_default=True)
 def main(
@@ -791,6 +814,8 @@ def main(
     cost_repeat: int,
     scale_sizes: str,
     latency_customers: int,
+    campaign_customers: int,
+    campaign_quota: int,
     timeout: int,
     out: str,
 ) -> None:
@@ -819,7 +844,9 @@ def main(
         )
         _say("latency_dramatiq_backoff", results["latency_dramatiq_backoff"])
     if "quota" in chosen:
-        results["quota"] = run_worker(redis_url, customers=quota_customers, latency_ms=100, quota=2000, **common)
+        results["quota"] = run_worker(
+            redis_url, customers=quota_customers, latency_ms=100, quota=2000, fresh_window=True, **common
+        )
         _say("quota", results["quota"])
     if "speedup" in chosen:
         ours = run_worker(redis_url, customers=speedup_customers, latency_ms=100, quota=HUGE_QUOTA, **common)
@@ -885,10 +912,40 @@ def main(
             },
         }
         _say("scale", results["scale"])
+    _campaigns(chosen, results, redis_url, campaign_customers, campaign_quota, quota_customers, common)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(results, indent=2) + "\n")
     _table(results)
     click.echo(f"\nwrote {out}")
+
+
+def _campaigns(
+    chosen: set[str],
+    results: dict[str, Any],
+    redis_url: str,
+    customers: int,
+    quota: int,
+    long_customers: int,
+    common: dict[str, Any],
+) -> None:
+    """The ``campaign`` and ``groups`` scenarios (``bench/campaigns.py``); the long campaign is the ``quota``
+    scenario's run when it was chosen too."""
+    import campaigns
+
+    if "campaign" in chosen:
+        results["campaign"] = campaigns.run_campaign(redis_url, customers=customers, quota=quota, **common)
+        _say("campaign", results["campaign"])
+        if "quota" in results:
+            results["long_campaign"] = {**results["quota"], **campaigns.efficiency(results["quota"], quota=2000)}
+        else:
+            results["long_campaign"] = campaigns.run_campaign(redis_url, customers=long_customers, quota=2000, **common)
+        _say("long_campaign", results["long_campaign"])
+    if "groups" in chosen:
+        results["groups"] = campaigns.run_groups(
+            redis_url, customers=customers, quota=quota, timeout_s=common["timeout_s"]
+        )
+        _say("groups", results["groups"])
+    results["load_average"] = os.getloadavg()
 
 
 def _split(trials: list[tuple[dict[str, Any], ...]]) -> dict[str, float]:
@@ -1061,6 +1118,11 @@ def _table(r: dict[str, Any]) -> None:
                 "target within ±20 %",
             )
         )
+    import campaigns
+
+    rows += campaigns.rows(r)
+    if "load_average" in r:
+        rows.append(("load average (1/5/15 min) at the end", *(f"{x:.2f}" for x in r["load_average"])))
     width = [max(len(row[i]) for row in rows) for i in range(4)] if rows else [0] * 4
     click.echo("")
     for row in rows:

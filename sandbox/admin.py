@@ -52,6 +52,8 @@ def handle_admin(exchange: Exchange, request: SimRequest) -> SimOutcome:
     route = (request.method, request.path)
     if route == ("GET", "/sandbox/v1/state"):
         return _json(200, exchange.state_snapshot())
+    if route == ("GET", "/sandbox/v1/ratelimit"):
+        return _json(200, exchange.rate_limits())
     if route == ("POST", "/sandbox/v1/config"):
         patch = _body(request)
         if not isinstance(patch, dict):

@@ -206,6 +206,18 @@ class Exchange:
                 "config": self._config.to_dict(),
             }
 
+    def rate_limits(self) -> dict[str, dict[str, int]]:
+        """The broker key's window in each pool, as its headers would say now (``resetMs`` 0: no window running);
+        served at ``GET /sandbox/v1/ratelimit``; reading it costs no quota."""
+        with self._lock:
+            now, uid = self.now_ms(), self._state.broker.uid
+            out = {}
+            for pool in ("Broker", "Management", "Spot"):
+                quota = self._config.quota(pool)
+                status = self._limiter.peek(uid, pool, quota=quota, window_ms=self._config.window_ms, now_ms=now)
+                out[pool] = {"limit": status.limit, "remaining": status.remaining, "resetMs": status.reset_ms}
+            return out
+
     def handle(self, request: SimRequest) -> SimOutcome:
         """Answer one request (see the module docstring for the pipeline)."""
         if request.path.startswith("/sandbox/"):

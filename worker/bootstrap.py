@@ -20,6 +20,7 @@ from worker.delivery import CredentialSealer, RecipientKey
 from worker.exchange import ExchangeClient
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import Observer, RateGate
+from worker.exchange.scope import CallScope, Preadmission
 from worker.intake import Intake
 from worker.provisioning.context import Services
 from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, Reconciler, StepObserver
@@ -128,9 +129,9 @@ def exchange_traces(exchange: ExchangeClient, naming: Naming) -> Callable[[], st
     return look
 
 
-def _admission(limiter: SharedRateLimiter) -> Callable[[str], None]:
-    def admit(endpoint: str) -> None:
-        limiter.preadmit(ENDPOINTS[endpoint])
+def _admission(limiter: SharedRateLimiter) -> Callable[[str, CallScope], Preadmission | None]:
+    def admit(endpoint: str, scope: CallScope) -> Preadmission | None:
+        return limiter.preadmit(ENDPOINTS[endpoint], scope)
 
     return admit
 

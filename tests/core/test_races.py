@@ -255,15 +255,12 @@ def test_a_write_is_not_sent_once_its_lock_may_have_expired(rig: Rig) -> None:
     as not sent (reads still go); the pending intent is then resolved by reading like any other."""
     import time
 
-    from worker.exchange.http import send_deadline
+    from worker.exchange.scope import CallScope
 
-    token = send_deadline.set(time.monotonic() - 1)
-    try:
-        assert rig.app.exchange.sub_accounts.page().total_num == 0  # a read is fine
-        with pytest.raises(RetryableError, match="not sent"):
-            rig.app.exchange.sub_accounts.add(account_name="nd0frozen1x")
-    finally:
-        send_deadline.reset(token)
+    stalled = rig.app.exchange.scoped(CallScope(send_deadline=time.monotonic() - 1))
+    assert stalled.sub_accounts.page().total_num == 0  # a read is fine
+    with pytest.raises(RetryableError, match="not sent"):
+        stalled.sub_accounts.add(account_name="nd0frozen1x")
     assert rig.state()["subAccounts"] == [] and "add_sub_account" not in rig.state()["stats"]["requests"]
     window = rig.app.reconciler.services.send_window_s
     assert 0 < window < rig.settings.lock_ttl_ms / 1000

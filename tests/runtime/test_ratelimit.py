@@ -15,7 +15,8 @@ from tests.runtime.rig import WorkerRig
 from worker.exchange.endpoints import Endpoint, Host
 from worker.exchange.errors import RateLimitedError
 from worker.exchange.http import RateLimitInfo
-from worker.ratelimit import PoolQuota, SharedRateLimiter, rate_key, urgent
+from worker.exchange.scope import CallScope
+from worker.ratelimit import PoolQuota, SharedRateLimiter
 from worker.store.keys import Keys
 
 W1 = Endpoint("w1", "POST", "/x", Host.BROKER, "Test", 1, write=True)
@@ -30,12 +31,7 @@ def limiter(redis_url: str, key_prefix: str) -> Iterator[SharedRateLimiter]:
 
 
 def ask(limiter: SharedRateLimiter, endpoint: Endpoint, who: str | None = None, *, is_urgent: bool = False) -> int:
-    key_token, urgent_token = rate_key.set(who), urgent.set(is_urgent)
-    try:
-        return limiter.wait_ms(endpoint)
-    finally:
-        rate_key.reset(key_token)
-        urgent.reset(urgent_token)
+    return limiter.wait_ms(endpoint, CallScope(rate_key=who, urgent=is_urgent))
 
 
 def test_weight_admitted_in_any_window_stays_within_the_quota(limiter: SharedRateLimiter) -> None:
@@ -95,8 +91,10 @@ def test_a_429_blocks_everyone_until_the_reset_and_shifts_reservations(
 
 
 def test_low_remaining_from_the_exchange_blocks_until_its_reset(limiter: SharedRateLimiter) -> None:
-    """Someone else used the key: the exchange's own count wins."""
+    """Someone else used the key: the exchange's own count wins. What it says is left goes (less the urgent lane's
+    1 %), and no more until its reset (it used to block at once below 30 left, wasting the end of every window)."""
     limiter.observe(W1, RateLimitInfo(100, 5, 400), 200)
+    assert [ask(limiter, W1) for _ in range(4)] == [0, 0, 0, 0]
     assert ask(limiter, W1) >= 350
 
 

@@ -130,3 +130,22 @@ def test_close_stops_the_server(creds: SandboxCredentials) -> None:
         assert httpx.get(f"{url}/sandbox/v1/state").status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/sandbox/v1/state", timeout=1.0)
+
+
+def test_admin_ratelimit_shows_the_broker_keys_window_without_using_quota() -> None:
+    """``GET /sandbox/v1/ratelimit``: no window before any request; after one, what its headers said, and reading
+    it twice changes nothing."""
+    from tests.exchange.test_contract import Side
+
+    exchange = Exchange(SandboxConfig(broker_quota=300))
+    with start_server(exchange) as server:
+        assert httpx.get(f"{server.url}/sandbox/v1/ratelimit").json()["Broker"] == {
+            "limit": 300,
+            "remaining": 300,
+            "resetMs": 0,
+        }
+        Side(exchange, server=None).client().sub_accounts.add(account_name="nd0window1x")
+        first = httpx.get(f"{server.url}/sandbox/v1/ratelimit").json()["Broker"]
+        second = httpx.get(f"{server.url}/sandbox/v1/ratelimit").json()["Broker"]
+    assert first["remaining"] == second["remaining"] == 297
+    assert 0 < second["resetMs"] <= first["resetMs"] <= 30_000

@@ -17,6 +17,7 @@ from worker.exchange.assets import Assets
 from worker.exchange.broker import Broker
 from worker.exchange.http import KucoinHttp, Observer, RateGate
 from worker.exchange.kyc import Kyc
+from worker.exchange.scope import CallScope
 from worker.exchange.subaccounts import SubAccounts
 from worker.exchange.transfers import Transfers
 from worker.settings import Settings
@@ -26,7 +27,8 @@ __all__ = ["ExchangeClient"]
 
 class ExchangeClient:
     """All exchange calls of the worker. ``sub_accounts``, ``api_keys``, ``transfers``, ``assets``,
-    ``broker`` and ``kyc`` each hold one family's endpoints. Close it (or use it as a context manager)."""
+    ``broker`` and ``kyc`` each hold one family's endpoints. Close it (or use it as a context manager);
+    ``scoped(scope)`` is a view of it whose every call carries ``scope`` (``worker.exchange.scope``)."""
 
     def __init__(self, http: KucoinHttp) -> None:
         self.http = http
@@ -70,6 +72,11 @@ class ExchangeClient:
             clock=clock,
         )
         return cls(http)
+
+    def scoped(self, scope: CallScope) -> ExchangeClient:
+        """The same client (one transport, one gate) with every call made under ``scope``: who it is for, its
+        lane, its send deadline."""
+        return ExchangeClient(self.http.scoped(scope))
 
     def close(self) -> None:
         self.http.close()

@@ -81,7 +81,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
                 "awaiting_republication": (),
             }
         ctx.heartbeat()
-        listed = s.exchange.api_keys.list(uid=sub.uid)
+        listed = ctx.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}
         recorded = {k.api_key for k in record.keys}
         keys: list[KeyRecord] = []

@@ -2,7 +2,9 @@
 
 ``StepContext`` holds the current record and is the only path to a commit: it stamps the journal entries,
 threads the record version, and remembers the steps this run blocked (the run ends as a dead letter with
-their reasons, for an operator to fix and replay).
+their reasons, for an operator to fix and replay). It also holds the current step's ``CallScope`` (whose
+customer, which lane, the write's send deadline and pre-taken weight): steps call the exchange through
+``ctx.exchange``, which carries it with every call.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +24,7 @@ from handlers.steps import StepId
 from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient
-from worker.exchange.http import send_deadline
+from worker.exchange.scope import NO_SCOPE, CallScope, Preadmission
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
@@ -67,8 +69,10 @@ class Services:
     send_window_s: float = 15.0
     """How long after its intent is recorded a write may still be sent: the lock's time-to-live minus the
     longest a request can take (HTTP time-outs), so the lock outlives the request."""
-    admit: Callable[[str], None] = lambda endpoint: None
-    """Take the rate-limit weight of the write about to be recorded (raises ``RateLimitedError`` to say wait)."""
+    admit: Callable[[str, CallScope], Preadmission | None] = lambda endpoint, scope: None
+    """Take the rate-limit weight of the write about to be recorded, for ``scope``'s customer and lane (raises
+    ``RateLimitedError`` to say wait); the ``Preadmission`` lets that write's request pass without counting
+    again (``None``: no limiter)."""
     client_oid_behaviour: str = "unknown"
     """What the exchange does with a repeated transfer clientOid: ``dedupe`` (answers the first orderId),
     ``reject`` ("clientOid duplicated"), ``accept`` (executes it again) or ``unknown``. Under the first two a
@@ -98,10 +102,18 @@ class StepContext:
     """Commits so far in this run (each renewed the lock and took the dirty flag)."""
     blocked_now: list[str] = field(default_factory=list)
     """Reasons of the steps this run blocked (for the log; ``unreported_blocks`` decides the dead letter)."""
+    scope: CallScope = NO_SCOPE
+    """The scope of the exchange calls made now: set by the reconciler for each step, completed by
+    ``write_intent`` with the write's send deadline and pre-taken weight."""
 
     @property
     def ref(self) -> str:
         return self.record.ref
+
+    @property
+    def exchange(self) -> ExchangeClient:
+        """The exchange client, every call of it under the current ``scope``."""
+        return self.services.exchange.scoped(self.scope)
 
     def now_ms(self) -> int:
         return self.services.now_ms()
@@ -154,7 +166,9 @@ class StepContext:
         is renewed first; the write may only be sent while that renewal certainly still holds. An intent still
         pending (a whole-replacement write being sent again to resolve it) is journalled as ``resent``, so the
         journal accounts for every write."""
-        self.services.admit(INTENT_ENDPOINTS[kind])
+        admitted = self.services.admit(INTENT_ENDPOINTS[kind], self.scope)
+        if admitted is not None:
+            self.scope = replace(self.scope, preadmission=admitted)
         intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
         journal: list[tuple[JournalAction, dict[str, Any]]] = []
         earlier = self.record.pending
@@ -167,7 +181,7 @@ class StepContext:
         renewed = time.monotonic()
         self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
         self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state
-        send_deadline.set(renewed + self.services.send_window_s)
+        self.scope = replace(self.scope, send_deadline=renewed + self.services.send_window_s)
         return intent
 
     def settle(

@@ -53,7 +53,7 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
         ),
     )
     try:
-        created = s.exchange.api_keys.add(
+        created = ctx.exchange.api_keys.add(
             uid=cmd.uid,
             passphrase=passphrase,
             ip_whitelist=cmd.ip_whitelist,
@@ -108,16 +108,15 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
 def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
     """After a lost issue: list the sub-account's keys and delete every key labelled ``cmd.label`` that we do not
     hold (its secret is lost). Only when none is left is the intent cleared, so the key is issued again."""
-    s = ctx.services
     ctx.heartbeat()
     held = {k.api_key for k in ctx.record.live_keys}
-    orphans = [k for k in s.exchange.api_keys.list(uid=cmd.uid) if k.label == cmd.label and k.api_key not in held]
+    orphans = [k for k in ctx.exchange.api_keys.list(uid=cmd.uid) if k.label == cmd.label and k.api_key not in held]
     deleted: list[str] = []
     uncertain = False
     for orphan in orphans:
         ctx.heartbeat()
         try:
-            s.exchange.api_keys.delete(uid=cmd.uid, api_key=orphan.api_key)
+            ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=orphan.api_key)
             deleted.append(orphan.api_key)
         except (OutcomeUnknownError, PermanentError):
             uncertain = True  # list again after the settle delay
@@ -147,7 +146,6 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
 
 def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
     """Modify SubAccount API: whole replacement of whitelist and permissions, so repeating it is the resolution."""
-    s = ctx.services
     ctx.write_intent(
         IntentKind.UPDATE_KEY,
         cmd.api_key,
@@ -159,7 +157,7 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
         ),
     )
     try:
-        s.exchange.api_keys.modify(
+        ctx.exchange.api_keys.modify(
             uid=cmd.uid,
             api_key=cmd.api_key,
             ip_whitelist=cmd.ip_whitelist,
@@ -200,7 +198,7 @@ def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
     details = RevokeKeyDetails(uid=cmd.uid, reason=cmd.reason)
     ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, details)
     try:
-        ctx.services.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
+        ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
     except PermanentError as exc:
         pending = ctx.record.pending
         assert pending is not None
@@ -216,7 +214,7 @@ def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
 def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
     """List the keys: gone → revoked; still there → delete again (or block if the exchange keeps refusing)."""
     ctx.heartbeat()
-    present = any(k.api_key == cmd.api_key for k in ctx.services.exchange.api_keys.list(uid=cmd.uid))
+    present = any(k.api_key == cmd.api_key for k in ctx.exchange.api_keys.list(uid=cmd.uid))
     if not present:
         _revoked(ctx, cmd.api_key, cmd.reason)
         return
@@ -255,7 +253,7 @@ def list_keys(cmd: ListKeys, ctx: StepContext) -> None:
     creation's answer was lost, and the listing showed it late) is recorded, and one we recorded revoked but the
     exchange still lists is live again: offboarding then revokes them before it closes."""
     ctx.heartbeat()
-    listed = {k.api_key: k for k in ctx.services.exchange.api_keys.list(uid=cmd.uid)}
+    listed = {k.api_key: k for k in ctx.exchange.api_keys.list(uid=cmd.uid)}
     now = ctx.now_ms()
     keys: list[KeyRecord] = []
     for key in ctx.record.keys:

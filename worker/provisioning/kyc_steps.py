@@ -49,7 +49,7 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
         return
     ctx.write_intent(IntentKind.SUBMIT_KYC, cmd.event_id, SubmitKycDetails(uid=cmd.uid, event_id=cmd.event_id))
     try:
-        s.exchange.kyc.submit(submission)
+        ctx.exchange.kyc.submit(submission)
     except PermanentError as exc:
         fail(ctx, steps.KYC, f"the exchange refused the KYC submission: {exc}")
         return
@@ -62,7 +62,7 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
 def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
     """Read the KYC status. With a submission intent pending, it tells whether the submission arrived."""
     ctx.heartbeat()
-    rows = ctx.services.exchange.kyc.status(client_uids=[cmd.uid])
+    rows = ctx.exchange.kyc.status(client_uids=[cmd.uid])
     state = next((r for r in rows if r.client_uid == cmd.uid), None)
     status = state.status if state is not None else KycState.NONE
     record = ctx.record

@@ -280,7 +280,7 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
     ctx.heartbeat()
     now = ctx.now_ms()
     try:
-        detail = ctx.services.exchange.transfers.get(order_id=cmd.order_id)
+        detail = ctx.exchange.transfers.get(order_id=cmd.order_id)
     except PermanentError as exc:
         # the exchange does not (yet) know the order it gave us: look again later, never guess
         status, why = "UNKNOWN", f"the exchange does not show order {cmd.order_id}: {exc}"
@@ -422,7 +422,7 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
 
 def read_balances(cmd: ReadBalances, ctx: StepContext) -> None:
     ctx.heartbeat()
-    balances = ctx.services.exchange.assets.sub_account_balances(uid=cmd.uid)
+    balances = ctx.exchange.assets.sub_account_balances(uid=cmd.uid)
     wallets: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
     accounts = (
         ("MAIN", balances.main_accounts),
@@ -475,7 +475,7 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
     pending = ctx.record.pending
     assert pending is not None
     try:
-        order = ctx.services.exchange.transfers.transfer(
+        order = ctx.exchange.transfers.transfer(
             currency=details.currency,
             amount=details.amount,
             direction=Direction(details.direction),
@@ -786,11 +786,10 @@ def _ledger_rows(ctx: StepContext, details: TransferIntent) -> tuple[list[Ledger
     """The ledger entries of the transfer's currency, direction and amount from its first possible send on, with
     the counterparty of each unknown transfer; and how many commits of ours they may explain, and how many other
     lines of the amount are in doubt (see ``judge_by_ledger``)."""
-    s = ctx.services
     now = ctx.now_ms()
     start = details.first_sent_ms - LEDGER_SKEW_MS
     ctx.heartbeat()
-    entries = s.exchange.assets.ledger_entries(
+    entries = ctx.exchange.assets.ledger_entries(
         currency=details.currency,
         direction="out" if details.direction == "OUT" else "in",
         start_ms=start,
@@ -891,7 +890,7 @@ def _read_transfer(ctx: StepContext, order_id: str, direction: str) -> TransferF
     (counted as moving money until it fails), ``None`` when the exchange knows no such transfer."""
     ctx.heartbeat()
     try:
-        detail = ctx.services.exchange.transfers.get(order_id=order_id)
+        detail = ctx.exchange.transfers.get(order_id=order_id)
     except PermanentError:
         return None
     if detail.status == "FAILURE":

@@ -36,18 +36,17 @@ from handlers.planner import plan
 from handlers.records import CustomerRecord
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
-from worker.exchange.http import send_deadline
+from worker.exchange.scope import CallScope
 from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
 from worker.provisioning.redecide import redecide_refused
-from worker.ratelimit import clear_admission, rate_key, urgent
 from worker.store.customers import CustomerStore, Snapshot
 from worker.store.due import DueSchedule
 from worker.store.lock import CustomerLock
 
-__all__ = ["Reconciler", "RunReport", "StepsBlocked"]
+__all__ = ["Reconciler", "RunReport", "StepsBlocked", "step_scope"]
 
 _log = structlog.get_logger(__name__)
 
@@ -74,6 +73,12 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.HoldOffboarding: lifecycle_steps.hold_offboarding,
     c.CloseCustomer: lifecycle_steps.close_customer,
 }
+
+
+def step_scope(ref: str, step: c.Command, *, offboarded: bool) -> CallScope:
+    """The scope of ``step``'s exchange calls: this customer's (its rate-limit reservation), in the urgent lane
+    when the customer is offboarding or the step revokes a key. Pure."""
+    return CallScope(rate_key=ref, urgent=offboarded or isinstance(step, c.RevokeApiKey | c.ResolveRevoke))
 
 
 class _Republication(TypedDict):
@@ -139,7 +144,6 @@ class Reconciler:
         """Reconcile ``ref`` until idle. Raises ``StepsBlocked``, ``RetryableError``, ``AuthConfigError``,
         ``LockLost`` or ``CommitRejected`` as described in the module docstring."""
         report = RunReport(ref)
-        key_token = rate_key.set(ref)
         try:
             return self._run(ref, report, retry_blocked)
         except StepsBlocked:
@@ -155,8 +159,6 @@ class Reconciler:
                 # in the log; the customer is due again through the backstop or its events)
                 raise StepsBlocked(ref, report.blocked) from exc
             raise
-        finally:
-            rate_key.reset(key_token)
 
     def _run(self, ref: str, report: RunReport, retry_blocked: bool) -> RunReport:
         store = self.services.store
@@ -182,14 +184,12 @@ class Reconciler:
                     seen_seq, desired = self._reread(ctx, store, ref)
                     continue
                 report.steps.append(type(step).__name__)
-                urgent_token = urgent.set(desired.offboarded or isinstance(step, c.RevokeApiKey | c.ResolveRevoke))
+                ctx.scope = step_scope(ref, step, offboarded=desired.offboarded)
                 commits = ctx.commits
                 try:
                     carry_on = self._perform(step, ctx, report)
                 finally:
-                    urgent.reset(urgent_token)
-                    clear_admission()
-                    send_deadline.set(None)
+                    ctx.scope = CallScope(rate_key=ref)  # no deadline, weight or lane carries over to the next
                 if not carry_on:
                     break
                 if self._changed_since(commits, ctx, lock):
@@ -301,7 +301,7 @@ class Reconciler:
             record = CustomerRecord.new(
                 lock.ref, snapshot.events[0].customer_id, name_version=self.services.policy.naming.current_version
             )
-        ctx = StepContext(self.services, lock, snapshot.record, record)
+        ctx = StepContext(self.services, lock, snapshot.record, record, scope=CallScope(rate_key=lock.ref))
         if snapshot.record is None:
             ctx.commit(record, journal=[(JournalAction.CUSTOMER_OPENED, {})])
         if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):

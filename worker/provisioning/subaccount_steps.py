@@ -29,7 +29,7 @@ def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
     details = CreateSubAccountDetails(attempt=cmd.attempt)
     intent = ctx.write_intent(IntentKind.CREATE_SUB_ACCOUNT, cmd.account_name, details)
     try:
-        created = ctx.services.exchange.sub_accounts.add(account_name=cmd.account_name)
+        created = ctx.exchange.sub_accounts.add(account_name=cmd.account_name)
     except PermanentError as exc:
         marked: dict[str, object] = {"refused": exc.message[:200]}
         if isinstance(exc, AccountLimitError):
@@ -83,7 +83,7 @@ def account_limit_reason(refusal: str) -> str:
 
 
 def _find_by_name(ctx: StepContext, name: str) -> SubAccount | None:
-    accounts = ctx.services.exchange.sub_accounts
+    accounts = ctx.exchange.sub_accounts
     current = 1
     while True:
         ctx.heartbeat()

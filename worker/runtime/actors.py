@@ -8,6 +8,7 @@ every worker process, so a long ``events`` queue cannot starve the other two.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,7 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
 
 
 def _reconcile(reconciler: Reconciler, metrics: Metrics, ref: str) -> None:
+    started = time.time()
     try:
         report = reconciler.run(ref, retry_blocked=_replayed())
     except StepsBlocked:
@@ -158,6 +160,11 @@ def _reconcile(reconciler: Reconciler, metrics: Metrics, ref: str) -> None:
     except Exception:
         metrics.reconciles.labels("error").inc()
         raise
+    ended = time.time()
+    # on the message's canonical line: what the run did, and when it ran (epoch seconds; its lock was held within)
+    structlog.contextvars.bind_contextvars(
+        reconcile=report.outcome, reconcile_at=round(started, 4), reconcile_s=round(ended - started, 4)
+    )
     metrics.reconciles.labels(report.outcome).inc()
     if report.outcome == "rate_limited" and report.waited_pool is not None:
         metrics.ratelimit_waits.labels(report.waited_pool).inc()
