@@ -114,10 +114,14 @@ def declare_republished(app: App, *, stamps_kept: bool = False) -> int:
     judgement would rest on elimination (or whose event is stamped after the loss) waits. ``stamps_kept``: the
     re-publication kept every event's own ``occurred_at``, so a line stamped after the loss is new too. Every
     customer is made due at once. Returns the time declared (ms). Raises ``RecoveryError`` when no recovery after
-    a loss is open."""
+    a loss is open. The day's caps are seeded again from the ledger here: declared once the ledger's lag has passed
+    since the loss, they then count a transfer in flight at the loss."""
     if app.redis.get(app.keys.recovery_lost_at) is None:
         raise RecoveryError("no recovery after a loss of our state to close: nothing to declare")
     now_ms = int(app.clock() * 1000)
+    # the ledger now lists every payment made before the loss, a transfer in flight at the loss included (recover's
+    # seed may have missed it); the day keeps the larger of this and what it counts already
+    seed_daily_caps(app)
     with app.redis.pipeline(transaction=True) as pipe:
         pipe.set(app.keys.recovery_republished_at, str(now_ms))
         if stamps_kept:
