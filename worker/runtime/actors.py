@@ -20,9 +20,10 @@ from handlers.events import EventType
 from handlers.printable import printable
 from handlers.records import SealedSecret
 from worker.crypto import CryptoError
+from worker.event_proof import PROOF_OPTION
 from worker.intake import Refused, peek_event_id
 from worker.provisioning.reconciler import Reconciler, StepsBlocked
-from worker.runtime.errors import InvalidEvent
+from worker.runtime.errors import InvalidEvent, UnauthenticatedEvent
 from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
 from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
@@ -137,6 +138,13 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         event_type=printable(str(event.get("type")), 64) if isinstance(event, dict) else None,
     )
     current = CurrentMessage.get_current_message()
+    # first of all: only an authenticated publisher's event is taken (a Redis writer without the signing key can
+    # enqueue messages, not events); nothing about the customer has been read or written yet
+    doubt = app.proofs.check(event, current.options.get(PROOF_OPTION) if current is not None else None)
+    if doubt is not None:
+        metrics.events_refused.labels("unknown", "unauthenticated", field_label("$proof")).inc()
+        structlog.contextvars.bind_contextvars(refused=doubt)
+        raise UnauthenticatedEvent(doubt, peek_event_id(event))
     outcome = app.intake.accept(
         _unseal(holder, event),
         handoff_id=current.message_id if current else "",

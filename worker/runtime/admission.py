@@ -43,6 +43,7 @@ import redis
 
 from handlers.events import MAX_PHOTO_BYTES, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
+from worker.event_proof import PROOF_OPTION, EventProofs
 from worker.intake import peek_event_id
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
 from worker.sealing import IntakeSealer
@@ -149,8 +150,9 @@ class _Prepared:
 
 
 class Admission:
-    """Admits events for the HTTP API. Holds the Redis client, the naming secret and the intake *public* key:
-    nothing that opens what is sealed."""
+    """Admits events for the HTTP API. Holds the Redis client, the naming secret, the intake *public* key (nothing
+    that opens what is sealed) and the event-signing keys: each message carries its event's proof
+    (``worker.event_proof``)."""
 
     def __init__(
         self,
@@ -159,6 +161,7 @@ class Admission:
         naming: Naming,
         sealer: IntakeSealer,
         *,
+        proofs: EventProofs,
         currencies: frozenset[str],
         namespace: str,
         max_photo_bytes: int = MAX_PHOTO_BYTES,
@@ -168,6 +171,7 @@ class Admission:
         self._keys = keys
         self._naming = naming
         self._sealer = sealer
+        self._proofs = proofs
         self._currencies = currencies
         self._max_photo_bytes = max_photo_bytes
         self._namespace = namespace
@@ -231,7 +235,11 @@ class Admission:
             payload["data"].pop("kyc", None)
         queue = queue_for(payload)
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue, actor_name=actor_for(payload), args=(payload,), kwargs={}, options={}
+            queue_name=queue,
+            actor_name=actor_for(payload),
+            args=(payload,),
+            kwargs={},
+            options={PROOF_OPTION: self._proofs.sign(payload)},
         )
         rid = str(uuid.uuid4())
         queued = message.copy(options={"redis_message_id": rid})

@@ -85,6 +85,7 @@ class Runtime:
             intake_sealer(self.settings),
             self.actors,
             self.handoff,
+            proofs=app.proofs,
             customer_ref=app.policy.naming.customer_ref,
         )
 
