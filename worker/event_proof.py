@@ -31,10 +31,21 @@ import json
 
 from worker.crypto import CryptoError
 
-__all__ = ["DOMAIN", "MIN_KEY_BYTES", "PROOF_OPTION", "EventProofs", "canonical"]
+__all__ = [
+    "DOMAIN",
+    "MIN_KEY_BYTES",
+    "PROOF_OPTION",
+    "REPLAY_PROOF_OPTION",
+    "EventProofs",
+    "canonical",
+    "replay_claim",
+]
 
 PROOF_OPTION = "event_proof"
 """The dramatiq message option that carries the proof: ``"<key id>:<hex HMAC-SHA256>"``."""
+REPLAY_PROOF_OPTION = "replay_proof"
+"""The option that proves a message's ``replayed_at`` mark was set by ``provisioner dlq replay`` (an operator's
+retry of blocked steps), over ``replay_claim``: without it the mark is ignored."""
 DOMAIN = b"provisioner-event-v1\n"
 """Prefixed to the canonical event before it is MACed, so the key's MACs mean nothing anywhere else."""
 MIN_KEY_BYTES = 32
@@ -109,6 +120,12 @@ class EventProofs:
         if not hmac.compare_digest(expected.encode(), given.encode()):
             return "proof does not match the event (altered after signing, or signed with another key)"
         return None
+
+
+def replay_claim(message_id: str, replayed_at: object) -> dict[str, object]:
+    """What a replay proof covers: the message replayed and the time of the replay (a mark copied onto another
+    message, or re-dated, proves nothing)."""
+    return {"replay_of": message_id, "replayed_at": replayed_at}
 
 
 def _mac(key: bytes, event: object) -> str:

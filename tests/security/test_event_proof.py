@@ -17,7 +17,7 @@ import dramatiq
 from click.testing import CliRunner
 
 from cli.main import main
-from sandbox import start_server
+from sandbox import SandboxConfig, start_server
 from tests.core.harness import events_for
 from tests.runtime.rig import WorkerRig
 from worker.event_proof import PROOF_OPTION, EventProofs
@@ -135,6 +135,36 @@ def test_replaying_a_validly_signed_message_moves_money_once(redis_url: str, key
         transfers = rig.exchange.state_snapshot()["transfers"]
         assert [t["amount"] for t in transfers] == ["250"]
         assert rig.runtime.dead_letters().list() == []
+
+
+def test_a_forged_replay_mark_is_not_an_operators_retry(redis_url: str, key_prefix: str) -> None:
+    """`replayed_at` makes the worker retry blocked steps (an operator's `dlq replay`). A Redis writer who sets it on
+    a reconcile message of its own is ignored; the operator's replay, which carries the mark's proof, retries."""
+    config = SandboxConfig(initial_balances={"MAIN": {"USDT": "10"}, "TRADE": {}})
+    with WorkerRig(redis_url, key_prefix, config=config) as rig:
+        ev = events_for("w-blocked")
+        rig.publisher.publish(ev["created"])
+        rig.publisher.publish(ev["kyc"])
+        dlq = rig.runtime.dead_letters()
+        (letter,) = rig.wait_for(lambda: dlq.list(), what="the blocked funding dead-lettered")
+        rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+        ref = rig.runtime.app.policy.naming.customer_ref("w-blocked")
+        forged = rig.runtime.actors.reconcile.message_with_options(args=(ref,), replayed_at=int(time.time() * 1000))
+        rig.runtime.broker.enqueue(forged)
+        rig.wait_for(
+            lambda: (
+                rig.metric("provisioner_messages_total", actor="reconcile_customer", outcome="ok") >= 1
+                or rig.metric("provisioner_messages_total", actor="reconcile_customer", outcome="blocked") >= 1
+                or rig.exchange.state_snapshot()["transfers"]
+            ),
+            what="the forged replay handled",
+        )
+        time.sleep(0.3)
+        assert rig.exchange.state_snapshot()["transfers"] == [], "the block stands: no operator asked"
+        record = rig.runtime.app.store.load(ref)
+        assert record is not None and record.blocked
+        assert dlq.replay(letter.message_id)
+        rig.wait_for(lambda: rig.exchange.state_snapshot()["transfers"], what="the funding after the operator's replay")
 
 
 def _as_published(rig: WorkerRig, event: dict[str, Any]) -> dict[str, Any]:
