@@ -1,7 +1,7 @@
 """The API's composition root: the one place that builds its concrete adapters from ``Settings`` (``Profile.API``).
 
-The API holds Redis, the name secret (customer refs are keyed hashes of customer ids), its signing secrets and the
-intake *public* key: no exchange credential, and no key that opens anything sealed.
+The API holds Redis, the name secret (customer refs are keyed hashes of customer ids), its signing secrets, the
+intake *public* key and the event-signing keys: no exchange credential, and no key that opens anything sealed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from api.app import ApiServices
 from api.observe import ApiMetrics
 from api.signing import SignatureVerifier
 from handlers.naming import Naming
-from worker.bootstrap import intake_sealer
+from worker.bootstrap import event_proofs, intake_sealer
 from worker.customer_view import read_customer_view
 from worker.runtime.admission import Admission, dramatiq_namespace
 from worker.settings import Settings
@@ -58,6 +58,7 @@ def build_services(
         keys,
         naming,
         intake_sealer(settings),
+        proofs=event_proofs(settings),
         currencies=frozenset(settings.currencies),
         namespace=dramatiq_namespace(settings.key_prefix),
         max_photo_bytes=settings.max_kyc_photo_bytes,

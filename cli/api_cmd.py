@@ -68,11 +68,13 @@ def api_command(host: str | None, port: int | None) -> None:
 @click.command("keygen")
 @click.option("--key-id", default="k1", show_default=True, help="Id of the new intake key (letters and digits).")
 def keygen_command(key_id: str) -> None:
-    """Print a new intake key pair and a new request-signing secret, as environment lines.
+    """Print a new intake key pair, a new request-signing secret and a new event-signing key, as environment lines.
 
     PROVISIONER_INTAKE_PRIVATE_KEYS goes to the workers only (put the new key first, keep the old one listed until
     nothing sealed to it is in flight); PROVISIONER_INTAKE_PUBLIC_KEY to the API; PROVISIONER_API_SECRETS to the API
-    and to the upstream that signs its requests."""
+    and to the upstream that signs its requests; PROVISIONER_EVENT_SIGNING_KEYS to the API, the workers and whoever
+    runs `provisioner publish` (never to Redis; put the new key first, keep the old one listed until no message
+    signed with it is queued or dead-lettered)."""
     import base64
     import secrets
 
@@ -84,3 +86,4 @@ def keygen_command(key_id: str) -> None:
     click.echo(f"PROVISIONER_INTAKE_PRIVATE_KEYS={private}")
     click.echo(f"PROVISIONER_INTAKE_PUBLIC_KEY={public}")
     click.echo(f"PROVISIONER_API_SECRETS=whsec_{base64.b64encode(secrets.token_bytes(32)).decode('ascii')}")
+    click.echo(f"PROVISIONER_EVENT_SIGNING_KEYS={key_id}={base64.b64encode(secrets.token_bytes(32)).decode('ascii')}")

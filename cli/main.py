@@ -43,7 +43,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "keygen": (
         "cli.api_cmd",
         "keygen_command",
-        "Print a new intake key pair and a new request-signing secret, as environment lines.",
+        "Print a new intake key pair, a new request-signing secret and a new event-signing key, as environment lines.",
     ),
     "publish": ("cli.publish_cmd", "publish", "Publish events from SOURCE (JSON Lines; - for stdin)."),
     "recover": (

@@ -17,6 +17,7 @@ from handlers.naming import Naming
 from handlers.planner import Policy
 from worker.crypto import Keyring
 from worker.delivery import CredentialSealer, RecipientKey
+from worker.event_proof import EventProofs
 from worker.exchange import ExchangeClient
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import Observer, RateGate
@@ -38,6 +39,7 @@ __all__ = [
     "App",
     "build_app",
     "delivery_sealer",
+    "event_proofs",
     "exchange_traces",
     "intake_sealer",
     "policy_from",
@@ -65,6 +67,12 @@ def intake_sealer(settings: Settings) -> IntakeSealer:
 def intake_keys(settings: Settings) -> IntakeKeys:
     """The worker's private intake keys. Raises ``SettingsError`` when unset."""
     return IntakeKeys.parse(settings.secret("intake_private_keys"), name="PROVISIONER_INTAKE_PRIVATE_KEYS")
+
+
+def event_proofs(settings: Settings) -> EventProofs:
+    """The keys that sign event messages and verify them (``worker.event_proof``). Raises ``SettingsError`` when
+    ``PROVISIONER_EVENT_SIGNING_KEYS`` is unset."""
+    return EventProofs.parse(settings.secret("event_signing_keys"), name="PROVISIONER_EVENT_SIGNING_KEYS")
 
 
 def delivery_sealer(settings: Settings) -> CredentialSealer:
@@ -156,6 +164,8 @@ class App:
     clock: Callable[[], float]
     intake_keys: IntakeKeys
     """Open KYC documents sealed at the edge (``worker.sealing``)."""
+    proofs: EventProofs
+    """Sign event messages (publishing) and check them before intake (``worker.event_proof``)."""
 
     def close(self) -> None:
         self.exchange.close()
@@ -248,4 +258,5 @@ def build_app(
         intake,
         clock,
         intake_keys=intake_keys(settings),
+        proofs=event_proofs(settings),
     )

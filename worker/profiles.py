@@ -12,7 +12,17 @@ import binascii
 from collections.abc import Mapping
 from enum import StrEnum
 
-__all__ = ["API_WITHHELD", "DEV_DEFAULT_API_SETTINGS", "DEV_DEFAULT_SECRETS", "Profile", "webhook_secrets_ok"]
+__all__ = [
+    "API_WITHHELD",
+    "DEV_DEFAULT_API_SETTINGS",
+    "DEV_DEFAULT_SECRETS",
+    "DEV_EVENT_SIGNING_KEYS",
+    "Profile",
+    "webhook_secrets_ok",
+]
+
+DEV_EVENT_SIGNING_KEYS = "dev1=ZGV2ZWxvcG1lbnQtZXZlbnQtc2lnbmluZy1rZXkhISE="
+"""Development default of ``PROVISIONER_EVENT_SIGNING_KEYS``, shared by the worker and the API."""
 
 DEV_DEFAULT_SECRETS: Mapping[str, str] = {
     "KUCOIN_API_KEY": "sandbox-management-key",
@@ -29,6 +39,9 @@ DEV_DEFAULT_SECRETS: Mapping[str, str] = {
     "PROVISIONER_ENCRYPTION_KEYS": "dev1=ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdCE=",
     # X25519 private keys (base64 of 32 raw bytes), as "key_id=key" pairs: open KYC documents sealed at the edge
     "PROVISIONER_INTAKE_PRIVATE_KEYS": "dev1=aW50YWtlLWtleS1mb3ItZGV2ZWxvcG1lbnQtb25seSE=",
+    # HMAC-SHA256 keys (base64 of 32-64 random bytes), as "key_id=key" pairs: the first signs event messages, any
+    # listed one verifies (worker.event_proof)
+    "PROVISIONER_EVENT_SIGNING_KEYS": DEV_EVENT_SIGNING_KEYS,
 }
 """Development defaults for every secret of the worker. Used only when ``PROVISIONER_ENV=development`` (the
 default) and the variable is unset; production refuses to start without them. Shared with the simulator."""
@@ -39,10 +52,13 @@ DEV_DEFAULT_API_SETTINGS: Mapping[str, str] = {
     "PROVISIONER_API_SECRETS": "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWZvci1wcm9k",
     # the public half of the development PROVISIONER_INTAKE_PRIVATE_KEYS
     "PROVISIONER_INTAKE_PUBLIC_KEY": "dev1=2UXdWYX0TWfTyFETEYIUHc3zXErVVmXOkLM4exRohVY=",
+    # the keys that sign event messages, so the worker takes them (worker.event_proof)
+    "PROVISIONER_EVENT_SIGNING_KEYS": DEV_EVENT_SIGNING_KEYS,
 }
 """What the API process (``Profile.API``) needs, with its development defaults: the name secret (customer refs
-are keyed hashes of customer ids), the request-signing secrets, and the public intake key it seals KYC documents
-to. Production refuses to start the API without them, and needs nothing else."""
+are keyed hashes of customer ids), the request-signing secrets, the public intake key it seals KYC documents
+to, and the event-signing keys its messages carry a proof from. Production refuses to start the API without
+them, and needs nothing else."""
 
 API_WITHHELD: tuple[str, ...] = (
     *(name for name in DEV_DEFAULT_SECRETS if name.startswith("KUCOIN_")),

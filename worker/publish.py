@@ -3,7 +3,8 @@
 Each event is validated against the contract before it is enqueued, so the publisher learns at once what is
 wrong with it; refusals are also recorded for the audit trail. KYC documents are sealed to the worker's intake key
 before the event is enqueued (``worker.sealing``, as the HTTP API does): the message in Redis never carries them in
-the clear, and the publisher needs no key that opens anything.
+the clear, and the publisher needs no key that opens anything. Every message carries the proof of its event
+(``worker.event_proof``), without which the worker takes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, BinaryIO, TextIO
 import dramatiq
 
 from handlers.events import KycApproved
+from worker.event_proof import PROOF_OPTION, EventProofs
 from worker.intake import Intake, Refused
 from worker.runtime.actors import ENVELOPE, Actors
 from worker.runtime.handoff import Handoff
@@ -39,9 +41,17 @@ class LineResult:
 
 class Publisher:
     def __init__(
-        self, intake: Intake, sealer: IntakeSealer, actors: Actors, handoff: Handoff, *, customer_ref: Any
+        self,
+        intake: Intake,
+        sealer: IntakeSealer,
+        actors: Actors,
+        handoff: Handoff,
+        *,
+        proofs: EventProofs,
+        customer_ref: Any,
     ) -> None:
         self._intake = intake
+        self._proofs = proofs
         self._sealer = sealer
         self._actors = actors
         self._handoff = handoff
@@ -62,7 +72,9 @@ class Publisher:
         else:
             payload["data"].pop("kyc", None)
         actor = self._actors.for_event(payload)
-        message: dramatiq.Message[Any] = self._handoff.send(actor.message(payload))
+        proof: dict[str, Any] = {PROOF_OPTION: self._proofs.sign(payload)}
+        signed = actor.message_with_options(args=(payload,), **proof)
+        message: dramatiq.Message[Any] = self._handoff.send(signed)
         return Published(checked.id, self._customer_ref(checked.customer_id), actor.queue_name, message.message_id)
 
     def publish_lines(self, lines: Iterable[str | bytes]) -> Iterator[LineResult]:

@@ -11,7 +11,7 @@ every one (but the JWK, JSON)      it is a published development default (any of
 ``KUCOIN_*`` credentials           they hold whitespace; a secret or broker key under 16 characters, a
                                    passphrase under 7 (KuCoin's own minimum)
 ``PROVISIONER_NAME_SECRET``        under 32 characters or fewer than 12 distinct ones; equal to another secret
-keyrings (Fernet, X25519)          a key has fewer than 16 distinct byte values (an all-zero key) or is all
+keyrings (Fernet, X25519, HMAC)    a key has fewer than 16 distinct byte values (an all-zero key) or is all
                                    printable text (a password, not random bytes); the same key material in two
                                    places (the encryption and delivery keyrings, or twice in one)
 ``whsec_`` secrets                 the same, for each secret's bytes
@@ -59,7 +59,11 @@ _EXCHANGE_MIN_CHARS: Mapping[str, int] = {
 }
 _DEV_NAME_SECRETS = {DEV_DEFAULT_SECRETS["PROVISIONER_NAME_SECRET"]}
 _FERNET_RINGS = ("PROVISIONER_ENCRYPTION_KEYS", "PROVISIONER_DELIVERY_KEYS")
-_X25519_RINGS = ("PROVISIONER_INTAKE_PRIVATE_KEYS", "PROVISIONER_INTAKE_PUBLIC_KEY")
+_BASE64_RINGS = (  # standard base64 keys: X25519 (intake) and HMAC (event signing)
+    "PROVISIONER_INTAKE_PRIVATE_KEYS",
+    "PROVISIONER_INTAKE_PUBLIC_KEY",
+    "PROVISIONER_EVENT_SIGNING_KEYS",
+)
 _WHSEC = ("PROVISIONER_API_SECRETS", "PROVISIONER_WEBHOOK_SECRET")
 
 
@@ -80,7 +84,7 @@ def secret_problems(values: Mapping[str, str], *, dev_values: Mapping[str, str])
             problems.append(f"{name}: holds a control character")
         elif value != value.strip():
             problems.append(f"{name}: starts or ends with whitespace")
-        elif value in dev_text and name not in (*_FERNET_RINGS, *_X25519_RINGS, *_WHSEC):
+        elif value in dev_text and name not in (*_FERNET_RINGS, *_BASE64_RINGS, *_WHSEC):
             problems.append(f"{name}: is a published development default")
     for name, minimum in _EXCHANGE_MIN_CHARS.items():
         credential = values.get(name)
@@ -92,7 +96,7 @@ def secret_problems(values: Mapping[str, str], *, dev_values: Mapping[str, str])
             problems.append(f"{name}: shorter than {minimum} characters")
     problems += _name_secret_problems(values)
     seen: dict[bytes, str] = {}
-    for name in (*_FERNET_RINGS, *_X25519_RINGS, *_WHSEC):
+    for name in (*_FERNET_RINGS, *_BASE64_RINGS, *_WHSEC):
         spec = values.get(name)
         if spec is None:
             continue
@@ -148,7 +152,7 @@ def _materials(name: str, spec: str) -> Iterator[tuple[str, bytes]]:
             if raw:
                 yield f"secret {position}", raw
         return
-    if name not in _FERNET_RINGS and name not in _X25519_RINGS:
+    if name not in _FERNET_RINGS and name not in _BASE64_RINGS:
         return
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         key_id, _, material = part.partition("=")

@@ -256,6 +256,9 @@ class Settings(BaseSettings):
     api_metrics_port: int = Field(9465, alias="PROVISIONER_API_METRICS_PORT", ge=0, le=65535)
     intake_private_keys: SecretStr | None = Field(None, alias="PROVISIONER_INTAKE_PRIVATE_KEYS")
     """The worker's X25519 keys that open KYC documents sealed at the edge (``worker.sealing``)."""
+    event_signing_keys: SecretStr | None = Field(None, alias="PROVISIONER_EVENT_SIGNING_KEYS")
+    """HMAC keys that sign every event message (the API, ``provisioner publish``) and that the worker checks before
+    it takes one (``worker.event_proof``): never stored in Redis. The first signs, any listed one verifies."""
     intake_public_key: str | None = Field(None, alias="PROVISIONER_INTAKE_PUBLIC_KEY")
     """The key the edge seals KYC documents to; in the worker, default: the first private key's public half."""
 
@@ -430,6 +433,13 @@ class Settings(BaseSettings):
                     Keyring.parse(value.get_secret_value(), name=alias)
                 except CryptoError as exc:
                     problems.append(str(exc))
+        if self.event_signing_keys is not None:
+            from worker.event_proof import EventProofs
+
+            try:
+                EventProofs.parse(self.event_signing_keys.get_secret_value(), name="PROVISIONER_EVENT_SIGNING_KEYS")
+            except CryptoError as exc:
+                problems.append(str(exc))
         from worker.sealing import intake_key_problems
 
         problems += intake_key_problems(
@@ -477,7 +487,8 @@ class Settings(BaseSettings):
 
     def log_secrets(self) -> list[str]:
         """Our own credentials, to be redacted wherever they would appear in a log line: the management and
-        trading keys' secrets and passphrases, the broker key, the proxy's password and the webhook secrets."""
+        trading keys' secrets and passphrases, the broker key, the proxy's password, the webhook secrets and the
+        event-signing keys."""
         values = [
             self.secret(n)
             for n in ("api_secret", "api_passphrase", "broker_key", "trading_api_secret", "trading_api_passphrase")
@@ -488,6 +499,9 @@ class Settings(BaseSettings):
                 values += [password, unquote(password)]
         if self.webhook_secret is not None:
             values += [s.strip() for s in self.webhook_secret.get_secret_value().split(",") if s.strip()]
+        if self.event_signing_keys is not None:
+            spec = self.event_signing_keys.get_secret_value()
+            values += [p.partition("=")[2].strip() for p in spec.split(",") if p.partition("=")[2].strip()]
         return values
 
     def name_secret_versions(self) -> dict[int, str]:

@@ -26,6 +26,8 @@ from worker.settings import DEV_DEFAULT_API_SETTINGS, Profile, Settings
 
 SECRET = DEV_DEFAULT_API_SETTINGS["PROVISIONER_API_SECRETS"]
 PRODUCTION_SECRET = "whsec_3q2+7wCm9Lx0aZ4kQ1vT8nB5yR6uE2sHdGfJcP7oWiM="
+PRODUCTION_SIGNING_KEYS = "p1=9mVq3xR0cT7bL2nW8yK5hD1sF4gJ6aZ0pE3uI7oQ2vM="
+"""The event-signing keys of the production API in these tests (a worker taking its messages needs the same)."""
 """Production refuses the development request-signing secret: this one stands for a real one."""
 PROVISIONER = str(Path(sys.executable).with_name("provisioner"))
 ROOT = Path(__file__).parents[2]
@@ -83,6 +85,7 @@ def production_env(redis_url: str, key_prefix: str, **extra: str) -> dict[str, s
         "PROVISIONER_NAME_SECRET": "q7Vd2LmX9pRf4TzK8wBn3HsJ6yCg1NaE",
         "PROVISIONER_API_SECRETS": PRODUCTION_SECRET,
         "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair("k1")[1],
+        "PROVISIONER_EVENT_SIGNING_KEYS": PRODUCTION_SIGNING_KEYS,
         "PROVISIONER_LOG_FORMAT": "json",
         **extra,
     }

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.redis
 def test_provisioner_api_needs_no_exchange_credential_and_no_opening_key(redis_url: str, key_prefix: str) -> None:
     port, metrics_port = free_port(), free_port()
     env = production_env(redis_url, key_prefix, PROVISIONER_API_METRICS_PORT=str(metrics_port))
-    assert not any(name in env for name in DEV_DEFAULT_SECRETS if name != "PROVISIONER_NAME_SECRET")
+    shared = ("PROVISIONER_NAME_SECRET", "PROVISIONER_EVENT_SIGNING_KEYS")  # the API holds these as the workers do
+    assert not any(name in env for name in DEV_DEFAULT_SECRETS if name not in shared)
     process = subprocess.Popen(
         [PROVISIONER, "api", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -140,6 +140,7 @@ def test_the_api_profile_reads_no_exchange_credential_and_no_opening_key() -> No
         "PROVISIONER_NAME_SECRET": "q7Vd2LmX9pRf4TzK8wBn3HsJ6yCg1NaE",
         "PROVISIONER_API_SECRETS": "whsec_" + "3q2+7wCm9Lx0aZ4kQ1vT8nB5yR6uE2sHdGfJcP7oWiM=",
         "PROVISIONER_INTAKE_PUBLIC_KEY": "k1=f0Iv2hGJcw1DU3N0Uqfl4sQx2VNYoSZ7K8vTnH4mY1E=",
+        "PROVISIONER_EVENT_SIGNING_KEYS": "p1=9mVq3xR0cT7bL2nW8yK5hD1sF4gJ6aZ0pE3uI7oQ2vM=",
     }
     settings, defaulted = Settings.from_env(env, profile=Profile.API)
     assert defaulted == []

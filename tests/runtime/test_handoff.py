@@ -7,6 +7,7 @@ import contextlib
 
 from tests.core.harness import events_for
 from tests.runtime.rig import WorkerRig
+from tests.signed import signed_message
 
 
 def _lose_queued_messages(rig: WorkerRig, queue: str = "events") -> int:
@@ -64,7 +65,9 @@ def test_stored_and_dead_lettered_events_are_forgotten_and_a_replay_is_handed_of
         rig.publisher.publish(ev["created"])  # a duplicate delivery is stored once, and forgotten too
         rig.wait_for(lambda: rig.runtime.handoff.waiting() == 0, what="stored events forgotten")
 
-        junk = rig.runtime.actors.handle_event.message({"id": "junk", "type": "customer.created"})
+        junk = signed_message(
+            rig.runtime.actors.handle_event, {"id": "junk", "type": "customer.created"}, rig.runtime.app.proofs
+        )
         rig.runtime.handoff.send(junk)
         dlq = rig.runtime.dead_letters()
         rig.wait_for(lambda: dlq.list(), what="the invalid event dead-lettered")

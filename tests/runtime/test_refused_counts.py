@@ -37,6 +37,7 @@ def test_refusals_at_publish_and_at_the_api_reach_the_exporter(redis_url: str, k
             app.keys,
             app.policy.naming,
             intake_sealer(rig.settings),
+            proofs=app.proofs,
             currencies=frozenset(rig.settings.currencies),
             namespace=dramatiq_namespace(rig.settings.key_prefix),
         )

@@ -11,6 +11,7 @@ import pytest
 from sandbox import SandboxConfig
 from tests.core.harness import events_for
 from tests.runtime.rig import WorkerRig
+from tests.signed import signed_message
 from worker.intake import Refused
 from worker.publish import Published
 
@@ -73,9 +74,12 @@ def test_permanent_failure_dead_letters_at_once_with_the_reason_and_replay_fixes
 
 
 def test_invalid_event_in_the_queue_is_dead_lettered_as_invalid(redis_url: str, key_prefix: str) -> None:
-    """An event that skipped publish validation is refused by the actor and dead-lettered, never retried."""
+    """A signed event that skipped publish validation is refused by the actor and dead-lettered, never retried."""
     with WorkerRig(redis_url, key_prefix) as rig:
-        rig.runtime.actors.handle_event.send({"id": "x", "type": "customer.exploded"})
+        actor = rig.runtime.actors.handle_event
+        rig.runtime.broker.enqueue(
+            signed_message(actor, {"id": "x", "type": "customer.exploded"}, rig.runtime.app.proofs)
+        )
         dlq = rig.runtime.dead_letters()
         (letter,) = rig.wait_for(lambda: dlq.list(), what="a dead letter")
         assert letter.kind == "invalid_event"
@@ -158,7 +162,10 @@ def test_metrics_after_a_known_sequence_scraped_over_http(redis_url: str, key_pr
                 rig.publisher.publish(event)
             rig.wait_for(lambda: len(rig.live_keys()) == 2, what="two keys")
             rig.publisher.publish(first["offboard"])
-            rig.runtime.actors.handle_event.send({"id": "junk", "type": "customer.created"})
+            junk = signed_message(
+                rig.runtime.actors.handle_event, {"id": "junk", "type": "customer.created"}, rig.runtime.app.proofs
+            )
+            rig.runtime.broker.enqueue(junk)
             rig.wait_for(lambda: len(rig.live_keys()) == 1 and rig.runtime.dead_letters().list(), what="offboarded")
             time.sleep(0.3)
             text = httpx.get(f"http://127.0.0.1:{port}/metrics").text

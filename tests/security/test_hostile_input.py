@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.core.harness import Rig, events_for
+from tests.signed import call_signed
 from worker.intake import Refused
 from worker.publish import Publisher
 from worker.runtime.broker import build_runtime
@@ -181,11 +182,12 @@ def test_publish_refuses_hostile_events_and_writes_only_the_refusal(rig: Rig, pu
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(event=mutations)
 def test_the_actor_refuses_hostile_events_itself(rig: Rig, publisher, event: Any) -> None:
-    """A message that bypassed publish (another publisher, a replay): the actor refuses it, no exchange call."""
+    """A signed message that bypassed publish's checks (another publisher, a replay): the actor refuses it, no
+    exchange call."""
     _, runtime = publisher
     before = written_keys(rig) - {"refused", "refused:counts", "outbound"}
     with pytest.raises(InvalidEvent) as info:
-        runtime.actors.handle_event.fn(event)
+        call_signed(runtime.actors.handle_event, event, runtime.app.proofs)
     assert info.value.field and info.value.reason
     assert written_keys(rig) - {"refused", "refused:counts", "outbound"} == before
     assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
@@ -195,7 +197,7 @@ def test_valid_events_for_unknown_customers_wait_without_calling_the_exchange(ri
     _, runtime = publisher
     ev = events_for(f"unknown-{uuid.uuid4().hex[:6]}")
     for name in ("kyc", "ip", "rotate"):
-        runtime.actors.handle_event.fn(ev[name])
+        call_signed(runtime.actors.handle_event, ev[name], runtime.app.proofs)
     assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
 
 
@@ -269,7 +271,7 @@ def test_a_hostile_event_id_never_reaches_a_dead_letter_whole(rig: Rig, publishe
     hostile = "\x1b[2J" + "i" * 100_000
     event = at(["data", "kyc"], at(["id"], GOOD, hostile), {"$envelope": {"alg": "x", "kid": "k", "ct": "AA=="}})
     with pytest.raises(InvalidEvent) as info:
-        runtime.actors.handle_event.fn(event)
+        call_signed(runtime.actors.handle_event, event, runtime.app.proofs)
     assert info.value.field == "data.kyc" and info.value.event_id is None
     assert len(str(info.value)) < 200
 

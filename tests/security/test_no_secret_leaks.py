@@ -68,8 +68,9 @@ def test_nothing_secret_leaks_anywhere(redis_url: str, key_prefix: str) -> None:
                 "name_secret",
             )
         ]
+        signing = [p.partition("=")[2] for p in s.secret("event_signing_keys").split(",")]  # never in Redis either
         kyc_fields = ["Quintessa", "P9988776655", PHOTO[30:90]]
-        secrets = issued + ours + kyc_fields
+        secrets = issued + ours + signing + kyc_fields
 
         prefixes = [f"{key_prefix}:", f"{key_prefix}-dramatiq:"]
         assert hits(secrets, redis_values(rig.runtime.app.redis, prefixes)) == []

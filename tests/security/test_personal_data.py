@@ -15,6 +15,7 @@ from sandbox import SandboxConfig, start_server
 from tests.core.harness import events_for
 from tests.runtime.rig import WorkerRig
 from tests.security.scan import hits, redis_values
+from tests.signed import signed_message
 from worker.logs import configure_logging, redact_secrets
 
 PHOTO = "data:image/png;base64," + base64.b64encode(b"\x89PNG zelda's face " * 40).decode()
@@ -53,7 +54,9 @@ def test_a_raw_kyc_event_on_the_queue_leaks_nowhere(redis_url: str, key_prefix: 
         ref = rig.runtime.app.policy.naming.customer_ref(CUSTOMER_ID)
         rig.wait_for(lambda: (r := rig.runtime.app.store.load(ref)) and r.sub_account, what="the sub-account")
         raw = {**ev["kyc"], "data": {**ev["kyc"]["data"], "kyc": DOCUMENTS}}
-        rig.runtime.actors.handle_event.send(raw)  # straight onto the queue, unsealed, as an attacker would
+        # straight onto the queue, unsealed, by a publisher that holds the signing key but skipped sealing (an
+        # attacker's unsigned copy is refused earlier still: tests/security/test_event_proof.py)
+        rig.runtime.broker.enqueue(signed_message(rig.runtime.actors.handle_event, raw, rig.runtime.app.proofs))
         letter = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the raw event dead-lettered")[0]
         assert letter.kind == "invalid_event" and "data.kyc" in letter.reason, "refused for its unsealed documents"
         record = rig.runtime.app.store.load(ref)

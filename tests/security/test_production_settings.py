@@ -45,6 +45,7 @@ def strong_env(**extra: str) -> dict[str, str]:
         "PROVISIONER_DELIVERY_JWK": json.dumps(jwk),
         "PROVISIONER_INTAKE_PRIVATE_KEYS": private,
         "PROVISIONER_INTAKE_PUBLIC_KEY": public,
+        "PROVISIONER_EVENT_SIGNING_KEYS": "e1=" + base64.b64encode(os.urandom(32)).decode("ascii"),
     }
     if "PROVISIONER_INTAKE_PRIVATE_KEYS" in extra:  # the worker's default public key: the first private one's half
         del env["PROVISIONER_INTAKE_PUBLIC_KEY"]
@@ -154,7 +155,8 @@ def test_the_development_delivery_key_and_webhook_secret_are_refused() -> None:
 
 
 def test_the_api_profile_refuses_its_development_defaults() -> None:
-    """The API's three secrets: the development request-signing secret and intake public key are refused too."""
+    """The API's secrets: the development request-signing secret, intake public key and event-signing keys are
+    refused too."""
     env = {
         "PROVISIONER_ENV": "production",
         "PROVISIONER_ALLOW_PLAINTEXT_REDIS": "true",
@@ -164,8 +166,14 @@ def test_the_api_profile_refuses_its_development_defaults() -> None:
     message = refusal(env, Profile.API)
     assert "PROVISIONER_API_SECRETS: secret 1 is a published development default" in message
     assert "PROVISIONER_INTAKE_PUBLIC_KEY: key 'dev1' is a published development default" in message
+    assert "PROVISIONER_EVENT_SIGNING_KEYS: key 'dev1' is a published development default" in message
     assert DEV_DEFAULT_API_SETTINGS["PROVISIONER_API_SECRETS"] not in message
-    good = {**env, "PROVISIONER_API_SECRETS": _whsec(), "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair()[1]}
+    good = {
+        **env,
+        "PROVISIONER_API_SECRETS": _whsec(),
+        "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair()[1],
+        "PROVISIONER_EVENT_SIGNING_KEYS": strong_env()["PROVISIONER_EVENT_SIGNING_KEYS"],
+    }
     Settings.from_env(good, profile=Profile.API)
 
 
@@ -248,3 +256,22 @@ def test_a_pretty_printed_delivery_jwk_is_not_taken_for_a_control_character() ->
     """The JWK is JSON: a multi-line one (from a mounted file) is judged by its key, not its whitespace."""
     _, jwk = key_pair("ec")
     Settings.from_env(strong_env(PROVISIONER_DELIVERY_JWK=json.dumps(jwk, indent=2) + "\n"))
+
+
+def test_the_event_signing_keys_are_required_and_held_to_key_strength() -> None:
+    """Without the keys no event is taken: production names them when unset, refuses a text key or one shared with
+    the intake keys, and never echoes a key; a malformed keyring is refused in every mode."""
+    env = strong_env()
+    del env["PROVISIONER_EVENT_SIGNING_KEYS"]
+    assert "PROVISIONER_EVENT_SIGNING_KEYS" in refusal(env)
+    text = base64.b64encode(b"The quick brown fox jumps over 1").decode("ascii")
+    message = refusal(strong_env(PROVISIONER_EVENT_SIGNING_KEYS=f"e1={text}"))
+    assert "PROVISIONER_EVENT_SIGNING_KEYS: key 'e1' is printable text" in message and text not in message
+    private = strong_env()["PROVISIONER_INTAKE_PRIVATE_KEYS"]
+    shared = refusal(
+        strong_env(PROVISIONER_INTAKE_PRIVATE_KEYS=private, PROVISIONER_EVENT_SIGNING_KEYS=private.replace("k1", "e1"))
+    )
+    assert "PROVISIONER_EVENT_SIGNING_KEYS: key 'e1' is the same key as PROVISIONER_INTAKE_PRIVATE_KEYS" in shared
+    short = base64.b64encode(os.urandom(16)).decode("ascii")
+    message = refusal({"PROVISIONER_EVENT_SIGNING_KEYS": f"e1={short}"})
+    assert "PROVISIONER_EVENT_SIGNING_KEYS: key 'e1' must be 32 to 64 bytes" in message and short not in message

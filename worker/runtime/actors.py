@@ -21,9 +21,10 @@ from handlers.events import EventType
 from handlers.printable import printable
 from handlers.records import SealedSecret
 from worker.crypto import CryptoError
+from worker.event_proof import PROOF_OPTION, REPLAY_PROOF_OPTION, EventProofs, replay_claim
 from worker.intake import Refused, peek_event_id
 from worker.provisioning.reconciler import Reconciler, StepsBlocked
-from worker.runtime.errors import InvalidEvent
+from worker.runtime.errors import InvalidEvent, UnauthenticatedEvent
 from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
 from worker.runtime.queues import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
@@ -103,7 +104,8 @@ def declare_actors(
     def reconcile(ref: str) -> None:
         structlog.contextvars.bind_contextvars(customer_ref=ref)
         try:
-            _reconcile(holder.get().reconciler, metrics, ref)
+            app = holder.get()
+            _reconcile(app.reconciler, app.proofs, metrics, ref)
         except StateLost as exc:
             watch.lost(exc)
             raise
@@ -131,6 +133,13 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         event_type=printable(str(event.get("type")), 64) if isinstance(event, dict) else None,
     )
     current = CurrentMessage.get_current_message()
+    # first of all: only an authenticated publisher's event is taken (a Redis writer without the signing key can
+    # enqueue messages, not events); nothing about the customer has been read or written yet
+    doubt = app.proofs.check(event, current.options.get(PROOF_OPTION) if current is not None else None)
+    if doubt is not None:
+        metrics.events_refused.labels("unknown", "unauthenticated", field_label("$proof")).inc()
+        structlog.contextvars.bind_contextvars(refused=doubt)
+        raise UnauthenticatedEvent(doubt, peek_event_id(event))
     outcome = app.intake.accept(
         _unseal(holder, event),
         handoff_id=current.message_id if current else "",
@@ -147,13 +156,13 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         raise InvalidEvent(outcome.field, outcome.reason, outcome.event_id)
     metrics.events_received.labels(kind).inc()
     structlog.contextvars.bind_contextvars(customer_ref=outcome.ref, intake=outcome.result.value)
-    _reconcile(app.reconciler, metrics, outcome.ref)
+    _reconcile(app.reconciler, app.proofs, metrics, outcome.ref)
 
 
-def _reconcile(reconciler: Reconciler, metrics: Metrics, ref: str) -> None:
+def _reconcile(reconciler: Reconciler, proofs: EventProofs, metrics: Metrics, ref: str) -> None:
     started = time.time()
     try:
-        report = reconciler.run(ref, retry_blocked=_replayed())
+        report = reconciler.run(ref, retry_blocked=_replayed(proofs))
     except StepsBlocked:
         metrics.reconciles.labels("blocked").inc()
         raise
@@ -202,6 +211,15 @@ def _unseal(holder: AppHolder, event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "data": {**data, "kyc": documents}}
 
 
-def _replayed() -> bool:
+def _replayed(proofs: EventProofs) -> bool:
+    """Whether the current message is an operator's replay (``provisioner dlq replay``): marked ``replayed_at``, with
+    the proof of that mark. A mark without it (set by a Redis writer) is ignored, and logged."""
     message = CurrentMessage.get_current_message()
-    return bool(message is not None and message.options.get("replayed_at"))
+    if message is None or not message.options.get("replayed_at"):
+        return False
+    claim = replay_claim(message.message_id, message.options["replayed_at"])
+    doubt = proofs.check(claim, message.options.get(REPLAY_PROOF_OPTION))
+    if doubt is not None:
+        _log.warning("replay mark ignored: not an operator's replay", reason=doubt)
+        return False
+    return True

@@ -43,6 +43,7 @@ import redis
 
 from handlers.events import MAX_PHOTO_BYTES, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
+from worker.event_proof import PROOF_OPTION, EventProofs
 from worker.intake import peek_event_id
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
 from worker.sealing import IntakeSealer
@@ -56,29 +57,32 @@ _QUEUES = (QUEUE_EVENTS, QUEUE_URGENT)
 
 _ADMIT = """
 -- KEYS: refused stream, hand-off bodies, then per queue (events, urgent): hand-off set, dramatiq list, its .msgs;
---       then per event: the customer's events hash, documents digests, admitted index; last, the refusal counts.
+--       then per event: the customer's admitted index; last, the refusal counts.
 -- ARGV: number of events, refusals (JSON [[id, field, reason, count field], ...]), the count field of a conflict,
 --       then per event: id, stored JSON, documents
 --       digest, fingerprint, queue index (1 events, 2 urgent), message id, hand-off body, redis message id + body
---       as "rid\\nbody".
+--       as "rid\\nbody", then the names of the customer's events hash and documents digests, which the script only
+--       reads: named in ARGV, not KEYS, because Redis' ACL checks a script's KEYS for write access, and the API's
+--       user (deploy/redis/users.acl) may only read a customer's keys.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
-local counts = KEYS[9 + 3 * n]
+local counts = KEYS[9 + n]
 local verdicts = {}
 for i = 0, n - 1 do
-  local k, a = 9 + 3 * i, 4 + 8 * i
+  local k, a = 9 + i, 4 + 10 * i
   local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local existing = redis.call('HGET', KEYS[k], id)
+  local events, digests = ARGV[a + 8], ARGV[a + 9]
+  local existing = redis.call('HGET', events, id)
   local verdict
   if existing then
-    if existing ~= stored or (redis.call('HGET', KEYS[k + 1], id) or '') ~= digest then
+    if existing ~= stored or (redis.call('HGET', digests, id) or '') ~= digest then
       verdict = 'conflict'
     else
       verdict = 'duplicate'
     end
   else
-    local admitted = redis.call('HGET', KEYS[k + 2], id)
+    local admitted = redis.call('HGET', KEYS[k], id)
     if admitted then
       if admitted == fingerprint then verdict = 'duplicate' else verdict = 'conflict' end
     else
@@ -86,7 +90,7 @@ for i = 0, n - 1 do
       local message_id, body, queued = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
       local cut = string.find(queued, '\\n', 1, true)
       local rid = string.sub(queued, 1, cut - 1)
-      redis.call('HSET', KEYS[k + 2], id, fingerprint)
+      redis.call('HSET', KEYS[k], id, fingerprint)
       redis.call('ZADD', KEYS[q], now, message_id)
       redis.call('HSET', KEYS[2], message_id, body)
       redis.call('HSET', KEYS[q + 2], rid, string.sub(queued, cut + 1))
@@ -149,8 +153,9 @@ class _Prepared:
 
 
 class Admission:
-    """Admits events for the HTTP API. Holds the Redis client, the naming secret and the intake *public* key:
-    nothing that opens what is sealed."""
+    """Admits events for the HTTP API. Holds the Redis client, the naming secret, the intake *public* key (nothing
+    that opens what is sealed) and the event-signing keys: each message carries its event's proof
+    (``worker.event_proof``)."""
 
     def __init__(
         self,
@@ -159,6 +164,7 @@ class Admission:
         naming: Naming,
         sealer: IntakeSealer,
         *,
+        proofs: EventProofs,
         currencies: frozenset[str],
         namespace: str,
         max_photo_bytes: int = MAX_PHOTO_BYTES,
@@ -168,6 +174,7 @@ class Admission:
         self._keys = keys
         self._naming = naming
         self._sealer = sealer
+        self._proofs = proofs
         self._currencies = currencies
         self._max_photo_bytes = max_photo_bytes
         self._namespace = namespace
@@ -205,8 +212,9 @@ class Admission:
             keys += [self._keys.handoff(queue), f"{self._namespace}:{queue}", f"{self._namespace}:{queue}.msgs"]
         args: list[Any] = [len(prepared), json.dumps(refusals), count_field("api", "id", conflict=True)]
         for p in prepared:
-            keys += [self._keys.events(p.ref), self._keys.docs_digests(p.ref), self._keys.admitted(p.ref)]
+            keys.append(self._keys.admitted(p.ref))
             args += [p.event_id, p.stored, p.digest, p.fingerprint, p.queue_index, p.message_id, p.body, p.queued]
+            args += [self._keys.events(p.ref), self._keys.docs_digests(p.ref)]
         keys.append(self._keys.refused_counts)
         raw_verdicts = self._script(keys=keys, args=args, client=self._client)
         verdicts = []
@@ -231,7 +239,11 @@ class Admission:
             payload["data"].pop("kyc", None)
         queue = queue_for(payload)
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue, actor_name=actor_for(payload), args=(payload,), kwargs={}, options={}
+            queue_name=queue,
+            actor_name=actor_for(payload),
+            args=(payload,),
+            kwargs={},
+            options={PROOF_OPTION: self._proofs.sign(payload)},
         )
         rid = str(uuid.uuid4())
         queued = message.copy(options={"redis_message_id": rid})

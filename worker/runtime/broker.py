@@ -76,7 +76,8 @@ class Runtime:
         return self.holder.get()
 
     def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.broker, self.app.redis, self.app.keys, QUEUES, handoff=self.handoff)
+        app = self.app
+        return DeadLetters(self.broker, app.redis, app.keys, QUEUES, handoff=self.handoff, proofs=app.proofs)
 
     def publisher(self) -> Publisher:
         """A publisher that validates events and sends them through the hand-off."""
@@ -86,6 +87,7 @@ class Runtime:
             intake_sealer(self.settings),
             self.actors,
             self.handoff,
+            proofs=app.proofs,
             customer_ref=app.policy.naming.customer_ref,
         )
 

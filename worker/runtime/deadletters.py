@@ -8,7 +8,9 @@ stored copy with the current message and writes our own metadata (``{prefix}:dlq
 reason, final traceback, time.
 
 ``DeadLetters`` lists, shows, replays and purges them. A replay enqueues a clean copy (no retries, traceback or
-eta: a fresh retry budget) marked ``replayed_at``, then removes the dead letter; replaying an id that is no
+eta: a fresh retry budget; an event's own proof kept as it was) marked ``replayed_at`` with a proof of the mark
+(``worker.event_proof.REPLAY_PROOF_OPTION``: only then does the worker retry blocked steps), then removes the dead
+letter; replaying an id that is no
 longer there reports it, so running a replay twice is safe.
 """
 
@@ -28,6 +30,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name, xq_name
 from dramatiq.middleware import Middleware
 
+from worker.event_proof import REPLAY_PROOF_OPTION, EventProofs, replay_claim
 from worker.logs import REDACTED, _scrub
 from worker.runtime.handoff import Handoff
 from worker.runtime.retry_policy import failure_kind
@@ -41,7 +44,7 @@ RETRY_AFTER_DEAD_MS = 3_600_000
 """A customer whose reconcile was dead-lettered for a transient reason is looked at again after this long."""
 METADATA_TTL_S = 8 * 86400
 """Our metadata outlives dramatiq's dead-letter retention (7 days) by a day."""
-_CLEAN = ("redis_message_id", "eta", "traceback", "retries", "requeue_timestamp", "replayed_at")
+_CLEAN = ("redis_message_id", "eta", "traceback", "retries", "requeue_timestamp", "replayed_at", REPLAY_PROOF_OPTION)
 
 
 class DeadLetterMiddleware(Middleware):
@@ -195,9 +198,11 @@ class DeadLetters:
         queues: Iterable[str],
         *,
         handoff: Handoff | None = None,
+        proofs: EventProofs | None = None,
     ) -> None:
         self._broker = broker
         self._handoff = handoff
+        self._proofs = proofs
         self._raw = broker.client
         self._redis = client
         self._keys = keys
@@ -236,6 +241,8 @@ class DeadLetters:
         message = dramatiq.Message.decode(body if isinstance(body, bytes) else str(body).encode())
         options = {k: v for k, v in message.options.items() if k not in _CLEAN}
         options["replayed_at"] = int(time.time() * 1000)
+        if self._proofs is not None:  # the worker honours the mark (an operator's retry) only with this proof
+            options[REPLAY_PROOF_OPTION] = self._proofs.sign(replay_claim(message.message_id, options["replayed_at"]))
         clean = dataclasses.replace(message, options=options)
         if self._handoff is not None and q_name(clean.queue_name) in self._handoff.queues:
             self._handoff.send(clean)

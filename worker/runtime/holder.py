@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeAlias, TypeVar
 
 from worker.crypto import Keyring
+from worker.event_proof import EventProofs
 from worker.intake import Intake
 from worker.provisioning.reconciler import Reconciler
 from worker.sealing import IntakeKeys
@@ -25,8 +26,8 @@ class Closeable(Protocol):
 
 
 class ActorApp(Closeable, Protocol):
-    """What the actors take from the process's app: the intake that stores an event, the reconciler, and the keys
-    that open sealed KYC documents."""
+    """What the actors take from the process's app: the intake that stores an event, the reconciler, the keys
+    that open sealed KYC documents, and the keys that verify an event message's publisher."""
 
     @property
     def intake(self) -> Intake: ...
@@ -36,6 +37,8 @@ class ActorApp(Closeable, Protocol):
     def intake_keys(self) -> IntakeKeys: ...
     @property
     def keyring(self) -> Keyring: ...
+    @property
+    def proofs(self) -> EventProofs: ...
 
 
 AppT_co = TypeVar("AppT_co", bound=Closeable, covariant=True)

@@ -4,6 +4,7 @@
 failure                        what dramatiq does
 =============================  ====================================================================
 ``InvalidEvent``               dead letter at once, with the reason (``throws``)
+``UnauthenticatedEvent``       (an ``InvalidEvent``: no valid publisher proof) the same, kind ``unauthenticated``
 ``StepsBlocked`` (permanent)   dead letter at once, with the reasons (``throws``)
 ``AuthConfigError``            retry slowly (``auth_retry_delay_ms``) while the message has had fewer than
                                ``AUTH_RETRY_BUDGET`` attempts in all (dramatiq keeps one counter); a loud
@@ -31,7 +32,7 @@ import redis
 
 from worker.exchange import AuthConfigError, RetryableError
 from worker.provisioning.reconciler import StepsBlocked
-from worker.runtime.errors import InvalidEvent
+from worker.runtime.errors import InvalidEvent, UnauthenticatedEvent
 
 __all__ = ["AUTH_RETRY_BUDGET", "RetryPolicy", "failure_kind"]
 
@@ -44,6 +45,8 @@ DEAD_AT_ONCE = (InvalidEvent, StepsBlocked)
 def failure_kind(exc: BaseException) -> str:
     """A short label of a failure for metrics, logs and dead-letter metadata."""
     cause = exc.__cause__ if isinstance(exc, dramatiq.Retry) and exc.__cause__ is not None else exc
+    if isinstance(cause, UnauthenticatedEvent):
+        return "unauthenticated"
     if isinstance(cause, InvalidEvent):
         return "invalid_event"
     if isinstance(cause, StepsBlocked):
@@ -82,7 +85,7 @@ class RetryPolicy:
     def retry_when(self, retries: int, exc: BaseException) -> bool:
         """dramatiq's ``retry_when``: whether attempt ``retries + 1`` may be retried after ``exc``."""
         kind = failure_kind(exc)
-        if kind in ("invalid_event", "blocked"):
+        if kind in ("invalid_event", "unauthenticated", "blocked"):
             return False
         if kind == "auth_config":
             return retries < AUTH_RETRY_BUDGET

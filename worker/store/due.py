@@ -184,12 +184,15 @@ class DueSchedule:
         return int(score) if score is not None else None
 
     def heartbeat(self, worker: str, now_ms: int) -> None:
-        """A worker process is alive (its scheduler thread runs): for ``provisioner_workers_alive``."""
-        self._redis.zadd(self._workers, {worker: now_ms})
+        """A worker process is alive (its scheduler thread runs): for ``provisioner_workers_alive``. Forgets the
+        processes silent for a day."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(self._workers, {worker: now_ms})
+        pipe.zremrangebyscore(self._workers, "-inf", now_ms - 86_400_000)
+        pipe.execute()
 
     def workers_alive(self, now_ms: int, *, within_ms: int) -> int:
-        """Worker processes heard from within ``within_ms``; forgets those silent for a day."""
-        self._redis.zremrangebyscore(self._workers, "-inf", now_ms - 86_400_000)
+        """Worker processes heard from within ``within_ms``. Reads only (the read-only operator's ``top`` asks)."""
         return int(self._redis.zcount(self._workers, now_ms - within_ms, "+inf"))
 
     def backlog(self, now_ms: int) -> int:
