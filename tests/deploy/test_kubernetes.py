@@ -416,6 +416,7 @@ def test_api_pod_environment_is_accepted_in_production() -> None:
         "PROVISIONER_NAME_SECRET": secrets.token_urlsafe(48),
         "PROVISIONER_API_SECRETS": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair()[1],
+        "PROVISIONER_EVENT_SIGNING_KEYS": "k1=" + base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     settings, defaulted = Settings.from_env(environ, profile=Profile.API)
     assert defaulted == []
