@@ -22,8 +22,13 @@ def test_the_view_follows_the_worker(redis_url: str, key_prefix: str) -> None:
         )
         ref = rig.runtime.app.policy.naming.customer_ref("view/1@x")
         rig.wait_for(
-            lambda: (r := rig.runtime.app.store.load(ref)) and r.live_keys and len(r.transfers) == 2,
-            what="the key and both funding lines decided",
+            lambda: (
+                (r := rig.runtime.app.store.load(ref))
+                and r.live_keys
+                and len(r.transfers) == 2
+                and all(t.status.value != "accepted" for t in r.transfers.values())
+            ),
+            what="the key and both funding lines decided (the accepted transfer confirmed)",
         )
         view = upstream.customer("view/1@x")
         assert view.status_code == 200

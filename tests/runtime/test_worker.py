@@ -105,7 +105,14 @@ def test_transient_read_errors_are_retried_with_backoff(redis_url: str, key_pref
         rig.exchange.update_config(
             {"faults": {"per_endpoint": {"add_sub_account_api": {"drop": 0.0}, "get_sub_account_api": {"5xx": 0.0}}}}
         )
-        rig.wait_for(lambda: rig.live_keys(), what="a key")
+        ref = rig.runtime.app.policy.naming.customer_ref("w-flaky")
+
+        def ours_live() -> bool:  # a key created by the dropped request (secret lost) is revoked, then replaced
+            record = rig.runtime.app.store.load(ref)
+            held = {k.api_key for k in record.live_keys} if record is not None else set()
+            return bool(held) and held == {k["apiKey"] for k in rig.live_keys()}
+
+        rig.wait_for(ours_live, what="a key we hold, and no other")
         time.sleep(0.3)
         assert len(rig.live_keys()) == 1
     loud = [r for r in caplog.records if r.name.startswith("dramatiq") and r.levelno >= logging.ERROR]
