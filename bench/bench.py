@@ -619,8 +619,13 @@ def run_shipped(
 
 
 def run_floor(redis_url: str, *, messages: int, processes: int, threads: int) -> dict[str, Any]:
-    """The same number of messages through a no-op actor: the framework's own cost."""
-    env = base_env(redis_url, "http://127.0.0.1:9", quota=HUGE_QUOTA)
+    """The same number of messages through a no-op actor: the framework's own cost. A simulator answers the
+    worker's start-up state check (it asks the exchange); the no-op actor never calls it."""
+    with sandbox(quota=HUGE_QUOTA, latency_ms=0) as url:
+        return _floor(base_env(redis_url, url, quota=HUGE_QUOTA), redis_url, messages, processes, threads)
+
+
+def _floor(env: dict[str, str], redis_url: str, messages: int, processes: int, threads: int) -> dict[str, Any]:
     runtime, _ = publisher(env)
     noop = declare_noop(runtime.broker)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
