@@ -129,7 +129,6 @@ class OnCall:
         if self._asked[question] >= MAX_VERDICTS:
             self.given_up.add(f"{customer} {step}")
             return 0  # the same question again and again: a human stops answering and escalates
-        self._asked[question] += 1
         done = [t for t in found if t["status"] == "SUCCESS"]
         client_oid: str | None = None
         if done:
@@ -153,9 +152,10 @@ class OnCall:
                 who="chaos on-call",
                 note=f"the exchange shows {len(done)} successful transfer(s) under {', '.join(asked)}",
             )
-        except OperatorError as exc:
+        except OperatorError as exc:  # e.g. the customer is being reconciled right now: asked again next round
             self.refusals[str(exc)[:60]] += 1
             return 0
+        self._asked[question] += 1  # only a verdict given counts towards escalating
         self.decisions[verdict.value] += 1
         self.decided.append({"customer": customer, "step": step, "client_oid": client_oid, "verdict": verdict.value})
         self._log(f"on-call: {customer} {step}: {verdict.value}")
