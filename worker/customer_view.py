@@ -28,10 +28,9 @@ def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -
     if snapshot.record is not None and snapshot.record.recovered_at_ms is not None:
         at = store.redis.get(store.keys.recovery_republished_at)
         declared = at is not None and int(at) >= snapshot.record.recovered_at_ms
-    view = customer_view(
+    return customer_view(
         customer_id, desired, snapshot.record, _last_change(store, ref), republication_declared=declared
     )
-    return view
 
 
 def _last_change(store: CustomerStore, ref: str) -> LastChange | None:
