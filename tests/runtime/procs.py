@@ -60,8 +60,12 @@ class WorkerProcess:
         )
         out.close()
 
-    def workers(self, timeout: float = 20) -> list[int]:
-        """PIDs of the dramatiq worker processes (many threads), not the metrics exporter."""
+    def workers(self, timeout: float = 60) -> list[int]:
+        """PIDs of the dramatiq worker processes (many threads), not the metrics exporter.
+
+        Idle, they are up in about 3 s; the bound is generous because a CI run on two cores shared with the other
+        test process once took more than 20 s to spawn them (each re-imports the worker).
+        """
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -69,7 +73,11 @@ class WorkerProcess:
             if pids:
                 return pids
             time.sleep(0.1)
-        raise AssertionError("no worker process came up:\n" + self.log.read_text()[-3000:])
+        seen = {p: thread_count(p) for p in children(self.proc.pid)}
+        raise AssertionError(
+            f"no worker process came up in {timeout} s (children and their threads: {seen}, "
+            f"master exit status: {self.proc.poll()}):\n" + self.log.read_text()[-3000:]
+        )
 
     def signal_master(self, sig: signal.Signals) -> None:
         assert self.proc is not None
