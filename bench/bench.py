@@ -379,6 +379,7 @@ def run_worker(
         "quota_share": round(weight / elapsed / (quota / 30), 3) if elapsed > 0 else 0.0,
         "exchange_429s": state["stats"]["rateLimited"],
         "exchange_requests": sum(state["stats"]["requests"].values()),
+        "exchange_requests_by_endpoint": dict(sorted(state["stats"]["requests"].items())),
         "p50_publish_to_converged_s": round(percentile(latencies, 0.5), 3),
         "p99_publish_to_converged_s": round(percentile(latencies, 0.99), 3),
         "p50_service_s": round(percentile(service, 0.5), 3),
@@ -442,7 +443,8 @@ def run_latency(
     ``kyc_approved`` events are handed to the publisher until its sub-account exists, its funding line is
     transferred and its key is issued, against the floor of its three sequential calls (3 × ``latency_ms``).
     "Ready" is when its funding is *committed*: a fourth call, Get Transfer History, confirms the accepted transfer
-    (``money_steps.confirm_transfer``); when the three writes were done is reported beside it.
+    (``money_steps.confirm_transfer``), read while the key is issued (``worker.provisioning.prefetch``); when the
+    three writes were done is reported beside it.
 
     The breakdown comes from the worker's own records, with no instrumentation of its code: the canonical log
     line of each message (its end and duration: when a thread picked it up) and the customer's journal (each
@@ -848,6 +850,15 @@ def main(
             extra_env={"PROVISIONER_IDLE_POLL_MS": "1000"},
         )
         _say("latency_dramatiq_backoff", results["latency_dramatiq_backoff"])
+        # and without reading the accepted transfer's status during the key's issue: four sequential calls
+        results["latency_no_prefetch"] = run_latency(
+            redis_url,
+            customers=latency_customers,
+            latency_ms=100,
+            timeout_s=60,
+            extra_env={"PROVISIONER_PREFETCH_TRANSFER_STATUS": "false"},
+        )
+        _say("latency_no_prefetch", results["latency_no_prefetch"])
     if "quota" in chosen:
         results["quota"] = run_worker(
             redis_url, customers=quota_customers, latency_ms=100, quota=2000, fresh_window=True, **common
@@ -1018,6 +1029,16 @@ def _table(r: dict[str, Any]) -> None:
                     "  with dramatiq's idle back-off",
                     f"p50 {old['p50_s']} s, writes {old['p50_three_writes_s']} s",
                     f"pick-up {old['p50_parts_ms'].get('queue pick-up')} ms",
+                    f"{old['ratio_to_floor']}x",
+                )
+            )
+        if "latency_no_prefetch" in r:
+            old = r["latency_no_prefetch"]
+            rows.append(
+                (
+                    "  status read at confirm (no prefetch)",
+                    f"p50 {old['p50_s']} s, writes {old['p50_three_writes_s']} s",
+                    f"committed {old['p50_parts_ms'].get('transfer.committed')} ms after the key",
                     f"{old['ratio_to_floor']}x",
                 )
             )

@@ -24,6 +24,7 @@ from worker.exchange.http import Observer, RateGate
 from worker.exchange.scope import CallScope, Preadmission
 from worker.intake import Intake
 from worker.provisioning.context import Services
+from worker.provisioning.prefetch import StatusPrefetch
 from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, Reconciler, StepObserver
 from worker.ratelimit import PoolQuota, SharedRateLimiter, WaitingGate
 from worker.sealing import IntakeKeys, IntakeSealer
@@ -168,6 +169,8 @@ class App:
     """Sign event messages (publishing) and check them before intake (``worker.event_proof``)."""
 
     def close(self) -> None:
+        if self.reconciler.services.prefetch is not None:
+            self.reconciler.services.prefetch.close()
         self.exchange.close()
         self.redis.close()
 
@@ -220,6 +223,8 @@ def build_app(
         transfer_facts=TransferFacts(r, keys),
         clock=clock,
         client_oid_behaviour=settings.client_oid_behaviour,
+        prefetch=StatusPrefetch() if settings.prefetch_transfer_status else None,
+        read_wait_s=settings.request_bound_s,
     )
     if on_transfer is not None:
         services = replace(services, on_transfer=on_transfer)

@@ -196,6 +196,9 @@ class Settings(BaseSettings):
     """What KuCoin does with a repeated transfer clientOid (undocumented; ``provisioner exchange probe-client-oid``
     finds out). ``unknown`` is the safe default: a lost transfer is then settled from the Special Account's ledger
     only, never by sending it again."""
+    prefetch_transfer_status: bool = Field(True, alias="PROVISIONER_PREFETCH_TRANSFER_STATUS")
+    """Read a just-accepted transfer's status on a thread of its own while the customer's next write goes on
+    (``worker.provisioning.prefetch``): ready after three calls' time, not four. Off: read when confirming."""
     ledger_lag_ms: int = Field(30_000, alias="PROVISIONER_LEDGER_LAG_MS", ge=0, le=3_600_000)
     """How long the Special Account's ledger may take to list a transfer: a lost transfer is judged from the ledger
     only this long after its last send."""

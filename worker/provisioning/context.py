@@ -25,6 +25,7 @@ from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient
 from worker.exchange.scope import NO_SCOPE, CallScope, Preadmission
+from worker.provisioning.prefetch import StatusPrefetch
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
@@ -73,6 +74,10 @@ class Services:
     """Take the rate-limit weight of the write about to be recorded, for ``scope``'s customer and lane (raises
     ``RateLimitedError`` to say wait); the ``Preadmission`` lets that write's request pass without counting
     again (``None``: no limiter)."""
+    prefetch: StatusPrefetch | None = None
+    """Reads accepted transfers' statuses ahead of their confirm step (``None``: read when confirming)."""
+    read_wait_s: float = 10.0
+    """How long a confirm step waits for a prefetched status read already on the wire (the longest request)."""
     client_oid_behaviour: str = "unknown"
     """What the exchange does with a repeated transfer clientOid: ``dedupe`` (answers the first orderId),
     ``reject`` ("clientOid duplicated"), ``accept`` (executes it again) or ``unknown``. Under the first two a

@@ -55,7 +55,8 @@ from handlers.records import (
 from handlers.refusals import daily_cap_reason, refusal_identity
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
-from worker.exchange.models import AccountType, Direction, LedgerEntry
+from worker.exchange.models import AccountType, Direction, LedgerEntry, TransferDetail
+from worker.exchange.scope import CallScope
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -280,7 +281,7 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
     ctx.heartbeat()
     now = ctx.now_ms()
     try:
-        detail = ctx.exchange.transfers.get(order_id=cmd.order_id)
+        detail = _prefetched(ctx, cmd.order_id) or ctx.exchange.transfers.get(order_id=cmd.order_id)
     except PermanentError as exc:
         # the exchange does not (yet) know the order it gave us: look again later, never guess
         status, why = "UNKNOWN", f"the exchange does not show order {cmd.order_id}: {exc}"
@@ -524,6 +525,18 @@ def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str | None,
             "order_id": order_id,
         },
     )
+    prefetch = ctx.services.prefetch
+    if prefetch is not None:
+        # its own scope: the same lane, but not the transfer's send deadline or pre-taken weight, and no rate-limit
+        # reservation (told to wait, the read is given up and the confirm step reads the status itself)
+        exchange = ctx.services.exchange.scoped(CallScope(urgent=ctx.scope.urgent))
+        prefetch.start(order_id, lambda: exchange.transfers.get(order_id=order_id))
+
+
+def _prefetched(ctx: StepContext, order_id: str) -> TransferDetail | None:
+    """The final status read for ``order_id`` while the run went on (``worker.provisioning.prefetch``), if any."""
+    prefetch = ctx.services.prefetch
+    return None if prefetch is None else prefetch.take(order_id, wait_s=ctx.services.read_wait_s)
 
 
 def _refused(ctx: StepContext, details: TransferIntent, client_oid: str, reason: str) -> None:
