@@ -313,6 +313,8 @@ class SharedRateLimiter:
     now_ms: Callable[[], int] | None = None
     """Pins the scripts' clock (tests); ``None``: Redis ``TIME``, the clock every process shares."""
     _learnt: dict[str, int] = field(default_factory=dict)
+    _heard_end: dict[str, int] = field(default_factory=dict)
+    """Per pool, the end of the exchange's window this process last told Redis of (its own clock, ms)."""
 
     def __post_init__(self) -> None:
         self._acquire = self.client.register_script(_ACQUIRE)
@@ -383,6 +385,8 @@ class SharedRateLimiter:
         if http_status == 429:
             self.block(endpoint.pool, info.reset_ms if info.reset_ms is not None else 1_000)
         if info.remaining is not None and info.reset_ms is not None:
+            if http_status != 429 and self._nothing_new(endpoint.pool, info.remaining, info.reset_ms):
+                return
             limit, window, lag, share, pinned = self._window_args(endpoint.pool)
             self._hear(
                 keys=[self._key(endpoint.pool)],
@@ -398,6 +402,21 @@ class SharedRateLimiter:
                     pinned,
                 ],
             )
+
+    def _nothing_new(self, pool: str, remaining: int, reset_ms: int) -> bool:
+        """Whether an answer can be left unheard (a Redis round trip saved on most answers): it is about the window
+        this process already told Redis of, and more than half of the exchange's limit is left in it. Near the
+        limit every answer is heard; the first answer of each window always is."""
+        now = self.now_ms() if self.now_ms is not None else time.monotonic_ns() // 1_000_000
+        end = now + max(0, reset_ms)
+        spec = self._spec(pool)
+        last = self._heard_end.get(pool)
+        if last is not None and abs(end - last) <= window_lag_ms(spec.window_ms):
+            limit = self._learnt.get(pool, spec.quota)
+            if remaining * 2 > limit:
+                return True
+        self._heard_end[pool] = end
+        return False
 
     def block(self, pool: str, for_ms: int) -> int:
         """Block ``pool`` for ``for_ms`` from now (Redis' clock); returns by how much the schedule moved."""

@@ -82,3 +82,30 @@ def test_top_shows_how_far_ahead_customers_are_booked(client: redis.Redis, key_p
     assert max(waits) > 30_000, "450 weight booked: two more windows"
     (state,) = pool_states(client, Keys(key_prefix), ["Test"])
     assert abs(state.scheduled_ahead_ms - max(waits)) < 1_000
+
+
+def test_an_answer_far_from_the_limit_about_a_window_already_heard_costs_no_round_trip(
+    client: redis.Redis, key_prefix: str
+) -> None:
+    """Most answers say nothing new: the window this process already told Redis of, more than half of the limit
+    left. Those are not sent to Redis; the first answer of each window, every answer near the limit and every 429
+    are."""
+    scripted = Scripted(client, key_prefix, 300)
+    heard: list[list[str | int]] = []
+    script = scripted.inner._hear
+
+    def counting(*, keys: list[str], args: list[str | int]) -> object:
+        heard.append(args)
+        return script(keys=keys, args=args)
+
+    scripted.inner._hear = counting  # type: ignore[assignment]
+    scripted.hear(1_000_000, limit=300, remaining=290, reset_ms=20_000, refused=False)
+    assert len(heard) == 1, "the first answer of a window"
+    scripted.hear(1_000_100, limit=300, remaining=280, reset_ms=19_900, refused=False)
+    assert len(heard) == 1, "the same window, 280 of 300 left"
+    scripted.hear(1_000_200, limit=300, remaining=140, reset_ms=19_800, refused=False)
+    assert len(heard) == 2, "less than half left"
+    scripted.hear(1_020_500, limit=300, remaining=299, reset_ms=29_500, refused=False)
+    assert len(heard) == 3, "the next window"
+    scripted.hear(1_020_600, limit=300, remaining=0, reset_ms=29_400, refused=True)
+    assert len(heard) == 4, "a 429"
