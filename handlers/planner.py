@@ -164,7 +164,7 @@ def plan(
         if record.recovered_at_ms is None or record.sub_account is None:
             return Idle("closed")
         if record.pending is not None:
-            return _settle(record.pending, now_ms, policy)
+            return _settle(record.pending, now_ms, policy, caps_due_at_ms)
         return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms, stamps_kept))
     if audit_epoch is not None and record.audited_epoch != audit_epoch:
         return AuditFromExchange(
@@ -172,7 +172,7 @@ def plan(
             requested_rotations=desired.requested_rotations,
         )
     if record.pending is not None:
-        return _settle(record.pending, now_ms, policy)
+        return _settle(record.pending, now_ms, policy, caps_due_at_ms)
     sub = record.sub_account
     if sub is None:
         if desired.offboarded:
@@ -192,8 +192,10 @@ def plan(
     return _kyc(planning) or _funding(planning) or _keys(planning) or _confirm(planning) or planning.idle()
 
 
-def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
-    """An intent stands: its write may or may not have happened. Read the exchange, once it has settled."""
+def _settle(intent: Intent, now_ms: int, policy: Policy, caps_due_at_ms: int | None = None) -> Step:
+    """An intent stands: its write may or may not have happened. Read the exchange, once it has settled. A funding
+    transfer may be re-sent to settle it, on today's cap: after a loss, only once the caps count what the ledger
+    lists (``caps_due_at_ms``, as for a line sent anew: ``_seed_caps_first``)."""
     delay = policy.resolve_delay_ms
     if intent.kind is IntentKind.TRANSFER and policy.transfer_resolve_delay_ms is not None:
         delay = policy.transfer_resolve_delay_ms
@@ -220,6 +222,10 @@ def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
         case RevokeKeyDetails():
             return ResolveRevoke(uid=d.uid, api_key=intent.token, reason=d.reason)
         case TransferIntent():
+            if caps_due_at_ms is not None and d.purpose is TransferPurpose.FUND:
+                if now_ms < caps_due_at_ms:
+                    return Idle(AWAITING_LEDGER, caps_due_at_ms)
+                return SeedDailyCaps(due_at_ms=caps_due_at_ms)
             return ResolveTransfer(uid=d.uid, key=d.key)
         case SubmitKycDetails():
             return CheckKyc(uid=d.uid)

@@ -479,6 +479,29 @@ def test_the_wait_for_the_ledger_holds_no_key_and_no_sweep() -> None:
     assert isinstance(sweep, c.Transfer) and sweep.purpose is TransferPurpose.SWEEP
 
 
+def test_after_a_loss_a_pending_funding_transfer_is_settled_only_once_the_caps_count_what_the_ledger_lists() -> None:
+    """Settling a pending funding transfer may re-send it on today's cap: after a loss it waits for the ledger
+    like a line sent anew, then the caps are seeded first. A pending sweep (no cap counts it) is settled as usual."""
+    events = [created(), approved(funding=(("USDT", "5"),))]
+    pending = with_sub(keys=(key(0),), pending=fund_intent("e-kyc#0", "5"))
+    due = POLICY.resolve_delay_ms + 10_000
+    assert plan(fold(events), pending, now_ms=due - 1, policy=POLICY, caps_due_at_ms=due) == c.Idle(
+        AWAITING_LEDGER, due
+    )
+    assert plan(fold(events), pending, now_ms=due, policy=POLICY, caps_due_at_ms=due) == c.SeedDailyCaps(due_at_ms=due)
+    assert plan(fold(events), pending, now_ms=due, policy=POLICY) == c.ResolveTransfer(uid=UID, key="e-kyc#0")
+    sweep = Intent(
+        kind=IntentKind.TRANSFER,
+        token="oid-sweep",
+        started_at_ms=50,
+        details={**fund_intent("sweep:0", "5").details.model_dump(mode="json"), "purpose": "sweep", "direction": "IN"},
+    )
+    swept = pending.model_copy(update={"pending": sweep})
+    assert plan(fold(events), swept, now_ms=due - 1, policy=POLICY, caps_due_at_ms=due) == c.ResolveTransfer(
+        uid=UID, key="sweep:0"
+    )
+
+
 def test_until_the_republication_is_declared_every_line_is_looked_for_then_new_lines_are_just_sent() -> None:
     """After a loss a line's ``occurred_at`` cannot say it is new (a re-publication may re-stamp it; a paid line
     not re-published yet is unknown to the cap): every unrecorded line is looked for — from the sub-account's
