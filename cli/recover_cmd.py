@@ -83,10 +83,15 @@ def recover(
             at = declare_republished(app, stamps_kept=stamps_kept)
         except RecoveryError as exc:
             raise click.ClickException(str(exc)) from None
+        due = app.ledger.reseed_due()  # declared before the ledger lists every transfer sent before the loss
         if as_json:
-            emit({"republished_at_ms": at, "stamps_kept": stamps_kept}, as_json=True)
+            emit({"republished_at_ms": at, "stamps_kept": stamps_kept, "daily_caps_due_at_ms": due}, as_json=True)
         else:
-            click.echo("re-publication declared complete: funding lines asked for from now on are sent as new")
+            wait = _caps_wait(due).rstrip()
+            click.echo(
+                "re-publication declared complete: funding lines asked for from now on are sent as new"
+                + (f"\n{wait}" if wait else "")
+            )
         return
     if heard_complete and heard_file is None:
         raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
