@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -82,10 +83,15 @@ def recover(
             at = declare_republished(app, stamps_kept=stamps_kept)
         except RecoveryError as exc:
             raise click.ClickException(str(exc)) from None
+        due = app.ledger.reseed_due()  # declared before the ledger lists every transfer sent before the loss
         if as_json:
-            emit({"republished_at_ms": at, "stamps_kept": stamps_kept}, as_json=True)
+            emit({"republished_at_ms": at, "stamps_kept": stamps_kept, "daily_caps_due_at_ms": due}, as_json=True)
         else:
-            click.echo("re-publication declared complete: funding lines asked for from now on are sent as new")
+            wait = _caps_wait(due).rstrip()
+            click.echo(
+                "re-publication declared complete: funding lines asked for from now on are sent as new"
+                + (f"\n{wait}" if wait else "")
+            )
         return
     if heard_complete and heard_file is None:
         raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
@@ -132,6 +138,7 @@ def recover(
         "heard_outcomes": report.heard,
         "heard_complete": report.heard_complete,
         "epoch": report.epoch.id if report.epoch else None,
+        "daily_caps_due_at_ms": report.caps_due_at_ms,
     }
     if as_json:
         emit(result, as_json=True)
@@ -155,6 +162,18 @@ def recover(
             else "funding outcomes the upstream heard: not given (lines the exchange shows unpaid wait for an "
             "operator: each is dead-lettered, `provisioner dlq list`)\n"
         )
+        + _caps_wait(report.caps_due_at_ms)
         + f"recovered epoch {report.epoch.id}: the halt is lifted. Start the workers, then re-publish the upstream's "
         "events (all of them, or since before the loss)."
+    )
+
+
+def _caps_wait(due_at_ms: int | None) -> str:
+    """What the on-call is told of the wait for the ledger (``worker.provisioning.caps_steps``)."""
+    if due_at_ms is None:
+        return ""
+    at = datetime.fromtimestamp(due_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"no funding line is sent, for any customer, until {at}: by then the ledger lists every transfer sent "
+        "before the loss, and the daily caps are seeded again from it\n"
     )

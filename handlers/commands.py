@@ -37,6 +37,7 @@ __all__ = [
     "ResolveTransfer",
     "RevokeApiKey",
     "RotateForAge",
+    "SeedDailyCaps",
     "Step",
     "SubmitKyc",
     "Transfer",
@@ -169,6 +170,17 @@ class LookForTransfer:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SeedDailyCaps:
+    """After a loss of our state, before the first funding line is decided against the Special Account's daily
+    cap: seed the day's caps again from its ledger, read now that it lists every transfer sent before the loss (a
+    transfer in flight at the loss included, which the recovery's read may have missed). Shared by every customer:
+    done once, by whichever decides a line first (seeding again keeps the larger count)."""
+
+    due_at_ms: int
+    """From when the ledger lists every transfer sent before the loss."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecheckTransfer:
     """Search the ledger for a second payment of a line sent again while an earlier send may have gone through
     (a wrong clientOid setting, a ledger slower than its bound): a double payment is flagged, never silent."""
@@ -249,6 +261,7 @@ Command = (
     | ConfirmTransfer
     | RecheckTransfer
     | LookForTransfer
+    | SeedDailyCaps
     | ListKeys
     | CreateSubAccount
     | ResolveSubAccount

@@ -126,6 +126,12 @@ AWAITING_REPUBLICATION = (
 )
 
 
+AWAITING_LEDGER = (
+    "our state was lost and rebuilt from the exchange: funding waits until the Special Account's ledger lists every "
+    "transfer sent before the loss (it lists one only after a lag), so the daily cap counts them"
+)
+
+
 def customer_view(
     customer_id: str,
     desired: DesiredState,
@@ -133,11 +139,15 @@ def customer_view(
     last: LastChange | None,
     *,
     republication_declared: bool = True,
+    caps_counted: bool = True,
 ) -> CustomerView:
     """The view of a customer with stored events (the caller answers 404 for one without).
     ``republication_declared``: whether the upstream's re-publication after the last loss of our state was
-    declared complete; while it is not, a pending line of a recovered customer says it waits for it."""
+    declared complete; while it is not, a pending line of a recovered customer says it waits for it.
+    ``caps_counted``: whether the day's caps were seeded again since the ledger lists every transfer sent before
+    the last loss (``FundingLedger.reseed_due``); while they are not, every customer's pending line waits."""
     waits = record is not None and record.recovered_at_ms is not None and not republication_declared
+    pending_reason = AWAITING_REPUBLICATION if waits else (None if caps_counted else AWAITING_LEDGER)
     blocked = record.blocked if record is not None else {}
     lines = []
     for line in desired.funding:
@@ -148,7 +158,7 @@ def customer_view(
         elif block is not None:
             state, reason = FundingState.BLOCKED, block.reason
         else:
-            state, reason = FundingState.PENDING, AWAITING_REPUBLICATION if waits else None
+            state, reason = FundingState.PENDING, pending_reason
         lines.append(
             FundingLineView(
                 line=line.key,

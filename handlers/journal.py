@@ -73,6 +73,10 @@ class JournalAction(StrEnum):
     CLIENTOID_SPENT = "clientoid.spent"
     FUNDING_REFUSED = "funding.refused"
     FUNDING_REDECIDED = "funding.redecided"
+    DAILY_CAPS_SEEDED = "daily_caps.seeded"
+    """After a loss of our state, once the Special Account's ledger lists every transfer sent before it: the day's
+    caps seeded again from it (for every customer), before this customer's line was the first decided against
+    them."""
 
 
 SETTLES_INTENT: frozenset[JournalAction] = frozenset(

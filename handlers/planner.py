@@ -44,6 +44,7 @@ from handlers.commands import (
     ResolveTransfer,
     RevokeApiKey,
     RotateForAge,
+    SeedDailyCaps,
     Step,
     SubmitKyc,
     Transfer,
@@ -71,7 +72,7 @@ from handlers.records import (
     TransferStatus,
 )
 
-__all__ = ["CapDecision", "Policy", "cap_decision", "plan"]
+__all__ = ["AWAITING_LEDGER", "CapDecision", "Policy", "cap_decision", "plan"]
 
 WALLETS = ("MAIN", "TRADE")
 OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
@@ -80,6 +81,10 @@ UPSTREAM_SKEW_MS = 5 * 60_000
 MAX_ATTEMPTS = 10
 """The most attempts (clientOids) a funding line may use: a line whose attempts all failed is refused, so a search
 after a loss of our state (whose retry counts were lost) covers every clientOid the line can have been paid under."""
+AWAITING_LEDGER = (
+    "funding waits until the Special Account's ledger lists every transfer sent before the state loss (its lag), "
+    "for the day's caps to count them"
+)
 ADOPTED_REASON = (
     "the sub-account was adopted from a previous system: lines asked for before the adoption were that system's"
 )
@@ -122,6 +127,7 @@ class _Plan:
     policy: Policy
     republished_at_ms: int | None = None
     stamps_kept: bool = False
+    caps_due_at_ms: int | None = None
     wakes: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
 
@@ -142,6 +148,7 @@ def plan(
     audit_epoch: str | None = None,
     republished_at_ms: int | None = None,
     stamps_kept: bool = False,
+    caps_due_at_ms: int | None = None,
 ) -> Step:
     """The next step for this customer. See the module docstring for the order of concerns.
 
@@ -149,13 +156,15 @@ def plan(
     record not yet audited in it is first rebuilt from the exchange. ``republished_at_ms``: when the on-call
     declared the upstream's re-publication after the last recovery complete (``None`` while it is not);
     ``stamps_kept``: the on-call declared too that the re-publication kept every event's ``occurred_at`` (a line
-    stamped after the loss is then a new one).
+    stamped after the loss is then a new one). ``caps_due_at_ms``: after a loss of our state, from when the
+    Special Account's ledger lists every transfer sent before it, while the day's caps were not seeded again from
+    a ledger read made since (``None`` otherwise): no funding line is sent against the daily cap until they are.
     """
     if record.closed_at_ms is not None:
         if record.recovered_at_ms is None or record.sub_account is None:
             return Idle("closed")
         if record.pending is not None:
-            return _settle(record.pending, now_ms, policy)
+            return _settle(record.pending, now_ms, policy, caps_due_at_ms)
         return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms, stamps_kept))
     if audit_epoch is not None and record.audited_epoch != audit_epoch:
         return AuditFromExchange(
@@ -163,7 +172,7 @@ def plan(
             requested_rotations=desired.requested_rotations,
         )
     if record.pending is not None:
-        return _settle(record.pending, now_ms, policy)
+        return _settle(record.pending, now_ms, policy, caps_due_at_ms)
     sub = record.sub_account
     if sub is None:
         if desired.offboarded:
@@ -175,7 +184,7 @@ def plan(
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(account_name=name, attempt=record.name_attempt)
-    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept)
+    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept, caps_due_at_ms)
     if desired.offboarded:
         return _offboard(planning)
     if desired.access is None:
@@ -183,8 +192,10 @@ def plan(
     return _kyc(planning) or _funding(planning) or _keys(planning) or _confirm(planning) or planning.idle()
 
 
-def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
-    """An intent stands: its write may or may not have happened. Read the exchange, once it has settled."""
+def _settle(intent: Intent, now_ms: int, policy: Policy, caps_due_at_ms: int | None = None) -> Step:
+    """An intent stands: its write may or may not have happened. Read the exchange, once it has settled. A funding
+    transfer may be re-sent to settle it, on today's cap: after a loss, only once the caps count what the ledger
+    lists (``caps_due_at_ms``, as for a line sent anew: ``_seed_caps_first``)."""
     delay = policy.resolve_delay_ms
     if intent.kind is IntentKind.TRANSFER and policy.transfer_resolve_delay_ms is not None:
         delay = policy.transfer_resolve_delay_ms
@@ -211,6 +222,10 @@ def _settle(intent: Intent, now_ms: int, policy: Policy) -> Step:
         case RevokeKeyDetails():
             return ResolveRevoke(uid=d.uid, api_key=intent.token, reason=d.reason)
         case TransferIntent():
+            if caps_due_at_ms is not None and d.purpose is TransferPurpose.FUND:
+                if now_ms < caps_due_at_ms:
+                    return Idle(AWAITING_LEDGER, caps_due_at_ms)
+                return SeedDailyCaps(due_at_ms=caps_due_at_ms)
             return ResolveTransfer(uid=d.uid, key=d.key)
         case SubmitKycDetails():
             return CheckKyc(uid=d.uid)
@@ -499,8 +514,10 @@ def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
 def _funding(p: _Plan) -> Step | None:
     """The next funding line to decide: refuse it if the cap can never take it, hold it (and the later lines of
     its currency) while lines in doubt could use the room, else transfer it. After a recovery, unrecorded lines
-    wait until anything sent before the loss has settled and is listed (the transfer settle delay)."""
-    desired, record, sub, policy = p.desired, p.record, p.sub, p.policy
+    wait until anything sent before the loss has settled and is listed (the transfer settle delay); and every
+    customer's line, a new customer's too, is sent only once the day's caps count what the ledger lists by then
+    (``_seed_caps_first``)."""
+    desired, record, policy = p.desired, p.record, p.policy
     in_doubt = record.in_doubt()
     awaiting: set[str] = set()
     if record.recovered_at_ms is not None:
@@ -561,36 +578,55 @@ def _funding(p: _Plan) -> Step | None:
             held.add(line.currency)
             p.waiting.append(_await_republication(line))
             continue
-        client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
-        # after a loss a line is looked for before it is sent, unless an operator already said it never moved
-        unsent = client_oid in record.unsent_by_operator
-        lost = _maybe_lost(line, p)
-        recovered = lost and not unsent
-        earlier = record.earlier_sends.get(line.key, 0)
-        if lost and unsent and not earlier:
-            earlier = _earliest_send(line, sub)  # searched for a second payment once it is sent
-        if not lost and not earlier and _new_by_kept_stamps(line, p):
-            # new on the on-call's word that the re-publication kept the events' times: should it have re-stamped an
-            # old line after all, its earlier payment shows as a second one, flagged, never silent
-            earlier = sub.created_at_ms - UPSTREAM_SKEW_MS
-        return Transfer(
-            key=line.key,
-            purpose=TransferPurpose.FUND,
-            client_oid=client_oid,
-            attempt=attempt,
-            uid=sub.uid,
-            currency=line.currency,
-            amount=line.amount,
-            direction="OUT",
-            sub_wallet=policy.sub_wallet,
-            broker_wallet=policy.broker_wallet,
-            evidence_first=recovered,
-            since_ms=_earliest_send(line, sub) if recovered else None,
-            operator_unsent=unsent,
-            earlier_send_ms=earlier,
-            twins=_twins(line, p) if lost else 0,
-        )
+        if p.caps_due_at_ms is not None:
+            return _seed_caps_first(p, p.caps_due_at_ms)
+        return _transfer(p, line, attempt)
     return None
+
+
+def _transfer(p: _Plan, line: FundingInstruction, attempt: int) -> Transfer:
+    """Send ``line`` (its ``attempt``): evidence-first where our record of an earlier send may have been lost."""
+    record, sub, policy = p.record, p.sub, p.policy
+    client_oid = policy.naming.funding_client_oid(record.ref, line.key, attempt)
+    # after a loss a line is looked for before it is sent, unless an operator already said it never moved
+    unsent = client_oid in record.unsent_by_operator
+    lost = _maybe_lost(line, p)
+    recovered = lost and not unsent
+    earlier = record.earlier_sends.get(line.key, 0)
+    if lost and unsent and not earlier:
+        earlier = _earliest_send(line, sub)  # searched for a second payment once it is sent
+    if not lost and not earlier and _new_by_kept_stamps(line, p):
+        # new on the on-call's word that the re-publication kept the events' times: should it have re-stamped an
+        # old line after all, its earlier payment shows as a second one, flagged, never silent
+        earlier = sub.created_at_ms - UPSTREAM_SKEW_MS
+    return Transfer(
+        key=line.key,
+        purpose=TransferPurpose.FUND,
+        client_oid=client_oid,
+        attempt=attempt,
+        uid=sub.uid,
+        currency=line.currency,
+        amount=line.amount,
+        direction="OUT",
+        sub_wallet=policy.sub_wallet,
+        broker_wallet=policy.broker_wallet,
+        evidence_first=recovered,
+        since_ms=_earliest_send(line, sub) if recovered else None,
+        operator_unsent=unsent,
+        earlier_send_ms=earlier,
+        twins=_twins(line, p) if lost else 0,
+    )
+
+
+def _seed_caps_first(p: _Plan, due_at_ms: int) -> SeedDailyCaps | None:
+    """A line would be sent, but our state was lost and the day's caps were seeded from a ledger that may not list
+    a transfer in flight at the loss yet (it lists one only after its lag): every customer's funding waits until
+    it does (``due_at_ms``), then the caps are seeded again from it, once, before any line is decided."""
+    if p.now_ms < due_at_ms:
+        p.wake(due_at_ms)
+        p.waiting.append(AWAITING_LEDGER)
+        return None
+    return SeedDailyCaps(due_at_ms=due_at_ms)
 
 
 def _keys(p: _Plan) -> Step | None:

@@ -10,6 +10,7 @@ from handlers.customer_view import CustomerView, LastChange, customer_view
 from handlers.desired import DesiredState, fold
 from handlers.naming import Naming
 from worker.store.customers import CustomerStore
+from worker.store.ledger import FundingLedger
 
 __all__ = ["read_customer_view"]
 
@@ -28,8 +29,14 @@ def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -
     if snapshot.record is not None and snapshot.record.recovered_at_ms is not None:
         at = store.redis.get(store.keys.recovery_republished_at)
         declared = at is not None and int(at) >= snapshot.record.recovered_at_ms
+    caps_counted = FundingLedger(store.redis, store.keys).reseed_due() is None
     return customer_view(
-        customer_id, desired, snapshot.record, _last_change(store, ref), republication_declared=declared
+        customer_id,
+        desired,
+        snapshot.record,
+        _last_change(store, ref),
+        republication_declared=declared,
+        caps_counted=caps_counted,
     )
 
 

@@ -14,6 +14,12 @@ Once the upstream has re-published its events, the on-call declares it (``provis
 it is decided, whatever its ``occurred_at`` says, since a line paid before the loss and not re-published yet is
 unknown to the caps, and a re-published line may carry a new ``occurred_at``.
 
+The ledger lists a transfer only after its lag (``PROVISIONER_LEDGER_LAG_MS``), so the day's caps ``recover``
+seeds may miss a transfer in flight at the loss: it stores from when every transfer sent before the loss is listed
+(the recovery's time plus the transfer settle delay, ``{p}:recovery:caps_due_at``), and until the caps are seeded
+again from a ledger read made since, no funding line is sent for any customer, new ones included
+(``worker.provisioning.caps_steps``).
+
 Nothing is sent to the exchange here. The workers then audit every customer record before acting on it
 (``worker.provisioning.audit_steps``): the sub-account is found by name, keys are listed (a key whose secret is
 lost is replaced and revoked after the rotation grace), the outcomes the upstream heard are recorded, and every
@@ -31,7 +37,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
 from worker.heard import HeardOutcome, nothing_lost, store_heard
+from worker.provisioning.caps_steps import seed_caps_from_ledger
 from worker.provisioning.money_steps import LEDGER_SKEW_MS, ledger_line
 from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch
@@ -84,6 +90,9 @@ class RecoveryReport:
     """Whether a line the heard outcomes do not mention counts as never decided."""
     seeded_heard: int = 0
     """Heard payments counted on a daily cap because the ledger did not list them yet when the caps were seeded."""
+    caps_due_at_ms: int | None = None
+    """After a loss: from when the ledger lists every transfer sent before it (the transfer settle delay, its lag
+    included). No funding line is sent, for any customer, until the day's caps are seeded again from it."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -114,13 +123,15 @@ def declare_republished(app: App, *, stamps_kept: bool = False) -> int:
     judgement would rest on elimination (or whose event is stamped after the loss) waits. ``stamps_kept``: the
     re-publication kept every event's own ``occurred_at``, so a line stamped after the loss is new too. Every
     customer is made due at once. Returns the time declared (ms). Raises ``RecoveryError`` when no recovery after
-    a loss is open. The day's caps are seeded again from the ledger here: declared once the ledger's lag has passed
-    since the loss, they then count a transfer in flight at the loss."""
+    a loss is open. The day's caps are seeded again from the ledger here; declared once the ledger lists every
+    transfer sent before the loss (``RecoveryReport.caps_due_at_ms``), this is the re-seed funding waits for, else
+    the first line decided after that moment re-seeds them (``worker.provisioning.caps_steps``)."""
     if app.redis.get(app.keys.recovery_lost_at) is None:
         raise RecoveryError("no recovery after a loss of our state to close: nothing to declare")
     now_ms = int(app.clock() * 1000)
-    # the ledger now lists every payment made before the loss, a transfer in flight at the loss included (recover's
-    # seed may have missed it); the day keeps the larger of this and what it counts already
+    # once the ledger lists every payment made before the loss (a transfer in flight at the loss included, which
+    # recover's seed may have missed), this read counts as the re-seed; the day keeps the larger of this and what
+    # it counts already
     seed_daily_caps(app)
     with app.redis.pipeline(transaction=True) as pipe:
         pipe.set(app.keys.recovery_republished_at, str(now_ms))
@@ -193,8 +204,12 @@ def recover(
     else:
         heard = None if heard is None else list(heard)
         stored = store_heard(app.redis, app.keys, heard, complete=heard_complete)
-        app.redis.set(app.keys.recovery_lost_at, str(int(app.clock() * 1000)))
+        lost_at = int(app.clock() * 1000)
+        app.redis.set(app.keys.recovery_lost_at, str(lost_at))
         app.redis.delete(app.keys.recovery_republished_at, app.keys.recovery_stamps_kept)
+        # the ledger lists a transfer in flight at the loss only after its lag: the caps just seeded may miss it
+        report.caps_due_at_ms = lost_at + _settle_delay_ms(app)
+        app.ledger.await_reseed(due_at_ms=report.caps_due_at_ms)
         report.seeded_heard = count_heard_payments(app, heard or [])
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete
@@ -238,19 +253,12 @@ def _held_uids(app: App) -> dict[str, str]:
 
 def seed_daily_caps(app: App) -> dict[str, str]:
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
-    sub-accounts), so that a loss of our state does not reset them. Returns what was seeded."""
+    sub-accounts), so that a loss of our state does not reset them. A read made once the ledger lists every
+    transfer sent before the last loss (``FundingLedger.reseed_due``) lets funding lines be decided again. Returns
+    what was seeded."""
     now_ms = int(app.clock() * 1000)
-    today = now_ms // _DAY_MS * _DAY_MS
-    seeded: dict[str, str] = {}
-    for start in (today - _DAY_MS, today):
-        day = datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%Y%m%d")
-        for currency in app.settings.currencies:
-            entries = app.exchange.assets.ledger_entries(
-                currency=currency, direction="out", start_ms=start, end_ms=min(start + _DAY_MS - 1, now_ms)
-            )
-            moved = sum((abs(e.amount) for e in entries if _is_transfer(e.biz_type)), Decimal(0))
-            if moved:
-                seeded[f"{day}:{currency}"] = str(app.ledger.seed(day=day, currency=currency, amount=moved))
+    seeded = seed_caps_from_ledger(app.exchange.assets, app.ledger, app.settings.currencies, now_ms)
+    app.ledger.mark_reseeded(read_at_ms=now_ms)
     return seeded
 
 
@@ -280,9 +288,10 @@ def count_heard_payments(app: App, heard: Iterable[HeardOutcome]) -> int:
     return counted
 
 
-def _is_transfer(biz_type: str) -> bool:
-    kind = biz_type.lower()
-    return "transfer" in kind or not any(w in kind for w in ("deposit", "withdraw", "exchange", "trade", "fee"))
+def _settle_delay_ms(app: App) -> int:
+    """How long after a send its transfer is surely settled and listed by the ledger (``Policy``)."""
+    policy = app.policy
+    return policy.transfer_resolve_delay_ms or policy.resolve_delay_ms
 
 
 def _adopt(app: App, adoption: Adoption, account_name: str) -> None:

@@ -19,13 +19,6 @@ from worker.heard import outcomes_from_events
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open (issue 10): a customer new since the loss is paid before the ledger lists a transfer in flight at the "
-        "loss; the declaration re-seeds the day, too late for it (recover would have to seed after the ledger's lag)"
-    ),
-)
 def test_a_payment_in_flight_at_the_loss_lets_another_customer_past_the_daily_cap(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -403,15 +403,18 @@ def test_recover_republished_declares_the_republication_only_after_a_recovery(
     provisioned: tuple[WorkerRig, str, dict[str, str]],
 ) -> None:
     """``recover --republished`` is refused (one line, exit 1) while no recovery after a loss is open; after one
-    it records the declaration the planner reads."""
+    it records the declaration the planner reads. Both say until when no funding line is sent (the ledger may not
+    list a transfer in flight at the loss yet): a declaration that soon does not end that wait."""
     rig, _, env = provisioned
     app = rig.runtime.app
     code, out, err = run(env, "recover", "--republished")
     assert code == 1 and "nothing to declare" in err and "Traceback" not in out + err
     code, out, _ = run(env, "recover", "--yes", "--force")
     assert code == 0, out
+    assert "no funding line is sent, for any customer, until" in out
     assert app.redis.get(app.keys.recovery_republished_at) is None
     code, out, _ = run(env, "recover", "--republished", "--json")
     assert code == 0, out
-    declared = json.loads(out[out.index("{") :])["republished_at_ms"]
-    assert app.redis.get(app.keys.recovery_republished_at) == str(declared)
+    declared = json.loads(out[out.index("{") :])
+    assert app.redis.get(app.keys.recovery_republished_at) == str(declared["republished_at_ms"])
+    assert declared["daily_caps_due_at_ms"] == int(app.redis.get(app.keys.recovery_caps_due_at))

@@ -4,6 +4,7 @@ secret, KYC field or IP address."""
 from __future__ import annotations
 
 from handlers.customer_view import (
+    AWAITING_LEDGER,
     AWAITING_REPUBLICATION,
     FIX_MANUAL,
     FIX_RETRY,
@@ -81,3 +82,20 @@ def test_after_a_loss_a_pending_line_says_it_waits_for_the_declared_re_publicati
     ]
     declared = customer_view(CUSTOMER, fold(events), rec, None, republication_declared=True)
     assert [f.reason for f in declared.funding] == [None, None]
+
+
+def test_after_a_loss_every_customers_pending_line_says_it_waits_for_the_ledger_until_the_caps_count_it() -> None:
+    """Until the day's caps count what the Special Account's ledger lists once every transfer sent before a loss
+    is listed, no line is sent for any customer, one new since the loss included: each pending line says so; the
+    wait for the declared re-publication, longer, is what a recovered customer's line says."""
+    events = [created(), approved(funding=(("USDT", "100"), ("USDT", "5")))]
+    new = with_sub(keys=(key(0),), transfers={"e-kyc#0": funded("e-kyc#0")})
+    waiting = customer_view(CUSTOMER, fold(events), new, None, caps_counted=False)
+    assert [(f.state, f.reason) for f in waiting.funding] == [
+        (FundingState.COMMITTED, None),
+        (FundingState.PENDING, AWAITING_LEDGER),
+    ]
+    assert [f.reason for f in customer_view(CUSTOMER, fold(events), new, None).funding] == [None, None]
+    recovered = new.model_copy(update={"recovered_at_ms": 3})
+    both = customer_view(CUSTOMER, fold(events), recovered, None, republication_declared=False, caps_counted=False)
+    assert [f.reason for f in both.funding] == [None, AWAITING_REPUBLICATION]

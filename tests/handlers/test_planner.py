@@ -8,7 +8,15 @@ import pytest
 
 from handlers import commands as c
 from handlers.desired import fold
-from handlers.planner import MAX_ATTEMPTS, UPSTREAM_SKEW_MS, CapDecision, Policy, cap_decision, plan
+from handlers.planner import (
+    AWAITING_LEDGER,
+    MAX_ATTEMPTS,
+    UPSTREAM_SKEW_MS,
+    CapDecision,
+    Policy,
+    cap_decision,
+    plan,
+)
 from handlers.records import (
     BalanceSnapshot,
     Blocked,
@@ -438,6 +446,60 @@ def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_s
     assert isinstance(waits, c.Idle) and "e-kyc#0 waits until the upstream's re-publication" in waits.reason
     result = plan(fold(events), looked, now_ms=settled, policy=POLICY, republished_at_ms=settled)
     assert isinstance(result, c.Transfer) and result.key == "e-kyc#0" and result.evidence_first
+
+
+def test_after_a_loss_no_line_is_sent_until_the_caps_count_what_the_ledger_lists_a_new_customers_neither() -> None:
+    """A transfer in flight at the loss is listed by the ledger only after its lag: until the day's caps were seeded
+    again from a ledger read made once it is, a line is not sent — a customer new since the loss (never
+    recovered) waits too, due at that moment; then the caps are seeded first (``SeedDailyCaps``), then it is sent.
+    The per-customer cap refuses meanwhile (it does not count on the Special Account's day)."""
+    events = [created(), approved(funding=(("USDT", "5"), ("USDT", "7")))]
+    due = 50_000
+    rec = with_sub(keys=(key(0),))
+    waits = plan(fold(events), rec, now_ms=due - 1, policy=POLICY, caps_due_at_ms=due)
+    assert waits == c.Idle(AWAITING_LEDGER, due)
+    assert plan(fold(events), rec, now_ms=due, policy=POLICY, caps_due_at_ms=due) == c.SeedDailyCaps(due_at_ms=due)
+    sent = plan(fold(events), rec, now_ms=due, policy=POLICY, caps_due_at_ms=None)
+    assert isinstance(sent, c.Transfer) and sent.key == "e-kyc#0"
+    over = [created(), approved(funding=(("USDT", "1001"),))]
+    refused = plan(fold(over), rec, now_ms=due - 1, policy=POLICY, caps_due_at_ms=due)
+    assert isinstance(refused, c.RefuseFunding) and "per-customer cap" in refused.reason
+
+
+def test_the_wait_for_the_ledger_holds_no_key_and_no_sweep() -> None:
+    """Waiting for the ledger holds only what would count on the daily cap: the key is issued meanwhile, and an
+    offboarded customer's balances are moved back (into the Special Account: no cap counts them)."""
+    events = [created(), approved(funding=(("USDT", "5"),))]
+    issued = plan(fold(events), with_sub(), now_ms=1, policy=POLICY, caps_due_at_ms=50_000)
+    assert isinstance(issued, c.IssueApiKey)
+    gone = [created(), approved(), offboarded()]
+    snap = BalanceSnapshot(at_ms=1, sweep_round=0, wallets={"MAIN": {}, "TRADE": {"USDT": (Decimal(7), Decimal(5))}})
+    swept = with_sub(keys=(key(0, revoked=True),), balances=snap)
+    sweep = plan(fold(gone), swept, now_ms=1, policy=POLICY, caps_due_at_ms=50_000)
+    assert isinstance(sweep, c.Transfer) and sweep.purpose is TransferPurpose.SWEEP
+
+
+def test_after_a_loss_a_pending_funding_transfer_is_settled_only_once_the_caps_count_what_the_ledger_lists() -> None:
+    """Settling a pending funding transfer may re-send it on today's cap: after a loss it waits for the ledger
+    like a line sent anew, then the caps are seeded first. A pending sweep (no cap counts it) is settled as usual."""
+    events = [created(), approved(funding=(("USDT", "5"),))]
+    pending = with_sub(keys=(key(0),), pending=fund_intent("e-kyc#0", "5"))
+    due = POLICY.resolve_delay_ms + 10_000
+    assert plan(fold(events), pending, now_ms=due - 1, policy=POLICY, caps_due_at_ms=due) == c.Idle(
+        AWAITING_LEDGER, due
+    )
+    assert plan(fold(events), pending, now_ms=due, policy=POLICY, caps_due_at_ms=due) == c.SeedDailyCaps(due_at_ms=due)
+    assert plan(fold(events), pending, now_ms=due, policy=POLICY) == c.ResolveTransfer(uid=UID, key="e-kyc#0")
+    sweep = Intent(
+        kind=IntentKind.TRANSFER,
+        token="oid-sweep",
+        started_at_ms=50,
+        details={**fund_intent("sweep:0", "5").details.model_dump(mode="json"), "purpose": "sweep", "direction": "IN"},
+    )
+    swept = pending.model_copy(update={"pending": sweep})
+    assert plan(fold(events), swept, now_ms=due - 1, policy=POLICY, caps_due_at_ms=due) == c.ResolveTransfer(
+        uid=UID, key="sweep:0"
+    )
 
 
 def test_until_the_republication_is_declared_every_line_is_looked_for_then_new_lines_are_just_sent() -> None:

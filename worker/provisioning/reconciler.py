@@ -38,7 +38,7 @@ from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedErr
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.scope import CallScope
 from worker.intake import CLOSED_REASON, Refused, refusal_event
-from worker.provisioning import audit_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
+from worker.provisioning import audit_steps, caps_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
 from worker.provisioning.redecide import redecide_refused
@@ -65,6 +65,7 @@ EXECUTORS: dict[type[Any], Callable[[Any, StepContext], None]] = {
     c.ResolveTransfer: money_steps.resolve_transfer,
     c.ConfirmTransfer: money_steps.confirm_transfer,
     c.LookForTransfer: money_steps.look_for_transfer,
+    c.SeedDailyCaps: caps_steps.seed_daily_caps,
     c.RecheckTransfer: money_steps.recheck_transfer,
     c.RefuseFunding: money_steps.refuse_funding,
     c.ReadBalances: money_steps.read_balances,
@@ -174,10 +175,11 @@ class Reconciler:
                 self.due.cancel(ref)
                 return report
             seen_seq, desired = self._take_in(ctx, snapshot)
+            caps_due = self.services.ledger.reseed_due()  # read again after a step that seeds the caps
             for _ in range(self._max_steps):
                 # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
                 # the dirty flag (taken by every commit) and by the event count: only then are they read again.
-                step = self._next_step(desired, ctx.record)
+                step = self._next_step(desired, ctx.record, caps_due)
                 if isinstance(step, c.Idle):
                     if self._idle_ends_run(step, ctx, lock, seen_seq, report):
                         break
@@ -192,6 +194,8 @@ class Reconciler:
                     ctx.scope = CallScope(rate_key=ref)  # no deadline, weight or lane carries over to the next
                 if not carry_on:
                     break
+                if isinstance(step, c.SeedDailyCaps):
+                    caps_due = self.services.ledger.reseed_due()
                 if self._changed_since(commits, ctx, lock):
                     seen_seq, desired = self._reread(ctx, store, ref)
             else:
@@ -202,14 +206,16 @@ class Reconciler:
             with contextlib.suppress(redis.RedisError):  # its time-to-live frees it anyway
                 lock.release()
 
-    def _next_step(self, desired: DesiredState, record: CustomerRecord) -> c.Step:
-        """The planner's next step for ``record`` now."""
+    def _next_step(self, desired: DesiredState, record: CustomerRecord, caps_due_at_ms: int | None) -> c.Step:
+        """The planner's next step for ``record`` now. ``caps_due_at_ms``: ``FundingLedger.reseed_due``, read once
+        per run (and after the caps are seeded): a recovery after a loss lifts the halt only once it is stored."""
         return plan(
             desired,
             record,
             now_ms=self.services.now_ms(),
             policy=self.services.policy,
             audit_epoch=self.services.store.guard.audit_epoch,
+            caps_due_at_ms=caps_due_at_ms,
             **self._republication(record),
         )
 

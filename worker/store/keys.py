@@ -47,6 +47,8 @@ key                                 type    content
 ``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
 ``{p}:order:{orderId}``             string  a final transfer's status and uids (``worker.store.transfer_facts``)
 ``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
+``{p}:recovery:caps_due_at``        string  after a loss: from when the ledger lists every transfer sent before it (ms)
+``{p}:recovery:caps_seeded_at``     string  when the day's caps were last seeded from a ledger read made since (ms)
 ==================================  ======  ==================================================================
 """
 
@@ -244,3 +246,16 @@ class Keys:
         nothing was lost), ``0`` when a recovery after a loss was given none or an incomplete file; absent before
         any recovery."""
         return f"{self.prefix}:recovery:heard_given"
+
+    @property
+    def recovery_caps_due_at(self) -> str:
+        """After a recovery after a loss: from when (ms) the Special Account's ledger lists every transfer sent
+        before the loss (the recovery's time plus the transfer settle delay, the ledger's lag included). No funding
+        line is decided against the daily cap until the day's caps were seeded from a ledger read made since."""
+        return f"{self.prefix}:recovery:caps_due_at"
+
+    @property
+    def recovery_caps_seeded_at(self) -> str:
+        """When (ms) the day's caps were last seeded from a ledger read made at or after ``recovery_caps_due_at``;
+        absent until then."""
+        return f"{self.prefix}:recovery:caps_seeded_at"

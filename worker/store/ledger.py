@@ -3,6 +3,11 @@
 Amounts are kept as integer units of 10⁻⁸ (the contract allows at most 8 decimals), so Redis adds integers and
 never floats. A reservation is keyed by the funding line, so repeating it (retries, replays) is idempotent;
 it is released only when the transfer is known not to have happened.
+
+After a loss of our state the day's use is seeded from the Special Account's ledger (``seed``), which lists a
+transfer only after its lag: a transfer in flight at the loss shows only later. Until the day's caps were seeded
+from a ledger read made once every transfer sent before the loss is listed (``reseed_due``), no funding line is
+decided against the cap; ``mark_reseeded`` records such a read.
 """
 
 from __future__ import annotations
@@ -37,6 +42,22 @@ redis.call('HINCRBY', KEYS[1], 'used:' .. string.sub(held, 1, sep - 1), -tonumbe
 redis.call('HDEL', KEYS[1], reservation)
 return 1
 """
+_SEED = """
+local used = redis.call('HGET', KEYS[1], 'used:' .. ARGV[1]) or '0'
+if tonumber(ARGV[2]) > tonumber(used) then
+  redis.call('HSET', KEYS[1], 'used:' .. ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return ARGV[2]
+end
+return used
+"""
+_MARK_RESEEDED = """
+local due = redis.call('GET', KEYS[1])
+if not due or tonumber(ARGV[1]) < tonumber(due) then return 0 end
+local seeded = redis.call('GET', KEYS[2])
+if not seeded or tonumber(seeded) < tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1]) end
+return 1
+"""
 
 
 def to_units(amount: Decimal) -> int:
@@ -50,6 +71,8 @@ class FundingLedger:
         self._keys = keys
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
+        self._seed = client.register_script(_SEED)
+        self._mark_reseeded = client.register_script(_MARK_RESEEDED)
 
     def reserve(self, *, day: str, line: str, currency: str, amount: Decimal, cap: Decimal | None) -> bool:
         """Reserve ``amount`` of ``day``'s cap for funding line ``line``; False if the cap would be exceeded.
@@ -74,13 +97,34 @@ class FundingLedger:
     def seed(self, *, day: str, currency: str, amount: Decimal) -> Decimal:
         """After a loss of our state: the day's use is at least ``amount`` (what the exchange shows moved out of the
         Special Account that day). Lines re-reserved afterwards add to it: the day may count some twice, never less
-        than was paid. Returns the day's use."""
+        than was paid. Atomic (workers may reserve meanwhile: the day keeps the larger of the two). Returns the
+        day's use."""
         units = to_units(amount)
-        used = int(self._redis.hget(self._keys.funding_day(day), f"used:{currency}") or 0)
-        if units > used:
-            self._redis.hset(self._keys.funding_day(day), f"used:{currency}", units)
-            self._redis.expire(self._keys.funding_day(day), _RETENTION_S)
-        return Decimal(max(units, used)) / SCALE
+        used = self._seed(keys=[self._keys.funding_day(day)], args=[currency, units, _RETENTION_S])
+        return Decimal(int(used)) / SCALE
+
+    def await_reseed(self, *, due_at_ms: int) -> None:
+        """A recovery after a loss: the day's caps must be seeded again from a ledger read made at or after
+        ``due_at_ms`` (when every transfer sent before the loss is listed) before a funding line is decided."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.recovery_caps_due_at, str(due_at_ms))
+            pipe.delete(self._keys.recovery_caps_seeded_at)
+            pipe.execute()
+
+    def reseed_due(self) -> int | None:
+        """From when (ms) the day's caps must be seeded again before a funding line is decided, or ``None`` when
+        they need not be (no recovery after a loss, or seeded already from a ledger read made late enough)."""
+        due, seeded = self._redis.mget([self._keys.recovery_caps_due_at, self._keys.recovery_caps_seeded_at])
+        if due is None or (seeded is not None and int(seeded) >= int(due)):
+            return None
+        return int(due)
+
+    def mark_reseeded(self, *, read_at_ms: int) -> bool:
+        """The day's caps were seeded from a ledger read that started at ``read_at_ms``: it counts when made at or
+        after the moment ``await_reseed`` set (an earlier read may miss a transfer in flight at the loss).
+        Returns whether it counted."""
+        keys = [self._keys.recovery_caps_due_at, self._keys.recovery_caps_seeded_at]
+        return bool(self._mark_reseeded(keys=keys, args=[read_at_ms]))
 
     def used(self, *, day: str, currency: str) -> Decimal:
         raw = self._redis.hget(self._keys.funding_day(day), f"used:{currency}")

@@ -1,0 +1,125 @@
+"""After a loss of our state the day's caps are seeded from the Special Account's ledger, which lists a transfer only
+after its lag: until they were seeded again from a ledger read made once every transfer sent before the loss is
+listed, no funding line is sent for any customer (``worker.provisioning.caps_steps``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import redis
+
+from handlers.customer_view import AWAITING_LEDGER
+from handlers.planner import AWAITING_LEDGER as PLANNER_AWAITING_LEDGER
+from tests.adversarial.helpers import all_paid, onboard_with_a_key, total
+from tests.core.harness import Rig, events_for
+from tests.core.test_lost_state import lose_everything, redeliver, second_host
+from worker.bootstrap import App
+from worker.customer_view import read_customer_view
+from worker.recovery import RecoveryReport, declare_republished, recover
+from worker.store.keys import Keys
+from worker.store.ledger import FundingLedger
+
+
+@pytest.fixture
+def ledger(redis_url: str, key_prefix: str) -> Iterator[FundingLedger]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield FundingLedger(client, Keys(key_prefix))
+    finally:
+        client.close()
+
+
+def test_seeding_keeps_the_larger_count_and_loses_no_reservation_made_meanwhile(ledger: FundingLedger) -> None:
+    """A worker seeds while others reserve: the day keeps the larger of what the ledger lists and what it counts."""
+    assert ledger.reserve(day="20261118", line="a", currency="USDT", amount=Decimal(600), cap=Decimal(1000))
+    assert ledger.seed(day="20261118", currency="USDT", amount=Decimal(500)) == Decimal(600)
+    assert ledger.seed(day="20261118", currency="USDT", amount=Decimal("900.5")) == Decimal("900.5")
+    assert not ledger.reserve(day="20261118", line="b", currency="USDT", amount=Decimal(100), cap=Decimal(1000))
+    assert ledger.used(day="20261118", currency="USDT") == Decimal("900.5")
+    big = Decimal("123456789.12345678")  # beyond a double's exact integers in units of 10⁻⁸: kept exact
+    assert ledger.seed(day="20261118", currency="BTC", amount=big) == big
+
+
+def test_only_a_ledger_read_made_since_the_moment_counts_as_the_re_seed(ledger: FundingLedger) -> None:
+    assert ledger.reseed_due() is None  # no recovery after a loss
+    ledger.await_reseed(due_at_ms=1_000)
+    assert ledger.reseed_due() == 1_000
+    assert not ledger.mark_reseeded(read_at_ms=999)  # may miss a transfer in flight at the loss
+    assert ledger.reseed_due() == 1_000
+    assert ledger.mark_reseeded(read_at_ms=1_000) and ledger.mark_reseeded(read_at_ms=1_500)
+    assert ledger.reseed_due() is None
+    ledger.await_reseed(due_at_ms=2_000)  # a later recovery: its own moment
+    assert ledger.reseed_due() == 2_000
+
+
+def _lose_and_recover(rig: Rig) -> tuple[App, RecoveryReport]:
+    onboard_with_a_key(rig, "reseed-old")
+    lose_everything(rig)
+    shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+    app = second_host(rig, same_host=True)
+    report = recover(app, reason="test: Redis restarted without persistence", heard=[], heard_complete=True)
+    assert report.caps_due_at_ms == int(rig.clock() * 1000) + (app.policy.transfer_resolve_delay_ms or 0)
+    return app, report
+
+
+def test_a_customer_new_since_the_loss_waits_for_the_ledger_then_the_caps_are_seeded_once(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The line of a customer new since the loss waits (its view says why; it is due at the moment), even after a
+    declaration made before the moment (whose read may miss a transfer in flight at the loss); at the moment the
+    caps are seeded again, journalled on the customer whose line asked first, and the line is sent. A second
+    customer's line is sent without seeding again."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        app, report = _lose_and_recover(rig)
+        try:
+            due = report.caps_due_at_ms
+            assert due is not None and due > int(rig.clock() * 1000)
+            declare_republished(app)  # early: does not count as the re-seed
+            assert app.ledger.reseed_due() == due
+            ev = events_for("reseed-new", funding=(("USDT", "250"),))
+            ref = redeliver(app, [ev["created"], ev["kyc"]])
+            run = app.reconciler.run(ref)
+            assert "Transfer" not in run.steps and run.wake_at_ms == due, run
+            assert PLANNER_AWAITING_LEDGER in run.reason
+            assert app.due.next_due_ms(ref) == due
+            view = read_customer_view(app.store, app.policy.naming, "reseed-new")
+            assert view is not None and [f.reason for f in view.funding] == [AWAITING_LEDGER]
+            assert total(all_paid(rig)) == 0
+
+            rig.clock.advance_ms(due - int(rig.clock() * 1000))
+            run = app.reconciler.run(ref)
+            assert run.steps[:2] == ["SeedDailyCaps", "Transfer"], run
+            assert app.ledger.reseed_due() is None
+            assert [e["action"] for e in app.store.journal(ref)].count("daily_caps.seeded") == 1
+            assert total(all_paid(rig)) == Decimal(250)
+
+            other = events_for("reseed-other", funding=(("USDT", "100"),))
+            ref_other = redeliver(app, [other["created"], other["kyc"]])
+            run = app.reconciler.run(ref_other)
+            assert "SeedDailyCaps" not in run.steps and "Transfer" in run.steps, run
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+def test_a_declaration_made_after_the_moment_is_the_re_seed(redis_url: str, key_prefix: str) -> None:
+    rig = Rig(redis_url, key_prefix)
+    try:
+        app, report = _lose_and_recover(rig)
+        try:
+            assert report.caps_due_at_ms is not None
+            rig.clock.advance_ms(report.caps_due_at_ms - int(rig.clock() * 1000))
+            declare_republished(app)
+            assert app.ledger.reseed_due() is None
+            ev = events_for("reseed-late", funding=(("USDT", "250"),))
+            run = app.reconciler.run(redeliver(app, [ev["created"], ev["kyc"]]))
+            assert "SeedDailyCaps" not in run.steps and "Transfer" in run.steps, run
+        finally:
+            app.close()
+    finally:
+        rig.close()

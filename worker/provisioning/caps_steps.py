@@ -1,0 +1,75 @@
+"""Seeding the Special Account's daily caps from its ledger after a loss of our state.
+
+``provisioner recover`` seeds the day's caps from the ledger at once (``worker.recovery``), but the ledger lists a
+transfer only after its lag (``PROVISIONER_LEDGER_LAG_MS``): a transfer in flight at the loss — executed by the
+exchange, its answer never recorded — is not listed yet. So the recovery also stores from when every transfer
+sent before the loss is listed (``FundingLedger.await_reseed``), and until then no funding line is sent against
+the daily cap (the planner's ``SeedDailyCaps``). The first line decided after that moment seeds the caps again
+(``seed_daily_caps``); seeding keeps the larger of what the ledger lists and what the day counts, so workers doing
+it at once, or reserving meanwhile, lose nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import structlog
+
+from handlers.commands import SeedDailyCaps
+from handlers.journal import JournalAction
+from worker.exchange.assets import Assets
+from worker.provisioning.context import StepContext
+from worker.store.ledger import FundingLedger
+
+__all__ = ["is_transfer", "seed_caps_from_ledger", "seed_daily_caps"]
+
+_DAY_MS = 86_400_000
+_log = structlog.get_logger(__name__)
+
+
+def seed_caps_from_ledger(
+    assets: Assets,
+    ledger: FundingLedger,
+    currencies: Iterable[str],
+    now_ms: int,
+    *,
+    heartbeat: Callable[[], None] = lambda: None,
+) -> dict[str, str]:
+    """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
+    sub-accounts, listed up to ``now_ms``): each day counts at least what the ledger shows moved. Returns
+    ``YYYYMMDD:currency`` → the day's use, for the days the ledger shows something moved."""
+    today = now_ms // _DAY_MS * _DAY_MS
+    seeded: dict[str, str] = {}
+    for start in (today - _DAY_MS, today):
+        day = datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%Y%m%d")
+        for currency in currencies:
+            heartbeat()
+            entries = assets.ledger_entries(
+                currency=currency, direction="out", start_ms=start, end_ms=min(start + _DAY_MS - 1, now_ms)
+            )
+            moved = sum((abs(e.amount) for e in entries if is_transfer(e.biz_type)), Decimal(0))
+            if moved:
+                seeded[f"{day}:{currency}"] = str(ledger.seed(day=day, currency=currency, amount=moved))
+    return seeded
+
+
+def is_transfer(biz_type: str) -> bool:
+    """Whether a ledger entry's ``bizType`` may be a transfer to a sub-account."""
+    kind = biz_type.lower()
+    return "transfer" in kind or not any(w in kind for w in ("deposit", "withdraw", "exchange", "trade", "fee"))
+
+
+def seed_daily_caps(cmd: SeedDailyCaps, ctx: StepContext) -> None:
+    """The ledger now lists every transfer sent before the loss: seed the day's caps from it, and record that they
+    were (for every customer), journalled on the customer whose line asked first."""
+    s = ctx.services
+    read_at = ctx.now_ms()
+    seeded = seed_caps_from_ledger(ctx.exchange.assets, s.ledger, s.daily_caps, read_at, heartbeat=ctx.heartbeat)
+    counted = s.ledger.mark_reseeded(read_at_ms=read_at)
+    _log.info("daily caps seeded from the ledger after a loss", seeded=seeded, due_at_ms=cmd.due_at_ms, counted=counted)
+    ctx.commit(
+        ctx.record,
+        journal=[(JournalAction.DAILY_CAPS_SEEDED, {"seeded": seeded, "due_at_ms": cmd.due_at_ms, "counted": counted})],
+    )
