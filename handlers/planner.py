@@ -229,7 +229,7 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            if _maybe_lost(line, p) and not _looked(line, record, policy):
+            if _may_have_been_paid(line, p) and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
                 assert record.recovered_at_ms is not None
@@ -305,7 +305,7 @@ def _late_lines(p: _Plan) -> Step:
     for line in desired.funding:
         if line.key in record.transfers or line.key in in_doubt:
             continue
-        if not _maybe_lost(line, p) or _looked(line, record, policy):
+        if not _may_have_been_paid(line, p) or _looked(line, record, policy):
             return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
         assert record.recovered_at_ms is not None
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
@@ -430,6 +430,14 @@ def _new_by_kept_stamps(line: FundingInstruction, p: _Plan) -> bool:
         and _surely_after_loss(line, p.record)
         and line.occurred_ms < (p.republished_at_ms or 0) + UPSTREAM_SKEW_MS
     )
+
+
+def _may_have_been_paid(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether a line about to be refused at offboarding (never to be sent) must be looked for first: one our record
+    may have lost, or one new only on the on-call's word that the re-publication kept the events' times (should the
+    upstream have re-stamped an old line after all, a refusal would tell a paid line refused). A look costs one
+    ledger read; a refusal is final for the upstream."""
+    return _maybe_lost(line, p) or _new_by_kept_stamps(line, p)
 
 
 def _stamped_after_loss(line: FundingInstruction, record: CustomerRecord) -> bool:
