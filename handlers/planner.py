@@ -496,7 +496,27 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         twins=_twins(line, p),
         ask_if_unfound=ask_if_unfound,
         may_eliminate=_republished(p),
+        ask_if_eliminated=_refusable_for_another(line, p),
     )
+
+
+def _refusable_for_another(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether ``line`` may have been refused before the loss by the per-customer cap because of a transfer of its
+    amount that no line we know explains, had that transfer been another line's: one the upstream has not
+    re-published yet (a declaration made early, before a straggler). What the upstream heard (``--heard``)
+    settles it; without it, tying the transfer to this line by elimination would rest on the declaration alone,
+    against a refusal the worker itself would have made."""
+    record = p.record
+    if record.recovered_at_ms is None or record.outcomes_heard:
+        return False
+    cap = p.policy.funding_caps.get(line.currency)
+    if cap is None:
+        return True
+    moved = record.funded(line.currency) + _heard_shortfall(p.desired, record, line.currency)
+    doubt = sum(
+        (d.amount for k, d in record.in_doubt().items() if k != line.key and d.currency == line.currency), Decimal(0)
+    )
+    return moved + doubt + 2 * line.amount > cap
 
 
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
