@@ -167,6 +167,11 @@ class LookForTransfer:
     """Whether a transfer the ledger does not tie to the line by its clientOid may be judged the line's because no
     other line explains it: only once every line is known (the re-publication after the loss declared complete).
     Otherwise a judgement that rests on it waits for the declaration."""
+    ask_if_eliminated: bool = False
+    """A transfer judged the line's by elimination only is not enough to tell it completed: the declaration that
+    every line is known is the on-call's word, and had the transfer been a line's the upstream has not re-published
+    yet, this line would not have fit the per-customer cap (it may have been refused before the loss for it), so an
+    operator decides, shown the transfer."""
 
 
 @dataclass(frozen=True, kw_only=True)

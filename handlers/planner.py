@@ -244,7 +244,7 @@ def _offboard(p: _Plan) -> Step:
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
         if line.key not in record.transfers and line.key not in in_doubt:
-            if _maybe_lost(line, p) and not _looked(line, record, policy):
+            if _may_have_been_paid(line, p) and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
                 assert record.recovered_at_ms is not None
@@ -320,7 +320,7 @@ def _late_lines(p: _Plan) -> Step:
     for line in desired.funding:
         if line.key in record.transfers or line.key in in_doubt:
             continue
-        if not _maybe_lost(line, p) or _looked(line, record, policy):
+        if not _may_have_been_paid(line, p) or _looked(line, record, policy):
             return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
         assert record.recovered_at_ms is not None
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
@@ -447,6 +447,14 @@ def _new_by_kept_stamps(line: FundingInstruction, p: _Plan) -> bool:
     )
 
 
+def _may_have_been_paid(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether a line about to be refused at offboarding (never to be sent) must be looked for first: one our record
+    may have lost, or one new only on the on-call's word that the re-publication kept the events' times (should the
+    upstream have re-stamped an old line after all, a refusal would tell a paid line refused). A look costs one
+    ledger read; a refusal is final for the upstream."""
+    return _maybe_lost(line, p) or _new_by_kept_stamps(line, p)
+
+
 def _stamped_after_loss(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Whether ``line``'s event claims to have occurred after our state was lost (by the upstream's clock)."""
     assert record.recovered_at_ms is not None
@@ -503,7 +511,27 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         twins=_twins(line, p),
         ask_if_unfound=ask_if_unfound,
         may_eliminate=_republished(p),
+        ask_if_eliminated=_refusable_for_another(line, p),
     )
+
+
+def _refusable_for_another(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether ``line`` may have been refused before the loss by the per-customer cap because of a transfer of its
+    amount that no line we know explains, had that transfer been another line's: one the upstream has not
+    re-published yet (a declaration made early, before a straggler). What the upstream heard (``--heard``)
+    settles it; without it, tying the transfer to this line by elimination would rest on the declaration alone,
+    against a refusal the worker itself would have made."""
+    record = p.record
+    if record.recovered_at_ms is None or record.outcomes_heard:
+        return False
+    cap = p.policy.funding_caps.get(line.currency)
+    if cap is None:
+        return True
+    moved = record.funded(line.currency) + _heard_shortfall(p.desired, record, line.currency)
+    doubt = sum(
+        (d.amount for k, d in record.in_doubt().items() if k != line.key and d.currency == line.currency), Decimal(0)
+    )
+    return moved + doubt + 2 * line.amount > cap
 
 
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
+from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(strict=True, reason="adv6: after an early declaration a refused line is told completed")
 def test_an_early_declaration_tells_a_line_refused_before_the_loss_completed_with_another_lines_transfer(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -38,7 +36,13 @@ def test_an_early_declaration_tells_a_line_refused_before_the_loss_completed_wit
     verdict per line and never contradictory ones. The declaration is the on-call's word about a third party's
     queue; being early must not turn into a false ``funding.completed`` (its blast radius is documented nowhere).
     A judgement by elimination can be kept revisable (or made only for lines whose refusal the recovery could
-    not have lost: ``--heard``), rather than final on the declaration's say-so."""
+    not have lost: ``--heard``), rather than final on the declaration's say-so.
+
+    What it does now: whose the transfer is cannot be read at the exchange (the ledger names only the orderId, and
+    Get Transfer History names no clientOid): at A2's search it looks exactly like A2 paid alone. But had it been
+    another line's, A2 would not have fit the per-customer cap — a refusal the worker itself would have made — and
+    no outcomes heard by the upstream say otherwise, so A2 is held for an operator, shown A1's order, rather than
+    told completed on the declaration's say-so; A1 then waits for an operator too."""
     rig = Rig(redis_url, key_prefix)
     try:
         ref, uid = onboard_with_a_key(rig, "early")
@@ -72,6 +76,19 @@ def test_an_early_declaration_tells_a_line_refused_before_the_loss_completed_wit
                 f"A2 (refused before the loss) told funding.completed under A1's order {told.get('early-topup-a2#0')}"
                 f" (A1's is {order_a1}); blocks: {sorted(record.blocked)}"
             )
+            held = record.blocked.get("fund:early-topup-a2#0")
+            assert held is not None and held.manual and order_a1 in held.reason, (
+                "A2 is held for an operator, shown the transfer it may or may not own"
+            )
+            assert "fund:early-topup-a2#0" in [e["step"] for e in outbound_of(app, "provisioning.failed")]
+
+            # the operator, told by the upstream what it heard, settles both; nothing is sent again
+            settle_transfer(app, ref, "fund:early-topup-a2#0", verdict=TransferVerdict.REFUSED, who="oncall")
+            settle_transfer(app, ref, "fund:early-topup-a1#0", committed=True, order_id=order_a1, who="oncall")
+            settle_with(rig, app, ref)
+            told = {e["key"]: e.get("order_id") for e in outbound(app) if e["type"] == "funding.completed"}
+            assert told == {"early-topup-a1#0": order_a1}
+            assert [t["orderId"] for t in paid_to(rig, uid)] == [order_a1]
         finally:
             app.close()
     finally:

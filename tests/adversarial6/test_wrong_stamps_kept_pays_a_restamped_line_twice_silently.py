@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
@@ -87,7 +85,6 @@ def test_a_wrong_stamps_kept_pays_a_restamped_line_twice_and_nothing_notices(red
         rig.close()
 
 
-@pytest.mark.xfail(strict=True, reason="adv6: a wrong --stamps-kept tells a paid line refused at offboarding")
 def test_a_wrong_stamps_kept_tells_a_paid_line_refused_at_offboarding(redis_url: str, key_prefix: str) -> None:
     """Scenario: the default exchange and worker (repeats deduplicated; ledger entries name the orderId). A 250
     USDT top-up is paid. Redis loses everything; ``provisioner recover`` (no ``--heard``). The upstream re-publishes

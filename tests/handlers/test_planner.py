@@ -559,6 +559,44 @@ def test_a_line_known_new_is_no_twin_of_a_re_published_one() -> None:
     assert isinstance(kept, c.LookForTransfer) and kept.key == old.key and kept.twins == 0
 
 
+def test_a_line_new_only_on_the_kept_stamps_is_looked_for_before_offboarding_refuses_it() -> None:
+    """``--stamps-kept`` makes a line stamped after the loss new; should the upstream have re-stamped an old, paid
+    line after all, refusing it at offboarding would tell a paid line refused. It is looked for first (never
+    sent); a line asked for after the declaration is refused at once."""
+    events = [created(), approved(funding=(("USDT", "5"),)), offboarded()]
+    line = fold(events).funding[0]
+    recovered = line.occurred_ms - UPSTREAM_SKEW_MS - 1  # the line is stamped after the loss
+    declared = line.occurred_ms + 1
+    settled = declared + POLICY.resolve_delay_ms
+    rec = with_sub(recovered_at_ms=recovered)
+    look = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=declared, stamps_kept=True)
+    assert isinstance(look, c.LookForTransfer) and look.key == line.key and not look.ask_if_unfound
+    looked = rec.model_copy(update={"looked_for": (line.key,)})
+    refused = plan(fold(events), looked, now_ms=settled, policy=POLICY, republished_at_ms=declared, stamps_kept=True)
+    assert isinstance(refused, c.RefuseFunding) and refused.key == line.key
+    new = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=recovered + 1, stamps_kept=True)
+    assert isinstance(new, c.RefuseFunding) and new.key == line.key  # asked for after the declaration
+
+
+@pytest.mark.parametrize(
+    ("amount", "heard", "asks"), [("600", False, True), ("500", False, False), ("600", True, False)]
+)
+def test_elimination_asks_an_operator_where_the_cap_would_have_refused_the_line_for_the_transfer(
+    amount: str, heard: bool, asks: bool
+) -> None:
+    """After a loss, a transfer no known line explains is a line's by elimination only on the declaration's word;
+    had it been a line not re-published yet, a line whose amount would then not fit the per-customer cap (1000
+    USDT here) may have been refused for it before the loss. Without the outcomes the upstream heard, such a line
+    is held for an operator rather than told completed (``ask_if_eliminated``)."""
+    events = [created(), approved(funding=(("USDT", amount),))]
+    line = fold(events).funding[0]
+    recovered = line.occurred_ms + 1
+    settled = recovered + POLICY.resolve_delay_ms
+    rec = with_sub(recovered_at_ms=recovered, keys=(key(0, created_at_ms=recovered),), outcomes_heard=heard)
+    look = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=settled)
+    assert isinstance(look, c.LookForTransfer) and look.may_eliminate and look.ask_if_eliminated is asks
+
+
 def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:
     """A sub-account adopted from an older system: funding asked for before the adoption is not paid again."""
     events = [created(), approved(funding=(("USDT", "5"),)), approved("e-kyc2", 40, funding=(("USDT", "7"),))]

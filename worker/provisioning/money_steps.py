@@ -247,11 +247,17 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         why = {"key": cmd.key, "evidence": judgement.reason}
         ctx.commit(record, journal=[(JournalAction.TRANSFER_AWAITS_REPUBLICATION, why)])
         return
+    eliminated = judgement.verdict is Verdict.COMMITTED and not exact and cmd.ask_if_eliminated
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
-    if ask:
+    if ask or eliminated:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
+    if eliminated:  # the transfer moved money today, whoever's line it is
+        details = _count_today(ctx, details)
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details)
-    if judgement.verdict is Verdict.COMMITTED:
+    if eliminated:
+        ctx.record = ctx.record.model_copy(update={"pending": intent})
+        fail(ctx, _step(details), _eliminated_reason(details, judgement), manual=True)
+    elif judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, intent, judgement, cmd.client_oids)
     elif judgement.verdict is Verdict.UNDECIDED:
         ctx.record = ctx.record.model_copy(update={"pending": intent})
@@ -262,6 +268,17 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     else:
         record = ctx.record.model_copy(update={"looked_for": (*ctx.record.looked_for, cmd.key)})
         ctx.commit(record, journal=[(JournalAction.TRANSFER_NOT_FOUND, {"key": cmd.key, "evidence": judgement.reason})])
+
+
+def _eliminated_reason(details: TransferIntent, judgement: Judgement) -> str:
+    return (
+        f"line {details.key} ({details.amount} {details.currency}) was asked for before our state was lost; the "
+        f"exchange shows a transfer no line we know explains ({judgement.reason}), but not whose it is: it may be a "
+        "line the upstream has not re-published yet, this line then refused before the loss by the per-customer cap "
+        "(only we and the upstream knew). Ask the upstream which verdict it heard for this line, then decide with "
+        f"`provisioner customer settle-transfer` (--committed --order-id {judgement.order_id}: it was this line's; "
+        "--refused: it was refused)"
+    )
 
 
 def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> str:
@@ -715,16 +732,7 @@ def _found(
     none (after a loss the attempt it went out under may be unknown). A line found paid that holds no reservation
     (our record of it was lost) counts on today's cap, whatever it says: the money moved."""
     client_oid = judgement.client_oid or (next(iter(searched)) if len(set(searched)) == 1 else None)
-    if details.purpose is TransferPurpose.FUND and not details.days:
-        day = utc_day(ctx.now_ms())
-        ctx.services.ledger.reserve(
-            day=day,
-            line=ledger_line(ctx.ref, details.key),
-            currency=details.currency,
-            amount=details.amount,
-            cap=None,
-        )
-        details = details.model_copy(update={"days": [day]})
+    details = _count_today(ctx, details)
     if judgement.order_id is not None:
         if ctx.record.pending is None:
             ctx.record = ctx.record.model_copy(update={"pending": intent})
@@ -736,6 +744,18 @@ def _found(
         evidence=Evidence.LEDGER,
         note=judgement.reason,
     )
+
+
+def _count_today(ctx: StepContext, details: TransferIntent) -> TransferIntent:
+    """A transfer of a funding line that holds no reservation (our record of it was lost) moved money: it counts
+    on today's cap, whatever it says."""
+    if details.purpose is not TransferPurpose.FUND or details.days:
+        return details
+    day = utc_day(ctx.now_ms())
+    ctx.services.ledger.reserve(
+        day=day, line=ledger_line(ctx.ref, details.key), currency=details.currency, amount=details.amount, cap=None
+    )
+    return details.model_copy(update={"days": [day]})
 
 
 def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judgement: Judgement) -> None:
