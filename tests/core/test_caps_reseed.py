@@ -123,3 +123,28 @@ def test_a_declaration_made_after_the_moment_is_the_re_seed(redis_url: str, key_
             app.close()
     finally:
         rig.close()
+
+
+def test_a_process_that_found_the_caps_counted_waits_again_after_a_recovery_in_its_own_epoch(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A worker remembers that the caps are counted for the state epoch it works in (a round trip saved on every
+    run); ``provisioner recover --force`` on the same state starts a new epoch and sets a moment to wait for: the
+    same process reads the wait again, and a new line waits for it."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        first = events_for("epoch-first", funding=(("USDT", "100"),))
+        (ref,) = rig.publish(first["created"])
+        rig.publish(first["kyc"])
+        rig.settle(ref)
+        assert total(all_paid(rig)) == Decimal(100)  # the caps were found counted in this epoch
+
+        report = recover(rig.app, reason="test: an operator's forced recovery", force=True)
+        assert report.caps_due_at_ms is not None and report.caps_due_at_ms > int(rig.clock() * 1000)
+        later = events_for("epoch-later", funding=(("USDT", "250"),))
+        ref_later = redeliver(rig.app, [later["created"], later["kyc"]])
+        run = rig.app.reconciler.run(ref_later)
+        assert "Transfer" not in run.steps and PLANNER_AWAITING_LEDGER in run.reason, run
+        assert total(all_paid(rig)) == Decimal(100)
+    finally:
+        rig.close()

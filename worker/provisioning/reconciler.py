@@ -140,6 +140,8 @@ class Reconciler:
         self._on_step = on_step or (lambda name, outcome: None)
         self._failure_backstop_ms = failure_backstop_ms
         """Longer than the longest gap between two retries of a message, so a live retry chain keeps pushing it."""
+        self._caps_counted_in: str | None = None
+        """The state epoch in which the day's caps were found counted (``_caps_due``)."""
 
     def run(self, ref: str, *, retry_blocked: bool = False) -> RunReport:
         """Reconcile ``ref`` until idle. Raises ``StepsBlocked``, ``RetryableError``, ``AuthConfigError``,
@@ -175,7 +177,7 @@ class Reconciler:
                 self.due.cancel(ref)
                 return report
             seen_seq, desired = self._take_in(ctx, snapshot)
-            caps_due = self.services.ledger.reseed_due()  # read again after a step that seeds the caps
+            caps_due = self._caps_due()  # read again after a step that seeds the caps
             for _ in range(self._max_steps):
                 # Only this run writes the record (fenced), so ctx.record is current; new events are signalled by
                 # the dirty flag (taken by every commit) and by the event count: only then are they read again.
@@ -195,7 +197,7 @@ class Reconciler:
                 if not carry_on:
                     break
                 if isinstance(step, c.SeedDailyCaps):
-                    caps_due = self.services.ledger.reseed_due()
+                    caps_due = self._caps_due()
                 if self._changed_since(commits, ctx, lock):
                     seen_seq, desired = self._reread(ctx, store, ref)
             else:
@@ -205,6 +207,18 @@ class Reconciler:
         finally:
             with contextlib.suppress(redis.RedisError):  # its time-to-live frees it anyway
                 lock.release()
+
+    def _caps_due(self) -> int | None:
+        """``FundingLedger.reseed_due``, remembered once it is ``None`` for the state epoch this process works in:
+        only ``provisioner recover`` sets a moment to wait for, and it starts a new epoch (a Redis round trip saved
+        on every run of a process whose state was never lost, or whose caps are seeded since)."""
+        epoch = self.services.store.guard.epoch
+        if epoch is not None and epoch.id == self._caps_counted_in:
+            return None
+        due = self.services.ledger.reseed_due()
+        if due is None and epoch is not None:
+            self._caps_counted_in = epoch.id
+        return due
 
     def _next_step(self, desired: DesiredState, record: CustomerRecord, caps_due_at_ms: int | None) -> c.Step:
         """The planner's next step for ``record`` now. ``caps_due_at_ms``: ``FundingLedger.reseed_due``, read once
