@@ -172,6 +172,12 @@ class LookForTransfer:
     every line is known is the on-call's word, and had the transfer been a line's the upstream has not re-published
     yet, this line would not have fit the per-customer cap (it may have been refused before the loss for it), so an
     operator decides, shown the transfer."""
+    day_caps_until_ms: int | None = None
+    """After a loss, without the outcomes the upstream heard: the loss (ms). A transfer judged the line's by
+    elimination only waits for an operator, as for ``ask_if_eliminated``, where the Special Account's daily cap of a
+    day the line may have been decided on (from ``since_ms`` to the loss) could have refused it had the transfer
+    been another line's: that day's use as the ledger shows it and the line's amount pass the cap. The shell reads
+    the days' use; ``handlers.daily_cap.may_have_refused`` decides."""
 
 
 @dataclass(frozen=True, kw_only=True)

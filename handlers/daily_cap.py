@@ -7,10 +7,13 @@ re-send the same day adds nothing, while a re-send after midnight counts on its 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 
-__all__ = ["reservation_day", "utc_day"]
+__all__ = ["days_between", "may_have_refused", "reservation_day", "utc_day"]
+
+_DAY_MS = 86_400_000
 
 
 def utc_day(now_ms: int) -> str:
@@ -23,3 +26,25 @@ def reservation_day(days: Collection[str], now_ms: int) -> str | None:
     day (``days``: the days it reserved on, from its intent)."""
     day = utc_day(now_ms)
     return None if day in days else day
+
+
+def days_between(start_ms: int, end_ms: int) -> list[tuple[str, int, int]]:
+    """The UTC days from ``start_ms``'s to ``end_ms``'s (both included, none when reversed), each as ``(YYYYMMDD,
+    first ms, last ms)``, its bounds clipped to the range."""
+    days: list[tuple[str, int, int]] = []
+    start = start_ms // _DAY_MS * _DAY_MS
+    while start_ms <= end_ms and start <= end_ms:
+        days.append((utc_day(start), max(start, start_ms), min(start + _DAY_MS - 1, end_ms)))
+        start += _DAY_MS
+    return days
+
+
+def may_have_refused(*, amount: Decimal, cap: Decimal | None, used: Mapping[str, Decimal]) -> str | None:
+    """After a loss, of a funding line decided on one of the days of ``used`` (each day's use of the Special
+    Account's daily cap as its ledger shows it, a transfer no known line explains included): the first day on
+    which the cap could have refused it had that transfer been another line's — the day's use and the line's
+    amount pass the cap — or ``None``. A currency without a cap is refused on any day."""
+    for day in sorted(used):
+        if cap is None or used[day] + amount > cap:
+            return day
+    return None

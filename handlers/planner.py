@@ -512,6 +512,7 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         ask_if_unfound=ask_if_unfound,
         may_eliminate=_republished(p),
         ask_if_eliminated=_refusable_for_another(line, p),
+        day_caps_until_ms=None if record.outcomes_heard else record.recovered_at_ms,
     )
 
 

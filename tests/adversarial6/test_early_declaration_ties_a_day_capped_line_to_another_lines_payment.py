@@ -1,24 +1,20 @@
 """The per-customer cap's case of an early declaration is held for an operator (a line the cap would have refused
 for a straggler's transfer is not tied to it by elimination); a line the Special Account's *daily* cap refused is
-not: the straggler's transfer is still taken as its own. Open: the check would read the daily caps' use, which
-the recovery rebuilds from the ledger for today and yesterday only (a line may have been decided on any day since
-it was asked for), and which another change reworks (seeding after the ledger's lag)."""
+held either: where each day the line may have been decided on (from when it could first have been sent to the
+loss), as the Special Account's ledger shows that day's use, would not have fitted the line had the transfer been
+another line's, the line waits for an operator, shown the order."""
 
 from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
+from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv6: after an early declaration a line the daily cap refused is told completed"
-)
 def test_an_early_declaration_tells_a_line_the_daily_cap_refused_completed_with_another_lines_transfer(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -36,7 +32,11 @@ def test_an_early_declaration_tells_a_line_the_daily_cap_refused_completed_with_
     Why it is wrong: as for the per-customer cap (``test_early_declaration_ties_a_refused_line_to_another_lines_
     payment``): ``funding.completed`` iff the transfer exists for that line. Here the day's use rebuilt from the
     ledger would show it (A2's amount and the day's use pass the daily cap); for a line decided before yesterday
-    the worker holds no such record, and the check would have to hold it or read that day's ledger."""
+    the worker holds no such record, and the check would have to hold it or read that day's ledger.
+
+    What it does now: the worker reads the Special Account's ledger for each day the line may have been decided on
+    (up to the loss); on this one 600 USDT moved, and 600 more pass the daily cap, so A2 is held for an operator,
+    shown A1's order, rather than told completed on the declaration's say-so."""
     rig = Rig(
         redis_url,
         key_prefix,
@@ -75,6 +75,16 @@ def test_an_early_declaration_tells_a_line_the_daily_cap_refused_completed_with_
                 f"A2 (refused by the daily cap before the loss) told funding.completed under order "
                 f"{told.get('early-day-topup-a2#0')} (A1's is {order_a1}); blocks: {sorted(record.blocked)}"
             )
+            held = record.blocked.get("fund:early-day-topup-a2#0")
+            assert held is not None and held.manual and order_a1 in held.reason and "daily cap" in held.reason
+            assert "fund:early-day-topup-a2#0" in [e["step"] for e in outbound_of(app, "provisioning.failed")]
+
+            settle_transfer(app, ref, "fund:early-day-topup-a2#0", verdict=TransferVerdict.REFUSED, who="oncall")
+            settle_transfer(app, ref, "fund:early-day-topup-a1#0", committed=True, order_id=order_a1, who="oncall")
+            settle_with(rig, app, ref)
+            told = {e["key"]: e.get("order_id") for e in outbound(app) if e["type"] == "funding.completed"}
+            assert told == {"early-day-topup-a1#0": order_a1}
+            assert [t["orderId"] for t in paid_to(rig, uid)] == [order_a1]
         finally:
             app.close()
     finally:

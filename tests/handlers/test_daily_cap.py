@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
-from handlers.daily_cap import reservation_day, utc_day
+from handlers.daily_cap import days_between, may_have_refused, reservation_day, utc_day
 
 
 def ms(text: str) -> int:
@@ -31,3 +32,22 @@ def test_a_resend_after_midnight_reserves_on_the_new_day() -> None:
     """Yesterday's reservation does not cover a send today: it may pay today, so today's cap must take it."""
     assert reservation_day(["20261201"], ms("2026-12-02T00:00:00")) == "20261202"
     assert reservation_day(["20261201", "20261202"], ms("2026-12-02T08:00:00")) is None
+
+
+def test_the_days_between_two_moments_are_clipped_to_them() -> None:
+    day = 86_400_000
+    two = [("19700102", day + 5, 2 * day - 1), ("19700103", 2 * day, 3 * day - 1)]
+    assert days_between(day + 5, 3 * day - 1) == two
+    assert days_between(day + 5, day + 5) == [("19700102", day + 5, day + 5)]
+    assert days_between(day + 5, day + 4) == []
+
+
+def test_a_line_may_have_been_refused_on_a_day_whose_use_and_its_amount_pass_the_cap() -> None:
+    """After a loss, a transfer tied to a line by elimination only: had it been another line's, the line could
+    have been refused by the daily cap on a day whose use (the transfer included) and the line's amount pass it."""
+    used = {"20260102": Decimal("600"), "20260101": Decimal("100")}
+    assert may_have_refused(amount=Decimal("600"), cap=Decimal("1000"), used=used) == "20260102"
+    assert may_have_refused(amount=Decimal("400"), cap=Decimal("1000"), used=used) is None
+    assert may_have_refused(amount=Decimal("900.00000001"), cap=Decimal("1000"), used=used) == "20260101"
+    assert may_have_refused(amount=Decimal("1"), cap=None, used=used) == "20260101"  # no cap: always refused
+    assert may_have_refused(amount=Decimal("1"), cap=None, used={}) is None  # no day it could have been decided on

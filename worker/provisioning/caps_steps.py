@@ -18,12 +18,13 @@ from decimal import Decimal
 import structlog
 
 from handlers.commands import SeedDailyCaps
+from handlers.daily_cap import days_between, utc_day
 from handlers.journal import JournalAction
 from worker.exchange.assets import Assets
 from worker.provisioning.context import StepContext
 from worker.store.ledger import FundingLedger
 
-__all__ = ["is_transfer", "seed_caps_from_ledger", "seed_daily_caps"]
+__all__ = ["daily_use_in_ledger", "is_transfer", "seed_caps_from_ledger", "seed_daily_caps"]
 
 _DAY_MS = 86_400_000
 _log = structlog.get_logger(__name__)
@@ -53,6 +54,21 @@ def seed_caps_from_ledger(
             if moved:
                 seeded[f"{day}:{currency}"] = str(ledger.seed(day=day, currency=currency, amount=moved))
     return seeded
+
+
+def daily_use_in_ledger(
+    assets: Assets, currency: str, start_ms: int, end_ms: int, *, heartbeat: Callable[[], None] = lambda: None
+) -> dict[str, Decimal]:
+    """Each UTC day's use of the Special Account's daily cap of ``currency`` from ``start_ms`` to ``end_ms`` as its
+    ledger shows it (transfers out to sub-accounts): ``YYYYMMDD`` → what moved, every day of the range listed."""
+    heartbeat()
+    entries = assets.ledger_entries(currency=currency, direction="out", start_ms=start_ms, end_ms=end_ms)
+    used = {day: Decimal(0) for day, _, _ in days_between(start_ms, end_ms)}
+    for e in entries:
+        if is_transfer(e.biz_type) and start_ms <= e.created_at <= end_ms:
+            day = utc_day(e.created_at)
+            used[day] = used.get(day, Decimal(0)) + abs(e.amount)
+    return used
 
 
 def is_transfer(biz_type: str) -> bool:

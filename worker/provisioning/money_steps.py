@@ -39,7 +39,7 @@ from handlers.commands import (
     ResolveTransfer,
     Transfer,
 )
-from handlers.daily_cap import reservation_day, utc_day
+from handlers.daily_cap import days_between, may_have_refused, reservation_day, utc_day
 from handlers.journal import JournalAction
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
@@ -58,6 +58,7 @@ from worker.exchange import DuplicateClientOidError, PermanentError, RateLimited
 from worker.exchange.models import AccountType, Direction, LedgerEntry, TransferDetail
 from worker.exchange.scope import CallScope
 from worker.provisioning.blocks import fail
+from worker.provisioning.caps_steps import daily_use_in_ledger
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.store.transfer_facts import TransferFact
@@ -247,7 +248,8 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         why = {"key": cmd.key, "evidence": judgement.reason}
         ctx.commit(record, journal=[(JournalAction.TRANSFER_AWAITS_REPUBLICATION, why)])
         return
-    eliminated = judgement.verdict is Verdict.COMMITTED and not exact and cmd.ask_if_eliminated
+    held_for = _refusable_by(ctx, cmd) if judgement.verdict is Verdict.COMMITTED and not exact else None
+    eliminated = held_for is not None
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask or eliminated:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
@@ -256,7 +258,7 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details)
     if eliminated:
         ctx.record = ctx.record.model_copy(update={"pending": intent})
-        fail(ctx, _step(details), _eliminated_reason(details, judgement), manual=True)
+        fail(ctx, _step(details), _eliminated_reason(details, judgement, held_for or ""), manual=True)
     elif judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, intent, judgement, cmd.client_oids)
     elif judgement.verdict is Verdict.UNDECIDED:
@@ -270,11 +272,33 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
         ctx.commit(record, journal=[(JournalAction.TRANSFER_NOT_FOUND, {"key": cmd.key, "evidence": judgement.reason})])
 
 
-def _eliminated_reason(details: TransferIntent, judgement: Judgement) -> str:
+def _refusable_by(ctx: StepContext, cmd: LookForTransfer) -> str | None:
+    """Which cap could have refused the line before the loss had the transfer tied to it by elimination been
+    another line's (``None``: none could): the per-customer cap (the planner says), else the Special Account's
+    daily cap of a day the line may have been decided on, each day's use read from the ledger up to the loss."""
+    if cmd.ask_if_eliminated:
+        return "the per-customer cap"
+    if cmd.day_caps_until_ms is None:
+        return None
+    end = min(cmd.day_caps_until_ms, ctx.now_ms())
+    if cmd.since_ms > end:
+        return None
+    cap = ctx.services.daily_caps.get(cmd.currency)
+    if cap is None:
+        used = {day: Decimal(0) for day, _, _ in days_between(cmd.since_ms, end)}
+    else:
+        used = daily_use_in_ledger(ctx.exchange.assets, cmd.currency, cmd.since_ms, end, heartbeat=ctx.heartbeat)
+    day = may_have_refused(amount=cmd.amount, cap=cap, used=used)
+    if day is None:
+        return None
+    return f"the Special Account's daily cap of {day} ({used[day]} of {cap} {cmd.currency} used that day)"
+
+
+def _eliminated_reason(details: TransferIntent, judgement: Judgement, cap: str) -> str:
     return (
         f"line {details.key} ({details.amount} {details.currency}) was asked for before our state was lost; the "
         f"exchange shows a transfer no line we know explains ({judgement.reason}), but not whose it is: it may be a "
-        "line the upstream has not re-published yet, this line then refused before the loss by the per-customer cap "
+        f"line the upstream has not re-published yet, this line then refused before the loss by {cap} "
         "(only we and the upstream knew). Ask the upstream which verdict it heard for this line, then decide with "
         f"`provisioner customer settle-transfer` (--committed --order-id {judgement.order_id}: it was this line's; "
         "--refused: it was refused)"
