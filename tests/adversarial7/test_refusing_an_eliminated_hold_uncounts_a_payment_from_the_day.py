@@ -10,8 +10,6 @@ from __future__ import annotations
 import shutil
 from decimal import Decimal
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import all_paid, onboard_with_a_key, outbound_of, paid_to, topup, total
 from tests.core.harness import Rig, events_for
@@ -20,7 +18,6 @@ from worker.provisioning.operator import TransferVerdict, settle_transfer
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(strict=True, reason="adv7: --refused on an eliminated hold releases the only count of a payment")
 def test_refusing_a_line_held_by_elimination_lets_another_customer_past_the_daily_cap(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -253,8 +253,8 @@ def look_for_transfer(cmd: LookForTransfer, ctx: StepContext) -> None:
     ask = judgement.verdict is Verdict.UNDECIDED or (judgement.verdict is not Verdict.COMMITTED and cmd.ask_if_unfound)
     if ask or eliminated:
         details = details.model_copy(update={"candidates": _candidates(ctx, cmd.client_oids[0], cmd.client_oids)})
-    if eliminated:  # the transfer moved money today, whoever's line it is
-        details = _count_today(ctx, details)
+    if eliminated:
+        _count_order_today(ctx, details, judgement.order_id)
     intent = Intent(kind=IntentKind.TRANSFER, token=cmd.client_oids[0], started_at_ms=now, details=details)
     if eliminated:
         ctx.record = ctx.record.model_copy(update={"pending": intent})
@@ -767,6 +767,23 @@ def _found(
         _entry(details, client_oid, ctx.now_ms(), TransferStatus.COMMITTED, order_id=None),
         evidence=Evidence.LEDGER,
         note=judgement.reason,
+    )
+
+
+def _count_order_today(ctx: StepContext, details: TransferIntent, order_id: str | None) -> None:
+    """A transfer held for an operator because it may be another line's moved money today, whoever's line it is:
+    it counts on today's cap under its own order, not under the line — a verdict that the line was refused
+    releases the line's reservations, never this count. (The line, or the line it turns out to be, may count it
+    again when its own transfer is recorded: the day then counts too much, never too little.)"""
+    if details.purpose is not TransferPurpose.FUND:
+        return
+    held = f"order:{order_id}" if order_id is not None else f"held:{details.key}"
+    ctx.services.ledger.reserve(
+        day=utc_day(ctx.now_ms()),
+        line=ledger_line(ctx.ref, held),
+        currency=details.currency,
+        amount=details.amount,
+        cap=None,
     )
 
 
