@@ -172,6 +172,13 @@ class LookForTransfer:
     every line is known is the on-call's word, and had the transfer been a line's the upstream has not re-published
     yet, this line would not have fit the per-customer cap (it may have been refused before the loss for it), so an
     operator decides, shown the transfer."""
+    customer_cap_room: Decimal | None = None
+    """After a loss, without the outcomes the upstream heard: what the per-customer cap leaves for the line beside
+    what the customer is known to have been paid or may have been (``None``: no such case, or
+    ``ask_if_eliminated`` decided already). A transfer judged the line's by elimination only waits for an operator
+    where every transfer the exchange shows moved to the sub-account that no line we know explains (other amounts
+    too: several stragglers), the judged one included, and the line's amount do not fit in it: the line may have
+    been refused before the loss for them. The shell reads the ledger."""
     day_caps_until_ms: int | None = None
     """After a loss, without the outcomes the upstream heard: the loss (ms). A transfer judged the line's by
     elimination only waits for an operator, as for ``ask_if_eliminated``, where the Special Account's daily cap of a

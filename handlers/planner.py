@@ -512,8 +512,28 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         ask_if_unfound=ask_if_unfound,
         may_eliminate=_republished(p),
         ask_if_eliminated=_refusable_for_another(line, p),
+        customer_cap_room=_customer_cap_room(line, p),
         day_caps_until_ms=None if record.outcomes_heard else record.recovered_at_ms,
     )
+
+
+def _customer_cap_room(line: FundingInstruction, p: _Plan) -> Decimal | None:
+    """What the per-customer cap leaves beside what the customer was paid or may have been, after a loss without
+    what the upstream heard (``LookForTransfer.customer_cap_room``); ``None`` where no such case or no cap."""
+    record = p.record
+    cap = p.policy.funding_caps.get(line.currency)
+    if record.recovered_at_ms is None or record.outcomes_heard or cap is None:
+        return None
+    return cap - _moved_or_in_doubt(line, p)
+
+
+def _moved_or_in_doubt(line: FundingInstruction, p: _Plan) -> Decimal:
+    record = p.record
+    moved = record.funded(line.currency) + _heard_shortfall(p.desired, record, line.currency)
+    doubt = sum(
+        (d.amount for k, d in record.in_doubt().items() if k != line.key and d.currency == line.currency), Decimal(0)
+    )
+    return moved + doubt
 
 
 def _refusable_for_another(line: FundingInstruction, p: _Plan) -> bool:
@@ -528,11 +548,7 @@ def _refusable_for_another(line: FundingInstruction, p: _Plan) -> bool:
     cap = p.policy.funding_caps.get(line.currency)
     if cap is None:
         return True
-    moved = record.funded(line.currency) + _heard_shortfall(p.desired, record, line.currency)
-    doubt = sum(
-        (d.amount for k, d in record.in_doubt().items() if k != line.key and d.currency == line.currency), Decimal(0)
-    )
-    return moved + doubt + 2 * line.amount > cap
+    return _moved_or_in_doubt(line, p) + 2 * line.amount > cap
 
 
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(strict=True, reason="adv7: the elimination hold ignores unexplained transfers of other amounts")
 def test_an_early_declaration_still_tells_a_refused_line_completed_when_two_stragglers_paid_before_it(
     redis_url: str, key_prefix: str
 ) -> None:

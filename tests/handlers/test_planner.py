@@ -596,6 +596,8 @@ def test_elimination_asks_an_operator_where_the_cap_would_have_refused_the_line_
     look = plan(fold(events), rec, now_ms=settled, policy=POLICY, republished_at_ms=settled)
     assert isinstance(look, c.LookForTransfer) and look.may_eliminate and look.ask_if_eliminated is asks
     assert look.day_caps_until_ms == (None if heard else recovered)  # the daily cap's check: the shell reads the days
+    # the per-customer cap's room for every unexplained transfer (several stragglers): the shell reads the ledger
+    assert look.customer_cap_room == (None if heard else Decimal(1000))
 
 
 def test_lines_from_before_an_adoption_were_the_previous_systems() -> None:

@@ -278,6 +278,13 @@ def _refusable_by(ctx: StepContext, cmd: LookForTransfer) -> str | None:
     daily cap of a day the line may have been decided on, each day's use read from the ledger up to the loss."""
     if cmd.ask_if_eliminated:
         return "the per-customer cap"
+    if cmd.customer_cap_room is not None:
+        unexplained = _unexplained_to_sub_account(ctx, cmd)
+        if unexplained + cmd.amount > cmd.customer_cap_room:
+            return (
+                f"the per-customer cap ({unexplained} {cmd.currency} moved to the sub-account that no line we know "
+                "explains)"
+            )
     if cmd.day_caps_until_ms is None:
         return None
     end = min(cmd.day_caps_until_ms, ctx.now_ms())
@@ -292,6 +299,21 @@ def _refusable_by(ctx: StepContext, cmd: LookForTransfer) -> str | None:
     if day is None:
         return None
     return f"the Special Account's daily cap of {day} ({used[day]} of {cap} {cmd.currency} used that day)"
+
+
+def _unexplained_to_sub_account(ctx: StepContext, cmd: LookForTransfer) -> Decimal:
+    """Every transfer of ``cmd``'s currency the Special Account's ledger shows moved to the line's sub-account since
+    the line's first possible send, whatever its amount, that no transfer we hold explains (the one tied to the
+    line by elimination among them). Raises as ``_counterparties``."""
+    ctx.heartbeat()
+    entries = ctx.exchange.assets.ledger_entries(
+        currency=cmd.currency, direction="out", start_ms=cmd.since_ms - LEDGER_SKEW_MS, end_ms=ctx.now_ms()
+    )
+    known = {t.order_id for t in ctx.record.transfers.values() if t.order_id is not None}
+    candidates = [(order_id, abs(e.amount)) for e in entries if not _other_business(e) for order_id, _ in [_ids(e)]]
+    unknown = [(order_id, amount) for order_id, amount in candidates if order_id is not None and order_id not in known]
+    to = _counterparties(ctx, [order_id for order_id, _ in unknown], "OUT")
+    return sum((amount for order_id, amount in unknown if to.get(order_id) == cmd.uid), Decimal(0))
 
 
 def _eliminated_reason(details: TransferIntent, judgement: Judgement, cap: str) -> str:
