@@ -1,11 +1,11 @@
 """Campaigns against the exchange's windows (issue 15 items 1 and 5), for ``bench/bench.py``.
 
 - ``campaign``: 90 customers at 300 weight per 30 s, 100 ms latency — about one minute of quota — and the long
-  campaign (the ``quota`` scenario's 400 customers at 2000 / 30 s). Efficiency is the run's own baseline, the
-  ideal time (useful weight / quota × 30 s, 7 weight per customer), over the time the run took from its first
-  publish to its last customer converged. The simulator's window starts at the first request, as KuCoin's does;
-  publishing waits until any window the workers' start-up requests opened has reset, so the campaign's first
-  request opens the window (otherwise the run would start with part of a window already behind it).
+  campaign (the ``quota`` scenario's customers, 400 by default, at 2000 / 30 s). Efficiency is the run's own
+  baseline, the ideal time (useful weight / quota × 30 s, 7 weight per customer), over the time the run took from
+  its first publish to its last customer converged. The simulator's window starts at the first request, as
+  KuCoin's does; publishing waits until any window the workers' start-up requests opened has reset, so the
+  campaign's first request opens the window (otherwise the run would start with part of a window already behind it).
 - ``groups``: two worker groups, each its own ``provisioner worker`` with its own settings (threads; one of them
   believes the quota is twice what it is), against one Redis (one key prefix) and one exchange: efficiency as
   above, 429s, and whether any customer was worked by both groups at once — from each group's canonical log
@@ -160,14 +160,14 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """The table rows of these scenarios."""
     out = []
     for name, label, target in (
-        ("campaign", "campaign 1 min (300 / 30 s, 90 cust)", "≥ 0.95, 0 × 429"),
-        ("long_campaign", "long campaign (2000 / 30 s, 400 cust)", "≥ 0.98, 0 × 429"),
+        ("campaign", "campaign 1 min (300 / 30 s, {n} cust)", "≥ 0.95, 0 × 429"),
+        ("long_campaign", "long campaign (2000 / 30 s, {n} cust)", "≥ 0.98, 0 × 429"),
     ):
         if name in results:
             c = results[name]
             out.append(
                 (
-                    label,
+                    label.format(n=c.get("customers", "?")),
                     f"took {c['took_s']} s, ideal {c['ideal_s']} s",
                     f"efficiency {c['efficiency']:.3f}, {c['exchange_429s']} x 429",
                     target,
