@@ -112,3 +112,12 @@ def test_after_close_nothing_is_read_and_nothing_raises() -> None:
     prefetch.start("a", lambda: detail("SUCCESS"))
     prefetch.close()
     assert prefetch.take("a", wait_s=1) is None
+    read = threading.Event()
+
+    def late() -> TransferDetail:
+        read.set()
+        return detail("SUCCESS")
+
+    prefetch.start("b", late)  # a run still going while the process stops: no new pool, no read
+    assert prefetch.take("b", wait_s=1) is None
+    assert not read.wait(0.2)

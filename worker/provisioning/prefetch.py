@@ -46,11 +46,15 @@ class StatusPrefetch:
         self._pending: OrderedDict[str, Future[TransferDetail]] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
+        self._closed = False
 
     def start(self, order_id: str, read: Callable[[], TransferDetail]) -> None:
-        """Begin ``read()`` (Get Transfer History of ``order_id``) on a pool thread. Never raises."""
+        """Begin ``read()`` (Get Transfer History of ``order_id``) on a pool thread; after ``close`` nothing is
+        begun (the confirm step reads itself). Never raises."""
         try:
             with self._lock:
+                if self._closed:
+                    return
                 if self._pool is None or self._pool_pid != os.getpid():
                     self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="transfer-status")
                     self._pool_pid = os.getpid()
@@ -81,9 +85,10 @@ class StatusPrefetch:
         return detail if str(detail.status) in FINAL else None
 
     def close(self) -> None:
-        """Stop the pool without waiting for reads in flight (their answers are dropped)."""
+        """Stop the pool without waiting for reads in flight (their answers are dropped); nothing starts again."""
         with self._lock:
             pool, self._pool = self._pool, None
+            self._closed = True
             self._pending.clear()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
