@@ -344,7 +344,11 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
     ctx.heartbeat()
     now = ctx.now_ms()
     try:
-        detail = _prefetched(ctx, cmd.order_id) or ctx.exchange.transfers.get(order_id=cmd.order_id)
+        detail = _prefetched(ctx, cmd.order_id)
+        if detail is None:
+            if ctx.services.prefetch is not None:
+                ctx.heartbeat()  # the wait for a prefetched read may have taken a request's time already
+            detail = ctx.exchange.transfers.get(order_id=cmd.order_id)
     except PermanentError as exc:
         # the exchange does not (yet) know the order it gave us: look again later, never guess
         status, why = "UNKNOWN", f"the exchange does not show order {cmd.order_id}: {exc}"
