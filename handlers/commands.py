@@ -174,11 +174,11 @@ class LookForTransfer:
     operator decides, shown the transfer."""
     customer_cap_room: Decimal | None = None
     """After a loss, without the outcomes the upstream heard: what the per-customer cap leaves for the line beside
-    what the customer is known to have been paid or may have been (``None``: no such case, or
-    ``ask_if_eliminated`` decided already). A transfer judged the line's by elimination only waits for an operator
-    where every transfer the exchange shows moved to the sub-account that no line we know explains (other amounts
-    too: several stragglers), the judged one included, and the line's amount do not fit in it: the line may have
-    been refused before the loss for them. The shell reads the ledger."""
+    what the customer is known to have been paid or may have been (``None``: no such case, or no cap; read only
+    where ``ask_if_eliminated`` did not decide already). A transfer judged the line's by elimination only waits for
+    an operator where every transfer the exchange shows moved to the sub-account that no line we know explains
+    (other amounts too: several stragglers), the judged one included, and the line's amount do not fit in it: the
+    line may have been refused before the loss for them. The shell reads the ledger."""
     day_caps_until_ms: int | None = None
     """After a loss, without the outcomes the upstream heard: the loss (ms). A transfer judged the line's by
     elimination only waits for an operator, as for ``ask_if_eliminated``, where the Special Account's daily cap of a

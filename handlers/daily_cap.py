@@ -11,9 +11,9 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-__all__ = ["days_between", "may_have_refused", "reservation_day", "utc_day"]
+__all__ = ["DAY_MS", "days_between", "may_have_refused", "reservation_day", "utc_day"]
 
-_DAY_MS = 86_400_000
+DAY_MS = 86_400_000
 
 
 def utc_day(now_ms: int) -> str:
@@ -32,10 +32,10 @@ def days_between(start_ms: int, end_ms: int) -> list[tuple[str, int, int]]:
     """The UTC days from ``start_ms``'s to ``end_ms``'s (both included, none when reversed), each as ``(YYYYMMDD,
     first ms, last ms)``, its bounds clipped to the range."""
     days: list[tuple[str, int, int]] = []
-    start = start_ms // _DAY_MS * _DAY_MS
+    start = start_ms // DAY_MS * DAY_MS
     while start_ms <= end_ms and start <= end_ms:
-        days.append((utc_day(start), max(start, start_ms), min(start + _DAY_MS - 1, end_ms)))
-        start += _DAY_MS
+        days.append((utc_day(start), max(start, start_ms), min(start + DAY_MS - 1, end_ms)))
+        start += DAY_MS
     return days
 
 

@@ -499,6 +499,8 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
     sub-account's creation when its event claims to have occurred after the loss (a re-stamped re-publication
     would otherwise hide the payment it had)."""
     record, policy = p.record, p.policy
+    room = _customer_cap_room(line, p)
+    ask_if_eliminated = _refusable_for_another(line, p, room)
     return LookForTransfer(
         key=line.key,
         uid=p.sub.uid,
@@ -511,8 +513,8 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         twins=_twins(line, p),
         ask_if_unfound=ask_if_unfound,
         may_eliminate=_republished(p),
-        ask_if_eliminated=_refusable_for_another(line, p),
-        customer_cap_room=_customer_cap_room(line, p),
+        ask_if_eliminated=ask_if_eliminated,
+        customer_cap_room=room,
         day_caps_until_ms=None if record.outcomes_heard else record.recovered_at_ms,
     )
 
@@ -536,19 +538,16 @@ def _moved_or_in_doubt(line: FundingInstruction, p: _Plan) -> Decimal:
     return moved + doubt
 
 
-def _refusable_for_another(line: FundingInstruction, p: _Plan) -> bool:
+def _refusable_for_another(line: FundingInstruction, p: _Plan, room: Decimal | None) -> bool:
     """Whether ``line`` may have been refused before the loss by the per-customer cap because of a transfer of its
     amount that no line we know explains, had that transfer been another line's: one the upstream has not
     re-published yet (a declaration made early, before a straggler). What the upstream heard (``--heard``)
     settles it; without it, tying the transfer to this line by elimination would rest on the declaration alone,
-    against a refusal the worker itself would have made."""
+    against a refusal the worker itself would have made. ``room``: ``_customer_cap_room``."""
     record = p.record
     if record.recovered_at_ms is None or record.outcomes_heard:
         return False
-    cap = p.policy.funding_caps.get(line.currency)
-    if cap is None:
-        return True
-    return _moved_or_in_doubt(line, p) + 2 * line.amount > cap
+    return room is None or 2 * line.amount > room  # no cap: a currency without one is refused
 
 
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:

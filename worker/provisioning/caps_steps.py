@@ -12,21 +12,19 @@ it at once, or reserving meanwhile, lose nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import structlog
 
 from handlers.commands import SeedDailyCaps
-from handlers.daily_cap import days_between, utc_day
+from handlers.daily_cap import DAY_MS, days_between, utc_day
 from handlers.journal import JournalAction
 from worker.exchange.assets import Assets
 from worker.provisioning.context import StepContext
 from worker.store.ledger import FundingLedger
 
-__all__ = ["daily_use_in_ledger", "is_transfer", "seed_caps_from_ledger", "seed_daily_caps"]
+__all__ = ["daily_use_in_ledger", "seed_caps_from_ledger", "seed_daily_caps"]
 
-_DAY_MS = 86_400_000
 _log = structlog.get_logger(__name__)
 
 
@@ -41,16 +39,13 @@ def seed_caps_from_ledger(
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
     sub-accounts, listed up to ``now_ms``): each day counts at least what the ledger shows moved. Returns
     ``YYYYMMDD:currency`` → the day's use, for the days the ledger shows something moved."""
-    today = now_ms // _DAY_MS * _DAY_MS
+    yesterday = (now_ms // DAY_MS - 1) * DAY_MS
     seeded: dict[str, str] = {}
-    for start in (today - _DAY_MS, today):
-        day = datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%Y%m%d")
+    for day, first_ms, last_ms in days_between(yesterday, now_ms):
         for currency in currencies:
             heartbeat()
-            entries = assets.ledger_entries(
-                currency=currency, direction="out", start_ms=start, end_ms=min(start + _DAY_MS - 1, now_ms)
-            )
-            moved = sum((abs(e.amount) for e in entries if is_transfer(e.biz_type)), Decimal(0))
+            entries = assets.ledger_entries(currency=currency, direction="out", start_ms=first_ms, end_ms=last_ms)
+            moved = sum((abs(e.amount) for e in entries if _is_transfer(e.biz_type)), Decimal(0))
             if moved:
                 seeded[f"{day}:{currency}"] = str(ledger.seed(day=day, currency=currency, amount=moved))
     return seeded
@@ -65,13 +60,13 @@ def daily_use_in_ledger(
     entries = assets.ledger_entries(currency=currency, direction="out", start_ms=start_ms, end_ms=end_ms)
     used = {day: Decimal(0) for day, _, _ in days_between(start_ms, end_ms)}
     for e in entries:
-        if is_transfer(e.biz_type) and start_ms <= e.created_at <= end_ms:
+        if _is_transfer(e.biz_type) and start_ms <= e.created_at <= end_ms:
             day = utc_day(e.created_at)
             used[day] = used.get(day, Decimal(0)) + abs(e.amount)
     return used
 
 
-def is_transfer(biz_type: str) -> bool:
+def _is_transfer(biz_type: str) -> bool:
     """Whether a ledger entry's ``bizType`` may be a transfer to a sub-account."""
     kind = biz_type.lower()
     return "transfer" in kind or not any(w in kind for w in ("deposit", "withdraw", "exchange", "trade", "fee"))

@@ -310,10 +310,13 @@ def _unexplained_to_sub_account(ctx: StepContext, cmd: LookForTransfer) -> Decim
         currency=cmd.currency, direction="out", start_ms=cmd.since_ms - LEDGER_SKEW_MS, end_ms=ctx.now_ms()
     )
     known = {t.order_id for t in ctx.record.transfers.values() if t.order_id is not None}
-    candidates = [(order_id, abs(e.amount)) for e in entries if not _other_business(e) for order_id, _ in [_ids(e)]]
-    unknown = [(order_id, amount) for order_id, amount in candidates if order_id is not None and order_id not in known]
-    to = _counterparties(ctx, [order_id for order_id, _ in unknown], "OUT")
-    return sum((amount for order_id, amount in unknown if to.get(order_id) == cmd.uid), Decimal(0))
+    unknown: dict[str, Decimal] = {}
+    for entry in entries:
+        order_id, _ = _ids(entry)
+        if order_id is not None and order_id not in known and not _other_business(entry):
+            unknown[order_id] = abs(entry.amount)
+    to = _counterparties(ctx, list(unknown), "OUT")
+    return sum((amount for order_id, amount in unknown.items() if to.get(order_id) == cmd.uid), Decimal(0))
 
 
 def _eliminated_reason(details: TransferIntent, judgement: Judgement, cap: str) -> str:
@@ -801,16 +804,8 @@ def _count_order_today(ctx: StepContext, details: TransferIntent, order_id: str 
     it counts on today's cap under its own order, not under the line — a verdict that the line was refused
     releases the line's reservations, never this count. (The line, or the line it turns out to be, may count it
     again when its own transfer is recorded: the day then counts too much, never too little.)"""
-    if details.purpose is not TransferPurpose.FUND:
-        return
-    held = f"order:{order_id}" if order_id is not None else f"held:{details.key}"
-    ctx.services.ledger.reserve(
-        day=utc_day(ctx.now_ms()),
-        line=ledger_line(ctx.ref, held),
-        currency=details.currency,
-        amount=details.amount,
-        cap=None,
-    )
+    if details.purpose is TransferPurpose.FUND:
+        _moved_today(ctx, details, f"order:{order_id}" if order_id is not None else f"held:{details.key}")
 
 
 def _count_today(ctx: StepContext, details: TransferIntent) -> TransferIntent:
@@ -818,11 +813,17 @@ def _count_today(ctx: StepContext, details: TransferIntent) -> TransferIntent:
     on today's cap, whatever it says."""
     if details.purpose is not TransferPurpose.FUND or details.days:
         return details
+    return details.model_copy(update={"days": [_moved_today(ctx, details, details.key)]})
+
+
+def _moved_today(ctx: StepContext, details: TransferIntent, counted_as: str) -> str:
+    """Count ``details``' amount on today's cap as money that moved (whatever the cap says), under ``counted_as``
+    (idempotent per name); returns the day."""
     day = utc_day(ctx.now_ms())
     ctx.services.ledger.reserve(
-        day=day, line=ledger_line(ctx.ref, details.key), currency=details.currency, amount=details.amount, cap=None
+        day=day, line=ledger_line(ctx.ref, counted_as), currency=details.currency, amount=details.amount, cap=None
     )
-    return details.model_copy(update={"days": [day]})
+    return day
 
 
 def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judgement: Judgement) -> None:
