@@ -11,9 +11,23 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-__all__ = ["DAY_MS", "days_between", "may_have_refused", "reservation_day", "utc_day"]
+from handlers.records import TransferPurpose, TransferRecord, TransferStatus
+
+__all__ = [
+    "DAY_MS",
+    "LEDGER_SKEW_MS",
+    "days_between",
+    "listed_by_ledger",
+    "may_have_refused",
+    "reservation_day",
+    "utc_day",
+]
 
 DAY_MS = 86_400_000
+
+LEDGER_SKEW_MS = 15_000
+"""Ledger entries are looked for from this long before our first send: KuCoin refuses a request signed more than
+5 s off its clock, so ours is within 5 s of the one that stamps the ledger."""
 
 
 def utc_day(now_ms: int) -> str:
@@ -48,3 +62,16 @@ def may_have_refused(*, amount: Decimal, cap: Decimal | None, used: Mapping[str,
         if cap is None or used[day] + amount > cap:
             return day
     return None
+
+
+def listed_by_ledger(transfer: TransferRecord | None, listed_before_ms: int) -> bool:
+    """Whether a ledger read surely lists the funding transfer our record shows (``transfer``, ``None`` when the
+    record knows none): it is proven committed, and was recorded so at or before ``listed_before_ms`` (the read's
+    time less the ledger's lag). Anything else — not sent yet, in flight, sent on a guess, unknown — may be
+    missing from the read, so its reservation counts on top of what the ledger lists."""
+    return (
+        transfer is not None
+        and transfer.purpose is TransferPurpose.FUND
+        and transfer.status is TransferStatus.COMMITTED
+        and 0 < transfer.at_ms <= listed_before_ms
+    )

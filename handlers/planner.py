@@ -114,6 +114,11 @@ class Policy:
     listing_lag_ms: int = 0
     """How long the exchange may take to list what it just created (sub-accounts, keys)."""
 
+    @property
+    def transfer_settled_ms(self) -> int:
+        """How long after a send its transfer is surely settled and listed by the ledger."""
+        return self.transfer_resolve_delay_ms or self.resolve_delay_ms
+
 
 @dataclass
 class _Plan:

@@ -40,12 +40,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from handlers.daily_cap import LEDGER_SKEW_MS
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
 from worker.heard import HeardOutcome, nothing_lost, store_heard
 from worker.provisioning.caps_steps import seed_caps_from_ledger
-from worker.provisioning.money_steps import LEDGER_SKEW_MS, ledger_line
+from worker.provisioning.money_steps import ledger_line
 from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch
 from worker.store.lock import CustomerLock
@@ -208,7 +209,7 @@ def recover(
         app.redis.set(app.keys.recovery_lost_at, str(lost_at))
         app.redis.delete(app.keys.recovery_republished_at, app.keys.recovery_stamps_kept)
         # the ledger lists a transfer in flight at the loss only after its lag: the caps just seeded may miss it
-        report.caps_due_at_ms = lost_at + _settle_delay_ms(app)
+        report.caps_due_at_ms = lost_at + app.policy.transfer_settled_ms
         app.ledger.await_reseed(due_at_ms=report.caps_due_at_ms)
         report.seeded_heard = count_heard_payments(app, heard or [])
         report.heard = None if heard is None else stored
@@ -257,7 +258,10 @@ def seed_daily_caps(app: App) -> dict[str, str]:
     transfer sent before the last loss (``FundingLedger.reseed_due``) lets funding lines be decided again. Returns
     what was seeded."""
     now_ms = int(app.clock() * 1000)
-    seeded = seed_caps_from_ledger(app.exchange.assets, app.ledger, app.settings.currencies, now_ms)
+    listed_before = now_ms - app.policy.transfer_settled_ms - LEDGER_SKEW_MS
+    seeded = seed_caps_from_ledger(
+        app.exchange.assets, app.ledger, app.store, app.settings.currencies, now_ms, listed_before_ms=listed_before
+    )
     app.ledger.mark_reseeded(read_at_ms=now_ms)
     return seeded
 
@@ -286,12 +290,6 @@ def count_heard_payments(app: App, heard: Iterable[HeardOutcome]) -> int:
         )
         counted += 1
     return counted
-
-
-def _settle_delay_ms(app: App) -> int:
-    """How long after a send its transfer is surely settled and listed by the ledger (``Policy``)."""
-    policy = app.policy
-    return policy.transfer_resolve_delay_ms or policy.resolve_delay_ms
 
 
 def _adopt(app: App, adoption: Adoption, account_name: str) -> None:

@@ -17,7 +17,6 @@ from worker.heard import outcomes_from_events
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(strict=True, reason="adv7: the re-seed's max() forgets a payment a rolled-back day never reserved")
 def test_after_a_rollback_the_re_seed_lets_the_day_pay_past_its_cap(redis_url: str, key_prefix: str) -> None:
     """Scenario: daily cap 1000 USDT. Customer X's 400 USDT top-up is reserved and its intent written; the worker
     dies before sending it. Redis is snapshotted here (the day counts X's 400). Customer Y's 500 USDT top-up is then

@@ -33,14 +33,33 @@ def ledger(redis_url: str, key_prefix: str) -> Iterator[FundingLedger]:
 
 
 def test_seeding_keeps_the_larger_count_and_loses_no_reservation_made_meanwhile(ledger: FundingLedger) -> None:
-    """A worker seeds while others reserve: the day keeps the larger of what the ledger lists and what it counts."""
+    """A worker seeds while others reserve: the day keeps the larger of what it counts and what the ledger lists
+    plus the reservations the ledger does not list."""
     assert ledger.reserve(day="20261118", line="a", currency="USDT", amount=Decimal(600), cap=Decimal(1000))
-    assert ledger.seed(day="20261118", currency="USDT", amount=Decimal(500)) == Decimal(600)
-    assert ledger.seed(day="20261118", currency="USDT", amount=Decimal("900.5")) == Decimal("900.5")
+    assert ledger.reserved_lines("20261118") == ["a"]
+    assert ledger.seed(day="20261118", currency="USDT", amount=Decimal(500), listed=["a"]) == Decimal(600)
+    assert ledger.seed(day="20261118", currency="USDT", amount=Decimal("900.5"), listed=["a"]) == Decimal("900.5")
     assert not ledger.reserve(day="20261118", line="b", currency="USDT", amount=Decimal(100), cap=Decimal(1000))
     assert ledger.used(day="20261118", currency="USDT") == Decimal("900.5")
     big = Decimal("123456789.12345678")  # beyond a double's exact integers in units of 10⁻⁸: kept exact
     assert ledger.seed(day="20261118", currency="BTC", amount=big) == big
+
+
+def test_seeding_adds_every_reservation_the_ledger_does_not_list(ledger: FundingLedger) -> None:
+    """After a rollback the day holds reservations of lines not sent yet (they will be sent on them) while the
+    ledger lists payments that day never reserved: the day counts both, in the reservation's own currency."""
+    day = "20261119"
+    assert ledger.reserve(day=day, line="x:pending", currency="USDT", amount=Decimal(400), cap=Decimal(1000))
+    assert ledger.reserve(day=day, line="w:paid", currency="USDT", amount=Decimal(100), cap=Decimal(1000))
+    assert ledger.reserve(day=day, line="v:btc", currency="BTC", amount=Decimal("0.5"), cap=Decimal(10))
+    assert sorted(ledger.reserved_lines(day)) == ["v:btc", "w:paid", "x:pending"]
+    # the ledger lists w's 100 and y's 500, which the restored day never reserved; x's 400 is not listed
+    assert ledger.seed(day=day, currency="USDT", amount=Decimal(600), listed=["w:paid"]) == Decimal(1000)
+    assert not ledger.reserve(day=day, line="z:new", currency="USDT", amount=Decimal(1), cap=Decimal(1000))
+    assert ledger.seed(day=day, currency="USDT", amount=Decimal(600), listed=["w:paid"]) == Decimal(1000)  # again
+    assert ledger.release(day=day, line="x:pending")  # x turns out never sent: the day counts what the ledger does
+    assert ledger.used(day=day, currency="USDT") == Decimal(600)
+    assert ledger.used(day=day, currency="BTC") == Decimal("0.5")
 
 
 def test_only_a_ledger_read_made_since_the_moment_counts_as_the_re_seed(ledger: FundingLedger) -> None:

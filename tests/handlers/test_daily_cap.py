@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from handlers.daily_cap import days_between, may_have_refused, reservation_day, utc_day
+from handlers.daily_cap import days_between, listed_by_ledger, may_have_refused, reservation_day, utc_day
+from handlers.records import TransferPurpose, TransferRecord, TransferStatus
 
 
 def ms(text: str) -> int:
@@ -51,3 +52,26 @@ def test_a_line_may_have_been_refused_on_a_day_whose_use_and_its_amount_pass_the
     assert may_have_refused(amount=Decimal("900.00000001"), cap=Decimal("1000"), used=used) == "20260101"
     assert may_have_refused(amount=Decimal("1"), cap=None, used=used) == "20260101"  # no cap: always refused
     assert may_have_refused(amount=Decimal("1"), cap=None, used={}) is None  # no day it could have been decided on
+
+
+def _transfer(status: TransferStatus, at_ms: int, purpose: TransferPurpose = TransferPurpose.FUND) -> TransferRecord:
+    return TransferRecord(
+        key="topup:1#0",
+        purpose=purpose,
+        client_oid="oid",
+        currency="USDT",
+        amount=Decimal(400),
+        sub_wallet="TRADE",
+        status=status,
+        at_ms=at_ms,
+    )
+
+
+def test_only_a_transfer_proven_committed_before_the_ledgers_lag_is_surely_listed() -> None:
+    """The re-seed after a loss counts a reservation on top of the ledger unless its line is surely in the read."""
+    assert listed_by_ledger(_transfer(TransferStatus.COMMITTED, 1_000), listed_before_ms=1_000)
+    assert not listed_by_ledger(_transfer(TransferStatus.COMMITTED, 1_001), listed_before_ms=1_000)  # within the lag
+    assert not listed_by_ledger(_transfer(TransferStatus.ACCEPTED, 500), listed_before_ms=1_000)  # may yet fail
+    assert not listed_by_ledger(_transfer(TransferStatus.REFUSED, 500), listed_before_ms=1_000)
+    assert not listed_by_ledger(_transfer(TransferStatus.COMMITTED, 500, TransferPurpose.SWEEP), listed_before_ms=1_000)
+    assert not listed_by_ledger(None, listed_before_ms=1_000)  # the record knows no transfer (not sent, or lost)

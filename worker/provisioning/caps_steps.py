@@ -5,8 +5,10 @@ transfer only after its lag (``PROVISIONER_LEDGER_LAG_MS``): a transfer in fligh
 exchange, its answer never recorded — is not listed yet. So the recovery also stores from when every transfer
 sent before the loss is listed (``FundingLedger.await_reseed``), and until then no funding line is sent against
 the daily cap (the planner's ``SeedDailyCaps``). The first line decided after that moment seeds the caps again
-(``seed_daily_caps``); seeding keeps the larger of what the ledger lists and what the day counts, so workers doing
-it at once, or reserving meanwhile, lose nothing.
+(``seed_daily_caps``). Seeding counts what the ledger lists plus every reservation of a line our records do not show
+paid early enough to be listed (after a rollback the day may hold reservations of lines sent only later, while the
+ledger lists payments the restored day never reserved), and keeps the larger of that and what the day counts, so
+workers doing it at once, or reserving meanwhile, lose nothing.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from decimal import Decimal
 import structlog
 
 from handlers.commands import SeedDailyCaps
-from handlers.daily_cap import DAY_MS, days_between, utc_day
+from handlers.daily_cap import DAY_MS, LEDGER_SKEW_MS, days_between, listed_by_ledger, utc_day
 from handlers.journal import JournalAction
 from worker.exchange.assets import Assets
 from worker.provisioning.context import StepContext
+from worker.store.customers import CustomerStore
 from worker.store.ledger import FundingLedger
 
 __all__ = ["daily_use_in_ledger", "seed_caps_from_ledger", "seed_daily_caps"]
@@ -31,24 +34,49 @@ _log = structlog.get_logger(__name__)
 def seed_caps_from_ledger(
     assets: Assets,
     ledger: FundingLedger,
+    store: CustomerStore,
     currencies: Iterable[str],
     now_ms: int,
     *,
+    listed_before_ms: int,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> dict[str, str]:
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
-    sub-accounts, listed up to ``now_ms``): each day counts at least what the ledger shows moved. Returns
-    ``YYYYMMDD:currency`` → the day's use, for the days the ledger shows something moved."""
+    sub-accounts, listed up to ``now_ms``): each day counts at least what the ledger shows moved plus the
+    reservations of lines our records do not show committed by ``listed_before_ms`` (the read's time less the
+    ledger's lag: only those are surely in the read). Returns ``YYYYMMDD:currency`` → the day's use, for the days
+    the ledger shows something moved."""
     yesterday = (now_ms // DAY_MS - 1) * DAY_MS
     seeded: dict[str, str] = {}
     for day, first_ms, last_ms in days_between(yesterday, now_ms):
+        listed: list[str] | None = None
         for currency in currencies:
             heartbeat()
             entries = assets.ledger_entries(currency=currency, direction="out", start_ms=first_ms, end_ms=last_ms)
             moved = sum((abs(e.amount) for e in entries if _is_transfer(e.biz_type)), Decimal(0))
             if moved:
-                seeded[f"{day}:{currency}"] = str(ledger.seed(day=day, currency=currency, amount=moved))
+                if listed is None:
+                    listed = _listed_lines(store, ledger.reserved_lines(day), listed_before_ms)
+                used = ledger.seed(day=day, currency=currency, amount=moved, listed=listed)
+                seeded[f"{day}:{currency}"] = str(used)
     return seeded
+
+
+def _listed_lines(store: CustomerStore, lines: Iterable[str], listed_before_ms: int) -> list[str]:
+    """Of the reserved ``lines`` (``ref:key``), those whose transfer our records show committed early enough for
+    the ledger read to list it (``listed_by_ledger``)."""
+    by_ref: dict[str, list[str]] = {}
+    for line in lines:
+        ref, _, key = line.partition(":")
+        by_ref.setdefault(ref, []).append(key)
+    records = store.load_many(list(by_ref))
+    return [
+        f"{ref}:{key}"
+        for ref, keys in by_ref.items()
+        if ref in records
+        for key in keys
+        if listed_by_ledger(records[ref].transfers.get(key), listed_before_ms)
+    ]
 
 
 def daily_use_in_ledger(
@@ -77,7 +105,16 @@ def seed_daily_caps(cmd: SeedDailyCaps, ctx: StepContext) -> None:
     were (for every customer), journalled on the customer whose line asked first."""
     s = ctx.services
     read_at = ctx.now_ms()
-    seeded = seed_caps_from_ledger(ctx.exchange.assets, s.ledger, s.daily_caps, read_at, heartbeat=ctx.heartbeat)
+    listed_before = read_at - s.policy.transfer_settled_ms - LEDGER_SKEW_MS
+    seeded = seed_caps_from_ledger(
+        ctx.exchange.assets,
+        s.ledger,
+        s.store,
+        s.daily_caps,
+        read_at,
+        listed_before_ms=listed_before,
+        heartbeat=ctx.heartbeat,
+    )
     counted = s.ledger.mark_reseeded(read_at_ms=read_at)
     _log.info("daily caps seeded from the ledger after a loss", seeded=seeded, due_at_ms=cmd.due_at_ms, counted=counted)
     ctx.commit(

@@ -39,7 +39,7 @@ from handlers.commands import (
     ResolveTransfer,
     Transfer,
 )
-from handlers.daily_cap import days_between, may_have_refused, reservation_day, utc_day
+from handlers.daily_cap import LEDGER_SKEW_MS, days_between, may_have_refused, reservation_day, utc_day
 from handlers.journal import JournalAction
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
@@ -73,9 +73,6 @@ __all__ = [
     "transfer",
 ]
 
-LEDGER_SKEW_MS = 15_000
-"""Ledger entries are looked for from this long before our first send: KuCoin refuses a request signed more than
-5 s off its clock, so ours is within 5 s of the one that stamps the ledger."""
 LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
 """Beyond this the ledger is not searched (a page per day of it): an operator decides."""
 MAX_ORDER_LOOKUPS = 300

@@ -374,6 +374,16 @@ class CustomerStore:
         raw = self.redis.get(self.keys.record(ref))
         return CustomerRecord.model_validate_json(raw) if raw else None
 
+    def load_many(self, refs: Sequence[str], *, chunk: int = 500) -> dict[str, CustomerRecord]:
+        """The records of ``refs`` that exist, ``chunk`` per round trip."""
+        found: dict[str, CustomerRecord] = {}
+        for start in range(0, len(refs), chunk):
+            part = refs[start : start + chunk]
+            for ref, raw in zip(part, self.redis.mget([self.keys.record(r) for r in part]), strict=True):
+                if raw:
+                    found[ref] = CustomerRecord.model_validate_json(raw)
+        return found
+
     def held_documents(self, ref: str) -> frozenset[str]:
         """Ids of the approvals whose KYC documents are still held (sealed)."""
         return frozenset(_text(i) for i in self.redis.hkeys(self.keys.docs(ref)))

@@ -4,14 +4,15 @@ Amounts are kept as integer units of 10⁻⁸ (the contract allows at most 8 dec
 never floats. A reservation is keyed by the funding line, so repeating it (retries, replays) is idempotent;
 it is released only when the transfer is known not to have happened.
 
-After a loss of our state the day's use is seeded from the Special Account's ledger (``seed``), which lists a
-transfer only after its lag: a transfer in flight at the loss shows only later. Until the day's caps were seeded
-from a ledger read made once every transfer sent before the loss is listed (``reseed_due``), no funding line is
-decided against the cap; ``mark_reseeded`` records such a read.
+After a loss of our state the day's use is seeded from the Special Account's ledger plus the reservations it does
+not list (``seed``). The ledger lists a transfer only after its lag: a transfer in flight at the loss shows only
+later. Until the day's caps were seeded from a ledger read made once every transfer sent before the loss is listed
+(``reseed_due``), no funding line is decided against the cap; ``mark_reseeded`` records such a read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_FLOOR, Decimal
 
 import redis
@@ -43,11 +44,24 @@ redis.call('HDEL', KEYS[1], reservation)
 return 1
 """
 _SEED = """
+local listed = {}
+for i = 4, #ARGV do listed['r:' .. ARGV[i]] = true end
+local prefix = ARGV[1] .. ':'
+local unlisted = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local name, held = fields[i], fields[i + 1]
+  if string.sub(name, 1, 2) == 'r:' and not listed[name] and string.sub(held, 1, #prefix) == prefix then
+    unlisted = unlisted + tonumber(string.sub(held, #prefix + 1))
+  end
+end
 local used = redis.call('HGET', KEYS[1], 'used:' .. ARGV[1]) or '0'
-if tonumber(ARGV[2]) > tonumber(used) then
+if tonumber(ARGV[2]) + unlisted > tonumber(used) then
   redis.call('HSET', KEYS[1], 'used:' .. ARGV[1], ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return ARGV[2]
+  -- added by Redis in 64-bit integers: a double is exact only up to 2^53 units
+  redis.call('HINCRBY', KEYS[1], 'used:' .. ARGV[1], string.format('%.0f', unlisted))
+  return redis.call('HGET', KEYS[1], 'used:' .. ARGV[1])
 end
 return used
 """
@@ -94,14 +108,21 @@ class FundingLedger:
         """Give back a reservation whose transfer did not happen. Returns whether one was held."""
         return bool(self._release(keys=[self._keys.funding_day(day)], args=[line]))
 
-    def seed(self, *, day: str, currency: str, amount: Decimal) -> Decimal:
+    def seed(self, *, day: str, currency: str, amount: Decimal, listed: Iterable[str] = ()) -> Decimal:
         """After a loss of our state: the day's use is at least ``amount`` (what the exchange shows moved out of the
-        Special Account that day). Lines re-reserved afterwards add to it: the day may count some twice, never less
-        than was paid. Atomic (workers may reserve meanwhile: the day keeps the larger of the two). Returns the
-        day's use."""
+        Special Account that day) plus every reservation of ``currency`` the ledger does not list (``listed``: the
+        lines whose transfer the ledger read surely shows). A reservation restored with older state may be of a
+        line not sent yet, sent later on it, while the ledger lists payments that state never reserved: neither
+        count alone bounds the day. Lines re-reserved afterwards add to it: the day may count some twice, never
+        less than was paid. Atomic (workers may reserve meanwhile: the day keeps the larger of the two). Returns
+        the day's use."""
         units = to_units(amount)
-        used = self._seed(keys=[self._keys.funding_day(day)], args=[currency, units, _RETENTION_S])
+        used = self._seed(keys=[self._keys.funding_day(day)], args=[currency, units, _RETENTION_S, *listed])
         return Decimal(int(used)) / SCALE
+
+    def reserved_lines(self, day: str) -> list[str]:
+        """The funding lines (``ref:key``) holding a reservation on ``day``'s caps."""
+        return [str(n)[2:] for n in self._redis.hkeys(self._keys.funding_day(day)) if str(n).startswith("r:")]
 
     def await_reseed(self, *, due_at_ms: int) -> None:
         """A recovery after a loss: the day's caps must be seeded again from a ledger read made at or after
