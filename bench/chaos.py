@@ -498,6 +498,9 @@ def main(
             figures["journals"] = journals_of(app, violations)
             state = exchange.state_snapshot()
             figures["exchange_calls"] = sum(state["stats"]["requests"].values())
+            figures["exchange_calls_by_endpoint"] = dict(
+                sorted(state["stats"]["requests"].items(), key=lambda item: -int(item[1]))
+            )
             figures["faults_injected"] = state["stats"]["faults"]
             figures["exchange_429s"] = state["stats"]["rateLimited"]
             figures["activity"] = state["stats"]["activity"]

@@ -40,10 +40,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from handlers.daily_cap import LEDGER_SKEW_MS
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.bootstrap import App
+from worker.exchange.errors import RetryableError
 from worker.heard import HeardOutcome, nothing_lost, store_heard
 from worker.provisioning.caps_steps import seed_caps_from_ledger
 from worker.provisioning.money_steps import ledger_line
@@ -60,6 +63,8 @@ __all__ = [
     "read_adoptions",
     "recover",
 ]
+
+_log = structlog.get_logger(__name__)
 
 _INDEX_CHUNK = 500
 _DAY_MS = 86_400_000
@@ -131,9 +136,12 @@ def declare_republished(app: App, *, stamps_kept: bool = False) -> int:
         raise RecoveryError("no recovery after a loss of our state to close: nothing to declare")
     now_ms = int(app.clock() * 1000)
     # once the ledger lists every payment made before the loss (a transfer in flight at the loss included, which
-    # recover's seed may have missed), this read counts as the re-seed; the day keeps the larger of this and what
-    # it counts already
-    seed_daily_caps(app)
+    # recover's seed may have missed), this read counts as the re-seed. The declaration does not need it: turned
+    # away (a 429, a 5xx), the first funding line decided after that moment seeds the caps, and none is sent before
+    try:
+        seed_daily_caps(app)
+    except RetryableError as exc:
+        _log.warning("declaration: the daily caps were not seeded now; the first funding line decided will", error=exc)
     with app.redis.pipeline(transaction=True) as pipe:
         pipe.set(app.keys.recovery_republished_at, str(now_ms))
         if stamps_kept:

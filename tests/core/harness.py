@@ -50,13 +50,22 @@ class CrashingTransport(httpx.BaseTransport):
     seen: dict[tuple[str, str], int] = field(default_factory=dict)
     after: list[tuple[str, str, Callable[[], None]]] = field(default_factory=list)
     """(method, path prefix, callback): run the callback once, right after the first matching response."""
+    busy: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(method, path) → how many more requests the exchange turns away with its 429 (nothing reaches it)."""
 
     def crash(self, method: str, path: str, *, when: str, nth: int = 1) -> None:
         self.plan[(method, path)] = (when, nth)
 
+    def turn_away(self, method: str, path: str, *, times: int) -> None:
+        """Answer the next ``times`` requests to ``path`` as KuCoin does over its rate limit (HTTP 429, 429000)."""
+        self.busy[(method, path)] = times
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         key = (request.method, request.url.path)
         self.seen[key] = self.seen.get(key, 0) + 1
+        if self.busy.get(key, 0) > 0:
+            self.busy[key] -= 1
+            return httpx.Response(429, json={"code": "429000", "msg": "Too Many Requests"}, request=request)
         planned = self.plan.get(key)
         hit = planned is not None and planned[1] == self.seen[key]
         if hit and planned and planned[0] == "before":

@@ -126,6 +126,34 @@ def test_a_customer_new_since_the_loss_waits_for_the_ledger_then_the_caps_are_se
         rig.close()
 
 
+def test_a_declaration_the_exchange_turns_away_the_ledger_read_of_still_goes_through(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Found by ``bench/chaos.py`` (defaults, 2026-12-03): the declaration's own ledger read met 429 bursts while the
+    workers were busy, and ``recover --republished`` failed 26 times in a row, so funding waited for good. The read
+    is not what the declaration needs: made anyway, the caps are seeded by the first line decided after the
+    moment, and no line is sent before."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        app, report = _lose_and_recover(rig)
+        try:
+            due = report.caps_due_at_ms
+            assert due is not None
+            rig.clock.advance_ms(due - int(rig.clock() * 1000))
+            rig.transport.turn_away("GET", "/api/v1/accounts/ledgers", times=1)
+            declare_republished(app)
+            assert app.redis.get(app.keys.recovery_republished_at) is not None
+            assert app.ledger.reseed_due() == due  # not seeded: the first line decided will
+            ev = events_for("reseed-busy", funding=(("USDT", "250"),))
+            run = app.reconciler.run(redeliver(app, [ev["created"], ev["kyc"]]))
+            assert run.steps.index("SeedDailyCaps") + 1 == run.steps.index("Transfer"), run
+            assert app.ledger.reseed_due() is None
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
 def test_a_declaration_made_after_the_moment_is_the_re_seed(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     try:
