@@ -195,3 +195,16 @@ def test_a_process_that_found_the_caps_counted_waits_again_after_a_recovery_in_i
         assert total(all_paid(rig)) == Decimal(100)
     finally:
         rig.close()
+
+
+def test_reservations_and_releases_are_exact_past_2_53_units(ledger: FundingLedger) -> None:
+    """A cheap token's cap passes 2^53 units of 10⁻⁸ (a double's exact integers): the cap is still a bound to the
+    unit, and a release gives back exactly what was taken."""
+    day, cap = "20261121", Decimal("1000000000.00000001")  # 10^17 + 1 units
+    assert ledger.reserve(day=day, line="a", currency="SHIB", amount=Decimal(1_000_000_000), cap=cap)
+    assert not ledger.reserve(day=day, line="b", currency="SHIB", amount=Decimal("0.00000002"), cap=cap)
+    assert ledger.used(day=day, currency="SHIB") == Decimal(1_000_000_000)  # the refusal took nothing
+    assert ledger.reserve(day=day, line="c", currency="SHIB", amount=Decimal("0.00000001"), cap=cap)
+    assert ledger.used(day=day, currency="SHIB") == cap
+    assert ledger.release(day=day, line="a")
+    assert ledger.used(day=day, currency="SHIB") == Decimal("0.00000001")

@@ -24,47 +24,71 @@ __all__ = ["FundingLedger", "to_units"]
 SCALE = Decimal(10) ** 8
 _RETENTION_S = 40 * 86400
 
-_RESERVE = """
+_GREATER = """
+local function greater(a, b)
+  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if na ~= nb then return nb end
+  if na then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+"""
+"""Lua: whether integer text ``a`` is greater than ``b``. Amounts stay text and Redis adds them (``HINCRBY``, 64-bit):
+a Lua number is a double, exact only up to 2^53 units (90 million of a coin at 10⁻⁸; a cheap token's cap passes
+it)."""
+
+_RESERVE = (
+    _GREATER
+    + """
 local reservation = 'r:' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], reservation) == 1 then return 1 end
-local used = tonumber(redis.call('HGET', KEYS[1], 'used:' .. ARGV[2]) or '0')
-if ARGV[4] ~= '' and used + tonumber(ARGV[3]) > tonumber(ARGV[4]) then return 0 end
-redis.call('HINCRBY', KEYS[1], 'used:' .. ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[1], reservation, ARGV[2] .. ':' .. ARGV[3])
+local field = 'used:' .. ARGV[2]
+redis.call('HINCRBY', KEYS[1], field, ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+if ARGV[4] ~= '' and greater(redis.call('HGET', KEYS[1], field), ARGV[4]) then
+  redis.call('HINCRBY', KEYS[1], field, '-' .. ARGV[3])
+  return 0
+end
+redis.call('HSET', KEYS[1], reservation, ARGV[2] .. ':' .. ARGV[3])
 return 1
 """
+)
 _RELEASE = """
 local reservation = 'r:' .. ARGV[1]
 local held = redis.call('HGET', KEYS[1], reservation)
 if not held then return 0 end
 local sep = string.find(held, ':')
-redis.call('HINCRBY', KEYS[1], 'used:' .. string.sub(held, 1, sep - 1), -tonumber(string.sub(held, sep + 1)))
+redis.call('HINCRBY', KEYS[1], 'used:' .. string.sub(held, 1, sep - 1), '-' .. string.sub(held, sep + 1))
 redis.call('HDEL', KEYS[1], reservation)
 return 1
 """
-_SEED = """
+_SEED = (
+    _GREATER
+    + """
 local listed = {}
 for i = 4, #ARGV do listed['r:' .. ARGV[i]] = true end
 local prefix = ARGV[1] .. ':'
-local unlisted = 0
+local sum = 'seed:' .. ARGV[1]
 local fields = redis.call('HGETALL', KEYS[1])
+redis.call('HSET', KEYS[1], sum, ARGV[2])
 for i = 1, #fields, 2 do
   local name, held = fields[i], fields[i + 1]
   if string.sub(name, 1, 2) == 'r:' and not listed[name] and string.sub(held, 1, #prefix) == prefix then
-    unlisted = unlisted + tonumber(string.sub(held, #prefix + 1))
+    redis.call('HINCRBY', KEYS[1], sum, string.sub(held, #prefix + 1))
   end
 end
-local used = redis.call('HGET', KEYS[1], 'used:' .. ARGV[1]) or '0'
-if tonumber(ARGV[2]) + unlisted > tonumber(used) then
-  redis.call('HSET', KEYS[1], 'used:' .. ARGV[1], ARGV[2])
+local floor = redis.call('HGET', KEYS[1], sum)
+redis.call('HDEL', KEYS[1], sum)
+local field = 'used:' .. ARGV[1]
+local used = redis.call('HGET', KEYS[1], field) or '0'
+if greater(floor, used) then
+  redis.call('HSET', KEYS[1], field, floor)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  -- added by Redis in 64-bit integers: a double is exact only up to 2^53 units
-  redis.call('HINCRBY', KEYS[1], 'used:' .. ARGV[1], string.format('%.0f', unlisted))
-  return redis.call('HGET', KEYS[1], 'used:' .. ARGV[1])
+  return floor
 end
 return used
 """
+)
 _MARK_RESEEDED = """
 local due = redis.call('GET', KEYS[1])
 if not due or tonumber(ARGV[1]) < tonumber(due) then return 0 end
