@@ -64,14 +64,18 @@ def may_have_refused(*, amount: Decimal, cap: Decimal | None, used: Mapping[str,
     return None
 
 
-def listed_by_ledger(transfer: TransferRecord | None, listed_before_ms: int) -> bool:
+def listed_by_ledger(
+    transfer: TransferRecord | None, listed_before_ms: int, named: Collection[str] = frozenset()
+) -> bool:
     """Whether a ledger read surely lists the funding transfer our record shows (``transfer``, ``None`` when the
-    record knows none): it is proven committed, and was recorded so at or before ``listed_before_ms`` (the read's
-    time less the ledger's lag). Anything else — not sent yet, in flight, sent on a guess, unknown — may be
-    missing from the read, so its reservation counts on top of what the ledger lists."""
-    return (
-        transfer is not None
-        and transfer.purpose is TransferPurpose.FUND
-        and transfer.status is TransferStatus.COMMITTED
-        and 0 < transfer.at_ms <= listed_before_ms
-    )
+    record knows none): it is proven committed, and either the read names its orderId or clientOid (``named``: the
+    ids the read's entries carry) or it was recorded so at or before ``listed_before_ms`` (the read's time less the
+    ledger's lag). Anything else — not sent yet, in flight, sent on a guess, unknown — may be missing from the
+    read, so its reservation counts on top of what the ledger lists."""
+    if transfer is None or transfer.purpose is not TransferPurpose.FUND:
+        return False
+    if transfer.status is not TransferStatus.COMMITTED:
+        return False
+    if transfer.order_id in named or transfer.client_oid in named:
+        return True
+    return 0 < transfer.at_ms <= listed_before_ms

@@ -206,7 +206,7 @@ def recover(
     if missing:
         raise RecoveryError(f"no such sub-account of this broker: {', '.join(missing[:10])}")
     _refuse_ours(app, adoptions, by_uid)
-    report.seeded = seed_daily_caps(app)
+    report.seeded = seed_daily_caps(app, sound=detected == "ok" and not force)
     if heard is None and detected == "ok" and not force:
         report.heard = nothing_lost(app.redis, app.keys)  # adoptions only: what is known stays known
         report.heard_complete = app.redis.get(app.keys.recovery_heard_given) == "1"
@@ -260,15 +260,22 @@ def _held_uids(app: App) -> dict[str, str]:
     return held
 
 
-def seed_daily_caps(app: App) -> dict[str, str]:
+def seed_daily_caps(app: App, *, sound: bool = False) -> dict[str, str]:
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
-    sub-accounts), so that a loss of our state does not reset them. A read made once the ledger lists every
-    transfer sent before the last loss (``FundingLedger.reseed_due``) lets funding lines be decided again. Returns
-    what was seeded."""
+    sub-accounts), so that a loss of our state does not reset them (``sound``: nothing was lost, an adoption: the
+    day keeps the larger of its count and the ledger's). A read made once the ledger lists every transfer sent
+    before the last loss (``FundingLedger.reseed_due``) lets funding lines be decided again. Returns what was
+    seeded."""
     now_ms = int(app.clock() * 1000)
     listed_before = now_ms - app.policy.transfer_settled_ms - LEDGER_SKEW_MS
     seeded = seed_caps_from_ledger(
-        app.exchange.assets, app.ledger, app.store, app.settings.currencies, now_ms, listed_before_ms=listed_before
+        app.exchange.assets,
+        app.ledger,
+        app.store,
+        app.settings.currencies,
+        now_ms,
+        listed_before_ms=listed_before,
+        sound=sound,
     )
     app.ledger.mark_reseeded(read_at_ms=now_ms)
     return seeded

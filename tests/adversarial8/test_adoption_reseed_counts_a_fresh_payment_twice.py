@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from tests.adversarial.helpers import all_paid, onboard_with_a_key, topup, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.recovery import Adoption, recover
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv8: a sound-state re-seed adds the reservation of a line paid moments ago to the ledger"
-)
 def test_an_adoption_right_after_a_payment_refuses_a_line_the_cap_has_room_for(redis_url: str, key_prefix: str) -> None:
     """Scenario: daily cap 1000 USDT, nothing lost. Customer A's 600 USDT top-up is paid and recorded committed.
     Within the next ~2 minutes (the transfer settle delay plus 15 s) the broker runs a routine migration step,

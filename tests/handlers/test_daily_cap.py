@@ -75,3 +75,7 @@ def test_only_a_transfer_proven_committed_before_the_ledgers_lag_is_surely_liste
     assert not listed_by_ledger(_transfer(TransferStatus.REFUSED, 500), listed_before_ms=1_000)
     assert not listed_by_ledger(_transfer(TransferStatus.COMMITTED, 500, TransferPurpose.SWEEP), listed_before_ms=1_000)
     assert not listed_by_ledger(None, listed_before_ms=1_000)  # the record knows no transfer (not sent, or lost)
+    named = _transfer(TransferStatus.COMMITTED, 1_001).model_copy(update={"order_id": "o-1"})
+    assert listed_by_ledger(named, listed_before_ms=1_000, named={"o-1"})  # the read names it: listed at once
+    assert listed_by_ledger(named.model_copy(update={"order_id": None}), 1_000, named={"oid"})  # by its clientOid
+    assert not listed_by_ledger(named.model_copy(update={"status": TransferStatus.ACCEPTED}), 1_000, named={"o-1"})

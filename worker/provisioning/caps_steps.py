@@ -30,6 +30,8 @@ __all__ = ["daily_use_in_ledger", "seed_caps_from_ledger", "seed_daily_caps"]
 
 _log = structlog.get_logger(__name__)
 
+_ID_FIELDS = frozenset({"orderId", "clientOid"})
+
 
 def seed_caps_from_ledger(
     assets: Assets,
@@ -39,32 +41,41 @@ def seed_caps_from_ledger(
     now_ms: int,
     *,
     listed_before_ms: int,
+    sound: bool = False,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> dict[str, str]:
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
     sub-accounts, listed up to ``now_ms``): each day counts at least what the ledger shows moved plus the
-    reservations of lines our records do not show committed by ``listed_before_ms`` (the read's time less the
-    ledger's lag: only those are surely in the read). Returns ``YYYYMMDD:currency`` → the day's use, for the days
-    the ledger shows something moved."""
+    reservations of lines our records do not show in the read (``listed_by_ledger``: named by an entry, or
+    committed by ``listed_before_ms``, the read's time less the ledger's lag). ``sound``: our state was not lost
+    (an adoption): the day's reservations are our own record of what it paid and will pay, so it keeps the larger
+    of its count and the ledger's. Returns ``YYYYMMDD:currency`` → the day's use, for the days the ledger shows
+    something moved."""
     yesterday = (now_ms // DAY_MS - 1) * DAY_MS
     seeded: dict[str, str] = {}
     for day, first_ms, last_ms in days_between(yesterday, now_ms):
-        listed: list[str] | None = None
+        moved: dict[str, Decimal] = {}
+        named: set[str] = set()
         for currency in currencies:
             heartbeat()
             entries = assets.ledger_entries(currency=currency, direction="out", start_ms=first_ms, end_ms=last_ms)
-            moved = sum((abs(e.amount) for e in entries if _is_transfer(e.biz_type)), Decimal(0))
-            if moved:
-                if listed is None:
-                    listed = _listed_lines(store, ledger.reserved_lines(day), listed_before_ms)
-                used = ledger.seed(day=day, currency=currency, amount=moved, listed=listed)
-                seeded[f"{day}:{currency}"] = str(used)
+            transfers = [e for e in entries if _is_transfer(e.biz_type)]
+            if transfers:
+                moved[currency] = sum((abs(e.amount) for e in transfers), Decimal(0))
+                named.update(v for e in transfers for k, v in e.context_fields().items() if k in _ID_FIELDS)
+        if not moved:
+            continue
+        reserved = ledger.reserved_lines(day)
+        listed = reserved if sound else _listed_lines(store, reserved, listed_before_ms, named)
+        for currency, amount in moved.items():
+            used = ledger.seed(day=day, currency=currency, amount=amount, listed=listed)
+            seeded[f"{day}:{currency}"] = str(used)
     return seeded
 
 
-def _listed_lines(store: CustomerStore, lines: Iterable[str], listed_before_ms: int) -> list[str]:
-    """Of the reserved ``lines`` (``ref:key``), those whose transfer our records show committed early enough for
-    the ledger read to list it (``listed_by_ledger``)."""
+def _listed_lines(store: CustomerStore, lines: Iterable[str], listed_before_ms: int, named: set[str]) -> list[str]:
+    """Of the reserved ``lines`` (``ref:key``), those whose transfer the ledger read surely lists by our records
+    (``listed_by_ledger``)."""
     by_ref: dict[str, list[str]] = {}
     for line in lines:
         ref, _, key = line.partition(":")
@@ -75,7 +86,7 @@ def _listed_lines(store: CustomerStore, lines: Iterable[str], listed_before_ms: 
         for ref, keys in by_ref.items()
         if ref in records
         for key in keys
-        if listed_by_ledger(records[ref].transfers.get(key), listed_before_ms)
+        if listed_by_ledger(records[ref].transfers.get(key), listed_before_ms, named)
     ]
 
 
