@@ -19,9 +19,6 @@ from worker.recovery import declare_republished, recover
 _TRANSFER = "/api/v1/broker/nd/transfer"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv8: a rollback's stale pending attempt is re-sent though a later attempt paid"
-)
 def test_a_rollback_re_sends_the_restored_attempt_of_a_line_paid_under_the_next_one(
     redis_url: str, key_prefix: str
 ) -> None:

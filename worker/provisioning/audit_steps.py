@@ -17,6 +17,7 @@ from typing import Any
 
 from handlers import steps
 from handlers.commands import AuditFromExchange
+from handlers.intents import Intent
 from handlers.journal import JournalAction
 from handlers.naming import Naming
 from handlers.records import (
@@ -74,12 +75,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         # show may have changed since (a line paid after the snapshot): every line is looked for again
         lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
         if lost_at is not None:
-            update |= {
-                "recovered_at_ms": int(lost_at),
-                "unsent_by_operator": (),
-                "looked_for": (),
-                "awaiting_republication": (),
-            }
+            update |= _after_loss(update.get("pending", record.pending), int(lost_at), findings)
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}
@@ -123,6 +119,25 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         outbound=outbound,
         stats={"keys_active": active_delta} if active_delta else None,
     )
+
+
+def _after_loss(pending: object, lost_at: int, findings: dict[str, object]) -> dict[str, object]:
+    """What a recovery after a loss resets in a record, which may be a restored snapshot: what operators cleared
+    or the ledger did not show may have changed since, so every line is looked for again. A funding intent of a
+    snapshot goes too: the line may have gone on under a later clientOid (refused, retried, paid), so re-sending
+    this one's is no evidence; the line is looked for under every clientOid it may have used (a sweep's stays:
+    it moves back only what is there)."""
+    reset: dict[str, object] = {
+        "recovered_at_ms": lost_at,
+        "unsent_by_operator": (),
+        "looked_for": (),
+        "awaiting_republication": (),
+    }
+    details = pending.details if isinstance(pending, Intent) else None
+    if isinstance(details, TransferIntent) and details.purpose is TransferPurpose.FUND:
+        reset["pending"] = None
+        findings["pending_dropped"] = details.key
+    return reset
 
 
 def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, sub_wallet: str) -> dict[str, object]:
