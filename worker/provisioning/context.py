@@ -110,6 +110,9 @@ class StepContext:
     scope: CallScope = NO_SCOPE
     """The scope of the exchange calls made now: set by the reconciler for each step, completed by
     ``write_intent`` with the write's send deadline and pre-taken weight."""
+    opening: bool = False
+    """The record is new and not yet stored: the run's first commit stores it with ``customer.opened`` first in its
+    journal (``open``: a run that would end without committing stores it alone)."""
 
     @property
     def ref(self) -> str:
@@ -140,9 +143,11 @@ class StepContext:
     ) -> CustomerRecord:
         """Write ``record`` with journal entries ``(action, detail)`` and outbound events, atomically, fenced,
         extending the lock in the same script (a commit is as good as a renewal) and taking the customer's
-        dirty flag into ``dirty``."""
+        dirty flag into ``dirty``. The first commit of a new record journals ``customer.opened`` before them."""
         assert self.lock.token is not None
         now = self.now_ms()
+        if self.opening:
+            journal = [(JournalAction.CUSTOMER_OPENED, {}), *journal]
         written, dirty = self.services.store.commit(
             self.lock.token,
             self.previous,
@@ -159,7 +164,13 @@ class StepContext:
         self.previous = self.record = written
         self.dirty = self.dirty or dirty
         self.commits += 1
+        self.opening = False
         return written
+
+    def open(self) -> None:
+        """Store a new record that no commit of this run has stored yet (its ``customer.opened`` alone)."""
+        if self.opening:
+            self.commit(self.record)
 
     def take_dirty(self) -> bool:
         """Whether a commit since the last call saw the dirty flag (events may have arrived): read them again."""

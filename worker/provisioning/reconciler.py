@@ -241,6 +241,7 @@ class Reconciler:
         wake-up) or when blocks were just marked reported (the customer is due now, so a fresh run reads the new
         events). False: events arrived and must be read again before planning."""
         report.blocked += self._mark_blocks_reported(ctx)
+        ctx.open()
         if not ctx.take_dirty() and self.due.finish_and_release(lock, idle.wake_at_ms, seen_seq=seen_seq):
             report.reason, report.wake_at_ms = idle.reason, idle.wake_at_ms
             return True
@@ -321,9 +322,16 @@ class Reconciler:
             record = CustomerRecord.new(
                 lock.ref, snapshot.events[0].customer_id, name_version=self.services.policy.naming.current_version
             )
-        ctx = StepContext(self.services, lock, snapshot.record, record, scope=CallScope(rate_key=lock.ref))
-        if snapshot.record is None:
-            ctx.commit(record, journal=[(JournalAction.CUSTOMER_OPENED, {})])
+        # a new record is stored by the run's first commit (usually its first intent: a round trip saved), or alone
+        # before the run ends without one (``StepContext.open``)
+        ctx = StepContext(
+            self.services,
+            lock,
+            snapshot.record,
+            record,
+            scope=CallScope(rate_key=lock.ref),
+            opening=snapshot.record is None,
+        )
         if retry_blocked and any(not b.manual for b in ctx.record.blocked.values()):
             self._unblock(ctx)
         if retry_blocked:
@@ -397,6 +405,7 @@ class Reconciler:
             return True
         except RateLimitedError as exc:
             self._clear_fresh_intent(ctx, intent_before, exc)
+            ctx.open()
             wait_ms = exc.retry_after_ms if exc.retry_after_ms is not None else 1_000
             report.outcome = "rate_limited"
             known = ENDPOINTS.get(exc.endpoint)
