@@ -21,7 +21,7 @@ from worker.event_proof import EventProofs
 from worker.exchange import ExchangeClient
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import Observer, RateGate
-from worker.exchange.scope import CallScope, Preadmission
+from worker.exchange.scope import CallScope
 from worker.intake import Intake
 from worker.provisioning.context import Services
 from worker.provisioning.prefetch import StatusPrefetch
@@ -34,6 +34,7 @@ from worker.store.due import DueSchedule
 from worker.store.epoch import Mirror, StateGuard, default_state_dir
 from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
+from worker.store.riders import Rider
 from worker.store.transfer_facts import TransferFacts
 
 __all__ = [
@@ -138,11 +139,18 @@ def exchange_traces(exchange: ExchangeClient, naming: Naming) -> Callable[[], st
     return look
 
 
-def _admission(limiter: SharedRateLimiter) -> Callable[[str, CallScope], Preadmission | None]:
-    def admit(endpoint: str, scope: CallScope) -> Preadmission | None:
-        return limiter.preadmit(ENDPOINTS[endpoint], scope)
+def _admission(limiter: SharedRateLimiter) -> Callable[[str, CallScope], Rider | None]:
+    def admission(endpoint: str, scope: CallScope) -> Rider | None:
+        return limiter.admission(ENDPOINTS[endpoint], scope)
 
-    return admit
+    return admission
+
+
+def _refusal(limiter: SharedRateLimiter) -> Callable[[str, int], Exception]:
+    def refusal(endpoint: str, wait_ms: int) -> Exception:
+        return limiter.refusal(ENDPOINTS[endpoint], wait_ms)
+
+    return refusal
 
 
 @dataclass
@@ -230,7 +238,7 @@ def build_app(
         services = replace(services, on_transfer=on_transfer)
     services = replace(services, send_window_s=max(1.0, settings.lock_ttl_ms / 1000 - settings.request_bound_s - 2))
     if limiter is not None:
-        services = replace(services, admit=_admission(limiter))
+        services = replace(services, admission=_admission(limiter), refusal=_refusal(limiter))
     reconciler = Reconciler(
         services,
         due,

@@ -35,8 +35,10 @@ from worker.exchange.errors import RateLimitedError
 from worker.exchange.http import RateLimitInfo
 from worker.exchange.scope import NO_SCOPE, CallScope, Preadmission
 from worker.store.keys import Keys
+from worker.store.riders import ADMIT, Rider
 
 __all__ = [
+    "ACQUIRE_FUNCTION",
     "PoolQuota",
     "PoolState",
     "SharedRateLimiter",
@@ -168,8 +170,9 @@ return 1
 )
 
 
-_ACQUIRE = (
-    _NOW
+ACQUIRE_FUNCTION = (
+    "local function rl_acquire(KEYS, ARGV)\n"
+    + _NOW
     + """
 -- KEYS[1] pool state hash; KEYS[2] reservation key of the caller (may be '')
 -- Replies are integers (Redis truncates Lua numbers): every wait is rounded *up*, or 0.4 ms would read "go".
@@ -229,8 +232,13 @@ if send <= now then
 end
 redis.call('SET', KEYS[2], string.format('%d:%d', send, shift), 'PX', math.floor(send - now + tonumber(ARGV[5])))
 return {math.ceil(send - now), 0}
+end
 """
 )
+"""Lua: the function ``rl_acquire(KEYS, ARGV)`` answering ``{wait ms, held a reservation}`` (0: go), for the
+``_ACQUIRE`` script and for a commit's admission rider (``worker.store.riders``)."""
+
+_ACQUIRE = ACQUIRE_FUNCTION + "return rl_acquire(KEYS, ARGV)\n"
 
 _BLOCK = (
     _NOW
@@ -344,10 +352,18 @@ class SharedRateLimiter:
     def wait_ms(self, endpoint: Endpoint, scope: CallScope = NO_SCOPE) -> int:
         """Ask for ``endpoint``'s weight now: 0 means go; otherwise the milliseconds to wait (a slot is reserved
         for the caller named by ``scope.rate_key``, if any; ``scope.urgent`` takes the urgent lane)."""
+        asked = self.admission(endpoint, scope)
+        wait, _ = self._acquire(keys=asked.keys, args=asked.args)
+        return int(wait)
+
+    def admission(self, endpoint: Endpoint, scope: CallScope) -> Rider:
+        """``wait_ms``'s question as a commit's rider (``worker.store.riders``): asked in the commit that records
+        the write's intent, which then refuses with the wait (no round trip of its own). Pure."""
         per, tau = self._rate(endpoint.pool)
         who = scope.rate_key
         reservation = f"{self._key(endpoint.pool)}:res:{who}" if who else ""
-        wait, _ = self._acquire(
+        return Rider(
+            ADMIT,
             keys=[self._key(endpoint.pool), reservation],
             args=[
                 endpoint.weight,
@@ -358,7 +374,12 @@ class SharedRateLimiter:
                 *self._window_args(endpoint.pool),
             ],
         )
-        return int(wait)
+
+    def refusal(self, endpoint: Endpoint, wait_ms: int) -> RateLimitedError:
+        """What ``acquire`` raises when told to wait ``wait_ms`` for ``endpoint``."""
+        return RateLimitedError(
+            f"{endpoint.pool} pool: wait {wait_ms} ms for quota", endpoint=endpoint.name, retry_after_ms=wait_ms
+        )
 
     def preadmit(self, endpoint: Endpoint, scope: CallScope) -> Preadmission:
         """Take the weight for the next ``endpoint`` request of ``scope``'s work *now* (before recording a write's
@@ -373,9 +394,7 @@ class SharedRateLimiter:
             return
         wait = self.wait_ms(endpoint, scope)
         if wait > 0:
-            raise RateLimitedError(
-                f"{endpoint.pool} pool: wait {wait} ms for quota", endpoint=endpoint.name, retry_after_ms=wait
-            )
+            raise self.refusal(endpoint, wait)
 
     def observe(self, endpoint: Endpoint, info: RateLimitInfo, http_status: int) -> None:
         """Learn from the exchange's headers: its quota, where its window ends and how much of it is used

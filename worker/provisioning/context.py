@@ -23,13 +23,14 @@ from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
 from handlers.steps import StepId
 from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
-from worker.exchange import ExchangeClient
+from worker.exchange import ExchangeClient, RateLimitedError
 from worker.exchange.scope import NO_SCOPE, CallScope, Preadmission
 from worker.provisioning.prefetch import StatusPrefetch
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
 from worker.store.outbound import rfc3339
+from worker.store.riders import ADMIT, Rider, RiderRefused
 from worker.store.transfer_facts import TransferFacts
 
 __all__ = ["INTENT_ENDPOINTS", "Services", "StepContext", "new_passphrase"]
@@ -70,10 +71,13 @@ class Services:
     send_window_s: float = 15.0
     """How long after its intent is recorded a write may still be sent: the lock's time-to-live minus the
     longest a request can take (HTTP time-outs), so the lock outlives the request."""
-    admit: Callable[[str, CallScope], Preadmission | None] = lambda endpoint, scope: None
-    """Take the rate-limit weight of the write about to be recorded, for ``scope``'s customer and lane (raises
-    ``RateLimitedError`` to say wait); the ``Preadmission`` lets that write's request pass without counting
-    again (``None``: no limiter)."""
+    admission: Callable[[str, CallScope], Rider | None] = lambda endpoint, scope: None
+    """The rate limiter's admission of the write about to be recorded, for ``scope``'s customer and lane, as a rider
+    of the intent's commit (``worker.store.riders``; ``None``: no limiter)."""
+    refusal: Callable[[str, int], Exception] = lambda endpoint, wait_ms: RateLimitedError(
+        f"wait {wait_ms} ms for quota", endpoint=endpoint, retry_after_ms=wait_ms
+    )
+    """What the admission's refusal to ``endpoint`` (wait this many ms) raises: the limiter's ``RateLimitedError``."""
     prefetch: StatusPrefetch | None = None
     """Reads accepted transfers' statuses ahead of their confirm step (``None``: read when confirming)."""
     read_wait_s: float = 10.0
@@ -140,6 +144,7 @@ class StepContext:
         drop_all_documents: bool = False,
         close: bool = False,
         stats: dict[str, int] | None = None,
+        riders: Sequence[Rider] = (),
     ) -> CustomerRecord:
         """Write ``record`` with journal entries ``(action, detail)`` and outbound events, atomically, fenced,
         extending the lock in the same script (a commit is as good as a renewal) and taking the customer's
@@ -160,6 +165,7 @@ class StepContext:
             stats=stats,
             now_ms=now,
             renew_lock_ms=self.lock.ttl_ms,
+            riders=riders,
         )
         self.previous = self.record = written
         self.dirty = self.dirty or dirty
@@ -177,14 +183,19 @@ class StepContext:
         dirty, self.dirty = self.dirty, False
         return dirty
 
-    def write_intent(self, kind: IntentKind, token: str, details: IntentDetails) -> Intent:
-        """Record an exchange write *before* sending it (write-ahead), once the rate limiter admits it. The lock
-        is renewed first; the write may only be sent while that renewal certainly still holds. An intent still
-        pending (a whole-replacement write being sent again to resolve it) is journalled as ``resent``, so the
-        journal accounts for every write."""
-        admitted = self.services.admit(INTENT_ENDPOINTS[kind], self.scope)
-        if admitted is not None:
-            self.scope = replace(self.scope, preadmission=admitted)
+    def write_intent(
+        self, kind: IntentKind, token: str, details: IntentDetails, *, riders: Sequence[Rider] = ()
+    ) -> Intent:
+        """Record an exchange write *before* sending it (write-ahead), in a commit that also asks ``riders`` (the
+        day's cap of a funding line) and then the rate limiter's admission of the write (``worker.store.riders``):
+        nothing is recorded unless all of them take it. The lock is renewed by that commit; the write may only be
+        sent while that renewal certainly still holds. An intent still pending (a whole-replacement write being
+        sent again to resolve it) is journalled as ``resent``, so the journal accounts for every write.
+
+        Raises ``RateLimitedError`` (the exact wait) when the limiter says wait, ``RiderRefused`` when another rider
+        refused; nothing of the commit is written then (what a rider wrote itself stays: see the riders)."""
+        endpoint = INTENT_ENDPOINTS[kind]
+        admission = self.services.admission(endpoint, self.scope)
         intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
         journal: list[tuple[JournalAction, dict[str, Any]]] = []
         earlier = self.record.pending
@@ -195,9 +206,17 @@ class StepContext:
             (JournalAction.INTENT, {"kind": kind.value, "token": token, **_public(details.model_dump(mode="json"))})
         )
         renewed = time.monotonic()
-        self.commit(self.record.model_copy(update={"pending": intent}), journal=journal)
+        asked = [*riders, *([admission] if admission is not None else [])]
+        try:
+            self.commit(self.record.model_copy(update={"pending": intent}), journal=journal, riders=asked)
+        except RiderRefused as refused:
+            if refused.rider == ADMIT:
+                raise self.services.refusal(endpoint, refused.value) from None
+            raise
         self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state
-        self.scope = replace(self.scope, send_deadline=renewed + self.services.send_window_s)
+        # the admission's weight was taken for this write's request: it passes the limiter once without counting
+        preadmission = Preadmission(endpoint) if admission is not None else self.scope.preadmission
+        self.scope = replace(self.scope, send_deadline=renewed + self.services.send_window_s, preadmission=preadmission)
         return intent
 
     def settle(

@@ -23,10 +23,13 @@ from handlers.desired import DesiredState, carries_funding, fold
 from handlers.events import Event, KycApproved, parse_event
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
+from worker.ratelimit import ACQUIRE_FUNCTION
 from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_lost
 from worker.store.keys import Keys
+from worker.store.ledger import RESERVE_FUNCTION
 from worker.store.lock import CustomerLock
 from worker.store.outbound import SEQUENCED_XADD, OutboundEvent, OutboundLog
+from worker.store.riders import Rider, RiderRefused
 
 __all__ = [
     "CommitRejected",
@@ -77,6 +80,8 @@ return {'new', writes}
 
 _COMMIT = (
     SEQUENCED_XADD
+    + ACQUIRE_FUNCTION
+    + RESERVE_FUNCTION
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED lock no longer held') end"""
     + GUARD_LUA.format(state=12, epoch=10, hwm=11)
@@ -86,6 +91,22 @@ local current = redis.call('GET', KEYS[2])
 local version = 0
 if current then version = tonumber(cjson.decode(current)['version']) end
 if version ~= tonumber(ARGV[2]) then return redis.error_reply('STALE record version changed') end
+-- riders (worker.store.riders), in order, before the first write: ARGV[12] lists [name, keys, args] of each; their
+-- keys follow KEYS[13], their arguments ARGV[12]. A refusal writes nothing of the commit.
+local ki, ai = 14, 13
+for _, rider in ipairs(cjson.decode(ARGV[12])) do
+  local rk, ra = {}, {}
+  for i = 1, rider[2] do rk[i] = KEYS[ki]; ki = ki + 1 end
+  for i = 1, rider[3] do ra[i] = ARGV[ai]; ai = ai + 1 end
+  if rider[1] == 'reserve' then
+    if ledger_reserve(rk, ra) == 0 then return {0, writes, 'reserve', 0} end
+  elseif rider[1] == 'admit' then
+    local wait = tonumber(rl_acquire(rk, ra)[1])
+    if wait > 0 then return {0, writes, 'admit', wait} end
+  else
+    return redis.error_reply('RIDER unknown ' .. tostring(rider[1]))
+  end
+end
 redis.call('SET', KEYS[2], ARGV[3])
 for _, entry in ipairs(cjson.decode(ARGV[4])) do
   redis.call('XADD', KEYS[3], '*', 'entry', entry)
@@ -406,6 +427,7 @@ class CustomerStore:
         stats: dict[str, int] | None = None,
         now_ms: int = 0,
         renew_lock_ms: int = 0,
+        riders: Sequence[Rider] = (),
     ) -> Committed:
         """Write ``record`` (as version previous+1) with its journal, outbound events and side effects, atomically.
 
@@ -416,9 +438,12 @@ class CustomerStore:
         ...), extend the lock by ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found
         it busy raised it).
 
+        ``riders`` (``worker.store.riders``: the rate limiter's admission, the day's cap reservation) are asked in
+        order once the lock, state and version checks passed, before anything is written.
+
         Raises ``CommitRejected`` if ``token`` no longer holds the lock or the stored version is not
-        ``previous``'s, ``StateLost`` if Redis is not the state this process established. Returns the record as
-        written and whether the dirty flag was up.
+        ``previous``'s, ``StateLost`` if Redis is not the state this process established, ``RiderRefused`` (nothing
+        written) if a rider refused. Returns the record as written and whether the dirty flag was up.
         """
         expected = previous.version if previous is not None else 0
         written = record.model_copy(update={"version": expected + 1})
@@ -446,8 +471,9 @@ class CustomerStore:
             ref,
             renew_lock_ms,
         ]
+        ridden = json.dumps([[r.name, len(r.keys), len(r.args)] for r in riders])
         try:
-            dirty, writes = self._guarded(
+            result = self._guarded(
                 self._commit,
                 keys=[
                     k.lock(ref),
@@ -463,12 +489,16 @@ class CustomerStore:
                     k.dirty(ref),
                     k.state,
                     k.outbound_seq(ref),
+                    *(key for r in riders for key in r.keys),
                 ],
-                args=lambda epoch, hwm: [*fixed, epoch, hwm],
+                args=lambda epoch, hwm: [*fixed, epoch, hwm, ridden, *(arg for r in riders for arg in r.args)],
             )
         except redis.ResponseError as exc:
             raise CommitRejected(str(exc)) from None
+        dirty, writes = result[0], result[1]
         self.guard.observe(int(writes))
+        if len(result) > 2:
+            raise RiderRefused(_text(result[2]), int(result[3]))
         return Committed(written, bool(dirty))
 
     def _guarded(self, script: Any, *, keys: list[str], args: Callable[[str, int], list[Any]]) -> Any:

@@ -18,8 +18,9 @@ from decimal import ROUND_FLOOR, Decimal
 import redis
 
 from worker.store.keys import Keys
+from worker.store.riders import RESERVE, Rider
 
-__all__ = ["FundingLedger", "to_units"]
+__all__ = ["RESERVE_FUNCTION", "FundingLedger", "to_units"]
 
 SCALE = Decimal(10) ** 8
 _RETENTION_S = 40 * 86400
@@ -37,22 +38,28 @@ end
 a Lua number is a double, exact only up to 2^53 units (90 million of a coin at 10⁻⁸; a cheap token's cap passes
 it)."""
 
-_RESERVE = (
+RESERVE_FUNCTION = (
     _GREATER
     + """
-local reservation = 'r:' .. ARGV[1]
-if redis.call('HEXISTS', KEYS[1], reservation) == 1 then return 1 end
-local field = 'used:' .. ARGV[2]
-redis.call('HINCRBY', KEYS[1], field, ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-if ARGV[4] ~= '' and greater(redis.call('HGET', KEYS[1], field), ARGV[4]) then
-  redis.call('HINCRBY', KEYS[1], field, '-' .. ARGV[3])
-  return 0
+local function ledger_reserve(KEYS, ARGV)
+  local reservation = 'r:' .. ARGV[1]
+  if redis.call('HEXISTS', KEYS[1], reservation) == 1 then return 1 end
+  local field = 'used:' .. ARGV[2]
+  redis.call('HINCRBY', KEYS[1], field, ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  if ARGV[4] ~= '' and greater(redis.call('HGET', KEYS[1], field), ARGV[4]) then
+    redis.call('HINCRBY', KEYS[1], field, '-' .. ARGV[3])
+    return 0
+  end
+  redis.call('HSET', KEYS[1], reservation, ARGV[2] .. ':' .. ARGV[3])
+  return 1
 end
-redis.call('HSET', KEYS[1], reservation, ARGV[2] .. ':' .. ARGV[3])
-return 1
 """
 )
+"""Lua: the function ``ledger_reserve(KEYS, ARGV)`` answering 1 (reserved, or already) or 0 (over the cap), for
+the ``_RESERVE`` script and for a commit's reservation rider (``worker.store.riders``)."""
+
+_RESERVE = RESERVE_FUNCTION + "return ledger_reserve(KEYS, ARGV)\n"
 _RELEASE = """
 local reservation = 'r:' .. ARGV[1]
 local held = redis.call('HGET', KEYS[1], reservation)
@@ -118,14 +125,20 @@ class FundingLedger:
 
         Idempotent per ``line``: a second call for a line already reserved returns True and adds nothing.
         """
+        asked = self.reservation(day=day, line=line, currency=currency, amount=amount, cap=cap)
+        return bool(self._reserve(keys=asked.keys, args=asked.args))
+
+    def reservation(self, *, day: str, line: str, currency: str, amount: Decimal, cap: Decimal | None) -> Rider:
+        """``reserve`` as a commit's rider (``worker.store.riders``): the commit that records the transfer's intent
+        reserves the line in the same script, or refuses (nothing of it written) when the cap would be exceeded.
+        Pure."""
         units = to_units(amount)
         if Decimal(units) != amount * SCALE:
             raise ValueError("funding amounts carry at most 8 decimals")
-        return bool(
-            self._reserve(
-                keys=[self._keys.funding_day(day)],
-                args=[line, currency, units, "" if cap is None else to_units(cap), _RETENTION_S],
-            )
+        return Rider(
+            RESERVE,
+            keys=[self._keys.funding_day(day)],
+            args=[line, currency, units, "" if cap is None else to_units(cap), _RETENTION_S],
         )
 
     def release(self, *, day: str, line: str) -> bool:

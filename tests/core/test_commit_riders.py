@@ -1,0 +1,65 @@
+"""Riders of a commit (``worker.store.riders``): the rate limiter's admission asked in the script that records a
+write's intent. A refusal writes nothing of the commit (no intent, no journal line, no version), and the run ends
+rate limited, the new customer's record stored alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.core.harness import Rig, events_for
+from worker.exchange.endpoints import ENDPOINTS
+from worker.ratelimit import PoolQuota, SharedRateLimiter, pool_key
+
+
+@pytest.fixture
+def rig(redis_url: str, key_prefix: str) -> Iterator[Rig]:
+    rig = Rig(redis_url, key_prefix, PROVISIONER_RATE_LIMIT="true")  # the limiter runs on Redis' clock
+    yield rig
+    rig.close()
+
+
+def _block_broker_pool(rig: Rig, for_ms: int) -> str:
+    pool = ENDPOINTS["add_sub_account"].pool
+    SharedRateLimiter(rig.app.redis, rig.app.keys, {pool: PoolQuota(2000)}).block(pool, for_ms)
+    return pool
+
+
+def test_an_intent_the_limiter_refuses_is_not_recorded_and_the_run_waits(rig: Rig) -> None:
+    ev = events_for("riders-1")
+    (ref,) = rig.publish(ev["created"])
+    pool = _block_broker_pool(rig, 60_000)
+
+    report = rig.run(ref)
+
+    assert report is not None and report.outcome == "rate_limited"
+    assert report.waited_pool == pool and 50_000 < report.waited_ms <= 60_000
+    record = rig.record(ref)
+    assert record is not None and record.pending is None and record.sub_account is None and record.version == 1
+    assert [e["action"] for e in rig.app.store.journal(ref)] == ["customer.opened"]
+    assert not any(rig.state()["stats"]["requests"].values()), "nothing was sent"
+    assert rig.app.due.next_due_ms(ref) == report.wake_at_ms
+
+    rig.app.redis.delete(pool_key(rig.app.keys, pool))  # the window is over
+    again = rig.run(ref)
+
+    assert again is not None and again.outcome == "idle"
+    record = rig.record(ref)
+    assert record is not None and record.sub_account is not None
+    actions = [e["action"] for e in rig.app.store.journal(ref)]
+    assert actions[:2] == ["customer.opened", "intent"] and actions.count("customer.opened") == 1
+
+
+def test_a_new_customers_first_intent_stores_its_record_in_one_commit(rig: Rig) -> None:
+    ev = events_for("riders-2")
+    (ref,) = rig.publish(ev["created"])
+
+    report = rig.run(ref)
+
+    assert report is not None and report.outcome == "idle"
+    journal = rig.app.store.journal(ref)
+    assert [e["action"] for e in journal[:2]] == ["customer.opened", "intent"]
+    assert journal[0]["at_ms"] == journal[1]["at_ms"]
+    record = rig.record(ref)
+    assert record is not None and record.version == 2  # opened with the intent, then the sub-account
