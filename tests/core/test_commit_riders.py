@@ -1,6 +1,6 @@
-"""Riders of a commit (``worker.store.riders``): the rate limiter's admission asked in the script that records a
-write's intent. A refusal writes nothing of the commit (no intent, no journal line, no version), and the run ends
-rate limited, the new customer's record stored alone."""
+"""Riders of a commit (``worker.store.riders``): the rate limiter's admission and the day's cap reservation asked in
+the script that records a write's intent. A refusal writes nothing of the commit (no intent, no journal line, no
+version), and the run ends rate limited, the new customer's record stored alone."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from handlers.daily_cap import utc_day
 from tests.core.harness import Rig, events_for
 from worker.exchange.endpoints import ENDPOINTS
 from worker.ratelimit import PoolQuota, SharedRateLimiter, pool_key
@@ -63,3 +64,28 @@ def test_a_new_customers_first_intent_stores_its_record_in_one_commit(rig: Rig) 
     assert journal[0]["at_ms"] == journal[1]["at_ms"]
     record = rig.record(ref)
     assert record is not None and record.version == 2  # opened with the intent, then the sub-account
+
+
+def test_a_transfer_intent_reserves_the_days_cap_in_its_own_commit_once(rig: Rig) -> None:
+    """The reservation rides first: when the limiter then says wait, the line stays reserved (idempotent per line)
+    and no intent is recorded; the next run's intent reserves nothing more."""
+    ev = events_for("riders-3", funding=[("USDT", "250")])
+    (ref,) = rig.publish(ev["created"])
+    assert rig.run(ref) is not None
+    rig.publish(ev["kyc"])
+    _block_broker_pool(rig, 60_000)
+
+    report = rig.run(ref)
+
+    assert report is not None and report.outcome == "rate_limited"
+    record = rig.record(ref)
+    assert record is not None and record.pending is None and not record.transfers
+    ledger, today = rig.app.ledger, utc_day(int(rig.clock() * 1000))
+    assert ledger.used(day=today, currency="USDT") == 250
+
+    rig.app.redis.delete(pool_key(rig.app.keys, ENDPOINTS["transfer"].pool))
+    rig.settle(ref)
+
+    record = rig.record(ref)
+    assert record is not None and [t.status for t in record.transfers.values()] == ["committed"]
+    assert ledger.used(day=today, currency="USDT") == 250, "reserved once"

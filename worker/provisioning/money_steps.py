@@ -61,6 +61,7 @@ from worker.provisioning.blocks import fail
 from worker.provisioning.caps_steps import daily_use_in_ledger
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
+from worker.store.riders import Rider, RiderRefused
 from worker.store.transfer_facts import TransferFact
 
 __all__ = [
@@ -130,13 +131,19 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
                 "earlier_send_ms": cmd.earlier_send_ms or details.first_sent_ms,
             }
         )
+    riders: list[Rider] = []
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, now)
         if isinstance(reserved, str):
             refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reserved), ctx)
             return
-        details = reserved
-    ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details)
+        details, riders = reserved
+    try:
+        ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details, riders=riders)
+    except RiderRefused:  # the day's cap cannot take the line: nothing was recorded
+        reason = _cap_refusal(ctx, details)
+        refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reason), ctx)
+        return
     _send(ctx, details, cmd.client_oid, resend=False)
 
 
@@ -162,11 +169,16 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         return
     if ctx.services.resend_is_evidence and details.refused is None:
         resent = details.model_copy(update={"sends": details.sends + 1, "sent_ms": ctx.now_ms()})
-        reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else resent
+        reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else (resent, [])
         if not isinstance(reserved, str):  # a re-send may pay today: today's cap must take it, else ask the ledger
-            ctx.write_intent(IntentKind.TRANSFER, token, reserved)
-            _send(ctx, reserved, token, resend=True)
-            return
+            resent, riders = reserved
+            try:
+                ctx.write_intent(IntentKind.TRANSFER, token, resent, riders=riders)
+            except RiderRefused:
+                pass  # today's cap cannot take it: nothing was recorded, the ledger decides (below)
+            else:
+                _send(ctx, resent, token, resend=True)
+                return
     judgement = _judge(ctx, details, {token})
     if judgement.verdict is Verdict.COMMITTED:
         _found(ctx, details, pending, judgement, {token})
@@ -515,21 +527,28 @@ def read_balances(cmd: ReadBalances, ctx: StepContext) -> None:
 # --- sending ------------------------------------------------------------------------------------------------
 
 
-def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> TransferIntent | str:
-    """Reserve the line on today's Special Account cap (once per day: a send after midnight counts on its own day).
-    Returns the details with the day recorded, or why the cap refuses it."""
+def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> tuple[TransferIntent, list[Rider]] | str:
+    """The line's reservation on today's Special Account cap (once per day: a send after midnight counts on its own
+    day), as a rider of the intent's commit (``worker.store.riders``: reserved in the same script, or nothing
+    recorded; ``_cap_refusal`` says why then). Returns the details with the day recorded and the rider (none when
+    the line is reserved today already), or why the cap refuses it (none set for the currency). No round trip."""
     s = ctx.services
     day = reservation_day(details.days, now)
     if day is None:
-        return details
+        return details, []
     cap = s.daily_caps.get(details.currency)
     if cap is None:
         return daily_cap_reason(currency=details.currency, cap=None, used=Decimal(0))
     line = ledger_line(ctx.ref, details.key)
-    if not s.ledger.reserve(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap):
-        used = s.ledger.used(day=day, currency=details.currency)
-        return daily_cap_reason(currency=details.currency, cap=cap, used=used)
-    return details.model_copy(update={"days": [*details.days, day]})
+    rider = s.ledger.reservation(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap)
+    return details.model_copy(update={"days": [*details.days, day]}), [rider]
+
+
+def _cap_refusal(ctx: StepContext, details: TransferIntent) -> str:
+    """Why the day's cap refused the reservation ``_reserve`` made a rider of (the last of ``details.days``)."""
+    day = details.days[-1]
+    used = ctx.services.ledger.used(day=day, currency=details.currency)
+    return daily_cap_reason(currency=details.currency, cap=ctx.services.daily_caps[details.currency], used=used)
 
 
 def _release(ctx: StepContext, key: str, days: Iterable[str]) -> None:
