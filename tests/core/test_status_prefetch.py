@@ -10,6 +10,8 @@ import httpx
 from handlers.records import TransferStatus
 from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for
+from worker.exchange.models import TransferDetail
+from worker.provisioning.prefetch import StatusPrefetch
 
 STATUS = "/api/v3/broker/nd/transfer/detail"
 KEY = "/api/v1/broker/nd/account/apikey"
@@ -87,3 +89,39 @@ def test_with_the_prefetch_off_the_status_is_read_at_confirm(redis_url: str, key
         assert rig.app.reconciler.services.prefetch is None
     finally:
         rig.close()
+
+
+def test_ready_says_whether_take_would_wait() -> None:
+    prefetch = StatusPrefetch(threads=1)
+    release = threading.Event()
+    try:
+        assert not prefetch.ready("o1"), "never started"
+        prefetch.start("o1", lambda: (release.wait(5), _detail("SUCCESS"))[1])
+        assert not prefetch.ready("o1"), "still on the wire"
+        release.set()
+        for _ in range(100):
+            if prefetch.ready("o1"):
+                break
+            threading.Event().wait(0.01)
+        assert prefetch.ready("o1")
+        detail = prefetch.take("o1", wait_s=0)
+        assert detail is not None and str(detail.status) == "SUCCESS"
+        assert not prefetch.ready("o1"), "taken"
+    finally:
+        prefetch.close()
+
+
+def _detail(status: str) -> TransferDetail:
+    return TransferDetail.model_validate(
+        {
+            "orderId": "o1",
+            "currency": "USDT",
+            "amount": "1",
+            "fromUid": "1",
+            "fromAccountType": "MAIN",
+            "toUid": "2",
+            "toAccountType": "TRADE",
+            "status": status,
+            "createdAt": 1,
+        }
+    )

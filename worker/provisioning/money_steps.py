@@ -351,14 +351,18 @@ def _verdict_unknown_reason(details: TransferIntent, judgement: Judgement) -> st
 
 def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
     """Get Transfer History for an accepted transfer: SUCCESS → committed, FAILURE → nothing moved, PROCESSING →
-    read again later; still not final after ``PROCESSING_LIMIT_MS`` → an operator decides."""
+    read again later; still not final after ``PROCESSING_LIMIT_MS`` → an operator decides. The lock is renewed
+    before each read or wait; an answer already read ahead (``StatusPrefetch.ready``) needs none: the commit that
+    follows is fenced and renews it."""
     entry = ctx.record.transfers[cmd.key]
-    ctx.heartbeat()
+    prefetch = ctx.services.prefetch
+    if prefetch is None or not prefetch.ready(cmd.order_id):
+        ctx.heartbeat()  # a request, or the wait for one, comes first; a status at hand goes straight to the commit
     now = ctx.now_ms()
     try:
         detail = _prefetched(ctx, cmd.order_id)
         if detail is None:
-            if ctx.services.prefetch is not None:
+            if prefetch is not None:
                 ctx.heartbeat()  # the wait for a prefetched read may have taken a request's time already
             detail = ctx.exchange.transfers.get(order_id=cmd.order_id)
     except PermanentError as exc:

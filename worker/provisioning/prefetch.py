@@ -67,6 +67,12 @@ class StatusPrefetch:
         except RuntimeError:  # the pool is shutting down (the process is stopping): the confirm reads itself
             return
 
+    def ready(self, order_id: str) -> bool:
+        """Whether a read of ``order_id`` has ended (``take`` would not wait): answered, failed or cancelled."""
+        with self._lock:
+            future = self._pending.get(order_id)
+        return future is not None and future.done()
+
     def take(self, order_id: str, *, wait_s: float) -> TransferDetail | None:
         """The final answer prefetched for ``order_id``, waiting up to ``wait_s`` for a read already on the wire;
         ``None`` where there is none to use (not started, not yet begun — then it is cancelled — failed, timed
