@@ -730,9 +730,9 @@ def run_inprocess(redis_url: str, url: str, *, customers: int) -> dict[str, Any]
     evs = events(customers, env["PROVISIONER_REDIS_PREFIX"])
     cpu0 = time.process_time()  # every thread: the transfer status is read on a pool thread of its own
     for event in evs:
-        accepted = app.intake.accept(event)
+        accepted = app.intake.accept(event, lock=app.reconciler.lock_for)  # as the event actor does
         assert isinstance(accepted, Accepted), accepted
-        app.reconciler.run(accepted.ref)
+        app.reconciler.run(accepted.ref, taken=accepted.taken)
     cpu = time.process_time() - cpu0
     issued = int(app.redis.hget(f"{env['PROVISIONER_REDIS_PREFIX']}:stats", "keys_issued") or 0)
     app.close()

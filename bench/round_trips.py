@@ -1,9 +1,10 @@
 """Redis round trips per customer, counted on the wire — a measurement, not a test: it prints a table.
 
 N customers (default 50) each go ``customer.created`` → ``customer.kyc_approved`` with one key and one funding
-line, every event accepted and reconciled to completion in this process (intake, then ``Reconciler.run``, as
-``bench/bench.py``'s in-process cost does), against the in-process simulator (no HTTP, no latency, quota out of
-the way) and the local Redis (``BENCH_REDIS_URL``, default database 2) under a fresh key prefix, deleted after.
+line, every event accepted and reconciled to completion in this process as the worker's event actor does it
+(``Intake.accept`` with the customer's lock, then ``Reconciler.run``; no dramatiq), against the in-process
+simulator (no HTTP, no latency, quota out of the way) and the local Redis (``BENCH_REDIS_URL``, default database
+2) under a fresh key prefix, deleted after.
 It runs twice: with the shared rate limiter and without (``PROVISIONER_RATE_LIMIT=false``).
 
 A round trip is one request written to the Redis connection and its answer read: a command, a script (EVALSHA),
@@ -11,9 +12,9 @@ a pipeline or a transaction each count one. Every connection the app's client op
 reads of the prefetch's pool thread and redis-py's own health checks count too. One customer runs first as a
 warm-up, not counted (scripts loaded, state established). The breakdown names each round trip by its command —
 EVALSHA by the script's Python name (``customers._COMMIT``), a pipeline by its commands — and splits intake (the
-edge storing an event) from reconcile.
+event stored, with the customer's lock and snapshot since the intake takes them) from reconcile.
 
-Usage: ``.venv/bin/python bench/round_trips.py [--customers 50] [--json]`` (a few seconds).
+Usage: ``.venv/bin/python bench/round_trips.py [--customers 50] [--trace] [--json]`` (a few seconds).
 """
 
 from __future__ import annotations
@@ -213,10 +214,11 @@ def provision(app: App, tally: Tally, customer: str) -> None:
     ref = ""
     for event in customer_events(customer):
         tally.phase, kept = "intake", tally.phase
-        accepted = app.intake.accept(event)
+        # as the worker's event actor does (worker.runtime.actors): the lock is asked for with the event
+        accepted = app.intake.accept(event, lock=app.reconciler.lock_for)
         assert isinstance(accepted, Accepted), accepted
         tally.phase, ref = kept, accepted.ref
-        app.reconciler.run(ref)
+        app.reconciler.run(ref, taken=accepted.taken)
     was, tally.phase = tally.phase, "check"
     record = app.store.load(ref)
     tally.phase = was

@@ -22,7 +22,8 @@ from typing import Any
 from handlers.events import MAX_PHOTO_BYTES, Event, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.crypto import Keyring
-from worker.store.customers import CustomerStore, IngestResult
+from worker.store.customers import CustomerStore, IngestResult, Taken
+from worker.store.lock import CustomerLock
 from worker.store.outbound import OutboundEvent, rfc3339
 from worker.store.refusal_counts import count_field
 
@@ -39,6 +40,9 @@ class Accepted:
     event: Event
     ref: str
     result: IngestResult
+    taken: Taken | None = None
+    """The customer's lock, asked for in the script that stored the event when ``accept`` was given ``lock``: hand
+    it to ``Reconciler.run``, which must run next (the lock is held until then, or until its time-to-live)."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,18 @@ class Intake:
             )
 
     def accept(
-        self, raw: str | bytes | dict[str, Any], *, handoff_id: str = "", handoff_queue: str = ""
+        self,
+        raw: str | bytes | dict[str, Any],
+        *,
+        handoff_id: str = "",
+        handoff_queue: str = "",
+        lock: Callable[[str], tuple[CustomerLock, int]] | None = None,
     ) -> Accepted | Refused:
         """Validate and store. A refusal is recorded and reported before it is returned. ``handoff_id`` and
-        ``handoff_queue``: the message that carried the event, forgotten by the hand-off once it is stored."""
+        ``handoff_queue``: the message that carried the event, forgotten by the hand-off once it is stored.
+        ``lock`` (``Reconciler.lock_for``: the customer's lock and its busy wake-up, given its ref): the event's
+        reconcile follows at once, so its lock is taken and its snapshot read in the script that stores the event
+        (``CustomerStore.ingest_and_lock``; ``Accepted.taken``)."""
         checked = self.check(raw)
         if isinstance(checked, Refused):
             self.report(checked)
@@ -119,15 +131,30 @@ class Intake:
             documents = event.data.kyc.model_dump(mode="json")
             sealed = self._keyring.seal(documents)
             digest = self._naming.documents_digest(json.dumps(documents, sort_keys=True, separators=(",", ":")))
-        result = self._store.ingest(
-            ref,
-            event,
-            sealed_documents=sealed,
-            now_ms=self._now_ms(),
-            handoff_id=handoff_id,
-            handoff_queue=handoff_queue,
-            documents_digest=digest,
-        )
+        taken = None
+        if lock is None:
+            result = self._store.ingest(
+                ref,
+                event,
+                sealed_documents=sealed,
+                now_ms=self._now_ms(),
+                handoff_id=handoff_id,
+                handoff_queue=handoff_queue,
+                documents_digest=digest,
+            )
+        else:
+            customer_lock, busy_wake_at_ms = lock(ref)
+            result, taken = self._store.ingest_and_lock(
+                ref,
+                event,
+                lock=customer_lock,
+                busy_wake_at_ms=busy_wake_at_ms,
+                sealed_documents=sealed,
+                now_ms=self._now_ms(),
+                handoff_id=handoff_id,
+                handoff_queue=handoff_queue,
+                documents_digest=digest,
+            )
         if result is IngestResult.CONFLICT:
             refused = Refused(
                 "id",
@@ -162,7 +189,7 @@ class Intake:
             )
             self.report(ignored)
             return ignored
-        return Accepted(event, ref, result)
+        return Accepted(event, ref, result, taken)
 
     def report(self, refused: Refused, *, stage: str = "worker") -> None:
         """Record a refusal (reason, no payload), count it for ``stage`` (``worker.store.refusal_counts``) and tell

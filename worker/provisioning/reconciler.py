@@ -42,7 +42,7 @@ from worker.provisioning import audit_steps, caps_steps, kyc_steps, lifecycle_st
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
 from worker.provisioning.redecide import redecide_refused
-from worker.store.customers import CustomerStore, Snapshot
+from worker.store.customers import CustomerStore, Snapshot, Taken
 from worker.store.due import DueSchedule
 from worker.store.lock import CustomerLock
 
@@ -143,12 +143,19 @@ class Reconciler:
         self._caps_counted_in: str | None = None
         """The state epoch in which the day's caps were found counted (``_caps_due``)."""
 
-    def run(self, ref: str, *, retry_blocked: bool = False) -> RunReport:
+    def lock_for(self, ref: str) -> tuple[CustomerLock, int]:
+        """The lock a run of ``ref`` takes, and the moment a run that finds it busy makes the customer due: for
+        ``Intake.accept``, which takes it in the script that stores the event (the run then gets ``taken``)."""
+        lock = CustomerLock(self.services.store.redis, self.services.store.keys, ref, ttl_ms=self._lock_ttl_ms)
+        return lock, self.services.now_ms() + self._busy_delay_ms
+
+    def run(self, ref: str, *, retry_blocked: bool = False, taken: Taken | None = None) -> RunReport:
         """Reconcile ``ref`` until idle. Raises ``StepsBlocked``, ``RetryableError``, ``AuthConfigError``,
-        ``LockLost`` or ``CommitRejected`` as described in the module docstring."""
+        ``LockLost`` or ``CommitRejected`` as described in the module docstring. ``taken``: the lock was asked
+        for with the event just stored (``Accepted.taken``); the run starts from its answer instead of asking."""
         report = RunReport(ref)
         try:
-            return self._run(ref, report, retry_blocked)
+            return self._run(ref, report, retry_blocked, taken)
         except StepsBlocked:
             raise  # an operator's, not a retry's
         except Exception as exc:
@@ -163,10 +170,13 @@ class Reconciler:
                 raise StepsBlocked(ref, report.blocked) from exc
             raise
 
-    def _run(self, ref: str, report: RunReport, retry_blocked: bool) -> RunReport:
+    def _run(self, ref: str, report: RunReport, retry_blocked: bool, taken: Taken | None) -> RunReport:
         store = self.services.store
-        lock = CustomerLock(store.redis, store.keys, ref, ttl_ms=self._lock_ttl_ms)
-        snapshot = store.lock_and_snapshot(lock, busy_wake_at_ms=self.services.now_ms() + self._busy_delay_ms)
+        if taken is not None and taken.lock.ref == ref:
+            lock, snapshot = taken.lock, taken.snapshot
+        else:
+            lock, busy_wake_at_ms = self.lock_for(ref)
+            snapshot = store.lock_and_snapshot(lock, busy_wake_at_ms=busy_wake_at_ms)
         if snapshot is None:
             report.outcome = "busy"  # the holder will look again (dirty flag); a wake-up is the backstop
             return report

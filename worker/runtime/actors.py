@@ -31,6 +31,7 @@ from worker.runtime.queues import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
 from worker.runtime.retry_policy import DEAD_AT_ONCE, RetryPolicy
 from worker.runtime.state_watch import StateWatch
 from worker.sealing import Envelope
+from worker.store.customers import Taken
 from worker.store.epoch import StateLost
 
 __all__ = [
@@ -144,6 +145,7 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         _unseal(holder, event),
         handoff_id=current.message_id if current else "",
         handoff_queue=q_name(current.queue_name) if current else "",
+        lock=app.reconciler.lock_for,  # the reconcile below starts from the lock taken with the event
     )
     kind = str(event.get("type"))[:40] if isinstance(event, dict) and str(event.get("type")) in _TYPES else "unknown"
     if isinstance(outcome, Refused):
@@ -156,13 +158,15 @@ def _handle_event(holder: AppHolder, metrics: Metrics, event: dict[str, Any]) ->
         raise InvalidEvent(outcome.field, outcome.reason, outcome.event_id)
     metrics.events_received.labels(kind).inc()
     structlog.contextvars.bind_contextvars(customer_ref=outcome.ref, intake=outcome.result.value)
-    _reconcile(app.reconciler, app.proofs, metrics, outcome.ref)
+    _reconcile(app.reconciler, app.proofs, metrics, outcome.ref, taken=outcome.taken)
 
 
-def _reconcile(reconciler: Reconciler, proofs: EventProofs, metrics: Metrics, ref: str) -> None:
+def _reconcile(
+    reconciler: Reconciler, proofs: EventProofs, metrics: Metrics, ref: str, *, taken: Taken | None = None
+) -> None:
     started = time.time()
     try:
-        report = reconciler.run(ref, retry_blocked=_replayed(proofs))
+        report = reconciler.run(ref, retry_blocked=_replayed(proofs), taken=taken)
     except StepsBlocked:
         metrics.reconciles.labels("blocked").inc()
         raise

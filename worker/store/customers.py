@@ -39,6 +39,7 @@ __all__ = [
     "JournalEntry",
     "OutboundEvent",
     "Snapshot",
+    "Taken",
     "stored_form",
 ]
 
@@ -46,8 +47,9 @@ __all__ = [
 # lose. The consumer trims what it has processed (``XTRIM <key> MINID <id>``).
 
 
-_INGEST = (
-    GUARD_LUA.format(state=11, epoch=7, hwm=8)
+_INGEST_FUNCTION = (
+    "local function ingest(KEYS, ARGV)\n"
+    + GUARD_LUA.format(state=11, epoch=7, hwm=8)
     + """
 redis.call('HDEL', KEYS[14], ARGV[1])  -- admitted at the edge: from here on the stored event answers for it
 if ARGV[6] ~= '' then
@@ -75,8 +77,10 @@ redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[4])
 redis.call('ZADD', KEYS[5], 'GT', ARGV[5], ARGV[4])
 redis.call('INCR', KEYS[7])
 return {'new', writes}
+end
 """
 )
+_INGEST = _INGEST_FUNCTION + "return ingest(KEYS, ARGV)\n"
 
 _COMMIT = (
     SEQUENCED_XADD
@@ -137,7 +141,8 @@ if redis.call('DEL', KEYS[11]) == 1 then dirty = 1 end
 return {dirty, writes}
 """
 )
-_LOCK_AND_READ = """
+_LOCK_AND_READ_FUNCTION = """
+local function lock_and_read(KEYS, ARGV)
 -- KEYS: lock, fence, record, events, docs received, seq, dirty, due, state, events log.
 -- ARGV: uuid, ttl, ref, busy wake-up (ms), epoch, high-water mark, events already parsed by the caller
 local guard = redis.call('HMGET', KEYS[9], 'epoch', 'halted', 'writes')
@@ -166,7 +171,27 @@ else
 end
 return {token, redis.call('GET', KEYS[3]) or '', events, redis.call('SMEMBERS', KEYS[5]), tostring(seq),
         guard[3] or '0', from}
+end
 """
+_LOCK_AND_READ = _LOCK_AND_READ_FUNCTION + "return lock_and_read(KEYS, ARGV)\n"
+_INGEST_AND_LOCK = (
+    _INGEST_FUNCTION
+    + _LOCK_AND_READ_FUNCTION
+    + """
+-- KEYS: ingest's 14, then lock_and_read's 10; ARGV: ingest's 10, then lock_and_read's 7. The lock is asked for only
+-- when the event is taken (new or a duplicate): a refused or ignored event starts no reconcile.
+local function slice(t, from, n)
+  local out = {}
+  for i = 1, n do out[i] = t[from + i - 1] end
+  return out
+end
+local stored = ingest(slice(KEYS, 1, 14), slice(ARGV, 1, 10))
+if stored.err or (stored[1] ~= 'new' and stored[1] ~= 'duplicate') then return stored end
+local taken = lock_and_read(slice(KEYS, 15, 10), slice(ARGV, 11, 7))
+if type(taken) == 'table' and taken.err then return taken end
+return {stored[1], stored[2], taken}
+"""
+)
 
 
 class IngestResult(StrEnum):
@@ -209,6 +234,16 @@ class Snapshot:
     documents: frozenset[str]
     seq: int = 0
     """How many events had been stored when this was read: a run that finishes on it saw exactly those."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A customer's lock asked for in the script that stored its event (``CustomerStore.ingest_and_lock``)."""
+
+    lock: CustomerLock
+    snapshot: Snapshot | None
+    """What ``lock_and_snapshot`` would have returned: ``None`` when another run holds the customer (its dirty flag
+    was raised and the customer made due, as there)."""
 
 
 class Committed(NamedTuple):
@@ -272,6 +307,7 @@ class CustomerStore:
         self._ingest = client.register_script(_INGEST)
         self._commit = client.register_script(_COMMIT)
         self._lock_and_read = client.register_script(_LOCK_AND_READ)
+        self._ingest_and_lock = client.register_script(_INGEST_AND_LOCK)
         self._outbound = OutboundLog(client, keys)
 
     def ingest(
@@ -293,12 +329,76 @@ class CustomerStore:
         the outcome, the message ``handoff_id`` of queue ``handoff_queue`` (see ``worker.runtime.handoff``) has
         been dealt with: it is forgotten in the same script, and so is the event's admission at the edge
         (``worker.runtime.admission``). Raises ``StateLost``."""
+        keys, args = self._ingest_call(
+            ref,
+            event,
+            sealed_documents=sealed_documents,
+            now_ms=now_ms,
+            handoff_id=handoff_id,
+            handoff_queue=handoff_queue,
+            documents_digest=documents_digest,
+        )
+        outcome, writes = self._guarded(self._ingest, keys=keys, args=args)
+        self.guard.observe(int(writes))
+        return IngestResult(_text(outcome))
+
+    def ingest_and_lock(
+        self,
+        ref: str,
+        event: Event,
+        *,
+        lock: CustomerLock,
+        busy_wake_at_ms: int,
+        sealed_documents: SealedSecret | None,
+        now_ms: int,
+        handoff_id: str = "",
+        handoff_queue: str = "",
+        documents_digest: str = "",
+    ) -> tuple[IngestResult, Taken | None]:
+        """``ingest``, and for an event taken (new or a duplicate) ``lock_and_snapshot`` in the same script: one
+        round trip for the event and the start of its reconcile. Returns the outcome and, for a taken event, the
+        lock and the snapshot (``None`` when busy); ``None`` for a refused or ignored event (nothing locked). Raises
+        ``StateLost``."""
+        if lock.ref != ref:
+            raise ValueError(f"lock of {lock.ref} asked for with an event of {ref}")
+        ingest_keys, ingest_args = self._ingest_call(
+            ref,
+            event,
+            sealed_documents=sealed_documents,
+            now_ms=now_ms,
+            handoff_id=handoff_id,
+            handoff_queue=handoff_queue,
+            documents_digest=documents_digest,
+        )
+        lock_keys, lock_args = self._lock_call(lock, busy_wake_at_ms)
+        result = self._guarded(
+            self._ingest_and_lock,
+            keys=[*ingest_keys, *lock_keys],
+            args=lambda epoch, hwm: [*ingest_args(epoch, hwm), *lock_args(epoch, hwm)],
+        )
+        outcome, writes = IngestResult(_text(result[0])), result[1]
+        self.guard.observe(int(writes))
+        if len(result) < 3:
+            return outcome, None
+        return outcome, Taken(lock, self._taken(lock, result[2]))
+
+    def _ingest_call(
+        self,
+        ref: str,
+        event: Event,
+        *,
+        sealed_documents: SealedSecret | None,
+        now_ms: int,
+        handoff_id: str,
+        handoff_queue: str,
+        documents_digest: str,
+    ) -> tuple[list[str], Callable[[str, int], list[Any]]]:
+        """The keys and the arguments (given the epoch and high-water mark) of the ingest script."""
         stored = _without_documents(event)
         docs = sealed_documents.model_dump_json() if sealed_documents is not None else ""
         k = self.keys
-        result = self._guarded(
-            self._ingest,
-            keys=[
+        return (
+            [
                 k.closed(ref),
                 k.events(ref),
                 k.docs(ref),
@@ -314,7 +414,7 @@ class CustomerStore:
                 k.events_log(ref),
                 k.admitted(ref),
             ],
-            args=lambda epoch, hwm: [
+            lambda epoch, hwm: [
                 event.id,
                 stored,
                 docs,
@@ -327,9 +427,6 @@ class CustomerStore:
                 "1" if carries_funding(event) else "0",
             ],
         )
-        outcome, writes = result
-        self.guard.observe(int(writes))
-        return IngestResult(_text(outcome))
 
     def desired(self, ref: str, snapshot: Snapshot) -> DesiredState:
         """What the snapshot's events ask for (``handlers.desired.fold``), folded once per set of events."""
@@ -354,11 +451,15 @@ class CustomerStore:
         """Take ``lock`` and read the snapshot in the same script (one round trip). If another run holds the
         customer, raise its dirty flag (it looks at the events again before it lets go), make sure the customer is
         due by ``busy_wake_at_ms`` (the safety net for the moment after its last look) and return ``None``."""
+        keys, args = self._lock_call(lock, busy_wake_at_ms)
+        return self._taken(lock, self._guarded(self._lock_and_read, keys=keys, args=args))
+
+    def _lock_call(self, lock: CustomerLock, busy_wake_at_ms: int) -> tuple[list[str], Callable[[str, int], list[Any]]]:
+        """The keys and the arguments (given the epoch and high-water mark) of the lock-and-read script."""
         k, ref = self.keys, lock.ref
         cached = self._events.count(ref)
-        result = self._guarded(
-            self._lock_and_read,
-            keys=[
+        return (
+            [
                 k.lock(ref),
                 k.fence,
                 k.record(ref),
@@ -370,14 +471,17 @@ class CustomerStore:
                 k.state,
                 k.events_log(ref),
             ],
-            args=lambda epoch, hwm: [uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm, cached],
+            lambda epoch, hwm: [uuid.uuid4().hex, lock.ttl_ms, ref, busy_wake_at_ms, epoch, hwm, cached],
         )
+
+    def _taken(self, lock: CustomerLock, result: Any) -> Snapshot | None:
+        """The lock-and-read script's answer: ``lock`` adopts its token and the snapshot is parsed (``None``: busy)."""
         if not result:
             return None
         token, raw_record, raw_events, doc_ids, seq, writes, start = result
         self.guard.observe(int(writes))
         lock.adopt(_text(token))
-        return self._snapshot(ref, raw_record or None, raw_events, doc_ids, seq, start=int(start))
+        return self._snapshot(lock.ref, raw_record or None, raw_events, doc_ids, seq, start=int(start))
 
     def _snapshot(
         self, ref: str, raw_record: Any, raw_events: Iterable[Any], doc_ids: Iterable[Any], seq: Any, *, start: int
