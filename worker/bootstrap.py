@@ -139,11 +139,11 @@ def exchange_traces(exchange: ExchangeClient, naming: Naming) -> Callable[[], st
     return look
 
 
-def _admission(limiter: SharedRateLimiter) -> Callable[[str, CallScope], Rider | None]:
-    def admission(endpoint: str, scope: CallScope) -> Rider | None:
-        return limiter.admission(ENDPOINTS[endpoint], scope)
+def _admit(limiter: SharedRateLimiter) -> Callable[[str, CallScope], Rider | None]:
+    def admit(endpoint: str, scope: CallScope) -> Rider | None:
+        return limiter.admit_rider(ENDPOINTS[endpoint], scope)
 
-    return admission
+    return admit
 
 
 def _refusal(limiter: SharedRateLimiter) -> Callable[[str, int], Exception]:
@@ -238,7 +238,7 @@ def build_app(
         services = replace(services, on_transfer=on_transfer)
     services = replace(services, send_window_s=max(1.0, settings.lock_ttl_ms / 1000 - settings.request_bound_s - 2))
     if limiter is not None:
-        services = replace(services, admission=_admission(limiter), refusal=_refusal(limiter))
+        services = replace(services, admit=_admit(limiter), refusal=_refusal(limiter))
     reconciler = Reconciler(
         services,
         due,

@@ -236,7 +236,7 @@ end
 """
 )
 """Lua: the function ``rl_acquire(KEYS, ARGV)`` answering ``{wait ms, held a reservation}`` (0: go), for the
-``_ACQUIRE`` script and for a commit's admission rider (``worker.store.riders``)."""
+``_ACQUIRE`` script and for a commit's rider (``SharedRateLimiter.admit_rider``, ``worker.store.riders``)."""
 
 _ACQUIRE = ACQUIRE_FUNCTION + "return rl_acquire(KEYS, ARGV)\n"
 
@@ -352,11 +352,11 @@ class SharedRateLimiter:
     def wait_ms(self, endpoint: Endpoint, scope: CallScope = NO_SCOPE) -> int:
         """Ask for ``endpoint``'s weight now: 0 means go; otherwise the milliseconds to wait (a slot is reserved
         for the caller named by ``scope.rate_key``, if any; ``scope.urgent`` takes the urgent lane)."""
-        asked = self.admission(endpoint, scope)
+        asked = self.admit_rider(endpoint, scope)
         wait, _ = self._acquire(keys=asked.keys, args=asked.args)
         return int(wait)
 
-    def admission(self, endpoint: Endpoint, scope: CallScope) -> Rider:
+    def admit_rider(self, endpoint: Endpoint, scope: CallScope) -> Rider:
         """``wait_ms``'s question as a commit's rider (``worker.store.riders``): asked in the commit that records
         the write's intent, which then refuses with the wait (no round trip of its own). Pure."""
         per, tau = self._rate(endpoint.pool)

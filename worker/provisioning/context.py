@@ -71,13 +71,13 @@ class Services:
     send_window_s: float = 15.0
     """How long after its intent is recorded a write may still be sent: the lock's time-to-live minus the
     longest a request can take (HTTP time-outs), so the lock outlives the request."""
-    admission: Callable[[str, CallScope], Rider | None] = lambda endpoint, scope: None
-    """The rate limiter's admission of the write about to be recorded, for ``scope``'s customer and lane, as a rider
-    of the intent's commit (``worker.store.riders``; ``None``: no limiter)."""
+    admit: Callable[[str, CallScope], Rider | None] = lambda endpoint, scope: None
+    """The rate limiter's question whether it admits the write about to be recorded, for ``scope``'s customer and
+    lane, as a rider of the intent's commit (``worker.store.riders``; ``None``: no limiter)."""
     refusal: Callable[[str, int], Exception] = lambda endpoint, wait_ms: RateLimitedError(
         f"wait {wait_ms} ms for quota", endpoint=endpoint, retry_after_ms=wait_ms
     )
-    """What the admission's refusal to ``endpoint`` (wait this many ms) raises: the limiter's ``RateLimitedError``."""
+    """What the limiter's refusal of a write to ``endpoint`` (wait this many ms) raises: its ``RateLimitedError``."""
     prefetch: StatusPrefetch | None = None
     """Reads accepted transfers' statuses ahead of their confirm step (``None``: read when confirming)."""
     read_wait_s: float = 10.0
@@ -187,7 +187,7 @@ class StepContext:
         self, kind: IntentKind, token: str, details: IntentDetails, *, riders: Sequence[Rider] = ()
     ) -> Intent:
         """Record an exchange write *before* sending it (write-ahead), in a commit that also asks ``riders`` (the
-        day's cap of a funding line) and then the rate limiter's admission of the write (``worker.store.riders``):
+        day's cap of a funding line) and then whether the rate limiter admits the write (``worker.store.riders``):
         nothing is recorded unless all of them take it. The lock is renewed by that commit; the write may only be
         sent while that renewal certainly still holds. An intent still pending (a whole-replacement write being
         sent again to resolve it) is journalled as ``resent``, so the journal accounts for every write.
@@ -195,7 +195,7 @@ class StepContext:
         Raises ``RateLimitedError`` (the exact wait) when the limiter says wait, ``RiderRefused`` when another rider
         refused; nothing of the commit is written then (what a rider wrote itself stays: see the riders)."""
         endpoint = INTENT_ENDPOINTS[kind]
-        admission = self.services.admission(endpoint, self.scope)
+        admit = self.services.admit(endpoint, self.scope)
         intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
         journal: list[tuple[JournalAction, dict[str, Any]]] = []
         earlier = self.record.pending
@@ -206,7 +206,7 @@ class StepContext:
             (JournalAction.INTENT, {"kind": kind.value, "token": token, **_public(details.model_dump(mode="json"))})
         )
         renewed = time.monotonic()
-        asked = [*riders, *([admission] if admission is not None else [])]
+        asked = [*riders, *([admit] if admit is not None else [])]
         try:
             self.commit(self.record.model_copy(update={"pending": intent}), journal=journal, riders=asked)
         except RiderRefused as refused:
@@ -214,8 +214,8 @@ class StepContext:
                 raise self.services.refusal(endpoint, refused.value) from None
             raise
         self.services.store.guard.persist()  # a Redis that loses this intent must not be taken for our state
-        # the admission's weight was taken for this write's request: it passes the limiter once without counting
-        preadmission = Preadmission(endpoint) if admission is not None else self.scope.preadmission
+        # the weight was taken for this write's request: it passes the limiter once without counting again
+        preadmission = Preadmission(endpoint) if admit is not None else self.scope.preadmission
         self.scope = replace(self.scope, send_deadline=renewed + self.services.send_window_s, preadmission=preadmission)
         return intent
 

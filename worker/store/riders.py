@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["ADMIT", "RESERVE", "Rider", "RiderRefused"]
 
 ADMIT = "admit"
-"""The shared rate limiter's admission of a write's request (``SharedRateLimiter.admission``): refuses with the
+"""Whether the shared rate limiter admits a write's request (``SharedRateLimiter.admit_rider``): refuses with the
 wait in milliseconds."""
 RESERVE = "reserve"
 """The daily cap's reservation of a funding line (``FundingLedger.reservation``): refuses with 0."""
