@@ -5,13 +5,17 @@ version), and the run ends rate limited, the new customer's record stored alone.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from handlers.daily_cap import utc_day
+from handlers.records import CustomerRecord
 from tests.core.harness import Rig, events_for
 from worker.exchange.endpoints import ENDPOINTS
+from worker.exchange.scope import CallScope
 from worker.ratelimit import PoolQuota, SharedRateLimiter, pool_key
+from worker.store.lock import CustomerLock
 
 
 @pytest.fixture
@@ -89,3 +93,23 @@ def test_a_transfer_intent_reserves_the_days_cap_in_its_own_commit_once(rig: Rig
     record = rig.record(ref)
     assert record is not None and [t.status for t in record.transfers.values()] == ["committed"]
     assert ledger.used(day=today, currency="USDT") == 250, "reserved once"
+
+
+def test_a_soft_rider_answers_and_never_stops_the_commit(rig: Rig) -> None:
+    """The read of a transfer's status ahead of its confirm step is asked of the limiter in the commit that records
+    the accepted transfer: told to wait, the commit is written all the same and the read is not made."""
+    (ref,) = rig.publish(events_for("riders-4")["created"])
+    lock = CustomerLock(rig.app.redis, rig.app.keys, ref, ttl_ms=10_000)
+    assert lock.acquire() and lock.token is not None
+    read = ENDPOINTS["get_transfer"]
+    limiter = SharedRateLimiter(rig.app.redis, rig.app.keys, {read.pool: PoolQuota(2000)})
+    soft = replace(limiter.admit_rider(read, CallScope()), soft=True)
+    record = CustomerRecord.new(ref, "riders-4", name_version=rig.app.policy.naming.current_version)
+
+    first = rig.app.store.commit(lock.token, None, record, riders=[soft])
+    limiter.block(read.pool, 60_000)
+    second = rig.app.store.commit(lock.token, first.record, first.record, riders=[soft])
+
+    assert first.answers == (0,) and first.record.version == 1
+    assert second.record.version == 2 and 50_000 < second.answers[0] <= 60_000
+    assert rig.record(ref) == second.record

@@ -114,6 +114,8 @@ class StepContext:
     scope: CallScope = NO_SCOPE
     """The scope of the exchange calls made now: set by the reconciler for each step, completed by
     ``write_intent`` with the write's send deadline and pre-taken weight."""
+    answers: tuple[int, ...] = ()
+    """What the soft riders of the last commit answered (``worker.store.riders``)."""
     opening: bool = False
     """The record is new and not yet stored: the run's first commit stores it with ``customer.opened`` first in its
     journal (``open``: a run that would end without committing stores it alone)."""
@@ -153,7 +155,7 @@ class StepContext:
         now = self.now_ms()
         if self.opening:
             journal = [(JournalAction.CUSTOMER_OPENED, {}), *journal]
-        written, dirty = self.services.store.commit(
+        committed = self.services.store.commit(
             self.lock.token,
             self.previous,
             record,
@@ -167,11 +169,12 @@ class StepContext:
             renew_lock_ms=self.lock.ttl_ms,
             riders=riders,
         )
-        self.previous = self.record = written
-        self.dirty = self.dirty or dirty
+        self.previous = self.record = committed.record
+        self.dirty = self.dirty or committed.dirty
+        self.answers = committed.answers
         self.commits += 1
         self.opening = False
-        return written
+        return committed.record
 
     def open(self) -> None:
         """Store a new record that no commit of this run has stored yet (its ``customer.opened`` alone)."""
@@ -230,8 +233,9 @@ class StepContext:
         drop_all_documents: bool = False,
         close: bool = False,
         stats: dict[str, int] | None = None,
+        riders: Sequence[Rider] = (),
     ) -> CustomerRecord:
-        """Record an outcome and clear the pending intent, in one commit."""
+        """Record an outcome and clear the pending intent, in one commit (with ``riders``)."""
         return self.commit(
             record.model_copy(update={"pending": None}),
             journal=[(action, detail)],
@@ -240,6 +244,7 @@ class StepContext:
             drop_all_documents=drop_all_documents,
             close=close,
             stats=stats,
+            riders=riders,
         )
 
     def block(

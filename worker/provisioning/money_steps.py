@@ -27,6 +27,7 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 from handlers import steps
@@ -56,7 +57,7 @@ from handlers.refusals import daily_cap_reason, refusal_identity
 from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry, TransferDetail
-from worker.exchange.scope import CallScope
+from worker.exchange.scope import CallScope, Preadmission
 from worker.provisioning.blocks import fail
 from worker.provisioning.caps_steps import daily_use_in_ledger
 from worker.provisioning.context import StepContext
@@ -83,6 +84,8 @@ PROCESSING_LIMIT_MS = 60 * 60_000
 """An accepted transfer still PROCESSING (or unknown to its history) after this long goes to an operator."""
 _OTHER_BUSINESS = ("deposit", "withdraw", "exchange", "trade", "bonus", "rebate", "fee", "margin", "loan", "earn")
 """Ledger ``bizType`` words that are never a broker transfer (KuCoin's exact name for one is not documented)."""
+_STATUS_READ = "get_transfer"
+"""The endpoint of Get Transfer History (one transfer's status), read ahead of the confirm step."""
 
 
 def transfer(cmd: Transfer, ctx: StepContext) -> None:
@@ -603,6 +606,11 @@ def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str | None,
     now = ctx.now_ms()
     entry = _entry(details, client_oid, now, TransferStatus.ACCEPTED, order_id=order_id)
     record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: entry}})
+    prefetch = ctx.services.prefetch
+    # the status read ahead has its own scope: the same lane, but not the transfer's send deadline or pre-taken
+    # weight, and no rate-limit reservation; the limiter is asked in the commit below (a soft rider)
+    scope = CallScope(urgent=ctx.scope.urgent)
+    admit = ctx.services.admit(_STATUS_READ, scope) if prefetch is not None else None
     ctx.settle(
         record,
         JournalAction.TRANSFER_ACCEPTED,
@@ -614,13 +622,16 @@ def _accepted(ctx: StepContext, details: TransferIntent, client_oid: str | None,
             "amount": str(entry.amount),
             "order_id": order_id,
         },
+        riders=[replace(admit, soft=True)] if admit is not None else [],
     )
-    prefetch = ctx.services.prefetch
-    if prefetch is not None:
-        # its own scope: the same lane, but not the transfer's send deadline or pre-taken weight, and no rate-limit
-        # reservation (told to wait, the read is given up and the confirm step reads the status itself)
-        exchange = ctx.services.exchange.scoped(CallScope(urgent=ctx.scope.urgent))
-        prefetch.start(order_id, lambda: exchange.transfers.get(order_id=order_id))
+    if prefetch is None:
+        return
+    if admit is not None:
+        if ctx.answers[-1] > 0:
+            return  # told to wait: no read ahead, the confirm step reads the status itself
+        scope = replace(scope, preadmission=Preadmission(_STATUS_READ))
+    exchange = ctx.services.exchange.scoped(scope)
+    prefetch.start(order_id, lambda: exchange.transfers.get(order_id=order_id))
 
 
 def _prefetched(ctx: StepContext, order_id: str) -> TransferDetail | None:

@@ -95,9 +95,11 @@ local current = redis.call('GET', KEYS[2])
 local version = 0
 if current then version = tonumber(cjson.decode(current)['version']) end
 if version ~= tonumber(ARGV[2]) then return redis.error_reply('STALE record version changed') end
--- riders (worker.store.riders), in order, before the first write: ARGV[12] lists [name, keys, args] of each; their
--- keys follow KEYS[13], their arguments ARGV[12]. A refusal writes nothing of the commit.
+-- riders (worker.store.riders), in order, before the first write: ARGV[12] lists [name, keys, args, soft] of each;
+-- their keys follow KEYS[13], their arguments ARGV[12]. A refusal writes nothing of the commit; a soft rider's
+-- answer is returned with it.
 local ki, ai = 14, 13
+local answers = {}
 for _, rider in ipairs(cjson.decode(ARGV[12])) do
   local rk, ra = {}, {}
   for i = 1, rider[2] do rk[i] = KEYS[ki]; ki = ki + 1 end
@@ -106,7 +108,11 @@ for _, rider in ipairs(cjson.decode(ARGV[12])) do
     if ledger_reserve(rk, ra) == 0 then return {0, writes, 'reserve', 0} end
   elseif rider[1] == 'admit' then
     local wait = tonumber(rl_acquire(rk, ra)[1])
-    if wait > 0 then return {0, writes, 'admit', wait} end
+    if rider[4] == 1 then
+      answers[#answers + 1] = wait
+    elseif wait > 0 then
+      return {0, writes, 'admit', wait}
+    end
   else
     return redis.error_reply('RIDER unknown ' .. tostring(rider[1]))
   end
@@ -138,6 +144,7 @@ end
 for field, delta in pairs(effects['stats']) do redis.call('HINCRBY', KEYS[9], field, delta) end
 local dirty = 0
 if redis.call('DEL', KEYS[11]) == 1 then dirty = 1 end
+if #answers > 0 then return {dirty, writes, '', 0, unpack(answers)} end
 return {dirty, writes}
 """
 )
@@ -250,6 +257,8 @@ class Committed(NamedTuple):
     record: CustomerRecord
     dirty: bool
     """A run that found the customer busy raised its flag since the last look: read the events again."""
+    answers: tuple[int, ...] = ()
+    """What the commit's soft riders answered, in order (``worker.store.riders``)."""
 
 
 class EventCache:
@@ -575,7 +584,7 @@ class CustomerStore:
             ref,
             renew_lock_ms,
         ]
-        ridden = json.dumps([[r.name, len(r.keys), len(r.args)] for r in riders])
+        ridden = json.dumps([[r.name, len(r.keys), len(r.args), 1 if r.soft else 0] for r in riders])
         try:
             result = self._guarded(
                 self._commit,
@@ -601,9 +610,9 @@ class CustomerStore:
             raise CommitRejected(str(exc)) from None
         dirty, writes = result[0], result[1]
         self.guard.observe(int(writes))
-        if len(result) > 2:
+        if len(result) > 2 and _text(result[2]):
             raise RiderRefused(_text(result[2]), int(result[3]))
-        return Committed(written, bool(dirty))
+        return Committed(written, bool(dirty), tuple(int(a) for a in result[4:]))
 
     def _guarded(self, script: Any, *, keys: list[str], args: Callable[[str, int], list[Any]]) -> Any:
         """Run a guarded script with the arguments ``args(epoch, high-water mark)`` builds; its ``STATELOST``

@@ -8,6 +8,11 @@ before its first write: nothing of the record, journal or outbound changes, and 
 refused and its answer. What a rider itself wrote stays, as it would have after its own script: a reservation of
 the day's cap (idempotent per funding line) when the limiter then says wait, a reserved slot of the rate schedule.
 
+A *soft* rider (only the limiter's) never stops the commit: its answer is returned with the commit's
+(``Committed.answers``), for a request the caller may make after the commit or give up (the read of a transfer's
+status ahead of its confirm step). Soft riders come after the others, so that one is asked only for a commit that
+is written.
+
 The Lua of each rider is a function of ``(KEYS, ARGV)`` defined where its logic lives (``worker.ratelimit``,
 ``worker.store.ledger``); ``worker.store.customers`` composes them into its commit script.
 """
@@ -33,6 +38,8 @@ class Rider:
     name: str
     keys: list[str] = field(default_factory=list)
     args: list[Any] = field(default_factory=list)
+    soft: bool = False
+    """Answer, never refuse (``ADMIT`` only): the commit is written whatever the limiter says."""
 
 
 class RiderRefused(Exception):  # noqa: N818 - reads as what happened
