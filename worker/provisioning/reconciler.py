@@ -211,6 +211,7 @@ class Reconciler:
                 if self._changed_since(commits, ctx, lock):
                     seen_seq, desired = self._reread(ctx, store, ref)
             else:
+                ctx.open()
                 self._hit_step_limit(ref, report)
             self._raise_unreported_blocks(ctx, lock, report)
             return report
