@@ -174,7 +174,9 @@ ACQUIRE_FUNCTION = (
     "local function rl_acquire(KEYS, ARGV)\n"
     + _NOW
     + """
--- KEYS[1] pool state hash; KEYS[2] reservation key of the caller (may be '')
+-- KEYS[1] pool state hash; KEYS[2] reservation key of the caller (absent: none; an empty key name is refused by
+-- a Redis ACL that lists key patterns)
+KEYS = {KEYS[1], KEYS[2] or ''}
 -- Replies are integers (Redis truncates Lua numbers): every wait is rounded *up*, or 0.4 ms would read "go".
 -- ARGV: weight, ms per weight unit, tolerance ms, urgent (0/1), reservation ttl ms,
 --       configured limit, window ms, lag ms, urgent share, pinned now ('' = Redis TIME; tests only)
@@ -361,10 +363,10 @@ class SharedRateLimiter:
         the write's intent, which then refuses with the wait (no round trip of its own). Pure."""
         per, tau = self._rate(endpoint.pool)
         who = scope.rate_key
-        reservation = f"{self._key(endpoint.pool)}:res:{who}" if who else ""
+        reservation = [f"{self._key(endpoint.pool)}:res:{who}"] if who else []
         return Rider(
             ADMIT,
-            keys=[self._key(endpoint.pool), reservation],
+            keys=[self._key(endpoint.pool), *reservation],
             args=[
                 endpoint.weight,
                 repr(per),
