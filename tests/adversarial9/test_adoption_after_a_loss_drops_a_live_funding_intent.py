@@ -117,3 +117,88 @@ def test_an_adoption_after_an_old_loss_drops_a_live_intent_and_pays_its_line_twi
             app.close()
     finally:
         rig.close()
+
+
+def _offboarding_now(rig: Rig, customer: str) -> dict[str, Any]:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
+    return {
+        "id": f"{slug}-offboarded",
+        "type": "customer.offboarded",
+        "customer_id": customer,
+        "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "data": {},
+    }
+
+
+@pytest.mark.xfail(strict=True, reason="adv9: an adoption drops a live intent; offboarding tells a paid line refused")
+def test_an_adoption_after_an_old_loss_drops_a_live_intent_and_offboarding_tells_its_paid_line_refused(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Scenario: the exchange deduplicates a repeated clientOid and the setting says so (``dedupe``, the simulator's
+    default). As above: an old loss, recovered and declared. Customer X's 400 USDT top-up is paid, its answer lost
+    (intent pending, to be settled after the transfer settle delay). Within that delay the broker adopts a
+    sub-account (``recover --adopt``, detected ``ok``) and X's offboarding arrives.
+
+    What happens: X's next run audits it in the adoption's epoch; ``_after_loss`` drops the live intent. The line is
+    new (after the declaration), so ``_offboard`` does not look for it (``_may_have_been_paid`` is false) and refuses
+    it at once: ``funding.refused`` ("offboarded before this line was funded"), while the exchange holds X's 400
+    USDT transfer (SUCCESS). The sweep then moves the 400 back.
+
+    Why it is wrong: the upstream is told a verdict contrary to what the exchange did (``provisioner verify``:
+    "funding.completed iff the transfer exists"); before 9e5a9df the intent was settled first (the planner settles a
+    pending intent before offboarding) and the line told completed. Same root and fix as the test above: an
+    adoption is not a loss, ``_after_loss`` must not run for its epoch."""
+    rig = Rig(redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe")
+    try:
+        ref_z, _ = onboard_with_a_key(rig, "old-loss-oz")
+        lose_everything(rig)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(app, reason="test: redis restarted without persistence")
+            ev_z = events_for("old-loss-oz", funding=())
+            redeliver(app, [ev_z["created"], ev_z["kyc"]])
+            rig.clock.advance_ms(600_000)
+            declare_republished(app)
+            settle_with(rig, app, ref_z)
+            rig.clock.advance_ms(3_600_000)
+
+            ev_x = events_for("adopt-off-x", funding=())
+            for event in (ev_x["created"], ev_x["kyc"]):
+                assert isinstance(app.intake.accept(event), Accepted)
+            ref_x = app.policy.naming.customer_ref("adopt-off-x")
+            settle_with(rig, app, ref_x)
+            record = app.store.load(ref_x)
+            assert record is not None and record.sub_account is not None
+            uid_x = record.sub_account.uid
+            event = _stamped_now(rig, "adopt-off-x", "topup", [("USDT", "400")])
+            assert isinstance(app.intake.accept(event), Accepted)
+            rig.transport.crash("POST", _TRANSFER, when="after")  # paid; the answer is lost
+            with pytest.raises(Crash):
+                app.reconciler.run(ref_x)
+            assert app.store.load(ref_x).pending is not None
+        finally:
+            app.close()
+
+        with rig.exchange.lock:
+            legacy = rig.exchange.state.add_subaccount("legacyacct0911", rig.exchange.now_ms())
+        rig.clock.advance_ms(11_000)  # the crashed run's lock expires; X's intent is not due yet
+        app = second_host(rig, same_host=True)
+        try:
+            assert recover(app, reason="migration", adoptions=[Adoption("migrated-911", legacy.uid)]).detected == "ok"
+            assert isinstance(app.intake.accept(_offboarding_now(rig, "adopt-off-x")), Accepted)
+            for _ in range(3):
+                app.due.schedule(ref_x, int(rig.clock() * 1000))
+                settle_with(rig, app, ref_x)
+                rig.clock.advance_ms(600_000)
+            paid = [t["amount"] for t in paid_to(rig, uid_x)]
+            refused = [e["key"] for e in outbound_of(app, "funding.refused")]
+            completed = [e["key"] for e in outbound_of(app, "funding.completed")]
+            assert paid == ["400"], paid
+            assert refused == [] and completed == ["adopt-off-x-topup#0"], (
+                f"X's line was paid {paid} at the exchange; the upstream was told refused {refused}, "
+                f"completed {completed}"
+            )
+        finally:
+            app.close()
+    finally:
+        rig.close()
