@@ -206,7 +206,10 @@ def recover(
     if missing:
         raise RecoveryError(f"no such sub-account of this broker: {', '.join(missing[:10])}")
     _refuse_ours(app, adoptions, by_uid)
-    report.seeded = seed_daily_caps(app, sound=detected == "ok" and not force)
+    # a sound state's day counts what it paid and will pay, unless an earlier loss's re-seed is still due (the day
+    # may be a rolled-back one): then as after a loss
+    sound = detected == "ok" and not force and app.ledger.reseed_due() is None
+    report.seeded = seed_daily_caps(app, sound=sound)
     if heard is None and detected == "ok" and not force:
         report.heard = nothing_lost(app.redis, app.keys)  # adoptions only: what is known stays known
         report.heard_complete = app.redis.get(app.keys.recovery_heard_given) == "1"

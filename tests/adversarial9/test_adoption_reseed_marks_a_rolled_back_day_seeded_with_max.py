@@ -20,7 +20,6 @@ from worker.recovery import Adoption, declare_republished, recover
 _TRANSFER = "/api/v1/broker/nd/transfer"
 
 
-@pytest.mark.xfail(strict=True, reason="adv9: an adoption after a loss re-seeds a rolled-back day with max, marked")
 def test_an_adoption_during_an_open_recovery_lets_the_day_pay_past_its_cap(redis_url: str, key_prefix: str) -> None:
     """Scenario: daily cap 1000 USDT; the exchange's ledger lists a transfer 30 s after it (its documented lag,
     ``PROVISIONER_LEDGER_LAG_MS`` 30 000). Customer X's 400 USDT top-up is reserved and its intent written; the

@@ -124,9 +124,10 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
 def _after_loss(pending: object, lost_at: int, findings: dict[str, object]) -> dict[str, object]:
     """What a recovery after a loss resets in a record, which may be a restored snapshot: what operators cleared
     or the ledger did not show may have changed since, so every line is looked for again. A funding intent of a
-    snapshot goes too: the line may have gone on under a later clientOid (refused, retried, paid), so re-sending
-    this one's is no evidence; the line is looked for under every clientOid it may have used (a sweep's stays:
-    it moves back only what is there)."""
+    snapshot goes too (one started before the loss: a later recovery, an adoption, audits again and must not drop
+    an intent of the live state): the line may have gone on under a later clientOid (refused, retried, paid), so
+    re-sending this one's is no evidence; the line is looked for under every clientOid it may have used (a sweep's
+    stays: it moves back only what is there)."""
     reset: dict[str, object] = {
         "recovered_at_ms": lost_at,
         "unsent_by_operator": (),
@@ -134,7 +135,8 @@ def _after_loss(pending: object, lost_at: int, findings: dict[str, object]) -> d
         "awaiting_republication": (),
     }
     details = pending.details if isinstance(pending, Intent) else None
-    if isinstance(details, TransferIntent) and details.purpose is TransferPurpose.FUND:
+    before_loss = isinstance(pending, Intent) and pending.started_at_ms < lost_at  # not one since (an adoption)
+    if before_loss and isinstance(details, TransferIntent) and details.purpose is TransferPurpose.FUND:
         reset["pending"] = None
         findings["pending_dropped"] = details.key
     return reset
