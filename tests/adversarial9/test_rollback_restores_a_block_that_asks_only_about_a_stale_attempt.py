@@ -19,7 +19,6 @@ from worker.recovery import declare_republished, recover
 _TRANSFER = "/api/v1/broker/nd/transfer"
 
 
-@pytest.mark.xfail(strict=True, reason="adv9: a restored operator block asks only about a stale attempt; paid twice")
 def test_a_rollback_restores_a_block_whose_not_committed_pays_a_line_paid_under_the_next_attempt(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -102,8 +101,11 @@ def test_a_rollback_restores_a_block_whose_not_committed_pays_a_line_paid_under_
             restored = record.blocked.get(step)
             assert restored is not None and restored.manual, record.blocked
             asked = restored.intent.details.asked_about(restored.intent.token)  # type: ignore[union-attr]
-            assert len(asked) == 1, asked  # the operator is asked about C0 alone
-            settle_transfer(app, ref_x, step, committed=False, who="oncall", note="KuCoin: still nothing under C0")
+            assert len(asked) == 10, asked  # the line was looked for again: asked about every clientOid it may use
+            paid_oid = next(t["clientOid"] for t in paid_to(rig, uid_x))
+            assert paid_oid in asked and paid_oid != restored.intent.token  # type: ignore[union-attr]
+            # the on-call checks each with KuCoin: C1 moved the money
+            settle_transfer(app, ref_x, step, committed=True, client_oid=paid_oid, who="oncall", note="KuCoin: C1")
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)

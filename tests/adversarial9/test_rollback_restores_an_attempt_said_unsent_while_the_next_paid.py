@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
@@ -31,7 +29,6 @@ def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, st
     }
 
 
-@pytest.mark.xfail(strict=True, reason="adv9: a restored accepted attempt FAILED; the line paid under the next is lost")
 def test_a_rollback_restores_an_accepted_attempt_whose_failure_hides_the_next_attempts_payment(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -108,7 +105,6 @@ def test_a_rollback_restores_an_accepted_attempt_whose_failure_hides_the_next_at
         rig.close()
 
 
-@pytest.mark.xfail(strict=True, reason="adv9: a restored refusal block hides the next attempt's payment from the cap")
 def test_a_rollback_restores_a_refusal_block_that_hides_the_next_attempts_payment_from_the_cap(
     redis_url: str, key_prefix: str
 ) -> None:

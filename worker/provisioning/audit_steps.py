@@ -13,14 +13,15 @@ sub-account is audited too, at no exchange cost.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from handlers import steps
 from handlers.commands import AuditFromExchange
-from handlers.intents import Intent
 from handlers.journal import JournalAction
 from handlers.naming import Naming
 from handlers.records import (
+    Blocked,
     CustomerRecord,
     Evidence,
     KeyRecord,
@@ -30,6 +31,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
+from handlers.steps import StepId
 from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -75,7 +77,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         # show may have changed since (a line paid after the snapshot): every line is looked for again
         lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
         if lost_at is not None:
-            update |= _after_loss(update.get("pending", record.pending), int(lost_at), findings)
+            update |= _after_loss(record.model_copy(update=update), int(lost_at), findings)
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
         on_exchange = {k.api_key for k in listed}
@@ -121,7 +123,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     )
 
 
-def _after_loss(pending: object, lost_at: int, findings: dict[str, object]) -> dict[str, object]:
+def _after_loss(record: CustomerRecord, lost_at: int, findings: dict[str, object]) -> dict[str, object]:
     """What a recovery after a loss resets in a record, which may be a restored snapshot: what operators cleared
     or the ledger did not show may have changed since, so every line is looked for again. A funding intent of a
     snapshot goes too (one started before the loss: a later recovery, an adoption, audits again and must not drop
@@ -134,12 +136,26 @@ def _after_loss(pending: object, lost_at: int, findings: dict[str, object]) -> d
         "looked_for": (),
         "awaiting_republication": (),
     }
-    details = pending.details if isinstance(pending, Intent) else None
-    before_loss = isinstance(pending, Intent) and pending.started_at_ms < lost_at  # not one since (an adoption)
+    pending = record.pending
+    details = pending.details if pending is not None else None
+    before_loss = pending is not None and pending.started_at_ms <= lost_at  # not one since (an adoption)
     if before_loss and isinstance(details, TransferIntent) and details.purpose is TransferPurpose.FUND:
         reset["pending"] = None
         findings["pending_dropped"] = details.key
-    return reset
+    return reset | _funding_blocks_after_loss(record.blocked, lost_at, findings)
+
+
+def _funding_blocks_after_loss(
+    blocked: Mapping[StepId, Blocked], lost_at: int, findings: dict[str, object]
+) -> dict[str, object]:
+    """A funding line blocked before the loss (a restored snapshot's block: the exchange refused an attempt, or an
+    operator was asked about one clientOid) may have gone on since under a later clientOid, paid: the block goes,
+    and the line is looked for under every clientOid it may have used, as one whose record was lost."""
+    stale = sorted(k for k, b in blocked.items() if steps.is_fund(k) and b.at_ms <= lost_at)
+    if not stale:
+        return {}
+    findings["blocks_dropped"] = stale
+    return {"blocked": {k: b for k, b in blocked.items() if k not in stale}}
 
 
 def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, sub_wallet: str) -> dict[str, object]:

@@ -662,6 +662,14 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
         ctx.commit(record, journal=[(JournalAction.TRANSFER_FAILED, detail)])
         return
     _release(ctx, entry.key, entry.reserved_days)
+    recovered = ctx.record.recovered_at_ms
+    if recovered is not None and entry.at_ms <= recovered:
+        # an attempt of a restored snapshot: the line may have gone on since under a later clientOid, paid; it is
+        # looked for under every clientOid it may have used, as one whose record was lost
+        ctx.commit(
+            ctx.record.model_copy(update={"transfers": transfers}), journal=[(JournalAction.TRANSFER_FAILED, detail)]
+        )
+        return
     ctx.record = ctx.record.model_copy(update={"transfers": transfers})  # committed with the block, at once
     fail(ctx, steps.fund(entry.key), f"the exchange reports transfer {entry.order_id} FAILED: {reason}")
 
