@@ -40,7 +40,7 @@ from handlers.commands import (
     ResolveTransfer,
     Transfer,
 )
-from handlers.daily_cap import LEDGER_SKEW_MS, days_between, may_have_refused, reservation_day, utc_day
+from handlers.daily_cap import DAY_MS, LEDGER_SKEW_MS, days_between, may_have_refused, reservation_day, utc_day
 from handlers.journal import JournalAction
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
@@ -488,6 +488,9 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
         at_ms=now,
     )
     record = record.model_copy(update={"transfers": {**record.transfers, cmd.key: entry}})
+    # nothing of it moved: a reservation it holds (one made in a commit the rate limiter then stopped, of an intent
+    # never written) is given back
+    _release(ctx, cmd.key, (utc_day(now - DAY_MS), utc_day(now)))
     ctx.settle(
         record,
         JournalAction.FUNDING_REFUSED,
