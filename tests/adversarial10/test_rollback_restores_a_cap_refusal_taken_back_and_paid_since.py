@@ -15,7 +15,7 @@ customer retry`` for X (the documented fix, "the next UTC day fixes" a daily-cap
 What happens: the audit keeps A's restored refusal (``_after_loss`` drops only a pending funding intent and funding
 blocks). A is recorded, so it is not looked for in the ledger; the per-customer cap sees nothing funded for X
 (0 + 600 <= 1000) and sends B. X holds 1200 USDT, cap 1000; X's record says A was refused while the exchange paid it
-and the upstream was told it completed. Nothing flags it.
+and the upstream was told it completed. No block is raised for it.
 
 Why it is wrong: README guarantee 6 (no sequence of verdicts can exceed a cap) and 648076a's own rule — a restored
 snapshot's account of a line is no evidence once the line could have gone on after it; a redecidable refusal is the
