@@ -43,10 +43,6 @@ def rig(redis_url: str, key_prefix: str) -> Iterator[Rig]:
     rig.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv10: a reservation left by a limiter wait is never released when the per-customer cap refuses",
-)
 def test_a_reservation_left_by_a_limiter_wait_is_released_when_the_per_customer_cap_refuses_the_line(rig: Rig) -> None:
     ref_a, uid_a = onboard_with_a_key(rig, "adv10-cap-a")
     t1 = topup("adv10-cap-a", "t1", 5, [("USDT", "600")])

@@ -48,9 +48,6 @@ def rig(redis_url: str, key_prefix: str) -> Iterator[Rig]:
     rig.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv10: a reservation left by a limiter wait is never released when the line is refused"
-)
 def test_a_reservation_left_by_a_limiter_wait_is_released_when_the_line_is_refused(rig: Rig) -> None:
     a = events_for("adv10-leak-a", funding=[("USDT", "600")])
     (ref_a,) = rig.publish(a["created"])

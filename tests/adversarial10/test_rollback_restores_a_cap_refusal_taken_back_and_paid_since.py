@@ -38,8 +38,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
@@ -60,10 +58,6 @@ def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, st
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv10: a restored daily-cap refusal, re-decided and paid since the snapshot, hides the payment",
-)
 def test_a_rollback_restores_a_cap_refusal_that_a_retry_took_back_and_paid(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe", PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000"
