@@ -71,6 +71,7 @@ from handlers.records import (
     TransferPurpose,
     TransferStatus,
 )
+from handlers.refusals import REDECIDABLE, refusal_cause
 
 __all__ = ["AWAITING_LEDGER", "CapDecision", "Policy", "cap_decision", "plan"]
 
@@ -555,6 +556,19 @@ def _refusable_for_another(line: FundingInstruction, p: _Plan, room: Decimal | N
     return room is None or 2 * line.amount > room  # no cap: a currency without one is refused
 
 
+def _unsettled_or_restored(line: FundingInstruction, record: CustomerRecord) -> bool:
+    """Whether a recovered record's ``line`` must be looked for before the cap decides anything: unsettled, or
+    refused before the loss for a cause a retry takes back (the record may be a restored snapshot: the line may
+    have been retried and paid since, and the cap would not count it)."""
+    if _unsettled(line, record):
+        return True
+    entry = record.transfers.get(line.key)
+    recovered = record.recovered_at_ms
+    return (
+        entry is not None and recovered is not None and entry.at_ms <= recovered and refusal_cause(entry) in REDECIDABLE
+    )
+
+
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Neither recorded (sent, accepted, refused) nor blocked."""
     return line.key not in record.transfers and steps.fund(line.key) not in record.blocked
@@ -571,7 +585,7 @@ def _funding(p: _Plan) -> Step | None:
     awaiting: set[str] = set()
     if record.recovered_at_ms is not None:
         settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
-        if p.now_ms < settled_at and any(_unsettled(line, record) for line in desired.funding):
+        if p.now_ms < settled_at and any(_unsettled_or_restored(line, record) for line in desired.funding):
             p.waiting.append("funding waits for transfers sent before the state loss to show on the exchange")
             p.wake(settled_at)
             return None
@@ -582,7 +596,7 @@ def _funding(p: _Plan) -> Step | None:
         for line in desired.funding:
             if adopted_at is not None and line.occurred_ms < adopted_at:
                 continue  # refused below, unsearched: an adopted sub-account's earlier lines were never ours
-            if not _maybe_lost(line, p) or not _unsettled(line, record) or line.key in in_doubt:
+            if not _maybe_lost(line, p) or not _unsettled_or_restored(line, record) or line.key in in_doubt:
                 continue
             if _looked(line, record, policy):
                 continue
@@ -591,7 +605,9 @@ def _funding(p: _Plan) -> Step | None:
                 awaiting.add(line.currency)
                 p.waiting.append(_await_republication(line))
                 continue
-            return _look_for(p, line, ask_if_unfound=not record.outcomes_heard)
+            # a refusal the snapshot holds stands when nothing is found: no operator is asked about it
+            ask = not record.outcomes_heard and _unsettled(line, record)
+            return _look_for(p, line, ask_if_unfound=ask)
     held: set[str] = set(awaiting)
     for line in desired.funding:
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
