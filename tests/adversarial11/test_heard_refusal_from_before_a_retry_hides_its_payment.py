@@ -45,7 +45,7 @@ import pytest
 from handlers.records import TransferStatus
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup
 from tests.core.harness import Rig, events_for
-from tests.core.test_lost_state import redeliver, second_host, settle_with
+from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.heard import outcomes_from_events
 from worker.intake import Accepted
 from worker.recovery import declare_republished, recover
@@ -114,6 +114,66 @@ def test_a_heard_refusal_replaces_a_restored_retry_that_was_paid(redis_url: str,
             settle_with(rig, app, ref_x)
             rig.clock.advance_ms(DAY_MS)  # day D+2: the daily cap is not what stops B
             assert isinstance(app.intake.accept(_stamped_now(rig, "hr-x", "topup-b", [("USDT", "600")])), Accepted)
+            for _ in range(3):
+                app.due.schedule(ref_x, int(rig.clock() * 1000))
+                settle_with(rig, app, ref_x)
+                rig.clock.advance_ms(600_000)
+            paid = sum((Decimal(t["amount"]) for t in paid_to(rig, uid_x)), Decimal(0))
+            record = app.store.load(ref_x)
+            lines = {k: (t.status.value, (t.note or "")[:50]) for k, t in record.transfers.items()} if record else {}
+            assert paid <= Decimal(1000), f"X was paid {paid} USDT, per-customer cap 1000; X's record: {lines}"
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="adv11: after a full loss, --heard's refusal from before a customer retry is recorded as the line's "
+    "outcome though the retry paid it (its completion undelivered at the loss); the line is never looked for and a "
+    "top-up passes the cap",
+)
+def test_a_heard_refusal_hides_a_retry_paid_before_a_full_loss(redis_url: str, key_prefix: str) -> None:
+    """The same stale refusal without a rollback: Redis loses everything (a restart without persistence) after A's
+    retry was paid and before its ``funding.completed`` was delivered. The record is gone, ``--heard`` holds only A's
+    first refusal, and ``_seed_heard`` records A refused (a line it "does not hold"): A is never looked for, although
+    the ledger shows its transfer under its clientOid's orderId. B passes the per-customer cap (1200 of 1000).
+    More likely than the rollback form: every Redis loss loses the delivery backlog, and a retry's completion is
+    the last thing queued for the customer. Fix as above: a heard refusal is evidence only that the line was
+    refused once; after a loss the line is still looked for (found paid, it is completed; found nothing, the
+    heard refusal stands)."""
+    rig = Rig(
+        redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe", PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000"
+    )
+    try:
+        ref_w, _uid_w = onboard_with_a_key(rig, "hl-w")
+        rig.publish(topup("hl-w", "t", 4, [("USDT", "900")]))
+        rig.settle(ref_w)
+        ref_x, uid_x = onboard_with_a_key(rig, "hl-x")
+        line_a = topup("hl-x", "topup-a", 5, [("USDT", "600")])
+        rig.publish(line_a)
+        rig.settle(ref_x)
+        received = [e for e in outbound(rig) if e["type"] in ("funding.completed", "funding.refused")]
+        rig.clock.advance_ms(DAY_MS)
+        rig.run(ref_x, retry_blocked=True)  # `provisioner customer retry`: A is re-decided and paid
+        rig.settle(ref_x)
+        assert [t["amount"] for t in paid_to(rig, uid_x)] == ["600"]
+        assert rig.record(ref_x).transfers["hl-x-topup-a#0"].status is TransferStatus.COMMITTED
+
+        lose_everything(rig)  # A's funding.completed was still queued for delivery: lost with it
+        app = second_host(rig, same_host=True)
+        try:
+            report = recover(app, reason="test: Redis lost everything", heard=outcomes_from_events(received))
+            assert report.detected != "ok", report
+            ev = events_for("hl-x", funding=())
+            redeliver(app, [ev["created"], ev["kyc"], line_a])
+            settle_with(rig, app, ref_x)
+            rig.clock.advance_ms(600_000)
+            declare_republished(app)
+            settle_with(rig, app, ref_x)
+            rig.clock.advance_ms(DAY_MS)
+            assert isinstance(app.intake.accept(_stamped_now(rig, "hl-x", "topup-b", [("USDT", "600")])), Accepted)
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)
