@@ -18,7 +18,7 @@ could trade, for a day) before it was swept back. X's record says A was refused.
 
 Why it is wrong: README, outbound events: ``funding.completed`` when "the exchange's record shows the transfer";
 and 7e048f4's rule (README guarantee 8: a cap's refusal a retry takes back is looked for after a loss) — the
-offboarding path skips it. Without offboarding the same line is looked for, found and told completed.
+offboarding path skips it. Without offboarding the same line is looked for (and found, or put to an operator).
 
 Suggested fix: in ``_offboard`` and ``_late_lines``, treat a line for which ``_unsettled_or_restored`` holds (a
 restored redecidable refusal not yet ``_looked``) like a maybe-lost line: look for it (``_look_for``) before the
