@@ -25,6 +25,9 @@ __all__ = [
 
 DAY_MS = 86_400_000
 
+LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
+"""How far back the Special Account's ledger can be searched (KuCoin: 31 days)."""
+
 LEDGER_SKEW_MS = 15_000
 """Ledger entries are looked for from this long before our first send: KuCoin refuses a request signed more than
 5 s off its clock, so ours is within 5 s of the one that stamps the ledger."""

@@ -50,6 +50,7 @@ from handlers.commands import (
     Transfer,
     UpdateApiKey,
 )
+from handlers.daily_cap import LEDGER_MAX_WINDOW_MS, LEDGER_SKEW_MS
 from handlers.desired import DesiredState, FundingInstruction
 from handlers.intents import (
     CreateSubAccountDetails,
@@ -71,7 +72,7 @@ from handlers.records import (
     TransferPurpose,
     TransferStatus,
 )
-from handlers.refusals import REDECIDABLE, refusal_cause
+from handlers.refusals import may_have_been_taken_back
 
 __all__ = ["AWAITING_LEDGER", "CapDecision", "Policy", "cap_decision", "plan"]
 
@@ -249,6 +250,9 @@ def _offboard(p: _Plan) -> Step:
             return RevokeApiKey(uid=sub.uid, api_key=live_key.api_key, reason="offboarded")
     in_doubt = {k for k in record.in_doubt() if k not in record.transfers}
     for line in desired.funding:
+        if _refusal_to_look_for(line, p):
+            # refused, but a retry may have paid it since: was it? (found, it is told completed; else it stands)
+            return _look_before_offboarding(p, line, "offboarding")
         if line.key not in record.transfers and line.key not in in_doubt:
             if _may_have_been_paid(line, p) and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
@@ -324,6 +328,8 @@ def _late_lines(p: _Plan) -> Step:
     desired, record, policy = p.desired, p.record, p.policy
     in_doubt = record.in_doubt()
     for line in desired.funding:
+        if _refusal_to_look_for(line, p):
+            return _look_before_offboarding(p, line, "closed")
         if line.key in record.transfers or line.key in in_doubt:
             continue
         if not _may_have_been_paid(line, p) or _looked(line, record, policy):
@@ -394,7 +400,8 @@ def _twins(line: FundingInstruction, p: _Plan) -> int:
         1
         for other in p.desired.funding
         if other.key != line.key
-        and other.key not in p.record.transfers
+        and (other.key not in p.record.transfers or _refusal_in_doubt(other, p.record))
+        and not (_refusal_in_doubt(other, p.record) and _looked(other, p.record, p.policy))
         and other.currency == line.currency
         and other.amount == line.amount
         and _maybe_lost(other, p)
@@ -513,9 +520,7 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         currency=line.currency,
         amount=line.amount,
         client_oids=tuple(policy.naming.funding_client_oid(record.ref, line.key, a) for a in range(MAX_ATTEMPTS)),
-        since_ms=(
-            p.sub.created_at_ms - UPSTREAM_SKEW_MS if _stamped_after_loss(line, record) else _earliest_send(line, p.sub)
-        ),
+        since_ms=_look_since(line, p),
         twins=_twins(line, p),
         ask_if_unfound=ask_if_unfound,
         may_eliminate=_republished(p),
@@ -523,6 +528,48 @@ def _look_for(p: _Plan, line: FundingInstruction, *, ask_if_unfound: bool = Fals
         customer_cap_room=room,
         day_caps_until_ms=None if record.outcomes_heard else record.recovered_at_ms,
     )
+
+
+def _refusal_to_look_for(line: FundingInstruction, p: _Plan) -> bool:
+    """A refusal in doubt not looked for yet, nor blocked for an operator (what the look found waits there)."""
+    record = p.record
+    return (
+        _refusal_in_doubt(line, record)
+        and not _looked(line, record, p.policy)
+        and steps.fund(line.key) not in record.blocked
+        and line.key not in record.in_doubt()
+    )
+
+
+def _look_before_offboarding(p: _Plan, line: FundingInstruction, stage: str) -> Step:
+    """Look ``line`` (refused, perhaps paid since by a retry) up in the ledger once what was sent before the loss
+    shows there and the re-publication allows a judgement; ``stage`` words the wait."""
+    record, policy = p.record, p.policy
+    assert record.recovered_at_ms is not None
+    settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+    if p.now_ms < settled_at:
+        p.wake(settled_at)
+        return p.idle(f"{stage}: waiting for transfers sent before the state loss to show")
+    if _awaits_republication(line, p):
+        return p.idle(f"{stage}: {_await_republication(line)}")
+    return _look_for(p, line)
+
+
+def _look_since(line: FundingInstruction, p: _Plan) -> int:
+    """From when ``line``'s transfer is searched for: its earliest possible send (from the sub-account's creation
+    when its event claims to have occurred after the loss). A refusal in doubt was paid, if at all, by a retry after
+    it, within what the ledger can still show: searched from the refusal, at most the ledger's window back (a retry
+    older than that was long since told to the upstream)."""
+    record = p.record
+    if _stamped_after_loss(line, record):
+        return p.sub.created_at_ms - UPSTREAM_SKEW_MS
+    since = _earliest_send(line, p.sub)
+    if _refusal_in_doubt(line, record):
+        refused_at = record.transfers[line.key].at_ms
+        if refused_at <= (record.recovered_at_ms or 0):  # a restored refusal (a heard one is dated at the audit)
+            since = max(since, refused_at - LEDGER_SKEW_MS)
+        since = max(since, p.now_ms - LEDGER_MAX_WINDOW_MS + 2 * LEDGER_SKEW_MS)
+    return since
 
 
 def _customer_cap_room(line: FundingInstruction, p: _Plan) -> Decimal | None:
@@ -558,15 +605,14 @@ def _refusable_for_another(line: FundingInstruction, p: _Plan, room: Decimal | N
 
 def _unsettled_or_restored(line: FundingInstruction, record: CustomerRecord) -> bool:
     """Whether a recovered record's ``line`` must be looked for before the cap decides anything: unsettled, or
-    refused before the loss for a cause a retry takes back (the record may be a restored snapshot: the line may
-    have been retried and paid since, and the cap would not count it)."""
-    if _unsettled(line, record):
-        return True
+    refused for a cause a retry takes back before the loss or as the upstream heard it (``may_have_been_taken_back``:
+    the line may have been retried and paid since, and the cap would not count it)."""
+    return _unsettled(line, record) or _refusal_in_doubt(line, record)
+
+
+def _refusal_in_doubt(line: FundingInstruction, record: CustomerRecord) -> bool:
     entry = record.transfers.get(line.key)
-    recovered = record.recovered_at_ms
-    return (
-        entry is not None and recovered is not None and entry.at_ms <= recovered and refusal_cause(entry) in REDECIDABLE
-    )
+    return entry is not None and may_have_been_taken_back(entry, record.recovered_at_ms)
 
 
 def _unsettled(line: FundingInstruction, record: CustomerRecord) -> bool:

@@ -26,9 +26,11 @@ from handlers import steps
 from handlers.records import CustomerRecord, TransferPurpose, TransferRecord, TransferStatus
 
 __all__ = [
+    "HEARD_REFUSAL_NOTE",
     "REDECIDABLE",
     "RefusalCause",
     "daily_cap_reason",
+    "may_have_been_taken_back",
     "redecidable",
     "redecide",
     "refusal_cause",
@@ -113,3 +115,21 @@ def refusal_identity(record: CustomerRecord, key: str) -> str:
     after the ``n``-th retry took a refusal back (a new outcome, so a new event id)."""
     n = record.redecided.get(key, 0)
     return f"{key}:r{n}" if n else key
+
+
+HEARD_REFUSAL_NOTE = "refused before our state was lost, as the upstream heard"
+"""How a refusal recorded from what the upstream heard (``provisioner recover --heard``) begins its note; the
+reason it heard follows after ``": "``."""
+
+
+def may_have_been_taken_back(entry: TransferRecord, recovered_at_ms: int | None) -> bool:
+    """Whether a refused funding line of a record recovered after a loss (``recovered_at_ms``) may have been paid
+    since all the same: refused for a cause a retry takes back, by a record from before the loss (a restored
+    snapshot's) or as the upstream heard it (a retry's payment may not have reached the upstream before the loss).
+    Such a line is looked for in the ledger before the caps decide anything; found nothing, the refusal stands."""
+    if recovered_at_ms is None or entry.client_oid is not None or entry.note is None:
+        return False
+    if entry.note.startswith(HEARD_REFUSAL_NOTE + ": "):
+        heard = entry.model_copy(update={"note": entry.note[len(HEARD_REFUSAL_NOTE) + 2 :]})
+        return refusal_cause(heard) in REDECIDABLE
+    return entry.at_ms <= recovered_at_ms and refusal_cause(entry) in REDECIDABLE

@@ -40,8 +40,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from handlers.records import TransferStatus
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup
 from tests.core.harness import Rig, events_for
@@ -64,11 +62,6 @@ def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, st
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv11: --heard's stale refusal (from before a customer retry) replaces a restored accepted transfer of "
-    "the retry that then executed; the line is recorded refused, never looked for, and a top-up passes the cap",
-)
 def test_a_heard_refusal_replaces_a_restored_retry_that_was_paid(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe", PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000"
@@ -128,12 +121,6 @@ def test_a_heard_refusal_replaces_a_restored_retry_that_was_paid(redis_url: str,
         rig.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv11: after a full loss, --heard's refusal from before a customer retry is recorded as the line's "
-    "outcome though the retry paid it (its completion undelivered at the loss); the line is never looked for and a "
-    "top-up passes the cap",
-)
 def test_a_heard_refusal_hides_a_retry_paid_before_a_full_loss(redis_url: str, key_prefix: str) -> None:
     """The same stale refusal without a rollback: Redis loses everything (a restart without persistence) after A's
     retry was paid and before its ``funding.completed`` was delivered. The record is gone, ``--heard`` holds only A's

@@ -31,8 +31,6 @@ many lines by the per-customer cap); each costs an operator's manual verdict and
 
 from __future__ import annotations
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
@@ -41,11 +39,6 @@ from worker.recovery import declare_republished, recover
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv11: after a rollback a restored per-customer-cap refusal older than the ledger's 31-day span is "
-    "searched from its occurred_at, judged UNDECIDED and blocked for an operator (7e048f4 promised none asked)",
-)
 def test_a_rollback_asks_an_operator_about_a_forty_day_old_cap_refusal(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe")
     try:

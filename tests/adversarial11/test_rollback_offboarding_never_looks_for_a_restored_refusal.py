@@ -27,25 +27,21 @@ stands.
 
 How likely: needs a retried cap refusal, a rollback that loses its undelivered completion and an offboarding after
 the retry; rare. The money is not lost (it is swept back), but the upstream's books say the customer never got it.
-"""
+
+Since the fix the offboarding looks the refusal up; the ledger names orderIds only, so the transfer is tied to A by
+elimination and an operator is asked (shown the order); the on-call's verdict tells the upstream."""
 
 from __future__ import annotations
-
-import pytest
 
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
+from worker.provisioning.operator import settle_transfer
 from worker.recovery import declare_republished, recover
 
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv11: offboarding after a rollback never looks for a restored cap refusal retried and paid since; its "
-    "payment is swept back and the upstream never hears funding.completed (its last word stays funding.refused)",
-)
 def test_offboarding_after_a_rollback_never_tells_a_retried_refusal_paid(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe", PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000"
@@ -88,6 +84,15 @@ def test_offboarding_after_a_rollback_never_tells_a_retried_refusal_paid(redis_u
                 rig.clock.advance_ms(600_000)
             record = app.store.load(ref_x)
             assert record is not None and record.closed_at_ms is not None, "X is offboarded and closed"
+            step = "fund:ob-x-topup-a#0"
+            # found by elimination only (the ledger names orderIds): the refusal may stand for another line's
+            # transfer, so an operator is asked, shown the transfer; the on-call checks with KuCoin: it is A's
+            assert step in record.blocked and record.blocked[step].manual, record.blocked
+            order_id = paid_to(rig, uid_x)[0]["orderId"]
+            assert order_id in record.blocked[step].reason
+            settle_transfer(app, ref_x, step, committed=True, order_id=order_id, who="oncall", note="KuCoin: A's")
+            settle_with(rig, app, ref_x)
+            record = app.store.load(ref_x)
             told = [e["key"] for e in outbound_of(app, "funding.completed")]
             lines = {k: (t.status.value, (t.note or "")[:40]) for k, t in record.transfers.items()}
             assert "ob-x-topup-a#0" in told, (

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
@@ -48,11 +46,6 @@ from worker.bootstrap import build_app
 from worker.recovery import declare_republished, recover
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv11: after a rollback a restored cap refusal retried and paid since is no twin of a same-amount line; "
-    "its transfer is tied to that line by elimination and the upstream is told a line paid that never was",
-)
 def test_a_rollback_ties_a_restored_refusals_payment_to_a_late_line(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe")
     try:

@@ -31,6 +31,7 @@ from handlers.records import (
     TransferRecord,
     TransferStatus,
 )
+from handlers.refusals import HEARD_REFUSAL_NOTE
 from handlers.steps import StepId
 from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
@@ -198,7 +199,11 @@ def _heard_decides(outcome: HeardOutcome, held: TransferRecord | None) -> bool:
 
 
 def _heard_note(outcome: HeardOutcome) -> str:
-    note = f"{outcome.verdict} before our state was lost, as the upstream heard"
+    note = (
+        HEARD_REFUSAL_NOTE
+        if outcome.verdict == "refused"
+        else "completed before our state was lost, as the upstream heard"
+    )
     return f"{note}: {outcome.reason}" if outcome.reason else note
 
 

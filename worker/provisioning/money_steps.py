@@ -40,7 +40,15 @@ from handlers.commands import (
     ResolveTransfer,
     Transfer,
 )
-from handlers.daily_cap import DAY_MS, LEDGER_SKEW_MS, days_between, may_have_refused, reservation_day, utc_day
+from handlers.daily_cap import (
+    DAY_MS,
+    LEDGER_MAX_WINDOW_MS,
+    LEDGER_SKEW_MS,
+    days_between,
+    may_have_refused,
+    reservation_day,
+    utc_day,
+)
 from handlers.journal import JournalAction
 from handlers.planner import MAX_ATTEMPTS
 from handlers.records import (
@@ -75,7 +83,6 @@ __all__ = [
     "transfer",
 ]
 
-LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
 """Beyond this the ledger is not searched (a page per day of it): an operator decides."""
 MAX_ORDER_LOOKUPS = 300
 """Transfers looked up to attribute ledger entries, at most, per run (the next run goes on from what was read)."""
