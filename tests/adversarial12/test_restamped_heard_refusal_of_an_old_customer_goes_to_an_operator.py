@@ -50,7 +50,7 @@ def _restamped(rig: Rig, event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "occurred_at": now}
 
 
-@pytest.mark.xfail(strict=True, reason="adv12: a re-stamped refusal in doubt is searched from the sub-account's creation")
+@pytest.mark.xfail(strict=True, reason="adv12: a re-stamped refusal in doubt is searched from the sub-account creation")
 def test_a_restamped_heard_cap_refusal_of_an_old_customer_is_not_put_to_an_operator(
     redis_url: str, key_prefix: str
 ) -> None:
