@@ -541,6 +541,16 @@ def _refusal_to_look_for(line: FundingInstruction, p: _Plan) -> bool:
     )
 
 
+def _send_search_since(line: FundingInstruction, p: _Plan) -> int:
+    """From when a recovered line's send searches the ledger first: its earliest possible send, but no further back
+    than the ledger can show where the line was looked for already since the loss (a refusal in doubt is searched
+    within that window: a retry older than it was long since told to the upstream)."""
+    since = _earliest_send(line, p.sub)
+    if _looked(line, p.record, p.policy):
+        since = max(since, p.now_ms - LEDGER_MAX_WINDOW_MS + 2 * LEDGER_SKEW_MS)
+    return since
+
+
 def _look_before_offboarding(p: _Plan, line: FundingInstruction, stage: str) -> Step:
     """Look ``line`` (refused, perhaps paid since by a retry) up in the ledger once what was sent before the loss
     shows there and the re-publication allows a judgement; ``stage`` words the wait."""
@@ -561,9 +571,8 @@ def _look_since(line: FundingInstruction, p: _Plan) -> int:
     it, within what the ledger can still show: searched from the refusal, at most the ledger's window back (a retry
     older than that was long since told to the upstream)."""
     record = p.record
-    if _stamped_after_loss(line, record):
-        return p.sub.created_at_ms - UPSTREAM_SKEW_MS
-    since = _earliest_send(line, p.sub)
+    after_loss = _stamped_after_loss(line, record)
+    since = p.sub.created_at_ms - UPSTREAM_SKEW_MS if after_loss else _earliest_send(line, p.sub)
     if _refusal_in_doubt(line, record):
         refused_at = record.transfers[line.key].at_ms
         if refused_at <= (record.recovered_at_ms or 0):  # a restored refusal (a heard one is dated at the audit)
@@ -722,7 +731,7 @@ def _transfer(p: _Plan, line: FundingInstruction, attempt: int) -> Transfer:
         sub_wallet=policy.sub_wallet,
         broker_wallet=policy.broker_wallet,
         evidence_first=recovered,
-        since_ms=_earliest_send(line, sub) if recovered else None,
+        since_ms=_send_search_since(line, p) if recovered else None,
         operator_unsent=unsent,
         earlier_send_ms=earlier,
         twins=_twins(line, p) if lost else 0,

@@ -54,6 +54,10 @@ REDECIDABLE = frozenset(
 )
 """Causes a setting (or the next UTC day) fixes: a retry decides such a line again."""
 
+HEARD_REFUSAL_NOTE = "refused before our state was lost, as the upstream heard"
+"""How a refusal recorded from what the upstream heard (``provisioner recover --heard``) begins its note; the
+reason it heard follows after ``": "``."""
+
 _PREFIXES = (
     ("no per-customer funding cap is configured for ", RefusalCause.NO_CUSTOMER_CAP),
     ("per-customer cap of ", RefusalCause.CUSTOMER_CAP),
@@ -80,7 +84,8 @@ def refusal_cause(entry: TransferRecord) -> RefusalCause:
         return RefusalCause.OTHER
     if entry.client_oid is not None or entry.note is None:
         return RefusalCause.OTHER
-    return next((cause for prefix, cause in _PREFIXES if entry.note.startswith(prefix)), RefusalCause.OTHER)
+    note = entry.note.removeprefix(HEARD_REFUSAL_NOTE + ": ")  # as the upstream heard it: the same cause
+    return next((cause for prefix, cause in _PREFIXES if note.startswith(prefix)), RefusalCause.OTHER)
 
 
 def redecidable(record: CustomerRecord) -> list[str]:
@@ -117,11 +122,6 @@ def refusal_identity(record: CustomerRecord, key: str) -> str:
     return f"{key}:r{n}" if n else key
 
 
-HEARD_REFUSAL_NOTE = "refused before our state was lost, as the upstream heard"
-"""How a refusal recorded from what the upstream heard (``provisioner recover --heard``) begins its note; the
-reason it heard follows after ``": "``."""
-
-
 def may_have_been_taken_back(entry: TransferRecord, recovered_at_ms: int | None) -> bool:
     """Whether a refused funding line of a record recovered after a loss (``recovered_at_ms``) may have been paid
     since all the same: refused for a cause a retry takes back, by a record from before the loss (a restored
@@ -129,7 +129,6 @@ def may_have_been_taken_back(entry: TransferRecord, recovered_at_ms: int | None)
     Such a line is looked for in the ledger before the caps decide anything; found nothing, the refusal stands."""
     if recovered_at_ms is None or entry.client_oid is not None or entry.note is None:
         return False
-    if entry.note.startswith(HEARD_REFUSAL_NOTE + ": "):
-        heard = entry.model_copy(update={"note": entry.note[len(HEARD_REFUSAL_NOTE) + 2 :]})
-        return refusal_cause(heard) in REDECIDABLE
-    return entry.at_ms <= recovered_at_ms and refusal_cause(entry) in REDECIDABLE
+    if refusal_cause(entry) not in REDECIDABLE:
+        return False
+    return entry.note.startswith(HEARD_REFUSAL_NOTE) or entry.at_ms <= recovered_at_ms

@@ -31,8 +31,6 @@ is not lost, but customers the operator means to fund are not, silently (the ret
 
 from __future__ import annotations
 
-import pytest
-
 from handlers.records import TransferStatus
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup
 from tests.core.harness import Rig, events_for
@@ -43,7 +41,6 @@ from worker.recovery import declare_republished, recover
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(strict=True, reason="adv12: a heard daily-cap refusal is never taken back by customer retry")
 def test_a_heard_daily_cap_refusal_is_retried_the_next_day(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe", PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000"

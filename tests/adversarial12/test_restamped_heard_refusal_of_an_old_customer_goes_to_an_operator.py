@@ -34,8 +34,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
@@ -50,7 +48,6 @@ def _restamped(rig: Rig, event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "occurred_at": now}
 
 
-@pytest.mark.xfail(strict=True, reason="adv12: a re-stamped refusal in doubt is searched from the sub-account creation")
 def test_a_restamped_heard_cap_refusal_of_an_old_customer_is_not_put_to_an_operator(
     redis_url: str, key_prefix: str
 ) -> None:
