@@ -4,10 +4,11 @@ the same window (``_send_search_since``). A retry that paid the line more than 3
 before both windows: the look answers "not found" (not "cannot tell"), the refusal stands unasked, and the next
 ``customer retry`` sends the line again.
 
-Scenario: ``accept`` (the exchange executes a repeated clientOid; with dedupe the repeat is caught), daily cap 1000 USDT. Day 0: W paid 900; X's line A (600) refused by the daily cap; Redis
-snapshotted (a backup). Day 1: ``customer retry`` for X pays A (600). Day 36: Redis restored from the day-0
-backup (a rollback); ``provisioner recover`` without ``--heard`` (not known); X re-published, declared. A (a
-restored cap refusal) is looked for from day 5 on: not found, it stands. The on-call runs ``customer retry``.
+Scenario: ``accept`` (the exchange executes a repeated clientOid; with dedupe the repeat is caught), daily cap
+1000 USDT. Day 0: W paid 900; X's line A (600) refused by the daily cap; Redis snapshotted (a backup).
+Day 1: ``customer retry`` for X pays A (600). Day 36: Redis restored from the day-0 backup (a rollback);
+``provisioner recover`` without ``--heard`` (not known); X re-published, declared. A (a restored cap refusal)
+is looked for from day 5 on: not found, it stands. The on-call runs ``customer retry``.
 
 What happens: A is decided again, its send searches the ledger from day 5 (``_send_search_since``, already
 looked for) and finds nothing: 600 is paid a second time (1200 for a 600 line).
