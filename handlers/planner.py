@@ -541,16 +541,6 @@ def _refusal_to_look_for(line: FundingInstruction, p: _Plan) -> bool:
     )
 
 
-def _send_search_since(line: FundingInstruction, p: _Plan) -> int:
-    """From when a recovered line's send searches the ledger first: its earliest possible send, but no further back
-    than the ledger can show where the line was looked for already since the loss (a refusal in doubt is searched
-    within that window: a retry older than it was long since told to the upstream)."""
-    since = _earliest_send(line, p.sub)
-    if _looked(line, p.record, p.policy):
-        since = max(since, p.now_ms - LEDGER_MAX_WINDOW_MS + 2 * LEDGER_SKEW_MS)
-    return since
-
-
 def _look_before_offboarding(p: _Plan, line: FundingInstruction, stage: str) -> Step:
     """Look ``line`` (refused, perhaps paid since by a retry) up in the ledger once what was sent before the loss
     shows there and the re-publication allows a judgement; ``stage`` words the wait."""
@@ -731,7 +721,7 @@ def _transfer(p: _Plan, line: FundingInstruction, attempt: int) -> Transfer:
         sub_wallet=policy.sub_wallet,
         broker_wallet=policy.broker_wallet,
         evidence_first=recovered,
-        since_ms=_send_search_since(line, p) if recovered else None,
+        since_ms=_earliest_send(line, sub) if recovered else None,
         operator_unsent=unsent,
         earlier_send_ms=earlier,
         twins=_twins(line, p) if lost else 0,

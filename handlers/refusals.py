@@ -35,6 +35,7 @@ __all__ = [
     "redecide",
     "refusal_cause",
     "refusal_identity",
+    "retryable_reason",
 ]
 
 
@@ -132,3 +133,9 @@ def may_have_been_taken_back(entry: TransferRecord, recovered_at_ms: int | None)
     if refusal_cause(entry) not in REDECIDABLE:
         return False
     return entry.note.startswith(HEARD_REFUSAL_NOTE) or entry.at_ms <= recovered_at_ms
+
+
+def retryable_reason(reason: str | None) -> bool:
+    """Whether a refusal worded ``reason`` (as told to the upstream) is one a retry may take back: a cap's."""
+    text = (reason or "").removeprefix(HEARD_REFUSAL_NOTE + ": ")
+    return any(text.startswith(prefix) and cause in REDECIDABLE for prefix, cause in _PREFIXES)

@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from handlers.refusals import retryable_reason
 from worker.store.keys import Keys
 
 __all__ = [
@@ -80,7 +81,7 @@ class HeardOutcome:
 def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "event") -> list[HeardOutcome]:
     """The funding outcomes among outbound events (others are skipped). Raises ``HeardError`` naming the event
     (``where`` and its position) and the missing or malformed field. A line heard both ways keeps its completion
-    (money moved wins over a refusal: never paid again)."""
+    (money moved wins over a refusal: never paid again); heard refused twice, a final refusal wins over a cap's."""
     found: dict[tuple[str, str], HeardOutcome] = {}
     for number, event in enumerate(events, start=1):
         if not isinstance(event, Mapping):
@@ -110,9 +111,16 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
             occurred_at=_text(event.get("occurred_at")),
         )
         ident = (outcome.customer_ref, outcome.key)
-        if ident not in found or verdict == "completed":
+        held = found.get(ident)
+        if held is None or verdict == "completed" or (held.verdict == "refused" and _overrides(outcome, held)):
             found[ident] = outcome
     return list(found.values())
+
+
+def _overrides(refusal: HeardOutcome, held: HeardOutcome) -> bool:
+    """Of two refusals heard for one line, a final one (an operator's, the offboarding's) wins over one a retry may
+    take back (a cap's): the line was retried, then refused for good."""
+    return retryable_reason(held.reason) and not retryable_reason(refusal.reason)
 
 
 def read_heard(path: Path) -> list[HeardOutcome]:

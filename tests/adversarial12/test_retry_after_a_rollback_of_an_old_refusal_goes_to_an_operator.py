@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
+
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
@@ -42,6 +44,11 @@ from worker.recovery import declare_republished, recover
 DAY_MS = 86_400_000
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="adv12: a retried refusal older than the ledger's window goes to an operator (a clamped search paid twice:"
+    " adv13)",
+)
 def test_retrying_an_old_cap_refusal_after_a_rollback_sends_it(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="accept", PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000"

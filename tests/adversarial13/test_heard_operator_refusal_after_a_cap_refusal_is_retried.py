@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import contextlib
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, set_faults, topup
 from tests.core.harness import Rig, events_for
@@ -46,7 +44,6 @@ from worker.recovery import declare_republished, recover
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(strict=True, reason="adv13: an operator's heard refusal after a cap refusal is retried and paid")
 def test_heard_operator_refusal_after_a_cap_refusal_is_retried(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url,

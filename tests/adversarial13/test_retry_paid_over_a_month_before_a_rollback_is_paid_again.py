@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import contextlib
 
-import pytest
-
 from sandbox.config import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
 from tests.core.harness import Rig, events_for
@@ -46,7 +44,6 @@ from worker.recovery import declare_republished, recover
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(strict=True, reason="adv13: a retry paid >31 days before a rollback is paid again")
 def test_retry_paid_over_a_month_before_a_rollback_is_paid_again(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url,

@@ -12,12 +12,14 @@ from handlers.desired import fold
 from handlers.planner import ADOPTED_REASON, OFFBOARDED_REASON, plan
 from handlers.records import Blocked, TransferPurpose, TransferRecord, TransferStatus
 from handlers.refusals import (
+    HEARD_REFUSAL_NOTE,
     RefusalCause,
     daily_cap_reason,
     redecidable,
     redecide,
     refusal_cause,
     refusal_identity,
+    retryable_reason,
 )
 from tests.handlers.factory import POLICY, approved, created, funded, with_sub
 
@@ -105,3 +107,10 @@ def test_a_line_with_a_transfer_in_doubt_or_blocked_is_left_alone() -> None:
     assert redecidable(record) == []
     assert redecidable(with_sub(transfers={"e-kyc#0": entry})) == ["e-kyc#0"]
     assert redecidable(with_sub(transfers={"e-kyc#0": entry}, closed_at_ms=5)) == []
+
+
+def test_only_a_caps_refusal_reads_as_retryable_as_told_or_as_heard() -> None:
+    cap = "the Special Account's daily cap of 1000 USDT would be exceeded (used 900)"
+    assert retryable_reason(cap) and retryable_reason(f"{HEARD_REFUSAL_NOTE}: {cap}")
+    assert not retryable_reason("the customer was offboarded before this line was funded")
+    assert not retryable_reason("refused by an operator: oncall") and not retryable_reason(None)
