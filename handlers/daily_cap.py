@@ -15,6 +15,7 @@ from handlers.records import TransferPurpose, TransferRecord, TransferStatus
 
 __all__ = [
     "DAY_MS",
+    "LEDGER_MAX_WINDOW_MS",
     "LEDGER_SKEW_MS",
     "days_between",
     "listed_by_ledger",
@@ -26,7 +27,8 @@ __all__ = [
 DAY_MS = 86_400_000
 
 LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
-"""How far back the Special Account's ledger can be searched (KuCoin: 31 days)."""
+"""How far back the Special Account's ledger can be searched (KuCoin: 31 days, a page per day of it): a search
+that would start earlier is not made; an operator decides."""
 
 LEDGER_SKEW_MS = 15_000
 """Ledger entries are looked for from this long before our first send: KuCoin refuses a request signed more than

@@ -257,14 +257,7 @@ def _offboard(p: _Plan) -> Step:
             if _may_have_been_paid(line, p) and not _looked(line, record, policy):
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
-                assert record.recovered_at_ms is not None
-                settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
-                if p.now_ms < settled_at:
-                    p.wake(settled_at)
-                    return p.idle("offboarding: waiting for transfers sent before the state loss to show")
-                if _awaits_republication(line, p):
-                    return p.idle(f"offboarding: {_await_republication(line)}")
-                return _look_for(p, line)
+                return _look_before_offboarding(p, line, "offboarding")
             return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
     confirm = _confirm(p)
     if confirm is not None:
@@ -334,14 +327,7 @@ def _late_lines(p: _Plan) -> Step:
             continue
         if not _may_have_been_paid(line, p) or _looked(line, record, policy):
             return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
-        assert record.recovered_at_ms is not None
-        settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
-        if p.now_ms < settled_at:
-            p.wake(settled_at)
-            return p.idle("closed: waiting for transfers sent before the state loss to show")
-        if _awaits_republication(line, p):
-            return p.idle(f"closed: {_await_republication(line)}")
-        return _look_for(p, line)
+        return _look_before_offboarding(p, line, "closed")
     return _confirm(p) or p.idle("closed")
 
 
@@ -400,12 +386,19 @@ def _twins(line: FundingInstruction, p: _Plan) -> int:
         1
         for other in p.desired.funding
         if other.key != line.key
-        and (other.key not in p.record.transfers or _refusal_in_doubt(other, p.record))
-        and not (_refusal_in_doubt(other, p.record) and _looked(other, p.record, p.policy))
+        and _unknown_to_record(other, p)
         and other.currency == line.currency
         and other.amount == line.amount
         and _maybe_lost(other, p)
     )
+
+
+def _unknown_to_record(line: FundingInstruction, p: _Plan) -> bool:
+    """Whether our record does not know yet what became of ``line``: no transfer recorded, or a refusal in doubt
+    not looked for yet (a retry may have paid it)."""
+    if _refusal_in_doubt(line, p.record):
+        return not _looked(line, p.record, p.policy)
+    return line.key not in p.record.transfers
 
 
 def _attempts_spent_reason(attempts: int) -> str:
@@ -544,9 +537,8 @@ def _refusal_to_look_for(line: FundingInstruction, p: _Plan) -> bool:
 def _look_before_offboarding(p: _Plan, line: FundingInstruction, stage: str) -> Step:
     """Look ``line`` (refused, perhaps paid since by a retry) up in the ledger once what was sent before the loss
     shows there and the re-publication allows a judgement; ``stage`` words the wait."""
-    record, policy = p.record, p.policy
-    assert record.recovered_at_ms is not None
-    settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+    assert p.record.recovered_at_ms is not None
+    settled_at = p.record.recovered_at_ms + p.policy.transfer_settled_ms
     if p.now_ms < settled_at:
         p.wake(settled_at)
         return p.idle(f"{stage}: waiting for transfers sent before the state loss to show")
@@ -629,7 +621,7 @@ def _funding(p: _Plan) -> Step | None:
     in_doubt = record.in_doubt()
     awaiting: set[str] = set()
     if record.recovered_at_ms is not None:
-        settled_at = record.recovered_at_ms + (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
+        settled_at = record.recovered_at_ms + policy.transfer_settled_ms
         if p.now_ms < settled_at and any(_unsettled_or_restored(line, record) for line in desired.funding):
             p.waiting.append("funding waits for transfers sent before the state loss to show on the exchange")
             p.wake(settled_at)

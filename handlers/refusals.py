@@ -85,8 +85,13 @@ def refusal_cause(entry: TransferRecord) -> RefusalCause:
         return RefusalCause.OTHER
     if entry.client_oid is not None or entry.note is None:
         return RefusalCause.OTHER
-    note = entry.note.removeprefix(HEARD_REFUSAL_NOTE + ": ")  # as the upstream heard it: the same cause
-    return next((cause for prefix, cause in _PREFIXES if note.startswith(prefix)), RefusalCause.OTHER)
+    return _cause_of(entry.note)
+
+
+def _cause_of(reason: str) -> RefusalCause:
+    """The cause a refusal's wording names, as we told it or as the upstream heard it (``HEARD_REFUSAL_NOTE``)."""
+    text = reason.removeprefix(HEARD_REFUSAL_NOTE + ": ")
+    return next((cause for prefix, cause in _PREFIXES if text.startswith(prefix)), RefusalCause.OTHER)
 
 
 def redecidable(record: CustomerRecord) -> list[str]:
@@ -128,14 +133,11 @@ def may_have_been_taken_back(entry: TransferRecord, recovered_at_ms: int | None)
     since all the same: refused for a cause a retry takes back, by a record from before the loss (a restored
     snapshot's) or as the upstream heard it (a retry's payment may not have reached the upstream before the loss).
     Such a line is looked for in the ledger before the caps decide anything; found nothing, the refusal stands."""
-    if recovered_at_ms is None or entry.client_oid is not None or entry.note is None:
+    if recovered_at_ms is None or refusal_cause(entry) not in REDECIDABLE:
         return False
-    if refusal_cause(entry) not in REDECIDABLE:
-        return False
-    return entry.note.startswith(HEARD_REFUSAL_NOTE) or entry.at_ms <= recovered_at_ms
+    return (entry.note or "").startswith(HEARD_REFUSAL_NOTE) or entry.at_ms <= recovered_at_ms
 
 
 def retryable_reason(reason: str | None) -> bool:
     """Whether a refusal worded ``reason`` (as told to the upstream) is one a retry may take back: a cap's."""
-    text = (reason or "").removeprefix(HEARD_REFUSAL_NOTE + ": ")
-    return any(text.startswith(prefix) and cause in REDECIDABLE for prefix, cause in _PREFIXES)
+    return _cause_of(reason or "") in REDECIDABLE

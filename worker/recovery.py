@@ -252,15 +252,8 @@ def _refuse_ours(app: App, adoptions: list[Adoption], by_uid: dict[str, str]) ->
 def _held_uids(app: App) -> dict[str, str]:
     """Sub-account uid → the customer reference whose record holds it."""
     refs = [str(r) for r in app.redis.zrange(app.keys.customers, 0, -1)]
-    held: dict[str, str] = {}
-    for start in range(0, len(refs), _INDEX_CHUNK):
-        chunk = refs[start : start + _INDEX_CHUNK]
-        for ref, raw in zip(chunk, app.redis.mget([app.keys.record(r) for r in chunk]), strict=True):
-            if raw:
-                record = CustomerRecord.model_validate_json(raw)
-                if record.sub_account is not None:
-                    held[record.sub_account.uid] = ref
-    return held
+    records = app.store.load_many(refs, chunk=_INDEX_CHUNK)
+    return {record.sub_account.uid: ref for ref, record in records.items() if record.sub_account is not None}
 
 
 def seed_daily_caps(app: App, *, sound: bool = False) -> dict[str, str]:
@@ -270,14 +263,13 @@ def seed_daily_caps(app: App, *, sound: bool = False) -> dict[str, str]:
     before the last loss (``FundingLedger.reseed_due``) lets funding lines be decided again. Returns what was
     seeded."""
     now_ms = int(app.clock() * 1000)
-    listed_before = now_ms - app.policy.transfer_settled_ms - LEDGER_SKEW_MS
     seeded = seed_caps_from_ledger(
         app.exchange.assets,
         app.ledger,
         app.store,
         app.settings.currencies,
         now_ms,
-        listed_before_ms=listed_before,
+        settled_ms=app.policy.transfer_settled_ms,
         sound=sound,
     )
     app.ledger.mark_reseeded(read_at_ms=now_ms)

@@ -40,18 +40,20 @@ def seed_caps_from_ledger(
     currencies: Iterable[str],
     now_ms: int,
     *,
-    listed_before_ms: int,
+    settled_ms: int,
     sound: bool = False,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> dict[str, str]:
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
     sub-accounts, listed up to ``now_ms``): each day counts at least what the ledger shows moved plus the
     reservations of lines our records do not show in the read (``listed_by_ledger``: named by an entry, or
-    committed by ``listed_before_ms``, the read's time less the ledger's lag). ``sound``: our state was not lost
+    committed ``settled_ms`` — how long after a send the ledger surely lists it — and the skew before the read).
+    ``sound``: our state was not lost
     (an adoption): the day's reservations are our own record of what it paid and will pay, so it keeps the larger
     of its count and the ledger's. Returns ``YYYYMMDD:currency`` → the day's use, for the days the ledger shows
     something moved."""
     yesterday = (now_ms // DAY_MS - 1) * DAY_MS
+    listed_before_ms = now_ms - settled_ms - LEDGER_SKEW_MS
     seeded: dict[str, str] = {}
     for day, first_ms, last_ms in days_between(yesterday, now_ms):
         moved: dict[str, Decimal] = {}
@@ -116,14 +118,13 @@ def seed_daily_caps(cmd: SeedDailyCaps, ctx: StepContext) -> None:
     were (for every customer), journalled on the customer whose line asked first."""
     s = ctx.services
     read_at = ctx.now_ms()
-    listed_before = read_at - s.policy.transfer_settled_ms - LEDGER_SKEW_MS
     seeded = seed_caps_from_ledger(
         ctx.exchange.assets,
         s.ledger,
         s.store,
         s.daily_caps,
         read_at,
-        listed_before_ms=listed_before,
+        settled_ms=s.policy.transfer_settled_ms,
         heartbeat=ctx.heartbeat,
     )
     counted = s.ledger.mark_reseeded(read_at_ms=read_at)

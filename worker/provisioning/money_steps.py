@@ -83,7 +83,6 @@ __all__ = [
     "transfer",
 ]
 
-"""Beyond this the ledger is not searched (a page per day of it): an operator decides."""
 MAX_ORDER_LOOKUPS = 300
 """Transfers looked up to attribute ledger entries, at most, per run (the next run goes on from what was read)."""
 MAX_CONFIRM_POLL_MS = 10 * 60_000
