@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -91,3 +92,26 @@ def onboard_with_a_key(rig: Rig, customer: str) -> tuple[str, str]:
 
 def set_faults(rig: Rig, endpoint: str, **rates: float) -> None:
     rig.exchange.update_config({"faults": {"per_endpoint": {endpoint: rates}}})
+
+
+def snapshot_state(rig: Rig) -> dict[str, Any]:
+    """Every key of the rig's prefix as Redis ``DUMP``s it: what a backup of this moment would restore."""
+    r = rig.app.redis
+    return {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+
+
+def restore_state(rig: Rig, snapshot: dict[str, Any]) -> None:
+    """Redis rolled back to ``snapshot``: the prefix's keys deleted, the snapshot's restored."""
+    r = rig.app.redis
+    for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
+        r.delete(k)
+    for k, value in snapshot.items():
+        r.restore(k, 0, value, replace=True)
+
+
+def stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, str]]) -> dict[str, Any]:
+    """A top-up of ``customer`` whose ``occurred_at`` is the rig's present (``topup`` stamps a fixed minute)."""
+    return {
+        **topup(customer, name, 0, funding),
+        "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

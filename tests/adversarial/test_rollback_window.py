@@ -5,7 +5,7 @@ AOF on a host crash, which ``worker.store.epoch`` says it detects) goes unnotice
 from __future__ import annotations
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, paid_to, restore_state, topup
 from tests.core.harness import Rig
 from tests.core.test_lost_state import second_host, settle_with
 from worker.store.epoch import StateLost
@@ -25,10 +25,7 @@ def test_losing_the_last_second_of_writes_is_not_detected_and_pays_twice(redis_u
         assert len(paid_to(rig, uid)) == 1
 
         # the host dies: Redis restarts from an AOF missing its last second; the worker restarts on the same host
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)
         app = second_host(rig, same_host=True)
         try:
             try:

@@ -34,28 +34,23 @@ recovery without ``--heard``: rare, but silent and it moves money past a cap.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    restore_state,
+    snapshot_state,
+    stamped_now,
+    topup,
+)
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.intake import Accepted
 from worker.recovery import declare_republished, recover
 
 DAY_MS = 86_400_000
-
-
-def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, str]]) -> dict[str, Any]:
-    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
-    return {
-        "id": f"{slug}-{name}",
-        "type": "customer.funding_requested",
-        "customer_id": customer,
-        "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
-    }
 
 
 def test_a_rollback_restores_a_cap_refusal_that_a_retry_took_back_and_paid(redis_url: str, key_prefix: str) -> None:
@@ -76,8 +71,7 @@ def test_a_rollback_restores_a_cap_refusal_that_a_retry_took_back_and_paid(redis
             ("rb-cap-x-topup-a#0", "the Special Account's daily cap of")
         ]
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.clock.advance_ms(DAY_MS)  # the next UTC day: the daily cap has room again
         rig.run(ref_x, retry_blocked=True)  # `provisioner customer retry`: A is re-decided
         rig.settle(ref_x)
@@ -85,10 +79,7 @@ def test_a_rollback_restores_a_cap_refusal_that_a_retry_took_back_and_paid(redis
         assert "rb-cap-x-topup-a#0" in [e["key"] for e in outbound_of(rig, "funding.completed")]
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")
@@ -100,7 +91,7 @@ def test_a_rollback_restores_a_cap_refusal_that_a_retry_took_back_and_paid(redis
             declare_republished(app)
             settle_with(rig, app, ref_x)
             rig.clock.advance_ms(DAY_MS)  # day D+2: the daily cap is not what stops B
-            assert isinstance(app.intake.accept(_stamped_now(rig, "rb-cap-x", "topup-b", [("USDT", "600")])), Accepted)
+            assert isinstance(app.intake.accept(stamped_now(rig, "rb-cap-x", "topup-b", [("USDT", "600")])), Accepted)
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)

@@ -36,12 +36,18 @@ rollback must lose the completion before delivery. Rare, silent, and it moves mo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from handlers.records import TransferStatus
-from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound,
+    paid_to,
+    restore_state,
+    snapshot_state,
+    stamped_now,
+    topup,
+)
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.heard import outcomes_from_events
@@ -49,17 +55,6 @@ from worker.intake import Accepted
 from worker.recovery import declare_republished, recover
 
 DAY_MS = 86_400_000
-
-
-def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, str]]) -> dict[str, Any]:
-    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
-    return {
-        "id": f"{slug}-{name}",
-        "type": "customer.funding_requested",
-        "customer_id": customer,
-        "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
-    }
 
 
 def test_a_heard_refusal_replaces_a_restored_retry_that_was_paid(redis_url: str, key_prefix: str) -> None:
@@ -84,17 +79,13 @@ def test_a_heard_refusal_replaces_a_restored_retry_that_was_paid(redis_url: str,
         rig.run(ref_x, retry_blocked=True)  # `provisioner customer retry`: A is re-decided and sent
         held = rig.record(ref_x).transfers["hr-x-topup-a#0"]
         assert held.status is TransferStatus.ACCEPTED, held
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.settle(ref_x)
         assert [t["amount"] for t in paid_to(rig, uid_x)] == ["600"]
         assert rig.record(ref_x).transfers["hr-x-topup-a#0"].status is TransferStatus.COMMITTED
         rig.app.state.check()
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored; A's completion undelivered
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored; A's completion undelivered
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot", heard=outcomes_from_events(received))
@@ -106,7 +97,7 @@ def test_a_heard_refusal_replaces_a_restored_retry_that_was_paid(redis_url: str,
             declare_republished(app)
             settle_with(rig, app, ref_x)
             rig.clock.advance_ms(DAY_MS)  # day D+2: the daily cap is not what stops B
-            assert isinstance(app.intake.accept(_stamped_now(rig, "hr-x", "topup-b", [("USDT", "600")])), Accepted)
+            assert isinstance(app.intake.accept(stamped_now(rig, "hr-x", "topup-b", [("USDT", "600")])), Accepted)
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)
@@ -160,7 +151,7 @@ def test_a_heard_refusal_hides_a_retry_paid_before_a_full_loss(redis_url: str, k
             declare_republished(app)
             settle_with(rig, app, ref_x)
             rig.clock.advance_ms(DAY_MS)
-            assert isinstance(app.intake.accept(_stamped_now(rig, "hl-x", "topup-b", [("USDT", "600")])), Accepted)
+            assert isinstance(app.intake.accept(stamped_now(rig, "hl-x", "topup-b", [("USDT", "600")])), Accepted)
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)

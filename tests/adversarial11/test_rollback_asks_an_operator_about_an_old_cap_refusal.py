@@ -31,7 +31,7 @@ many lines by the per-customer cap); each costs an operator's manual verdict and
 
 from __future__ import annotations
 
-from tests.adversarial.helpers import onboard_with_a_key, topup
+from tests.adversarial.helpers import onboard_with_a_key, restore_state, snapshot_state, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.recovery import declare_republished, recover
@@ -52,14 +52,10 @@ def test_a_rollback_asks_an_operator_about_a_forty_day_old_cap_refusal(redis_url
         assert rig.record(ref).transfers["old-x-topup-a#0"].status.value == "refused"
 
         rig.clock.advance_ms(40 * DAY_MS)
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         onboard_with_a_key(rig, "old-y")  # writes after the snapshot: the restore is a rollback
         rig.app.state.check()
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")

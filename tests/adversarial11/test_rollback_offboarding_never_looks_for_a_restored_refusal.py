@@ -33,7 +33,7 @@ elimination and an operator is asked (shown the order); the on-call's verdict te
 
 from __future__ import annotations
 
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.provisioning.operator import settle_transfer
@@ -56,8 +56,7 @@ def test_offboarding_after_a_rollback_never_tells_a_retried_refusal_paid(redis_u
         rig.settle(ref_x)
         assert [e["key"] for e in outbound_of(rig, "funding.refused")] == ["ob-x-topup-a#0"]
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.clock.advance_ms(DAY_MS)
         rig.run(ref_x, retry_blocked=True)  # `provisioner customer retry`: A is re-decided and paid
         rig.settle(ref_x)
@@ -66,10 +65,7 @@ def test_offboarding_after_a_rollback_never_tells_a_retried_refusal_paid(redis_u
         offboard = {**ev["offboard"], "occurred_at": "2026-11-19T10:30:00Z"}
         rig.app.state.check()
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored: A's completion undelivered
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored: A's completion undelivered
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")

@@ -39,7 +39,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup, total
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    restore_state,
+    snapshot_state,
+    topup,
+    total,
+)
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.bootstrap import build_app
@@ -59,8 +67,7 @@ def test_a_rollback_ties_a_restored_refusals_payment_to_a_late_line(redis_url: s
         rig.settle(ref)
         assert [e["key"] for e in outbound_of(rig, "funding.refused")] == ["rb-twin-x-topup-r#0"]
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         raised = rig.settings.model_copy(
             update={"funding_cap_per_customer": {**rig.settings.funding_cap_per_customer, "USDT": Decimal(5000)}}
         )
@@ -74,10 +81,7 @@ def test_a_rollback_ties_a_restored_refusals_payment_to_a_late_line(redis_url: s
         assert sorted(e["key"] for e in heard) == ["rb-twin-x-topup-p#0", "rb-twin-x-topup-r#0"]
         rig.app.state.check()
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")

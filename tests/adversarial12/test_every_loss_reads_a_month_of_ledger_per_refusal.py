@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.adversarial.helpers import onboard_with_a_key, topup
+from tests.adversarial.helpers import onboard_with_a_key, restore_state, snapshot_state, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.recovery import declare_republished, recover
@@ -62,14 +62,10 @@ def test_a_loss_reads_the_ledger_once_per_refusal(redis_url: str, key_prefix: st
         assert len(refused) == 10
 
         rig.clock.advance_ms(40 * DAY_MS)
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         onboard_with_a_key(rig, "pf-y")  # writes after the snapshot: the restore is a rollback
         rig.app.state.check()
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)
         before = _ledger_requests(rig)
         app = second_host(rig, same_host=True)
         try:

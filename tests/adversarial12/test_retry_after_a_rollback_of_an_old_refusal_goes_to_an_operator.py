@@ -35,7 +35,7 @@ import contextlib
 
 import pytest
 
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.provisioning.reconciler import StepsBlocked
@@ -64,14 +64,10 @@ def test_retrying_an_old_cap_refusal_after_a_rollback_sends_it(redis_url: str, k
         assert rig.record(ref_x).transfers["or-x-topup-a#0"].status.value == "refused"
 
         rig.clock.advance_ms(40 * DAY_MS)
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         onboard_with_a_key(rig, "or-y")  # writes after the snapshot: the restore is a rollback
         rig.app.state.check()
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 
 from sandbox.config import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.provisioning.reconciler import StepsBlocked
@@ -61,8 +61,7 @@ def test_retry_paid_over_a_month_before_a_rollback_is_paid_again(redis_url: str,
         rig.publish(line_a)
         rig.settle(ref_x)
         assert rig.record(ref_x).transfers["or-x-topup-a#0"].status.value == "refused"
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
 
         rig.clock.advance_ms(DAY_MS)
         with contextlib.suppress(StepsBlocked):
@@ -73,10 +72,7 @@ def test_retry_paid_over_a_month_before_a_rollback_is_paid_again(redis_url: str,
 
         rig.clock.advance_ms(35 * DAY_MS)
         rig.app.state.check()
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a month-old backup")

@@ -7,7 +7,7 @@ second of writes (``everysec`` AOF, host crash) again goes unnoticed and pays tw
 from __future__ import annotations
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, paid_to
+from tests.adversarial.helpers import onboard_with_a_key, paid_to, restore_state, snapshot_state
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import second_host, settle_with
 from worker.recovery import Adoption, recover
@@ -33,18 +33,14 @@ def test_a_rollback_after_an_adoption_on_the_same_host_goes_unnoticed_and_pays_t
         ev = events_for("after-adoption", funding=(("USDT", "250"),))
         ref = rig.publish(ev["created"])[0]
         rig.settle(ref)  # the sub-account exists
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.publish(ev["kyc"])
         rig.run(ref)  # intent noted (into the unlinked file), transfer sent and paid
         uid = rig.record(ref).sub_account.uid
         assert len(paid_to(rig, uid)) == 1
 
         # the host dies within the second: Redis restarts from an AOF missing its last second; the worker restarts
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)
         app = second_host(rig, same_host=True)
         try:
             try:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    restore_state,
+    set_faults,
+    snapshot_state,
+    topup,
+)
 from tests.core.harness import Rig
 from tests.core.test_lost_state import second_host, settle_with
 from worker.exchange.models import AccountType, Direction
@@ -60,17 +68,13 @@ def test_a_line_paid_after_the_snapshot_is_paid_again_on_the_restored_verdict(re
         assert paid_to(rig, uid) == []
         settle_transfer(rig.app, ref, step, verdict=TransferVerdict.NOT_COMMITTED, who="on-call", note="KuCoin: none")
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.settle(ref)
         assert [t["amount"] for t in paid_to(rig, uid)] == ["250"], "paid on the verdict"
         assert [e["key"] for e in outbound_of(rig, "funding.completed")] == ["rollback-verdict-topup#0"]
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: Redis restored from an older snapshot")

@@ -10,7 +10,7 @@ import contextlib
 
 from handlers.records import TransferStatus
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Rig
 from tests.core.test_lost_state import second_host, settle_with
 from worker.heard import outcomes_from_events
@@ -48,8 +48,7 @@ def test_a_line_refused_after_the_snapshot_is_paid_after_the_rollback_despite_he
         rig.run(ref)
         assert rig.record(ref).transfers[key].status is TransferStatus.ACCEPTED
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         for _ in range(15):  # every attempt FAILS; the on-call replays each dead letter
             rig.settle(ref)
             entry = rig.record(ref).transfers.get(key)
@@ -63,10 +62,7 @@ def test_a_line_refused_after_the_snapshot_is_paid_after_the_rollback_despite_he
         assert paid_to(rig, uid) == []
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         rig.exchange.update_config({"transfer_failure_share": 0.0})
         app = second_host(rig, same_host=True)
         try:

@@ -9,7 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from tests.adversarial.helpers import all_paid, onboard_with_a_key, outbound, topup, total
+from tests.adversarial.helpers import (
+    all_paid,
+    onboard_with_a_key,
+    outbound,
+    restore_state,
+    snapshot_state,
+    topup,
+    total,
+)
 from tests.core.harness import Crash, Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.bootstrap import App
@@ -45,8 +53,7 @@ def test_after_a_rollback_the_re_seed_lets_the_day_pay_past_its_cap(redis_url: s
         assert total(all_paid(rig)) == 0
         assert rig.record(ref_x).pending is not None
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         line_y = topup("rb-seed-y", "topup", 6, [("USDT", "500")])
         rig.publish(line_y)
         rig.transport.crash("POST", "/api/v1/broker/nd/transfer", when="after", nth=2)  # Y paid; we died
@@ -56,10 +63,7 @@ def test_after_a_rollback_the_re_seed_lets_the_day_pay_past_its_cap(redis_url: s
         heard = outbound(rig.app)
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(

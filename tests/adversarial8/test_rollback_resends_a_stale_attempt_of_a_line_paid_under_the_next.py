@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Crash, Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.recovery import declare_republished, recover
@@ -56,8 +56,7 @@ def test_a_rollback_re_sends_the_restored_attempt_of_a_line_paid_under_the_next_
             rig.run(ref_x)
         assert rig.record(ref_x).pending is not None  # intent under attempt 0, nothing sent
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.settle(ref_x)  # the re-send is refused (insufficient balance): blocked
         assert "fund:stale-att-x-topup#0" in rig.record(ref_x).blocked, rig.record(ref_x).blocked
         with rig.exchange.lock:  # the broker tops the Special Account up
@@ -71,10 +70,7 @@ def test_a_rollback_re_sends_the_restored_attempt_of_a_line_paid_under_the_next_
         assert [e["key"] for e in outbound_of(rig, "funding.completed")] == ["stale-att-x-topup#0"]
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")

@@ -13,25 +13,13 @@ from typing import Any
 import pytest
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to
+from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, stamped_now
 from tests.core.harness import Crash, Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
 from worker.intake import Accepted
 from worker.recovery import Adoption, declare_republished, recover
 
 _TRANSFER = "/api/v1/broker/nd/transfer"
-
-
-def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, str]]) -> dict[str, Any]:
-    """A top-up whose ``occurred_at`` is the rig's present (a line asked for now, after any declaration)."""
-    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
-    return {
-        "id": f"{slug}-{name}",
-        "type": "customer.funding_requested",
-        "customer_id": customer,
-        "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
-    }
 
 
 def test_an_adoption_after_an_old_loss_drops_a_live_intent_and_pays_its_line_twice(
@@ -83,9 +71,7 @@ def test_an_adoption_after_an_old_loss_drops_a_live_intent_and_pays_its_line_twi
             record = app.store.load(ref_x)
             assert record is not None and record.sub_account is not None and record.live_keys
             uid_x = record.sub_account.uid
-            assert isinstance(
-                app.intake.accept(_stamped_now(rig, "adopt-live-x", "topup", [("USDT", "400")])), Accepted
-            )
+            assert isinstance(app.intake.accept(stamped_now(rig, "adopt-live-x", "topup", [("USDT", "400")])), Accepted)
             rig.transport.crash("POST", _TRANSFER, when="after")  # paid; the answer is lost
             with pytest.raises(Crash):
                 app.reconciler.run(ref_x)
@@ -168,7 +154,7 @@ def test_an_adoption_after_an_old_loss_drops_a_live_intent_and_offboarding_tells
             record = app.store.load(ref_x)
             assert record is not None and record.sub_account is not None
             uid_x = record.sub_account.uid
-            event = _stamped_now(rig, "adopt-off-x", "topup", [("USDT", "400")])
+            event = stamped_now(rig, "adopt-off-x", "topup", [("USDT", "400")])
             assert isinstance(app.intake.accept(event), Accepted)
             rig.transport.crash("POST", _TRANSFER, when="after")  # paid; the answer is lost
             with pytest.raises(Crash):

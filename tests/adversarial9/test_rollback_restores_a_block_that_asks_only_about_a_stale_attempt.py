@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
+from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Crash, Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.provisioning.operator import settle_transfer
@@ -68,8 +68,7 @@ def test_a_rollback_restores_a_block_whose_not_committed_pays_a_line_paid_under_
         assert block is not None and block.manual, rig.record(ref_x).blocked
         assert paid_to(rig, uid_x) == []
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         settle_transfer(rig.app, ref_x, step, committed=False, who="oncall", note="KuCoin: nothing under C0")
         rig.settle(ref_x)  # C0 sent, refused (balance 100): blocked
         assert step in rig.record(ref_x).blocked and paid_to(rig, uid_x) == []
@@ -84,10 +83,7 @@ def test_a_rollback_restores_a_block_whose_not_committed_pays_a_line_paid_under_
         assert [e["key"] for e in outbound_of(rig, "funding.completed")] == ["rb-blk-w-topup#0", "rb-blk-x-topup#0"]
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")

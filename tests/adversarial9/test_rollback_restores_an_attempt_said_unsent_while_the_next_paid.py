@@ -6,27 +6,22 @@ attempt after the snapshot; the per-customer cap then lets a new line through.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, topup
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    restore_state,
+    snapshot_state,
+    stamped_now,
+    topup,
+)
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
 from worker.intake import Accepted
 from worker.recovery import declare_republished, recover
-
-
-def _stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, str]]) -> dict[str, Any]:
-    slug = "".join(ch if ch.isalnum() else "-" for ch in customer)
-    return {
-        "id": f"{slug}-{name}",
-        "type": "customer.funding_requested",
-        "customer_id": customer,
-        "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"funding": [{"currency": c, "amount": a} for c, a in funding]},
-    }
 
 
 def test_a_rollback_restores_an_accepted_attempt_whose_failure_hides_the_next_attempts_payment(
@@ -63,8 +58,7 @@ def test_a_rollback_restores_an_accepted_attempt_whose_failure_hides_the_next_at
         accepted = rig.record(ref_x).transfers.get("rb-fail-x-topup-a#0")
         assert accepted is not None and accepted.status.value == "accepted", accepted
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         rig.exchange.update_config({"transfer_failure_share": 0.0, "transfer_processing_ms": 0})
         rig.clock.advance_ms(61_000)
         rig.settle(ref_x)  # X0 FAILURE: A blocked
@@ -75,10 +69,7 @@ def test_a_rollback_restores_an_accepted_attempt_whose_failure_hides_the_next_at
         assert [e["key"] for e in outbound_of(rig, "funding.completed")] == ["rb-fail-x-topup-a#0"]
         rig.app.state.check()  # the host's mirror holds the newer write count
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")
@@ -90,7 +81,7 @@ def test_a_rollback_restores_an_accepted_attempt_whose_failure_hides_the_next_at
             declare_republished(app)
             settle_with(rig, app, ref_x)
             rig.clock.advance_ms(600_000)
-            assert isinstance(app.intake.accept(_stamped_now(rig, "rb-fail-x", "topup-b", [("USDT", "600")])), Accepted)
+            assert isinstance(app.intake.accept(stamped_now(rig, "rb-fail-x", "topup-b", [("USDT", "600")])), Accepted)
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)
@@ -136,8 +127,7 @@ def test_a_rollback_restores_a_refusal_block_that_hides_the_next_attempts_paymen
         rig.settle(ref_x)
         assert "fund:rb-ref-x-topup-a#0" in rig.record(ref_x).blocked, rig.record(ref_x).blocked
 
-        r = rig.app.redis
-        snapshot = {k: r.dump(k) for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000)}
+        snapshot = snapshot_state(rig)
         with rig.exchange.lock:  # the broker tops the Special Account up
             broker = rig.exchange.state.broker.uid
             rig.exchange.state.credit(
@@ -148,10 +138,7 @@ def test_a_rollback_restores_a_refusal_block_that_hides_the_next_attempts_paymen
         assert [t["amount"] for t in paid_to(rig, uid_x)] == ["600"]
         rig.app.state.check()
 
-        for k in r.scan_iter(f"{rig.settings.key_prefix}:*", count=1000):  # restored from the older snapshot
-            r.delete(k)
-        for k, value in snapshot.items():
-            r.restore(k, 0, value, replace=True)
+        restore_state(rig, snapshot)  # restored from the older snapshot
         app = second_host(rig, same_host=True)
         try:
             report = recover(app, reason="test: restored from a snapshot")
@@ -163,7 +150,7 @@ def test_a_rollback_restores_a_refusal_block_that_hides_the_next_attempts_paymen
             declare_republished(app)
             settle_with(rig, app, ref_x)
             rig.clock.advance_ms(600_000)
-            assert isinstance(app.intake.accept(_stamped_now(rig, "rb-ref-x", "topup-b", [("USDT", "600")])), Accepted)
+            assert isinstance(app.intake.accept(stamped_now(rig, "rb-ref-x", "topup-b", [("USDT", "600")])), Accepted)
             for _ in range(3):
                 app.due.schedule(ref_x, int(rig.clock() * 1000))
                 settle_with(rig, app, ref_x)
