@@ -30,8 +30,6 @@ for the customer, 2 × 32 requests) is what a shared read would cost.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, restore_state, snapshot_state, topup
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
@@ -45,7 +43,6 @@ def _ledger_requests(rig: Rig) -> int:
     return sum(int(n) for name, n in requests.items() if "ledger" in name.lower())
 
 
-@pytest.mark.xfail(strict=True, reason="adv12: a month of ledger is read once per refused line after every loss")
 def test_a_loss_reads_the_ledger_once_per_refusal(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix, PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe")
     try:

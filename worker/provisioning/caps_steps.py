@@ -23,6 +23,7 @@ from handlers.daily_cap import DAY_MS, LEDGER_SKEW_MS, days_between, listed_by_l
 from handlers.journal import JournalAction
 from worker.exchange.assets import Assets
 from worker.provisioning.context import StepContext
+from worker.provisioning.ledger_reads import LedgerSource
 from worker.store.customers import CustomerStore
 from worker.store.ledger import FundingLedger
 
@@ -93,7 +94,7 @@ def _listed_lines(store: CustomerStore, lines: Iterable[str], listed_before_ms: 
 
 
 def daily_use_in_ledger(
-    assets: Assets, currency: str, start_ms: int, end_ms: int, *, heartbeat: Callable[[], None] = lambda: None
+    assets: LedgerSource, currency: str, start_ms: int, end_ms: int, *, heartbeat: Callable[[], None] = lambda: None
 ) -> dict[str, Decimal]:
     """Each UTC day's use of the Special Account's daily cap of ``currency`` from ``start_ms`` to ``end_ms`` as its
     ledger shows it (transfers out to sub-accounts): ``YYYYMMDD`` → what moved, every day of the range listed."""

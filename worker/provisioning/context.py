@@ -25,6 +25,7 @@ from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
 from worker.exchange import ExchangeClient, RateLimitedError
 from worker.exchange.scope import NO_SCOPE, CallScope, Preadmission
+from worker.provisioning.ledger_reads import LedgerReads
 from worker.provisioning.prefetch import StatusPrefetch
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
@@ -119,6 +120,17 @@ class StepContext:
     opening: bool = False
     """The record is new and not yet stored: the run's first commit stores it with ``customer.opened`` first in its
     journal (``open``: a run that would end without committing stores it alone)."""
+    _ledger_reads: LedgerReads | None = field(default=None, init=False, repr=False)
+
+    @property
+    def ledger_reads(self) -> LedgerReads:
+        """The Special Account's ledger as this run reads it: each range read once (``LedgerReads``), through the
+        current ``scope``."""
+        if self._ledger_reads is None:
+            self._ledger_reads = LedgerReads(
+                lambda: self.exchange.assets, self.now_ms, settled_ms=self.services.policy.transfer_settled_ms
+            )
+        return self._ledger_reads
 
     @property
     def ref(self) -> str:

@@ -312,7 +312,7 @@ def _refusable_by(ctx: StepContext, cmd: LookForTransfer) -> str | None:
     if cap is None:
         used = {day: Decimal(0) for day, _, _ in days_between(cmd.since_ms, end)}
     else:
-        used = daily_use_in_ledger(ctx.exchange.assets, cmd.currency, cmd.since_ms, end, heartbeat=ctx.heartbeat)
+        used = daily_use_in_ledger(ctx.ledger_reads, cmd.currency, cmd.since_ms, end, heartbeat=ctx.heartbeat)
     day = may_have_refused(amount=cmd.amount, cap=cap, used=used)
     if day is None:
         return None
@@ -324,7 +324,7 @@ def _unexplained_to_sub_account(ctx: StepContext, cmd: LookForTransfer) -> Decim
     the line's first possible send, whatever its amount, that no transfer we hold explains (the one tied to the
     line by elimination among them). Raises as ``_counterparties``."""
     ctx.heartbeat()
-    entries = ctx.exchange.assets.ledger_entries(
+    entries = ctx.ledger_reads.ledger_entries(
         currency=cmd.currency, direction="out", start_ms=cmd.since_ms - LEDGER_SKEW_MS, end_ms=ctx.now_ms()
     )
     known = {t.order_id for t in ctx.record.transfers.values() if t.order_id is not None}
@@ -938,7 +938,7 @@ def _ledger_rows(ctx: StepContext, details: TransferIntent) -> tuple[list[Ledger
     now = ctx.now_ms()
     start = details.first_sent_ms - LEDGER_SKEW_MS
     ctx.heartbeat()
-    entries = ctx.exchange.assets.ledger_entries(
+    entries = ctx.ledger_reads.ledger_entries(
         currency=details.currency,
         direction="out" if details.direction == "OUT" else "in",
         start_ms=start,
