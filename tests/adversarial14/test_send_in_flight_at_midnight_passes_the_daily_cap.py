@@ -64,9 +64,7 @@ class SlowTransfer(httpx.BaseTransport):
     reason="a first send in flight at UTC midnight is reserved on the old day and executes on the new one: "
     "1600 moved on a day capped at 1000",
 )
-def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(
-    redis_url: str, key_prefix: str
-) -> None:
+def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_DAY=DAY_CAP)
     try:
         ref_a, _ = onboard_with_a_key(rig, "mid-a")
