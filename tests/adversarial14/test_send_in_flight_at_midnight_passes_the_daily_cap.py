@@ -38,7 +38,7 @@ import httpx
 import pytest
 
 from tests.adversarial.helpers import onboard_with_a_key, topup, total
-from tests.core.harness import Clock, Rig, events_for
+from tests.core.harness import Clock, Crash, Rig, events_for
 
 DAY_CAP = "USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000"
 
@@ -64,7 +64,14 @@ class SlowTransfer(httpx.BaseTransport):
     reason="a first send in flight at UTC midnight is reserved on the old day and executes on the new one: "
     "1600 moved on a day capped at 1000",
 )
-def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(redis_url: str, key_prefix: str) -> None:
+@pytest.mark.parametrize("answer", ["answered", "answer_lost"])
+def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(
+    redis_url: str, key_prefix: str, answer: str
+) -> None:
+    """``answered``: the orderId comes back, Get Transfer History's ``createdAt`` is read and ignored.
+    ``answer_lost``: the process dies with the request on the wire (default ``unknown`` clientOid setting); the
+    ledger finds the transfer after the settle delay (``_found``), the line already holds its old day's
+    reservation, and nothing is counted on the day it executed either."""
     rig = Rig(redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_DAY=DAY_CAP)
     try:
         ref_a, _ = onboard_with_a_key(rig, "mid-a")
@@ -75,9 +82,14 @@ def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(re
         rig.clock.now = datetime(2026, 11, 18, 23, 59, 59, 400_000, tzinfo=UTC).timestamp()
         rig.transport.inner = SlowTransfer(rig.transport.inner, rig.clock, delay_ms=1200)
         rig.publish(topup("mid-a", "topup", 30, [("USDT", "800")]))
+        if answer == "answer_lost":
+            rig.transport.crash("POST", "/api/v1/broker/nd/transfer", when="after")
+            with pytest.raises(Crash):
+                rig.run(ref_a)  # the transfer executed at 00:00:00.6; its answer is lost with the process
         rig.settle(ref_a)
 
-        rig.clock.now = datetime(2026, 11, 19, 0, 0, 5, tzinfo=UTC).timestamp()
+        assert rig.record(ref_a).pending is None  # A's line is recorded (orderId read, or found in the ledger)
+        rig.clock.now = max(rig.clock.now, datetime(2026, 11, 19, 0, 0, 5, tzinfo=UTC).timestamp())
         rig.publish(ev_b["kyc"])  # the new day's funding: 800 of the 1000 cap
         rig.settle(ref_b)
 
