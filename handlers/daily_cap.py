@@ -1,8 +1,10 @@
 """The Special Account's daily funding cap: on which UTC day a send of a funding line counts. Pure.
 
-Each send of a funding line reserves its amount on that day's cap (``worker.provisioning.money_steps``; the
-reservation itself is atomic in ``worker.store.ledger``). A line holds at most one reservation per day, so a
-re-send the same day adds nothing, while a re-send after midnight counts on its own day: it may pay then.
+Each send of a funding line reserves its amount on the cap of every day the exchange may execute it on
+(``worker.provisioning.money_steps``; the reservation itself is atomic in ``worker.store.ledger``): the day it is
+sent, and the next one too when the request may still be on the wire at UTC midnight, or the previous one when the
+exchange's clock may still show it. A line holds at most one reservation per day, so a re-send the same day adds
+nothing, while a re-send after midnight counts on its own day: it may pay then.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ __all__ = [
     "LEDGER_MAX_WINDOW_MS",
     "LEDGER_SKEW_MS",
     "days_between",
+    "executed_on",
     "listed_by_ledger",
     "may_have_refused",
-    "reservation_day",
+    "reservation_days",
     "utc_day",
 ]
 
@@ -40,11 +43,24 @@ def utc_day(now_ms: int) -> str:
     return datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y%m%d")
 
 
-def reservation_day(days: Collection[str], now_ms: int) -> str | None:
-    """The day a send at ``now_ms`` must reserve on, or ``None`` when the line already holds a reservation of that
-    day (``days``: the days it reserved on, from its intent)."""
-    day = utc_day(now_ms)
-    return None if day in days else day
+def reservation_days(days: Collection[str], now_ms: int, *, reach_ms: int) -> list[str]:
+    """The days a send at ``now_ms`` must reserve on that the line holds no reservation of yet (``days``: the days
+    it reserved on, from its intent): every UTC day the exchange may execute it on — from ``LEDGER_SKEW_MS`` before
+    now (its clock may be behind ours) to ``reach_ms`` (the longest a request may be on its way) and the skew after.
+    One day, or two in the seconds around midnight; oldest first."""
+    window = days_between(now_ms - LEDGER_SKEW_MS, now_ms + reach_ms + LEDGER_SKEW_MS)
+    return [day for day, _, _ in window if day not in days]
+
+
+def executed_on(days: Collection[str], created_at_ms: int) -> tuple[list[str], str | None]:
+    """Of a line's reservations ``days``, made for its only send, which it no longer needs now that the exchange
+    says the transfer executed at ``created_at_ms`` (its clock): every other day's; and the day to count it on if
+    none of ``days`` is that day (it executed later than a send can reach: the money moved, the day must count it),
+    else ``None``."""
+    day = utc_day(created_at_ms)
+    if day not in days:
+        return [], day
+    return [d for d in days if d != day], None
 
 
 def days_between(start_ms: int, end_ms: int) -> list[tuple[str, int, int]]:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.adversarial.helpers import onboard_with_a_key, topup, total
+from tests.adversarial.helpers import onboard_with_a_key, outbound, topup, total
 from tests.core.harness import Clock, Crash, Rig, events_for
 
 DAY_CAP = "USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000"
@@ -59,11 +59,6 @@ class SlowTransfer(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a first send in flight at UTC midnight is reserved on the old day and executes on the new one: "
-    "1600 moved on a day capped at 1000",
-)
 @pytest.mark.parametrize("answer", ["answered", "answer_lost"])
 def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(
     redis_url: str, key_prefix: str, answer: str
@@ -95,8 +90,16 @@ def test_a_send_on_the_wire_at_midnight_is_not_counted_on_the_day_it_executes(
 
         midnight = int(datetime(2026, 11, 19, tzinfo=UTC).timestamp() * 1000)
         out = [t for t in rig.state()["transfers"] if t["direction"] == "OUT" and t["status"] != "FAILURE"]
-        assert len(out) == 2, out  # both lines were paid (the rig did what the scenario says)
         day2 = [t for t in out if t["createdAt"] >= midnight]
         assert total(day2) <= 1000, f"paid {total(day2)} USDT on 2026-11-19 against a daily cap of 1000"
+        # A's 800 executed on the new day and is counted there; B's 800 does not fit beside it: refused, told so
+        assert [t["amount"] for t in day2] == ["800"]
+        b_line = next(iter(rig.record(ref_b).transfers.values()))
+        assert b_line.status.value == "refused" and "daily" in (b_line.note or ""), b_line
+        assert "funding.refused" in [e["type"] for e in outbound(rig) if e.get("customer_ref") == ref_b]
+        if answer == "answered":
+            # the exchange said when A's transfer executed: the old day's reservation was given back
+            assert rig.app.ledger.used(day="20261118", currency="USDT") == 0
+            assert rig.app.ledger.used(day="20261119", currency="USDT") == 800
     finally:
         rig.close()

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from handlers.daily_cap import days_between, listed_by_ledger, may_have_refused, reservation_day, utc_day
+from handlers.daily_cap import (
+    days_between,
+    executed_on,
+    listed_by_ledger,
+    may_have_refused,
+    reservation_days,
+    utc_day,
+)
 from handlers.records import TransferPurpose, TransferRecord, TransferStatus
 
 
@@ -20,19 +27,51 @@ def test_the_day_is_the_utc_calendar_day_to_the_millisecond() -> None:
     assert utc_day(0) == "19700101"
 
 
+REACH_MS = 45_000  # the lock's time-to-live: the longest a request may be on its way
+
+
 def test_a_first_send_reserves_on_its_day() -> None:
-    assert reservation_day([], ms("2026-12-01T10:00:00")) == "20261201"
+    assert reservation_days([], ms("2026-12-01T10:00:00"), reach_ms=REACH_MS) == ["20261201"]
 
 
 def test_a_resend_the_same_day_reserves_nothing_more() -> None:
     """The line already holds today's reservation: repeating it (a retry, a re-send) adds nothing."""
-    assert reservation_day(["20261201"], ms("2026-12-01T23:59:59.999")) is None
+    assert reservation_days(["20261201"], ms("2026-12-01T12:00:00"), reach_ms=REACH_MS) == []
 
 
 def test_a_resend_after_midnight_reserves_on_the_new_day() -> None:
     """Yesterday's reservation does not cover a send today: it may pay today, so today's cap must take it."""
-    assert reservation_day(["20261201"], ms("2026-12-02T00:00:00")) == "20261202"
-    assert reservation_day(["20261201", "20261202"], ms("2026-12-02T08:00:00")) is None
+    assert reservation_days(["20261201"], ms("2026-12-02T00:01:00"), reach_ms=REACH_MS) == ["20261202"]
+    assert reservation_days(["20261201", "20261202"], ms("2026-12-02T08:00:00"), reach_ms=REACH_MS) == []
+
+
+def test_a_send_that_may_reach_the_exchange_after_midnight_reserves_on_both_days() -> None:
+    """A request sent just before midnight may execute after it (it may be on its way until the lock expires, and
+    the exchange's clock may be ahead of ours by the skew): both days' caps must take it."""
+    both = ["20261201", "20261202"]
+    assert reservation_days([], ms("2026-12-01T23:59:59.400"), reach_ms=REACH_MS) == both
+    assert reservation_days([], ms("2026-12-01T23:59:00.100"), reach_ms=REACH_MS) == both  # 45 s + 15 s skew
+    assert reservation_days([], ms("2026-12-01T23:58:59.999"), reach_ms=REACH_MS) == ["20261201"]
+    assert reservation_days(["20261201"], ms("2026-12-01T23:59:30"), reach_ms=REACH_MS) == ["20261202"]
+
+
+def test_a_send_just_after_midnight_reserves_on_the_day_the_exchange_may_still_show() -> None:
+    """Our clock may be ahead of the exchange's by the skew: a send at 00:00:10 may be stamped 23:59:58."""
+    both = ["20261201", "20261202"]
+    assert reservation_days([], ms("2026-12-02T00:00:10"), reach_ms=REACH_MS) == both
+    assert reservation_days([], ms("2026-12-02T00:00:15.001"), reach_ms=REACH_MS) == ["20261202"]
+
+
+def test_a_transfer_of_one_send_keeps_only_the_day_it_executed_on() -> None:
+    both = ("20261201", "20261202")
+    assert executed_on(both, ms("2026-12-02T00:00:00.600")) == (["20261201"], None)
+    assert executed_on(both, ms("2026-12-01T23:59:59.900")) == (["20261202"], None)
+    assert executed_on(("20261201",), ms("2026-12-01T23:59:59.900")) == ([], None)
+
+
+def test_a_transfer_executed_on_a_day_it_holds_nothing_of_counts_there() -> None:
+    """Later than a request can be on its way (a gateway that held it): the money moved that day all the same."""
+    assert executed_on(("20261201",), ms("2026-12-02T00:03:00")) == ([], "20261202")
 
 
 def test_the_days_between_two_moments_are_clipped_to_them() -> None:

@@ -45,8 +45,9 @@ from handlers.daily_cap import (
     LEDGER_MAX_WINDOW_MS,
     LEDGER_SKEW_MS,
     days_between,
+    executed_on,
     may_have_refused,
-    reservation_day,
+    reservation_days,
     utc_day,
 )
 from handlers.journal import JournalAction
@@ -150,7 +151,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
     try:
         ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details, riders=riders)
     except RiderRefused:  # the day's cap cannot take the line: nothing was recorded
-        reason = _cap_refusal(ctx, details)
+        reason = _cap_refusal(ctx, details, len(riders))
         refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reason), ctx)
         return
     _send(ctx, details, cmd.client_oid, resend=False)
@@ -383,6 +384,7 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
             if entry.recheck_from_ms and entry.this_send_ms and detail.created_at < entry.this_send_ms - LEDGER_SKEW_MS:
                 # the exchange answered our repeat with an order it made before: deduplicated, no second payment
                 entry = entry.model_copy(update={"recheck_from_ms": 0})
+            entry = _counted_on_execution_day(ctx, entry, detail.created_at)
             _commit(ctx, entry, evidence=Evidence.HISTORY, note=None)
             return
         if status == "FAILURE":
@@ -392,6 +394,26 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
         _stuck(ctx, entry, f"{why} {int((now - entry.at_ms) / 60_000)} minutes after it was accepted")
         return
     _check_later(ctx, entry, now, why)
+
+
+def _counted_on_execution_day(ctx: StepContext, entry: TransferRecord, created_at_ms: int) -> TransferRecord:
+    """A funding transfer of one send, executed at ``created_at_ms`` (the exchange's time): counted on that day's
+    cap. A send near midnight reserved on both days (``_reserve``): the other day's reservation is given back; one
+    executed on a day it holds none of (later than a request can be on its way) counts there, whatever the cap
+    says — the money moved. Returns the entry with the days it now holds. A line that may have been sent more than
+    once (``recheck_from_ms``) keeps every reservation."""
+    if entry.purpose is not TransferPurpose.FUND or entry.recheck_from_ms:
+        return entry
+    held = entry.reserved_days
+    spare, missing = executed_on(held, created_at_ms)
+    if missing is not None:
+        line = ledger_line(ctx.ref, entry.key)
+        ctx.services.ledger.reserve(day=missing, line=line, currency=entry.currency, amount=entry.amount, cap=None)
+        return entry.model_copy(update={"days": (*held, missing)})
+    if spare:
+        _release(ctx, entry.key, spare)
+        return entry.model_copy(update={"days": tuple(day for day in held if day not in spare)})
+    return entry
 
 
 def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
@@ -495,8 +517,8 @@ def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
     )
     record = record.model_copy(update={"transfers": {**record.transfers, cmd.key: entry}})
     # nothing of it moved: a reservation it holds (one made in a commit the rate limiter then stopped, of an intent
-    # never written) is given back
-    _release(ctx, cmd.key, (utc_day(now - DAY_MS), utc_day(now)))
+    # never written; near midnight, of the next day too) is given back
+    _release(ctx, cmd.key, (utc_day(now - DAY_MS), utc_day(now), utc_day(now + DAY_MS)))
     ctx.settle(
         record,
         JournalAction.FUNDING_REFUSED,
@@ -544,27 +566,35 @@ def read_balances(cmd: ReadBalances, ctx: StepContext) -> None:
 
 
 def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> tuple[TransferIntent, list[Rider]] | str:
-    """The line's reservation on today's Special Account cap (once per day: a send after midnight counts on its own
-    day), as a rider of the intent's commit (``worker.store.riders``: reserved in the same script, or nothing
-    recorded; ``_cap_refusal`` says why then). Returns the details with the day recorded and the rider (none when
-    the line is reserved today already), or why the cap refuses it (none set for the currency). No round trip."""
+    """The line's reservations on the Special Account's cap of each day the exchange may execute this send on
+    (``reservation_days``: today's, and the next day's too when the request may still be on the wire at midnight —
+    it may be until the lock expires — or the previous day's while the exchange's clock may still show it; once
+    per day: a send after midnight counts on its own day), as riders of the intent's commit
+    (``worker.store.riders``: reserved in the same script, or nothing recorded; ``_cap_refusal`` says why then).
+    Returns the details with the days recorded and the riders (none when the line holds them already), or why the
+    cap refuses it (none set for the currency). No round trip."""
     s = ctx.services
-    day = reservation_day(details.days, now)
-    if day is None:
+    days = reservation_days(details.days, now, reach_ms=ctx.lock.ttl_ms)
+    if not days:
         return details, []
     cap = s.daily_caps.get(details.currency)
     if cap is None:
         return daily_cap_reason(currency=details.currency, cap=None, used=Decimal(0))
     line = ledger_line(ctx.ref, details.key)
-    rider = s.ledger.reservation(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap)
-    return details.model_copy(update={"days": [*details.days, day]}), [rider]
+    riders = [
+        s.ledger.reservation(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap)
+        for day in days
+    ]
+    return details.model_copy(update={"days": [*details.days, *days]}), riders
 
 
-def _cap_refusal(ctx: StepContext, details: TransferIntent) -> str:
-    """Why the day's cap refused the reservation ``_reserve`` made a rider of (the last of ``details.days``)."""
-    day = details.days[-1]
-    used = ctx.services.ledger.used(day=day, currency=details.currency)
-    return daily_cap_reason(currency=details.currency, cap=ctx.services.daily_caps[details.currency], used=used)
+def _cap_refusal(ctx: StepContext, details: TransferIntent, asked: int) -> str:
+    """Why a day's cap refused a reservation ``_reserve`` made riders of (the last ``asked`` of ``details.days``):
+    the first of those days the line does not fit in."""
+    cap = ctx.services.daily_caps[details.currency]
+    uses = [ctx.services.ledger.used(day=day, currency=details.currency) for day in details.days[-asked:]]
+    used = next((u for u in uses if u + details.amount > cap), uses[-1])
+    return daily_cap_reason(currency=details.currency, cap=cap, used=used)
 
 
 def _release(ctx: StepContext, key: str, days: Iterable[str]) -> None:
