@@ -811,6 +811,8 @@ def _commit(ctx: StepContext, entry: TransferRecord, *, evidence: Evidence, note
     }
     if committed.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
+    else:  # money moved into the sub-account: an offboarding reads the balances again before it closes
+        update["balances"] = None
     pending = record.pending
     if pending is not None and isinstance(pending.details, TransferIntent) and pending.details.key == committed.key:
         update["pending"] = None

@@ -213,8 +213,13 @@ def _apply(
         attempt=details.attempt,
         evidence=Evidence.OPERATOR if committed else None,
         day=details.day if details.purpose is TransferPurpose.FUND else None,
+        days=tuple(details.days) if details.purpose is TransferPurpose.FUND else (),
     )
     update["transfers"] = {**record.transfers, entry.key: entry}
+    if committed and details.purpose is TransferPurpose.FUND:
+        # money moved into the sub-account, perhaps only now (an exchange that credits a transfer when it
+        # completes): an offboarding reads the balances again before it closes
+        update["balances"] = None
     if details.purpose is TransferPurpose.SWEEP:
         update |= {"sweep_round": record.sweep_round + 1, "balances": None}
         return update, [], JournalAction.TRANSFER_COMMITTED
