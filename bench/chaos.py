@@ -200,6 +200,13 @@ class Worker:
 @click.option("--transfer-failure-share", default=0.02, show_default=True, help="Accepted transfers that fail.")
 @click.option("--transfer-processing-ms", default=200, show_default=True)
 @click.option(
+    "--transfer-credit",
+    type=click.Choice(["at_once", "on_completion"]),
+    default="at_once",
+    show_default=True,
+    help="When a transfer's money reaches the sub-account: accepted, or when it leaves PROCESSING.",
+)
+@click.option(
     "--state-loss",
     type=click.Choice(["restart", "flush", "none"]),
     default="restart",
@@ -248,6 +255,7 @@ def main(
     topup_share: float,
     transfer_failure_share: float,
     transfer_processing_ms: int,
+    transfer_credit: str,
     state_loss: str,
     adopt: int,
     management_quota: int,
@@ -287,6 +295,7 @@ def main(
             "listing_lag_ms": listing_lag_ms,
             "transfer_failure_share": transfer_failure_share,
             "transfer_processing_ms": transfer_processing_ms,
+            "transfer_credit": transfer_credit,
             "activity": {"rate_per_s": activity_rate, "deposit_share": deposit_share},
         }
     )
@@ -304,6 +313,7 @@ def main(
         "listing_lag_ms": listing_lag_ms,
         "activity_rate": activity_rate,
         "transfer_failure_share": transfer_failure_share,
+        "transfer_credit": transfer_credit,
         "state_loss_mode": state_loss,
         "management_quota": management_quota,
         "seed": seed,

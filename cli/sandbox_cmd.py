@@ -89,6 +89,11 @@ def _fault_rates(fault_rate: float, explicit: dict[str, float | None]) -> dict[s
     help="Sub-account keys only from whitelisted IPs (400006)  [default: off]",
 )
 @click.option(
+    "--transfer-credit",
+    type=click.Choice(["at_once", "on_completion"]),
+    help="When a transfer's money reaches its target: with the debit, or when it leaves PROCESSING  [default: at_once]",
+)
+@click.option(
     "--transfer-failure-share",
     type=click.FloatRange(0, 1),
     help="Share of accepted transfers that move nothing and end FAILURE  [default: 0]",
@@ -168,7 +173,8 @@ def _build_config(options: dict[str, Any]) -> SandboxConfig:
         "max_keys_per_subaccount": "max_keys_per_subaccount",
         "broker_info_requires_dates": "broker_info_requires_dates", "subaccount_order": "subaccount_order",
         "kyc_review_ms": "kyc_review_ms", "kyc_reject_share": "kyc_reject_share",
-        "transfer_processing_ms": "transfer_processing_ms", "max_account_size": "max_account_size",
+        "transfer_processing_ms": "transfer_processing_ms", "transfer_credit": "transfer_credit",
+        "max_account_size": "max_account_size",
         "require_partner_headers": "require_partner_headers", "enforce_ip_whitelist": "enforce_ip_whitelist",
         "transfer_failure_share": "transfer_failure_share", "listing_lag_ms": "listing_lag_ms",
         "ledger_context": "ledger_context", "ledger_lag_ms": "ledger_lag_ms",

@@ -150,6 +150,7 @@ class Exchange:
         with self._lock:
             now = self.now_ms()
             state = self._state
+            state.settle_credits(now)
             return {
                 "broker": {"uid": state.broker.uid, "balances": state.broker.balances_json()},
                 "subAccounts": [
@@ -251,6 +252,9 @@ class Exchange:
     # --- pipeline -------------------------------------------------------------------------------------------
 
     def _run_activity(self) -> dict[str, int]:
+        """What happened on the exchange by now without us: transfers completing (``transfer_credit``), then the
+        customers' activity."""
+        self._state.settle_credits(self.now_ms())
         done = self._activity.run(self._state, self._config, self.now_ms())
         return {kind: done[kind] for kind in ACTIVITY_KINDS}
 

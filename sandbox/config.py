@@ -191,6 +191,10 @@ class SandboxConfig:
     kyc_review_ms: int = 2000
     kyc_reject_share: float = 0.0
     transfer_processing_ms: int = 0
+    transfer_credit: str = "at_once"
+    """When a transfer's money reaches its target (assumed; KuCoin does not say): ``at_once`` (with the debit, when
+    it is accepted) or ``on_completion`` (the source is debited at once, the target credited when the transfer
+    leaves PROCESSING, ``transfer_processing_ms`` later)."""
     max_account_size: int | None = None
     broker_level: int = 0
     require_partner_headers: bool = False
@@ -229,6 +233,8 @@ class SandboxConfig:
             raise ValueError("broker_uid must be a 9-digit string")
         if self.duplicate_client_oid not in ("dedupe", "reject", "accept"):
             raise ValueError("duplicate_client_oid must be dedupe, reject or accept")
+        if self.transfer_credit not in ("at_once", "on_completion"):
+            raise ValueError("transfer_credit must be at_once or on_completion")
         if self.subaccount_order not in ("asc", "desc"):
             raise ValueError("subaccount_order must be asc or desc")
         if self.business_error_status not in (200, 400):

@@ -193,6 +193,9 @@ class ExchangeState:
         self.deposits: list[dict[str, Any]] = []
         self.rebates: dict[str, RebateJob] = {}
         self.ledger = Ledger(seed)
+        self._credits_due: list[tuple[int, str, TransferRecord, str]] = []
+        """Credits of transfers that reach their target when they complete: (settles_at, order id, record,
+        ledger context), in the order they were made."""
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -285,10 +288,12 @@ class ExchangeState:
         processing_ms: int,
         failure_share: float = 0.0,
         ledger_context: str = "order_id",
+        credit_on_completion: bool = False,
     ) -> TransferRecord:
         """Move the funds at once (all or nothing), write one BROKER_TRANSFER ledger entry on each side and
         record the transfer; raises 400100 ``account.available.amount`` when the source wallet holds less than
-        ``amount``.
+        ``amount``. With ``credit_on_completion`` the source is debited at once and the target credited (its
+        ledger entry written) only when the transfer completes, ``processing_ms`` later (``settle_credits``).
 
         A seeded share ``failure_share`` of transfers (decided per orderId) is accepted but fails afterwards: it
         is recorded, moves nothing and writes no ledger entry. ``ledger_context`` (``order_id``, ``client_oid``,
@@ -324,12 +329,37 @@ class ExchangeState:
             self._move(
                 source, source_wallet, currency, -amount, biz_type=BROKER_TRANSFER, now_ms=now_ms, context=context
             )
-            self._move(
-                target, target_wallet, currency, amount, biz_type=BROKER_TRANSFER, now_ms=now_ms, context=context
-            )
+            if credit_on_completion and processing_ms > 0:
+                self._credits_due.append((record.settles_at, order_id, record, context))
+            else:
+                self._move(
+                    target, target_wallet, currency, amount, biz_type=BROKER_TRANSFER, now_ms=now_ms, context=context
+                )
         self.transfers[record.order_id] = record
         self._by_client_oid.setdefault(client_oid, []).append(record)
         return record
+
+    def settle_credits(self, now_ms: int) -> int:
+        """Credit the targets of the transfers completed by ``now_ms`` whose money reaches them on completion (each
+        once, its ledger entry stamped at the completion). Returns how many were credited."""
+        due = [c for c in self._credits_due if c[0] <= now_ms]
+        if not due:
+            return 0
+        self._credits_due = [c for c in self._credits_due if c[0] > now_ms]
+        for settles_at, _order_id, record, context in due:
+            target_uid, target_wallet = record.target
+            target = self.account(target_uid)
+            assert target is not None
+            self._move(
+                target,
+                target_wallet,
+                record.currency,
+                record.amount,
+                biz_type=BROKER_TRANSFER,
+                now_ms=settles_at,
+                context=context,
+            )
+        return len(due)
 
     def credit(self, uid: str, currency: str, wallet: str, amount: Decimal, *, now_ms: int, deposit: bool) -> Decimal:
         """Add ``amount`` (negative for a loss) to a wallet; with ``deposit`` (positive amounts only) record an

@@ -88,6 +88,7 @@ def transfer(ctx: Context) -> dict[str, Any]:
         processing_ms=ctx.config.transfer_processing_ms,
         failure_share=ctx.config.transfer_failure_share,
         ledger_context=ctx.config.ledger_context,
+        credit_on_completion=ctx.config.transfer_credit == "on_completion",
     )
     return {"orderId": record.order_id}
 

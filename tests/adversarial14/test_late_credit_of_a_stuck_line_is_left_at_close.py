@@ -6,9 +6,9 @@ is closed with the late credit in its sub-account.
 
 Scenario: default settings, transfers PROCESSING for days. Customer C is paid a 250 USDT top-up: accepted,
 PROCESSING. C is offboarded; an hour later the line is blocked for an operator and the sweep moves the sub-account's
-balances back. The transfer completes and its 250 reach the sub-account (here: credited through the simulator, as
-an exchange that credits on completion would). The on-call, told by KuCoin the transfer succeeded, answers
-``settle-transfer --committed``.
+balances back. Six hours after it was sent the transfer completes and its 250 reach the sub-account (the simulator's
+``transfer_credit: on_completion``). The on-call, told by KuCoin the transfer succeeded, answers ``settle-transfer
+--committed``.
 
 What happened (before the fix): the verdict cleared the last doubt and the customer was closed at once, with 250
 USDT left in a sub-account no record watches any more.
@@ -40,20 +40,22 @@ def _usdt(rig: Rig, uid: str) -> Decimal:
 
 
 def test_a_committed_verdict_after_the_sweep_is_swept_before_the_close(redis_url: str, key_prefix: str) -> None:
-    rig = Rig(redis_url, key_prefix, config=SandboxConfig.from_dict({"transfer_processing_ms": 30 * 86_400_000}))
+    config = {"transfer_processing_ms": 6 * 3_600_000, "transfer_credit": "on_completion"}
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig.from_dict(config))
     try:
         ref, uid = onboard_with_a_key(rig, "late")
         rig.publish(topup("late", "topup", 5, [("USDT", "250")]))
         rig.run(ref)
         rig.publish(events_for("late", funding=())["offboard"])
-        for _ in range(4):
+        for _ in range(3):  # an hour and a half: blocked at the hour, the sweep done
             rig.clock.advance_ms(30 * 60_000)
             rig.settle(ref)
         record = rig.record(ref)
         assert "fund:late-topup#0" in record.blocked and record.closed_at_ms is None, record.blocked
-        assert _usdt(rig, uid) == 0  # the sweep moved everything back meanwhile
+        assert _usdt(rig, uid) == 0  # the sweep moved everything back meanwhile (the 250 are on their way)
 
-        rig.exchange.credit(uid, "USDT", "TRADE", "250")  # the transfer completes: credited now
+        rig.clock.advance_ms(6 * 3_600_000)
+        assert _usdt(rig, uid) == 250  # the transfer completed: credited now
         settle_transfer(rig.app, ref, "fund:late-topup#0", committed=True, who="oncall", note="KuCoin: SUCCESS")
         rig.settle(ref)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 
@@ -124,6 +126,32 @@ def test_transfer_processing_ms(mgmt: httpx.Client, exchange: Exchange, clock: F
     assert ok(mgmt.get(detail, params={"orderId": order_id}))["status"] == "PROCESSING"
     clock.advance(3)
     assert ok(mgmt.get(detail, params={"orderId": order_id}))["status"] == "SUCCESS"
+
+
+def test_transfer_credit_on_completion(mgmt: httpx.Client, exchange: Exchange, clock: FakeClock) -> None:
+    """transfer_credit on_completion: the Special Account is debited when the transfer is accepted, the sub-account
+    credited only when it leaves PROCESSING (the sub-account's ledger entry stamped then); at_once credits both at
+    once."""
+    exchange.update_config({"transfer_processing_ms": 3000, "transfer_credit": "on_completion"})
+    uid = new_sub(mgmt)
+    broker_before = Decimal(exchange.state_snapshot()["broker"]["balances"]["MAIN"]["USDT"])
+
+    def held() -> tuple[Decimal, Decimal]:
+        snapshot = exchange.state_snapshot()
+        sub = next(s for s in snapshot["subAccounts"] if s["uid"] == uid)
+        broker = Decimal(snapshot["broker"]["balances"]["MAIN"]["USDT"])
+        return broker_before - broker, Decimal(sub["balances"]["TRADE"].get("USDT", "0"))
+
+    ok(mgmt.post(TRANSFER, json=transfer_body(uid)))
+    amount = Decimal(transfer_body(uid)["amount"])
+    assert held() == (amount, 0)
+    clock.advance(3)
+    assert held() == (amount, amount)
+    exchange.update_config({"transfer_credit": "at_once"})
+    ok(mgmt.post(TRANSFER, json=transfer_body(uid, clientOid="c-2")))
+    assert held() == (2 * amount, 2 * amount)
+    with pytest.raises(ValueError, match="transfer_credit"):
+        exchange.update_config({"transfer_credit": "later"})
 
 
 def test_max_account_size(mgmt: httpx.Client, exchange: Exchange) -> None:
