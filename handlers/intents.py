@@ -149,6 +149,9 @@ class TransferIntent(BaseModel):
     entry this line's judgement would otherwise take for its own)."""
     sent_ms: int = 0
     """When this very request was sent (a re-send's, not the first's)."""
+    order_id: str | None = None
+    """The order the exchange gave this transfer, when it was blocked still not final (PROCESSING too long): an
+    operator's verdict must agree with that order's status."""
     candidates: list[str] = []
     """After a loss of our state: every clientOid the line may have been sent under (our count of its attempts
     was lost), the intent's own first. An operator's verdict on the block answers for all of them."""

@@ -38,7 +38,7 @@ import pytest
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, topup
 from tests.core.harness import Rig, events_for
-from worker.provisioning.operator import settle_transfer
+from worker.provisioning.operator import OperatorError, settle_transfer
 
 
 def _usdt(rig: Rig, uid: str) -> Decimal:
@@ -46,7 +46,6 @@ def _usdt(rig: Rig, uid: str) -> Decimal:
     return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
 
 
-@pytest.mark.xfail(strict=True, reason="adv15: a committed verdict on a PROCESSING transfer closes before the credit")
 def test_a_committed_verdict_while_processing_closes_the_customer_before_the_credit(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -67,13 +66,18 @@ def test_a_committed_verdict_while_processing_closes_the_customer_before_the_cre
         rig.clock.advance_ms(30 * 60_000)  # two hours: still PROCESSING, the Special Account debited
         transfer = next(t for t in rig.state()["transfers"] if t["specialUid"] == uid and t["direction"] == "OUT")
         assert transfer["status"] == "PROCESSING", transfer
-        settle_transfer(rig.app, ref, "fund:early-topup#0", committed=True, who="oncall", note="KuCoin: debited")
+        with pytest.raises(OperatorError, match="PROCESSING"):  # the exchange's record beats the on-call's word
+            settle_transfer(rig.app, ref, "fund:early-topup#0", committed=True, who="oncall", note="KuCoin: debited")
         rig.settle(ref)
         closed = rig.record(ref).closed_at_ms is not None
 
         rig.clock.advance_ms(5 * 3_600_000)  # the transfer completes: credited now
         assert _usdt(rig, uid) == 250
+        with pytest.raises(OperatorError, match="SUCCESS"):
+            settle_transfer(rig.app, ref, "fund:early-topup#0", committed=False, who="oncall", note="wrong")
+        settle_transfer(rig.app, ref, "fund:early-topup#0", committed=True, who="oncall", note="KuCoin: SUCCESS")
         rig.settle(ref)
         assert not (closed and _usdt(rig, uid) > 0), f"closed with {_usdt(rig, uid)} USDT credited after the close"
+        assert rig.record(ref).closed_at_ms is not None and _usdt(rig, uid) == 0
     finally:
         rig.close()

@@ -43,7 +43,6 @@ def _at(day: int, hour: int, minute: int, second: int) -> float:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.xfail(strict=True, reason="adv15: the previous day's full cap refuses a line decided after midnight")
 def test_a_line_decided_five_seconds_after_midnight_is_refused_by_yesterdays_full_cap(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -66,5 +65,8 @@ def test_a_line_decided_five_seconds_after_midnight_is_refused_by_yesterdays_ful
         assert "funding.refused" not in told, (
             f"B's 500 USDT decided at 00:00:05 on 2026-11-19 (0 of 1000 used that day) was refused: {line.note}"
         )
+        # it waited until the send could no longer count on the old day, then was paid on the new one
+        assert line.status.value == "committed" and "funding.completed" in told, (line, told)
+        assert rig.app.ledger.used(day="20261119", currency="USDT") == 500
     finally:
         rig.close()

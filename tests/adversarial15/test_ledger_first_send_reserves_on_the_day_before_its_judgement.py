@@ -73,7 +73,6 @@ def _at(hour: int, minute: int, second: int, day: int = 18) -> float:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.xfail(strict=True, reason="adv15: a ledger-first send reserves from the clock read before its judgement")
 def test_a_ledger_first_send_decided_before_midnight_and_sent_after_passes_the_new_days_cap(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -35,7 +35,7 @@ _TRANSFER_DETAILS = (
     '"purpose":"fund","uid":"226383154","currency":"USDT","amount":"12.50","direction":"OUT","sub_wallet":"TRADE",'
     '"broker_wallet":"MAIN","day":"20261122","days":["20261122"],"attempt":1,"first_sent_ms":1700,"sends":1,'
     '"evidence_first":false,"refused":null,"duplicate":{duplicate},"operator_unsent":false,"earlier_send_ms":0,'
-    '"twins":0,"sent_ms":0,"candidates":[]'
+    '"twins":0,"sent_ms":0,"order_id":null,"candidates":[]'
 )
 STORED_TRANSFER = (
     _HEAD
@@ -74,6 +74,14 @@ def test_a_stored_record_with_transfer_intents_loads_typed_and_writes_the_same_b
     blocked = record.blocked["fund:e-0#0"].intent
     assert blocked is not None and TransferIntent.of(blocked).duplicate
     assert record.model_dump_json() == STORED_TRANSFER
+
+
+def test_a_transfer_intent_stored_before_its_order_id_field_loads_without_one() -> None:
+    """Records written before ``TransferIntent.order_id`` existed (a stuck transfer's block names its order since)."""
+    older = STORED_TRANSFER.replace('"order_id":null,', "")
+    assert older != STORED_TRANSFER
+    record = CustomerRecord.model_validate_json(older)
+    assert record.pending is not None and TransferIntent.of(record.pending).order_id is None
 
 
 @pytest.mark.parametrize("stored", STORED_INTENTS)

@@ -142,19 +142,36 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
             }
         )
     riders: list[Rider] = []
+    send_at = ctx.now_ms()  # the ledger's judgement may have taken minutes: the days are the send's, not the step's
     if details.purpose is TransferPurpose.FUND:
-        reserved = _reserve(ctx, details, now)
+        reserved = _reserve(ctx, details, send_at)
         if isinstance(reserved, str):
             refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reserved), ctx)
             return
         details, riders = reserved
     try:
         ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details, riders=riders)
-    except RiderRefused:  # the day's cap cannot take the line: nothing was recorded
-        reason = _cap_refusal(ctx, details, len(riders))
+    except RiderRefused:  # a day's cap cannot take the line: nothing was recorded
+        day, reason = _cap_refusal(ctx, details, len(riders))
+        if day != utc_day(send_at):
+            raise _wait_out(day, send_at, reason) from None
         refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reason), ctx)
         return
     _send(ctx, details, cmd.client_oid, resend=False)
+
+
+def _wait_out(day: str, now: int, reason: str) -> RateLimitedError:
+    """A day's cap the send only may count on (the previous day's in the skew after midnight, the next day's just
+    before it) refused the line: not a refusal of the line, whose own day may have room, but a wait until the send
+    can no longer count on that day — its cap is a quota like the exchange's (the run ends, the customer is due
+    then)."""
+    today_start = now // DAY_MS * DAY_MS
+    until = today_start + LEDGER_SKEW_MS + 1 if day < utc_day(now) else today_start + DAY_MS
+    return RateLimitedError(
+        f"{reason}; the line may count on that day only around midnight: waiting until it cannot",
+        endpoint="transfer",
+        retry_after_ms=max(until - now, 1),
+    )
 
 
 def _window_start(now: int, cmd: Transfer) -> int:
@@ -401,8 +418,8 @@ def _counted_on_execution_day(ctx: StepContext, entry: TransferRecord, created_a
     cap. A send near midnight reserved on both days (``_reserve``): the other day's reservation is given back; one
     executed on a day it holds none of (later than a request can be on its way) counts there, whatever the cap
     says — the money moved. Returns the entry with the days it now holds. A line that may have been sent more than
-    once (``recheck_from_ms``) keeps every reservation."""
-    if entry.purpose is not TransferPurpose.FUND or entry.recheck_from_ms:
+    once (``recheck_from_ms``) keeps every reservation it holds."""
+    if entry.purpose is not TransferPurpose.FUND:
         return entry
     held = entry.reserved_days
     spare, missing = executed_on(held, created_at_ms)
@@ -410,7 +427,7 @@ def _counted_on_execution_day(ctx: StepContext, entry: TransferRecord, created_a
         line = ledger_line(ctx.ref, entry.key)
         ctx.services.ledger.reserve(day=missing, line=line, currency=entry.currency, amount=entry.amount, cap=None)
         return entry.model_copy(update={"days": (*held, missing)})
-    if spare:
+    if spare and not entry.recheck_from_ms:
         _release(ctx, entry.key, spare)
         return entry.model_copy(update={"days": tuple(day for day in held if day not in spare)})
     return entry
@@ -588,13 +605,14 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> tuple[Trans
     return details.model_copy(update={"days": [*details.days, *days]}), riders
 
 
-def _cap_refusal(ctx: StepContext, details: TransferIntent, asked: int) -> str:
-    """Why a day's cap refused a reservation ``_reserve`` made riders of (the last ``asked`` of ``details.days``):
-    the first of those days the line does not fit in."""
+def _cap_refusal(ctx: StepContext, details: TransferIntent, asked: int) -> tuple[str, str]:
+    """Which day's cap refused a reservation ``_reserve`` made riders of (the last ``asked`` of ``details.days``:
+    the first of those days the line does not fit in), and why."""
     cap = ctx.services.daily_caps[details.currency]
-    uses = [ctx.services.ledger.used(day=day, currency=details.currency) for day in details.days[-asked:]]
-    used = next((u for u in uses if u + details.amount > cap), uses[-1])
-    return daily_cap_reason(currency=details.currency, cap=cap, used=used)
+    days = details.days[-asked:]
+    uses = [(day, ctx.services.ledger.used(day=day, currency=details.currency)) for day in days]
+    day, used = next(((d, u) for d, u in uses if u + details.amount > cap), uses[-1])
+    return day, daily_cap_reason(currency=details.currency, cap=cap, used=used)
 
 
 def _release(ctx: StepContext, key: str, days: Iterable[str]) -> None:
@@ -765,6 +783,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         days=list(entry.reserved_days),
         attempt=entry.attempt,
         first_sent_ms=entry.sent_ms or entry.at_ms,
+        order_id=entry.order_id,
     )
     intent = Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)
     ctx.record = ctx.record.model_copy(update={"transfers": transfers, "pending": intent})
@@ -772,7 +791,8 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         ctx,
         steps.fund(entry.key),
         f"transfer {entry.client_oid} (order {entry.order_id}) of {entry.amount} {entry.currency} is not final: "
-        f"{why}; check with KuCoin, then decide with `provisioner customer settle-transfer`",
+        f"{why}; once KuCoin shows it final, decide with `provisioner customer settle-transfer` (SUCCESS: "
+        "--committed; FAILURE: --not-committed or --refused; the command checks the order's status itself)",
         manual=True,
     )
 

@@ -11,6 +11,11 @@ verdict:
   balances again and moves what is there under a new clientOid.
 - ``refused``: nothing moved and the line must not be sent — ``funding.refused`` is emitted, the Special
   Account's daily reservation is released.
+
+A block of a transfer the exchange gave an orderId to (it stayed PROCESSING too long) takes only the verdict the
+order's status allows once it is final: the exchange's own record beats anyone's word, and an exchange may credit
+the sub-account only when the transfer completes (a committed verdict before then closed an offboarded customer
+before its money arrived).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from handlers.records import (
     TransferStatus,
 )
 from handlers.refusals import refusal_identity
+from worker.exchange import ExchangeClient, ExchangeError, PermanentError
 from worker.provisioning.outbound import outcome
 from worker.settings import Settings
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
@@ -45,7 +51,7 @@ __all__ = ["OperatorError", "OperatorPorts", "TransferVerdict", "settle_transfer
 
 class OperatorPorts(Protocol):
     """What an operator's decision reads and writes: the customer's lock and store, the daily funding ledger, the
-    due schedule, the clock. ``worker.bootstrap.App`` is one."""
+    due schedule, the clock, and the exchange (a transfer's status). ``worker.bootstrap.App`` is one."""
 
     @property
     def settings(self) -> Settings: ...
@@ -61,6 +67,8 @@ class OperatorPorts(Protocol):
     def due(self) -> DueSchedule: ...
     @property
     def clock(self) -> Callable[[], float]: ...
+    @property
+    def exchange(self) -> ExchangeClient: ...
 
 
 class OperatorError(Exception):
@@ -114,6 +122,8 @@ def settle_transfer(
         details = TransferIntent.of(blocked.intent)
         if verdict is TransferVerdict.REFUSED and details.purpose is TransferPurpose.SWEEP:
             raise OperatorError("a sweep cannot be refused: say committed or not_committed")
+        if details.order_id is not None:
+            _agrees_with_the_order(app, details.order_id, verdict)
         asked = details.asked_about(blocked.intent.token)
         if client_oid is not None and client_oid not in asked:
             raise OperatorError(f"the block at {step} does not ask about clientOid {client_oid}: {', '.join(asked)}")
@@ -163,6 +173,30 @@ def settle_transfer(
         return action
     finally:
         lock.release()
+
+
+def _agrees_with_the_order(app: OperatorPorts, order_id: str, verdict: TransferVerdict) -> None:
+    """Raise ``OperatorError`` unless ``verdict`` is one the exchange's status of ``order_id`` allows: SUCCESS only
+    committed, FAILURE never committed, anything else (still PROCESSING) none yet. An order the exchange does not
+    know leaves the verdict to the operator."""
+    try:
+        status = str(app.exchange.transfers.get(order_id=order_id).status)
+    except PermanentError:
+        return
+    except ExchangeError as exc:
+        raise OperatorError(f"could not read order {order_id} from the exchange ({exc}); try again") from None
+    if status == "SUCCESS" and verdict is not TransferVerdict.COMMITTED:
+        raise OperatorError(f"the exchange shows order {order_id} SUCCESS: the money moved; only --committed applies")
+    if status == "FAILURE" and verdict is TransferVerdict.COMMITTED:
+        raise OperatorError(
+            f"the exchange shows order {order_id} FAILURE: nothing moved; --not-committed sends the line again, "
+            "--refused refuses it"
+        )
+    if status not in ("SUCCESS", "FAILURE"):
+        raise OperatorError(
+            f"the exchange still shows order {order_id} {status}: its money may reach the sub-account only when it "
+            "completes; decide once it shows SUCCESS or FAILURE"
+        )
 
 
 def _apply(
