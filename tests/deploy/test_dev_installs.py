@@ -61,7 +61,7 @@ def test_the_venv_gets_only_hash_checked_files_and_builds_the_project_without_is
 
 def test_the_build_lock_pins_pyprojects_build_backend_by_hash() -> None:
     """requirements/build.lock holds exactly [build-system] requires, each at a version the range allows, with
-    hashes; it is written and checked by `./dev lock` like the other lockfiles."""
+    hashes; it is written and checked by `./dev lock` like the other lockfiles, and scanned by `./dev audit`."""
     requires = [
         Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     ]
@@ -71,6 +71,7 @@ def test_the_build_lock_pins_pyprojects_build_backend_by_hash() -> None:
         version, hashes = pins[requirement.name.lower()]
         assert version in requirement.specifier and hashes
     assert "build.lock" in _function("lock") and re.search(r"LOCKS=\(.*\bbuild\b.*\)", DEV.read_text())
+    assert re.search(r"audit\.py \S+ requirements/build\.lock", DEV.read_text()), "./dev audit scans it too"
 
 
 def test_the_image_builds_with_the_locked_backend() -> None:
