@@ -59,6 +59,9 @@ class JournalAction(StrEnum):
     KYC_CHECKED = "kyc.checked"
     KYC_PASSED = "kyc.passed"
     KYC_REJECTED = "kyc.rejected"
+    KYC_DOCUMENTS_DELETED = "kyc.documents_deleted"
+    """The customer was offboarded: the KYC documents still held (never submitted, and now never to be) deleted,
+    before the close (``events``: the approvals they came with)."""
     BALANCES_READ = "balances_read"
     TRANSFER_ACCEPTED = "transfer.accepted"
     TRANSFER_PENDING = "transfer.pending"

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS
+from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS
 from worker.settings import Settings
 
 ROOT = Path(__file__).parents[1]
@@ -51,6 +51,22 @@ def test_worker_env_example_lists_every_setting_the_worker_reads() -> None:
     listed = _example_names(ROOT / "deploy" / "systemd" / "env.example")
     assert (names - API_ONLY) - listed == set(), "settings missing from deploy/systemd/env.example"
     assert listed - names == set(), "env.example names variables the code does not read"
+
+
+def test_worker_env_example_sets_what_a_production_worker_requires() -> None:
+    """env.example (PROVISIONER_ENV=production) sets, not merely shows commented out, every setting a production
+    worker refuses to start without: its secrets, the upstream's key, Redis and the personal-data retention period
+    (with a placeholder to fill in: the broker's legal retention obligation)."""
+    text = (ROOT / "deploy" / "systemd" / "env.example").read_text()
+    set_lines = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    required = {
+        *DEV_DEFAULT_SECRETS,
+        "REDIS_URL",
+        "PROVISIONER_DELIVERY_JWK",
+        "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS",
+    }
+    assert set_lines["PROVISIONER_ENV"] == "production"
+    assert required - set(set_lines) == set(), "env.example leaves a setting production requires unset"
 
 
 def test_api_env_example_lists_the_api_settings_and_nothing_it_withholds() -> None:

@@ -3,8 +3,9 @@
 Nothing here runs at import time. ``from_env`` reads ``os.environ`` (or a mapping given for tests), fills
 development defaults for missing secrets in development mode (and reports each one so the caller can warn),
 refuses to start in production mode when a secret is missing, a development default or weak
-(``worker.secret_strength``) or when a URL would carry secrets in clear (``worker.wire``), and turns any malformed
-value into a ``SettingsError`` that names the variable (never echoing a secret).
+(``worker.secret_strength``), when a URL would carry secrets in clear (``worker.wire``) or when a worker has no
+personal-data retention period, and turns any malformed value into a ``SettingsError`` that names the variable
+(never echoing a secret).
 
 The ``KUCOIN_*`` names are a public interface: the simulator (``provisioner sandbox``) reads the same names with
 the same development defaults, so worker and simulator agree with no configuration at all.
@@ -37,6 +38,7 @@ __all__ = [
     "DEV_DEFAULT_SECRETS",
     "DEV_DELIVERY_JWK",
     "DEV_WEBHOOK_SECRET",
+    "RETENTION_UNSET",
     "Environment",
     "KucoinCredentials",
     "Profile",
@@ -84,6 +86,14 @@ _DEFAULT_CAPS = {
     "funding_cap_per_customer": DEFAULT_FUNDING_CAP_PER_CUSTOMER,
     "funding_cap_per_day": DEFAULT_FUNDING_CAP_PER_DAY,
 }
+
+
+RETENTION_UNSET = (
+    "production mode needs PROVISIONER_PERSONAL_DATA_RETENTION_DAYS, which is unset: how many days after a "
+    "customer's close its personal data (upstream id, KYC documents) is erased; set it to the retention your legal "
+    "obligations require (0: at the close), or a closed customer's personal data would be kept indefinitely"
+)
+"""Why production refuses to start a worker (or an operator's command) without a retention period."""
 
 
 class SettingsError(Exception):
@@ -186,7 +196,8 @@ class Settings(BaseSettings):
         None, alias="PROVISIONER_PERSONAL_DATA_RETENTION_DAYS", ge=0, le=36500
     )
     """Days after a customer's close until the workers erase its personal data (upstream id, KYC documents;
-    ``worker.erasure``), keeping the financial audit trail. Unset: kept until ``provisioner customer forget``."""
+    ``worker.erasure``), keeping the financial audit trail. Required in production (``RETENTION_UNSET``): the
+    broker's legal retention obligation. Unset in development: kept until ``provisioner customer forget``."""
     kyc_poll_seconds: int = Field(60, alias="PROVISIONER_KYC_POLL_SECONDS", ge=1)
     lock_ttl_ms: int = Field(45_000, alias="PROVISIONER_LOCK_TTL_MS", ge=5_000)
     unknown_outcome_settle_ms: int = Field(15_000, alias="PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS", ge=0)
@@ -324,8 +335,9 @@ class Settings(BaseSettings):
 
         Returns the settings and the names of the variables that fell back to a development default (the
         caller warns about them). Raises ``SettingsError`` naming each malformed variable, or, in production
-        mode, each missing secret the profile requires, then each weak one and each clear-text URL.
-        ``Profile.API`` never reads ``API_WITHHELD``.
+        mode, each missing secret the profile requires (and, for ``Profile.WORKER``, an unset
+        ``PROVISIONER_PERSONAL_DATA_RETENTION_DAYS``), then each weak one and each clear-text URL. ``Profile.API``
+        never reads ``API_WITHHELD``.
         """
         env = dict(os.environ if environ is None else environ)
         if profile is Profile.API:
@@ -346,11 +358,17 @@ class Settings(BaseSettings):
             if env.get("PROVISIONER_WEBHOOK_URL") and not env.get("PROVISIONER_WEBHOOK_SECRET"):
                 defaults["PROVISIONER_WEBHOOK_SECRET"] = DEV_WEBHOOK_SECRET
         missing = list(defaults)
-        if missing and settings.environment is Environment.PRODUCTION:
-            named = [
-                "PROVISIONER_DELIVERY_JWK (the upstream's public key)" if m.endswith("_JWK") else m for m in missing
-            ]
-            raise SettingsError("production mode needs these secrets, which are unset: " + ", ".join(named))
+        if settings.environment is Environment.PRODUCTION:
+            unset = []
+            if missing:
+                named = [
+                    "PROVISIONER_DELIVERY_JWK (the upstream's public key)" if m.endswith("_JWK") else m for m in missing
+                ]
+                unset.append("production mode needs these secrets, which are unset: " + ", ".join(named))
+            if profile is Profile.WORKER and settings.personal_data_retention_days is None:
+                unset.append(RETENTION_UNSET)
+            if unset:
+                raise SettingsError("; ".join(unset))
         if missing:
             settings = cls.model_validate({**{k: v for k, v in env.items() if v != ""}, **defaults})
         settings._check_consistency()

@@ -1,5 +1,6 @@
-"""KYC documents are not kept once the KYC is decided, nor after the customer is closed: a superseded approval's
-documents (never submitted) go with the submission, the PASS or the close; a closed customer's personal data is
+"""KYC documents are not kept once the KYC is decided, nor once the customer is offboarded: a superseded approval's
+documents (never submitted) go with the submission or the PASS, and every document still held goes with the
+offboarding run's first commit (not at the close, which may come much later); a closed customer's personal data is
 erased once the retention period has passed."""
 
 from __future__ import annotations
@@ -55,6 +56,73 @@ def test_closing_deletes_documents_never_submitted(redis_url: str, key_prefix: s
         record = rig.record(ref)
         assert record is not None and record.closed_at_ms is not None
         assert rig.app.redis.exists(rig.app.keys.docs(ref)) == 0, "no document outlives the customer's close"
+    finally:
+        rig.close()
+
+
+def _held(rig: Rig, ref: str) -> set[str]:
+    return set(rig.app.store.held_documents(ref))
+
+
+def _journalled(rig: Rig, ref: str, action: str) -> list[dict[str, Any]]:
+    return [line for line in rig.app.store.journal(ref) if line["action"] == action]
+
+
+def test_offboarding_deletes_documents_never_submitted_before_the_close(redis_url: str, key_prefix: str) -> None:
+    """Proxy KYC off: the approval's documents are never submitted. The offboarding run deletes them although it
+    cannot close yet (it waits for the exchange to list the revoked key); an approval with documents that arrives
+    after the offboard, before the close, has its documents deleted by the run its arrival wakes."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        created, older, later = _approvals("offboarded-early", "Cleo")
+        (ref,) = rig.publish(created, older)[:1]
+        rig.settle(ref)
+        assert _held(rig, ref) == {older["id"]}, "precondition: the documents are held while the customer is open"
+        rig.publish(events_for("offboarded-early")["offboard"])
+        report = rig.run(ref)
+        assert report is not None and "RevokeApiKey" in report.steps
+        assert rig.record(ref).closed_at_ms is None, "precondition: the offboarding has not closed the customer yet"
+        assert rig.app.redis.exists(rig.app.keys.docs(ref)) == 0, "documents outlived the offboarding run"
+        (deleted,) = _journalled(rig, ref, "kyc.documents_deleted")
+        assert deleted["events"] == [older["id"]] and deleted["reason"] == "offboarded"
+
+        rig.publish(later)  # a late approval with documents, between the offboard and the close
+        rig.run(ref)
+        assert rig.record(ref).closed_at_ms is None
+        assert rig.app.redis.exists(rig.app.keys.docs(ref)) == 0, "a late approval's documents were kept"
+        assert [d["events"] for d in _journalled(rig, ref, "kyc.documents_deleted")] == [[older["id"]], [later["id"]]]
+
+        rig.settle(ref)
+        assert rig.record(ref).closed_at_ms is not None, "the offboarding still closes the customer"
+        assert rig.verify([created, older, later, events_for("offboarded-early")["offboard"]]) == []
+    finally:
+        rig.close()
+
+
+def test_offboarding_during_a_kyc_review_deletes_the_unsubmitted_documents_and_submits_nothing(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Proxy KYC on: the first approval is submitted and under review; a later approval's documents wait for the
+    verdict. Offboarded then (its first balance read turned away by the exchange's rate limit, so the run ends
+    before the close), the customer's run deletes them at once and never submits them."""
+    rig = Rig(redis_url, key_prefix, config=SandboxConfig(kyc_review_ms=86_400_000), PROVISIONER_PROXY_KYC="true")
+    try:
+        created, older, later = _approvals("offboarded-in-review", "Dora")
+        (ref,) = rig.publish(created, older)[:1]
+        rig.settle(ref, horizon_ms=45_000)  # until it polls the day-long review
+        assert [d["event_id"] for d in _journalled(rig, ref, "kyc.submitted")] == [older["id"]]
+        rig.publish(later)
+        rig.run(ref)
+        assert _held(rig, ref) == {later["id"]}, "precondition: the later approval's documents await the verdict"
+        rig.publish(events_for("offboarded-in-review")["offboard"])
+        rig.transport.turn_away("GET", f"/api/v1/sub-accounts/{rig.record(ref).sub_account.uid}", times=1)
+        report = rig.run(ref)
+        assert report is not None and report.outcome == "rate_limited" and "SubmitKyc" not in report.steps
+        assert rig.record(ref).closed_at_ms is None, "precondition: not closed by this run"
+        assert rig.app.redis.exists(rig.app.keys.docs(ref)) == 0, "unsubmitted documents outlived the offboarding"
+        rig.settle(ref, horizon_ms=45_000)
+        assert rig.record(ref).closed_at_ms is not None
+        assert [d["event_id"] for d in _journalled(rig, ref, "kyc.submitted")] == [older["id"]], "submitted again"
     finally:
         rig.close()
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from joserfc.jwk import ECKey
 
 from tests.deploy.dockerfile import DOCKERFILE, ROOT, stages
-from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS
+from worker.profiles import API_WITHHELD, DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS
 from worker.sealing import generate_key_pair
-from worker.settings import Profile, Settings
+from worker.settings import Profile, Settings, SettingsError
 
 K8S = ROOT / "deploy" / "kubernetes"
 APP = {"app.kubernetes.io/name": "provisioner"}
@@ -390,6 +391,7 @@ def test_api_pod_environment_is_accepted_in_production() -> None:
     environ = {**configmap["data"], **_env(_container("provisioner-api"))}
     public_jwk = ECKey.generate_key("P-256").as_dict(private=False) | {"kid": "u1"}
     environ["PROVISIONER_DELIVERY_JWK"] = json.dumps(public_jwk)  # the template's is a placeholder
+    environ["PROVISIONER_PERSONAL_DATA_RETENTION_DAYS"] = "1825"  # likewise (the API reads it, needs none)
     environ |= {
         "REDIS_URL": "rediss://:password@redis.example:6380/0",
         "PROVISIONER_NAME_SECRET": secrets.token_urlsafe(48),
@@ -400,3 +402,65 @@ def test_api_pod_environment_is_accepted_in_production() -> None:
     settings, defaulted = Settings.from_env(environ, profile=Profile.API)
     assert defaulted == []
     assert (settings.api_host, settings.api_port) == ("0.0.0.0", 8080)
+
+
+# --- the worker's environment ---------------------------------------------------------------------------------------
+
+WORKER_PRODUCTION_NEEDS = {
+    *DEV_DEFAULT_SECRETS,
+    "REDIS_URL",
+    "PROVISIONER_ENV",
+    "PROVISIONER_DELIVERY_JWK",
+    "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS",
+}
+"""What a production worker refuses to start without (``Settings.from_env``, ``Profile.WORKER``)."""
+
+
+def test_worker_pod_environment_names_what_production_requires() -> None:
+    """The ConfigMap, the worker's Secret template and the pod's env together set every setting a production worker
+    requires, the personal-data retention period among them (in the ConfigMap: it is not secret), each one the code
+    reads."""
+    (secret,) = _docs(K8S / "secret.example.yaml")
+    (configmap,) = _kind("ConfigMap")
+    given = set(secret["stringData"]) | set(configmap["data"]) | set(_env(_container("provisioner-worker")))
+    assert WORKER_PRODUCTION_NEEDS - given == set()
+    assert configmap["data"]["PROVISIONER_ENV"] == "production"
+    assert "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS" in configmap["data"]
+
+
+def test_worker_pod_environment_is_accepted_in_production_once_its_placeholders_are_filled() -> None:
+    """The ConfigMap, the pod's env and the worker's Secret, every placeholder (``<...>``) filled with a fresh valid
+    value, pass the worker profile's production checks with nothing left at a development default; the ConfigMap's
+    placeholders alone keep a worker from starting (a retention period nobody chose is not one)."""
+    (secret,) = _docs(K8S / "secret.example.yaml")
+    (configmap,) = _kind("ConfigMap")
+    environ = {**configmap["data"], **secret["stringData"], **_env(_container("provisioner-worker"))}
+    filled = {
+        "REDIS_URL": "rediss://:redis-password-1234@redis.example:6380/0",
+        "KUCOIN_API_KEY": "6422da9c97b45100018c6e62",
+        "KUCOIN_API_SECRET": secrets.token_hex(18),
+        "KUCOIN_API_PASSPHRASE": "Mgmt-pass-2026",
+        "KUCOIN_BROKER_PARTNER": "ExamplePartner",
+        "KUCOIN_BROKER_KEY": secrets.token_hex(18),
+        "KUCOIN_BROKER_NAME": "ExampleND",
+        "KUCOIN_TRADING_API_KEY": "6422da9c97b45100018c6e99",
+        "KUCOIN_TRADING_API_SECRET": secrets.token_hex(18),
+        "KUCOIN_TRADING_API_PASSPHRASE": "Trade-pass-2026",
+        "PROVISIONER_NAME_SECRET": secrets.token_urlsafe(48),
+        "PROVISIONER_ENCRYPTION_KEYS": "k1=" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "PROVISIONER_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "PROVISIONER_INTAKE_PRIVATE_KEYS": generate_key_pair()[0],
+        "PROVISIONER_EVENT_SIGNING_KEYS": "k1=" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "PROVISIONER_DELIVERY_JWK": json.dumps(ECKey.generate_key("P-256").as_dict(private=False) | {"kid": "u1"}),
+        "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS": "1825",
+    }
+    placeholders = {name for name, value in environ.items() if "<" in value}
+    assert {"PROVISIONER_DELIVERY_JWK", "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS"} <= placeholders
+    assert placeholders <= set(filled), "a placeholder this test does not know how to fill"
+    with pytest.raises(SettingsError, match="PROVISIONER_PERSONAL_DATA_RETENTION_DAYS"):
+        Settings.from_env(
+            {**environ, **{k: filled[k] for k in placeholders - {"PROVISIONER_PERSONAL_DATA_RETENTION_DAYS"}}}
+        )
+    settings, defaulted = Settings.from_env({**environ, **{k: filled[k] for k in placeholders}})
+    assert defaulted == []
+    assert settings.personal_data_retention_days == 1825

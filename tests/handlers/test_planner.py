@@ -341,6 +341,31 @@ def test_a_new_approval_with_documents_resubmits_after_a_rejection() -> None:
     assert plan(docs, rejected, now_ms=0, policy=PROXY) == c.SubmitKyc(uid=UID, event_id="e-kyc2")
 
 
+@pytest.mark.parametrize(
+    "kyc",
+    [
+        None,  # documents received, never submitted
+        KycProgress(event_id="e-kyc", stage=KycStage.REJECT, reason="blurry"),  # a newer approval would resubmit
+        KycProgress(event_id="e-kyc", stage=KycStage.PROCESS, next_check_ms=0),  # a review due for a look
+    ],
+)
+def test_no_kyc_submission_is_planned_once_the_customer_is_offboarded(kyc: KycProgress | None) -> None:
+    """Offboarding dominates proxy KYC: whatever the review's stage, the plan revokes, sweeps and closes, and never
+    submits (so the documents still held may be deleted at the offboard: worker.provisioning.reconciler); a
+    submission whose outcome is unknown is only resolved by reading the status, never sent again."""
+    events = [created(), approved(), approved("e-kyc2", 5), offboarded()]
+    docs = fold(events, documents_held={"e-kyc", "e-kyc2"})
+    rec = with_sub(keys=(key(0),), kyc=kyc)
+    assert plan(docs, rec, now_ms=100, policy=PROXY) == c.RevokeApiKey(uid=UID, api_key="key0", reason="offboarded")
+    unkeyed = with_sub(kyc=kyc)
+    assert isinstance(plan(docs, unkeyed, now_ms=100, policy=PROXY), c.ReadBalances)
+    submitting = Intent(
+        kind=IntentKind.SUBMIT_KYC, token="e-kyc2", started_at_ms=0, details={"uid": UID, "event_id": "e-kyc2"}
+    )
+    in_flight = with_sub(kyc=kyc, pending=submitting)
+    assert plan(docs, in_flight, now_ms=PROXY.resolve_delay_ms, policy=PROXY) == c.CheckKyc(uid=UID)
+
+
 def test_sweep_uses_the_sweep_round_in_its_client_oid() -> None:
     events = [created(), approved(), offboarded()]
     snap = BalanceSnapshot(at_ms=1, sweep_round=2, wallets={"MAIN": {"BTC": (Decimal(1), Decimal(1))}})

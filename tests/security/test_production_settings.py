@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from tests.webhooks.keys import key_pair
 from worker.profiles import DEV_DEFAULT_API_SETTINGS, DEV_DEFAULT_SECRETS, Profile
 from worker.sealing import generate_key_pair
-from worker.settings import DEV_DELIVERY_JWK, DEV_WEBHOOK_SECRET, Settings, SettingsError
+from worker.settings import DEV_DELIVERY_JWK, DEV_WEBHOOK_SECRET, RETENTION_UNSET, Settings, SettingsError
 from worker.wire import redacted_url
 
 
@@ -46,6 +46,7 @@ def strong_env(**extra: str) -> dict[str, str]:
         "PROVISIONER_INTAKE_PRIVATE_KEYS": private,
         "PROVISIONER_INTAKE_PUBLIC_KEY": public,
         "PROVISIONER_EVENT_SIGNING_KEYS": "e1=" + base64.b64encode(os.urandom(32)).decode("ascii"),
+        "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS": "1825",
     }
     if "PROVISIONER_INTAKE_PRIVATE_KEYS" in extra:  # the worker's default public key: the first private one's half
         del env["PROVISIONER_INTAKE_PUBLIC_KEY"]
@@ -274,3 +275,32 @@ def test_the_event_signing_keys_are_required_and_held_to_key_strength() -> None:
     short = base64.b64encode(os.urandom(16)).decode("ascii")
     message = refusal({"PROVISIONER_EVENT_SIGNING_KEYS": f"e1={short}"})
     assert "PROVISIONER_EVENT_SIGNING_KEYS: key 'e1' must be 32 to 64 bytes" in message and short not in message
+
+
+def test_a_worker_without_a_personal_data_retention_period_is_refused() -> None:
+    """Production never keeps a closed customer's personal data indefinitely by omission: the worker (and every
+    operator command, same profile) refuses to start without PROVISIONER_PERSONAL_DATA_RETENTION_DAYS, naming it
+    and saying why, beside any missing secret; 0 (erase at the close) is a value. The API, which erases nothing,
+    does not need it; development keeps its default (kept until `provisioner customer forget`)."""
+    env = strong_env()
+    del env["PROVISIONER_PERSONAL_DATA_RETENTION_DAYS"]
+    message = refusal(env)
+    assert message == RETENTION_UNSET
+    assert "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS" in message and "legal" in message
+    both = refusal({k: v for k, v in env.items() if k != "KUCOIN_API_SECRET"})
+    assert "KUCOIN_API_SECRET" in both and "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS" in both
+    assert "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS" in refusal(
+        {**env, "PROVISIONER_PERSONAL_DATA_RETENTION_DAYS": ""}
+    )
+    settings, _ = Settings.from_env(strong_env(PROVISIONER_PERSONAL_DATA_RETENTION_DAYS="0"))
+    assert settings.personal_data_retention_days == 0
+    api = {
+        "PROVISIONER_ENV": "production",
+        "PROVISIONER_ALLOW_PLAINTEXT_REDIS": "true",
+        "PROVISIONER_NAME_SECRET": env["PROVISIONER_NAME_SECRET"],
+        "PROVISIONER_API_SECRETS": _whsec(),
+        "PROVISIONER_INTAKE_PUBLIC_KEY": generate_key_pair()[1],
+        "PROVISIONER_EVENT_SIGNING_KEYS": env["PROVISIONER_EVENT_SIGNING_KEYS"],
+    }
+    assert Settings.from_env(api, profile=Profile.API)[0].personal_data_retention_days is None
+    assert Settings.from_env({})[0].personal_data_retention_days is None

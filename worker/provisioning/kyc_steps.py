@@ -2,8 +2,9 @@
 
 Documents are opened only to build the request, never logged, and deleted in the same commit that records the
 submission (they are "not kept after submission"), with those of earlier approvals the submission superseded;
-once the KYC passes, every document still held (a later approval's) is deleted too, as they all are when the
-customer is closed. Documents sealed under an encryption key the keyring no longer holds block the step, naming
+once the KYC passes, every document still held (a later approval's) is deleted too, as they all are once the
+customer is offboarded (``Reconciler._drop_documents_at_offboarding``; nothing is submitted after an offboard) and
+when it is closed. Documents sealed under an encryption key the keyring no longer holds block the step, naming
 the key id (retrying could not open them).
 """
 

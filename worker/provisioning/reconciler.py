@@ -292,7 +292,8 @@ class Reconciler:
 
     def _take_in(self, ctx: StepContext, snapshot: Snapshot) -> tuple[int, DesiredState]:
         """Base the next plans on ``snapshot``. Events that reached a closed customer after its closing run had
-        looked (intake refuses them afterwards) are reported as ignored, once."""
+        looked (intake refuses them afterwards) are reported as ignored, once. An offboarded customer's KYC
+        documents still held are deleted at once (``_drop_documents_at_offboarding``)."""
         ctx.seen_events = frozenset(e.id for e in snapshot.events)
         record = ctx.record
         if record.closed_at_ms is not None:
@@ -322,7 +323,28 @@ class Reconciler:
                     journal=[(JournalAction.EVENTS_IGNORED, {"events": late})],
                     outbound=reports,
                 )
-        return snapshot.seq, self.services.store.desired(ctx.ref, snapshot)
+        desired = self.services.store.desired(ctx.ref, snapshot)
+        if desired.offboarded and record.closed_at_ms is None and desired.kyc_documents_event is not None:
+            self._drop_documents_at_offboarding(ctx)
+        return snapshot.seq, desired
+
+    @staticmethod
+    def _drop_documents_at_offboarding(ctx: StepContext) -> None:
+        """The customer is offboarded: no KYC submission follows (the planner plans none once offboarded; a pending
+        submission is only resolved by reading the status), so the documents still held — of approvals never
+        submitted, or that arrived after the offboard — go now, in a commit of their own, not at the close: an
+        offboarding can wait long for money or an operator before it closes. Asked only when an approval came
+        with documents (one read); a later approval's documents are dropped by the run its arrival wakes."""
+        held = ctx.services.store.held_documents(ctx.ref)
+        if not held:
+            return
+        events = sorted(held)
+        ctx.commit(
+            ctx.record,
+            journal=[(JournalAction.KYC_DOCUMENTS_DELETED, {"events": events, "reason": "offboarded"})],
+            drop_documents=events,
+        )
+        _log.info("kyc documents deleted at offboarding", customer_ref=ctx.ref, approvals=len(events))
 
     def _context(self, lock: CustomerLock, snapshot: Snapshot, retry_blocked: bool) -> StepContext | None:
         record = snapshot.record

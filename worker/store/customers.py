@@ -546,10 +546,10 @@ class CustomerStore:
 
         Each outbound event takes the customer's next outbound sequence number in the same script
         (``worker.store.outbound``). Side effects: drop submitted KYC documents (every one held with
-        ``drop_all_documents``, once the KYC is decided, and on ``close``), mark the customer closed, keep the
-        pending-intents index in step with the record, add ``stats`` deltas to the shared counters (active keys,
-        ...), extend the lock by ``renew_lock_ms`` if positive, and take the customer's dirty flag (a run that found
-        it busy raised it).
+        ``drop_all_documents``, once the KYC is decided, and on ``close``; an offboarded customer's, named in
+        ``drop_documents``), mark the customer closed, keep the pending-intents index in step with the record, add
+        ``stats`` deltas to the shared counters (active keys, ...), extend the lock by ``renew_lock_ms`` if
+        positive, and take the customer's dirty flag (a run that found it busy raised it).
 
         ``riders`` (``worker.store.riders``: the rate limiter's admission, the day's cap reservation) are asked in
         order once the lock, state and version checks passed, before anything is written.

@@ -6,7 +6,7 @@ key                                 type    content
 ``{p}:c:{ref}``                     string  the customer's record (JSON), written only by the lock holder
 ``{p}:c:{ref}:events``              hash    event id → accepted event (JSON, KYC documents removed)
 ``{p}:c:{ref}:log``                 list    the same events in the order they were stored (read incrementally)
-``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; dropped at submit, PASS, close
+``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; dropped at submit, PASS, offboard
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
 ``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
 ``{p}:c:{ref}:admitted``            hash    event id → fingerprint, for events the API admitted and no worker stored yet
