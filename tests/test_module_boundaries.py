@@ -45,10 +45,25 @@ def test_the_handlers_import_nothing_from_the_shell() -> None:
         assert _offenders(_sources("handlers"), package) == {}
 
 
+COMPOSITION = frozenset({"worker.bootstrap", "worker.runtime.broker"})
+"""The composition root, and the one module of worker/ that builds an ``App`` from it: the dramatiq entry point's
+``build_runtime`` (the CLI's commands, in cli/, build theirs there too)."""
+
+
 def test_the_service_layer_does_not_import_the_composition_root() -> None:
-    """worker/provisioning/ and the runtime's app holder depend on narrow ports, not on ``worker.bootstrap``."""
-    paths = [*_sources("worker", "provisioning"), *_sources("worker", "runtime", "holder.py")]
+    """Every module of worker/ but ``COMPOSITION`` depends on narrow ports (``OperatorPorts``, ``RecoveryPorts``,
+    ``ResealPorts``, ``ActorApp``, ...), not on ``worker.bootstrap``: the App satisfies them structurally."""
+    paths = [path for path in _sources("worker") if _module(path) not in COMPOSITION]
+    assert {"worker.recovery", "worker.reseal", "worker.runtime.holder"} <= {_module(path) for path in paths}
     assert _offenders(paths, "worker.bootstrap") == {}
+
+
+def test_the_composition_root_is_what_it_says() -> None:
+    """Each module exempted above exists and is what it is exempted as: the root, or a module that imports it."""
+    for name in COMPOSITION:
+        path = ROOT.joinpath(*name.split(".")).with_suffix(".py")
+        assert path.is_file(), name
+        assert name == "worker.bootstrap" or "worker.bootstrap.build_app" in _imports(path), name
 
 
 def test_the_metric_declarations_know_neither_dramatiq_nor_redis() -> None:
