@@ -4,6 +4,7 @@ defined. Read from the source with ``ast``, lazy imports inside functions includ
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,8 +14,10 @@ def _module(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, anywhere in it (``from a import b`` counts as ``a`` and ``a.b``)."""
+@functools.cache
+def _imports(path: Path) -> frozenset[str]:
+    """Every module ``path`` imports, anywhere in it (``from a import b`` counts as ``a`` and ``a.b``). Read once
+    per run: several tests below look at the same files."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -22,7 +25,7 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
+    return frozenset(found)
 
 
 def _sources(*parts: str) -> list[Path]:
