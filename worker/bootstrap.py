@@ -29,6 +29,7 @@ from worker.provisioning.reconciler import FAILURE_BACKSTOP_MS, Reconciler, Step
 from worker.ratelimit import PoolQuota, SharedRateLimiter, WaitingGate
 from worker.sealing import IntakeKeys, IntakeSealer
 from worker.settings import Settings
+from worker.store.client import redis_client
 from worker.store.customers import CustomerStore
 from worker.store.due import DueSchedule
 from worker.store.epoch import Mirror, StateGuard, default_state_dir
@@ -48,13 +49,6 @@ __all__ = [
     "redis_client",
     "state_mirror",
 ]
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    """Our own Redis client (strings, not bytes), with time-outs so a dead Redis cannot hang a worker."""
-    return redis.Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
 
 
 def intake_sealer(settings: Settings) -> IntakeSealer:

@@ -34,29 +34,36 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import redis
 import structlog
 
 from handlers.daily_cap import LEDGER_SKEW_MS
 from handlers.journal import JournalAction
+from handlers.planner import Policy
 from handlers.records import CustomerRecord, SubAccountRecord
-from worker.bootstrap import App
+from worker.exchange import ExchangeClient
 from worker.exchange.errors import RetryableError
 from worker.heard import HeardOutcome, nothing_lost, store_heard
 from worker.provisioning.caps_steps import seed_caps_from_ledger
 from worker.provisioning.money_steps import ledger_line
-from worker.store.customers import JournalEntry
-from worker.store.epoch import Epoch
+from worker.settings import Settings
+from worker.store.customers import CustomerStore, JournalEntry
+from worker.store.due import DueSchedule
+from worker.store.epoch import Epoch, StateGuard
+from worker.store.keys import Keys
+from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
 
 __all__ = [
     "Adoption",
     "RecoveryError",
+    "RecoveryPorts",
     "RecoveryReport",
     "declare_republished",
     "index_sub_accounts",
@@ -68,6 +75,33 @@ _log = structlog.get_logger(__name__)
 
 _INDEX_CHUNK = 500
 _DAY_MS = 86_400_000
+
+
+class RecoveryPorts(Protocol):
+    """What a recovery reads and writes: the state guard, the customers' store, locks and due schedule, the daily
+    funding ledger, the exchange's sub-accounts and ledger, the naming policy and the clock.
+    ``worker.bootstrap.App`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def redis(self) -> redis.Redis: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def store(self) -> CustomerStore: ...
+    @property
+    def due(self) -> DueSchedule: ...
+    @property
+    def ledger(self) -> FundingLedger: ...
+    @property
+    def state(self) -> StateGuard: ...
+    @property
+    def exchange(self) -> ExchangeClient: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 class RecoveryError(Exception):
@@ -121,7 +155,7 @@ def read_adoptions(path: Path) -> list[Adoption]:
     return adoptions
 
 
-def declare_republished(app: App, *, stamps_kept: bool = False) -> int:
+def declare_republished(app: RecoveryPorts, *, stamps_kept: bool = False) -> int:
     """The on-call's word that the upstream has re-published every event from before the last recovery after a
     loss: from now on a funding line whose event occurred later is new (sent without being looked for), every line
     the caps must count is known, and a transfer the ledger does not tie to a line by its clientOid may be judged
@@ -154,7 +188,7 @@ def declare_republished(app: App, *, stamps_kept: bool = False) -> int:
     return now_ms
 
 
-def index_sub_accounts(app: App) -> tuple[int, int, dict[str, str]]:
+def index_sub_accounts(app: RecoveryPorts) -> tuple[int, int, dict[str, str]]:
     """List every sub-account on the exchange into the recovery index. Returns (listed, named like ours,
     uid → name)."""
     key = app.keys.recovery_accounts
@@ -181,7 +215,7 @@ def index_sub_accounts(app: App) -> tuple[int, int, dict[str, str]]:
 
 
 def recover(
-    app: App,
+    app: RecoveryPorts,
     *,
     reason: str,
     adoptions: Iterable[Adoption] = (),
@@ -232,7 +266,7 @@ def recover(
     return report
 
 
-def _refuse_ours(app: App, adoptions: list[Adoption], by_uid: dict[str, str]) -> None:
+def _refuse_ours(app: RecoveryPorts, adoptions: list[Adoption], by_uid: dict[str, str]) -> None:
     """An adopted sub-account must be an older system's: not one named the way we name our customers' (unless it
     is this customer's own), and not one another record of ours holds. Raises ``RecoveryError``."""
     naming = app.policy.naming
@@ -249,14 +283,14 @@ def _refuse_ours(app: App, adoptions: list[Adoption], by_uid: dict[str, str]) ->
             raise RecoveryError(f"sub-account {adoption.uid} is already another customer's ({holder})")
 
 
-def _held_uids(app: App) -> dict[str, str]:
+def _held_uids(app: RecoveryPorts) -> dict[str, str]:
     """Sub-account uid → the customer reference whose record holds it."""
     refs = [str(r) for r in app.redis.zrange(app.keys.customers, 0, -1)]
     records = app.store.load_many(refs, chunk=_INDEX_CHUNK)
     return {record.sub_account.uid: ref for ref, record in records.items() if record.sub_account is not None}
 
 
-def seed_daily_caps(app: App, *, sound: bool = False) -> dict[str, str]:
+def seed_daily_caps(app: RecoveryPorts, *, sound: bool = False) -> dict[str, str]:
     """Rebuild today's and yesterday's use of the Special Account's daily caps from its ledger (transfers out to
     sub-accounts), so that a loss of our state does not reset them (``sound``: nothing was lost, an adoption: the
     day keeps the larger of its count and the ledger's). A read made once the ledger lists every transfer sent
@@ -276,7 +310,7 @@ def seed_daily_caps(app: App, *, sound: bool = False) -> dict[str, str]:
     return seeded
 
 
-def count_heard_payments(app: App, heard: Iterable[HeardOutcome]) -> int:
+def count_heard_payments(app: RecoveryPorts, heard: Iterable[HeardOutcome]) -> int:
     """Count on its day's Special Account cap every heard payment of today or yesterday that the ledger may not
     list yet (told within its lag, ``PROVISIONER_LEDGER_LAG_MS``, of now, or at an unknown time: then today), so
     the caps seeded from the ledger lose none and count none twice. Every customer's payments at once: the caps
@@ -302,7 +336,7 @@ def count_heard_payments(app: App, heard: Iterable[HeardOutcome]) -> int:
     return counted
 
 
-def _adopt(app: App, adoption: Adoption, account_name: str) -> None:
+def _adopt(app: RecoveryPorts, adoption: Adoption, account_name: str) -> None:
     """A record for ``adoption`` holding only its sub-account, audited by the workers before anything is done."""
     ref = app.policy.naming.customer_ref(adoption.customer_id)
     lock = CustomerLock(app.redis, app.keys, ref, ttl_ms=app.settings.lock_ttl_ms)

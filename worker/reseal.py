@@ -29,15 +29,20 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import redis
 
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
-from worker.bootstrap import App
 from worker.crypto import CryptoError, Keyring
-from worker.store.customers import CommitRejected, JournalEntry
+from worker.settings import Settings
+from worker.store.customers import CommitRejected, CustomerStore, JournalEntry
+from worker.store.due import DueSchedule
+from worker.store.keys import Keys
 from worker.store.lock import CustomerLock
 
-__all__ = ["ResealProgress", "reseal", "reseal_record"]
+__all__ = ["ResealPorts", "ResealProgress", "reseal", "reseal_record"]
 
 _CAS_FIELD = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -48,6 +53,26 @@ return 0
 """
 _BUSY_TRIES = 5
 """How many times a busy customer is tried at the end of a pass (a reconcile holds a lock for seconds at most)."""
+
+
+class ResealPorts(Protocol):
+    """What a re-sealing pass reads and writes: the keyring, the customers' store, locks, held documents and due
+    schedule, the clock. ``worker.bootstrap.App`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def redis(self) -> redis.Redis: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def store(self) -> CustomerStore: ...
+    @property
+    def due(self) -> DueSchedule: ...
+    @property
+    def keyring(self) -> Keyring: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 @dataclass
@@ -100,7 +125,7 @@ def reseal_record(record: CustomerRecord, keyring: Keyring) -> tuple[CustomerRec
 
 
 def reseal(
-    app: App,
+    app: ResealPorts,
     *,
     batch: int = 100,
     max_batches: int | None = None,
@@ -158,7 +183,7 @@ def reseal(
     return progress
 
 
-def _customer(app: App, ref: str, progress: ResealProgress, cas: Callable[..., int]) -> bool:
+def _customer(app: ResealPorts, ref: str, progress: ResealProgress, cas: Callable[..., int]) -> bool:
     """Re-seal one customer's record and held documents under its lock. Returns False when it is busy."""
     lock = CustomerLock(app.redis, app.keys, ref, ttl_ms=app.settings.lock_ttl_ms)
     if not lock.acquire():
@@ -204,7 +229,7 @@ def _customer(app: App, ref: str, progress: ResealProgress, cas: Callable[..., i
         lock.release()
 
 
-def _documents(app: App, ref: str, progress: ResealProgress, cas: Callable[..., int]) -> set[str]:
+def _documents(app: ResealPorts, ref: str, progress: ResealProgress, cas: Callable[..., int]) -> set[str]:
     """Re-seal the KYC documents held for ``ref``; returns the key ids the keyring lacks."""
     key = app.keys.docs(ref)
     missing: set[str] = set()

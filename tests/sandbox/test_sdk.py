@@ -1,9 +1,12 @@
-"""An unmodified kucoin-universal-sdk 1.3.2 client works against the simulator over loopback."""
+"""An unmodified kucoin-universal-sdk 1.3.2 client works against the simulator over loopback.
+
+The SDK is imported by the tests that use it, not with the module: its generated models take about a second to
+import, which ``./dev test-fast`` (where this ``loopback`` module is deselected, yet collected) would pay for nothing.
+"""
 
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,9 +14,33 @@ import pytest
 
 from sandbox import Exchange, SandboxConfig, SandboxCredentials, SandboxServer, start_server
 
-with warnings.catch_warnings():  # the SDK's generated models trigger pydantic deprecation warnings on import
-    warnings.simplefilter("ignore", DeprecationWarning)
+pytestmark = [pytest.mark.loopback, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+@pytest.fixture
+def server(creds: SandboxCredentials) -> Iterator[SandboxServer]:
+    with start_server(Exchange(SandboxConfig(), creds)) as running:
+        yield running
+
+
+def sdk_client(url: str, key: str, secret: str, passphrase: str, creds: SandboxCredentials | None = None) -> Any:
     from kucoin_universal_sdk.api.client import DefaultClient
+    from kucoin_universal_sdk.model.client_option import ClientOptionBuilder
+    from kucoin_universal_sdk.model.transport_option import TransportOptionBuilder
+
+    builder = ClientOptionBuilder().set_key(key).set_secret(secret).set_passphrase(passphrase)
+    if creds is not None:
+        builder = builder.set_broker_partner(creds.partner).set_broker_key(creds.broker_key)
+        builder = builder.set_broker_name(creds.broker_name)
+    option = (
+        builder.set_broker_endpoint(url).set_spot_endpoint(url).set_futures_endpoint(url)
+        .set_transport_option(TransportOptionBuilder().set_read_timeout(5).build()).build()
+    )  # fmt: skip
+    return DefaultClient(option).rest_service()
+
+
+def test_sdk_provisioning_flow(server: SandboxServer, creds: SandboxCredentials) -> None:
+    """The SDK adds a sub-account, lists it, issues a key, transfers and reads the transfer detail."""
     from kucoin_universal_sdk.generate.account.account.model_get_spot_account_list_req import (
         GetSpotAccountListReqBuilder,
     )
@@ -42,34 +69,7 @@ with warnings.catch_warnings():  # the SDK's generated models trigger pydantic d
         GetTransferHistoryReqBuilder,
     )
     from kucoin_universal_sdk.generate.broker.ndbroker.model_transfer_req import TransferReq, TransferReqBuilder
-    from kucoin_universal_sdk.model.client_option import ClientOptionBuilder
-    from kucoin_universal_sdk.model.common import RestError
-    from kucoin_universal_sdk.model.transport_option import TransportOptionBuilder
 
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def server(creds: SandboxCredentials) -> Iterator[SandboxServer]:
-    with start_server(Exchange(SandboxConfig(), creds)) as running:
-        yield running
-
-
-def sdk_client(url: str, key: str, secret: str, passphrase: str, creds: SandboxCredentials | None = None) -> Any:
-    builder = ClientOptionBuilder().set_key(key).set_secret(secret).set_passphrase(passphrase)
-    if creds is not None:
-        builder = builder.set_broker_partner(creds.partner).set_broker_key(creds.broker_key)
-        builder = builder.set_broker_name(creds.broker_name)
-    option = (
-        builder.set_broker_endpoint(url).set_spot_endpoint(url).set_futures_endpoint(url)
-        .set_transport_option(TransportOptionBuilder().set_read_timeout(5).build()).build()
-    )  # fmt: skip
-    return DefaultClient(option).rest_service()
-
-
-def test_sdk_provisioning_flow(server: SandboxServer, creds: SandboxCredentials) -> None:
-    """The SDK adds a sub-account, lists it, issues a key, transfers and reads the transfer detail."""
     rest = sdk_client(server.url, creds.api_key, creds.api_secret, creds.api_passphrase, creds)
     nd = rest.get_broker_service().get_nd_broker_api()
     sub = nd.add_sub_account(AddSubAccountReqBuilder().set_account_name("Account15").build())
@@ -123,6 +123,9 @@ def test_sdk_provisioning_flow(server: SandboxServer, creds: SandboxCredentials)
 
 def test_sdk_sees_business_errors_as_rest_errors(server: SandboxServer, creds: SandboxCredentials) -> None:
     """A business failure (HTTP 200 + code 400100) surfaces in the SDK as RestError with the code."""
+    from kucoin_universal_sdk.generate.broker.ndbroker.model_add_sub_account_req import AddSubAccountReqBuilder
+    from kucoin_universal_sdk.model.common import RestError
+
     nd = sdk_client(server.url, creds.api_key, creds.api_secret, creds.api_passphrase, creds)
     nd = nd.get_broker_service().get_nd_broker_api()
     nd.add_sub_account(AddSubAccountReqBuilder().set_account_name("Account15").build())

@@ -24,7 +24,7 @@ class RedisCollector(Collector):
     """Gauges read from Redis at scrape time (exact across processes and restarts)."""
 
     def __init__(self, settings: Settings, queues: list[str]) -> None:
-        from worker.bootstrap import redis_client
+        from worker.store.client import redis_client
         from worker.store.keys import Keys
 
         self._redis = redis_client(settings)
