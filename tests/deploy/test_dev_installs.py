@@ -80,3 +80,26 @@ def test_the_image_builds_with_the_locked_backend() -> None:
     (pin,) = re.findall(r"'setuptools==(\S+) --hash=sha256:([0-9a-f]{64})'", (ROOT / "Dockerfile").read_text())
     version, hashes = _locked("requirements/build.lock")["setuptools"]
     assert pin[0] == version and pin[1] in hashes
+
+
+def test_the_tools_venv_gets_only_hash_checked_files_of_the_pinned_tools() -> None:
+    """uv (which writes the lockfiles) and pip-audit (the advisory scan) come from requirements/tools.lock in
+    hash-checking mode, like everything else ./dev installs: the lock holds the versions ./dev pins and all they
+    need, each with hashes; `./dev lock` writes and checks it, `./dev audit` scans it."""
+    installs = _pip_installs(_function("ensure_tools"))
+    assert installs, "ensure_tools installs nothing?"
+    for command in installs:
+        assert "--require-hashes" in command and "--no-deps" in command, f"unchecked: {command}"
+        assert re.findall(r"-r (requirements/\S+\.lock)", command) == ["requirements/tools.lock"], command
+    assert "requirements/tools.lock" in _function("ensure_tools"), "a new tools.lock must reinstall (the stamp)"
+    text = DEV.read_text()
+    wanted = {
+        "uv": re.search(r"^UV_VERSION=(\S+)", text, re.M),
+        "pip-audit": re.search(r"^PIP_AUDIT_VERSION=(\S+)", text, re.M),
+    }
+    pins = _locked("requirements/tools.lock")
+    for name, version in wanted.items():
+        assert version is not None and pins[name][0] == version[1] and pins[name][1], (name, pins.get(name))
+    assert len(pins) > 2, "the tools' own dependencies are locked too (installed --no-deps)"
+    assert "tools.lock" in _function("lock") and re.search(r"LOCKS=\(.*\btools\b.*\)", text)
+    assert re.search(r"audit\.py \S+ requirements/tools\.lock", text), "./dev audit scans it too"
