@@ -31,8 +31,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, stamped_now
 from tests.core.harness import Rig
 

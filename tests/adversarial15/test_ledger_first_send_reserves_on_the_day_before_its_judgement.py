@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
-import pytest
 
 from tests.adversarial.helpers import onboard_with_a_key, restore_state, snapshot_state, stamped_now, topup, total
 from tests.core.harness import Clock, Rig, events_for
