@@ -160,6 +160,11 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
     help="With --committed, when the block asks about several clientOids: the one KuCoin shows moved money.",
 )
 @click.option("--note", default="", help="Why (kept in the journal and, for --refused, told upstream).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="The exchange's history does not show the order: take the verdict on KuCoin's word (journalled).",
+)
 @click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
 @pass_context
 def settle_transfer_cmd(
@@ -170,12 +175,15 @@ def settle_transfer_cmd(
     order_id: str | None,
     client_oid: str | None,
     note: str,
+    force: bool,
     is_ref: bool,
 ) -> None:
     """Record the verdict on a transfer blocked for a manual decision (STEP as `customer show` lists it, e.g.
     fund:<event id>#0 or sweep). Exactly one of --committed, --not-committed, --refused. A block that lists several
     clientOids (a line after a state loss) is answered for all of them: --not-committed says none moved money.
-    Once nothing of the customer is blocked, its dead letters the verdict made obsolete are dropped."""
+    An order the block names, or --order-id, is read from the exchange first: the verdict must agree with its
+    status and it must be this line's transfer. Once nothing of the customer is blocked, its dead letters the
+    verdict made obsolete are dropped."""
     if verdict is None:
         raise click.UsageError("say what KuCoin shows: --committed, --not-committed or --refused")
     app = ctx.runtime.app
@@ -190,6 +198,7 @@ def settle_transfer_cmd(
             client_oid=client_oid,
             who=getpass.getuser(),
             note=note,
+            force=force,
         )
     except OperatorError as exc:
         raise click.ClickException(str(exc)) from None

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, stamped_now
 from tests.core.harness import Rig
 
@@ -37,7 +35,6 @@ def _at(day: int, hour: int, minute: int, second: int) -> float:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.xfail(strict=True, reason="a daily cap wait is reported as a wait for the Broker pool's quota (adv16)")
 def test_a_cap_wait_after_midnight_is_reported_as_a_broker_pool_quota_wait(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_DAY=DAY_CAP)
     try:

@@ -32,8 +32,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, stamped_now
 from tests.core.harness import Rig
 
@@ -44,7 +42,6 @@ def _at(day: int, hour: int, minute: int, second: int) -> float:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.xfail(strict=True, reason="_cap_refusal falls back to refusing on today when no day reads full (adv16)")
 def test_a_release_between_the_rider_and_its_reading_turns_a_wait_into_a_refusal(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -28,15 +28,12 @@ then a double payment goes silent — the one thing the search promises not to a
 
 from __future__ import annotations
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup
 from tests.core.harness import Rig
 from worker.provisioning.operator import settle_transfer
 
 
-@pytest.mark.xfail(strict=True, reason="an operator's verdict on a stuck re-send drops the second-payment search")
 def test_a_stuck_resend_settled_by_an_operator_pays_twice_silently(redis_url: str, key_prefix: str) -> None:
     config = {
         "duplicate_client_oid": "accept",

@@ -44,7 +44,6 @@ def _usdt(rig: Rig, uid: str) -> Decimal:
     return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
 
 
-@pytest.mark.xfail(strict=True, reason="an operator's --order-id is recorded without reading its status (adv16)")
 def test_a_committed_verdict_naming_a_processing_order_on_an_undecided_block_closes_before_the_credit(
     redis_url: str, key_prefix: str
 ) -> None:

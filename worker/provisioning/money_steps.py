@@ -91,6 +91,8 @@ PROCESSING_LIMIT_MS = 60 * 60_000
 """An accepted transfer still PROCESSING (or unknown to its history) after this long goes to an operator."""
 _OTHER_BUSINESS = ("deposit", "withdraw", "exchange", "trade", "bonus", "rebate", "fee", "margin", "loan", "earn")
 """Ledger ``bizType`` words that are never a broker transfer (KuCoin's exact name for one is not documented)."""
+DAILY_CAP_WAIT = "daily_cap"
+"""What a wait for the Special Account's daily cap around midnight is reported as (not an exchange endpoint)."""
 _STATUS_READ = "get_transfer"
 """The endpoint of Get Transfer History (one transfer's status), read ahead of the confirm step."""
 
@@ -151,8 +153,9 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         details, riders = reserved
     try:
         ctx.write_intent(IntentKind.TRANSFER, cmd.client_oid, details, riders=riders)
-    except RiderRefused:  # a day's cap cannot take the line: nothing was recorded
-        day, reason = _cap_refusal(ctx, details, len(riders))
+    except RiderRefused as refused:  # a day's cap cannot take the line: nothing was recorded
+        day = details.days[len(details.days) - len(riders) + refused.value - 1]
+        reason = _cap_refusal(ctx, details, day)
         if day != utc_day(send_at):
             raise _wait_out(day, send_at, reason) from None
         refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reason), ctx)
@@ -163,13 +166,13 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
 def _wait_out(day: str, now: int, reason: str) -> RateLimitedError:
     """A day's cap the send only may count on (the previous day's in the skew after midnight, the next day's just
     before it) refused the line: not a refusal of the line, whose own day may have room, but a wait until the send
-    can no longer count on that day — its cap is a quota like the exchange's (the run ends, the customer is due
-    then)."""
+    can no longer count on that day. The cap is our quota, not the exchange's: the wait is reported under its own
+    name (``DAILY_CAP_WAIT``: the run ends rate limited, the customer is due then, no exchange pool is named)."""
     today_start = now // DAY_MS * DAY_MS
     until = today_start + LEDGER_SKEW_MS + 1 if day < utc_day(now) else today_start + DAY_MS
     return RateLimitedError(
         f"{reason}; the line may count on that day only around midnight: waiting until it cannot",
-        endpoint="transfer",
+        endpoint=DAILY_CAP_WAIT,
         retry_after_ms=max(until - now, 1),
     )
 
@@ -605,14 +608,11 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> tuple[Trans
     return details.model_copy(update={"days": [*details.days, *days]}), riders
 
 
-def _cap_refusal(ctx: StepContext, details: TransferIntent, asked: int) -> tuple[str, str]:
-    """Which day's cap refused a reservation ``_reserve`` made riders of (the last ``asked`` of ``details.days``:
-    the first of those days the line does not fit in), and why."""
+def _cap_refusal(ctx: StepContext, details: TransferIntent, day: str) -> str:
+    """Why ``day``'s cap refused the line's reservation (the rider of ``_reserve`` that refused names the day)."""
     cap = ctx.services.daily_caps[details.currency]
-    days = details.days[-asked:]
-    uses = [(day, ctx.services.ledger.used(day=day, currency=details.currency)) for day in days]
-    day, used = next(((d, u) for d, u in uses if u + details.amount > cap), uses[-1])
-    return day, daily_cap_reason(currency=details.currency, cap=cap, used=used)
+    used = ctx.services.ledger.used(day=day, currency=details.currency)
+    return daily_cap_reason(currency=details.currency, cap=cap, used=used)
 
 
 def _release(ctx: StepContext, key: str, days: Iterable[str]) -> None:
@@ -783,6 +783,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         days=list(entry.reserved_days),
         attempt=entry.attempt,
         first_sent_ms=entry.sent_ms or entry.at_ms,
+        earlier_send_ms=entry.recheck_from_ms,  # a verdict of committed still searches for a second payment
         order_id=entry.order_id,
     )
     intent = Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)

@@ -92,12 +92,16 @@ def settle_transfer(
     client_oid: str | None = None,
     who: str,
     note: str = "",
+    force: bool = False,
 ) -> JournalAction:
     """Record an operator's verdict on the blocked transfer ``step`` (``fund:<line>`` or ``sweep``). Give
     ``verdict``, or ``committed`` as a shorthand for committed / not committed. A block that asks about several
     clientOids (a line of a recovered record: any attempt's) is answered for all of them: not committed means none
     moved money; committed names the one that did with ``client_oid`` (default: the first asked about). Returns the
-    journal action. Raises ``OperatorError`` when no transfer at ``step`` awaits a decision (``step`` names no step
+    journal action. A block of a transfer the exchange gave an order to, or a verdict naming an order
+    (``order_id``), is checked against that order (``_agrees_with_the_order``; ``force``: an order the exchange's
+    history does not show is taken on the operator's word, journalled). Raises ``OperatorError`` when no transfer
+    at ``step`` awaits a decision (``step`` names no step
     at all: ``handlers.steps.parse``), ``client_oid`` is not one the block asks about, or the customer is busy."""
     try:
         step_id = steps.parse(step)
@@ -122,8 +126,13 @@ def settle_transfer(
         details = TransferIntent.of(blocked.intent)
         if verdict is TransferVerdict.REFUSED and details.purpose is TransferPurpose.SWEEP:
             raise OperatorError("a sweep cannot be refused: say committed or not_committed")
-        if details.order_id is not None:
-            _agrees_with_the_order(app, details.order_id, verdict)
+        if details.order_id is not None and order_id is not None and order_id != details.order_id:
+            raise OperatorError(
+                f"the block at {step} is of order {details.order_id}; --order-id {order_id} names another transfer"
+            )
+        order_id = order_id or details.order_id
+        if order_id is not None:
+            _agrees_with_the_order(app, order_id, verdict, details, force=force)
         asked = details.asked_about(blocked.intent.token)
         if client_oid is not None and client_oid not in asked:
             raise OperatorError(f"the block at {step} does not ask about clientOid {client_oid}: {', '.join(asked)}")
@@ -159,6 +168,7 @@ def settle_transfer(
                         "decided_by": who,
                         "note": note or "operator decision",
                         "evidence": Evidence.OPERATOR.value if verdict is TransferVerdict.COMMITTED else None,
+                        "forced": force,
                     },
                     actor="operator",
                 )
@@ -175,16 +185,31 @@ def settle_transfer(
         lock.release()
 
 
-def _agrees_with_the_order(app: OperatorPorts, order_id: str, verdict: TransferVerdict) -> None:
-    """Raise ``OperatorError`` unless ``verdict`` is one the exchange's status of ``order_id`` allows: SUCCESS only
-    committed, FAILURE never committed, anything else (still PROCESSING) none yet. An order the exchange does not
-    know leaves the verdict to the operator."""
+def _agrees_with_the_order(
+    app: OperatorPorts, order_id: str, verdict: TransferVerdict, details: TransferIntent, *, force: bool
+) -> None:
+    """Raise ``OperatorError`` unless ``order_id`` — the block's own order, or the one the operator names — is a
+    transfer of this line (its sub-account, currency and amount) and ``verdict`` is one its status allows: SUCCESS
+    only committed, FAILURE never committed, anything else (still PROCESSING) none yet. An order the exchange's
+    history does not show is decided only with ``force`` (KuCoin confirmed its status out of band)."""
     try:
-        status = str(app.exchange.transfers.get(order_id=order_id).status)
-    except PermanentError:
-        return
+        detail = app.exchange.transfers.get(order_id=order_id)
+    except PermanentError as exc:
+        if force:
+            return
+        raise OperatorError(
+            f"the exchange does not show order {order_id} ({exc}): ask KuCoin for its final status, then decide "
+            "with --force"
+        ) from None
     except ExchangeError as exc:
         raise OperatorError(f"could not read order {order_id} from the exchange ({exc}); try again") from None
+    counterparty = str(detail.to_uid if details.direction == "OUT" else detail.from_uid)
+    if (counterparty, detail.currency, detail.amount) != (details.uid, details.currency, details.amount):
+        raise OperatorError(
+            f"order {order_id} moved {detail.amount} {detail.currency} with {counterparty}, not this line's "
+            f"{details.amount} {details.currency} with {details.uid}"
+        )
+    status = str(detail.status)
     if status == "SUCCESS" and verdict is not TransferVerdict.COMMITTED:
         raise OperatorError(f"the exchange shows order {order_id} SUCCESS: the money moved; only --committed applies")
     if status == "FAILURE" and verdict is TransferVerdict.COMMITTED:
@@ -249,6 +274,10 @@ def _apply(
         day=details.day if details.purpose is TransferPurpose.FUND else None,
         days=tuple(details.days) if details.purpose is TransferPurpose.FUND else (),
     )
+    if committed and details.purpose is TransferPurpose.FUND and details.earlier_send_ms:
+        # an earlier send of the line may have gone through too: searched for a second payment, as the worker's
+        # own commit of such a send is (``money_steps.recheck_transfer``)
+        entry = entry.model_copy(update={"recheck_from_ms": details.earlier_send_ms, "recheck_at_ms": now})
     update["transfers"] = {**record.transfers, entry.key: entry}
     if committed and details.purpose is TransferPurpose.FUND:
         # money moved into the sub-account, perhaps only now (an exchange that credits a transfer when it

@@ -41,6 +41,7 @@ from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, caps_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
+from worker.provisioning.money_steps import DAILY_CAP_WAIT
 from worker.provisioning.redecide import redecide_refused
 from worker.store.customers import CustomerStore, Snapshot, Taken
 from worker.store.due import DueSchedule
@@ -442,7 +443,8 @@ class Reconciler:
             wait_ms = exc.retry_after_ms if exc.retry_after_ms is not None else 1_000
             report.outcome = "rate_limited"
             known = ENDPOINTS.get(exc.endpoint)
-            report.waited_pool, report.waited_ms = (known.pool if known else "unknown"), max(wait_ms, 1)
+            pool = known.pool if known else (DAILY_CAP_WAIT if exc.endpoint == DAILY_CAP_WAIT else "unknown")
+            report.waited_pool, report.waited_ms = pool, max(wait_ms, 1)
             report.wake_at_ms = self.services.now_ms() + max(wait_ms, 1)
             self.due.schedule(ctx.ref, report.wake_at_ms)
             self._on_step(name, "rate_limited")

@@ -84,7 +84,8 @@ class Metrics:
         )
         self.ratelimit_waits = Counter(
             "provisioner_ratelimit_waits_total",
-            "Times a customer was re-scheduled to wait for quota.",
+            "Times a customer was re-scheduled to wait for quota: an exchange pool's, or daily_cap (the Special "
+            "Account's daily cap a send near midnight may count on).",
             ["pool"],
             registry=r,
         )

@@ -100,12 +100,12 @@ if version ~= tonumber(ARGV[2]) then return redis.error_reply('STALE record vers
 -- answer is returned with it.
 local ki, ai = 14, 13
 local answers = {}
-for _, rider in ipairs(cjson.decode(ARGV[12])) do
+for position, rider in ipairs(cjson.decode(ARGV[12])) do
   local rk, ra = {}, {}
   for i = 1, rider[2] do rk[i] = KEYS[ki]; ki = ki + 1 end
   for i = 1, rider[3] do ra[i] = ARGV[ai]; ai = ai + 1 end
   if rider[1] == 'reserve' then
-    if ledger_reserve(rk, ra) == 0 then return {0, writes, 'reserve', 0} end
+    if ledger_reserve(rk, ra) == 0 then return {0, writes, 'reserve', position} end
   elseif rider[1] == 'admit' then
     local wait = tonumber(rl_acquire(rk, ra)[1])
     if rider[4] == 1 then

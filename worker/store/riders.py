@@ -28,7 +28,8 @@ ADMIT = "admit"
 """Whether the shared rate limiter admits a write's request (``SharedRateLimiter.admit_rider``): refuses with the
 wait in milliseconds."""
 RESERVE = "reserve"
-"""The daily cap's reservation of a funding line (``FundingLedger.reservation``): refuses with 0."""
+"""The daily cap's reservation of a funding line (``FundingLedger.reservation``): refuses with its position among
+the commit's riders (1 for the first), so the caller knows which day's cap was full when it asked."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class Rider:
 
 
 class RiderRefused(Exception):  # noqa: N818 - reads as what happened
-    """A rider refused: nothing of the commit was written. ``value``: its answer (the limiter's wait in ms)."""
+    """A rider refused: nothing of the commit was written. ``value``: its answer (the limiter's wait in ms, a
+    reservation's position among the riders)."""
 
     def __init__(self, rider: str, value: int) -> None:
         super().__init__(f"{rider} refused ({value})")
