@@ -39,7 +39,6 @@ from tests.core.harness import Crash, Rig
 from worker.provisioning.operator import OperatorError, settle_transfer
 
 
-@pytest.mark.xfail(strict=True, reason="settle-transfer takes another line's order as this line's payment")
 def test_a_committed_verdict_naming_another_lines_order_tells_an_unpaid_line_completed(
     redis_url: str, key_prefix: str
 ) -> None:

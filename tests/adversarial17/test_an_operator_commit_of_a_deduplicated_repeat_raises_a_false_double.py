@@ -34,15 +34,12 @@ upstream and an operator page, not money.
 
 from __future__ import annotations
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup
 from tests.core.harness import Rig
 from worker.provisioning.operator import settle_transfer
 
 
-@pytest.mark.xfail(strict=True, reason="an operator-settled deduplicated repeat is flagged as a possible double")
 def test_an_operator_commit_of_a_deduplicated_repeat_flags_a_single_payment(redis_url: str, key_prefix: str) -> None:
     config = {
         "duplicate_client_oid": "dedupe",

@@ -784,6 +784,7 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         attempt=entry.attempt,
         first_sent_ms=entry.sent_ms or entry.at_ms,
         earlier_send_ms=entry.recheck_from_ms,  # a verdict of committed still searches for a second payment
+        sent_ms=entry.this_send_ms,  # unless the order predates this send (a deduplicated repeat)
         order_id=entry.order_id,
     )
     intent = Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)

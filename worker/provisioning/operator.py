@@ -27,6 +27,7 @@ from typing import Protocol
 import redis
 
 from handlers import steps
+from handlers.daily_cap import LEDGER_SKEW_MS
 from handlers.journal import JournalAction
 from handlers.records import (
     CustomerRecord,
@@ -38,6 +39,7 @@ from handlers.records import (
 )
 from handlers.refusals import refusal_identity
 from worker.exchange import ExchangeClient, ExchangeError, PermanentError
+from worker.exchange.models import TransferDetail
 from worker.provisioning.outbound import outcome
 from worker.settings import Settings
 from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
@@ -131,8 +133,14 @@ def settle_transfer(
                 f"the block at {step} is of order {details.order_id}; --order-id {order_id} names another transfer"
             )
         order_id = order_id or details.order_id
+        shown: TransferDetail | None = None
         if order_id is not None:
-            _agrees_with_the_order(app, order_id, verdict, details, force=force)
+            owner = next((t.key for t in record.transfers.values() if t.order_id == order_id), None)
+            if owner is not None and owner != details.key:
+                raise OperatorError(f"order {order_id} is line {owner}'s transfer already, not this line's")
+            shown = _agrees_with_the_order(app, order_id, verdict, details, force=force)
+        # a re-send the exchange answered with an order it made before (deduplicated) cannot be a second payment
+        repeat = shown is not None and bool(details.sent_ms) and shown.created_at < details.sent_ms - LEDGER_SKEW_MS
         asked = details.asked_about(blocked.intent.token)
         if client_oid is not None and client_oid not in asked:
             raise OperatorError(f"the block at {step} does not ask about clientOid {client_oid}: {', '.join(asked)}")
@@ -147,6 +155,7 @@ def settle_transfer(
             order_id=order_id,
             note=note,
             now=now,
+            search_for_double=not repeat,
         )
         new = record.model_copy(update=update)
         assert lock.token is not None
@@ -168,7 +177,7 @@ def settle_transfer(
                         "decided_by": who,
                         "note": note or "operator decision",
                         "evidence": Evidence.OPERATOR.value if verdict is TransferVerdict.COMMITTED else None,
-                        "forced": force,
+                        "forced": order_id is not None and shown is None,
                     },
                     actor="operator",
                 )
@@ -187,16 +196,17 @@ def settle_transfer(
 
 def _agrees_with_the_order(
     app: OperatorPorts, order_id: str, verdict: TransferVerdict, details: TransferIntent, *, force: bool
-) -> None:
+) -> TransferDetail | None:
     """Raise ``OperatorError`` unless ``order_id`` — the block's own order, or the one the operator names — is a
     transfer of this line (its sub-account, currency and amount) and ``verdict`` is one its status allows: SUCCESS
     only committed, FAILURE never committed, anything else (still PROCESSING) none yet. An order the exchange's
-    history does not show is decided only with ``force`` (KuCoin confirmed its status out of band)."""
+    history does not show is decided only with ``force`` (KuCoin confirmed its status out of band). Returns the
+    order as the exchange shows it (``None``: not shown, forced)."""
     try:
         detail = app.exchange.transfers.get(order_id=order_id)
     except PermanentError as exc:
         if force:
-            return
+            return None
         raise OperatorError(
             f"the exchange does not show order {order_id} ({exc}): ask KuCoin for its final status, then decide "
             "with --force"
@@ -222,6 +232,7 @@ def _agrees_with_the_order(
             f"the exchange still shows order {order_id} {status}: its money may reach the sub-account only when it "
             "completes; decide once it shows SUCCESS or FAILURE"
         )
+    return detail
 
 
 def _apply(
@@ -235,8 +246,11 @@ def _apply(
     order_id: str | None,
     note: str,
     now: int,
+    search_for_double: bool = True,
 ) -> tuple[dict[str, object], list[OutboundEvent], JournalAction]:
-    """The record update, the events for the upstream and the journal action of a verdict."""
+    """The record update, the events for the upstream and the journal action of a verdict. ``search_for_double``:
+    a committed line that may have been sent twice is searched for a second payment (not when the exchange shows
+    its order made before the last send: a deduplicated repeat)."""
     update: dict[str, object] = {"blocked": {k: v for k, v in record.blocked.items() if k != step}}
     if verdict is TransferVerdict.NOT_COMMITTED:
         if details.purpose is TransferPurpose.SWEEP:
@@ -274,7 +288,7 @@ def _apply(
         day=details.day if details.purpose is TransferPurpose.FUND else None,
         days=tuple(details.days) if details.purpose is TransferPurpose.FUND else (),
     )
-    if committed and details.purpose is TransferPurpose.FUND and details.earlier_send_ms:
+    if committed and details.purpose is TransferPurpose.FUND and details.earlier_send_ms and search_for_double:
         # an earlier send of the line may have gone through too: searched for a second payment, as the worker's
         # own commit of such a send is (``money_steps.recheck_transfer``)
         entry = entry.model_copy(update={"recheck_from_ms": details.earlier_send_ms, "recheck_at_ms": now})
