@@ -1,0 +1,1 @@
+"""Adversarial review, round 18: keys, webhooks and the signed API."""
