@@ -34,6 +34,7 @@ from api.bodies import MAX_BODY_BYTES, Batch, parse_body, too_large
 from api.observe import ApiMetrics, Observe
 from api.openapi import document
 from api.problems import ProblemBoundary, ProblemError, problem_response
+from api.request_ids import RequestIds, request_digest
 from api.signing import SignatureVerifier
 from api.statuses import batch_body, single_answer
 from handlers.customer_view import CustomerView
@@ -58,6 +59,8 @@ class ApiServices:
     ping: Callable[[], object]
     verifier: SignatureVerifier
     metrics: ApiMetrics
+    request_ids: RequestIds
+    """Binds each verified request id to the one request it signed (``api.request_ids``)."""
     version: str = "0.1.0"
 
 
@@ -71,8 +74,9 @@ def _unavailable() -> ProblemError:
     )
 
 
-async def _signed_body(request: Request, verifier: SignatureVerifier) -> bytes:
-    """The body, read up to the largest allowed, once its signature verified. Raises ``ProblemError``."""
+async def _signed_body(request: Request, verifier: SignatureVerifier, request_ids: RequestIds) -> bytes:
+    """The body, read up to the largest allowed, once its signature verified and its request id is this
+    request's (not one signed for another path, method or body: ``api.request_ids``). Raises ``ProblemError``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large(f"a request body is at most {MAX_BODY_BYTES} bytes")
@@ -84,6 +88,16 @@ async def _signed_body(request: Request, verifier: SignatureVerifier) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if not verifier.verify(body, request.headers):
+        raise ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
+    target = request.scope.get("raw_path", request.url.path.encode()) or b"/"
+    query = request.scope.get("query_string", b"")
+    digest = request_digest(request.method, target + (b"?" + query if query else b""), body)
+    try:
+        mine = await run_in_threadpool(request_ids.claim, request.headers["webhook-id"], digest)
+    except redis.RedisError:
+        raise _unavailable() from None
+    if not mine:
+        # the same 401 as any signature failure: it says nothing about which check failed
         raise ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
     return body
 
@@ -98,6 +112,7 @@ def create_app(services: ApiServices) -> FastAPI:
         openapi_url="/openapi.json",
     )
     verifier, admission, metrics = services.verifier, services.admission, services.metrics
+    request_ids = services.request_ids
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
@@ -114,7 +129,7 @@ def create_app(services: ApiServices) -> FastAPI:
 
     @app.post("/v1/events")
     async def post_events(request: Request) -> Response:
-        body = await _signed_body(request, verifier)
+        body = await _signed_body(request, verifier, request_ids)
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type not in _JSON_TYPES:
             raise ProblemError(415, "unsupported-media-type", "Unsupported media type", "send application/json")
@@ -141,7 +156,7 @@ def create_app(services: ApiServices) -> FastAPI:
 
     @app.get("/v1/customers/{customer_id:path}")
     async def get_customer(request: Request, customer_id: str) -> Response:
-        await _signed_body(request, verifier)
+        await _signed_body(request, verifier, request_ids)
         if not _CUSTOMER_ID.fullmatch(customer_id):
             raise ProblemError(404, "unknown-customer", "Unknown customer", "no event of this customer was accepted")
         try:

@@ -16,6 +16,7 @@ from redis.retry import Retry
 
 from api.app import ApiServices
 from api.observe import ApiMetrics
+from api.request_ids import RequestIds
 from api.signing import SignatureVerifier
 from handlers.naming import Naming
 from worker.bootstrap import event_proofs, intake_sealer
@@ -71,4 +72,5 @@ def build_services(
         ping=r.ping,
         verifier=SignatureVerifier.parse(settings.secret("api_secrets")),
         metrics=ApiMetrics(registry if registry is not None else CollectorRegistry()),
+        request_ids=RequestIds(r, keys),
     )

@@ -12,10 +12,6 @@ from tests.api.live import Upstream, event, live_api, sign
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the signature binds neither method nor path: a captured GET reads any customer's view for 5 minutes",
-)
 def test_a_captured_signed_view_request_reads_another_customers_view(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the upstream publishes events of two customers, then asks (signed, as docs/integration.md says:

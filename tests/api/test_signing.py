@@ -76,3 +76,20 @@ def test_the_customer_view_is_signed_too(api: LiveApi, upstream: Upstream) -> No
     assert upstream.client.get("/v1/customers/anyone", headers=sign(b"x")).status_code == 401
     assert upstream.customer("anyone").status_code == 404
     assert upstream.client.get("/healthz").status_code == 200, "health is unsigned"
+
+
+def test_a_request_id_stands_for_one_request(upstream: Upstream) -> None:
+    """A retry of the same request under its id passes (a lost answer); the id on another body, method or path —
+    validly signed, as with captured headers — is the same uninformative 401."""
+    body = json.dumps(event("customer.created", "sig-once")).encode()
+    headers = sign(body)
+    assert _post(upstream, body, headers)[0] == 202
+    assert _post(upstream, body, sign(body, msg_id=headers["webhook-id"]))[0] == 200, "a retry: duplicate, not 401"
+    other = json.dumps(event("customer.created", "sig-other")).encode()
+    assert _post(upstream, other, sign(other, msg_id=headers["webhook-id"])) == _refusals(upstream)["no headers"]
+    view = sign(b"")
+    assert upstream.client.get("/v1/customers/sig-once", headers=view).status_code == 200
+    assert upstream.client.get("/v1/customers/sig-once", headers=view).status_code == 200, "the same read again"
+    assert upstream.client.get("/v1/customers/sig-other", headers=view).status_code == 401
+    assert upstream.client.get("/v1/customers/sig-once?x=1", headers=view).status_code == 401
+    assert upstream.customer("sig-other").status_code == 404, "the refused request was not applied"

@@ -142,6 +142,10 @@ class Keys:
     def inbox(self) -> str:
         return f"{self.prefix}:inbox"
 
+    def api_request(self, request_id: str) -> str:
+        """The request a signed API request id was used for (``api.request_ids``)."""
+        return f"{self.prefix}:api:request:{request_id}"
+
     def handoff(self, queue: str) -> str:
         return f"{self.prefix}:handoff:{queue}"
 
