@@ -91,6 +91,10 @@ class RevokeApiKey:
     uid: str
     api_key: str
     reason: str
+    successor: str | None = None
+    """A rotated-out key: the key that took over from it, whose ``api_key.issued`` carries the new credentials; it
+    is revoked only once that event has reached the upstream, where delivery is ours to see (webhooks): the grace
+    is the upstream's time to switch to a key it holds."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -775,7 +775,7 @@ def _keys(p: _Plan) -> Step | None:
             continue  # the customer's only way in while the wanted generation cannot be issued
         grace_end = successor.created_at_ms + policy.rotation_grace_ms
         if now_ms >= grace_end:
-            return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason="rotated")
+            return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason="rotated", successor=successor.api_key)
         p.wake(grace_end)
     if current is not None:
         age_due = current.created_at_ms + policy.key_max_age_ms

@@ -37,6 +37,7 @@ from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
 from worker.store.riders import Rider
 from worker.store.transfer_facts import TransferFacts
+from worker.webhooks.store import DeliveryStore
 
 __all__ = [
     "App",
@@ -227,6 +228,7 @@ def build_app(
         client_oid_behaviour=settings.client_oid_behaviour,
         prefetch=StatusPrefetch() if settings.prefetch_transfer_status else None,
         read_wait_s=settings.request_bound_s,
+        key_delivered=DeliveryStore(r, keys).key_delivered if settings.webhook_url else None,
     )
     if on_transfer is not None:
         services = replace(services, on_transfer=on_transfer)

@@ -148,7 +148,9 @@ def test_rotation_issues_the_next_generation_then_revokes_the_old_after_grace() 
     )
     both = with_sub(keys=(key(0), key(1, created_at_ms=1000)))
     assert step(events, both, now=5000) == c.Idle("converged", 1000 + POLICY.rotation_grace_ms)
-    assert step(events, both, now=11_000) == c.RevokeApiKey(uid=UID, api_key="key0", reason="rotated")
+    assert step(events, both, now=11_000) == c.RevokeApiKey(
+        uid=UID, api_key="key0", reason="rotated", successor="key1"
+    )  # revoked once key1's credentials reached the upstream (webhooks on: the executor checks)
 
 
 def test_rotation_request_from_before_the_first_approval_is_ignored() -> None:
@@ -652,7 +654,7 @@ def test_a_blocked_issuance_does_not_hold_back_revoking_rotated_out_keys() -> No
         blocked={"key:2": Blocked(reason="refused", at_ms=200)},
     )
     assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(
-        uid=UID, api_key="key0", reason="rotated"
+        uid=UID, api_key="key0", reason="rotated", successor="key1"
     )
     rec = rec.model_copy(update={"keys": (key(0, revoked=True), key(1, created_at_ms=100))})
     assert isinstance(step(events, rec, now=100 + POLICY.rotation_grace_ms), c.Idle)
@@ -687,7 +689,7 @@ def test_a_key_whose_secret_was_lost_is_replaced_not_maintained() -> None:
     rec = rec.model_copy(update={"keys": (lost, key(4, created_at_ms=100))})
     assert isinstance(step(events, rec), c.Idle)
     assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(
-        uid=UID, api_key="key3", reason="rotated"
+        uid=UID, api_key="key3", reason="rotated", successor="key4"
     )
 
 

@@ -71,6 +71,7 @@ from worker.provisioning.blocks import fail
 from worker.provisioning.caps_steps import daily_use_in_ledger
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
+from worker.provisioning.waits import DAILY_CAP_WAIT, own_wait
 from worker.store.riders import Rider, RiderRefused
 from worker.store.transfer_facts import TransferFact
 
@@ -91,8 +92,6 @@ PROCESSING_LIMIT_MS = 60 * 60_000
 """An accepted transfer still PROCESSING (or unknown to its history) after this long goes to an operator."""
 _OTHER_BUSINESS = ("deposit", "withdraw", "exchange", "trade", "bonus", "rebate", "fee", "margin", "loan", "earn")
 """Ledger ``bizType`` words that are never a broker transfer (KuCoin's exact name for one is not documented)."""
-DAILY_CAP_WAIT = "daily_cap"
-"""What a wait for the Special Account's daily cap around midnight is reported as (not an exchange endpoint)."""
 _STATUS_READ = "get_transfer"
 """The endpoint of Get Transfer History (one transfer's status), read ahead of the confirm step."""
 
@@ -170,11 +169,8 @@ def _wait_out(day: str, now: int, reason: str) -> RateLimitedError:
     name (``DAILY_CAP_WAIT``: the run ends rate limited, the customer is due then, no exchange pool is named)."""
     today_start = now // DAY_MS * DAY_MS
     until = today_start + LEDGER_SKEW_MS + 1 if day < utc_day(now) else today_start + DAY_MS
-    return RateLimitedError(
-        f"{reason}; the line may count on that day only around midnight: waiting until it cannot",
-        endpoint=DAILY_CAP_WAIT,
-        retry_after_ms=max(until - now, 1),
-    )
+    why = f"{reason}; the line may count on that day only around midnight: waiting until it cannot"
+    return own_wait(DAILY_CAP_WAIT, why, until - now)
 
 
 def _window_start(now: int, cmd: Transfer) -> int:

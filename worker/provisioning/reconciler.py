@@ -41,8 +41,8 @@ from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, caps_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
 from worker.provisioning.context import Services, StepContext
-from worker.provisioning.money_steps import DAILY_CAP_WAIT
 from worker.provisioning.redecide import redecide_refused
+from worker.provisioning.waits import OWN_WAITS
 from worker.store.customers import CustomerStore, Snapshot, Taken
 from worker.store.due import DueSchedule
 from worker.store.lock import CustomerLock
@@ -443,7 +443,7 @@ class Reconciler:
             wait_ms = exc.retry_after_ms if exc.retry_after_ms is not None else 1_000
             report.outcome = "rate_limited"
             known = ENDPOINTS.get(exc.endpoint)
-            pool = known.pool if known else (DAILY_CAP_WAIT if exc.endpoint == DAILY_CAP_WAIT else "unknown")
+            pool = known.pool if known else (exc.endpoint if exc.endpoint in OWN_WAITS else "unknown")
             report.waited_pool, report.waited_ms = pool, max(wait_ms, 1)
             report.wake_at_ms = self.services.now_ms() + max(wait_ms, 1)
             self.due.schedule(ctx.ref, report.wake_at_ms)

@@ -35,6 +35,7 @@ key                                 type    content
 ``{p}:workers``                     zset    worker process (host:pid) → last heartbeat of its scheduler (ms)
 ``{p}:funding:{YYYYMMDD}``          hash    daily funding ledger: used units per currency, reservations
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
+``{p}:c:{ref}:keys:delivered``      hash    api key → when its ``api_key.issued`` reached the upstream's webhook (ms)
 ``{p}:wh:cursor``                   string  the last outbound stream entry the webhook dispatcher admitted
 ``{p}:wh:lane:{lane}``              list    stream ids of a customer's undelivered events, oldest first
 ``{p}:wh:due``                      zset    lane → when its head may be tried next (ms), or its lease's end
@@ -77,6 +78,10 @@ class Keys:
 
     def docs_digests(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs_digest"
+
+    def keys_delivered(self, ref: str) -> str:
+        """Api key → when its ``api_key.issued`` reached the upstream's webhook (``worker.webhooks.store``)."""
+        return f"{self.prefix}:c:{ref}:keys:delivered"
 
     def admitted(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:admitted"

@@ -109,8 +109,9 @@ return out
 _REPORT = (
     _MS_OF
     + """
--- KEYS: due, leases, tries, heads, stats, dead, dead info.
--- ARGV: lane, stream id, token, outcome (delivered|retry|dead), retry at, tries, now, lane key prefix, dead letter
+-- KEYS: due, leases, tries, heads, stats, dead, dead info, the lane's delivered keys.
+-- ARGV: lane, stream id, token, outcome (delivered|retry|dead), retry at, tries, now, lane key prefix, dead letter,
+--       the api key an api_key.issued event delivers ('' for any other event)
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 local key = ARGV[8] .. ARGV[1]
@@ -121,6 +122,7 @@ if ARGV[4] == 'retry' then
   return 1
 end
 redis.call('LPOP', key)
+if ARGV[4] == 'delivered' and ARGV[10] ~= '' then redis.call('HSET', KEYS[8], ARGV[10], ARGV[7]) end
 redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('HINCRBY', KEYS[5], 'undelivered', -1)
 if ARGV[4] == 'dead' then
@@ -212,6 +214,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _issued_key(event_id: str) -> str:
+    """The api key an ``api_key.issued`` event (id ``api_key.issued:<ref>:<api key>``) delivers, else ``''``."""
+    kind, _, rest = event_id.partition(":")
+    return rest.rpartition(":")[2] if kind == "api_key.issued" and ":" in rest else ""
+
+
 def _ms_of(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
@@ -227,6 +235,11 @@ class DeliveryStore:
         self._claim = client.register_script(_CLAIM)
         self._report = client.register_script(_REPORT)
         self._retry_dead = client.register_script(_RETRY_DEAD)
+
+    def key_delivered(self, ref: str, api_key: str) -> bool:
+        """Whether the ``api_key.issued`` of ``api_key`` (customer ``ref``) was delivered to the upstream (recorded
+        with its delivery, in the same script; a dead letter is not delivered until it is sent again)."""
+        return bool(self.redis.hexists(self.keys.keys_delivered(ref), api_key))
 
     def admit(self, now_ms: int, *, limit: int = 1000) -> int:
         """Put up to ``limit`` stream entries after the cursor into their lanes (a lane that was empty is due at
@@ -300,6 +313,7 @@ class DeliveryStore:
                 k.webhook_stats,
                 k.webhook_dead,
                 k.webhook_dead_info,
+                k.keys_delivered(claim.lane),
             ],
             args=[
                 claim.lane,
@@ -311,6 +325,7 @@ class DeliveryStore:
                 now_ms,
                 k.webhook_lane_prefix,
                 letter,
+                _issued_key(claim.event_id),
             ],
         )
         return bool(applied)

@@ -1,0 +1,20 @@
+"""Waits of our own: a step that cannot go on yet for a reason that is not the exchange's quota ends the run as
+rate limited (``RateLimitedError``: the customer is due again after the wait), reported under its own name
+instead of an exchange pool's (``RunReport.waited_pool``, the ``provisioner_ratelimit_waits_total`` label)."""
+
+from __future__ import annotations
+
+from worker.exchange import RateLimitedError
+
+__all__ = ["DAILY_CAP_WAIT", "DELIVERY_WAIT", "OWN_WAITS", "own_wait"]
+
+DAILY_CAP_WAIT = "daily_cap"
+"""A funding send near UTC midnight whose other possible day's cap is full (``money_steps``)."""
+DELIVERY_WAIT = "webhook_delivery"
+"""A rotated-out key whose successor's credentials have not reached the upstream yet (``key_steps``)."""
+OWN_WAITS = frozenset({DAILY_CAP_WAIT, DELIVERY_WAIT})
+
+
+def own_wait(name: str, message: str, wait_ms: int) -> RateLimitedError:
+    """The error that ends the run for ``wait_ms`` (at least 1) under the wait's ``name``."""
+    return RateLimitedError(message, endpoint=name, retry_after_ms=max(wait_ms, 1))
