@@ -102,6 +102,13 @@ async def _signed_body(request: Request, verifier: SignatureVerifier, request_id
     return body
 
 
+async def _signed_read(request: Request, verifier: SignatureVerifier, request_ids: RequestIds) -> None:
+    """A signed read: verified as ``_signed_body``, and without a body (the signed headers and body of another
+    request, a POST's, are no read of a customer). Raises ``ProblemError``."""
+    if await _signed_body(request, verifier, request_ids):
+        raise ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
+
+
 def create_app(services: ApiServices) -> FastAPI:
     """The ASGI app over ``services``."""
     app = FastAPI(
@@ -156,7 +163,7 @@ def create_app(services: ApiServices) -> FastAPI:
 
     @app.get("/v1/customers/{customer_id:path}")
     async def get_customer(request: Request, customer_id: str) -> Response:
-        await _signed_body(request, verifier, request_ids)
+        await _signed_read(request, verifier, request_ids)
         if not _CUSTOMER_ID.fullmatch(customer_id):
             raise ProblemError(404, "unknown-customer", "Unknown customer", "no event of this customer was accepted")
         try:

@@ -135,6 +135,7 @@ class _Plan:
     republished_at_ms: int | None = None
     stamps_kept: bool = False
     caps_due_at_ms: int | None = None
+    undelivered: frozenset[str] = frozenset()
     wakes: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
 
@@ -156,6 +157,7 @@ def plan(
     republished_at_ms: int | None = None,
     stamps_kept: bool = False,
     caps_due_at_ms: int | None = None,
+    undelivered: frozenset[str] = frozenset(),
 ) -> Step:
     """The next step for this customer. See the module docstring for the order of concerns.
 
@@ -166,6 +168,8 @@ def plan(
     stamped after the loss is then a new one). ``caps_due_at_ms``: after a loss of our state, from when the
     Special Account's ledger lists every transfer sent before it, while the day's caps were not seeded again from
     a ledger read made since (``None`` otherwise): no funding line is sent against the daily cap until they are.
+    ``undelivered``: keys whose ``api_key.issued`` the upstream has not received yet (webhooks): the keys they
+    took over from are not revoked meanwhile (looked at again in ``DELIVERY_POLL_MS``); the rest goes on.
     """
     if record.closed_at_ms is not None:
         if record.recovered_at_ms is None or record.sub_account is None:
@@ -191,7 +195,7 @@ def plan(
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(account_name=name, attempt=record.name_attempt)
-    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept, caps_due_at_ms)
+    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept, caps_due_at_ms, undelivered)
     if desired.offboarded:
         return _offboard(planning)
     if desired.access is None:
@@ -741,19 +745,28 @@ def _keys(p: _Plan) -> Step | None:
     current = record.key(generation)
     live = sorted(record.live_keys, key=lambda k: (k.generation, k.created_at_ms))
     if current is None and steps.issue(generation) not in record.blocked:
+        waits = False
         if len(live) >= policy.max_live_keys:
             for oldest in live:
                 if oldest.generation < generation and steps.revoke(oldest.api_key) not in record.blocked:
+                    taken_over = _successor(oldest, live)
+                    if taken_over is not None and _awaits_delivery(taken_over, p):
+                        waits = True  # the upstream may hold no newer key than this one: no room is made yet
+                        break
                     return RevokeApiKey(
-                        uid=sub.uid, api_key=oldest.api_key, reason="rotated (the live-key cap left no room)"
+                        uid=sub.uid,
+                        api_key=oldest.api_key,
+                        reason="rotated (the live-key cap left no room)",
+                        successor=None if taken_over is None else taken_over.api_key,
                     )
-        return IssueApiKey(
-            uid=sub.uid,
-            generation=generation,
-            label=policy.naming.key_label(generation),
-            permissions=access.permissions,
-            ip_whitelist=access.ip_whitelist,
-        )
+        if not waits:
+            return IssueApiKey(
+                uid=sub.uid,
+                generation=generation,
+                label=policy.naming.key_label(generation),
+                permissions=access.permissions,
+                ip_whitelist=access.ip_whitelist,
+            )
     for key in live:
         if key.sealed is None:
             continue  # its secret was lost: it is replaced and revoked, not maintained
@@ -774,6 +787,8 @@ def _keys(p: _Plan) -> Step | None:
         if successor is None:
             continue  # the customer's only way in while the wanted generation cannot be issued
         grace_end = successor.created_at_ms + policy.rotation_grace_ms
+        if now_ms >= grace_end and _awaits_delivery(successor, p):
+            continue
         if now_ms >= grace_end:
             return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason="rotated", successor=successor.api_key)
         p.wake(grace_end)
@@ -783,6 +798,20 @@ def _keys(p: _Plan) -> Step | None:
             return RotateForAge(generation=generation)
         p.wake(age_due)
     return None
+
+
+DELIVERY_POLL_MS = 60_000
+"""How often a rotated-out key whose successor the upstream has not received yet is looked at again."""
+
+
+def _awaits_delivery(successor: KeyRecord, p: _Plan) -> bool:
+    """Whether the upstream has not received ``successor``'s credentials yet (``plan``'s ``undelivered``): the key
+    it took over from stays live, looked at again later."""
+    if successor.api_key not in p.undelivered:
+        return False
+    p.wake(p.now_ms + DELIVERY_POLL_MS)
+    p.waiting.append(f"key {successor.api_key}'s api_key.issued has not reached the upstream yet")
+    return True
 
 
 def _successor(key: KeyRecord, live: list[KeyRecord]) -> KeyRecord | None:

@@ -18,7 +18,6 @@ from worker.webhooks.runtime import build_dispatcher
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(strict=True, reason="the delivery wait comes before _confirm: accepted transfers stall with it")
 def test_a_key_waiting_for_delivery_holds_back_a_failed_transfers_resend(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: webhooks on, grace one hour. The upstream's webhook receiver goes down; the upstream asks for a key

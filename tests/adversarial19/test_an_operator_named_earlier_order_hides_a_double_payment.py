@@ -6,15 +6,12 @@ order: under an exchange that executes a repeated clientOid again, the repeat is
 
 from __future__ import annotations
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup
 from tests.core.harness import Rig
 from worker.provisioning.operator import settle_transfer
 
 
-@pytest.mark.xfail(strict=True, reason="an operator-named order older than the repeat drops the double search")
 def test_naming_the_first_sends_order_hides_the_repeats_second_payment(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown`` (the default until measured), an exchange that executes a

@@ -15,7 +15,6 @@ from tests.core.harness import Crash, Rig
 from worker.provisioning.operator import OperatorError, settle_transfer
 
 
-@pytest.mark.xfail(strict=True, reason="the owner check reads record.transfers only, not other lines' blocks")
 def test_an_order_named_by_another_lines_block_is_taken_for_this_line(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the adv17 scenario with line #0 stuck instead of committed: ledger entries without ids, transfers

@@ -13,7 +13,6 @@ from tests.api.live import Upstream, event, live_api, sign
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(strict=True, reason="an id not yet claimed binds to the replay: a captured POST reads any view")
 def test_a_captured_post_whose_request_id_was_never_claimed_reads_another_customers_view(
     redis_url: str, key_prefix: str
 ) -> None:

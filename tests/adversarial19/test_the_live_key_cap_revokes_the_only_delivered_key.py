@@ -18,7 +18,6 @@ from worker.webhooks.runtime import build_dispatcher
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(strict=True, reason="the live-key cap path revokes the only delivered key, no delivery check")
 def test_the_live_key_cap_revokes_the_only_key_the_upstream_holds(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_MAX_LIVE_KEYS=2`` (allowed: 2..20; the default 5 needs five rotations instead of two),

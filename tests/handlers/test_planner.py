@@ -10,6 +10,7 @@ from handlers import commands as c
 from handlers.desired import fold
 from handlers.planner import (
     AWAITING_LEDGER,
+    DELIVERY_POLL_MS,
     MAX_ATTEMPTS,
     UPSTREAM_SKEW_MS,
     CapDecision,
@@ -672,10 +673,26 @@ def test_the_key_cap_is_made_room_for_by_revoking_the_oldest_rotated_out_key() -
     events = [created(), approved()] + [rotation(f"e-r{i}", 2 + i) for i in range(1, 6)]
     rec = with_sub(keys=tuple(key(g, created_at_ms=g) for g in range(5)))
     assert step(events, rec) == c.RevokeApiKey(
-        uid=UID, api_key="key0", reason="rotated (the live-key cap left no room)"
+        uid=UID, api_key="key0", reason="rotated (the live-key cap left no room)", successor="key1"
     )
     rec = rec.model_copy(update={"keys": (key(0, revoked=True), *(key(g, created_at_ms=g) for g in range(1, 5)))})
     assert isinstance(step(events, rec), c.IssueApiKey)
+
+
+def test_a_rotated_out_key_stays_live_while_its_successor_has_not_reached_the_upstream() -> None:
+    """Webhooks tell us which keys' credentials the upstream has: while key1's ``api_key.issued`` is undelivered,
+    key0 is not revoked after the grace, nor to make room under the key cap (nothing is issued beyond it then);
+    the customer is looked at again later, and everything else goes on."""
+    events = [created(), approved(), rotation("e-r1", 2)]
+    both = with_sub(keys=(key(0, created_at_ms=0), key(1, created_at_ms=100)))
+    later = 100 + POLICY.rotation_grace_ms
+    waiting = plan(fold(events), both, now_ms=later, policy=POLICY, undelivered=frozenset({"key1"}))
+    assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == later + DELIVERY_POLL_MS, waiting
+    assert "key1" in waiting.reason
+    full = [created(), approved()] + [rotation(f"e-r{i}", 2 + i) for i in range(1, 6)]
+    capped = with_sub(keys=tuple(key(g, created_at_ms=g) for g in range(5)))
+    held = plan(fold(full), capped, now_ms=10, policy=POLICY, undelivered=frozenset({"key1"}))
+    assert not isinstance(held, c.RevokeApiKey | c.IssueApiKey), held
 
 
 def test_a_key_whose_secret_was_lost_is_replaced_not_maintained() -> None:

@@ -24,7 +24,6 @@ from worker.exchange.models import Permission
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
-from worker.provisioning.waits import DELIVERY_WAIT, own_wait
 
 __all__ = [
     "issue_api_key",
@@ -194,24 +193,9 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
     )
 
 
-DELIVERY_POLL_MS = 60_000
-"""How often a rotated-out key waiting for its successor's delivery looks again."""
-
-
 def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
-    """Delete SubAccount API. A refusal (e.g. the key is already gone) is checked by listing, not trusted. A
-    rotated-out key waits until its successor's credentials reached the upstream (``successor``; a delivery
-    outage longer than the grace must not leave the customer with no key it holds): raises ``RateLimitedError``
-    (``DELIVERY_WAIT``) meanwhile, nothing recorded."""
-    delivered = ctx.services.key_delivered
-    if cmd.successor is not None and delivered is not None:
-        ctx.heartbeat()
-        if not delivered(ctx.ref, cmd.successor):
-            raise own_wait(
-                DELIVERY_WAIT,
-                f"key {cmd.api_key} is revoked once its successor's api_key.issued has reached the upstream",
-                DELIVERY_POLL_MS,
-            )
+    """Delete SubAccount API. A refusal (e.g. the key is already gone) is checked by listing, not trusted. (A
+    rotated-out key is planned for only once its successor reached the upstream: ``Reconciler._next_step``.)"""
     details = RevokeKeyDetails(uid=cmd.uid, reason=cmd.reason)
     ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, details)
     try:

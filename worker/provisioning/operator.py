@@ -135,12 +135,18 @@ def settle_transfer(
         order_id = order_id or details.order_id
         shown: TransferDetail | None = None
         if order_id is not None:
-            owner = next((t.key for t in record.transfers.values() if t.order_id == order_id), None)
+            owner = _line_holding(record, order_id)
             if owner is not None and owner != details.key:
                 raise OperatorError(f"order {order_id} is line {owner}'s transfer already, not this line's")
             shown = _agrees_with_the_order(app, order_id, verdict, details, force=force)
-        # a re-send the exchange answered with an order it made before (deduplicated) cannot be a second payment
-        repeat = shown is not None and bool(details.sent_ms) and shown.created_at < details.sent_ms - LEDGER_SKEW_MS
+        # a re-send the exchange answered with an order it made before (deduplicated) cannot be a second payment:
+        # only the block's own order says what the exchange answered; one the operator names says nothing of it
+        repeat = (
+            shown is not None
+            and order_id == details.order_id
+            and bool(details.sent_ms)
+            and shown.created_at < details.sent_ms - LEDGER_SKEW_MS
+        )
         asked = details.asked_about(blocked.intent.token)
         if client_oid is not None and client_oid not in asked:
             raise OperatorError(f"the block at {step} does not ask about clientOid {client_oid}: {', '.join(asked)}")
@@ -192,6 +198,21 @@ def settle_transfer(
         return action
     finally:
         lock.release()
+
+
+def _line_holding(record: CustomerRecord, order_id: str) -> str | None:
+    """The funding line (or sweep) whose transfer ``order_id`` is by our record: recorded, or named by a block or
+    the pending intent of a transfer that stayed PROCESSING."""
+    for transfer in record.transfers.values():
+        if transfer.order_id == order_id:
+            return transfer.key
+    intents = [b.intent for b in record.blocked.values() if b.intent is not None]
+    if record.pending is not None:
+        intents.append(record.pending)
+    for intent in intents:
+        if isinstance(intent.details, TransferIntent) and intent.details.order_id == order_id:
+            return intent.details.key
+    return None
 
 
 def _agrees_with_the_order(

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from worker.exchange import RateLimitedError
 
-__all__ = ["DAILY_CAP_WAIT", "DELIVERY_WAIT", "OWN_WAITS", "own_wait"]
+__all__ = ["DAILY_CAP_WAIT", "OWN_WAITS", "own_wait"]
 
 DAILY_CAP_WAIT = "daily_cap"
 """A funding send near UTC midnight whose other possible day's cap is full (``money_steps``)."""
-DELIVERY_WAIT = "webhook_delivery"
-"""A rotated-out key whose successor's credentials have not reached the upstream yet (``key_steps``)."""
-OWN_WAITS = frozenset({DAILY_CAP_WAIT, DELIVERY_WAIT})
+OWN_WAITS = frozenset({DAILY_CAP_WAIT})
 
 
 def own_wait(name: str, message: str, wait_ms: int) -> RateLimitedError:
