@@ -98,8 +98,8 @@ def test_a_lost_secret_successor_at_the_cap_keeps_the_customer_without_a_held_ke
             assert held, (
                 f"six hours after recovery no live key has a secret we hold: live {[k.api_key for k in live]} "
                 f"(generations {[k.generation for k in live]}), wanted generation "
-                f"{record.age_rotations + 1}, blocked {sorted(record.blocked)}; the cap path waits for the delivery of a "
-                "lost-secret key"
+                f"{record.age_rotations + 1}, blocked {sorted(record.blocked)}; the cap path waits for the "
+                "delivery of a lost-secret key"
             )
         finally:
             app.close()
