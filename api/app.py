@@ -74,9 +74,12 @@ def _unavailable() -> ProblemError:
     )
 
 
-async def _signed_body(request: Request, verifier: SignatureVerifier, request_ids: RequestIds) -> bytes:
-    """The body, read up to the largest allowed, once its signature verified and its request id is this
-    request's (not one signed for another path, method or body: ``api.request_ids``). Raises ``ProblemError``."""
+_UNSIGNED = ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
+"""Every failure of a signature or a request id: one answer that says nothing about which check failed."""
+
+
+async def _body(request: Request) -> bytes:
+    """The body, read up to the largest allowed. Raises ``ProblemError`` (413) beyond it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large(f"a request body is at most {MAX_BODY_BYTES} bytes")
@@ -86,27 +89,48 @@ async def _signed_body(request: Request, verifier: SignatureVerifier, request_id
         if size > MAX_BODY_BYTES:
             raise too_large(f"a request body is at most {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
-    if not verifier.verify(body, request.headers):
-        raise ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
-    target = request.scope.get("raw_path", request.url.path.encode()) or b"/"
+    return b"".join(chunks)
+
+
+def _target(request: Request) -> bytes:
+    """The request target as sent: the raw path and its query."""
+    path = request.scope.get("raw_path", request.url.path.encode()) or b"/"
     query = request.scope.get("query_string", b"")
-    digest = request_digest(request.method, target + (b"?" + query if query else b""), body)
+    return path + (b"?" + query if query else b"")
+
+
+async def _verified(
+    request: Request, verifier: SignatureVerifier, request_ids: RequestIds, *, signed: bytes, body: bytes
+) -> None:
+    """Raise ``ProblemError`` unless ``signed`` is signed as agreed and the request id is this request's (not one
+    verified for another method, path or body: ``api.request_ids``)."""
+    if not verifier.verify(signed, request.headers):
+        raise _UNSIGNED
+    digest = request_digest(request.method, _target(request), body)
     try:
         mine = await run_in_threadpool(request_ids.claim, request.headers["webhook-id"], digest)
     except redis.RedisError:
         raise _unavailable() from None
     if not mine:
-        # the same 401 as any signature failure: it says nothing about which check failed
-        raise ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
+        raise _UNSIGNED
+
+
+async def _signed_body(request: Request, verifier: SignatureVerifier, request_ids: RequestIds) -> bytes:
+    """The body, read up to the largest allowed, once its signature verified and its request id is this
+    request's. Raises ``ProblemError``."""
+    body = await _body(request)
+    await _verified(request, verifier, request_ids, signed=body, body=body)
     return body
 
 
 async def _signed_read(request: Request, verifier: SignatureVerifier, request_ids: RequestIds) -> None:
-    """A signed read: verified as ``_signed_body``, and without a body (the signed headers and body of another
-    request, a POST's, are no read of a customer). Raises ``ProblemError``."""
-    if await _signed_body(request, verifier, request_ids):
-        raise ProblemError(401, "unauthorized", "Unauthorized", "the request is not signed as agreed")
+    """A signed read: no body, and what is signed is its request line — ``"GET /v1/customers/alice"``, the method,
+    a space and the target as sent — so a signature names what it reads (the headers of one read are no read of
+    another customer, whether or not that request ever reached us). Raises ``ProblemError``."""
+    if await _body(request):
+        raise _UNSIGNED
+    line = request.method.encode("ascii") + b" " + _target(request)
+    await _verified(request, verifier, request_ids, signed=line, body=b"")
 
 
 def create_app(services: ApiServices) -> FastAPI:

@@ -1,10 +1,9 @@
 """Each signed request id names one request: a captured signature cannot be sent again for anything else.
 
-The signature (Standard Webhooks) covers the request id, the timestamp and the body, not the method or the path:
-a GET has an empty body, so the headers of one signed ``GET /v1/customers/alice`` verify for
-``GET /v1/customers/bob`` too, for the five minutes of the timestamp tolerance. ``RequestIds`` remembers, for
-longer than that tolerance on either side, which request each verified id was used for (a digest of the method,
-the path with its query, and the body): the same request again (a client's retry after a lost answer, as
+A POST's signature (Standard Webhooks) covers the request id, the timestamp and the body, not the method or the
+path (a read signs its request line instead of a body: ``api.app._signed_read``). ``RequestIds`` remembers, for
+longer than the timestamp tolerance on either side, which request each verified id was used for (a digest of the
+method, the path with its query, and the body): the same request again (a client's retry after a lost answer, as
 docs/integration.md asks for) passes; the id with anything else is refused. Redis holds only the digest.
 """
 

@@ -50,7 +50,7 @@ def _replay(upstream: Upstream) -> None:
         upstream.post({"events": [event("customer.created", "alice"), event("customer.created", "bob")]}).status_code
         == 200
     )
-    captured = sign(b"")
+    captured = sign(b"GET /v1/customers/alice")  # the request line is what a read signs
     assert upstream.client.get("/v1/customers/alice", headers=captured).status_code == 200, "the genuine request"
 
     replayed = upstream.client.get(f"/v1/customers/{quote('bob', safe='')}", headers=captured)

@@ -157,7 +157,8 @@ class Upstream:
     def customer(self, customer_id: str) -> httpx.Response:
         from urllib.parse import quote
 
-        return self.client.get(f"/v1/customers/{quote(customer_id, safe='')}", headers=sign(b"", secret=self.secret))
+        path = f"/v1/customers/{quote(customer_id, safe='')}"
+        return self.client.get(path, headers=sign(f"GET {path}".encode(), secret=self.secret))
 
 
 def now_iso(minutes_ago: float = 1.0) -> str:

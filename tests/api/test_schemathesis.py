@@ -33,10 +33,13 @@ CHECKS = [
 
 
 class Signed(requests.auth.AuthBase):
-    """Signs the prepared request's body (what goes on the wire) per Standard Webhooks."""
+    """Signs the prepared request's body (what goes on the wire) per Standard Webhooks; a GET signs its request
+    line (the method and the path with its query as sent) in place of a body."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
+        if request.method == "GET" and not body:
+            body = f"GET {request.path_url}"
         raw = body.encode("utf-8") if isinstance(body, str) else body
         try:
             raw.decode("utf-8")

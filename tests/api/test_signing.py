@@ -87,7 +87,7 @@ def test_a_request_id_stands_for_one_request(upstream: Upstream) -> None:
     assert _post(upstream, body, sign(body, msg_id=headers["webhook-id"]))[0] == 200, "a retry: duplicate, not 401"
     other = json.dumps(event("customer.created", "sig-other")).encode()
     assert _post(upstream, other, sign(other, msg_id=headers["webhook-id"])) == _refusals(upstream)["no headers"]
-    view = sign(b"")
+    view = sign(b"GET /v1/customers/sig-once")
     assert upstream.client.get("/v1/customers/sig-once", headers=view).status_code == 200
     assert upstream.client.get("/v1/customers/sig-once", headers=view).status_code == 200, "the same read again"
     assert upstream.client.get("/v1/customers/sig-other", headers=view).status_code == 401
