@@ -135,7 +135,7 @@ class _Plan:
     republished_at_ms: int | None = None
     stamps_kept: bool = False
     caps_due_at_ms: int | None = None
-    undelivered: frozenset[str] = frozenset()
+    deliveries: Mapping[str, int | None] = field(default_factory=dict)
     wakes: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
 
@@ -157,7 +157,7 @@ def plan(
     republished_at_ms: int | None = None,
     stamps_kept: bool = False,
     caps_due_at_ms: int | None = None,
-    undelivered: frozenset[str] = frozenset(),
+    deliveries: Mapping[str, int | None] | None = None,
 ) -> Step:
     """The next step for this customer. See the module docstring for the order of concerns.
 
@@ -168,8 +168,9 @@ def plan(
     stamped after the loss is then a new one). ``caps_due_at_ms``: after a loss of our state, from when the
     Special Account's ledger lists every transfer sent before it, while the day's caps were not seeded again from
     a ledger read made since (``None`` otherwise): no funding line is sent against the daily cap until they are.
-    ``undelivered``: keys whose ``api_key.issued`` the upstream has not received yet (webhooks): the keys they
-    took over from are not revoked meanwhile (looked at again in ``DELIVERY_POLL_MS``); the rest goes on.
+    ``deliveries``: for keys that took over from a rotated-out one, when their ``api_key.issued`` reached the
+    upstream (webhooks; ``None``: not yet): the key they took over from is revoked only a grace after that
+    delivery (looked at again in ``DELIVERY_POLL_MS`` while there is none); a key not named is revoked as planned.
     """
     if record.closed_at_ms is not None:
         if record.recovered_at_ms is None or record.sub_account is None:
@@ -195,7 +196,9 @@ def plan(
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)
         return CreateSubAccount(account_name=name, attempt=record.name_attempt)
-    planning = _Plan(desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept, caps_due_at_ms, undelivered)
+    planning = _Plan(
+        desired, record, sub, now_ms, policy, republished_at_ms, stamps_kept, caps_due_at_ms, deliveries or {}
+    )
     if desired.offboarded:
         return _offboard(planning)
     if desired.access is None:
@@ -805,12 +808,21 @@ DELIVERY_POLL_MS = 60_000
 
 
 def _awaits_delivery(successor: KeyRecord, p: _Plan) -> bool:
-    """Whether the upstream has not received ``successor``'s credentials yet (``plan``'s ``undelivered``): the key
-    it took over from stays live, looked at again later."""
-    if successor.api_key not in p.undelivered:
+    """Whether the key ``successor`` took over from must stay live for now (``plan``'s ``deliveries``): the
+    upstream has not received ``successor``'s credentials yet, or only less than a grace ago. A successor whose
+    secret we lost (after a loss of our state) is being replaced itself: nothing of it will be delivered."""
+    if successor.api_key not in p.deliveries or successor.sealed is None:
         return False
-    p.wake(p.now_ms + DELIVERY_POLL_MS)
-    p.waiting.append(f"key {successor.api_key}'s api_key.issued has not reached the upstream yet")
+    delivered = p.deliveries[successor.api_key]
+    if delivered is None:
+        p.wake(p.now_ms + DELIVERY_POLL_MS)
+        p.waiting.append(f"key {successor.api_key}'s api_key.issued has not reached the upstream yet")
+        return True
+    switched_by = delivered + p.policy.rotation_grace_ms
+    if p.now_ms >= switched_by:
+        return False
+    p.wake(switched_by)
+    p.waiting.append(f"key {successor.api_key} reached the upstream only at {delivered}: its grace runs from then")
     return True
 
 

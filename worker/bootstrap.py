@@ -228,7 +228,7 @@ def build_app(
         client_oid_behaviour=settings.client_oid_behaviour,
         prefetch=StatusPrefetch() if settings.prefetch_transfer_status else None,
         read_wait_s=settings.request_bound_s,
-        key_delivered=DeliveryStore(r, keys).key_delivered if settings.webhook_url else None,
+        key_delivered_at=DeliveryStore(r, keys).key_delivered_at if settings.webhook_url else None,
     )
     if on_transfer is not None:
         services = replace(services, on_transfer=on_transfer)

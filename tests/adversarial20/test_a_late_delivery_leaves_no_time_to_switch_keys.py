@@ -20,10 +20,6 @@ pytestmark = pytest.mark.redis
 GRACE_S = 3600
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv20: a successor delivered after the grace gets the old key revoked within a minute of its delivery",
-)
 def test_a_successor_delivered_after_the_grace_gets_no_grace(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: webhooks on, grace one hour (the default). A customer's key is delivered. The upstream's webhook

@@ -680,18 +680,22 @@ def test_the_key_cap_is_made_room_for_by_revoking_the_oldest_rotated_out_key() -
 
 
 def test_a_rotated_out_key_stays_live_while_its_successor_has_not_reached_the_upstream() -> None:
-    """Webhooks tell us which keys' credentials the upstream has: while key1's ``api_key.issued`` is undelivered,
-    key0 is not revoked after the grace, nor to make room under the key cap (nothing is issued beyond it then);
-    the customer is looked at again later, and everything else goes on."""
+    """Webhooks tell us when the upstream received a key's credentials: while key1's ``api_key.issued`` is
+    undelivered, key0 is not revoked after the grace, nor to make room under the key cap (nothing is issued beyond
+    it then); once delivered, its grace runs from the delivery; the customer is looked at again meanwhile."""
     events = [created(), approved(), rotation("e-r1", 2)]
     both = with_sub(keys=(key(0, created_at_ms=0), key(1, created_at_ms=100)))
     later = 100 + POLICY.rotation_grace_ms
-    waiting = plan(fold(events), both, now_ms=later, policy=POLICY, undelivered=frozenset({"key1"}))
+    waiting = plan(fold(events), both, now_ms=later, policy=POLICY, deliveries={"key1": None})
     assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == later + DELIVERY_POLL_MS, waiting
     assert "key1" in waiting.reason
+    delivered_late = plan(fold(events), both, now_ms=later, policy=POLICY, deliveries={"key1": later - 10})
+    assert isinstance(delivered_late, c.Idle) and delivered_late.wake_at_ms == later - 10 + POLICY.rotation_grace_ms
+    done = plan(fold(events), both, now_ms=later + POLICY.rotation_grace_ms, policy=POLICY, deliveries={"key1": later})
+    assert isinstance(done, c.RevokeApiKey) and done.api_key == "key0", done
     full = [created(), approved()] + [rotation(f"e-r{i}", 2 + i) for i in range(1, 6)]
     capped = with_sub(keys=tuple(key(g, created_at_ms=g) for g in range(5)))
-    held = plan(fold(full), capped, now_ms=10, policy=POLICY, undelivered=frozenset({"key1"}))
+    held = plan(fold(full), capped, now_ms=10, policy=POLICY, deliveries={"key1": None})
     assert not isinstance(held, c.RevokeApiKey | c.IssueApiKey), held
 
 

@@ -83,9 +83,9 @@ class Services:
     """Reads accepted transfers' statuses ahead of their confirm step (``None``: read when confirming)."""
     read_wait_s: float = 10.0
     """How long a confirm step waits for a prefetched status read already on the wire (the longest request)."""
-    key_delivered: Callable[[str, str], bool] | None = None
-    """Whether a customer's (ref) ``api_key.issued`` of an api key reached the upstream
-    (``DeliveryStore.key_delivered``); ``None``: webhooks are off, delivery is not ours to see."""
+    key_delivered_at: Callable[[str, str], int | None] | None = None
+    """When a customer's (ref) ``api_key.issued`` of an api key reached the upstream (ms; ``None``: not yet:
+    ``DeliveryStore.key_delivered_at``); ``None``: webhooks are off, delivery is not ours to see."""
     client_oid_behaviour: str = "unknown"
     """What the exchange does with a repeated transfer clientOid: ``dedupe`` (answers the first orderId),
     ``reject`` ("clientOid duplicated"), ``accept`` (executes it again) or ``unknown``. Under the first two a

@@ -235,27 +235,26 @@ class Reconciler:
     def _next_step(self, desired: DesiredState, record: CustomerRecord, caps_due_at_ms: int | None) -> c.Step:
         """The planner's next step for ``record`` now. ``caps_due_at_ms``: ``FundingLedger.reseed_due``, read once
         per run (and after the caps are seeded): a recovery after a loss lifts the halt only once it is stored. A
-        revocation of a rotated-out key whose successor's ``api_key.issued`` has not reached the upstream yet
-        (``Services.key_delivered``; asked only then) is planned around: the planner is asked again knowing it."""
-        undelivered: frozenset[str] = frozenset()
+        revocation of a rotated-out key is planned again knowing when its successor's ``api_key.issued`` reached
+        the upstream (``Services.key_delivered_at``, asked only then): not yet, or less than a grace ago, it waits."""
+        deliveries: dict[str, int | None] = {}
         while True:
+            now_ms = self.services.now_ms()
             step = plan(
                 desired,
                 record,
-                now_ms=self.services.now_ms(),
+                now_ms=now_ms,
                 policy=self.services.policy,
                 audit_epoch=self.services.store.guard.audit_epoch,
                 caps_due_at_ms=caps_due_at_ms,
-                undelivered=undelivered,
+                deliveries=deliveries,
                 **self._republication(record),
             )
-            delivered = self.services.key_delivered
+            delivered_at = self.services.key_delivered_at
             successor = step.successor if isinstance(step, c.RevokeApiKey) else None
-            if successor is None or delivered is None or successor in undelivered:
+            if successor is None or delivered_at is None or successor in deliveries:
                 return step
-            if delivered(record.ref, successor):
-                return step
-            undelivered = undelivered | {successor}
+            deliveries[successor] = delivered_at(record.ref, successor)
 
     def _idle_ends_run(
         self, idle: c.Idle, ctx: StepContext, lock: CustomerLock, seen_seq: int, report: RunReport

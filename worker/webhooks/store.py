@@ -236,10 +236,12 @@ class DeliveryStore:
         self._report = client.register_script(_REPORT)
         self._retry_dead = client.register_script(_RETRY_DEAD)
 
-    def key_delivered(self, ref: str, api_key: str) -> bool:
-        """Whether the ``api_key.issued`` of ``api_key`` (customer ``ref``) was delivered to the upstream (recorded
-        with its delivery, in the same script; a dead letter is not delivered until it is sent again)."""
-        return bool(self.redis.hexists(self.keys.keys_delivered(ref), api_key))
+    def key_delivered_at(self, ref: str, api_key: str) -> int | None:
+        """When the ``api_key.issued`` of ``api_key`` (customer ``ref``) was delivered to the upstream (ms,
+        recorded with its delivery, in the same script), or ``None``: not yet (a dead letter is not delivered until
+        it is sent again)."""
+        raw = self.redis.hget(self.keys.keys_delivered(ref), api_key)
+        return None if raw is None else int(raw)
 
     def admit(self, now_ms: int, *, limit: int = 1000) -> int:
         """Put up to ``limit`` stream entries after the cursor into their lanes (a lane that was empty is due at
