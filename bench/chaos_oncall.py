@@ -167,8 +167,9 @@ class OnCall:
             app.reconciler.run(ref, retry_blocked=True)
         except StateLost:
             raise
-        except Exception as exc:  # a retry the exchange fails is tried again next round
+        except Exception as exc:  # as `customer retry`: the workers go on with the customer now
             self.refusals[f"retry: {type(exc).__name__}"] += 1
+            app.due.schedule(ref, app.reconciler.services.now_ms())
         self.retries += 1
         return 1
 

@@ -215,6 +215,7 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     A transfer awaiting a manual decision is left to `settle-transfer`. Funding lines refused by a cap, or for want
     of one, are decided again (sent if the caps now allow it). Once nothing is blocked, the customer's
     dead letters the retry made obsolete are dropped (`dlq` then no longer lists them). Safe to repeat."""
+    from worker.exchange import RetryableError
     from worker.provisioning.reconciler import StepsBlocked
 
     app = ctx.runtime.app
@@ -225,6 +226,14 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
         report = app.reconciler.run(ref, retry_blocked=True)
     except StepsBlocked as exc:
         raise click.ClickException(f"still blocked: {'; '.join(exc.reasons)}") from None
+    except RetryableError as exc:
+        # no message of ours retries this run: the workers take the customer up now, from what it recorded (a
+        # transfer this retry sent is confirmed by them, not in a quarter of an hour by the failure backstop)
+        app.due.schedule(ref, app.reconciler.services.now_ms())
+        raise click.ClickException(
+            f"interrupted by the exchange ({exc}): what the retry did is recorded and the workers go on with the "
+            "customer now; `provisioner customer show` says whether anything is still blocked"
+        ) from None
     if report.outcome == "busy":
         click.echo("the customer is being reconciled right now; it will pick up the retry", err=True)
     click.echo(f"{report.outcome}: {report.reason or 'done'} (steps: {', '.join(report.steps) or 'none'})")

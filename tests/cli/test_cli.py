@@ -418,3 +418,21 @@ def test_recover_republished_declares_the_republication_only_after_a_recovery(
     declared = json.loads(out[out.index("{") :])
     assert app.redis.get(app.keys.recovery_republished_at) == str(declared["republished_at_ms"])
     assert declared["daily_caps_due_at_ms"] == int(app.redis.get(app.keys.recovery_caps_due_at))
+
+
+def test_customer_retry_interrupted_by_the_exchange_leaves_the_customer_to_the_workers_at_once(provisioned) -> None:
+    """The retry's transfer is accepted, then every status read fails (5xx): the command says it was interrupted and
+    that the workers go on, and the customer is due now — not at the failure backstop a quarter of an hour later,
+    with a transfer that moved money unconfirmed and the upstream not told."""
+    rig, _, env = provisioned
+    app = rig.runtime.app
+    naming = app.policy.naming
+    (blocked,) = [c for c in ("cli-a", "cli-b") if app.store.load(naming.customer_ref(c)).blocked]
+    rig.exchange.credit(rig.exchange.broker_uid, "USDT", "MAIN", "1000")
+    rig.exchange.update_config({"faults": {"per_endpoint": {"get_transfer_history": {"5xx": 1.0}}}})
+    code, _, err = run(env, "customer", "retry", blocked)
+    assert code == 1 and "interrupted by the exchange" in err and "Traceback" not in err, err
+    ref = naming.customer_ref(blocked)
+    due = app.due.next_due_ms(ref)
+    assert due is not None and due <= app.reconciler.services.now_ms() + 1_000, due
+    assert any(t.status.value == "accepted" for t in app.store.load(ref).transfers.values())
