@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis
 import structlog
 
 from handlers.daily_cap import LEDGER_SKEW_MS
@@ -50,13 +49,11 @@ from handlers.records import CustomerRecord, SubAccountRecord
 from worker.exchange import ExchangeClient
 from worker.exchange.errors import RetryableError
 from worker.heard import HeardOutcome, nothing_lost, store_heard
+from worker.ports import StorePorts
 from worker.provisioning.caps_steps import seed_caps_from_ledger
 from worker.provisioning.money_steps import ledger_line
-from worker.settings import Settings
-from worker.store.customers import CustomerStore, JournalEntry
-from worker.store.due import DueSchedule
+from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch, StateGuard
-from worker.store.keys import Keys
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
 
@@ -77,21 +74,11 @@ _INDEX_CHUNK = 500
 _DAY_MS = 86_400_000
 
 
-class RecoveryPorts(Protocol):
+class RecoveryPorts(StorePorts, Protocol):
     """What a recovery reads and writes: the state guard, the customers' store, locks and due schedule, the daily
     funding ledger, the exchange's sub-accounts and ledger, the naming policy and the clock.
     ``worker.bootstrap.App`` is one."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def redis(self) -> redis.Redis: ...
-    @property
-    def keys(self) -> Keys: ...
-    @property
-    def store(self) -> CustomerStore: ...
-    @property
-    def due(self) -> DueSchedule: ...
     @property
     def ledger(self) -> FundingLedger: ...
     @property

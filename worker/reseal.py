@@ -31,15 +31,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-import redis
-
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.crypto import CryptoError, Keyring
-from worker.settings import Settings
-from worker.store.customers import CommitRejected, CustomerStore, JournalEntry
-from worker.store.due import DueSchedule
-from worker.store.keys import Keys
+from worker.ports import StorePorts
+from worker.store.customers import CommitRejected, JournalEntry
 from worker.store.lock import CustomerLock
 
 __all__ = ["ResealPorts", "ResealProgress", "reseal", "reseal_record"]
@@ -55,20 +51,10 @@ _BUSY_TRIES = 5
 """How many times a busy customer is tried at the end of a pass (a reconcile holds a lock for seconds at most)."""
 
 
-class ResealPorts(Protocol):
+class ResealPorts(StorePorts, Protocol):
     """What a re-sealing pass reads and writes: the keyring, the customers' store, locks, held documents and due
     schedule, the clock. ``worker.bootstrap.App`` is one."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def redis(self) -> redis.Redis: ...
-    @property
-    def keys(self) -> Keys: ...
-    @property
-    def store(self) -> CustomerStore: ...
-    @property
-    def due(self) -> DueSchedule: ...
     @property
     def keyring(self) -> Keyring: ...
     @property

@@ -115,3 +115,9 @@ def stamped_now(rig: Rig, customer: str, name: str, funding: list[tuple[str, str
         **topup(customer, name, 0, funding),
         "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def usdt_held(rig: Rig, uid: str) -> Decimal:
+    """What sub-account ``uid`` holds of USDT, every wallet (the exchange's truth)."""
+    sub = next(s for s in rig.state()["subAccounts"] if s["uid"] == uid)
+    return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))

@@ -25,18 +25,10 @@ completion; rare, and silent where it happens.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, topup
+from tests.adversarial.helpers import onboard_with_a_key, topup, usdt_held
 from tests.core.harness import Rig, events_for
 from worker.provisioning.operator import settle_transfer
-
-
-def _usdt(rig: Rig, uid: str) -> Decimal:
-    """What the sub-account holds of USDT, every wallet."""
-    sub = next(s for s in rig.state()["subAccounts"] if s["uid"] == uid)
-    return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
 
 
 def test_a_committed_verdict_after_the_sweep_is_swept_before_the_close(redis_url: str, key_prefix: str) -> None:
@@ -52,15 +44,15 @@ def test_a_committed_verdict_after_the_sweep_is_swept_before_the_close(redis_url
             rig.settle(ref)
         record = rig.record(ref)
         assert "fund:late-topup#0" in record.blocked and record.closed_at_ms is None, record.blocked
-        assert _usdt(rig, uid) == 0  # the sweep moved everything back meanwhile (the 250 are on their way)
+        assert usdt_held(rig, uid) == 0  # the sweep moved everything back meanwhile (the 250 are on their way)
 
         rig.clock.advance_ms(6 * 3_600_000)
-        assert _usdt(rig, uid) == 250  # the transfer completed: credited now
+        assert usdt_held(rig, uid) == 250  # the transfer completed: credited now
         settle_transfer(rig.app, ref, "fund:late-topup#0", committed=True, who="oncall", note="KuCoin: SUCCESS")
         rig.settle(ref)
 
         record = rig.record(ref)
         assert record.closed_at_ms is not None
-        assert _usdt(rig, uid) == 0, f"closed with {_usdt(rig, uid)} USDT left in the sub-account"
+        assert usdt_held(rig, uid) == 0, f"closed with {usdt_held(rig, uid)} USDT left in the sub-account"
     finally:
         rig.close()

@@ -31,19 +31,12 @@ block asks for a verdict on exactly such a transfer. Money not lost but stranded
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, topup
+from tests.adversarial.helpers import onboard_with_a_key, topup, usdt_held
 from tests.core.harness import Rig, events_for
 from worker.provisioning.operator import OperatorError, settle_transfer
-
-
-def _usdt(rig: Rig, uid: str) -> Decimal:
-    sub = next(s for s in rig.state()["subAccounts"] if s["uid"] == uid)
-    return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
 
 
 def test_a_committed_verdict_while_processing_closes_the_customer_before_the_credit(
@@ -61,7 +54,7 @@ def test_a_committed_verdict_while_processing_closes_the_customer_before_the_cre
             rig.settle(ref)
         record = rig.record(ref)
         assert "fund:early-topup#0" in record.blocked and record.closed_at_ms is None, record.blocked
-        assert _usdt(rig, uid) == 0
+        assert usdt_held(rig, uid) == 0
 
         rig.clock.advance_ms(30 * 60_000)  # two hours: still PROCESSING, the Special Account debited
         transfer = next(t for t in rig.state()["transfers"] if t["specialUid"] == uid and t["direction"] == "OUT")
@@ -72,12 +65,14 @@ def test_a_committed_verdict_while_processing_closes_the_customer_before_the_cre
         closed = rig.record(ref).closed_at_ms is not None
 
         rig.clock.advance_ms(5 * 3_600_000)  # the transfer completes: credited now
-        assert _usdt(rig, uid) == 250
+        assert usdt_held(rig, uid) == 250
         with pytest.raises(OperatorError, match="SUCCESS"):
             settle_transfer(rig.app, ref, "fund:early-topup#0", committed=False, who="oncall", note="wrong")
         settle_transfer(rig.app, ref, "fund:early-topup#0", committed=True, who="oncall", note="KuCoin: SUCCESS")
         rig.settle(ref)
-        assert not (closed and _usdt(rig, uid) > 0), f"closed with {_usdt(rig, uid)} USDT credited after the close"
-        assert rig.record(ref).closed_at_ms is not None and _usdt(rig, uid) == 0
+        assert not (closed and usdt_held(rig, uid) > 0), (
+            f"closed with {usdt_held(rig, uid)} USDT credited after the close"
+        )
+        assert rig.record(ref).closed_at_ms is not None and usdt_held(rig, uid) == 0
     finally:
         rig.close()

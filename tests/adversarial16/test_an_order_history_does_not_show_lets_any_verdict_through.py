@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from decimal import Decimal
 
 import httpx
 import pytest
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, topup
+from tests.adversarial.helpers import onboard_with_a_key, topup, usdt_held
 from tests.core.harness import Rig, events_for
 from worker.provisioning.operator import OperatorError, settle_transfer
 
@@ -53,11 +52,6 @@ class HistoryMissing(httpx.BaseTransport):
         if request.method == "GET" and request.url.path == "/api/v3/broker/nd/transfer/detail":
             return httpx.Response(200, json={"code": "400100", "msg": "orderId does not exist"}, request=request)
         return self.inner.handle_request(request)
-
-
-def _usdt(rig: Rig, uid: str) -> Decimal:
-    sub = next(s for s in rig.state()["subAccounts"] if s["uid"] == uid)
-    return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
 
 
 def test_a_committed_verdict_on_an_order_unknown_to_history_closes_before_the_credit(
@@ -79,7 +73,7 @@ def test_a_committed_verdict_on_an_order_unknown_to_history_closes_before_the_cr
         blocked = record.blocked.get("fund:hidden-topup#0")
         assert blocked is not None and blocked.manual and record.closed_at_ms is None, record.blocked
         assert blocked.intent is not None and blocked.intent.details.order_id is not None  # the block names it
-        assert _usdt(rig, uid) == 0
+        assert usdt_held(rig, uid) == 0
 
         rig.clock.advance_ms(30 * 60_000)  # two hours: still PROCESSING on the exchange, debited
         with contextlib.suppress(OperatorError):  # refused while the exchange cannot show the order: the fix
@@ -89,8 +83,8 @@ def test_a_committed_verdict_on_an_order_unknown_to_history_closes_before_the_cr
 
         rig.transport.inner = real
         rig.clock.advance_ms(5 * 3_600_000)  # the transfer completes: credited now
-        assert _usdt(rig, uid) == 250
-        assert not closed, f"closed with {_usdt(rig, uid)} USDT credited after the close"
+        assert usdt_held(rig, uid) == 250
+        assert not closed, f"closed with {usdt_held(rig, uid)} USDT credited after the close"
 
         # KuCoin's support confirms the transfer while its history still does not show it: --force takes the
         # verdict on their word (journalled), the offboarding sweeps the credit and closes
@@ -100,7 +94,7 @@ def test_a_committed_verdict_on_an_order_unknown_to_history_closes_before_the_cr
         settle_transfer(rig.app, ref, "fund:hidden-topup#0", committed=True, who="oncall", note="support", force=True)
         rig.transport.inner = real
         rig.settle(ref)
-        assert rig.record(ref).closed_at_ms is not None and _usdt(rig, uid) == 0
+        assert rig.record(ref).closed_at_ms is not None and usdt_held(rig, uid) == 0
         forced = [e for e in rig.app.store.journal(ref) if e.get("action") == "transfer.committed" and e.get("forced")]
         assert forced, "the forced verdict is journalled as such"
     finally:

@@ -29,19 +29,13 @@ and credit on completion during an offboarding; the operator step is the one the
 from __future__ import annotations
 
 import contextlib
-from decimal import Decimal
 
 import pytest
 
 from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, topup
+from tests.adversarial.helpers import onboard_with_a_key, topup, usdt_held
 from tests.core.harness import Crash, Rig, events_for
 from worker.provisioning.operator import OperatorError, settle_transfer
-
-
-def _usdt(rig: Rig, uid: str) -> Decimal:
-    sub = next(s for s in rig.state()["subAccounts"] if s["uid"] == uid)
-    return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
 
 
 def test_a_committed_verdict_naming_a_processing_order_on_an_undecided_block_closes_before_the_credit(
@@ -63,7 +57,7 @@ def test_a_committed_verdict_naming_a_processing_order_on_an_undecided_block_clo
         blocked = record.blocked.get("fund:anon-topup#0")
         assert blocked is not None and blocked.manual and record.closed_at_ms is None, (record.blocked, record)
         assert blocked.intent is not None and blocked.intent.details.order_id is None  # undecided: no order named
-        assert _usdt(rig, uid) == 0
+        assert usdt_held(rig, uid) == 0
 
         order = next(t for t in rig.state()["transfers"] if t["specialUid"] == uid and t["direction"] == "OUT")
         assert order["status"] == "PROCESSING", order
@@ -75,7 +69,7 @@ def test_a_committed_verdict_naming_a_processing_order_on_an_undecided_block_clo
         closed = rig.record(ref).closed_at_ms is not None
 
         rig.clock.advance_ms(5 * 3_600_000)  # the transfer completes: credited now
-        assert _usdt(rig, uid) == 250
-        assert not closed, f"closed with {_usdt(rig, uid)} USDT credited after the close (order {order['orderId']})"
+        assert usdt_held(rig, uid) == 250
+        assert not closed, f"closed with {usdt_held(rig, uid)} USDT credited after the close (order {order['orderId']})"
     finally:
         rig.close()

@@ -24,8 +24,6 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
-import redis
-
 from handlers import steps
 from handlers.daily_cap import LEDGER_SKEW_MS
 from handlers.journal import JournalAction
@@ -40,33 +38,21 @@ from handlers.records import (
 from handlers.refusals import refusal_identity
 from worker.exchange import ExchangeClient, ExchangeError, PermanentError
 from worker.exchange.models import TransferDetail
+from worker.ports import StorePorts
 from worker.provisioning.outbound import outcome
-from worker.settings import Settings
-from worker.store.customers import CustomerStore, JournalEntry, OutboundEvent
-from worker.store.due import DueSchedule
-from worker.store.keys import Keys
+from worker.store.customers import JournalEntry, OutboundEvent
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
 
 __all__ = ["OperatorError", "OperatorPorts", "TransferVerdict", "settle_transfer"]
 
 
-class OperatorPorts(Protocol):
+class OperatorPorts(StorePorts, Protocol):
     """What an operator's decision reads and writes: the customer's lock and store, the daily funding ledger, the
     due schedule, the clock, and the exchange (a transfer's status). ``worker.bootstrap.App`` is one."""
 
     @property
-    def settings(self) -> Settings: ...
-    @property
-    def redis(self) -> redis.Redis: ...
-    @property
-    def keys(self) -> Keys: ...
-    @property
-    def store(self) -> CustomerStore: ...
-    @property
     def ledger(self) -> FundingLedger: ...
-    @property
-    def due(self) -> DueSchedule: ...
     @property
     def clock(self) -> Callable[[], float]: ...
     @property
