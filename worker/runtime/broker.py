@@ -46,17 +46,21 @@ from worker.webhooks.runtime import WebhookMiddleware, build_dispatcher
 
 __all__ = ["QUEUES", "Runtime", "build_runtime", "recovery_tuning"]
 
-MAINTENANCE_SCALE = 1_000_000
 TIME_LIMIT_MS = 15 * 60 * 1000
 """The longest a message may run: far above the longest reconcile (a few exchange calls, each bounded by the
 HTTP time-outs); only a bug reaches it."""
 
 
-def recovery_tuning(recovery_seconds: int) -> tuple[int, int]:
-    """dramatiq (heartbeat_timeout ms, maintenance_chance per million) that redeliver a dead worker's messages
-    within ``recovery_seconds``: the heartbeat expires after half the bound, and maintenance runs on one call in
-    ten (each idle consumer calls Redis about once a second), leaving the other half as margin."""
-    return recovery_seconds * 500, MAINTENANCE_SCALE // 10
+def recovery_tuning(recovery_seconds: int) -> dict[str, int]:
+    """The broker options that put a dead worker's messages back within ``recovery_seconds``: its heartbeat
+    expires after half the bound, and each queue's maintenance runs on its first call after a tenth of the bound
+    (at most a second) since the last (``PromptRedisBroker``); an idle consumer calls at least once a second, so
+    the rest of the bound is margin."""
+    return {
+        "heartbeat_timeout": recovery_seconds * 500,
+        "maintenance_chance": 0,
+        "maintenance_interval_ms": min(1_000, recovery_seconds * 100),
+    }
 
 
 @dataclass
@@ -128,7 +132,6 @@ def build_runtime(
         max_backoff_ms=settings.max_backoff_ms,
         auth_retry_delay_ms=settings.auth_retry_delay_ms,
     )
-    heartbeat_timeout, maintenance_chance = recovery_tuning(settings.recovery_seconds)
     metrics_middleware = MetricsMiddleware(lambda: metrics)
     delayed_recovery = DelayedMessageRecovery()
     broker = PromptRedisBroker(
@@ -136,8 +139,7 @@ def build_runtime(
         idle_poll_ms=settings.idle_poll_ms,
         url=settings.redis_url,
         namespace=dramatiq_namespace(settings.key_prefix),
-        heartbeat_timeout=heartbeat_timeout,
-        maintenance_chance=maintenance_chance,
+        **recovery_tuning(settings.recovery_seconds),
         socket_timeout=10,
         socket_connect_timeout=5,
         # dramatiq runs "after" hooks in reverse order: ours come before Retries so that they see its verdict
