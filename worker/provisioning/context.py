@@ -83,7 +83,7 @@ class Services:
     """Reads accepted transfers' statuses ahead of their confirm step (``None``: read when confirming)."""
     read_wait_s: float = 10.0
     """How long a confirm step waits for a prefetched status read already on the wire (the longest request)."""
-    key_delivered_at: Callable[[str, str], int | None] | None = None
+    key_delivered_at: Callable[[str, str, int], int | None] | None = None
     """When a customer's (ref) ``api_key.issued`` of an api key reached the upstream (ms; ``None``: not yet:
     ``DeliveryStore.key_delivered_at``); ``None``: webhooks are off, delivery is not ours to see."""
     client_oid_behaviour: str = "unknown"

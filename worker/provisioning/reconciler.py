@@ -254,7 +254,8 @@ class Reconciler:
             successor = step.successor if isinstance(step, c.RevokeApiKey) else None
             if successor is None or delivered_at is None or successor in deliveries:
                 return step
-            deliveries[successor] = delivered_at(record.ref, successor)
+            issued = next(k.created_at_ms for k in record.keys if k.api_key == successor)
+            deliveries[successor] = delivered_at(record.ref, successor, issued)
 
     def _idle_ends_run(
         self, idle: c.Idle, ctx: StepContext, lock: CustomerLock, seen_seq: int, report: RunReport

@@ -40,7 +40,8 @@ local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
 _ADMIT = (
     _MS_OF
     + """
--- KEYS: stream, cursor, due, heads, stats. ARGV: now, limit, lane key prefix
+-- KEYS: stream, cursor, due, heads, stats, recording since. ARGV: now, limit, lane key prefix
+redis.call('SET', KEYS[6], ARGV[1], 'NX')
 local cursor = redis.call('GET', KEYS[2]) or '0-0'
 local rows = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[2])
 for _, row in ipairs(rows) do
@@ -236,12 +237,25 @@ class DeliveryStore:
         self._report = client.register_script(_REPORT)
         self._retry_dead = client.register_script(_RETRY_DEAD)
 
-    def key_delivered_at(self, ref: str, api_key: str) -> int | None:
-        """When the ``api_key.issued`` of ``api_key`` (customer ``ref``) was delivered to the upstream (ms,
-        recorded with its delivery, in the same script), or ``None``: not yet (a dead letter is not delivered until
-        it is sent again)."""
-        raw = self.redis.hget(self.keys.keys_delivered(ref), api_key)
-        return None if raw is None else int(raw)
+    def key_delivered_at(self, ref: str, api_key: str, issued_at_ms: int) -> int | None:
+        """When the ``api_key.issued`` of ``api_key`` (customer ``ref``, issued at ``issued_at_ms``) was delivered
+        to the upstream (ms, recorded with its delivery, in the same script), or ``None``: not yet (a dead letter
+        is not delivered until it is sent again).
+
+        A key issued before this dispatcher first admitted anything (a release that recorded no delivery, webhooks
+        switched on after the stream's reader took the event) may have been delivered unrecorded: it counts as
+        delivered when the recording began, never later (else its predecessor would stay live until the next
+        rotation). One in flight at that moment is then not waited for: the behaviour before deliveries were
+        recorded."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.keys_delivered(ref), api_key)
+            pipe.get(self.keys.webhook_recording_since)
+            delivered, since = pipe.execute()
+        if delivered is not None:
+            return int(delivered)
+        if since is not None and issued_at_ms < int(since):
+            return int(since)
+        return None
 
     def admit(self, now_ms: int, *, limit: int = 1000) -> int:
         """Put up to ``limit`` stream entries after the cursor into their lanes (a lane that was empty is due at
@@ -249,7 +263,14 @@ class DeliveryStore:
         k = self.keys
         return int(
             self._admit(
-                keys=[k.outbound, k.webhook_cursor, k.webhook_due, k.webhook_heads, k.webhook_stats],
+                keys=[
+                    k.outbound,
+                    k.webhook_cursor,
+                    k.webhook_due,
+                    k.webhook_heads,
+                    k.webhook_stats,
+                    k.webhook_recording_since,
+                ],
                 args=[now_ms, limit, k.webhook_lane_prefix],
             )
         )
