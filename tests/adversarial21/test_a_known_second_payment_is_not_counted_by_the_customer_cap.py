@@ -24,6 +24,8 @@ def test_a_top_up_after_a_detected_double_payment_overruns_the_customer_cap(redi
 
     What happens: the planner's cap sees ``funded`` = 400 (line t1 committed once) + 500 <= 1000 and sends t2: the
     sub-account received 1300 USDT against a cap of 1000, with the worker's own journal saying 800 of it was t1's.
+    The Special Account's daily cap has the same gap: the re-send reserved nothing more on its day (one reservation
+    per line and day), so the day reads 400 USDT used for 800 moved.
 
     Why it is wrong: the cap must count every transfer that may have moved money; here the second payment is not
     even in doubt — the worker found it and told the upstream. Moving more money to a customer already known to be
