@@ -14,9 +14,9 @@ import pytest
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import outbound_of, paid_to, set_faults, topup, total
 from tests.core.harness import Rig, events_for
+from worker.provisioning.operator import settle_transfer
 
 
-@pytest.mark.xfail(strict=True, reason="adv21: a refused send after a ledger not-committed is taken as nothing moved")
 def test_a_line_paid_before_a_refused_resend_is_told_refused(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown`` (the ledger decides lost transfers), an exchange that
@@ -38,6 +38,9 @@ def test_a_line_paid_before_a_refused_resend_is_told_refused(redis_url: str, key
     Why wrong: the upstream is told funding.refused for money that moved, and the daily cap forgets a transfer that
     executed. The send was one that may repeat a lost send — the worker recorded ``earlier_sends`` for exactly that
     — and for such a send the module's rule is that a refusal proves nothing and the ledger decides.
+
+    Fixed: such a refusal keeps the intent (the ledger decides after the settle delay); a ledger still silent
+    then sends the line to an operator, counted in doubt (``resolve_transfer``), instead of telling it refused.
 
     Suggested fix: in ``_send``, treat a PermanentError of a send with ``earlier_send_ms`` (or ``operator_unsent``)
     like one of a re-send: keep the intent with ``refused`` set, so ``resolve_transfer`` asks the ledger after the
@@ -67,7 +70,7 @@ def test_a_line_paid_before_a_refused_resend_is_told_refused(redis_url: str, key
         rig.settle(ref)
         assert total(paid_to(rig, uid)) == Decimal(250), paid_to(rig, uid)
         blocked = rig.record(ref).blocked.get("fund:short-resend-t1#0")
-        assert blocked is not None and not blocked.manual, rig.record(ref).blocked
+        assert blocked is not None and blocked.manual, "the refusal proves nothing: an operator decides"
 
         rig.publish(ev["offboard"])
         for _ in range(4):
@@ -77,5 +80,13 @@ def test_a_line_paid_before_a_refused_resend_is_told_refused(redis_url: str, key
         refused = [e["key"] for e in outbound_of(rig, "funding.refused")]
         paid = [t["status"] for t in paid_to(rig, uid)]
         assert "short-resend-t1#0" not in refused, f"told funding.refused for a line whose transfer is {paid}"
+
+        # the on-call reads the transfer's SUCCESS with KuCoin and says so: the upstream is told it was paid
+        settle_transfer(rig.app, ref, "fund:short-resend-t1#0", committed=True, who="oncall", note="KuCoin: SUCCESS")
+        for _ in range(4):
+            rig.settle(ref)
+            rig.clock.advance_ms(15 * 60_000)
+        assert "short-resend-t1#0" in [e["key"] for e in outbound_of(rig, "funding.completed")]
+        assert "short-resend-t1#0" not in [e["key"] for e in outbound_of(rig, "funding.refused")]
     finally:
         rig.close()

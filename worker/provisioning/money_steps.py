@@ -14,7 +14,9 @@ an orderId                                  accepted: ``ACCEPTED`` (counts as mo
 another refusal of a first send             nothing moved: the line is blocked (an operator's retry sends it
                                             under a new clientOid); the daily reservation is released
 another refusal of a re-send, or of a       no evidence either way (the exchange may check the balance before
-send that may repeat a lost one             the clientOid): the ledger decides
+send that may repeat a lost one             the clientOid; the lost send may have taken it): the ledger decides;
+                                            its silence lets a re-send's refusal stand, but sends the line that
+                                            may repeat a lost one to an operator (counted in doubt)
 no answer (time-out, 5xx, crash)            the intent stays; after the settle delay: re-sent under the same
                                             clientOid where the exchange deduplicates or refuses repeats
                                             (``dedupe``/``reject``), else judged from the Special Account's
@@ -210,6 +212,16 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         _found(ctx, details, pending, judgement, {token})
     elif judgement.verdict is Verdict.UNDECIDED:
         _undecided(ctx, details, token, judgement)
+    elif details.refused is not None and details.earlier_send_ms and not details.operator_unsent:
+        # a send that may repeat a lost one (the ledger said the lost one moved nothing) was refused: the lost one
+        # may be why (it took the balance) and the ledger may be slower than its bound; its silence is not enough
+        # to tell the upstream "refused" for money that may have moved. (An operator's word that nothing moved is
+        # the operator's call, as elsewhere.)
+        why = (
+            f"the exchange refused a send that may repeat an earlier, lost one ({details.refused}) and the ledger "
+            "shows neither"
+        )
+        _undecided(ctx, details, token, Judgement(Verdict.UNDECIDED, why))
     elif details.refused is not None:
         # the exchange refused a re-send and the ledger shows nothing of ours: the refusal stands
         _refused(ctx, details, token, details.refused)
@@ -641,8 +653,10 @@ def _send(ctx: StepContext, details: TransferIntent, client_oid: str, *, resend:
         )
         return
     except PermanentError as exc:
-        if resend or details.evidence_first:
-            # not evidence: a refusal may come before the clientOid is looked at (the balance moved, say)
+        if resend or details.evidence_first or (details.earlier_send_ms and not details.operator_unsent):
+            # not evidence: a refusal may come before the clientOid is looked at (the balance moved, say) — and a
+            # send that may repeat a lost one (after the ledger said "not committed") may be refused because that
+            # one took the money: the ledger decides. (An operator's word that nothing moved is the operator's call.)
             refused = details.model_copy(update={"refused": exc.message[:200]})
             ctx.commit(
                 ctx.record.model_copy(update={"pending": pending.model_copy(update={"details": refused})}),
