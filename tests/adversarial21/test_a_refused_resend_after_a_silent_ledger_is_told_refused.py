@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import outbound_of, paid_to, set_faults, topup, total
 from tests.core.harness import Rig, events_for
