@@ -46,7 +46,9 @@ def test_a_lost_secret_successor_that_never_arrived_leaves_the_upstream_without_
     Why it is wrong: the adv18 guarantee (README rotation row: the old key is revoked a grace after its successor
     reached the upstream) is broken by the path 947e22b added; the audit's own docstring says a key whose secret is
     lost "is kept live until its replacement is issued and delivered". After a loss we do not know which of the
-    lost keys the upstream holds, so each must wait for a key we can deliver.
+    lost keys the upstream holds, so each must wait for a key we can deliver. The cap path has the same hole, and
+    worse: at the cap, an oldest key whose ``taken_over`` is lost is revoked at once, before the replacement is even
+    issued (no grace at all).
 
     Suggested fix: when choosing the key a rotated-out key waits for, look through lost-secret keys: the successor
     is the oldest newer live key with a held secret (``sealed is not None``); none yet → keep waiting (the wanted
