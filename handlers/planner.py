@@ -771,8 +771,8 @@ def _keys(p: _Plan) -> Step | None:
                 ip_whitelist=access.ip_whitelist,
             )
     for key in live:
-        if key.sealed is None:
-            continue  # its secret was lost: it is replaced and revoked, not maintained
+        # a key whose secret was lost is maintained too: it is replaced, but may be the one the upstream holds
+        # until its replacement is delivered
         if (key.permissions, key.ip_whitelist) != (access.permissions, access.ip_whitelist) and (
             steps.update(key.api_key) not in record.blocked
         ):
@@ -809,9 +809,9 @@ DELIVERY_POLL_MS = 60_000
 
 def _awaits_delivery(successor: KeyRecord, p: _Plan) -> bool:
     """Whether the key ``successor`` took over from must stay live for now (``plan``'s ``deliveries``): the
-    upstream has not received ``successor``'s credentials yet, or only less than a grace ago. A successor whose
-    secret we lost (after a loss of our state) is being replaced itself: nothing of it will be delivered."""
-    if successor.api_key not in p.deliveries or successor.sealed is None:
+    upstream has not received ``successor``'s credentials yet, or only less than a grace ago (``_successor``
+    holds its secret: a lost one is never waited for)."""
+    if successor.api_key not in p.deliveries:
         return False
     delivered = p.deliveries[successor.api_key]
     if delivered is None:
@@ -827,8 +827,11 @@ def _awaits_delivery(successor: KeyRecord, p: _Plan) -> bool:
 
 
 def _successor(key: KeyRecord, live: list[KeyRecord]) -> KeyRecord | None:
-    """The oldest live key of a newer generation: the one that took over from ``key``."""
-    newer = [k for k in live if k.generation > key.generation]
+    """The oldest live key of a newer generation whose secret we hold: the one that takes over from ``key``. A
+    newer key whose secret was lost (after a loss of our state) is looked through: we cannot tell whether it ever
+    reached the upstream, so it takes over from nothing; ``None`` while no newer key can (the wanted generation is
+    being issued: ``key`` may be the upstream's only one)."""
+    newer = [k for k in live if k.generation > key.generation and k.sealed is not None]
     return min(newer, key=lambda k: k.created_at_ms) if newer else None
 
 

@@ -22,11 +22,6 @@ pytestmark = pytest.mark.redis
 NEW_IPS = ["198.51.101.9"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv22: a lost-secret key kept live for its replacement's delivery is never updated: an IP change "
-    "(a removal) does not reach the key the upstream uses",
-)
 def test_an_ip_change_after_a_loss_misses_the_key_the_upstream_still_uses(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: webhooks on. A customer's key #0 (whitelist 198.51.101.7, .8) is delivered. The upstream's receiver

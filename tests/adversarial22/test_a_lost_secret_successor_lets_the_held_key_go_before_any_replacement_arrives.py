@@ -20,11 +20,6 @@ from worker.webhooks.runtime import build_dispatcher
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv22: a lost-secret successor is skipped, not looked through: the upstream's only key is revoked "
-    "while the replacement is undelivered",
-)
 def test_a_lost_secret_successor_that_never_arrived_leaves_the_upstream_without_a_key(
     redis_url: str, key_prefix: str
 ) -> None:

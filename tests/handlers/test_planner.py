@@ -699,19 +699,43 @@ def test_a_rotated_out_key_stays_live_while_its_successor_has_not_reached_the_up
     assert not isinstance(held, c.RevokeApiKey | c.IssueApiKey), held
 
 
-def test_a_key_whose_secret_was_lost_is_replaced_not_maintained() -> None:
-    """After a recovery a key without its secret is superseded: a new one is issued, the old one is not updated,
-    and it is revoked after the new one's grace."""
+def test_a_key_whose_secret_was_lost_is_replaced_and_maintained_until_revoked() -> None:
+    """After a recovery a key without its secret is superseded: a new one is issued; until the old one is revoked
+    after the new one's grace it is kept to the wanted whitelist (the upstream may still use it: adv22)."""
     lost = key(3).model_copy(update={"sealed": None, "ip_whitelist": ("203.**.10",)})
     events = [created(), approved()]
     rec = with_sub(keys=(lost,), age_rotations=4)
     issued = step(events, rec)
     assert isinstance(issued, c.IssueApiKey) and issued.generation == 4
     rec = rec.model_copy(update={"keys": (lost, key(4, created_at_ms=100))})
+    update = step(events, rec)
+    assert isinstance(update, c.UpdateApiKey) and update.api_key == "key3"
+    maintained = lost.model_copy(update={"ip_whitelist": update.ip_whitelist, "permissions": update.permissions})
+    rec = rec.model_copy(update={"keys": (maintained, key(4, created_at_ms=100))})
     assert isinstance(step(events, rec), c.Idle)
     assert step(events, rec, now=100 + POLICY.rotation_grace_ms) == c.RevokeApiKey(
         uid=UID, api_key="key3", reason="rotated", successor="key4"
     )
+
+
+def test_a_rotated_out_key_waits_for_a_successor_whose_secret_we_hold() -> None:
+    """A newer key whose secret was lost takes over from nothing (we cannot tell whether it reached the
+    upstream): the older key waits for the newest one we can deliver, and for its delivery (adv22)."""
+    held_old = key(0)
+    lost = key(1, created_at_ms=10).model_copy(update={"sealed": None})
+    fresh = key(2, created_at_ms=5_000_000)
+    events = [created(), approved()]
+    rec = with_sub(keys=(held_old, lost), age_rotations=2)
+    late = 10 + 3 * POLICY.rotation_grace_ms
+    assert isinstance(step(events, rec, now=late), c.IssueApiKey), "nothing revoked before the replacement exists"
+    rec = rec.model_copy(update={"keys": (held_old, lost, fresh)})
+    now = fresh.created_at_ms + POLICY.rotation_grace_ms
+    undelivered = plan(fold(events), rec, now_ms=now, policy=POLICY, deliveries={"key2": None})
+    assert isinstance(undelivered, c.Idle), undelivered
+    delivered = plan(fold(events), rec, now_ms=now, policy=POLICY, deliveries={"key2": now - 1})
+    assert isinstance(delivered, c.Idle), "a grace from the delivery"
+    revoke = plan(fold(events), rec, now_ms=now + POLICY.rotation_grace_ms, policy=POLICY, deliveries={"key2": now - 1})
+    assert revoke == c.RevokeApiKey(uid=UID, api_key="key0", reason="rotated", successor="key2")
 
 
 # --- offboarding waits only for money --------------------------------------------------------------------------

@@ -41,7 +41,9 @@ _ADMIT = (
     _MS_OF
     + """
 -- KEYS: stream, cursor, due, heads, stats, recording since. ARGV: now, limit, lane key prefix
-redis.call('SET', KEYS[6], ARGV[1], 'NX')
+if redis.call('EXISTS', KEYS[6]) == 0 then  -- the first pass: an earlier release's cursor means it delivered
+  redis.call('SET', KEYS[6], redis.call('EXISTS', KEYS[2]) == 1 and ARGV[1] or '0')
+end
 local cursor = redis.call('GET', KEYS[2]) or '0-0'
 local rows = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[2])
 for _, row in ipairs(rows) do
@@ -242,11 +244,11 @@ class DeliveryStore:
         to the upstream (ms, recorded with its delivery, in the same script), or ``None``: not yet (a dead letter
         is not delivered until it is sent again).
 
-        A key issued before this dispatcher first admitted anything (a release that recorded no delivery, webhooks
-        switched on after the stream's reader took the event) may have been delivered unrecorded: it counts as
-        delivered when the recording began, never later (else its predecessor would stay live until the next
-        rotation). One in flight at that moment is then not waited for: the behaviour before deliveries were
-        recorded."""
+        A key issued before this release's dispatcher first ran where an earlier release's had (its cursor was
+        there: an upgrade) may have been delivered unrecorded: it counts as delivered then, never later (else its
+        predecessor would stay live until the next rotation); one in flight at that moment is not waited for, as
+        before deliveries were recorded. Where no cursor was there (a first deployment, a Redis that lost
+        everything, webhooks switched on later) nothing counts as delivered unrecorded."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.keys_delivered(ref), api_key)
             pipe.get(self.keys.webhook_recording_since)
