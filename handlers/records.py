@@ -132,6 +132,9 @@ class TransferRecord(Record):
     """When the request that got this orderId was sent: an orderId the exchange created before it (a deduplicated
     repeat) cannot be a second payment."""
     rechecks: int = 0
+    extra_paid: int = 0
+    """How many more times the recheck found this line paid (``recheck_transfer``: a second payment under a
+    repeated clientOid; 1 where the ledger could not tell): the per-customer cap counts each (``funded``)."""
 
     @property
     def reserved_days(self) -> tuple[str, ...]:
@@ -251,10 +254,11 @@ class CustomerRecord(Record):
         return next((k for k in self.keys if k.generation == generation and k.live), None)
 
     def funded(self, currency: str) -> Decimal:
-        """Funding of ``currency`` the exchange's records show committed (for the per-customer cap)."""
+        """Funding of ``currency`` the exchange's records show committed (for the per-customer cap), each line as
+        many times as it was found paid (``TransferRecord.extra_paid``)."""
         return sum(
             (
-                t.amount
+                t.amount * (1 + t.extra_paid)
                 for t in self.transfers.values()
                 if t.purpose is TransferPurpose.FUND and t.status is TransferStatus.COMMITTED and t.currency == currency
             ),

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup, total
 from tests.core.harness import Rig
 
 
-@pytest.mark.xfail(strict=True, reason="adv21: a detected second payment is not counted by the per-customer cap")
 def test_a_top_up_after_a_detected_double_payment_overruns_the_customer_cap(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe`` while the exchange executes a repeated clientOid again
@@ -30,6 +27,9 @@ def test_a_top_up_after_a_detected_double_payment_overruns_the_customer_cap(redi
     Why it is wrong: the cap must count every transfer that may have moved money; here the second payment is not
     even in doubt — the worker found it and told the upstream. Moving more money to a customer already known to be
     over-paid turns a flagged incident into a cap breach.
+
+    Fixed: the recheck records them (``TransferRecord.extra_paid``, counted by ``funded``) and reserves them on
+    the day's cap (``money_steps._count_again``); a recheck that cannot tell counts the line once more.
 
     Suggested fix: record the second payments the recheck counts on the line (e.g. ``TransferRecord.extra_paid``,
     or the line's amount x ``extra``) and add them to ``CustomerRecord.funded``; when the count is unknown (``extra
@@ -55,6 +55,10 @@ def test_a_top_up_after_a_detected_double_payment_overruns_the_customer_cap(redi
         assert total(paid_to(rig, uid)) == Decimal(800), paid_to(rig, uid)  # paid twice: the setting was wrong
         assert "double:dbl-cap-t1#0" in rig.record(ref).blocked
         assert any(e["step"] == "double:dbl-cap-t1#0" for e in outbound_of(rig, "provisioning.failed"))
+        day = rig.record(ref).transfers["dbl-cap-t1#0"].day
+        assert day is not None
+        used = rig.app.ledger.used(day=day, currency="USDT")
+        assert used >= Decimal(800), f"the Special Account's day counts {used} USDT used for 800 moved"
 
         rig.publish(topup("dbl-cap", "t2", 6, [("USDT", "500")]))
         rig.settle(ref)

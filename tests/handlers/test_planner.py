@@ -808,3 +808,16 @@ def test_closing_waits_for_the_listing_to_catch_up_after_the_last_revocation() -
     waiting = step(events, rec, now=5_000, policy=lagging)
     assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 31_000
     assert step(events, rec, now=31_000, policy=lagging) == c.ListKeys(uid=UID)
+
+
+def test_the_per_customer_cap_counts_each_time_a_line_was_found_paid() -> None:
+    """A line the recheck found paid twice (``extra_paid``) takes twice its amount of the customer's cap: a top-up
+    that fits beside one payment but not beside two is refused (adv21)."""
+    once = funded("e-kyc#0", amount="400")
+    twice = once.model_copy(update={"extra_paid": 1})
+    assert with_sub(transfers={"e-kyc#0": twice}).funded("USDT") == Decimal(800)
+    events = [created(), approved(funding=(("USDT", "400"), ("USDT", "500")))]
+    sent = step(events, with_sub(keys=(key(0),), transfers={"e-kyc#0": once}))
+    assert isinstance(sent, c.Transfer) and sent.key == "e-kyc#1"
+    refused = step(events, with_sub(keys=(key(0),), transfers={"e-kyc#0": twice}))
+    assert isinstance(refused, c.RefuseFunding) and "per-customer cap" in refused.reason

@@ -496,7 +496,9 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
             "to read): check the sub-account's transfers with KuCoin, then `provisioner customer retry` to "
             "acknowledge"
         )
-        done = entry.model_copy(update={"recheck_at_ms": 0, "note": "not verifiable: see the block"})
+        # counted as paid twice by both caps: it may have been
+        _count_again(ctx, entry, 1)
+        done = entry.model_copy(update={"recheck_at_ms": 0, "note": "not verifiable: see the block", "extra_paid": 1})
         ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
         fail(ctx, steps.double(entry.key), why)
         return
@@ -510,7 +512,10 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
             "state trust`"
         )
         ctx.services.store.guard.distrust(why)
-        done = entry.model_copy(update={"recheck_at_ms": 0, "note": "paid more than once (see the block)"})
+        _count_again(ctx, entry, extra)
+        done = entry.model_copy(
+            update={"recheck_at_ms": 0, "note": "paid more than once (see the block)", "extra_paid": extra}
+        )
         ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
         fail(ctx, steps.double(entry.key), why)
         return
@@ -520,6 +525,15 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: checked}}),
         journal=[(JournalAction.TRANSFER_RECHECKED, {"key": entry.key, "second_payments": extra, "next_ms": later})],
     )
+
+
+def _count_again(ctx: StepContext, entry: TransferRecord, times: int) -> None:
+    """The Special Account's cap of the day the line was paid counts the ``times`` more it was (or may have been)
+    paid: money that moved, counted whatever the cap says (the line's own reservation counts it once).
+    Idempotent: a recheck run again after a crash reserves nothing more."""
+    day = entry.day or (entry.reserved_days[-1] if entry.reserved_days else utc_day(ctx.now_ms()))
+    line = f"{ledger_line(ctx.ref, entry.key)}:again"
+    ctx.services.ledger.reserve(day=day, line=line, currency=entry.currency, amount=entry.amount * times, cap=None)
 
 
 def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
