@@ -45,7 +45,7 @@ class BalanceFirst(httpx.BaseTransport):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="adv23: dedupe-mode re-send refused for balance + silent ledger -> funding.refused for moved money (adv21 fix misses it)",
+    reason="adv23: dedupe-mode re-send refused for balance, ledger silent: funding.refused for money that moved",
 )
 def test_a_line_paid_before_a_refused_dedupe_resend_is_told_refused(redis_url: str, key_prefix: str) -> None:
     """
