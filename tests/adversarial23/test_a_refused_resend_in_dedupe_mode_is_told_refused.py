@@ -43,10 +43,6 @@ class BalanceFirst(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv23: dedupe-mode re-send refused for balance, ledger silent: funding.refused for money that moved",
-)
 def test_a_line_paid_before_a_refused_dedupe_resend_is_told_refused(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe`` (the default expectation: a re-send under the same

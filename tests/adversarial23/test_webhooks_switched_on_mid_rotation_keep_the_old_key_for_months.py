@@ -22,10 +22,6 @@ pytestmark = pytest.mark.redis
 GRACE = {"PROVISIONER_ROTATION_GRACE_SECONDS": "3600"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv23: webhooks switched on mid-rotation (no cursor): recording_since=0, the old key stays live for months",
-)
 def test_webhooks_switched_on_in_a_rotations_grace_keep_the_old_key_live(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: webhooks off; the upstream reads ``{p}:outbound`` with a stream consumer, which trims what it

@@ -14,6 +14,7 @@ from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, restore_state, snapshot_state, topup
 from tests.core.harness import Crash, Rig, events_for
 from tests.core.test_lost_state import redeliver, second_host, settle_with
+from worker.provisioning.operator import settle_transfer
 from worker.recovery import declare_republished, recover
 
 _TRANSFER = "/api/v1/broker/nd/transfer"
@@ -26,8 +27,9 @@ def test_a_rollback_re_sends_the_restored_attempt_of_a_line_paid_under_the_next_
     Special Account holds 300 USDT. Customer X asks for 400 USDT: reserved, intent written under attempt 0, and
     the worker dies before sending. Redis is snapshotted here (X
     pending). The worker settles X: the re-send is refused (insufficient balance), the ledger shows nothing, the
-    line is blocked. The broker tops the Special Account up; the on-call runs ``provisioner customer retry``:
-    attempt 1 pays X's 400 and the upstream hears ``funding.completed``. Redis is then restored from the
+    line is blocked for an operator (since adv23), who finds nothing under attempt 0 at KuCoin: sent again on that
+    word, refused again, blocked. The broker tops the Special Account up; the on-call runs ``provisioner customer
+    retry``: attempt 1 pays X's 400 and the upstream hears ``funding.completed``. Redis is then restored from the
     snapshot (detected: rolled back); ``provisioner recover`` (no ``--heard``: the file is not at hand); the
     upstream re-publishes and the on-call declares it.
 
@@ -57,8 +59,13 @@ def test_a_rollback_re_sends_the_restored_attempt_of_a_line_paid_under_the_next_
         assert rig.record(ref_x).pending is not None  # intent under attempt 0, nothing sent
 
         snapshot = snapshot_state(rig)
-        rig.settle(ref_x)  # the re-send is refused (insufficient balance): blocked
-        assert "fund:stale-att-x-topup#0" in rig.record(ref_x).blocked, rig.record(ref_x).blocked
+        rig.settle(ref_x)  # the re-send is refused (insufficient balance), the ledger silent: an operator decides
+        step = "fund:stale-att-x-topup#0"
+        assert step in rig.record(ref_x).blocked and rig.record(ref_x).blocked[step].manual
+        # the on-call finds nothing under attempt 0 at KuCoin: sent again under it on that word, refused again
+        settle_transfer(rig.app, ref_x, step, committed=False, who="oncall", note="KuCoin: nothing under C0")
+        rig.settle(ref_x)
+        assert step in rig.record(ref_x).blocked and not rig.record(ref_x).blocked[step].manual
         with rig.exchange.lock:  # the broker tops the Special Account up
             broker = rig.exchange.state.broker.uid
             rig.exchange.state.credit(

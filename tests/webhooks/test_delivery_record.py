@@ -1,6 +1,6 @@
 """When a key's ``api_key.issued`` reached the upstream, as the planner asks before revoking its predecessor: the
-dispatcher's record, or, for a key issued before this release's dispatcher first ran after an older one (which
-recorded nothing), that moment."""
+dispatcher's record, or, for a key issued before this release's dispatcher first ran (an older release recorded
+nothing; webhooks switched on later), that moment — 0 after a loss."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from worker.webhooks.store import DeliveryStore
 
 def test_a_key_issued_before_recording_began_counts_as_delivered_then(hooks: Hooks) -> None:
     store = DeliveryStore(hooks.redis, hooks.keys)
-    hooks.redis.set(hooks.keys.webhook_cursor, "0-0")  # an older release's dispatcher ran
     assert store.key_delivered_at("r1", "k-old", 1_000) is None, "nothing admitted yet: nothing is known"
     store.admit(5_000)
     store.admit(9_000)  # the first admission fixes the moment
@@ -22,10 +21,12 @@ def test_a_key_issued_before_recording_began_counts_as_delivered_then(hooks: Hoo
     assert store.key_delivered_at("r1", "k-old", 1_000) == 4_000, "a record wins over the moment"
 
 
-def test_without_an_older_dispatcher_nothing_counts_as_delivered_unrecorded(hooks: Hooks) -> None:
-    """A first deployment, or a Redis that lost everything (the cursor with it): a key issued before the
-    dispatcher's first pass is waited for like any other (adv22: after a loss, the replacement issued before the
-    dispatcher ran was taken for delivered and the upstream's only key revoked)."""
+def test_after_a_loss_nothing_counts_as_delivered_unrecorded(hooks: Hooks) -> None:
+    """``provisioner recover`` sets the moment to 0 (a dispatcher that ran on the emptied Redis first took it for
+    a first deployment): a key issued before the dispatcher's next pass is waited for like any other (adv22: the
+    replacement issued after the loss was taken for delivered and the upstream's only key revoked)."""
     store = DeliveryStore(hooks.redis, hooks.keys)
-    store.admit(5_000)
+    store.admit(5_000)  # on the emptied Redis, before the recovery
+    hooks.redis.set(hooks.keys.webhook_recording_since, "0")  # as ``recover`` does
+    store.admit(9_000)
     assert store.key_delivered_at("r1", "k-early", 1_000) is None

@@ -15,8 +15,8 @@ another refusal of a first send             nothing moved: the line is blocked (
                                             under a new clientOid); the daily reservation is released
 another refusal of a re-send, or of a       no evidence either way (the exchange may check the balance before
 send that may repeat a lost one             the clientOid; the lost send may have taken it): the ledger decides;
-                                            its silence lets a re-send's refusal stand, but sends the line that
-                                            may repeat a lost one to an operator (counted in doubt)
+                                            its silence sends the line to an operator (counted in doubt), unless
+                                            an operator said the lost send moved nothing
 no answer (time-out, 5xx, crash)            the intent stays; after the settle delay: re-sent under the same
                                             clientOid where the exchange deduplicates or refuses repeats
                                             (``dedupe``/``reject``), else judged from the Special Account's
@@ -212,18 +212,18 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         _found(ctx, details, pending, judgement, {token})
     elif judgement.verdict is Verdict.UNDECIDED:
         _undecided(ctx, details, token, judgement)
-    elif details.refused is not None and details.earlier_send_ms and not details.operator_unsent:
-        # a send that may repeat a lost one (the ledger said the lost one moved nothing) was refused: the lost one
-        # may be why (it took the balance) and the ledger may be slower than its bound; its silence is not enough
-        # to tell the upstream "refused" for money that may have moved. (An operator's word that nothing moved is
-        # the operator's call, as elsewhere.)
+    elif details.refused is not None and not details.operator_unsent:
+        # a send that may repeat a lost one (a re-send, or one after the ledger said the lost one moved nothing) was
+        # refused: the lost one may be why (it took the balance: the exchange may check it before the clientOid)
+        # and the ledger may be slower than its bound; its silence is not enough to tell the upstream "refused"
+        # for money that may have moved. (An operator's word that nothing moved is the operator's call.)
         why = (
             f"the exchange refused a send that may repeat an earlier, lost one ({details.refused}) and the ledger "
             "shows neither"
         )
         _undecided(ctx, details, token, Judgement(Verdict.UNDECIDED, why))
     elif details.refused is not None:
-        # the exchange refused a re-send and the ledger shows nothing of ours: the refusal stands
+        # sent on an operator's word that nothing moved, refused, and the ledger shows nothing of ours: it stands
         _refused(ctx, details, token, details.refused)
     else:
         record = ctx.record

@@ -37,7 +37,7 @@ key                                 type    content
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
 ``{p}:c:{ref}:keys:delivered``      hash    api key → when its ``api_key.issued`` reached the upstream's webhook (ms)
 ``{p}:wh:cursor``                   string  the last outbound stream entry the webhook dispatcher admitted
-``{p}:wh:recording_since``          string  when this release's dispatcher first ran after an older one (ms; 0: none)
+``{p}:wh:recording_since``          string  when the dispatcher first ran (ms; 0: set by ``recover`` after a loss)
 ``{p}:wh:lane:{lane}``              list    stream ids of a customer's undelivered events, oldest first
 ``{p}:wh:due``                      zset    lane → when its head may be tried next (ms), or its lease's end
 ``{p}:wh:lease``                    hash    lane → token of the attempt in flight
@@ -191,8 +191,8 @@ class Keys:
 
     @property
     def webhook_recording_since(self) -> str:
-        """When this release's dispatcher first ran where an older one had (ms; ``0``: none had): every delivery
-        since is recorded in ``keys_delivered``."""
+        """When this release's dispatcher first ran (ms; ``0`` after a loss: ``recover``): every delivery since is
+        recorded in ``keys_delivered``."""
         return f"{self.prefix}:wh:recording_since"
 
     @property

@@ -41,9 +41,7 @@ _ADMIT = (
     _MS_OF
     + """
 -- KEYS: stream, cursor, due, heads, stats, recording since. ARGV: now, limit, lane key prefix
-if redis.call('EXISTS', KEYS[6]) == 0 then  -- the first pass: an earlier release's cursor means it delivered
-  redis.call('SET', KEYS[6], redis.call('EXISTS', KEYS[2]) == 1 and ARGV[1] or '0')
-end
+redis.call('SET', KEYS[6], ARGV[1], 'NX')  -- the first pass (after a loss ``recover`` has set it to 0)
 local cursor = redis.call('GET', KEYS[2]) or '0-0'
 local rows = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[2])
 for _, row in ipairs(rows) do
@@ -244,11 +242,11 @@ class DeliveryStore:
         to the upstream (ms, recorded with its delivery, in the same script), or ``None``: not yet (a dead letter
         is not delivered until it is sent again).
 
-        A key issued before this release's dispatcher first ran where an earlier release's had (its cursor was
-        there: an upgrade) may have been delivered unrecorded: it counts as delivered then, never later (else its
-        predecessor would stay live until the next rotation); one in flight at that moment is not waited for, as
-        before deliveries were recorded. Where no cursor was there (a first deployment, a Redis that lost
-        everything, webhooks switched on later) nothing counts as delivered unrecorded."""
+        A key issued before this release's dispatcher first ran (an upgrade from a release that recorded no
+        delivery; webhooks switched on after a stream consumer took the event) may have been delivered
+        unrecorded: it counts as delivered then, never later (else its predecessor would stay live until the next
+        rotation); one in flight at that moment is not waited for, as before deliveries were recorded. After a
+        loss of our state ``provisioner recover`` sets that moment to 0: nothing counts as delivered unrecorded."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.keys_delivered(ref), api_key)
             pipe.get(self.keys.webhook_recording_since)
