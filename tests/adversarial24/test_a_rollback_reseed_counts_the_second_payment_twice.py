@@ -102,7 +102,7 @@ def test_a_rollback_reseed_counts_a_found_second_payment_twice_and_refuses_a_lin
             settle_with(rig, app, ref_y)
 
             refused = [(e["key"], e.get("reason")) for e in outbound_of(app, "funding.refused")]
-            assert not refused, f"the day was seeded at {seeded} USDT for 600 moved; Y's line that fits refused: {refused}"
+            assert not refused, f"day seeded at {seeded} USDT for 600 moved; a line that fits refused: {refused}"
         finally:
             app.close()
     finally:
