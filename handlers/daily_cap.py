@@ -16,9 +16,11 @@ from decimal import Decimal
 from handlers.records import TransferPurpose, TransferRecord, TransferStatus
 
 __all__ = [
+    "AGAIN",
     "DAY_MS",
     "LEDGER_MAX_WINDOW_MS",
     "LEDGER_SKEW_MS",
+    "again_listed_by_ledger",
     "days_between",
     "executed_on",
     "listed_by_ledger",
@@ -30,6 +32,8 @@ __all__ = [
 DAY_MS = 86_400_000
 
 LEDGER_MAX_WINDOW_MS = 31 * 86_400_000
+AGAIN = ":again"
+"""Suffix of the reservation of a line's second payments (a line key ends in ``#<n>``, never in this)."""
 """How far back the Special Account's ledger can be searched (KuCoin: 31 days, a page per day of it): a search
 that would start earlier is not made; an operator decides."""
 
@@ -83,6 +87,17 @@ def may_have_refused(*, amount: Decimal, cap: Decimal | None, used: Mapping[str,
         if cap is None or used[day] + amount > cap:
             return day
     return None
+
+
+def again_listed_by_ledger(
+    transfer: TransferRecord | None, listed_before_ms: int, named: Collection[str] = frozenset()
+) -> bool:
+    """Whether a ledger read surely lists the second payments our record found of ``transfer``'s line (their
+    reservation ``<line>:again``, ``money_steps._count_again``): the recheck found them listed, so they are once
+    the line itself is; the hedge of a recheck that could not tell stays on top."""
+    if transfer is None or not transfer.extra_paid or transfer.extra_unverified:
+        return False
+    return listed_by_ledger(transfer, listed_before_ms, named)
 
 
 def listed_by_ledger(

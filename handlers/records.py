@@ -135,6 +135,8 @@ class TransferRecord(Record):
     extra_paid: int = 0
     """How many more times the recheck found this line paid (``recheck_transfer``: a second payment under a
     repeated clientOid; 1 where the ledger could not tell): the per-customer cap counts each (``funded``)."""
+    extra_unverified: bool = False
+    """``extra_paid`` is the hedge of a recheck the ledger could not answer, not payments it found listed."""
 
     @property
     def reserved_days(self) -> tuple[str, ...]:

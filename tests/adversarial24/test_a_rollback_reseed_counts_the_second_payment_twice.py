@@ -32,7 +32,6 @@ pytestmark = pytest.mark.redis
 DAY_CAPS = "USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000"
 
 
-@pytest.mark.xfail(strict=True, reason="adv24: re-seed after a rollback counts a found second payment twice (:again)")
 def test_a_rollback_reseed_counts_a_found_second_payment_twice_and_refuses_a_line_that_fits(
     redis_url: str, key_prefix: str
 ) -> None:

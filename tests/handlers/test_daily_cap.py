@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from handlers.daily_cap import (
+    again_listed_by_ledger,
     days_between,
     executed_on,
     listed_by_ledger,
@@ -118,3 +119,24 @@ def test_only_a_transfer_proven_committed_before_the_ledgers_lag_is_surely_liste
     assert listed_by_ledger(named, listed_before_ms=1_000, named={"o-1"})  # the read names it: listed at once
     assert listed_by_ledger(named.model_copy(update={"order_id": None}), 1_000, named={"oid"})  # by its clientOid
     assert not listed_by_ledger(named.model_copy(update={"status": TransferStatus.ACCEPTED}), 1_000, named={"o-1"})
+
+
+def test_a_lines_second_payments_are_listed_with_it_unless_they_are_a_hedge() -> None:
+    """The reservation of a line's second payments (``<line>:again``) is surely listed by a ledger read that surely
+    lists the line, when the recheck found them in the ledger; the hedge of a recheck that could not tell stays on
+    top (adv24: a rollback's re-seed counted a found second payment twice and refused a line that fitted)."""
+    line = TransferRecord(
+        key="e#0",
+        purpose=TransferPurpose.FUND,
+        client_oid="oid",
+        currency="USDT",
+        amount=Decimal("300"),
+        sub_wallet="TRADE",
+        status=TransferStatus.COMMITTED,
+        at_ms=1_000,
+    )
+    assert not again_listed_by_ledger(line, 5_000), "nothing found twice: no such reservation to list"
+    found = line.model_copy(update={"extra_paid": 1})
+    assert again_listed_by_ledger(found, 5_000)
+    assert not again_listed_by_ledger(found, 500), "the line itself may be missing from the read"
+    assert not again_listed_by_ledger(found.model_copy(update={"extra_unverified": True}), 5_000)

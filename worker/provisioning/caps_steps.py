@@ -19,7 +19,15 @@ from decimal import Decimal
 import structlog
 
 from handlers.commands import SeedDailyCaps
-from handlers.daily_cap import DAY_MS, LEDGER_SKEW_MS, days_between, listed_by_ledger, utc_day
+from handlers.daily_cap import (
+    AGAIN,
+    DAY_MS,
+    LEDGER_SKEW_MS,
+    again_listed_by_ledger,
+    days_between,
+    listed_by_ledger,
+    utc_day,
+)
 from handlers.journal import JournalAction
 from worker.exchange.assets import Assets
 from worker.provisioning.context import StepContext
@@ -84,13 +92,19 @@ def _listed_lines(store: CustomerStore, lines: Iterable[str], listed_before_ms: 
         ref, _, key = line.partition(":")
         by_ref.setdefault(ref, []).append(key)
     records = store.load_many(list(by_ref))
-    return [
-        f"{ref}:{key}"
-        for ref, keys in by_ref.items()
-        if ref in records
-        for key in keys
-        if listed_by_ledger(records[ref].transfers.get(key), listed_before_ms, named)
-    ]
+    listed = []
+    for ref, keys in by_ref.items():
+        if ref not in records:
+            continue
+        transfers = records[ref].transfers
+        for key in keys:
+            if key.endswith(AGAIN):  # the line's second payments (``money_steps._count_again``)
+                surely = again_listed_by_ledger(transfers.get(key.removesuffix(AGAIN)), listed_before_ms, named)
+            else:
+                surely = listed_by_ledger(transfers.get(key), listed_before_ms, named)
+            if surely:
+                listed.append(f"{ref}:{key}")
+    return listed
 
 
 def daily_use_in_ledger(

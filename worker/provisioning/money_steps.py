@@ -43,6 +43,7 @@ from handlers.commands import (
     Transfer,
 )
 from handlers.daily_cap import (
+    AGAIN,
     DAY_MS,
     LEDGER_MAX_WINDOW_MS,
     LEDGER_SKEW_MS,
@@ -498,7 +499,14 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         )
         # counted as paid twice by both caps: it may have been
         _count_again(ctx, entry, 1)
-        done = entry.model_copy(update={"recheck_at_ms": 0, "note": "not verifiable: see the block", "extra_paid": 1})
+        done = entry.model_copy(
+            update={
+                "recheck_at_ms": 0,
+                "note": "not verifiable: see the block",
+                "extra_paid": 1,
+                "extra_unverified": True,
+            }
+        )
         ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
         fail(ctx, steps.double(entry.key), why)
         return
@@ -532,7 +540,7 @@ def _count_again(ctx: StepContext, entry: TransferRecord, times: int) -> None:
     paid: money that moved, counted whatever the cap says (the line's own reservation counts it once).
     Idempotent: a recheck run again after a crash reserves nothing more."""
     day = entry.day or (entry.reserved_days[-1] if entry.reserved_days else utc_day(ctx.now_ms()))
-    line = f"{ledger_line(ctx.ref, entry.key)}:again"
+    line = ledger_line(ctx.ref, entry.key) + AGAIN
     ctx.services.ledger.reserve(day=day, line=line, currency=entry.currency, amount=entry.amount * times, cap=None)
 
 
