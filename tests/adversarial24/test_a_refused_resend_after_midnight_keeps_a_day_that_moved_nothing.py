@@ -45,9 +45,6 @@ class BalanceFirst(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv24: operator's committed verdict keeps the refused re-send's day: cap over-counted"
-)
 def test_a_committed_verdict_keeps_the_reservation_of_a_refused_resend_after_midnight(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from handlers import steps
-from handlers.daily_cap import LEDGER_SKEW_MS
+from handlers.daily_cap import LEDGER_SKEW_MS, executed_on
 from handlers.journal import JournalAction
 from handlers.records import (
     CustomerRecord,
@@ -137,6 +137,7 @@ def settle_transfer(
         if client_oid is not None and client_oid not in asked:
             raise OperatorError(f"the block at {step} does not ask about clientOid {client_oid}: {', '.join(asked)}")
         now = int(app.clock() * 1000)
+        details, spare, missing = _on_execution_day(details, verdict, shown)
         update, outbound, action = _apply(
             record,
             step_id,
@@ -180,10 +181,41 @@ def settle_transfer(
         if verdict is TransferVerdict.REFUSED:  # recorded as never moving money: its daily reservations go
             for day in details.days or [details.day]:
                 app.ledger.release(day=day, line=f"{ref}:{details.key}")
+        _recount_days(app, ref, details, spare, missing)
         app.due.schedule(ref, now)
         return action
     finally:
         lock.release()
+
+
+def _on_execution_day(
+    details: TransferIntent, verdict: TransferVerdict, shown: TransferDetail | None
+) -> tuple[TransferIntent, list[str], str | None]:
+    """A committed verdict on a block whose last send was refused (it moved nothing), with the order the exchange
+    shows: the line moved by that order, on the day it executed. Returns the details holding that day's
+    reservation only, the days to give back, and the day to count it on if it holds none of it (adv24: a re-send
+    refused after midnight kept a day the money never moved on). Otherwise the details as they are."""
+    if (
+        verdict is not TransferVerdict.COMMITTED
+        or details.purpose is not TransferPurpose.FUND
+        or details.refused is None
+        or shown is None
+    ):
+        return details, [], None
+    held = details.days or [details.day]
+    spare, missing = executed_on(held, shown.created_at)
+    days = [d for d in held if d not in spare] + ([missing] if missing else [])
+    return details.model_copy(update={"days": days}), spare, missing
+
+
+def _recount_days(app: OperatorPorts, ref: str, details: TransferIntent, spare: list[str], missing: str | None) -> None:
+    """Give back the ``spare`` days' reservations of the line; count it on ``missing`` (whatever the cap says: the
+    money moved)."""
+    line = f"{ref}:{details.key}"
+    for day in spare:
+        app.ledger.release(day=day, line=line)
+    if missing is not None:
+        app.ledger.reserve(day=missing, line=line, currency=details.currency, amount=details.amount, cap=None)
 
 
 def _line_holding(record: CustomerRecord, order_id: str) -> str | None:
