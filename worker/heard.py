@@ -12,8 +12,9 @@ written before the loss (no webhook delivery, no Stream entry was waiting: ``--h
 (evidence-first). Otherwise (a refusal may have been waiting for delivery, and was lost with Redis) such a line
 waits for an operator (``settle-transfer``), as it does without any file.
 
-The file: JSON Lines (one event object per line) or one JSON array of events, exactly as received; events of other
-types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (customer reference → JSON) until the next
+The file: JSON Lines (one event object per line) or one JSON array of events, exactly as received; a
+``provisioning.failed`` of a ``double:<line>`` step marks that line's completion paid more than once; events of
+other types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (customer reference → JSON) until the next
 recovery.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -63,6 +64,9 @@ class HeardOutcome:
     order_id: str | None = None
     occurred_at: str | None = None
     """When the upstream was told (the event's ``occurred_at``), if it says."""
+    paid_again: bool = False
+    """The upstream was also told the line was paid more than once (``provisioning.failed`` of its ``double:``
+    step): the rebuilt line counts twice on the per-customer cap (``TransferRecord.extra_paid``)."""
 
     @property
     def occurred_ms(self) -> int | None:
@@ -83,9 +87,14 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
     (``where`` and its position) and the missing or malformed field. A line heard both ways keeps its completion
     (money moved wins over a refusal: never paid again); heard refused twice, a final refusal wins over a cap's."""
     found: dict[tuple[str, str], HeardOutcome] = {}
+    doubled: set[tuple[str, str]] = set()
     for number, event in enumerate(events, start=1):
         if not isinstance(event, Mapping):
             raise HeardError(f"{where} {number}: not a JSON object")
+        line = _doubled_line(event)
+        if line is not None:
+            doubled.add(line)
+            continue
         verdict = _TYPES.get(str(event.get("type", "")))
         if verdict is None:
             continue
@@ -114,7 +123,20 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
         held = found.get(ident)
         if held is None or verdict == "completed" or (held.verdict == "refused" and _overrides(outcome, held)):
             found[ident] = outcome
-    return list(found.values())
+    return [
+        replace(o, paid_again=True) if o.verdict == "completed" and (o.customer_ref, o.key) in doubled else o
+        for o in found.values()
+    ]
+
+
+def _doubled_line(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(customer ref, line) of a ``provisioning.failed`` telling that a funding line was paid more than once (its
+    ``double:<line>`` step), else ``None``."""
+    step, ref = event.get("step"), event.get("customer_ref")
+    if event.get("type") != "provisioning.failed" or not isinstance(step, str) or not isinstance(ref, str):
+        return None
+    kind, _, line = step.partition(":")
+    return (ref, line) if kind == "double" and line else None
 
 
 def _overrides(refusal: HeardOutcome, held: HeardOutcome) -> bool:

@@ -32,9 +32,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv24: after a loss with --heard a found second payment is forgotten: cap overrun"
-)
 def test_a_top_up_after_a_loss_overruns_the_cap_a_found_second_payment_took(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: adv21's: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe`` while the exchange executes repeats

@@ -155,3 +155,15 @@ def test_heard_files_are_read_as_received_and_bad_lines_are_named(tmp_path: Path
     binary.write_bytes(b"\xff\xfe")
     with pytest.raises(HeardError, match="cannot be read"):
         read_heard(binary)
+
+
+def test_a_completion_told_paid_twice_is_marked_paid_again() -> None:
+    """A ``provisioning.failed`` of a ``double:<line>`` step (before or after the completion, in any order) marks
+    that line's completion paid again; other failures and other lines are not (adv24)."""
+    completed = {"type": "funding.completed", "customer_ref": "r1", "key": "e#0", "currency": "USDT", "amount": "400"}
+    other = {**completed, "key": "e#1"}
+    doubled = {"type": "provisioning.failed", "customer_ref": "r1", "step": "double:e#0", "reason": "paid twice"}
+    blocked = {"type": "provisioning.failed", "customer_ref": "r1", "step": "fund:e#1", "reason": "refused"}
+    for events in ([doubled, completed, other, blocked], [completed, other, blocked, doubled]):
+        by_key = {o.key: o for o in outcomes_from_events(events)}
+        assert by_key["e#0"].paid_again and not by_key["e#1"].paid_again

@@ -180,6 +180,9 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
             note=_heard_note(o),
             at_ms=now,
             evidence=Evidence.UPSTREAM if completed else None,
+            # told paid more than once: counted so by the per-customer cap (how many times, the event did not say)
+            extra_paid=1 if completed and o.paid_again else 0,
+            extra_unverified=completed and o.paid_again,
         )
     keys = {o.key for o in new}
     pending = record.pending
