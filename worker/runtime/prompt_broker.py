@@ -20,7 +20,9 @@ on average and sometimes not for thirty: a message in the hands of a worker kill
 the heartbeat time-out (measured: 17 s against a 2 s bound). Here the first call on a queue after
 ``maintenance_interval_ms`` since that queue's last maintenance in this process runs it: a dead worker's messages
 are back within the heartbeat time-out plus one interval plus one idle back-off, every time; a busy process runs
-it less often than one call in ten did.
+it less often than one call in ten did. This overrides two private methods of dramatiq's ``RedisBroker``
+(``_dispatch``, ``_should_do_maintenance``, as in the locked 2.2.1): ``tests/runtime/test_dead_worker_redelivery.py``
+fails if an upgrade changes them.
 """
 
 from __future__ import annotations
