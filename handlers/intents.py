@@ -126,6 +126,9 @@ class TransferIntent(BaseModel):
     days: list[str] = []
     """Every UTC day whose Special Account cap holds a reservation for this line: each send reserves on its own
     day (a re-send after midnight counts on the day it may pay)."""
+    last_send_days: list[str] = []
+    """Of ``days``, those the latest send added (no earlier send reserved them): all a refused latest send gives
+    back when an operator's verdict shows where the line's money moved (``operator._on_execution_day``)."""
     attempt: int = 0
     first_sent_ms: int = 0
     """When the first request under this clientOid may have left: evidence is looked for from then on (records

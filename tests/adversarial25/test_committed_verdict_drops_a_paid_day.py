@@ -28,7 +28,6 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y%m%d")
 
 
-@pytest.mark.xfail(strict=True, reason="adv25: committed verdict releases the day a lost re-send also paid on")
 def test_a_committed_verdict_releases_the_day_a_lost_resend_paid_on(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe`` while the exchange executes repeats (``accept``), a

@@ -626,7 +626,7 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> tuple[Trans
     s = ctx.services
     days = reservation_days(details.days, now, reach_ms=ctx.lock.ttl_ms)
     if not days:
-        return details, []
+        return details.model_copy(update={"last_send_days": []}), []
     cap = s.daily_caps.get(details.currency)
     if cap is None:
         return daily_cap_reason(currency=details.currency, cap=None, used=Decimal(0))
@@ -635,7 +635,7 @@ def _reserve(ctx: StepContext, details: TransferIntent, now: int) -> tuple[Trans
         s.ledger.reservation(day=day, line=line, currency=details.currency, amount=details.amount, cap=cap)
         for day in days
     ]
-    return details.model_copy(update={"days": [*details.days, *days]}), riders
+    return details.model_copy(update={"days": [*details.days, *days], "last_send_days": days}), riders
 
 
 def _cap_refusal(ctx: StepContext, details: TransferIntent, day: str) -> str:

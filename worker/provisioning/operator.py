@@ -177,11 +177,24 @@ def settle_transfer(
             ],
             outbound=outbound,
             now_ms=now,
+            # a day the order executed on that the line held nothing of counts it in the same script (money moved)
+            riders=[]
+            if missing is None
+            else [
+                app.ledger.reservation(
+                    day=missing,
+                    line=f"{ref}:{details.key}",
+                    currency=details.currency,
+                    amount=details.amount,
+                    cap=None,
+                )
+            ],
         )
         if verdict is TransferVerdict.REFUSED:  # recorded as never moving money: its daily reservations go
             for day in details.days or [details.day]:
                 app.ledger.release(day=day, line=f"{ref}:{details.key}")
-        _recount_days(app, ref, details, spare, missing)
+        for day in spare:  # given back after the commit: a crash in between only over-counts
+            app.ledger.release(day=day, line=f"{ref}:{details.key}")
         app.due.schedule(ref, now)
         return action
     finally:
@@ -192,9 +205,10 @@ def _on_execution_day(
     details: TransferIntent, verdict: TransferVerdict, shown: TransferDetail | None
 ) -> tuple[TransferIntent, list[str], str | None]:
     """A committed verdict on a block whose last send was refused (it moved nothing), with the order the exchange
-    shows: the line moved by that order, on the day it executed. Returns the details holding that day's
-    reservation only, the days to give back, and the day to count it on if it holds none of it (adv24: a re-send
-    refused after midnight kept a day the money never moved on). Otherwise the details as they are."""
+    shows: a day only that refused send reserved is given back unless the order executed on it (adv24: a re-send
+    refused after midnight kept a day the money never moved on); a day an earlier send reserved stays, as that
+    send may have paid on it too (adv25). Returns the details with the days they keep, the days to give back, and
+    the day to count the order on if the line holds none of it. Otherwise the details as they are."""
     if (
         verdict is not TransferVerdict.COMMITTED
         or details.purpose is not TransferPurpose.FUND
@@ -204,18 +218,9 @@ def _on_execution_day(
         return details, [], None
     held = details.days or [details.day]
     spare, missing = executed_on(held, shown.created_at)
+    spare = [d for d in spare if d in details.last_send_days]
     days = [d for d in held if d not in spare] + ([missing] if missing else [])
     return details.model_copy(update={"days": days}), spare, missing
-
-
-def _recount_days(app: OperatorPorts, ref: str, details: TransferIntent, spare: list[str], missing: str | None) -> None:
-    """Give back the ``spare`` days' reservations of the line; count it on ``missing`` (whatever the cap says: the
-    money moved)."""
-    line = f"{ref}:{details.key}"
-    for day in spare:
-        app.ledger.release(day=day, line=line)
-    if missing is not None:
-        app.ledger.reserve(day=missing, line=line, currency=details.currency, amount=details.amount, cap=None)
 
 
 def _line_holding(record: CustomerRecord, order_id: str) -> str | None:
