@@ -64,9 +64,10 @@ class HeardOutcome:
     order_id: str | None = None
     occurred_at: str | None = None
     """When the upstream was told (the event's ``occurred_at``), if it says."""
-    paid_again: bool = False
-    """The upstream was also told the line was paid more than once (``provisioning.failed`` of its ``double:``
-    step): the rebuilt line counts twice on the per-customer cap (``TransferRecord.extra_paid``)."""
+    paid_again: int | None = 0
+    """How many more times the upstream was told the line was paid (``provisioning.failed`` of its ``double:``
+    step, its ``second_payments``; ``None``: told so, without a count — counted once more): the rebuilt line counts
+    that many more times on the per-customer cap (``TransferRecord.extra_paid``)."""
 
     @property
     def occurred_ms(self) -> int | None:
@@ -87,13 +88,16 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
     (``where`` and its position) and the missing or malformed field. A line heard both ways keeps its completion
     (money moved wins over a refusal: never paid again); heard refused twice, a final refusal wins over a cap's."""
     found: dict[tuple[str, str], HeardOutcome] = {}
-    doubled: set[tuple[str, str]] = set()
+    doubled: dict[tuple[str, str], int | None] = {}
     for number, event in enumerate(events, start=1):
         if not isinstance(event, Mapping):
             raise HeardError(f"{where} {number}: not a JSON object")
         line = _doubled_line(event)
         if line is not None:
-            doubled.add(line)
+            ident, count = line
+            told = doubled.get(ident, 0)
+            # the largest count told wins; an event without one (``None``) stands only where no count was told
+            doubled[ident] = (told or None) if count is None else max(told or 0, count)
             continue
         verdict = _TYPES.get(str(event.get("type", "")))
         if verdict is None:
@@ -124,19 +128,25 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
         if held is None or verdict == "completed" or (held.verdict == "refused" and _overrides(outcome, held)):
             found[ident] = outcome
     return [
-        replace(o, paid_again=True) if o.verdict == "completed" and (o.customer_ref, o.key) in doubled else o
+        replace(o, paid_again=doubled[(o.customer_ref, o.key)])
+        if o.verdict == "completed" and (o.customer_ref, o.key) in doubled
+        else o
         for o in found.values()
     ]
 
 
-def _doubled_line(event: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(customer ref, line) of a ``provisioning.failed`` telling that a funding line was paid more than once (its
-    ``double:<line>`` step), else ``None``."""
+def _doubled_line(event: Mapping[str, Any]) -> tuple[tuple[str, str], int | None] | None:
+    """((customer ref, line), how many more payments or ``None``) of a ``provisioning.failed`` telling that a
+    funding line was paid more than once (its ``double:<line>`` step, its ``second_payments``), else ``None``."""
     step, ref = event.get("step"), event.get("customer_ref")
     if event.get("type") != "provisioning.failed" or not isinstance(step, str) or not isinstance(ref, str):
         return None
     kind, _, line = step.partition(":")
-    return (ref, line) if kind == "double" and line else None
+    if kind != "double" or not line:
+        return None
+    count = event.get("second_payments")
+    valid = isinstance(count, int) and not isinstance(count, bool) and 0 < count <= 1000
+    return (ref, line), count if valid else None
 
 
 def _overrides(refusal: HeardOutcome, held: HeardOutcome) -> bool:

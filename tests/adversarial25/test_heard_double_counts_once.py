@@ -31,7 +31,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(strict=True, reason="adv25: recover --heard rebuilds a line paid 3 times as paid twice")
 def test_a_line_paid_three_times_counts_twice_after_recover_heard(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: adv24's (2) setting (``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe``, an exchange that executes repeats),

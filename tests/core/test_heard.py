@@ -166,4 +166,7 @@ def test_a_completion_told_paid_twice_is_marked_paid_again() -> None:
     blocked = {"type": "provisioning.failed", "customer_ref": "r1", "step": "fund:e#1", "reason": "refused"}
     for events in ([doubled, completed, other, blocked], [completed, other, blocked, doubled]):
         by_key = {o.key: o for o in outcomes_from_events(events)}
-        assert by_key["e#0"].paid_again and not by_key["e#1"].paid_again
+        assert by_key["e#0"].paid_again is None, "told paid again, without a count"
+        assert by_key["e#1"].paid_again == 0
+    counted = [completed, doubled, {**doubled, "second_payments": 2}, {**doubled, "second_payments": 1}]
+    assert outcomes_from_events(counted)[0].paid_again == 2, "the largest count told (adv25)"

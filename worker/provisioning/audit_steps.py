@@ -181,8 +181,8 @@ def _seed_heard(record: CustomerRecord, heard: list[HeardOutcome], now: int, *, 
             at_ms=now,
             evidence=Evidence.UPSTREAM if completed else None,
             # told paid more than once: counted so by the per-customer cap (how many times, the event did not say)
-            extra_paid=1 if completed and o.paid_again else 0,
-            extra_unverified=completed and o.paid_again,
+            extra_paid=(1 if o.paid_again is None else o.paid_again) if completed else 0,
+            extra_unverified=completed and o.paid_again is None,
         )
     keys = {o.key for o in new}
     pending = record.pending

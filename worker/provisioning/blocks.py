@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.steps import StepId
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import failed
@@ -9,14 +11,14 @@ from worker.provisioning.outbound import failed
 __all__ = ["fail"]
 
 
-def fail(ctx: StepContext, step: StepId, reason: str, *, manual: bool = False) -> None:
-    """Block ``step`` with ``reason`` and tell the upstream (``provisioning.failed``). A ``manual`` block keeps the
-    pending intent for an operator's verdict (``provisioner customer settle-transfer``)."""
+def fail(ctx: StepContext, step: StepId, reason: str, *, manual: bool = False, **fields: Any) -> None:
+    """Block ``step`` with ``reason`` and tell the upstream (``provisioning.failed``, with ``fields``). A ``manual``
+    block keeps the pending intent for an operator's verdict (``provisioner customer settle-transfer``)."""
     now = ctx.now_ms()
     ctx.block(
         ctx.record,
         step,
         reason,
         manual=manual,
-        outbound=[failed(ctx.record, step, reason, now)],
+        outbound=[failed(ctx.record, step, reason, now, **fields)],
     )

@@ -508,7 +508,7 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
             }
         )
         ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
-        fail(ctx, steps.double(entry.key), why)
+        fail(ctx, steps.double(entry.key), why, second_payments=None)
         return
     if extra:
         why = (
@@ -525,7 +525,7 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
             update={"recheck_at_ms": 0, "note": "paid more than once (see the block)", "extra_paid": extra}
         )
         ctx.record = ctx.record.model_copy(update={"transfers": {**ctx.record.transfers, entry.key: done}})
-        fail(ctx, steps.double(entry.key), why)
+        fail(ctx, steps.double(entry.key), why, second_payments=extra)
         return
     later = 0 if entry.rechecks >= 1 else now + 10 * (policy.transfer_resolve_delay_ms or policy.resolve_delay_ms)
     checked = entry.model_copy(update={"recheck_at_ms": later, "rechecks": entry.rechecks + 1})

@@ -36,7 +36,10 @@ def outcome(record: CustomerRecord, kind: str, identity: str, now_ms: int, **pay
     )
 
 
-def failed(record: CustomerRecord, step: str, reason: str, now_ms: int) -> OutboundEvent:
-    """``provisioning.failed`` for ``step``, sent with the commit that blocks it. Its id names the record version
-    that commit writes, so a step blocked again after a retry is a new outcome, and the same commit the same one."""
-    return outcome(record, "provisioning.failed", f"{step}:v{record.version + 1}", now_ms, step=step, reason=reason)
+def failed(record: CustomerRecord, step: str, reason: str, now_ms: int, **fields: Any) -> OutboundEvent:
+    """``provisioning.failed`` for ``step`` (with ``fields``: a ``double:`` step's ``second_payments``), sent with
+    the commit that blocks it. Its id names the record version that commit writes, so a step blocked again after a
+    retry is a new outcome, and the same commit the same one."""
+    return outcome(
+        record, "provisioning.failed", f"{step}:v{record.version + 1}", now_ms, step=step, reason=reason, **fields
+    )
