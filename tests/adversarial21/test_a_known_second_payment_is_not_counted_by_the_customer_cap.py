@@ -9,6 +9,7 @@ from decimal import Decimal
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup, total
 from tests.core.harness import Rig
+from tests.webhooks.test_contract import validate
 
 
 def test_a_top_up_after_a_detected_double_payment_overruns_the_customer_cap(redis_url: str, key_prefix: str) -> None:
@@ -54,7 +55,9 @@ def test_a_top_up_after_a_detected_double_payment_overruns_the_customer_cap(redi
         rig.settle(ref)
         assert total(paid_to(rig, uid)) == Decimal(800), paid_to(rig, uid)  # paid twice: the setting was wrong
         assert "double:dbl-cap-t1#0" in rig.record(ref).blocked
-        assert any(e["step"] == "double:dbl-cap-t1#0" for e in outbound_of(rig, "provisioning.failed"))
+        (told,) = [e for e in outbound_of(rig, "provisioning.failed") if e["step"] == "double:dbl-cap-t1#0"]
+        assert told["second_payments"] == 1
+        validate(told)  # the published contract documents the count
         day = rig.record(ref).transfers["dbl-cap-t1#0"].day
         assert day is not None
         used = rig.app.ledger.used(day=day, currency="USDT")
