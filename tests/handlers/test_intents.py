@@ -33,7 +33,8 @@ STORED_CREATE = (
 )
 _TRANSFER_DETAILS = (
     '"purpose":"fund","uid":"226383154","currency":"USDT","amount":"12.50","direction":"OUT","sub_wallet":"TRADE",'
-    '"broker_wallet":"MAIN","day":"20261122","days":["20261122"],"attempt":1,"first_sent_ms":1700,"sends":1,'
+    '"broker_wallet":"MAIN","day":"20261122","days":["20261122"],"last_send_days":["20261122"],"attempt":1,'
+    '"first_sent_ms":1700,"sends":1,'
     '"evidence_first":false,"refused":null,"duplicate":{duplicate},"operator_unsent":false,"earlier_send_ms":0,'
     '"twins":0,"sent_ms":0,"order_id":null,"candidates":[]'
 )
@@ -74,6 +75,14 @@ def test_a_stored_record_with_transfer_intents_loads_typed_and_writes_the_same_b
     blocked = record.blocked["fund:e-0#0"].intent
     assert blocked is not None and TransferIntent.of(blocked).duplicate
     assert record.model_dump_json() == STORED_TRANSFER
+
+
+def test_a_transfer_intent_stored_before_last_send_days_loads_with_none() -> None:
+    """Records written before ``TransferIntent.last_send_days`` existed: no day is taken for the latest send's own
+    (an operator's committed verdict then gives none back: it may only over-count)."""
+    old = STORED_TRANSFER.replace(',"last_send_days":["20261122"]', "")
+    record = CustomerRecord.model_validate_json(old)
+    assert record.pending is not None and TransferIntent.of(record.pending).last_send_days == []
 
 
 def test_a_transfer_intent_stored_before_its_order_id_field_loads_without_one() -> None:
