@@ -145,6 +145,8 @@ def _doubled_line(event: Mapping[str, Any]) -> tuple[tuple[str, str], int | None
     if kind != "double" or not line:
         return None
     count = event.get("second_payments")
+    if isinstance(count, float) and count.is_integer():
+        count = int(count)  # 3.0: a relay that re-encoded the number
     valid = isinstance(count, int) and not isinstance(count, bool) and 0 < count <= 1000
     return (ref, line), count if valid else None
 

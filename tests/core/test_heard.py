@@ -170,3 +170,7 @@ def test_a_completion_told_paid_twice_is_marked_paid_again() -> None:
         assert by_key["e#1"].paid_again == 0
     counted = [completed, doubled, {**doubled, "second_payments": 2}, {**doubled, "second_payments": 1}]
     assert outcomes_from_events(counted)[0].paid_again == 2, "the largest count told (adv25)"
+    relayed = [completed, {**doubled, "second_payments": 3.0}]
+    assert outcomes_from_events(relayed)[0].paid_again == 3, "an integral number re-encoded as 3.0"
+    for junk in (True, -1, 0, "3", 2.5, 10_000):
+        assert outcomes_from_events([completed, {**doubled, "second_payments": junk}])[0].paid_again is None

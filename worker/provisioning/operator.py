@@ -214,6 +214,7 @@ def _on_execution_day(
         or details.purpose is not TransferPurpose.FUND
         or details.refused is None
         or shown is None
+        or details.earlier_send_ms  # an earlier intent's send may have paid on any day this one holds: keep all
     ):
         return details, [], None
     held = details.days or [details.day]
