@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -78,40 +79,55 @@ def test_a_top_up_after_a_loss_overruns_the_cap_a_found_second_payment_took(redi
         heard = outbound(rig.app)
         rig.clock.advance_ms(3_600_000)
 
-        lose_everything(rig)
-        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
-        app = second_host(rig, same_host=True)
-        try:
-            report = recover(
-                app,
-                reason="test: Redis restarted without persistence",
-                heard=outcomes_from_events(heard),
-                heard_complete=True,
-            )
-            assert report.heard == 1, report
-            ref = redeliver(app, [ev["created"], ev["kyc"], t1])
-            settle_with(rig, app, ref)
-            rig.clock.advance_ms(1_800_000)
-            declare_republished(app)
-            settle_with(rig, app, ref)
-            record = app.store.load(ref)
-            assert record is not None
-            funded = record.funded("USDT")
-
-            t2 = stamped_now(rig, "lost-dbl", "t2", [("USDT", "500")])
-            app.intake.accept(t2)
-            for _ in range(3):
-                app.due.schedule(ref, int(rig.clock() * 1000))
-                settle_with(rig, app, ref)
-                rig.clock.advance_ms(600_000)
-
-            paid = total(paid_to(rig, uid))
-            completed = [e["key"] for e in outbound_of(app, "funding.completed")]
-            assert paid <= 1000, (
-                f"{paid} USDT moved against a cap of 1000 (record counted {funded} funded after the loss; "
-                f"told completed: {completed})"
-            )
-        finally:
-            app.close()
+        paid, funded, completed = top_up_after_a_heard_recovery(
+            rig, ev, t1, heard, customer="lost-dbl", uid=uid, amount="500"
+        )
+        assert paid <= 1000, (
+            f"{paid} USDT moved against a cap of 1000 (record counted {funded} funded after the loss; "
+            f"told completed: {completed})"
+        )
     finally:
         rig.close()
+
+
+def top_up_after_a_heard_recovery(
+    rig: Rig,
+    ev: dict[str, Any],
+    t1: dict[str, Any],
+    heard: list[dict[str, Any]],
+    *,
+    customer: str,
+    uid: str,
+    amount: str,
+) -> tuple[Decimal, Decimal, list[str]]:
+    """Redis lost, ``recover --heard`` with ``heard`` (complete), the customer's events and line ``t1``
+    re-published and declared, then a top-up ``t2`` of ``amount`` USDT: what reached sub-account ``uid``, what the
+    rebuilt record counted funded before the top-up, and the lines told completed."""
+    lose_everything(rig)
+    shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
+    app = second_host(rig, same_host=True)
+    try:
+        report = recover(
+            app,
+            reason="test: Redis restarted without persistence",
+            heard=outcomes_from_events(heard),
+            heard_complete=True,
+        )
+        assert report.heard == 1, report
+        ref = redeliver(app, [ev["created"], ev["kyc"], t1])
+        settle_with(rig, app, ref)
+        rig.clock.advance_ms(1_800_000)
+        declare_republished(app)
+        settle_with(rig, app, ref)
+        record = app.store.load(ref)
+        assert record is not None
+        funded = record.funded("USDT")
+        app.intake.accept(stamped_now(rig, customer, "t2", [("USDT", amount)]))
+        for _ in range(3):
+            app.due.schedule(ref, int(rig.clock() * 1000))
+            settle_with(rig, app, ref)
+            rig.clock.advance_ms(600_000)
+        completed = [e["key"] for e in outbound_of(app, "funding.completed")]
+        return total(paid_to(rig, uid)), funded, completed
+    finally:
+        app.close()

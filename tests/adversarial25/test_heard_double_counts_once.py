@@ -7,7 +7,6 @@ paid three times (two lost answers, re-sent under the same clientOid to an excha
 
 from __future__ import annotations
 
-import shutil
 from decimal import Decimal
 
 import pytest
@@ -16,17 +15,13 @@ from sandbox import SandboxConfig
 from tests.adversarial.helpers import (
     onboard_with_a_key,
     outbound,
-    outbound_of,
     paid_to,
     set_faults,
-    stamped_now,
     topup,
     total,
 )
+from tests.adversarial24.test_a_found_second_payment_is_forgotten_after_a_loss import top_up_after_a_heard_recovery
 from tests.core.harness import Rig, events_for
-from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.heard import outcomes_from_events
-from worker.recovery import declare_republished, recover
 
 pytestmark = pytest.mark.redis
 
@@ -81,40 +76,12 @@ def test_a_line_paid_three_times_counts_twice_after_recover_heard(redis_url: str
         assert doubles and "2 more transfer" in str(doubles[0].get("reason")), doubles
         rig.clock.advance_ms(3_600_000)
 
-        lose_everything(rig)
-        shutil.rmtree(rig.settings.state_dir or "", ignore_errors=True)
-        app = second_host(rig, same_host=True)
-        try:
-            report = recover(
-                app,
-                reason="test: Redis restarted without persistence",
-                heard=outcomes_from_events(heard),
-                heard_complete=True,
-            )
-            assert report.heard == 1, report
-            ref = redeliver(app, [ev["created"], ev["kyc"], t1])
-            settle_with(rig, app, ref)
-            rig.clock.advance_ms(1_800_000)
-            declare_republished(app)
-            settle_with(rig, app, ref)
-            record = app.store.load(ref)
-            assert record is not None
-            funded = record.funded("USDT")
-
-            t2 = stamped_now(rig, "lost-tri", "t2", [("USDT", "350")])
-            app.intake.accept(t2)
-            for _ in range(3):
-                app.due.schedule(ref, int(rig.clock() * 1000))
-                settle_with(rig, app, ref)
-                rig.clock.advance_ms(600_000)
-
-            paid = total(paid_to(rig, uid))
-            completed = [e["key"] for e in outbound_of(app, "funding.completed")]
-            assert paid <= 1000, (
-                f"{paid} USDT moved against a cap of 1000 (record counted {funded} funded after the loss, "
-                f"900 before; told completed: {completed})"
-            )
-        finally:
-            app.close()
+        paid, funded, completed = top_up_after_a_heard_recovery(
+            rig, ev, t1, heard, customer="lost-tri", uid=uid, amount="350"
+        )
+        assert paid <= 1000, (
+            f"{paid} USDT moved against a cap of 1000 (record counted {funded} funded after the loss, "
+            f"900 before; told completed: {completed})"
+        )
     finally:
         rig.close()
