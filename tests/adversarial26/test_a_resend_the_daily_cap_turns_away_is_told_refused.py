@@ -26,6 +26,7 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y%m%d")
 
 
+@pytest.mark.xfail(strict=True, reason="adv26 (2): a re-send our daily cap turns away is told refused, money moved")
 def test_a_paid_line_whose_resend_the_daily_cap_refuses_is_told_refused(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown`` (the default: the ledger decides a lost transfer), an
