@@ -9,7 +9,8 @@ nothing, while a re-send after midnight counts on its own day: it may pay then.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ __all__ = [
     "DAY_MS",
     "LEDGER_MAX_WINDOW_MS",
     "LEDGER_SKEW_MS",
+    "again_by_day",
     "again_listed_by_ledger",
     "days_between",
     "executed_on",
@@ -87,6 +89,21 @@ def may_have_refused(*, amount: Decimal, cap: Decimal | None, used: Mapping[str,
         if cap is None or used[day] + amount > cap:
             return day
     return None
+
+
+def again_by_day(times: int, executed_at: Iterable[int], held: Collection[str], now_ms: int) -> dict[str, int]:
+    """On which days a line's ``times`` second payments (or possible ones) count, and how many on each: on each UTC
+    day of ``executed_at`` (the ledger entries that may be them, ``settlement.second_payment_times``) as many as
+    that day has entries, at most ``times`` — which entries are the second payments may be unknown, so every day
+    that may hold one counts it; on every day the line holds a reservation of (``held``) when the ledger names none
+    (a recheck that could not tell: the payment executed on a day one of its sends may have), or on ``now_ms``'s
+    day when it holds none. Never fewer than the day a payment moved on."""
+    if times <= 0:
+        return {}
+    per_day = Counter(utc_day(ms) for ms in executed_at)
+    if per_day:
+        return {day: min(times, n) for day, n in sorted(per_day.items())}
+    return {day: times for day in (sorted(held) or [utc_day(now_ms)])}
 
 
 def again_listed_by_ledger(

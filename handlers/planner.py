@@ -19,7 +19,7 @@ use; offboarding revokes, sweeps and closes whatever else is blocked, waiting on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -675,6 +675,10 @@ def _funding(p: _Plan) -> Step | None:
                 if cap is None
                 else f"per-customer cap of {cap} {line.currency} would be exceeded (already funded {moved})"
             )
+            if record.earlier_sends.get(line.key):
+                # an earlier send of it may have gone through (the ledger showed nothing of it, maybe too early):
+                # the cap's refusal says nothing of that send; ``money_steps`` decides whether it may be told
+                return replace(_transfer(p, line, attempt), cap_refusal=reason)
             return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=reason)
         if decision == CapDecision.WAIT:
             held.add(line.currency)

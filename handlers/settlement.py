@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-__all__ = ["Judgement", "LedgerRow", "Verdict", "count_second_payments", "judge_by_ledger"]
+__all__ = ["Judgement", "LedgerRow", "Verdict", "count_second_payments", "judge_by_ledger", "second_payment_times"]
 
 
 class Verdict(StrEnum):
@@ -153,3 +153,20 @@ def count_second_payments(
     if extra and siblings_in_doubt:
         return None if not named else len(named)
     return len(named) + extra
+
+
+def second_payment_times(
+    *, client_oids: Collection[str], uid: str, rows: Sequence[LedgerRow], known_order_ids: Iterable[str]
+) -> list[int]:
+    """When the entries of ``rows`` that may be a line's second payments executed (the exchange's ``createdAt``,
+    ms): those ``count_second_payments`` counts from — naming one of the line's ``client_oids`` under an orderId we
+    do not know, or to sub-account ``uid`` with no id of ours. Which of them are the second payments may be
+    unknown (one of them may be the line's first); each day they fall on can hold at most that many."""
+    known = set(known_order_ids)
+    ours = set(client_oids)
+    return [
+        r.created_at_ms
+        for r in rows
+        if r.order_id not in known
+        and ((r.client_oid is not None and r.client_oid in ours) or (r.client_oid is None and r.counterparty == uid))
+    ]

@@ -42,7 +42,6 @@ class OnTheWireAtMidnight(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@pytest.mark.xfail(strict=True, reason="adv26 (1): _count_again counts a second payment on the line's first day")
 def test_a_second_payment_after_midnight_is_counted_on_the_day_before(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe`` while the exchange executes repeats (``accept``: the

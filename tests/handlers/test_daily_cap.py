@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from handlers.daily_cap import (
+    again_by_day,
     again_listed_by_ledger,
     days_between,
     executed_on,
@@ -140,3 +141,27 @@ def test_a_lines_second_payments_are_listed_with_it_unless_they_are_a_hedge() ->
     assert again_listed_by_ledger(found, 5_000)
     assert not again_listed_by_ledger(found, 500), "the line itself may be missing from the read"
     assert not again_listed_by_ledger(found.model_copy(update={"extra_unverified": True}), 5_000)
+
+
+def test_second_payments_count_on_the_days_they_executed_on() -> None:
+    """Two entries after midnight, one second payment: today counts it, not the line's first day."""
+    after = [ms("2026-12-02T00:00:01"), ms("2026-12-02T00:00:40")]
+    held = ["20261201", "20261202"]
+    assert again_by_day(1, after, held, ms("2026-12-02T00:01:00")) == {"20261202": 1}
+
+
+def test_a_second_payment_that_may_be_either_of_two_days_counts_on_both() -> None:
+    """Entries on both sides of midnight, one of them the line's first payment: which is the second is unknown, so
+    each day counts one — never fewer than the day it moved on."""
+    around = [ms("2026-12-01T23:59:59"), ms("2026-12-02T00:00:02")]
+    assert again_by_day(1, around, [], ms("2026-12-02T00:01:00")) == {"20261201": 1, "20261202": 1}
+    assert again_by_day(2, around, [], ms("2026-12-02T00:01:00")) == {"20261201": 1, "20261202": 1}
+
+
+def test_second_payments_the_ledger_cannot_place_count_on_every_day_the_line_holds() -> None:
+    assert again_by_day(1, [], ["20261202", "20261201"], ms("2026-12-02T10:00:00")) == {
+        "20261201": 1,
+        "20261202": 1,
+    }
+    assert again_by_day(1, [], [], ms("2026-12-02T10:00:00")) == {"20261202": 1}
+    assert again_by_day(0, [ms("2026-12-02T10:00:00")], [], ms("2026-12-02T10:00:00")) == {}

@@ -456,6 +456,20 @@ def test_an_accepted_transfer_is_in_doubt_until_confirmed_after_the_key() -> Non
     assert isinstance(refused, c.RefuseFunding) and refused.key == "e-kyc#1"
 
 
+def test_a_line_that_may_repeat_a_lost_send_is_not_refused_by_the_per_customer_cap_here() -> None:
+    """The ledger said an earlier send of line 1 moved nothing (``earlier_sends``), and line 0 took the room since:
+    the cap's refusal says nothing of that earlier send, so the planner hands the line to the transfer step with
+    the refusal (which blocks it for an operator) instead of telling the upstream it was refused."""
+    events = [created(), approved(funding=(("USDT", "600"), ("USDT", "600")))]
+    committed = funded("e-kyc#0", amount="600")
+    rec = with_sub(transfers={"e-kyc#0": committed}, keys=(key(0),))
+    assert isinstance(step(events, rec), c.RefuseFunding)
+    doubtful = step(events, rec.model_copy(update={"earlier_sends": {"e-kyc#1": 1_000}}))
+    assert isinstance(doubtful, c.Transfer), doubtful
+    assert doubtful.key == "e-kyc#1" and doubtful.earlier_send_ms == 1_000
+    assert doubtful.cap_refusal is not None and "per-customer cap" in doubtful.cap_refusal
+
+
 def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_sends_have_settled() -> None:
     """After a loss every unrecorded line is looked for first (all of them, before any is decided against the
     cap), then sent evidence-first."""

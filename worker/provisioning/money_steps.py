@@ -47,6 +47,7 @@ from handlers.daily_cap import (
     DAY_MS,
     LEDGER_MAX_WINDOW_MS,
     LEDGER_SKEW_MS,
+    again_by_day,
     days_between,
     executed_on,
     may_have_refused,
@@ -66,7 +67,14 @@ from handlers.records import (
     TransferStatus,
 )
 from handlers.refusals import daily_cap_reason, refusal_identity
-from handlers.settlement import Judgement, LedgerRow, Verdict, count_second_payments, judge_by_ledger
+from handlers.settlement import (
+    Judgement,
+    LedgerRow,
+    Verdict,
+    count_second_payments,
+    judge_by_ledger,
+    second_payment_times,
+)
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry, TransferDetail
 from worker.exchange.scope import CallScope, Preadmission
@@ -145,12 +153,16 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
                 "earlier_send_ms": cmd.earlier_send_ms or details.first_sent_ms,
             }
         )
+    if cmd.cap_refusal is not None:  # the per-customer cap turns it away (the planner): it is not sent
+        _cap_refused(ctx, details, cmd.client_oid, cmd.cap_refusal)
+        return
     riders: list[Rider] = []
     send_at = ctx.now_ms()  # the ledger's judgement may have taken minutes: the days are the send's, not the step's
+    unreserved = details
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, send_at)
         if isinstance(reserved, str):
-            refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reserved), ctx)
+            _cap_refused(ctx, details, cmd.client_oid, reserved)
             return
         details, riders = reserved
     try:
@@ -160,9 +172,31 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         reason = _cap_refusal(ctx, details, day)
         if day != utc_day(send_at):
             raise _wait_out(day, send_at, reason) from None
-        refuse_funding(RefuseFunding(key=cmd.key, currency=cmd.currency, amount=cmd.amount, reason=reason), ctx)
+        _cap_refused(ctx, unreserved, cmd.client_oid, reason)
         return
     _send(ctx, details, cmd.client_oid, resend=False)
+
+
+def _cap_refused(ctx: StepContext, details: TransferIntent, client_oid: str, reason: str) -> None:
+    """A cap (the day's, or the customer's) turns a funding line away before it is sent: refused, the upstream told
+    ``funding.refused`` — unless the send would repeat an earlier one that may have gone through
+    (``earlier_send_ms``: the ledger showed nothing of it, and a ledger slower than its bound shows it late) and no
+    operator said it moved nothing. The cap's refusal says nothing of that earlier send, so the line is blocked for
+    an operator (``provisioner customer settle-transfer``) instead, counted in doubt by the per-customer cap, the
+    day reservations of its earlier sends kept."""
+    if not details.earlier_send_ms or details.operator_unsent:
+        refuse_funding(
+            RefuseFunding(key=details.key, currency=details.currency, amount=details.amount, reason=reason), ctx
+        )
+        return
+    intent = Intent(kind=IntentKind.TRANSFER, token=client_oid, started_at_ms=ctx.now_ms(), details=details)
+    ctx.record = ctx.record.model_copy(update={"pending": intent})
+    why = (
+        f"{reason}, but an earlier send of line {details.key} may have gone through (the ledger showed nothing of "
+        "it; a ledger slower than PROVISIONER_LEDGER_LAG_MS would show it late): refusing the line could tell the "
+        "upstream 'refused' for money that moved"
+    )
+    _undecided(ctx, details, client_oid, Judgement(Verdict.UNDECIDED, why))
 
 
 def _wait_out(day: str, now: int, reason: str) -> RateLimitedError:
@@ -469,11 +503,13 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         first_sent_ms=entry.recheck_from_ms,
     )
     rows, unexplained, siblings = _ledger_rows(ctx, details)
+    client_oids = _attempts(ctx, entry.key, entry.client_oid or "")
+    known = {t.order_id for t in ctx.record.transfers.values() if t.order_id is not None}
     extra = count_second_payments(
-        client_oids=_attempts(ctx, entry.key, entry.client_oid or ""),
+        client_oids=client_oids,
         uid=sub.uid,
         rows=rows,
-        known_order_ids={t.order_id for t in ctx.record.transfers.values() if t.order_id is not None},
+        known_order_ids=known,
         unexplained_commits=unexplained,
         siblings_in_doubt=siblings,
     )
@@ -520,7 +556,8 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
             "state trust`"
         )
         ctx.services.store.guard.distrust(why)
-        _count_again(ctx, entry, extra)
+        executed_at = second_payment_times(client_oids=client_oids, uid=sub.uid, rows=rows, known_order_ids=known)
+        _count_again(ctx, entry, extra, executed_at)
         done = entry.model_copy(
             update={"recheck_at_ms": 0, "note": "paid more than once (see the block)", "extra_paid": extra}
         )
@@ -535,13 +572,15 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
     )
 
 
-def _count_again(ctx: StepContext, entry: TransferRecord, times: int) -> None:
-    """The Special Account's cap of the day the line was paid counts the ``times`` more it was (or may have been)
-    paid: money that moved, counted whatever the cap says (the line's own reservation counts it once).
-    Idempotent: a recheck run again after a crash reserves nothing more."""
-    day = entry.day or (entry.reserved_days[-1] if entry.reserved_days else utc_day(ctx.now_ms()))
+def _count_again(ctx: StepContext, entry: TransferRecord, times: int, executed_at: Sequence[int] = ()) -> None:
+    """The Special Account's cap of each day the line was (or may have been) paid again counts it: money that
+    moved, counted whatever the cap says (the line's own reservation counts it once). ``executed_at``: when the
+    ledger entries that may be the second payments executed (none: the ledger cannot tell, every day the line
+    holds counts ``times``) — ``daily_cap.again_by_day``. Idempotent: a recheck run again after a crash reserves
+    nothing more."""
     line = ledger_line(ctx.ref, entry.key) + AGAIN
-    ctx.services.ledger.reserve(day=day, line=line, currency=entry.currency, amount=entry.amount * times, cap=None)
+    for day, count in again_by_day(times, executed_at, entry.reserved_days, ctx.now_ms()).items():
+        ctx.services.ledger.reserve(day=day, line=line, currency=entry.currency, amount=entry.amount * count, cap=None)
 
 
 def refuse_funding(cmd: RefuseFunding, ctx: StepContext) -> None:
