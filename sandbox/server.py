@@ -36,6 +36,11 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # the listen backlog: the stdlib's 5 overflowed when a worker's 64 threads opened their connections at once —
+    # the kernel dropped handshakes the client took for done, and reset them after it had sent its request (a
+    # ReadError on a request the exchange never read, an outcome unknown for nothing). A real exchange's front end
+    # does not: the somaxconn default
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], exchange: Exchange) -> None:
         self.exchange = exchange
