@@ -73,7 +73,7 @@ def test_offboarding_refuses_a_line_whose_lost_send_paid(redis_url: str, key_pre
     )
     try:
         ref_x, uid_x = onboard_with_a_key(rig, "gone-x")
-        ref_y, uid_y = onboard_with_a_key(rig, "gone-y")
+        ref_y, _ = onboard_with_a_key(rig, "gone-y")
         today = utc_day(int(rig.clock() * 1000))
         set_faults(rig, "transfer", drop=1.0)
         rig.publish(topup("gone-x", "t1", 5, [("USDT", "400")]))
