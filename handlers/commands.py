@@ -140,9 +140,10 @@ class Transfer:
     searched for a second payment later, and ledger judgements look from then on."""
     twins: int = 0
     """In a recovered record: other unjudged lines of the same currency and amount (see ``TransferIntent``)."""
-    cap_refusal: str | None = None
-    """The per-customer cap turns the line away (why): it is not sent. Refused, unless it may repeat an earlier
-    send that may have gone through (``earlier_send_ms``, no operator's word): then blocked for an operator."""
+    refusal: str | None = None
+    """The planner turns the line away (why: the per-customer cap, the attempts spent, the customer offboarded): it
+    is not sent. Refused, unless it may repeat an earlier send that may have gone through (``earlier_send_ms``, no
+    operator's word): then blocked for an operator."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -265,7 +265,7 @@ def _offboard(p: _Plan) -> Step:
                 # our record of this line may have been lost with our state: was it paid? (never sent now), once
                 # what was sent before the loss shows on the exchange
                 return _look_before_offboarding(p, line, "offboarding")
-            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
+            return _refuse(p, line, OFFBOARDED_REASON)
     confirm = _confirm(p)
     if confirm is not None:
         return confirm
@@ -333,7 +333,7 @@ def _late_lines(p: _Plan) -> Step:
         if line.key in record.transfers or line.key in in_doubt:
             continue
         if not _may_have_been_paid(line, p) or _looked(line, record, policy):
-            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON)
+            return _refuse(p, line, OFFBOARDED_REASON)
         return _look_before_offboarding(p, line, "closed")
     return _confirm(p) or p.idle("closed")
 
@@ -662,9 +662,7 @@ def _funding(p: _Plan) -> Step | None:
         if attempt >= MAX_ATTEMPTS:
             # every earlier attempt is known to have moved nothing; a bounded number of clientOids is what a
             # search after a loss can cover
-            return RefuseFunding(
-                key=line.key, currency=line.currency, amount=line.amount, reason=_attempts_spent_reason(attempt)
-            )
+            return _refuse(p, line, _attempts_spent_reason(attempt))
         cap = policy.funding_caps.get(line.currency)
         moved = record.funded(line.currency) + _heard_shortfall(desired, record, line.currency)
         doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
@@ -675,11 +673,7 @@ def _funding(p: _Plan) -> Step | None:
                 if cap is None
                 else f"per-customer cap of {cap} {line.currency} would be exceeded (already funded {moved})"
             )
-            if record.earlier_sends.get(line.key):
-                # an earlier send of it may have gone through (the ledger showed nothing of it, maybe too early):
-                # the cap's refusal says nothing of that send; ``money_steps`` decides whether it may be told
-                return replace(_transfer(p, line, attempt), cap_refusal=reason)
-            return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=reason)
+            return _refuse(p, line, reason)
         if decision == CapDecision.WAIT:
             held.add(line.currency)
             doubtful = ", ".join(sorted(k for k, d in in_doubt.items() if d.currency == line.currency))
@@ -695,6 +689,17 @@ def _funding(p: _Plan) -> Step | None:
             return _seed_caps_first(p, p.caps_due_at_ms)
         return _transfer(p, line, attempt)
     return None
+
+
+def _refuse(p: _Plan, line: FundingInstruction, reason: str) -> RefuseFunding | Transfer:
+    """Refuse ``line``, never sent now: ``funding.refused`` — unless an earlier send of it may have gone through
+    (``earlier_sends``: the ledger showed nothing of it, maybe too early). The refusal says nothing of that send:
+    the transfer step is handed it and decides, without sending (``money_steps``: an operator is asked unless one
+    said the line never moved)."""
+    if p.record.earlier_sends.get(line.key):
+        attempt = p.record.retry_counts.get(steps.fund(line.key), 0)
+        return replace(_transfer(p, line, attempt), refusal=reason)
+    return RefuseFunding(key=line.key, currency=line.currency, amount=line.amount, reason=reason)
 
 
 def _transfer(p: _Plan, line: FundingInstruction, attempt: int) -> Transfer:

@@ -135,11 +135,14 @@ def count_second_payments(
     known_order_ids: Iterable[str],
     unexplained_commits: int = 0,
     siblings_in_doubt: int = 0,
+    own_order_unknown: bool = False,
 ) -> int | None:
     """How many transfers of a line beyond the one we know ``rows`` show (the line's amount, in the window where an
     earlier send of it may have gone through): entries naming one of the line's ``client_oids`` under an orderId we
-    do not know, and entries to sub-account ``uid`` no other transfer of ours explains. ``None`` when the ledger
-    cannot tell (entries without ids, transfers that could not be read, other lines of this amount in doubt)."""
+    do not know, and entries to sub-account ``uid`` no other transfer of ours explains. ``own_order_unknown``: the
+    line's own payment is one of those (committed on an operator's word that named no order), so one fewer.
+    ``None`` when the ledger cannot tell (entries without ids, transfers that could not be read, other lines of this
+    amount in doubt)."""
     known = set(known_order_ids)
     ours = set(client_oids)
     named = [r for r in rows if r.client_oid is not None and r.client_oid in ours and r.order_id not in known]
@@ -150,9 +153,11 @@ def count_second_payments(
         return None
     candidates = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty == uid]
     extra = max(0, len(candidates) - unexplained_commits)
+    own = 1 if own_order_unknown else 0
     if extra and siblings_in_doubt:
-        return None if not named else len(named)
-    return len(named) + extra
+        # which candidates are ours is unknown: the named entries are a floor, unless one of them may be the line's own
+        return None if not named or own else len(named)
+    return max(0, len(named) + extra - own)
 
 
 def second_payment_times(

@@ -1,5 +1,5 @@
 """d40fbb5 blocks for an operator a re-send that a cap turns away while an earlier send of the line may have paid
-(``money_steps._cap_refused``): the block's intent is the re-send's — never sent — but it carries
+(``money_steps._refused_unsent``): the block's intent is the re-send's — never sent — but it carries
 ``earlier_send_ms``. ``operator.settle_transfer --committed`` treats any block with ``earlier_send_ms`` as "a line
 that may have been sent twice" and schedules the second-payment search (``recheck_from_ms``). Here there was one
 send only: the search finds that send's own ledger entry, under the line's clientOid and an orderId the verdict did
@@ -25,11 +25,6 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y%m%d")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv27: --committed on a cap block (d40fbb5) searches for a second payment of a line sent once and "
-    "flags its only transfer as a double: distrust, double: block, both caps count it twice",
-)
 def test_a_committed_verdict_on_a_cap_block_flags_the_only_payment_as_a_double(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: adv26's, after d40fbb5: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown``, a ledger listing 10 minutes late
@@ -52,7 +47,7 @@ def test_a_committed_verdict_on_a_cap_block_flags_the_only_payment_as_a_double(r
     caps refuse later lines that fit. The re-send the block stands for was never sent, so it cannot have paid again;
     the search should look for a payment beyond the first send, not count the first one.
 
-    Suggested fix: a block made by ``_cap_refused`` is of a send that never left: mark its intent unsent (e.g. no
+    Suggested fix: a block made by ``_refused_unsent`` is of a send that never left: mark its intent unsent (e.g. no
     ``sent_ms``, or a flag), and in ``settle_transfer`` do not schedule the second-payment search for it (its one
     possible payment is the earlier send the verdict is about); or have the search treat the entry naming the
     verdict's clientOid as the line's own when the operator names no order (read it with Get Transfer History, as

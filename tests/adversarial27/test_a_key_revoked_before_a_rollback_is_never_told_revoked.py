@@ -18,11 +18,6 @@ from worker.recovery import recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv27: the audit after a rollback marks a rotated-out key revoked without api_key.revoked; the upstream "
-    "still holds it as live",
-)
 def test_a_key_revoked_after_the_backup_is_never_told_revoked_after_the_rollback(
     redis_url: str, key_prefix: str
 ) -> None:

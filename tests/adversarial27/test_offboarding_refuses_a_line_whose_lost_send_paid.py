@@ -20,11 +20,6 @@ from tests.core.harness import Rig, events_for
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv27: offboarding refuses a line whose lost send may have paid (earlier_sends): funding.refused for "
-    "money that moved, the day's reservation released, the daily cap overrun",
-)
 def test_offboarding_refuses_a_line_whose_lost_send_paid(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the premise of adv21/23/26 — ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown`` (the default: the ledger
@@ -49,7 +44,7 @@ def test_offboarding_refuses_a_line_whose_lost_send_paid(redis_url: str, key_pre
     Suggested fix: in ``planner._offboard`` (and ``_late_lines``), a line with ``record.earlier_sends[key]`` (an
     earlier send may have paid; no operator's word that it did not) is not refused blind: look for it in the ledger
     once more after the line's settle window (``LookForTransfer``-style, found → completed), else block it for an
-    operator counted in doubt, as ``money_steps._cap_refused`` does; in no case release the reservations its earlier
+    operator counted in doubt, as ``money_steps._refused_unsent`` does; in no case release the reservations its earlier
     send made.
 
     Likelihood: low (a ledger slower than its bound, and an offboarding within a lost transfer's settle window —
@@ -82,7 +77,9 @@ def test_offboarding_refuses_a_line_whose_lost_send_paid(redis_url: str, key_pre
         assert [(t["status"], t["amount"]) for t in paid_to(rig, uid_x)] == [("SUCCESS", "400")]
         rig.publish(events_for("gone-x")["offboard"])
         rig.settle(ref_x)
-        assert rig.record(ref_x).closed_at_ms is not None
+        # the line is put to an operator (counted in doubt), the offboarding waits for the verdict on the money
+        x = rig.record(ref_x)
+        assert x.closed_at_ms is None and [b.manual for b in x.blocked.values()] == [True], x.blocked
 
         rig.publish(topup("gone-y", "t1", 6, [("USDT", "700")]))
         rig.settle(ref_y)

@@ -467,7 +467,7 @@ def test_a_line_that_may_repeat_a_lost_send_is_not_refused_by_the_per_customer_c
     doubtful = step(events, rec.model_copy(update={"earlier_sends": {"e-kyc#1": 1_000}}))
     assert isinstance(doubtful, c.Transfer), doubtful
     assert doubtful.key == "e-kyc#1" and doubtful.earlier_send_ms == 1_000
-    assert doubtful.cap_refusal is not None and "per-customer cap" in doubtful.cap_refusal
+    assert doubtful.refusal is not None and "per-customer cap" in doubtful.refusal
 
 
 def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_sends_have_settled() -> None:

@@ -102,3 +102,23 @@ def test_only_the_transfer_we_know_is_no_second_payment() -> None:
 
 def test_a_ledger_without_ids_cannot_tell_a_second_payment() -> None:
     assert count([LedgerRow("e1", Decimal(600), 1), row("e2", order="o2")], {"o2"}) is None
+
+
+def test_a_line_committed_without_its_order_counts_its_own_entry_once() -> None:
+    """An operator's --committed named no order (or the ledger found the line by its clientOid alone): the one
+    entry naming the line's clientOid is its own payment, not a second one; a second entry is one more."""
+
+    def own(rows: list[LedgerRow], siblings: int = 0) -> int | None:
+        return count_second_payments(
+            client_oids={OID},
+            uid=UID,
+            rows=rows,
+            known_order_ids=set(),
+            siblings_in_doubt=siblings,
+            own_order_unknown=True,
+        )
+
+    assert own([row("e1", oid=OID)]) == 0
+    assert own([row("e1", order="o1")]) == 0
+    assert own([row("e1", oid=OID), row("e2", oid=OID)]) == 1
+    assert own([row("e1", oid=OID), row("e2", order="o2")], siblings=1) is None

@@ -13,7 +13,7 @@ sub-account is audited too, at no exchange cost.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handlers import steps
@@ -33,6 +33,7 @@ from handlers.records import (
 )
 from handlers.refusals import HEARD_REFUSAL_NOTE
 from handlers.steps import StepId
+from worker.exchange.models import ApiKey
 from worker.heard import HeardOutcome, heard_for
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -81,33 +82,8 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
             update |= _after_loss(record.model_copy(update=update), int(lost_at), findings)
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
-        on_exchange = {k.api_key for k in listed}
-        recorded = {k.api_key for k in record.keys}
-        keys: list[KeyRecord] = []
-        for key in record.keys:
-            if key.live and key.api_key not in on_exchange:
-                keys.append(
-                    key.model_copy(
-                        update={"revoked_at_ms": now, "revoke_reason": "no longer on the exchange", "sealed": None}
-                    )
-                )
-                active_delta -= 1
-            else:
-                keys.append(key)
-        unknown = [k for k in listed if k.api_key not in recorded]
-        for listed_key in sorted(unknown, key=lambda k: k.created_at):
-            keys.append(
-                KeyRecord(
-                    generation=generation_of(listed_key.label),
-                    label=listed_key.label,
-                    api_key=listed_key.api_key,
-                    permissions=tuple(sorted(listed_key.permissions)),
-                    ip_whitelist=tuple(listed_key.ip_whitelist),
-                    created_at_ms=listed_key.created_at,
-                    sealed=None,
-                )
-            )
-            active_delta += 1
+        keys, unknown, active_delta, revoked = _keys_as_listed(record, listed, now)
+        outbound += revoked
         update["keys"] = tuple(keys)
         findings["keys_without_secret"] = [k.api_key for k in unknown]
         lost = [k.generation for k in keys if k.live and k.sealed is None]
@@ -122,6 +98,44 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         outbound=outbound,
         stats={"keys_active": active_delta} if active_delta else None,
     )
+
+
+def _keys_as_listed(
+    record: CustomerRecord, listed: Sequence[ApiKey], now: int
+) -> tuple[list[KeyRecord], list[ApiKey], int, list[OutboundEvent]]:
+    """The record's keys as the exchange lists them: a live key it no longer lists is revoked — by us before a
+    rollback lost the record of it (and maybe the event), or by someone else: the upstream, holding it live until
+    told, gets ``api_key.revoked`` under the revocation's own id (dropped if heard already); a listed key the record
+    does not know is added without a secret. Returns the keys, the unknown listed ones, the change in live keys and
+    the events."""
+    on_exchange = {k.api_key for k in listed}
+    recorded = {k.api_key for k in record.keys}
+    keys: list[KeyRecord] = []
+    events: list[OutboundEvent] = []
+    delta = 0
+    for key in record.keys:
+        if key.live and key.api_key not in on_exchange:
+            gone = "no longer on the exchange"
+            keys.append(key.model_copy(update={"revoked_at_ms": now, "revoke_reason": gone, "sealed": None}))
+            delta -= 1
+            events.append(outcome(record, "api_key.revoked", key.api_key, now, api_key=key.api_key, reason=gone))
+        else:
+            keys.append(key)
+    unknown = [k for k in listed if k.api_key not in recorded]
+    for listed_key in sorted(unknown, key=lambda k: k.created_at):
+        keys.append(
+            KeyRecord(
+                generation=generation_of(listed_key.label),
+                label=listed_key.label,
+                api_key=listed_key.api_key,
+                permissions=tuple(sorted(listed_key.permissions)),
+                ip_whitelist=tuple(listed_key.ip_whitelist),
+                created_at_ms=listed_key.created_at,
+                sealed=None,
+            )
+        )
+        delta += 1
+    return keys, unknown, delta, events
 
 
 def _after_loss(record: CustomerRecord, lost_at: int, findings: dict[str, object]) -> dict[str, object]:

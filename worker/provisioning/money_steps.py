@@ -153,8 +153,8 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
                 "earlier_send_ms": cmd.earlier_send_ms or details.first_sent_ms,
             }
         )
-    if cmd.cap_refusal is not None:  # the per-customer cap turns it away (the planner): it is not sent
-        _cap_refused(ctx, details, cmd.client_oid, cmd.cap_refusal)
+    if cmd.refusal is not None:  # the planner turns it away (the per-customer cap, offboarded, ...): it is not sent
+        _refused_unsent(ctx, details, cmd.client_oid, cmd.refusal)
         return
     riders: list[Rider] = []
     send_at = ctx.now_ms()  # the ledger's judgement may have taken minutes: the days are the send's, not the step's
@@ -162,7 +162,7 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
     if details.purpose is TransferPurpose.FUND:
         reserved = _reserve(ctx, details, send_at)
         if isinstance(reserved, str):
-            _cap_refused(ctx, details, cmd.client_oid, reserved)
+            _refused_unsent(ctx, details, cmd.client_oid, reserved)
             return
         details, riders = reserved
     try:
@@ -172,13 +172,13 @@ def transfer(cmd: Transfer, ctx: StepContext) -> None:
         reason = _cap_refusal(ctx, details, day)
         if day != utc_day(send_at):
             raise _wait_out(day, send_at, reason) from None
-        _cap_refused(ctx, unreserved, cmd.client_oid, reason)
+        _refused_unsent(ctx, unreserved, cmd.client_oid, reason)
         return
     _send(ctx, details, cmd.client_oid, resend=False)
 
 
-def _cap_refused(ctx: StepContext, details: TransferIntent, client_oid: str, reason: str) -> None:
-    """A cap (the day's, or the customer's) turns a funding line away before it is sent: refused, the upstream told
+def _refused_unsent(ctx: StepContext, details: TransferIntent, client_oid: str, reason: str) -> None:
+    """A cap (the day's, or the customer's) or the planner turns a funding line away before it is sent: refused, told
     ``funding.refused`` — unless the send would repeat an earlier one that may have gone through
     (``earlier_send_ms``: the ledger showed nothing of it, and a ledger slower than its bound shows it late) and no
     operator said it moved nothing. The cap's refusal says nothing of that earlier send, so the line is blocked for
@@ -512,6 +512,7 @@ def recheck_transfer(cmd: RecheckTransfer, ctx: StepContext) -> None:
         known_order_ids=known,
         unexplained_commits=unexplained,
         siblings_in_doubt=siblings,
+        own_order_unknown=entry.order_id is None,
     )
     if extra is None and entry.operator_unsent:
         # sent again on an operator's word that nothing moved, and the ledger cannot tell: the operator's call
