@@ -923,6 +923,7 @@ def main(
                 for t in trials
             ],
             "ratio": round(ours["cpu_ms_per_event"] / noop_ms, 2),
+            "ratio_to_floor": round(ours["cpu_ms_per_event"] / (noop_ms + calls_ms), 2),
             "floor_plus_calls_ratio": round((noop_ms + calls_ms) / noop_ms, 2),
             "per_event_ms": _split(trials),
         }
@@ -1116,8 +1117,8 @@ def _table(r: dict[str, Any]) -> None:
             (
                 "CPU per event, 0 ms",
                 f"ours {c['ours']['cpu_ms_per_event']} ms",
-                f"no-op actor {c['floor']['cpu_ms_per_message']} ms",
-                f"{c['ratio']}x (target ≤ 3x)",
+                f"no-op actor {c['floor']['cpu_ms_per_message']} ms + the calls alone",
+                f"{c.get('ratio_to_floor', '?')}x (target ≤ 2.5x)",
             )
         )
         if "calls_floor" in c:
