@@ -140,7 +140,8 @@ def count_second_payments(
     """How many transfers of a line beyond the one we know ``rows`` show (the line's amount, in the window where an
     earlier send of it may have gone through): entries naming one of the line's ``client_oids`` under an orderId we
     do not know, and entries to sub-account ``uid`` no other transfer of ours explains. ``own_order_unknown``: the
-    line's own payment is one of those (committed on an operator's word that named no order), so one fewer.
+    line's own payment is one of those (committed without its orderId: on an operator's word that named none, by a
+    ledger entry or a duplicate refusal that carried none), so one fewer.
     ``None`` when the ledger cannot tell (entries without ids, transfers that could not be read, other lines of this
     amount in doubt)."""
     known = set(known_order_ids)
