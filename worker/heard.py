@@ -12,10 +12,14 @@ written before the loss (no webhook delivery, no Stream entry was waiting: ``--h
 (evidence-first). Otherwise (a refusal may have been waiting for delivery, and was lost with Redis) such a line
 waits for an operator (``settle-transfer``), as it does without any file.
 
+The same file tells which API keys the upstream holds live: every ``api_key.issued`` not followed by its
+``api_key.revoked``. A key revoked just before the loss, whose ``api_key.revoked`` was still waiting for delivery,
+is gone from the exchange and from our records alike; the customer's audit tells the upstream it is revoked.
+
 The file: JSON Lines (one event object per line) or one JSON array of events, exactly as received; a
 ``provisioning.failed`` of a ``double:<line>`` step marks that line's completion paid more than once; events of
-other types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (customer reference → JSON) until the next
-recovery.
+other types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (customer reference → JSON), live keys in
+``{prefix}:recovery:heard_keys``, until the next recovery.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ __all__ = [
     "HeardError",
     "HeardOutcome",
     "heard_for",
+    "heard_live_keys",
+    "live_keys_from_events",
     "nothing_lost",
     "outcomes_from_events",
     "read_heard",
+    "read_heard_keys",
     "store_heard",
 ]
 
@@ -157,8 +164,46 @@ def _overrides(refusal: HeardOutcome, held: HeardOutcome) -> bool:
     return retryable_reason(held.reason) and not retryable_reason(refusal.reason)
 
 
+def live_keys_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "event") -> dict[str, list[str]]:
+    """Per customer reference, the API keys the upstream was told issued (``api_key.issued``) and not revoked
+    (``api_key.revoked``, in any order: a revocation is final). Raises ``HeardError`` naming the event and the
+    missing field."""
+    issued: dict[str, set[str]] = {}
+    revoked: set[tuple[str, str]] = set()
+    for number, event in enumerate(events, start=1):
+        kind = event.get("type") if isinstance(event, Mapping) else None
+        if kind not in ("api_key.issued", "api_key.revoked"):
+            continue
+        assert isinstance(event, Mapping)
+        ref, api_key = event.get("customer_ref"), event.get("api_key")
+        for name, value in (("customer_ref", ref), ("api_key", api_key)):
+            if not isinstance(value, str) or not value:
+                raise HeardError(f"{where} {number}: {kind} without {name}")
+        assert isinstance(ref, str) and isinstance(api_key, str)
+        if kind == "api_key.issued":
+            issued.setdefault(ref, set()).add(api_key)
+        else:
+            revoked.add((ref, api_key))
+    live = {ref: sorted(k for k in keys if (ref, k) not in revoked) for ref, keys in issued.items()}
+    return {ref: keys for ref, keys in live.items() if keys}
+
+
 def read_heard(path: Path) -> list[HeardOutcome]:
-    """Read a file of received events (JSON Lines or one JSON array). Raises ``HeardError`` naming the line."""
+    """Read a file of received events (JSON Lines or one JSON array): its funding outcomes. Raises ``HeardError``
+    naming the line."""
+    events, where = _events_in(path)
+    return outcomes_from_events(events, where=where)
+
+
+def read_heard_keys(path: Path) -> dict[str, list[str]]:
+    """The API keys the upstream holds live, per customer reference, from the same file (``read_heard``). Raises
+    ``HeardError`` naming the line."""
+    events, where = _events_in(path)
+    return live_keys_from_events(events, where=where)
+
+
+def _events_in(path: Path) -> tuple[list[Any], str]:
+    """The events of a file of received events, and how to name one of them in an error."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -168,7 +213,9 @@ def read_heard(path: Path) -> list[HeardOutcome]:
             events = json.loads(text)
         except json.JSONDecodeError as exc:
             raise HeardError(f"{path}: not a JSON array (line {exc.lineno}: {exc.msg})") from None
-        return outcomes_from_events(events, where=f"{path}: event")
+        if not isinstance(events, list):
+            raise HeardError(f"{path}: not a JSON array")
+        return events, f"{path}: event"
     parsed: list[Any] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -178,24 +225,33 @@ def read_heard(path: Path) -> list[HeardOutcome]:
             parsed.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise HeardError(f"{path}:{number}: not JSON ({exc.msg})") from None
-    return outcomes_from_events(parsed, where=f"{path}: line")
+    return parsed, f"{path}: line"
 
 
 def store_heard(
-    client: redis.Redis, keys: Keys, outcomes: Iterable[HeardOutcome] | None, *, complete: bool = False
+    client: redis.Redis,
+    keys: Keys,
+    outcomes: Iterable[HeardOutcome] | None,
+    *,
+    complete: bool = False,
+    live_keys: Mapping[str, Iterable[str]] | None = None,
 ) -> int:
     """Replace what the last recovery was given. ``None``: the upstream's outcomes are not known. ``complete``:
     they are every outcome written before the loss (nothing was waiting for delivery), so a line they do not
-    mention was never decided; else such a line, if unpaid, waits for an operator. Returns how many outcomes
-    were stored."""
+    mention was never decided; else such a line, if unpaid, waits for an operator. ``live_keys``: per customer
+    reference, the API keys the upstream holds live (``read_heard_keys``). Returns how many outcomes were
+    stored."""
     by_ref: dict[str, dict[str, dict[str, Any]]] = {}
     for outcome in outcomes or ():
         by_ref.setdefault(outcome.customer_ref, {})[outcome.key] = asdict(outcome)
     pipe = client.pipeline(transaction=True)
-    pipe.delete(keys.recovery_heard)
+    pipe.delete(keys.recovery_heard, keys.recovery_heard_keys)
     pipe.set(keys.recovery_heard_given, "1" if outcomes is not None and complete else "0")
     if by_ref:
         pipe.hset(keys.recovery_heard, mapping={ref: json.dumps(lines) for ref, lines in by_ref.items()})
+    held = {ref: sorted(set(api_keys)) for ref, api_keys in (live_keys or {}).items()}
+    if any(held.values()):
+        pipe.hset(keys.recovery_heard_keys, mapping={ref: json.dumps(k) for ref, k in held.items() if k})
     pipe.execute()
     return sum(len(lines) for lines in by_ref.values())
 
@@ -213,6 +269,12 @@ def heard_for(client: redis.Redis, keys: Keys, customer_ref: str) -> tuple[bool,
     given, raw = client.get(keys.recovery_heard_given), client.hget(keys.recovery_heard, customer_ref)
     lines: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
     return given in (None, "1"), [HeardOutcome(**fields) for fields in lines.values()]
+
+
+def heard_live_keys(client: redis.Redis, keys: Keys, customer_ref: str) -> list[str]:
+    """The API keys of ``customer_ref`` the upstream held live at the loss, as the last recovery was told."""
+    raw = client.hget(keys.recovery_heard_keys, customer_ref)
+    return [str(k) for k in json.loads(raw)] if raw else []
 
 
 def _text(value: object) -> str | None:

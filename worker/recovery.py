@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,12 +209,15 @@ def recover(
     force: bool = False,
     heard: Iterable[HeardOutcome] | None = None,
     heard_complete: bool = False,
+    heard_keys: Mapping[str, Iterable[str]] | None = None,
 ) -> RecoveryReport:
     """Rebuild what can be rebuilt from the exchange and start a recovered state epoch (see the module docstring).
 
     ``heard``: every ``funding.completed`` / ``funding.refused`` the upstream received before the loss
     (``worker.heard``); ``None`` when not known. ``heard_complete``: nothing was waiting for delivery at the loss,
-    so a line ``heard`` does not mention was never decided. Without ``force`` (or adoptions) a state that is fine
+    so a line ``heard`` does not mention was never decided. ``heard_keys``: per customer reference, the API keys
+    the upstream holds live (``worker.heard.read_heard_keys``): one the exchange no longer lists is told revoked.
+    Without ``force`` (or adoptions) a state that is fine
     is left alone. Raises ``RecoveryError``."""
     adoptions = list(adoptions)
     problem = app.state.diagnose()
@@ -236,7 +239,7 @@ def recover(
         report.heard_complete = app.redis.get(app.keys.recovery_heard_given) == "1"
     else:
         heard = None if heard is None else list(heard)
-        stored = store_heard(app.redis, app.keys, heard, complete=heard_complete)
+        stored = store_heard(app.redis, app.keys, heard, complete=heard_complete, live_keys=heard_keys)
         lost_at = int(app.clock() * 1000)
         app.redis.set(app.keys.recovery_lost_at, str(lost_at))
         app.redis.delete(app.keys.recovery_republished_at, app.keys.recovery_stamps_kept)

@@ -13,7 +13,7 @@ import pytest
 from tests.adversarial.helpers import outbound, paid_to
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.heard import HeardError, outcomes_from_events, read_heard
+from worker.heard import HeardError, live_keys_from_events, outcomes_from_events, read_heard, read_heard_keys
 from worker.recovery import declare_republished, recover
 
 DAY_MS = 86_400_000
@@ -53,6 +53,62 @@ def test_a_line_nobody_decided_before_the_loss_is_paid_once_when_the_upstream_he
             app.close()
     finally:
         rig.close()
+
+
+def test_a_key_revoked_just_before_a_total_loss_is_told_revoked_from_the_heard_file(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A rotation issued K1 and, after its grace, deleted K0 at the exchange; ``api_key.revoked`` K0 was waiting for
+    delivery when Redis lost everything. Neither the exchange nor the rebuilt record knows K0 any more; the upstream,
+    told K0 issued, holds it live — until the audit, given the heard file, tells it K0 is revoked (once)."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("heard-key", funding=())
+        ref = rig.publish(ev["created"], ev["kyc"])[0]
+        rig.settle(ref)
+        k0 = rig.record(ref).live_keys[0].api_key
+        rig.publish(ev["rotate"])
+        rig.run(ref)  # K1 issued, K0 live for the grace
+        heard = outbound(rig)
+        rig.settle(ref)  # the grace passes: K0 deleted, its api_key.revoked not delivered
+        live = {k["apiKey"] for k in rig.state()["apiKeys"] if k["deletedAt"] is None}
+        assert k0 not in live
+        _lose(rig)
+        app = second_host(rig, same_host=True)
+        try:
+            recover(
+                app, reason="test: lost", heard=outcomes_from_events(heard), heard_keys=live_keys_from_events(heard)
+            )
+            redeliver(app, [ev["created"], ev["kyc"], ev["rotate"]])
+            declare_republished(app)
+            settle_with(rig, app, ref)
+            told = heard + outbound(app)
+            issued = {e["api_key"] for e in told if e["type"] == "api_key.issued"}
+            revoked = [e["api_key"] for e in told if e["type"] == "api_key.revoked"]
+            # K1's secret went with the loss: revoked and re-issued, told; K0 told revoked from the heard file
+            now_live = {k["apiKey"] for k in rig.state()["apiKeys"] if k["deletedAt"] is None}
+            assert issued - set(revoked) == now_live, (sorted(issued), revoked, sorted(now_live))
+            assert revoked.count(k0) == 1
+        finally:
+            app.close()
+    finally:
+        rig.close()
+
+
+def test_the_keys_the_upstream_holds_live_are_read_from_the_heard_file(tmp_path: Path) -> None:
+    """Issued and not revoked, per customer, in any order; a key event without its customer is named."""
+    events = [
+        {"type": "api_key.revoked", "customer_ref": "c1", "api_key": "k0"},
+        {"type": "api_key.issued", "customer_ref": "c1", "api_key": "k0"},
+        {"type": "api_key.issued", "customer_ref": "c1", "api_key": "k1"},
+        {"type": "api_key.issued", "customer_ref": "c2", "api_key": "k2"},
+        {"type": "funding.completed", "customer_ref": "c2"},
+    ]
+    path = tmp_path / "heard.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events))
+    assert read_heard_keys(path) == {"c1": ["k1"], "c2": ["k2"]}
+    with pytest.raises(HeardError, match=r"line 2: api_key\.issued without customer_ref"):
+        live_keys_from_events([{}, {"type": "api_key.issued", "api_key": "k"}], where="line")
 
 
 def test_an_incomplete_heard_file_leaves_unmentioned_unpaid_lines_to_an_operator(

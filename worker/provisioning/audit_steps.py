@@ -13,7 +13,7 @@ sub-account is audited too, at no exchange cost.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from handlers import steps
@@ -34,7 +34,7 @@ from handlers.records import (
 from handlers.refusals import HEARD_REFUSAL_NOTE
 from handlers.steps import StepId
 from worker.exchange.models import ApiKey
-from worker.heard import HeardOutcome, heard_for
+from worker.heard import HeardOutcome, heard_for, heard_live_keys
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.store.customers import OutboundEvent
@@ -82,7 +82,8 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
             update |= _after_loss(record.model_copy(update=update), int(lost_at), findings)
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
-        keys, unknown, active_delta, revoked = _keys_as_listed(record, listed, now)
+        heard_live = heard_live_keys(s.store.redis, s.store.keys, record.ref)
+        keys, unknown, active_delta, revoked = _keys_as_listed(record, listed, now, heard_live)
         outbound += revoked
         update["keys"] = tuple(keys)
         findings["keys_without_secret"] = [k.api_key for k in unknown]
@@ -101,11 +102,13 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
 
 
 def _keys_as_listed(
-    record: CustomerRecord, listed: Sequence[ApiKey], now: int
+    record: CustomerRecord, listed: Sequence[ApiKey], now: int, heard_live: Collection[str] = ()
 ) -> tuple[list[KeyRecord], list[ApiKey], int, list[OutboundEvent]]:
     """The record's keys as the exchange lists them: a live key it no longer lists is revoked — by us before a
     rollback lost the record of it (and maybe the event), or by someone else: the upstream, holding it live until
-    told, gets ``api_key.revoked`` under the revocation's own id (dropped if heard already); a listed key the record
+    told, gets ``api_key.revoked`` under the revocation's own id (dropped if heard already); so does a key the
+    upstream was told issued (``heard_live``, from the recovery's ``--heard`` file) that neither the exchange nor
+    the record knows any more (revoked just before a total loss, its event lost with it). A listed key the record
     does not know is added without a secret. Returns the keys, the unknown listed ones, the change in live keys and
     the events."""
     on_exchange = {k.api_key for k in listed}
@@ -121,6 +124,10 @@ def _keys_as_listed(
             events.append(outcome(record, "api_key.revoked", key.api_key, now, api_key=key.api_key, reason=gone))
         else:
             keys.append(key)
+    gone_unrecorded = sorted(set(heard_live) - on_exchange - recorded)
+    for api_key in gone_unrecorded:
+        why = "no longer on the exchange"
+        events.append(outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason=why))
     unknown = [k for k in listed if k.api_key not in recorded]
     for listed_key in sorted(unknown, key=lambda k: k.created_at):
         keys.append(

@@ -242,6 +242,12 @@ class Keys:
         return f"{self.prefix}:recovery:heard"
 
     @property
+    def recovery_heard_keys(self) -> str:
+        """Customer reference → the API keys the upstream was told issued and not revoked before the loss
+        (``worker.heard``): one the exchange no longer lists is told revoked by the customer's audit."""
+        return f"{self.prefix}:recovery:heard_keys"
+
+    @property
     def recovery_lost_at(self) -> str:
         """When the last recovery after a loss of our state ran (ms): what was sent before may be unrecorded."""
         return f"{self.prefix}:recovery:lost_at"
