@@ -653,7 +653,10 @@ def _funding(p: _Plan) -> Step | None:
             ask = not record.outcomes_heard and _unsettled(line, record)
             return _look_for(p, line, ask_if_unfound=ask)
     held: set[str] = set(awaiting)
-    for line in desired.funding:
+    # a line whose earlier send may have paid (the ledger showed nothing of it, maybe too early: ``earlier_sends``)
+    # counts in doubt for the others and is decided first, so that no other line takes the room it may have used
+    resends = {k for k in record.earlier_sends if k not in in_doubt}
+    for line in sorted(desired.funding, key=lambda ln: ln.key not in resends):
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
             continue
         if record.adopted_at_ms is not None and line.occurred_ms < record.adopted_at_ms:
@@ -666,6 +669,17 @@ def _funding(p: _Plan) -> Step | None:
         cap = policy.funding_caps.get(line.currency)
         moved = record.funded(line.currency) + _heard_shortfall(desired, record, line.currency)
         doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
+        doubt += sum(
+            (
+                other.amount
+                for other in desired.funding
+                if other.key in resends
+                and other.key != line.key
+                and other.currency == line.currency
+                and _unsettled(other, record)
+            ),
+            Decimal(0),
+        )
         decision = cap_decision(amount=line.amount, moved=moved, in_doubt=doubt, cap=cap)
         if decision == CapDecision.REFUSE:
             reason = (

@@ -19,13 +19,6 @@ from worker.provisioning.operator import settle_transfer
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the per-customer cap does not count a line in earlier_sends (its lost send may have paid): a line ahead of "
-        "it is sent into its room; the line is then blocked (3b7fe24) and its true --committed passes the cap"
-    ),
-)
 def test_a_later_line_is_sent_into_the_room_of_a_line_that_may_have_paid(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown`` (the default), an exchange that executes a repeated

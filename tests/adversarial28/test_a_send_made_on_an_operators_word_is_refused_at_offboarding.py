@@ -23,13 +23,6 @@ pytestmark = pytest.mark.redis
 HOUR_MS = 3_600_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_refused_unsent lets operator_unsent refuse a line blind although the clientOid was sent again after the "
-        "operator's --not-committed and that re-send paid: funding.refused for money that moved, then swept"
-    ),
-)
 def test_a_resend_made_on_an_operators_word_is_told_refused_at_offboarding(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown`` (the default), an exchange that executes a repeated

@@ -17,14 +17,6 @@ from worker.recovery import recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the recovery's audit reads the key listing without waiting out PROVISIONER_LISTING_LAG_MS: a key issued "
-        "minutes before the loss is not listed yet, is marked revoked and told api_key.revoked while live at the "
-        "exchange (and left there, an orphan)"
-    ),
-)
 def test_an_audit_within_the_listing_lag_tells_a_live_key_revoked(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: KuCoin lists a new API key up to 4 minutes after it created it; the worker is told so

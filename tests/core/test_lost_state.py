@@ -61,6 +61,7 @@ def settle_with(rig: Rig, app: App, ref: str, *, rounds: int = 40) -> list[Steps
     """``Rig.settle`` for another app on the rig's exchange and clock."""
     blocked = []
     for _ in range(rounds):
+        app.due.cancel(ref)  # taken off the schedule as the scheduler's claim does: a run re-schedules it
         try:
             app.reconciler.run(ref)
         except StepsBlocked as exc:

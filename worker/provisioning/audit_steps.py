@@ -37,6 +37,7 @@ from worker.exchange.models import ApiKey
 from worker.heard import HeardOutcome, heard_for, heard_live_keys
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
+from worker.provisioning.waits import LISTING_WAIT, own_wait
 from worker.store.customers import OutboundEvent
 
 __all__ = ["audit_from_exchange"]
@@ -83,6 +84,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
         heard_live = heard_live_keys(s.store.redis, s.store.keys, record.ref)
+        _wait_for_the_listing(record, listed, heard_live, int(lost_at or 0), now, s.policy.listing_lag_ms)
         keys, unknown, active_delta, revoked = _keys_as_listed(record, listed, now, heard_live)
         outbound += revoked
         update["keys"] = tuple(keys)
@@ -99,6 +101,21 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         outbound=outbound,
         stats={"keys_active": active_delta} if active_delta else None,
     )
+
+
+def _wait_for_the_listing(
+    record: CustomerRecord, listed: Sequence[ApiKey], heard_live: Collection[str], lost_at: int, now: int, lag: int
+) -> None:
+    """A key the audit would find gone may only not be listed yet: the exchange lists a new key up to ``lag`` ms
+    late. Such a key of the record (created then) or of the heard file (issued before the loss, ``lost_at``) is
+    judged once the listing must show it. Raises ``own_wait(LISTING_WAIT)`` until then."""
+    on_exchange = {k.api_key for k in listed}
+    recorded = {k.api_key for k in record.keys}
+    since = [k.created_at_ms for k in record.keys if k.live and k.api_key not in on_exchange]
+    since += [lost_at for k in heard_live if k not in on_exchange and k not in recorded]
+    if since and now < max(since) + lag:
+        why = "a key is not listed yet, and the exchange lists a new key up to PROVISIONER_LISTING_LAG_MS late"
+        raise own_wait(LISTING_WAIT, why, max(since) + lag - now)
 
 
 def _keys_as_listed(

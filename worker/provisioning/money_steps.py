@@ -266,7 +266,12 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
             record = record.model_copy(update={"balances": None})  # send again what is there now, not then
         else:  # sent again: should the ledger have been slower than its bound, the double is searched for later
             earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
-            record = record.model_copy(update={"earlier_sends": {**record.earlier_sends, details.key: earlier}})
+            # an operator's word that the clientOid moved nothing was about the sends before it, not this one: this
+            # send may have paid (a ledger slower than its bound), so a refusal of the line now asks again
+            unsent = tuple(oid for oid in record.unsent_by_operator if oid != token)
+            record = record.model_copy(
+                update={"earlier_sends": {**record.earlier_sends, details.key: earlier}, "unsent_by_operator": unsent}
+            )
         ctx.settle(
             record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
         )
