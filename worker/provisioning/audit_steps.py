@@ -84,7 +84,9 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
         heard_live = heard_live_keys(s.store.redis, s.store.keys, record.ref)
-        _wait_for_the_listing(record, listed, heard_live, int(lost_at or 0), now, s.policy.listing_lag_ms)
+        _wait_for_the_listing(
+            record, listed, heard_live, lost_at=int(lost_at or 0), now=now, lag=s.policy.listing_lag_ms
+        )
         keys, unknown, active_delta, revoked = _keys_as_listed(record, listed, now, heard_live)
         outbound += revoked
         update["keys"] = tuple(keys)
@@ -104,7 +106,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
 
 
 def _wait_for_the_listing(
-    record: CustomerRecord, listed: Sequence[ApiKey], heard_live: Collection[str], lost_at: int, now: int, lag: int
+    record: CustomerRecord, listed: Sequence[ApiKey], heard_live: Collection[str], *, lost_at: int, now: int, lag: int
 ) -> None:
     """A key the audit would find gone may only not be listed yet: the exchange lists a new key up to ``lag`` ms
     late. Such a key of the record (created then) or of the heard file (issued before the loss, ``lost_at``) is
