@@ -654,7 +654,9 @@ def _funding(p: _Plan) -> Step | None:
             return _look_for(p, line, ask_if_unfound=ask)
     held: set[str] = set(awaiting)
     # a line whose earlier send may have paid (the ledger showed nothing of it, maybe too early: ``earlier_sends``)
-    # counts in doubt for the others and is decided first, so that no other line takes the room it may have used
+    # is decided first and counts in doubt for every other line, so that none takes the room it may have used;
+    # such lines are decided one after the other, each in doubt (pending) for the next once sent — counting one
+    # another while none is sent would hold them all for good
     resends = {k for k in record.earlier_sends if k not in in_doubt}
     for line in sorted(desired.funding, key=lambda ln: ln.key not in resends):
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
@@ -674,7 +676,7 @@ def _funding(p: _Plan) -> Step | None:
                 other.amount
                 for other in desired.funding
                 if other.key in resends
-                and other.key != line.key
+                and line.key not in resends
                 and other.currency == line.currency
                 and _unsettled(other, record)
             ),

@@ -470,6 +470,29 @@ def test_a_line_that_may_repeat_a_lost_send_is_not_refused_by_the_per_customer_c
     assert doubtful.refusal is not None and "per-customer cap" in doubtful.refusal
 
 
+def test_lines_that_may_repeat_lost_sends_are_decided_one_after_the_other_not_held_by_each_other() -> None:
+    """Both lines of an approval wait for a re-send (an operator said neither moved, after a loss), together past
+    the cap: the first is sent (it does not count the second in doubt, nor the second the first), the second is
+    then decided against it — never both held waiting for each other (a chaos run found customers stuck so)."""
+    events = [created(), approved(funding=(("USDT", "600"), ("USDT", "600")))]
+    rec = with_sub(keys=(key(0),)).model_copy(update={"earlier_sends": {"e-kyc#0": 1_000, "e-kyc#1": 1_000}})
+    first = step(events, rec)
+    assert isinstance(first, c.Transfer) and first.key == "e-kyc#0" and first.refusal is None, first
+    paid = rec.model_copy(update={"transfers": {"e-kyc#0": funded("e-kyc#0", amount="600")}})
+    second = step(events, paid)
+    assert isinstance(second, c.Transfer) and second.key == "e-kyc#1", second
+    assert second.refusal is not None and "per-customer cap" in second.refusal
+
+
+def test_a_line_that_may_repeat_a_lost_send_goes_before_a_line_that_would_take_its_room() -> None:
+    """Line 1's earlier send may have paid; line 0, new, would take the room that send may have used (600 + 600
+    past the cap of 1000): line 1 is decided first — sent again, not turned away for line 0."""
+    events = [created(), approved(funding=(("USDT", "600"), ("USDT", "600")))]
+    rec = with_sub(keys=(key(0),)).model_copy(update={"earlier_sends": {"e-kyc#1": 1_000}})
+    first = step(events, rec)
+    assert isinstance(first, c.Transfer) and first.key == "e-kyc#1" and first.refusal is None, first
+
+
 def test_a_recovered_record_sends_unrecorded_lines_evidence_first_once_earlier_sends_have_settled() -> None:
     """After a loss every unrecorded line is looked for first (all of them, before any is decided against the
     cap), then sent evidence-first."""
