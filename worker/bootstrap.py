@@ -124,12 +124,23 @@ def state_mirror(settings: Settings) -> Mirror:
 
 def exchange_traces(exchange: ExchangeClient, naming: Naming) -> Callable[[], str | None]:
     """Whether the exchange has sub-accounts named the way we name ours (asked only when Redis holds no state of
-    ours): the whole listing, since other sub-accounts (an older system's, hand-made ones) may fill any page. One
-    Get SubAccount page per 100 sub-accounts, once per empty Redis."""
+    ours): the whole listing, since other sub-accounts (an older system's, hand-made ones) may fill any page — and,
+    the listing showing none, whether it shows every one the broker has: Get Broker Info counts a new sub-account
+    at once, the listing only ``PROVISIONER_LISTING_LAG_MS`` later, so one too new to be listed may be ours. One Get
+    Broker Info and one Get SubAccount page per 100 sub-accounts, once per empty Redis."""
 
     def look() -> str | None:
-        ours = [s.account_name for s in exchange.sub_accounts.iter_all() if naming.is_account_name(s.account_name)]
-        return f"{len(ours)} sub-account(s) named like ours, e.g. {ours[0]}" if ours else None
+        size = exchange.broker.info().account_size  # first: a sub-account created after it is listed or not counted
+        listed = [s.account_name for s in exchange.sub_accounts.iter_all()]
+        ours = [name for name in listed if naming.is_account_name(name)]
+        if ours:
+            return f"{len(ours)} sub-account(s) named like ours, e.g. {ours[0]}"
+        if size > len(listed):
+            return (
+                f"the broker has {size} sub-account(s) and {len(listed)} are listed: the others are too new to be "
+                "listed and may be ours (start again once PROVISIONER_LISTING_LAG_MS has passed, or recover)"
+            )
+        return None
 
     return look
 

@@ -33,12 +33,11 @@ are harmless.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -56,6 +55,7 @@ from worker.store.customers import JournalEntry
 from worker.store.epoch import Epoch, StateGuard
 from worker.store.ledger import FundingLedger
 from worker.store.lock import CustomerLock
+from worker.store.subaccount_index import write_sub_account_index
 
 __all__ = [
     "Adoption",
@@ -178,27 +178,9 @@ def declare_republished(app: RecoveryPorts, *, stamps_kept: bool = False) -> int
 def index_sub_accounts(app: RecoveryPorts) -> tuple[int, int, dict[str, str]]:
     """List every sub-account on the exchange into the recovery index. Returns (listed, named like ours,
     uid → name)."""
-    key = app.keys.recovery_accounts
-    naming = app.policy.naming
-    by_uid: dict[str, str] = {}
-    staged = f"{key}:new"
-    app.redis.delete(staged)
-    batch: dict[Any, Any] = {}
-    ours = 0
-    for sub in app.exchange.sub_accounts.iter_all():
-        by_uid[sub.uid] = sub.account_name
-        ours += naming.is_account_name(sub.account_name)
-        batch[sub.account_name] = json.dumps({"uid": sub.uid, "at": sub.created_at})
-        if len(batch) >= _INDEX_CHUNK:
-            app.redis.hset(staged, mapping=batch)
-            batch = {}
-    if batch:
-        app.redis.hset(staged, mapping=batch)
-    if by_uid:
-        app.redis.rename(staged, key)
-    else:
-        app.redis.delete(key)
-    return len(by_uid), ours, by_uid
+    return write_sub_account_index(
+        app.exchange.sub_accounts.iter_all(), app.redis, app.keys, app.policy.naming, now_ms=int(app.clock() * 1000)
+    )
 
 
 def recover(

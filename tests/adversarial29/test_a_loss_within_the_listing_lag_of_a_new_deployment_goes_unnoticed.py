@@ -19,11 +19,6 @@ from worker.store.epoch import StateLost
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv29: an empty Redis is taken for a fresh deployment when our only sub-accounts are not listed yet; "
-    "the customer's offboarding then closes it with its key live and its funding unswept",
-)
 def test_a_loss_within_the_listing_lag_of_a_new_deployment_goes_unnoticed(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a new deployment (or a new key prefix) onboards its first customer R: within seconds sub-account S,

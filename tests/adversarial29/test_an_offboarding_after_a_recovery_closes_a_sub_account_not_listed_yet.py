@@ -19,11 +19,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv29: a recovery within the sub-account listing lag, then the offboarding: the customer is closed as "
-    "'offboarded before its sub-account was created' while its sub-account holds a live key and the funding",
-)
 def test_an_offboarding_after_a_recovery_closes_a_sub_account_not_listed_yet(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: KuCoin lists a new sub-account up to 4 minutes after it created it; the worker is told so

@@ -39,6 +39,7 @@ from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.provisioning.waits import LISTING_WAIT, own_wait
 from worker.store.customers import OutboundEvent
+from worker.store.subaccount_index import write_sub_account_index
 
 __all__ = ["audit_from_exchange"]
 
@@ -55,7 +56,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     update: dict[str, object] = {"audited_epoch": s.store.guard.audit_epoch}
     sub = record.sub_account
     if sub is None:
-        found = _find_sub_account(ctx)
+        found = _find_sub_account(ctx) or _find_once_listed(ctx, s.store.redis.get(s.store.keys.recovery_lost_at), now)
         if found is not None:
             version, attempt, sub = found
             update |= {"sub_account": sub, "name_attempt": attempt, "name_version": version}
@@ -248,6 +249,31 @@ def _heard_note(outcome: HeardOutcome) -> str:
         else "completed before our state was lost, as the upstream heard"
     )
     return f"{note}: {outcome.reason}" if outcome.reason else note
+
+
+def _find_once_listed(
+    ctx: StepContext, lost_at: bytes | str | None, now: int
+) -> tuple[int, int, SubAccountRecord] | None:
+    """After a loss, a sub-account the listing ``provisioner recover`` took (at ``lost_at``) does not show may only
+    have been too new to be listed then: once the exchange must list it (``PROVISIONER_LISTING_LAG_MS`` after the
+    loss) the index is read again from the whole listing — once for every customer, the first audit to need it
+    (one page per 100 sub-accounts) — and the customer's names looked up in it. Raises ``own_wait(LISTING_WAIT)``
+    until then. ``None`` without a loss, or when none is found."""
+    s = ctx.services
+    lag = s.policy.listing_lag_ms
+    if lost_at is None or lag <= 0:
+        return None
+    listed_by = int(lost_at) + lag
+    if now < listed_by:
+        why = "no sub-account in the listing taken at the recovery, and it may only have been too new to be listed"
+        raise own_wait(LISTING_WAIT, why, listed_by - now)
+    if int(s.store.redis.get(s.store.keys.recovery_accounts_at) or 0) < listed_by:
+        ctx.heartbeat()
+        write_sub_account_index(
+            ctx.exchange.sub_accounts.iter_all(), s.store.redis, s.store.keys, s.policy.naming, now_ms=now
+        )
+        return _find_sub_account(ctx)
+    return None
 
 
 def _find_sub_account(ctx: StepContext) -> tuple[int, int, SubAccountRecord] | None:

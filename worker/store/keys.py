@@ -237,6 +237,11 @@ class Keys:
         return f"{self.prefix}:recovery:accounts"
 
     @property
+    def recovery_accounts_at(self) -> str:
+        """When the listing behind ``recovery_accounts`` was read (ms)."""
+        return f"{self.prefix}:recovery:accounts_at"
+
+    @property
     def recovery_heard(self) -> str:
         """Customer reference → the funding outcomes the upstream heard before the loss (``worker.heard``)."""
         return f"{self.prefix}:recovery:heard"
