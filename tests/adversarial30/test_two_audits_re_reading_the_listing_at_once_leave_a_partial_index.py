@@ -24,11 +24,6 @@ pytestmark = pytest.mark.redis
 LISTING = ("GET", "/api/v1/broker/nd/account")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two audits re-reading the sub-account listing at once share one staging key: the index is left with part "
-    "of the listing, a later offboarded customer's sub-account is not found and it is closed with its key and money",
-)
 def test_two_audits_re_reading_the_listing_at_once_leave_a_partial_index(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a broker with ~600 sub-accounts (our customers), KuCoin's listing lag 4 minutes,

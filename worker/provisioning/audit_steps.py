@@ -82,6 +82,10 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
         lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
         if lost_at is not None:
             update |= _after_loss(record.model_copy(update=update), int(lost_at), findings)
+        if lost_at is not None and now < int(lost_at) + s.policy.listing_lag_ms:
+            # a key issued just before the loss, which no record of ours may know any more, is listed only then
+            why = "the exchange may not list yet a key issued just before the loss (PROVISIONER_LISTING_LAG_MS)"
+            raise own_wait(LISTING_WAIT, why, int(lost_at) + s.policy.listing_lag_ms - now)
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
         heard_live = heard_live_keys(s.store.redis, s.store.keys, record.ref)
