@@ -54,9 +54,12 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     findings: dict[str, object] = {"reason": cmd.reason}
     outbound: list[OutboundEvent] = []
     update: dict[str, object] = {"audited_epoch": s.store.guard.audit_epoch}
+    # the latest recovery after a loss (an adoption loses nothing), if any
+    raw_lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
+    lost_at = None if raw_lost_at is None else int(raw_lost_at)
     sub = record.sub_account
     if sub is None:
-        found = _find_sub_account(ctx) or _find_once_listed(ctx, s.store.redis.get(s.store.keys.recovery_lost_at), now)
+        found = _find_sub_account(ctx) or _find_once_listed(ctx, lost_at, now)
         if found is not None:
             version, attempt, sub = found
             update |= {"sub_account": sub, "name_attempt": attempt, "name_version": version}
@@ -76,22 +79,19 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
                 journal.append((action, {"key": o.key, "evidence": "as the upstream heard before the loss"}))
     active_delta = 0
     if sub is not None:
-        # the latest recovery after a loss (an adoption loses nothing): what was sent before it may not be listed
-        # yet, and the record may be a restored snapshot — what it says operators cleared or the ledger did not
-        # show may have changed since (a line paid after the snapshot): every line is looked for again
-        lost_at = s.store.redis.get(s.store.keys.recovery_lost_at)
+        # after a loss, what was sent before it may not be listed yet, and the record may be a restored snapshot —
+        # what it says operators cleared or the ledger did not show may have changed since (a line paid after the
+        # snapshot): every line is looked for again
         if lost_at is not None:
-            update |= _after_loss(record.model_copy(update=update), int(lost_at), findings)
-        if lost_at is not None and now < int(lost_at) + s.policy.listing_lag_ms:
+            update |= _after_loss(record.model_copy(update=update), lost_at, findings)
+        if lost_at is not None and now < lost_at + s.policy.listing_lag_ms:
             # a key issued just before the loss, which no record of ours may know any more, is listed only then
             why = "the exchange may not list yet a key issued just before the loss (PROVISIONER_LISTING_LAG_MS)"
-            raise own_wait(LISTING_WAIT, why, int(lost_at) + s.policy.listing_lag_ms - now)
+            raise own_wait(LISTING_WAIT, why, lost_at + s.policy.listing_lag_ms - now)
         ctx.heartbeat()
         listed = ctx.exchange.api_keys.list(uid=sub.uid)
+        _wait_for_the_listing(record, listed, now=now, lag=s.policy.listing_lag_ms)
         heard_live = heard_live_keys(s.store.redis, s.store.keys, record.ref)
-        _wait_for_the_listing(
-            record, listed, heard_live, lost_at=int(lost_at or 0), now=now, lag=s.policy.listing_lag_ms
-        )
         keys, unknown, active_delta, revoked = _keys_as_listed(record, listed, now, heard_live)
         outbound += revoked
         update["keys"] = tuple(keys)
@@ -110,16 +110,12 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
     )
 
 
-def _wait_for_the_listing(
-    record: CustomerRecord, listed: Sequence[ApiKey], heard_live: Collection[str], *, lost_at: int, now: int, lag: int
-) -> None:
-    """A key the audit would find gone may only not be listed yet: the exchange lists a new key up to ``lag`` ms
-    late. Such a key of the record (created then) or of the heard file (issued before the loss, ``lost_at``) is
-    judged once the listing must show it. Raises ``own_wait(LISTING_WAIT)`` until then."""
+def _wait_for_the_listing(record: CustomerRecord, listed: Sequence[ApiKey], *, now: int, lag: int) -> None:
+    """A live key of the record the audit would find gone may only not be listed yet: the exchange lists a new key
+    up to ``lag`` ms late. It is judged once the listing must show it. Raises ``own_wait(LISTING_WAIT)`` until
+    then. (A key of the heard file was issued before the loss: the audit waits for those before it lists.)"""
     on_exchange = {k.api_key for k in listed}
-    recorded = {k.api_key for k in record.keys}
     since = [k.created_at_ms for k in record.keys if k.live and k.api_key not in on_exchange]
-    since += [lost_at for k in heard_live if k not in on_exchange and k not in recorded]
     if since and now < max(since) + lag:
         why = "a key is not listed yet, and the exchange lists a new key up to PROVISIONER_LISTING_LAG_MS late"
         raise own_wait(LISTING_WAIT, why, max(since) + lag - now)
@@ -255,9 +251,7 @@ def _heard_note(outcome: HeardOutcome) -> str:
     return f"{note}: {outcome.reason}" if outcome.reason else note
 
 
-def _find_once_listed(
-    ctx: StepContext, lost_at: bytes | str | None, now: int
-) -> tuple[int, int, SubAccountRecord] | None:
+def _find_once_listed(ctx: StepContext, lost_at: int | None, now: int) -> tuple[int, int, SubAccountRecord] | None:
     """After a loss, a sub-account the listing ``provisioner recover`` took (at ``lost_at``) does not show may only
     have been too new to be listed then: once the exchange must list it (``PROVISIONER_LISTING_LAG_MS`` after the
     loss) the index is read again from the whole listing — once for every customer, the first audit to need it
@@ -267,7 +261,7 @@ def _find_once_listed(
     lag = s.policy.listing_lag_ms
     if lost_at is None or lag <= 0:
         return None
-    listed_by = int(lost_at) + lag
+    listed_by = lost_at + lag
     if now < listed_by:
         why = "no sub-account in the listing taken at the recovery, and it may only have been too new to be listed"
         raise own_wait(LISTING_WAIT, why, listed_by - now)
