@@ -107,24 +107,26 @@ def exchange_snapshot(
 
 
 def unmask(listed: Iterable[str], recorded: Iterable[str]) -> list[str]:
-    """The exchange lists whitelisted IPs masked (``203.**.10``): where our record's whitelist matches the masks
-    one for one (same first and last part), the recorded addresses; else the listing as it is (a mismatch the
-    checker reports). The API shows no more than this."""
+    """The exchange lists whitelisted IPs masked (``203.**.10``, ``2606:**:1111``): where our record's whitelist
+    matches the masks one for one (same first and last part), the recorded addresses; else the listing as it is (a
+    mismatch the checker reports). The API shows no more than this."""
     shown, ours = sorted(listed), sorted(recorded)
     if len(shown) != len(ours):
         return shown
+    left = list(shown)
     matched: list[str] = []
     for ip in ours:
-        hit = next((m for m in shown if m == ip or _masks(m, ip)), None)
+        hit = next((m for m in left if m == ip or _masks(m, ip)), None)
         if hit is None:
             return shown
-        shown.remove(hit)
+        left.remove(hit)
         matched.append(ip)
     return matched
 
 
 def _masks(masked: str, ip: str) -> bool:
-    if "*" not in masked or "." not in ip:
+    """Whether ``masked`` (the listing's form: first part, ``**``, last part) can be ``ip``, IPv4 or IPv6."""
+    if "*" not in masked or ("." not in ip and ":" not in ip):
         return False
     head, _, tail = masked.partition("**")
     return ip.startswith(head) and ip.endswith(tail) and len(ip) > len(head) + len(tail)

@@ -17,11 +17,6 @@ from worker.verify import check
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exchange_view.unmask never matches an IPv6 address to its mask (and returns a listing it has mutated): "
-    "verify --exchange reports every customer with an IPv6 whitelist as a violation",
-)
 def test_verify_exchange_reports_a_correct_ipv6_whitelist_as_a_violation(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a customer approved with the whitelist ``["2606:4700:4700::1111", "203.0.114.10"]`` (the contract

@@ -775,12 +775,15 @@ def _prefetched(ctx: StepContext, order_id: str) -> TransferDetail | None:
 
 
 def _refused(ctx: StepContext, details: TransferIntent, client_oid: str, reason: str) -> None:
-    """The exchange refused the transfer and nothing of ours moved under its clientOid: block the step."""
-    if details.purpose is TransferPurpose.FUND:
-        _release(ctx, details.key, details.days or [details.day])
-    else:
+    """The exchange refused the transfer and nothing of ours moved under its clientOid: block the step, then give
+    back the line's day reservations — in that order: a crash between the two leaves a reservation held for a line
+    that moved nothing (its day counts too much), never an intent still standing without its reservation (a re-send
+    of it, under ``dedupe``/``reject`` the way its outcome is learnt, would pay uncounted)."""
+    if details.purpose is not TransferPurpose.FUND:
         _forget_balances(ctx)  # the amount came from a snapshot the refusal says is stale: read it again
     fail(ctx, _step(details), f"the exchange refused transfer {client_oid}: {reason}")
+    if details.purpose is TransferPurpose.FUND:
+        _release(ctx, details.key, details.days or [details.day])
 
 
 def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
