@@ -222,6 +222,9 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     ref = customer_id if is_ref else app.policy.naming.customer_ref(customer_id)
     if app.store.load(ref) is None:
         raise click.ClickException(f"no customer {customer_id} (ref {ref})")
+    # due first: a retry interrupted after it unblocked (killed, or the exchange's answer lost) leaves the workers
+    # to go on with the customer; the run's own finish replaces this wake-up
+    app.due.schedule(ref, app.reconciler.services.now_ms())
     try:
         report = app.reconciler.run(ref, retry_blocked=True)
     except StepsBlocked as exc:

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.redis
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv32: settle_transfer makes the customer due after its commit, in a write of its own; lost, the "
-    "line the operator cleared is neither sent nor told until the key's age rotation (90 days)",
-)
 def test_a_not_committed_verdict_whose_wake_up_is_lost_is_never_acted_on(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: correct settings (``PROVISIONER_CLIENT_OID_BEHAVIOUR=unknown``, the default), a ledger whose entries
@@ -77,15 +72,18 @@ def test_a_not_committed_verdict_whose_wake_up_is_lost_is_never_acted_on(redis_u
         assert paid_to(rig, uid_x) == []
 
         due = rig.app.due
-        schedule = due.schedule
+        # the command dies in the instant after its verdict is committed (the fix makes the customer due before it)
+        store = rig.app.store
+        commit = store.commit
 
-        def lost(ref: str, at_ms: int) -> None:
-            raise Crash(f"the command dies (or Redis refuses the ZADD) as it makes {ref} due")
+        def commit_then_die(*args: Any, **kwargs: Any) -> Any:
+            commit(*args, **kwargs)
+            raise Crash("the command dies right after the verdict is committed")
 
-        due.schedule = lost  # type: ignore[method-assign]
+        store.commit = commit_then_die  # type: ignore[method-assign]
         with pytest.raises(Crash):
             settle_transfer(rig.app, ref_x, manual[0], committed=False, who="oncall", note="KuCoin: no such transfer")
-        due.schedule = schedule  # type: ignore[method-assign]
+        store.commit = commit  # type: ignore[method-assign]
         record = rig.record(ref_x)
         assert not record.blocked and record.pending is None, "the verdict is recorded"
 

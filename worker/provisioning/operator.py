@@ -152,6 +152,9 @@ def settle_transfer(
         )
         new = record.model_copy(update=update)
         assert lock.token is not None
+        # due before the verdict lands: should the process die after the commit, the workers still act on it (a
+        # wake-up that finds nothing to do costs one run; one never scheduled would leave the line untold for good)
+        app.due.schedule(ref, now)
         app.store.commit(
             lock.token,
             record,
@@ -195,7 +198,6 @@ def settle_transfer(
                 app.ledger.release(day=day, line=f"{ref}:{details.key}")
         for day in spare:  # given back after the commit: a crash in between only over-counts
             app.ledger.release(day=day, line=f"{ref}:{details.key}")
-        app.due.schedule(ref, now)
         return action
     finally:
         lock.release()
