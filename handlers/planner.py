@@ -203,7 +203,14 @@ def plan(
         return _offboard(planning)
     if desired.access is None:
         return Idle("waiting for customer.kyc_approved")
-    return _kyc(planning) or _funding(planning) or _keys(planning) or _confirm(planning) or planning.idle()
+    gate = _kyc(planning)
+    if isinstance(gate, Idle):
+        # the review holds back what grants access (a new key, funding); what withdraws or aligns access already
+        # given (a rotated-out key's revocation, the newest whitelist) and telling a transfer's outcome go on
+        if gate.wake_at_ms is not None:
+            planning.wake(gate.wake_at_ms)
+        return _keys(planning, grant=False) or _confirm(planning) or planning.idle(gate.reason)
+    return gate or _funding(planning) or _keys(planning) or _confirm(planning) or planning.idle()
 
 
 def _settle(intent: Intent, now_ms: int, policy: Policy, caps_due_at_ms: int | None = None) -> Step:
@@ -763,16 +770,18 @@ def _seed_caps_first(p: _Plan, due_at_ms: int) -> SeedDailyCaps | None:
     return SeedDailyCaps(due_at_ms=due_at_ms)
 
 
-def _keys(p: _Plan) -> Step | None:
+def _keys(p: _Plan, *, grant: bool = True) -> Step | None:
     """Issue the wanted generation (making room under the key cap first), align live keys, revoke superseded
-    keys once their successor's grace is over, rotate by age. A blocked issuance holds back none of the rest."""
+    keys once their successor's grace is over, rotate by age. A blocked issuance holds back none of the rest.
+    ``grant`` False (a KYC review holds new access back): no key is issued and no permission added — live keys get
+    the newest whitelist and only the permissions they hold that are still wanted; superseded keys are revoked."""
     desired, record, sub, now_ms, policy = p.desired, p.record, p.sub, p.now_ms, p.policy
     access = desired.access
     assert access is not None
     generation = desired.requested_rotations + record.age_rotations
     current = record.key(generation)
     live = sorted(record.live_keys, key=lambda k: (k.generation, k.created_at_ms))
-    if current is None and steps.issue(generation) not in record.blocked:
+    if grant and current is None and steps.issue(generation) not in record.blocked:
         waits = False
         if len(live) >= policy.max_live_keys:
             for oldest in live:
@@ -798,14 +807,17 @@ def _keys(p: _Plan) -> Step | None:
     for key in live:
         # a key whose secret was lost is maintained too: it is replaced, but may be the one the upstream holds
         # until its replacement is delivered
-        if (key.permissions, key.ip_whitelist) != (access.permissions, access.ip_whitelist) and (
-            steps.update(key.api_key) not in record.blocked
+        wanted = access.permissions if grant else tuple(x for x in access.permissions if x in key.permissions)
+        if (
+            wanted
+            and (key.permissions, key.ip_whitelist) != (wanted, access.ip_whitelist)
+            and steps.update(key.api_key) not in record.blocked
         ):
             return UpdateApiKey(
                 uid=sub.uid,
                 api_key=key.api_key,
                 label=key.label,
-                permissions=access.permissions,
+                permissions=wanted,
                 ip_whitelist=access.ip_whitelist,
             )
     for key in live:
@@ -820,7 +832,7 @@ def _keys(p: _Plan) -> Step | None:
         if now_ms >= grace_end:
             return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason="rotated", successor=successor.api_key)
         p.wake(grace_end)
-    if current is not None:
+    if grant and current is not None:
         age_due = current.created_at_ms + policy.key_max_age_ms
         if now_ms >= age_due:
             return RotateForAge(generation=generation)

@@ -331,6 +331,34 @@ def test_proxy_kyc_submits_then_waits_then_gates_keys_and_funding() -> None:
     assert isinstance(plan(docs, passed, now_ms=0, policy=PROXY), c.Transfer)
 
 
+def test_a_kyc_review_holds_back_new_access_only() -> None:
+    """A customer with keys sends documents (and a new whitelist, a rotation, a new permission): while the review
+    runs or after a rejection no key is issued and no permission added, but the rotated-out key is revoked after
+    its grace and the live keys take the newest whitelist."""
+    events = [
+        created(),
+        approved(),
+        rotation("e-rot", 3),
+        ip_changed("e-ip", 6, "198.51.101.7"),
+        approved("e-kyc2", 5, permissions=("general", "spot", "futures")),
+    ]
+    docs = fold(events, documents_held={"e-kyc2"})
+    grace = PROXY.rotation_grace_ms
+    keys = (key(0), key(1, created_at_ms=10))
+    review = KycProgress(event_id="e-kyc2", stage=KycStage.PROCESS, next_check_ms=grace * 10)
+    for progress in (review, KycProgress(event_id="e-kyc2", stage=KycStage.REJECT, reason="blurry")):
+        rec = with_sub(keys=keys, kyc=progress)
+        first = plan(docs, rec, now_ms=20, policy=PROXY)
+        assert first == c.UpdateApiKey(
+            uid=UID, api_key="key0", label=key(0).label, permissions=("general", "spot"), ip_whitelist=("198.51.101.7",)
+        ), first
+        aligned = tuple(k.model_copy(update={"ip_whitelist": ("198.51.101.7",)}) for k in keys)
+        rec = rec.model_copy(update={"keys": aligned})
+        waiting = plan(docs, rec, now_ms=20, policy=PROXY)
+        assert isinstance(waiting, c.Idle) and waiting.wake_at_ms == 10 + grace, waiting
+        assert isinstance(plan(docs, rec, now_ms=10 + grace, policy=PROXY), c.RevokeApiKey)
+
+
 def test_without_documents_proxy_kyc_does_not_apply() -> None:
     """The upstream did its own KYC: approval without documents provisions directly."""
     events = [created(), approved()]
