@@ -770,11 +770,15 @@ def _seed_caps_first(p: _Plan, due_at_ms: int) -> SeedDailyCaps | None:
     return SeedDailyCaps(due_at_ms=due_at_ms)
 
 
+WITHDRAWN_REASON = "none of its permissions is wanted any more, and the new ones wait for the KYC review"
+
+
 def _keys(p: _Plan, *, grant: bool = True) -> Step | None:
     """Issue the wanted generation (making room under the key cap first), align live keys, revoke superseded
     keys once their successor's grace is over, rotate by age. A blocked issuance holds back none of the rest.
     ``grant`` False (a KYC review holds new access back): no key is issued and no permission added — live keys get
-    the newest whitelist and only the permissions they hold that are still wanted; superseded keys are revoked."""
+    the newest whitelist and only the permissions they hold that are still wanted (a key left with none is revoked);
+    superseded keys are revoked."""
     desired, record, sub, now_ms, policy = p.desired, p.record, p.sub, p.now_ms, p.policy
     access = desired.access
     assert access is not None
@@ -808,6 +812,10 @@ def _keys(p: _Plan, *, grant: bool = True) -> Step | None:
         # a key whose secret was lost is maintained too: it is replaced, but may be the one the upstream holds
         # until its replacement is delivered
         wanted = access.permissions if grant else tuple(x for x in access.permissions if x in key.permissions)
+        if not wanted and steps.revoke(key.api_key) not in record.blocked:
+            # the newest approval withdrew everything this key may do, and what it grants instead waits for the
+            # review: the key goes (a key cannot be narrowed to nothing)
+            return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason=WITHDRAWN_REASON, successor=None)
         if (
             wanted
             and (key.permissions, key.ip_whitelist) != (wanted, access.ip_whitelist)
