@@ -98,3 +98,64 @@ def test_a_lost_sweep_under_a_ledger_naming_no_order_is_told_swept_nothing(
         )
     finally:
         rig.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a sweep still PROCESSING an hour after it was accepted is recorded UNCONFIRMED and left out of swept; "
+    "it then completes: the upstream heard swept {} for 250 USDT that came back",
+)
+def test_a_sweep_processing_past_the_hour_is_told_swept_nothing(redis_url: str, key_prefix: str) -> None:
+    """
+    Scenario: the default settings (``unknown``), the default ledger (names orders, no lag), no lost answer at all —
+    on an exchange whose transfers come to stay PROCESSING for two hours (debited at once, as the simulator and
+    KuCoin's "PROCESSING" status allow). The funding line settled before that; then the customer is offboarded and
+    its 250 USDT sweep is accepted with an orderId.
+
+    What happens: ``confirm_transfer`` reads PROCESSING until ``PROCESSING_LIMIT_MS`` (an hour), then ``_stuck``
+    records the sweep ``UNCONFIRMED`` and starts the next round; the balances read empty (debited at once), the
+    customer is closed with ``swept: {}``. An hour later the exchange shows the sweep SUCCESS: 250 USDT moved back,
+    under the orderId we hold.
+
+    Why it is wrong: as above — ``swept`` must equal what moved back. Here the worker even holds the orderId, so
+    reading it once more before closing (or after: the record is closed, but the order is known) would tell the
+    truth; instead the upstream is told nothing came back, and never hears otherwise.
+
+    Suggested fix: do not close on an UNCONFIRMED sweep whose order is known: keep reading its status (it is an
+    ACCEPTED transfer, as a funding line's stays in doubt), or close and tell the upstream the unconfirmed amount;
+    count it in ``swept`` once SUCCESS shows.
+
+    Likelihood: low (a transfer PROCESSING for over an hour); impact: the upstream's offboarding record is wrong by
+    the balance, with no later correction.
+    """
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("stuck-sweep")
+        ref, _ = rig.publish(ev["created"], ev["kyc"])
+        rig.settle(ref)
+        record = rig.record(ref)
+        assert record.sub_account is not None
+        uid = record.sub_account.uid
+        assert [t.status.value for t in record.transfers.values()] == ["committed"], "precondition: funded"
+        rig.exchange.update_config({"transfer_processing_ms": 2 * 3_600_000})  # from now on, transfers are slow
+        rig.publish(ev["offboard"])
+        rig.settle(ref, horizon_ms=4 * 3_600_000)
+        assert rig.record(ref).closed_at_ms is not None, "precondition: the customer was closed"
+
+        rig.clock.advance_ms(2 * 3_600_000)
+        moved_back = [
+            t
+            for t in rig.state()["transfers"]
+            if t["direction"] == "IN" and t["specialUid"] == uid and t["status"] == "SUCCESS"
+        ]
+        assert sum((Decimal(t["amount"]) for t in moved_back), Decimal(0)) == 250, (
+            f"precondition: the sweep moved 250 USDT back: {moved_back}"
+        )
+        (told,) = outbound_of(rig, "customer.offboarded")
+        ours = {k: t.status.value for k, t in rig.record(ref).transfers.items()}
+        assert told["swept"] == {"USDT": "250"}, (
+            f"customer.offboarded says swept {told['swept']} while 250 USDT moved back (order "
+            f"{moved_back[0]['orderId']}); our record: {ours}"
+        )
+    finally:
+        rig.close()
