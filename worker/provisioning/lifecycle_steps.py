@@ -16,13 +16,19 @@ __all__ = ["close_customer", "hold_offboarding"]
 
 
 def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
-    """Mark the record closed (intake refuses later events) and report what was moved back, by currency."""
+    """Mark the record closed (intake refuses later events) and report what was moved back, by currency:
+    ``swept`` what the exchange confirmed, ``unconfirmed`` what sweeps it could not confirm may have moved (a lost
+    answer the ledger could not decide, one still PROCESSING)."""
     now = ctx.now_ms()
     swept: dict[str, Decimal] = defaultdict(Decimal)
+    maybe: dict[str, Decimal] = defaultdict(Decimal)
     for t in ctx.record.transfers.values():
         if t.purpose is TransferPurpose.SWEEP and t.status is TransferStatus.COMMITTED:
             swept[t.currency] += t.amount
+        elif t.purpose is TransferPurpose.SWEEP and t.status is TransferStatus.UNCONFIRMED:
+            maybe[t.currency] += t.amount
     totals = {currency: str(amount) for currency, amount in sorted(swept.items())}
+    in_doubt = {currency: str(amount) for currency, amount in sorted(maybe.items())}
     unconfirmed = sorted(t.key for t in ctx.record.transfers.values() if t.status is TransferStatus.UNCONFIRMED)
     # what was still blocked (a key's update, a rotation) is moot once the customer is gone: closed customers are
     # never counted as blocked
@@ -35,7 +41,18 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
         record,
         JournalAction.CUSTOMER_CLOSED,
         {"reason": cmd.reason, "swept": totals, "unconfirmed_sweeps": unconfirmed, "blocks_cleared": moot},
-        outbound=[outcome(record, "customer.offboarded", "closed", now, reason=cmd.reason, uid=uid, swept=totals)],
+        outbound=[
+            outcome(
+                record,
+                "customer.offboarded",
+                "closed",
+                now,
+                reason=cmd.reason,
+                uid=uid,
+                swept=totals,
+                unconfirmed=in_doubt,
+            )
+        ],
         close=True,
     )
 

@@ -260,18 +260,22 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
     elif details.refused is not None:
         # sent on an operator's word that nothing moved, refused, and the ledger shows nothing of ours: it stands
         _refused(ctx, details, token, details.refused)
+    elif details.purpose is TransferPurpose.SWEEP:
+        # the Special Account's ledger may list a sweep only once it completes (the broker's side is credited
+        # then): its silence proves nothing of one still PROCESSING. Recorded unconfirmed (told as such at the
+        # close); the next round reads the balances again and moves back what is there
+        why = f"the ledger lists a sweep only once it completes, and shows none yet ({judgement.reason})"
+        _undecided(ctx, details, token, Judgement(Verdict.UNDECIDED, why))
     else:
+        # a funding line, sent again: should the ledger be slower than its bound, a double is searched for later
         record = ctx.record
-        if details.purpose is TransferPurpose.SWEEP:
-            record = record.model_copy(update={"balances": None})  # send again what is there now, not then
-        else:  # sent again: should the ledger have been slower than its bound, the double is searched for later
-            earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
-            # an operator's word that the clientOid moved nothing was about the sends before it, not this one: this
-            # send may have paid (a ledger slower than its bound), so a refusal of the line now asks again
-            unsent = tuple(oid for oid in record.unsent_by_operator if oid != token)
-            record = record.model_copy(
-                update={"earlier_sends": {**record.earlier_sends, details.key: earlier}, "unsent_by_operator": unsent}
-            )
+        earlier = min(details.first_sent_ms, record.earlier_sends.get(details.key, details.first_sent_ms))
+        # an operator's word that the clientOid moved nothing was about the sends before it, not this one: this send
+        # may have paid (a ledger slower than its bound), so a refusal of the line now asks again
+        unsent = tuple(oid for oid in record.unsent_by_operator if oid != token)
+        record = record.model_copy(
+            update={"earlier_sends": {**record.earlier_sends, details.key: earlier}, "unsent_by_operator": unsent}
+        )
         ctx.settle(
             record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
         )
