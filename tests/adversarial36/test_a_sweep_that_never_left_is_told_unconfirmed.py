@@ -75,9 +75,7 @@ def test_a_sweep_lost_before_it_was_sent_is_told_unconfirmed_beside_the_one_that
         assert len(crashes) == 1, "precondition: the worker died before the sweep's request left"
         assert rig.record(ref).closed_at_ms is not None, "precondition: the customer was closed"
 
-        moved_back = [
-            t for t in rig.state()["transfers"] if t["direction"] == "IN" and t["specialUid"] == uid
-        ]
+        moved_back = [t for t in rig.state()["transfers"] if t["direction"] == "IN" and t["specialUid"] == uid]
         assert [(Decimal(t["amount"]), t["status"]) for t in moved_back] == [(Decimal(250), "SUCCESS")], (
             f"precondition: one sweep of 250 USDT reached the exchange: {moved_back}"
         )
