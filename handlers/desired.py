@@ -12,7 +12,8 @@ what we converge to.
 - ``funding``: every funding line of every KYC approval and every top-up (``customer.funding_requested``), each
   identified by ``<event id>#<line index>``, in the order the events occurred. Lines wait for the first approval;
   offboarding refuses those not yet sent.
-- ``kyc_documents_event``: the newest KYC approval that carried documents (for proxy KYC).
+- ``kyc_documents_event``: the newest KYC approval, when it carried documents (for proxy KYC): a newer approval
+  without documents is the upstream's own KYC and lifts the review of earlier ones.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def fold(events: Iterable[Event], *, documents_held: Iterable[str] = ()) -> Desi
         if isinstance(e, KycApproved | FundingRequested)
         for i, line in enumerate(e.data.funding)
     )
-    documents = [e.id for e in approvals if e.id in held]
+    # the newest approval decides: one without documents is the upstream's own KYC (it lifts a review or a
+    # rejection of earlier documents); one with documents is reviewed by KuCoin first
+    documents = [approvals[-1].id] if approvals and approvals[-1].id in held else []
     return DesiredState(
         customer_id=ordered[0].customer_id,
         created=any(isinstance(e, CustomerCreated) for e in ordered),

@@ -22,7 +22,9 @@ TRANSFER = "/api/v1/broker/nd/transfer"
 
 @pytest.mark.xfail(
     strict=True,
-    reason="adv36: a sweep that never reached the exchange is told unconfirmed beside the round that moved the money",
+    reason="adv36 (documented limit, README 'What the exchange leaves undecidable'): where a sweep's answer is lost, "
+    "the ledger's silence cannot tell one that never left from one it lists only at completion; it is told "
+    "unconfirmed (a hedge: check with KuCoin), beside the round that moved the money",
 )
 @pytest.mark.parametrize("behaviour", ["unknown", "accept"])
 def test_a_sweep_lost_before_it_was_sent_is_told_unconfirmed_beside_the_one_that_moved(

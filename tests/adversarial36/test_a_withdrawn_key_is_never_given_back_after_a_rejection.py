@@ -21,11 +21,6 @@ pytestmark = pytest.mark.redis
 HOUR_MS = 3_600_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv36: a key revoked during a rejected review is never issued again, even on a new approval without "
-    "documents for the permissions the customer had",
-)
 def test_a_key_revoked_during_a_rejected_review_is_not_given_back_by_a_new_approval(
     redis_url: str, key_prefix: str
 ) -> None:
