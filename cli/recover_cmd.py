@@ -71,7 +71,7 @@ def recover(
     sub-accounts, and starts a recovered state epoch: every customer is then audited against the exchange before
     anything is done for it, and funding lines are sent only where the exchange shows no earlier transfer.
     Re-publish the upstream's events afterwards (duplicates are harmless). Exit 0 when done or nothing to do."""
-    from worker.heard import HeardError, read_heard, read_heard_keys
+    from worker.heard import HeardError, live_keys_from_events, outcomes_from_events, read_received
     from worker.recovery import RecoveryError, declare_republished, read_adoptions
     from worker.recovery import recover as run_recovery
 
@@ -97,8 +97,13 @@ def recover(
         raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
     try:
         adoptions = read_adoptions(adopt_file) if adopt_file is not None else []
-        heard = read_heard(heard_file) if heard_file is not None else None
-        heard_keys = read_heard_keys(heard_file) if heard_file is not None else None
+        heard, heard_keys = None, None
+        if heard_file is not None:
+            received, where = read_received(heard_file)
+            heard, heard_keys = (
+                outcomes_from_events(received, where=where),
+                live_keys_from_events(received, where=where),
+            )
     except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
     problem = app.state.diagnose()

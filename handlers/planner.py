@@ -661,9 +661,9 @@ def _funding(p: _Plan) -> Step | None:
             return _look_for(p, line, ask_if_unfound=ask)
     held: set[str] = set(awaiting)
     # a line whose earlier send may have paid (the ledger showed nothing of it, maybe too early: ``earlier_sends``)
-    # is decided first and counts in doubt for every other line, so that none takes the room it may have used;
-    # such lines are decided one after the other, each in doubt (pending) for the next once sent — counting one
-    # another while none is sent would hold them all for good
+    # is decided before the others, so that none takes the room it may have used: it is sent (then in doubt, pending,
+    # for the next), refused, or holds its currency — no other line of its currency is decided before it is. Such
+    # lines are decided one after the other (counting one another in doubt while none is sent held them all for good)
     resends = {k for k in record.earlier_sends if k not in in_doubt}
     for line in sorted(desired.funding, key=lambda ln: ln.key not in resends):
         if not _unsettled(line, record) or line.key in in_doubt or line.currency in held:
@@ -678,17 +678,6 @@ def _funding(p: _Plan) -> Step | None:
         cap = policy.funding_caps.get(line.currency)
         moved = record.funded(line.currency) + _heard_shortfall(desired, record, line.currency)
         doubt = sum((d.amount for d in in_doubt.values() if d.currency == line.currency), Decimal(0))
-        doubt += sum(
-            (
-                other.amount
-                for other in desired.funding
-                if other.key in resends
-                and line.key not in resends
-                and other.currency == line.currency
-                and _unsettled(other, record)
-            ),
-            Decimal(0),
-        )
         decision = cap_decision(amount=line.amount, moved=moved, in_doubt=doubt, cap=cap)
         if decision == CapDecision.REFUSE:
             reason = (

@@ -145,14 +145,12 @@ def count_second_payments(
     ``None`` when the ledger cannot tell (entries without ids, transfers that could not be read, other lines of this
     amount in doubt)."""
     known = set(known_order_ids)
-    ours = set(client_oids)
-    named = [r for r in rows if r.client_oid is not None and r.client_oid in ours and r.order_id not in known]
     if any(r.client_oid is None and r.order_id is None for r in rows):
         return None
     unread = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty is None]
     if unread:
         return None
-    candidates = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty == uid]
+    named, candidates = _may_be_ours(client_oids, uid, rows, known)
     extra = max(0, len(candidates) - unexplained_commits)
     own = 1 if own_order_unknown else 0
     if extra and siblings_in_doubt:
@@ -168,11 +166,16 @@ def second_payment_times(
     ms): those ``count_second_payments`` counts from — naming one of the line's ``client_oids`` under an orderId we
     do not know, or to sub-account ``uid`` with no id of ours. Which of them are the second payments may be
     unknown (one of them may be the line's first); each day they fall on can hold at most that many."""
-    known = set(known_order_ids)
+    named, candidates = _may_be_ours(client_oids, uid, rows, set(known_order_ids))
+    return [r.created_at_ms for r in (*named, *candidates)]
+
+
+def _may_be_ours(
+    client_oids: Collection[str], uid: str, rows: Sequence[LedgerRow], known: Collection[str]
+) -> tuple[list[LedgerRow], list[LedgerRow]]:
+    """The entries of ``rows`` under an orderId we do not know that may be a payment of the line: those naming one
+    of its ``client_oids``, and those without a clientOid that went to sub-account ``uid``."""
     ours = set(client_oids)
-    return [
-        r.created_at_ms
-        for r in rows
-        if r.order_id not in known
-        and ((r.client_oid is not None and r.client_oid in ours) or (r.client_oid is None and r.counterparty == uid))
-    ]
+    named = [r for r in rows if r.client_oid is not None and r.client_oid in ours and r.order_id not in known]
+    candidates = [r for r in rows if r.client_oid is None and r.order_id not in known and r.counterparty == uid]
+    return named, candidates

@@ -160,6 +160,8 @@ class SandboxServer:
         self.port = int(port)
         self.url = f"http://{self.host}:{self.port}"
         self.exchange = httpd.exchange
+        self.backlog = httpd.request_queue_size
+        """The listen backlog the socket was opened with."""
 
     def close(self) -> None:
         """Stop accepting, close open connections and wait for the serving thread (idempotent)."""

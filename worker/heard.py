@@ -46,7 +46,7 @@ __all__ = [
     "nothing_lost",
     "outcomes_from_events",
     "read_heard",
-    "read_heard_keys",
+    "read_received",
     "store_heard",
 ]
 
@@ -191,19 +191,13 @@ def live_keys_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "
 def read_heard(path: Path) -> list[HeardOutcome]:
     """Read a file of received events (JSON Lines or one JSON array): its funding outcomes. Raises ``HeardError``
     naming the line."""
-    events, where = _events_in(path)
+    events, where = read_received(path)
     return outcomes_from_events(events, where=where)
 
 
-def read_heard_keys(path: Path) -> dict[str, list[str]]:
-    """The API keys the upstream holds live, per customer reference, from the same file (``read_heard``). Raises
-    ``HeardError`` naming the line."""
-    events, where = _events_in(path)
-    return live_keys_from_events(events, where=where)
-
-
-def _events_in(path: Path) -> tuple[list[Any], str]:
-    """The events of a file of received events, and how to name one of them in an error."""
+def read_received(path: Path) -> tuple[list[Any], str]:
+    """The events of a file of received events (JSON Lines or one JSON array), and how to name one of them in an
+    error (``outcomes_from_events``, ``live_keys_from_events``). Raises ``HeardError`` naming the line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

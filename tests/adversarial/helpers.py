@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from handlers.events import parse_event
+from sandbox import SandboxConfig
 from tests.core.harness import Rig, events_for
 from worker.verify import check
 
@@ -121,3 +122,24 @@ def usdt_held(rig: Rig, uid: str) -> Decimal:
     """What sub-account ``uid`` holds of USDT, every wallet (the exchange's truth)."""
     sub = next(s for s in rig.state()["subAccounts"] if s["uid"] == uid)
     return sum((Decimal(rows.get("USDT", "0")) for rows in sub["balances"].values()), Decimal(0))
+
+
+def slow_ledger_rig(redis_url: str, key_prefix: str, **settings: str) -> Rig:
+    """The misconfiguration the README promises is never silent: an exchange that executes a repeated clientOid
+    and lists its ledger 10 minutes late, while the worker is told ``unknown`` and a 60 s ledger lag; the Special
+    Account holds 5 000 USDT. ``settings``: more worker settings (the caps)."""
+    config = SandboxConfig.from_dict(
+        {
+            "duplicate_client_oid": "accept",
+            "ledger_lag_ms": 600_000,
+            "initial_balances": {"MAIN": {"USDT": "5000"}, "TRADE": {}},
+        }
+    )
+    return Rig(
+        redis_url,
+        key_prefix,
+        config=config,
+        PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown",
+        PROVISIONER_LEDGER_LAG_MS="60000",
+        **settings,
+    )

@@ -13,9 +13,15 @@ from decimal import Decimal
 
 import pytest
 
-from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup, total
-from tests.core.harness import Rig
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    set_faults,
+    slow_ledger_rig,
+    topup,
+    total,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -54,20 +60,8 @@ def test_a_paid_line_whose_resend_the_daily_cap_refuses_is_told_refused(redis_ur
     Likelihood: low (a ledger slower than its bound, a lost answer just before midnight, a cap nearly full the next
     day); impact: funding.refused told for money that moved, yesterday's cap under-counted, unflagged.
     """
-    config = SandboxConfig.from_dict(
-        {
-            "duplicate_client_oid": "accept",
-            "ledger_lag_ms": 600_000,
-            "initial_balances": {"MAIN": {"USDT": "5000"}, "TRADE": {}},
-        }
-    )
-    rig = Rig(
-        redis_url,
-        key_prefix,
-        config=config,
-        PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown",
-        PROVISIONER_LEDGER_LAG_MS="60000",
-        PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000",
+    rig = slow_ledger_rig(
+        redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000"
     )
     try:
         ref_x, uid_x = onboard_with_a_key(rig, "capped-x")

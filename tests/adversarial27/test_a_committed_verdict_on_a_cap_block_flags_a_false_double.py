@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup
-from tests.core.harness import Rig
+from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, slow_ledger_rig, topup
 from worker.provisioning.operator import settle_transfer
 
 pytestmark = pytest.mark.redis
@@ -57,20 +55,8 @@ def test_a_committed_verdict_on_a_cap_block_flags_the_only_payment_as_a_double(r
     happens the operator's natural answer triggers it. Impact: a false double-payment report to the upstream, a global
     distrust of the exchange (every lost transfer then goes to an operator), caps over-counted.
     """
-    config = SandboxConfig.from_dict(
-        {
-            "duplicate_client_oid": "accept",
-            "ledger_lag_ms": 600_000,
-            "initial_balances": {"MAIN": {"USDT": "5000"}, "TRADE": {}},
-        }
-    )
-    rig = Rig(
-        redis_url,
-        key_prefix,
-        config=config,
-        PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown",
-        PROVISIONER_LEDGER_LAG_MS="60000",
-        PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000",
+    rig = slow_ledger_rig(
+        redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000"
     )
     try:
         ref_x, uid_x = onboard_with_a_key(rig, "capped-x")

@@ -13,9 +13,17 @@ from decimal import Decimal
 import pytest
 
 from handlers.daily_cap import utc_day
-from sandbox import SandboxConfig
-from tests.adversarial.helpers import all_paid, onboard_with_a_key, outbound_of, paid_to, set_faults, topup, total
-from tests.core.harness import Rig, events_for
+from tests.adversarial.helpers import (
+    all_paid,
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    set_faults,
+    slow_ledger_rig,
+    topup,
+    total,
+)
+from tests.core.harness import events_for
 
 pytestmark = pytest.mark.redis
 
@@ -51,20 +59,8 @@ def test_offboarding_refuses_a_line_whose_lost_send_paid(redis_url: str, key_pre
     offboardings often follow a failed or disputed funding); impact: ``funding.refused`` for money that moved, a
     daily cap overrun, unflagged.
     """
-    config = SandboxConfig.from_dict(
-        {
-            "duplicate_client_oid": "accept",
-            "ledger_lag_ms": 600_000,
-            "initial_balances": {"MAIN": {"USDT": "5000"}, "TRADE": {}},
-        }
-    )
-    rig = Rig(
-        redis_url,
-        key_prefix,
-        config=config,
-        PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown",
-        PROVISIONER_LEDGER_LAG_MS="60000",
-        PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000",
+    rig = slow_ledger_rig(
+        redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_DAY="USDT=1000,BTC=10,ETH=50,USDC=1000,KCS=1000"
     )
     try:
         ref_x, uid_x = onboard_with_a_key(rig, "gone-x")

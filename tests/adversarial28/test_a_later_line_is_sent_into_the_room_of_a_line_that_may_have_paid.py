@@ -11,9 +11,15 @@ from decimal import Decimal
 
 import pytest
 
-from sandbox import SandboxConfig
-from tests.adversarial.helpers import onboard_with_a_key, outbound_of, paid_to, set_faults, topup, total
-from tests.core.harness import Rig
+from tests.adversarial.helpers import (
+    onboard_with_a_key,
+    outbound_of,
+    paid_to,
+    set_faults,
+    slow_ledger_rig,
+    topup,
+    total,
+)
 from worker.provisioning.operator import settle_transfer
 
 pytestmark = pytest.mark.redis
@@ -49,20 +55,8 @@ def test_a_later_line_is_sent_into_the_room_of_a_line_that_may_have_paid(redis_u
     or any later line ordered before it — that fits only without the first); impact: the per-customer cap exceeded
     by the line's amount, told completed, unflagged.
     """
-    config = SandboxConfig.from_dict(
-        {
-            "duplicate_client_oid": "accept",
-            "ledger_lag_ms": 600_000,
-            "initial_balances": {"MAIN": {"USDT": "5000"}, "TRADE": {}},
-        }
-    )
-    rig = Rig(
-        redis_url,
-        key_prefix,
-        config=config,
-        PROVISIONER_CLIENT_OID_BEHAVIOUR="unknown",
-        PROVISIONER_LEDGER_LAG_MS="60000",
-        PROVISIONER_FUNDING_CAP_PER_CUSTOMER="USDT=1000,BTC=1,ETH=5,USDC=1000,KCS=100",
+    rig = slow_ledger_rig(
+        redis_url, key_prefix, PROVISIONER_FUNDING_CAP_PER_CUSTOMER="USDT=1000,BTC=1,ETH=5,USDC=1000,KCS=100"
     )
     try:
         ref, uid = onboard_with_a_key(rig, "room-x")

@@ -13,7 +13,7 @@ import pytest
 from tests.adversarial.helpers import outbound, paid_to
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, redeliver, second_host, settle_with
-from worker.heard import HeardError, live_keys_from_events, outcomes_from_events, read_heard, read_heard_keys
+from worker.heard import HeardError, live_keys_from_events, outcomes_from_events, read_heard, read_received
 from worker.recovery import declare_republished, recover
 
 DAY_MS = 86_400_000
@@ -106,7 +106,8 @@ def test_the_keys_the_upstream_holds_live_are_read_from_the_heard_file(tmp_path:
     ]
     path = tmp_path / "heard.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in events))
-    assert read_heard_keys(path) == {"c1": ["k1"], "c2": ["k2"]}
+    received, where = read_received(path)
+    assert live_keys_from_events(received, where=where) == {"c1": ["k1"], "c2": ["k2"]}
     with pytest.raises(HeardError, match=r"line 2: api_key\.issued without customer_ref"):
         live_keys_from_events([{}, {"type": "api_key.issued", "api_key": "k"}], where="line")
 
