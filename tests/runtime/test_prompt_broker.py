@@ -7,6 +7,7 @@ import threading
 import time
 
 import dramatiq
+import redis
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 
@@ -104,3 +105,49 @@ def test_an_idle_prompt_consumer_fetches_no_more_often_than_dramatiqs(redis_url:
     finally:
         broker.close()
     assert 3 <= counting.fetches <= 15, counting.fetches
+
+
+class _CountingRedis(redis.Redis):
+    """A real Redis client that counts the ``LLEN`` commands it sends."""
+
+    llens = 0
+
+    def llen(self, name: str) -> int:  # type: ignore[override]
+        _CountingRedis.llens += 1
+        return int(super().llen(name))
+
+
+def test_a_consumer_with_its_prefetch_full_does_not_read_the_queue_length(redis_url: str, key_prefix: str) -> None:
+    """While every prefetched message is still being worked (a busy worker, messages waiting behind them), the
+    consumer cannot take another one: looking at the queue's length then is a wasted round trip, each time the
+    consumer thread wakes. Once a message is acked, the next one is fetched at once."""
+    broker = PromptRedisBroker(
+        prompt_queues=("events",), idle_poll_ms=50, url=redis_url, namespace=f"{key_prefix}-dramatiq"
+    )
+    counting = _CountingRedis.from_url(redis_url)
+    try:
+        broker.declare_queue("events")
+        for _ in range(3):
+            broker.enqueue(dramatiq.Message(queue_name="events", actor_name="a", args=(), kwargs={}, options={}))
+        consumer = PromptConsumer(
+            RedisBroker.consume(broker, "events", 1, 50), counting, f"{broker.namespace}:events",
+            poll_ms=50, idle_timeout_ms=1_000,
+        )  # fmt: skip
+        first = next(consumer)
+        assert first is not None
+        _CountingRedis.llens = 0
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            assert next(consumer) is None  # the prefetch (one) is taken
+        assert _CountingRedis.llens == 0
+        consumer.ack(first)
+        second = None
+        deadline = time.monotonic() + 0.2
+        while second is None and time.monotonic() < deadline:
+            second = next(consumer)
+        assert second is not None
+        consumer.ack(second)
+        consumer.close()
+    finally:
+        counting.close()
+        broker.close()

@@ -57,6 +57,10 @@ class PromptConsumer(Consumer):
         self._quiet_until = 0.0
 
     def __next__(self) -> MessageProxy | None:
+        if self._saturated():
+            # Every prefetched message is still being worked: the wrapped consumer takes no new one (it only sleeps
+            # its short back-off), so the queue's length would be a wasted round trip.
+            return next(self._inner)
         now = time.monotonic()
         if now < self._quiet_until:
             if not self._waiting():
@@ -70,6 +74,13 @@ class PromptConsumer(Consumer):
         else:
             self._misses, self._quiet_until = 0, 0.0
         return message
+
+    def _saturated(self) -> bool:
+        """Whether the wrapped consumer holds as many unacked messages as it may prefetch (dramatiq's Redis
+        consumer's ``outstanding_message_count`` and ``prefetch``; a consumer without them never is)."""
+        outstanding = getattr(self._inner, "outstanding_message_count", None)
+        prefetch = getattr(self._inner, "prefetch", None)
+        return isinstance(outstanding, int) and isinstance(prefetch, int) and outstanding >= prefetch
 
     def _waiting(self) -> bool:
         try:
