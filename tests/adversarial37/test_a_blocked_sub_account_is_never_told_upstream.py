@@ -14,7 +14,6 @@ from tests.core.harness import Rig, events_for
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(strict=True, reason="adv37: a blocked sub-account creation tells the upstream nothing")
 def test_the_broker_at_its_sub_account_limit_leaves_the_upstream_uninformed(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the broker has reached KuCoin's sub-account limit (``maxAccountSize``; the simulator's

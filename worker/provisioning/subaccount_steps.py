@@ -2,7 +2,7 @@
 
 A refused create is settled by listing our sub-accounts (the refusal may answer a repeat of a create whose response
 was lost). Not found: a refusal for the broker's sub-account limit (``AccountLimitError``) blocks the step at once,
-saying so, and keeps the name (another name cannot help; ``provisioner customer retry`` creates it once KuCoin
+saying so and telling the upstream (``provisioning.failed``), and keeps the name (another name cannot help; ``provisioner customer retry`` creates it once KuCoin
 raised the cap); any other refusal means the name is taken elsewhere or invalid: the next name is tried, up to
 ``MAX_NAME_ATTEMPTS``.
 """
@@ -17,6 +17,7 @@ from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
 from worker.exchange import AccountLimitError, PermanentError
 from worker.exchange.models import SubAccount
+from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 
@@ -58,14 +59,10 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
         ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": pending.kind.value, "token": pending.token})
         return
     if pending.details.account_limit:
-        ctx.block(record, steps.SUBACCOUNT, account_limit_reason(refusal))
+        fail(ctx, steps.SUBACCOUNT, account_limit_reason(refusal))
         return
     if cmd.attempt + 1 >= MAX_NAME_ATTEMPTS:
-        ctx.block(
-            record,
-            steps.SUBACCOUNT,
-            f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {refusal}",
-        )
+        fail(ctx, steps.SUBACCOUNT, f"the exchange refused all {MAX_NAME_ATTEMPTS} name attempts; last: {refusal}")
         return
     ctx.settle(
         record.model_copy(update={"name_attempt": cmd.attempt + 1}),
