@@ -188,6 +188,12 @@ def plan(
     sub = record.sub_account
     if sub is None:
         if desired.offboarded:
+            # no line can have moved without a sub-account to receive it: each is told refused before the close
+            for line in desired.funding:
+                if line.key not in record.transfers:
+                    return RefuseFunding(
+                        key=line.key, currency=line.currency, amount=line.amount, reason=OFFBOARDED_REASON
+                    )
             before = "created" if not desired.created else "its sub-account was created"
             return CloseCustomer(reason=f"offboarded before {before}")
         if not desired.created:

@@ -21,7 +21,8 @@ Per customer of the published events:
 - the upstream was told the truth (given the outbound events it received): ``funding.completed`` for a line
   iff a transfer for that line exists on the exchange, under at most one event id, with the line's amount; no
   ``funding.refused`` for a line that was paid (unless a retry took the refusal back and ``funding.completed``
-  followed it, ``handlers.refusals``); ``funding.refused`` for every line the record refuses;
+  followed it, ``handlers.refusals``); ``funding.refused`` for every line the record refuses; once the customer
+  is closed, one of the two for every line of an event taken before the close;
 - an adopted sub-account (``provisioner recover --adopt``) is the customer's one sub-account; transfers an older
   system made to it before the adoption are not ours to account for;
 - across customers: no sub-account with one of our names that we do not know, and every dead letter has a
@@ -387,4 +388,12 @@ class _Customer:
             mark = self.record.transfers.get(key) if self.record is not None else None
             if mark is not None and mark.status is TransferStatus.REFUSED and key not in refused:
                 out.append(self.fail("the upstream was told the truth", f"{key}: refused, never told funding.refused"))
+            if self._taken_before_close(lines[key].event_id) and key not in completed and key not in refused:
+                out.append(self.fail("every line of a closed customer has a verdict", f"{key}: never told"))
         return out
+
+    def _taken_before_close(self, event_id: str) -> bool:
+        """Whether the customer is closed and the event was taken before the close (one taken after it is reported
+        ``event.ignored`` instead of a verdict on each of its lines)."""
+        record = self.record
+        return record is not None and record.closed_at_ms is not None and event_id in record.events_at_close

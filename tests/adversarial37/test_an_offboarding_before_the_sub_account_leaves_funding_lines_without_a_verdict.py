@@ -19,7 +19,6 @@ def _lines_told(rig: Rig) -> list[str]:
     return [e["id"] for e in outbound_of(rig, "funding.completed") + outbound_of(rig, "funding.refused")]
 
 
-@pytest.mark.xfail(strict=True, reason="adv37: an offboarding before the sub-account exists leaves lines unanswered")
 def test_a_customer_offboarded_while_its_sub_account_creation_is_blocked_never_hears_of_its_funding_lines(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -79,7 +78,6 @@ def test_a_customer_offboarded_while_its_sub_account_creation_is_blocked_never_h
         rig.close()
 
 
-@pytest.mark.xfail(strict=True, reason="adv37: an offboarding before customer.created leaves lines unanswered")
 def test_an_offboarding_delivered_before_customer_created_leaves_the_approvals_line_unanswered(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -376,3 +376,21 @@ def test_a_line_refused_by_the_cap_but_paid_counts_against_the_cap(rig: Rig) -> 
     assert told(rig, published) == set()
     send_under(rig, ref, rig.app.policy.naming.funding_client_oid(ref, "v-cap-big#0", 0), "901")
     assert {"refused funding never sent", "none above the caps"} <= told(rig, published)
+
+
+def test_a_closed_customers_line_without_a_verdict_is_caught(rig: Rig) -> None:
+    """Offboarded before its sub-account was created (the approval and the offboarding came first): each line is
+    told refused before the close, clean. Without the refusal the upstream heard nothing of the line: caught.
+    A top-up published after the close is reported ``event.ignored``, not a verdict: no violation for it."""
+    ev = events_for("v-early")
+    late = topup("v-early", "late", 9, [("USDT", "100")])
+    (ref,) = rig.publish(ev["kyc"], ev["offboard"], ev["created"])[:1]
+    rig.settle(ref)
+    assert "closed" in str(rig.app.intake.accept(late))  # refused by the intake: event.ignored, no verdict
+    published = [ev["created"], ev["kyc"], ev["offboard"], late]
+    assert rig.record(ref).closed_at_ms is not None
+    outbound = rig.outbound()
+    assert [e["key"] for e in outbound if e["type"] == "funding.refused"] == ["v-early-kyc_approved#0"]
+    assert told(rig, published, outbound) == set()
+    silent = [e for e in outbound if e["type"] != "funding.refused"]
+    assert "every line of a closed customer has a verdict" in told(rig, published, silent)
