@@ -374,7 +374,7 @@ class _Customer:
                         f"{key}: told {sent.get('amount')} {sent.get('currency')}, asked {line.amount} {line.currency}",
                     )
                 )
-        for key in lines:
+        for key, line in lines.items():
             if (key in completed) != (key in self.paid):
                 told = "told funding.completed" if key in completed else "not told funding.completed"
                 exists = "a transfer exists" if key in self.paid else "no transfer exists"
@@ -388,7 +388,7 @@ class _Customer:
             mark = self.record.transfers.get(key) if self.record is not None else None
             if mark is not None and mark.status is TransferStatus.REFUSED and key not in refused:
                 out.append(self.fail("the upstream was told the truth", f"{key}: refused, never told funding.refused"))
-            if self._taken_before_close(lines[key].event_id) and key not in completed and key not in refused:
+            if self._taken_before_close(line.event_id) and key not in completed and key not in refused:
                 out.append(self.fail("every line of a closed customer has a verdict", f"{key}: never told"))
         return out
 

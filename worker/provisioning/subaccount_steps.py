@@ -2,9 +2,9 @@
 
 A refused create is settled by listing our sub-accounts (the refusal may answer a repeat of a create whose response
 was lost). Not found: a refusal for the broker's sub-account limit (``AccountLimitError``) blocks the step at once,
-saying so and telling the upstream (``provisioning.failed``), and keeps the name (another name cannot help; ``provisioner customer retry`` creates it once KuCoin
-raised the cap); any other refusal means the name is taken elsewhere or invalid: the next name is tried, up to
-``MAX_NAME_ATTEMPTS``.
+saying so and telling the upstream (``provisioning.failed``), and keeps the name (another name cannot help;
+``provisioner customer retry`` creates it once KuCoin raised the cap); any other refusal means the name is taken
+elsewhere or invalid: the next name is tried, up to ``MAX_NAME_ATTEMPTS`` (then blocked and told the same way).
 """
 
 from __future__ import annotations
