@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -239,7 +240,8 @@ def build_app(
         client_oid_behaviour=settings.client_oid_behaviour,
         prefetch=StatusPrefetch() if settings.prefetch_transfer_status else None,
         read_wait_s=settings.request_bound_s,
-        key_delivered_at=DeliveryStore(r, keys).key_delivered_at if settings.webhook_url else None,
+        # the deployment's dispatchers decide whether a rotation waits for delivery, not this process's settings
+        key_delivered_at=partial(DeliveryStore(r, keys).key_delivered_at, webhooks_here=bool(settings.webhook_url)),
     )
     if on_transfer is not None:
         services = replace(services, on_transfer=on_transfer)

@@ -85,7 +85,8 @@ class Services:
     """How long a confirm step waits for a prefetched status read already on the wire (the longest request)."""
     key_delivered_at: Callable[[str, str, int], int | None] | None = None
     """When a customer's (ref) ``api_key.issued`` of an api key reached the upstream (ms; ``None``: not yet:
-    ``DeliveryStore.key_delivered_at``); ``None``: webhooks are off, delivery is not ours to see."""
+    ``DeliveryStore.key_delivered_at``, which answers for the deployment: a process without webhooks of its own
+    still waits while the deployment's dispatchers run); ``None``: delivery is not looked at (tests)."""
     client_oid_behaviour: str = "unknown"
     """What the exchange does with a repeated transfer clientOid: ``dedupe`` (answers the first orderId),
     ``reject`` ("clientOid duplicated"), ``accept`` (executes it again) or ``unknown``. Under the first two a

@@ -31,7 +31,12 @@ import redis
 from handlers.delivery import Tries
 from worker.store.keys import Keys
 
-__all__ = ["Claim", "DeadLetter", "DeliveryStatus", "DeliveryStore"]
+__all__ = ["DISPATCHER_SEEN_MS", "Claim", "DeadLetter", "DeliveryStatus", "DeliveryStore"]
+
+DISPATCHER_SEEN_MS = 10 * 60_000
+"""How long after a dispatcher's last pass the deployment still counts as delivering webhooks, for a process not
+configured with them (``DeliveryStore.key_delivered_at``): a dispatcher passes every fraction of a second while it
+runs, even when the receiver is down."""
 
 _MS_OF = """
 local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
@@ -40,8 +45,9 @@ local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
 _ADMIT = (
     _MS_OF
     + """
--- KEYS: stream, cursor, due, heads, stats, recording since. ARGV: now, limit, lane key prefix
+-- KEYS: stream, cursor, due, heads, stats, recording since, dispatching. ARGV: now, limit, lane key prefix, seen ms
 redis.call('SET', KEYS[6], ARGV[1], 'NX')  -- the first pass (after a loss ``recover`` has set it to 0)
+redis.call('SET', KEYS[7], ARGV[1], 'PX', ARGV[4])  -- a dispatcher runs in this deployment
 local cursor = redis.call('GET', KEYS[2]) or '0-0'
 local rows = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[2])
 for _, row in ipairs(rows) do
@@ -237,7 +243,7 @@ class DeliveryStore:
         self._report = client.register_script(_REPORT)
         self._retry_dead = client.register_script(_RETRY_DEAD)
 
-    def key_delivered_at(self, ref: str, api_key: str, issued_at_ms: int) -> int | None:
+    def key_delivered_at(self, ref: str, api_key: str, issued_at_ms: int, *, webhooks_here: bool = True) -> int | None:
         """When the ``api_key.issued`` of ``api_key`` (customer ``ref``, issued at ``issued_at_ms``) was delivered
         to the upstream (ms, recorded with its delivery, in the same script), or ``None``: not yet (a dead letter
         is not delivered until it is sent again).
@@ -246,13 +252,21 @@ class DeliveryStore:
         delivery; webhooks switched on after a stream consumer took the event) may have been delivered
         unrecorded: it counts as delivered then, never later (else its predecessor would stay live until the next
         rotation); one in flight at that moment is not waited for, as before deliveries were recorded. After a
-        loss of our state ``provisioner recover`` sets that moment to 0: nothing counts as delivered unrecorded."""
+        loss of our state ``provisioner recover`` sets that moment to 0: nothing counts as delivered unrecorded.
+
+        Whether to wait is the deployment's, not the asking process's: ``webhooks_here`` False (a process without
+        ``PROVISIONER_WEBHOOK_URL``, e.g. an operator's shell running ``customer retry``) still waits while a
+        dispatcher has run in the last ``DISPATCHER_SEEN_MS``; with none, webhooks are off in this deployment and
+        the key counts as delivered when issued (the grace runs from then, as without webhooks)."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.keys_delivered(ref), api_key)
             pipe.get(self.keys.webhook_recording_since)
-            delivered, since = pipe.execute()
+            pipe.exists(self.keys.webhook_dispatching)
+            delivered, since, dispatching = pipe.execute()
         if delivered is not None:
             return int(delivered)
+        if not webhooks_here and not dispatching:
+            return issued_at_ms
         if since is not None and issued_at_ms < int(since):
             return int(since)
         return None
@@ -270,8 +284,9 @@ class DeliveryStore:
                     k.webhook_heads,
                     k.webhook_stats,
                     k.webhook_recording_since,
+                    k.webhook_dispatching,
                 ],
-                args=[now_ms, limit, k.webhook_lane_prefix],
+                args=[now_ms, limit, k.webhook_lane_prefix, DISPATCHER_SEEN_MS],
             )
         )
 
