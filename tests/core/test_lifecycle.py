@@ -79,11 +79,29 @@ def test_ip_change_rotation_and_offboarding(rig: Rig) -> None:
     assert live_keys(state) == []
     assert all(Decimal(v) == 0 for w in state["subAccounts"][0]["balances"].values() for v in w.values())
     assert rig.record(ref).closed_at_ms is not None
-    assert [o["type"] for o in rig.outbound()][-1] == "customer.offboarded"
+    closed = rig.outbound()[-1]
+    assert closed["type"] == "customer.offboarded"
+    assert closed["unread_wallets"] == [], "no key of ours could trade futures: every wallet was read"
 
     late = {**ev["ip"], "id": "bob-late"}
     outcome = rig.app.intake.accept(late)
     assert getattr(outcome, "ignored", False)
+
+
+def test_a_futures_customer_is_closed_telling_the_futures_wallet_unread(rig: Rig) -> None:
+    """The broker API neither reads nor moves a sub-account's futures wallet: a customer whose key could trade
+    futures may have left money there. The close says so (``unread_wallets``), so the upstream settles it with
+    KuCoin instead of taking ``swept`` for everything the customer held."""
+    ev = events_for("futures-trader")
+    ev["kyc"]["data"]["permissions"] = ["general", "spot", "futures"]
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+    rig.settle(ref)
+    rig.publish(ev["offboard"])
+    rig.settle(ref)
+    closed = rig.outbound()[-1]
+    assert closed["type"] == "customer.offboarded"
+    assert closed["unread_wallets"] == ["CONTRACT"]
+    assert closed["swept"] == {"USDT": "250"}
 
 
 def test_keys_are_rotated_by_age_without_any_event(rig: Rig) -> None:

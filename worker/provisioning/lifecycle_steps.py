@@ -18,7 +18,8 @@ __all__ = ["close_customer", "hold_offboarding"]
 def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
     """Mark the record closed (intake refuses later events) and report what was moved back, by currency:
     ``swept`` what the exchange confirmed, ``unconfirmed`` what sweeps it could not confirm may have moved (a lost
-    answer the ledger could not decide, one still PROCESSING)."""
+    answer the ledger could not decide, one still PROCESSING); ``unread_wallets`` the wallets the broker API cannot
+    read or move where money may remain (``CONTRACT``, futures, when a key of ours held the futures permission)."""
     now = ctx.now_ms()
     swept: dict[str, Decimal] = defaultdict(Decimal)
     maybe: dict[str, Decimal] = defaultdict(Decimal)
@@ -32,6 +33,10 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
     unconfirmed = sorted(t.key for t in ctx.record.transfers.values() if t.status is TransferStatus.UNCONFIRMED)
     # what was still blocked (a key's update, a rotation) is moot once the customer is gone: closed customers are
     # never counted as blocked
+    # the broker API neither reads nor moves a sub-account's futures wallet: where a key of ours let the customer
+    # trade futures, money may be left there, and the upstream is told to check it with KuCoin
+    futures = any(p.lower() == "futures" for k in ctx.record.keys for p in k.permissions)
+    unread = ["CONTRACT"] if futures else []
     moot = sorted(ctx.record.blocked)
     record = ctx.record.model_copy(
         update={"closed_at_ms": now, "events_at_close": tuple(sorted(ctx.seen_events)), "blocked": {}}
@@ -40,7 +45,13 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
     ctx.settle(
         record,
         JournalAction.CUSTOMER_CLOSED,
-        {"reason": cmd.reason, "swept": totals, "unconfirmed_sweeps": unconfirmed, "blocks_cleared": moot},
+        {
+            "reason": cmd.reason,
+            "swept": totals,
+            "unconfirmed_sweeps": unconfirmed,
+            "unread_wallets": unread,
+            "blocks_cleared": moot,
+        },
         outbound=[
             outcome(
                 record,
@@ -51,6 +62,7 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
                 uid=uid,
                 swept=totals,
                 unconfirmed=in_doubt,
+                unread_wallets=unread,
             )
         ],
         close=True,
