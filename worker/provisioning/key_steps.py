@@ -23,7 +23,7 @@ from worker.exchange import OutcomeUnknownError, PermanentError
 from worker.exchange.models import Permission
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
-from worker.provisioning.outbound import outcome
+from worker.provisioning.outbound import key_updated, outcome
 
 __all__ = [
     "issue_api_key",
@@ -179,17 +179,7 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
         record,
         JournalAction.API_KEY_UPDATED,
         {"api_key": cmd.api_key, "permissions": list(cmd.permissions), "ip_whitelist": list(cmd.ip_whitelist)},
-        outbound=[
-            outcome(
-                record,
-                "api_key.updated",
-                f"{cmd.api_key}:{record.version + 1}",
-                now,
-                api_key=cmd.api_key,
-                permissions=list(cmd.permissions),
-                ip_whitelist=list(cmd.ip_whitelist),
-            )
-        ],
+        outbound=[key_updated(record, cmd.api_key, cmd.permissions, cmd.ip_whitelist, now)],
     )
 
 
