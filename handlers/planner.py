@@ -786,14 +786,16 @@ def _keys(p: _Plan, *, grant: bool = True) -> Step | None:
             for oldest in live:
                 if oldest.generation < generation and steps.revoke(oldest.api_key) not in record.blocked:
                     taken_over = _successor(oldest, live)
-                    if taken_over is not None and _awaits_delivery(taken_over, p):
+                    if taken_over is None:
+                        continue  # no newer key takes over from it: it may be the one the upstream uses
+                    if _awaits_delivery(taken_over, p):
                         waits = True  # the upstream may hold no newer key than this one: no room is made yet
                         break
                     return RevokeApiKey(
                         uid=sub.uid,
                         api_key=oldest.api_key,
                         reason="rotated (the live-key cap left no room)",
-                        successor=None if taken_over is None else taken_over.api_key,
+                        successor=taken_over.api_key,
                     )
         if not waits:
             return IssueApiKey(

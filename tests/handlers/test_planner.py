@@ -744,6 +744,19 @@ def test_the_key_cap_is_made_room_for_by_revoking_the_oldest_rotated_out_key() -
     assert isinstance(step(events, rec), c.IssueApiKey)
 
 
+def test_the_key_cap_never_makes_room_by_revoking_the_newest_key() -> None:
+    """Five live keys at the cap, a sixth generation asked for, and the revocations of every rotated-out key
+    blocked (gen 0–3): the newest live key (gen 4) has no newer key to take over from it — it is the one the
+    upstream uses. It is not revoked to make room; the issuance is tried (the exchange refuses it at its cap, and
+    that block is told) and the customer keeps its way in."""
+    events = [created(), approved()] + [rotation(f"e-r{i}", 2 + i) for i in range(1, 6)]
+    blocked = {f"revoke:key{g}": Blocked(reason="refused", at_ms=10) for g in range(4)}
+    rec = with_sub(keys=tuple(key(g, created_at_ms=g) for g in range(5)), blocked=blocked)
+    result = step(events, rec)
+    assert not (isinstance(result, c.RevokeApiKey) and result.api_key == "key4"), result
+    assert isinstance(result, c.IssueApiKey), result
+
+
 def test_a_rotated_out_key_stays_live_while_its_successor_has_not_reached_the_upstream() -> None:
     """Webhooks tell us when the upstream received a key's credentials: while key1's ``api_key.issued`` is
     undelivered, key0 is not revoked after the grace, nor to make room under the key cap (nothing is issued beyond
