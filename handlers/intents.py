@@ -88,6 +88,9 @@ class IssueKeyDetails(_Details):
     generation: int
     permissions: list[str]
     ip_whitelist: list[str]
+    orphans_unsure: list[str] = []
+    """Orphans (keys of this label whose secret we do not hold) whose delete went unanswered: told revoked once
+    the listing no longer shows them."""
 
 
 class UpdateKeyDetails(_Details):

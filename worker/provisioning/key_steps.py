@@ -107,32 +107,40 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
 
 def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
     """After a lost issue: list the sub-account's keys and delete every key labelled ``cmd.label`` that we do not
-    hold (its secret is lost). Only when none is left is the intent cleared, so the key is issued again."""
+    hold (its secret is lost), telling the upstream each one gone. Only when none is left is the intent cleared, so
+    the key is issued again. A delete left unanswered is remembered in the intent (``orphans_unsure``) and told
+    once a later listing no longer shows the key."""
     ctx.heartbeat()
     held = {k.api_key for k in ctx.record.live_keys}
-    orphans = [k for k in ctx.exchange.api_keys.list(uid=cmd.uid) if k.label == cmd.label and k.api_key not in held]
+    listed = ctx.exchange.api_keys.list(uid=cmd.uid)
+    orphans = [k for k in listed if k.label == cmd.label and k.api_key not in held]
+    record = ctx.record
+    pending = record.pending
+    assert pending is not None and isinstance(pending.details, IssueKeyDetails)
+    unsure_before = set(pending.details.orphans_unsure)
     deleted: list[str] = []
-    uncertain = False
+    unsure: list[str] = []
     for orphan in orphans:
         ctx.heartbeat()
         try:
             ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=orphan.api_key)
             deleted.append(orphan.api_key)
         except (OutcomeUnknownError, PermanentError):
-            uncertain = True  # list again after the settle delay
-    record = ctx.record
-    pending = record.pending
-    assert pending is not None
-    detail = {"label": cmd.label, "orphans_deleted": deleted}
+            unsure.append(orphan.api_key)  # list again after the settle delay
+    # an earlier round's delete whose answer was lost: the listing shows the key gone now
+    gone = sorted(unsure_before - {k.api_key for k in listed})
+    detail = {"label": cmd.label, "orphans_deleted": [*deleted, *gone]}
     now = ctx.now_ms()
     # a key whose secret we never held may still have reached the upstream (a record lost after delivery): say it
     # is gone
     told = [
         outcome(record, "api_key.revoked", api_key, now, api_key=api_key, reason="secret not held")
-        for api_key in deleted
+        for api_key in [*deleted, *gone]
     ]
-    if uncertain:
-        restarted = pending.model_copy(update={"started_at_ms": now})
+    if unsure:
+        # an earlier unsure one still listed was tried again now: deleted, or unsure again
+        details = pending.details.model_copy(update={"orphans_unsure": sorted(unsure)})
+        restarted = pending.model_copy(update={"started_at_ms": now, "details": details})
         ctx.commit(
             record.model_copy(update={"pending": restarted}),
             journal=[(JournalAction.ORPHAN_KEYS_PENDING, detail)],
@@ -140,7 +148,10 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
         )
         return
     ctx.settle(
-        record, JournalAction.NOT_COMMITTED if not deleted else JournalAction.ORPHAN_KEYS_DELETED, detail, outbound=told
+        record,
+        JournalAction.NOT_COMMITTED if not (deleted or gone) else JournalAction.ORPHAN_KEYS_DELETED,
+        detail,
+        outbound=told,
     )
 
 
