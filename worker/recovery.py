@@ -242,13 +242,19 @@ def recover(
 
 
 def _refuse_ours(app: RecoveryPorts, adoptions: list[Adoption], by_uid: dict[str, str]) -> None:
-    """An adopted sub-account must be an older system's: not one named the way we name our customers' (unless it
-    is this customer's own), and not one another record of ours holds. Raises ``RecoveryError``."""
+    """An adopted sub-account must be an older system's: not one named the way we name our customers' (this
+    customer's own included: adopting it would take the lines we paid into it for the previous system's, and
+    ``recover`` finds it by its name without adopting), and not one another record of ours holds. Raises
+    ``RecoveryError``."""
     naming = app.policy.naming
     for adoption in adoptions:
         name = by_uid[adoption.uid]
-        own = naming.account_names(adoption.customer_id)
-        if naming.is_account_name(name) and name not in own:
+        if name in naming.account_names(adoption.customer_id):
+            raise RecoveryError(
+                f"sub-account {adoption.uid} ({name}) is {adoption.customer_id}'s own, created by us (named like "
+                "ours), not an older system's: recover finds it without --adopt; remove the row"
+            )
+        if naming.is_account_name(name):
             raise RecoveryError(f"sub-account {adoption.uid} ({name}) is one of our customers', not an older system's")
     held = _held_uids(app)
     for adoption in adoptions:

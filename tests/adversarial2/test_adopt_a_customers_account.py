@@ -44,3 +44,27 @@ def test_adopting_a_uid_that_is_another_customers_gives_two_customers_one_sub_ac
         )
     finally:
         rig.close()
+
+
+def test_adopting_a_customers_own_sub_account_is_refused(redis_url: str, key_prefix: str) -> None:
+    """A migration map row naming a customer's *own* sub-account (created by us, under its derived name) is not an
+    adoption: adopting it would mark every line from before as the previous system's and refuse it, although we
+    paid it. `recover` finds our own sub-accounts by their names without it: the row is refused, saying so."""
+    rig = Rig(redis_url, key_prefix)
+    try:
+        ev = events_for("customer-own")
+        ref = rig.publish(ev["created"], ev["kyc"])[0]
+        rig.settle(ref)
+        uid = rig.record(ref).sub_account.uid
+        cli = second_host(rig, same_host=True)
+        try:
+            try:
+                recover(cli, reason="migration", adoptions=[Adoption("customer-own", uid)])
+            except RecoveryError as exc:
+                assert "ours" in str(exc) and uid in str(exc)
+            else:
+                raise AssertionError("a customer's own sub-account was adopted")
+        finally:
+            cli.close()
+    finally:
+        rig.close()
