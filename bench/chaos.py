@@ -790,6 +790,7 @@ def converge(
                 keyring=app.keyring,
                 probe=key_probe(sandbox_url),  # type: ignore[arg-type]
                 funding_caps=settings.funding_cap_per_customer,
+                daily_caps=settings.funding_cap_per_day,
                 dead_letters=letters,
                 outbound=reader.events,
             )

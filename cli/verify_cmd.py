@@ -52,6 +52,7 @@ def run_checks(ctx: Context, events_file: TextIO, sandbox_url: str) -> list[Viol
         keyring=app.keyring,
         probe=key_probe(sandbox_url),  # type: ignore[arg-type]
         funding_caps=app.settings.funding_cap_per_customer,
+        daily_caps=app.settings.funding_cap_per_day,
         dead_letters=letters,
     )
 
@@ -95,6 +96,7 @@ def run_exchange_checks(
         keyring=app.keyring,
         probe=key_probe(app.settings.spot_base_url) if probe_keys else (lambda *_: True),  # type: ignore[arg-type]
         funding_caps=app.settings.funding_cap_per_customer,
+        daily_caps=app.settings.funding_cap_per_day,
         dead_letters=letters,
     )
     return violations, state["unattributed"]

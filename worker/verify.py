@@ -10,7 +10,8 @@ Per customer of the published events:
 - every live key's secret is held, sealed, opens with our keys, and authenticates at the exchange as that key
   (so it is the secret the exchange issued); no live key without a held secret;
 - each funding line (of approvals and top-ups) was transferred exactly once (or refused — by a cap, the
-  offboarding, an adoption or an operator — and then not at all), never above the per-customer cap; nothing else
+  offboarding, an adoption or an operator — and then not at all), never above the per-customer cap, nor, all
+  customers together, above the Special Account's daily cap on any day the exchange executed them; nothing else
   was transferred to the sub-account; sweeps returned everything. A transfer the exchange reports FAILURE moved
   nothing and is not counted; a line's transfers are looked for under the clientOids of every attempt, since
   the record of how often an operator retried it can be lost with the state;
@@ -35,6 +36,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -91,9 +93,13 @@ def check(
     funding_caps: Mapping[str, Decimal],
     dead_letters: Iterable[Mapping[str, Any]] = (),
     outbound: Iterable[Mapping[str, Any]] | None = None,
+    daily_caps: Mapping[str, Decimal] | None = None,
 ) -> list[Violation]:
     """Every violated invariant (an empty list means all hold). ``outbound``: the events the upstream received
-    from ``{prefix}:outbound`` (all of them, across a loss of the stream); ``None`` skips what it was told."""
+    from ``{prefix}:outbound`` (all of them, across a loss of the stream); ``None`` skips what it was told.
+    ``daily_caps``: the Special Account's cap per currency and UTC day (``PROVISIONER_FUNDING_CAP_PER_DAY``):
+    what the funding lines' transfers moved on each day the exchange executed them stays within it (``None``
+    skips it)."""
     by_customer: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_customer[event.customer_id].append(event)
@@ -114,6 +120,7 @@ def check(
 
     violations: list[Violation] = []
     ours: set[str] = set()
+    by_day: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for customer, evs in sorted(by_customer.items()):
         names = naming.account_names(customer)
         ours |= names
@@ -132,8 +139,13 @@ def check(
             journal,
             naming,
             None if told is None else told.get(naming.customer_ref(customer), []),
+            by_day=by_day,
         )
         violations += v.check()
+    for (day, currency), total in sorted(by_day.items()):
+        cap = None if daily_caps is None else daily_caps.get(currency)
+        if cap is not None and total > cap:
+            violations.append(Violation("-", "none above the daily caps", f"{day}: {total} {currency} > {cap}"))
     prefix_len = len(naming.account_name("x", 0)) - 17
     prefix = naming.account_name("x", 0)[:prefix_len]
     for name in subs_by_name:
@@ -164,6 +176,8 @@ class _Customer:
     told: list[Mapping[str, Any]] | None
     paid: set[str] = field(default_factory=set)
     """Funding lines with a transfer on the exchange (filled by ``_money``)."""
+    by_day: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    """What funding lines' transfers moved, by (UTC day of execution, currency), shared across customers."""
 
     def fail(self, invariant: str, detail: str) -> Violation:
         return Violation(self.customer, invariant, detail)
@@ -274,6 +288,8 @@ class _Customer:
             oids = {self.naming.funding_client_oid(self.record.ref, line.key, a) for a in range(attempts)}
             done = [t for oid in oids for t in by_oid.get(oid, [])]
             accounted |= oids
+            for t in done:  # whatever its verdict, it took room on the Special Account's day
+                self.by_day[(_utc_day(int(t["createdAt"])), t["currency"])] += Decimal(t["amount"])
             if done:
                 self.paid.add(line.key)
             mark = self.record.transfers.get(line.key)
@@ -397,3 +413,8 @@ class _Customer:
         ``event.ignored`` instead of a verdict on each of its lines)."""
         record = self.record
         return record is not None and record.closed_at_ms is not None and event_id in record.events_at_close
+
+
+def _utc_day(ms: int) -> str:
+    """``YYYY-MM-DD`` of a time in ms since the epoch, UTC."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")

@@ -197,6 +197,7 @@ class Rig:
             keyring=app.keyring,
             probe=self.key_works,
             funding_caps=app.settings.funding_cap_per_customer,
+            daily_caps=app.settings.funding_cap_per_day,
         )
 
     def key_works(self, api_key: str, secret: str, passphrase: str) -> bool:

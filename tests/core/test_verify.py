@@ -159,6 +159,7 @@ def violations(
         probe=rig.key_works,
         funding_caps=app.settings.funding_cap_per_customer,
         outbound=outbound,
+        daily_caps=app.settings.funding_cap_per_day,
     )
 
 
@@ -394,3 +395,19 @@ def test_a_closed_customers_line_without_a_verdict_is_caught(rig: Rig) -> None:
     assert told(rig, published, outbound) == set()
     silent = [e for e in outbound if e["type"] != "funding.refused"]
     assert "every line of a closed customer has a verdict" in told(rig, published, silent)
+
+
+def test_the_special_accounts_daily_cap_is_checked_across_customers(rig: Rig) -> None:
+    """Two customers paid 250 USDT each on the same day: within a daily cap of 500, clean; had the cap been 400,
+    the day moved more than it allows: caught, naming the day (the worker's own caps never let this happen)."""
+    published = run(rig, lifecycle("v-day-a", offboard=False), lifecycle("v-day-b", offboard=False))
+    app = rig.app
+    common = dict(naming=app.policy.naming, keyring=app.keyring, probe=rig.key_works, funding_caps={})
+    events = [parse_event(e, None) for e in published]
+    assert (
+        check(events, rig.state(), app.store.load, app.store.journal, daily_caps={"USDT": Decimal(500)}, **common) == []
+    )
+    found = check(events, rig.state(), app.store.load, app.store.journal, daily_caps={"USDT": Decimal(400)}, **common)
+    assert [(v.invariant, v.detail.split(":")[1].strip()) for v in found] == [
+        ("none above the daily caps", "500 USDT > 400")
+    ]
