@@ -76,17 +76,29 @@ HALTED_POLL_S = 10.0
 
 
 def check_durability(settings: Settings, redis_client: Any) -> str | None:
-    """Why Redis cannot be trusted to keep what it acknowledged (``None`` when it can, or when allowed)."""
+    """Why Redis cannot be trusted to keep what it acknowledged (``None`` when it can): no ``appendonly`` (a
+    restart loses what it acknowledged), or a ``maxmemory-policy`` other than ``noeviction`` (when memory runs
+    short Redis drops keys, ours among them: a volatile-* policy picks the Special Account's day ledger first)."""
     try:
         persistence = redis_client.info("persistence")
+        memory = redis_client.info("memory")
     except redis.RedisError as exc:
         return f"cannot read Redis' persistence settings: {exc}"
-    if int(persistence.get("aof_enabled", 0)) == 1:
+    problems = []
+    if int(persistence.get("aof_enabled", 0)) != 1:
+        problems.append(
+            "Redis runs without appendonly: a restart loses what it acknowledged (the workers would then halt for "
+            "`provisioner recover`). Set appendonly yes"
+        )
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    if policy != "noeviction":
+        problems.append(
+            f"Redis' maxmemory-policy is {policy}: when memory runs short it evicts keys, ours among them (a daily "
+            "funding cap, a customer's record), silently. Set maxmemory-policy noeviction"
+        )
+    if not problems:
         return None
-    return (
-        "Redis runs without appendonly: a restart loses what it acknowledged (the workers would then halt for "
-        "`provisioner recover`). Set appendonly yes, or PROVISIONER_ALLOW_VOLATILE_REDIS=true to accept it"
-    )
+    return "; ".join(problems) + ", or PROVISIONER_ALLOW_VOLATILE_REDIS=true to accept it"
 
 
 def wait_for_sound_state(ctx: Context, *, once: bool) -> bool:

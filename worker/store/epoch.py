@@ -78,16 +78,19 @@ return {previous, redis.call('HGET', KEYS[1], 'writes'), created}
 """
 
 MIRROR_EVERY_MS = 1_000
+EVICTIONS_EVERY_MS = 5_000
+"""How often the periodic check reads Redis' count of evicted keys (``INFO stats``)."""
 """The periodic check brings the host's mirror up to date at most this often (it ``fsync``s)."""
 
-KINDS = ("missing", "changed", "rolled_back", "halted", "traces", "uninitialised")
+KINDS = ("missing", "changed", "rolled_back", "evicted", "halted", "traces", "uninitialised")
 
 
 class StateLost(Exception):  # noqa: N818 - reads as what happened
     """The state in Redis is not the state this deployment left: acting on it could repeat effects.
 
     ``kind``: ``missing`` (the epoch is gone: Redis lost everything), ``changed`` (another epoch), ``rolled_back``
-    (fewer writes than already seen), ``halted`` (a worker found one of these and stopped everyone), ``traces``
+    (fewer writes than already seen), ``evicted`` (Redis evicted keys while this process ran: some of ours may be
+    gone, the epoch intact), ``halted`` (a worker found one of these and stopped everyone), ``traces``
     (Redis is empty but the exchange has our sub-accounts), ``uninitialised`` (no state and not allowed to create
     one here)."""
 
@@ -262,6 +265,8 @@ class StateGuard:
         self._hwm = 0
         self._recover_script = client.register_script(_RECOVER)
         self._mirrored_ms = 0
+        self._evicted: int | None = None  # Redis' evicted_keys when first read by this process
+        self._evictions_read_ms = 0
 
     # --- what guarded scripts need -------------------------------------------------------------------------
 
@@ -377,10 +382,31 @@ class StateGuard:
         if current.mode != epoch.mode:
             self._epoch = current
         now = self._now_ms()
+        if now - self._evictions_read_ms >= EVICTIONS_EVERY_MS:
+            self._evictions_read_ms = now
+            self._check_evictions()
         if self._mirror is not None and now - self._mirrored_ms >= MIRROR_EVERY_MS:
             self._mirror.record(current.id, self._hwm, now)
             self._mirrored_ms = now
         return current
+
+    def _check_evictions(self) -> None:
+        """A partial loss the epoch cannot show: Redis evicted keys since this process first looked (a
+        ``maxmemory-policy`` other than ``noeviction``, set or changed at runtime; start-up refuses one in
+        production). Any eviction may have taken ours — a volatile-* policy takes the day's funding ledger, the
+        only key of ours with a time-to-live, first. Raises ``StateLost`` (``evicted``)."""
+        stats = self._redis.info("stats")
+        evicted = int(stats.get("evicted_keys", 0))
+        if self._evicted is None or evicted < self._evicted:  # first look, or Redis' counters were reset
+            self._evicted = evicted
+            return
+        if evicted > self._evicted:
+            policy = self._redis.info("memory").get("maxmemory_policy", "?")
+            raise StateLost(
+                "evicted",
+                f"Redis evicted {evicted - self._evicted} key(s) while this worker ran (maxmemory-policy {policy}): "
+                "some of our state may be gone; set maxmemory-policy noeviction",
+            )
 
     def adopt_successor(self) -> bool:
         """After a guarded write refused with "changed": whether Redis now holds an operator's recovered epoch that
