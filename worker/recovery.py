@@ -91,6 +91,11 @@ class RecoveryPorts(StorePorts, Protocol):
     def clock(self) -> Callable[[], float]: ...
 
 
+DECLARATION_BUSY_MARK_MS = 10 * 60_000
+"""How long a declaration's dirty flag stays up (far beyond a run's lock time-to-live): a customer's next run
+within it looks once more at what it planned."""
+
+
 class RecoveryError(Exception):
     """The recovery cannot go ahead as asked (a bad mapping, a sub-account that does not exist, a busy customer)."""
 
@@ -171,7 +176,8 @@ def declare_republished(app: RecoveryPorts, *, stamps_kept: bool = False) -> int
             pipe.delete(app.keys.recovery_stamps_kept)
         pipe.execute()
     refs = [str(r) for r in app.redis.zrange(app.keys.customers, 0, -1)]
-    app.due.schedule_many(refs, now_ms)
+    # from outside the customers' locks: a run that planned before the declaration looks again (dirty flag)
+    app.due.schedule_many(refs, now_ms, mark_busy_ms=DECLARATION_BUSY_MARK_MS)
     return now_ms
 
 

@@ -51,11 +51,6 @@ def run_the_scheduler_for(rig: Rig, app: Any, hours: int) -> None:
             app.reconciler.run(ref)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv38: a run's finish_and_release overwrites the wake-up `recover --republished` scheduled meanwhile; "
-    "the customer's waiting top-up is never decided and nothing alerts",
-)
 def test_a_top_up_waiting_for_the_declaration_is_never_woken_when_the_declaration_lands_during_a_run(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -110,7 +105,9 @@ def test_a_top_up_waiting_for_the_declaration_is_never_woken_when_the_declaratio
                 report = app.reconciler.run(ref)  # the run the top-up's message starts
             finally:
                 undo()
-            assert "re-publication" in report.reason, f"precondition: the line waited for the declaration: {report}"
+            # the run planned "waits for the re-publication" before the declaration landed; the declaration's dirty
+            # flag made it look again before it let go: it converged, the line decided
+            assert report.reason == "converged" or "re-publication" not in report.reason, report
             assert app.redis.get(app.keys.recovery_republished_at) is not None, "precondition: declared"
 
             run_the_scheduler_for(rig, app, hours=24)

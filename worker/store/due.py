@@ -107,10 +107,22 @@ class DueSchedule:
         """Reconcile ``ref`` at ``at_ms`` at the latest (an earlier wake-up already scheduled wins)."""
         self._redis.zadd(self._key, {ref: at_ms}, lt=True)
 
-    def schedule_many(self, refs: list[str], at_ms: int, *, chunk: int = 1000) -> None:
-        """``schedule`` for many customers, ``chunk`` per round trip."""
+    def schedule_many(
+        self, refs: list[str], at_ms: int, *, chunk: int = 1000, mark_busy_ms: int | None = None
+    ) -> None:
+        """``schedule`` for many customers, ``chunk`` per round trip. ``mark_busy_ms``: also raise each one's dirty
+        flag for that long, as a run that found it busy does — for a schedule made from outside the customers'
+        locks on news their runs must see (an operator's declaration): a run that planned before the news and
+        finishes after it would otherwise replace this wake-up with its own (``finish_and_release``); with the
+        flag it looks again instead."""
         for start in range(0, len(refs), chunk):
-            self._redis.zadd(self._key, dict.fromkeys(refs[start : start + chunk], at_ms), lt=True)
+            part = refs[start : start + chunk]
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._key, dict.fromkeys(part, at_ms), lt=True)
+                if mark_busy_ms is not None:
+                    for ref in part:
+                        pipe.set(self._keys.dirty(ref), "1", px=mark_busy_ms)
+                pipe.execute()
 
     def backstop(self, ref: str, at_ms: int) -> bool:
         """A dead-man's switch for a customer whose run failed: be due at ``at_ms`` unless a real wake-up comes
