@@ -107,9 +107,7 @@ class DueSchedule:
         """Reconcile ``ref`` at ``at_ms`` at the latest (an earlier wake-up already scheduled wins)."""
         self._redis.zadd(self._key, {ref: at_ms}, lt=True)
 
-    def schedule_many(
-        self, refs: list[str], at_ms: int, *, chunk: int = 1000, mark_busy_ms: int | None = None
-    ) -> None:
+    def schedule_many(self, refs: list[str], at_ms: int, *, chunk: int = 1000, mark_busy_ms: int | None = None) -> None:
         """``schedule`` for many customers, ``chunk`` per round trip. ``mark_busy_ms``: also raise each one's dirty
         flag for that long, as a run that found it busy does — for a schedule made from outside the customers'
         locks on news their runs must see (an operator's declaration): a run that planned before the news and
