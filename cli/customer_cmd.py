@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import time
 from typing import Any
 
 import click
@@ -11,6 +12,9 @@ from cli.context import JSON_HELP, Context, emit, pass_context, table
 from cli.render import text, when
 from handlers.desired import fold
 from worker.provisioning.operator import OperatorError, TransferVerdict, settle_transfer
+
+BUSY_POLL_S = 0.5
+"""How often ``customer retry`` tries again while a worker's run holds the customer."""
 
 __all__ = ["customer"]
 
@@ -209,12 +213,22 @@ def settle_transfer_cmd(
 @customer.command()
 @click.argument("customer_id")
 @click.option("--ref", "is_ref", is_flag=True, help="CUSTOMER_ID is our customer reference.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a worker's run on the customer to end before giving up (nothing retried then).",
+)
 @pass_context
-def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
+def retry(ctx: Context, customer_id: str, is_ref: bool, wait_s: float) -> None:
     """Retry the customer's blocked steps now (after fixing their cause), with new clientOids where money moves.
     A transfer awaiting a manual decision is left to `settle-transfer`. Funding lines refused by a cap, or for want
     of one, are decided again (sent if the caps now allow it). Once nothing is blocked, the customer's
-    dead letters the retry made obsolete are dropped (`dlq` then no longer lists them). Safe to repeat."""
+    dead letters the retry made obsolete are dropped (`dlq` then no longer lists them). Safe to repeat. The retry
+    runs here, holding the customer: while a worker holds it, the command waits up to --wait seconds, then fails
+    (exit 1) having retried nothing."""
     from worker.exchange import RetryableError
     from worker.provisioning.reconciler import StepsBlocked
 
@@ -225,8 +239,12 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
     # due first: a retry interrupted after it unblocked (killed, or the exchange's answer lost) leaves the workers
     # to go on with the customer; the run's own finish replaces this wake-up
     app.due.schedule(ref, app.reconciler.services.now_ms())
+    deadline = time.monotonic() + wait_s
     try:
         report = app.reconciler.run(ref, retry_blocked=True)
+        while report.outcome == "busy" and time.monotonic() < deadline:
+            time.sleep(BUSY_POLL_S)  # a worker's run holds the customer: the retry is this command's own run
+            report = app.reconciler.run(ref, retry_blocked=True)
     except StepsBlocked as exc:
         raise click.ClickException(f"still blocked: {'; '.join(exc.reasons)}") from None
     except RetryableError as exc:
@@ -238,10 +256,12 @@ def retry(ctx: Context, customer_id: str, is_ref: bool) -> None:
             "customer now; `provisioner customer show` says whether anything is still blocked"
         ) from None
     if report.outcome == "busy":
-        click.echo("the customer is being reconciled right now; it will pick up the retry", err=True)
+        raise click.ClickException(
+            f"a worker was reconciling the customer for all of {wait_s:g} s: nothing was retried; run "
+            "`provisioner customer retry` again (a longer --wait), or once `provisioner customer show` shows it idle"
+        )
     click.echo(f"{report.outcome}: {report.reason or 'done'} (steps: {', '.join(report.steps) or 'none'})")
-    if report.outcome != "busy":
-        _drop_obsolete(ctx, ref, "this retry")
+    _drop_obsolete(ctx, ref, "this retry")
 
 
 def _drop_obsolete(ctx: Context, ref: str, what: str) -> None:
