@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 __all__ = [
+    "DELIVERY_UNTRACKED",
     "Answer",
     "Delivered",
     "GiveUp",
@@ -34,6 +35,10 @@ __all__ = [
     "is_delivered",
     "retry_after_ms",
 ]
+
+DELIVERY_UNTRACKED = -1
+"""When a key's credentials reached the upstream, where the deployment delivers no webhooks (``worker.webhooks``'
+``key_delivered_at``): nothing to wait for, a rotation goes on as planned."""
 
 
 @dataclass(frozen=True)

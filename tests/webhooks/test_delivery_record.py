@@ -5,6 +5,7 @@ nothing; webhooks switched on later), that moment — 0 after a loss."""
 from __future__ import annotations
 
 from tests.webhooks.conftest import Hooks
+from handlers.delivery import DELIVERY_UNTRACKED
 from worker.webhooks.store import DISPATCHER_SEEN_MS, DeliveryStore
 
 
@@ -36,14 +37,14 @@ def test_a_process_without_webhooks_waits_while_the_deployments_dispatchers_run(
     """Whether a rotation waits for delivery is the deployment's: a process without ``PROVISIONER_WEBHOOK_URL``
     (an operator's shell running ``customer retry``) waits like the workers while a dispatcher passed in the last
     ``DISPATCHER_SEEN_MS`` (adv37: it revoked the upstream's only key). In a deployment whose dispatchers stopped
-    that long ago (webhooks switched off), a key counts as delivered when issued: the grace runs from then."""
+    that long ago (webhooks switched off), delivery is not tracked: rotations go on as without webhooks."""
     store = DeliveryStore(hooks.redis, hooks.keys)
-    assert store.key_delivered_at("r1", "k-1", 1_000, webhooks_here=False) == 1_000, "no dispatcher ever ran"
+    assert store.key_delivered_at("r1", "k-1", 1_000, webhooks_here=False) == DELIVERY_UNTRACKED, "none ever ran"
     store.admit(5_000)
     assert 0 < hooks.redis.pttl(hooks.keys.webhook_dispatching) <= DISPATCHER_SEEN_MS
     assert store.key_delivered_at("r1", "k-2", 6_000, webhooks_here=False) is None, "a dispatcher runs: wait"
     hooks.redis.hset(hooks.keys.keys_delivered("r1"), "k-2", 7_000)
     assert store.key_delivered_at("r1", "k-2", 6_000, webhooks_here=False) == 7_000
     hooks.redis.delete(hooks.keys.webhook_dispatching)  # as ten minutes without a pass leave it
-    assert store.key_delivered_at("r1", "k-3", 8_000, webhooks_here=False) == 8_000, "webhooks are off here"
+    assert store.key_delivered_at("r1", "k-3", 8_000, webhooks_here=False) == DELIVERY_UNTRACKED, "webhooks off"
     assert store.key_delivered_at("r1", "k-3", 8_000) is None, "a process with webhooks still waits for its record"

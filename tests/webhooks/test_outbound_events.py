@@ -106,7 +106,8 @@ def test_refusal_ids_are_deterministic(rig: Rig) -> None:
 
 def test_provisioning_failed_ids_name_the_commit_not_the_time(rig: Rig) -> None:
     """A sweep the exchange refuses (money moved after the balance read) is reported with an id made of the step
-    and the record version that blocked it; blocked again after a retry, it is a new outcome with a new id."""
+    and the record version that blocked it, and a digest of what it says; blocked again after a retry, it is a new
+    outcome with a new id."""
     ev = events_for("seq-held")
     (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
     rig.settle(ref)
@@ -119,7 +120,7 @@ def test_provisioning_failed_ids_name_the_commit_not_the_time(rig: Rig) -> None:
     rig.publish(ev["offboard"])
     rig.settle(ref)
     (first,) = [e for e in rig.outbound() if e["type"] == "provisioning.failed"]
-    named = re.fullmatch(rf"provisioning\.failed:{ref}:sweep:v(\d+)", first["id"])
+    named = re.fullmatch(rf"provisioning\.failed:{ref}:sweep:v(\d+):[0-9a-f]{{8}}", first["id"])
     assert named and int(named.group(1)) <= rig.record(ref).version
     assert first["step"] == "sweep"
 
@@ -127,7 +128,7 @@ def test_provisioning_failed_ids_name_the_commit_not_the_time(rig: Rig) -> None:
     rig.run(ref, retry_blocked=True)
     failures = [e for e in rig.outbound() if e["type"] == "provisioning.failed"]
     assert len(failures) == 2
-    again = re.fullmatch(rf"provisioning\.failed:{ref}:sweep:v(\d+)", failures[1]["id"])
+    again = re.fullmatch(rf"provisioning\.failed:{ref}:sweep:v(\d+):[0-9a-f]{{8}}", failures[1]["id"])
     assert again and int(again.group(1)) > int(named.group(1))
 
 

@@ -30,6 +30,7 @@ import structlog
 
 from handlers import commands as c
 from handlers import steps
+from handlers.delivery import DELIVERY_UNTRACKED
 from handlers.desired import DesiredState, carries_funding
 from handlers.journal import JournalAction
 from handlers.planner import plan
@@ -255,7 +256,10 @@ class Reconciler:
             if successor is None or delivered_at is None or successor in deliveries:
                 return step
             issued = next(k.created_at_ms for k in record.keys if k.api_key == successor)
-            deliveries[successor] = delivered_at(record.ref, successor, issued)
+            at = delivered_at(record.ref, successor, issued)
+            if at == DELIVERY_UNTRACKED:
+                return step  # this deployment delivers no webhooks: the revocation goes on as planned
+            deliveries[successor] = at
 
     def _idle_ends_run(
         self, idle: c.Idle, ctx: StepContext, lock: CustomerLock, seen_seq: int, report: RunReport

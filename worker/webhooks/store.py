@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from handlers.delivery import Tries
+from handlers.delivery import DELIVERY_UNTRACKED, Tries
 from worker.store.keys import Keys
 
 __all__ = ["DISPATCHER_SEEN_MS", "Claim", "DeadLetter", "DeliveryStatus", "DeliveryStore"]
@@ -256,8 +256,8 @@ class DeliveryStore:
 
         Whether to wait is the deployment's, not the asking process's: ``webhooks_here`` False (a process without
         ``PROVISIONER_WEBHOOK_URL``, e.g. an operator's shell running ``customer retry``) still waits while a
-        dispatcher has run in the last ``DISPATCHER_SEEN_MS``; with none, webhooks are off in this deployment and
-        the key counts as delivered when issued (the grace runs from then, as without webhooks)."""
+        dispatcher has run in the last ``DISPATCHER_SEEN_MS``; with none, webhooks are off in this deployment:
+        ``DELIVERY_UNTRACKED`` (the rotation goes on as planned without webhooks)."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.keys_delivered(ref), api_key)
             pipe.get(self.keys.webhook_recording_since)
@@ -266,7 +266,7 @@ class DeliveryStore:
         if delivered is not None:
             return int(delivered)
         if not webhooks_here and not dispatching:
-            return issued_at_ms
+            return DELIVERY_UNTRACKED
         if since is not None and issued_at_ms < int(since):
             return int(since)
         return None
