@@ -4,8 +4,8 @@ nothing; webhooks switched on later), that moment — 0 after a loss."""
 
 from __future__ import annotations
 
-from tests.webhooks.conftest import Hooks
 from handlers.delivery import DELIVERY_UNTRACKED
+from tests.webhooks.conftest import Hooks
 from worker.webhooks.store import DISPATCHER_SEEN_MS, DeliveryStore
 
 
