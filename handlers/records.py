@@ -243,6 +243,9 @@ class CustomerRecord(Record):
     redecided: dict[str, int] = {}
     """Funding line → how many times an operator's retry took back its refusal to decide it again
     (``handlers.refusals``): a later ``funding.refused`` of the line is a new outcome, with a new event id."""
+    futures_granted: bool = False
+    """Whether a key of ours ever held the futures permission (money may then sit in the futures wallet, which the
+    broker API neither reads nor moves): set when one is issued, updated or found with it, never cleared."""
 
     @classmethod
     def new(cls, ref: str, customer_id: str, *, name_version: int = 1) -> CustomerRecord:
@@ -251,6 +254,12 @@ class CustomerRecord(Record):
     @property
     def live_keys(self) -> tuple[KeyRecord, ...]:
         return tuple(k for k in self.keys if k.live)
+
+    def noting_futures(self) -> CustomerRecord:
+        """This record, ``futures_granted`` set if any of its keys holds the futures permission now."""
+        if self.futures_granted or not any(p.lower() == "futures" for k in self.keys for p in k.permissions):
+            return self
+        return self.model_copy(update={"futures_granted": True})
 
     def key(self, generation: int) -> KeyRecord | None:
         return next((k for k in self.keys if k.generation == generation and k.live), None)

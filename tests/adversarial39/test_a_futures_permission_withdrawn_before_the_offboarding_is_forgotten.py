@@ -14,10 +14,6 @@ from tests.core.harness import Rig, events_for
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv39: a key that held futures and was narrowed before the offboarding is closed with unread_wallets []",
-)
 def test_a_futures_permission_withdrawn_before_the_offboarding_still_tells_the_futures_wallet_unread(
     redis_url: str, key_prefix: str
 ) -> None:

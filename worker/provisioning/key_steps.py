@@ -75,7 +75,7 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
         sealed=s.keyring.seal({"secret": secret, "passphrase": passphrase}),
     )
     credentials = s.delivery.seal({"api_key": created.api_key, "secret": secret, "passphrase": passphrase})
-    record = ctx.record.model_copy(update={"keys": (*ctx.record.keys, key)})
+    record = ctx.record.model_copy(update={"keys": (*ctx.record.keys, key)}).noting_futures()
     ctx.settle(
         record,
         JournalAction.API_KEY_ISSUED,
@@ -185,7 +185,8 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
         else k
         for k in ctx.record.keys
     )
-    record = ctx.record.model_copy(update={"keys": keys})
+    # what the key held before the update counts too (a narrowed key may have left money in futures)
+    record = ctx.record.noting_futures().model_copy(update={"keys": keys}).noting_futures()
     ctx.settle(
         record,
         JournalAction.API_KEY_UPDATED,
@@ -282,6 +283,6 @@ def list_keys(cmd: ListKeys, ctx: StepContext) -> None:
             )
         )
     ctx.commit(
-        ctx.record.model_copy(update={"keys": tuple(keys), "keys_listed_at_ms": now}),
+        ctx.record.model_copy(update={"keys": tuple(keys), "keys_listed_at_ms": now}).noting_futures(),
         journal=[(JournalAction.KEYS_LISTED, {"live": sorted(listed), "unrecorded": [k.api_key for k in found]})],
     )

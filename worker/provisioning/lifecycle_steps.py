@@ -35,8 +35,7 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
     # never counted as blocked
     # the broker API neither reads nor moves a sub-account's futures wallet: where a key of ours let the customer
     # trade futures, money may be left there, and the upstream is told to check it with KuCoin
-    futures = any(p.lower() == "futures" for k in ctx.record.keys for p in k.permissions)
-    unread = ["CONTRACT"] if futures else []
+    unread = ["CONTRACT"] if ctx.record.noting_futures().futures_granted else []
     moot = sorted(ctx.record.blocked)
     record = ctx.record.model_copy(
         update={"closed_at_ms": now, "events_at_close": tuple(sorted(ctx.seen_events)), "blocked": {}}
