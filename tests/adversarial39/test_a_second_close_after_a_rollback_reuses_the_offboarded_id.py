@@ -19,10 +19,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv39: a second customer.offboarded after a rollback reuses the first one's id; its swept is dropped",
-)
 def test_a_second_close_after_a_rollback_tells_what_it_swept_under_a_new_id(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: customer ``rb-off`` is funded 250 USDT. Redis is snapshotted (a nightly backup). The customer is

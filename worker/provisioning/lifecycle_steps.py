@@ -10,7 +10,7 @@ from handlers.commands import CloseCustomer, HoldOffboarding
 from handlers.journal import JournalAction
 from handlers.records import TransferPurpose, TransferStatus
 from worker.provisioning.context import StepContext
-from worker.provisioning.outbound import failed, outcome
+from worker.provisioning.outbound import digest, failed, outcome
 
 __all__ = ["close_customer", "hold_offboarding"]
 
@@ -55,7 +55,9 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
             outcome(
                 record,
                 "customer.offboarded",
-                "closed",
+                # what it says names it: after a rollback past a close, a second close (money that came in after
+                # the first, swept back) is a new outcome, not a copy of the one the upstream heard
+                f"closed:{digest(uid, totals, in_doubt, unread)}",
                 now,
                 reason=cmd.reason,
                 uid=uid,

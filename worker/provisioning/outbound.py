@@ -22,7 +22,7 @@ from handlers.records import CustomerRecord
 from worker.provisioning.context import utc_iso
 from worker.store.customers import OutboundEvent
 
-__all__ = ["failed", "key_updated", "outcome"]
+__all__ = ["digest", "failed", "key_updated", "outcome"]
 
 
 def outcome(record: CustomerRecord, kind: str, identity: str, now_ms: int, **payload: Any) -> OutboundEvent:
@@ -42,10 +42,10 @@ def outcome(record: CustomerRecord, kind: str, identity: str, now_ms: int, **pay
 def failed(record: CustomerRecord, step: str, reason: str, now_ms: int, **fields: Any) -> OutboundEvent:
     """``provisioning.failed`` for ``step`` (with ``fields``: a ``double:`` step's ``second_payments``), sent with
     the commit that blocks it. Its id names the record version that commit writes, so a step blocked again after a
-    retry is a new outcome, and the same commit the same one; and what it says (``_digest``), so that after a
+    retry is a new outcome, and the same commit the same one; and what it says (``digest``), so that after a
     rollback (versions restart from the snapshot's) another failure at a version told before is not taken for
     that one's copy."""
-    identity = f"{step}:v{record.version + 1}:{_digest(reason, fields)}"
+    identity = f"{step}:v{record.version + 1}:{digest(reason, fields)}"
     return outcome(record, "provisioning.failed", identity, now_ms, step=step, reason=reason, **fields)
 
 
@@ -54,7 +54,7 @@ def key_updated(
 ) -> OutboundEvent:
     """``api_key.updated`` of ``api_key`` (its new permissions and whitelist), sent with the commit that records
     them. Its id names that commit's record version and what it says, as ``failed``'s does."""
-    identity = f"{api_key}:{record.version + 1}:{_digest(list(permissions), list(ip_whitelist))}"
+    identity = f"{api_key}:{record.version + 1}:{digest(list(permissions), list(ip_whitelist))}"
     return outcome(
         record,
         "api_key.updated",
@@ -66,7 +66,7 @@ def key_updated(
     )
 
 
-def _digest(*content: Any) -> str:
+def digest(*content: Any) -> str:
     """Eight hex digits of SHA-256 over ``content`` as canonical JSON: ids of different outcomes differ."""
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
