@@ -21,7 +21,7 @@ from handlers.records import CustomerRecord
 _EMPTY = (
     '"blocked":{},"retry_counts":{},"closed_at_ms":null,"events_at_close":[],"audited_epoch":null,"earlier_sends":{},'
     '"keys_listed_at_ms":0,"unsent_by_operator":[],"looked_for":[],"awaiting_republication":[],"adopted_at_ms":null,"recovered_at_ms":null,'
-    '"outcomes_heard":false,"redecided":{}}'
+    '"outcomes_heard":false,"redecided":{},"futures_granted":false}'
 )
 _HEAD = (
     '{"ref":"c1","customer_id":"cust-1","version":0,"sub_account":null,"name_attempt":0,"name_version":1,"keys":[],'
