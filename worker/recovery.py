@@ -46,7 +46,7 @@ from handlers.journal import JournalAction
 from handlers.planner import Policy
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.exchange import ExchangeClient
-from worker.exchange.errors import RetryableError
+from worker.exchange.errors import ExchangeError
 from worker.heard import HeardOutcome, nothing_lost, store_heard
 from worker.ports import StorePorts
 from worker.provisioning.caps_steps import seed_caps_from_ledger
@@ -163,10 +163,11 @@ def declare_republished(app: RecoveryPorts, *, stamps_kept: bool = False) -> int
     now_ms = int(app.clock() * 1000)
     # once the ledger lists every payment made before the loss (a transfer in flight at the loss included, which
     # recover's seed may have missed), this read counts as the re-seed. The declaration does not need it: turned
-    # away (a 429, a 5xx), the first funding line decided after that moment seeds the caps, and none is sent before
+    # away (a 429, a 5xx, any refusal), the first funding line decided after that moment seeds the caps, and none is
+    # sent before
     try:
         seed_daily_caps(app)
-    except RetryableError as exc:
+    except ExchangeError as exc:
         _log.warning("declaration: the daily caps were not seeded now; the first funding line decided will", error=exc)
     with app.redis.pipeline(transaction=True) as pipe:
         pipe.set(app.keys.recovery_republished_at, str(now_ms))

@@ -34,11 +34,6 @@ class WallClock(harness.Clock):
         return time.time() + self.now
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv40: a command that waited for the shared rate limit sends a request signed before the wait; "
-    "KuCoin refuses its timestamp (400002) and recover --republished fails as a credentials/clock fault",
-)
 def test_a_declaration_that_waits_out_a_429_is_refused_for_its_stale_timestamp(
     redis_url: str, key_prefix: str, monkeypatch: Any
 ) -> None:

@@ -214,9 +214,18 @@ class KucoinHttp:
             raise AuthConfigError(f"no {endpoint.key} key configured", endpoint=endpoint.name)
         path = endpoint.path.format(**{k: quote(v, safe="") for k, v in (path_params or {}).items()})
         body_text = json.dumps(dict(body), separators=(",", ":")) if body is not None else ""
+        if self._gate is not None:
+            self._gate.acquire(endpoint, scope)  # may wait for the quota: the signature is made after it
+        deadline = scope.send_deadline
+        if endpoint.write and deadline is not None and time.monotonic() > deadline:
+            raise RetryableError(
+                "not sent: too long since the write's intent was recorded (this process may "
+                "have stalled past its customer lock)",
+                endpoint=endpoint.name,
+            )
         headers = sign_headers(
             credentials,
-            timestamp_ms=int(self._clock() * 1000),
+            timestamp_ms=int(self._clock() * 1000),  # KuCoin refuses a timestamp more than 5 s old
             method=endpoint.method,
             path=path,
             query=query,
@@ -226,15 +235,6 @@ class KucoinHttp:
         headers["Content-Type"] = "application/json"
         headers["Accept"] = "application/json"
         headers["User-Agent"] = _USER_AGENT
-        if self._gate is not None:
-            self._gate.acquire(endpoint, scope)
-        deadline = scope.send_deadline
-        if endpoint.write and deadline is not None and time.monotonic() > deadline:
-            raise RetryableError(
-                "not sent: too long since the write's intent was recorded (this process may "
-                "have stalled past its customer lock)",
-                endpoint=endpoint.name,
-            )
         url = self._bases[endpoint.host] + path
         started = time.perf_counter()
         response: httpx.Response | None = None
