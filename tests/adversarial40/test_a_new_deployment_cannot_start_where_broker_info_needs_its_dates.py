@@ -18,11 +18,6 @@ from worker.intake import Accepted
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv40: under broker_info_requires_dates (KuCoin's SPEC marks begin/end required) a new deployment's "
-    "first write asks Get Broker Info without them and fails for good: no customer is ever provisioned",
-)
 def test_a_new_deployment_provisions_its_first_customer_where_broker_info_requires_its_dates(
     redis_url: str, key_prefix: str
 ) -> None:

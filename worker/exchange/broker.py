@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.errors import RequestValidationError
@@ -43,11 +43,15 @@ class Broker:
     def info(self, *, trade_type: str = "1", begin: str | None = None, end: str | None = None) -> BrokerInfo:
         """Get Broker Info — ``GET /api/v1/broker/nd/info``; Broker pool, weight 2.
 
-        ``begin``/``end`` (``YYYYMMDD``) are sent only when given: the spec marks them required but they do not
-        affect the answer, and KuCoin's own e2e test omits them.
+        ``begin``/``end`` (``YYYYMMDD``): the spec marks them required, KuCoin's own e2e test omits them, and they
+        do not affect ``accountSize``. Not given, yesterday (UTC) is sent for both: accepted either way, and never
+        a day in the future on an exchange clock a little behind ours.
         """
         endpoint = ENDPOINTS["get_broker_info"].name
-        query = _range(begin, end, endpoint) if begin and end else []
+        if not (begin and end):
+            yesterday = (datetime.fromtimestamp(self._http.now(), tz=UTC) - timedelta(days=1)).strftime("%Y%m%d")
+            begin = end = yesterday
+        query = _range(begin, end, endpoint)
         query.append(("tradeType", _trade_type(trade_type, endpoint)))
         return self._http.call(ENDPOINTS["get_broker_info"], BrokerInfo.model_validate, query=query)
 

@@ -191,6 +191,10 @@ class KucoinHttp:
     def close(self) -> None:
         self._transport.close()
 
+    def now(self) -> float:
+        """The clock requests are signed with (seconds since the epoch)."""
+        return self._clock()
+
     def call(
         self,
         endpoint: Endpoint,
