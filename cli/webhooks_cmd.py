@@ -1,4 +1,5 @@
-"""``provisioner webhooks``: what waits to be delivered, and the delivery dead letters (list, show, retry)."""
+"""``provisioner webhooks``: what waits to be delivered, the delivery dead letters (list, show, retry), and
+switching delivery tracking off (disable)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,22 @@ def retry(ctx: Context, entry_id: str | None, retry_all: bool, since: str | None
         done += ok
         click.echo(f"{target}: {'queued again' if ok else 'not a dead letter (already retried?)'}")
     click.echo(f"{done} queued again")
+
+
+@webhooks.command()
+@click.option("--yes", is_flag=True, help="Go ahead although events are still waiting to be delivered.")
+@pass_context
+def disable(ctx: Context, yes: bool) -> None:
+    """Stop tracking deliveries, after switching webhooks off for good (PROVISIONER_WEBHOOK_URL removed from every
+    worker): a rotated-out key is then revoked a grace after its successor's issuance, no longer after its
+    delivery. While deliveries are tracked, every process — one without the URL too — waits for them. Events
+    still waiting are left in the stream for its other readers. Run once; safe to repeat."""
+    store = _store(ctx)
+    waiting = store.undelivered()
+    if waiting and not yes:
+        raise click.ClickException(
+            f"{waiting} event(s) still wait to be delivered (an api_key.issued among them keeps its predecessor "
+            "live): deliver them first (`webhooks list`), or run again with --yes"
+        )
+    store.disable()
+    click.echo(f"deliveries no longer tracked ({waiting} left undelivered); rotations wait for issuance only")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from handlers.delivery import DELIVERY_UNTRACKED
 from tests.webhooks.conftest import Hooks
-from worker.webhooks.store import DISPATCHER_SEEN_MS, DeliveryStore
+from worker.webhooks.store import DeliveryStore
 
 
 def test_a_key_issued_before_recording_began_counts_as_delivered_then(hooks: Hooks) -> None:
@@ -33,18 +33,18 @@ def test_after_a_loss_nothing_counts_as_delivered_unrecorded(hooks: Hooks) -> No
     assert store.key_delivered_at("r1", "k-early", 1_000) is None
 
 
-def test_a_process_without_webhooks_waits_while_the_deployments_dispatchers_run(hooks: Hooks) -> None:
+def test_a_process_without_webhooks_waits_wherever_the_deployment_records_deliveries(hooks: Hooks) -> None:
     """Whether a rotation waits for delivery is the deployment's: a process without ``PROVISIONER_WEBHOOK_URL``
-    (an operator's shell running ``customer retry``) waits like the workers while a dispatcher passed in the last
-    ``DISPATCHER_SEEN_MS`` (adv37: it revoked the upstream's only key). In a deployment whose dispatchers stopped
-    that long ago (webhooks switched off), delivery is not tracked: rotations go on as without webhooks."""
+    (an operator's shell running ``customer retry``) waits like the workers wherever deliveries are recorded —
+    however long the dispatchers have been down (adv37, adv41: it revoked the upstream's only key). Where none
+    is (no dispatcher ever ran, or ``webhooks disable``), delivery is not tracked: rotations go on as without
+    webhooks; a process with webhooks still waits for the first pass."""
     store = DeliveryStore(hooks.redis, hooks.keys)
     assert store.key_delivered_at("r1", "k-1", 1_000, webhooks_here=False) == DELIVERY_UNTRACKED, "none ever ran"
+    assert store.key_delivered_at("r1", "k-1", 1_000) is None, "with webhooks: wait for the dispatcher"
     store.admit(5_000)
-    assert 0 < hooks.redis.pttl(hooks.keys.webhook_dispatching) <= DISPATCHER_SEEN_MS
-    assert store.key_delivered_at("r1", "k-2", 6_000, webhooks_here=False) is None, "a dispatcher runs: wait"
+    assert store.key_delivered_at("r1", "k-2", 6_000, webhooks_here=False) is None, "deliveries recorded: wait"
     hooks.redis.hset(hooks.keys.keys_delivered("r1"), "k-2", 7_000)
     assert store.key_delivered_at("r1", "k-2", 6_000, webhooks_here=False) == 7_000
-    hooks.redis.delete(hooks.keys.webhook_dispatching)  # as ten minutes without a pass leave it
-    assert store.key_delivered_at("r1", "k-3", 8_000, webhooks_here=False) == DELIVERY_UNTRACKED, "webhooks off"
-    assert store.key_delivered_at("r1", "k-3", 8_000) is None, "a process with webhooks still waits for its record"
+    assert store.disable() == 0
+    assert store.key_delivered_at("r1", "k-3", 8_000, webhooks_here=False) == DELIVERY_UNTRACKED, "disabled"

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 from cli.main import main
+from handlers.delivery import DELIVERY_UNTRACKED
 from tests.core.harness import events_for
 from tests.runtime.rig import WorkerRig
 from tests.webhooks.conftest import SECRET, FakeClock, Hooks
@@ -127,3 +128,21 @@ def test_an_operator_lists_shows_and_retries_a_dead_letter(hooks: Hooks) -> None
     hooks.dispatcher().drain()
     assert hooks.receiver.delivered()[-1].webhook_id == event_id
     assert store.dead_letters() == []
+
+
+def test_an_operator_disables_delivery_tracking_after_switching_webhooks_off(hooks: Hooks) -> None:
+    """`webhooks disable` refuses while events wait (a waiting api_key.issued keeps its predecessor live), then,
+    with --yes, stops tracking: rotations no longer wait for deliveries, in any process."""
+    hooks.receiver.plan = lambda event: Reply(503)
+    hooks.emit("c-off")
+    store = DeliveryStore(hooks.redis, hooks.keys)
+    store.admit(1_000)
+    assert store.undelivered() == 1
+    env = {"REDIS_URL": hooks.settings.redis_url, "PROVISIONER_REDIS_PREFIX": hooks.settings.key_prefix}
+    runner = CliRunner()
+    refused = runner.invoke(main, ["webhooks", "disable"], env=env)
+    assert refused.exit_code == 1 and "1 event(s) still wait" in refused.output
+    assert store.key_delivered_at("c-off", "k1", 500, webhooks_here=False) == 1_000, "still tracked"
+    done = runner.invoke(main, ["webhooks", "disable", "--yes"], env=env, catch_exceptions=False)
+    assert done.exit_code == 0 and "no longer tracked" in done.stdout
+    assert store.key_delivered_at("c-off", "k1", 500, webhooks_here=False) == DELIVERY_UNTRACKED

@@ -37,8 +37,8 @@ key                                 type    content
 ``{p}:dlq:{message id}``            hash    dead-letter metadata: final error, reason, time
 ``{p}:c:{ref}:keys:delivered``      hash    api key → when its ``api_key.issued`` reached the upstream's webhook (ms)
 ``{p}:wh:cursor``                   string  the last outbound stream entry the webhook dispatcher admitted
-``{p}:wh:recording_since``          string  when the dispatcher first ran (ms; 0: set by ``recover`` after a loss)
-``{p}:wh:dispatching``              string  a dispatcher's last pass (ms), expiring ten minutes after it
+``{p}:wh:recording_since``          string  when the dispatcher first ran (ms; 0: set by ``recover`` after a loss);
+                                            absent: deliveries not tracked (none yet, ``webhooks disable``)
 ``{p}:wh:lane:{lane}``              list    stream ids of a customer's undelivered events, oldest first
 ``{p}:wh:due``                      zset    lane → when its head may be tried next (ms), or its lease's end
 ``{p}:wh:lease``                    hash    lane → token of the attempt in flight
@@ -195,12 +195,6 @@ class Keys:
         """When this release's dispatcher first ran (ms; ``0`` after a loss: ``recover``): every delivery since is
         recorded in ``keys_delivered``."""
         return f"{self.prefix}:wh:recording_since"
-
-    @property
-    def webhook_dispatching(self) -> str:
-        """A dispatcher's last pass (ms), expiring ``DISPATCHER_SEEN_MS`` after it: while it exists, this deployment
-        delivers webhooks, whatever the asking process's own settings say."""
-        return f"{self.prefix}:wh:dispatching"
 
     @property
     def webhook_lane_prefix(self) -> str:

@@ -31,12 +31,7 @@ import redis
 from handlers.delivery import DELIVERY_UNTRACKED, Tries
 from worker.store.keys import Keys
 
-__all__ = ["DISPATCHER_SEEN_MS", "Claim", "DeadLetter", "DeliveryStatus", "DeliveryStore"]
-
-DISPATCHER_SEEN_MS = 10 * 60_000
-"""How long after a dispatcher's last pass the deployment still counts as delivering webhooks, for a process not
-configured with them (``DeliveryStore.key_delivered_at``): a dispatcher passes every fraction of a second while it
-runs, even when the receiver is down."""
+__all__ = ["Claim", "DeadLetter", "DeliveryStatus", "DeliveryStore"]
 
 _MS_OF = """
 local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
@@ -45,9 +40,8 @@ local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
 _ADMIT = (
     _MS_OF
     + """
--- KEYS: stream, cursor, due, heads, stats, recording since, dispatching. ARGV: now, limit, lane key prefix, seen ms
+-- KEYS: stream, cursor, due, heads, stats, recording since. ARGV: now, limit, lane key prefix
 redis.call('SET', KEYS[6], ARGV[1], 'NX')  -- the first pass (after a loss ``recover`` has set it to 0)
-redis.call('SET', KEYS[7], ARGV[1], 'PX', ARGV[4])  -- a dispatcher runs in this deployment
 local cursor = redis.call('GET', KEYS[2]) or '0-0'
 local rows = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[2])
 for _, row in ipairs(rows) do
@@ -254,22 +248,35 @@ class DeliveryStore:
         rotation); one in flight at that moment is not waited for, as before deliveries were recorded. After a
         loss of our state ``provisioner recover`` sets that moment to 0: nothing counts as delivered unrecorded.
 
-        Whether to wait is the deployment's, not the asking process's: ``webhooks_here`` False (a process without
-        ``PROVISIONER_WEBHOOK_URL``, e.g. an operator's shell running ``customer retry``) still waits while a
-        dispatcher has run in the last ``DISPATCHER_SEEN_MS``; with none, webhooks are off in this deployment:
-        ``DELIVERY_UNTRACKED`` (the rotation goes on as planned without webhooks)."""
+        Whether to wait is the deployment's, not the asking process's: a process without webhooks of its own
+        (``webhooks_here`` False: an operator's shell running ``customer retry``, a worker host missing the URL)
+        waits like the others wherever this deployment records deliveries (``{p}:wh:recording_since`` exists: set
+        by the dispatcher's first pass, by ``recover`` in a deployment with webhooks; removed only by ``provisioner
+        webhooks disable``). Where it does not, delivery is not tracked: ``DELIVERY_UNTRACKED``."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.keys_delivered(ref), api_key)
             pipe.get(self.keys.webhook_recording_since)
-            pipe.exists(self.keys.webhook_dispatching)
-            delivered, since, dispatching = pipe.execute()
+            delivered, since = pipe.execute()
         if delivered is not None:
             return int(delivered)
-        if not webhooks_here and not dispatching:
-            return DELIVERY_UNTRACKED
-        if since is not None and issued_at_ms < int(since):
+        if since is None:
+            return None if webhooks_here else DELIVERY_UNTRACKED
+        if issued_at_ms < int(since):
             return int(since)
         return None
+
+    def disable(self) -> int:
+        """Stop tracking deliveries (webhooks switched off for good): rotations no longer wait for an
+        ``api_key.issued`` to reach the upstream. Returns how many admitted events were still undelivered."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self.keys.webhook_stats, "undelivered")
+            pipe.delete(self.keys.webhook_recording_since)
+            undelivered, _ = pipe.execute()
+        return int(undelivered or 0)
+
+    def undelivered(self) -> int:
+        """How many admitted events are neither delivered nor given up."""
+        return int(self.redis.hget(self.keys.webhook_stats, "undelivered") or 0)
 
     def admit(self, now_ms: int, *, limit: int = 1000) -> int:
         """Put up to ``limit`` stream entries after the cursor into their lanes (a lane that was empty is due at
@@ -284,9 +291,8 @@ class DeliveryStore:
                     k.webhook_heads,
                     k.webhook_stats,
                     k.webhook_recording_since,
-                    k.webhook_dispatching,
                 ],
-                args=[now_ms, limit, k.webhook_lane_prefix, DISPATCHER_SEEN_MS],
+                args=[now_ms, limit, k.webhook_lane_prefix],
             )
         )
 
