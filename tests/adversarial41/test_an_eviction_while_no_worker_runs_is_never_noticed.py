@@ -47,10 +47,6 @@ def _evict(r: redis.Redis, prefix: str) -> None:
     r.config_set("maxmemory", "0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv41: evicted_keys is compared with a per-process baseline: an eviction while no worker ran is missed",
-)
 def test_an_eviction_while_the_workers_were_down_goes_unnoticed_and_the_daily_cap_is_overrun(
     evicting_redis: PrivateRedis,
 ) -> None:

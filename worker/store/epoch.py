@@ -265,7 +265,6 @@ class StateGuard:
         self._hwm = 0
         self._recover_script = client.register_script(_RECOVER)
         self._mirrored_ms = 0
-        self._evicted: int | None = None  # Redis' evicted_keys when first read by this process
         self._evictions_read_ms = 0
 
     # --- what guarded scripts need -------------------------------------------------------------------------
@@ -391,22 +390,29 @@ class StateGuard:
         return current
 
     def _check_evictions(self) -> None:
-        """A partial loss the epoch cannot show: Redis evicted keys since this process first looked (a
+        """A partial loss the epoch cannot show: Redis evicted keys since a worker last looked (a
         ``maxmemory-policy`` other than ``noeviction``, set or changed at runtime; start-up refuses one in
         production). Any eviction may have taken ours — a volatile-* policy takes the day's funding ledger, the
-        only key of ours with a time-to-live, first. Raises ``StateLost`` (``evicted``)."""
-        stats = self._redis.info("stats")
-        evicted = int(stats.get("evicted_keys", 0))
-        if self._evicted is None or evicted < self._evicted:  # first look, or Redis' counters were reset
-            self._evicted = evicted
-            return
-        if evicted > self._evicted:
+        only key of ours with a time-to-live, first. What was seen is kept in Redis with Redis' ``run_id``
+        (``{p}:state:evictions``), so an eviction while no worker ran is caught by the next one; a restarted
+        Redis (new ``run_id``, counters at zero) starts a new count. Raises ``StateLost`` (``evicted``)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.info("stats")
+            pipe.info("server")
+            pipe.get(self._keys.state_evictions)
+            stats, server, stored = pipe.execute()
+        evicted, run_id = int(stats.get("evicted_keys", 0)), str(server.get("run_id", ""))
+        seen = stored.decode() if isinstance(stored, bytes) else (stored or "")
+        seen_run, _, seen_count = seen.partition(":")
+        if seen_run == run_id and seen_count.isdigit() and evicted > int(seen_count):
             policy = self._redis.info("memory").get("maxmemory_policy", "?")
             raise StateLost(
                 "evicted",
-                f"Redis evicted {evicted - self._evicted} key(s) while this worker ran (maxmemory-policy {policy}): "
-                "some of our state may be gone; set maxmemory-policy noeviction",
+                f"Redis evicted {evicted - int(seen_count)} key(s) since a worker last looked (maxmemory-policy "
+                f"{policy}): some of our state may be gone; set maxmemory-policy noeviction",
             )
+        if seen != f"{run_id}:{evicted}":
+            self._redis.set(self._keys.state_evictions, f"{run_id}:{evicted}")
 
     def adopt_successor(self) -> bool:
         """After a guarded write refused with "changed": whether Redis now holds an operator's recovered epoch that

@@ -48,6 +48,7 @@ key                                 type    content
 ``{p}:wh:dead:info``                hash    stream id → the dead letter: lane, event, attempts, last error (JSON)
 ``{p}:wh:stats``                    hash    ``undelivered`` (admitted, not yet delivered or given up), ``gone``
 ``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
+``{p}:state:evictions``             string  ``<Redis run_id>:<evicted_keys>`` last seen by any worker's state check
 ``{p}:order:{orderId}``             string  a final transfer's status and uids (``worker.store.transfer_facts``)
 ``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
 ``{p}:recovery:caps_due_at``        string  after a loss: from when the ledger lists every transfer sent before it (ms)
@@ -232,6 +233,12 @@ class Keys:
     @property
     def state(self) -> str:
         return f"{self.prefix}:state"
+
+    @property
+    def state_evictions(self) -> str:
+        """Redis' ``run_id`` and ``evicted_keys`` as the workers' state checks last saw them: an eviction while no
+        worker ran is caught by the next one."""
+        return f"{self.prefix}:state:evictions"
 
     @property
     def recovery_accounts(self) -> str:
