@@ -271,6 +271,9 @@ class HoldOffboarding:
 @dataclass(frozen=True, kw_only=True)
 class CloseCustomer:
     reason: str
+    futures_maybe: bool = False
+    """An approval asked for futures and a key may have held it (one is recorded, or our record was rebuilt
+    after a loss, which forgets keys revoked before it): money may sit in the futures wallet."""
 
 
 @dataclass(frozen=True)

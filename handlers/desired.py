@@ -74,6 +74,9 @@ class DesiredState:
     requested_rotations: int
     funding: tuple[FundingInstruction, ...]
     kyc_documents_event: str | None
+    futures_asked: bool = False
+    """Whether any approval asked for the futures permission (a key may have held it, even if a newer approval
+    withdrew it)."""
 
     @classmethod
     def empty(cls) -> DesiredState:
@@ -121,6 +124,7 @@ def fold(events: Iterable[Event], *, documents_held: Iterable[str] = ()) -> Desi
         requested_rotations=rotations,
         funding=funding,
         kyc_documents_event=documents[-1] if documents else None,
+        futures_asked=any(p.value == "futures" for e in approvals for p in e.data.permissions),
     )
 
 

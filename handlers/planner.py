@@ -331,7 +331,8 @@ def _offboard(p: _Plan) -> Step:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
-    return CloseCustomer(reason="offboarded")
+    futures_maybe = desired.futures_asked and (bool(record.keys) or record.recovered_at_ms is not None)
+    return CloseCustomer(reason="offboarded", futures_maybe=futures_maybe)
 
 
 def _late_lines(p: _Plan) -> Step:

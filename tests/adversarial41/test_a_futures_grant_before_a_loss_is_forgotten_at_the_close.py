@@ -17,11 +17,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv41: futures_granted is lost with Redis; after a recovery the close tells unread_wallets [] for a "
-    "customer whose key held futures before it was narrowed",
-)
 def test_a_futures_grant_narrowed_before_a_loss_is_forgotten_by_the_close(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a customer approved with ``general, spot, futures``: key #0 may trade futures, and the customer moves

@@ -35,7 +35,7 @@ def close_customer(cmd: CloseCustomer, ctx: StepContext) -> None:
     # never counted as blocked
     # the broker API neither reads nor moves a sub-account's futures wallet: where a key of ours let the customer
     # trade futures, money may be left there, and the upstream is told to check it with KuCoin
-    unread = ["CONTRACT"] if ctx.record.noting_futures().futures_granted else []
+    unread = ["CONTRACT"] if ctx.record.noting_futures().futures_granted or cmd.futures_maybe else []
     moot = sorted(ctx.record.blocked)
     record = ctx.record.model_copy(
         update={"closed_at_ms": now, "events_at_close": tuple(sorted(ctx.seen_events)), "blocked": {}}
