@@ -156,6 +156,7 @@ def plan(
     audit_epoch: str | None = None,
     republished_at_ms: int | None = None,
     stamps_kept: bool = False,
+    recovery_open: bool = False,
     caps_due_at_ms: int | None = None,
     deliveries: Mapping[str, int | None] | None = None,
 ) -> Step:
@@ -168,6 +169,8 @@ def plan(
     stamped after the loss is then a new one). ``caps_due_at_ms``: after a loss of our state, from when the
     Special Account's ledger lists every transfer sent before it, while the day's caps were not seeded again from
     a ledger read made since (``None`` otherwise): no funding line is sent against the daily cap until they are.
+    ``recovery_open``: our state was recovered after a loss and the re-publication is not declared complete yet: no
+    sub-account is created meanwhile (the customer may have been closed before the loss without one).
     ``deliveries``: for keys that took over from a rotated-out one, when their ``api_key.issued`` reached the
     upstream (webhooks; ``None``: not yet): the key they took over from is revoked only a grace after that
     delivery (looked at again in ``DELIVERY_POLL_MS`` while there is none); a key not named is revoked as planned.
@@ -198,6 +201,10 @@ def plan(
             return CloseCustomer(reason=f"offboarded before {before}")
         if not desired.created:
             return Idle("waiting for customer.created")
+        if recovery_open:
+            # our state was lost: this customer may have been offboarded (closed) before the loss without ever
+            # getting a sub-account; only the complete re-publication (its offboarding among it) can say
+            return Idle("waiting for the re-publication after the loss to be declared before creating a sub-account")
         if steps.SUBACCOUNT in record.blocked:
             return Idle("sub-account creation is blocked")
         name = policy.naming.account_name(record.customer_id, record.name_attempt, version=record.name_version)

@@ -18,11 +18,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv41: after a loss, a customer closed before its sub-account existed gets a sub-account and a key "
-    "(credentials delivered) from an in-order re-publication, and a second customer.offboarded under a new id",
-)
 def test_a_customer_offboarded_before_its_sub_account_gets_one_after_a_loss(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a customer is created, approved (a 250 USDT line) and offboarded before the worker created its

@@ -89,6 +89,7 @@ class _Republication(TypedDict):
 
     republished_at_ms: int | None
     stamps_kept: bool
+    recovery_open: bool
 
 
 class StepsBlocked(Exception):  # noqa: N818 - reads as what happened
@@ -390,12 +391,17 @@ class Reconciler:
 
     def _republication(self, record: CustomerRecord) -> _Republication:
         """When the re-publication after the last recovery was declared complete, and whether it kept the events'
-        own times (read only for a record rebuilt after a loss: one Redis read)."""
-        if record.recovered_at_ms is None:
-            return {"republished_at_ms": None, "stamps_kept": False}
+        own times (read only for a record rebuilt after a loss: one Redis read); and, for a customer without a
+        sub-account in a state recovered after a loss, whether that recovery is still open (not declared): one
+        Redis read too, never made in a deployment that never lost its state."""
         store = self.services.store
+        if record.recovered_at_ms is None:
+            if record.sub_account is not None or store.guard.audit_epoch is None:
+                return {"republished_at_ms": None, "stamps_kept": False, "recovery_open": False}
+            lost, at = store.redis.mget([store.keys.recovery_lost_at, store.keys.recovery_republished_at])
+            return {"republished_at_ms": None, "stamps_kept": False, "recovery_open": bool(lost) and not at}
         at, kept = store.redis.mget([store.keys.recovery_republished_at, store.keys.recovery_stamps_kept])
-        return {"republished_at_ms": int(at) if at else None, "stamps_kept": kept == "1"}
+        return {"republished_at_ms": int(at) if at else None, "stamps_kept": kept == "1", "recovery_open": not at}
 
     @staticmethod
     def _mark_blocks_reported(ctx: StepContext) -> list[str]:
