@@ -406,10 +406,14 @@ class StateGuard:
         seen_run, _, seen_count = seen.partition(":")
         if seen_run == run_id and seen_count.isdigit() and evicted > int(seen_count):
             policy = self._redis.info("memory").get("maxmemory_policy", "?")
+            # counted once: the halt this raises stops every worker until ``provisioner recover``, after which the
+            # deployment starts again from this count instead of halting again at its first check
+            self._redis.set(self._keys.state_evictions, f"{run_id}:{evicted}")
             raise StateLost(
                 "evicted",
                 f"Redis evicted {evicted - int(seen_count)} key(s) since a worker last looked (maxmemory-policy "
-                f"{policy}): some of our state may be gone; set maxmemory-policy noeviction",
+                f"{policy} now): some of our state may be gone; keep maxmemory-policy noeviction and run "
+                "`provisioner recover`",
             )
         if seen != f"{run_id}:{evicted}":
             self._redis.set(self._keys.state_evictions, f"{run_id}:{evicted}")
