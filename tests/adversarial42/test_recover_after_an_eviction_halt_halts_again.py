@@ -13,11 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.core.harness import Rig
 from tests.private_redis import PrivateRedis
-from worker.bootstrap import build_app
-from worker.recovery import recover
-from worker.store.epoch import EVICTIONS_EVERY_MS, StateLost
 
 pytestmark = pytest.mark.redis
 
@@ -41,5 +37,3 @@ def _evict(r: redis.Redis, prefix: str) -> None:
         if int(r.info("stats")["evicted_keys"]):
             break
     r.config_set("maxmemory", "0")
-
-
