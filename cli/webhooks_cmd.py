@@ -1,5 +1,5 @@
 """``provisioner webhooks``: what waits to be delivered, the delivery dead letters (list, show, retry), and
-switching delivery tracking off (disable)."""
+switching delivery tracking off and on (disable, enable)."""
 
 from __future__ import annotations
 
@@ -129,3 +129,12 @@ def disable(ctx: Context, yes: bool) -> None:
         )
     store.disable()
     click.echo(f"deliveries no longer tracked ({waiting} left undelivered); rotations wait for issuance only")
+
+
+@webhooks.command()
+@pass_context
+def enable(ctx: Context) -> None:
+    """Undo `webhooks disable`, after switching webhooks on again (PROVISIONER_WEBHOOK_URL on the workers): the next
+    dispatcher pass records deliveries again, and rotations wait for them from then on."""
+    was = _store(ctx).enable()
+    click.echo("deliveries are tracked from the next dispatcher pass" if was else "deliveries were not disabled")

@@ -146,3 +146,10 @@ def test_an_operator_disables_delivery_tracking_after_switching_webhooks_off(hoo
     done = runner.invoke(main, ["webhooks", "disable", "--yes"], env=env, catch_exceptions=False)
     assert done.exit_code == 0 and "no longer tracked" in done.stdout
     assert store.key_delivered_at("c-off", "k1", 500, webhooks_here=False) == DELIVERY_UNTRACKED
+    # a dispatcher of the old rollout passes once more: it records nothing while disabled
+    store.admit(2_000)
+    assert store.key_delivered_at("c-off", "k1", 500, webhooks_here=False) == DELIVERY_UNTRACKED
+    enabled = runner.invoke(main, ["webhooks", "enable"], env=env, catch_exceptions=False)
+    assert enabled.exit_code == 0 and "tracked from the next dispatcher pass" in enabled.stdout
+    store.admit(3_000)
+    assert store.key_delivered_at("c-off", "k2", 4_000, webhooks_here=False) is None, "tracked again: wait"

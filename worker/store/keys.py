@@ -39,6 +39,8 @@ key                                 type    content
 ``{p}:wh:cursor``                   string  the last outbound stream entry the webhook dispatcher admitted
 ``{p}:wh:recording_since``          string  when the dispatcher first ran (ms; 0: set by ``recover`` after a loss);
                                             absent: deliveries not tracked (none yet, ``webhooks disable``)
+``{p}:wh:seen``                     string  a dispatcher has passed since the last loss (deliveries are recorded)
+``{p}:wh:disabled``                 string  ``webhooks disable``'s tombstone: dispatchers record nothing
 ``{p}:wh:lane:{lane}``              list    stream ids of a customer's undelivered events, oldest first
 ``{p}:wh:due``                      zset    lane → when its head may be tried next (ms), or its lease's end
 ``{p}:wh:lease``                    hash    lane → token of the attempt in flight
@@ -196,6 +198,16 @@ class Keys:
         """When this release's dispatcher first ran (ms; ``0`` after a loss: ``recover``): every delivery since is
         recorded in ``keys_delivered``."""
         return f"{self.prefix}:wh:recording_since"
+
+    @property
+    def webhook_seen(self) -> str:
+        """Set by every dispatcher pass: this deployment delivers webhooks (lost with a loss of our state)."""
+        return f"{self.prefix}:wh:seen"
+
+    @property
+    def webhook_disabled(self) -> str:
+        """``provisioner webhooks disable``'s tombstone: no dispatcher pass records anything while it exists."""
+        return f"{self.prefix}:wh:disabled"
 
     @property
     def webhook_lane_prefix(self) -> str:

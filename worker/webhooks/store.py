@@ -40,8 +40,11 @@ local function ms_of(id) return tonumber(string.match(id, '^(%d+)')) end
 _ADMIT = (
     _MS_OF
     + """
--- KEYS: stream, cursor, due, heads, stats, recording since. ARGV: now, limit, lane key prefix
-redis.call('SET', KEYS[6], ARGV[1], 'NX')  -- the first pass (after a loss ``recover`` has set it to 0)
+-- KEYS: stream, cursor, due, heads, stats, recording since, seen, disabled. ARGV: now, limit, lane key prefix
+if redis.call('EXISTS', KEYS[8]) == 0 then  -- not after ``webhooks disable`` (a pod of the old rollout)
+  redis.call('SET', KEYS[6], ARGV[1], 'NX')  -- the first pass (after a loss ``recover`` has set it to 0)
+  redis.call('SET', KEYS[7], '1')
+end
 local cursor = redis.call('GET', KEYS[2]) or '0-0'
 local rows = redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', ARGV[2])
 for _, row in ipairs(rows) do
@@ -248,31 +251,43 @@ class DeliveryStore:
         rotation); one in flight at that moment is not waited for, as before deliveries were recorded. After a
         loss of our state ``provisioner recover`` sets that moment to 0: nothing counts as delivered unrecorded.
 
-        Whether to wait is the deployment's, not the asking process's: a process without webhooks of its own
-        (``webhooks_here`` False: an operator's shell running ``customer retry``, a worker host missing the URL)
-        waits like the others wherever this deployment records deliveries (``{p}:wh:recording_since`` exists: set
-        by the dispatcher's first pass, by ``recover`` in a deployment with webhooks; removed only by ``provisioner
-        webhooks disable``). Where it does not, delivery is not tracked: ``DELIVERY_UNTRACKED``."""
+        Whether to wait is the deployment's, not the asking process's. Where deliveries are recorded (a
+        dispatcher has passed since the last loss: ``{p}:wh:seen``), a process without webhooks of its own
+        (``webhooks_here`` False: an operator's shell running ``customer retry``, a host missing the URL) waits
+        like the others, however long the workers have been down. Where none has, or after ``provisioner
+        webhooks disable`` (its tombstone outlives a dispatcher of the old rollout), delivery is not tracked:
+        ``DELIVERY_UNTRACKED``."""
+        k = self.keys
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.keys_delivered(ref), api_key)
-            pipe.get(self.keys.webhook_recording_since)
-            delivered, since = pipe.execute()
+            pipe.hget(k.keys_delivered(ref), api_key)
+            pipe.get(k.webhook_recording_since)
+            pipe.exists(k.webhook_seen)
+            pipe.exists(k.webhook_disabled)
+            delivered, since, seen, disabled = pipe.execute()
         if delivered is not None:
             return int(delivered)
-        if since is None:
-            return None if webhooks_here else DELIVERY_UNTRACKED
-        if issued_at_ms < int(since):
+        if disabled or (not webhooks_here and not seen):
+            return DELIVERY_UNTRACKED
+        if since is not None and issued_at_ms < int(since):
             return int(since)
         return None
 
     def disable(self) -> int:
         """Stop tracking deliveries (webhooks switched off for good): rotations no longer wait for an
-        ``api_key.issued`` to reach the upstream. Returns how many admitted events were still undelivered."""
+        ``api_key.issued`` to reach the upstream, in any process; a dispatcher still running records nothing
+        more (the tombstone), until ``enable``. Returns how many admitted events were still undelivered."""
+        k = self.keys
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hget(self.keys.webhook_stats, "undelivered")
-            pipe.delete(self.keys.webhook_recording_since)
-            undelivered, _ = pipe.execute()
+            pipe.hget(k.webhook_stats, "undelivered")
+            pipe.set(k.webhook_disabled, "1")
+            pipe.delete(k.webhook_recording_since, k.webhook_seen)
+            undelivered, *_ = pipe.execute()
         return int(undelivered or 0)
+
+    def enable(self) -> bool:
+        """Undo ``disable`` (webhooks switched on again): the next dispatcher pass records deliveries from then
+        on. Returns whether tracking was disabled."""
+        return bool(self.redis.delete(self.keys.webhook_disabled))
 
     def undelivered(self) -> int:
         """How many admitted events are neither delivered nor given up."""
@@ -291,6 +306,8 @@ class DeliveryStore:
                     k.webhook_heads,
                     k.webhook_stats,
                     k.webhook_recording_since,
+                    k.webhook_seen,
+                    k.webhook_disabled,
                 ],
                 args=[now_ms, limit, k.webhook_lane_prefix],
             )
