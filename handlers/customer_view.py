@@ -93,6 +93,9 @@ class CustomerView(_View):
     funding: tuple[FundingLineView, ...]
     blocked: tuple[BlockedStep, ...]
     last_change: LastChange | None
+    waiting: str | None = None
+    """Why nothing is being done for the customer now, where it waits for something other than its own events
+    (``None`` otherwise)."""
 
 
 FIX_MANUAL = "an operator's verdict on the transfer (provisioner customer settle-transfer), after checking with KuCoin"
@@ -126,6 +129,13 @@ AWAITING_REPUBLICATION = (
 )
 
 
+AWAITING_REPUBLICATION_TO_CREATE = (
+    "our state was lost and rebuilt from the exchange: no sub-account is created for a customer without one until "
+    "the on-call declares your re-publication of events complete (provisioner recover --republished): the "
+    "customer may have been offboarded before the loss"
+)
+
+
 AWAITING_LEDGER = (
     "our state was lost and rebuilt from the exchange: funding waits until the Special Account's ledger lists every "
     "transfer sent before the loss (it lists one only after a lag), so the daily cap counts them"
@@ -140,13 +150,22 @@ def customer_view(
     *,
     republication_declared: bool = True,
     caps_counted: bool = True,
+    recovery_open: bool = False,
 ) -> CustomerView:
     """The view of a customer with stored events (the caller answers 404 for one without).
     ``republication_declared``: whether the upstream's re-publication after the last loss of our state was
     declared complete; while it is not, a pending line of a recovered customer says it waits for it.
     ``caps_counted``: whether the day's caps were seeded again since the ledger lists every transfer sent before
-    the last loss (``FundingLedger.reseed_due``); while they are not, every customer's pending line waits."""
-    waits = record is not None and record.recovered_at_ms is not None and not republication_declared
+    the last loss (``FundingLedger.reseed_due``); while they are not, every customer's pending line waits.
+    ``recovery_open``: our state was recovered after a loss and the re-publication is not declared yet: a created
+    customer without a sub-account waits for it (``waiting``), its lines too."""
+    held = (
+        recovery_open
+        and desired.created
+        and not desired.offboarded
+        and (record is None or (record.sub_account is None and record.closed_at_ms is None))
+    )
+    waits = held or (record is not None and record.recovered_at_ms is not None and not republication_declared)
     pending_reason = AWAITING_REPUBLICATION if waits else (None if caps_counted else AWAITING_LEDGER)
     blocked = record.blocked if record is not None else {}
     lines = []
@@ -184,4 +203,5 @@ def customer_view(
             for step, b in sorted(blocked.items())
         ),
         last_change=last,
+        waiting=AWAITING_REPUBLICATION_TO_CREATE if held else None,
     )

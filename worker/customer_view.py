@@ -30,6 +30,10 @@ def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -
         at = store.redis.get(store.keys.recovery_republished_at)
         declared = at is not None and int(at) >= snapshot.record.recovered_at_ms
     caps_counted = FundingLedger(store.redis, store.keys).reseed_due() is None
+    recovery_open = False
+    if snapshot.record is None or snapshot.record.sub_account is None:
+        lost, at = store.redis.mget([store.keys.recovery_lost_at, store.keys.recovery_republished_at])
+        recovery_open = bool(lost) and not at
     return customer_view(
         customer_id,
         desired,
@@ -37,6 +41,7 @@ def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -
         _last_change(store, ref),
         republication_declared=declared,
         caps_counted=caps_counted,
+        recovery_open=recovery_open,
     )
 
 

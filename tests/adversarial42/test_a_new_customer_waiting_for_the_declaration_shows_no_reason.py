@@ -16,7 +16,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(strict=True, reason="adv42: a new customer held by recovery_open shows no reason in customer show")
 def test_a_customer_created_after_the_recovery_shows_why_it_waits(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: Redis loses its data; the on-call runs ``provisioner recover``; the upstream has not re-published
