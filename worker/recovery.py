@@ -234,11 +234,11 @@ def recover(
         app.redis.delete(app.keys.recovery_republished_at, app.keys.recovery_stamps_kept)
         # the record of deliveries went with the loss: no key issued before counts as delivered unrecorded (a
         # dispatcher that ran on the empty Redis before this took it for a first deployment)
-        # (whatever this shell's settings: deliveries count as tracked once a dispatcher passes, ``{p}:wh:seen``)
+        # (whatever this shell's settings). Deliveries count as tracked again only once a dispatcher passes after
+        # this (``{p}:wh:seen``): a restored one may predate `webhooks disable`, whose tombstone the loss took
+        app.redis.delete(app.keys.webhook_seen)
         if not app.redis.exists(app.keys.webhook_disabled):
             app.redis.set(app.keys.webhook_recording_since, "0")
-            if app.settings.webhook_url:
-                app.redis.set(app.keys.webhook_seen, "1")
         # the ledger lists a transfer in flight at the loss only after its lag: the caps just seeded may miss it
         report.caps_due_at_ms = lost_at + app.policy.transfer_settled_ms
         app.ledger.await_reseed(due_at_ms=report.caps_due_at_ms)

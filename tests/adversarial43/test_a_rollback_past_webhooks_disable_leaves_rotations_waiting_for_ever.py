@@ -38,10 +38,6 @@ def run_for(rig: Rig, app: App, ref: str, *, hours: int) -> None:
         rig.clock.advance_ms(max(1_000, min((wake or end) - now, end - now)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv43: a rollback to a backup taken before 'webhooks disable' revives {p}:wh:seen; rotations wait for ever",
-)
 def test_a_rollback_past_webhooks_disable_leaves_rotations_waiting_for_ever(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a deployment had webhooks (its dispatchers passed: ``{p}:wh:recording_since`` and ``{p}:wh:seen`` are

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,10 +19,6 @@ from worker.recovery import declare_republished, recover
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv43: after a loss a PASSed proxy-KYC customer is submitted again, refused, and blocked for good",
-)
 def test_after_a_loss_a_passed_kyc_is_submitted_again_and_blocks_the_customer(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: ``PROVISIONER_PROXY_KYC=true``. A customer's approval came with documents; KuCoin passed them; its key
@@ -80,7 +77,8 @@ def test_after_a_loss_a_passed_kyc_is_submitted_again_and_blocks_the_customer(re
                 "id": "kyc-loss-topup",
                 "type": "customer.funding_requested",
                 "customer_id": ev["created"]["customer_id"],
-                "occurred_at": "2026-11-18T11:00:00Z",
+                # after the declaration: a new line, sent without being looked for first
+                "occurred_at": datetime.fromtimestamp(rig.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "data": {"funding": [{"currency": "USDT", "amount": "25"}]},
             }
             redeliver(app, [topup])

@@ -52,6 +52,13 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
     try:
         ctx.exchange.kyc.submit(submission)
     except PermanentError as exc:
+        rows = ctx.exchange.kyc.status(client_uids=[cmd.uid])
+        shown = next((r.status for r in rows if r.client_uid == cmd.uid), KycState.NONE)
+        if shown in (KycState.PASS, KycState.PROCESS):
+            # KuCoin already holds a KYC of this sub-account (submitted before our record of it was lost): it
+            # is followed from its status, read again at once, never submitted twice
+            _submitted(ctx, cmd.event_id, KycStage.SUBMITTED, check_at_ms=ctx.now_ms())
+            return
         fail(ctx, steps.KYC, f"the exchange refused the KYC submission: {exc}")
         return
     # the planner submits the latest approval with documents among the events it planned from: the others it saw
@@ -115,8 +122,18 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
         ctx.commit(record, journal=[(JournalAction.KYC_CHECKED, {"status": status.value})])
 
 
-def _submitted(ctx: StepContext, event_id: str, stage: KycStage, *, superseded: Sequence[str] = ()) -> None:
-    progress = KycProgress(event_id=event_id, stage=stage, next_check_ms=ctx.now_ms() + ctx.services.policy.kyc_poll_ms)
+def _submitted(
+    ctx: StepContext,
+    event_id: str,
+    stage: KycStage,
+    *,
+    superseded: Sequence[str] = (),
+    check_at_ms: int | None = None,
+) -> None:
+    """Record the submission of ``event_id``'s documents (and of those it superseded) and drop them; the status
+    is read at ``check_at_ms`` (default: a poll interval from now)."""
+    at = ctx.now_ms() + ctx.services.policy.kyc_poll_ms if check_at_ms is None else check_at_ms
+    progress = KycProgress(event_id=event_id, stage=stage, next_check_ms=at)
     ctx.settle(
         ctx.record.model_copy(update={"kyc": progress}),
         JournalAction.KYC_SUBMITTED,
