@@ -104,11 +104,14 @@ def check(
     for event in events:
         by_customer[event.customer_id].append(event)
     told: dict[str, list[Mapping[str, Any]]] | None = None
+    ignored: dict[str, set[str]] = defaultdict(set)
     if outbound is not None:
         told = defaultdict(list)
         for sent in outbound:
             if sent.get("type") in ("funding.completed", "funding.refused"):
                 told[str(sent.get("customer_ref"))].append(sent)
+            elif sent.get("type") == "event.ignored":  # reached a closed customer: no verdict on its lines
+                ignored[str(sent.get("customer_ref"))].add(str(sent.get("event_id")))
     subs_by_name = {s["accountName"]: s for s in state["subAccounts"]}
     subs_by_uid = {s["uid"]: s for s in state["subAccounts"]}
     keys_by_uid: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -140,6 +143,7 @@ def check(
             naming,
             None if told is None else told.get(naming.customer_ref(customer), []),
             by_day=by_day,
+            ignored=frozenset(ignored.get(naming.customer_ref(customer), ())),
         )
         violations += v.check()
     for (day, currency), total in sorted(by_day.items()):
@@ -178,6 +182,8 @@ class _Customer:
     """Funding lines with a transfer on the exchange (filled by ``_money``)."""
     by_day: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     """What funding lines' transfers moved, by (UTC day of execution, currency), shared across customers."""
+    ignored: frozenset[str] = frozenset()
+    """Events the upstream was told ``event.ignored`` (they reached the customer closed)."""
 
     def fail(self, invariant: str, detail: str) -> Violation:
         return Violation(self.customer, invariant, detail)
@@ -409,10 +415,12 @@ class _Customer:
         return out
 
     def _taken_before_close(self, event_id: str) -> bool:
-        """Whether the customer is closed and the event was taken before the close (one taken after it is reported
-        ``event.ignored`` instead of a verdict on each of its lines)."""
+        """Whether the customer is closed and the event was taken before the close (one that reached it after, even
+        during the closing run, is reported ``event.ignored`` instead of a verdict on each of its lines)."""
         record = self.record
-        return record is not None and record.closed_at_ms is not None and event_id in record.events_at_close
+        if record is None or record.closed_at_ms is None:
+            return False
+        return event_id in record.events_at_close and event_id not in self.ignored
 
 
 def _utc_day(ms: int) -> str:

@@ -411,3 +411,22 @@ def test_the_special_accounts_daily_cap_is_checked_across_customers(rig: Rig) ->
     assert [(v.invariant, v.detail.split(":")[1].strip()) for v in found] == [
         ("none above the daily caps", "500 USDT > 400")
     ]
+
+
+def test_an_event_told_ignored_needs_no_verdict_on_its_lines(rig: Rig) -> None:
+    """An event that reached the customer during its closing run is reported ``event.ignored`` (and then listed
+    among the events at the close): its lines get no verdict of their own, and verify does not ask for one (the
+    chaos run at 1289bf0 took that for a violation)."""
+    ev = events_for("v-ignored")
+    (ref,) = rig.publish(ev["kyc"], ev["offboard"], ev["created"])[:1]
+    rig.settle(ref)
+    published = [ev["created"], ev["kyc"], ev["offboard"]]
+    outbound = [e for e in rig.outbound() if e["type"] != "funding.refused"]
+    assert "every line of a closed customer has a verdict" in told(rig, published, outbound)
+    ignored = {
+        "id": f"event.ignored:{ref}:{ev['kyc']['id']}",
+        "type": "event.ignored",
+        "customer_ref": ref,
+        "event_id": ev["kyc"]["id"],
+    }
+    assert "every line of a closed customer has a verdict" not in told(rig, published, [*outbound, ignored])
