@@ -11,6 +11,7 @@ from handlers.desired import DesiredState, fold
 from handlers.naming import Naming
 from worker.store.customers import CustomerStore
 from worker.store.ledger import FundingLedger
+from worker.store.recovery_marks import undeclared_since
 
 __all__ = ["read_customer_view"]
 
@@ -30,10 +31,8 @@ def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -
         at = store.redis.get(store.keys.recovery_republished_at)
         declared = at is not None and int(at) >= snapshot.record.recovered_at_ms
     caps_counted = FundingLedger(store.redis, store.keys).reseed_due() is None
-    recovery_open = False
-    if snapshot.record is None or snapshot.record.sub_account is None:
-        lost, at = store.redis.mget([store.keys.recovery_lost_at, store.keys.recovery_republished_at])
-        recovery_open = bool(lost) and not at
+    unplaced = snapshot.record is None or snapshot.record.sub_account is None
+    recovery_open = unplaced and undeclared_since(store.redis, store.keys) is not None
     return customer_view(
         customer_id,
         desired,

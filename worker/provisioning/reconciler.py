@@ -47,6 +47,7 @@ from worker.provisioning.waits import OWN_WAITS
 from worker.store.customers import CustomerStore, Snapshot, Taken
 from worker.store.due import DueSchedule
 from worker.store.lock import CustomerLock
+from worker.store.recovery_marks import undeclared_since
 
 __all__ = ["Reconciler", "RunReport", "StepsBlocked", "step_scope"]
 
@@ -398,8 +399,8 @@ class Reconciler:
         if record.recovered_at_ms is None:
             if record.sub_account is not None or store.guard.audit_epoch is None:
                 return {"republished_at_ms": None, "stamps_kept": False, "recovery_open": False}
-            lost, at = store.redis.mget([store.keys.recovery_lost_at, store.keys.recovery_republished_at])
-            return {"republished_at_ms": None, "stamps_kept": False, "recovery_open": bool(lost) and not at}
+            undeclared = undeclared_since(store.redis, store.keys) is not None
+            return {"republished_at_ms": None, "stamps_kept": False, "recovery_open": undeclared}
         at, kept = store.redis.mget([store.keys.recovery_republished_at, store.keys.recovery_stamps_kept])
         return {"republished_at_ms": int(at) if at else None, "stamps_kept": kept == "1", "recovery_open": not at}
 

@@ -129,14 +129,15 @@ class RedisCollector(Collector):
 
     def _undeclared(self, now_ms: int) -> GaugeMetricFamily:
         """How long the last recovery after a loss has waited for its re-publication's declaration (0: none)."""
-        lost_at, declared_at = self._redis.mget([self._keys.recovery_lost_at, self._keys.recovery_republished_at])
+        from worker.store.recovery_marks import undeclared_since
+
         family = GaugeMetricFamily(
             "provisioner_recovery_undeclared_seconds",
             "Time since the last recovery after a loss of our state while the upstream's re-publication is not "
             "declared complete (provisioner recover --republished): recovered customers' funding waits meanwhile. "
             "0 when none is open.",
         )
-        open_since = int(lost_at) if lost_at and (not declared_at or int(declared_at) < int(lost_at)) else None
+        open_since = undeclared_since(self._redis, self._keys)
         family.add_metric([], max(0.0, (now_ms - open_since) / 1000) if open_since is not None else 0.0)
         return family
 
