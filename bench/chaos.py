@@ -600,6 +600,12 @@ def lose_state(
 ) -> dict[str, Any]:
     """Lose Redis' state under the running workers; check that every one halts and nothing is sent while they
     are halted; recover as the on-call would (adopting the older system's sub-accounts); re-publish everything."""
+    # the loss is meant to find the workers running (a kill -9 just before may have them restarting, and a worker
+    # that starts after the loss halts at its start-up check instead: right, but not the path this step exercises)
+    ready_by = time.monotonic() + 120
+    while not all(w.alive() and w.children() for w in workers) and time.monotonic() < ready_by:
+        time.sleep(0.5)
+    time.sleep(3)  # their consumers and due schedulers running, past the start-up check
     offsets = {w.index: w.log_size() for w in workers}
     writes_before = _write_calls(exchange)
     lost_at = time.monotonic()
