@@ -48,9 +48,12 @@ def test_an_event_re_published_after_its_dead_letter_was_purged_is_never_stored(
     the admitted entry and let the admission script treat an entry whose message is neither in the hand-off nor in
     a dead-letter set as absent); at least answer ``accepted`` again for an admitted id whose message is gone.
 
-    Likelihood: low-to-medium — needs a dead-lettered event before storage (a signing-key or intake-key rotation
-    out of order, an event turning too old, documents sealed to a key no worker holds) and a purge or a week
-    without a replay; impact: the customer's onboarding silently never happens under that event id.
+    Likelihood: low-to-medium — needs an event dead-lettered before it was stored (an event-signing or intake key
+    rolled out in the wrong order, documents sealed to a key no worker holds, an event the worker's clock finds too
+    old — or more than 5 minutes in the future when the API host's clock runs ahead of the worker's: intake checks
+    again with its own clock and dead-letters it as invalid without running the ingest script that forgets the
+    admission entry) and then a purge or a week without a replay; impact: the customer's onboarding (or a
+    top-up, an offboarding) silently never happens under that event id, and the upstream was told it is held.
     """
     with WorkerRig(redis_url, key_prefix) as rig:
         customer = "adm-gone"
