@@ -21,7 +21,6 @@ API_KEYS = "new=" + base64.b64encode(b"n" * 7 + bytes(range(25))).decode()
 """The event-signing key the API was given first (a rotation done in the wrong order): no worker holds it yet."""
 
 
-@pytest.mark.xfail(strict=True, reason="adv44: an admitted event whose dead letter is gone answers duplicate for ever")
 def test_an_event_re_published_after_its_dead_letter_was_purged_is_never_stored(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -180,3 +180,40 @@ def test_documents_sealed_to_a_key_no_worker_holds_are_dead_lettered_not_lost(re
         assert rig.runtime.handoff.waiting() == 0, "the dead letter holds it now"
         assert upstream.post(approved).status_code == 200, "still held: a re-send is a duplicate"
         upstream.close()
+
+
+def test_an_admitted_event_is_held_while_its_message_lives_and_taken_again_once_it_is_gone(
+    upstream: Upstream, api: LiveApi, redis_url: str, key_prefix: str
+) -> None:
+    """``duplicate`` is the promise that something still holds the event: the hand-off, then its dead letter. Once
+    neither does (a purge, an expiry) without a worker having stored it, the same content is ``accepted`` again;
+    other content stays a conflict; an entry in the format before message ids is taken as held."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = Keys(key_prefix)
+    created = event("customer.created", "held-1")
+    assert upstream.post(created).status_code == 202
+    [admitted_key] = list(client.scan_iter(f"{key_prefix}:c:*:admitted"))
+    _, message_id, _ = client.hget(admitted_key, created["id"]).split(" ")
+    assert upstream.post(created).status_code == 200, "queued and in the hand-off: held"
+
+    # a worker dead-letters it before storing it: out of the hand-off, its dead letter recorded
+    client.zrem(keys.handoff(QUEUE_EVENTS), message_id)
+    client.hset(keys.dead_letter(message_id), mapping={"kind": "unauthenticated"})
+    assert upstream.post(created).status_code == 200, "in a dead letter an operator may replay: held"
+    assert upstream.post({**created, "occurred_at": "2026-12-01T00:00:00Z"}).status_code == 409
+
+    client.delete(keys.dead_letter(message_id))  # purged, or expired
+    assert upstream.post({**created, "occurred_at": "2026-12-01T00:00:00Z"}).status_code == 409, "other content"
+    assert upstream.post(created).json()["status"] == "accepted", "nothing holds it any more: taken again"
+    _, again, _ = client.hget(admitted_key, created["id"]).split(" ")
+    assert again != message_id and client.zscore(keys.handoff(QUEUE_EVENTS), again) is not None
+    assert upstream.post(created).status_code == 200
+
+    legacy = event("customer.created", "held-2")
+    assert upstream.post(legacy).status_code == 202
+    [legacy_key] = [k for k in client.scan_iter(f"{key_prefix}:c:*:admitted") if k != admitted_key]
+    fingerprint, legacy_id, _ = client.hget(legacy_key, legacy["id"]).split(" ")
+    client.hset(legacy_key, legacy["id"], fingerprint)  # written by the version before message ids
+    client.zrem(keys.handoff(QUEUE_EVENTS), legacy_id)
+    assert upstream.post(legacy).status_code == 200, "an entry without its message id is taken as held"
+    client.close()

@@ -11,7 +11,17 @@ nothing under the event id    ``accepted``: the admission index entry, the hand-
 the stored event, same        ``duplicate`` (same stored JSON and same documents digest as intake compares)
 the stored event, other       ``conflict`` (the id was used for other content, or other KYC documents)
 an admitted, unstored event   ``duplicate`` / ``conflict`` by its fingerprint (the same comparison, hashed)
+…whose message is gone        ``accepted`` again for the same content (``conflict`` for other content): the
+                              message left without its event being stored — a dead letter purged or expired
 ============================  ==============================================================================
+
+An admission entry (``{p}:c:<ref>:admitted``, event id → ``fingerprint message-id queue``) holds a 2xx's promise
+only while something holds the message: the hand-off (until a worker stores the event) or its dead letter (our
+metadata, ``{p}:dlq:<message id>``, kept until a purge or a day past dramatiq's 7-day retention; a replay keeps
+the message id and goes through the hand-off again). An event dead-lettered before any worker stored it (a key
+rolled out in the wrong order, a clock the worker finds skewed) and then purged would otherwise answer
+``duplicate`` for ever, and the upstream's re-send — the remedy the README gives — would enqueue nothing.
+Entries written before this format (a bare fingerprint) are taken as held.
 
 So a verdict is decided against what was already accepted — by this API, by ``provisioner publish`` once a
 worker stored it — and, the script being atomic, concurrent identical requests get one ``accepted`` and the
@@ -59,7 +69,7 @@ _ADMIT = """
 -- KEYS: refused stream, hand-off bodies, then per queue (events, urgent): hand-off set, dramatiq list, its .msgs;
 --       then per event: the customer's admitted index; last, the refusal counts.
 -- ARGV: number of events, refusals (JSON [[id, field, reason, count field], ...]), the count field of a conflict,
---       then per event: id, stored JSON, documents
+--       the dead-letter metadata key prefix ("{p}:dlq:"), then per event: id, stored JSON, documents
 --       digest, fingerprint, queue index (1 events, 2 urgent), message id, hand-off body, redis message id + body
 --       as "rid\\nbody", then the names of the customer's events hash and documents digests, which the script only
 --       reads: named in ARGV, not KEYS, because Redis' ACL checks a script's KEYS for write access, and the API's
@@ -68,9 +78,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
 local counts = KEYS[9 + n]
+local dead = ARGV[4]
 local verdicts = {}
+-- an admitted entry is "fingerprint message-id queue-index" (a bare fingerprint before that format: held)
+local function held(admitted)
+  local fp, mid, qi = string.match(admitted, '^(%S+) (%S+) (%d)$')
+  if not fp then return admitted, true end
+  local q = 3 + 3 * (tonumber(qi) - 1)
+  return fp, redis.call('ZSCORE', KEYS[q], mid) ~= false or redis.call('EXISTS', dead .. mid) == 1
+end
 for i = 0, n - 1 do
-  local k, a = 9 + i, 4 + 10 * i
+  local k, a = 9 + i, 5 + 10 * i
   local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local events, digests = ARGV[a + 8], ARGV[a + 9]
   local existing = redis.call('HGET', events, id)
@@ -83,14 +101,18 @@ for i = 0, n - 1 do
     end
   else
     local admitted = redis.call('HGET', KEYS[k], id)
+    local alive = false
     if admitted then
-      if admitted == fingerprint then verdict = 'duplicate' else verdict = 'conflict' end
-    else
+      local fp
+      fp, alive = held(admitted)
+      if fp ~= fingerprint then verdict = 'conflict' elseif alive then verdict = 'duplicate' end
+    end
+    if not verdict then
       local q = 3 + 3 * (tonumber(ARGV[a + 4]) - 1)
       local message_id, body, queued = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
       local cut = string.find(queued, '\\n', 1, true)
       local rid = string.sub(queued, 1, cut - 1)
-      redis.call('HSET', KEYS[k], id, fingerprint)
+      redis.call('HSET', KEYS[k], id, fingerprint .. ' ' .. message_id .. ' ' .. ARGV[a + 4])
       redis.call('ZADD', KEYS[q], now, message_id)
       redis.call('HSET', KEYS[2], message_id, body)
       redis.call('HSET', KEYS[q + 2], rid, string.sub(queued, cut + 1))
@@ -210,7 +232,12 @@ class Admission:
         keys = [self._keys.refused, self._keys.handoff_bodies]
         for queue in _QUEUES:
             keys += [self._keys.handoff(queue), f"{self._namespace}:{queue}", f"{self._namespace}:{queue}.msgs"]
-        args: list[Any] = [len(prepared), json.dumps(refusals), count_field("api", "id", conflict=True)]
+        args: list[Any] = [
+            len(prepared),
+            json.dumps(refusals),
+            count_field("api", "id", conflict=True),
+            self._keys.dead_letter(""),
+        ]
         for p in prepared:
             keys.append(self._keys.admitted(p.ref))
             args += [p.event_id, p.stored, p.digest, p.fingerprint, p.queue_index, p.message_id, p.body, p.queued]
