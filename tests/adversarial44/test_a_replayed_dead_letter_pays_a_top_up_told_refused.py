@@ -130,7 +130,7 @@ def kcs_paid(exchange: Exchange) -> list[dict[str, Any]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="adv44: dlq replay of a top-up the worker refused (event.refused told) pays it after the upstream re-sent it",
+    reason="adv44: dlq replay pays a top-up the worker refused (event.refused told) after the upstream re-sent it",
 )
 def test_a_replayed_dead_letter_pays_a_top_up_the_upstream_was_told_refused(redis_url: str, key_prefix: str) -> None:
     exchange = Exchange(SandboxConfig())
