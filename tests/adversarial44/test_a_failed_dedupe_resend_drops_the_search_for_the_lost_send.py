@@ -45,9 +45,6 @@ from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, top
 from tests.core.harness import Crash, Rig
 
 
-@pytest.mark.xfail(
-    strict=True, reason="adv44: a dedupe re-send that FAILS forgets the lost send; the retry pays the line twice"
-)
 def test_a_failed_dedupe_resend_lets_a_retry_pay_the_line_twice_silently(redis_url: str, key_prefix: str) -> None:
     rig = Rig(
         redis_url,

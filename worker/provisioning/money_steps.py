@@ -460,7 +460,7 @@ def confirm_transfer(cmd: ConfirmTransfer, ctx: StepContext) -> None:
             _commit(ctx, entry, evidence=Evidence.HISTORY, note=None)
             return
         if status == "FAILURE":
-            _failed(ctx, entry, detail.reason or "no reason given")
+            _failed(ctx, entry, detail.reason or "no reason given", created_at_ms=detail.created_at)
             return
     if now - entry.at_ms >= PROCESSING_LIMIT_MS:
         _stuck(ctx, entry, f"{why} {int((now - entry.at_ms) / 60_000)} minutes after it was accepted")
@@ -790,10 +790,15 @@ def _refused(ctx: StepContext, details: TransferIntent, client_oid: str, reason:
         _release(ctx, details.key, details.days or [details.day])
 
 
-def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
+def _failed(ctx: StepContext, entry: TransferRecord, reason: str, *, created_at_ms: int | None = None) -> None:
     """Get Transfer History says FAILURE: nothing moved, and the clientOid is spent (an exchange that refuses
     repeats would answer "duplicated" for it). Funding: one commit forgets the transfer and blocks the line for an
-    operator's retry, which sends it under the next clientOid. Sweep: the next round reads the balances again."""
+    operator's retry, which sends it under the next clientOid. Sweep: the next round reads the balances again.
+
+    A funding send that may repeat an earlier, lost one (``recheck_from_ms``) proves nothing of that one unless the
+    failed order predates this send (the exchange answered the repeat with the first order): otherwise the earlier
+    send may have paid, so the line keeps its reservations and the moment of the earlier send
+    (``earlier_sends``): the retry is then searched for a second payment, never silent (``recheck_transfer``)."""
     transfers = {k: v for k, v in ctx.record.transfers.items() if k != entry.key}
     detail = {"key": entry.key, "order_id": entry.order_id, "client_oid": entry.client_oid, "reason": reason}
     if entry.purpose is TransferPurpose.SWEEP:
@@ -802,7 +807,20 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str) -> None:
         )
         ctx.commit(record, journal=[(JournalAction.TRANSFER_FAILED, detail)])
         return
-    _release(ctx, entry.key, entry.reserved_days)
+    deduplicated = (
+        created_at_ms is not None and entry.this_send_ms and created_at_ms < entry.this_send_ms - LEDGER_SKEW_MS
+    )
+    if entry.recheck_from_ms and not deduplicated:
+        record = ctx.record
+        earlier = min(entry.recheck_from_ms, record.earlier_sends.get(entry.key, entry.recheck_from_ms))
+        ctx.record = record.model_copy(update={"earlier_sends": {**record.earlier_sends, entry.key: earlier}})
+        reason += (
+            "; an earlier send of this line, whose answer was lost, may have paid: the caps keep counting it, and a "
+            "retry is searched for a second payment (check the Special Account's ledger, or decide with "
+            "`provisioner customer settle-transfer`)"
+        )
+    else:
+        _release(ctx, entry.key, entry.reserved_days)
     recovered = ctx.record.recovered_at_ms
     if recovered is not None and entry.at_ms <= recovered:
         # an attempt of a restored snapshot: the line may have gone on since under a later clientOid, paid; it is
