@@ -178,6 +178,11 @@ class Intake:
             )
             self.report(refused)
             return refused
+        if result is IngestResult.REFUSED:
+            field_path, reason = self._store.refusal(ref, event.id) or ("id", "refused earlier")
+            refused = Refused(field_path, reason, event.id, ref, customer_id=event.customer_id)
+            self.report(refused)  # the same refusal, under the same outbound id: the upstream takes it once
+            return refused
         if result is IngestResult.CLOSED:
             ignored = Refused(
                 "customer_id",
@@ -203,6 +208,9 @@ class Intake:
             field_path=refused.field,
             now_ms=now,
             counted_as=count_field(stage, refused.field, conflict=refused.conflict, ignored=refused.ignored),
+            # told as the end of that event id: a later copy (a replayed dead letter, a re-send once the cause is
+            # gone, say a currency added since) must not take effect after the upstream booked it refused
+            final=not (refused.conflict or refused.ignored),
         )
         self._store.report(refusal_event(refused, now), ref=refused.ref)
 

@@ -45,7 +45,6 @@ from decimal import Decimal
 from typing import Any
 
 import dramatiq
-import pytest
 from prometheus_client import CollectorRegistry
 
 from sandbox import Exchange, SandboxConfig
@@ -128,10 +127,6 @@ def kcs_paid(exchange: Exchange) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv44: dlq replay pays a top-up the worker refused (event.refused told) after the upstream re-sent it",
-)
 def test_a_replayed_dead_letter_pays_a_top_up_the_upstream_was_told_refused(redis_url: str, key_prefix: str) -> None:
     exchange = Exchange(SandboxConfig())
     ev = events_for("adv44-replay", funding=())

@@ -66,6 +66,8 @@ if existing then
   if digest ~= ARGV[9] then return {'conflict_documents', writes} end
   return {'duplicate', writes}
 end
+-- refused before, and the upstream was told: final for the id (a replayed dead letter, a re-send)
+if redis.call('HEXISTS', KEYS[15], ARGV[1]) == 1 then return {'refused', writes} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[13], ARGV[2])
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[12], ARGV[1], ARGV[9]) end
@@ -185,16 +187,16 @@ _INGEST_AND_LOCK = (
     _INGEST_FUNCTION
     + _LOCK_AND_READ_FUNCTION
     + """
--- KEYS: ingest's 14, then lock_and_read's 10; ARGV: ingest's 10, then lock_and_read's 7. The lock is asked for only
+-- KEYS: ingest's 15, then lock_and_read's 10; ARGV: ingest's 10, then lock_and_read's 7. The lock is asked for only
 -- when the event is taken (new or a duplicate): a refused or ignored event starts no reconcile.
 local function slice(t, from, n)
   local out = {}
   for i = 1, n do out[i] = t[from + i - 1] end
   return out
 end
-local stored = ingest(slice(KEYS, 1, 14), slice(ARGV, 1, 10))
+local stored = ingest(slice(KEYS, 1, 15), slice(ARGV, 1, 10))
 if stored.err or (stored[1] ~= 'new' and stored[1] ~= 'duplicate') then return stored end
-local taken = lock_and_read(slice(KEYS, 15, 10), slice(ARGV, 11, 7))
+local taken = lock_and_read(slice(KEYS, 16, 10), slice(ARGV, 11, 7))
 if type(taken) == 'table' and taken.err then return taken end
 return {stored[1], stored[2], taken}
 """
@@ -211,6 +213,8 @@ class IngestResult(StrEnum):
     the documents of an id are stored once."""
     CLOSED = "closed"
     """The customer was offboarded and closed: the event is ignored (and reported)."""
+    REFUSED = "refused"
+    """The event id was refused before and the upstream told so (``CustomerStore.refusal``): refused again."""
 
 
 class CommitRejected(Exception):  # noqa: N818 - reads as what happened
@@ -422,6 +426,7 @@ class CustomerStore:
                 k.docs_digests(ref),
                 k.events_log(ref),
                 k.admitted(ref),
+                k.refusals(ref),
             ],
             lambda epoch, hwm: [
                 event.id,
@@ -641,6 +646,14 @@ class CustomerStore:
         rows: Any = self.redis.xrange(self.keys.journal(ref), count=count)
         return [json.loads(fields["entry"]) for _, fields in rows]
 
+    def refusal(self, ref: str, event_id: str) -> tuple[str, str] | None:
+        """The final refusal of ``event_id`` (field, reason), or ``None``. Raises ``redis.RedisError``."""
+        raw = self.redis.hget(self.keys.refusals(ref), event_id)
+        if raw is None:
+            return None
+        field_path, _, reason = _text(raw).partition("\n")
+        return field_path, reason
+
     def report(self, event: OutboundEvent, *, ref: str | None) -> None:
         """Tell the upstream of something outside a commit (a refused or ignored event): append ``event`` to the
         outbound stream, numbered in customer ``ref``'s sequence when it is known."""
@@ -655,11 +668,16 @@ class CustomerStore:
         field_path: str,
         now_ms: int,
         counted_as: str,
+        final: bool = False,
     ) -> None:
         """Append a refused event (id, customer ref, reason; never the payload) to the refused stream, and count it
-        under ``counted_as`` (``worker.store.refusal_counts.count_field``) in the same transaction."""
+        under ``counted_as`` (``worker.store.refusal_counts.count_field``) in the same transaction. ``final``:
+        the refusal is told to the upstream as the end of that event id, so intake refuses any later copy of it
+        the same way (``IngestResult.REFUSED``; kept with the customer's keys)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hincrby(self.keys.refused_counts, counted_as, 1)
+        if final and event_id and ref:
+            pipe.hsetnx(self.keys.refusals(ref), event_id, f"{field_path}\n{reason[:500]}")
         pipe.xadd(
             self.keys.refused,
             {

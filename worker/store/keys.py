@@ -10,6 +10,7 @@ key                                 type    content
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
 ``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
 ``{p}:c:{ref}:admitted``            hash    event id → fingerprint, for events the API admitted and no worker stored yet
+``{p}:c:{ref}:refusals``            hash    event id → ``field\nreason`` of a refusal told upstream (final for the id)
 ``{p}:c:{ref}:journal``             stream  audit journal: every state change, no secrets
 ``{p}:c:{ref}:lock``                string  ``<fence>:<uuid>`` of the reconcile holding the customer
 ``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
@@ -90,6 +91,9 @@ class Keys:
 
     def admitted(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:admitted"
+
+    def refusals(self, ref: str) -> str:
+        return f"{self.prefix}:c:{ref}:refusals"
 
     def docs_received(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:docs_received"
