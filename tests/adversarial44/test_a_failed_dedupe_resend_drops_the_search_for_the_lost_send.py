@@ -40,9 +40,11 @@ from decimal import Decimal
 import pytest
 
 from handlers import steps
+from handlers.records import TransferStatus
 from sandbox import SandboxConfig
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, topup, total
 from tests.core.harness import Crash, Rig
+from worker.provisioning.operator import TransferVerdict, settle_transfer
 
 
 def test_a_failed_dedupe_resend_lets_a_retry_pay_the_line_twice_silently(redis_url: str, key_prefix: str) -> None:
@@ -79,5 +81,49 @@ def test_a_failed_dedupe_resend_lets_a_retry_pay_the_line_twice_silently(redis_u
         assert paid == 300 or flagged, f"{paid} USDT moved for a line of 300 and nothing flags the second payment"
         assert paid == 300 or record.transfers[line].extra_paid >= 1
         assert paid <= Decimal(300) or rig.app.store.guard.distrust_reason() is not None
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("verdict", ["committed", "not_committed"])
+def test_the_operators_verdict_on_the_lost_send_settles_the_line_once_or_flags_the_second(
+    redis_url: str, key_prefix: str, verdict: str
+) -> None:
+    """The fix: the line goes to an operator (a manual block that keeps its intent, counted in doubt by the caps).
+    ``--committed`` (the ledger shows the lost send): told completed, nothing sent again. ``--not-committed`` (the
+    operator is wrong): the line is sent again and its second payment is found and flagged, never silent."""
+    rig = Rig(
+        redis_url,
+        key_prefix,
+        config=SandboxConfig.from_dict({"duplicate_client_oid": "accept"}),
+        PROVISIONER_CLIENT_OID_BEHAVIOUR="dedupe",
+    )
+    try:
+        customer = f"adv44-v-{verdict[0]}"
+        ref, uid = onboard_with_a_key(rig, customer)
+        rig.publish(topup(customer, "topup", 30, [("USDT", "300")]))
+        rig.transport.crash("POST", "/api/v1/broker/nd/transfer", when="after")
+        with pytest.raises(Crash):
+            rig.run(ref)
+        rig.exchange.update_config({"transfer_failure_share": 1.0})
+        rig.settle(ref)
+        rig.exchange.update_config({"transfer_failure_share": 0.0})
+        line = f"{customer}-topup#0"
+        block = rig.record(ref).blocked[steps.fund(line)]
+        assert block.manual and "may have paid" in block.reason, block
+        assert line in rig.record(ref).in_doubt(), "counted by the per-customer cap while an operator decides"
+
+        chosen = TransferVerdict.COMMITTED if verdict == "committed" else TransferVerdict.NOT_COMMITTED
+        settle_transfer(rig.app, ref, steps.fund(line), verdict=chosen, who="on-call")
+        rig.settle(ref, horizon_ms=24 * 3_600_000)
+        record = rig.record(ref)
+        told = [e["type"] for e in outbound(rig) if e.get("key") == line or e.get("line") == line]
+        if verdict == "committed":
+            assert total(paid_to(rig, uid)) == 300
+            assert record.transfers[line].status is TransferStatus.COMMITTED
+        else:
+            assert total(paid_to(rig, uid)) == 600, "sent again on the operator's word"
+            assert steps.double(line) in record.blocked, "the second payment is found and flagged"
+        assert told.count("funding.completed") <= 1, told
     finally:
         rig.close()

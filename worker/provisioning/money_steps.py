@@ -796,9 +796,10 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str, *, created_at_
     operator's retry, which sends it under the next clientOid. Sweep: the next round reads the balances again.
 
     A funding send that may repeat an earlier, lost one (``recheck_from_ms``) proves nothing of that one unless the
-    failed order predates this send (the exchange answered the repeat with the first order): otherwise the earlier
-    send may have paid, so the line keeps its reservations and the moment of the earlier send
-    (``earlier_sends``): the retry is then searched for a second payment, never silent (``recheck_transfer``)."""
+    failed order predates this send (the exchange answered the repeat with the first order) or an operator said the
+    earlier sends moved nothing: otherwise the earlier send may have paid, so the line goes to an operator (a manual
+    block: counted in doubt by both caps, its reservations kept), with the moment of the earlier send kept
+    (``earlier_sends``): a later send of it is searched for a second payment, never silent."""
     transfers = {k: v for k, v in ctx.record.transfers.items() if k != entry.key}
     detail = {"key": entry.key, "order_id": entry.order_id, "client_oid": entry.client_oid, "reason": reason}
     if entry.purpose is TransferPurpose.SWEEP:
@@ -810,17 +811,32 @@ def _failed(ctx: StepContext, entry: TransferRecord, reason: str, *, created_at_
     deduplicated = (
         created_at_ms is not None and entry.this_send_ms and created_at_ms < entry.this_send_ms - LEDGER_SKEW_MS
     )
-    if entry.recheck_from_ms and not deduplicated:
+    if entry.recheck_from_ms and not deduplicated and not entry.operator_unsent:
+        # the failed order is not the earlier send (the exchange made a new order for the repeat: the settings are
+        # contradicted), and that send, whose answer was lost, may have paid: an operator decides from the ledger,
+        # the line counted in doubt by both caps meanwhile (a manual block keeps its intent and reservations)
         record = ctx.record
         earlier = min(entry.recheck_from_ms, record.earlier_sends.get(entry.key, entry.recheck_from_ms))
-        ctx.record = record.model_copy(update={"earlier_sends": {**record.earlier_sends, entry.key: earlier}})
-        reason += (
-            "; an earlier send of this line, whose answer was lost, may have paid: the caps keep counting it, and a "
-            "retry is searched for a second payment (check the Special Account's ledger, or decide with "
-            "`provisioner customer settle-transfer`)"
+        ctx.record = record.model_copy(
+            update={
+                "transfers": transfers,
+                "pending": _intent_of(ctx, entry, with_order=False),
+                "earlier_sends": {**record.earlier_sends, entry.key: earlier},
+            }
         )
-    else:
-        _release(ctx, entry.key, entry.reserved_days)
+        fail(
+            ctx,
+            steps.fund(entry.key),
+            f"the exchange reports transfer {entry.order_id} FAILED ({reason}), but it was a re-send of line "
+            f"{entry.key} ({entry.amount} {entry.currency}) under clientOid {entry.client_oid}, whose earlier send's "
+            "answer was lost, and the exchange made a new order for it instead of answering with the first: that "
+            "earlier send may have paid. Check the Special Account's ledger for it, then decide with `provisioner "
+            "customer settle-transfer` (--committed: it paid; --not-committed: nothing moved, the line is sent again "
+            "and searched for a second payment)",
+            manual=True,
+        )
+        return
+    _release(ctx, entry.key, entry.reserved_days)
     recovered = ctx.record.recovered_at_ms
     if recovered is not None and entry.at_ms <= recovered:
         # an attempt of a restored snapshot: the line may have gone on since under a later clientOid, paid; it is
@@ -870,6 +886,21 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         )
         ctx.commit(record, journal=[(JournalAction.TRANSFER_UNCONFIRMED, {"key": entry.key, "why": why})])
         return
+    ctx.record = ctx.record.model_copy(update={"transfers": transfers, "pending": _intent_of(ctx, entry)})
+    fail(
+        ctx,
+        steps.fund(entry.key),
+        f"transfer {entry.client_oid} (order {entry.order_id}) of {entry.amount} {entry.currency} is not final: "
+        f"{why}; once KuCoin shows it final, decide with `provisioner customer settle-transfer` (SUCCESS: "
+        "--committed; FAILURE: --not-committed or --refused; the command checks the order's status itself)",
+        manual=True,
+    )
+
+
+def _intent_of(ctx: StepContext, entry: TransferRecord, *, with_order: bool = True) -> Intent:
+    """The transfer intent an accepted funding transfer stands for, kept in an operator's block (``manual``): its
+    days, attempt and sends, so that the operator's verdict settles the line as the worker would have.
+    ``with_order=False`` leaves its order out (an order that is not the one the verdict is about)."""
     sub = ctx.record.sub_account
     assert sub is not None
     details = TransferIntent(
@@ -887,18 +918,9 @@ def _stuck(ctx: StepContext, entry: TransferRecord, why: str) -> None:
         first_sent_ms=entry.sent_ms or entry.at_ms,
         earlier_send_ms=entry.recheck_from_ms,  # a verdict of committed still searches for a second payment
         sent_ms=entry.this_send_ms,  # unless the order predates this send (a deduplicated repeat)
-        order_id=entry.order_id,
+        order_id=entry.order_id if with_order else None,
     )
-    intent = Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)
-    ctx.record = ctx.record.model_copy(update={"transfers": transfers, "pending": intent})
-    fail(
-        ctx,
-        steps.fund(entry.key),
-        f"transfer {entry.client_oid} (order {entry.order_id}) of {entry.amount} {entry.currency} is not final: "
-        f"{why}; once KuCoin shows it final, decide with `provisioner customer settle-transfer` (SUCCESS: "
-        "--committed; FAILURE: --not-committed or --refused; the command checks the order's status itself)",
-        manual=True,
-    )
+    return Intent(kind=IntentKind.TRANSFER, token=entry.client_oid or "", started_at_ms=entry.at_ms, details=details)
 
 
 def _check_later(ctx: StepContext, entry: TransferRecord, now: int, why: str) -> None:
