@@ -10,6 +10,7 @@ a customer we hold, in that customer's outbound sequence.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -27,7 +28,7 @@ from worker.store.lock import CustomerLock
 from worker.store.outbound import OutboundEvent, rfc3339
 from worker.store.refusal_counts import count_field
 
-__all__ = ["CLOSED_REASON", "Accepted", "Intake", "Refused", "peek_event_id", "refusal_event"]
+__all__ = ["CLOSED_REASON", "Accepted", "Intake", "Refused", "peek_event_id", "readable_ids", "refusal_event"]
 
 CLOSED_REASON = "the customer was offboarded and closed; event ignored"
 
@@ -92,11 +93,20 @@ class Intake:
         )
 
     def check(self, raw: str | bytes | dict[str, Any]) -> Event | Refused:
-        """Validate without storing. Returns the event, or a ``Refused`` naming the field."""
+        """Validate without storing. Returns the event, or a ``Refused`` naming the field.
+
+        A copy of an event already stored under its id is judged as it was when it was accepted: the checks that
+        depend on the moment (its age, the clocks, the configured currencies, the photo limit) no longer apply to
+        it — were it refused now, the upstream would be told ``event.refused`` (final) for an event that took
+        effect. It is returned if it is well-formed, and intake then answers duplicate or conflict. Raises
+        ``redis.RedisError`` (only for such a refused copy, where what is stored is looked up)."""
         try:
             return parse_event(raw, self.policy())
         except EventRejected as exc:
             event_id, customer_id = _readable(raw)
+            if event_id and customer_id and self._store.holds_event(self._naming.customer_ref(customer_id), event_id):
+                with contextlib.suppress(EventRejected):
+                    return parse_event(raw, None)
             return Refused(
                 exc.field,
                 exc.reason,
@@ -260,6 +270,11 @@ def _canonical(raw: object) -> str:
         return json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     except (ValueError, RecursionError):
         return repr(raw)
+
+
+def readable_ids(raw: object) -> tuple[str | None, str | None]:
+    """The event id and customer id of an event, where they can be read safely (short, printable)."""
+    return _readable(raw)
 
 
 def peek_event_id(raw: object) -> str | None:

@@ -34,15 +34,16 @@ currencies/photo limits are routine; the cost is an upstream told "refused, fina
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, total
-from tests.core.harness import Rig
+from tests.core.harness import Rig, events_for
+from tests.runtime.rig import WorkerRig
+from worker.bootstrap import intake_sealer
+from worker.runtime.admission import Admission, AdmissionStatus, dramatiq_namespace
 
 
-@pytest.mark.xfail(strict=True, reason="adv46: a copy of a stored, paid event is told event.refused (final)")
 def test_a_copy_of_a_stored_paid_topup_is_told_refused_for_good(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     try:
@@ -70,3 +71,40 @@ def test_a_copy_of_a_stored_paid_topup_is_told_refused_for_good(redis_url: str, 
         )
     finally:
         rig.close()
+
+
+def test_the_apis_retry_of_an_event_it_accepted_answers_duplicate_after_the_age_bound(
+    redis_url: str, key_prefix: str
+) -> None:
+    """The same at the edge: an upstream whose answer was lost retries the same request after the event crossed
+    the age bound (or a rollout removed its currency): the API answers ``duplicate`` — it holds the event — not
+    a 422 the contract calls final, for an event that takes (or took) effect. Other content stays a conflict."""
+    with WorkerRig(redis_url, key_prefix) as rig:
+        app = rig.runtime.app
+        occurred = datetime.fromisoformat("2025-12-05T00:00:00+00:00").timestamp()
+        now = [occurred + 364 * 86_400]
+
+        admission = Admission(
+            app.redis,
+            app.keys,
+            app.policy.naming,
+            intake_sealer(rig.settings),
+            proofs=app.proofs,
+            currencies=frozenset(rig.settings.currencies),
+            namespace=dramatiq_namespace(rig.settings.key_prefix),
+            clock=lambda: now[0],
+        )
+        ev = events_for("adv46-api", funding=())
+        created = {**ev["created"], "occurred_at": "2025-12-05T00:00:00Z"}
+        [first] = admission.admit([json.dumps(created)])
+        assert first.status is AdmissionStatus.ACCEPTED, first
+        now[0] = occurred + 366 * 86_400  # the retry, past the age bound
+        [again] = admission.admit([json.dumps(created)])
+        assert again.status is AdmissionStatus.DUPLICATE, again
+        rig.wait_for(lambda: app.store.holds_event(app.policy.naming.customer_ref("adv46-api"), created["id"]))
+        [stored] = admission.admit([json.dumps(created)])
+        assert stored.status is AdmissionStatus.DUPLICATE, stored
+        [other] = admission.admit([json.dumps({**created, "occurred_at": "2025-12-05T00:00:01Z"})])
+        assert other.status is AdmissionStatus.CONFLICT, other
+        [fresh] = admission.admit([json.dumps({**created, "id": "adv46-api-new"})])
+        assert fresh.status is AdmissionStatus.REFUSED and fresh.field == "occurred_at", fresh

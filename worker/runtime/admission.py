@@ -54,7 +54,7 @@ import redis
 from handlers.events import MAX_PHOTO_BYTES, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.event_proof import PROOF_OPTION, EventProofs
-from worker.intake import peek_event_id
+from worker.intake import peek_event_id, readable_ids
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
 from worker.sealing import IntakeSealer
 from worker.store.customers import stored_form
@@ -218,7 +218,14 @@ class Admission:
         refusals: list[list[str]] = []
         for raw in raws:
             try:
-                prepared.append(self._prepare(raw, policy))
+                try:
+                    prepared.append(self._prepare(raw, policy))
+                except EventRejected:
+                    if not self._held(raw):
+                        raise
+                    # a copy of an event accepted before: judged as it was then (its age, the clocks, the currencies
+                    # and the photo limit are of that moment), so a retry answers duplicate, not a refusal
+                    prepared.append(self._prepare(raw, None))
                 verdicts.append(None)
             except EventRejected as exc:
                 event_id = peek_event_id(raw)
@@ -251,8 +258,21 @@ class Admission:
             verdicts.append(Verdict(status, p.event_id, "id" if reason else None, reason))
         return verdicts
 
-    def _prepare(self, raw: str | bytes | dict[str, Any], policy: IntakePolicy) -> _Prepared:
-        """Validate, seal and encode one event (no I/O). Raises ``EventRejected``."""
+    def _held(self, raw: str | bytes | dict[str, Any]) -> bool:
+        """Whether an event under the id of refused input ``raw`` was stored or admitted for its customer. Raises
+        ``redis.RedisError``."""
+        event_id, customer_id = readable_ids(raw)
+        if not (event_id and customer_id):
+            return False
+        ref = self._naming.customer_ref(customer_id)
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hexists(self._keys.events(ref), event_id)
+            pipe.hexists(self._keys.admitted(ref), event_id)
+            return any(pipe.execute())
+
+    def _prepare(self, raw: str | bytes | dict[str, Any], policy: IntakePolicy | None) -> _Prepared:
+        """Validate (``policy=None``: the checks of an event's form only), seal and encode one event (no I/O).
+        Raises ``EventRejected``."""
         event = parse_event(raw, policy)
         ref = self._naming.customer_ref(event.customer_id)
         stored = stored_form(event)

@@ -646,6 +646,10 @@ class CustomerStore:
         rows: Any = self.redis.xrange(self.keys.journal(ref), count=count)
         return [json.loads(fields["entry"]) for _, fields in rows]
 
+    def holds_event(self, ref: str, event_id: str) -> bool:
+        """Whether an event was stored under ``event_id`` for ``ref``. Raises ``redis.RedisError``."""
+        return bool(self.redis.hexists(self.keys.events(ref), event_id))
+
     def refusal(self, ref: str, event_id: str) -> tuple[str, str] | None:
         """The final refusal of ``event_id`` (field, reason), or ``None``. Raises ``redis.RedisError``."""
         raw = self.redis.hget(self.keys.refusals(ref), event_id)
