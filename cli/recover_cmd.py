@@ -71,7 +71,13 @@ def recover(
     sub-accounts, and starts a recovered state epoch: every customer is then audited against the exchange before
     anything is done for it, and funding lines are sent only where the exchange shows no earlier transfer.
     Re-publish the upstream's events afterwards (duplicates are harmless). Exit 0 when done or nothing to do."""
-    from worker.heard import HeardError, live_keys_from_events, outcomes_from_events, read_received
+    from worker.heard import (
+        HeardError,
+        live_keys_from_events,
+        outcomes_from_events,
+        read_received,
+        refusals_from_events,
+    )
     from worker.recovery import RecoveryError, declare_republished, read_adoptions
     from worker.recovery import recover as run_recovery
 
@@ -97,12 +103,13 @@ def recover(
         raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
     try:
         adoptions = read_adoptions(adopt_file) if adopt_file is not None else []
-        heard, heard_keys = None, None
+        heard, heard_keys, heard_refusals = None, None, None
         if heard_file is not None:
             received, where = read_received(heard_file)
-            heard, heard_keys = (
+            heard, heard_keys, heard_refusals = (
                 outcomes_from_events(received, where=where),
                 live_keys_from_events(received, where=where),
+                refusals_from_events(received),
             )
     except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -133,6 +140,7 @@ def recover(
             heard=heard,
             heard_complete=heard_complete,
             heard_keys=heard_keys,
+            heard_refusals=heard_refusals,
         )
     except RecoveryError as exc:
         raise click.ClickException(str(exc)) from None

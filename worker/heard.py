@@ -12,6 +12,9 @@ written before the loss (no webhook delivery, no Stream entry was waiting: ``--h
 (evidence-first). Otherwise (a refusal may have been waiting for delivery, and was lost with Redis) such a line
 waits for an operator (``settle-transfer``), as it does without any file.
 
+Its ``event.refused`` events are final for their event ids: they are recorded again (``refusals_from_events``), so
+that a refused event the upstream re-publishes after the loss is refused again, never paid.
+
 The same file tells which API keys the upstream holds live: every ``api_key.issued`` not followed by its
 ``api_key.revoked``. A key revoked just before the loss, whose ``api_key.revoked`` was still waiting for delivery,
 is gone from the exchange and from our records alike; the customer's audit tells the upstream it is revoked.
@@ -47,7 +50,9 @@ __all__ = [
     "outcomes_from_events",
     "read_heard",
     "read_received",
+    "refusals_from_events",
     "store_heard",
+    "store_refusals",
 ]
 
 _TYPES = {"funding.completed": "completed", "funding.refused": "refused"}
@@ -186,6 +191,36 @@ def live_keys_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "
             revoked.add((ref, api_key))
     live = {ref: sorted(k for k in keys if (ref, k) not in revoked) for ref, keys in issued.items()}
     return {ref: keys for ref, keys in live.items() if keys}
+
+
+def refusals_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """Per customer reference, the events the upstream was told refused (``event.refused``, final for their id):
+    event id → ``field\nreason``, as ``CustomerStore.record_refusal`` keeps them, so that a re-published refused
+    event is refused again after the loss instead of taking effect. Refusals of input that named no customer we
+    hold (no ``customer_ref``) or no event id are skipped: they concern nothing we could store."""
+    refused: dict[str, dict[str, str]] = {}
+    for event in events:
+        if not isinstance(event, Mapping) or event.get("type") != "event.refused":
+            continue
+        ref, event_id = event.get("customer_ref"), event.get("event_id")
+        if not (isinstance(ref, str) and ref and isinstance(event_id, str) and event_id):
+            continue
+        field_path, reason = event.get("field"), event.get("reason")
+        if field_path == "id":
+            continue  # an id reused with other content: the stored event answers for the id, not the refusal
+        refused.setdefault(ref, {})[event_id] = f"{field_path or ''}\n{reason or ''}"
+    return refused
+
+
+def store_refusals(client: redis.Redis, keys: Keys, refused: Mapping[str, Mapping[str, str]]) -> int:
+    """Record the refusals ``refusals_from_events`` read (an earlier one recorded for an id stands). Returns how
+    many events they cover."""
+    pipe = client.pipeline(transaction=True)
+    for ref, by_id in refused.items():
+        for event_id, value in by_id.items():
+            pipe.hsetnx(keys.refusals(ref), event_id, value)
+    pipe.execute()
+    return sum(len(by_id) for by_id in refused.values())
 
 
 def read_heard(path: Path) -> list[HeardOutcome]:

@@ -47,7 +47,7 @@ from handlers.planner import Policy
 from handlers.records import CustomerRecord, SubAccountRecord
 from worker.exchange import ExchangeClient
 from worker.exchange.errors import ExchangeError
-from worker.heard import HeardOutcome, nothing_lost, store_heard
+from worker.heard import HeardOutcome, nothing_lost, store_heard, store_refusals
 from worker.ports import StorePorts
 from worker.provisioning.caps_steps import seed_caps_from_ledger
 from worker.provisioning.money_steps import ledger_line
@@ -199,6 +199,7 @@ def recover(
     heard: Iterable[HeardOutcome] | None = None,
     heard_complete: bool = False,
     heard_keys: Mapping[str, Iterable[str]] | None = None,
+    heard_refusals: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RecoveryReport:
     """Rebuild what can be rebuilt from the exchange and start a recovered state epoch (see the module docstring).
 
@@ -206,6 +207,8 @@ def recover(
     (``worker.heard``); ``None`` when not known. ``heard_complete``: nothing was waiting for delivery at the loss,
     so a line ``heard`` does not mention was never decided. ``heard_keys``: per customer reference, the API keys
     the upstream holds live (``worker.heard.read_heard_keys``): one the exchange no longer lists is told revoked.
+    ``heard_refusals``: the events the upstream was told refused (``worker.heard.refusals_from_events``), final
+    for their ids: recorded again, so that their re-publication is refused again.
     Without ``force`` (or adoptions) a state that is fine
     is left alone. Raises ``RecoveryError``."""
     adoptions = list(adoptions)
@@ -229,6 +232,8 @@ def recover(
     else:
         heard = None if heard is None else list(heard)
         stored = store_heard(app.redis, app.keys, heard, complete=heard_complete, live_keys=heard_keys)
+        if heard_refusals:
+            store_refusals(app.redis, app.keys, heard_refusals)
         lost_at = int(app.clock() * 1000)
         app.redis.set(app.keys.recovery_lost_at, str(lost_at))
         app.redis.delete(app.keys.recovery_republished_at, app.keys.recovery_stamps_kept)

@@ -35,12 +35,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, total
 from tests.core.harness import Rig, events_for
 from tests.core.test_lost_state import lose_everything, second_host, settle_with
-from worker.heard import outcomes_from_events
+from worker.heard import outcomes_from_events, refusals_from_events
 from worker.intake import Accepted, Refused
 from worker.recovery import declare_republished, recover
 
@@ -55,7 +53,6 @@ def top_up(event_id: str, occurred: datetime) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="adv46: a final event.refused is forgotten by a state loss and paid")
 def test_a_top_up_told_refused_is_paid_after_a_state_loss(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     try:
@@ -76,7 +73,11 @@ def test_a_top_up_told_refused_is_paid_after_a_state_loss(redis_url: str, key_pr
         app = second_host(rig, same_host=True)
         try:
             recover(
-                app, reason="test: Redis lost everything", heard=outcomes_from_events(received), heard_complete=True
+                app,
+                reason="test: Redis lost everything",
+                heard=outcomes_from_events(received),
+                heard_complete=True,
+                heard_refusals=refusals_from_events(received),
             )
             ev = events_for("adv46-loss", funding=())
             for event in (ev["created"], ev["kyc"], e1, e2):  # every event re-published, with its own occurred_at

@@ -231,3 +231,18 @@ def test_a_completion_told_paid_twice_is_marked_paid_again() -> None:
     assert outcomes_from_events(relayed)[0].paid_again == 3, "an integral number re-encoded as 3.0"
     for junk in (True, -1, 0, "3", 2.5, 10_000):
         assert outcomes_from_events([completed, {**doubled, "second_payments": junk}])[0].paid_again is None
+
+
+def test_refusals_the_upstream_heard_are_read_for_the_recovery() -> None:
+    """``event.refused`` is final for its id: the recovery records it again; a conflict (the stored event answers
+    for its id) and a refusal naming no customer we hold are not."""
+    from worker.heard import refusals_from_events
+
+    received = [
+        {"type": "event.refused", "customer_ref": "c1", "event_id": "e1", "field": "occurred_at", "reason": "late"},
+        {"type": "event.refused", "customer_ref": "c1", "event_id": "e2", "field": "id", "reason": "reused"},
+        {"type": "event.refused", "customer_ref": None, "event_id": "e3", "field": "$", "reason": "not JSON"},
+        {"type": "funding.completed", "customer_ref": "c1", "key": "e4#0"},
+        "not an event",
+    ]
+    assert refusals_from_events(received) == {"c1": {"e1": "occurred_at\nlate"}}  # type: ignore[arg-type]
