@@ -28,7 +28,10 @@ distinct uids is below the last page's ``totalNum`` (or ``totalNum`` changed bet
 again (optionally with another page size, which moves the boundary) and, if still short, treat the search as
 undecided (own wait / retryable), never as "not found". ``_find_by_name`` should go through ``iter_all`` so there
 is one place that enforces it; a name refused as taken after a lost create of that very name deserves the same
-doubt.
+doubt. The
+spot ledger reader (``Assets.ledger_entries``: "Entries are only ever added, so paging misses none") rests on the same
+stable-order assumption for the money path (500 entries a page; ties there need one millisecond, so rarer): worth
+the same distinct-ids-versus-``totalNum`` check (not reproduced here).
 
 Likelihood: low to medium — it needs more than one page of sub-accounts (any broker past 100 customers) and a
 boundary falling inside a second's batch (bulk onboarding makes that common), plus a lost create answer; the
