@@ -1,0 +1,1 @@
+"""Adversarial round 47: a lying or quirky exchange at the wire (see each test's docstring)."""
