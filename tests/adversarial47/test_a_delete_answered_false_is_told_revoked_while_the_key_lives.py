@@ -35,8 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 
+from handlers import steps
 from tests.adversarial.helpers import onboard_with_a_key, outbound_of
 from tests.core.harness import Rig, events_for
 
@@ -58,10 +58,6 @@ class DeleteAnswersFalse(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv47: Delete SubAccount API's data:false is discarded; the rotated-out key is told revoked while live",
-)
 def test_a_delete_answered_false_is_told_revoked_while_the_key_lives(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     try:
@@ -79,5 +75,7 @@ def test_a_delete_answered_false_is_told_revoked_while_the_key_lives(redis_url: 
         recorded = next(k for k in rig.record(ref).keys if k.api_key == old)
         assert old not in told, f"the upstream is told {old} revoked, yet the exchange lists it live"
         assert recorded.live, "our record says revoked (and its secret is dropped) while the key is live"
+        block = rig.record(ref).blocked.get(steps.revoke(old))
+        assert block is not None and "answered false" in block.reason, "an operator is asked, not left to guess"
     finally:
         rig.close()

@@ -79,6 +79,7 @@ class ApiKeys:
     def delete(self, *, uid: str, api_key: str) -> bool:
         """Delete SubAccount API — ``DELETE /api/v1/broker/nd/account/apikey``; Broker, weight 3.
 
-        Parameters travel in the query string. Returns the exchange's boolean.
+        Parameters travel in the query string. Returns the exchange's boolean: KuCoin documents its type, not what
+        ``false`` means (not deleted? deleted already?), so a caller lists the keys before it concludes anything.
         """
         return self._http.call(ENDPOINTS["delete_api_key"], boolean, query=[("uid", uid), ("apiKey", api_key)])

@@ -123,10 +123,11 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
     for orphan in orphans:
         ctx.heartbeat()
         try:
-            ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=orphan.api_key)
-            deleted.append(orphan.api_key)
+            answered = ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=orphan.api_key)
         except (OutcomeUnknownError, PermanentError):
-            unsure.append(orphan.api_key)  # list again after the settle delay
+            answered = False
+        # a lost answer, a refusal or an undocumented ``false``: list again after the settle delay
+        (deleted if answered else unsure).append(orphan.api_key)
     # an earlier round's delete whose answer was lost: the listing shows the key gone now
     gone = sorted(unsure_before - {k.api_key for k in listed})
     detail = {"label": cmd.label, "orphans_deleted": [*deleted, *gone]}
@@ -201,17 +202,22 @@ def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
     details = RevokeKeyDetails(uid=cmd.uid, reason=cmd.reason)
     ctx.write_intent(IntentKind.REVOKE_KEY, cmd.api_key, details)
     try:
-        ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
+        answered = ctx.exchange.api_keys.delete(uid=cmd.uid, api_key=cmd.api_key)
     except PermanentError as exc:
-        pending = ctx.record.pending
-        assert pending is not None
-        refused = pending.model_copy(update={"details": details.model_copy(update={"refused": exc.message[:200]})})
-        ctx.commit(
-            ctx.record.model_copy(update={"pending": refused}),
-            journal=[(JournalAction.REFUSED, {"kind": "revoke_key", "token": cmd.api_key, "error": str(exc)})],
-        )
-        return
-    _revoked(ctx, cmd.api_key, cmd.reason)
+        refusal, error = exc.message, str(exc)
+    else:
+        if answered:
+            _revoked(ctx, cmd.api_key, cmd.reason)
+            return
+        # ``false`` (its meaning undocumented): a refusal until a listing shows the key gone
+        refusal = error = "the exchange answered false to the delete"
+    pending = ctx.record.pending
+    assert pending is not None
+    refused = pending.model_copy(update={"details": details.model_copy(update={"refused": refusal[:200]})})
+    ctx.commit(
+        ctx.record.model_copy(update={"pending": refused}),
+        journal=[(JournalAction.REFUSED, {"kind": "revoke_key", "token": cmd.api_key, "error": error})],
+    )
 
 
 def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
