@@ -5,7 +5,7 @@ Ledgers - Spot/Margin"), both read with the Special Account's *trading* key."""
 from __future__ import annotations
 
 from worker.exchange.endpoints import ENDPOINTS
-from worker.exchange.errors import RequestValidationError
+from worker.exchange.errors import RequestValidationError, RetryableError
 from worker.exchange.http import KucoinHttp
 from worker.exchange.models import (
     Deposit,
@@ -24,6 +24,8 @@ _STATUSES = ("PROCESSING", "SUCCESS", "FAILURE")
 LEDGER_MAX_RANGE_MS = 86_400_000
 """Largest ``endAt - startAt`` of one ledger query: KuCoin's 24 h window (our reading, docs/kucoin-api.md §8.3)."""
 LEDGER_PAGE_SIZE = 500
+_LEDGER_PASS_SIZES = (LEDGER_PAGE_SIZE, 311, 197, 89)
+"""Page sizes of the passes over a ledger window whose pages left a gap: boundaries elsewhere each time."""
 """The largest ledger page KuCoin serves; ``ledger_entries`` reads whole windows with it."""
 _MAX_LEDGER_CURRENCIES = 10
 
@@ -154,7 +156,23 @@ class Assets:
         seen: set[str] = set()
         entries: list[LedgerEntry] = []
         for low, high in reversed(windows):
-            page_number = 1
+            for entry in self._window(currency=currency, direction=direction, low=low, high=high):
+                if entry.id not in seen and low <= entry.created_at <= high:
+                    seen.add(entry.id)
+                    entries.append(entry)
+        entries.sort(key=lambda entry: entry.created_at, reverse=True)
+        return entries
+
+    def _window(self, *, currency: str, direction: str | None, low: int, high: int) -> list[LedgerEntry]:
+        """Every entry of one window of at most 24 h, each once, checked against the exchange's own count
+        (``totalNum``, the smallest of a pass: entries added meanwhile raise it): a pass whose distinct entries
+        fall short (one lost between pages: an order that changed between requests, ties within a millisecond)
+        is read again with other page boundaries, the passes joined. Raises ``RetryableError`` when four passes
+        still fall short: the ledger's silence must never come from a gap in its pages."""
+        rows: dict[str, LedgerEntry] = {}
+        expected = 0
+        for size in _LEDGER_PASS_SIZES:
+            expected, page_number = 0, 1
             while True:
                 page = self.ledger(
                     currency=currency,
@@ -162,17 +180,21 @@ class Assets:
                     start_ms=low,
                     end_ms=high,
                     current_page=page_number,
-                    page_size=LEDGER_PAGE_SIZE,
+                    page_size=size,
                 )
                 for entry in page.items:
-                    if entry.id not in seen and low <= entry.created_at <= high:
-                        seen.add(entry.id)
-                        entries.append(entry)
-                if len(page.items) < LEDGER_PAGE_SIZE or page_number >= page.total_page:
+                    rows.setdefault(entry.id, entry)
+                expected = page.total_num if page_number == 1 else min(expected, page.total_num)
+                if len(page.items) < size or page_number >= page.total_page:
                     break
                 page_number += 1
-        entries.sort(key=lambda entry: entry.created_at, reverse=True)
-        return entries
+            if len(rows) >= expected:
+                return list(rows.values())
+        raise RetryableError(
+            f"the ledger's listing is inconsistent: {len(rows)} distinct entries in every pass joined, totalNum "
+            f"{expected}; read again later",
+            endpoint=ENDPOINTS["get_account_ledgers"].name,
+        )
 
     def sub_account_balances(self, *, uid: str) -> SubAccountBalances:
         """Get sub-account Detail - Balance — ``GET /api/v1/sub-accounts/{subUserId}`` on the spot host;

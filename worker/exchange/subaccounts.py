@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from worker.exchange.endpoints import ENDPOINTS
-from worker.exchange.errors import RequestValidationError
+from worker.exchange.errors import RequestValidationError, RetryableError
 from worker.exchange.http import KucoinHttp
 from worker.exchange.models import Page, SubAccount
 from worker.exchange.requests import check_range
 
-__all__ = ["SubAccounts"]
+__all__ = ["Listing", "SubAccounts"]
 
 MAX_PAGE_SIZE = 100
 
@@ -48,11 +48,74 @@ class SubAccounts:
         return self._http.call(endpoint, Page[SubAccount].model_validate, query=query)
 
     def iter_all(self, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[SubAccount]:
-        """Every sub-account of the broker, page by page (weight 2 per page)."""
+        """Every sub-account of the broker, each once (``list_complete``)."""
+        yield from self.list_complete(page_size=page_size)
+
+    def pages(self, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[Page[SubAccount]]:
+        """The listing's pages, first to last (weight 2 per page). Their rows may overlap or leave gaps where the
+        exchange's order changes between pages (it is not documented, and ``createdAt`` ties within a second):
+        see ``Listing``."""
         current = 1
         while True:
             page = self.page(current_page=current, page_size=page_size)
-            yield from page.items
+            yield page
             if current >= page.total_page or not page.items:
                 return
             current += 1
+
+    def list_complete(
+        self,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        seen: Listing | None = None,
+        before_page: Callable[[], None] = lambda: None,
+    ) -> list[SubAccount]:
+        """Every sub-account of the broker, each once, checked against the exchange's own count: a pass whose
+        distinct rows fall short of ``totalNum`` (a row lost between pages) is read again with other page sizes
+        (other boundaries), their rows joined. ``seen``: rows an earlier pass read. Raises ``RetryableError``
+        when three more passes still fall short: never a listing that may lack a sub-account (a caller would
+        conclude "not created" and create a second one). ``before_page`` runs before each page is read (a
+        caller's lock renewal)."""
+        listing = seen if seen is not None else Listing()
+        sizes = [page_size, *(size for size in _OTHER_PAGE_SIZES if size != page_size)]
+        for size in sizes[:4] if seen is None else sizes[1:4]:
+            listing.pass_started()
+            before_page()
+            for page in self.pages(page_size=size):
+                listing.add(page)
+                before_page()
+            if listing.complete:
+                return listing.rows()
+        raise RetryableError(
+            f"the sub-account listing is inconsistent: {len(listing.rows())} distinct sub-accounts in every pass "
+            f"joined, totalNum {listing.expected}; read again later",
+            endpoint=ENDPOINTS["get_sub_accounts"].name,
+        )
+
+
+_OTHER_PAGE_SIZES = (100, 61, 37, 23)
+"""Page sizes of the passes that read an inconsistent listing again: boundaries elsewhere each time."""
+
+
+class Listing:
+    """What passes over a paginated listing saw: its rows by uid, and whether they are all the exchange counts
+    (``totalNum``, the smallest seen in the last pass: rows added meanwhile raise it, a row we missed does not)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, SubAccount] = {}
+        self.expected = 0
+
+    def pass_started(self) -> None:
+        self.expected = 0
+
+    def add(self, page: Page[SubAccount]) -> None:
+        for row in page.items:
+            self._rows.setdefault(row.uid, row)
+        self.expected = page.total_num if self.expected == 0 else min(self.expected, page.total_num)
+
+    @property
+    def complete(self) -> bool:
+        return len(self._rows) >= self.expected
+
+    def rows(self) -> list[SubAccount]:
+        return list(self._rows.values())

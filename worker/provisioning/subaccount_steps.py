@@ -17,6 +17,7 @@ from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
 from worker.exchange import AccountLimitError, PermanentError
 from worker.exchange.models import SubAccount
+from worker.exchange.subaccounts import MAX_PAGE_SIZE, Listing
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -80,17 +81,22 @@ def account_limit_reason(refusal: str) -> str:
 
 
 def _find_by_name(ctx: StepContext, name: str) -> SubAccount | None:
+    """The sub-account named ``name``, read page by page until found; ``None`` only when the pages hold every
+    sub-account the exchange counts (else read again with other page boundaries: ``SubAccounts.list_complete``,
+    which raises ``RetryableError`` rather than answer "not found" from a listing with a gap)."""
     accounts = ctx.exchange.sub_accounts
-    current = 1
-    while True:
+    listing = Listing()
+    listing.pass_started()
+    for page in accounts.pages(page_size=MAX_PAGE_SIZE):
         ctx.heartbeat()
-        page = accounts.page(current_page=current, page_size=100)
+        listing.add(page)
         for sub in page.items:
             if sub.account_name == name:
                 return sub
-        if current >= page.total_page or not page.items:
-            return None
-        current += 1
+    if listing.complete:
+        return None
+    found = accounts.list_complete(seen=listing, before_page=ctx.heartbeat)
+    return next((sub for sub in found if sub.account_name == name), None)
 
 
 def _adopt(ctx: StepContext, sub: SubAccount, *, how: str) -> None:
