@@ -76,9 +76,15 @@ class AccountType(StrEnum):
 
 
 class TransferStatus(StrEnum):
+    """Get Transfer History's status, read in any letter case (documented in upper case)."""
+
     PROCESSING = "PROCESSING"
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
+
+    @classmethod
+    def _missing_(cls, value: object) -> TransferStatus | None:
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
 
 class KycState(StrEnum):
@@ -124,10 +130,19 @@ class ApiKey(Model):
     created_at: int
 
 
-class ApiKeyCreated(ApiKey):
-    """The response of Add SubAccount API: the only time the exchange shows the secret."""
+class ApiKeyCreated(Model):
+    """The response of Add SubAccount API: the only time the exchange shows the secret. Only ``apiKey`` and
+    ``secretKey`` are required: the rest is what we asked for, and a field missing from the answer must not throw
+    away a secret shown once (the key would be deleted as an orphan and issued again, the same way, for ever)."""
 
+    api_key: str
     secret_key: SecretStr
+    uid: Id | None = None
+    label: str | None = None
+    api_version: int = 3
+    permissions: Annotated[tuple[str, ...], BeforeValidator(_lower)] = ()
+    ip_whitelist: tuple[str, ...] = ()
+    created_at: int | None = None
 
 
 class TransferOrder(Model):
