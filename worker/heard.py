@@ -219,6 +219,7 @@ def store_refusals(client: redis.Redis, keys: Keys, refused: Mapping[str, Mappin
     for ref, by_id in refused.items():
         for event_id, value in by_id.items():
             pipe.hsetnx(keys.refusals(ref), event_id, value)
+        pipe.expire(keys.refusals(ref), Keys.REFUSALS_TTL_S)
     pipe.execute()
     return sum(len(by_id) for by_id in refused.values())
 

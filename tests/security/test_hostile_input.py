@@ -170,11 +170,16 @@ def written_keys(rig: Rig) -> set[str]:
 def test_publish_refuses_hostile_events_and_writes_only_the_refusal(rig: Rig, publisher, event: Any) -> None:
     pub, runtime = publisher
     raw = event
-    before = written_keys(rig) - {"refused", "refused:counts", "outbound"}
+    records = {"refused", "refused:counts", "outbound"}
+    before = {k for k in written_keys(rig) - records if not k.endswith(":refusals")}
     outcome = pub.publish(json.dumps(raw) if not isinstance(raw, str) else raw)
     assert isinstance(outcome, Refused), f"accepted: {str(event)[:200]}"
     assert outcome.field and outcome.reason and len(outcome.reason) < 500
-    assert written_keys(rig) - {"refused", "refused:counts", "outbound"} == before, "nothing but the refusal record"
+    # the refusal record, and for an event naming its customer the refusal kept final for its id (with a TTL)
+    after = written_keys(rig) - records
+    assert {k for k in after if not k.endswith(":refusals")} == before, "nothing but the refusal record"
+    for key in after - before:
+        assert 0 < rig.app.redis.ttl(f"{rig.settings.key_prefix}:{key}") <= 30 * 86_400, key
     assert rig.exchange.state_snapshot()["stats"]["requests"] == {}
     assert runtime.broker.client.llen(f"{runtime.broker.namespace}:events") == 0
 

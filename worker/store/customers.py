@@ -677,11 +677,12 @@ class CustomerStore:
         """Append a refused event (id, customer ref, reason; never the payload) to the refused stream, and count it
         under ``counted_as`` (``worker.store.refusal_counts.count_field``) in the same transaction. ``final``:
         the refusal is told to the upstream as the end of that event id, so intake refuses any later copy of it
-        the same way (``IngestResult.REFUSED``; kept with the customer's keys)."""
+        the same way (``IngestResult.REFUSED``; kept ``Keys.REFUSALS_TTL_S`` after the customer's last refusal)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hincrby(self.keys.refused_counts, counted_as, 1)
         if final and event_id and ref:
             pipe.hsetnx(self.keys.refusals(ref), event_id, f"{field_path}\n{reason[:500]}")
+            pipe.expire(self.keys.refusals(ref), Keys.REFUSALS_TTL_S)
         pipe.xadd(
             self.keys.refused,
             {

@@ -10,7 +10,8 @@ key                                 type    content
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
 ``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
 ``{p}:c:{ref}:admitted``            hash    event id → fingerprint, for events the API admitted and no worker stored yet
-``{p}:c:{ref}:refusals``            hash    event id → ``field\nreason`` of a refusal told upstream (final for the id)
+``{p}:c:{ref}:refusals``            hash    event id → ``field\nreason`` of a refusal told upstream (final for the id;
+                                            kept ``REFUSALS_TTL_S`` from the customer's last refusal)
 ``{p}:c:{ref}:journal``             stream  audit journal: every state change, no secrets
 ``{p}:c:{ref}:lock``                string  ``<fence>:<uuid>`` of the reconcile holding the customer
 ``{p}:c:{ref}:closed``              string  set when the customer is closed; intake refuses later events
@@ -91,6 +92,11 @@ class Keys:
 
     def admitted(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:admitted"
+
+    REFUSALS_TTL_S = 30 * 86_400
+    """How long a customer's final refusals are kept after its last one: well past dramatiq's dead-letter retention
+    (7 days) and a recovery's re-publication; bounded so that a flood of refused events for invented customers
+    leaves no key behind for good."""
 
     def refusals(self, ref: str) -> str:
         return f"{self.prefix}:c:{ref}:refusals"
