@@ -165,7 +165,9 @@ class Assets:
 
     def _window(self, *, currency: str, direction: str | None, low: int, high: int) -> list[LedgerEntry]:
         """Every entry of one window of at most 24 h, each once, checked against the exchange's own count
-        (``totalNum``, the smallest of a pass: entries added meanwhile raise it): a pass whose distinct entries
+        (``totalNum``, the largest of a pass: an entry the window gains meanwhile — one listed late — must have
+        been seen too, or it could stand in for one the pages lost; the window's end is fixed, so new transfers do
+        not join it): a pass whose distinct entries
         fall short (one lost between pages: an order that changed between requests, ties within a millisecond)
         is read again with other page boundaries, the passes joined. Raises ``RetryableError`` when four passes
         still fall short: the ledger's silence must never come from a gap in its pages."""
@@ -184,7 +186,7 @@ class Assets:
                 )
                 for entry in page.items:
                     rows.setdefault(entry.id, entry)
-                expected = page.total_num if page_number == 1 else min(expected, page.total_num)
+                expected = max(expected, page.total_num)
                 if len(page.items) < size or page_number >= page.total_page:
                     break
                 page_number += 1

@@ -98,8 +98,10 @@ _OTHER_PAGE_SIZES = (100, 61, 37, 23)
 
 
 class Listing:
-    """What passes over a paginated listing saw: its rows by uid, and whether they are all the exchange counts
-    (``totalNum``, the smallest seen in the last pass: rows added meanwhile raise it, a row we missed does not)."""
+    """What passes over a paginated listing saw: its rows by uid, and whether they are all the exchange counts:
+    ``totalNum``, the largest seen in the last pass — a row added meanwhile must have been seen too, or it could
+    stand in for a row the pages lost (an order that changes as rows are added lists the new ones where a pass
+    has read already: that pass falls short and the listing is read again)."""
 
     def __init__(self) -> None:
         self._rows: dict[str, SubAccount] = {}
@@ -111,7 +113,7 @@ class Listing:
     def add(self, page: Page[SubAccount]) -> None:
         for row in page.items:
             self._rows.setdefault(row.uid, row)
-        self.expected = page.total_num if self.expected == 0 else min(self.expected, page.total_num)
+        self.expected = max(self.expected, page.total_num)
 
     @property
     def complete(self) -> bool:
