@@ -108,3 +108,33 @@ def test_a_ledger_that_stays_short_is_an_error_to_retry_not_a_silence() -> None:
         Ledger(always_short=True).ledger_entries(
             currency="USDT", direction="out", start_ms=1_699_999_000_000, end_ms=1_700_000_001_000
         )
+
+
+def test_rows_created_during_a_pass_and_listed_first_are_read_from_page_one_again() -> None:
+    """Newest first, a sub-account created between page 1 and page 2 pushes a row already read onto page 2 and
+    sits on page 1: the pass falls short of the count, page 1 is read once more, and the listing is complete —
+    no second pass, no error."""
+
+    class NewestFirst(SubAccounts):
+        def __init__(self) -> None:
+            self.rows = list(reversed(ROWS[:100]))
+            self.asked: list[tuple[int, int]] = []
+
+        def page(self, *, current_page: int = 1, page_size: int = 20, uid: str | None = None) -> Page[SubAccount]:
+            self.asked.append((current_page, page_size))
+            if current_page == 2 and len(self.rows) == 100:
+                self.rows.insert(0, ROWS[100])  # created meanwhile by another worker
+            items = self.rows[(current_page - 1) * page_size : current_page * page_size]
+            return Page[SubAccount].model_validate(
+                {
+                    "current_page": current_page,
+                    "page_size": page_size,
+                    "total_num": len(self.rows),
+                    "total_page": -(-len(self.rows) // page_size),
+                    "items": items,
+                }
+            )
+
+    listing = NewestFirst()
+    assert {r.uid for r in listing.list_complete(page_size=50)} == {r.uid for r in ROWS}
+    assert listing.asked == [(1, 50), (2, 50), (3, 50), (1, 50)]

@@ -190,6 +190,14 @@ class Assets:
                 if len(page.items) < size or page_number >= page.total_page:
                     break
                 page_number += 1
+            if len(rows) < expected and page_number > 1:
+                # newest first: an entry listed late, during the pass, went onto page 1, read already
+                again = self.ledger(
+                    currency=currency, direction=direction, start_ms=low, end_ms=high, current_page=1, page_size=size
+                )
+                for entry in again.items:
+                    rows.setdefault(entry.id, entry)
+                expected = max(expected, again.total_num)
             if len(rows) >= expected:
                 return list(rows.values())
         raise RetryableError(

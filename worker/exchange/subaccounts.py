@@ -77,6 +77,11 @@ class SubAccounts:
         conclude "not created" and create a second one). ``before_page`` runs before each page is read (a
         caller's lock renewal)."""
         listing = seen if seen is not None else Listing()
+        if seen is not None:
+            before_page()
+            listing.add(self.page(current_page=1, page_size=page_size))  # rows created meanwhile, listed first?
+            if listing.complete:
+                return listing.rows()
         sizes = [page_size, *(size for size in _OTHER_PAGE_SIZES if size != page_size)]
         for size in sizes[:4] if seen is None else sizes[1:4]:
             listing.pass_started()
@@ -84,6 +89,8 @@ class SubAccounts:
             for page in self.pages(page_size=size):
                 listing.add(page)
                 before_page()
+            if not listing.complete:  # an order that lists new rows first put those created meanwhile on page 1
+                listing.add(self.page(current_page=1, page_size=size))
             if listing.complete:
                 return listing.rows()
         raise RetryableError(
@@ -100,8 +107,9 @@ _OTHER_PAGE_SIZES = (100, 61, 37, 23)
 class Listing:
     """What passes over a paginated listing saw: its rows by uid, and whether they are all the exchange counts:
     ``totalNum``, the largest seen in the last pass — a row added meanwhile must have been seen too, or it could
-    stand in for a row the pages lost (an order that changes as rows are added lists the new ones where a pass
-    has read already: that pass falls short and the listing is read again)."""
+    stand in for a row the pages lost. Rows are never removed (KuCoin deletes no sub-account), so every row seen
+    still exists: as many distinct rows as the latest count are exactly the rows there are. (An order that lists
+    new rows first puts those added during a pass where it has read already: page 1 is read once more.)"""
 
     def __init__(self) -> None:
         self._rows: dict[str, SubAccount] = {}
