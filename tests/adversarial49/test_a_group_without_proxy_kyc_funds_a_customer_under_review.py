@@ -80,7 +80,9 @@ def test_a_group_without_proxy_kyc_funds_a_customer_under_review(redis_url: str,
         paid = [t for t in old_group.state()["transfers"] if t["direction"] == "OUT" and t["status"] != "FAILURE"]
         assert final.kyc is not None and final.kyc.stage is KycStage.REJECT, final.kyc
         assert "kyc.rejected" in told
-        assert not paid, f"a customer under review (then rejected) was paid: {[(t['amount'], t['currency']) for t in paid]}"
+        assert not paid, (
+            f"a customer under review (then rejected) was paid: {[(t['amount'], t['currency']) for t in paid]}"
+        )
         assert "api_key.issued" not in told, f"told before the verdict: {told}"
     finally:
         new_group.close()
