@@ -131,8 +131,11 @@ class Intake:
         (``CustomerStore.ingest_and_lock``; ``Accepted.taken``)."""
         checked = self.check(raw)
         if isinstance(checked, Refused):
-            self.report(checked)
-            return checked
+            if self.report(checked):
+                return checked
+            checked = self.check(raw)  # another copy was stored meanwhile: this one is judged as a copy of it
+            if isinstance(checked, Refused):
+                return checked
         event = checked
         ref = self._naming.customer_ref(event.customer_id)
         sealed = None
@@ -206,12 +209,13 @@ class Intake:
             return ignored
         return Accepted(event, ref, result, taken)
 
-    def report(self, refused: Refused, *, stage: str = "worker") -> None:
+    def report(self, refused: Refused, *, stage: str = "worker") -> bool:
         """Record a refusal (reason, no payload), count it for ``stage`` (``worker.store.refusal_counts``) and tell
         the upstream on the outbound stream (``event.refused``, or ``event.ignored`` for an event that reached a
-        closed customer). Raises ``redis.RedisError``."""
+        closed customer). Returns False, telling nothing, when the refused event was stored meanwhile (a copy
+        another worker took: it is a duplicate now, see ``check``). Raises ``redis.RedisError``."""
         now = self._now_ms()
-        self._store.record_refusal(
+        told = self._store.record_refusal(
             event_id=refused.event_id,
             ref=refused.ref,
             reason=refused.reason,
@@ -222,7 +226,9 @@ class Intake:
             # gone, say a currency added since) must not take effect after the upstream booked it refused
             final=not (refused.conflict or refused.ignored),
         )
-        self._store.report(refusal_event(refused, now), ref=refused.ref)
+        if told:
+            self._store.report(refusal_event(refused, now), ref=refused.ref)
+        return told
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -63,8 +63,11 @@ class Publisher:
         ``redis.RedisError`` if it could not be sent: publishing the same event again is safe."""
         checked = self._intake.check(raw)
         if isinstance(checked, Refused):
-            self._intake.report(checked, stage="publish")
-            return checked
+            if self._intake.report(checked, stage="publish"):
+                return checked
+            checked = self._intake.check(raw)  # a worker stored it meanwhile: sent as a copy (a duplicate)
+            if isinstance(checked, Refused):
+                return checked
         payload = checked.model_dump(mode="json")
         if isinstance(checked, KycApproved) and checked.data.kyc is not None:
             sealed = self._sealer.seal(checked.data.kyc.model_dump(mode="json"), event_id=checked.id)

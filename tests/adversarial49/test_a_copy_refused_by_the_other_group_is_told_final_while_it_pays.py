@@ -33,8 +33,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.adversarial.helpers import outbound_of, paid_to, topup
 from tests.adversarial49.helpers import other_group
 from tests.core.harness import Rig, events_for
@@ -43,7 +41,6 @@ from worker.intake import Accepted, Refused
 OLD_CURRENCIES = "USDT,USDC,BTC,ETH"  # the group not restarted yet: no KCS
 
 
-@pytest.mark.xfail(strict=True, reason="adv49: a copy refused by the other group is told final while the event pays")
 def test_a_copy_refused_by_the_other_group_is_told_final_while_it_pays(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)  # group A: default currencies, KCS among them
     old = other_group(

@@ -203,6 +203,22 @@ return {stored[1], stored[2], taken}
 )
 
 
+_RECORD_REFUSAL = """
+-- KEYS: refusal counts, refused stream, the customer's final refusals, its events (the last two only when final)
+-- ARGV: counted as, event id, ref, field, reason, now ms, refusals ttl s, final ('1'/'0'). Returns 0 when the
+-- event was stored meanwhile (nothing recorded), else 1.
+if ARGV[8] == '1' and redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if ARGV[8] == '1' then
+  redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[4] .. '\\n' .. ARGV[5])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'event_id', ARGV[2], 'ref', ARGV[3], 'field', ARGV[4],
+           'reason', ARGV[5], 'at_ms', ARGV[6])
+return 1
+"""
+
+
 class IngestResult(StrEnum):
     NEW = "new"
     DUPLICATE = "duplicate"
@@ -321,6 +337,7 @@ class CustomerStore:
         self._commit = client.register_script(_COMMIT)
         self._lock_and_read = client.register_script(_LOCK_AND_READ)
         self._ingest_and_lock = client.register_script(_INGEST_AND_LOCK)
+        self._record_refusal = client.register_script(_RECORD_REFUSAL)
         self._outbound = OutboundLog(client, keys)
 
     def ingest(
@@ -673,29 +690,34 @@ class CustomerStore:
         now_ms: int,
         counted_as: str,
         final: bool = False,
-    ) -> None:
+    ) -> bool:
         """Append a refused event (id, customer ref, reason; never the payload) to the refused stream, and count it
-        under ``counted_as`` (``worker.store.refusal_counts.count_field``) in the same transaction. ``final``:
-        the refusal is told to the upstream as the end of that event id, so intake refuses any later copy of it
-        the same way (``IngestResult.REFUSED``; kept ``Keys.REFUSALS_TTL_S`` after the customer's last refusal)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hincrby(self.keys.refused_counts, counted_as, 1)
-        if final and event_id and ref:
-            pipe.hsetnx(self.keys.refusals(ref), event_id, f"{field_path}\n{reason[:500]}")
-            pipe.expire(self.keys.refusals(ref), Keys.REFUSALS_TTL_S)
-        pipe.xadd(
-            self.keys.refused,
-            {
-                "event_id": event_id or "",
-                "ref": ref or "",
-                "field": field_path,
-                "reason": reason[:500],
-                "at_ms": str(now_ms),
-            },
-            maxlen=100_000,
-            approximate=True,
+        under ``counted_as`` (``worker.store.refusal_counts.count_field``), in one script. ``final``: the refusal
+        is told to the upstream as the end of that event id, so intake refuses any later copy of it the same way
+        (``IngestResult.REFUSED``; kept ``Keys.REFUSALS_TTL_S`` after the customer's last refusal) — unless a copy
+        of the event was stored meanwhile (another worker, whose settings or clock took it): then nothing is
+        recorded and False is returned (the copy is a duplicate, not a refusal). Raises ``redis.RedisError``."""
+        k = self.keys
+        final_for = ref if final and event_id and ref else ""
+        recorded = self._record_refusal(
+            keys=[
+                k.refused_counts,
+                k.refused,
+                k.refusals(final_for) if final_for else k.refused,
+                k.events(final_for) if final_for else k.refused,
+            ],
+            args=[
+                counted_as,
+                event_id or "",
+                ref or "",
+                field_path,
+                reason[:500],
+                str(now_ms),
+                Keys.REFUSALS_TTL_S,
+                "1" if final_for else "0",
+            ],
         )
-        pipe.execute()
+        return bool(recorded)
 
 
 def stored_form(event: Event) -> str:
