@@ -360,11 +360,16 @@ def _late_lines(p: _Plan) -> Step:
 
 
 def _kyc(p: _Plan) -> Step | None:
-    """Proxy KYC, when enabled and documents came with the approval: submit, follow, gate keys and funding."""
+    """Proxy KYC, when enabled and documents came with the approval: submit, follow, gate keys and funding. Where
+    it is not enabled, documents another process submitted (a rollout switching it on or off: settings differ for
+    minutes) are still followed and still gate keys and funding: the customer's record decides, the setting only
+    whether to submit."""
     desired, record, sub, now_ms, policy = p.desired, p.record, p.sub, p.now_ms, p.policy
-    if not policy.proxy_kyc or desired.kyc_documents_event is None:
+    if desired.kyc_documents_event is None:
         return None
     progress = record.kyc
+    if not policy.proxy_kyc and (progress is None or progress.event_id != desired.kyc_documents_event):
+        return None
     if progress is None or (progress.stage is KycStage.REJECT and progress.event_id != desired.kyc_documents_event):
         if steps.KYC in record.blocked:
             return Idle("KYC submission is blocked")

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from handlers.records import KycStage
 from tests.adversarial49.helpers import other_group, settle_with
 from tests.core.harness import Rig, events_for, kyc_documents
@@ -50,7 +48,6 @@ def with_documents(customer: str, first_name: str) -> dict[str, dict[str, Any]]:
     return ev
 
 
-@pytest.mark.xfail(strict=True, reason="adv49: a process without proxy KYC funds a customer whose review is pending")
 def test_a_group_without_proxy_kyc_funds_a_customer_under_review(redis_url: str, key_prefix: str) -> None:
     old_group = Rig(redis_url, key_prefix, PROVISIONER_PROXY_KYC="false")
     new_group = other_group(old_group, redis_url, key_prefix, PROVISIONER_PROXY_KYC="true")

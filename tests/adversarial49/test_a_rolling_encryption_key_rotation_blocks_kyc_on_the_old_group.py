@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from cryptography.fernet import Fernet
 
 from handlers import steps
@@ -54,7 +53,6 @@ def with_documents(customer: str) -> dict[str, dict[str, Any]]:
     return ev
 
 
-@pytest.mark.xfail(strict=True, reason="adv49: a rolling key rotation blocks KYC on a process without the new key")
 def test_a_rolling_encryption_key_rotation_blocks_kyc_on_the_old_group(redis_url: str, key_prefix: str) -> None:
     old_group = Rig(redis_url, key_prefix, PROVISIONER_ENCRYPTION_KEYS=f"old={OLD}", PROVISIONER_PROXY_KYC="true")
     new_group = other_group(

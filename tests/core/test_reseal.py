@@ -12,6 +12,7 @@ from cli.main import main
 from handlers import steps
 from tests.core.harness import STATE_DIR, Rig, events_for, kyc_documents
 from worker.crypto import Keyring
+from worker.provisioning.kyc_steps import KEY_ROLLOUT_GRACE_MS
 from worker.reseal import ResealProgress, reseal
 from worker.store.lock import CustomerLock
 
@@ -48,12 +49,16 @@ def rig(redis_url: str, key_prefix: str) -> Any:
 
 def test_documents_under_a_dropped_key_block_the_kyc_step_by_name(redis_url: str, key_prefix: str) -> None:
     """Documents sealed under a key the keyring no longer lists: the KYC step is blocked, naming the key id and
-    what to do, instead of failing with a generic error that is retried until it dead-letters."""
+    what to do, instead of failing with a generic error that is retried until it dead-letters — once the approval
+    is older than a rollout lasts (``KEY_ROLLOUT_GRACE_MS``); until then it waits for a process that holds it."""
     first = Rig(redis_url, key_prefix, PROVISIONER_ENCRYPTION_KEYS=f"old={OLD}")
     (ref,) = first.publish(*list(with_documents("dropped").values())[:2])[:1]
     first.close()
     rig = Rig(redis_url, key_prefix, PROVISIONER_ENCRYPTION_KEYS=f"new={NEW}", PROVISIONER_PROXY_KYC="true")
     try:
+        report = rig.run(ref)
+        assert report.waited_pool == "key_rollout" and steps.KYC not in rig.record(ref).blocked, report
+        rig.clock.advance_ms(KEY_ROLLOUT_GRACE_MS)
         rig.settle(ref)
         blocked = rig.record(ref).blocked[steps.KYC]
         assert "sealed under encryption key 'old'" in blocked.reason and "keys reseal" in blocked.reason

@@ -23,8 +23,14 @@ from worker.exchange.requests import KycSubmission, build
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
+from worker.provisioning.waits import KEY_ROLLOUT_WAIT, own_wait
 
-__all__ = ["check_kyc", "submit_kyc"]
+__all__ = ["KEY_ROLLOUT_GRACE_MS", "check_kyc", "submit_kyc"]
+
+KEY_ROLLOUT_GRACE_MS = 6 * 3_600_000
+"""How long after its approval occurred KYC documents sealed under a key this process does not hold are waited
+for (a rolling deploy of a new first key) before the KYC step is blocked for an operator."""
+KEY_ROLLOUT_RETRY_MS = 60_000
 
 
 def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
@@ -35,6 +41,16 @@ def submit_kyc(cmd: SubmitKyc, ctx: StepContext) -> None:
         fail(ctx, steps.KYC, "the KYC documents are no longer held; publish the approval again with its documents")
         return
     if not s.keyring.holds(sealed.key_id):
+        occurred_ms = s.store.event_occurred_ms(ctx.ref, cmd.event_id)
+        if occurred_ms is not None and ctx.now_ms() - occurred_ms < KEY_ROLLOUT_GRACE_MS:
+            # sealed by a process restarted with a new first key, read by one not restarted yet: a rollout, not a
+            # dropped key — looked at again until this process (or another) holds it
+            raise own_wait(
+                KEY_ROLLOUT_WAIT,
+                f"the KYC documents are sealed under encryption key {sealed.key_id!r}, which this process does not "
+                "hold yet (a rollout of PROVISIONER_ENCRYPTION_KEYS in progress?)",
+                KEY_ROLLOUT_RETRY_MS,
+            )
         fail(
             ctx,
             steps.KYC,

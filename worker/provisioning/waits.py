@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from worker.exchange import RateLimitedError
 
-__all__ = ["DAILY_CAP_WAIT", "LISTING_WAIT", "OWN_WAITS", "own_wait"]
+__all__ = ["DAILY_CAP_WAIT", "KEY_ROLLOUT_WAIT", "LISTING_WAIT", "OWN_WAITS", "own_wait"]
 
 DAILY_CAP_WAIT = "daily_cap"
 """A funding send near UTC midnight whose other possible day's cap is full (``money_steps``)."""
 LISTING_WAIT = "listing"
 """A recovery's audit that finds a key unlisted that the exchange may not list yet (``audit_steps``)."""
-OWN_WAITS = frozenset({DAILY_CAP_WAIT, LISTING_WAIT})
+KEY_ROLLOUT_WAIT = "key_rollout"
+"""KYC documents sealed under an encryption key this process does not hold yet, soon after they came: a rollout of
+``PROVISIONER_ENCRYPTION_KEYS`` in progress (``kyc_steps``)."""
+OWN_WAITS = frozenset({DAILY_CAP_WAIT, KEY_ROLLOUT_WAIT, LISTING_WAIT})
 
 
 def own_wait(name: str, message: str, wait_ms: int) -> RateLimitedError:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import redis
 
 from handlers.desired import DesiredState, carries_funding, fold
-from handlers.events import Event, KycApproved, parse_event
+from handlers.events import Event, EventRejected, KycApproved, parse_event
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.ratelimit import ACQUIRE_FUNCTION
@@ -662,6 +662,17 @@ class CustomerStore:
         """The customer's journal, oldest first."""
         rows: Any = self.redis.xrange(self.keys.journal(ref), count=count)
         return [json.loads(fields["entry"]) for _, fields in rows]
+
+    def event_occurred_ms(self, ref: str, event_id: str) -> int | None:
+        """When stored event ``event_id`` of ``ref`` occurred (the upstream's ``occurred_at``, ms), or ``None``.
+        Raises ``redis.RedisError``."""
+        raw = self.redis.hget(self.keys.events(ref), event_id)
+        if raw is None:
+            return None
+        try:
+            return parse_event(_text(raw), None).occurred_ns // 1_000_000
+        except EventRejected:
+            return None
 
     def holds_event(self, ref: str, event_id: str) -> bool:
         """Whether an event was stored under ``event_id`` for ``ref``. Raises ``redis.RedisError``."""
