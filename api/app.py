@@ -7,7 +7,7 @@ route                                  signed    answers
                                                  503 + ``Retry-After`` (Redis unavailable: nothing applied)
 ``GET /v1/customers/{customer_id}``    yes       200 the customer's view, 404 unknown, 401, 503
 ``GET /healthz``                       no        200 while the process serves
-``GET /readyz``                        no        200 when Redis answers, else 503
+``GET /readyz``                        no        200 when Redis answers and the naming is the deployment's, else 503
 ``GET /openapi.json``                  no        the OpenAPI document (``schema/openapi.json``)
 =====================================  ========  ==================================================================
 
@@ -39,6 +39,7 @@ from api.signing import SignatureVerifier
 from api.statuses import batch_body, single_answer
 from handlers.customer_view import CustomerView
 from worker.runtime.admission import Admission
+from worker.store.epoch import NamingMismatch
 
 __all__ = ["ApiServices", "create_app"]
 
@@ -207,8 +208,8 @@ def create_app(services: ApiServices) -> FastAPI:
     async def readyz(request: Request) -> Response:
         try:
             await run_in_threadpool(services.ping)
-        except redis.RedisError as exc:
-            request.state.log = {"error": type(exc).__name__}
+        except (redis.RedisError, NamingMismatch) as exc:
+            request.state.log = {"error": type(exc).__name__, "reason": str(exc)[:300]}
             raise _unavailable() from None
         return JSONResponse({"status": "ready"})
 

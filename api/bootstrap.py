@@ -24,7 +24,7 @@ from worker.customer_view import read_customer_view
 from worker.runtime.admission import Admission, dramatiq_namespace
 from worker.settings import Settings
 from worker.store.customers import CustomerStore
-from worker.store.epoch import StateGuard
+from worker.store.epoch import StateGuard, check_naming
 from worker.store.keys import Keys
 
 __all__ = ["api_redis", "build_services"]
@@ -66,10 +66,17 @@ def build_services(
         clock=clock,
     )
     store = CustomerStore(r, keys, StateGuard(r, keys, None, clock=clock))  # reads only: no guarded write
+    fingerprint = naming.fingerprint()
+
+    def ready() -> None:
+        """Redis answers, and this API names customers as the deployment does (else ``NamingMismatch``)."""
+        r.ping()
+        check_naming(r, keys, fingerprint, record=False)
+
     return ApiServices(
         admission=admission,
         customer=lambda customer_id: read_customer_view(store, naming, customer_id),
-        ping=r.ping,
+        ping=ready,
         verifier=SignatureVerifier.parse(settings.secret("api_secrets")),
         metrics=ApiMetrics(registry if registry is not None else CollectorRegistry()),
         request_ids=RequestIds(r, keys),

@@ -16,7 +16,7 @@ import redis
 from cli.context import Context, pass_context
 from worker.runtime.queues import QUEUES
 from worker.settings import Environment, Settings
-from worker.store.epoch import StateLost
+from worker.store.epoch import NamingMismatch, StateLost
 
 __all__ = ["worker", "worker_argv"]
 
@@ -111,6 +111,8 @@ def wait_for_sound_state(ctx: Context, *, once: bool) -> bool:
         try:
             app.state.establish(init=True)
             return True
+        except NamingMismatch as exc:
+            raise click.ClickException(str(exc)) from None
         except StateLost as exc:
             click.echo(
                 f"state lost ({exc.kind}): {exc.reason}\n"

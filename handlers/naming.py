@@ -66,6 +66,12 @@ class Naming:
             )
         return hmac.new(secret, "\x00".join(parts).encode("utf-8"), hashlib.sha256).digest()
 
+    def fingerprint(self) -> str:
+        """A keyed fingerprint of the naming (version 1's secret and the account prefix): equal in every process of
+        one deployment, different where the secret differs, and telling nothing of the secret. Kept with the state
+        (``worker.store.epoch``) so that a process started with another secret is refused before it names anyone."""
+        return f"{self._mac('fingerprint').hex()[:16]}:{self._prefix}"
+
     def customer_ref(self, customer_id: str) -> str:
         """A 21-character pseudonym for ``customer_id``, stable for the deployment."""
         return "c" + self._mac("ref", customer_id).hex()[:20]

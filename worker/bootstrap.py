@@ -207,7 +207,7 @@ def build_app(
     r = client or redis_client(settings)
     keys = Keys(settings.key_prefix)
     policy = policy_from(settings)
-    state = StateGuard(r, keys, state_mirror(settings), clock=clock)
+    state = StateGuard(r, keys, state_mirror(settings), clock=clock, naming_fingerprint=policy.naming.fingerprint())
     store = CustomerStore(r, keys, state)
     due = DueSchedule(r, keys)
     ledger = FundingLedger(r, keys)

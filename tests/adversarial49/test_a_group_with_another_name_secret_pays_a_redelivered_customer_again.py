@@ -33,17 +33,14 @@ for every customer whose events are re-delivered during the overlap; the fix is 
 
 from __future__ import annotations
 
-import pytest
-
 from tests.adversarial49.helpers import other_group, settle_with
 from tests.core.harness import Rig, events_for
 from worker.intake import Accepted
-from worker.store.epoch import StateLost
+from worker.store.epoch import NamingMismatch
 
 OTHER_SECRET = "rollout-b-name-secret-0123456789abcdefXYZ"
 
 
-@pytest.mark.xfail(strict=True, reason="adv49: a group with another name secret is not refused; it pays again")
 def test_a_group_with_another_name_secret_pays_a_redelivered_customer_again(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     b = None
@@ -62,8 +59,10 @@ def test_a_group_with_another_name_secret_pays_a_redelivered_customer_again(redi
                 assert isinstance(outcome, Accepted), outcome
                 refs.append(outcome.ref)
             settle_with(rig, b, refs[0])
-        except StateLost:
-            return  # a guard refused the mismatched group before it wrote: what the fix does
+        except NamingMismatch as refused:  # the fix: the mismatched group is refused before it writes anything
+            assert "PROVISIONER_NAME_SECRET" in str(refused) and OTHER_SECRET not in str(refused)
+            assert len(rig.state()["subAccounts"]) == 1 and len(rig.state()["transfers"]) == 1
+            return
         state = rig.state()
         ours = [s["accountName"] for s in state["subAccounts"]]
         paid = [t for t in state["transfers"] if t["direction"] == "OUT" and t["status"] != "FAILURE"]

@@ -179,3 +179,24 @@ def test_a_bug_is_a_500_problem_without_a_stack_trace(redis_url: str, key_prefix
         assert "detail no caller" not in answer.text and "Traceback" not in answer.text
         assert upstream.client.get("/healthz").status_code == 200, "the process serves on"
         upstream.close()
+
+
+def test_an_api_with_another_name_secret_is_not_ready_and_admits_nothing(redis_url: str, key_prefix: str) -> None:
+    """The deployment's state names its naming fingerprint (``worker.store.epoch.check_naming``): an API started
+    with another ``PROVISIONER_NAME_SECRET`` would key every admission under other customer refs. It is not ready
+    (the load balancer drains it) and admits nothing."""
+    import redis
+
+    from tests.api.live import live_api
+    from worker.store.keys import Keys
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.hset(Keys(key_prefix).state, "naming", "0123456789abcdef:nd")  # a deployment named with another secret
+    with live_api(redis_url, key_prefix) as served:
+        upstream = Upstream(served.url)
+        assert upstream.client.get("/readyz").status_code == 503
+        posted = upstream.post(event("customer.created", "naming-1"))
+        assert posted.status_code == 500 and posted.headers["content-type"] == PROBLEM
+        upstream.close()
+    assert not list(client.scan_iter(f"{key_prefix}:c:*")), "nothing admitted"
+    client.close()

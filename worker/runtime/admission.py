@@ -58,6 +58,7 @@ from worker.intake import peek_event_id, readable_ids
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
 from worker.sealing import IntakeSealer
 from worker.store.customers import stored_form
+from worker.store.epoch import check_naming
 from worker.store.keys import Keys
 from worker.store.refusal_counts import count_field
 
@@ -69,7 +70,8 @@ _ADMIT = """
 -- KEYS: refused stream, hand-off bodies, then per queue (events, urgent): hand-off set, dramatiq list, its .msgs;
 --       then per event: the customer's admitted index; last, the refusal counts.
 -- ARGV: number of events, refusals (JSON [[id, field, reason, count field], ...]), the count field of a conflict,
---       the dead-letter metadata key prefix ("{p}:dlq:"), then per event: id, stored JSON, documents
+--       the dead-letter metadata key prefix ("{p}:dlq:"), this API's naming fingerprint, the state key (read only:
+--       a deployment whose naming differs admits nothing), then per event: id, stored JSON, documents
 --       digest, fingerprint, queue index (1 events, 2 urgent), message id, hand-off body, redis message id + body
 --       as "rid\\nbody", then the names of the customer's events hash and documents digests, which the script only
 --       reads: named in ARGV, not KEYS, because Redis' ACL checks a script's KEYS for write access, and the API's
@@ -79,6 +81,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
 local counts = KEYS[9 + n]
 local dead = ARGV[4]
+local named = redis.call('HGET', ARGV[6], 'naming')
+if named and named ~= ARGV[5] then return redis.error_reply('NAMING this API names customers otherwise') end
 local verdicts = {}
 -- an admitted entry is "fingerprint message-id queue-index" (a bare fingerprint before that format: held)
 local function held(admitted)
@@ -88,7 +92,7 @@ local function held(admitted)
   return fp, redis.call('ZSCORE', KEYS[q], mid) ~= false or redis.call('EXISTS', dead .. mid) == 1
 end
 for i = 0, n - 1 do
-  local k, a = 9 + i, 5 + 10 * i
+  local k, a = 9 + i, 7 + 10 * i
   local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local events, digests = ARGV[a + 8], ARGV[a + 9]
   local existing = redis.call('HGET', events, id)
@@ -244,13 +248,20 @@ class Admission:
             json.dumps(refusals),
             count_field("api", "id", conflict=True),
             self._keys.dead_letter(""),
+            self._naming.fingerprint(),
+            self._keys.state,
         ]
         for p in prepared:
             keys.append(self._keys.admitted(p.ref))
             args += [p.event_id, p.stored, p.digest, p.fingerprint, p.queue_index, p.message_id, p.body, p.queued]
             args += [self._keys.events(p.ref), self._keys.docs_digests(p.ref)]
         keys.append(self._keys.refused_counts)
-        raw_verdicts = self._script(keys=keys, args=args, client=self._client)
+        try:
+            raw_verdicts = self._script(keys=keys, args=args, client=self._client)
+        except redis.ResponseError as exc:
+            if str(exc).startswith("NAMING"):
+                check_naming(self._client, self._keys, self._naming.fingerprint(), record=False)  # says why
+            raise
         verdicts = []
         for p, raw in zip(prepared, raw_verdicts, strict=True):
             status = AdmissionStatus(raw.decode() if isinstance(raw, bytes) else str(raw))

@@ -47,8 +47,10 @@ __all__ = [
     "GUARD_LUA",
     "Epoch",
     "Mirror",
+    "NamingMismatch",
     "StateGuard",
     "StateLost",
+    "check_naming",
     "default_state_dir",
     "raise_if_state_lost",
 ]
@@ -237,6 +239,32 @@ Traces = Callable[[], str | None]
 """Asks the exchange whether it already has sub-accounts of ours: a description of what it found, or ``None``."""
 
 
+class NamingMismatch(Exception):  # noqa: N818 - reads as what happened
+    """This process names customers with another ``PROVISIONER_NAME_SECRET`` (or account prefix) than the
+    deployment's state was built with: every customer would get a second sub-account, key and payment. A
+    configuration error: the process must not start (not a state loss: the other processes are right)."""
+
+
+def check_naming(client: redis.Redis, keys: Keys, fingerprint: str, *, record: bool) -> None:
+    """Compare this process's naming fingerprint (``Naming.fingerprint``) with the deployment's (the ``naming``
+    field of ``{p}:state``); ``record``: a deployment without one (new, or from before the field) takes this one.
+    Raises ``NamingMismatch`` naming the setting (never a secret) and ``redis.RedisError``."""
+    stored = client.hget(keys.state, "naming")
+    if stored is None and record:
+        client.hsetnx(keys.state, "naming", fingerprint)
+        stored = client.hget(keys.state, "naming")
+    if stored is not None and _str(stored) != fingerprint:
+        raise NamingMismatch(
+            f"PROVISIONER_NAME_SECRET (or PROVISIONER_ACCOUNT_PREFIX) differs from the one this deployment's state "
+            f"was built with (fingerprint {_str(stored)}, this process {fingerprint}): it would name every customer "
+            "anew — a second sub-account, key and payment each. Give this process the deployment's secret"
+        )
+
+
+def _str(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class StateGuard:
     """This process's view of the state epoch: established once, checked by every guarded write and periodically.
 
@@ -252,8 +280,10 @@ class StateGuard:
         *,
         traces: Traces | None = None,
         clock: Callable[[], float] = time.time,
+        naming_fingerprint: str | None = None,
     ) -> None:
         self._redis = client
+        self._naming = naming_fingerprint
         self._key = keys.state
         self._keys = keys
         self._mirror = mirror
@@ -304,9 +334,11 @@ class StateGuard:
     def establish(self, *, init: bool = True, ask_exchange: bool = True) -> Epoch:
         """Read the state epoch, compare it with the mirror, and remember it; where neither Redis nor the mirror
         nor the exchange shows earlier state (and ``init``), create a fresh one. ``ask_exchange=False`` skips the
-        exchange (for a caller that knows the deployment is new, such as a test's own key prefix). Raises
-        ``StateLost``."""
+        exchange (for a caller that knows the deployment is new, such as a test's own key prefix). First, the
+        naming fingerprint is compared (``check_naming``). Raises ``StateLost`` and ``NamingMismatch``."""
         with self._lock:
+            if self._naming is not None:
+                check_naming(self._redis, self._keys, self._naming, record=True)
             now = self._now_ms()
             # the mirror first: a process of this host may commit and note a write meanwhile, which Redis then holds
             mirrored = self._mirror.read() if self._mirror is not None else None
