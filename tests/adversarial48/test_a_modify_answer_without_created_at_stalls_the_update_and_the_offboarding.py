@@ -38,7 +38,6 @@ import json
 from dataclasses import dataclass
 
 import httpx
-import pytest
 
 from tests.core.harness import Rig, events_for
 
@@ -74,10 +73,6 @@ def settle_or_stall(rig: Rig, ref: str) -> str | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv48: a modify answer without createdAt is outcome-unknown for ever: the update and the offboarding stall",
-)
 def test_a_modify_answer_without_created_at_stalls_the_update_and_the_offboarding(
     redis_url: str, key_prefix: str
 ) -> None:

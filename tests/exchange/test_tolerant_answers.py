@@ -38,3 +38,12 @@ def test_a_new_keys_answer_needs_only_its_key_and_secret() -> None:
     assert created.api_key == "k1" and created.secret_key.get_secret_value() == "s3cr3t"
     with pytest.raises(ValueError):
         ApiKeyCreated.model_validate({"apiKey": "k1"})
+
+
+def test_a_modify_answer_is_never_a_reason_to_doubt_the_write() -> None:
+    from worker.exchange.models import modified
+
+    full = modified({"apiKey": "k1", "uid": "9", "permissions": ["Spot"], "ipWhitelist": ["1.2.3.4"], "createdAt": 1})
+    assert full.api_key == "k1" and full.permissions == ("spot",)
+    assert modified({"apiKey": "k1"}).api_key == "k1", "createdAt missing"
+    assert modified(None).api_key is None and modified({"permissions": 7}).api_key is None

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.http import KucoinHttp
-from worker.exchange.models import ApiKey, ApiKeyCreated, Permission, boolean, list_of
+from worker.exchange.models import ApiKey, ApiKeyCreated, ApiKeyModified, Permission, boolean, list_of, modified
 from worker.exchange.requests import AddApiKeyRequest, ModifyApiKeyRequest, build
 
 __all__ = ["ApiKeys"]
@@ -59,10 +59,11 @@ class ApiKeys:
         ip_whitelist: Sequence[str],
         permissions: Sequence[Permission],
         label: str,
-    ) -> ApiKey:
+    ) -> ApiKeyModified:
         """Modify SubAccount API — ``POST /api/v1/broker/nd/account/update-apikey``; Broker, weight 3.
 
-        Replaces the key's whitelist, permissions and label as a whole, so repeating it is harmless. Raises
+        Replaces the key's whitelist, permissions and label as a whole, so repeating it is harmless. The answer's
+        fields are read where they can be (``ApiKeyModified``: never a reason to doubt the write). Raises
         ``RequestValidationError`` on the same rules as ``add``.
         """
         request = build(
@@ -74,7 +75,7 @@ class ApiKeys:
             permissions=list(permissions),
             label=label,
         )
-        return self._http.call(ENDPOINTS["modify_api_key"], ApiKey.model_validate, body=request.body())
+        return self._http.call(ENDPOINTS["modify_api_key"], modified, body=request.body())
 
     def delete(self, *, uid: str, api_key: str) -> bool:
         """Delete SubAccount API — ``DELETE /api/v1/broker/nd/account/apikey``; Broker, weight 3.
