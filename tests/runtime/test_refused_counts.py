@@ -41,10 +41,14 @@ def test_refusals_at_publish_and_at_the_api_reach_the_exporter(redis_url: str, k
             currencies=frozenset(rig.settings.currencies),
             namespace=dramatiq_namespace(rig.settings.key_prefix),
         )
-        admission.admit([json.dumps({**ev["created"], "occurred_at": "yesterday"}), json.dumps(ev["created"])])
+        # another customer: an id the publisher refused is refused again at the API (final for the id)
+        api_ev = events_for("r-api")
+        admission.admit([json.dumps({**api_ev["created"], "occurred_at": "yesterday"}), json.dumps(api_ev["created"])])
         admission.admit(
-            [json.dumps({**ev["created"], "occurred_at": "2026-11-18T10:05:00Z"})]
+            [json.dumps({**api_ev["created"], "occurred_at": "2026-11-18T10:05:00Z"})]
         )  # same id, other content
+        [again] = admission.admit([json.dumps(ev["created"])])
+        assert again.status.value == "refused" and again.field == "id" and "refused before" in (again.reason or "")
         assert _refused(collector) == {
             ("publish", "malformed", "$"): 1,
             ("publish", "invalid", "data"): 2,

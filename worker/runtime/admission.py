@@ -73,9 +73,9 @@ _ADMIT = """
 --       the dead-letter metadata key prefix ("{p}:dlq:"), this API's naming fingerprint, the state key (read only:
 --       a deployment whose naming differs admits nothing), then per event: id, stored JSON, documents
 --       digest, fingerprint, queue index (1 events, 2 urgent), message id, hand-off body, redis message id + body
---       as "rid\\nbody", then the names of the customer's events hash and documents digests, which the script only
---       reads: named in ARGV, not KEYS, because Redis' ACL checks a script's KEYS for write access, and the API's
---       user (deploy/redis/users.acl) may only read a customer's keys.
+--       as "rid\\nbody", then the names of the customer's events hash, documents digests and final refusals,
+--       which the script only reads: named in ARGV, not KEYS, because Redis' ACL checks a script's KEYS for write
+--       access, and the API's user (deploy/redis/users.acl) may only read a customer's keys.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
@@ -92,12 +92,14 @@ local function held(admitted)
   return fp, redis.call('ZSCORE', KEYS[q], mid) ~= false or redis.call('EXISTS', dead .. mid) == 1
 end
 for i = 0, n - 1 do
-  local k, a = 9 + i, 7 + 10 * i
+  local k, a = 9 + i, 7 + 11 * i
   local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local events, digests = ARGV[a + 8], ARGV[a + 9]
   local existing = redis.call('HGET', events, id)
   local verdict
-  if existing then
+  if not existing and redis.call('HEXISTS', ARGV[a + 10], id) == 1 then
+    verdict = 'refused_before'  -- told event.refused, final for the id: a worker would refuse this copy again
+  elseif existing then
     if existing ~= stored or (redis.call('HGET', digests, id) or '') ~= digest then
       verdict = 'conflict'
     else
@@ -163,6 +165,7 @@ class Verdict:
 
 
 CONFLICT_REASON = "event id already accepted with different content (or other KYC documents); send a new id"
+REFUSED_BEFORE_REASON = "event id refused before (told as event.refused, final for the id); send a new id"
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ class Admission:
         for p in prepared:
             keys.append(self._keys.admitted(p.ref))
             args += [p.event_id, p.stored, p.digest, p.fingerprint, p.queue_index, p.message_id, p.body, p.queued]
-            args += [self._keys.events(p.ref), self._keys.docs_digests(p.ref)]
+            args += [self._keys.events(p.ref), self._keys.docs_digests(p.ref), self._keys.refusals(p.ref)]
         keys.append(self._keys.refused_counts)
         try:
             raw_verdicts = self._script(keys=keys, args=args, client=self._client)
@@ -264,7 +267,11 @@ class Admission:
             raise
         verdicts = []
         for p, raw in zip(prepared, raw_verdicts, strict=True):
-            status = AdmissionStatus(raw.decode() if isinstance(raw, bytes) else str(raw))
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if text == "refused_before":
+                verdicts.append(Verdict(AdmissionStatus.REFUSED, p.event_id, "id", REFUSED_BEFORE_REASON))
+                continue
+            status = AdmissionStatus(text)
             reason = CONFLICT_REASON if status is AdmissionStatus.CONFLICT else None
             verdicts.append(Verdict(status, p.event_id, "id" if reason else None, reason))
         return verdicts
