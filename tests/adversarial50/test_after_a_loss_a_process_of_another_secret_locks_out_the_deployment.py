@@ -56,9 +56,7 @@ OTHER_SECRET = "stray-pod-name-secret-0123456789abcdefXYZ"
     reason="adv50: after a loss, a process of another name secret records its fingerprint first and the "
     "deployment's own recover is refused with NamingMismatch",
 )
-def test_after_a_loss_a_process_of_another_secret_locks_out_the_deployment(
-    redis_url: str, key_prefix: str
-) -> None:
+def test_after_a_loss_a_process_of_another_secret_locks_out_the_deployment(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     stray = good = None  # stray: a crash-looping pod of another secret (a host of its own)
     try:
@@ -78,7 +76,7 @@ def test_after_a_loss_a_process_of_another_secret_locks_out_the_deployment(
         try:
             recover(good, reason="test: Redis lost everything")
         except NamingMismatch as refused:
-            pytest.fail(f"the deployment's own recovery is refused after a process of another secret touched the state: {refused}")
+            pytest.fail(f"the deployment's own recovery is refused (another secret touched the state): {refused}")
         good.state.establish(init=True)  # its workers start
         with pytest.raises(NamingMismatch):
             stray.state.establish(init=True)  # the stray pod stays refused
