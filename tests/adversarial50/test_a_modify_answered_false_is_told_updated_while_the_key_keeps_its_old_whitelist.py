@@ -33,7 +33,6 @@ import contextlib
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 
 from tests.adversarial.helpers import outbound_of
 from tests.core.harness import Rig, events_for
@@ -58,10 +57,6 @@ class ModifyAnswersFalse(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv50: a modify answered data:false is parsed as an applied update and told api_key.updated",
-)
 def test_a_modify_answered_false_is_told_updated_while_the_key_keeps_its_old_whitelist(
     redis_url: str, key_prefix: str
 ) -> None:

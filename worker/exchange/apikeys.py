@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from worker.exchange.endpoints import ENDPOINTS
+from worker.exchange.errors import PermanentError
 from worker.exchange.http import KucoinHttp
 from worker.exchange.models import ApiKey, ApiKeyCreated, ApiKeyModified, Permission, boolean, list_of, modified
 from worker.exchange.requests import AddApiKeyRequest, ModifyApiKeyRequest, build
@@ -63,8 +64,9 @@ class ApiKeys:
         """Modify SubAccount API — ``POST /api/v1/broker/nd/account/update-apikey``; Broker, weight 3.
 
         Replaces the key's whitelist, permissions and label as a whole, so repeating it is harmless. The answer's
-        fields are read where they can be (``ApiKeyModified``: never a reason to doubt the write). Raises
-        ``RequestValidationError`` on the same rules as ``add``.
+        fields are read where they can be (``ApiKeyModified``: a missing field is no reason to doubt the write),
+        but an answer of ``false`` (a boolean where the documentation shows the key) says the change was not
+        made: ``PermanentError``, for an operator. Raises ``RequestValidationError`` on the same rules as ``add``.
         """
         request = build(
             ModifyApiKeyRequest,
@@ -75,7 +77,11 @@ class ApiKeys:
             permissions=list(permissions),
             label=label,
         )
-        return self._http.call(ENDPOINTS["modify_api_key"], modified, body=request.body())
+        endpoint = ENDPOINTS["modify_api_key"]
+        answer = self._http.call(endpoint, lambda data: data, body=request.body())
+        if answer is False:
+            raise PermanentError("the exchange answered false: the key was not changed", endpoint=endpoint.name)
+        return modified(answer)
 
     def delete(self, *, uid: str, api_key: str) -> bool:
         """Delete SubAccount API — ``DELETE /api/v1/broker/nd/account/apikey``; Broker, weight 3.
