@@ -16,6 +16,7 @@ import redis
 
 from cli.context import Context, pass_context
 from worker.intake import Refused
+from worker.store.epoch import NamingMismatch
 
 __all__ = ["publish"]
 
@@ -31,7 +32,11 @@ def publish(ctx: Context, source: BinaryIO, as_json: bool) -> None:
     published = refused = 0
     reading = _Numbered(source)
     try:
-        for result in ctx.runtime.publisher().publish_lines(reading):
+        publisher = ctx.runtime.publisher()
+    except NamingMismatch as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        for result in publisher.publish_lines(reading):
             outcome = result.outcome
             if isinstance(outcome, Refused):
                 refused += 1

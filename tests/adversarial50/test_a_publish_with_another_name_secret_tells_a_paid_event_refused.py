@@ -48,11 +48,6 @@ OTHER_SECRET = "publish-host-name-secret-0123456789abcdefXYZ"
 DAY_MS = 86_400_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv50: provisioner publish with another name secret is not refused and tells a paid approval "
-    "event.refused (final)",
-)
 def test_a_publish_with_another_name_secret_tells_a_paid_event_refused(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     runtime = None

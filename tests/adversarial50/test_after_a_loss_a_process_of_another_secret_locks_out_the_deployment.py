@@ -51,11 +51,6 @@ pytestmark = pytest.mark.redis
 OTHER_SECRET = "stray-pod-name-secret-0123456789abcdefXYZ"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv50: after a loss, a process of another name secret records its fingerprint first and the "
-    "deployment's own recover is refused with NamingMismatch",
-)
 def test_after_a_loss_a_process_of_another_secret_locks_out_the_deployment(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     stray = good = None  # stray: a crash-looping pod of another secret (a host of its own)

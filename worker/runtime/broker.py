@@ -41,6 +41,7 @@ from worker.runtime.retry_policy import RetryPolicy
 from worker.runtime.scheduler import DueScheduler, SchedulerMiddleware
 from worker.runtime.state_watch import StateWatch
 from worker.settings import Settings
+from worker.store.epoch import check_naming
 from worker.store.keys import Keys
 from worker.webhooks.runtime import WebhookMiddleware, build_dispatcher
 
@@ -84,8 +85,11 @@ class Runtime:
         return DeadLetters(self.broker, app.redis, app.keys, QUEUES, handoff=self.handoff, proofs=app.proofs)
 
     def publisher(self) -> Publisher:
-        """A publisher that validates events and sends them through the hand-off."""
+        """A publisher that validates events and sends them through the hand-off. Raises ``NamingMismatch`` when
+        this process names customers otherwise than the deployment (its refusals and its look-ups of stored
+        events would be keyed under other refs), and ``redis.RedisError``."""
         app = self.app
+        check_naming(app.redis, app.keys, app.policy.naming.fingerprint(), record=False)
         return Publisher(
             app.intake,
             intake_sealer(self.settings),

@@ -257,7 +257,8 @@ def check_naming(client: redis.Redis, keys: Keys, fingerprint: str, *, record: b
         raise NamingMismatch(
             f"PROVISIONER_NAME_SECRET (or PROVISIONER_ACCOUNT_PREFIX) differs from the one this deployment's state "
             f"was built with (fingerprint {_str(stored)}, this process {fingerprint}): it would name every customer "
-            "anew — a second sub-account, key and payment each. Give this process the deployment's secret"
+            "anew — a second sub-account, key and payment each. Give this process the deployment's secret (the "
+            "fingerprint is recorded by the first process that worked on the state, or by `provisioner recover`)"
         )
 
 
@@ -337,8 +338,8 @@ class StateGuard:
         exchange (for a caller that knows the deployment is new, such as a test's own key prefix). First, the
         naming fingerprint is compared (``check_naming``). Raises ``StateLost`` and ``NamingMismatch``."""
         with self._lock:
-            if self._naming is not None:
-                check_naming(self._redis, self._keys, self._naming, record=True)
+            if self._naming is not None:  # compared first; recorded only once the state proved sound (below)
+                check_naming(self._redis, self._keys, self._naming, record=False)
             now = self._now_ms()
             # the mirror first: a process of this host may commit and note a write meanwhile, which Redis then holds
             mirrored = self._mirror.read() if self._mirror is not None else None
@@ -369,6 +370,10 @@ class StateGuard:
                     "rolled_back",
                     f"Redis is at write {epoch.writes} of epoch {epoch.id}, but this host saw write {mirrored.writes}",
                 )
+            if self._naming is not None:
+                # a state this process may work on (fresh, or sound): one from before the fingerprint adopts it; a
+                # process refused for a lost state records nothing (after a loss, the recovery's process does)
+                check_naming(self._redis, self._keys, self._naming, record=True)
             self._epoch = epoch
             self._hwm = max(self._hwm, mirrored.writes if mirrored is not None else 0)
             if self._mirror is not None:
@@ -498,6 +503,8 @@ class StateGuard:
         counter is left as it is: workers still writing meanwhile must not see it go back). Other hosts' mirrors
         accept the new epoch by its recovery time, running workers by its ``recovered_from``."""
         with self._lock:
+            if self._naming is not None:  # the operator's recovery names the deployment after a loss
+                check_naming(self._redis, self._keys, self._naming, record=True)
             now = self._now_ms()
             epoch_id = uuid.uuid4().hex
             previous, writes, created = self._recover_script(keys=[self._key], args=[epoch_id, now, reason[:500]])
