@@ -36,6 +36,8 @@ that cannot recover with its own tools.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.adversarial49.helpers import other_group
@@ -65,10 +67,9 @@ def test_a_recovery_with_another_name_secret_locks_out_the_deployment(redis_url:
 
         lose_everything(rig)
         shell = other_group(rig, redis_url, key_prefix, PROVISIONER_NAME_SECRET=SHELL_SECRET)
-        try:  # `provisioner recover --yes` from the mis-configured shell (refusing it would be a fix)
+        # `provisioner recover --yes` from the mis-configured shell (refusing it would be a fix)
+        with contextlib.suppress(RecoveryError, NamingMismatch):
             recover(shell, reason="test: recovery from a shell of another secret")
-        except (RecoveryError, NamingMismatch):
-            pass
 
         good = second_host(rig, same_host=True)  # the deployment's own `provisioner recover --yes`
         try:
