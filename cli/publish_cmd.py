@@ -32,11 +32,7 @@ def publish(ctx: Context, source: BinaryIO, as_json: bool) -> None:
     published = refused = 0
     reading = _Numbered(source)
     try:
-        publisher = ctx.runtime.publisher()
-    except NamingMismatch as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        for result in publisher.publish_lines(reading):
+        for result in ctx.runtime.publisher().publish_lines(reading):
             outcome = result.outcome
             if isinstance(outcome, Refused):
                 refused += 1
@@ -69,6 +65,8 @@ def publish(ctx: Context, source: BinaryIO, as_json: bool) -> None:
                             }
                         )
                     )
+    except NamingMismatch as exc:  # checked when the publisher is made, and again with each refusal
+        raise click.ClickException(str(exc)) from None
     except redis.RedisError as exc:
         line = max(reading.count, 1)
         if as_json:

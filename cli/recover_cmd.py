@@ -74,6 +74,7 @@ def recover(
     from worker.heard import (
         HeardError,
         live_keys_from_events,
+        misnamed_refs,
         outcomes_from_events,
         read_received,
         refusals_from_events,
@@ -111,6 +112,13 @@ def recover(
                 live_keys_from_events(received, where=where),
                 refusals_from_events(received),
             )
+            misnamed = misnamed_refs(received, app.policy.naming.customer_ref)
+            if misnamed:
+                raise RecoveryError(
+                    f"the --heard file's customer refs were not named with this shell's PROVISIONER_NAME_SECRET "
+                    f"({len(misnamed)} of them, e.g. customer_ref {misnamed[0]}): recover from a shell with the "
+                    "deployment's secret (this one would name every customer anew)"
+                )
     except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
     problem = app.state.diagnose()
@@ -154,6 +162,7 @@ def recover(
         "heard_complete": report.heard_complete,
         "epoch": report.epoch.id if report.epoch else None,
         "daily_caps_due_at_ms": report.caps_due_at_ms,
+        "naming_replaced": report.naming_replaced,
     }
     if as_json:
         emit(result, as_json=True)
@@ -178,6 +187,13 @@ def recover(
             "operator: each is dead-lettered, `provisioner dlq list`)\n"
         )
         + _caps_wait(report.caps_due_at_ms)
+        + (
+            f"replaced the recorded naming fingerprint {report.naming_replaced} with this shell's: if this shell's "
+            "PROVISIONER_NAME_SECRET is not the deployment's, run recover again from one that has it (workers of "
+            "another secret are refused)\n"
+            if report.naming_replaced
+            else ""
+        )
         + f"recovered epoch {report.epoch.id}: the halt is lifted. Start the workers, then re-publish the upstream's "
         "events (all of them, or since before the loss)."
     )

@@ -28,7 +28,7 @@ other types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (custo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -46,6 +46,7 @@ __all__ = [
     "heard_for",
     "heard_live_keys",
     "live_keys_from_events",
+    "misnamed_refs",
     "nothing_lost",
     "outcomes_from_events",
     "read_heard",
@@ -210,6 +211,24 @@ def refusals_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[
             continue  # an id reused with other content: the stored event answers for the id, not the refusal
         refused.setdefault(ref, {})[event_id] = f"{field_path or ''}\n{reason or ''}"
     return refused
+
+
+def misnamed_refs(events: Iterable[Any], customer_ref: Callable[[str], str]) -> list[str]:
+    """The ``customer_ref`` of received events that ``customer_ref`` (this process's naming) does not derive from
+    their ``customer_id``: evidence that the file was named with another ``PROVISIONER_NAME_SECRET``. Events
+    without both fields (or with a pseudonymised id, ``erased:``) are skipped."""
+    wrong: list[str] = []
+    for event in events:
+        if not isinstance(event, Mapping):
+            continue
+        customer_id, ref = event.get("customer_id"), event.get("customer_ref")
+        if not (isinstance(customer_id, str) and isinstance(ref, str) and customer_id and ref):
+            continue
+        if customer_id.startswith("erased:"):
+            continue
+        if customer_ref(customer_id) != ref:
+            wrong.append(ref)
+    return wrong
 
 
 def store_refusals(client: redis.Redis, keys: Keys, refused: Mapping[str, Mapping[str, str]]) -> int:

@@ -125,6 +125,8 @@ class RecoveryReport:
     caps_due_at_ms: int | None = None
     """After a loss: from when the ledger lists every transfer sent before it (the transfer settle delay, its lag
     included). No funding line is sent, for any customer, until the day's caps are seeded again from it."""
+    naming_replaced: str | None = None
+    """The naming fingerprint this recovery replaced with its own (a stray process's, recorded meanwhile)."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -251,6 +253,7 @@ def recover(
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete
     report.epoch = app.state.recover(reason=reason)
+    report.naming_replaced = app.state.replaced_naming
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])
         report.adopted.append(adoption.customer_id)

@@ -49,11 +49,6 @@ PUBLISHER_SECRET = "early-publisher-name-secret-0123456789abcdefXYZ"
 HOUR_MS = 3_600_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv51: a publisher built before any naming fingerprint is recorded keeps another secret for life; its "
-    "final refusal is recorded under a ref no worker reads, and a later copy is paid",
-)
 def test_a_publisher_built_before_the_first_worker_keeps_another_secret(redis_url: str, key_prefix: str) -> None:
     rig = runtime = None
     try:

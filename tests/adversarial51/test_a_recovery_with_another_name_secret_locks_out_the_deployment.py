@@ -51,11 +51,6 @@ pytestmark = pytest.mark.redis
 SHELL_SECRET = "on-call-shell-name-secret-0123456789abcdefXYZ"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv51: after a loss a recovery of another name secret records its fingerprint; the deployment's own "
-    "recovery is then refused with NamingMismatch",
-)
 def test_a_recovery_with_another_name_secret_locks_out_the_deployment(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     shell = good = None

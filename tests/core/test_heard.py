@@ -246,3 +246,19 @@ def test_refusals_the_upstream_heard_are_read_for_the_recovery() -> None:
         "not an event",
     ]
     assert refusals_from_events(received) == {"c1": {"e1": "occurred_at\nlate"}}  # type: ignore[arg-type]
+
+
+def test_a_heard_file_named_with_another_secret_is_told_apart() -> None:
+    """``recover --heard`` refuses a shell whose naming does not derive the file's refs (it would name every
+    customer anew): the refs of events carrying both ids are checked, pseudonymised ones skipped."""
+    from handlers.naming import Naming
+    from worker.heard import misnamed_refs
+
+    ours, other = Naming("deployment-secret-0123456789abcdef"), Naming("another-secret-0123456789abcdef00")
+    received = [
+        {"type": "funding.completed", "customer_id": "c-1", "customer_ref": ours.customer_ref("c-1")},
+        {"type": "api_key.issued", "customer_id": "erased:x", "customer_ref": "cx"},
+        {"type": "event.refused", "customer_id": None, "customer_ref": None},
+    ]
+    assert misnamed_refs(received, ours.customer_ref) == []
+    assert misnamed_refs(received, other.customer_ref) == [ours.customer_ref("c-1")]

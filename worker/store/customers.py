@@ -24,7 +24,7 @@ from handlers.events import Event, EventRejected, KycApproved, parse_event
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.ratelimit import ACQUIRE_FUNCTION
-from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_state_lost
+from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, check_naming, raise_if_state_lost
 from worker.store.keys import Keys
 from worker.store.ledger import RESERVE_FUNCTION
 from worker.store.lock import CustomerLock
@@ -204,9 +204,14 @@ return {stored[1], stored[2], taken}
 
 
 _RECORD_REFUSAL = """
--- KEYS: refusal counts, refused stream, the customer's final refusals, its events (the last two only when final)
--- ARGV: counted as, event id, ref, field, reason, now ms, refusals ttl s, final ('1'/'0'). Returns 0 when the
--- event was stored meanwhile (nothing recorded), else 1.
+-- KEYS: refusal counts, refused stream, the customer's final refusals, its events (the last two only when final),
+-- the state. ARGV: counted as, event id, ref, field, reason, now ms, refusals ttl s, final ('1'/'0'), this
+-- process's naming fingerprint ('' : none). Returns 0 when the event was stored meanwhile (nothing recorded),
+-- else 1; an error when the deployment names customers otherwise (the ref would be another's).
+if ARGV[9] ~= '' then
+  local named = redis.call('HGET', KEYS[5], 'naming')
+  if named and named ~= ARGV[9] then return redis.error_reply('NAMING this process names customers otherwise') end
+end
 if ARGV[8] == '1' and redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 if ARGV[8] == '1' then
@@ -707,27 +712,37 @@ class CustomerStore:
         is told to the upstream as the end of that event id, so intake refuses any later copy of it the same way
         (``IngestResult.REFUSED``; kept ``Keys.REFUSALS_TTL_S`` after the customer's last refusal) — unless a copy
         of the event was stored meanwhile (another worker, whose settings or clock took it): then nothing is
-        recorded and False is returned (the copy is a duplicate, not a refusal). Raises ``redis.RedisError``."""
+        recorded and False is returned (the copy is a duplicate, not a refusal). Raises ``NamingMismatch`` when
+        the deployment's naming is not this process's (checked on every refusal: a long-lived publisher may have
+        started before any was recorded), and ``redis.RedisError``."""
         k = self.keys
         final_for = ref if final and event_id and ref else ""
-        recorded = self._record_refusal(
-            keys=[
-                k.refused_counts,
-                k.refused,
-                k.refusals(final_for) if final_for else k.refused,
-                k.events(final_for) if final_for else k.refused,
-            ],
-            args=[
-                counted_as,
-                event_id or "",
-                ref or "",
-                field_path,
-                reason[:500],
-                str(now_ms),
-                Keys.REFUSALS_TTL_S,
-                "1" if final_for else "0",
-            ],
-        )
+        fingerprint = self.guard.naming_fingerprint or ""
+        try:
+            recorded = self._record_refusal(
+                keys=[
+                    k.refused_counts,
+                    k.refused,
+                    k.refusals(final_for) if final_for else k.refused,
+                    k.events(final_for) if final_for else k.refused,
+                    k.state,
+                ],
+                args=[
+                    counted_as,
+                    event_id or "",
+                    ref or "",
+                    field_path,
+                    reason[:500],
+                    str(now_ms),
+                    Keys.REFUSALS_TTL_S,
+                    "1" if final_for else "0",
+                    fingerprint,
+                ],
+            )
+        except redis.ResponseError as exc:
+            if str(exc).startswith("NAMING"):
+                check_naming(self.redis, k, fingerprint, record=False)  # raises NamingMismatch, saying why
+            raise
         return bool(recorded)
 
 

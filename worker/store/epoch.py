@@ -266,6 +266,10 @@ def _str(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _optional_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
 class StateGuard:
     """This process's view of the state epoch: established once, checked by every guarded write and periodically.
 
@@ -285,6 +289,8 @@ class StateGuard:
     ) -> None:
         self._redis = client
         self._naming = naming_fingerprint
+        self.replaced_naming: str | None = None
+        """The naming fingerprint the last ``recover`` of this process replaced (``None``: none, or the same)."""
         self._key = keys.state
         self._keys = keys
         self._mirror = mirror
@@ -308,6 +314,11 @@ class StateGuard:
     def observe(self, writes: int) -> None:
         with self._lock:
             self._hwm = max(self._hwm, writes)
+
+    @property
+    def naming_fingerprint(self) -> str | None:
+        """This process's naming fingerprint (``None``: not compared, a process that names no one)."""
+        return self._naming
 
     def persist(self) -> None:
         """Before an exchange write: the host's mirror holds the write count this process has seen, durably, so a
@@ -398,6 +409,8 @@ class StateGuard:
             self.establish(init=False)
         except StateLost as exc:
             return exc
+        except NamingMismatch as exc:  # the recorded naming is not this process's: told, not raised
+            return StateLost("changed", str(exc))
         return None
 
     def check(self) -> Epoch:
@@ -503,8 +516,13 @@ class StateGuard:
         counter is left as it is: workers still writing meanwhile must not see it go back). Other hosts' mirrors
         accept the new epoch by its recovery time, running workers by its ``recovered_from``."""
         with self._lock:
-            if self._naming is not None:  # the operator's recovery names the deployment after a loss
-                check_naming(self._redis, self._keys, self._naming, record=True)
+            if self._naming is not None:
+                # the operator's recovery names the deployment (after a loss nothing does; a stray process's value,
+                # recorded meanwhile, is replaced: ``worker.recovery`` reports it and checks --heard refs first)
+                self.replaced_naming = _optional_str(self._redis.hget(self._key, "naming"))
+                if self.replaced_naming == self._naming:
+                    self.replaced_naming = None
+                self._redis.hset(self._key, "naming", self._naming)
             now = self._now_ms()
             epoch_id = uuid.uuid4().hex
             previous, writes, created = self._recover_script(keys=[self._key], args=[epoch_id, now, reason[:500]])
