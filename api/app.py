@@ -171,7 +171,7 @@ def create_app(services: ApiServices) -> FastAPI:
         request.state.log = log
         try:
             verdicts = await run_in_threadpool(admission.admit, raws)
-        except redis.RedisError as exc:
+        except (redis.RedisError, NamingMismatch) as exc:  # a mis-set API: not ready, nothing admitted
             log["error"] = type(exc).__name__
             raise _unavailable() from None
         counts: dict[str, int] = {}

@@ -6,10 +6,12 @@ import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.context import JSON_HELP, Context, emit, pass_context
+from handlers.naming import Naming
 
 __all__ = ["recover"]
 
@@ -52,6 +54,12 @@ __all__ = ["recover"]
     "and is decided like one: a transfer only elimination could tie to it then waits for an operator.",
 )
 @click.option("--force", is_flag=True, help="Start a recovered epoch even though the state looks sound.")
+@click.option(
+    "--replace-naming",
+    is_flag=True,
+    help="The naming fingerprint the state records was left by a stray recovery (a shell of another "
+    "PROVISIONER_NAME_SECRET): replace it with this shell's. Only from a shell with the deployment's secret.",
+)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @pass_context
 def recover(
@@ -63,6 +71,7 @@ def recover(
     republished: bool,
     stamps_kept: bool,
     force: bool,
+    replace_naming: bool,
     as_json: bool,
 ) -> None:
     """Rebuild from the exchange after the state in Redis was lost or rolled back, and lift the workers' halt.
@@ -71,15 +80,8 @@ def recover(
     sub-accounts, and starts a recovered state epoch: every customer is then audited against the exchange before
     anything is done for it, and funding lines are sent only where the exchange shows no earlier transfer.
     Re-publish the upstream's events afterwards (duplicates are harmless). Exit 0 when done or nothing to do."""
-    from worker.heard import (
-        HeardError,
-        live_keys_from_events,
-        misnamed_refs,
-        outcomes_from_events,
-        read_received,
-        refusals_from_events,
-    )
-    from worker.recovery import RecoveryError, declare_republished, read_adoptions
+    from worker.heard import HeardError
+    from worker.recovery import RecoveryError, check_recovery_naming, declare_republished, read_adoptions
     from worker.recovery import recover as run_recovery
 
     app = ctx.runtime.app
@@ -104,24 +106,14 @@ def recover(
         raise click.UsageError("--heard-complete says the --heard file is complete: give the file")
     try:
         adoptions = read_adoptions(adopt_file) if adopt_file is not None else []
-        heard, heard_keys, heard_refusals = None, None, None
-        if heard_file is not None:
-            received, where = read_received(heard_file)
-            heard, heard_keys, heard_refusals = (
-                outcomes_from_events(received, where=where),
-                live_keys_from_events(received, where=where),
-                refusals_from_events(received),
-            )
-            misnamed = misnamed_refs(received, app.policy.naming.customer_ref)
-            if misnamed:
-                raise RecoveryError(
-                    f"the --heard file's customer refs were not named with this shell's PROVISIONER_NAME_SECRET "
-                    f"({len(misnamed)} of them, e.g. customer_ref {misnamed[0]}): recover from a shell with the "
-                    "deployment's secret (this one would name every customer anew)"
-                )
+        heard, heard_keys, heard_refusals = _read_heard(heard_file, app.policy.naming) if heard_file else (None,) * 3
     except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
-    problem = app.state.diagnose()
+    try:
+        check_recovery_naming(app.state, replace_naming=replace_naming)
+    except RecoveryError as exc:
+        raise click.ClickException(str(exc)) from None
+    problem = app.state.diagnose(check_names=False)
     status = "sound" if problem is None else f"{problem.kind}: {problem.reason}"
     if not yes:
         click.echo(f"state: {status}")
@@ -149,6 +141,7 @@ def recover(
             heard_complete=heard_complete,
             heard_keys=heard_keys,
             heard_refusals=heard_refusals,
+            replace_naming=replace_naming,
         )
     except RecoveryError as exc:
         raise click.ClickException(str(exc)) from None
@@ -207,4 +200,32 @@ def _caps_wait(due_at_ms: int | None) -> str:
     return (
         f"no funding line is sent, for any customer, until {at}: by then the ledger lists every transfer sent "
         "before the loss, and the daily caps are seeded again from it\n"
+    )
+
+
+def _read_heard(path: Path, naming: Naming) -> tuple[Any, Any, Any]:
+    """The funding outcomes, live keys and final refusals of a ``--heard`` file. Raises ``HeardError`` for a
+    malformed file and ``RecoveryError`` for one whose customers this shell's naming does not name (its refs, or
+    its sub-accounts' names: another ``PROVISIONER_NAME_SECRET`` or account prefix)."""
+    from worker.heard import (
+        live_keys_from_events,
+        misnamed_refs,
+        outcomes_from_events,
+        read_received,
+        refusals_from_events,
+    )
+    from worker.recovery import RecoveryError
+
+    received, where = read_received(path)
+    misnamed = misnamed_refs(received, naming)
+    if misnamed:
+        raise RecoveryError(
+            f"the --heard file's customers are not named with this shell's PROVISIONER_NAME_SECRET or account prefix "
+            f"({len(misnamed)} of them, e.g. {misnamed[0]}): recover from a shell with the deployment's settings "
+            "(this one would name every customer anew)"
+        )
+    return (
+        outcomes_from_events(received, where=where),
+        live_keys_from_events(received, where=where),
+        refusals_from_events(received),
     )

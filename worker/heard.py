@@ -28,7 +28,7 @@ other types are skipped. Outcomes are kept in ``{prefix}:recovery:heard`` (custo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -37,6 +37,7 @@ from typing import Any
 
 import redis
 
+from handlers.naming import Naming
 from handlers.refusals import retryable_reason
 from worker.store.keys import Keys
 
@@ -213,10 +214,11 @@ def refusals_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[
     return refused
 
 
-def misnamed_refs(events: Iterable[Any], customer_ref: Callable[[str], str]) -> list[str]:
-    """The ``customer_ref`` of received events that ``customer_ref`` (this process's naming) does not derive from
-    their ``customer_id``: evidence that the file was named with another ``PROVISIONER_NAME_SECRET``. Events
-    without both fields (or with a pseudonymised id, ``erased:``) are skipped."""
+def misnamed_refs(events: Iterable[Any], naming: Naming) -> list[str]:
+    """What of the received events ``naming`` (this process's) would not have named: a ``customer_ref`` it does
+    not derive from the event's ``customer_id`` (another ``PROVISIONER_NAME_SECRET``), or a
+    ``sub_account.created``'s ``account_name`` it does not derive (another secret or account prefix). Events
+    without both fields, or with a pseudonymised id (``erased:``), are skipped."""
     wrong: list[str] = []
     for event in events:
         if not isinstance(event, Mapping):
@@ -226,8 +228,13 @@ def misnamed_refs(events: Iterable[Any], customer_ref: Callable[[str], str]) -> 
             continue
         if customer_id.startswith("erased:"):
             continue
-        if customer_ref(customer_id) != ref:
-            wrong.append(ref)
+        if naming.customer_ref(customer_id) != ref:
+            wrong.append(f"customer_ref {ref}")
+            continue
+        name = event.get("account_name")
+        created = event.get("type") == "sub_account.created" and isinstance(name, str)
+        if created and name not in naming.account_names(customer_id):
+            wrong.append(f"account_name {name}")
     return wrong
 
 

@@ -11,6 +11,7 @@ a customer we hold, in that customer's outbound sequence.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -131,9 +132,7 @@ class Intake:
         (``CustomerStore.ingest_and_lock``; ``Accepted.taken``)."""
         checked = self.check(raw)
         if isinstance(checked, Refused):
-            if self.report(checked):
-                return checked
-            checked = self.check(raw)  # another copy was stored meanwhile: this one is judged as a copy of it
+            checked = self.refuse(raw, checked)
             if isinstance(checked, Refused):
                 return checked
         event = checked
@@ -208,6 +207,19 @@ class Intake:
             self.report(ignored)
             return ignored
         return Accepted(event, ref, result, taken)
+
+    def refuse(self, raw: str | bytes | dict[str, Any], refused: Refused, *, stage: str = "worker") -> Event | Refused:
+        """What becomes of ``raw``, which ``check`` refused: the refusal, told (final for the id) — unless a copy of
+        the event was stored meanwhile (another worker took it), when this one is judged as a copy: the event
+        (intake answers duplicate or conflict), or, malformed even as a copy, a refusal told as a conflict (the
+        stored event answers for the id, so it is not final). Raises ``redis.RedisError``, ``NamingMismatch``."""
+        if self.report(refused, stage=stage):
+            return refused
+        again = self.check(raw)
+        if isinstance(again, Refused):
+            again = dataclasses.replace(again, conflict=True)
+            self.report(again, stage=stage)
+        return again
 
     def report(self, refused: Refused, *, stage: str = "worker") -> bool:
         """Record a refusal (reason, no payload), count it for ``stage`` (``worker.store.refusal_counts``) and tell

@@ -63,9 +63,7 @@ class Publisher:
         ``redis.RedisError`` if it could not be sent: publishing the same event again is safe."""
         checked = self._intake.check(raw)
         if isinstance(checked, Refused):
-            if self._intake.report(checked, stage="publish"):
-                return checked
-            checked = self._intake.check(raw)  # a worker stored it meanwhile: sent as a copy (a duplicate)
+            checked = self._intake.refuse(raw, checked, stage="publish")  # stored meanwhile: sent as a copy
             if isinstance(checked, Refused):
                 return checked
         payload = checked.model_dump(mode="json")

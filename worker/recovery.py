@@ -129,6 +129,24 @@ class RecoveryReport:
     """The naming fingerprint this recovery replaced with its own (a stray process's, recorded meanwhile)."""
 
 
+def check_recovery_naming(state: StateGuard, *, replace_naming: bool) -> str | None:
+    """Whether this process may recover the deployment as it names customers: the naming fingerprint its state
+    records, when another than this process's and ``replace_naming`` (a stray recovery's, to be replaced);
+    ``None`` when they agree or none is recorded. Raises ``RecoveryError`` for another one without
+    ``replace_naming``."""
+    recorded, mine = state.recorded_naming(), state.naming_fingerprint
+    if recorded is None or mine is None or recorded == mine:
+        return None
+    if not replace_naming:
+        raise RecoveryError(
+            f"the deployment's state records naming fingerprint {recorded}, this shell's is {mine}: this shell's "
+            "PROVISIONER_NAME_SECRET (or PROVISIONER_ACCOUNT_PREFIX) is not the deployment's; recover from a shell "
+            f"that has it. Only if {recorded} was recorded by a stray recovery (from a shell of another secret) "
+            "run again with --replace-naming, from a shell with the deployment's secret"
+        )
+    return recorded
+
+
 def read_adoptions(path: Path) -> list[Adoption]:
     """``customer_id,uid`` lines (a header line ``customer_id,uid`` is allowed). Raises ``RecoveryError`` naming the
     line of a malformed row."""
@@ -202,6 +220,7 @@ def recover(
     heard_complete: bool = False,
     heard_keys: Mapping[str, Iterable[str]] | None = None,
     heard_refusals: Mapping[str, Mapping[str, str]] | None = None,
+    replace_naming: bool = False,
 ) -> RecoveryReport:
     """Rebuild what can be rebuilt from the exchange and start a recovered state epoch (see the module docstring).
 
@@ -212,10 +231,18 @@ def recover(
     ``heard_refusals``: the events the upstream was told refused (``worker.heard.refusals_from_events``), final
     for their ids: recorded again, so that their re-publication is refused again.
     Without ``force`` (or adoptions) a state that is fine
-    is left alone. Raises ``RecoveryError``."""
+    is left alone. A state recording another naming fingerprint than this process's is refused — this process's
+    ``PROVISIONER_NAME_SECRET`` (or account prefix) is not the deployment's — unless ``replace_naming`` says the
+    recorded one is a stray recovery's (then the recovery runs as after a loss and records this one). Raises
+    ``RecoveryError``."""
     adoptions = list(adoptions)
-    problem = app.state.diagnose()
+    recorded = check_recovery_naming(app.state, replace_naming=replace_naming)
+    other_naming = recorded is not None
+    problem = app.state.diagnose(check_names=False)
     detected = "ok" if problem is None else f"{problem.kind}: {problem.reason}"
+    if other_naming and problem is None:
+        detected = f"naming: {recorded} recorded by a stray recovery, replaced"
+        force = True  # whatever that recovery rebuilt is rebuilt again, named as the deployment names
     report = RecoveryReport(detected)
     if detected == "ok" and not force and not adoptions:
         return report
@@ -252,7 +279,7 @@ def recover(
         report.seeded_heard = count_heard_payments(app, heard or [])
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete
-    report.epoch = app.state.recover(reason=reason)
+    report.epoch = app.state.recover(reason=reason, replace_naming=replace_naming)
     report.naming_replaced = app.state.replaced_naming
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])

@@ -68,7 +68,11 @@ def test_a_recovery_with_another_name_secret_locks_out_the_deployment(redis_url:
 
         good = second_host(rig, same_host=True)  # the deployment's own `provisioner recover --yes`
         try:
-            recover(good, reason="test: the deployment's own recovery")
+            # refused without the flag (it names the recorded value and the shell's), then the operator says so
+            with pytest.raises(RecoveryError, match="--replace-naming"):
+                recover(good, reason="test: the deployment's own recovery")
+            report = recover(good, reason="test: the deployment's own recovery", replace_naming=True)
+            assert report.naming_replaced is not None
         except NamingMismatch as refused:
             pytest.fail(f"the deployment's own recovery is refused after a stray recovery: {refused}")
         good.state.establish(init=True)  # its workers start

@@ -56,11 +56,6 @@ pytestmark = pytest.mark.redis
 SHELL_SECRET = "on-call-shell-name-secret-0123456789abcdefXYZ"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv52: recover from a shell of another name secret on a sound deployment replaces its naming "
-    "fingerprint (diagnose says 'changed'): the deployment's own processes are refused, the stray naming accepted",
-)
 def test_a_stray_recovery_takes_over_a_sound_deployment(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     shell = good = stray = None

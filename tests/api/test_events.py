@@ -196,7 +196,7 @@ def test_an_api_with_another_name_secret_is_not_ready_and_admits_nothing(redis_u
         upstream = Upstream(served.url)
         assert upstream.client.get("/readyz").status_code == 503
         posted = upstream.post(event("customer.created", "naming-1"))
-        assert posted.status_code == 500 and posted.headers["content-type"] == PROBLEM
+        assert posted.status_code == 503 and posted.headers["content-type"] == PROBLEM
         upstream.close()
     assert not list(client.scan_iter(f"{key_prefix}:c:*")), "nothing admitted"
     client.close()

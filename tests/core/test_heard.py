@@ -255,10 +255,14 @@ def test_a_heard_file_named_with_another_secret_is_told_apart() -> None:
     from worker.heard import misnamed_refs
 
     ours, other = Naming("deployment-secret-0123456789abcdef"), Naming("another-secret-0123456789abcdef00")
+    staging = Naming("deployment-secret-0123456789abcdef", prefix="stg")
+    ref, name = ours.customer_ref("c-1"), ours.account_name("c-1", 0)
     received = [
-        {"type": "funding.completed", "customer_id": "c-1", "customer_ref": ours.customer_ref("c-1")},
+        {"type": "funding.completed", "customer_id": "c-1", "customer_ref": ref},
+        {"type": "sub_account.created", "customer_id": "c-1", "customer_ref": ref, "account_name": name},
         {"type": "api_key.issued", "customer_id": "erased:x", "customer_ref": "cx"},
         {"type": "event.refused", "customer_id": None, "customer_ref": None},
     ]
-    assert misnamed_refs(received, ours.customer_ref) == []
-    assert misnamed_refs(received, other.customer_ref) == [ours.customer_ref("c-1")]
+    assert misnamed_refs(received, ours) == []
+    assert misnamed_refs(received, other) == [f"customer_ref {ref}"] * 2
+    assert misnamed_refs(received, staging) == [f"account_name {name}"], "another prefix"

@@ -58,7 +58,7 @@ from worker.intake import peek_event_id, readable_ids
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
 from worker.sealing import IntakeSealer
 from worker.store.customers import stored_form
-from worker.store.epoch import check_naming
+from worker.store.epoch import raise_if_naming_refused
 from worker.store.keys import Keys
 from worker.store.refusal_counts import count_field
 
@@ -262,8 +262,7 @@ class Admission:
         try:
             raw_verdicts = self._script(keys=keys, args=args, client=self._client)
         except redis.ResponseError as exc:
-            if str(exc).startswith("NAMING"):
-                check_naming(self._client, self._keys, self._naming.fingerprint(), record=False)  # says why
+            raise_if_naming_refused(exc, self._client, self._keys, self._naming.fingerprint())
             raise
         verdicts = []
         for p, raw in zip(prepared, raw_verdicts, strict=True):

@@ -84,8 +84,10 @@ class Metrics:
         )
         self.ratelimit_waits = Counter(
             "provisioner_ratelimit_waits_total",
-            "Times a customer was re-scheduled to wait for quota: an exchange pool's, or daily_cap (the Special "
-            "Account's daily cap a send near midnight may count on).",
+            "Times a customer was re-scheduled to wait: for an exchange pool's quota, or a wait of our own — "
+            "daily_cap (the Special Account's daily cap a send near midnight may count on), listing (a key the "
+            "exchange may not list yet), key_rollout (KYC documents under an encryption key this process does not "
+            "hold yet).",
             ["pool"],
             registry=r,
         )

@@ -24,7 +24,7 @@ from handlers.events import Event, EventRejected, KycApproved, parse_event
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.ratelimit import ACQUIRE_FUNCTION
-from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, check_naming, raise_if_state_lost
+from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_naming_refused, raise_if_state_lost
 from worker.store.keys import Keys
 from worker.store.ledger import RESERVE_FUNCTION
 from worker.store.lock import CustomerLock
@@ -740,8 +740,7 @@ class CustomerStore:
                 ],
             )
         except redis.ResponseError as exc:
-            if str(exc).startswith("NAMING"):
-                check_naming(self.redis, k, fingerprint, record=False)  # raises NamingMismatch, saying why
+            raise_if_naming_refused(exc, self.redis, k, fingerprint)
             raise
         return bool(recorded)
 

@@ -52,6 +52,7 @@ __all__ = [
     "StateLost",
     "check_naming",
     "default_state_dir",
+    "raise_if_naming_refused",
     "raise_if_state_lost",
 ]
 
@@ -254,12 +255,23 @@ def check_naming(client: redis.Redis, keys: Keys, fingerprint: str, *, record: b
         client.hsetnx(keys.state, "naming", fingerprint)
         stored = client.hget(keys.state, "naming")
     if stored is not None and _str(stored) != fingerprint:
-        raise NamingMismatch(
-            f"PROVISIONER_NAME_SECRET (or PROVISIONER_ACCOUNT_PREFIX) differs from the one this deployment's state "
-            f"was built with (fingerprint {_str(stored)}, this process {fingerprint}): it would name every customer "
-            "anew — a second sub-account, key and payment each. Give this process the deployment's secret (the "
-            "fingerprint is recorded by the first process that worked on the state, or by `provisioner recover`)"
-        )
+        raise _naming_mismatch(_str(stored), fingerprint)
+
+
+def raise_if_naming_refused(exc: redis.ResponseError, client: redis.Redis, keys: Keys, fingerprint: str) -> None:
+    """A script that compares the naming fingerprint refused (its error starts with ``NAMING``): raise
+    ``NamingMismatch`` saying what the state records. Returns for any other script error."""
+    if str(exc).startswith("NAMING"):
+        raise _naming_mismatch(_str(client.hget(keys.state, "naming")), fingerprint) from None
+
+
+def _naming_mismatch(stored: str, fingerprint: str) -> NamingMismatch:
+    return NamingMismatch(
+        f"PROVISIONER_NAME_SECRET (or PROVISIONER_ACCOUNT_PREFIX) differs from the one this deployment's state "
+        f"was built with (fingerprint {stored}, this process {fingerprint}): it would name every customer "
+        "anew — a second sub-account, key and payment each. Give this process the deployment's secret (the "
+        "fingerprint is recorded by the first process that worked on the state, or by `provisioner recover`)"
+    )
 
 
 def _str(value: object) -> str:
@@ -343,13 +355,17 @@ class StateGuard:
 
     # --- establishing and checking --------------------------------------------------------------------------
 
-    def establish(self, *, init: bool = True, ask_exchange: bool = True) -> Epoch:
+    def establish(
+        self, *, init: bool = True, ask_exchange: bool = True, check_names: bool = True, record_names: bool = True
+    ) -> Epoch:
         """Read the state epoch, compare it with the mirror, and remember it; where neither Redis nor the mirror
         nor the exchange shows earlier state (and ``init``), create a fresh one. ``ask_exchange=False`` skips the
         exchange (for a caller that knows the deployment is new, such as a test's own key prefix). First, the
-        naming fingerprint is compared (``check_naming``). Raises ``StateLost`` and ``NamingMismatch``."""
+        naming fingerprint is compared (``check_naming``; ``check_names=False``: not looked at), and recorded once
+        the state proved sound (``record_names=False``: a diagnosis, which writes nothing). Raises ``StateLost``
+        and ``NamingMismatch``."""
         with self._lock:
-            if self._naming is not None:  # compared first; recorded only once the state proved sound (below)
+            if self._naming is not None and check_names:  # compared first; recorded once the state proved sound
                 check_naming(self._redis, self._keys, self._naming, record=False)
             now = self._now_ms()
             # the mirror first: a process of this host may commit and note a write meanwhile, which Redis then holds
@@ -381,7 +397,7 @@ class StateGuard:
                     "rolled_back",
                     f"Redis is at write {epoch.writes} of epoch {epoch.id}, but this host saw write {mirrored.writes}",
                 )
-            if self._naming is not None:
+            if self._naming is not None and check_names and record_names:
                 # a state this process may work on (fresh, or sound): one from before the fingerprint adopts it; a
                 # process refused for a lost state records nothing (after a loss, the recovery's process does)
                 check_naming(self._redis, self._keys, self._naming, record=True)
@@ -391,9 +407,10 @@ class StateGuard:
                 self._mirror.record(epoch.id, max(epoch.writes, self._hwm), now, replace=mirrored is None)
             return epoch
 
-    def diagnose(self) -> StateLost | None:
-        """What ``establish`` would refuse, without creating anything: ``None`` when the state is sound, a
-        ``StateLost`` of kind ``uninitialised`` when nothing shows earlier state (a worker would start afresh)."""
+    def diagnose(self, *, check_names: bool = True) -> StateLost | None:
+        """What ``establish`` would refuse, without writing anything: ``None`` when the state is sound, a
+        ``StateLost`` of kind ``uninitialised`` when nothing shows earlier state (a worker would start afresh), of
+        kind ``changed`` when the recorded naming is not this process's (``check_names=False``: not looked at)."""
         try:
             mirrored = self._mirror.read() if self._mirror is not None else None
             stored = self._read()
@@ -406,7 +423,7 @@ class StateGuard:
                 found = self.traces()
                 if found:
                     return StateLost("traces", f"Redis holds no state of ours, but the exchange does ({found})")
-            self.establish(init=False)
+            self.establish(init=False, check_names=check_names, record_names=False)
         except StateLost as exc:
             return exc
         except NamingMismatch as exc:  # the recorded naming is not this process's: told, not raised
@@ -511,17 +528,22 @@ class StateGuard:
             "mirror_path": str(self._mirror.path) if self._mirror is not None else None,
         }
 
-    def recover(self, *, reason: str) -> Epoch:
+    def recorded_naming(self) -> str | None:
+        """The naming fingerprint the deployment's state records (``None``: none yet)."""
+        return _optional_str(self._redis.hget(self._key, "naming"))
+
+    def recover(self, *, reason: str, replace_naming: bool = False) -> Epoch:
         """An operator's recovery: a new epoch in ``recovered`` mode, the halt lifted, in one atomic step (the write
         counter is left as it is: workers still writing meanwhile must not see it go back). Other hosts' mirrors
         accept the new epoch by its recovery time, running workers by its ``recovered_from``."""
         with self._lock:
             if self._naming is not None:
-                # the operator's recovery names the deployment (after a loss nothing does; a stray process's value,
-                # recorded meanwhile, is replaced: ``worker.recovery`` reports it and checks --heard refs first)
-                self.replaced_naming = _optional_str(self._redis.hget(self._key, "naming"))
-                if self.replaced_naming == self._naming:
-                    self.replaced_naming = None
+                # the operator's recovery names the deployment where nothing does (after a loss); another recorded
+                # value is replaced only when the operator says so (a stray recovery's: ``worker.recovery``)
+                recorded = self.recorded_naming()
+                self.replaced_naming = recorded if recorded not in (None, self._naming) else None
+                if self.replaced_naming is not None and not replace_naming:
+                    check_naming(self._redis, self._keys, self._naming, record=False)  # raises NamingMismatch
                 self._redis.hset(self._key, "naming", self._naming)
             now = self._now_ms()
             epoch_id = uuid.uuid4().hex

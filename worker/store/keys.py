@@ -9,7 +9,7 @@ key                                 type    content
 ``{p}:c:{ref}:docs``                hash    event id → KYC documents, sealed; dropped at submit, PASS, offboard
 ``{p}:c:{ref}:docs_received``       set     ids of approvals that came with documents (kept after submission)
 ``{p}:c:{ref}:docs_digest``         hash    event id → keyed digest of its KYC documents (a re-send must match)
-``{p}:c:{ref}:admitted``            hash    event id → fingerprint, for events the API admitted and no worker stored yet
+``{p}:c:{ref}:admitted``            hash    event id → fingerprint, message id, queue: API-admitted, not yet stored
 ``{p}:c:{ref}:refusals``            hash    event id → ``field\nreason`` of a refusal told upstream (final for the id;
                                             kept ``REFUSALS_TTL_S`` from the customer's last refusal)
 ``{p}:c:{ref}:journal``             stream  audit journal: every state change, no secrets
@@ -51,7 +51,8 @@ key                                 type    content
 ``{p}:wh:dead``                     zset    stream id → when its delivery was given up (ms)
 ``{p}:wh:dead:info``                hash    stream id → the dead letter: lane, event, attempts, last error (JSON)
 ``{p}:wh:stats``                    hash    ``undelivered`` (admitted, not yet delivered or given up), ``gone``
-``{p}:state``                       hash    state epoch: id, mode, write counter, halt (``worker.store.epoch``)
+``{p}:state``                       hash    state epoch: id, mode, write counter, halt, naming fingerprint
+                                            (``worker.store.epoch``)
 ``{p}:state:evictions``             string  ``<Redis run_id>:<evicted_keys>`` last seen by any worker's state check
 ``{p}:order:{orderId}``             string  a final transfer's status and uids (``worker.store.transfer_facts``)
 ``{p}:recovery:accounts``           hash    sub-account name → uid and creation time, listed by ``recover``
