@@ -85,6 +85,13 @@ class Naming:
         digest = base64.b32encode(mac).decode("ascii").lower()
         return f"{self._prefix}{attempt}{digest[:16]}"
 
+    def named_otherwise(self, customer_id: str, name: str) -> bool:
+        """Whether ``name`` is one of ``customer_id``'s sub-account names derived by this secret under another
+        account prefix (a name an older system chose, adopted, is not)."""
+        ours = self.account_names(customer_id)
+        tails = {n[len(self._prefix) :] for n in ours}
+        return name not in ours and any(name.endswith(tail) and len(name) > len(tail) for tail in tails)
+
     def account_names(self, customer_id: str) -> set[str]:
         """Every name ``customer_id``'s sub-account can have: each attempt under each configured version."""
         return {

@@ -217,8 +217,9 @@ def refusals_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[
 def misnamed_refs(events: Iterable[Any], naming: Naming) -> list[str]:
     """What of the received events ``naming`` (this process's) would not have named: a ``customer_ref`` it does
     not derive from the event's ``customer_id`` (another ``PROVISIONER_NAME_SECRET``), or a
-    ``sub_account.created``'s ``account_name`` it does not derive (another secret or account prefix). Events
-    without both fields, or with a pseudonymised id (``erased:``), are skipped."""
+    ``sub_account.created``'s ``account_name`` it derives under another account prefix (a sub-account adopted
+    from an older system, named by it, is not one). Events without both fields, or with a pseudonymised id
+    (``erased:``), are skipped."""
     wrong: list[str] = []
     for event in events:
         if not isinstance(event, Mapping):
@@ -233,7 +234,7 @@ def misnamed_refs(events: Iterable[Any], naming: Naming) -> list[str]:
             continue
         name = event.get("account_name")
         created = event.get("type") == "sub_account.created" and isinstance(name, str)
-        if created and name not in naming.account_names(customer_id):
+        if created and naming.named_otherwise(customer_id, str(name)):
             wrong.append(f"account_name {name}")
     return wrong
 

@@ -266,3 +266,5 @@ def test_a_heard_file_named_with_another_secret_is_told_apart() -> None:
     assert misnamed_refs(received, ours) == []
     assert misnamed_refs(received, other) == [f"customer_ref {ref}"] * 2
     assert misnamed_refs(received, staging) == [f"account_name {name}"], "another prefix"
+    adopted = {"type": "sub_account.created", "customer_id": "c-2", "customer_ref": ours.customer_ref("c-2")}
+    assert misnamed_refs([{**adopted, "account_name": "legacy-acct-17"}], ours) == [], "an older system's name"
