@@ -110,7 +110,7 @@ def recover(
     except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        check_recovery_naming(app.state, replace_naming=replace_naming)
+        check_recovery_naming(app, replace_naming=replace_naming)
     except RecoveryError as exc:
         raise click.ClickException(str(exc)) from None
     problem = app.state.diagnose(check_names=False)

@@ -217,7 +217,15 @@ class Intake:
             return refused
         again = self.check(raw)
         if isinstance(again, Refused):
-            again = dataclasses.replace(again, conflict=True)
+            # the stored event answers for the id: told as a conflict of the id (as every conflict is), never as a
+            # refusal of the event, which took effect
+            again = dataclasses.replace(
+                again,
+                field="id",
+                reason=f"event id already used for an event with other content (this copy: {again.field}: "
+                f"{again.reason})",
+                conflict=True,
+            )
             self.report(again, stage=stage)
         return again
 

@@ -129,12 +129,14 @@ class RecoveryReport:
     """The naming fingerprint this recovery replaced with its own (a stray process's, recorded meanwhile)."""
 
 
-def check_recovery_naming(state: StateGuard, *, replace_naming: bool) -> str | None:
+def check_recovery_naming(app: RecoveryPorts, *, replace_naming: bool) -> str | None:
     """Whether this process may recover the deployment as it names customers: the naming fingerprint its state
-    records, when another than this process's and ``replace_naming`` (a stray recovery's, to be replaced);
-    ``None`` when they agree or none is recorded. Raises ``RecoveryError`` for another one without
-    ``replace_naming``."""
-    recorded, mine = state.recorded_naming(), state.naming_fingerprint
+    records, when another than this process's and ``replace_naming`` says a stray recovery recorded it (to be
+    replaced); ``None`` when they agree or none is recorded. Raises ``RecoveryError`` for another one without
+    ``replace_naming``, and with it when the state's own customers disprove this process's naming (a sample of
+    records whose ref its secret does not derive from their customer id: the recorded naming is the deployment's,
+    this shell's is not)."""
+    recorded, mine = app.state.recorded_naming(), app.state.naming_fingerprint
     if recorded is None or mine is None or recorded == mine:
         return None
     if not replace_naming:
@@ -144,7 +146,23 @@ def check_recovery_naming(state: StateGuard, *, replace_naming: bool) -> str | N
             f"that has it. Only if {recorded} was recorded by a stray recovery (from a shell of another secret) "
             "run again with --replace-naming, from a shell with the deployment's secret"
         )
+    refs = [
+        r.decode() if isinstance(r, bytes) else str(r)
+        for r in app.redis.zrange(app.keys.customers, 0, NAMING_SAMPLE - 1)
+    ]
+    naming = app.policy.naming
+    for ref, record in app.store.load_many(refs).items():
+        if not record.customer_id.startswith("erased:") and naming.customer_ref(record.customer_id) != ref:
+            raise RecoveryError(
+                f"--replace-naming refused: the state's customers were named by the recorded naming {recorded}, "
+                f"not by this shell's (customer ref {ref}): this shell's PROVISIONER_NAME_SECRET is not the "
+                "deployment's"
+            )
     return recorded
+
+
+NAMING_SAMPLE = 50
+"""How many of the state's customers ``--replace-naming`` checks against this process's naming."""
 
 
 def read_adoptions(path: Path) -> list[Adoption]:
@@ -236,7 +254,7 @@ def recover(
     recorded one is a stray recovery's (then the recovery runs as after a loss and records this one). Raises
     ``RecoveryError``."""
     adoptions = list(adoptions)
-    recorded = check_recovery_naming(app.state, replace_naming=replace_naming)
+    recorded = check_recovery_naming(app, replace_naming=replace_naming)
     other_naming = recorded is not None
     problem = app.state.diagnose(check_names=False)
     detected = "ok" if problem is None else f"{problem.kind}: {problem.reason}"

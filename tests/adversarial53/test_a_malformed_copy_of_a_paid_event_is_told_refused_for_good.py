@@ -36,11 +36,6 @@ from worker.heard import refusals_from_events
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv53: Intake.refuse tells a malformed copy of a stored, paid event as event.refused with the "
-    "malformation's field (not 'id'): the upstream and recover --heard take it as final for the id",
-)
 def test_a_malformed_copy_of_a_paid_event_is_told_refused_for_good(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     try:

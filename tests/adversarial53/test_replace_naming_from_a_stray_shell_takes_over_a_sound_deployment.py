@@ -46,11 +46,6 @@ pytestmark = pytest.mark.redis
 SHELL_SECRET = "on-call-shell-name-secret-0123456789abcdefXYZ"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv53: recover --replace-naming from a shell of another name secret replaces a sound deployment's "
-    "fingerprint although every stored record proves the shell's naming is not the deployment's",
-)
 def test_replace_naming_from_a_stray_shell_takes_over_a_sound_deployment(redis_url: str, key_prefix: str) -> None:
     rig = Rig(redis_url, key_prefix)
     shell = stray = None
