@@ -109,13 +109,13 @@ def recover(
         heard, heard_keys, heard_refusals = _read_heard(heard_file, app.policy.naming) if heard_file else (None,) * 3
     except (RecoveryError, HeardError) as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        check_recovery_naming(app, replace_naming=replace_naming)
-    except RecoveryError as exc:
-        raise click.ClickException(str(exc)) from None
-    problem = app.state.diagnose(check_names=False)
-    status = "sound" if problem is None else f"{problem.kind}: {problem.reason}"
-    if not yes:
+    if not yes:  # what a recovery would do (with --yes, ``run_recovery`` checks the same)
+        try:
+            check_recovery_naming(app, replace_naming=replace_naming)
+        except RecoveryError as exc:
+            raise click.ClickException(str(exc)) from None
+        problem = app.state.diagnose(check_names=False)
+        status = "sound" if problem is None else f"{problem.kind}: {problem.reason}"
         click.echo(f"state: {status}")
         if problem is None and not force and not adoptions:
             click.echo("nothing to recover")

@@ -254,11 +254,10 @@ def recover(
     recorded one is a stray recovery's (then the recovery runs as after a loss and records this one). Raises
     ``RecoveryError``."""
     adoptions = list(adoptions)
-    recorded = check_recovery_naming(app, replace_naming=replace_naming)
-    other_naming = recorded is not None
+    recorded = check_recovery_naming(app, replace_naming=replace_naming)  # a stray recovery's, to be replaced
     problem = app.state.diagnose(check_names=False)
     detected = "ok" if problem is None else f"{problem.kind}: {problem.reason}"
-    if other_naming and problem is None:
+    if recorded is not None and problem is None:
         detected = f"naming: {recorded} recorded by a stray recovery, replaced"
         force = True  # whatever that recovery rebuilt is rebuilt again, named as the deployment names
     report = RecoveryReport(detected)
@@ -298,7 +297,7 @@ def recover(
         report.heard = None if heard is None else stored
         report.heard_complete = heard is not None and heard_complete
     report.epoch = app.state.recover(reason=reason, replace_naming=replace_naming)
-    report.naming_replaced = app.state.replaced_naming
+    report.naming_replaced = recorded
     for adoption in adoptions:
         _adopt(app, adoption, by_uid[adoption.uid])
         report.adopted.append(adoption.customer_id)

@@ -7,11 +7,13 @@ from __future__ import annotations
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.errors import RequestValidationError, RetryableError
 from worker.exchange.http import KucoinHttp
+from worker.exchange.listing import Listing, read_complete
 from worker.exchange.models import (
     Deposit,
     LedgerDirection,
     LedgerEntry,
     LedgerPage,
+    Page,
     SubAccountBalances,
     Withdrawal,
     list_of,
@@ -165,45 +167,30 @@ class Assets:
 
     def _window(self, *, currency: str, direction: str | None, low: int, high: int) -> list[LedgerEntry]:
         """Every entry of one window of at most 24 h, each once, checked against the exchange's own count
-        (``totalNum``, the largest of a pass: an entry the window gains meanwhile — one listed late — must have
-        been seen too, or it could stand in for one the pages lost; the window's end is fixed, so new transfers do
-        not join it): a pass whose distinct entries
-        fall short (one lost between pages: an order that changed between requests, ties within a millisecond)
-        is read again with other page boundaries, the passes joined. Raises ``RetryableError`` when four passes
-        still fall short: the ledger's silence must never come from a gap in its pages."""
-        rows: dict[str, LedgerEntry] = {}
-        expected = 0
-        for size in _LEDGER_PASS_SIZES:
-            expected, page_number = 0, 1
-            while True:
-                page = self.ledger(
-                    currency=currency,
-                    direction=direction,
-                    start_ms=low,
-                    end_ms=high,
-                    current_page=page_number,
-                    page_size=size,
-                )
-                for entry in page.items:
-                    rows.setdefault(entry.id, entry)
-                expected = max(expected, page.total_num)
-                if len(page.items) < size or page_number >= page.total_page:
-                    break
-                page_number += 1
-            if len(rows) < expected and page_number > 1:
-                # newest first: an entry listed late, during the pass, went onto page 1, read already
-                again = self.ledger(
-                    currency=currency, direction=direction, start_ms=low, end_ms=high, current_page=1, page_size=size
-                )
-                for entry in again.items:
-                    rows.setdefault(entry.id, entry)
-                expected = max(expected, again.total_num)
-            if len(rows) >= expected:
-                return list(rows.values())
-        raise RetryableError(
-            f"the ledger's listing is inconsistent: {len(rows)} distinct entries in every pass joined, totalNum "
-            f"{expected}; read again later",
-            endpoint=ENDPOINTS["get_account_ledgers"].name,
+        (``worker.exchange.listing``; the window's end is fixed, so new transfers do not join it, only an entry
+        listed late can): a pass whose distinct entries fall short is read again with other page boundaries, the
+        passes joined. Raises ``RetryableError`` when every pass falls short: the ledger's silence must never come
+        from a gap in its pages."""
+
+        def read(current_page: int, page_size: int) -> Page[LedgerEntry]:
+            return self.ledger(
+                currency=currency,
+                direction=direction,
+                start_ms=low,
+                end_ms=high,
+                current_page=current_page,
+                page_size=page_size,
+            )
+
+        return read_complete(
+            read,
+            _LEDGER_PASS_SIZES,
+            Listing(lambda entry: entry.id),
+            short=lambda joined: RetryableError(
+                f"the ledger's listing is inconsistent: {len(joined.rows())} distinct entries in every pass "
+                f"joined, totalNum {joined.expected}; read again later",
+                endpoint=ENDPOINTS["get_account_ledgers"].name,
+            ),
         )
 
     def sub_account_balances(self, *, uid: str) -> SubAccountBalances:

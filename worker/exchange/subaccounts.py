@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.errors import RequestValidationError, RetryableError
 from worker.exchange.http import KucoinHttp
+from worker.exchange.listing import Listing, pages, read_complete
 from worker.exchange.models import Page, SubAccount
 from worker.exchange.requests import check_range
 
-__all__ = ["Listing", "SubAccounts"]
+__all__ = ["SubAccounts", "new_listing"]
 
 MAX_PAGE_SIZE = 100
 
@@ -53,79 +54,49 @@ class SubAccounts:
 
     def pages(self, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[Page[SubAccount]]:
         """The listing's pages, first to last (weight 2 per page). Their rows may overlap or leave gaps where the
-        exchange's order changes between pages (it is not documented, and ``createdAt`` ties within a second):
-        see ``Listing``."""
-        current = 1
-        while True:
-            page = self.page(current_page=current, page_size=page_size)
-            yield page
-            if current >= page.total_page or not page.items:
-                return
-            current += 1
+        exchange's order changes between pages (``worker.exchange.listing``)."""
+        return pages(self._read, page_size)
 
     def list_complete(
         self,
         *,
         page_size: int = MAX_PAGE_SIZE,
-        seen: Listing | None = None,
+        seen: Listing[SubAccount] | None = None,
         before_page: Callable[[], None] = lambda: None,
     ) -> list[SubAccount]:
-        """Every sub-account of the broker, each once, checked against the exchange's own count: a pass whose
-        distinct rows fall short of ``totalNum`` (a row lost between pages) is read again with other page sizes
-        (other boundaries), their rows joined. ``seen``: rows an earlier pass read. Raises ``RetryableError``
-        when three more passes still fall short: never a listing that may lack a sub-account (a caller would
-        conclude "not created" and create a second one). ``before_page`` runs before each page is read (a
-        caller's lock renewal)."""
-        listing = seen if seen is not None else Listing()
+        """Every sub-account of the broker, each once, checked against the exchange's own count
+        (``worker.exchange.listing``): a pass whose distinct rows fall short of ``totalNum`` is read again with
+        other page sizes, their rows joined. ``seen``: rows an earlier pass at ``page_size`` read (page 1 is read
+        again first). Raises ``RetryableError`` when the passes still fall short: never a listing that may lack a
+        sub-account (a caller would conclude "not created" and create a second one). ``before_page`` runs before
+        each page is read (a caller's lock renewal)."""
+        listing = seen if seen is not None else new_listing()
         if seen is not None:
             before_page()
             listing.add(self.page(current_page=1, page_size=page_size))  # rows created meanwhile, listed first?
             if listing.complete:
                 return listing.rows()
         sizes = [page_size, *(size for size in _OTHER_PAGE_SIZES if size != page_size)]
-        for size in sizes[:4] if seen is None else sizes[1:4]:
-            listing.pass_started()
-            before_page()
-            for page in self.pages(page_size=size):
-                listing.add(page)
-                before_page()
-            if not listing.complete:  # an order that lists new rows first put those created meanwhile on page 1
-                listing.add(self.page(current_page=1, page_size=size))
-            if listing.complete:
-                return listing.rows()
-        raise RetryableError(
-            f"the sub-account listing is inconsistent: {len(listing.rows())} distinct sub-accounts in every pass "
-            f"joined, totalNum {listing.expected}; read again later",
-            endpoint=ENDPOINTS["get_sub_accounts"].name,
+        return read_complete(
+            self._read,
+            sizes[:4] if seen is None else sizes[1:4],
+            listing,
+            before_page=before_page,
+            short=lambda joined: RetryableError(
+                f"the sub-account listing is inconsistent: {len(joined.rows())} distinct sub-accounts in every "
+                f"pass joined, totalNum {joined.expected}; read again later",
+                endpoint=ENDPOINTS["get_sub_accounts"].name,
+            ),
         )
+
+    def _read(self, current_page: int, page_size: int) -> Page[SubAccount]:
+        return self.page(current_page=current_page, page_size=page_size)
+
+
+def new_listing() -> Listing[SubAccount]:
+    """An empty listing of sub-accounts, keyed by uid."""
+    return Listing(lambda sub: sub.uid)
 
 
 _OTHER_PAGE_SIZES = (100, 61, 37, 23)
 """Page sizes of the passes that read an inconsistent listing again: boundaries elsewhere each time."""
-
-
-class Listing:
-    """What passes over a paginated listing saw: its rows by uid, and whether they are all the exchange counts:
-    ``totalNum``, the largest seen in the last pass — a row added meanwhile must have been seen too, or it could
-    stand in for a row the pages lost. Rows are never removed (KuCoin deletes no sub-account), so every row seen
-    still exists: as many distinct rows as the latest count are exactly the rows there are. (An order that lists
-    new rows first puts those added during a pass where it has read already: page 1 is read once more.)"""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, SubAccount] = {}
-        self.expected = 0
-
-    def pass_started(self) -> None:
-        self.expected = 0
-
-    def add(self, page: Page[SubAccount]) -> None:
-        for row in page.items:
-            self._rows.setdefault(row.uid, row)
-        self.expected = max(self.expected, page.total_num)
-
-    @property
-    def complete(self) -> bool:
-        return len(self._rows) >= self.expected
-
-    def rows(self) -> list[SubAccount]:
-        return list(self._rows.values())

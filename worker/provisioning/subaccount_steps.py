@@ -17,7 +17,7 @@ from handlers.naming import MAX_NAME_ATTEMPTS
 from handlers.records import IntentKind, SubAccountRecord
 from worker.exchange import AccountLimitError, PermanentError
 from worker.exchange.models import SubAccount
-from worker.exchange.subaccounts import MAX_PAGE_SIZE, Listing
+from worker.exchange.subaccounts import MAX_PAGE_SIZE, new_listing
 from worker.provisioning.blocks import fail
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -85,7 +85,7 @@ def _find_by_name(ctx: StepContext, name: str) -> SubAccount | None:
     sub-account the exchange counts (else read again with other page boundaries: ``SubAccounts.list_complete``,
     which raises ``RetryableError`` rather than answer "not found" from a listing with a gap)."""
     accounts = ctx.exchange.sub_accounts
-    listing = Listing()
+    listing = new_listing()
     listing.pass_started()
     for page in accounts.pages(page_size=MAX_PAGE_SIZE):
         ctx.heartbeat()

@@ -58,7 +58,7 @@ from worker.intake import peek_event_id, readable_ids
 from worker.runtime.actors import ENVELOPE, QUEUE_EVENTS, QUEUE_URGENT, actor_for, queue_for
 from worker.sealing import IntakeSealer
 from worker.store.customers import stored_form
-from worker.store.epoch import raise_if_naming_refused
+from worker.store.epoch import NAMING_LUA, raise_if_naming_refused
 from worker.store.keys import Keys
 from worker.store.refusal_counts import count_field
 
@@ -66,7 +66,8 @@ __all__ = ["Admission", "AdmissionStatus", "Verdict", "dramatiq_namespace"]
 
 _QUEUES = (QUEUE_EVENTS, QUEUE_URGENT)
 
-_ADMIT = """
+_ADMIT = (
+    """
 -- KEYS: refused stream, hand-off bodies, then per queue (events, urgent): hand-off set, dramatiq list, its .msgs;
 --       then per event: the customer's admitted index; last, the refusal counts.
 -- ARGV: number of events, refusals (JSON [[id, field, reason, count field], ...]), the count field of a conflict,
@@ -81,8 +82,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
 local counts = KEYS[9 + n]
 local dead = ARGV[4]
-local named = redis.call('HGET', ARGV[6], 'naming')
-if named and named ~= ARGV[5] then return redis.error_reply('NAMING this API names customers otherwise') end
+"""
+    + NAMING_LUA.format(state="ARGV[6]", fingerprint="ARGV[5]")
+    + """
 local verdicts = {}
 -- an admitted entry is "fingerprint message-id queue-index" (a bare fingerprint before that format: held)
 local function held(admitted)
@@ -136,6 +138,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
 end
 return verdicts
 """
+)
 
 
 def dramatiq_namespace(key_prefix: str) -> str:

@@ -24,7 +24,14 @@ from handlers.events import Event, EventRejected, KycApproved, parse_event
 from handlers.journal import JournalAction
 from handlers.records import CustomerRecord, SealedSecret
 from worker.ratelimit import ACQUIRE_FUNCTION
-from worker.store.epoch import GUARD_LUA, StateGuard, StateLost, raise_if_naming_refused, raise_if_state_lost
+from worker.store.epoch import (
+    GUARD_LUA,
+    NAMING_LUA,
+    StateGuard,
+    StateLost,
+    raise_if_naming_refused,
+    raise_if_state_lost,
+)
 from worker.store.keys import Keys
 from worker.store.ledger import RESERVE_FUNCTION
 from worker.store.lock import CustomerLock
@@ -203,15 +210,15 @@ return {stored[1], stored[2], taken}
 )
 
 
-_RECORD_REFUSAL = """
+_RECORD_REFUSAL = (
+    """
 -- KEYS: refusal counts, refused stream, the customer's final refusals, its events (the last two only when final),
 -- the state. ARGV: counted as, event id, ref, field, reason, now ms, refusals ttl s, final ('1'/'0'), this
 -- process's naming fingerprint ('' : none). Returns 0 when the event was stored meanwhile (nothing recorded),
 -- else 1; an error when the deployment names customers otherwise (the ref would be another's).
-if ARGV[9] ~= '' then
-  local named = redis.call('HGET', KEYS[5], 'naming')
-  if named and named ~= ARGV[9] then return redis.error_reply('NAMING this process names customers otherwise') end
-end
+"""
+    + NAMING_LUA.format(state="KEYS[5]", fingerprint="ARGV[9]")
+    + """
 if ARGV[8] == '1' and redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 if ARGV[8] == '1' then
@@ -222,6 +229,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'event_id', ARGV[2], '
            'reason', ARGV[5], 'at_ms', ARGV[6])
 return 1
 """
+)
 
 
 class IngestResult(StrEnum):

@@ -45,6 +45,7 @@ from worker.store.keys import Keys
 
 __all__ = [
     "GUARD_LUA",
+    "NAMING_LUA",
     "Epoch",
     "Mirror",
     "NamingMismatch",
@@ -68,6 +69,16 @@ local writes = redis.call('HINCRBY', KEYS[{state}], 'writes', 1)
 """
 """The check every guarded script starts with; format it with the positions of the state key and the epoch and
 high-water-mark arguments. It leaves the new write count in ``writes``."""
+
+NAMING_LUA = """
+if {fingerprint} ~= '' then
+  local named = redis.call('HGET', {state}, 'naming')
+  if named and named ~= {fingerprint} then return redis.error_reply('NAMING this process names customers otherwise') end
+end
+"""
+"""The naming check of a script that keys customers by ref; format it with the state key's and this process's
+fingerprint's positions (``''``: not compared). Its error is turned into ``NamingMismatch`` by
+``raise_if_naming_refused``."""
 
 _RECOVER = """
 -- KEYS[1] state; ARGV: new epoch id, now (ms), reason. Returns the previous epoch, the write count, created_ms.
@@ -301,8 +312,6 @@ class StateGuard:
     ) -> None:
         self._redis = client
         self._naming = naming_fingerprint
-        self.replaced_naming: str | None = None
-        """The naming fingerprint the last ``recover`` of this process replaced (``None``: none, or the same)."""
         self._key = keys.state
         self._keys = keys
         self._mirror = mirror
@@ -540,10 +549,8 @@ class StateGuard:
             if self._naming is not None:
                 # the operator's recovery names the deployment where nothing does (after a loss); another recorded
                 # value is replaced only when the operator says so (a stray recovery's: ``worker.recovery``)
-                recorded = self.recorded_naming()
-                self.replaced_naming = recorded if recorded not in (None, self._naming) else None
-                if self.replaced_naming is not None and not replace_naming:
-                    check_naming(self._redis, self._keys, self._naming, record=False)  # raises NamingMismatch
+                if not replace_naming:
+                    check_naming(self._redis, self._keys, self._naming, record=False)  # another: NamingMismatch
                 self._redis.hset(self._key, "naming", self._naming)
             now = self._now_ms()
             epoch_id = uuid.uuid4().hex
