@@ -217,3 +217,37 @@ def test_an_admitted_event_is_held_while_its_message_lives_and_taken_again_once_
     client.zrem(keys.handoff(QUEUE_EVENTS), legacy_id)
     assert upstream.post(legacy).status_code == 200, "an entry without its message id is taken as held"
     client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="held() asks our dead-letter metadata (8 days), not dramatiq's dead letter (7)")
+def test_a_dead_letter_dramatiq_expired_no_longer_holds_its_event(redis_url: str, key_prefix: str) -> None:
+    """dramatiq's maintenance drops a dead letter 7 days after it died; our metadata about it lives a day longer
+    (for the dead-letter listing). A re-send in that day must be taken again: answering ``duplicate`` would promise
+    an event nothing holds any more, and the upstream, told we have it, would never send it again."""
+    from dramatiq.common import xq_name
+
+    from tests.core.harness import kyc_documents
+    from tests.runtime.rig import WorkerRig
+    from worker.sealing import generate_key_pair
+
+    stranger = generate_key_pair("dev1")[1]
+    with (
+        WorkerRig(redis_url, key_prefix) as rig,
+        live_api(redis_url, key_prefix, PROVISIONER_INTAKE_PUBLIC_KEY=stranger) as served,
+    ):
+        upstream = Upstream(served.url)
+        approved = {**event("customer.kyc_approved", "dl-7", permissions=["general"], ip_whitelist=["203.0.114.1"])}
+        approved["data"]["kyc"] = kyc_documents("Ann")
+        assert upstream.post(approved).status_code == 202
+        [letter] = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the dead letter")
+        assert upstream.post(approved).status_code == 200, "in the dead letters: held"
+
+        # day 7: dramatiq's maintenance drops the dead letter as its dispatch.lua does; our metadata stays
+        client = rig.runtime.app.redis
+        dead = f"{rig.runtime.broker.namespace}:{xq_name(letter.queue)}"
+        assert client.zrem(dead, letter.redis_id) == 1 and client.hdel(f"{dead}.msgs", letter.redis_id) == 1
+        assert client.exists(Keys(key_prefix).dead_letter(letter.message_id)), "our metadata outlives it"
+
+        assert upstream.post(approved).json()["status"] == "accepted", "nothing holds it any more: taken again"
+        rig.wait_for(lambda: len(rig.runtime.dead_letters().list()) == 1, what="the new message's dead letter")
+        upstream.close()
