@@ -15,13 +15,15 @@ an admitted, unstored event   ``duplicate`` / ``conflict`` by its fingerprint (t
                               message left without its event being stored — a dead letter purged or expired
 ============================  ==============================================================================
 
-An admission entry (``{p}:c:<ref>:admitted``, event id → ``fingerprint message-id queue``) holds a 2xx's promise
-only while something holds the message: the hand-off (until a worker stores the event) or its dead letter (our
-metadata, ``{p}:dlq:<message id>``, kept until a purge or a day past dramatiq's 7-day retention; a replay keeps
-the message id and goes through the hand-off again). An event dead-lettered before any worker stored it (a key
-rolled out in the wrong order, a clock the worker finds skewed) and then purged would otherwise answer
-``duplicate`` for ever, and the upstream's re-send — the remedy the README gives — would enqueue nothing.
-Entries written before this format (a bare fingerprint) are taken as held.
+An admission entry (``{p}:c:<ref>:admitted``, event id → ``fingerprint message-id queue redis-message-id``) holds
+a 2xx's promise only while something holds the message: the hand-off (until a worker stores the event) or its dead
+letter as dramatiq keeps it (``<queue>.XQ.msgs``, until a purge, or until dramatiq's maintenance drops it 7 days
+after it died; a replay keeps the message id and goes through the hand-off again). An event dead-lettered before
+any worker stored it (a key rolled out in the wrong order, a clock the worker finds skewed) and then purged or
+expired would otherwise answer ``duplicate`` for ever — or for the day our metadata about a dead letter outlives
+it — and the upstream's re-send, the remedy the README gives, would enqueue nothing. Entries written before this
+format are judged as then: a bare fingerprint is held; one without the redis message id is held while our
+dead-letter metadata (``{p}:dlq:<message id>``) lives.
 
 So a verdict is decided against what was already accepted — by this API, by ``provisioner publish`` once a
 worker stored it — and, the script being atomic, concurrent identical requests get one ``accepted`` and the
@@ -86,12 +88,17 @@ local dead = ARGV[4]
     + NAMING_LUA.format(state="ARGV[6]", fingerprint="ARGV[5]")
     + """
 local verdicts = {}
--- an admitted entry is "fingerprint message-id queue-index" (a bare fingerprint before that format: held)
+-- an admitted entry is "fingerprint message-id queue-index redis-message-id" (a bare fingerprint before message ids:
+-- held; without the redis message id, before 2026-12-05: held while our dead-letter metadata lives)
 local function held(admitted)
-  local fp, mid, qi = string.match(admitted, '^(%S+) (%S+) (%d)$')
+  local fp, mid, qi, rid = string.match(admitted, '^(%S+) (%S+) (%d) ?(%S*)$')
   if not fp then return admitted, true end
   local q = 3 + 3 * (tonumber(qi) - 1)
-  return fp, redis.call('ZSCORE', KEYS[q], mid) ~= false or redis.call('EXISTS', dead .. mid) == 1
+  if redis.call('ZSCORE', KEYS[q], mid) ~= false then return fp, true end
+  if rid == '' then return fp, redis.call('EXISTS', dead .. mid) == 1 end
+  -- its dead letter as dramatiq keeps it ("<queue>.XQ.msgs", by redis message id), which its maintenance drops 7
+  -- days after the message died, a day before our metadata about it goes
+  return fp, redis.call('HEXISTS', KEYS[q + 1] .. '.XQ.msgs', rid) == 1
 end
 for i = 0, n - 1 do
   local k, a = 9 + i, 7 + 11 * i
@@ -120,7 +127,7 @@ for i = 0, n - 1 do
       local message_id, body, queued = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
       local cut = string.find(queued, '\\n', 1, true)
       local rid = string.sub(queued, 1, cut - 1)
-      redis.call('HSET', KEYS[k], id, fingerprint .. ' ' .. message_id .. ' ' .. ARGV[a + 4])
+      redis.call('HSET', KEYS[k], id, fingerprint .. ' ' .. message_id .. ' ' .. ARGV[a + 4] .. ' ' .. rid)
       redis.call('ZADD', KEYS[q], now, message_id)
       redis.call('HSET', KEYS[2], message_id, body)
       redis.call('HSET', KEYS[q + 2], rid, string.sub(queued, cut + 1))
