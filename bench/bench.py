@@ -18,7 +18,9 @@ Scenarios (one run does all that are selected; the default is the five of the pe
   kucoin-universal-sdk making the same three calls per customer.
 - ``cost``: 0 ms latency, quota out of the way: worker CPU per event against the same number of messages through
   a no-op dramatiq actor on the same Redis (the framework's own cost); beside it, what the three exchange calls
-  cost alone and what our actor's work costs without the framework, which split the figure into its parts.
+  cost alone and what our actor's work costs without the framework, which split the figure into its parts; and
+  one more in-process run with its seams attributed (``cpu_parts``): exchange calls, Redis round trips, the state
+  mirror's ``fdatasync``, the JWE, and our own Python — with the ratio a worker would reach whose Python were free.
 - ``scale``: 0 ms latency, quota out of the way, backlogs of 1 000 and 10 000 customers: CPU per customer, peak
   RSS per worker process and p99 service time (first message of a customer to its key and funding) must stay
   flat; publish-to-converged grows with the backlog by nature (queueing), and is reported too.
@@ -55,6 +57,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cpu_parts import Attribution, attribute_worker_seams  # noqa: E402
 from floor import ENTRYPOINT as FLOOR_ENTRYPOINT  # noqa: E402
 from floor import NOOP_QUEUE, declare_noop  # noqa: E402
 
@@ -62,6 +65,8 @@ from tests.private_redis import free_port  # noqa: E402
 from worker.exchange.endpoints import ENDPOINTS  # noqa: E402
 
 WEIGHT_PER_CUSTOMER = 7
+CUSTOMER_WRITES = frozenset({"add_sub_account", "add_api_key", "transfer"})
+"""The three writes a customer needs (the calls floor makes exactly these)."""
 HUGE_QUOTA = 10**9
 _SANDBOX_WEIGHTS = {
     "add_sub_account": 3,
@@ -715,11 +720,14 @@ def run_call_floor(url: str, *, customers: int) -> dict[str, Any]:
     }
 
 
-def run_inprocess(redis_url: str, url: str, *, customers: int) -> dict[str, Any]:
+def run_inprocess(
+    redis_url: str, url: str, *, customers: int, attribution: Attribution | None = None
+) -> dict[str, Any]:
     """Our actor's work without the framework: intake and reconcile of every event, one after the other in one
     thread of this process, against the simulator (its own process) and the same Redis — no dramatiq, no
     middleware, no metrics. With the calls floor it splits the worker's cost into framework, calls and our own
-    bookkeeping (intents, commits, locks, admissions, sealing, planning)."""
+    bookkeeping (intents, commits, locks, admissions, sealing, planning). With ``attribution``, its seams are
+    wrapped for the run (``cpu_parts``) and the figures say where the CPU went, per customer."""
     from worker.bootstrap import build_app
     from worker.intake import Accepted
     from worker.settings import Settings
@@ -728,22 +736,38 @@ def run_inprocess(redis_url: str, url: str, *, customers: int) -> dict[str, Any]
     settings, _ = Settings.from_env(env)
     app = build_app(settings)
     evs = events(customers, env["PROVISIONER_REDIS_PREFIX"])
-    cpu0 = time.process_time()  # every thread: the transfer status is read on a pool thread of its own
-    for event in evs:
-        accepted = app.intake.accept(event, lock=app.reconciler.lock_for)  # as the event actor does
-        assert isinstance(accepted, Accepted), accepted
-        app.reconciler.run(accepted.ref, taken=accepted.taken)
-    cpu = time.process_time() - cpu0
+    if attribution is not None:
+        attribute_worker_seams(attribution, CUSTOMER_WRITES)
+    try:
+        cpu0 = time.process_time()  # every thread: the transfer status is read on a pool thread of its own
+        for event in evs:
+            accepted = app.intake.accept(event, lock=app.reconciler.lock_for)  # as the event actor does
+            assert isinstance(accepted, Accepted), accepted
+            app.reconciler.run(accepted.ref, taken=accepted.taken)
+        cpu = time.process_time() - cpu0
+    finally:
+        if attribution is not None:
+            attribution.restore()
     issued = int(app.redis.hget(f"{env['PROVISIONER_REDIS_PREFIX']}:stats", "keys_issued") or 0)
     app.close()
     forget(redis_url, env["PROVISIONER_REDIS_PREFIX"])
     if issued != customers:
         raise RuntimeError(f"in-process run issued {issued} keys for {customers} customers")
-    return {
+    figures: dict[str, Any] = {
         "customers": customers,
         "cpu_s": round(cpu, 2),
         "cpu_ms_per_event": round(1000 * cpu / (2 * customers), 3),
     }
+    if attribution is not None:
+        seams = sum(attribution.cpu.values())
+        figures["per_customer_ms"] = {
+            **{label: round(1000 * s / customers, 3) for label, s in sorted(attribution.cpu.items())},
+            "our own Python (the rest)": round(1000 * (cpu - seams) / customers, 3),
+        }
+        figures["calls_per_customer"] = {
+            label: round(n / customers, 2) for label, n in sorted(attribution.calls.items())
+        }
+    return figures
 
 
 def run_baseline(url: str, *, customers: int) -> dict[str, Any]:
@@ -908,6 +932,8 @@ def main(
                 calls = run_call_floor(url, customers=cost_customers)
                 alone = run_inprocess(redis_url, url, customers=cost_customers)
             trials.append((ours, floor, calls, alone))
+        with sandbox(quota=HUGE_QUOTA, latency_ms=0) as url:  # one more in-process run, its seams attributed
+            parts = run_inprocess(redis_url, url, customers=cost_customers, attribution=Attribution())
         ours = _median_by(trials, 0, "cpu_ms_per_event")
         floor = _median_by(trials, 1, "cpu_ms_per_message")
         calls = _median_by(trials, 2, "cpu_ms_per_event")
@@ -926,6 +952,8 @@ def main(
             "ratio_to_floor": round(ours["cpu_ms_per_event"] / (noop_ms + calls_ms), 2),
             "floor_plus_calls_ratio": round((noop_ms + calls_ms) / noop_ms, 2),
             "per_event_ms": _split(trials),
+            "in_process_parts": parts,
+            "ratio_if_our_python_were_free": _without_our_python(parts, noop_ms, calls_ms),
         }
         _say("cost", results["cost"])
     if "scale" in chosen:
@@ -993,6 +1021,14 @@ def _split(trials: list[tuple[dict[str, Any], ...]]) -> dict[str, float]:
         ):
             parts.setdefault(name, []).append(value)
     return {name: round(statistics.median(values), 3) for name, values in parts.items()}
+
+
+def _without_our_python(parts: dict[str, Any], noop_ms: float, calls_ms: float) -> float:
+    """The cost ratio (against the no-op actor + the calls alone) of a worker that made the same exchange calls,
+    Redis round trips, ``fdatasync``s and JWE as ours, inside the same framework, and spent no CPU of its own: what
+    the design's durable steps cost before any of our Python runs (``parts`` from an attributed in-process run)."""
+    seams = sum(v for k, v in parts["per_customer_ms"].items() if k != "our own Python (the rest)")
+    return round((noop_ms + seams / 2) / (noop_ms + calls_ms), 2)
 
 
 def _median_by(trials: list[tuple[dict[str, Any], ...]], index: int, key: str) -> dict[str, Any]:
@@ -1137,6 +1173,16 @@ def _table(r: dict[str, Any]) -> None:
                     ", ".join(f"{k} {v}" for k, v in list(c["per_event_ms"].items())[:2]),
                     ", ".join(f"{k} {v}" for k, v in list(c["per_event_ms"].items())[2:]),
                     "ms",
+                )
+            )
+        if "in_process_parts" in c:
+            per_customer = c["in_process_parts"]["per_customer_ms"]
+            rows.append(
+                (
+                    "  in-process, per customer",
+                    ", ".join(f"{k} {v}" for k, v in per_customer.items() if k != "our own Python (the rest)"),
+                    f"our own Python {per_customer['our own Python (the rest)']}",
+                    f"ms; {c['ratio_if_our_python_were_free']}x if our Python were free",
                 )
             )
     if "scale" in r:
