@@ -197,7 +197,13 @@ def create_app(services: ApiServices) -> FastAPI:
             request.state.log = {"error": type(exc).__name__}
             raise _unavailable() from None
         if view is None:
-            raise ProblemError(404, "unknown-customer", "Unknown customer", "no event of this customer was accepted")
+            raise ProblemError(
+                404,
+                "unknown-customer",
+                "Unknown customer",
+                "no event of this customer is held: none was accepted, or none accepted was stored and its dead letter"
+                " is gone (re-send them)",
+            )
         return Response(view.model_dump_json(), media_type="application/json")
 
     @app.get("/healthz")

@@ -117,7 +117,7 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "200": _json("CustomerView", "The customer's view"),
             "401": _problem("Not signed as agreed"),
-            "404": _problem("No event of this customer was accepted"),
+            "404": _problem("No event of this customer is held (none accepted, or their dead letters are gone)"),
             "503": _problem("Redis is unavailable; retry after Retry-After", retry_after=True),
         },
     },

@@ -9,6 +9,7 @@ from typing import Any
 from handlers.customer_view import CustomerView, LastChange, customer_view
 from handlers.desired import DesiredState, fold
 from handlers.naming import Naming
+from worker.runtime.admission import awaiting_admitted
 from worker.store.customers import CustomerStore
 from worker.store.ledger import FundingLedger
 from worker.store.recovery_marks import undeclared_since
@@ -17,12 +18,14 @@ __all__ = ["read_customer_view"]
 
 
 def read_customer_view(store: CustomerStore, naming: Naming, customer_id: str) -> CustomerView | None:
-    """The customer's view, or ``None`` when nothing of it was ever accepted. A customer whose events were
-    admitted at the edge but not yet stored by a worker shows as ``received``. Raises ``redis.RedisError``."""
+    """The customer's view, or ``None`` when nothing of it is known: never accepted, or accepted at the edge with
+    every such message gone unstored (a dead letter purged or expired: a re-send is accepted again). A customer
+    whose events were admitted at the edge, are still held, and are not yet stored by a worker shows as
+    ``received``. Raises ``redis.RedisError``."""
     ref = naming.customer_ref(customer_id)
     snapshot = store.snapshot(ref)
     if not snapshot.events and snapshot.record is None:
-        if int(store.redis.hlen(store.keys.admitted(ref))) == 0:
+        if not awaiting_admitted(store.redis, store.keys, ref):
             return None
         return customer_view(customer_id, DesiredState.empty(), None, None)
     desired = fold(snapshot.events, documents_held=snapshot.documents)

@@ -234,7 +234,8 @@ def test_an_admitted_event_is_held_while_its_message_lives_and_taken_again_once_
 def test_a_dead_letter_dramatiq_expired_no_longer_holds_its_event(redis_url: str, key_prefix: str) -> None:
     """dramatiq's maintenance drops a dead letter 7 days after it died; our metadata about it lives a day longer
     (for the dead-letter listing). A re-send in that day must be taken again: answering ``duplicate`` would promise
-    an event nothing holds any more, and the upstream, told we have it, would never send it again."""
+    an event nothing holds any more, and the upstream, told we have it, would never send it again. The customer's
+    view no longer shows it ``received`` either (404: nothing of it is known, re-send)."""
     from dramatiq.common import xq_name
 
     from tests.core.harness import kyc_documents
@@ -252,12 +253,14 @@ def test_a_dead_letter_dramatiq_expired_no_longer_holds_its_event(redis_url: str
         assert upstream.post(approved).status_code == 202
         [letter] = rig.wait_for(lambda: rig.runtime.dead_letters().list(), what="the dead letter")
         assert upstream.post(approved).status_code == 200, "in the dead letters: held"
+        assert upstream.customer("dl-7").json()["stage"] == "received"
 
         # day 7: dramatiq's maintenance drops the dead letter as its dispatch.lua does; our metadata stays
         client = rig.runtime.app.redis
         dead = f"{rig.runtime.broker.namespace}:{xq_name(letter.queue)}"
         assert client.zrem(dead, letter.redis_id) == 1 and client.hdel(f"{dead}.msgs", letter.redis_id) == 1
         assert client.exists(Keys(key_prefix).dead_letter(letter.message_id)), "our metadata outlives it"
+        assert upstream.customer("dl-7").status_code == 404, "nothing holds it: not 'received' for ever"
 
         assert upstream.post(approved).json()["status"] == "accepted", "nothing holds it any more: taken again"
         rig.wait_for(lambda: len(rig.runtime.dead_letters().list()) == 1, what="the new message's dead letter")

@@ -64,9 +64,41 @@ from worker.store.epoch import NAMING_LUA, raise_if_naming_refused
 from worker.store.keys import Keys
 from worker.store.refusal_counts import count_field
 
-__all__ = ["Admission", "AdmissionStatus", "Verdict", "dramatiq_namespace"]
+__all__ = ["Admission", "AdmissionStatus", "Verdict", "awaiting_admitted", "dramatiq_namespace"]
 
 _QUEUES = (QUEUE_EVENTS, QUEUE_URGENT)
+
+HELD_LUA = """
+-- an admitted entry is "fingerprint message-id queue-index redis-message-id" (a bare fingerprint before message ids:
+-- held; without the redis message id, before 2026-12-05: held while our dead-letter metadata lives). queues: per
+-- queue index, {hand-off set, dramatiq list}; dead: the dead-letter metadata key prefix. Returns fingerprint, held.
+local function held(admitted, queues, dead)
+  local fp, mid, qi, rid = string.match(admitted, '^(%S+) (%S+) (%d) ?(%S*)$')
+  if not fp then return admitted, true end
+  local queue = queues[tonumber(qi)]
+  if redis.call('ZSCORE', queue[1], mid) ~= false then return fp, true end
+  if rid == '' then return fp, redis.call('EXISTS', dead .. mid) == 1 end
+  -- its dead letter as dramatiq keeps it ("<queue>.XQ.msgs", by redis message id), which its maintenance drops 7
+  -- days after the message died, a day before our metadata about it goes
+  return fp, redis.call('HEXISTS', queue[2] .. '.XQ.msgs', rid) == 1
+end
+"""
+"""Whether an admission entry is still held by its message (the hand-off, or its dead letter): one Lua function
+shared by the admission script and ``awaiting_admitted``."""
+
+_ANY_HELD = (
+    HELD_LUA
+    + """
+-- KEYS: the customer's admitted index, then per queue (events, urgent): hand-off set, dramatiq list.
+-- ARGV: the dead-letter metadata key prefix. Returns 1 if an entry is held by its message, else 0.
+local queues = {{KEYS[2], KEYS[3]}, {KEYS[4], KEYS[5]}}
+for _, admitted in ipairs(redis.call('HVALS', KEYS[1])) do
+  local _, alive = held(admitted, queues, ARGV[1])
+  if alive then return 1 end
+end
+return 0
+"""
+)
 
 _ADMIT = (
     """
@@ -86,20 +118,10 @@ local counts = KEYS[9 + n]
 local dead = ARGV[4]
 """
     + NAMING_LUA.format(state="ARGV[6]", fingerprint="ARGV[5]")
+    + HELD_LUA
     + """
 local verdicts = {}
--- an admitted entry is "fingerprint message-id queue-index redis-message-id" (a bare fingerprint before message ids:
--- held; without the redis message id, before 2026-12-05: held while our dead-letter metadata lives)
-local function held(admitted)
-  local fp, mid, qi, rid = string.match(admitted, '^(%S+) (%S+) (%d) ?(%S*)$')
-  if not fp then return admitted, true end
-  local q = 3 + 3 * (tonumber(qi) - 1)
-  if redis.call('ZSCORE', KEYS[q], mid) ~= false then return fp, true end
-  if rid == '' then return fp, redis.call('EXISTS', dead .. mid) == 1 end
-  -- its dead letter as dramatiq keeps it ("<queue>.XQ.msgs", by redis message id), which its maintenance drops 7
-  -- days after the message died, a day before our metadata about it goes
-  return fp, redis.call('HEXISTS', KEYS[q + 1] .. '.XQ.msgs', rid) == 1
-end
+local queues = {{KEYS[3], KEYS[4]}, {KEYS[6], KEYS[7]}}
 for i = 0, n - 1 do
   local k, a = 9 + i, 7 + 11 * i
   local id, stored, digest, fingerprint = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -119,7 +141,7 @@ for i = 0, n - 1 do
     local alive = false
     if admitted then
       local fp
-      fp, alive = held(admitted)
+      fp, alive = held(admitted, queues, dead)
       if fp ~= fingerprint then verdict = 'conflict' elseif alive then verdict = 'duplicate' end
     end
     if not verdict then
@@ -146,6 +168,16 @@ end
 return verdicts
 """
 )
+
+
+def awaiting_admitted(client: redis.Redis, keys: Keys, ref: str) -> bool:
+    """Whether an event admitted at the edge for ``ref`` (not stored by a worker yet) is still held by its message:
+    in the hand-off, or in its dead letter as dramatiq keeps it. ``False`` when nothing was admitted, and when every
+    admitted message is gone (its dead letter purged or expired): the upstream's re-send is then ``accepted`` again.
+    Raises ``redis.RedisError``."""
+    namespace = dramatiq_namespace(keys.prefix)
+    queue_keys = [key for queue in _QUEUES for key in (keys.handoff(queue), f"{namespace}:{queue}")]
+    return bool(client.eval(_ANY_HELD, 1 + len(queue_keys), keys.admitted(ref), *queue_keys, keys.dead_letter("")))
 
 
 def dramatiq_namespace(key_prefix: str) -> str:
