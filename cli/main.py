@@ -96,7 +96,7 @@ to each command's own help)."""
 
 class _Main(click.Group):
     """The command group: loads each subcommand's module on first use (``LAZY_COMMANDS``), and turns a Redis
-    outage anywhere below it into one sentence instead of a traceback."""
+    outage or a naming mismatch anywhere below it into one sentence instead of a traceback."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
@@ -124,7 +124,7 @@ class _Main(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            problem = _unavailable(exc)
+            problem = _unavailable(exc) or _naming_refused(exc)
             if problem is None:
                 raise
             raise problem from None
@@ -134,6 +134,16 @@ def _shorten(text: str, limit: int) -> str:
     """Click's way of cutting a short help to ``limit`` characters (the first sentence, then an ellipsis), through its
     public ``Command.get_short_help_str`` (``click.utils.make_default_short_help`` is deprecated since Click 8.2)."""
     return click.Command(None, help=text).get_short_help_str(limit)
+
+
+def _naming_refused(exc: BaseException) -> click.ClickException | None:
+    """The sentence (exit 1) for a state made with another name secret or account prefix, wherever below a command
+    it was found (``None`` for anything else): a recovery racing a stray process that recorded its naming between
+    the recovery's check and its write finds it in its own script. The message names the setting, never a secret."""
+    epoch = sys.modules.get("worker.store.epoch")  # not imported yet: the naming was never compared
+    if epoch is None or not isinstance(exc, epoch.NamingMismatch):
+        return None
+    return click.ClickException(str(exc))
 
 
 def _unavailable(exc: BaseException) -> Unavailable | None:

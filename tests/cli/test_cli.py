@@ -439,7 +439,6 @@ def test_customer_retry_interrupted_by_the_exchange_leaves_the_customer_to_the_w
     assert any(t.status.value == "accepted" for t in app.store.load(ref).transfers.values())
 
 
-@pytest.mark.xfail(strict=True, reason="a NamingMismatch below a command escapes as a traceback")
 def test_a_naming_mismatch_found_mid_recovery_is_one_line_not_a_traceback(
     provisioned: tuple[WorkerRig, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
