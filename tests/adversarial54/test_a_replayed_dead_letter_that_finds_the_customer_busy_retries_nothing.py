@@ -54,11 +54,6 @@ def test_a_replayed_dead_letter_retries_the_blocked_line(redis_url: str, key_pre
         wait_for(lambda: f"fund:{line}" not in workers.runtime.app.store.load(ref).blocked, "the block lifted")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replayed dead letter whose customer is busy runs nothing: retry_blocked is dropped with the busy run, "
-    "the dead letter is already gone, and the blocked funding line stays blocked (dlq list empty, replay said done)",
-)
 def test_a_replayed_dead_letter_that_finds_the_customer_busy_retries_nothing(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the Special Account runs low (100 USDT in MAIN). Customer C is approved with a 250 USDT funding line:

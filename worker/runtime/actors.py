@@ -24,7 +24,7 @@ from worker.crypto import CryptoError
 from worker.event_proof import PROOF_OPTION, REPLAY_PROOF_OPTION, EventProofs, replay_claim
 from worker.intake import Refused, peek_event_id
 from worker.provisioning.reconciler import Reconciler, StepsBlocked
-from worker.runtime.errors import InvalidEvent, UnauthenticatedEvent
+from worker.runtime.errors import InvalidEvent, ReplayFoundCustomerBusy, UnauthenticatedEvent
 from worker.runtime.holder import AppHolder
 from worker.runtime.metrics import Metrics, field_label
 from worker.runtime.queues import QUEUE_EVENTS, QUEUE_RECONCILE, QUEUE_URGENT
@@ -165,8 +165,9 @@ def _reconcile(
     reconciler: Reconciler, proofs: EventProofs, metrics: Metrics, ref: str, *, taken: Taken | None = None
 ) -> None:
     started = time.time()
+    replayed = _replayed(proofs)
     try:
-        report = reconciler.run(ref, retry_blocked=_replayed(proofs), taken=taken)
+        report = reconciler.run(ref, retry_blocked=replayed, taken=taken)
     except StepsBlocked:
         metrics.reconciles.labels("blocked").inc()
         raise
@@ -179,6 +180,8 @@ def _reconcile(
         reconcile=report.outcome, reconcile_at=round(started, 4), reconcile_s=round(ended - started, 4)
     )
     metrics.reconciles.labels(report.outcome).inc()
+    if replayed and report.outcome == "busy":
+        raise ReplayFoundCustomerBusy(ref)  # the retry is this message's: the run holding the lock is not one
     if report.outcome == "rate_limited" and report.waited_pool is not None:
         metrics.ratelimit_waits.labels(report.waited_pool).inc()
         metrics.ratelimit_wait_seconds.labels(report.waited_pool).inc(report.waited_ms / 1000)

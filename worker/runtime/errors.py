@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidEvent", "UnauthenticatedEvent"]
+__all__ = ["InvalidEvent", "ReplayFoundCustomerBusy", "UnauthenticatedEvent"]
 
 
 class InvalidEvent(Exception):  # noqa: N818 - reads as what it is
@@ -24,3 +24,14 @@ class UnauthenticatedEvent(InvalidEvent):
         self.field = "$proof"
         self.reason = reason
         self.event_id = event_id
+
+
+class ReplayFoundCustomerBusy(Exception):  # noqa: N818 - reads as what happened
+    """An operator's replay (``provisioner dlq replay``) found its customer's lock held by another run. The retry of
+    blocked steps is this message's own (its verified replay mark), and the run holding the lock is no operator's
+    retry: the message is retried with back-off like a retryable failure (it keeps its mark), and dead-lettered
+    again — so the operator sees it — if the customer stays busy through every retry."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"an operator's replay found customer {ref} busy: retried once its run ends")
+        self.ref = ref

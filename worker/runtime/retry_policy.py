@@ -11,7 +11,8 @@ failure                        what dramatiq does
                                metric meanwhile
 ``RetryableError``             retry with exponential backoff and jitter (``min/max_backoff``), honouring
                                the exchange's reset time when it gave one
-Redis errors, lock contention  retry with backoff (a store or lock problem, not a verdict on the event)
+Redis errors, lock contention  retry with backoff (a store or lock problem, not a verdict on the event); so is
+                               ``ReplayFoundCustomerBusy`` (an operator's replay must run its retry itself)
 anything else (a bug)          retry with backoff, then dead letter with the final traceback
 
 An anticipated failure (auth/config, retryable, a Redis connection or time-out error) reaches dramatiq as a
@@ -32,7 +33,7 @@ import redis
 
 from worker.exchange import AuthConfigError, RetryableError
 from worker.provisioning.reconciler import StepsBlocked
-from worker.runtime.errors import InvalidEvent, UnauthenticatedEvent
+from worker.runtime.errors import InvalidEvent, ReplayFoundCustomerBusy, UnauthenticatedEvent
 
 __all__ = ["AUTH_RETRY_BUDGET", "RetryPolicy", "failure_kind"]
 
@@ -53,7 +54,7 @@ def failure_kind(exc: BaseException) -> str:
         return "blocked"
     if isinstance(cause, AuthConfigError):
         return "auth_config"
-    if isinstance(cause, RetryableError):
+    if isinstance(cause, RetryableError | ReplayFoundCustomerBusy):
         return "retryable"
     return "error"
 
@@ -76,7 +77,7 @@ class RetryPolicy:
             retry = dramatiq.Retry(str(exc), delay=max(exc.retry_after_ms, self.min_backoff_ms))
             retry.__cause__ = exc
             return retry
-        if isinstance(exc, RetryableError | redis.ConnectionError | redis.TimeoutError):
+        if isinstance(exc, RetryableError | ReplayFoundCustomerBusy | redis.ConnectionError | redis.TimeoutError):
             retry = dramatiq.Retry(str(exc))  # no delay: dramatiq's exponential backoff
             retry.__cause__ = exc
             return retry
