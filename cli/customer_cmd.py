@@ -118,7 +118,9 @@ def show(ctx: Context, customer_id: str, is_ref: bool, as_json: bool, journal_li
     if pending is None:
         click.echo("  pending intent: none")
     else:
-        click.echo(f"  pending intent: {pending['kind']} {pending['token']} since {when(pending['started_at_ms'])}")
+        first, latest = pending.get("first_at_ms", pending["started_at_ms"]), pending["started_at_ms"]
+        again = f", last sent or found unanswered {when(latest)}" if latest != first else ""
+        click.echo(f"  pending intent: {pending['kind']} {pending['token']} since {when(first)}{again}")
         click.echo(f"                  {text(pending['details'])}")
     if not data["blocked"]:
         click.echo("  blocked: nothing")

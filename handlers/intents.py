@@ -1,7 +1,9 @@
 """Intents: an exchange write recorded *before* it is sent, with the details of its kind, typed.
 
-An ``Intent`` is stored inside a ``CustomerRecord`` as ``{"kind", "token", "started_at_ms", "details"}``. Its
-``details`` are one type per ``IntentKind`` (``DETAILS``), chosen by the intent's ``kind`` when a record is read:
+An ``Intent`` is stored inside a ``CustomerRecord`` as ``{"kind", "token", "started_at_ms", "details"}``, with
+``"first_at_ms"`` after them once the write was sent again or found unanswered again (absent, it reads as
+``started_at_ms``). Its ``details`` are one type per ``IntentKind`` (``DETAILS``), chosen by the intent's ``kind``
+when a record is read:
 
 =====================  ===========================  ===========================================================
 kind                   details                      written by
@@ -198,14 +200,32 @@ class Intent(BaseModel):
     token: str
     """The write's deterministic identity: account name, key label, api key or clientOid."""
     started_at_ms: int
+    """When the latest attempt at the write was recorded (or found unanswered): the settle delay counts from it
+    (``planner._settle``). Restarted by every send again and every outcome unknown again."""
     details: IntentDetails
     """One type per ``kind`` (``DETAILS``)."""
+    first_at_ms: int = 0
+    """When the write was first recorded: kept while the same write (kind and token) is sent again or found
+    unanswered again. The age of an unknown outcome (the pending index, ``UnknownOutcomesUnresolved``) and the
+    bound on repeating a write (``planner.repeat_overdue``) count from it. Given or read without it (records older
+    than the field): ``started_at_ms``; written only when it differs from that (an intent never repeated is stored
+    as before the field)."""
+
+    @model_serializer(mode="wrap")
+    def _first_when_earlier(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if self.first_at_ms == self.started_at_ms:
+            dumped.pop("first_at_ms", None)
+        return dumped
 
     @model_validator(mode="before")
     @classmethod
     def _details_of_kind(cls, data: Any) -> Any:
-        """Read stored (or given) details as the type of the intent's kind. Raises ``ValueError`` naming the field
-        when ``kind`` is unknown or ``details`` are of another kind's type."""
+        """Read stored (or given) details as the type of the intent's kind, and ``first_at_ms`` as ``started_at_ms``
+        when it is not given. Raises ``ValueError`` naming the field when ``kind`` is unknown or ``details`` are of
+        another kind's type."""
+        if isinstance(data, dict) and "first_at_ms" not in data and "started_at_ms" in data:
+            data = {**data, "first_at_ms": data["started_at_ms"]}  # records older than the field
         if not isinstance(data, dict) or "kind" not in data:
             return data
         try:

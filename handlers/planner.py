@@ -74,7 +74,7 @@ from handlers.records import (
 )
 from handlers.refusals import may_have_been_taken_back
 
-__all__ = ["AWAITING_LEDGER", "CapDecision", "Policy", "cap_decision", "plan"]
+__all__ = ["AWAITING_LEDGER", "CapDecision", "Policy", "cap_decision", "plan", "repeat_overdue", "update_overdue"]
 
 WALLETS = ("MAIN", "TRADE")
 OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
@@ -115,6 +115,9 @@ class Policy:
     """The exchange's cap on live keys per sub-account: issuing beyond it revokes the oldest rotated-out key first."""
     listing_lag_ms: int = 0
     """How long the exchange may take to list what it just created (sub-accounts, keys)."""
+    unknown_outcome_max_ms: int = 86_400_000
+    """How long a write settled by sending it again (a key's update; a transfer re-sent under its clientOid where
+    that is evidence) may stay outcome-unknown, from its first send: then it is sent no more (``repeat_overdue``)."""
 
     @property
     def transfer_settled_ms(self) -> int:
@@ -263,6 +266,35 @@ def _settle(intent: Intent, now_ms: int, policy: Policy, caps_due_at_ms: int | N
             return ResolveTransfer(uid=d.uid, key=d.key)
         case SubmitKycDetails():
             return CheckKyc(uid=d.uid)
+
+
+def repeat_overdue(intent: Intent, now_ms: int, policy: Policy) -> bool:
+    """Whether ``intent`` has stood outcome-unknown for ``policy.unknown_outcome_max_ms`` since the write was first
+    recorded (``Intent.first_at_ms``). A write settled by sending it again is sent no more then: a key's update is
+    blocked for an operator (``update_overdue``), a transfer is judged from the Special Account's ledger
+    (``money_steps.resolve_transfer``). Pure."""
+    return now_ms - intent.first_at_ms >= policy.unknown_outcome_max_ms
+
+
+def update_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.StepId, str] | None:
+    """A key's update (Modify SubAccount API, settled by sending it again) whose every send went unanswered for
+    longer than ``policy.unknown_outcome_max_ms`` (``repeat_overdue``): the step to block, and why. ``None`` for
+    another intent, or one not overdue. Pure."""
+    if not isinstance(intent.details, UpdateKeyDetails) or not repeat_overdue(intent, now_ms, policy):
+        return None
+    reason = (
+        f"Modify SubAccount API (the IP whitelist and permissions of key {intent.token}): every send for "
+        f"{_span(now_ms - intent.first_at_ms)} ended with its outcome unknown (no answer, or none that could be "
+        "read; PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS): the key holds its old access or the new one; once the "
+        "exchange answers again, `provisioner customer retry` sends it again"
+    )
+    return steps.update(intent.token), reason
+
+
+def _span(ms: int) -> str:
+    """A duration for people: ``1 h 5 min``, ``12 min``."""
+    hours, minutes = divmod(max(ms, 0) // 60_000, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _offboard(p: _Plan) -> Step:

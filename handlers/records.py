@@ -171,7 +171,8 @@ class Blocked(Record):
     """Needs an operator's decision (e.g. a transfer whose outcome could not be read); a replay alone does not
     retry it."""
     intent: Intent | None = None
-    """The write whose outcome an operator must decide, kept with the block."""
+    """The write whose outcome is in doubt, kept with the block: for a ``manual`` block, the one an operator must
+    decide; for a key update sent no more (``planner.update_overdue``), what was sent (a retry sends it again)."""
     reported: bool = False
     """Whether a run has raised it as a dead letter yet (a run that dies after blocking leaves it to the next)."""
 

@@ -105,6 +105,7 @@ def policy_from(settings: Settings) -> Policy:
         transfer_resolve_delay_ms=_resolve_delay_ms(settings) + settings.ledger_lag_ms,
         max_live_keys=settings.max_live_keys,
         listing_lag_ms=settings.listing_lag_ms,
+        unknown_outcome_max_ms=settings.unknown_outcome_max_seconds * 1000,
     )
 
 

@@ -201,6 +201,13 @@ class Settings(BaseSettings):
     kyc_poll_seconds: int = Field(60, alias="PROVISIONER_KYC_POLL_SECONDS", ge=1)
     lock_ttl_ms: int = Field(45_000, alias="PROVISIONER_LOCK_TTL_MS", ge=5_000)
     unknown_outcome_settle_ms: int = Field(15_000, alias="PROVISIONER_UNKNOWN_OUTCOME_SETTLE_MS", ge=0)
+    unknown_outcome_max_seconds: int = Field(
+        86_400, alias="PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS", ge=60, le=30 * 86_400
+    )
+    """How long a write settled by sending it again may stay outcome-unknown, counted from its first send: a key's
+    update (Modify SubAccount API) is then blocked for an operator, and a transfer re-sent under its clientOid (where
+    the exchange deduplicates or refuses repeats) is judged from the Special Account's ledger instead. At most 30
+    days: the ledger can be searched 31 days back."""
     client_oid_behaviour: str = Field(
         "unknown", alias="PROVISIONER_CLIENT_OID_BEHAVIOUR", pattern="^(dedupe|reject|accept|unknown)$"
     )

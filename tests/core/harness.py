@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from handlers.commands import Idle
 from handlers.events import parse_event
 from sandbox import Exchange, SandboxConfig
 from worker.bootstrap import App, build_app
+from worker.exchange.http import Observer
 from worker.exchange.signing import sign_headers
 from worker.intake import Accepted
 from worker.provisioning.reconciler import RunReport, StepsBlocked
@@ -112,13 +113,20 @@ def settings_for(redis_url: str, key_prefix: str, **extra: str) -> Settings:
 
 class Rig:
     def __init__(
-        self, redis_url: str, key_prefix: str, *, config: SandboxConfig | None = None, **settings: str
+        self,
+        redis_url: str,
+        key_prefix: str,
+        *,
+        config: SandboxConfig | None = None,
+        observers: Sequence[Observer] = (),
+        **settings: str,
     ) -> None:
+        """``observers``: told every exchange call (as the worker's metrics are: ``Metrics.observe_call``)."""
         self.clock = Clock()
         self.exchange = Exchange(config or SandboxConfig(), clock=self.clock, sleep=lambda s: None)
         self.transport = CrashingTransport(self.exchange.transport())
         self.settings = settings_for(redis_url, key_prefix, **settings)
-        self.app: App = build_app(self.settings, transport=self.transport, clock=self.clock)
+        self.app: App = build_app(self.settings, transport=self.transport, clock=self.clock, observers=observers)
         self.app.state.establish(ask_exchange=False)  # a new key prefix: a new deployment (as the worker's gate)
         self.reports: list[RunReport] = []
         self.blocked: list[StepsBlocked] = []

@@ -100,6 +100,20 @@ def test_every_kind_of_stored_intent_round_trips_byte_for_byte(stored: str) -> N
     assert Intent.model_validate_json(intent.model_dump_json()) == intent
 
 
+def test_an_intent_read_without_its_first_moment_starts_there_and_writes_it_only_once_earlier() -> None:
+    """``first_at_ms``: absent (records older than the field, or an intent never repeated), the intent's start; a
+    repeat (``started_at_ms`` restarted) writes it after the other fields, and reads it back."""
+    stored = STORED_INTENTS[1]
+    intent = Intent.model_validate_json(stored)
+    assert intent.first_at_ms == intent.started_at_ms == 1200
+    assert Intent(kind=intent.kind, token="k", started_at_ms=7, details=intent.details).first_at_ms == 7
+    repeated = intent.model_copy(update={"started_at_ms": 5000})
+    written = repeated.model_dump_json()
+    assert written == stored.replace('"started_at_ms":1200', '"started_at_ms":5000')[:-1] + ',"first_at_ms":1200}'
+    assert Intent.model_validate_json(written) == repeated
+    assert Intent.model_validate(repeated.model_dump(mode="json")).first_at_ms == 1200
+
+
 @pytest.mark.parametrize(
     ("kind", "details", "written"),
     [

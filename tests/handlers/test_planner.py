@@ -17,6 +17,8 @@ from handlers.planner import (
     Policy,
     cap_decision,
     plan,
+    repeat_overdue,
+    update_overdue,
 )
 from handlers.records import (
     BalanceSnapshot,
@@ -899,3 +901,24 @@ def test_the_per_customer_cap_counts_each_time_a_line_was_found_paid() -> None:
     assert isinstance(sent, c.Transfer) and sent.key == "e-kyc#1"
     refused = step(events, with_sub(keys=(key(0),), transfers={"e-kyc#0": twice}))
     assert isinstance(refused, c.RefuseFunding) and "per-customer cap" in refused.reason
+
+
+def test_a_key_update_unknown_since_its_first_send_past_the_bound_is_overdue() -> None:
+    """``update_overdue`` counts from the update's first send (``first_at_ms``), not its latest: at the bound the
+    step to block and a reason naming the write and how long; before it, or for another kind of intent, nothing."""
+    from handlers.intents import RevokeKeyDetails, UpdateKeyDetails
+
+    policy = Policy(naming=NAMING, funding_caps={}, unknown_outcome_max_ms=3_600_000)
+    details = UpdateKeyDetails(uid=UID, label="prov-g0000", permissions=["general"], ip_whitelist=["10.0.0.1"])
+    update = Intent(kind=IntentKind.UPDATE_KEY, token="k1", started_at_ms=3_000_000, first_at_ms=0, details=details)
+    assert update_overdue(update, 3_599_999, policy) is None
+    assert not repeat_overdue(update.model_copy(update={"first_at_ms": 3_000_000}), 3_600_000, policy)
+    overdue = update_overdue(update, 3_600_000 + 5 * 60_000, policy)
+    assert overdue is not None
+    step, reason = overdue
+    assert step == "update:k1"
+    assert "Modify SubAccount API" in reason and "every send for 1 h 5 min" in reason, reason
+    revoke = Intent(
+        kind=IntentKind.REVOKE_KEY, token="k1", started_at_ms=0, details=RevokeKeyDetails(uid=UID, reason="x")
+    )
+    assert repeat_overdue(revoke, 3_600_000, policy) and update_overdue(revoke, 3_600_000, policy) is None

@@ -40,11 +40,13 @@ from worker.exchange.scope import NO_SCOPE, CallScope
 from worker.exchange.signing import sign_headers
 from worker.settings import KucoinCredentials
 
-__all__ = ["CallRecord", "KucoinHttp", "RateGate", "RateLimitInfo", "classify"]
+__all__ = ["MALFORMED", "CallRecord", "KucoinHttp", "RateGate", "RateLimitInfo", "classify"]
 
 _log = logging.getLogger(__name__)
 
 SUCCESS = "200000"
+MALFORMED = "malformed"
+"""The outcome observers are told of a 200000 answer whose ``data`` does not read as documented (``call``)."""
 RATE_LIMITED = "429000"
 _AUTH_CODES = {f"4000{n:02d}" for n in range(1, 13)}
 _CONFIG_CODES = {"404000", "415000"}
@@ -72,7 +74,8 @@ class RateLimitInfo:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """What observers learn about each call: endpoint, outcome class, status, code, duration, rate limit."""
+    """What observers learn about each call: endpoint, outcome class, status, code, duration, rate limit. The
+    outcome is ``ok``, an error's ``kind``, or ``MALFORMED`` (answered 200000, its ``data`` unreadable)."""
 
     endpoint: Endpoint
     outcome: str
@@ -210,7 +213,7 @@ class KucoinHttp:
         ``scope`` (default: the one this view is bound to, see ``scoped``) goes to the gate; a write past its
         ``send_deadline`` is not sent (``RetryableError``). A ``data`` that ``parse`` rejects (pydantic
         ``ValidationError``, ``ValueError``, ``KeyError``) is an error too: retryable for a read, outcome unknown
-        for a write, never an empty object.
+        for a write, never an empty object; observers are told it as ``MALFORMED``, not ``ok``.
         """
         scope = self._scope if scope is None else scope
         credentials = self._keys[endpoint.key]
@@ -256,20 +259,15 @@ class KucoinHttp:
         except ExchangeError as exc:
             self._notify(endpoint, exc.kind, status=None, code=None, started=started, rate=None)
             raise
-        self._notify(
-            endpoint,
-            error.kind if error else "ok",
-            status=response.status_code,
-            code=error.code if error else SUCCESS,
-            started=started,
-            rate=rate,
-        )
         if error is not None:
+            self._notify(endpoint, error.kind, status=response.status_code, code=error.code, started=started, rate=rate)
             raise error
         assert isinstance(payload, dict)
+        outcome = "ok"
         try:
             return parse(payload.get("data"))
         except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            outcome = MALFORMED  # the envelope said success, but what it carries cannot be read: not a success
             ctx: dict[str, Any] = {
                 "endpoint": endpoint.name,
                 "http_status": response.status_code,
@@ -279,6 +277,8 @@ class KucoinHttp:
             if endpoint.write:
                 raise OutcomeUnknownError(text, **ctx) from None
             raise RetryableError(text, **ctx) from None
+        finally:
+            self._notify(endpoint, outcome, status=response.status_code, code=SUCCESS, started=started, rate=rate)
 
     def _send(
         self, method: str, url: str, *, query: Sequence[tuple[str, str]], body: str, headers: dict[str, str]

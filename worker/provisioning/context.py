@@ -209,15 +209,19 @@ class StepContext:
         day's cap of a funding line) and then whether the rate limiter admits the write (``worker.store.riders``):
         nothing is recorded unless all of them take it. The lock is renewed by that commit; the write may only be
         sent while that renewal certainly still holds. An intent still pending (a whole-replacement write being
-        sent again to resolve it) is journalled as ``resent``, so the journal accounts for every write.
+        sent again to resolve it) is journalled as ``resent``, so the journal accounts for every write; the same
+        write (kind and token) keeps its first moment (``Intent.first_at_ms``).
 
         Raises ``RateLimitedError`` (the exact wait) when the limiter says wait, ``RiderRefused`` when another rider
         refused; nothing of the commit is written then (what a rider wrote itself stays: see the riders)."""
         endpoint = INTENT_ENDPOINTS[kind]
         admit = self.services.admit(endpoint, self.scope)
-        intent = Intent(kind=kind, token=token, started_at_ms=self.now_ms(), details=details)
-        journal: list[tuple[JournalAction, dict[str, Any]]] = []
+        now = self.now_ms()
         earlier = self.record.pending
+        again = earlier is not None and earlier.kind is kind and earlier.token == token
+        first = earlier.first_at_ms if earlier is not None and again else now
+        intent = Intent(kind=kind, token=token, started_at_ms=now, first_at_ms=first, details=details)
+        journal: list[tuple[JournalAction, dict[str, Any]]] = []
         if earlier is not None:
             # a whole-replacement write resolved by sending it again: the earlier intent's outcome is this one's
             journal.append((JournalAction.RESENT, {"kind": earlier.kind.value, "token": earlier.token}))
@@ -270,11 +274,13 @@ class StepContext:
         reason: str,
         *,
         manual: bool = False,
+        keep_intent: bool = False,
         outbound: Sequence[OutboundEvent] = (),
     ) -> CustomerRecord:
         """Mark ``step`` blocked (the exchange refused it for good) and clear the intent; the run will end as
-        a dead letter carrying ``reason``. A ``manual`` block keeps the pending intent for the operator."""
-        kept = record.pending if manual else None
+        a dead letter carrying ``reason``. A ``manual`` block keeps the pending intent for the operator, and so does
+        one with ``keep_intent`` (a write in doubt that a retry sends again: kept as a record of what was sent)."""
+        kept = record.pending if manual or keep_intent else None
         blocked = {**record.blocked, step: Blocked(reason=reason, at_ms=self.now_ms(), manual=manual, intent=kept)}
         self.blocked_now.append(f"{step}: {reason}")
         return self.settle(

@@ -19,7 +19,8 @@ send that may repeat a lost one             the clientOid; the lost send may hav
                                             an operator said the lost send moved nothing
 no answer (time-out, 5xx, crash)            the intent stays; after the settle delay: re-sent under the same
                                             clientOid where the exchange deduplicates or refuses repeats
-                                            (``dedupe``/``reject``), else judged from the Special Account's
+                                            (``dedupe``/``reject``) until PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS
+                                            after the first send, else judged from the Special Account's
                                             ledger (``handlers.settlement``); undecided → an operator's verdict
                                             (a sweep is recorded unconfirmed instead: moving back what is there
                                             is harmless, the next round reads the balances again)
@@ -55,7 +56,7 @@ from handlers.daily_cap import (
     utc_day,
 )
 from handlers.journal import JournalAction
-from handlers.planner import MAX_ATTEMPTS
+from handlers.planner import MAX_ATTEMPTS, repeat_overdue
 from handlers.records import (
     BalanceSnapshot,
     Evidence,
@@ -222,7 +223,9 @@ def _window_start(now: int, cmd: Transfer) -> int:
 
 
 def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
-    """Settle the pending transfer from the exchange's record of it; never from a balance."""
+    """Settle the pending transfer from the exchange's record of it; never from a balance. A re-send is that
+    record where the exchange deduplicates or refuses repeats — but not once the sends went unanswered for
+    ``Policy.unknown_outcome_max_ms`` (``repeat_overdue``): the ledger decides then, as in the other modes."""
     pending = ctx.record.pending
     assert pending is not None
     details = TransferIntent.of(pending)
@@ -230,7 +233,8 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
     if details.duplicate:
         _settle_duplicate(ctx, details, pending)
         return
-    if ctx.services.resend_is_evidence and details.refused is None:
+    overdue = repeat_overdue(pending, ctx.now_ms(), ctx.services.policy)
+    if ctx.services.resend_is_evidence and details.refused is None and not overdue:
         resent = details.model_copy(update={"sends": details.sends + 1, "sent_ms": ctx.now_ms()})
         reserved = _reserve(ctx, resent, ctx.now_ms()) if details.purpose is TransferPurpose.FUND else (resent, [])
         if not isinstance(reserved, str):  # a re-send may pay today: today's cap must take it, else ask the ledger

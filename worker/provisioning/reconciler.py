@@ -2,7 +2,10 @@
 
 Errors, by class (``worker.exchange.errors``):
 
-- outcome unknown: the intent stays; its settle clock restarts; the planner waits, then resolves it by reading.
+- outcome unknown: the intent stays; its settle clock restarts (its age, from the write's first send, goes on:
+  ``Intent.first_at_ms``); the planner waits, then resolves it by reading — or, for a key update, by sending it
+  again, until ``PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS`` after its first send: unknown again then, the update is
+  blocked for an operator (``planner.update_overdue``), the intent kept with the block.
 - retryable / auth-config during a write: the request was not applied, so the fresh intent is cleared; the
   error propagates (the runtime retries with backoff, or slowly for auth/config).
 - rate limited: as above, but the customer is re-scheduled for exactly the wait, and the run ends cleanly, so
@@ -33,7 +36,7 @@ from handlers import steps
 from handlers.delivery import DELIVERY_UNTRACKED
 from handlers.desired import DesiredState, carries_funding
 from handlers.journal import JournalAction
-from handlers.planner import plan
+from handlers.planner import plan, update_overdue
 from handlers.records import CustomerRecord
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
@@ -41,6 +44,7 @@ from worker.exchange.scope import CallScope
 from worker.intake import CLOSED_REASON, Refused, refusal_event
 from worker.provisioning import audit_steps, caps_steps, kyc_steps, lifecycle_steps, money_steps, subaccount_steps
 from worker.provisioning import key_steps as keys
+from worker.provisioning.blocks import fail
 from worker.provisioning.context import Services, StepContext
 from worker.provisioning.redecide import redecide_refused
 from worker.provisioning.waits import OWN_WAITS
@@ -447,7 +451,9 @@ class Reconciler:
         except OutcomeUnknownError as exc:
             pending = ctx.record.pending
             if pending is not None:
-                restarted = pending.model_copy(update={"started_at_ms": self.services.now_ms()})
+                now = self.services.now_ms()
+                # the settle delay counts from now; the write's first moment (the age of its outcome) stays
+                restarted = pending.model_copy(update={"started_at_ms": now})
                 ctx.commit(
                     ctx.record.model_copy(update={"pending": restarted}),
                     journal=[
@@ -457,6 +463,10 @@ class Reconciler:
                         )
                     ],
                 )
+                overdue = update_overdue(restarted, now, self.services.policy)
+                if overdue is not None:
+                    step_id, reason = overdue
+                    fail(ctx, step_id, reason, keep_intent=True)
             log.warning("exchange outcome unknown", error=str(exc))
             self._on_step(name, "outcome_unknown")
             return True

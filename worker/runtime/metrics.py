@@ -64,7 +64,8 @@ class Metrics:
         )
         self.exchange_errors = Counter(
             "provisioner_exchange_errors_total",
-            "Exchange failures by class (retryable, rate_limited, permanent, auth_config, outcome_unknown).",
+            "Exchange failures by class (retryable, rate_limited, permanent, auth_config, outcome_unknown, ...; "
+            "malformed: answered 200000 with data that does not read as documented).",
             ["endpoint", "kind"],
             registry=r,
         )

@@ -610,7 +610,8 @@ class CustomerStore:
                     # a record rebuilt after a loss may close before events that carry lines paid before the loss
                     # come back: those are still accepted, for their lines to be accounted for (never sent)
                     "close_mark": "recovered:" if written.recovered_at_ms is not None else "",
-                    "pending_since": written.pending.started_at_ms if written.pending else 0,
+                    # the age of an unknown outcome counts from the write's first send, not its latest
+                    "pending_since": written.pending.first_at_ms if written.pending else 0,
                     "blocked_since": min((b.at_ms for b in written.blocked.values()), default=0),
                     "stats": stats or {"_": 0},
                 }
