@@ -301,7 +301,8 @@ def _offboard(p: _Plan) -> Step:
     """Revoke every key at once, tell the upstream which lines will never be funded, let accepted transfers
     settle, move every available balance back, then close. Only money holds the close back: a blocked revocation
     does not stop the sweep (nor does a blocked sweep stop revocations), but the customer is closed only once no
-    key is live, no transfer is in doubt and the balances read after the last revocation are back."""
+    key is live, no transfer is in doubt, the balances read after the last revocation are back and no line's search
+    for a second payment is still to run."""
     desired, record, sub, policy = p.desired, p.record, p.sub, p.policy
     live = record.live_keys
     for live_key in live:
@@ -370,6 +371,13 @@ def _offboard(p: _Plan) -> Step:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
+    searching = sorted(
+        t.key for t in record.transfers.values() if t.status is TransferStatus.COMMITTED and t.recheck_at_ms
+    )
+    if searching:
+        # a line sent while an earlier send of it may have gone through is searched for a second payment (woken for
+        # by ``_confirm``): a closed record is never planned again, so a double payment would never be flagged
+        return p.idle(f"offboarding: searching the ledger for a second payment of {', '.join(searching)} first")
     futures_maybe = desired.futures_asked and (bool(record.keys) or record.recovered_at_ms is not None)
     return CloseCustomer(reason="offboarded", futures_maybe=futures_maybe)
 

@@ -69,11 +69,6 @@ def test_without_an_offboarding_the_second_payment_is_flagged(redis_url: str, ke
         rig.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an offboarding closes the customer before its line's second-payment search is due; a closed record is "
-    "never planned again, so a line paid twice is never flagged, counted or told, and the exchange stays trusted",
-)
 def test_an_offboarding_closes_before_the_second_payment_search(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the README's "Settings the exchange contradicts": ``PROVISIONER_CLIENT_OID_BEHAVIOUR=dedupe`` on an
