@@ -358,3 +358,23 @@ def test_blocks_marked_reported_are_raised_even_if_redis_fails_right_after(redis
         assert "fund:" in raised.value.reasons[0]
     finally:
         poor.close()
+
+
+@pytest.mark.xfail(strict=True, reason="the closed check comes before the duplicate check in the ingest script")
+def test_a_copy_of_a_stored_event_after_the_close_is_a_duplicate_not_ignored(rig: Rig) -> None:
+    """At-least-once delivery: the offboarding's message is delivered again after it closed the customer (a worker
+    died before its ack; the hand-off's re-send). The copy is of an event that took effect: a duplicate, told
+    nothing — never ``event.ignored`` for the very event the upstream heard ``customer.offboarded`` for. So for a copy
+    of any event stored before the close; an event that never reached the customer before it closed is still
+    ignored."""
+    ev = events_for("closed-copy")
+    (ref,) = rig.publish(ev["created"], ev["kyc"])[:1]
+    rig.settle(ref)
+    rig.publish(ev["offboard"])
+    rig.settle(ref)
+    assert rig.record(ref).closed_at_ms is not None
+    rig.publish(ev["offboard"], ev["kyc"])  # copies, delivered again
+    assert rig.app.intake.accept(ev["ip"]).ignored  # type: ignore[union-attr]  # new: reaches a closed customer
+    rig.settle(ref)
+    ignored = [o["event_id"] for o in rig.outbound() if o["type"] == "event.ignored"]
+    assert ignored == [ev["ip"]["id"]], ignored
