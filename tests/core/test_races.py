@@ -360,7 +360,6 @@ def test_blocks_marked_reported_are_raised_even_if_redis_fails_right_after(redis
         poor.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the closed check comes before the duplicate check in the ingest script")
 def test_a_copy_of_a_stored_event_after_the_close_is_a_duplicate_not_ignored(rig: Rig) -> None:
     """At-least-once delivery: the offboarding's message is delivered again after it closed the customer (a worker
     died before its ack; the hand-off's re-send). The copy is of an event that took effect: a duplicate, told

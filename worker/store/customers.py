@@ -64,8 +64,8 @@ if ARGV[6] ~= '' then
   redis.call('HDEL', KEYS[9], ARGV[6])
   redis.call('HDEL', KEYS[10], ARGV[6])
 end
-local closed = redis.call('GET', KEYS[1])
-if closed and not (ARGV[10] == '1' and string.sub(closed, 1, 10) == 'recovered:') then return {'closed', writes} end
+-- a copy of a stored event answers as one, closed customer or not (the offboarding's own message delivered again
+-- after the close took effect: never "ignored")
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then
   if existing ~= ARGV[2] then return {'conflict', writes} end
@@ -73,6 +73,8 @@ if existing then
   if digest ~= ARGV[9] then return {'conflict_documents', writes} end
   return {'duplicate', writes}
 end
+local closed = redis.call('GET', KEYS[1])
+if closed and not (ARGV[10] == '1' and string.sub(closed, 1, 10) == 'recovered:') then return {'closed', writes} end
 -- refused before, and the upstream was told: final for the id (a replayed dead letter, a re-send)
 if redis.call('HEXISTS', KEYS[15], ARGV[1]) == 1 then return {'refused', writes} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
