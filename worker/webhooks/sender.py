@@ -2,12 +2,15 @@
 at the edge where the client meets the wire; the decision is ``handlers.delivery``'s).
 
 The client is httpx with a connection pool shared by the dispatcher's threads, the environment's proxy variables
-ignored (like the exchange client) and redirects not followed. The response body is read up to 2 KiB and only an
-excerpt (secret-looking text blanked) is kept as the failure's description.
+ignored (like the exchange client) and redirects not followed. A success is taken at its status, its body never
+read; a failure's body is read up to 2 KiB, for the read time-out at most, and only an excerpt (secret-looking text
+blanked) is kept as its description. (A receiver dripping its headers a byte at a time can still hold a thread past
+its lease: httpx has no total time-out; the lease fences the late report.)
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -41,6 +44,7 @@ class Sender:
         self._client = client
         self._url = url
         self._signer = signer
+        self._excerpt_s = client.timeout.read or 10.0
 
     def __repr__(self) -> str:
         return f"Sender(url={self._url!r})"
@@ -51,7 +55,9 @@ class Sender:
         headers = self._signer.headers(event_id, body, datetime.fromtimestamp(now_ms / 1000, tz=UTC))
         try:
             with self._client.stream("POST", self._url, content=body.encode("utf-8"), headers=headers) as response:
-                excerpt = _read_excerpt(response)
+                # a success is its status: its body is never read (a receiver dripping it would hold this thread)
+                ok = 200 <= response.status_code < 300
+                excerpt = "" if ok else _read_excerpt(response, within_s=self._excerpt_s)
         except httpx.TimeoutException as exc:
             return Answer(None, f"timeout ({type(exc).__name__})")
         except httpx.TransportError as exc:
@@ -63,13 +69,15 @@ class Sender:
         return Answer(status, error, retry_after_ms(response.headers.get("retry-after"), now_ms))
 
 
-def _read_excerpt(response: httpx.Response) -> str:
-    """Up to 2 KiB of the body, as a short one-line excerpt with secret-looking text blanked."""
+def _read_excerpt(response: httpx.Response, *, within_s: float) -> str:
+    """Up to 2 KiB of the body, read for ``within_s`` at most (httpx's time-out is per read: a body dripped a
+    byte at a time never trips it), as a short one-line excerpt with secret-looking text blanked."""
     chunks, size = [], 0
+    deadline = time.monotonic() + within_s
     for chunk in response.iter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= 2048:
+        if size >= 2048 or time.monotonic() >= deadline:
             break
     text = b"".join(chunks)[:2048].decode("utf-8", "replace")
     return str(_scrub(" ".join(text.split())))[:_EXCERPT]
