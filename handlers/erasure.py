@@ -17,11 +17,22 @@ sub-account uid and name   kept     the exchange's own record of the account; th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from handlers.records import CustomerRecord
 
-__all__ = ["ERASED_PREFIX", "KEPT", "ErasureRefused", "check_erasable", "erased_id", "erasure_due", "is_erased"]
+__all__ = [
+    "ERASED_PREFIX",
+    "KEPT",
+    "ErasureRefused",
+    "check_erasable",
+    "erased_id",
+    "erasure_due",
+    "is_copy_of_erased",
+    "is_erased",
+    "pseudonymised",
+]
 
 ERASED_PREFIX = "erased:"
 """What an erased ``customer_id`` starts with (followed by the ref): still a valid id, never anyone's."""
@@ -69,3 +80,23 @@ def check_erasable(record: CustomerRecord | None, ref: str) -> CustomerRecord:
     if record.closed_at_ms is None:
         raise ErasureRefused(ref, "is not closed: offboard it first (its id still names its sub-account)")
     return record
+
+
+def pseudonymised(stored: str, pseudonym: str) -> str:
+    """A stored event's JSON with its ``customer_id`` replaced by ``pseudonym``, as an erasure rewrites it (the same
+    text for one already pseudonymised, or one that is not an event object)."""
+    event = json.loads(stored)
+    if not isinstance(event, dict) or event.get("customer_id") == pseudonym:
+        return stored
+    return json.dumps({**event, "customer_id": pseudonym}, separators=(",", ":"))
+
+
+def is_copy_of_erased(stored: str, copy: str, ref: str) -> bool:
+    """Whether ``copy`` (an event's stored form, as it arrives again) is the event stored as ``stored`` for the
+    erased customer ``ref``: the same once pseudonymised. Such a copy is a duplicate, never a conflict of its id
+    (its KYC documents, erased too, are not compared)."""
+    pseudonym = erased_id(ref)
+    try:
+        return json.loads(stored).get("customer_id") == pseudonym and pseudonymised(copy, pseudonym) == stored
+    except (ValueError, AttributeError):
+        return False

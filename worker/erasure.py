@@ -9,13 +9,12 @@ trail).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
-from handlers.erasure import KEPT, ErasureRefused, check_erasable, erased_id, erasure_due, is_erased
+from handlers.erasure import KEPT, ErasureRefused, check_erasable, erased_id, erasure_due, is_erased, pseudonymised
 from handlers.journal import JournalAction
 from worker.store.customers import CustomerStore, JournalEntry
 from worker.store.lock import CustomerLock
@@ -84,11 +83,7 @@ def _rewrite_events(store: CustomerStore, ref: str, pseudonym: str) -> int:
 
 
 def _pseudonymised(raw: str | bytes, pseudonym: str) -> str:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    event = json.loads(text)
-    if not isinstance(event, dict) or event.get("customer_id") == pseudonym:
-        return text
-    return json.dumps({**event, "customer_id": pseudonym}, separators=(",", ":"))
+    return pseudonymised(raw.decode() if isinstance(raw, bytes) else raw, pseudonym)
 
 
 class RetentionSweep:

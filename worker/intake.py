@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from handlers.erasure import is_copy_of_erased
 from handlers.events import MAX_PHOTO_BYTES, Event, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.crypto import Keyring
-from worker.store.customers import CustomerStore, IngestResult, Taken
+from worker.store.customers import CustomerStore, IngestResult, Taken, stored_form
 from worker.store.lock import CustomerLock
 from worker.store.outbound import OutboundEvent, rfc3339
 from worker.store.refusal_counts import count_field
@@ -167,6 +168,8 @@ class Intake:
                 handoff_queue=handoff_queue,
                 documents_digest=digest,
             )
+        if result in (IngestResult.CONFLICT, IngestResult.CONFLICT_DOCUMENTS) and self._copy_of_erased(ref, event):
+            return Accepted(event, ref, IngestResult.DUPLICATE)  # nothing to reconcile: the customer is closed
         if result is IngestResult.CONFLICT:
             refused = Refused(
                 "id",
@@ -249,6 +252,12 @@ class Intake:
         if told:
             self._store.report(refusal_event(refused, now), ref=refused.ref)
         return told
+
+    def _copy_of_erased(self, ref: str, event: Event) -> bool:
+        """Whether ``event``, which its stored id's content contradicts, is a copy of an event of an erased customer
+        (its stored form pseudonymised since: ``handlers.erasure.is_copy_of_erased``). Raises ``redis.RedisError``."""
+        stored = self._store.stored_event(ref, event.id)
+        return stored is not None and is_copy_of_erased(stored, stored_form(event), ref)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

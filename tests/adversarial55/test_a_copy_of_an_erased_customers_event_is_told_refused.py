@@ -16,11 +16,6 @@ from worker.intake import Refused
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv55: after an erasure, a copy of a stored event is compared with its pseudonymised stored form: told "
-    "event.refused as a conflict of the id (and dead-lettered) for an event that took effect",
-)
 def test_a_copy_of_an_erased_customers_event_is_told_refused(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a customer is onboarded, funded and offboarded; the customer is closed. Its personal data is erased

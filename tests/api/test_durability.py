@@ -265,3 +265,25 @@ def test_a_dead_letter_dramatiq_expired_no_longer_holds_its_event(redis_url: str
         assert upstream.post(approved).json()["status"] == "accepted", "nothing holds it any more: taken again"
         rig.wait_for(lambda: len(rig.runtime.dead_letters().list()) == 1, what="the new message's dead letter")
         upstream.close()
+
+
+def test_a_copy_of_an_erased_customers_event_is_a_duplicate_at_the_api(redis_url: str, key_prefix: str) -> None:
+    """After ``customer forget`` pseudonymised a closed customer's stored events, a copy of one of them sent again
+    (the upstream's re-send after a lost 2xx) is the same event: ``duplicate``, not a conflict of its id."""
+    from tests.runtime.rig import WorkerRig
+    from worker.erasure import forget
+
+    with WorkerRig(redis_url, key_prefix) as rig, live_api(redis_url, key_prefix) as served:
+        upstream = Upstream(served.url)
+        created = event("customer.created", "erased-1")
+        offboarded = event("customer.offboarded", "erased-1", minutes_ago=0.5)
+        assert upstream.post({"events": [created, offboarded]}).status_code == 200
+        store = rig.runtime.app.store
+        ref = rig.runtime.app.policy.naming.customer_ref(created["customer_id"])
+        rig.wait_for(lambda: (r := store.load(ref)) and r.closed_at_ms, what="the customer closed")
+        forget(store, ref, now_ms=int(time.time() * 1000), lock_ttl_ms=10_000)
+        answer = upstream.post(offboarded)
+        assert answer.status_code == 200 and answer.json()["status"] == "duplicate", answer.text
+        changed = {**offboarded, "occurred_at": "2026-12-01T00:00:00Z"}
+        assert upstream.post(changed).status_code == 409, "other content is still a conflict"
+        upstream.close()

@@ -53,6 +53,7 @@ from typing import Any
 import dramatiq
 import redis
 
+from handlers.erasure import is_copy_of_erased
 from handlers.events import MAX_PHOTO_BYTES, EventRejected, IntakePolicy, KycApproved, parse_event
 from handlers.naming import Naming
 from worker.event_proof import PROOF_OPTION, EventProofs
@@ -313,9 +314,18 @@ class Admission:
                 verdicts.append(Verdict(AdmissionStatus.REFUSED, p.event_id, "id", REFUSED_BEFORE_REASON))
                 continue
             status = AdmissionStatus(text)
+            if status is AdmissionStatus.CONFLICT and self._copy_of_erased(p):
+                status = AdmissionStatus.DUPLICATE
             reason = CONFLICT_REASON if status is AdmissionStatus.CONFLICT else None
             verdicts.append(Verdict(status, p.event_id, "id" if reason else None, reason))
         return verdicts
+
+    def _copy_of_erased(self, p: _Prepared) -> bool:
+        """Whether the event ``p``, its id's stored content contradicting it, is a copy of an event of an erased
+        customer (its stored form pseudonymised since): a duplicate. Raises ``redis.RedisError``."""
+        stored = self._client.hget(self._keys.events(p.ref), p.event_id)
+        text = stored.decode() if isinstance(stored, bytes) else stored
+        return isinstance(text, str) and is_copy_of_erased(text, p.stored, p.ref)
 
     def _held(self, raw: str | bytes | dict[str, Any]) -> bool:
         """Whether an event under the id of refused input ``raw`` was stored or admitted for its customer. Raises

@@ -679,6 +679,11 @@ class CustomerStore:
         rows: Any = self.redis.xrange(self.keys.journal(ref), count=count)
         return [json.loads(fields["entry"]) for _, fields in rows]
 
+    def stored_event(self, ref: str, event_id: str) -> str | None:
+        """The JSON event ``event_id`` of ``ref`` is stored as, or ``None``. Raises ``redis.RedisError``."""
+        raw = self.redis.hget(self.keys.events(ref), event_id)
+        return None if raw is None else _text(raw)
+
     def event_occurred_ms(self, ref: str, event_id: str) -> int | None:
         """When stored event ``event_id`` of ``ref`` occurred (the upstream's ``occurred_at``, ms), or ``None``.
         Raises ``redis.RedisError``."""
