@@ -20,12 +20,6 @@ from worker.sealing import generate_key_pair
 pytestmark = pytest.mark.redis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv55: an event whose dead letter came from a replay (or a retry, or a stale re-send) is held under a "
-    "redis message id the admission entry does not name: the view answers 404 and a re-send is accepted again "
-    "while the dead letter holds it",
-)
 def test_a_dead_letter_under_another_redis_id_is_judged_gone(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the API seals KYC documents to an intake key no worker holds yet (a key rolled out in the wrong order,

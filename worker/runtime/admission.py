@@ -15,15 +15,16 @@ an admitted, unstored event   ``duplicate`` / ``conflict`` by its fingerprint (t
                               message left without its event being stored — a dead letter purged or expired
 ============================  ==============================================================================
 
-An admission entry (``{p}:c:<ref>:admitted``, event id → ``fingerprint message-id queue redis-message-id``) holds
-a 2xx's promise only while something holds the message: the hand-off (until a worker stores the event) or its dead
-letter as dramatiq keeps it (``<queue>.XQ.msgs``, until a purge, or until dramatiq's maintenance drops it 7 days
-after it died; a replay keeps the message id and goes through the hand-off again). An event dead-lettered before
-any worker stored it (a key rolled out in the wrong order, a clock the worker finds skewed) and then purged or
-expired would otherwise answer ``duplicate`` for ever — or for the day our metadata about a dead letter outlives
-it — and the upstream's re-send, the remedy the README gives, would enqueue nothing. Entries written before this
-format are judged as then: a bare fingerprint is held; one without the redis message id is held while our
-dead-letter metadata (``{p}:dlq:<message id>``) lives.
+An admission entry (``{p}:c:<ref>:admitted``, event id → ``fingerprint message-id queue``) holds a 2xx's promise
+only while something holds the message: the hand-off (until a worker stores the event) or its dead letter as
+dramatiq keeps it (``<queue>.XQ.msgs``, under the redis id the message died with — every enqueue, a retry or a
+replay, takes a new one, which our dead-letter metadata ``{p}:dlq:<message id>`` names — until a purge, or until
+dramatiq's maintenance drops it 7 days after it died; a replay keeps the message id and goes through the hand-off
+again). An event dead-lettered before any worker stored it (a key rolled out in the wrong order, a clock the worker
+finds skewed) and then purged or expired would otherwise answer ``duplicate`` for ever — or for the day our metadata
+outlives the dead letter — and the upstream's re-send, the remedy the README gives, would enqueue nothing. A bare
+fingerprint (entries before message ids) is held; metadata without the redis id (before it named one), while it
+lives.
 
 So a verdict is decided against what was already accepted — by this API, by ``provisioner publish`` once a
 worker stored it — and, the script being atomic, concurrent identical requests get one ``accepted`` and the
@@ -70,18 +71,20 @@ __all__ = ["Admission", "AdmissionStatus", "Verdict", "awaiting_admitted", "dram
 _QUEUES = (QUEUE_EVENTS, QUEUE_URGENT)
 
 HELD_LUA = """
--- an admitted entry is "fingerprint message-id queue-index redis-message-id" (a bare fingerprint before message ids:
--- held; without the redis message id, before 2026-12-05: held while our dead-letter metadata lives). queues: per
--- queue index, {hand-off set, dramatiq list}; dead: the dead-letter metadata key prefix. Returns fingerprint, held.
+-- an admitted entry is "fingerprint message-id queue-index" (a bare fingerprint before message ids: held; a fourth
+-- field, written on 2026-12-05 only, is not read). queues: per queue index, {hand-off set, dramatiq list}; dead: the
+-- dead-letter metadata key prefix. Returns fingerprint, held.
 local function held(admitted, queues, dead)
-  local fp, mid, qi, rid = string.match(admitted, '^(%S+) (%S+) (%d) ?(%S*)$')
+  local fp, mid, qi = string.match(admitted, '^(%S+) (%S+) (%d)')
   if not fp then return admitted, true end
   local queue = queues[tonumber(qi)]
   if redis.call('ZSCORE', queue[1], mid) ~= false then return fp, true end
-  if rid == '' then return fp, redis.call('EXISTS', dead .. mid) == 1 end
-  -- its dead letter as dramatiq keeps it ("<queue>.XQ.msgs", by redis message id), which its maintenance drops 7
-  -- days after the message died, a day before our metadata about it goes
-  return fp, redis.call('HEXISTS', queue[2] .. '.XQ.msgs', rid) == 1
+  -- its dead letter as dramatiq keeps it ("<queue>.XQ.msgs", under the redis id the message died with, which our
+  -- metadata names: every enqueue, a retry or a replay, takes a new one), dropped by dramatiq's maintenance 7 days
+  -- after the message died, a day before our metadata goes
+  local rid = redis.call('HGET', dead .. mid, 'redis_message_id')
+  if rid and rid ~= '' then return fp, redis.call('HEXISTS', queue[2] .. '.XQ.msgs', rid) == 1 end
+  return fp, redis.call('EXISTS', dead .. mid) == 1  -- metadata written before it named the redis id
 end
 """
 """Whether an admission entry is still held by its message (the hand-off, or its dead letter): one Lua function
@@ -150,7 +153,7 @@ for i = 0, n - 1 do
       local message_id, body, queued = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
       local cut = string.find(queued, '\\n', 1, true)
       local rid = string.sub(queued, 1, cut - 1)
-      redis.call('HSET', KEYS[k], id, fingerprint .. ' ' .. message_id .. ' ' .. ARGV[a + 4] .. ' ' .. rid)
+      redis.call('HSET', KEYS[k], id, fingerprint .. ' ' .. message_id .. ' ' .. ARGV[a + 4])
       redis.call('ZADD', KEYS[q], now, message_id)
       redis.call('HSET', KEYS[2], message_id, body)
       redis.call('HSET', KEYS[q + 2], rid, string.sub(queued, cut + 1))

@@ -88,6 +88,9 @@ class DeadLetterMiddleware(Middleware):
                 key,
                 mapping={
                     "message_id": message.message_id,
+                    # dramatiq enqueues a message under a new redis id each time (a retry, a replay): the admission
+                    # asks dramatiq's dead letter under the one it died with (``admission.HELD_LUA``)
+                    "redis_message_id": str(message.options.get("redis_message_id", "")),
                     "queue": queue,
                     "actor": message.actor_name,
                     "kind": kind,
