@@ -868,7 +868,7 @@ def _keys(p: _Plan, *, grant: bool = True) -> Step | None:
             return RevokeApiKey(uid=sub.uid, api_key=key.api_key, reason=WITHDRAWN_REASON, successor=None)
         if (
             wanted
-            and (key.permissions, key.ip_whitelist) != (wanted, access.ip_whitelist)
+            and (key.access_in_doubt or (key.permissions, key.ip_whitelist) != (wanted, access.ip_whitelist))
             and steps.update(key.api_key) not in record.blocked
         ):
             return UpdateApiKey(

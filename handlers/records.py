@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from handlers.intents import Intent, IntentKind, TransferIntent, TransferPurpose
 from handlers.steps import StepId
@@ -65,6 +65,18 @@ class KeyRecord(Record):
     sealed: SealedSecret | None
     revoked_at_ms: int | None = None
     revoke_reason: str | None = None
+    access_in_doubt: bool = False
+    """An update of this key's access went unsettled (blocked for an operator once its outcome stayed unknown past
+    the bound): the exchange may hold the old permissions and whitelist or the ones sent, so the next update is sent
+    whatever ``permissions`` and ``ip_whitelist`` say, and settles it. Written only when true (a record without it
+    reads as before the field)."""
+
+    @model_serializer(mode="wrap")
+    def _doubt_only_when_true(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if not self.access_in_doubt:
+            dumped.pop("access_in_doubt", None)
+        return dumped
 
     @property
     def live(self) -> bool:

@@ -37,11 +37,6 @@ def _whitelist_on_exchange(rig: Rig, api_key: str) -> list[str]:
     raise AssertionError(f"key {api_key} not on the exchange")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv55: an update blocked past the unknown-outcome bound drops its intent from the record; a retry after "
-    "the customer's whitelist went back sends nothing, the key keeps the unsettled write's whitelist",
-)
 def test_a_blocked_update_lifted_by_a_retry_leaves_the_key_on_the_reverted_whitelist(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -181,7 +181,9 @@ def update_api_key(cmd: UpdateApiKey, ctx: StepContext) -> None:
         return
     now = ctx.now_ms()
     keys = tuple(
-        k.model_copy(update={"permissions": cmd.permissions, "ip_whitelist": cmd.ip_whitelist})
+        k.model_copy(
+            update={"permissions": cmd.permissions, "ip_whitelist": cmd.ip_whitelist, "access_in_doubt": False}
+        )
         if k.api_key == cmd.api_key
         else k
         for k in ctx.record.keys

@@ -466,6 +466,12 @@ class Reconciler:
                 overdue = update_overdue(restarted, now, self.services.policy)
                 if overdue is not None:
                     step_id, reason = overdue
+                    # the key holds its old access or the one sent: whatever is wanted after a retry is sent
+                    doubt = tuple(
+                        k.model_copy(update={"access_in_doubt": True}) if k.api_key == restarted.token else k
+                        for k in ctx.record.keys
+                    )
+                    ctx.record = ctx.record.model_copy(update={"keys": doubt})
                     fail(ctx, step_id, reason, keep_intent=True)
             log.warning("exchange outcome unknown", error=str(exc))
             self._on_step(name, "outcome_unknown")
