@@ -179,8 +179,13 @@ def plan(
     delivery (looked at again in ``DELIVERY_POLL_MS`` while there is none); a key not named is revoked as planned.
     """
     if record.closed_at_ms is not None:
-        if record.recovered_at_ms is None or record.sub_account is None:
+        if record.sub_account is None:
             return Idle("closed")
+        if record.recovered_at_ms is None:
+            # a line sent while an earlier send of it may have gone through is still searched for a second payment
+            # (an offboarding does not wait for it): a double payment is flagged whenever the customer closed
+            p = _Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms, stamps_kept)
+            return _confirm(p) or p.idle("closed")
         if record.pending is not None:
             return _settle(record.pending, now_ms, policy, caps_due_at_ms)
         return _late_lines(_Plan(desired, record, record.sub_account, now_ms, policy, republished_at_ms, stamps_kept))
@@ -301,8 +306,8 @@ def _offboard(p: _Plan) -> Step:
     """Revoke every key at once, tell the upstream which lines will never be funded, let accepted transfers
     settle, move every available balance back, then close. Only money holds the close back: a blocked revocation
     does not stop the sweep (nor does a blocked sweep stop revocations), but the customer is closed only once no
-    key is live, no transfer is in doubt, the balances read after the last revocation are back and no line's search
-    for a second payment is still to run."""
+    key is live, no transfer is in doubt and the balances read after the last revocation are back (a line's search
+    for a second payment still to run goes on after the close: ``plan``)."""
     desired, record, sub, policy = p.desired, p.record, p.sub, p.policy
     live = record.live_keys
     for live_key in live:
@@ -371,13 +376,6 @@ def _offboard(p: _Plan) -> Step:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
-    searching = sorted(
-        t.key for t in record.transfers.values() if t.status is TransferStatus.COMMITTED and t.recheck_at_ms
-    )
-    if searching:
-        # a line sent while an earlier send of it may have gone through is searched for a second payment (woken for
-        # by ``_confirm``): a closed record is never planned again, so a double payment would never be flagged
-        return p.idle(f"offboarding: searching the ledger for a second payment of {', '.join(searching)} first")
     futures_maybe = desired.futures_asked and (bool(record.keys) or record.recovered_at_ms is not None)
     return CloseCustomer(reason="offboarded", futures_maybe=futures_maybe)
 

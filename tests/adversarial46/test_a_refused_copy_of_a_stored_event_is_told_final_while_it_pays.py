@@ -35,6 +35,7 @@ currencies/photo limits are routine; the cost is an upstream told "refused, fina
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 from tests.adversarial.helpers import onboard_with_a_key, outbound, paid_to, total
@@ -81,7 +82,9 @@ def test_the_apis_retry_of_an_event_it_accepted_answers_duplicate_after_the_age_
     a 422 the contract calls final, for an event that takes (or took) effect. Other content stays a conflict."""
     with WorkerRig(redis_url, key_prefix) as rig:
         app = rig.runtime.app
-        occurred = datetime.fromisoformat("2025-12-05T00:00:00+00:00").timestamp()
+        # the worker judges with the real clock, the admission with ``now``: the event is 200 days old for the worker
+        occurred = float(int(time.time()) - 200 * 86_400)
+        stamp = datetime.fromtimestamp(occurred, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         now = [occurred + 364 * 86_400]
 
         admission = Admission(
@@ -95,7 +98,7 @@ def test_the_apis_retry_of_an_event_it_accepted_answers_duplicate_after_the_age_
             clock=lambda: now[0],
         )
         ev = events_for("adv46-api", funding=())
-        created = {**ev["created"], "occurred_at": "2025-12-05T00:00:00Z"}
+        created = {**ev["created"], "occurred_at": stamp}
         [first] = admission.admit([json.dumps(created)])
         assert first.status is AdmissionStatus.ACCEPTED, first
         now[0] = occurred + 366 * 86_400  # the retry, past the age bound
@@ -104,7 +107,8 @@ def test_the_apis_retry_of_an_event_it_accepted_answers_duplicate_after_the_age_
         rig.wait_for(lambda: app.store.holds_event(app.policy.naming.customer_ref("adv46-api"), created["id"]))
         [stored] = admission.admit([json.dumps(created)])
         assert stored.status is AdmissionStatus.DUPLICATE, stored
-        [other] = admission.admit([json.dumps({**created, "occurred_at": "2025-12-05T00:00:01Z"})])
+        later = datetime.fromtimestamp(occurred + 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        [other] = admission.admit([json.dumps({**created, "occurred_at": later})])
         assert other.status is AdmissionStatus.CONFLICT, other
         [fresh] = admission.admit([json.dumps({**created, "id": "adv46-api-new"})])
         assert fresh.status is AdmissionStatus.REFUSED and fresh.field == "occurred_at", fresh
