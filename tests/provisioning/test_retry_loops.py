@@ -35,7 +35,6 @@ from tests.provisioning.test_stuck_unknown import ALERT_S, _drive, _now_ms, _old
 
 BOUND_S = 3600
 BOUND_MS = BOUND_S * 1000
-XFAIL = pytest.mark.xfail(strict=True, reason="a write found not done and written again starts a fresh age, unbounded")
 
 
 def _faults(rig: Rig, endpoint: str, **rates: float | None) -> None:
@@ -76,7 +75,6 @@ def _live_keys(rig: Rig) -> list[dict[str, Any]]:
     return [k for k in rig.state()["apiKeys"] if k["deletedAt"] is None]
 
 
-@XFAIL
 def test_a_create_failing_every_time_ages_from_its_first_attempt(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,7 +93,6 @@ def test_a_create_failing_every_time_ages_from_its_first_attempt(
         rig.close()
 
 
-@XFAIL
 def test_a_create_failing_past_the_bound_is_blocked_and_a_retry_creates_one(redis_url: str, key_prefix: str) -> None:
     """Add SubAccount failing on every attempt for longer than the bound: the create is blocked for an operator;
     once the exchange answers, ``provisioner customer retry`` creates exactly one sub-account."""
@@ -128,7 +125,6 @@ def _subaccount_ready(rig: Rig, customer: str) -> tuple[str, dict[str, dict[str,
     return ref, ev
 
 
-@XFAIL
 def test_an_issuance_failing_every_time_ages_from_its_first_attempt(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +142,6 @@ def test_an_issuance_failing_every_time_ages_from_its_first_attempt(
         rig.close()
 
 
-@XFAIL
 @pytest.mark.parametrize("fault", ["5xx", "drop"])
 def test_an_issuance_failing_past_the_bound_is_blocked_and_a_retry_issues_one(
     redis_url: str, key_prefix: str, fault: str
@@ -177,7 +172,6 @@ def test_an_issuance_failing_past_the_bound_is_blocked_and_a_retry_issues_one(
         rig.close()
 
 
-@XFAIL
 def test_a_revocation_failing_past_the_bound_is_blocked_and_the_offboarding_goes_on(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,7 +203,6 @@ def test_a_revocation_failing_past_the_bound_is_blocked_and_the_offboarding_goes
         rig.close()
 
 
-@XFAIL
 def test_an_orphan_never_deleted_blocks_the_issuance_and_the_retry_deletes_it_first(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -244,7 +237,6 @@ def test_an_orphan_never_deleted_blocks_the_issuance_and_the_retry_deletes_it_fi
         rig.close()
 
 
-@XFAIL
 def test_a_funding_line_failing_past_the_bound_is_blocked_and_a_retry_pays_it_once(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,7 +268,6 @@ def test_a_funding_line_failing_past_the_bound_is_blocked_and_a_retry_pays_it_on
         rig.close()
 
 
-@XFAIL
 def test_a_kyc_submission_failing_past_the_bound_is_blocked_and_a_retry_submits_it(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

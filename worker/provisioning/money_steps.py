@@ -23,7 +23,10 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
                                             after the first send, else judged from the Special Account's
                                             ledger (``handlers.settlement``); undecided → an operator's verdict
                                             (a sweep is recorded unconfirmed instead: moving back what is there
-                                            is harmless, the next round reads the balances again)
+                                            is harmless, the next round reads the balances again); not there →
+                                            sent again under the same clientOid, unless every send failed for
+                                            PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS since the first: then the
+                                            line is blocked (a retry sends it under a new clientOid)
 ==========================================  ====================================================================
 """
 
@@ -79,7 +82,7 @@ from handlers.settlement import (
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry, TransferDetail
 from worker.exchange.scope import CallScope, Preadmission
-from worker.provisioning.blocks import fail
+from worker.provisioning.blocks import fail, not_done
 from worker.provisioning.caps_steps import daily_use_in_ledger
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -280,8 +283,9 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         record = record.model_copy(
             update={"earlier_sends": {**record.earlier_sends, details.key: earlier}, "unsent_by_operator": unsent}
         )
-        ctx.settle(
-            record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
+        # sent again under the same clientOid (its first send's moment kept), unless every send failed for the bound
+        not_done(
+            ctx, record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
         )
 
 
