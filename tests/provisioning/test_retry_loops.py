@@ -301,3 +301,37 @@ def test_a_kyc_submission_failing_past_the_bound_is_blocked_and_a_retry_submits_
         assert len(record.live_keys) == 1
     finally:
         rig.close()
+
+
+@pytest.mark.xfail(strict=True, reason="each sweep round is a new clientOid: an unanswered sweep loops unbounded")
+def test_a_sweep_failing_past_the_bound_is_blocked_and_a_retry_sweeps_and_closes(
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offboarding, every sweep answered 5xx: the ledger cannot confirm it, so it is recorded unconfirmed and the
+    next round (a new clientOid) reads the balances and sweeps again. The rounds keep the first sweep's moment (the
+    age passes the alert's threshold) and past the bound the sweep is blocked (the customer stays open); the
+    retry moves the money back and the customer closes."""
+    rig = Rig(redis_url, key_prefix, PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS=str(BOUND_S))
+    try:
+        ev = events_for("loop-sweep", funding=(("USDT", "250"),))
+        (ref,) = rig.publish(ev["created"])
+        rig.publish(ev["kyc"])
+        rig.settle(ref)
+        _faults(rig, "transfer", **{"5xx": 1.0})
+        rig.publish(ev["offboard"])
+        first = _now_ms(rig)
+        _drive(rig, ref, for_ms=15 * 60_000)
+        _assert_ages_from_first(rig, ref, IntentKind.TRANSFER, first, monkeypatch)
+        _drive(rig, ref, for_ms=2 * BOUND_MS, until_blocked=True)
+        _assert_blocked(rig, ref, steps.SWEEP, first, names="sweep")
+        assert rig.record(ref).closed_at_ms is None
+
+        _faults(rig, "transfer")
+        rig.run(ref, retry_blocked=True)
+        rig.settle(ref)
+        record = rig.record(ref)
+        assert record.closed_at_ms is not None, (record.blocked, record.pending)
+        back = [t for t in rig.state()["transfers"] if t["direction"] == "IN" and t["status"] == "SUCCESS"]
+        assert len(back) == 1 and back[0]["amount"] == "250", back
+    finally:
+        rig.close()
