@@ -303,11 +303,11 @@ def update_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.S
 
 def retry_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.StepId, str] | None:
     """A write settled by reading and written again when found not done (a create, an issuance, a revocation, a
-    KYC submission, a funding transfer), whose attempts since its first (``Intent.first_at_ms``, kept across those
-    rounds: ``CustomerRecord.not_done``) all failed for ``policy.unknown_outcome_max_ms`` (``repeat_overdue``): the
-    step to block instead of writing it again, and why. An issuance whose orphan keys' deletes go unanswered is
-    overdue the same way (the reason names the deletes). ``None`` before the bound, and for a key update or a sweep
-    (bounded otherwise: ``update_overdue``; a sweep's every round is a new clientOid). Pure."""
+    KYC submission, a funding transfer; a sweep left unconfirmed, swept again in its next round), whose attempts
+    since its first (``Intent.first_at_ms``, kept across those rounds: ``CustomerRecord.not_done``) all failed for
+    ``policy.unknown_outcome_max_ms`` (``repeat_overdue``): the step to block instead of writing it again, and why.
+    An issuance whose orphan keys' deletes go unanswered is overdue the same way (the reason names the deletes).
+    ``None`` before the bound, and for a key update (bounded otherwise: ``update_overdue``). Pure."""
     if not repeat_overdue(intent, now_ms, policy):
         return None
     span = _span(now_ms - intent.first_at_ms)
@@ -334,6 +334,14 @@ def retry_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.St
         case TransferIntent() if d.purpose is TransferPurpose.FUND:
             step = steps.fund(d.key)
             write = f"the transfer of line {d.key} ({d.amount} {d.currency}, clientOid {intent.token})"
+        case TransferIntent():
+            reason = (
+                f"the sweep of {d.amount} {d.currency} from the sub-account's {d.sub_wallet} wallet (clientOid "
+                f"{intent.token}): every round for {span} went unanswered (no answer, or none that could be read) "
+                "and the ledger confirmed none (PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS); once the exchange answers "
+                "again, `provisioner customer retry` reads the balances and sweeps again"
+            )
+            return steps.SWEEP, reason
         case _:
             return None
     reason = (

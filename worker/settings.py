@@ -206,9 +206,10 @@ class Settings(BaseSettings):
     )
     """How long an exchange write may go on failing, counted from its first attempt: a key's update (Modify
     SubAccount API) unknown on every send, and a write the exchange shows not done after every attempt (a create,
-    an issuance, a revocation, a KYC submission, a funding line; ``planner.retry_overdue``), are then blocked for an
-    operator, and a transfer re-sent under its clientOid (where the exchange deduplicates or refuses repeats) is
-    judged from the Special Account's ledger instead. At most 30 days: the ledger can be searched 31 days back."""
+    an issuance, a revocation, a KYC submission, a funding line, a sweep; ``planner.retry_overdue``), are then
+    blocked for an operator, and a transfer re-sent under its clientOid (where the exchange deduplicates or refuses
+    repeats) is judged from the Special Account's ledger instead. At most 30 days: the ledger can be searched 31
+    days back."""
     client_oid_behaviour: str = Field(
         "unknown", alias="PROVISIONER_CLIENT_OID_BEHAVIOUR", pattern="^(dedupe|reject|accept|unknown)$"
     )

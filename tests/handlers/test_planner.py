@@ -928,7 +928,7 @@ def test_a_key_update_unknown_since_its_first_send_past_the_bound_is_overdue() -
 def test_a_write_found_not_done_on_every_attempt_past_the_bound_is_overdue_with_its_step() -> None:
     """``retry_overdue`` counts from the write's first attempt (``first_at_ms``): at the bound, the step of each
     kind of write settled by reading, and a reason naming the write and how long; before it, or for a key update
-    or a sweep (bounded otherwise), nothing. An issuance with orphan deletes unanswered names the deletes."""
+    (bounded otherwise), nothing. An issuance with orphan deletes unanswered names the deletes; a sweep, its rounds."""
     from handlers.intents import (
         CreateSubAccountDetails,
         IssueKeyDetails,
@@ -966,8 +966,11 @@ def test_a_write_found_not_done_on_every_attempt_past_the_bound_is_overdue_with_
     overdue = retry_overdue(intent, 3_600_000, policy)
     assert overdue is not None and overdue[0] == "key:2", overdue
     assert "Delete SubAccount API (keys k9" in overdue[1] and "1 h 0 min" in overdue[1], overdue
+    sweep = fund.model_copy(update={"key": "sweep:3", "purpose": TransferPurpose.SWEEP, "direction": "IN"})
+    intent = Intent(kind=IntentKind.TRANSFER, token="s-oid", started_at_ms=9, first_at_ms=0, details=sweep)
+    overdue = retry_overdue(intent, 3_600_000, policy)
+    assert overdue is not None and overdue[0] == "sweep", overdue
+    assert "the sweep of 250 USDT from the sub-account's TRADE wallet" in overdue[1], overdue
     update = UpdateKeyDetails(uid=UID, label="prov-g0000", permissions=["general"], ip_whitelist=[])
-    sweep = fund.model_copy(update={"key": "sweep:0", "purpose": TransferPurpose.SWEEP})
-    for kind, details in ((IntentKind.UPDATE_KEY, update), (IntentKind.TRANSFER, sweep)):
-        intent = Intent(kind=kind, token="t", started_at_ms=0, details=details)
-        assert retry_overdue(intent, 10 * 3_600_000, policy) is None, kind
+    intent = Intent(kind=IntentKind.UPDATE_KEY, token="t", started_at_ms=0, details=update)
+    assert retry_overdue(intent, 10 * 3_600_000, policy) is None

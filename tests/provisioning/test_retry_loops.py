@@ -14,7 +14,7 @@ exchange, found not done, and written again. The write's first moment is kept ac
 
 A funding line (token: its clientOid, the same on every round: only a spent clientOid counts towards
 ``MAX_ATTEMPTS``) and a proxy-KYC submission (token: the approval's event id) loop the same way, and are bounded
-the same way.
+the same way; so is a sweep left unconfirmed round after round (each round a new clientOid).
 
 Real Redis and the in-process simulator with its fault switches; the rig's fake clock jumps from wake-up to
 wake-up (no sleeping).
@@ -303,7 +303,6 @@ def test_a_kyc_submission_failing_past_the_bound_is_blocked_and_a_retry_submits_
         rig.close()
 
 
-@pytest.mark.xfail(strict=True, reason="each sweep round is a new clientOid: an unanswered sweep loops unbounded")
 def test_a_sweep_failing_past_the_bound_is_blocked_and_a_retry_sweeps_and_closes(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

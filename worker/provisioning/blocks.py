@@ -41,14 +41,20 @@ def not_done(
     detail: dict[str, Any],
     *,
     outbound: Sequence[OutboundEvent] = (),
+    again_as: str | None = None,
 ) -> None:
     """The pending write was found not done (``record``: what the step learnt meanwhile): settle it with
     ``action``, remembering its first moment (``CustomerRecord.not_done``), so that the step written again keeps
     the write's age — unless its attempts have failed for the bound (``planner.retry_overdue``): then its step is
-    blocked for an operator in the next commit (not manual: a retry writes it again, from a new first moment)."""
+    blocked for an operator in the next commit (not manual: a retry writes it again, from a new first moment).
+    ``again_as``: the token the step writes it again under, when not the same (a sweep's next round). Nothing
+    pending: settled alone."""
     pending = record.pending
-    assert pending is not None
-    undone = NotDone(kind=pending.kind, token=pending.token, first_at_ms=pending.first_at_ms)
+    if pending is None:
+        ctx.settle(record, action, detail, outbound=outbound)
+        return
+    token = pending.token if again_as is None else again_as
+    undone = NotDone(kind=pending.kind, token=token, first_at_ms=pending.first_at_ms)
     ctx.settle(record.model_copy(update={"not_done": undone}), action, detail, outbound=outbound)
     overdue = retry_overdue(pending, ctx.now_ms(), ctx.services.policy)
     if overdue is not None:
