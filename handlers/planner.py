@@ -326,7 +326,8 @@ def retry_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.St
             )
             return steps.issue(d.generation), reason
         case IssueKeyDetails():
-            step, write = steps.issue(d.generation), f"Add SubAccount API (key {intent.token} of sub-account {d.uid})"
+            step = steps.issue(d.generation)
+            write = f"Add SubAccount API (the key labelled {intent.token}, sub-account {d.uid})"
         case RevokeKeyDetails():
             step, write = steps.revoke(intent.token), f"Delete SubAccount API (key {intent.token})"
         case SubmitKycDetails():
