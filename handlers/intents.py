@@ -1,9 +1,9 @@
 """Intents: an exchange write recorded *before* it is sent, with the details of its kind, typed.
 
 An ``Intent`` is stored inside a ``CustomerRecord`` as ``{"kind", "token", "started_at_ms", "details"}``, with
-``"first_at_ms"`` after them once the write was sent again or found unanswered again (absent, it reads as
-``started_at_ms``). Its ``details`` are one type per ``IntentKind`` (``DETAILS``), chosen by the intent's ``kind``
-when a record is read:
+``"first_at_ms"`` after them once the write was sent again, found unanswered again, or written again after it was
+found not done (absent, it reads as ``started_at_ms``). Its ``details`` are one type per ``IntentKind``
+(``DETAILS``), chosen by the intent's ``kind`` when a record is read:
 
 =====================  ===========================  ===========================================================
 kind                   details                      written by
@@ -205,9 +205,10 @@ class Intent(BaseModel):
     details: IntentDetails
     """One type per ``kind`` (``DETAILS``)."""
     first_at_ms: int = 0
-    """When the write was first recorded: kept while the same write (kind and token) is sent again or found
-    unanswered again. The age of an unknown outcome (the pending index, ``UnknownOutcomesUnresolved``) and the
-    bound on repeating a write (``planner.repeat_overdue``) count from it. Given or read without it (records older
+    """When the write was first recorded: kept while the same write (kind and token) is sent again, found
+    unanswered again, or written again after it was found not done (``CustomerRecord.not_done``). The age of an
+    unknown outcome (the pending index, ``UnknownOutcomesUnresolved``) and the bound on repeating a write
+    (``planner.repeat_overdue``, ``planner.retry_overdue``) count from it. Given or read without it (records older
     than the field): ``started_at_ms``; written only when it differs from that (an intent never repeated is stored
     as before the field)."""
 

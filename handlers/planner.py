@@ -74,7 +74,16 @@ from handlers.records import (
 )
 from handlers.refusals import may_have_been_taken_back
 
-__all__ = ["AWAITING_LEDGER", "CapDecision", "Policy", "cap_decision", "plan", "repeat_overdue", "update_overdue"]
+__all__ = [
+    "AWAITING_LEDGER",
+    "CapDecision",
+    "Policy",
+    "cap_decision",
+    "plan",
+    "repeat_overdue",
+    "retry_overdue",
+    "update_overdue",
+]
 
 WALLETS = ("MAIN", "TRADE")
 OFFBOARDED_REASON = "the customer was offboarded before this line was funded"
@@ -117,7 +126,8 @@ class Policy:
     """How long the exchange may take to list what it just created (sub-accounts, keys)."""
     unknown_outcome_max_ms: int = 86_400_000
     """How long a write settled by sending it again (a key's update; a transfer re-sent under its clientOid where
-    that is evidence) may stay outcome-unknown, from its first send: then it is sent no more (``repeat_overdue``)."""
+    that is evidence), or written again whenever it is found not done (``retry_overdue``), may go on failing, from
+    its first send: then it is sent no more (``repeat_overdue``)."""
 
     @property
     def transfer_settled_ms(self) -> int:
@@ -277,7 +287,7 @@ def repeat_overdue(intent: Intent, now_ms: int, policy: Policy) -> bool:
     """Whether ``intent`` has stood outcome-unknown for ``policy.unknown_outcome_max_ms`` since the write was first
     recorded (``Intent.first_at_ms``). A write settled by sending it again is sent no more then: a key's update is
     blocked for an operator (``update_overdue``), a transfer is judged from the Special Account's ledger
-    (``money_steps.resolve_transfer``). Pure."""
+    (``money_steps.resolve_transfer``); one found not done is not written again (``retry_overdue``). Pure."""
     return now_ms - intent.first_at_ms >= policy.unknown_outcome_max_ms
 
 
@@ -294,6 +304,57 @@ def update_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.S
         "exchange answers again, `provisioner customer retry` sends it again"
     )
     return steps.update(intent.token), reason
+
+
+def retry_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.StepId, str] | None:
+    """A write settled by reading and written again when found not done (a create, an issuance, a revocation, a
+    KYC submission, a funding transfer; a sweep left unconfirmed, swept again in its next round), whose attempts
+    since its first (``Intent.first_at_ms``, kept across those rounds: ``CustomerRecord.not_done``) all failed for
+    ``policy.unknown_outcome_max_ms`` (``repeat_overdue``): the step to block instead of writing it again, and why.
+    An issuance whose orphan keys' deletes go unanswered is overdue the same way (the reason names the deletes).
+    ``None`` before the bound, and for a key update (bounded otherwise: ``update_overdue``). Pure."""
+    if not repeat_overdue(intent, now_ms, policy):
+        return None
+    span = _span(now_ms - intent.first_at_ms)
+    retry = "once the exchange answers again, `provisioner customer retry` writes it again"
+    d = intent.details
+    match d:
+        case CreateSubAccountDetails():
+            step, write = steps.SUBACCOUNT, f"Add SubAccount (sub-account {intent.token})"
+        case IssueKeyDetails() if d.orphans_unsure:
+            orphans = ", ".join(d.orphans_unsure)
+            reason = (
+                f"Delete SubAccount API (keys {orphans} of sub-account {d.uid}, labelled {intent.token}, whose secret "
+                f"was never received): no delete was answered for {span} (PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS), "
+                "so no key is issued; once the exchange answers again, `provisioner customer retry` deletes them, "
+                "then issues the key"
+            )
+            return steps.issue(d.generation), reason
+        case IssueKeyDetails():
+            step = steps.issue(d.generation)
+            write = f"Add SubAccount API (the key labelled {intent.token}, sub-account {d.uid})"
+        case RevokeKeyDetails():
+            step, write = steps.revoke(intent.token), f"Delete SubAccount API (key {intent.token})"
+        case SubmitKycDetails():
+            step, write = steps.KYC, f"the proxy KYC submission (documents of {intent.token})"
+        case TransferIntent() if d.purpose is TransferPurpose.FUND:
+            step = steps.fund(d.key)
+            write = f"the transfer of line {d.key} ({d.amount} {d.currency}, clientOid {intent.token})"
+        case TransferIntent():
+            reason = (
+                f"the sweep of {d.amount} {d.currency} from the sub-account's {d.sub_wallet} wallet (clientOid "
+                f"{intent.token}): every round for {span} went unanswered (no answer, or none that could be read) "
+                "and the ledger confirmed none (PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS); once the exchange answers "
+                "again, `provisioner customer retry` reads the balances and sweeps again"
+            )
+            return steps.SWEEP, reason
+        case _:
+            return None
+    reason = (
+        f"{write}: every attempt for {span} failed (no answer, or none that could be read) and left nothing done "
+        f"(PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS); {retry}"
+    )
+    return step, reason
 
 
 def _span(ms: int) -> str:

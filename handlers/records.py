@@ -29,6 +29,7 @@ __all__ = [
     "KeyRecord",
     "KycProgress",
     "KycStage",
+    "NotDone",
     "SealedSecret",
     "SubAccountRecord",
     "TransferIntent",
@@ -174,6 +175,18 @@ class KycProgress(Record):
     next_check_ms: int = 0
 
 
+class NotDone(Record):
+    """A write the exchange was found not to have done (its listing, ledger or KYC status shows nothing of it,
+    or it was not sent), remembered until the next write starts: the same write (kind and token) written again
+    keeps the first moment of its attempts (``Intent.first_at_ms``), so its age, and the bound on repeating it
+    (``planner.retry_overdue``), count across the rounds of "read, not done, write again"."""
+
+    kind: IntentKind
+    token: str
+    first_at_ms: int
+    """When the first of the attempts at the write was recorded."""
+
+
 class Blocked(Record):
     """A step the exchange refused for good; it waits for an operator's replay."""
 
@@ -184,7 +197,10 @@ class Blocked(Record):
     retry it."""
     intent: Intent | None = None
     """The write whose outcome is in doubt, kept with the block: for a ``manual`` block, the one an operator must
-    decide; for a key update sent no more (``planner.update_overdue``), what was sent (a retry sends it again)."""
+    decide; for a key update sent no more (``planner.update_overdue``), what was sent (a retry sends it again); for
+    an issuance whose orphan keys' deletes went unanswered past the bound (``planner.retry_overdue``), the orphans
+    still to delete (a retry puts it back pending: the keys are listed and the orphans deleted before a key is
+    issued)."""
     reported: bool = False
     """Whether a run has raised it as a dead letter yet (a run that dies after blocking leaves it to the next)."""
 
@@ -259,6 +275,16 @@ class CustomerRecord(Record):
     futures_granted: bool = False
     """Whether a key of ours ever held the futures permission (money may then sit in the futures wallet, which the
     broker API neither reads nor moves): set when one is issued, updated or found with it, never cleared."""
+    not_done: NotDone | None = None
+    """The latest write found not done, until the next write starts (``StepContext.write_intent``). Written only
+    when set: a record without it (older than the field, or between two writes) is stored as before the field."""
+
+    @model_serializer(mode="wrap")
+    def _not_done_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        if self.not_done is None:
+            dumped.pop("not_done", None)
+        return dumped
 
     @classmethod
     def new(cls, ref: str, customer_id: str, *, name_version: int = 1) -> CustomerRecord:

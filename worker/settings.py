@@ -204,10 +204,12 @@ class Settings(BaseSettings):
     unknown_outcome_max_seconds: int = Field(
         86_400, alias="PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS", ge=60, le=30 * 86_400
     )
-    """How long a write settled by sending it again may stay outcome-unknown, counted from its first send: a key's
-    update (Modify SubAccount API) is then blocked for an operator, and a transfer re-sent under its clientOid (where
-    the exchange deduplicates or refuses repeats) is judged from the Special Account's ledger instead. At most 30
-    days: the ledger can be searched 31 days back."""
+    """How long an exchange write may go on failing, counted from its first attempt: a key's update (Modify
+    SubAccount API) unknown on every send, and a write the exchange shows not done after every attempt (a create,
+    an issuance, a revocation, a KYC submission, a funding line, a sweep; ``planner.retry_overdue``), are then
+    blocked for an operator, and a transfer re-sent under its clientOid (where the exchange deduplicates or refuses
+    repeats) is judged from the Special Account's ledger instead. At most 30 days: the ledger can be searched 31
+    days back."""
     client_oid_behaviour: str = Field(
         "unknown", alias="PROVISIONER_CLIENT_OID_BEHAVIOUR", pattern="^(dedupe|reject|accept|unknown)$"
     )

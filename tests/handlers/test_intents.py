@@ -15,7 +15,7 @@ from handlers.intents import (
     TransferIntent,
     UpdateKeyDetails,
 )
-from handlers.records import CustomerRecord
+from handlers.records import CustomerRecord, NotDone
 
 # Written by the version before the details were typed (``CustomerRecord.model_dump_json`` of commit b3514c6).
 _EMPTY = (
@@ -112,6 +112,20 @@ def test_an_intent_read_without_its_first_moment_starts_there_and_writes_it_only
     assert written == stored.replace('"started_at_ms":1200', '"started_at_ms":5000')[:-1] + ',"first_at_ms":1200}'
     assert Intent.model_validate_json(written) == repeated
     assert Intent.model_validate(repeated.model_dump(mode="json")).first_at_ms == 1200
+
+
+def test_a_record_writes_the_write_found_not_done_only_while_it_remembers_one() -> None:
+    """``CustomerRecord.not_done``: absent from records older than the field (they load and write the same bytes),
+    and from any record that remembers none; set, written last, and read back."""
+    record = CustomerRecord.model_validate_json(STORED_CREATE)
+    assert record.not_done is None and record.model_dump_json() == STORED_CREATE
+    assert "not_done" not in record.model_dump(mode="json")
+    undone = NotDone(kind=IntentKind.CREATE_SUB_ACCOUNT, token="nd0a1b", first_at_ms=1000)
+    remembering = record.model_copy(update={"pending": None, "not_done": undone})
+    written = remembering.model_dump_json()
+    assert written.endswith(',"not_done":{"kind":"create_sub_account","token":"nd0a1b","first_at_ms":1000}}')
+    assert CustomerRecord.model_validate_json(written) == remembering
+    assert CustomerRecord.model_validate(remembering.model_dump(mode="json")) == remembering
 
 
 @pytest.mark.parametrize(

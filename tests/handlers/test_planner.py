@@ -18,6 +18,7 @@ from handlers.planner import (
     cap_decision,
     plan,
     repeat_overdue,
+    retry_overdue,
     update_overdue,
 )
 from handlers.records import (
@@ -922,3 +923,54 @@ def test_a_key_update_unknown_since_its_first_send_past_the_bound_is_overdue() -
         kind=IntentKind.REVOKE_KEY, token="k1", started_at_ms=0, details=RevokeKeyDetails(uid=UID, reason="x")
     )
     assert repeat_overdue(revoke, 3_600_000, policy) and update_overdue(revoke, 3_600_000, policy) is None
+
+
+def test_a_write_found_not_done_on_every_attempt_past_the_bound_is_overdue_with_its_step() -> None:
+    """``retry_overdue`` counts from the write's first attempt (``first_at_ms``): at the bound, the step of each
+    kind of write settled by reading, and a reason naming the write and how long; before it, or for a key update
+    (bounded otherwise), nothing. An issuance with orphan deletes unanswered names the deletes; a sweep, its rounds."""
+    from handlers.intents import (
+        CreateSubAccountDetails,
+        IssueKeyDetails,
+        RevokeKeyDetails,
+        SubmitKycDetails,
+        TransferIntent,
+        UpdateKeyDetails,
+    )
+
+    policy = Policy(naming=NAMING, funding_caps={}, unknown_outcome_max_ms=3_600_000)
+    issue = IssueKeyDetails(uid=UID, generation=2, permissions=["general"], ip_whitelist=[])
+    line = dict(uid=UID, currency="USDT", amount=Decimal("250"), direction="OUT", sub_wallet="TRADE")
+    fund = TransferIntent(key="e-kyc#0", purpose=TransferPurpose.FUND, broker_wallet="MAIN", day="20261118", **line)
+    cases = [
+        (IntentKind.CREATE_SUB_ACCOUNT, "nd-name", CreateSubAccountDetails(attempt=0), "subaccount", "Add SubAccount"),
+        (IntentKind.ISSUE_KEY, "prov-g0002", issue, "key:2", "Add SubAccount API"),
+        (
+            IntentKind.REVOKE_KEY,
+            "k1",
+            RevokeKeyDetails(uid=UID, reason="rotated"),
+            "revoke:k1",
+            "Delete SubAccount API",
+        ),
+        (IntentKind.SUBMIT_KYC, "e-kyc", SubmitKycDetails(uid=UID, event_id="e-kyc"), "kyc", "proxy KYC submission"),
+        (IntentKind.TRANSFER, "oid-0", fund, "fund:e-kyc#0", "the transfer of line e-kyc#0 (250 USDT"),
+    ]
+    for kind, token, details, step, names in cases:
+        intent = Intent(kind=kind, token=token, started_at_ms=3_500_000, first_at_ms=0, details=details)
+        assert retry_overdue(intent, 3_599_999, policy) is None, kind
+        overdue = retry_overdue(intent, 3_600_000 + 5 * 60_000, policy)
+        assert overdue is not None, kind
+        assert overdue[0] == step and names in overdue[1] and "every attempt for 1 h 5 min" in overdue[1], overdue
+    orphans = issue.model_copy(update={"orphans_unsure": ["k9"]})
+    intent = Intent(kind=IntentKind.ISSUE_KEY, token="prov-g0002", started_at_ms=9, first_at_ms=0, details=orphans)
+    overdue = retry_overdue(intent, 3_600_000, policy)
+    assert overdue is not None and overdue[0] == "key:2", overdue
+    assert "Delete SubAccount API (keys k9" in overdue[1] and "1 h 0 min" in overdue[1], overdue
+    sweep = fund.model_copy(update={"key": "sweep:3", "purpose": TransferPurpose.SWEEP, "direction": "IN"})
+    intent = Intent(kind=IntentKind.TRANSFER, token="s-oid", started_at_ms=9, first_at_ms=0, details=sweep)
+    overdue = retry_overdue(intent, 3_600_000, policy)
+    assert overdue is not None and overdue[0] == "sweep", overdue
+    assert "the sweep of 250 USDT from the sub-account's TRADE wallet" in overdue[1], overdue
+    update = UpdateKeyDetails(uid=UID, label="prov-g0000", permissions=["general"], ip_whitelist=[])
+    intent = Intent(kind=IntentKind.UPDATE_KEY, token="t", started_at_ms=0, details=update)
+    assert retry_overdue(intent, 10 * 3_600_000, policy) is None

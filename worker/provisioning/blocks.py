@@ -1,14 +1,20 @@
-"""Blocking a step: the exchange refused it for good, or only an operator can decide what happened."""
+"""Blocking a step: the exchange refused it for good, only an operator can decide what happened, or a write found
+not done on every attempt for too long is not written again."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from handlers.journal import JournalAction
+from handlers.planner import retry_overdue
+from handlers.records import CustomerRecord, NotDone
 from handlers.steps import StepId
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import failed
+from worker.store.customers import OutboundEvent
 
-__all__ = ["fail"]
+__all__ = ["fail", "not_done"]
 
 
 def fail(
@@ -26,3 +32,32 @@ def fail(
         keep_intent=keep_intent,
         outbound=[failed(ctx.record, step, reason, now, **fields)],
     )
+
+
+def not_done(
+    ctx: StepContext,
+    record: CustomerRecord,
+    action: JournalAction,
+    detail: dict[str, Any],
+    *,
+    outbound: Sequence[OutboundEvent] = (),
+    again_as: str | None = None,
+) -> None:
+    """The pending write was found not done (``record``: what the step learnt meanwhile): settle it with
+    ``action``, remembering its first moment (``CustomerRecord.not_done``), so that the step written again keeps
+    the write's age — unless its attempts have failed for the bound (``planner.retry_overdue``): then its step is
+    blocked for an operator in the next commit (not manual: a retry writes it again, from a new first moment).
+    ``again_as``: the token the step writes it again under, when not the same (a sweep's next round). Nothing
+    pending: settled alone."""
+    pending = record.pending
+    if pending is None:
+        ctx.settle(record, action, detail, outbound=outbound)
+        return
+    token = pending.token if again_as is None else again_as
+    undone = NotDone(kind=pending.kind, token=token, first_at_ms=pending.first_at_ms)
+    ctx.settle(record.model_copy(update={"not_done": undone}), action, detail, outbound=outbound)
+    overdue = retry_overdue(pending, ctx.now_ms(), ctx.services.policy)
+    if overdue is not None:
+        ctx.record = ctx.record.model_copy(update={"not_done": None})  # committed with the block
+        step, reason = overdue
+        fail(ctx, step, reason)

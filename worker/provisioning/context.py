@@ -210,16 +210,20 @@ class StepContext:
         nothing is recorded unless all of them take it. The lock is renewed by that commit; the write may only be
         sent while that renewal certainly still holds. An intent still pending (a whole-replacement write being
         sent again to resolve it) is journalled as ``resent``, so the journal accounts for every write; the same
-        write (kind and token) keeps its first moment (``Intent.first_at_ms``).
+        write (kind and token) keeps its first moment (``Intent.first_at_ms``), sent again or written again after it
+        was found not done (``CustomerRecord.not_done``, cleared by this commit whatever the write).
 
         Raises ``RateLimitedError`` (the exact wait) when the limiter says wait, ``RiderRefused`` when another rider
         refused; nothing of the commit is written then (what a rider wrote itself stays: see the riders)."""
         endpoint = INTENT_ENDPOINTS[kind]
         admit = self.services.admit(endpoint, self.scope)
         now = self.now_ms()
-        earlier = self.record.pending
-        again = earlier is not None and earlier.kind is kind and earlier.token == token
-        first = earlier.first_at_ms if earlier is not None and again else now
+        earlier, undone = self.record.pending, self.record.not_done
+        first = now
+        if earlier is not None and earlier.kind is kind and earlier.token == token:
+            first = earlier.first_at_ms
+        elif undone is not None and undone.kind is kind and undone.token == token:
+            first = undone.first_at_ms
         intent = Intent(kind=kind, token=token, started_at_ms=now, first_at_ms=first, details=details)
         journal: list[tuple[JournalAction, dict[str, Any]]] = []
         if earlier is not None:
@@ -231,7 +235,8 @@ class StepContext:
         renewed = time.monotonic()
         asked = [*riders, *([admit] if admit is not None else [])]
         try:
-            self.commit(self.record.model_copy(update={"pending": intent}), journal=journal, riders=asked)
+            recorded = self.record.model_copy(update={"pending": intent, "not_done": None})
+            self.commit(recorded, journal=journal, riders=asked)
         except RiderRefused as refused:
             if refused.rider == ADMIT:
                 raise self.services.refusal(endpoint, refused.value) from None

@@ -18,10 +18,11 @@ from handlers.commands import (
 from handlers.intents import IssueKeyDetails, RevokeKeyDetails, UpdateKeyDetails
 from handlers.journal import JournalAction
 from handlers.naming import Naming
+from handlers.planner import retry_overdue
 from handlers.records import IntentKind, KeyRecord
 from worker.exchange import OutcomeUnknownError, PermanentError
 from worker.exchange.models import Permission
-from worker.provisioning.blocks import fail
+from worker.provisioning.blocks import fail, not_done
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import key_updated, outcome
 
@@ -108,8 +109,10 @@ def issue_api_key(cmd: IssueApiKey, ctx: StepContext) -> None:
 def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
     """After a lost issue: list the sub-account's keys and delete every key labelled ``cmd.label`` that we do not
     hold (its secret is lost), telling the upstream each one gone. Only when none is left is the intent cleared, so
-    the key is issued again. A delete left unanswered is remembered in the intent (``orphans_unsure``) and told
-    once a later listing no longer shows the key."""
+    the key is issued again (its first attempt's moment kept: ``blocks.not_done``, which blocks the issuance instead
+    once every attempt failed for the bound). A delete left unanswered is remembered in the intent
+    (``orphans_unsure``) and told once a later listing no longer shows the key; past the bound, the issuance is
+    blocked with the intent kept (``planner.retry_overdue``)."""
     ctx.heartbeat()
     held = {k.api_key for k in ctx.record.live_keys}
     listed = ctx.exchange.api_keys.list(uid=cmd.uid)
@@ -147,8 +150,13 @@ def resolve_api_key(cmd: ResolveApiKey, ctx: StepContext) -> None:
             journal=[(JournalAction.ORPHAN_KEYS_PENDING, detail)],
             outbound=told,
         )
+        overdue = retry_overdue(restarted, now, ctx.services.policy)
+        if overdue is not None:  # kept with the block: a retry deletes the orphans before it issues a key
+            fail(ctx, *overdue, keep_intent=True)
         return
-    ctx.settle(
+    # issued again (its first attempt's moment kept), unless every attempt failed for the bound
+    not_done(
+        ctx,
         record,
         JournalAction.NOT_COMMITTED if not (deleted or gone) else JournalAction.ORPHAN_KEYS_DELETED,
         detail,
@@ -223,7 +231,8 @@ def revoke_api_key(cmd: RevokeApiKey, ctx: StepContext) -> None:
 
 
 def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
-    """List the keys: gone → revoked; still there → delete again (or block if the exchange keeps refusing)."""
+    """List the keys: gone → revoked; still there → delete again (or block if the exchange keeps refusing, or every
+    attempt failed for the bound: ``blocks.not_done``)."""
     ctx.heartbeat()
     present = any(k.api_key == cmd.api_key for k in ctx.exchange.api_keys.list(uid=cmd.uid))
     if not present:
@@ -233,7 +242,7 @@ def resolve_revoke(cmd: ResolveRevoke, ctx: StepContext) -> None:
     if pending is not None and isinstance(pending.details, RevokeKeyDetails) and pending.details.refused:
         fail(ctx, steps.revoke(cmd.api_key), f"the exchange refused to delete the key: {pending.details.refused}")
         return
-    ctx.settle(ctx.record, JournalAction.NOT_COMMITTED, {"kind": "revoke_key", "token": cmd.api_key})
+    not_done(ctx, ctx.record, JournalAction.NOT_COMMITTED, {"kind": "revoke_key", "token": cmd.api_key})
 
 
 def rotate_for_age(cmd: RotateForAge, ctx: StepContext) -> None:

@@ -20,7 +20,7 @@ from handlers.records import IntentKind, KycProgress, KycStage
 from worker.exchange import PermanentError, RequestValidationError
 from worker.exchange.models import KycState
 from worker.exchange.requests import KycSubmission, build
-from worker.provisioning.blocks import fail
+from worker.provisioning.blocks import fail, not_done
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.provisioning.waits import KEY_ROLLOUT_WAIT, own_wait
@@ -101,7 +101,8 @@ def check_kyc(cmd: CheckKyc, ctx: StepContext) -> None:
             and reason == previous.reason
         )
         if status is KycState.NONE or stale:
-            ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": "submit_kyc", "token": record.pending.token})
+            # submitted again, its first attempt's moment kept, unless every attempt failed for the bound
+            not_done(ctx, record, JournalAction.NOT_COMMITTED, {"kind": "submit_kyc", "token": record.pending.token})
         else:
             _submitted(ctx, record.pending.token, KycStage.SUBMITTED)
         return

@@ -23,7 +23,12 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
                                             after the first send, else judged from the Special Account's
                                             ledger (``handlers.settlement``); undecided → an operator's verdict
                                             (a sweep is recorded unconfirmed instead: moving back what is there
-                                            is harmless, the next round reads the balances again)
+                                            is harmless, the next round reads the balances again; unanswered
+                                            round after round for PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS, the
+                                            sweep is blocked); not there →
+                                            sent again under the same clientOid, unless every send failed for
+                                            PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS since the first: then the
+                                            line is blocked (a retry sends it under a new clientOid)
 ==========================================  ====================================================================
 """
 
@@ -79,7 +84,7 @@ from handlers.settlement import (
 from worker.exchange import DuplicateClientOidError, PermanentError, RateLimitedError
 from worker.exchange.models import AccountType, Direction, LedgerEntry, TransferDetail
 from worker.exchange.scope import CallScope, Preadmission
-from worker.provisioning.blocks import fail
+from worker.provisioning.blocks import fail, not_done
 from worker.provisioning.caps_steps import daily_use_in_ledger
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
@@ -280,8 +285,9 @@ def resolve_transfer(cmd: ResolveTransfer, ctx: StepContext) -> None:
         record = record.model_copy(
             update={"earlier_sends": {**record.earlier_sends, details.key: earlier}, "unsent_by_operator": unsent}
         )
-        ctx.settle(
-            record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
+        # sent again under the same clientOid (its first send's moment kept), unless every send failed for the bound
+        not_done(
+            ctx, record, JournalAction.NOT_COMMITTED, {"kind": "transfer", "token": token, "evidence": judgement.reason}
         )
 
 
@@ -1058,7 +1064,8 @@ def _moved_today(ctx: StepContext, details: TransferIntent, counted_as: str) -> 
 
 def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judgement: Judgement) -> None:
     """The exchange's records cannot tell. Funding: an operator decides (nothing is sent on a guess). Sweep:
-    recorded unconfirmed; the next round reads the balances again (moving back what is there is harmless)."""
+    recorded unconfirmed; the next round reads the balances again (moving back what is there is harmless), its
+    sweep keeping the first moment of this one (``blocks.not_done``) — past the bound, the sweep is blocked."""
     if details.purpose is TransferPurpose.SWEEP:
         now = ctx.now_ms()
         entry = _entry(details, client_oid, now, TransferStatus.UNCONFIRMED, order_id=None)
@@ -1070,7 +1077,12 @@ def _undecided(ctx: StepContext, details: TransferIntent, client_oid: str, judge
             }
         )
         why = {"key": entry.key, "client_oid": client_oid, "why": judgement.reason}
-        ctx.settle(record, JournalAction.TRANSFER_UNCONFIRMED, why)
+        # the next round sweeps under a new clientOid: it keeps this one's first moment, unless every round failed
+        # for the bound (the sweep is blocked then)
+        again = ctx.services.policy.naming.sweep_client_oid(
+            record.ref, record.sweep_round, record.retry_counts.get(steps.SWEEP, 0)
+        )
+        not_done(ctx, record, JournalAction.TRANSFER_UNCONFIRMED, why, again_as=again)
         return
     asked = details.asked_about(client_oid)
     if len(asked) > 1:

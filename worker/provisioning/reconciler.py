@@ -6,18 +6,24 @@ Errors, by class (``worker.exchange.errors``):
   ``Intent.first_at_ms``); the planner waits, then resolves it by reading — or, for a key update, by sending it
   again, until ``PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS`` after its first send: unknown again then, the update is
   blocked for an operator (``planner.update_overdue``), the intent kept with the block.
-- retryable / auth-config during a write: the request was not applied, so the fresh intent is cleared; the
-  error propagates (the runtime retries with backoff, or slowly for auth/config).
+- retryable / auth-config during a write: the request was not applied, so the fresh intent is cleared (its first
+  moment remembered, ``CustomerRecord.not_done``, as for a write found not done by reading); the error propagates
+  (the runtime retries with backoff, or slowly for auth/config).
 - rate limited: as above, but the customer is re-scheduled for exactly the wait, and the run ends cleanly, so
   waiting for quota uses no retry.
 - permanent: the step executors block the step (``Blocked``); at the end of the run ``StepsBlocked`` carries the
   reasons, so the message is dead-lettered for an operator to fix the cause and replay.
 
+A write settled by reading (a create, an issuance, a revocation, a KYC submission, a funding transfer) and found
+not done is written again with its first moment kept (``blocks.not_done``), until it has failed for
+``PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS``: then its step is blocked for an operator (``planner.retry_overdue``).
+
 A busy lock (another reconcile of the same customer) re-schedules the customer a moment later: the event that
 woke us is already stored, so nothing is lost.
 
 An operator's retry (``retry_blocked``: ``provisioner customer retry`` or a replayed dead letter) first unblocks
-the blocked steps and takes back the refusals of funding lines refused for a cause a setting fixes
+the blocked steps (an issuance blocked with orphan keys still to delete is pending again, so they are deleted
+before a key is issued) and takes back the refusals of funding lines refused for a cause a setting fixes
 (``worker.provisioning.redecide``), so the planner decides those lines again.
 """
 
@@ -35,9 +41,10 @@ from handlers import commands as c
 from handlers import steps
 from handlers.delivery import DELIVERY_UNTRACKED
 from handlers.desired import DesiredState, carries_funding
+from handlers.intents import Intent, IssueKeyDetails
 from handlers.journal import JournalAction
 from handlers.planner import plan, update_overdue
-from handlers.records import CustomerRecord
+from handlers.records import CustomerRecord, NotDone
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.scope import CallScope
@@ -427,9 +434,16 @@ class Reconciler:
     @staticmethod
     def _unblock(ctx: StepContext) -> None:
         """An operator replayed a dead letter: retry every blocked step (not those awaiting a manual decision),
-        with new clientOids where money is involved (``retry_counts``)."""
+        with new clientOids where money is involved (``retry_counts``). An issuance blocked with orphan keys whose
+        deletes went unanswered (``planner.retry_overdue``) is pending again, from now, while nothing else is and
+        the customer is open: its orphans are deleted before a key is issued."""
         record = ctx.record
         retried = [step for step, b in record.blocked.items() if not b.manual]
+        orphans = _orphans_to_delete(record, retried)
+        if orphans is not None:
+            now = ctx.now_ms()
+            again = orphans.model_copy(update={"started_at_ms": now, "first_at_ms": now})
+            record = record.model_copy(update={"pending": again})
         counts = dict(record.retry_counts)
         for step in retried:
             counts[step] = counts.get(step, 0) + 1
@@ -502,8 +516,22 @@ class Reconciler:
         since the earlier send's outcome is still unknown."""
         pending = ctx.record.pending
         if pending is not None and before is None:
+            # the same write written again keeps its first moment (``StepContext.write_intent``)
+            undone = NotDone(kind=pending.kind, token=pending.token, first_at_ms=pending.first_at_ms)
             ctx.settle(
-                ctx.record,
+                ctx.record.model_copy(update={"not_done": undone}),
                 JournalAction.NOT_SENT,
                 {"kind": pending.kind.value, "token": pending.token, "error": str(exc)},
             )
+
+
+def _orphans_to_delete(record: CustomerRecord, retried: list[steps.StepId]) -> Intent | None:
+    """Of the ``retried`` steps, an issuance blocked with orphan keys still to delete (``planner.retry_overdue``):
+    its intent, to stand pending again — only while nothing else is pending and the customer is open."""
+    if record.pending is not None or record.closed_at_ms is not None:
+        return None
+    for step in retried:
+        kept = record.blocked[step].intent
+        if kept is not None and isinstance(kept.details, IssueKeyDetails) and kept.details.orphans_unsure:
+            return kept
+    return None

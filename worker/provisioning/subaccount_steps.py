@@ -18,7 +18,7 @@ from handlers.records import IntentKind, SubAccountRecord
 from worker.exchange import AccountLimitError, PermanentError
 from worker.exchange.models import SubAccount
 from worker.exchange.subaccounts import MAX_PAGE_SIZE, new_listing
-from worker.provisioning.blocks import fail
+from worker.provisioning.blocks import fail, not_done
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 
@@ -47,7 +47,9 @@ def create_sub_account(cmd: CreateSubAccount, ctx: StepContext) -> None:
 
 def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
     """List our sub-accounts for the intent's name. Ours → adopt it. Absent after a refusal → the name is taken
-    by someone else (or invalid): next attempt. Absent after a lost response → it never happened: create again."""
+    by someone else (or invalid): next attempt. Absent after a lost response → it never happened: create again
+    (the same name: its first attempt's moment kept), unless every attempt failed for the bound
+    (``blocks.not_done``)."""
     found = _find_by_name(ctx, cmd.account_name)
     if found is not None:
         _adopt(ctx, found, how="found")
@@ -57,7 +59,7 @@ def resolve_sub_account(cmd: ResolveSubAccount, ctx: StepContext) -> None:
     assert pending is not None and isinstance(pending.details, CreateSubAccountDetails)
     refusal = pending.details.refused
     if not refusal:
-        ctx.settle(record, JournalAction.NOT_COMMITTED, {"kind": pending.kind.value, "token": pending.token})
+        not_done(ctx, record, JournalAction.NOT_COMMITTED, {"kind": pending.kind.value, "token": pending.token})
         return
     if pending.details.account_limit:
         fail(ctx, steps.SUBACCOUNT, account_limit_reason(refusal))
