@@ -338,8 +338,13 @@ def retry_overdue(intent: Intent, now_ms: int, policy: Policy) -> tuple[steps.St
         case SubmitKycDetails():
             step, write = steps.KYC, f"the proxy KYC submission (documents of {intent.token})"
         case TransferIntent() if d.purpose is TransferPurpose.FUND:
-            step = steps.fund(d.key)
-            write = f"the transfer of line {d.key} ({d.amount} {d.currency}, clientOid {intent.token})"
+            reason = (
+                f"transfer {intent.token} of line {d.key} ({d.amount} {d.currency}): every attempt for {span} went "
+                "unanswered (no answer, or none that could be read) and the Special Account's ledger shows none of "
+                "them (PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS) — its silence is no proof that none moved money: "
+                "counted in doubt; check with KuCoin, then decide with `provisioner customer settle-transfer`"
+            )
+            return steps.fund(d.key), reason
         case TransferIntent():
             reason = (
                 f"the sweep of {d.amount} {d.currency} from the sub-account's {d.sub_wallet} wallet (clientOid "

@@ -23,11 +23,6 @@ BOUND_S = 120
 CAP = Decimal("1000")  # the rig's per-customer USDT cap
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a funding line blocked past the unknown-outcome bound is not counted in doubt by the per-customer cap: "
-    "a top-up is sent into the room its earlier send used, and the customer is paid past the cap",
-)
 def test_a_funding_line_blocked_past_the_bound_is_not_counted_by_the_cap(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: the README's "Settings the exchange contradicts": the Special Account's ledger lists a transfer 10 min

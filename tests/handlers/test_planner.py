@@ -953,7 +953,7 @@ def test_a_write_found_not_done_on_every_attempt_past_the_bound_is_overdue_with_
             "Delete SubAccount API",
         ),
         (IntentKind.SUBMIT_KYC, "e-kyc", SubmitKycDetails(uid=UID, event_id="e-kyc"), "kyc", "proxy KYC submission"),
-        (IntentKind.TRANSFER, "oid-0", fund, "fund:e-kyc#0", "the transfer of line e-kyc#0 (250 USDT"),
+        (IntentKind.TRANSFER, "oid-0", fund, "fund:e-kyc#0", "transfer oid-0 of line e-kyc#0 (250 USDT"),
     ]
     for kind, token, details, step, names in cases:
         intent = Intent(kind=kind, token=token, started_at_ms=3_500_000, first_at_ms=0, details=details)

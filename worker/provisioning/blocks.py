@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from handlers.intents import Intent, TransferIntent, TransferPurpose
 from handlers.journal import JournalAction
 from handlers.planner import retry_overdue
 from handlers.records import CustomerRecord, NotDone
@@ -53,11 +54,24 @@ def not_done(
     if pending is None:
         ctx.settle(record, action, detail, outbound=outbound)
         return
+    overdue = retry_overdue(pending, ctx.now_ms(), ctx.services.policy)
+    if overdue is not None and _money_in(pending):
+        # every send of a funding line unanswered for the bound, and the ledger shows none of them: its silence is
+        # no proof the money did not move (a ledger slower than its setting) — an operator decides, the line
+        # counted in doubt meanwhile (a manual block keeping the intent), never a line taken for unpaid
+        ctx.record = record
+        step, reason = overdue
+        fail(ctx, step, reason, manual=True)
+        return
     token = pending.token if again_as is None else again_as
     undone = NotDone(kind=pending.kind, token=token, first_at_ms=pending.first_at_ms)
     ctx.settle(record.model_copy(update={"not_done": undone}), action, detail, outbound=outbound)
-    overdue = retry_overdue(pending, ctx.now_ms(), ctx.services.policy)
     if overdue is not None:
         ctx.record = ctx.record.model_copy(update={"not_done": None})  # committed with the block
         step, reason = overdue
         fail(ctx, step, reason)
+
+
+def _money_in(intent: Intent) -> bool:
+    """Whether ``intent`` is a funding line's transfer (money to the customer, counted on its caps)."""
+    return isinstance(intent.details, TransferIntent) and intent.details.purpose is TransferPurpose.FUND

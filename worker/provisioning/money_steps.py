@@ -27,8 +27,8 @@ no answer (time-out, 5xx, crash)            the intent stays; after the settle d
                                             round after round for PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS, the
                                             sweep is blocked); not there →
                                             sent again under the same clientOid, unless every send failed for
-                                            PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS since the first: then the
-                                            line is blocked (a retry sends it under a new clientOid)
+                                            PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS since the first: then an
+                                            operator decides (manual block, counted in doubt meanwhile)
 ==========================================  ====================================================================
 """
 
