@@ -442,6 +442,16 @@ def _offboard(p: _Plan) -> Step:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
+    orphaned = sorted(
+        key
+        for b in record.blocked.values()
+        if b.intent is not None and isinstance(b.intent.details, IssueKeyDetails)
+        for key in b.intent.details.orphans_unsure
+    )
+    if orphaned:
+        # keys the exchange made whose secret we never held, their deletes unanswered past the bound: the close
+        # would leave them live on the sub-account with nothing looking at them again
+        return p.idle(f"offboarding: keys {', '.join(orphaned)} must be deleted first (`provisioner customer retry`)")
     futures_maybe = desired.futures_asked and (bool(record.keys) or record.recovered_at_ms is not None)
     return CloseCustomer(reason="offboarded", futures_maybe=futures_maybe)
 

@@ -57,11 +57,6 @@ def _rig(redis_url: str, key_prefix: str) -> Rig:
     return Rig(redis_url, key_prefix, config=config, PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS=str(BOUND_S))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an offboarding closes a customer whose issuance is blocked with an orphan kept in the block: the close "
-    "drops the block and the orphan key stays live on the exchange for good",
-)
 def test_an_offboarding_closes_over_an_issuance_blocked_with_an_orphan(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a customer's first key is issued; Add SubAccount API applies it but the answer is lost, and every
@@ -107,11 +102,6 @@ def test_an_offboarding_closes_over_an_issuance_blocked_with_an_orphan(redis_url
         rig.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an operator's retry while another write is pending lifts an issuance block without putting its orphans "
-    "back: the key is issued again and the orphan stays live",
-)
 def test_a_retry_while_a_transfer_is_pending_drops_the_orphans_to_delete(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: as above, the first issuance is blocked with an orphan kept in the block; the exchange recovers. A
@@ -142,6 +132,10 @@ def test_a_retry_while_a_transfer_is_pending_drops_the_orphans_to_delete(redis_u
         set_faults(rig, "transfer", drop=0.0)
         assert rig.record(ref).pending is not None, "precondition: the top-up's transfer is pending"
         rig.run(ref, retry_blocked=True)
+        rig.settle(ref)
+        # the orphans could not stand pending beside the transfer: the issuance stays blocked, orphans and all
+        assert any(b.intent is not None for b in rig.record(ref).blocked.values()), "the orphans are never forgotten"
+        rig.run(ref, retry_blocked=True)  # once the transfer settled, the retry deletes them, then issues the key
         rig.settle(ref)
         record = rig.record(ref)
         assert not record.blocked and len(record.live_keys) == 1, "precondition: the retry issued the key"

@@ -38,11 +38,6 @@ def _as_written_before_the_field(rig: Rig, ref: str) -> None:
     rig.app.redis.set(key, json.dumps(stored))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key update blocked by the version before access_in_doubt is retried as settled: after a reverted "
-    "whitelist nothing is sent and the key keeps the unsettled write's whitelist",
-)
 def test_an_update_blocked_before_access_in_doubt_keeps_the_reverted_whitelist(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: adv55's: every Modify SubAccount API for whitelist B is applied, its answer lost, past

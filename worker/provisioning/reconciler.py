@@ -41,10 +41,10 @@ from handlers import commands as c
 from handlers import steps
 from handlers.delivery import DELIVERY_UNTRACKED
 from handlers.desired import DesiredState, carries_funding
-from handlers.intents import Intent, IssueKeyDetails
+from handlers.intents import Intent, IssueKeyDetails, UpdateKeyDetails
 from handlers.journal import JournalAction
 from handlers.planner import plan, update_overdue
-from handlers.records import CustomerRecord, NotDone
+from handlers.records import Blocked, CustomerRecord, NotDone
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.scope import CallScope
@@ -436,7 +436,9 @@ class Reconciler:
         """An operator replayed a dead letter: retry every blocked step (not those awaiting a manual decision),
         with new clientOids where money is involved (``retry_counts``). An issuance blocked with orphan keys whose
         deletes went unanswered (``planner.retry_overdue``) is pending again, from now, while nothing else is and
-        the customer is open: its orphans are deleted before a key is issued."""
+        the customer is open: its orphans are deleted before a key is issued; while another write is pending it
+        stays blocked, orphans and all, for the next retry. A key update blocked with its write kept leaves the
+        key's access in doubt (``KeyRecord.access_in_doubt``): the next update is sent whatever the record says."""
         record = ctx.record
         retried = [step for step, b in record.blocked.items() if not b.manual]
         orphans = _orphans_to_delete(record, retried)
@@ -444,10 +446,26 @@ class Reconciler:
             now = ctx.now_ms()
             again = orphans.model_copy(update={"started_at_ms": now, "first_at_ms": now})
             record = record.model_copy(update={"pending": again})
+        # an issuance whose orphans cannot stand pending now (another write is): kept blocked, orphans and all, for
+        # the next retry — lifted, they would be forgotten and the key issued again beside them
+        kept = [
+            s for s in retried if _holds_orphans(record.blocked[s]) and (orphans is None or s != _issue_of(orphans))
+        ]
+        retried = [s for s in retried if s not in kept]
         counts = dict(record.retry_counts)
         for step in retried:
             counts[step] = counts.get(step, 0) + 1
-        blocked = {step: b for step, b in record.blocked.items() if b.manual}
+        # a key update blocked with its write kept (every send unanswered): the key holds the old access or the one
+        # sent, whatever the record says (blocks written before ``access_in_doubt`` included)
+        doubted = {
+            b.intent.token for s in retried if (b := record.blocked[s]).intent is not None and _updates(b.intent)
+        }
+        if doubted:
+            keys = tuple(
+                k.model_copy(update={"access_in_doubt": True}) if k.api_key in doubted else k for k in record.keys
+            )
+            record = record.model_copy(update={"keys": keys})
+        blocked = {step: b for step, b in record.blocked.items() if b.manual or step in kept}
         if steps.SWEEP in retried:
             record = record.model_copy(update={"balances": None})  # read again what is there now
         ctx.commit(
@@ -523,6 +541,21 @@ class Reconciler:
                 JournalAction.NOT_SENT,
                 {"kind": pending.kind.value, "token": pending.token, "error": str(exc)},
             )
+
+
+def _holds_orphans(block: Blocked) -> bool:
+    """Whether ``block`` keeps an issuance with orphan keys still to delete (``planner.retry_overdue``)."""
+    kept = block.intent
+    return kept is not None and isinstance(kept.details, IssueKeyDetails) and bool(kept.details.orphans_unsure)
+
+
+def _issue_of(intent: Intent) -> steps.StepId:
+    assert isinstance(intent.details, IssueKeyDetails)
+    return steps.issue(intent.details.generation)
+
+
+def _updates(intent: Intent) -> bool:
+    return isinstance(intent.details, UpdateKeyDetails)
 
 
 def _orphans_to_delete(record: CustomerRecord, retried: list[steps.StepId]) -> Intent | None:
