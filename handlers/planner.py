@@ -442,11 +442,13 @@ def _offboard(p: _Plan) -> Step:
         return p.idle(f"offboarding: waiting for an operator's verdict on {', '.join(sorted(in_doubt))}")
     if steps.SWEEP in record.blocked:
         return p.idle("offboarding: moving balances back is blocked")
+    recorded = {k.api_key for k in record.keys}
     orphaned = sorted(
         key
         for b in record.blocked.values()
         if b.intent is not None and isinstance(b.intent.details, IssueKeyDetails)
         for key in b.intent.details.orphans_unsure
+        if key not in recorded  # found by the offboarding's own listing: revoked above like any other key
     )
     if orphaned:
         # keys the exchange made whose secret we never held, their deletes unanswered past the bound: the close

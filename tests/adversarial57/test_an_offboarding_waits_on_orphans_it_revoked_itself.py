@@ -24,10 +24,6 @@ def _live_on_exchange(rig: Rig) -> list[str]:
     return sorted(k["apiKey"] for k in rig.state()["apiKeys"] if k["deletedAt"] is None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adv57: the offboarding waits on a block's orphans that its own key listing and revocation deleted",
-)
 def test_an_offboarding_waits_for_a_retry_on_an_orphan_it_already_revoked(redis_url: str, key_prefix: str) -> None:
     """
     Scenario: a customer holds its first key (generation 0). It asks for a rotation; Add SubAccount API of
