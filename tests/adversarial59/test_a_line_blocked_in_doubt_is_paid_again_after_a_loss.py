@@ -49,8 +49,9 @@ def _blocked_in_doubt_then_lost(rig: Rig, customer: str) -> tuple[str, str, str,
 
 @pytest.mark.xfail(
     strict=True,
-    reason="adv59: recover --heard-complete skips the heard provisioning.failed of fund:LINE; a line the worker had "
-    "blocked in doubt (its first send moved the money, the ledger slower than its setting) is sent again: paid twice",
+    reason="adv59 (documented limit, README 'Known limits'): recover --heard-complete skips the heard "
+    "provisioning.failed of fund:LINE; a line the worker had blocked in doubt (its first send moved the money, the "
+    "ledger slower than its setting) is sent again: paid twice",
 )
 def test_a_line_blocked_in_doubt_is_paid_again_after_a_loss_with_heard_complete(
     redis_url: str, key_prefix: str
