@@ -42,6 +42,7 @@ from handlers.refusals import retryable_reason
 from worker.store.keys import Keys
 
 __all__ = [
+    "IN_DOUBT",
     "HeardError",
     "HeardOutcome",
     "heard_for",
@@ -50,6 +51,7 @@ __all__ = [
     "misnamed_refs",
     "nothing_lost",
     "outcomes_from_events",
+    "outcomes_known",
     "read_heard",
     "read_received",
     "refusals_from_events",
@@ -58,6 +60,9 @@ __all__ = [
 ]
 
 _TYPES = {"funding.completed": "completed", "funding.refused": "refused"}
+IN_DOUBT = "in_doubt"
+"""The verdict of a line the upstream was told blocked (``provisioning.failed`` of ``fund:<line>``) and never told
+completed or refused since: it decides nothing, but the customer's outcomes are not all known (``outcomes_known``)."""
 
 
 class HeardError(Exception):
@@ -70,7 +75,7 @@ class HeardOutcome:
     key: str
     """The funding line (``<event id>#<index>``)."""
     verdict: str
-    """``completed`` or ``refused``."""
+    """``completed``, ``refused`` or ``in_doubt`` (``IN_DOUBT``: told blocked, nothing since; no amount)."""
     currency: str
     amount: str
     reason: str | None = None
@@ -103,9 +108,22 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
     (money moved wins over a refusal: never paid again); heard refused twice, a final refusal wins over a cap's."""
     found: dict[tuple[str, str], HeardOutcome] = {}
     doubled: dict[tuple[str, str], int | None] = {}
+    doubts: dict[tuple[str, str], HeardOutcome] = {}
     for number, event in enumerate(events, start=1):
         if not isinstance(event, Mapping):
             raise HeardError(f"{where} {number}: not a JSON object")
+        blocked = _blocked_line(event)
+        if blocked is not None:
+            doubts[blocked] = HeardOutcome(
+                customer_ref=blocked[0],
+                key=blocked[1],
+                verdict=IN_DOUBT,
+                currency="",
+                amount="0",
+                reason=_text(event.get("reason")),
+                occurred_at=_text(event.get("occurred_at")),
+            )
+            continue
         line = _doubled_line(event)
         if line is not None:
             ident, count = line
@@ -141,12 +159,24 @@ def outcomes_from_events(events: Iterable[Mapping[str, Any]], *, where: str = "e
         held = found.get(ident)
         if held is None or verdict == "completed" or (held.verdict == "refused" and _overrides(outcome, held)):
             found[ident] = outcome
-    return [
+    decided = [
         replace(o, paid_again=doubled[(o.customer_ref, o.key)])
         if o.verdict == "completed" and (o.customer_ref, o.key) in doubled
         else o
         for o in found.values()
     ]
+    # a line told blocked and never told completed or refused since: its fate is not known to the upstream
+    return decided + [o for ident, o in doubts.items() if ident not in found]
+
+
+def _blocked_line(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(customer ref, line) of a ``provisioning.failed`` that blocked a funding line (its ``fund:<line>`` step: the
+    exchange refused it, or its sends went unanswered and the ledger showed none — in doubt), else ``None``."""
+    step, ref = event.get("step"), event.get("customer_ref")
+    if event.get("type") != "provisioning.failed" or not isinstance(step, str) or not isinstance(ref, str) or not ref:
+        return None
+    kind, _, line = step.partition(":")
+    return (ref, line) if kind == "fund" and line else None
 
 
 def _doubled_line(event: Mapping[str, Any]) -> tuple[tuple[str, str], int | None] | None:
@@ -296,8 +326,8 @@ def store_heard(
     """Replace what the last recovery was given. ``None``: the upstream's outcomes are not known. ``complete``:
     they are every outcome written before the loss (nothing was waiting for delivery), so a line they do not
     mention was never decided; else such a line, if unpaid, waits for an operator. ``live_keys``: per customer
-    reference, the API keys the upstream holds live (``read_heard_keys``). Returns how many outcomes were
-    stored."""
+    reference, the API keys the upstream holds live (``read_heard_keys``). Returns how many outcomes (completed or
+    refused; lines heard blocked are stored too, not counted) were stored."""
     by_ref: dict[str, dict[str, dict[str, Any]]] = {}
     for outcome in outcomes or ():
         by_ref.setdefault(outcome.customer_ref, {})[outcome.key] = asdict(outcome)
@@ -310,7 +340,7 @@ def store_heard(
     if any(held.values()):
         pipe.hset(keys.recovery_heard_keys, mapping={ref: json.dumps(k) for ref, k in held.items() if k})
     pipe.execute()
-    return sum(len(lines) for lines in by_ref.values())
+    return sum(1 for lines in by_ref.values() for o in lines.values() if o["verdict"] != IN_DOUBT)
 
 
 def nothing_lost(client: redis.Redis, keys: Keys) -> int:
@@ -322,10 +352,17 @@ def nothing_lost(client: redis.Redis, keys: Keys) -> int:
 
 def heard_for(client: redis.Redis, keys: Keys, customer_ref: str) -> tuple[bool, list[HeardOutcome]]:
     """Whether every outcome the upstream heard is known (given to a recovery, or never lost), and those of
-    ``customer_ref`` a recovery was given."""
+    ``customer_ref`` a recovery was given (``outcomes_known`` says whether they are all known for that customer)."""
     given, raw = client.get(keys.recovery_heard_given), client.hget(keys.recovery_heard, customer_ref)
     lines: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
     return given in (None, "1"), [HeardOutcome(**fields) for fields in lines.values()]
+
+
+def outcomes_known(given: bool, heard: Iterable[HeardOutcome]) -> bool:
+    """Whether a customer's funding outcomes are all known: the heard file is complete (``given``) and none of the
+    customer's lines was told blocked without an outcome since (``IN_DOUBT``: its fate may have been sent again
+    past the ledger's silence, so a line the ledger does not show waits for an operator, as without the file)."""
+    return given and not any(o.verdict == IN_DOUBT for o in heard)
 
 
 def heard_live_keys(client: redis.Redis, keys: Keys, customer_ref: str) -> list[str]:

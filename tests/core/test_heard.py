@@ -268,3 +268,18 @@ def test_a_heard_file_named_with_another_secret_is_told_apart() -> None:
     assert misnamed_refs(received, staging) == [f"account_name {name}"], "another prefix"
     adopted = {"type": "sub_account.created", "customer_id": "c-2", "customer_ref": ours.customer_ref("c-2")}
     assert misnamed_refs([{**adopted, "account_name": "legacy-acct-17"}], ours) == [], "an older system's name"
+
+
+def test_a_line_heard_blocked_and_nothing_since_leaves_its_customers_outcomes_unknown() -> None:
+    """``provisioning.failed`` of ``fund:<line>`` (refused by the exchange, or in doubt past the bound) decides
+    nothing, but a customer with such a line heard and no outcome since is not all known (adv59): its unfound lines
+    wait for an operator after a loss, as without the file. A later completion or refusal of the line wins."""
+    from worker.heard import IN_DOUBT, outcomes_from_events, outcomes_known
+
+    failed = {"type": "provisioning.failed", "customer_ref": "r1", "step": "fund:e1#0", "reason": "in doubt"}
+    done = {"type": "funding.completed", "customer_ref": "r1", "key": "e1#0", "currency": "USDT", "amount": "600"}
+    [doubt] = outcomes_from_events([failed])
+    assert (doubt.verdict, doubt.key) == (IN_DOUBT, "e1#0") and not outcomes_known(True, [doubt])
+    [later] = outcomes_from_events([failed, done])
+    assert later.verdict == "completed" and outcomes_known(True, [later])
+    assert not outcomes_known(False, [later])

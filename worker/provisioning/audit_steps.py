@@ -34,7 +34,7 @@ from handlers.records import (
 from handlers.refusals import HEARD_REFUSAL_NOTE
 from handlers.steps import StepId
 from worker.exchange.models import ApiKey
-from worker.heard import HeardOutcome, heard_for, heard_live_keys
+from worker.heard import IN_DOUBT, HeardOutcome, heard_for, heard_live_keys, outcomes_known
 from worker.provisioning.context import StepContext
 from worker.provisioning.outbound import outcome
 from worker.provisioning.waits import LISTING_WAIT, own_wait
@@ -68,7 +68,7 @@ def audit_from_exchange(cmd: AuditFromExchange, ctx: StepContext) -> None:
                 outcome(record, "sub_account.created", sub.uid, now, uid=sub.uid, account_name=sub.account_name)
             )
     given, heard = heard_for(s.store.redis, s.store.keys, record.ref)
-    update["outcomes_heard"] = given
+    update["outcomes_heard"] = outcomes_known(given, heard)
     seeded = _seed_heard(record, heard, now, sub_wallet=s.policy.sub_wallet)
     journal: list[tuple[JournalAction, dict[str, Any]]] = [(JournalAction.AUDITED, findings)]
     if seeded:
@@ -237,6 +237,8 @@ def _heard_decides(outcome: HeardOutcome, held: TransferRecord | None) -> bool:
     """Whether what the upstream heard replaces what the record holds of the line: nothing, a transfer whose final
     status it never read (a restored snapshot's), or a refusal of a line the upstream heard paid (money moved wins).
     A final status the record holds stands."""
+    if outcome.verdict == IN_DOUBT:
+        return False  # decides nothing (``worker.heard.outcomes_known``)
     if held is None or held.status is TransferStatus.ACCEPTED:
         return True
     return outcome.verdict == "completed" and held.status is TransferStatus.REFUSED
