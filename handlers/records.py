@@ -185,6 +185,9 @@ class NotDone(Record):
     token: str
     first_at_ms: int
     """When the first of the attempts at the write was recorded."""
+    at_ms: int = 0
+    """When it was found not done (0: not recorded). A write of it begun longer than the bound after that (a KYC
+    review in between, say) starts afresh: its earlier attempts are not this one's (``StepContext.write_intent``)."""
 
 
 class Blocked(Record):

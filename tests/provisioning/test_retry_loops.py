@@ -340,3 +340,36 @@ def test_a_sweep_failing_past_the_bound_is_blocked_and_a_retry_sweeps_and_closes
         assert len(back) == 1 and back[0]["amount"] == "250", back
     finally:
         rig.close()
+
+
+def test_a_write_found_not_done_longer_than_the_bound_ago_starts_afresh(redis_url: str, key_prefix: str) -> None:
+    """adv57: ``not_done`` keeps a write's first moment across "read, not done, write again" — but a write begun
+    longer than the bound after it was found not done (a KYC review in between, a customer idle for days) is a new
+    attempt: it must not inherit the old first moment and be blocked at its first failure. (The gap is made by
+    hand: for a sub-account's create the planner writes again at once.)"""
+    import json
+
+    rig = Rig(redis_url, key_prefix, PROVISIONER_UNKNOWN_OUTCOME_MAX_SECONDS=str(BOUND_S))
+    try:
+        ev = events_for("loop-stale")
+        _faults(rig, "add_sub_account", drop=1.0)  # done, its answer lost: the intent stays pending
+        (ref,) = rig.publish(ev["created"])
+        first = _now_ms(rig)
+        rig.run(ref)
+        key = rig.app.keys.record(ref)
+        stored = json.loads(rig.app.redis.get(key))
+        token = stored["pending"]["token"]
+        # found not done at its first attempt, then nothing for longer than the bound
+        stored["pending"] = None
+        stored["not_done"] = {"kind": "create_sub_account", "token": token, "first_at_ms": first, "at_ms": first}
+        rig.app.redis.set(key, json.dumps(stored))
+        rig.clock.advance_ms(BOUND_MS + 60_000)
+        rig.run(ref)
+        pending = rig.record(ref).pending
+        assert pending is not None and pending.token == token, pending
+        assert pending.first_at_ms == _now_ms(rig), (
+            f"the write begun {(pending.started_at_ms - first) // 60_000} min after it was found not done took the "
+            f"old first moment ({pending.first_at_ms - first} ms after the first attempt)"
+        )
+    finally:
+        rig.close()

@@ -19,7 +19,7 @@ from typing import Any
 from handlers.intents import IntentDetails
 from handlers.journal import JournalAction
 from handlers.planner import Policy
-from handlers.records import Blocked, CustomerRecord, Intent, IntentKind
+from handlers.records import Blocked, CustomerRecord, Intent, IntentKind, NotDone
 from handlers.steps import StepId
 from worker.crypto import Keyring
 from worker.delivery import CredentialSealer
@@ -222,7 +222,7 @@ class StepContext:
         first = now
         if earlier is not None and earlier.kind is kind and earlier.token == token:
             first = earlier.first_at_ms
-        elif undone is not None and undone.kind is kind and undone.token == token:
+        elif undone is not None and undone.kind is kind and undone.token == token and not self._stale(undone, now):
             first = undone.first_at_ms
         intent = Intent(kind=kind, token=token, started_at_ms=now, first_at_ms=first, details=details)
         journal: list[tuple[JournalAction, dict[str, Any]]] = []
@@ -246,6 +246,11 @@ class StepContext:
         preadmission = Preadmission(endpoint) if admit is not None else self.scope.preadmission
         self.scope = replace(self.scope, send_deadline=renewed + self.services.send_window_s, preadmission=preadmission)
         return intent
+
+    def _stale(self, undone: NotDone, now: int) -> bool:
+        """Whether the write found not done was found longer than the bound ago (``Policy.unknown_outcome_max_ms``):
+        a new attempt at it then starts afresh (its earlier attempts' failures are not this one's)."""
+        return undone.at_ms > 0 and now - undone.at_ms > self.services.policy.unknown_outcome_max_ms
 
     def settle(
         self,

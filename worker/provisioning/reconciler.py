@@ -535,7 +535,9 @@ class Reconciler:
         pending = ctx.record.pending
         if pending is not None and before is None:
             # the same write written again keeps its first moment (``StepContext.write_intent``)
-            undone = NotDone(kind=pending.kind, token=pending.token, first_at_ms=pending.first_at_ms)
+            undone = NotDone(
+                kind=pending.kind, token=pending.token, first_at_ms=pending.first_at_ms, at_ms=ctx.now_ms()
+            )
             ctx.settle(
                 ctx.record.model_copy(update={"not_done": undone}),
                 JournalAction.NOT_SENT,
