@@ -120,10 +120,11 @@ def test_a_record_writes_the_write_found_not_done_only_while_it_remembers_one() 
     record = CustomerRecord.model_validate_json(STORED_CREATE)
     assert record.not_done is None and record.model_dump_json() == STORED_CREATE
     assert "not_done" not in record.model_dump(mode="json")
-    undone = NotDone(kind=IntentKind.CREATE_SUB_ACCOUNT, token="nd0a1b", first_at_ms=1000)
+    undone = NotDone(kind=IntentKind.CREATE_SUB_ACCOUNT, token="nd0a1b", first_at_ms=1000, at_ms=2000)
     remembering = record.model_copy(update={"pending": None, "not_done": undone})
     written = remembering.model_dump_json()
-    assert written.endswith(',"not_done":{"kind":"create_sub_account","token":"nd0a1b","first_at_ms":1000}}')
+    expected = ',"not_done":{"kind":"create_sub_account","token":"nd0a1b","first_at_ms":1000,"at_ms":2000}}'
+    assert written.endswith(expected)
     assert CustomerRecord.model_validate_json(written) == remembering
     assert CustomerRecord.model_validate(remembering.model_dump(mode="json")) == remembering
 
