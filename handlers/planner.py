@@ -446,8 +446,7 @@ def _offboard(p: _Plan) -> Step:
     orphaned = sorted(
         key
         for b in record.blocked.values()
-        if b.intent is not None and isinstance(b.intent.details, IssueKeyDetails)
-        for key in b.intent.details.orphans_unsure
+        for key in b.orphans
         if key not in recorded  # found by the offboarding's own listing: revoked above like any other key
     )
     if orphaned:

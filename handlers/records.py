@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
-from handlers.intents import Intent, IntentKind, TransferIntent, TransferPurpose
+from handlers.intents import Intent, IntentKind, IssueKeyDetails, TransferIntent, TransferPurpose
 from handlers.steps import StepId
 
 __all__ = [
@@ -66,18 +66,11 @@ class KeyRecord(Record):
     sealed: SealedSecret | None
     revoked_at_ms: int | None = None
     revoke_reason: str | None = None
-    access_in_doubt: bool = False
+    access_in_doubt: bool = Field(False, exclude_if=lambda doubt: not doubt)
     """An update of this key's access went unsettled (blocked for an operator once its outcome stayed unknown past
-    the bound): the exchange may hold the old permissions and whitelist or the ones sent, so the next update is sent
-    whatever ``permissions`` and ``ip_whitelist`` say, and settles it. Written only when true (a record without it
-    reads as before the field)."""
-
-    @model_serializer(mode="wrap")
-    def _doubt_only_when_true(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped: dict[str, Any] = handler(self)
-        if not self.access_in_doubt:
-            dumped.pop("access_in_doubt", None)
-        return dumped
+    the bound, then lifted by a retry): the exchange may hold the old permissions and whitelist or the ones sent, so
+    the next update is sent whatever ``permissions`` and ``ip_whitelist`` say, and settles it. Written only when
+    true (a record without it reads as before the field)."""
 
     @property
     def live(self) -> bool:
@@ -189,6 +182,17 @@ class NotDone(Record):
     """When it was found not done (0: not recorded). A write of it begun longer than the bound after that (a KYC
     review in between, say) starts afresh: its earlier attempts are not this one's (``StepContext.write_intent``)."""
 
+    @classmethod
+    def of(cls, intent: Intent, at_ms: int, *, token: str | None = None) -> NotDone:
+        """``intent``'s write, found not done at ``at_ms`` (written again under ``token`` when not its own: a
+        sweep's next round)."""
+        return cls(
+            kind=intent.kind,
+            token=intent.token if token is None else token,
+            first_at_ms=intent.first_at_ms,
+            at_ms=at_ms,
+        )
+
 
 class Blocked(Record):
     """A step the exchange refused for good; it waits for an operator's replay."""
@@ -206,6 +210,15 @@ class Blocked(Record):
     issued)."""
     reported: bool = False
     """Whether a run has raised it as a dead letter yet (a run that dies after blocking leaves it to the next)."""
+
+    @property
+    def orphans(self) -> tuple[str, ...]:
+        """The orphan keys (made by the exchange, their secret never received) an issuance kept with this block still
+        has to delete (``planner.retry_overdue``); empty for any other block."""
+        kept = self.intent
+        if kept is None or not isinstance(kept.details, IssueKeyDetails):
+            return ()
+        return tuple(kept.details.orphans_unsure)
 
 
 class BalanceSnapshot(Record):
@@ -278,16 +291,9 @@ class CustomerRecord(Record):
     futures_granted: bool = False
     """Whether a key of ours ever held the futures permission (money may then sit in the futures wallet, which the
     broker API neither reads nor moves): set when one is issued, updated or found with it, never cleared."""
-    not_done: NotDone | None = None
+    not_done: NotDone | None = Field(None, exclude_if=lambda undone: undone is None)
     """The latest write found not done, until the next write starts (``StepContext.write_intent``). Written only
     when set: a record without it (older than the field, or between two writes) is stored as before the field."""
-
-    @model_serializer(mode="wrap")
-    def _not_done_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped: dict[str, Any] = handler(self)
-        if self.not_done is None:
-            dumped.pop("not_done", None)
-        return dumped
 
     @classmethod
     def new(cls, ref: str, customer_id: str, *, name_version: int = 1) -> CustomerRecord:

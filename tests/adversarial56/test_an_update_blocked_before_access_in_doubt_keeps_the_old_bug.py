@@ -3,7 +3,8 @@ retry then sends the newest access whatever the record says. A block written by 
 (f4ea629, on main for half an hour: it blocked the update and kept the intent in the block, without the mark) is read
 by this version as a key whose access is settled: the retry lifts the block and compares the record's stale
 whitelist with the newest list, exactly as before the fix. Nothing on the block itself (its kept ``UpdateKeyDetails``
-intent) is used to recover the doubt.
+intent) is used to recover the doubt. (Fixed in 90c8231: the retry that lifts an update block keeping its write marks
+the key; since the review after it, that is the only place the mark is set.)
 """
 
 from __future__ import annotations

@@ -63,8 +63,7 @@ def not_done(
         step, reason = overdue
         fail(ctx, step, reason, manual=True)
         return
-    token = pending.token if again_as is None else again_as
-    undone = NotDone(kind=pending.kind, token=token, first_at_ms=pending.first_at_ms, at_ms=ctx.now_ms())
+    undone = NotDone.of(pending, ctx.now_ms(), token=again_as)
     ctx.settle(record.model_copy(update={"not_done": undone}), action, detail, outbound=outbound)
     if overdue is not None:
         ctx.record = ctx.record.model_copy(update={"not_done": None})  # committed with the block

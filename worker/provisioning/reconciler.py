@@ -44,7 +44,7 @@ from handlers.desired import DesiredState, carries_funding
 from handlers.intents import Intent, IssueKeyDetails, UpdateKeyDetails
 from handlers.journal import JournalAction
 from handlers.planner import plan, update_overdue
-from handlers.records import Blocked, CustomerRecord, NotDone
+from handlers.records import CustomerRecord, NotDone
 from worker.exchange import AuthConfigError, OutcomeUnknownError, RateLimitedError, RetryableError
 from worker.exchange.endpoints import ENDPOINTS
 from worker.exchange.scope import CallScope
@@ -448,9 +448,7 @@ class Reconciler:
             record = record.model_copy(update={"pending": again})
         # an issuance whose orphans cannot stand pending now (another write is): kept blocked, orphans and all, for
         # the next retry — lifted, they would be forgotten and the key issued again beside them
-        kept = [
-            s for s in retried if _holds_orphans(record.blocked[s]) and (orphans is None or s != _issue_of(orphans))
-        ]
+        kept = [s for s in retried if record.blocked[s].orphans and (orphans is None or s != _issue_of(orphans))]
         retried = [s for s in retried if s not in kept]
         counts = dict(record.retry_counts)
         for step in retried:
@@ -497,14 +495,8 @@ class Reconciler:
                 )
                 overdue = update_overdue(restarted, now, self.services.policy)
                 if overdue is not None:
-                    step_id, reason = overdue
-                    # the key holds its old access or the one sent: whatever is wanted after a retry is sent
-                    doubt = tuple(
-                        k.model_copy(update={"access_in_doubt": True}) if k.api_key == restarted.token else k
-                        for k in ctx.record.keys
-                    )
-                    ctx.record = ctx.record.model_copy(update={"keys": doubt})
-                    fail(ctx, step_id, reason, keep_intent=True)
+                    # kept with the block: the retry that lifts it leaves the key's access in doubt (``_unblock``)
+                    fail(ctx, *overdue, keep_intent=True)
             log.warning("exchange outcome unknown", error=str(exc))
             self._on_step(name, "outcome_unknown")
             return True
@@ -535,20 +527,12 @@ class Reconciler:
         pending = ctx.record.pending
         if pending is not None and before is None:
             # the same write written again keeps its first moment (``StepContext.write_intent``)
-            undone = NotDone(
-                kind=pending.kind, token=pending.token, first_at_ms=pending.first_at_ms, at_ms=ctx.now_ms()
-            )
+            undone = NotDone.of(pending, ctx.now_ms())
             ctx.settle(
                 ctx.record.model_copy(update={"not_done": undone}),
                 JournalAction.NOT_SENT,
                 {"kind": pending.kind.value, "token": pending.token, "error": str(exc)},
             )
-
-
-def _holds_orphans(block: Blocked) -> bool:
-    """Whether ``block`` keeps an issuance with orphan keys still to delete (``planner.retry_overdue``)."""
-    kept = block.intent
-    return kept is not None and isinstance(kept.details, IssueKeyDetails) and bool(kept.details.orphans_unsure)
 
 
 def _issue_of(intent: Intent) -> steps.StepId:
@@ -566,7 +550,7 @@ def _orphans_to_delete(record: CustomerRecord, retried: list[steps.StepId]) -> I
     if record.pending is not None or record.closed_at_ms is not None:
         return None
     for step in retried:
-        kept = record.blocked[step].intent
-        if kept is not None and isinstance(kept.details, IssueKeyDetails) and kept.details.orphans_unsure:
-            return kept
+        block = record.blocked[step]
+        if block.orphans:
+            return block.intent
     return None

@@ -181,7 +181,8 @@ def awaiting_admitted(client: redis.Redis, keys: Keys, ref: str) -> bool:
     Raises ``redis.RedisError``."""
     namespace = dramatiq_namespace(keys.prefix)
     queue_keys = [key for queue in _QUEUES for key in (keys.handoff(queue), f"{namespace}:{queue}")]
-    return bool(client.eval(_ANY_HELD, 1 + len(queue_keys), keys.admitted(ref), *queue_keys, keys.dead_letter("")))
+    held = client.register_script(_ANY_HELD)  # EVALSHA: the script's text is sent only the first time
+    return bool(held(keys=[keys.admitted(ref), *queue_keys], args=[keys.dead_letter("")]))
 
 
 def dramatiq_namespace(key_prefix: str) -> str:
